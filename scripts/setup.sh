@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Sets up banger on Debian 12 with Node.js >= 20: installs the Debian packages it uses,
+# the npm packages, and builds the CLI, the daemon and the guest agent. Idempotent: a
+# second run installs nothing and rebuilds only what changed.
+#   bash scripts/setup.sh          what banger needs to run
+#   bash scripts/setup.sh --test   plus what the test suite needs (registry, busybox, ...)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNTIME_PACKAGES=(qemu-system-x86 qemu-utils e2fsprogs zstd xz-utils lz4 cpio kmod golang-go nftables iproute2 git ca-certificates dpkg-dev)
+TEST_PACKAGES=(busybox-static docker-registry skopeo dnsutils curl openssl apache2-utils hyperfine)
+
+packages=("${RUNTIME_PACKAGES[@]}")
+if [[ "${1:-}" == "--test" ]]; then packages+=("${TEST_PACKAGES[@]}"); fi
+
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if (( ${#missing[@]} > 0 )); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if (( node_major < 20 )); then echo "setup: banger needs Node.js >= 20 (found $(node --version))" >&2; exit 1; fi
+
+# npm ci only when the lock file changed since the last install.
+lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [[ ! -f node_modules/.banger-lock-sum || "$(cat node_modules/.banger-lock-sum)" != "$lock_sum" ]]; then
+  echo "setup: installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$lock_sum" > node_modules/.banger-lock-sum
+fi
+
+echo "setup: building"
+node scripts/build.mjs
+echo "setup: done ($(bin/banger --version))"

@@ -1,0 +1,131 @@
+// `banger daemon status|stop|logs|start`.
+import { createReadStream, existsSync, readFileSync, statSync, watch } from "node:fs";
+import type { Command } from "commander";
+import { resolvePaths } from "../config/index.ts";
+import { RpcClient } from "../rpc/index.ts";
+import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
+import { callDaemon } from "./daemon-client.ts";
+import { printFields, printJson } from "./output.ts";
+
+interface Status {
+  pid: number;
+  version: string;
+  commit: string;
+  root: string;
+  socket: string;
+  uptimeSeconds: number;
+  schemaVersion: number;
+  vms: { total: number; running: number };
+}
+
+export function registerDaemon(program: Command): void {
+  const daemon = program.command("daemon").description("control bangerd, the daemon that owns all state");
+
+  daemon
+    .command("status")
+    .description("show whether bangerd is running for this root, and its details")
+    .option("--json", "print JSON")
+    .action(async (opts: { json?: boolean }) => {
+      const paths = resolvePaths();
+      const client = await RpcClient.connect(paths.socket).catch(() => undefined);
+      if (!client) {
+        if (opts.json) printJson({ running: false, root: paths.root, socket: paths.socket });
+        else process.stdout.write(`bangerd is not running for ${paths.root}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      const status = await client.call<Status>("daemon.status").finally(() => client.close());
+      if (opts.json) return printJson({ running: true, ...status });
+      printFields([
+        ["running", `yes (pid ${status.pid})`],
+        ["version", `${status.version} (${status.commit})`],
+        ["root", status.root],
+        ["socket", status.socket],
+        ["uptime", `${status.uptimeSeconds}s`],
+        ["vms", `${status.vms.running} running, ${status.vms.total} total`],
+      ]);
+    });
+
+  daemon
+    .command("start")
+    .description("start bangerd for this root if it is not running (commands do this by themselves)")
+    .action(async () => {
+      const status = await callDaemon<Status>("daemon.status");
+      process.stdout.write(`bangerd running (pid ${status.pid}) on ${status.socket}\n`);
+    });
+
+  daemon
+    .command("stop")
+    .description("stop bangerd (running VMs keep running and are re-adopted at the next start)")
+    .option("--json", "print JSON")
+    .action(async (opts: { json?: boolean }) => {
+      const paths = resolvePaths();
+      const client = await RpcClient.connect(paths.socket).catch(() => undefined);
+      if (!client) {
+        if (opts.json) printJson({ stopped: false, running: false });
+        else process.stdout.write("bangerd is not running\n");
+        return;
+      }
+      const res = await client.call<{ pid: number }>("daemon.stop").finally(() => client.close());
+      await waitGone(paths.socket, 15000);
+      if (opts.json) printJson({ stopped: true, pid: res.pid });
+      else process.stdout.write(`bangerd (pid ${res.pid}) stopped\n`);
+    });
+
+  daemon
+    .command("logs")
+    .description("print bangerd's log (structured JSON lines)")
+    .option("-f, --follow", "keep printing new lines")
+    .option("-n, --lines <n>", "print only the last N lines", parseCount)
+    .action(async (opts: { follow?: boolean; lines?: number }) => {
+      const file = resolvePaths().daemonLog;
+      if (!existsSync(file)) throw new BangerError(ErrorCode.NotFound, `no log yet at ${file}`, "the daemon has not run for this root");
+      const text = readFileSync(file, "utf8");
+      const lines = text.split("\n").filter((l) => l !== "");
+      const shown = opts.lines === undefined ? lines : lines.slice(-opts.lines);
+      if (shown.length > 0) process.stdout.write(`${shown.join("\n")}\n`);
+      if (opts.follow) await follow(file, Buffer.byteLength(text));
+    });
+}
+
+function parseCount(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw invalidArgument(`--lines takes a whole number, not ${JSON.stringify(v)}`);
+  return n;
+}
+
+async function waitGone(socket: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (existsSync(socket)) {
+    if (Date.now() > deadline) throw new BangerError(ErrorCode.Timeout, "bangerd did not stop in time", "see `banger daemon logs`");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Streams what is appended to file from offset on, until Ctrl-C. */
+function follow(file: string, offset: number): Promise<void> {
+  return new Promise((resolve) => {
+    let pos = offset;
+    let reading = false;
+    const readMore = () => {
+      if (reading) return;
+      const size = statSync(file).size;
+      if (size < pos) pos = 0; // truncated or rotated
+      if (size === pos) return;
+      reading = true;
+      createReadStream(file, { start: pos, end: size - 1 })
+        .on("data", (c) => process.stdout.write(c))
+        .on("end", () => {
+          pos = size;
+          reading = false;
+        });
+    };
+    const watcher = watch(file, readMore);
+    const timer = setInterval(readMore, 1000);
+    process.once("SIGINT", () => {
+      watcher.close();
+      clearInterval(timer);
+      resolve();
+    });
+  });
+}

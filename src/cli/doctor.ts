@@ -1,0 +1,27 @@
+// `banger doctor`: runs locally, without the daemon, so it works before anything else does.
+import type { Command } from "commander";
+import { resolvePaths } from "../config/index.ts";
+import { runDoctor } from "../doctor/index.ts";
+import { printJson } from "./output.ts";
+
+const MARK = { pass: "ok  ", warn: "warn", fail: "FAIL" } as const;
+
+export function registerDoctor(program: Command): void {
+  program
+    .command("doctor")
+    .description("check this host for everything banger uses; exit 1 when a VM cannot boot here")
+    .option("--json", "print JSON")
+    .action(async (opts: { json?: boolean }) => {
+      const report = await runDoctor(resolvePaths());
+      if (opts.json) printJson(report);
+      else {
+        const width = Math.max(...report.checks.map((c) => c.name.length));
+        for (const c of report.checks) {
+          process.stdout.write(`${MARK[c.status]}  ${c.name.padEnd(width)}  ${c.detail}\n`);
+          if (c.fix && c.status !== "pass") process.stdout.write(`${" ".repeat(width + 8)}fix: ${c.fix}\n`);
+        }
+        process.stdout.write(report.canBoot ? "\nthis host can boot banger VMs\n" : "\nthis host cannot boot banger VMs yet: fix the FAIL lines above\n");
+      }
+      if (!report.canBoot) process.exitCode = 1;
+    });
+}

@@ -1,0 +1,57 @@
+// banger: the CLI. Parses the command line, calls bangerd over its socket, prints results.
+// Exit status: 0 success, 1 a failed operation, 2 bad usage.
+import { Command, CommanderError } from "commander";
+import { BangerError, errorLine, isUsageError } from "../util/errors.ts";
+import { versionLine } from "../util/buildinfo.ts";
+import { registerDaemon } from "./daemon.ts";
+import { registerDoctor } from "./doctor.ts";
+import { registerVm } from "./vm.ts";
+
+const debug = process.argv.includes("--debug");
+
+function buildProgram(): Command {
+  const program = new Command("banger")
+    .description("disposable Linux microVMs for coding agents and untrusted code")
+    .option("--debug", "show stack traces on errors")
+    .version(versionLine("banger"), "-V, --version", "print version, git commit and build date")
+    .showSuggestionAfterError(true);
+  registerVm(program);
+  registerDoctor(program);
+  registerDaemon(program);
+  applyToAll(program, (cmd) => {
+    cmd.exitOverride();
+    cmd.configureOutput({ outputError: (str, write) => write(`banger: ${str.replace(/^error: /, "")}`) });
+    cmd.showHelpAfterError(`usage: ${fullName(cmd)} ${cmd.usage()}  (see --help)`);
+  });
+  return program;
+}
+
+function applyToAll(cmd: Command, fn: (cmd: Command) => void): void {
+  fn(cmd);
+  for (const sub of cmd.commands) applyToAll(sub, fn);
+}
+
+function fullName(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
+  return names.join(" ");
+}
+
+async function main(): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end here with code 0; parsing errors were already printed.
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    process.stderr.write(`banger: ${errorLine(err)}\n`);
+    if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    process.exitCode = isUsageError(err) ? 2 : 1;
+    if (!(err instanceof BangerError) && !debug) process.stderr.write("banger: (run with --debug for details)\n");
+  }
+}
+
+await main();

@@ -1,0 +1,120 @@
+// Package config owns where banger keeps things and what the user configured.
+//
+// Every path banger writes to is derived here from one state root: $BANGER_HOME when set
+// (tests always set it), else /var/lib/banger with sockets under /run/banger. The config
+// file is <root>/config.json. This module reads and writes only that file; the directories
+// it names belong to the modules that fill them (store, bundle, vmm, ...).
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { invalidArgument } from "../util/errors.ts";
+
+export interface Paths {
+  root: string;
+  /** Sockets and pid files: <root>/run, or /run/banger for the system root. */
+  runDir: string;
+  socket: string;
+  lockFile: string;
+  db: string;
+  logsDir: string;
+  daemonLog: string;
+  configFile: string;
+  kernelsDir: string;
+  imagesDir: string;
+  vmsDir: string;
+  /** Content-addressed downloads (bundles by sha256, OCI blobs by digest). */
+  cacheDir: string;
+  /** Scratch space on the same filesystem as the stores, so publishing is a rename. */
+  tmpDir: string;
+}
+
+export const SYSTEM_ROOT = "/var/lib/banger";
+export const SYSTEM_RUN_DIR = "/run/banger";
+
+export function resolvePaths(env: NodeJS.ProcessEnv = process.env): Paths {
+  const home = env.BANGER_HOME;
+  const root = home && home !== "" ? home : SYSTEM_ROOT;
+  const runDir = home && home !== "" ? join(root, "run") : SYSTEM_RUN_DIR;
+  return {
+    root,
+    runDir,
+    socket: join(runDir, "bangerd.sock"),
+    lockFile: join(root, "bangerd.lock"),
+    db: join(root, "banger.db"),
+    logsDir: join(root, "logs"),
+    daemonLog: join(root, "logs", "bangerd.log"),
+    configFile: join(root, "config.json"),
+    kernelsDir: join(root, "kernels"),
+    imagesDir: join(root, "images"),
+    vmsDir: join(root, "vms"),
+    cacheDir: join(root, "cache"),
+    tmpDir: join(root, "tmp"),
+  };
+}
+
+export function ensureDirs(paths: Paths): void {
+  for (const dir of [paths.root, paths.runDir, paths.logsDir, paths.kernelsDir, paths.imagesDir, paths.vmsDir, paths.cacheDir, paths.tmpDir]) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  }
+}
+
+/** What the user can set in config.json (and `banger config set`). */
+export interface Config {
+  kernel_catalog?: string;
+  image_catalog?: string;
+  default_kernel?: string;
+  default_image?: string;
+  insecure_registries?: string[];
+  /** Which VMM runs VMs: "qemu" or "firecracker"; unset picks what the host can do. */
+  vmm?: string;
+  web?: { enabled?: boolean; port?: number; address?: string };
+}
+
+const STRING_KEYS = ["kernel_catalog", "image_catalog", "default_kernel", "default_image", "vmm"] as const;
+
+export function parseConfig(text: string, source: string): Config {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw invalidArgument(`${source}: not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw invalidArgument(`${source}: expected a JSON object`);
+  const obj = raw as Record<string, unknown>;
+  for (const key of STRING_KEYS) {
+    if (obj[key] !== undefined && typeof obj[key] !== "string") throw invalidArgument(`${source}: "${key}" must be a string`);
+  }
+  const insecure = obj.insecure_registries;
+  if (insecure !== undefined && (!Array.isArray(insecure) || insecure.some((r) => typeof r !== "string"))) {
+    throw invalidArgument(`${source}: "insecure_registries" must be a list of strings`);
+  }
+  const web = obj.web;
+  if (web !== undefined && (typeof web !== "object" || web === null || Array.isArray(web))) {
+    throw invalidArgument(`${source}: "web" must be an object`);
+  }
+  return obj as Config;
+}
+
+export function loadConfig(paths: Paths): Config {
+  let text: string;
+  try {
+    text = readFileSync(paths.configFile, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return {};
+    throw err;
+  }
+  return parseConfig(text, paths.configFile);
+}
+
+export function saveConfig(paths: Paths, config: Config): void {
+  mkdirSync(paths.root, { recursive: true, mode: 0o700 });
+  const tmp = `${paths.configFile}.tmp-${process.pid}`;
+  writeFileSync(tmp, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+  renameSync(tmp, paths.configFile);
+}
+
+/** Environment overrides win over the config file for catalogs (mirrors, tests). */
+export function catalogOverride(kind: "kernel" | "image", config: Config, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const fromEnv = kind === "kernel" ? env.BANGER_KERNEL_CATALOG : env.BANGER_IMAGE_CATALOG;
+  if (fromEnv) return fromEnv;
+  return kind === "kernel" ? config.kernel_catalog : config.image_catalog;
+}

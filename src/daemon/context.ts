@@ -1,0 +1,36 @@
+// What every daemon operation gets: paths, config, store, logger, and the per-name locks
+// that serialize operations on one VM (or image, or kernel) while others run in parallel.
+import type { Config, Paths } from "../config/index.ts";
+import type { Store } from "../store/index.ts";
+import type { Logger } from "./logger.ts";
+
+export interface DaemonContext {
+  paths: Paths;
+  config: Config;
+  store: Store;
+  log: Logger;
+  locks: KeyedLock;
+  startedAt: number;
+  /** Asks the daemon to shut down after the current answer is sent. */
+  requestShutdown(): void;
+}
+
+/** A mutex per key: run() waits for earlier holders of the same key only. */
+export class KeyedLock {
+  private readonly tails = new Map<string, Promise<void>>();
+
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.tails.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => (release = resolve));
+    const tail = previous.then(() => mine);
+    this.tails.set(key, tail);
+    await previous;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
+  }
+}

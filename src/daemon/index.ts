@@ -1,0 +1,9 @@
+// Package daemon is bangerd: the composition root that wires config, store, rpc and the
+// owning modules together; the method table; operation records; per-name locks; and
+// reconciliation at start (interrupted operations, VMs whose VMM died).
+//
+// It holds no business logic of its own in the method table: each method calls one
+// operation, and each operation calls the module that owns the work.
+export { runDaemon } from "./server.ts";
+export { connectOrStart, spawnDaemon, waitForDaemon, daemonEntry } from "./launch.ts";
+export { KeyedLock, type DaemonContext } from "./context.ts";

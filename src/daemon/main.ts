@@ -1,0 +1,44 @@
+// bangerd: the daemon's entry point. Parses flags, then either runs in the foreground
+// (systemd, or when the CLI starts it) or starts itself in the background and exits.
+import { Command, CommanderError } from "commander";
+import { resolvePaths } from "../config/index.ts";
+import { errorLine } from "../util/errors.ts";
+import { versionLine } from "../util/buildinfo.ts";
+import { runDaemon } from "./server.ts";
+import { spawnDaemon, waitForDaemon } from "./launch.ts";
+
+const program = new Command("bangerd")
+  .description("banger's daemon: owns VMs, images, kernels and all state under one root ($BANGER_HOME or /var/lib/banger)")
+  .option("--foreground", "run in the foreground (for systemd); logs also go to stderr")
+  .option("--quiet", "with --foreground: log to the log file only")
+  .version(versionLine("bangerd"), "-V, --version")
+  .exitOverride()
+  .configureOutput({ outputError: (str, write) => write(str) });
+
+try {
+  program.parse();
+} catch (err) {
+  const code = err instanceof CommanderError ? err.exitCode : 1;
+  process.exit(code === 0 ? 0 : 2);
+}
+const opts = program.opts<{ foreground?: boolean; quiet?: boolean }>();
+const paths = resolvePaths();
+
+if (opts.foreground) {
+  runDaemon(paths, { logToStderr: !opts.quiet }).catch((err) => {
+    process.stderr.write(`bangerd: ${errorLine(err)}\n`);
+    process.exit(1);
+  });
+} else {
+  try {
+    const pid = spawnDaemon(paths);
+    const client = await waitForDaemon(paths, 15000);
+    const status = await client.call<{ pid: number }>("daemon.status");
+    client.close();
+    if (status.pid !== pid) process.stderr.write(`bangerd: already running (pid ${status.pid})\n`);
+    process.stdout.write(`bangerd running (pid ${status.pid}) on ${paths.socket}\n`);
+  } catch (err) {
+    process.stderr.write(`bangerd: ${errorLine(err)}\n`);
+    process.exit(1);
+  }
+}

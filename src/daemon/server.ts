@@ -1,0 +1,66 @@
+// The daemon's life: lock the root, open the store, reconcile, serve the socket, and on
+// SIGTERM/SIGINT/`daemon.stop` stop serving, let cancelled handlers clean up, and exit.
+import { readFileSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { ensureDirs, loadConfig, type Paths } from "../config/index.ts";
+import { RpcServer } from "../rpc/index.ts";
+import { openStore } from "../store/index.ts";
+import { buildInfo } from "../util/buildinfo.ts";
+import { acquireDaemonLock } from "./lock.ts";
+import { Logger } from "./logger.ts";
+import { KeyedLock, type DaemonContext } from "./context.ts";
+import { buildMethodTable } from "./methods.ts";
+
+/** The gid of the `banger` group when it exists: members may then use the socket. */
+function bangerGroupId(): number | undefined {
+  try {
+    for (const line of readFileSync("/etc/group", "utf8").split("\n")) {
+      const [name, , gid] = line.split(":");
+      if (name === "banger" && gid) return Number.parseInt(gid, 10);
+    }
+  } catch {
+    /* no /etc/group: no group access */
+  }
+  return undefined;
+}
+
+export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): Promise<void> {
+  ensureDirs(paths);
+  const lock = acquireDaemonLock(paths.lockFile, join(paths.runDir, "bangerd.pid"), paths.root);
+  const log = new Logger(paths.daemonLog, opts.logToStderr);
+  const store = openStore(paths.db);
+  const interrupted = store.failInterruptedOperations();
+  let shutdownRequested: () => void = () => undefined;
+  const ctx: DaemonContext = {
+    paths,
+    config: loadConfig(paths),
+    store,
+    log,
+    locks: new KeyedLock(),
+    startedAt: Date.now(),
+    requestShutdown: () => shutdownRequested(),
+  };
+  const server = new RpcServer(buildMethodTable(ctx), log);
+  const gid = bangerGroupId();
+  await server.listen(paths.socket, gid === undefined ? { mode: 0o600 } : { mode: 0o660, gid });
+  log.info("bangerd ready", { pid: process.pid, version: buildInfo.version, commit: buildInfo.commit, root: paths.root, socket: paths.socket, interruptedOperations: interrupted });
+
+  let stopping = false;
+  const stop = async (reason: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("bangerd stopping", { reason });
+    await server.close();
+    await rm(paths.socket, { force: true });
+    store.close();
+    lock.release();
+    log.info("bangerd stopped");
+    await log.close();
+    process.exit(0);
+  };
+  // Let the answer to `daemon.stop` reach the client before the socket closes.
+  shutdownRequested = () => setTimeout(() => void stop("daemon.stop"), 50);
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+}

@@ -1,0 +1,110 @@
+// Package doctor answers "is this host ready for banger?": one check per thing banger uses,
+// each pass / warn / fail with the exact command that fixes a failure.
+//
+// It only looks; it never installs or changes anything. Probes that other modules also need
+// (KVM speed, clone strategies) live with those modules; doctor just reports them.
+import { accessSync, constants, existsSync, statfsSync } from "node:fs";
+import type { Paths } from "../config/index.ts";
+import { installHint, which } from "../util/exec.ts";
+import { humanBytes } from "../util/fsx.ts";
+
+export type CheckStatus = "pass" | "warn" | "fail";
+
+export interface Check {
+  name: string;
+  status: CheckStatus;
+  detail: string;
+  /** The command (or step) that fixes a warn/fail. */
+  fix?: string;
+  /** A failed check with this set means no VM can boot on this host. */
+  neededToBoot: boolean;
+}
+
+export interface DoctorReport {
+  checks: Check[];
+  /** True when every check needed to boot a VM passes. */
+  canBoot: boolean;
+}
+
+/** Extra probes supplied by the modules that own them (KVM speed, disk cloning). */
+export interface DoctorProbes {
+  kvmSpeed?: () => Promise<{ fast: boolean; detail: string }>;
+  cloneStrategy?: (dir: string) => Promise<{ strategy: string; detail: string }>;
+  agentBinary?: () => string | undefined;
+}
+
+function toolCheck(tool: string, neededToBoot: boolean, what: string): Check {
+  const path = which(tool);
+  if (path) return { name: tool, status: "pass", detail: `${path} (${what})`, neededToBoot };
+  return { name: tool, status: neededToBoot ? "fail" : "warn", detail: `not found (${what})`, fix: installHint(tool).replace(/^install it: /, ""), neededToBoot };
+}
+
+function deviceCheck(name: string, path: string, what: string, fix: string, neededToBoot: boolean): Check {
+  if (!existsSync(path)) return { name, status: neededToBoot ? "fail" : "warn", detail: `${path} missing (${what})`, fix, neededToBoot };
+  try {
+    accessSync(path, constants.R_OK | constants.W_OK);
+    return { name, status: "pass", detail: `${path} (${what})`, neededToBoot };
+  } catch {
+    return { name, status: neededToBoot ? "fail" : "warn", detail: `${path} not accessible by this user`, fix: `run banger as root, or add the user to the group owning ${path}`, neededToBoot };
+  }
+}
+
+function bridgeCheck(): Check {
+  const present = existsSync("/sys/module/bridge") || existsSync("/proc/sys/net/bridge");
+  return present
+    ? { name: "bridge", status: "pass", detail: "kernel bridge support present", neededToBoot: false }
+    : { name: "bridge", status: "warn", detail: "bridge module not loaded (VM networking)", fix: "modprobe bridge", neededToBoot: false };
+}
+
+function diskCheck(root: string): Check {
+  let dir = root;
+  while (!existsSync(dir) && dir !== "/") dir = dir.replace(/\/[^/]*$/, "") || "/";
+  const st = statfsSync(dir);
+  const free = st.bavail * st.bsize;
+  const detail = `${humanBytes(free)} free under ${root}`;
+  if (free < 1024 ** 3) return { name: "disk", status: "fail", detail, fix: `free space on the filesystem holding ${root}`, neededToBoot: true };
+  if (free < 10 * 1024 ** 3) return { name: "disk", status: "warn", detail: `${detail} (images want several GiB)`, fix: `free space on the filesystem holding ${root}`, neededToBoot: false };
+  return { name: "disk", status: "pass", detail, neededToBoot: false };
+}
+
+export async function runDoctor(paths: Paths, probes: DoctorProbes = {}): Promise<DoctorReport> {
+  const checks: Check[] = [];
+  const kvm = deviceCheck("kvm", "/dev/kvm", "hardware virtualization", "modprobe kvm_intel || modprobe kvm_amd (and enable virtualization in firmware)", false);
+  if (kvm.status === "pass" && probes.kvmSpeed) {
+    const speed = await probes.kvmSpeed();
+    if (!speed.fast) Object.assign(kvm, { status: "warn", detail: `${kvm.detail}; ${speed.detail}` });
+    else kvm.detail = `${kvm.detail}; ${speed.detail}`;
+  } else if (kvm.status !== "pass") {
+    kvm.detail += "; VMs will run under QEMU TCG (slower)";
+  }
+  checks.push(kvm);
+
+  const firecracker = toolCheck("firecracker", false, "Firecracker VMM, optional: QEMU is used without it");
+  if (firecracker.status !== "pass") firecracker.fix = "install a firecracker release binary on PATH (no Debian package); QEMU works meanwhile";
+  checks.push(firecracker);
+  checks.push(toolCheck("qemu-system-x86_64", firecracker.status !== "pass", "QEMU microvm VMM"));
+  checks.push(toolCheck("qemu-img", true, "copy-on-write qcow2 root disks"));
+  checks.push(toolCheck("mkfs.ext4", true, "building root disks"));
+  checks.push(toolCheck("debugfs", true, "ownership and modes inside root disks"));
+  checks.push(toolCheck("zstd", true, "kernel and image bundles"));
+  checks.push(deviceCheck("tun", "/dev/net/tun", "tap devices for VM networking", "modprobe tun", false));
+  checks.push(deviceCheck("vhost-vsock", "/dev/vhost-vsock", "vsock for QEMU; without it the agent uses virtio-serial", "modprobe vhost_vsock", false));
+  checks.push(toolCheck("nft", false, "NAT for VM networking"));
+  checks.push(toolCheck("ip", false, "bridge and tap setup"));
+  checks.push(bridgeCheck());
+  checks.push(diskCheck(paths.root));
+
+  if (probes.cloneStrategy) {
+    const clone = await probes.cloneStrategy(paths.root);
+    checks.push({ name: "disk-clone", status: clone.strategy === "sparse-copy" ? "warn" : "pass", detail: `${clone.strategy}: ${clone.detail}`, neededToBoot: false });
+  }
+  if (probes.agentBinary) {
+    const agent = probes.agentBinary();
+    checks.push(
+      agent
+        ? { name: "guest-agent", status: "pass", detail: agent, neededToBoot: true }
+        : { name: "guest-agent", status: "fail", detail: "the guest agent is not built", fix: "bash scripts/setup.sh (in the banger repository)", neededToBoot: true },
+    );
+  }
+  return { checks, canBoot: !checks.some((c) => c.status === "fail" && c.neededToBoot) };
+}

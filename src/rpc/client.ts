@@ -1,0 +1,150 @@
+// The CLI side of the socket: one connection, many concurrent calls, each with its own
+// progress, events, input and cancellation.
+import { connect, type Socket } from "node:net";
+import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
+import type { ProgressEvent } from "../util/progress.ts";
+import {
+  CANCEL,
+  EVENT,
+  INPUT,
+  LineSplitter,
+  PROGRESS,
+  fromErrorObject,
+  type RequestId,
+  type RpcErrorObject,
+} from "./protocol.ts";
+
+export interface CallOptions {
+  signal?: AbortSignal;
+  onProgress?: (p: ProgressEvent) => void;
+  onEvent?: (event: unknown) => void;
+}
+
+export interface Call<T> {
+  id: RequestId;
+  result: Promise<T>;
+  /** Sends `$/input` to the handler of this call. */
+  input(input: unknown): void;
+  cancel(): void;
+}
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(err: unknown): void;
+  opts: CallOptions;
+}
+
+export class RpcClient {
+  private nextId = 1;
+  private readonly pending = new Map<RequestId, Pending>();
+  private closedError: BangerError | undefined;
+
+  private constructor(private readonly socket: Socket) {
+    const splitter = new LineSplitter((line) => this.handleLine(line));
+    socket.on("data", (chunk: Buffer) => {
+      try {
+        splitter.push(chunk);
+      } catch (err) {
+        this.failAll(new BangerError(ErrorCode.Unavailable, `bad answer from bangerd: ${(err as Error).message}`));
+        socket.destroy();
+      }
+    });
+    socket.on("error", () => undefined);
+    socket.on("close", () => this.failAll(new BangerError(ErrorCode.Unavailable, "connection to bangerd lost", "see `banger daemon logs`")));
+  }
+
+  /** Connects to a daemon socket; rejects with the raw errno error (ENOENT, ECONNREFUSED, ...). */
+  static connect(path: string, timeoutMs = 5000): Promise<RpcClient> {
+    return new Promise((resolve, reject) => {
+      const socket = connect(path);
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(Object.assign(new Error(`timed out connecting to ${path}`), { code: "ETIMEDOUT" }));
+      }, timeoutMs);
+      socket.once("connect", () => {
+        clearTimeout(timer);
+        socket.off("error", reject);
+        resolve(new RpcClient(socket));
+      });
+      socket.once("error", (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+  }
+
+  call<T = unknown>(method: string, params?: unknown, opts: CallOptions = {}): Promise<T> {
+    return this.start<T>(method, params, opts).result;
+  }
+
+  start<T = unknown>(method: string, params?: unknown, opts: CallOptions = {}): Call<T> {
+    const id = this.nextId++;
+    const result = new Promise<T>((resolve, reject) => {
+      if (this.closedError) return reject(this.closedError);
+      if (opts.signal?.aborted) return reject(cancelled());
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, opts });
+      this.send({ jsonrpc: "2.0", id, method, ...(params === undefined ? {} : { params }) });
+    });
+    const cancel = () => this.send({ jsonrpc: "2.0", method: CANCEL, params: { id } });
+    // Cancelling tells the daemon and stops waiting at once; the daemon's answer is ignored.
+    opts.signal?.addEventListener(
+      "abort",
+      () => {
+        cancel();
+        const p = this.pending.get(id);
+        this.pending.delete(id);
+        p?.reject(cancelled());
+      },
+      { once: true },
+    );
+    return {
+      id,
+      result,
+      input: (input) => this.send({ jsonrpc: "2.0", method: INPUT, params: { id, input } }),
+      cancel,
+    };
+  }
+
+  close(): void {
+    this.socket.end();
+    this.socket.destroy();
+  }
+
+  private send(msg: object): void {
+    if (!this.socket.destroyed) this.socket.write(`${JSON.stringify(msg)}\n`);
+  }
+
+  private handleLine(line: string): void {
+    let msg: { id?: RequestId | null; method?: string; params?: { id?: RequestId; event?: unknown }; result?: unknown; error?: RpcErrorObject };
+    try {
+      msg = JSON.parse(line);
+    } catch {
+      return;
+    }
+    if (msg.method !== undefined) {
+      const target = msg.params?.id;
+      const p = target === undefined ? undefined : this.pending.get(target);
+      if (!p) return;
+      if (msg.method === PROGRESS) {
+        const { id: _id, ...event } = msg.params as ProgressEvent & { id: RequestId };
+        p.opts.onProgress?.(event);
+      } else if (msg.method === EVENT) p.opts.onEvent?.(msg.params?.event);
+      return;
+    }
+    if (msg.id === undefined || msg.id === null) {
+      if (msg.error) this.failAll(fromErrorObject(msg.error));
+      return;
+    }
+    const p = this.pending.get(msg.id);
+    if (!p) return;
+    this.pending.delete(msg.id);
+    if (msg.error) p.reject(fromErrorObject(msg.error));
+    else p.resolve(msg.result);
+  }
+
+  private failAll(err: BangerError): void {
+    this.closedError ??= err;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+}

@@ -1,0 +1,10 @@
+// Package rpc is banger's JSON-RPC 2.0 transport over a Unix socket: framing, requests,
+// responses, error codes, progress/event notifications, input and cancellation.
+//
+// It knows nothing of VMs or images: the daemon hands the server a method table and the
+// CLI makes calls by name. Cancellation (a `$/cancel` notification or the client going
+// away) aborts the handler's AbortSignal; cleaning up is the handler's job.
+export { RpcServer, type CallContext, type Handler, type MethodTable, type ServerLogger } from "./server.ts";
+export { RpcClient, type Call, type CallOptions } from "./client.ts";
+export { MAX_LINE_BYTES, type RequestId } from "./protocol.ts";
+export { optionalString, requireString, optionalInt, optionalBool, requireObject } from "./params.ts";

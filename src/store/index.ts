@@ -1,0 +1,326 @@
+// Package store is banger's state in SQLite (WAL): kernels, images, vms, sessions and
+// operations, with numbered migrations applied when the daemon opens it.
+//
+// Only the daemon opens the store. Every write is one transaction, so a daemon killed
+// mid-write leaves the previous consistent state. The store records what exists; the files
+// (disks, kernels, sockets) belong to the modules that make them.
+import Database from "better-sqlite3";
+import { MIGRATIONS } from "./migrations.ts";
+
+export type VmState = "creating" | "stopped" | "starting" | "running" | "stopping" | "error";
+export type SessionState = "running" | "exited" | "lost";
+export type OperationState = "running" | "succeeded" | "failed" | "cancelled";
+
+export interface KernelRecord {
+  name: string;
+  source: string;
+  kernelVersion: string;
+  distro: string;
+  arch: string;
+  vmlinuxSha256: string;
+  hasInitrd: boolean;
+  modules: string[];
+  sizeBytes: number;
+  createdAt: string;
+}
+
+export interface ImageRecord {
+  name: string;
+  source: string;
+  digest: string;
+  kernelRef: string | null;
+  distro: string;
+  arch: string;
+  sizeBytes: number;
+  /** The OCI image config (Entrypoint, Cmd, Env, ...) or {} for bundles. */
+  config: Record<string, unknown>;
+  createdAt: string;
+}
+
+export interface VmRecord {
+  name: string;
+  id: string;
+  state: VmState;
+  image: string;
+  kernel: string;
+  vmm: string;
+  cpus: number;
+  memoryMib: number;
+  diskBytes: number;
+  pid: number | null;
+  ip: string | null;
+  error: string | null;
+  config: Record<string, unknown>;
+  createdAt: string;
+  startedAt: string | null;
+}
+
+export interface SessionRecord {
+  vm: string;
+  name: string;
+  command: string;
+  state: SessionState;
+  exitCode: number | null;
+  createdAt: string;
+}
+
+export interface OperationRecord {
+  id: number;
+  kind: string;
+  target: string;
+  state: OperationState;
+  error: string | null;
+  startedAt: string;
+  finishedAt: string | null;
+}
+
+type Row = Record<string, unknown>;
+
+const now = () => new Date().toISOString();
+
+function kernelFromRow(r: Row): KernelRecord {
+  return {
+    name: r.name as string,
+    source: r.source as string,
+    kernelVersion: r.kernel_version as string,
+    distro: r.distro as string,
+    arch: r.arch as string,
+    vmlinuxSha256: r.vmlinux_sha256 as string,
+    hasInitrd: r.has_initrd === 1,
+    modules: JSON.parse(r.modules as string) as string[],
+    sizeBytes: r.size_bytes as number,
+    createdAt: r.created_at as string,
+  };
+}
+
+function imageFromRow(r: Row): ImageRecord {
+  return {
+    name: r.name as string,
+    source: r.source as string,
+    digest: r.digest as string,
+    kernelRef: (r.kernel_ref as string | null) ?? null,
+    distro: r.distro as string,
+    arch: r.arch as string,
+    sizeBytes: r.size_bytes as number,
+    config: JSON.parse(r.config as string) as Record<string, unknown>,
+    createdAt: r.created_at as string,
+  };
+}
+
+function vmFromRow(r: Row): VmRecord {
+  return {
+    name: r.name as string,
+    id: r.id as string,
+    state: r.state as VmState,
+    image: r.image as string,
+    kernel: r.kernel as string,
+    vmm: r.vmm as string,
+    cpus: r.cpus as number,
+    memoryMib: r.memory_mib as number,
+    diskBytes: r.disk_bytes as number,
+    pid: (r.pid as number | null) ?? null,
+    ip: (r.ip as string | null) ?? null,
+    error: (r.error as string | null) ?? null,
+    config: JSON.parse(r.config as string) as Record<string, unknown>,
+    createdAt: r.created_at as string,
+    startedAt: (r.started_at as string | null) ?? null,
+  };
+}
+
+function sessionFromRow(r: Row): SessionRecord {
+  return {
+    vm: r.vm as string,
+    name: r.name as string,
+    command: r.command as string,
+    state: r.state as SessionState,
+    exitCode: (r.exit_code as number | null) ?? null,
+    createdAt: r.created_at as string,
+  };
+}
+
+function operationFromRow(r: Row): OperationRecord {
+  return {
+    id: r.id as number,
+    kind: r.kind as string,
+    target: r.target as string,
+    state: r.state as OperationState,
+    error: (r.error as string | null) ?? null,
+    startedAt: r.started_at as string,
+    finishedAt: (r.finished_at as string | null) ?? null,
+  };
+}
+
+export class Store {
+  readonly db: Database.Database;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma("journal_mode = WAL");
+    // NORMAL is crash-safe in WAL mode against a killed process; only power loss can lose
+    // the last transactions, never corrupt the file.
+    this.db.pragma("synchronous = NORMAL");
+    this.db.pragma("foreign_keys = ON");
+    this.db.pragma("busy_timeout = 5000");
+    this.migrate();
+  }
+
+  /** Applies the migrations the file has not seen yet, each in its own transaction. */
+  private migrate(): void {
+    const current = this.db.pragma("user_version", { simple: true }) as number;
+    if (current > MIGRATIONS.length) {
+      throw new Error(`the store is from a newer banger (schema ${current}, this one knows ${MIGRATIONS.length}); upgrade banger`);
+    }
+    for (let v = current; v < MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]!);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  get schemaVersion(): number {
+    return this.db.pragma("user_version", { simple: true }) as number;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  /** Runs fn in one transaction: all of its writes land, or none. */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  // --- kernels ---
+  listKernels(): KernelRecord[] {
+    return (this.db.prepare("SELECT * FROM kernels ORDER BY name").all() as Row[]).map(kernelFromRow);
+  }
+  getKernel(name: string): KernelRecord | undefined {
+    const r = this.db.prepare("SELECT * FROM kernels WHERE name = ?").get(name) as Row | undefined;
+    return r && kernelFromRow(r);
+  }
+  putKernel(k: Omit<KernelRecord, "createdAt"> & { createdAt?: string }): void {
+    this.db
+      .prepare(
+        `INSERT INTO kernels (name, source, kernel_version, distro, arch, vmlinux_sha256, has_initrd, modules, size_bytes, created_at)
+         VALUES (@name, @source, @kernelVersion, @distro, @arch, @vmlinuxSha256, @hasInitrd, @modules, @sizeBytes, @createdAt)
+         ON CONFLICT(name) DO UPDATE SET source=excluded.source, kernel_version=excluded.kernel_version, distro=excluded.distro,
+           arch=excluded.arch, vmlinux_sha256=excluded.vmlinux_sha256, has_initrd=excluded.has_initrd, modules=excluded.modules,
+           size_bytes=excluded.size_bytes, created_at=excluded.created_at`,
+      )
+      .run({ ...k, hasInitrd: k.hasInitrd ? 1 : 0, modules: JSON.stringify(k.modules), createdAt: k.createdAt ?? now() });
+  }
+  deleteKernel(name: string): boolean {
+    return this.db.prepare("DELETE FROM kernels WHERE name = ?").run(name).changes > 0;
+  }
+
+  // --- images ---
+  listImages(): ImageRecord[] {
+    return (this.db.prepare("SELECT * FROM images ORDER BY name").all() as Row[]).map(imageFromRow);
+  }
+  getImage(name: string): ImageRecord | undefined {
+    const r = this.db.prepare("SELECT * FROM images WHERE name = ?").get(name) as Row | undefined;
+    return r && imageFromRow(r);
+  }
+  putImage(i: Omit<ImageRecord, "createdAt"> & { createdAt?: string }): void {
+    this.db
+      .prepare(
+        `INSERT INTO images (name, source, digest, kernel_ref, distro, arch, size_bytes, config, created_at)
+         VALUES (@name, @source, @digest, @kernelRef, @distro, @arch, @sizeBytes, @config, @createdAt)
+         ON CONFLICT(name) DO UPDATE SET source=excluded.source, digest=excluded.digest, kernel_ref=excluded.kernel_ref,
+           distro=excluded.distro, arch=excluded.arch, size_bytes=excluded.size_bytes, config=excluded.config, created_at=excluded.created_at`,
+      )
+      .run({ ...i, config: JSON.stringify(i.config), createdAt: i.createdAt ?? now() });
+  }
+  deleteImage(name: string): boolean {
+    return this.db.prepare("DELETE FROM images WHERE name = ?").run(name).changes > 0;
+  }
+
+  // --- vms ---
+  listVms(): VmRecord[] {
+    return (this.db.prepare("SELECT * FROM vms ORDER BY created_at, name").all() as Row[]).map(vmFromRow);
+  }
+  getVm(name: string): VmRecord | undefined {
+    const r = this.db.prepare("SELECT * FROM vms WHERE name = ?").get(name) as Row | undefined;
+    return r && vmFromRow(r);
+  }
+  vmsUsingImage(image: string): string[] {
+    return (this.db.prepare("SELECT name FROM vms WHERE image = ? ORDER BY name").all(image) as Row[]).map((r) => r.name as string);
+  }
+  vmsUsingKernel(kernel: string): string[] {
+    return (this.db.prepare("SELECT name FROM vms WHERE kernel = ? ORDER BY name").all(kernel) as Row[]).map((r) => r.name as string);
+  }
+  insertVm(v: Omit<VmRecord, "createdAt" | "startedAt"> & { createdAt?: string }): void {
+    this.db
+      .prepare(
+        `INSERT INTO vms (name, id, state, image, kernel, vmm, cpus, memory_mib, disk_bytes, pid, ip, error, config, created_at)
+         VALUES (@name, @id, @state, @image, @kernel, @vmm, @cpus, @memoryMib, @diskBytes, @pid, @ip, @error, @config, @createdAt)`,
+      )
+      .run({ ...v, config: JSON.stringify(v.config), createdAt: v.createdAt ?? now() });
+  }
+  /** Updates the given fields of one VM; returns false when it does not exist. */
+  updateVm(name: string, fields: Partial<Pick<VmRecord, "state" | "cpus" | "memoryMib" | "diskBytes" | "pid" | "ip" | "error" | "config" | "startedAt">>): boolean {
+    const columns: Record<string, string> = {
+      state: "state", cpus: "cpus", memoryMib: "memory_mib", diskBytes: "disk_bytes", pid: "pid", ip: "ip",
+      error: "error", config: "config", startedAt: "started_at",
+    };
+    const sets: string[] = [];
+    const values: Record<string, unknown> = { name };
+    for (const [key, value] of Object.entries(fields)) {
+      const col = columns[key];
+      if (!col || value === undefined) continue;
+      sets.push(`${col} = @${key}`);
+      values[key] = key === "config" ? JSON.stringify(value) : value;
+    }
+    if (sets.length === 0) return this.getVm(name) !== undefined;
+    return this.db.prepare(`UPDATE vms SET ${sets.join(", ")} WHERE name = @name`).run(values).changes > 0;
+  }
+  deleteVm(name: string): boolean {
+    return this.db.prepare("DELETE FROM vms WHERE name = ?").run(name).changes > 0;
+  }
+
+  // --- sessions ---
+  listSessions(vm?: string): SessionRecord[] {
+    const rows = vm === undefined
+      ? (this.db.prepare("SELECT * FROM sessions ORDER BY vm, created_at").all() as Row[])
+      : (this.db.prepare("SELECT * FROM sessions WHERE vm = ? ORDER BY created_at").all(vm) as Row[]);
+    return rows.map(sessionFromRow);
+  }
+  putSession(s: Omit<SessionRecord, "createdAt"> & { createdAt?: string }): void {
+    this.db
+      .prepare(
+        `INSERT INTO sessions (vm, name, command, state, exit_code, created_at) VALUES (@vm, @name, @command, @state, @exitCode, @createdAt)
+         ON CONFLICT(vm, name) DO UPDATE SET command=excluded.command, state=excluded.state, exit_code=excluded.exit_code`,
+      )
+      .run({ ...s, createdAt: s.createdAt ?? now() });
+  }
+  deleteSession(vm: string, name: string): boolean {
+    return this.db.prepare("DELETE FROM sessions WHERE vm = ? AND name = ?").run(vm, name).changes > 0;
+  }
+
+  // --- operations ---
+  startOperation(kind: string, target: string): number {
+    const r = this.db
+      .prepare("INSERT INTO operations (kind, target, state, started_at) VALUES (?, ?, 'running', ?)")
+      .run(kind, target, now());
+    return Number(r.lastInsertRowid);
+  }
+  finishOperation(id: number, state: Exclude<OperationState, "running">, error?: string): void {
+    this.db
+      .prepare("UPDATE operations SET state = ?, error = ?, finished_at = ? WHERE id = ?")
+      .run(state, error ?? null, now(), id);
+  }
+  listOperations(limit = 50): OperationRecord[] {
+    return (this.db.prepare("SELECT * FROM operations ORDER BY id DESC LIMIT ?").all(limit) as Row[]).map(operationFromRow);
+  }
+  /** Operations a previous daemon left running can never finish: mark them failed. */
+  failInterruptedOperations(): number {
+    return this.db
+      .prepare("UPDATE operations SET state = 'failed', error = 'interrupted: the daemon stopped', finished_at = ? WHERE state = 'running'")
+      .run(now()).changes;
+  }
+}
+
+export function openStore(path: string): Store {
+  return new Store(path);
+}

@@ -1,0 +1,71 @@
+// Numbered schema migrations, applied in order at daemon start. PRAGMA user_version holds
+// the number of the last one applied. Never edit a migration that has shipped: add one.
+
+export const MIGRATIONS: readonly string[] = [
+  // 1: the first schema.
+  `
+  CREATE TABLE kernels (
+    name            TEXT PRIMARY KEY,
+    source          TEXT NOT NULL,
+    kernel_version  TEXT NOT NULL DEFAULT '',
+    distro          TEXT NOT NULL DEFAULT '',
+    arch            TEXT NOT NULL DEFAULT 'x86_64',
+    vmlinux_sha256  TEXT NOT NULL,
+    has_initrd      INTEGER NOT NULL DEFAULT 0,
+    modules         TEXT NOT NULL DEFAULT '[]',
+    size_bytes      INTEGER NOT NULL DEFAULT 0,
+    created_at      TEXT NOT NULL
+  ) STRICT;
+
+  CREATE TABLE images (
+    name        TEXT PRIMARY KEY,
+    source      TEXT NOT NULL,
+    digest      TEXT NOT NULL DEFAULT '',
+    kernel_ref  TEXT,
+    distro      TEXT NOT NULL DEFAULT '',
+    arch        TEXT NOT NULL DEFAULT 'x86_64',
+    size_bytes  INTEGER NOT NULL DEFAULT 0,
+    config      TEXT NOT NULL DEFAULT '{}',
+    created_at  TEXT NOT NULL
+  ) STRICT;
+
+  CREATE TABLE vms (
+    name        TEXT PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
+    state       TEXT NOT NULL CHECK (state IN ('creating','stopped','starting','running','stopping','error')),
+    image       TEXT NOT NULL,
+    kernel      TEXT NOT NULL,
+    vmm         TEXT NOT NULL,
+    cpus        INTEGER NOT NULL,
+    memory_mib  INTEGER NOT NULL,
+    disk_bytes  INTEGER NOT NULL DEFAULT 0,
+    pid         INTEGER,
+    ip          TEXT,
+    error       TEXT,
+    config      TEXT NOT NULL DEFAULT '{}',
+    created_at  TEXT NOT NULL,
+    started_at  TEXT
+  ) STRICT;
+
+  CREATE TABLE sessions (
+    vm          TEXT NOT NULL REFERENCES vms(name) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    command     TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('running','exited','lost')),
+    exit_code   INTEGER,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (vm, name)
+  ) STRICT;
+
+  CREATE TABLE operations (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind         TEXT NOT NULL,
+    target       TEXT NOT NULL DEFAULT '',
+    state        TEXT NOT NULL CHECK (state IN ('running','succeeded','failed','cancelled')),
+    error        TEXT,
+    started_at   TEXT NOT NULL,
+    finished_at  TEXT
+  ) STRICT;
+  CREATE INDEX operations_started ON operations(started_at);
+  `,
+];

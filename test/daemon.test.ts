@@ -1,0 +1,123 @@
+// The daemon as users meet it: started by the CLI, one per root, stopped by SIGTERM or
+// `banger daemon stop`, and replaced cleanly after a crash.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { isAlive, makeTempHome, runBanger, runBin, stopDaemon } from "./helpers.ts";
+
+const pidOf = (home: string) => Number.parseInt(readFileSync(join(home, "run", "bangerd.pid"), "utf8"), 10);
+const socketOf = (home: string) => join(home, "run", "bangerd.sock");
+
+async function waitUntil(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error("timed out waiting");
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+describe("daemon", () => {
+  it("is started by the CLI when nothing answers, with a private socket", async () => {
+    const { home, cleanup } = makeTempHome();
+    try {
+      assert.equal(existsSync(socketOf(home)), false);
+      const ls = await runBanger(["vm", "ls", "--json"], { home });
+      assert.equal(ls.code, 0, ls.stderr);
+      assert.deepEqual(JSON.parse(ls.stdout), []);
+      assert.equal(statSync(socketOf(home)).mode & 0o777, 0o600);
+      const status = await runBanger(["daemon", "status", "--json"], { home });
+      const s = JSON.parse(status.stdout);
+      assert.equal(s.running, true);
+      assert.equal(s.root, home);
+      assert.equal(s.pid, pidOf(home));
+      const log = readFileSync(join(home, "logs", "bangerd.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+      assert.ok(log.some((e) => e.msg === "bangerd ready" && e.pid === s.pid), "the log is structured JSON with a ready line");
+    } finally {
+      await stopDaemon(home);
+      cleanup();
+    }
+  });
+
+  it("refuses a second daemon on the same root with a clear message", async () => {
+    const { home, cleanup } = makeTempHome();
+    try {
+      await runBanger(["daemon", "start"], { home });
+      const first = pidOf(home);
+      const second = await runBin("bangerd", ["--foreground"], { home });
+      assert.equal(second.code, 1);
+      assert.match(second.stderr, new RegExp(`another bangerd \\(pid ${first}\\) is already running for ${home}`));
+      assert.ok(isAlive(first), "the first daemon is untouched");
+    } finally {
+      await stopDaemon(home);
+      cleanup();
+    }
+  });
+
+  it("starts exactly one daemon when many CLIs race to start it", async () => {
+    const { home, cleanup } = makeTempHome();
+    try {
+      const results = await Promise.all(Array.from({ length: 6 }, () => runBanger(["vm", "ls", "--json"], { home })));
+      for (const r of results) assert.equal(r.code, 0, r.stderr);
+      const status = JSON.parse((await runBanger(["daemon", "status", "--json"], { home })).stdout);
+      const readyLines = readFileSync(join(home, "logs", "bangerd.log"), "utf8").split("\n").filter((l) => l.includes('"bangerd ready"'));
+      assert.equal(readyLines.length, 1, "only one daemon ever became ready");
+      assert.ok(isAlive(status.pid));
+    } finally {
+      await stopDaemon(home);
+      cleanup();
+    }
+  });
+
+  it("shuts down on SIGTERM and removes its socket", async () => {
+    const { home, cleanup } = makeTempHome();
+    try {
+      await runBanger(["daemon", "start"], { home });
+      const pid = pidOf(home);
+      process.kill(pid, "SIGTERM");
+      await waitUntil(() => !isAlive(pid));
+      assert.equal(existsSync(socketOf(home)), false);
+      assert.equal(existsSync(join(home, "run", "bangerd.pid")), false);
+      assert.match(readFileSync(join(home, "logs", "bangerd.log"), "utf8"), /"msg":"bangerd stopped"/);
+    } finally {
+      cleanup();
+    }
+  });
+
+  it("is stopped by `banger daemon stop`", async () => {
+    const { home, cleanup } = makeTempHome();
+    try {
+      await runBanger(["daemon", "start"], { home });
+      const pid = pidOf(home);
+      const stop = await runBanger(["daemon", "stop", "--json"], { home });
+      assert.equal(stop.code, 0, stop.stderr);
+      assert.deepEqual(JSON.parse(stop.stdout), { stopped: true, pid });
+      await waitUntil(() => !isAlive(pid));
+      const status = await runBanger(["daemon", "status"], { home });
+      assert.equal(status.code, 1);
+      assert.match(status.stdout, /not running/);
+    } finally {
+      await stopDaemon(home);
+      cleanup();
+    }
+  });
+
+  it("replaces the stale socket left by a killed daemon", async () => {
+    const { home, cleanup } = makeTempHome();
+    try {
+      await runBanger(["daemon", "start"], { home });
+      const pid = pidOf(home);
+      process.kill(pid, "SIGKILL");
+      await waitUntil(() => !isAlive(pid));
+      assert.equal(existsSync(socketOf(home)), true, "SIGKILL leaves the socket file behind");
+      const ls = await runBanger(["vm", "ls", "--json"], { home });
+      assert.equal(ls.code, 0, ls.stderr);
+      const fresh = pidOf(home);
+      assert.notEqual(fresh, pid);
+      assert.ok(isAlive(fresh));
+    } finally {
+      await stopDaemon(home);
+      cleanup();
+    }
+  });
+});
