@@ -3,6 +3,7 @@
 import { Command, CommanderError } from "commander";
 import { BangerError, errorLine, isUsageError } from "../util/errors.ts";
 import { versionLine } from "../util/buildinfo.ts";
+import { registerConfig } from "./config.ts";
 import { registerDaemon } from "./daemon.ts";
 import { registerDoctor } from "./doctor.ts";
 import { registerVm } from "./vm.ts";
@@ -17,6 +18,7 @@ function buildProgram(): Command {
     .showSuggestionAfterError(true);
   registerVm(program);
   registerDoctor(program);
+  registerConfig(program);
   registerDaemon(program);
   applyToAll(program, (cmd) => {
     cmd.exitOverride();

@@ -7,6 +7,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { invalidArgument } from "../util/errors.ts";
+import { NAME_PATTERN } from "../util/names.ts";
 
 export interface Paths {
   root: string;
@@ -70,6 +71,69 @@ export interface Config {
 }
 
 const STRING_KEYS = ["kernel_catalog", "image_catalog", "default_kernel", "default_image", "vmm"] as const;
+
+/** The keys `banger config get|set` knows, with what each one means. */
+export const CONFIG_KEYS: Record<string, string> = {
+  default_kernel: "kernel used when a VM or image names none",
+  default_image: "image used by `vm run` / `vm create` without --image",
+  kernel_catalog: "path or URL of a kernel catalog.json replacing the embedded one",
+  image_catalog: "path or URL of an image catalog.json replacing the embedded one",
+  vmm: "qemu or firecracker (unset: firecracker when usable, else qemu)",
+  insecure_registries: "comma-separated registries that may be reached over plain HTTP",
+  "web.enabled": "serve the dashboard (true/false)",
+  "web.port": "dashboard port on 127.0.0.1",
+  "web.address": "dashboard listen address (non-loopback needs care)",
+};
+
+/** Reads one key (dotted for nested ones) from a config. */
+export function getConfigValue(config: Config, key: string): unknown {
+  if (!(key in CONFIG_KEYS)) throw invalidArgument(`unknown config key ${JSON.stringify(key)}`, `known keys: ${Object.keys(CONFIG_KEYS).join(", ")}`);
+  const [head, sub] = key.split(".");
+  const v = (config as Record<string, unknown>)[head!];
+  return sub === undefined ? v : (v as Record<string, unknown> | undefined)?.[sub];
+}
+
+/** Returns a copy of config with key set from its command-line text (undefined unsets). */
+export function setConfigValue(config: Config, key: string, text: string | undefined): Config {
+  getConfigValue(config, key); // validates the key
+  const next = JSON.parse(JSON.stringify(config)) as Record<string, unknown>;
+  const [head, sub] = key.split(".") as [string, string | undefined];
+  const value = text === undefined ? undefined : parseConfigText(key, text);
+  if (sub === undefined) {
+    if (value === undefined) delete next[head];
+    else next[head] = value;
+  } else {
+    const obj = { ...((next[head] as Record<string, unknown> | undefined) ?? {}) };
+    if (value === undefined) delete obj[sub];
+    else obj[sub] = value;
+    next[head] = obj;
+  }
+  return parseConfig(JSON.stringify(next), "config");
+}
+
+function parseConfigText(key: string, text: string): unknown {
+  switch (key) {
+    case "insecure_registries":
+      return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    case "web.enabled":
+      if (text !== "true" && text !== "false") throw invalidArgument(`${key} takes true or false`);
+      return text === "true";
+    case "web.port": {
+      const n = Number(text);
+      if (!Number.isInteger(n) || n < 1 || n > 65535) throw invalidArgument(`${key} takes a port number from 1 to 65535`);
+      return n;
+    }
+    case "vmm":
+      if (text !== "qemu" && text !== "firecracker") throw invalidArgument(`${key} takes qemu or firecracker`);
+      return text;
+    case "default_kernel":
+    case "default_image":
+      if (!NAME_PATTERN.test(text)) throw invalidArgument(`${key}: invalid name ${JSON.stringify(text)}`);
+      return text;
+    default:
+      return text;
+  }
+}
 
 export function parseConfig(text: string, source: string): Config {
   let raw: unknown;

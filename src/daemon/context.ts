@@ -6,7 +6,8 @@ import type { Logger } from "./logger.ts";
 
 export interface DaemonContext {
   paths: Paths;
-  config: Config;
+  /** The config file as it is now: read per operation, so `banger config set` needs no restart. */
+  config(): Config;
   store: Store;
   log: Logger;
   locks: KeyedLock;

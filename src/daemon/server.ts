@@ -34,7 +34,7 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
   let shutdownRequested: () => void = () => undefined;
   const ctx: DaemonContext = {
     paths,
-    config: loadConfig(paths),
+    config: () => loadConfig(paths),
     store,
     log,
     locks: new KeyedLock(),
