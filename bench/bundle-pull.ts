@@ -1,0 +1,120 @@
+// Issue 3's numbers: pulling a 512 MiB image bundle (imagecat.pullImageBundle: download,
+// sha256, cache copy, zstd, hardened tar, publish) from a local HTTP server, against
+// `curl -s URL | zstd -d | tar -x` on the same file in the same run. Median of several runs
+// each, alternating. Targets: ratio <= 1.3; peak RSS of the pulling process < 150 MiB.
+//
+// Run: node --import tsx bench/bundle-pull.ts      (BENCH_RUNS=5, BENCH_ZSTD_LEVEL=3: making the bundle at
+// level 19 takes minutes here, and decoding speed hardly depends on the level)
+//
+// Our pull runs in a child process (timed inside it, so node/tsx start-up is not counted;
+// the curl pipeline is timed from spawn to exit). Its peak RSS is node's own
+// (process.resourceUsage().maxRSS); /usr/bin/time's figure for the same child is the largest
+// of node and its zstd decoder, shown too. The rootfs mixes 25% random, 37.5% text-like and
+// 37.5% zero 1 MiB blocks, like a filled-in ext4 image; note that banger writes zero blocks
+// as holes while tar writes them out.
+import { execFileSync, spawn } from "node:child_process";
+import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { makeTarZst, startTestServer } from "../src/bundle/index.ts";
+import { pullImageBundle } from "../src/imagecat/index.ts";
+
+const MiB = 1024 * 1024;
+
+if (process.argv[2] === "--child") await child(JSON.parse(process.argv[3]!));
+else await main();
+
+async function child(args: { url: string; sha256: string; size: number; root: string }): Promise<void> {
+  const started = process.hrtime.bigint();
+  await pullImageBundle(
+    { name: "bench", tarball_url: args.url, tarball_sha256: args.sha256, size_bytes: args.size },
+    { imagesDir: join(args.root, "images"), cacheDir: join(args.root, "cache"), tmpDir: join(args.root, "tmp") },
+  );
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  process.stdout.write(JSON.stringify({ ms, maxRssKiB: process.resourceUsage().maxRSS }));
+}
+
+async function main(): Promise<void> {
+  const runs = Number(process.env.BENCH_RUNS ?? 5);
+  const level = Number(process.env.BENCH_ZSTD_LEVEL ?? 3);
+  const work = mkdtempSync(join(tmpdir(), "bgr-bench-pull-"));
+  const server = await startTestServer();
+  try {
+    const bundle = await makeBundle(work, level);
+    console.log(`bundle: ${(bundle.sizeBytes / MiB).toFixed(1)} MiB compressed (zstd -${level} --long=27), 512 MiB rootfs`);
+    server.route("/bundle.tar.zst", { file: bundle.path });
+    const url = server.url("/bundle.tar.zst");
+    const ours: number[] = [];
+    const curl: number[] = [];
+    const rss: number[] = [];
+    const treeRss: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const root = join(work, `run${i}`);
+      mkdirSync(root);
+      execFileSync("sync"); // start each run without the previous run's dirty pages
+      const r = await runOurs(url, bundle.sha256, bundle.sizeBytes, root);
+      ours.push(r.ms);
+      rss.push(r.maxRssKiB / 1024);
+      treeRss.push(r.treeRssKiB / 1024);
+      rmSync(root, { recursive: true, force: true });
+      execFileSync("sync");
+      curl.push(await runCurl(url, join(work, `curl${i}`)));
+      rmSync(join(work, `curl${i}`), { recursive: true, force: true });
+      console.log(`run ${i + 1}: banger ${r.ms.toFixed(0)} ms (node peak RSS ${(r.maxRssKiB / 1024).toFixed(0)} MiB)   curl|zstd|tar ${curl[i]!.toFixed(0)} ms`);
+    }
+    const ratio = median(ours) / median(curl);
+    console.log(`median: banger ${median(ours).toFixed(0)} ms, curl|zstd|tar ${median(curl).toFixed(0)} ms, ratio ${ratio.toFixed(2)} (target <= 1.3)`);
+    console.log(`peak RSS of the pulling node process: ${Math.max(...rss).toFixed(0)} MiB (target < 150); largest of node and its zstd child: ${Math.max(...treeRss).toFixed(0)} MiB`);
+  } finally {
+    await server.close();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function makeBundle(work: string, level: number) {
+  const src = join(work, "src");
+  mkdirSync(src);
+  const out = createWriteStream(join(src, "rootfs.ext4"));
+  const text = Buffer.from(Array.from({ length: 20000 }, (_, i) => `/usr/lib/x86_64-linux-gnu/lib${i % 997}.so.${i % 7} mode=0644 uid=0 gid=0 size=${(i * 7919) % 100000}\n`).join("")).subarray(0, MiB);
+  for (let i = 0; i < 512; i++) {
+    const kind = i % 8;
+    const block = kind < 2 ? randomBytes(MiB) : kind < 5 ? text : Buffer.alloc(MiB);
+    if (i === 0) block.writeUInt16LE(0xef53, 1080); // ext4 superblock magic, so the image check passes
+    if (!out.write(block)) await new Promise<void>((r) => out.once("drain", () => r()));
+  }
+  await new Promise<void>((r) => out.end(() => r()));
+  writeFileSync(join(src, "manifest.json"), JSON.stringify({ name: "bench", distro: "synthetic", arch: "x86_64" }));
+  return makeTarZst(src, ["rootfs.ext4", "manifest.json"], join(work, "bundle.tar.zst"), { level });
+}
+
+function runOurs(url: string, sha256: string, size: number, root: string): Promise<{ ms: number; maxRssKiB: number; treeRssKiB: number }> {
+  const args = JSON.stringify({ url, sha256, size, root });
+  return new Promise((resolve, reject) => {
+    const p = spawn("/usr/bin/time", ["-f", "%M", process.execPath, "--import", "tsx", new URL(import.meta.url).pathname, "--child", args], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    p.stdout.on("data", (b) => (out += b));
+    p.stderr.on("data", (b) => (err += b));
+    p.on("close", (code) => {
+      if (code !== 0) return reject(new Error(`pull failed: ${err}`));
+      resolve({ ...JSON.parse(out), treeRssKiB: Number(err.trim().split("\n").pop()) });
+    });
+  });
+}
+
+function runCurl(url: string, dir: string): Promise<number> {
+  mkdirSync(dir);
+  const started = process.hrtime.bigint();
+  return new Promise((resolve, reject) => {
+    const p = spawn("bash", ["-c", `set -o pipefail; curl -sf '${url}' | zstd -dq | tar -x -C '${dir}'`], { stdio: "inherit" });
+    p.on("close", (code) => (code === 0 ? resolve(Number(process.hrtime.bigint() - started) / 1e6) : reject(new Error(`curl pipeline exited ${code}`))));
+  });
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+

@@ -1,0 +1,265 @@
+// fetchBundle: one verified, cached, hardened pull of a `.tar.zst` bundle into a directory.
+//
+// The download and the extraction run at once (the bytes are hashed, written to a partial
+// cache file and fed to zstd in one pass), so a pull costs about one transfer. Nothing is
+// trusted until the end: the staging directory is published by rename only after the whole
+// body arrived with the declared size and sha256 and every member passed the checks; the
+// partial download becomes `<cacheDir>/bundles/<sha256>.tar.zst` only after it verified.
+// Any failure or cancellation removes the staging directory and the partial file.
+import { createHash } from "node:crypto";
+import { copyFile, mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { Readable, Writable } from "node:stream";
+import { BangerError, ErrorCode, alreadyExists, cancelled, integrity, invalidArgument, throwIfAborted } from "../util/errors.ts";
+import { publishDir } from "../util/fsx.ts";
+import { noProgress, type Progress } from "../util/progress.ts";
+import { type Decoder, type ExtractStats, requireZstd, startDecoder } from "./extract.ts";
+import { BatchedFileWriter, throttled, writeTo } from "./io.ts";
+import type { BundleRules } from "./members.ts";
+import { openSource, parseSourceUrl } from "./source.ts";
+
+export interface FetchBundleOptions<T> {
+  /** http(s) or file URL of the `.tar.zst`. */
+  url: string;
+  /** Expected sha256 of the compressed bundle, 64 hex chars. */
+  sha256: string;
+  /** Exact size of the compressed bundle; reading stops as soon as more arrives. */
+  sizeBytes: number;
+  /** Where the extracted bundle is published; must not exist yet. */
+  destDir: string;
+  /** Verified downloads are kept as `<cacheDir>/bundles/<sha256>.tar.zst`. */
+  cacheDir: string;
+  /** Partial downloads live here; same filesystem as cacheDir, so keeping one is a rename. */
+  tmpDir: string;
+  rules: BundleRules;
+  /** Cap on the decoded tar stream; default `defaultMaxUncompressedBytes(sizeBytes)`. */
+  maxUncompressedBytes?: number;
+  signal?: AbortSignal;
+  progress?: Progress;
+  /** Runs on the complete staging directory before it is published (write or check files); its result is returned. */
+  finish?: (staging: string) => Promise<T>;
+}
+
+export interface FetchedBundle<T> {
+  dir: string;
+  /** True when the bytes came from the cache and nothing was downloaded. */
+  cached: boolean;
+  members: number;
+  decodedBytes: number;
+  result: T;
+}
+
+const GiB = 1024 ** 3;
+
+/**
+ * The decompression-bomb cap unless the caller sets one: 64 times the compressed size, but
+ * never below 16 GiB, because a mostly empty ext4 image legitimately compresses by far more
+ * than 64x (zero blocks cost zstd almost nothing). Zero blocks are written as holes, so the
+ * cap bounds CPU time and real data rather than disk use of the empty parts.
+ */
+export function defaultMaxUncompressedBytes(sizeBytes: number): number {
+  return Math.max(16 * GiB, 64 * sizeBytes);
+}
+
+export function bundleCachePath(cacheDir: string, sha256: string): string {
+  return join(cacheDir, "bundles", `${sha256.toLowerCase()}.tar.zst`);
+}
+
+export async function fetchBundle<T = undefined>(opts: FetchBundleOptions<T>): Promise<FetchedBundle<T>> {
+  const sha256 = checkFetchArgs(opts);
+  requireZstd();
+  throwIfAborted(opts.signal);
+  if (await exists(opts.destDir)) throw alreadyExists(`${opts.destDir} already exists`, "remove it first (or pull with --force)");
+  const cachePath = bundleCachePath(opts.cacheDir, sha256);
+  const cached = await exists(cachePath);
+  const inner = new AbortController();
+  const onAbort = () => inner.abort();
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    return await publishDir(opts.destDir, (staging) => fillStaging(opts, { sha256, cachePath, cached, staging, inner }));
+  } catch (err) {
+    if (opts.signal?.aborted) throw cancelled();
+    // Integrity failures mean the bytes themselves are bad: keeping them would only replay the failure.
+    if (err instanceof BangerError && err.code === ErrorCode.Integrity) await rm(cachePath, { force: true });
+    throw err;
+  } finally {
+    opts.signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+interface PullState {
+  sha256: string;
+  cachePath: string;
+  cached: boolean;
+  staging: string;
+  inner: AbortController;
+}
+
+async function fillStaging<T>(opts: FetchBundleOptions<T>, st: PullState): Promise<FetchedBundle<T>> {
+  const report = throttled(opts.progress ?? noProgress);
+  let downloading = !st.cached;
+  const decoder = startDecoder({
+    staging: st.staging,
+    rules: opts.rules,
+    maxUncompressedBytes: opts.maxUncompressedBytes ?? defaultMaxUncompressedBytes(opts.sizeBytes),
+    // While downloading, the download bar is the one that moves; extraction keeps pace with it.
+    onDecoded: (done) => {
+      if (!downloading) report({ phase: "extract", done });
+    },
+  });
+  st.inner.signal.addEventListener("abort", decoder.kill, { once: true });
+  const want: Expected = { sha256: st.sha256, sizeBytes: opts.sizeBytes, what: opts.url };
+  const pump = st.cached
+    ? async () => {
+        report({ phase: "download", done: opts.sizeBytes, total: opts.sizeBytes, message: "cached" }, true);
+        await pumpCached(st.cachePath, want, decoder.input, st.inner.signal);
+      }
+    : async () => {
+        await pumpDownload(opts, st, want, decoder.input, (done) => report({ phase: "download", done, total: opts.sizeBytes }, done === opts.sizeBytes));
+        downloading = false;
+      };
+  const stats = await runBoth(pump, decoder, st.inner);
+  report({ phase: "extract", done: stats.decodedBytes, message: `${stats.members} members` }, true);
+  const result = (opts.finish ? await opts.finish(st.staging) : undefined) as T;
+  return { dir: opts.destDir, cached: st.cached, members: stats.members, decodedBytes: stats.decodedBytes, result };
+}
+
+/**
+ * Runs the byte pump and the decoder together; a failure of either stops the other, and the
+ * first failure is the one reported (the other's is its consequence). Except: the pump's own
+ * verdict (HTTP error, truncation, size, sha256) always wins, because a damaged download
+ * explains whatever the decoder saw before it.
+ */
+async function runBoth(pump: () => Promise<void>, decoder: Decoder, inner: AbortController): Promise<ExtractStats> {
+  let first: unknown;
+  const pumping = pump().catch((err: unknown) => {
+    first ??= err;
+    decoder.kill();
+    throw err;
+  });
+  const decoding = decoder.done.catch((err: unknown) => {
+    first ??= err;
+    inner.abort();
+    throw err;
+  });
+  const [p, d] = await Promise.allSettled([pumping, decoding]);
+  if (p.status === "rejected" && isOwnVerdict(p.reason)) throw p.reason;
+  if (p.status === "rejected" || d.status === "rejected") throw first;
+  return d.value;
+}
+
+function isOwnVerdict(err: unknown): boolean {
+  return err instanceof BangerError && err.code !== ErrorCode.Cancelled;
+}
+
+interface Expected {
+  sha256: string;
+  sizeBytes: number;
+  /** Named in messages. */
+  what: string;
+}
+
+/** Downloads into a partial file while feeding the decoder; keeps the file in the cache once verified. */
+async function pumpDownload<T>(opts: FetchBundleOptions<T>, st: PullState, want: Expected, sink: Writable, onBytes: (n: number) => void): Promise<void> {
+  const url = parseSourceUrl(opts.url);
+  await mkdir(opts.tmpDir, { recursive: true });
+  const partial = join(opts.tmpDir, `bundle-${st.sha256.slice(0, 16)}-${process.pid}-${Date.now()}.partial`);
+  const fh = await open(partial, "wx", 0o600);
+  const file = new BatchedFileWriter(fh);
+  let kept = false;
+  try {
+    const src = await openSource(url, { signal: st.inner.signal });
+    if (src.announcedBytes !== undefined && src.announcedBytes !== want.sizeBytes) {
+      src.body.destroy();
+      throw integrity(`${want.what}: size is ${src.announcedBytes} bytes, the catalog says ${want.sizeBytes}`, "the mirror serves a different file than the catalog describes");
+    }
+    await pumpVerified(src.body, want, st.inner.signal, async (chunk, pos) => {
+      await Promise.all([file.write(chunk), writeTo(sink, chunk)]);
+      onBytes(pos + chunk.length);
+    });
+    sink.end();
+    await file.finish();
+    await fh.close();
+    await keepInCache(partial, st.cachePath);
+    kept = true;
+  } finally {
+    await fh.close().catch(() => undefined);
+    if (!kept) await rm(partial, { force: true });
+  }
+}
+
+async function pumpCached(path: string, want: Expected, sink: Writable, signal: AbortSignal): Promise<void> {
+  const src = await openSource(parseSourceUrl(path), { signal });
+  await pumpVerified(src.body, { ...want, what: `cached bundle ${path}` }, signal, (chunk) => writeTo(sink, chunk));
+  sink.end();
+}
+
+/**
+ * Reads `body` to the end through `take`, hashing and counting: more bytes than declared
+ * stops the read at once; fewer, or a different sha256, fails after the last byte.
+ */
+async function pumpVerified(
+  body: Readable,
+  want: Expected,
+  signal: AbortSignal,
+  take: (chunk: Buffer, pos: number) => Promise<void>,
+): Promise<void> {
+  const hash = createHash("sha256");
+  let done = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      if (done + chunk.length > want.sizeBytes) {
+        throw integrity(`${want.what}: more than the declared ${want.sizeBytes} bytes`, "the mirror serves a different file than the catalog describes");
+      }
+      hash.update(chunk);
+      await take(chunk, done).catch((err: unknown) => {
+        throw new SinkFailure(err);
+      });
+      done += chunk.length;
+    }
+  } catch (err) {
+    body.destroy();
+    if (signal.aborted) throw cancelled();
+    if (err instanceof SinkFailure) throw err.cause; // where the bytes go broke, not the transfer
+    if (err instanceof BangerError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new BangerError(ErrorCode.Unavailable, `${want.what}: download cut short after ${done} of ${want.sizeBytes} bytes (${code ?? (err as Error).message})`, "retry", { cause: err });
+  }
+  if (done < want.sizeBytes) {
+    throw new BangerError(ErrorCode.Unavailable, `${want.what}: download cut short after ${done} of ${want.sizeBytes} bytes`, "retry");
+  }
+  const got = hash.digest("hex");
+  if (got !== want.sha256) throw integrity(`${want.what}: sha256 mismatch: got ${got}, expected ${want.sha256}`, "the download is damaged or was tampered with; nothing was installed");
+}
+
+class SinkFailure extends Error {
+  constructor(override readonly cause: unknown) {
+    super("sink failed");
+  }
+}
+
+async function keepInCache(partial: string, cachePath: string): Promise<void> {
+  await mkdir(join(cachePath, ".."), { recursive: true });
+  try {
+    await rename(partial, cachePath);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
+    const tmp = `${cachePath}.partial-${process.pid}`;
+    await copyFile(partial, tmp);
+    await rename(tmp, cachePath);
+  }
+}
+
+function checkFetchArgs(opts: FetchBundleOptions<unknown>): string {
+  if (!/^[0-9a-fA-F]{64}$/.test(opts.sha256)) throw invalidArgument(`bundle sha256 must be 64 hex chars, got ${JSON.stringify(opts.sha256)}`);
+  if (!Number.isSafeInteger(opts.sizeBytes) || opts.sizeBytes <= 0) throw invalidArgument(`bundle size must be a positive integer, got ${opts.sizeBytes}`);
+  parseSourceUrl(opts.url);
+  return opts.sha256.toLowerCase();
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}

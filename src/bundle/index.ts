@@ -1,0 +1,39 @@
+// Package bundle owns getting a `.tar.zst` bundle from a URL into a directory safely, and the
+// catalog format that lists such bundles.
+//
+// fetchBundle streams the download (http, https or file URL) through SHA-256 while zstd
+// decodes it and a hardened tar reader extracts it into a staging directory beside the
+// destination; the staging directory is renamed into place only when the size, the sha256
+// and every member check passed. Verified downloads are cached by sha256 under
+// `<cacheDir>/bundles/`, so a retry or a second pull does not download again. Every failure
+// (HTTP, truncation, oversize, sha256, unsafe member, decompression bomb, cancellation) is
+// one BangerError and leaves nothing behind but verified downloads in the cache.
+// makeTarZst is the reproducible producer side. The catalog helpers parse and validate the
+// shared `{version, entries}` format and read override catalogs from paths or URLs.
+//
+// It does not own which members a bundle may hold (the caller's BundleRules: kernelcat,
+// imagecat), where bundles are published (the caller's destDir), or any store record: it
+// returns data and never touches SQLite or the CLI.
+export { bundleCachePath, defaultMaxUncompressedBytes, fetchBundle, type FetchBundleOptions, type FetchedBundle } from "./fetch.ts";
+export type { BundleRules, Member, MemberType } from "./members.ts";
+export { makeTarZst, type PackedBundle, type PackOptions } from "./pack.ts";
+export {
+  archField,
+  type Catalog,
+  type CatalogEntry,
+  type FieldRule,
+  type FieldRules,
+  isObject,
+  loadCatalogFrom,
+  lookupEntry,
+  MAX_CATALOG_BYTES,
+  nameField,
+  parseCatalogText,
+  parseCatalogValue,
+  pickFields,
+  readCatalogSource,
+  textField,
+} from "./catalog.ts";
+export { sha256File } from "./io.ts";
+// Test support (loopback bundle server, raw tar.zst builder) for this folder's and the catalogs' tests.
+export { rawTarZst, type RawMember, type Route, startTestServer, type TestServer, zstdCompress } from "./testkit.ts";

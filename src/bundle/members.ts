@@ -1,0 +1,116 @@
+// The hardened part of extraction: deciding, from tar headers alone, whether a member may be
+// written. Pure functions over paths and types, so every rule is testable without a tarball.
+//
+// A bundle's members may only be regular files, directories and symlinks, at normalised
+// relative paths that stay inside the target, never beneath a symlink or a file, never twice;
+// symlinks must resolve (following other symlinks in the bundle) to a place inside the target.
+// On top of that each caller (image or kernel catalog) says which paths and types it accepts.
+import { posix } from "node:path";
+
+export type MemberType = "file" | "directory" | "symlink";
+
+export interface Member {
+  /** Normalised relative path ("" is the bundle root itself). */
+  path: string;
+  type: MemberType;
+  /** Symlinks only: the target as written in the tar. */
+  linkTarget?: string;
+}
+
+/** What a catalog accepts in its bundles, on top of the generic hardening. */
+export interface BundleRules {
+  /** Used in messages: "image bundle", "kernel bundle". */
+  kind: string;
+  /** Returns why a (generically safe) member is not allowed here, or undefined when it is. */
+  check(member: Member): string | undefined;
+  /** Regular files that must be present. */
+  required: readonly string[];
+}
+
+const MAX_PATH = 4096;
+const MAX_COMPONENT = 255;
+const MAX_SYMLINK_HOPS = 40;
+
+/** Tar type names (as tar-stream reports them) mapped to what we write, or why we refuse. */
+export function memberType(tarType: string | null | undefined): MemberType | { refused: string } {
+  switch (tarType ?? "file") {
+    case "file":
+    case "contiguous-file":
+      return "file";
+    case "directory":
+      return "directory";
+    case "symlink":
+      return "symlink";
+    case "link":
+      return { refused: "hardlinks are not allowed" };
+    case "character-device":
+    case "block-device":
+      return { refused: "device nodes are not allowed" };
+    case "fifo":
+      return { refused: "fifos are not allowed" };
+    default:
+      return { refused: `member type ${tarType} is not allowed` };
+  }
+}
+
+/** The normalised relative path of a tar member name, or why the name is unsafe. */
+export function normaliseMemberPath(name: string): string | { refused: string } {
+  if (name.includes("\0")) return { refused: "path contains a NUL byte" };
+  if (name.length > MAX_PATH) return { refused: "path is too long" };
+  if (name.startsWith("/")) return { refused: "absolute paths are not allowed" };
+  const norm = posix.normalize(name).replace(/\/+$/, "");
+  if (norm === "." || norm === "") return "";
+  if (norm === ".." || norm.startsWith("../")) return { refused: "path escapes the bundle" };
+  if (norm.split("/").some((c) => c.length > MAX_COMPONENT)) return { refused: "a path component is too long" };
+  return norm;
+}
+
+/** Checks one symlink target lexically (the early, cheap check; `symlinkEscapes` is the full one). */
+export function symlinkTargetProblem(linkPath: string, target: string): string | undefined {
+  if (target === "") return "symlink has an empty target";
+  if (target.includes("\0")) return "symlink target contains a NUL byte";
+  if (target.startsWith("/")) return `symlink target ${JSON.stringify(target)} is absolute`;
+  const resolved = posix.normalize(posix.join(posix.dirname(linkPath), target));
+  if (resolved === ".." || resolved.startsWith("../")) return `symlink target ${JSON.stringify(target)} escapes the bundle`;
+  return undefined;
+}
+
+/**
+ * Whether following `linkPath` ever leaves the bundle root, expanding other symlinks of the
+ * bundle on the way (a lexical check alone misses `a -> .` plus `a/b -> ..`). Loops and
+ * overly long chains count as escaping: they can't be meant.
+ */
+export function symlinkEscapes(members: ReadonlyMap<string, Member>, linkPath: string): boolean {
+  const link = members.get(linkPath);
+  if (!link?.linkTarget) return true;
+  const at = linkPath.split("/").slice(0, -1);
+  let pending = link.linkTarget.split("/");
+  let hops = 0;
+  while (pending.length > 0) {
+    const part = pending.shift()!;
+    if (part === "" || part === ".") continue;
+    if (part === "..") {
+      if (at.length === 0) return true;
+      at.pop();
+      continue;
+    }
+    at.push(part);
+    const hit = members.get(at.join("/"));
+    if (hit?.type !== "symlink") continue;
+    if (++hops > MAX_SYMLINK_HOPS || !hit.linkTarget || hit.linkTarget.startsWith("/")) return true;
+    at.pop();
+    pending = [...hit.linkTarget.split("/"), ...pending];
+  }
+  return false;
+}
+
+/** Why `path` may not be created given the members seen so far (duplicates, writing through links/files). */
+export function placementProblem(members: ReadonlyMap<string, Member>, path: string): string | undefined {
+  if (members.has(path)) return "duplicated member";
+  const parts = path.split("/");
+  for (let i = 1; i < parts.length; i++) {
+    const parent = members.get(parts.slice(0, i).join("/"));
+    if (parent && parent.type !== "directory") return `member is beneath ${parent.type} ${JSON.stringify(parent.path)}`;
+  }
+  return undefined;
+}

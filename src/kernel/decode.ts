@@ -1,0 +1,73 @@
+// Decompression for kernel packages, images and modules: gzip with zlib, everything else with
+// Debian's own binaries (xz, zstd, lz4: `lz4 -dc` also reads the legacy frame Debian's kernels
+// use). Output is always bounded.
+import { spawn } from "node:child_process";
+import { open } from "node:fs/promises";
+import { PassThrough, Readable, pipeline } from "node:stream";
+import { createGunzip } from "node:zlib";
+import { BangerError, ErrorCode, cancelled, invalidArgument } from "../util/errors.ts";
+import { installHint, which } from "../util/exec.ts";
+
+export type Compression = "none" | "gzip" | "xz" | "zstd" | "lz4";
+
+const TOOL_ARGS: Record<Exclude<Compression, "none" | "gzip">, [string, string[]]> = {
+  xz: ["xz", ["-dc", "--single-stream"]],
+  zstd: ["zstd", ["-dc"]],
+  lz4: ["lz4", ["-dc"]],
+};
+
+/** The decoded stream; a decoder failure surfaces as an error on it. */
+export function decodeStream(format: Compression, input: Readable, signal?: AbortSignal): Readable {
+  if (format === "none") return input;
+  const out = new PassThrough();
+  const fail = (err: Error | null | undefined) => {
+    if (err) out.destroy(err);
+  };
+  if (format === "gzip") {
+    pipeline(input, createGunzip(), out, fail);
+    return out;
+  }
+  const [tool, args] = TOOL_ARGS[format];
+  const bin = which(tool);
+  if (!bin) throw new BangerError(ErrorCode.MissingDependency, `${tool} not found`, installHint(tool));
+  const child = spawn(bin, args, { stdio: ["pipe", "pipe", "ignore"], signal });
+  child.on("error", fail);
+  child.on("close", (code) => {
+    if (code !== 0) out.destroy(new Error(`${tool} could not decode the data (status ${code})`));
+  });
+  child.stdin.on("error", () => undefined); // the decoder may stop reading early; its exit code tells
+  pipeline(input, child.stdin, () => undefined);
+  child.stdout.pipe(out);
+  return out;
+}
+
+/** Decodes `input` into a new file at `outPath`; more than `maxBytes` of output is an error. */
+export async function decodeToFile(format: Compression, input: Buffer | Readable, outPath: string, maxBytes: number, signal?: AbortSignal): Promise<number> {
+  const source = Buffer.isBuffer(input) ? Readable.from([input]) : input;
+  const decoded = decodeStream(format, source, signal);
+  const fh = await open(outPath, "wx", 0o644);
+  let total = 0;
+  try {
+    for await (const chunk of decoded as AsyncIterable<Buffer>) {
+      total += chunk.length;
+      if (total > maxBytes) throw invalidArgument(`decompressed data is larger than ${maxBytes} bytes`);
+      await fh.write(chunk);
+    }
+  } catch (err) {
+    decoded.destroy();
+    source.destroy();
+    if (signal?.aborted) throw cancelled();
+    throw err;
+  } finally {
+    await fh.close();
+  }
+  return total;
+}
+
+/** Compression of a module file by its extension. */
+export function compressionOfName(name: string): Compression {
+  if (name.endsWith(".xz")) return "xz";
+  if (name.endsWith(".zst")) return "zstd";
+  if (name.endsWith(".gz")) return "gzip";
+  return "none";
+}

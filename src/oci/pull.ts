@@ -1,0 +1,104 @@
+// Pulling: resolve the reference, then bring every layer into the blob cache, three at a
+// time, each verified while it streams. Cancelling (or one layer failing) stops the others
+// and leaves only verified blobs behind.
+import { cancelled } from "../util/errors.ts";
+import { type Progress, noProgress } from "../util/progress.ts";
+import { blobPath, downloadBlob, hasBlob, sweepStaleTemps } from "./blobs.ts";
+import type { LayerFile } from "./layer.ts";
+import { type ImageConfig, type ResolveOptions, resolveWithClient } from "./manifest.ts";
+import type { Platform } from "./platform.ts";
+import type { ImageRef } from "./ref.ts";
+
+export interface PullOptions extends ResolveOptions {
+  /** Where the blob cache lives (config Paths.cacheDir); blobs go to <cacheDir>/blobs/sha256/<hex>. */
+  cacheDir: string;
+  progress?: Progress;
+  /** Layers downloaded at once. Default 3. */
+  concurrency?: number;
+}
+
+export interface PulledLayer extends LayerFile {
+  digest: string;
+  size: number;
+  /** diff_id from the config: openLayer checks the uncompressed tar against it. */
+  diffId: string;
+}
+
+export interface PullResult {
+  ref: ImageRef;
+  digest: string;
+  manifestDigest: string;
+  platform: Platform;
+  config: ImageConfig;
+  /** Cached compressed blobs, in layer order (same as layers[i].path). */
+  layerPaths: string[];
+  layers: PulledLayer[];
+  /** True when no layer had to be downloaded. */
+  cached: boolean;
+  /** Total compressed layer bytes. */
+  bytes: number;
+  /** Bytes actually downloaded this time. */
+  downloadedBytes: number;
+}
+
+export async function pullImage(ref: string | ImageRef, opts: PullOptions): Promise<PullResult> {
+  await sweepStaleTemps(opts.cacheDir);
+  const { image, client } = await resolveWithClient(ref, opts);
+  const progress = opts.progress ?? noProgress;
+  let downloadedBytes = 0;
+  await forEachLimited(image.layers, opts.concurrency ?? 3, opts.signal, async (layer, signal) => {
+    if (await hasBlob(opts.cacheDir, layer)) {
+      progress({ phase: "layer", message: layer.digest, done: layer.size, total: layer.size });
+      return;
+    }
+    await downloadBlob(client, opts.cacheDir, layer, { signal, progress, phase: "layer" });
+    downloadedBytes += layer.size;
+  });
+  const layers = image.layers.map((l, i) => ({
+    digest: l.digest,
+    size: l.size,
+    mediaType: l.mediaType,
+    path: blobPath(opts.cacheDir, l.digest),
+    diffId: image.config.diffIds[i]!,
+  }));
+  return {
+    ref: image.ref,
+    digest: image.digest,
+    manifestDigest: image.manifestDigest,
+    platform: image.platform,
+    config: image.config,
+    layerPaths: layers.map((l) => l.path),
+    layers,
+    cached: downloadedBytes === 0,
+    bytes: image.layers.reduce((n, l) => n + l.size, 0),
+    downloadedBytes,
+  };
+}
+
+/** Runs `fn` over items with at most `limit` at once; the first failure aborts the rest, and all settle before it is thrown. */
+async function forEachLimited<T>(items: readonly T[], limit: number, outer: AbortSignal | undefined, fn: (item: T, signal: AbortSignal) => Promise<void>): Promise<void> {
+  const ctl = new AbortController();
+  const onAbort = () => ctl.abort();
+  outer?.addEventListener("abort", onAbort, { once: true });
+  if (outer?.aborted) ctl.abort();
+  let next = 0;
+  let firstError: unknown;
+  const worker = async () => {
+    while (next < items.length && !ctl.signal.aborted) {
+      const item = items[next++]!;
+      try {
+        await fn(item, ctl.signal);
+      } catch (err) {
+        firstError ??= err;
+        ctl.abort();
+      }
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  } finally {
+    outer?.removeEventListener("abort", onAbort);
+  }
+  if (outer?.aborted) throw cancelled();
+  if (firstError !== undefined) throw firstError;
+}

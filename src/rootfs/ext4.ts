@@ -1,0 +1,210 @@
+// Tree -> ext4 image. `mkfs.ext4 -d` copies the staging directory's contents; one
+// `debugfs -w -f` pass then re-applies every TreeEntry (owner, mode with setuid/setgid/sticky,
+// mtime, devices and fifos via mknod, xattrs via `ea_set -f`) that the staging files could not
+// carry themselves. Neither step needs root, so images come out right whoever runs the daemon. The image is built under a temporary name
+// beside `outPath` and renamed into place; a failure leaves nothing.
+import { randomBytes } from "node:crypto";
+import { chmod, lchown, lstat, lutimes, mkdtemp, open, rename, rm, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { BangerError, ErrorCode, invalidArgument, throwIfAborted } from "../util/errors.ts";
+import { runChecked } from "../util/exec.ts";
+import { humanBytes } from "../util/fsx.ts";
+import { noProgress, type Progress } from "../util/progress.ts";
+import { parentOf } from "./paths.ts";
+import type { Tree, TreeEntry } from "./tree.ts";
+
+export interface BuildExt4Options {
+  /** Exact image size; an error when the content does not fit. Default: content + headroom. */
+  sizeBytes?: number;
+  /** Free space to leave when sizing automatically (default: max(64 MiB, 25% of content)). */
+  headroom?: number;
+  /** Filesystem label (at most 16 bytes). Default "rootfs". */
+  label?: string;
+  signal?: AbortSignal;
+  progress?: Progress;
+}
+
+const BLOCK = 4096;
+const INODE_SIZE = 256;
+const MIB = 1024 * 1024;
+
+const TYPE_BITS: Record<TreeEntry["type"], number> = {
+  file: 0o100000,
+  hardlink: 0o100000,
+  dir: 0o040000,
+  symlink: 0o120000,
+  chardev: 0o020000,
+  blockdev: 0o060000,
+  fifo: 0o010000,
+};
+
+/** Builds `outPath` from the tree; returns its path and size. */
+export async function buildExt4(tree: Tree, outPath: string, opts: BuildExt4Options = {}): Promise<{ path: string; sizeBytes: number }> {
+  const progress = opts.progress ?? noProgress;
+  const label = opts.label ?? "rootfs";
+  if (Buffer.byteLength(label) > 16 || /[\0\n"]/.test(label)) throw invalidArgument(`filesystem label ${JSON.stringify(label)} is longer than 16 bytes`);
+  throwIfAborted(opts.signal);
+  const need = await estimateImage(tree);
+  const sizeBytes = chooseSize(need, opts);
+  const tmpImage = join(dirname(outPath), `.${basename(outPath)}.tmp-${randomBytes(4).toString("hex")}`);
+  const work = await mkdtemp(join(dirname(outPath), `.${basename(outPath)}.work-`));
+  try {
+    await createSizedFile(tmpImage, sizeBytes);
+    const host = await stampStaging(tree);
+    progress({ phase: "mkfs", message: `${humanBytes(sizeBytes)} ext4` });
+    await runMkfs(tree, tmpImage, label, need.inodes, sizeBytes, opts.signal);
+    progress({ phase: "ownership", total: tree.entries.size });
+    const script = await writeDebugfsScript(tree, work, host);
+    await runDebugfs(tmpImage, script, opts.signal);
+    await rename(tmpImage, outPath);
+    return { path: outPath, sizeBytes };
+  } catch (err) {
+    await rm(tmpImage, { force: true });
+    throw err;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+interface ImageNeeds {
+  /** Bytes the content itself takes in 4 KiB blocks, with inode tables. */
+  minBytes: number;
+  inodes: number;
+}
+
+/** A conservative estimate of what the content needs in an ext4 with 4 KiB blocks. */
+export async function estimateImage(tree: Tree): Promise<ImageNeeds> {
+  let blocks = 0;
+  let inodes = 16; // reserved inodes, lost+found
+  for (const e of tree.entries.values()) {
+    if (e.type === "hardlink") continue;
+    inodes++;
+    if (e.type === "dir") blocks += 1;
+    else if (e.type === "symlink" && Buffer.byteLength(e.linkTarget ?? "") >= 60) blocks += 1;
+    else if (e.type === "file") {
+      const st = await lstat(join(tree.dir, e.path));
+      // One extra block per 1 MiB for extent tree leaves on fragmented layouts.
+      blocks += Math.ceil(st.size / BLOCK) + Math.ceil(st.size / MIB);
+    }
+    if (e.xattrs) blocks += 1;
+  }
+  const inodeCount = Math.max(4096, Math.ceil(inodes * 1.25) + 1024);
+  const content = blocks * BLOCK;
+  return { minBytes: content + inodeCount * INODE_SIZE, inodes: inodeCount };
+}
+
+function chooseSize(need: ImageNeeds, opts: BuildExt4Options): number {
+  // Journal, group descriptors, bitmaps and lost+found: a fixed part and a proportional one.
+  const overhead = (n: number) => 8 * MIB + Math.ceil(n * 0.04) + Math.min(64 * MIB, Math.max(4 * MIB, Math.ceil(n / 64)));
+  const minimum = roundUp(need.minBytes + overhead(need.minBytes), MIB);
+  if (opts.sizeBytes !== undefined) {
+    if (!Number.isSafeInteger(opts.sizeBytes) || opts.sizeBytes <= 0) throw invalidArgument("image size must be a positive number of bytes");
+    if (opts.sizeBytes < minimum) {
+      throw invalidArgument(`image size ${humanBytes(opts.sizeBytes)} is too small for the content (needs at least ${humanBytes(minimum)})`, "pass a larger --size or leave it out");
+    }
+    return roundUp(opts.sizeBytes, BLOCK);
+  }
+  const headroom = opts.headroom ?? Math.max(64 * MIB, Math.ceil(need.minBytes * 0.25));
+  return roundUp(minimum + headroom, MIB);
+}
+
+const roundUp = (n: number, to: number) => Math.ceil(n / to) * to;
+
+async function createSizedFile(path: string, size: number): Promise<void> {
+  const fh = await open(path, "wx", 0o644);
+  try {
+    await fh.truncate(size);
+  } finally {
+    await fh.close();
+  }
+}
+
+async function runMkfs(tree: Tree, image: string, label: string, inodes: number, sizeBytes: number, signal?: AbortSignal): Promise<void> {
+  const argv = ["mkfs.ext4", "-F", "-q", "-b", String(BLOCK), "-I", String(INODE_SIZE), "-N", String(inodes), "-m", "0", "-L", label];
+  argv.push("-E", "root_owner=0:0", "-d", tree.dir, image, `${sizeBytes / 1024}k`);
+  try {
+    await runChecked(argv, { signal });
+  } catch (err) {
+    if (err instanceof BangerError && /No space|Could not allocate|too many/i.test(err.message)) {
+      throw new BangerError(ErrorCode.InvalidArgument, `the content does not fit in a ${humanBytes(sizeBytes)} image`, "pass a larger --size", { cause: err });
+    }
+    throw err;
+  }
+}
+
+/** What `mkfs.ext4 -d` will copy from the staging directory's own metadata. */
+export interface StagingStamp {
+  /** True when staging owners were set to the entries' (we run as root). */
+  owners: boolean;
+  uid: number;
+  gid: number;
+}
+
+/**
+ * Puts as much metadata as the host allows on the staging files, because mkfs -d copies it
+ * and every debugfs command saved matters on big trees: mtimes always, owners and permission
+ * bits when root. Never setuid/setgid/sticky on the host; without root the owner keeps rwx
+ * on directories and rw on files so mkfs can read them. debugfs fixes the rest.
+ */
+export async function stampStaging(tree: Tree): Promise<StagingStamp> {
+  const owners = process.getuid?.() === 0;
+  for (const e of tree.entries.values()) {
+    if (e.type !== "file" && e.type !== "dir" && e.type !== "symlink") continue;
+    const abs = join(tree.dir, e.path);
+    if (owners) await lchown(abs, e.uid, e.gid);
+    if (e.type !== "symlink") await chmod(abs, hostMode(e, owners));
+    await lutimes(abs, e.mtime, e.mtime);
+  }
+  return { owners, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+}
+
+function hostMode(e: TreeEntry, owners: boolean): number {
+  const perm = e.mode & 0o777;
+  return owners ? perm : perm | (e.type === "dir" ? 0o700 : 0o600);
+}
+
+/** debugfs reads quoted arguments; a literal quote is written twice. */
+export function dq(s: string): string {
+  return `"${s.replace(/"/g, '""')}"`;
+}
+
+/** Writes the debugfs script (and xattr value files) into `work`; returns the script path. */
+export async function writeDebugfsScript(tree: Tree, work: string, host: StagingStamp): Promise<string> {
+  const lines: string[] = ["sif / uid 0", "sif / gid 0", "sif / mode 040755"];
+  let xattrFiles = 0;
+  const sorted = [...tree.entries.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  for (const e of sorted) {
+    if (e.type === "hardlink") continue; // shares its target's inode
+    const p = dq(`/${e.path}`);
+    const special = e.type === "chardev" || e.type === "blockdev" || e.type === "fifo";
+    if (special) {
+      // mknod links the literal name into the current directory, so cd there first.
+      const spec = e.type === "fifo" ? "p" : `${e.type === "chardev" ? "c" : "b"} ${e.devMajor ?? 0} ${e.devMinor ?? 0}`;
+      const base = e.path.slice(e.path.lastIndexOf("/") + 1);
+      lines.push(`cd ${dq(`/${parentOf(e.path)}`)}`, `mknod ${dq(base)} ${spec}`, "cd /");
+    }
+    const copied = !special && host.owners;
+    if (!copied && (special || e.uid !== host.uid)) lines.push(`sif ${p} uid ${e.uid}`);
+    if (!copied && (special || e.gid !== host.gid)) lines.push(`sif ${p} gid ${e.gid}`);
+    const symlinkMode = e.type === "symlink" && (e.mode & 0o7777) !== 0o777;
+    if (special || (e.mode & 0o7000) !== 0 || symlinkMode || (e.type !== "symlink" && hostMode(e, host.owners) !== (e.mode & 0o777))) {
+      lines.push(`sif ${p} mode 0${(TYPE_BITS[e.type] | (e.mode & 0o7777)).toString(8)}`);
+    }
+    if (special) lines.push(`sif ${p} mtime @${e.mtime}`);
+    for (const [name, value] of Object.entries(e.xattrs ?? {})) {
+      const file = join(work, `xattr-${xattrFiles++}`);
+      await writeFile(file, value);
+      lines.push(`ea_set -f ${dq(file)} ${p} ${dq(name)}`);
+    }
+  }
+  const script = join(work, "ownership.debugfs");
+  await writeFile(script, `${lines.join("\n")}\n`);
+  return script;
+}
+
+/** debugfs exits 0 even when a command fails; any stderr line besides its banner is a failure. */
+async function runDebugfs(image: string, script: string, signal?: AbortSignal): Promise<void> {
+  const res = await runChecked(["debugfs", "-w", "-f", script, image], { signal, maxOutput: 1024 * 1024 });
+  const errors = res.stderr.split("\n").filter((l) => l.trim() !== "" && !/^debugfs \d/.test(l));
+  if (errors.length > 0) throw new BangerError(ErrorCode.Failed, `debugfs could not apply ownership: ${errors[0]}`, "this is a bug in banger's image builder; please report it");
+}

@@ -1,0 +1,35 @@
+// Package rootfs owns turning a root filesystem into a bootable ext4 image: reading a
+// `docker export`-style tar into a staging directory plus Tree metadata (hardened: no path
+// escapes, never writing through symlinks, bounded), building the ext4 with `mkfs.ext4 -d` and
+// re-applying ownership, modes, devices and xattrs with one `debugfs` pass (works without
+// root), injecting the guest agent, and make-bundle (image and kernel `.tar.zst` bundles).
+//
+// It does not own OCI layer flattening (src/oci produces Trees in the same shape), fetching or
+// unpacking bundles (src/bundle), where images are stored (daemon/imagecat), or building the
+// agent binary (agent/build.sh).
+export type { Tree, TreeEntry, TreeEntryType } from "./tree.ts";
+export { extractRootfsTar, type ExtractOptions } from "./extract.ts";
+export { flattenLayers, type FlattenOptions, type LayerSource } from "./flatten.ts";
+export { buildExt4, estimateImage, type BuildExt4Options } from "./ext4.ts";
+export {
+  AGENT_IMAGE_PATH,
+  BOOT_FILES_DIR,
+  agentBinaryPath,
+  hostArch,
+  injectAgent,
+  repoRoot,
+  requireAgentBinary,
+  resolveInTree,
+  type AgentArch,
+} from "./agent.ts";
+export {
+  IMAGE_MANIFEST_VERSION,
+  makeBundle,
+  makeKernelBundle,
+  sha256File,
+  type ImageManifest,
+  type MadeBundle,
+  type MadeKernelBundle,
+  type MakeBundleOptions,
+  type MakeKernelBundleOptions,
+} from "./bundle.ts";

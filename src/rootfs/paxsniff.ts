@@ -1,0 +1,133 @@
+// Raw PAX xattr capture. tar-stream decodes PAX records as UTF-8 text, which mangles binary
+// values such as `SCHILY.xattr.security.capability`. This pass-through stream walks the same
+// tar block structure alongside tar-stream and keeps the raw bytes of every SCHILY.xattr.*
+// record, keyed by the byte offset where the owning entry's data starts (tar-stream reports
+// the same number as `header.byteOffset`), so the two can be joined exactly.
+import { Transform, type TransformCallback } from "node:stream";
+
+const BLOCK = 512;
+const XATTR_PREFIX = "SCHILY.xattr.";
+/** Same cap tar-stream applies to long headers; anything larger is rejected there anyway. */
+const MAX_PAX_BYTES = 1024 * 1024;
+
+type State = { kind: "header" } | { kind: "skip"; left: number } | { kind: "pax"; left: number; pad: number };
+
+export class PaxXattrSniffer extends Transform {
+  /** Entry data offset -> xattr name (without the SCHILY prefix) -> raw value. */
+  readonly xattrsByOffset = new Map<number, Map<string, Buffer>>();
+  private pos = 0;
+  private state: State = { kind: "header" };
+  private headerBuf = Buffer.alloc(0);
+  private paxChunks: Buffer[] = [];
+  private pendingXattrs: Map<string, Buffer> | undefined;
+  private pendingSize: number | undefined;
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    try {
+      this.scan(chunk);
+    } catch (err) {
+      return cb(err as Error);
+    }
+    cb(null, chunk);
+  }
+
+  private scan(chunk: Buffer): void {
+    let i = 0;
+    while (i < chunk.length) {
+      const st = this.state;
+      if (st.kind === "skip") {
+        const n = Math.min(st.left, chunk.length - i);
+        st.left -= n;
+        i += n;
+        this.pos += n;
+        if (st.left === 0) this.state = { kind: "header" };
+      } else if (st.kind === "pax") {
+        const n = Math.min(st.left, chunk.length - i);
+        this.paxChunks.push(chunk.subarray(i, i + n));
+        st.left -= n;
+        i += n;
+        this.pos += n;
+        if (st.left === 0) {
+          this.onPaxData(Buffer.concat(this.paxChunks));
+          this.paxChunks = [];
+          this.state = st.pad > 0 ? { kind: "skip", left: st.pad } : { kind: "header" };
+        }
+      } else {
+        const n = Math.min(BLOCK - this.headerBuf.length, chunk.length - i);
+        this.headerBuf = Buffer.concat([this.headerBuf, chunk.subarray(i, i + n)]);
+        i += n;
+        this.pos += n;
+        if (this.headerBuf.length === BLOCK) {
+          const block = this.headerBuf;
+          this.headerBuf = Buffer.alloc(0);
+          this.onHeader(block);
+        }
+      }
+    }
+  }
+
+  private onHeader(block: Buffer): void {
+    if (block.every((b) => b === 0)) return; // end-of-archive padding
+    const flag = block[156] === 0 ? "0" : String.fromCharCode(block[156]!);
+    const size = decodeSize(block.subarray(124, 136));
+    const padded = size + ((BLOCK - (size % BLOCK)) % BLOCK);
+    if (flag === "x") {
+      if (size > MAX_PAX_BYTES) throw new Error("PAX header too large");
+      this.state = size > 0 ? { kind: "pax", left: size, pad: padded - size } : { kind: "header" };
+      return;
+    }
+    if (flag === "g" || flag === "L" || flag === "K") {
+      // Global PAX records and GNU long names carry no per-entry xattrs we keep.
+      if (padded > 0) this.state = { kind: "skip", left: padded };
+      return;
+    }
+    const entrySize = this.pendingSize ?? size;
+    if (this.pendingXattrs && this.pendingXattrs.size > 0) this.xattrsByOffset.set(this.pos, this.pendingXattrs);
+    this.pendingXattrs = undefined;
+    this.pendingSize = undefined;
+    // tar-stream reads no data for directories (typeflag 5, or a v7 file whose name ends in '/').
+    const nameEnd = block.indexOf(0, 0);
+    const lastNameByte = block[(nameEnd < 0 || nameEnd > 100 ? 100 : nameEnd) - 1];
+    const isDir = flag === "5" || (flag === "0" && lastNameByte === 0x2f);
+    const dataBytes = isDir ? 0 : entrySize + ((BLOCK - (entrySize % BLOCK)) % BLOCK);
+    if (dataBytes > 0) this.state = { kind: "skip", left: dataBytes };
+  }
+
+  private onPaxData(buf: Buffer): void {
+    const xattrs = new Map<string, Buffer>();
+    for (const [key, value] of parsePaxRecords(buf)) {
+      if (key.startsWith(XATTR_PREFIX)) xattrs.set(key.slice(XATTR_PREFIX.length), value);
+      else if (key === "size") this.pendingSize = Number.parseInt(value.toString("latin1"), 10);
+    }
+    this.pendingXattrs = xattrs;
+  }
+}
+
+/** Parses "<len> <key>=<value>\n" records, keeping values as raw bytes. */
+export function parsePaxRecords(buf: Buffer): Array<[string, Buffer]> {
+  const out: Array<[string, Buffer]> = [];
+  let rest = buf;
+  while (rest.length > 0) {
+    const space = rest.indexOf(0x20);
+    if (space <= 0) break;
+    const len = Number.parseInt(rest.subarray(0, space).toString("latin1"), 10);
+    if (!Number.isSafeInteger(len) || len <= space + 1 || len > rest.length) break;
+    const record = rest.subarray(space + 1, len - 1); // drop the trailing newline
+    const eq = record.indexOf(0x3d);
+    if (eq < 0) break;
+    out.push([record.subarray(0, eq).toString("utf8"), Buffer.from(record.subarray(eq + 1))]);
+    rest = rest.subarray(len);
+  }
+  return out;
+}
+
+/** Tar numeric field: octal text, or base-256 when the high bit of the first byte is set. */
+function decodeSize(field: Buffer): number {
+  if (field[0]! & 0x80) {
+    let n = 0;
+    for (let i = 1; i < field.length; i++) n = n * 256 + field[i]!;
+    return n;
+  }
+  const text = field.toString("latin1").replace(/\0.*$/s, "").trim();
+  return text === "" ? 0 : Number.parseInt(text, 8);
+}
