@@ -38,10 +38,15 @@ const common = {
   logLevel: "warning",
 };
 
-await Promise.all([
-  build({ ...common, entryPoints: [`${root}src/cli/main.ts`], outfile: `${root}dist/banger.js` }),
-  build({ ...common, entryPoints: [`${root}src/daemon/main.ts`], outfile: `${root}dist/bangerd.js` }),
-]);
+// One build with code splitting: what only some commands use (make-bundle, the daemon's
+// modules) sits in chunks loaded on demand, so `banger vm ls` parses little.
+await build({
+  ...common,
+  entryPoints: { banger: `${root}src/cli/main.ts`, bangerd: `${root}src/daemon/main.ts` },
+  outdir: `${root}dist`,
+  splitting: true,
+  chunkNames: "chunks/[name]-[hash]",
+});
 
 if (existsSync(`${root}agent/build.sh`)) {
   execFileSync("bash", [`${root}agent/build.sh`], { stdio: "inherit" });

@@ -19,11 +19,11 @@ export interface CliResult {
 }
 
 /** Runs bin/banger (the built CLI, as a user would) with BANGER_HOME set. */
-export function runBanger(args: string[], opts: { home: string; env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number }): Promise<CliResult> {
+export function runBanger(args: string[], opts: { home: string; env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number }): Promise<CliResult> {
   return runBin("banger", args, opts);
 }
 
-export function runBin(bin: "banger" | "bangerd", args: string[], opts: { home: string; env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number }): Promise<CliResult> {
+export function runBin(bin: "banger" | "bangerd", args: string[], opts: { home: string; env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number }): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(join(REPO, "bin", bin), args, {
       env: { ...process.env, ...opts.env, BANGER_HOME: opts.home },
@@ -65,11 +65,46 @@ export async function stopDaemon(home: string): Promise<void> {
   process.kill(pid, "SIGKILL");
 }
 
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+/** Zombie-aware (a sandbox's PID 1 may not reap orphans): the same check the VMM driver uses. */
+export { isAlive } from "../src/vmm/process.ts";
+
+/** Shared by every test that needs Debian's cloud kernel package (fetched once through apt). */
+export const TEST_CACHE = "/var/cache/banger-test";
+
+export async function testKernelDeb(): Promise<string> {
+  const { fetchDebianKernelDeb } = await import("../src/kernel/index.ts");
+  return fetchDebianKernelDeb({ flavor: "cloud", cacheDir: TEST_CACHE });
+}
+
+/** Runs a command; rejects with its stderr when it fails. For test set-up steps. */
+export async function mustRun(r: Promise<CliResult>): Promise<CliResult> {
+  const res = await r;
+  if (res.code !== 0) throw new Error(`command failed (${res.code}): ${res.stderr.trim()}`);
+  return res;
+}
+
+/**
+ * A state root with Debian's cloud kernel imported (as debian-6.1-cloud, the default kernel)
+ * and the busybox image published through a local catalog: make-bundle → catalog → pull.
+ */
+export async function prepareBootableHome(home: string, env: NodeJS.ProcessEnv = {}): Promise<{ env: NodeJS.ProcessEnv; kernel: string; image: string }> {
+  const { writeFile, mkdir } = await import("node:fs/promises");
+  const { createHash } = await import("node:crypto");
+  const { busyboxRootfsTar } = await import("../src/presets/index.ts");
+  const { pipeline } = await import("node:stream/promises");
+  const { createWriteStream, readFileSync, statSync } = await import("node:fs");
+  const deb = await testKernelDeb();
+  const catalogDir = join(home, "catalog");
+  await mkdir(catalogDir, { recursive: true });
+  const tarPath = join(catalogDir, "busybox-rootfs.tar");
+  await pipeline(await busyboxRootfsTar(), createWriteStream(tarPath));
+  await mustRun(runBanger(["internal", "make-bundle", "--rootfs-tar", tarPath, "--name", "busybox", "--kernel-ref", "debian-6.1-cloud", "--distro", "busybox", "--out", catalogDir], { home }));
+  const bundle = join(catalogDir, "busybox.tar.zst");
+  const sha = createHash("sha256").update(readFileSync(bundle)).digest("hex");
+  const catalog = { version: 1, entries: [{ name: "busybox", distro: "busybox", arch: "x86_64", kernel_ref: "debian-6.1-cloud", tarball_url: "busybox.tar.zst", tarball_sha256: sha, size_bytes: statSync(bundle).size, description: "test image" }] };
+  await writeFile(join(catalogDir, "catalog.json"), JSON.stringify(catalog));
+  const fullEnv = { ...env, BANGER_IMAGE_CATALOG: join(catalogDir, "catalog.json") };
+  await mustRun(runBanger(["kernel", "import", "--debian", "--deb", deb, "--json"], { home, env: fullEnv }));
+  await mustRun(runBanger(["image", "pull", "busybox", "--json"], { home, env: fullEnv }));
+  return { env: fullEnv, kernel: "debian-6.1-cloud", image: "busybox" };
 }

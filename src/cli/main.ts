@@ -6,6 +6,9 @@ import { versionLine } from "../util/buildinfo.ts";
 import { registerConfig } from "./config.ts";
 import { registerDaemon } from "./daemon.ts";
 import { registerDoctor } from "./doctor.ts";
+import { registerImage } from "./image.ts";
+import { registerInternal } from "./internal.ts";
+import { registerKernel } from "./kernel.ts";
 import { registerVm } from "./vm.ts";
 
 const debug = process.argv.includes("--debug");
@@ -17,9 +20,12 @@ function buildProgram(): Command {
     .version(versionLine("banger"), "-V, --version", "print version, git commit and build date")
     .showSuggestionAfterError(true);
   registerVm(program);
+  registerImage(program);
+  registerKernel(program);
   registerDoctor(program);
   registerConfig(program);
   registerDaemon(program);
+  registerInternal(program);
   applyToAll(program, (cmd) => {
     cmd.exitOverride();
     cmd.configureOutput({ outputError: (str, write) => write(`banger: ${str.replace(/^error: /, "")}`) });

@@ -1,9 +1,49 @@
 // `banger vm ...`: VM lifecycle commands.
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import type { VmRecord } from "../store/index.ts";
+import { ErrorCode, invalidArgument } from "../util/errors.ts";
+import { humanBytes } from "../util/fsx.ts";
 import { validateName } from "../util/names.ts";
+import { parseSize } from "../util/size.ts";
+import { attachExec } from "./attach.ts";
 import { callDaemon } from "./daemon-client.ts";
 import { age, printFields, printJson, printTable } from "./output.ts";
+
+const vmName = (v: string) => validateName("vm", v);
+
+function parseCount(flag: string, min: number, max: number) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) throw invalidArgument(`${flag} takes a whole number from ${min} to ${max}, not ${JSON.stringify(v)}`);
+    return n;
+  };
+}
+const parseMemory = (v: string) => Math.round(parseSize(v, "--memory", "m") / 1024 ** 2);
+const parseDisk = (v: string) => parseSize(v, "--disk-size", "b");
+
+function printVm(v: VmRecord): void {
+  printFields([
+    ["name", v.name],
+    ["state", v.error ? `${v.state} (last error: ${v.error})` : v.state],
+    ["image", v.image],
+    ["kernel", v.kernel],
+    ["vmm", v.vmm],
+    ["cpus", v.cpus],
+    ["memory", `${v.memoryMib} MiB`],
+    ["disk", v.diskBytes ? humanBytes(v.diskBytes) : null],
+    ["ip", v.ip],
+    ["pid", v.pid],
+    ["created", v.createdAt],
+    ["started", v.startedAt],
+  ]);
+}
+
+/** Runs a call that returns a VM and prints it (or its JSON). */
+async function vmAction(method: string, params: Record<string, unknown>, json: boolean | undefined, done: (v: VmRecord) => string): Promise<void> {
+  const v = await callDaemon<VmRecord>(method, params, { showProgress: !json });
+  if (json) printJson(v);
+  else process.stdout.write(`${done(v)}\n`);
+}
 
 export function registerVm(program: Command): void {
   const vm = program.command("vm").description("create, run and manage microVMs");
@@ -16,7 +56,7 @@ export function registerVm(program: Command): void {
       const vms = await callDaemon<VmRecord[]>("vm.list");
       if (opts.json) return printJson(vms);
       if (vms.length === 0) {
-        process.stdout.write("no VMs (create one with `banger vm run` or `banger vm create`)\n");
+        process.stdout.write("no VMs (create one with `banger vm create`)\n");
         return;
       }
       printTable(
@@ -27,23 +67,132 @@ export function registerVm(program: Command): void {
 
   vm.command("show")
     .description("show one VM")
-    .argument("<name>", "VM name", (v: string) => validateName("vm", v))
+    .argument("<name>", "VM name", vmName)
     .option("--json", "print JSON")
     .action(async (name: string, opts: { json?: boolean }) => {
       const v = await callDaemon<VmRecord>("vm.show", { name });
       if (opts.json) return printJson(v);
-      printFields([
-        ["name", v.name],
-        ["state", v.error ? `${v.state} (${v.error})` : v.state],
-        ["image", v.image],
-        ["kernel", v.kernel],
-        ["vmm", v.vmm],
-        ["cpus", v.cpus],
-        ["memory", `${v.memoryMib} MiB`],
-        ["ip", v.ip],
-        ["pid", v.pid],
-        ["created", v.createdAt],
-        ["started", v.startedAt],
-      ]);
+      printVm(v);
+    });
+
+  vm.command("create")
+    .description("create a VM from an image and boot it (progress: disk, boot, agent)")
+    .option("--name <name>", "VM name (default: a generated adjective-noun)", vmName)
+    .option("--image <image>", "image to boot (default: config default_image)")
+    .option("--kernel <kernel>", "kernel (default: the image's kernel, else config default_kernel)")
+    .option("--cpus <n>", "virtual CPUs (default 1)", parseCount("--cpus", 1, 64))
+    .option("--memory <size>", "memory, e.g. 512M or 2G (default 512M)", parseMemory)
+    .option("--disk-size <size>", "grow the root disk to this size, e.g. 4G", parseDisk)
+    .option("--no-start", "create the disk and record, but do not boot")
+    .option("--json", "print JSON")
+    .action(async (opts: { name?: string; image?: string; kernel?: string; cpus?: number; memory?: number; diskSize?: number; start: boolean; json?: boolean }) => {
+      const started = Date.now();
+      await vmAction(
+        "vm.create",
+        { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryMib: opts.memory, diskBytes: opts.diskSize, noStart: !opts.start },
+        opts.json,
+        (v) => `vm ${v.name} ${v.state} (${((Date.now() - started) / 1000).toFixed(1)}s); try: banger vm exec ${v.name} -- uname -a`,
+      );
+    });
+
+  vm.command("start")
+    .description("boot a stopped VM")
+    .argument("<name>", "VM name", vmName)
+    .option("--json", "print JSON")
+    .action((name: string, opts: { json?: boolean }) => vmAction("vm.start", { name }, opts.json, (v) => `vm ${v.name} ${v.state}`));
+
+  vm.command("stop")
+    .description("power a VM off cleanly (the guest is asked first, then the VMM)")
+    .argument("<name>", "VM name", vmName)
+    .option("--timeout <seconds>", "how long the guest gets to power off", parseCount("--timeout", 0, 600))
+    .option("--json", "print JSON")
+    .action((name: string, opts: { timeout?: number; json?: boolean }) =>
+      vmAction("vm.stop", { name, timeoutMs: opts.timeout === undefined ? undefined : opts.timeout * 1000 }, opts.json, (v) => `vm ${v.name} stopped`),
+    );
+
+  vm.command("kill")
+    .description("stop a VM at once (like pulling the power cord)")
+    .argument("<name>", "VM name", vmName)
+    .option("--json", "print JSON")
+    .action((name: string, opts: { json?: boolean }) => vmAction("vm.kill", { name }, opts.json, (v) => `vm ${v.name} killed`));
+
+  vm.command("rm")
+    .description("remove a stopped VM and its disk")
+    .argument("<name...>", "VM names")
+    .option("-f, --force", "stop running VMs first")
+    .option("--json", "print JSON")
+    .action(async (names: string[], opts: { force?: boolean; json?: boolean }) => {
+      names.forEach(vmName);
+      const removed: string[] = [];
+      for (const name of names) {
+        await callDaemon("vm.rm", { name, force: opts.force });
+        removed.push(name);
+        if (!opts.json) process.stdout.write(`vm ${name} removed\n`);
+      }
+      if (opts.json) printJson({ removed });
+    });
+
+  vm.command("set")
+    .description("change CPUs or memory of a stopped VM")
+    .argument("<name>", "VM name", vmName)
+    .option("--cpus <n>", "virtual CPUs", parseCount("--cpus", 1, 64))
+    .option("--memory <size>", "memory, e.g. 1G", parseMemory)
+    .option("--json", "print JSON")
+    .action((name: string, opts: { cpus?: number; memory?: number; json?: boolean }) =>
+      vmAction("vm.set", { name, cpus: opts.cpus, memoryMib: opts.memory }, opts.json, (v) => `vm ${v.name}: ${v.cpus} cpu, ${v.memoryMib} MiB`),
+    );
+
+  vm.command("logs")
+    .description("print the VM's serial console")
+    .argument("<name>", "VM name", vmName)
+    .option("-f, --follow", "keep printing new output (Ctrl-C to stop)")
+    .action(async (name: string, opts: { follow?: boolean }) => {
+      await callDaemon(
+        "vm.logs",
+        { name, follow: opts.follow ?? false },
+        { onEvent: (e) => process.stdout.write(Buffer.from((e as { b64: string }).b64, "base64")) },
+      ).catch((err: unknown) => {
+        // Ctrl-C is how --follow ends.
+        if (!(opts.follow && (err as { code?: number }).code === ErrorCode.Cancelled)) throw err;
+      });
+    });
+
+  vm.command("stats")
+    .description("memory, CPU and disk use inside the VM, and the VMM's own memory")
+    .argument("<name>", "VM name", vmName)
+    .option("--json", "print JSON")
+    .action(async (name: string, opts: { json?: boolean }) => {
+      const s = await callDaemon<{ name: string; pid: number; vmmRssBytes: number | null; guest: Record<string, unknown> }>("vm.stats", { name });
+      if (opts.json) return printJson(s);
+      printFields([["vm", s.name], ["vmm pid", s.pid], ["vmm rss", s.vmmRssBytes === null ? null : humanBytes(s.vmmRssBytes)], ...Object.entries(s.guest)]);
+    });
+
+  vm.command("exec")
+    .description("run a command in a running VM; its exit status becomes banger's")
+    .argument("<name>", "VM name", vmName)
+    .argument("<command...>", "the command and its arguments (after --)")
+    .option("-t, --tty", "run it under a terminal")
+    .option("-i, --interactive", "forward stdin even when it is a terminal")
+    .addOption(new Option("-e, --env <KEY=VALUE...>", "environment variables").default([]))
+    .option("-w, --workdir <dir>", "working directory in the guest")
+    .option("-u, --user <user>", "user in the guest (name or uid)")
+    .action(async (name: string, argv: string[], opts: { tty?: boolean; interactive?: boolean; env: string[]; workdir?: string; user?: string }) => {
+      const env: Record<string, string> = {};
+      for (const kv of opts.env) {
+        const i = kv.indexOf("=");
+        if (i <= 0) throw invalidArgument(`--env takes KEY=VALUE, not ${JSON.stringify(kv)}`);
+        env[kv.slice(0, i)] = kv.slice(i + 1);
+      }
+      const forwardStdin = opts.interactive === true || opts.tty === true || !process.stdin.isTTY;
+      process.exitCode = await attachExec("vm.exec", { name, argv, env, cwd: opts.workdir, user: opts.user }, { tty: opts.tty === true, stdin: forwardStdin });
+    });
+
+  vm.command("shell")
+    .description("an interactive login shell in a running VM")
+    .argument("<name>", "VM name", vmName)
+    .option("-u, --user <user>", "user in the guest (name or uid)")
+    .action(async (name: string, opts: { user?: string }) => {
+      const argv = ["/bin/sh", "-c", "if command -v bash >/dev/null; then exec bash -l; else exec sh -l; fi"];
+      process.exitCode = await attachExec("vm.exec", { name, argv, user: opts.user, env: { TERM: process.env.TERM ?? "xterm-256color" } }, { tty: true, stdin: true });
     });
 }

@@ -3,6 +3,7 @@
 import type { Config, Paths } from "../config/index.ts";
 import type { Store } from "../store/index.ts";
 import type { Logger } from "./logger.ts";
+import type { VmRuntime } from "./vm-runtime.ts";
 
 export interface DaemonContext {
   paths: Paths;
@@ -11,6 +12,8 @@ export interface DaemonContext {
   store: Store;
   log: Logger;
   locks: KeyedLock;
+  /** VMM handles and agent connections of running VMs. */
+  runtime: VmRuntime;
   startedAt: number;
   /** Asks the daemon to shut down after the current answer is sent. */
   requestShutdown(): void;

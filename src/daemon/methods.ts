@@ -1,10 +1,21 @@
 // The method table: RPC method names → daemon operations. Only parameter checking and
 // dispatch live here; the work is in the operation files (vms.ts, kernels.ts, ...).
+import { open } from "node:fs/promises";
 import { buildInfo } from "../util/buildinfo.ts";
-import type { MethodTable } from "../rpc/index.ts";
-import { optionalInt, requireString } from "../rpc/index.ts";
+import { invalidArgument } from "../util/errors.ts";
+import type { CallContext, MethodTable } from "../rpc/index.ts";
+import { optionalBool, optionalInt, optionalString, requireObject, requireString } from "../rpc/index.ts";
 import type { DaemonContext } from "./context.ts";
-import { getVm, listVms } from "./vms.ts";
+import { bridgeExec, parseExecParams } from "./exec.ts";
+import { getImage, imageCatalog, pullImage, removeImage } from "./images.ts";
+import { buildPresetImage } from "./images-build.ts";
+import { getKernel, importKernel, kernelCatalog, pullKernel, removeKernel } from "./kernels.ts";
+import {
+  consoleLog, createVm, getVm, killVm, listVms, removeVm, runningAgent, setVm, startVm, stopVm, vmStats,
+} from "./vms.ts";
+
+const MAX_CPUS = 64;
+const MAX_MEMORY_MIB = 256 * 1024;
 
 export function buildMethodTable(ctx: DaemonContext): MethodTable {
   return {
@@ -24,7 +35,100 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
       return { stopping: true, pid: process.pid };
     },
     "ops.list": (p) => ctx.store.listOperations(optionalInt(p, "limit", 1, 1000) ?? 50),
+
+    "kernel.list": () => ctx.store.listKernels(),
+    "kernel.catalog": (_p, call) => kernelCatalog(ctx, call.signal),
+    "kernel.show": (p) => getKernel(ctx, requireString(p, "name")),
+    "kernel.pull": (p, call) => pullKernel(ctx, requireString(p, "name"), optionalBool(p, "force") ?? false, call),
+    "kernel.rm": (p) => removeKernel(ctx, requireString(p, "name")),
+    "kernel.import": (p, call) => {
+      const flavor = optionalString(p, "flavor");
+      if (flavor !== undefined && flavor !== "cloud" && flavor !== "generic") throw invalidArgument("--flavor takes cloud or generic");
+      return importKernel(
+        ctx,
+        { source: optionalString(p, "source"), debian: optionalBool(p, "debian"), flavor, deb: optionalString(p, "deb"), name: optionalString(p, "name"), force: optionalBool(p, "force") },
+        call,
+      );
+    },
+
+    "image.list": () => ctx.store.listImages(),
+    "image.catalog": (_p, call) => imageCatalog(ctx, call.signal),
+    "image.show": (p) => getImage(ctx, requireString(p, "name")),
+    "image.pull": (p, call) =>
+      pullImage(
+        ctx,
+        {
+          ref: requireString(p, "ref"),
+          name: optionalString(p, "name"),
+          kernelRef: optionalString(p, "kernelRef"),
+          kernel: optionalString(p, "kernel"),
+          platform: optionalString(p, "platform"),
+          sizeBytes: optionalInt(p, "sizeBytes", 1),
+          force: optionalBool(p, "force"),
+        },
+        call,
+      ),
+    "image.rm": (p) => removeImage(ctx, requireString(p, "name")),
+    "image.build": (p, call) =>
+      buildPresetImage(
+        ctx,
+        { preset: requireString(p, "preset"), name: optionalString(p, "name"), kernelRef: optionalString(p, "kernelRef"), sizeBytes: optionalInt(p, "sizeBytes", 1), force: optionalBool(p, "force") },
+        call,
+      ),
+
     "vm.list": () => listVms(ctx),
     "vm.show": (p) => getVm(ctx, requireString(p, "name")),
+    "vm.create": (p, call) =>
+      createVm(
+        ctx,
+        {
+          name: optionalString(p, "name"),
+          image: optionalString(p, "image"),
+          kernel: optionalString(p, "kernel"),
+          cpus: optionalInt(p, "cpus", 1, MAX_CPUS),
+          memoryMib: optionalInt(p, "memoryMib", 64, MAX_MEMORY_MIB),
+          diskBytes: optionalInt(p, "diskBytes", 1),
+          noStart: optionalBool(p, "noStart"),
+        },
+        call,
+      ),
+    "vm.start": (p, call) => startVm(ctx, requireString(p, "name"), call),
+    "vm.stop": (p) => stopVm(ctx, requireString(p, "name"), { timeoutMs: optionalInt(p, "timeoutMs", 0, 600_000) }),
+    "vm.kill": (p) => killVm(ctx, requireString(p, "name")),
+    "vm.rm": (p) => removeVm(ctx, requireString(p, "name"), { force: optionalBool(p, "force") }),
+    "vm.set": (p) => setVm(ctx, requireString(p, "name"), { cpus: optionalInt(p, "cpus", 1, MAX_CPUS), memoryMib: optionalInt(p, "memoryMib", 64, MAX_MEMORY_MIB) }),
+    "vm.stats": (p) => vmStats(ctx, requireString(p, "name")),
+    "vm.logs": (p, call) => streamConsole(ctx, requireString(p, "name"), optionalBool(p, "follow") ?? false, call),
+    "vm.exec": async (p, call) => {
+      const params = parseExecParams(requireObject(p));
+      const agent = await runningAgent(ctx, requireString(p, "name"), call.signal);
+      const handle = await agent.exec({ ...params, stdin: true });
+      return bridgeExec(handle, params, call);
+    },
   };
+}
+
+/** Sends the console log as events; with follow, keeps sending what is appended until cancelled. */
+async function streamConsole(ctx: DaemonContext, name: string, follow: boolean, call: CallContext): Promise<{ bytes: number }> {
+  const { path } = await consoleLog(ctx, name);
+  let offset = 0;
+  const buf = Buffer.alloc(64 * 1024);
+  for (;;) {
+    const fh = await open(path, "r").catch(() => undefined);
+    if (fh) {
+      try {
+        for (;;) {
+          const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+          if (bytesRead === 0) break;
+          offset += bytesRead;
+          await call.emit({ t: "out", fd: 1, b64: buf.subarray(0, bytesRead).toString("base64") });
+        }
+      } finally {
+        await fh.close();
+      }
+    }
+    if (!follow || call.signal.aborted) return { bytes: offset };
+    await new Promise((r) => setTimeout(r, 250));
+    if (!ctx.store.getVm(name)) return { bytes: offset };
+  }
 }

@@ -11,6 +11,8 @@ import { acquireDaemonLock } from "./lock.ts";
 import { Logger } from "./logger.ts";
 import { KeyedLock, type DaemonContext } from "./context.ts";
 import { buildMethodTable } from "./methods.ts";
+import { VmRuntime } from "./vm-runtime.ts";
+import { reconcileVms } from "./vms.ts";
 
 /** The gid of the `banger` group when it exists: members may then use the socket. */
 function bangerGroupId(): number | undefined {
@@ -38,9 +40,12 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
     store,
     log,
     locks: new KeyedLock(),
+    runtime: new VmRuntime(),
     startedAt: Date.now(),
     requestShutdown: () => shutdownRequested(),
   };
+  const reconciled = await reconcileVms(ctx);
+  if (reconciled.adopted.length + reconciled.stopped.length + reconciled.removed.length > 0) log.info("reconciled vms", reconciled);
   const server = new RpcServer(buildMethodTable(ctx), log);
   const gid = bangerGroupId();
   await server.listen(paths.socket, gid === undefined ? { mode: 0o600 } : { mode: 0o660, gid });

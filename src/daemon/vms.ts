@@ -1,8 +1,51 @@
-// VM operations: listing and showing for now; lifecycle lands with the VMM drivers.
-import { notFound } from "../util/errors.ts";
+// VM operations: create, start, stop, kill, rm, set, list, show, logs, stats. Each one
+// that changes a VM runs under that VM's lock, so operations on one VM are serialized
+// while different VMs proceed in parallel. A VM that fails half-way through `create`
+// leaves nothing behind: no row, no disk, no runtime directory, no VMM process.
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { chooseCloneStrategy, cloneDisk, type DiskFormat } from "../disk/index.ts";
+import type { VmRecord, VmState } from "../store/index.ts";
+import { BangerError, ErrorCode, alreadyExists, errorLine, invalidArgument, notFound } from "../util/errors.ts";
+import { generateName } from "../util/namegen.ts";
 import { validateName } from "../util/names.ts";
-import type { VmRecord } from "../store/index.ts";
+import type { Progress } from "../util/progress.ts";
+import { adoptVm, cleanupDeadVm, getDriver, type VmmName, type VmHandle } from "../vmm/index.ts";
+import { bootSpec } from "./boot.ts";
 import type { DaemonContext } from "./context.ts";
+import { recordOperation } from "./operations.ts";
+import { vmPaths } from "./vm-runtime.ts";
+
+export const DEFAULT_CPUS = 1;
+export const DEFAULT_MEMORY_MIB = 512;
+/** TCG boots take seconds; a slow host or a big image more. */
+const AGENT_READY_TIMEOUT_MS = Number(process.env.BANGER_AGENT_TIMEOUT_MS ?? 120_000);
+
+export interface CreateParams {
+  name?: string;
+  image?: string;
+  kernel?: string;
+  cpus?: number;
+  memoryMib?: number;
+  diskBytes?: number;
+  /** Create the VM's disk and record without booting it. */
+  noStart?: boolean;
+}
+
+interface CallEnv {
+  signal: AbortSignal;
+  progress: Progress;
+}
+
+/** The disk facts kept in the VM record's config. */
+interface VmDiskConfig {
+  path: string;
+  format: DiskFormat;
+  strategy: string;
+  filesystemNeedsGrow: boolean;
+}
 
 export function listVms(ctx: DaemonContext): VmRecord[] {
   return ctx.store.listVms();
@@ -13,4 +56,261 @@ export function getVm(ctx: DaemonContext, name: string): VmRecord {
   const vm = ctx.store.getVm(name);
   if (!vm) throw notFound(`vm ${name}`, "see `banger vm ls`");
   return vm;
+}
+
+function requireState(vm: VmRecord, allowed: VmState[], action: string, hint: string): void {
+  if (!allowed.includes(vm.state)) {
+    throw new BangerError(ErrorCode.InUse, `cannot ${action} vm ${vm.name}: it is ${vm.state}`, hint);
+  }
+}
+
+function pickVmm(ctx: DaemonContext): VmmName {
+  const configured = process.env.BANGER_VMM ?? ctx.config().vmm;
+  return configured === "firecracker" ? "firecracker" : "qemu";
+}
+
+/** Resolves image and kernel names: flags > the image's kernel_ref > configured defaults. */
+function resolveImageAndKernel(ctx: DaemonContext, p: CreateParams): { image: string; kernel: string } {
+  const config = ctx.config();
+  const imageName = p.image ?? config.default_image;
+  if (!imageName) throw invalidArgument("no image given and no default image configured", "pass --image NAME, or `banger config set default_image NAME`");
+  validateName("image", imageName);
+  const image = ctx.store.getImage(imageName);
+  if (!image) throw notFound(`image ${imageName}`, "see `banger image list`, or `banger image pull`");
+  const kernelName = p.kernel ?? image.kernelRef ?? config.default_kernel;
+  if (!kernelName) throw invalidArgument(`image ${imageName} names no kernel and no default kernel is configured`, "pass --kernel NAME, or `banger kernel import --debian`");
+  validateName("kernel", kernelName);
+  if (!ctx.store.getKernel(kernelName)) throw notFound(`kernel ${kernelName}`, "see `banger kernel list`, or `banger kernel pull`/`kernel import`");
+  return { image: imageName, kernel: kernelName };
+}
+
+export async function createVm(ctx: DaemonContext, p: CreateParams, call: CallEnv): Promise<VmRecord> {
+  const name = p.name === undefined ? generateName((n) => ctx.store.getVm(n) !== undefined) : validateName("vm", p.name);
+  const { image, kernel } = resolveImageAndKernel(ctx, p);
+  return ctx.locks.run(`vm:${name}`, () =>
+    recordOperation(ctx, "vm.create", name, async () => {
+      if (ctx.store.getVm(name)) throw alreadyExists(`vm ${name} already exists`, "pick another --name, or `banger vm rm` it");
+      const id = randomBytes(6).toString("hex");
+      const vmm = pickVmm(ctx);
+      const paths = vmPaths(ctx.paths, name, id);
+      ctx.store.insertVm({
+        name, id, state: "creating", image, kernel, vmm,
+        cpus: p.cpus ?? DEFAULT_CPUS, memoryMib: p.memoryMib ?? DEFAULT_MEMORY_MIB, diskBytes: 0,
+        pid: null, ip: null, error: null, config: {},
+      });
+      try {
+        const disk = await makeRootDisk(ctx, name, image, vmm, paths.dir, p.diskBytes, call);
+        ctx.store.updateVm(name, { diskBytes: disk.sizeBytes, config: { disk: { path: disk.path, format: disk.format, strategy: disk.strategy, filesystemNeedsGrow: disk.filesystemNeedsGrow } } });
+        if (p.noStart) {
+          ctx.store.updateVm(name, { state: "stopped" });
+        } else {
+          await bootVm(ctx, name, call);
+        }
+        return getVm(ctx, name);
+      } catch (err) {
+        await destroyVm(ctx, name, paths.dir, paths.runtimeDir);
+        throw err;
+      }
+    }),
+  );
+}
+
+async function makeRootDisk(ctx: DaemonContext, name: string, image: string, vmm: VmmName, dir: string, sizeBytes: number | undefined, call: CallEnv) {
+  call.progress({ phase: "disk", message: `cloning image ${image}` });
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const choice = await chooseCloneStrategy(vmm, dir);
+  const base = join(ctx.paths.imagesDir, image, "rootfs.ext4");
+  const dest = join(dir, choice.strategy === "qcow2" ? "root.qcow2" : "root.ext4");
+  ctx.log.info("cloning root disk", { vm: name, strategy: choice.strategy, reason: choice.reason });
+  return cloneDisk(base, dest, choice.strategy, { sizeBytes, signal: call.signal });
+}
+
+/** Starts the VMM and waits for the agent; the VM ends up running, or stopped with its error. */
+async function bootVm(ctx: DaemonContext, name: string, call: CallEnv): Promise<void> {
+  const vm = getVm(ctx, name);
+  const paths = vmPaths(ctx.paths, name, vm.id);
+  const disk = vm.config.disk as VmDiskConfig;
+  ctx.store.updateVm(name, { state: "starting", error: null });
+  let handle: VmHandle | undefined;
+  try {
+    call.progress({ phase: "boot", message: `${vm.vmm}, ${vm.cpus} cpu, ${vm.memoryMib} MiB` });
+    const spec = await bootSpec(ctx, vm, { path: disk.path, format: disk.format }, paths.runtimeDir);
+    handle = await getDriver(vm.vmm).start(spec, { signal: call.signal });
+    ctx.runtime.setHandle(name, handle);
+    ctx.store.updateVm(name, { pid: handle.pid });
+    call.progress({ phase: "agent", message: "waiting for the guest agent" });
+    const agent = await ctx.runtime.agent(name, { timeoutMs: AGENT_READY_TIMEOUT_MS, signal: call.signal });
+    ctx.store.updateVm(name, { state: "running", startedAt: new Date().toISOString() });
+    ctx.log.info("vm running", { vm: name, pid: handle.pid, agent: agent.info.version });
+  } catch (err) {
+    ctx.runtime.forget(name);
+    if (handle) await handle.kill().catch(() => undefined);
+    const tail = handle ? await consoleTail(handle.consoleLogPath) : "";
+    ctx.store.updateVm(name, { state: "stopped", pid: null, error: errorLine(err) });
+    if (tail && !(err instanceof BangerError && err.code === ErrorCode.Cancelled)) {
+      throw new BangerError(ErrorCode.Failed, `vm ${name} did not boot: ${errorLine(err)}`, `last console lines:\n${tail}`);
+    }
+    throw err;
+  }
+}
+
+async function consoleTail(path: string, lines = 8): Promise<string> {
+  const text = await readFile(path, "utf8").catch(() => "");
+  return text.trimEnd().split("\n").slice(-lines).join("\n");
+}
+
+/** Removes everything a VM has: VMM, runtime dir, disk dir, row. Never throws. */
+async function destroyVm(ctx: DaemonContext, name: string, dir: string, runtimeDir: string): Promise<void> {
+  const handle = ctx.runtime.handle(name);
+  ctx.runtime.forget(name);
+  if (handle) await handle.kill().catch(() => undefined);
+  await rm(runtimeDir, { recursive: true, force: true }).catch(() => undefined);
+  await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  ctx.store.deleteVm(name);
+}
+
+export function startVm(ctx: DaemonContext, name: string, call: CallEnv): Promise<VmRecord> {
+  validateName("vm", name);
+  return ctx.locks.run(`vm:${name}`, () =>
+    recordOperation(ctx, "vm.start", name, async () => {
+      const vm = getVm(ctx, name);
+      if (vm.state === "running") return vm;
+      requireState(vm, ["stopped"], "start", "wait for the operation in progress to finish");
+      await bootVm(ctx, name, call);
+      return getVm(ctx, name);
+    }),
+  );
+}
+
+/** Asks the guest to power off through the agent, then falls back to the VMM's stop. */
+async function stopRunning(ctx: DaemonContext, vm: VmRecord, timeoutMs: number): Promise<string> {
+  const handle = ctx.runtime.handle(vm.name);
+  if (!handle) return "not-running";
+  let outcome: string | undefined;
+  try {
+    const agent = await ctx.runtime.agent(vm.name, { timeoutMs: 2000 });
+    await agent.shutdown();
+    const exited = await Promise.race([handle.waitExit().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref())]);
+    if (exited) outcome = "agent-poweroff";
+  } catch (err) {
+    ctx.log.warn("agent shutdown failed; asking the VMM", { vm: vm.name, error: errorLine(err) });
+  }
+  outcome ??= await handle.stop(timeoutMs);
+  // The VMM is gone either way: make sure its sockets and pid file are too.
+  await handle.kill().catch(() => undefined);
+  return outcome;
+}
+
+export function stopVm(ctx: DaemonContext, name: string, opts: { timeoutMs?: number }): Promise<VmRecord & { outcome: string }> {
+  validateName("vm", name);
+  return ctx.locks.run(`vm:${name}`, () =>
+    recordOperation(ctx, "vm.stop", name, async () => {
+      const vm = getVm(ctx, name);
+      if (vm.state === "stopped") return { ...vm, outcome: "already-stopped" };
+      ctx.store.updateVm(name, { state: "stopping" });
+      const outcome = await stopRunning(ctx, vm, opts.timeoutMs ?? 15_000);
+      ctx.runtime.forget(name);
+      ctx.store.updateVm(name, { state: "stopped", pid: null });
+      return { ...getVm(ctx, name), outcome };
+    }),
+  );
+}
+
+export function killVm(ctx: DaemonContext, name: string): Promise<VmRecord> {
+  validateName("vm", name);
+  return ctx.locks.run(`vm:${name}`, () =>
+    recordOperation(ctx, "vm.kill", name, async () => {
+      const vm = getVm(ctx, name);
+      const handle = ctx.runtime.handle(name);
+      ctx.runtime.forget(name);
+      if (handle) await handle.kill();
+      ctx.store.updateVm(vm.name, { state: "stopped", pid: null });
+      return getVm(ctx, name);
+    }),
+  );
+}
+
+export function removeVm(ctx: DaemonContext, name: string, opts: { force?: boolean }): Promise<{ removed: string }> {
+  validateName("vm", name);
+  return ctx.locks.run(`vm:${name}`, () =>
+    recordOperation(ctx, "vm.rm", name, async () => {
+      const vm = getVm(ctx, name);
+      if (vm.state !== "stopped" && !opts.force) {
+        throw new BangerError(ErrorCode.InUse, `vm ${name} is ${vm.state}`, `stop it first (\`banger vm stop ${name}\`) or use \`banger vm rm -f ${name}\``);
+      }
+      if (ctx.runtime.handle(name)) await stopRunning(ctx, vm, 5000);
+      const paths = vmPaths(ctx.paths, name, vm.id);
+      await destroyVm(ctx, name, paths.dir, paths.runtimeDir);
+      return { removed: name };
+    }),
+  );
+}
+
+export function setVm(ctx: DaemonContext, name: string, p: { cpus?: number; memoryMib?: number }): Promise<VmRecord> {
+  validateName("vm", name);
+  if (p.cpus === undefined && p.memoryMib === undefined) throw invalidArgument("nothing to change", "pass --cpus and/or --memory");
+  return ctx.locks.run(`vm:${name}`, async () => {
+    const vm = getVm(ctx, name);
+    requireState(vm, ["stopped"], "change", `stop it first: banger vm stop ${name}`);
+    ctx.store.updateVm(name, { cpus: p.cpus, memoryMib: p.memoryMib });
+    return getVm(ctx, name);
+  });
+}
+
+/** The running VM's agent, or a clear error when it is not running. */
+export async function runningAgent(ctx: DaemonContext, name: string, signal?: AbortSignal) {
+  const vm = getVm(ctx, name);
+  if (vm.state !== "running" || !ctx.runtime.handle(name)) {
+    throw new BangerError(ErrorCode.InUse, `vm ${name} is ${vm.state}, not running`, `start it: banger vm start ${name}`);
+  }
+  return ctx.runtime.agent(name, { timeoutMs: 10_000, signal });
+}
+
+export async function vmStats(ctx: DaemonContext, name: string) {
+  const agent = await runningAgent(ctx, name);
+  const handle = ctx.runtime.handle(name)!;
+  return { name, pid: handle.pid, vmmRssBytes: await processRss(handle.pid), guest: await agent.stats() };
+}
+
+async function processRss(pid: number): Promise<number | null> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(status);
+  return m ? Number(m[1]) * 1024 : null;
+}
+
+export async function consoleLog(ctx: DaemonContext, name: string): Promise<{ path: string; size: number }> {
+  const vm = getVm(ctx, name);
+  const path = join(vmPaths(ctx.paths, name, vm.id).runtimeDir, "console.log");
+  const size = existsSync(path) ? (await stat(path)).size : 0;
+  return { path, size };
+}
+
+/**
+ * At daemon start: VMs whose VMM still runs are adopted again; the rest are marked stopped
+ * and their leftovers removed; VMs caught half-created are removed entirely.
+ */
+export async function reconcileVms(ctx: DaemonContext): Promise<{ adopted: string[]; stopped: string[]; removed: string[] }> {
+  const result = { adopted: [] as string[], stopped: [] as string[], removed: [] as string[] };
+  for (const vm of ctx.store.listVms()) {
+    const paths = vmPaths(ctx.paths, vm.name, vm.id);
+    if (vm.state === "creating") {
+      const handle = await adoptVm(paths.runtimeDir).catch(() => undefined);
+      if (handle) ctx.runtime.setHandle(vm.name, handle);
+      await destroyVm(ctx, vm.name, paths.dir, paths.runtimeDir);
+      result.removed.push(vm.name);
+      continue;
+    }
+    if (vm.state === "stopped") continue;
+    const handle = await adoptVm(paths.runtimeDir).catch(() => undefined);
+    if (handle && handle.isRunning()) {
+      ctx.runtime.setHandle(vm.name, handle);
+      ctx.store.updateVm(vm.name, { state: "running", pid: handle.pid });
+      result.adopted.push(vm.name);
+    } else {
+      await cleanupDeadVm(paths.runtimeDir).catch((err: unknown) => ctx.log.warn("cleanup of a dead vm failed", { vm: vm.name, error: errorLine(err) }));
+      ctx.store.updateVm(vm.name, { state: "stopped", pid: null, error: vm.state === "running" ? "the VMM exited while the daemon was down" : null });
+      result.stopped.push(vm.name);
+    }
+  }
+  return result;
 }

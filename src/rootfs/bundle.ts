@@ -20,10 +20,11 @@ export const IMAGE_MANIFEST_VERSION = 1;
 export interface ImageManifest {
   manifest_version: number;
   name: string;
-  distro: string;
+  /** Omitted when empty (catalog readers reject empty text fields). */
+  distro?: string;
   arch: AgentArch;
   kernel_ref: string;
-  description: string;
+  description?: string;
   rootfs_size_bytes: number;
   rootfs_sha256: string;
 }
@@ -69,10 +70,10 @@ export async function makeBundle(opts: MakeBundleOptions): Promise<MadeBundle> {
     const manifest: ImageManifest = {
       manifest_version: IMAGE_MANIFEST_VERSION,
       name: opts.name,
-      distro: opts.distro,
+      ...(opts.distro ? { distro: opts.distro } : {}),
       arch: opts.arch,
       kernel_ref: opts.kernelRef,
-      description: opts.description,
+      ...(opts.description ? { description: opts.description } : {}),
       rootfs_size_bytes: built.sizeBytes,
       rootfs_sha256: await sha256File(image),
     };

@@ -35,7 +35,12 @@ export interface ServerLogger {
 interface InFlight {
   controller: AbortController;
   inputListeners: ((input: unknown) => void)[];
+  /** Input that arrived before the handler listened; bounded, handed over on onInput. */
+  early: unknown[];
 }
+
+/** Input messages kept for a handler that has not called onInput yet. */
+const MAX_EARLY_INPUTS = 64;
 
 export class RpcServer {
   private server: Server | undefined;
@@ -158,7 +163,12 @@ export class RpcServer {
     const call = target === undefined ? undefined : calls.get(target);
     if (!call) return;
     if (method === CANCEL) call.controller.abort(cancelled("cancelled by client"));
-    else if (method === INPUT) for (const l of call.inputListeners) l((params as { input?: unknown }).input);
+    else if (method === INPUT) {
+      const input = (params as { input?: unknown }).input;
+      if (call.inputListeners.length > 0) for (const l of call.inputListeners) l(input);
+      else if (call.early.length < MAX_EARLY_INPUTS) call.early.push(input);
+      else call.controller.abort(new BangerError(ErrorCode.InvalidRequest, "too much input before the call was ready"));
+    }
   }
 
   private async runCall(
@@ -177,7 +187,7 @@ export class RpcServer {
     const controller = new AbortController();
     const onShutdown = () => controller.abort(cancelled("daemon shutting down"));
     this.shutdown.signal.addEventListener("abort", onShutdown, { once: true });
-    const call: InFlight = { controller, inputListeners: [] };
+    const call: InFlight = { controller, inputListeners: [], early: [] };
     calls.set(id, call);
     const ctx: CallContext = {
       signal: controller.signal,
@@ -186,7 +196,10 @@ export class RpcServer {
         send({ jsonrpc: "2.0", method: EVENT, params: { id, event } });
         return drained();
       },
-      onInput: (listener) => void call.inputListeners.push(listener),
+      onInput: (listener) => {
+        call.inputListeners.push(listener);
+        for (const input of call.early.splice(0)) listener(input);
+      },
     };
     const started = Date.now();
     try {

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func tarOf(t *testing.T, entries ...tar.Header) *bytes.Buffer {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, h := range entries {
+		h := h
+		body := ""
+		if h.Typeflag == tar.TypeReg {
+			body = "data:" + h.Name
+			h.Size = int64(len(body))
+		}
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(body))
+	}
+	tw.Close()
+	return &buf
+}
+
+func TestSafeRel(t *testing.T) {
+	for _, bad := range []string{"/etc/passwd", "../x", "a/../../x", "a/.."} {
+		if _, err := safeRel(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	for in, want := range map[string]string{"a/b": "a/b", "./a//b/": "a/b", ".": ".", "a/./b": "a/b"} {
+		if got, err := safeRel(in); err != nil || got != want {
+			t.Errorf("%q → %q %v", in, got, err)
+		}
+	}
+}
+
+func TestExtractRefusesEscapes(t *testing.T) {
+	outside := t.TempDir()
+	cases := map[string][]tar.Header{
+		"symlink parent": {{Name: "l", Typeflag: tar.TypeSymlink, Linkname: outside}, {Name: "l/f", Typeflag: tar.TypeReg, Mode: 0o644}},
+		"hardlink out":   {{Name: "h", Typeflag: tar.TypeLink, Linkname: "../../etc/passwd"}},
+		"dotdot":         {{Name: "../f", Typeflag: tar.TypeReg, Mode: 0o644}},
+		"device":         {{Name: "dev", Typeflag: tar.TypeChar, Mode: 0o644}},
+	}
+	for name, entries := range cases {
+		root := t.TempDir()
+		x := &extractor{root: root}
+		if _, err := x.extract(tarOf(t, entries...)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if left, _ := os.ReadDir(outside); len(left) != 0 {
+		t.Fatalf("wrote outside: %v", left)
+	}
+}
+
+func TestExtractReplacesSymlinkInsteadOfWritingThroughIt(t *testing.T) {
+	root, outside := t.TempDir(), t.TempDir()
+	victim := filepath.Join(outside, "victim")
+	os.WriteFile(victim, []byte("keep"), 0o644)
+	x := &extractor{root: root}
+	_, err := x.extract(tarOf(t, tar.Header{Name: "f", Typeflag: tar.TypeSymlink, Linkname: victim}, tar.Header{Name: "f", Typeflag: tar.TypeReg, Mode: 0o600}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep" {
+		t.Fatal("wrote through the symlink")
+	}
+	if st, _ := os.Lstat(filepath.Join(root, "f")); !st.Mode().IsRegular() || st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", st.Mode())
+	}
+}
+
+func TestTarRoundTripKeepsModesAndLinks(t *testing.T) {
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "p", "sub"), 0o750)
+	os.WriteFile(filepath.Join(src, "p", "x.sh"), []byte("#!/bin/sh\n"), 0o755)
+	os.Symlink("x.sh", filepath.Join(src, "p", "ln"))
+	var buf bytes.Buffer
+	if _, err := writeTar(&buf, filepath.Join(src, "p")); err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	res, err := (&extractor{root: dst}).extract(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Files != 4 {
+		t.Fatalf("files=%d", res.Files)
+	}
+	if st, _ := os.Stat(filepath.Join(dst, "p", "x.sh")); st.Mode().Perm() != 0o755 {
+		t.Fatalf("mode %v", st.Mode())
+	}
+	if st, _ := os.Stat(filepath.Join(dst, "p", "sub")); st.Mode().Perm() != 0o750 {
+		t.Fatalf("dir mode %v", st.Mode())
+	}
+	if l, _ := os.Readlink(filepath.Join(dst, "p", "ln")); l != "x.sh" {
+		t.Fatalf("link %q", l)
+	}
+	if !strings.HasPrefix(filepath.Join(dst, "p"), dst) {
+		t.Fatal("unexpected layout")
+	}
+}

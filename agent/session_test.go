@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testHost is a minimal host side for driving sessions over an in-memory pipe.
+type testHost struct {
+	t    *testing.T
+	conn net.Conn
+	br   *bufio.Reader
+}
+
+func (h *testHost) send(f frame) {
+	if _, err := h.conn.Write(encodeFrame(f)); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *testHost) sendJSON(ch uint32, typ byte, v interface{}) {
+	b, _ := json.Marshal(v)
+	h.send(frame{channel: ch, typ: typ, payload: b})
+}
+
+func (h *testHost) next() frame {
+	h.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	f, err := readFrame(h.br)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return f
+}
+
+func (h *testHost) handshake(prefix string) {
+	go h.conn.Write(append([]byte(prefix), magic(protoVersion)...))
+	h.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, 8)
+	if _, err := io.ReadFull(h.br, got); err != nil || string(got) != string(magic(protoVersion)) {
+		h.t.Fatalf("magic reply %q %v", got, err)
+	}
+	h.sendJSON(0, tHello, helloMsg{Version: 1})
+	if f := h.next(); f.typ != tHello {
+		h.t.Fatalf("expected HELLO, got %d", f.typ)
+	}
+}
+
+func newTestSession(t *testing.T, resync bool) (*testHost, chan error, *server) {
+	hostEnd, agentEnd := net.Pipe()
+	srv := &server{reaper: testReaper, log: io.Discard, shutdown: func() {}}
+	done := make(chan error, 4)
+	go func() {
+		br := bufio.NewReader(agentEnd)
+		for i := 0; i < 2; i++ { // the second run is the reconnect in the serial test
+			done <- newSession(srv, nopCloser{agentEnd}, br, resync).run()
+		}
+	}()
+	t.Cleanup(func() { hostEnd.Close(); agentEnd.Close() })
+	return &testHost{t: t, conn: hostEnd, br: bufio.NewReader(hostEnd)}, done, srv
+}
+
+var testReaper = newReaper()
+
+func TestSessionExecAndStats(t *testing.T) {
+	h, _, _ := newTestSession(t, false)
+	h.handshake("")
+	h.sendJSON(1, tOpen, openReq{Kind: "exec", Argv: []string{"sh", "-c", "printf hi; exit 4"}})
+	var out strings.Builder
+	var result exitResult
+	for done := false; !done; {
+		f := h.next()
+		switch f.typ {
+		case tData:
+			out.Write(f.payload)
+		case tResult:
+			json.Unmarshal(f.payload, &result)
+		case tClose:
+			done = true
+		case tError:
+			t.Fatalf("error: %s", f.payload)
+		}
+	}
+	if out.String() != "hi" || result.ExitCode == nil || *result.ExitCode != 4 {
+		t.Fatalf("out=%q result=%+v", out.String(), result)
+	}
+	h.sendJSON(3, tOpen, openReq{Kind: "stats"})
+	if f := h.next(); f.typ != tResult || !strings.Contains(string(f.payload), `"memory"`) {
+		t.Fatalf("stats: %d %s", f.typ, f.payload)
+	}
+}
+
+func TestSessionUnknownKindIsChannelError(t *testing.T) {
+	h, _, _ := newTestSession(t, false)
+	h.handshake("")
+	h.sendJSON(5, tOpen, openReq{Kind: "teleport"})
+	f := h.next()
+	if f.typ != tError || f.channel != 5 || !strings.Contains(string(f.payload), "unsupported") {
+		t.Fatalf("got %d %s", f.typ, f.payload)
+	}
+}
+
+// On the serial port a reconnecting host may leave junk; the next magic starts a new session.
+func TestSerialResyncStartsNewSession(t *testing.T) {
+	h, done, _ := newTestSession(t, true)
+	h.handshake("leftover bytes from an old host")
+	h.handshake("") // magic mid-session: the agent drops the old session and answers again
+	if err := <-done; !errors.Is(err, errNewSession) {
+		t.Fatalf("first session ended with %v", err)
+	}
+	h.sendJSON(1, tOpen, openReq{Kind: "health"})
+	if f := h.next(); f.typ != tResult {
+		t.Fatalf("health after reconnect: %d", f.typ)
+	}
+}
+
+func TestWindowViolationEndsSession(t *testing.T) {
+	h, done, _ := newTestSession(t, false)
+	h.handshake("")
+	h.sendJSON(1, tOpen, openReq{Kind: "exec", Argv: []string{"sleep", "5"}, Stdin: true})
+	if f := h.next(); f.typ != tOpened {
+		t.Fatalf("expected OPENED, got %d", f.typ)
+	}
+	chunk := make([]byte, 200<<10)
+	go func() {
+		h.send(frame{channel: 1, typ: tData, payload: chunk})
+		h.send(frame{channel: 1, typ: tData, payload: chunk}) // 400 KiB > 256 KiB window
+	}()
+	for {
+		f := h.next()
+		if f.channel == 0 && f.typ == tError {
+			if !strings.Contains(string(f.payload), "window") {
+				t.Fatalf("error: %s", f.payload)
+			}
+			break
+		}
+	}
+	if err := <-done; err == nil {
+		t.Fatal("session survived a window violation")
+	}
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(m.Run())
+}

@@ -1,0 +1,139 @@
+// `banger image ...`: root disk images from the catalog or any OCI registry.
+import type { Command } from "commander";
+import type { ImageRecord } from "../store/index.ts";
+import { humanBytes } from "../util/fsx.ts";
+import { validateName } from "../util/names.ts";
+import { parseSize } from "../util/size.ts";
+import { callDaemon } from "./daemon-client.ts";
+import { age, printFields, printJson, printTable } from "./output.ts";
+
+const imageName = (v: string) => validateName("image", v);
+const kernelName = (v: string) => validateName("kernel", v);
+
+interface PullResult {
+  image: ImageRecord;
+  via: "catalog" | "oci";
+  unchanged: boolean;
+  seconds: number;
+  details: { digest?: string; platform?: string; layers?: { digest: string; size: number }[]; compressedBytes?: number; downloadedBytes?: number; cached?: boolean };
+}
+
+interface AvailableImage {
+  name: string;
+  distro?: string;
+  arch?: string;
+  kernel_ref?: string;
+  size_bytes?: number;
+  description?: string;
+  state: "pulled" | "available";
+}
+
+function printPull(r: PullResult): void {
+  const i = r.image;
+  if (r.unchanged) {
+    process.stdout.write(`image ${i.name} is up to date (${i.digest}); nothing to do\n`);
+    return;
+  }
+  const fields: [string, unknown][] = [["image", i.name], ["via", r.via === "oci" ? `OCI registry (${i.source.replace(/^oci:/, "")})` : "catalog bundle"]];
+  if (r.details.digest) fields.push(["digest", r.details.digest]);
+  if (r.details.platform) fields.push(["platform", r.details.platform]);
+  if (r.details.layers) fields.push(["layers", `${r.details.layers.length} (${humanBytes(r.details.compressedBytes ?? 0)} compressed, ${humanBytes(r.details.downloadedBytes ?? 0)} downloaded)`]);
+  fields.push(["kernel", i.kernelRef], ["rootfs", humanBytes(i.sizeBytes)], ["time", `${r.seconds.toFixed(1)}s`]);
+  printFields(fields);
+}
+
+export function registerImage(program: Command): void {
+  const image = program.command("image").description("root disk images: from the catalog or any OCI registry");
+
+  image
+    .command("list")
+    .alias("ls")
+    .description("list local images, or with --available the catalog")
+    .option("--available", "list the catalog's images with a pulled/available state")
+    .option("--json", "print JSON")
+    .action(async (opts: { available?: boolean; json?: boolean }) => {
+      if (opts.available) {
+        const entries = await callDaemon<AvailableImage[]>("image.catalog");
+        if (opts.json) return printJson(entries);
+        if (entries.length === 0) return void process.stdout.write("the image catalog is empty (pull any OCI image: banger image pull alpine)\n");
+        printTable(
+          ["NAME", "STATE", "DISTRO", "ARCH", "KERNEL", "SIZE", "DESCRIPTION"],
+          entries.map((e) => [e.name, e.state, e.distro, e.arch, e.kernel_ref, e.size_bytes ? humanBytes(e.size_bytes) : null, e.description]),
+        );
+        return;
+      }
+      const images = await callDaemon<ImageRecord[]>("image.list");
+      if (opts.json) return printJson(images);
+      if (images.length === 0) return void process.stdout.write("no images (pull one: banger image pull <name|oci-ref>)\n");
+      printTable(
+        ["NAME", "KERNEL", "ARCH", "SIZE", "SOURCE", "AGE"],
+        images.map((i) => [i.name, i.kernelRef, i.arch, humanBytes(i.sizeBytes), i.source, age(i.createdAt)]),
+      );
+    });
+
+  image
+    .command("pull")
+    .description("pull an image: a catalog entry by name, else any OCI ref (alpine, ghcr.io/o/r:tag, localhost:5000/x@sha256:...)")
+    .argument("<ref>", "catalog name or OCI reference")
+    .option("--name <name>", "store it under this name", imageName)
+    .option("--kernel-ref <kernel>", "kernel to boot it with (overrides the catalog's)", kernelName)
+    .option("--kernel <kernel>", "kernel when the catalog entry names none", kernelName)
+    .option("--platform <os/arch[/variant]>", "platform to pick from a multi-arch image (default: this host's)")
+    .option("--size <size>", "root disk size for OCI images, e.g. 2G (default: content + headroom)", (v: string) => parseSize(v, "--size"))
+    .option("--force", "replace an image of the same name")
+    .option("--json", "print the result as JSON instead of progress")
+    .action(async (ref: string, opts: { name?: string; kernelRef?: string; kernel?: string; platform?: string; size?: number; force?: boolean; json?: boolean }) => {
+      const r = await callDaemon<PullResult>(
+        "image.pull",
+        { ref, name: opts.name, kernelRef: opts.kernelRef, kernel: opts.kernel, platform: opts.platform, sizeBytes: opts.size, force: opts.force },
+        { showProgress: !opts.json },
+      );
+      if (opts.json) return printJson(r);
+      printPull(r);
+    });
+
+  image
+    .command("build")
+    .description("build one of banger's own images from distribution packages (presets: busybox)")
+    .requiredOption("--preset <preset>", "busybox")
+    .option("--name <name>", "image name (default: the preset's name)", imageName)
+    .option("--kernel-ref <kernel>", "kernel to boot it with (default: config default_kernel)", kernelName)
+    .option("--size <size>", "root disk size, e.g. 1G (default: content + headroom)", (v: string) => parseSize(v, "--size"))
+    .option("--force", "replace an image of the same name")
+    .option("--json", "print the result as JSON instead of progress")
+    .action(async (opts: { preset: string; name?: string; kernelRef?: string; size?: number; force?: boolean; json?: boolean }) => {
+      const started = Date.now();
+      const i = await callDaemon<ImageRecord>(
+        "image.build",
+        { preset: opts.preset, name: opts.name, kernelRef: opts.kernelRef, sizeBytes: opts.size, force: opts.force },
+        { showProgress: !opts.json },
+      );
+      if (opts.json) return printJson(i);
+      process.stdout.write(`image ${i.name} built from preset ${opts.preset} (${humanBytes(i.sizeBytes)}, kernel ${i.kernelRef}, ${((Date.now() - started) / 1000).toFixed(1)}s)\n`);
+    });
+
+  image
+    .command("show")
+    .description("show one image")
+    .argument("<name>", "image name", imageName)
+    .option("--json", "print JSON")
+    .action(async (name: string, opts: { json?: boolean }) => {
+      const i = await callDaemon<ImageRecord>("image.show", { name });
+      if (opts.json) return printJson(i);
+      printFields([
+        ["name", i.name], ["source", i.source], ["digest", i.digest], ["kernel", i.kernelRef], ["distro", i.distro],
+        ["arch", i.arch], ["size", humanBytes(i.sizeBytes)], ["config", Object.keys(i.config).length ? i.config : null], ["created", i.createdAt],
+      ]);
+    });
+
+  image
+    .command("rm")
+    .description("remove an image (refused while a VM uses it)")
+    .argument("<name>", "image name", imageName)
+    .option("--json", "print JSON")
+    .action(async (name: string, opts: { json?: boolean }) => {
+      const r = await callDaemon<{ removed: string }>("image.rm", { name });
+      if (opts.json) return printJson(r);
+      process.stdout.write(`image ${r.removed} removed\n`);
+    });
+}

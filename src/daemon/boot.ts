@@ -1,0 +1,35 @@
+// Turning a VM record into what the VMM driver boots: kernel, initramfs, command line
+// (the agent reads its settings from there), root disk, sizes, runtime directory.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { VmRecord } from "../store/index.ts";
+import { notFound } from "../util/errors.ts";
+import type { VmSpec } from "../vmm/index.ts";
+import type { DaemonContext } from "./context.ts";
+
+export async function bootSpec(ctx: DaemonContext, vm: VmRecord, disk: { path: string; format: "raw" | "qcow2" }, runtimeDir: string): Promise<VmSpec> {
+  const kernelDir = join(ctx.paths.kernelsDir, vm.kernel);
+  const kernelPath = join(kernelDir, "vmlinux");
+  if (!existsSync(kernelPath)) throw notFound(`kernel ${vm.kernel} files (${kernelPath})`, `re-import or re-pull the kernel: banger kernel rm ${vm.kernel} && banger kernel pull ${vm.kernel}`);
+  const initrd = join(kernelDir, "initrd.img");
+  const hasInitrd = existsSync(initrd);
+  const cmdline = [
+    "console=ttyS0",
+    "reboot=k",
+    "panic=-1",
+    "quiet",
+    "root=/dev/vda",
+    "rw",
+    ...(hasInitrd ? ["rdinit=/init", "banger.root=/dev/vda"] : ["init=/sbin/banger-agent"]),
+    `banger.hostname=${vm.name}`,
+  ].join(" ");
+  return {
+    kernelPath,
+    ...(hasInitrd ? { initrdPath: initrd } : {}),
+    cmdline,
+    rootDisk: { path: disk.path, format: disk.format },
+    cpus: vm.cpus,
+    memoryMib: vm.memoryMib,
+    runtimeDir,
+  };
+}

@@ -1,0 +1,79 @@
+// The OCI path of `image pull`: registry → verified blobs → flattened tree → guest agent →
+// ext4 with exact ownership → published image. Staging lives under <root>/tmp and is removed
+// on any failure, so an interrupted pull leaves only verified blobs in the cache.
+import { parseRef, pullImage, openLayer, resolveImage, type ImageRef } from "../oci/index.ts";
+import { flattenLayers } from "../rootfs/index.ts";
+import { invalidArgument } from "../util/errors.ts";
+import { isValidName, validateName } from "../util/names.ts";
+import type { Progress } from "../util/progress.ts";
+import type { DaemonContext } from "./context.ts";
+import { getImage, makeRoomForImage, resolveImageKernel, type PullParams, type PullResult } from "./images.ts";
+import { buildAndPublishImage } from "./image-publish.ts";
+import { recordOperation } from "./operations.ts";
+
+interface CallEnv {
+  signal: AbortSignal;
+  progress: Progress;
+}
+
+/** A local name for a ref: `alpine:3.20` → `alpine-3.20`, `ghcr.io/o/r@sha256:ab…` → `r-ab12…`. */
+export function defaultImageName(ref: ImageRef): string {
+  const base = ref.repository.split("/").pop() ?? "image";
+  const suffix = ref.tag ?? (ref.digest ? ref.digest.replace(/^sha256:/, "").slice(0, 12) : "latest");
+  const name = `${base}-${suffix}`.replace(/[^a-zA-Z0-9._-]/g, "-").replace(/^[^a-zA-Z0-9]+/, "").slice(0, 64);
+  if (!isValidName(name)) throw invalidArgument(`cannot derive an image name from ${JSON.stringify(ref)}`, "pass --name NAME");
+  return name;
+}
+
+export async function pullOciImage(ctx: DaemonContext, p: PullParams, call: CallEnv): Promise<PullResult> {
+  const ref = parseRef(p.ref);
+  const name = p.name ?? defaultImageName(ref);
+  validateName("image", name);
+  const started = Date.now();
+  return ctx.locks.run(`image:${name}`, () =>
+    recordOperation(ctx, "image.pull", name, async () => {
+      const kernel = resolveImageKernel(ctx, [p.kernelRef, p.kernel], name);
+      const config = ctx.config();
+      const ociOpts = { insecureRegistries: config.insecure_registries, platform: p.platform, signal: call.signal, cacheDir: ctx.paths.cacheDir };
+      call.progress({ phase: "resolve", message: p.ref });
+      const resolved = await resolveImage(ref, ociOpts);
+      const existing = ctx.store.getImage(name);
+      if (existing && existing.digest === resolved.manifestDigest && !p.force) {
+        return { image: existing, via: "oci" as const, unchanged: true, seconds: (Date.now() - started) / 1000, details: { digest: resolved.manifestDigest, platform: resolved.platform } };
+      }
+      if (existing && existing.digest !== resolved.manifestDigest && !p.force) {
+        // A newer digest under the same tag replaces the image when no VM depends on it.
+        await makeRoomForImage(ctx, name, true);
+      } else {
+        await makeRoomForImage(ctx, name, p.force ?? false);
+      }
+      const pulled = await pullImage(ref, { ...ociOpts, progress: call.progress });
+      await buildAndPublishImage(
+        ctx,
+        {
+          name, source: `oci:${p.ref}`, digest: pulled.manifestDigest, kernelRef: kernel, distro: "",
+          arch: pulled.platform.architecture, config: pulled.config as unknown as Record<string, unknown>, sizeBytes: p.sizeBytes,
+        },
+        (treeDir) => {
+          call.progress({ phase: "flatten", message: `${pulled.layers.length} layers` });
+          return flattenLayers(pulled.layers.map((l) => () => openLayer(l, { signal: call.signal })), treeDir, { signal: call.signal });
+        },
+        call,
+      );
+      return {
+        image: getImage(ctx, name),
+        via: "oci" as const,
+        unchanged: false,
+        seconds: (Date.now() - started) / 1000,
+        details: {
+          digest: pulled.manifestDigest,
+          platform: `${pulled.platform.os}/${pulled.platform.architecture}${pulled.platform.variant ? `/${pulled.platform.variant}` : ""}`,
+          layers: pulled.layers.map((l) => ({ digest: l.digest, size: l.size })),
+          compressedBytes: pulled.bytes,
+          downloadedBytes: pulled.downloadedBytes,
+          cached: pulled.cached,
+        },
+      };
+    }),
+  );
+}

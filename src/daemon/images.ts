@@ -1,0 +1,126 @@
+// Image operations: pull (an image catalog entry takes the bundle path; any other ref is
+// pulled from an OCI registry and built into an ext4), list, show, rm. The files are made by
+// imagecat / oci + rootfs; this file resolves kernels and records images in the store.
+import { rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { catalogOverride } from "../config/index.ts";
+import * as imagecat from "../imagecat/index.ts";
+import type { ImageRecord } from "../store/index.ts";
+import { BangerError, ErrorCode, alreadyExists, notFound } from "../util/errors.ts";
+import { validateName } from "../util/names.ts";
+import type { Progress } from "../util/progress.ts";
+import type { DaemonContext } from "./context.ts";
+import { recordOperation } from "./operations.ts";
+import { pullOciImage } from "./images-oci.ts";
+
+interface CallEnv {
+  signal: AbortSignal;
+  progress: Progress;
+}
+
+export interface PullParams {
+  ref: string;
+  name?: string;
+  kernelRef?: string;
+  kernel?: string;
+  platform?: string;
+  sizeBytes?: number;
+  force?: boolean;
+}
+
+export interface PullResult {
+  image: ImageRecord;
+  /** "catalog" (bundle) or "oci". */
+  via: "catalog" | "oci";
+  /** True when nothing had to be done: the same digest was already pulled under this name. */
+  unchanged: boolean;
+  seconds: number;
+  details: Record<string, unknown>;
+}
+
+export function getImage(ctx: DaemonContext, name: string): ImageRecord {
+  validateName("image", name);
+  const i = ctx.store.getImage(name);
+  if (!i) throw notFound(`image ${name}`, "see `banger image list`");
+  return i;
+}
+
+export interface AvailableImage extends imagecat.ImageCatalogEntry {
+  state: "pulled" | "available";
+}
+
+export async function imageCatalog(ctx: DaemonContext, signal: AbortSignal): Promise<AvailableImage[]> {
+  const catalog = await imagecat.loadCatalog(catalogOverride("image", ctx.config()), signal);
+  return catalog.entries.map((e) => ({ ...e, state: ctx.store.getImage(e.name) ? "pulled" : "available" }));
+}
+
+/**
+ * The kernel an image boots with: --kernel-ref > the catalog entry's kernel_ref > --kernel
+ * > the configured default. It must already be present locally.
+ */
+export function resolveImageKernel(ctx: DaemonContext, candidates: (string | undefined)[], forImage: string): string {
+  const name = candidates.find((c) => c !== undefined && c !== "") ?? ctx.config().default_kernel;
+  if (!name) {
+    throw new BangerError(ErrorCode.NotFound, `no kernel for image ${forImage}`, "pass --kernel-ref NAME, or set one: `banger kernel import --debian` then `banger config set default_kernel NAME`");
+  }
+  validateName("kernel", name);
+  if (!ctx.store.getKernel(name)) {
+    throw new BangerError(ErrorCode.NotFound, `kernel ${name} (needed by image ${forImage}) is not present`, `run \`banger kernel pull ${name}\` (or \`banger kernel import\`) first`);
+  }
+  return name;
+}
+
+/** Refuses to replace an image unless forced; with force, removes the old one first. */
+export async function makeRoomForImage(ctx: DaemonContext, name: string, force: boolean): Promise<void> {
+  const dir = join(ctx.paths.imagesDir, name);
+  if (!ctx.store.getImage(name)) {
+    await rm(dir, { recursive: true, force: true });
+    return;
+  }
+  if (!force) throw alreadyExists(`image ${name} already exists`, "use --force to replace it, or --name to pull under another name");
+  refuseIfUsed(ctx, name);
+  await rm(dir, { recursive: true, force: true });
+  ctx.store.deleteImage(name);
+}
+
+function refuseIfUsed(ctx: DaemonContext, name: string): void {
+  const users = ctx.store.vmsUsingImage(name);
+  if (users.length > 0) throw new BangerError(ErrorCode.InUse, `image ${name} is used by vm ${users.join(", ")}`, "remove those VMs first (their disks are clones of it)");
+}
+
+export async function pullImage(ctx: DaemonContext, p: PullParams, call: CallEnv): Promise<PullResult> {
+  if (p.name !== undefined) validateName("image", p.name);
+  if (p.kernelRef !== undefined) validateName("kernel", p.kernelRef);
+  if (p.kernel !== undefined) validateName("kernel", p.kernel);
+  const catalog = await imagecat.loadCatalog(catalogOverride("image", ctx.config()), call.signal);
+  const entry = imagecat.lookup(catalog, p.ref);
+  const started = Date.now();
+  if (!entry) {
+    return pullOciImage(ctx, p, call);
+  }
+  const name = p.name ?? entry.name;
+  return ctx.locks.run(`image:${name}`, () =>
+    recordOperation(ctx, "image.pull", name, async () => {
+      const kernel = resolveImageKernel(ctx, [p.kernelRef, entry.kernel_ref, p.kernel], name);
+      await makeRoomForImage(ctx, name, p.force ?? false);
+      const pulled = await imagecat.pullImageBundle(entry, { imagesDir: ctx.paths.imagesDir, cacheDir: ctx.paths.cacheDir, tmpDir: ctx.paths.tmpDir, name, signal: call.signal, progress: call.progress });
+      const size = (await stat(pulled.rootfs)).size;
+      ctx.store.putImage({
+        name, source: `catalog:${entry.tarball_url}`, digest: `sha256:${entry.tarball_sha256}`, kernelRef: kernel,
+        distro: pulled.manifest.distro ?? entry.distro ?? "", arch: pulled.manifest.arch ?? entry.arch ?? "x86_64", sizeBytes: size, config: {},
+      });
+      return { image: getImage(ctx, name), via: "catalog" as const, unchanged: false, seconds: (Date.now() - started) / 1000, details: { cached: pulled.cached, bundle: entry.tarball_url } };
+    }),
+  );
+}
+
+export function removeImage(ctx: DaemonContext, name: string): Promise<{ removed: string }> {
+  validateName("image", name);
+  return ctx.locks.run(`image:${name}`, async () => {
+    getImage(ctx, name);
+    refuseIfUsed(ctx, name);
+    ctx.store.deleteImage(name);
+    await rm(join(ctx.paths.imagesDir, name), { recursive: true, force: true });
+    return { removed: name };
+  });
+}

@@ -1,0 +1,128 @@
+// Kernel operations: list (local, and the catalog with what is pulled), pull from the
+// catalog, import from a directory or a Debian kernel package, show, rm. The files are made
+// by kernelcat (pull) and kernel (import); this file records them in the store.
+import { rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { catalogOverride } from "../config/index.ts";
+import * as kernelcat from "../kernelcat/index.ts";
+import { fetchDebianKernelDeb, importKernel as importKernelFiles, type DebianFlavor } from "../kernel/index.ts";
+import type { KernelRecord } from "../store/index.ts";
+import { BangerError, ErrorCode, alreadyExists, invalidArgument, notFound } from "../util/errors.ts";
+import { validateName } from "../util/names.ts";
+import type { Progress } from "../util/progress.ts";
+import type { DaemonContext } from "./context.ts";
+import { recordOperation } from "./operations.ts";
+
+interface CallEnv {
+  signal: AbortSignal;
+  progress: Progress;
+}
+
+export function getKernel(ctx: DaemonContext, name: string): KernelRecord {
+  validateName("kernel", name);
+  const k = ctx.store.getKernel(name);
+  if (!k) throw notFound(`kernel ${name}`, "see `banger kernel list --available`");
+  return k;
+}
+
+export interface AvailableKernel extends kernelcat.KernelCatalogEntry {
+  state: "pulled" | "available";
+}
+
+export async function kernelCatalog(ctx: DaemonContext, signal: AbortSignal): Promise<AvailableKernel[]> {
+  const catalog = await kernelcat.loadCatalog(catalogOverride("kernel", ctx.config()), signal);
+  return catalog.entries.map((e) => ({ ...e, state: ctx.store.getKernel(e.name) ? "pulled" : "available" }));
+}
+
+/** Refuses to replace a kernel unless forced; with force, removes the old files first. */
+async function makeRoomForKernel(ctx: DaemonContext, name: string, force: boolean): Promise<void> {
+  if (!ctx.store.getKernel(name)) {
+    // No record: leftover files from an interrupted run are not the user's data.
+    await rm(join(ctx.paths.kernelsDir, name), { recursive: true, force: true });
+    return;
+  }
+  if (!force) throw alreadyExists(`kernel ${name} already exists`, `use --force to replace it`);
+  refuseIfUsed(ctx, name);
+  await rm(join(ctx.paths.kernelsDir, name), { recursive: true, force: true });
+  ctx.store.deleteKernel(name);
+}
+
+function refuseIfUsed(ctx: DaemonContext, name: string): void {
+  const users = ctx.store.vmsUsingKernel(name);
+  if (users.length > 0) throw new BangerError(ErrorCode.InUse, `kernel ${name} is used by vm ${users.join(", ")}`, "remove those VMs first");
+}
+
+export function pullKernel(ctx: DaemonContext, name: string, force: boolean, call: CallEnv): Promise<KernelRecord> {
+  validateName("kernel", name);
+  return ctx.locks.run(`kernel:${name}`, () =>
+    recordOperation(ctx, "kernel.pull", name, async () => {
+      const catalog = await kernelcat.loadCatalog(catalogOverride("kernel", ctx.config()), call.signal);
+      const entry = kernelcat.lookup(catalog, name);
+      if (!entry) throw notFound(`kernel ${name} in the catalog`, "see `banger kernel list --available`, or `banger kernel import`");
+      await makeRoomForKernel(ctx, name, force);
+      const m = await kernelcat.pullKernelBundle(entry, { kernelsDir: ctx.paths.kernelsDir, cacheDir: ctx.paths.cacheDir, tmpDir: ctx.paths.tmpDir, signal: call.signal, progress: call.progress });
+      const size = await stat(join(ctx.paths.kernelsDir, name, "vmlinux")).then((s) => s.size, () => 0);
+      ctx.store.putKernel({
+        name, source: m.source, kernelVersion: m.kernel_version, distro: m.distro ?? "", arch: m.arch ?? "x86_64",
+        vmlinuxSha256: m.vmlinux_sha256, hasInitrd: m.has_initrd, modules: [], sizeBytes: size,
+      });
+      return getKernel(ctx, name);
+    }),
+  );
+}
+
+export function removeKernel(ctx: DaemonContext, name: string): Promise<{ removed: string }> {
+  validateName("kernel", name);
+  return ctx.locks.run(`kernel:${name}`, async () => {
+    getKernel(ctx, name);
+    refuseIfUsed(ctx, name);
+    // Record first, files second: a crash in between leaves files without a record,
+    // which the next pull or import of that name clears.
+    ctx.store.deleteKernel(name);
+    await rm(join(ctx.paths.kernelsDir, name), { recursive: true, force: true });
+    return { removed: name };
+  });
+}
+
+export interface ImportParams {
+  /** A kernel directory or a linux-image-*.deb on this host. */
+  source?: string;
+  /** Fetch Debian's kernel package through apt (or use `deb`). */
+  debian?: boolean;
+  flavor?: DebianFlavor;
+  deb?: string;
+  name?: string;
+  force?: boolean;
+}
+
+/** `debian-6.1-cloud` from `linux-image-6.1.0-27-cloud-amd64_6.1.115-1_amd64.deb`. */
+export function debianKernelName(debPath: string, flavor: DebianFlavor): string {
+  const m = /linux-image-(\d+\.\d+)/.exec(debPath.split("/").pop() ?? "");
+  return `debian-${m?.[1] ?? "kernel"}-${flavor}`;
+}
+
+export async function importKernel(ctx: DaemonContext, p: ImportParams, call: CallEnv): Promise<KernelRecord> {
+  if (p.name !== undefined) validateName("kernel", p.name);
+  if (!p.debian && !p.source) throw invalidArgument("nothing to import", "pass a kernel directory or .deb, or --debian");
+  if (p.debian && p.source) throw invalidArgument("pass either a source or --debian, not both");
+  const flavor = p.flavor ?? "cloud";
+  let source = p.source ?? p.deb;
+  if (p.debian && !source) {
+    call.progress({ phase: "apt", message: `Debian ${flavor} kernel package` });
+    source = await fetchDebianKernelDeb({ flavor, cacheDir: join(ctx.paths.cacheDir, "debs"), signal: call.signal, progress: call.progress });
+  }
+  const name = p.name ?? (p.debian ? debianKernelName(source!, flavor) : undefined);
+  if (!name) throw invalidArgument("--name is required when importing a directory or .deb");
+  return ctx.locks.run(`kernel:${name}`, () =>
+    recordOperation(ctx, "kernel.import", name, async () => {
+      await makeRoomForKernel(ctx, name, p.force ?? false);
+      const { manifest: m } = await importKernelFiles(source!, { name, kernelsDir: ctx.paths.kernelsDir, signal: call.signal, progress: call.progress });
+      const size = await stat(join(ctx.paths.kernelsDir, name, "vmlinux")).then((s) => s.size, () => 0);
+      ctx.store.putKernel({
+        name, source: m.source, kernelVersion: m.kernel_version, distro: p.debian ? "debian" : "", arch: "x86_64",
+        vmlinuxSha256: m.vmlinux_sha256, hasInitrd: m.has_initrd, modules: m.modules, sizeBytes: size,
+      });
+      return getKernel(ctx, name);
+    }),
+  );
+}

@@ -1,0 +1,65 @@
+// What the daemon holds in memory for running VMs: the VMM handle and the one agent
+// connection per VM (a virtio-serial port takes a single host connection, so every
+// operation on a VM shares it). Everything here can be rebuilt from the store and the
+// runtime directories, which is what reconciliation at start does.
+import { join } from "node:path";
+import type { Paths } from "../config/index.ts";
+import { connectAgent, type AgentClient } from "../guest/index.ts";
+import type { VmHandle } from "../vmm/index.ts";
+
+export interface VmPaths {
+  /** <root>/vms/<name>: the VM's root disk and anything kept across boots. */
+  dir: string;
+  /** <run>/vms/<id>: the VMM's sockets, pid and logs while it runs (short, for socket paths). */
+  runtimeDir: string;
+}
+
+export function vmPaths(paths: Paths, name: string, id: string): VmPaths {
+  return { dir: join(paths.vmsDir, name), runtimeDir: join(paths.runDir, "vms", id) };
+}
+
+export class VmRuntime {
+  private readonly handles = new Map<string, VmHandle>();
+  private readonly agents = new Map<string, Promise<AgentClient>>();
+
+  setHandle(name: string, handle: VmHandle): void {
+    this.handles.set(name, handle);
+  }
+
+  handle(name: string): VmHandle | undefined {
+    return this.handles.get(name);
+  }
+
+  /** Forgets a VM's handle and closes its agent connection (after stop, kill, rm). */
+  forget(name: string): void {
+    this.handles.delete(name);
+    const agent = this.agents.get(name);
+    this.agents.delete(name);
+    void agent?.then((a) => a.close(), () => undefined);
+  }
+
+  /** The VM's agent connection, made on first use and shared until it drops. */
+  agent(name: string, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<AgentClient> {
+    const existing = this.agents.get(name);
+    if (existing) return existing;
+    const handle = this.handles.get(name);
+    if (!handle) return Promise.reject(new Error(`no running VMM for ${name}`));
+    const connecting = (async () => {
+      const stream = await handle.agentStream({ timeoutMs: opts.timeoutMs, signal: opts.signal });
+      const client = await connectAgent(stream, { timeoutMs: opts.timeoutMs, signal: opts.signal, client: "bangerd" });
+      void client.done.then(() => {
+        if (this.agents.get(name) === connecting) this.agents.delete(name);
+      });
+      return client;
+    })();
+    this.agents.set(name, connecting);
+    connecting.catch(() => {
+      if (this.agents.get(name) === connecting) this.agents.delete(name);
+    });
+    return connecting;
+  }
+
+  runningNames(): string[] {
+    return [...this.handles.keys()];
+  }
+}

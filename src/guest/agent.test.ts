@@ -1,0 +1,265 @@
+// End to end against the real agent: `banger-agent serve --unix` runs as a normal process
+// (no VM, no mounts) and the TypeScript client drives every operation over the socket.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import type { ChildProcess } from "node:child_process";
+import { createServer, type Server } from "node:net";
+import { lstatSync, mkdirSync, readFileSync, readlinkSync, statSync, existsSync } from "node:fs";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { buffer as collect } from "node:stream/consumers";
+import { once } from "node:events";
+import * as tarStream from "tar-stream";
+import { makeTempHome } from "../../test/helpers.ts";
+import { BangerError, ErrorCode } from "../util/errors.ts";
+import { connectAgent, dialUnix, type AgentClient } from "./index.ts";
+import { startAgent } from "./testkit.ts";
+
+function makeTar(entries: Array<{ name: string; type?: "file" | "directory" | "symlink" | "link"; mode?: number; body?: string; linkname?: string }>): Readable {
+  const pack = tarStream.pack();
+  for (const e of entries) {
+    const type = e.type ?? "file";
+    const header = { name: e.name, type, mode: e.mode ?? 0o644, linkname: e.linkname, mtime: new Date(1_600_000_000_000) };
+    if (type === "file") pack.entry(header, e.body ?? "");
+    else pack.entry(header);
+  }
+  pack.finalize();
+  return pack as unknown as Readable;
+}
+
+async function readTar(stream: Readable): Promise<Map<string, { mode: number; type: string; body: string; linkname?: string }>> {
+  const out = new Map<string, { mode: number; type: string; body: string; linkname?: string }>();
+  const extract = tarStream.extract();
+  const done = new Promise<void>((resolve, reject) => {
+    extract.on("entry", (header, body, next) => {
+      void collect(body).then((b) => {
+        out.set(header.name, { mode: header.mode ?? 0, type: header.type ?? "file", body: b.toString(), linkname: header.linkname ?? undefined });
+        next();
+      }, reject);
+    });
+    extract.on("finish", resolve);
+    extract.on("error", reject);
+  });
+  stream.pipe(extract);
+  await done;
+  return out;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function text(r: Readable): Promise<string> {
+  return collect(r).then((b) => b.toString());
+}
+
+describe("guest agent over a Unix socket", () => {
+  const { home, cleanup } = makeTempHome();
+  const sock = join(home, "agent.sock");
+  let agent: ChildProcess;
+  let client: AgentClient;
+
+  before(async () => {
+    agent = await startAgent(sock);
+    client = await connectAgent(await dialUnix(sock), { timeoutMs: 5000 });
+  });
+
+  after(() => {
+    client?.close();
+    agent?.kill("SIGKILL");
+    cleanup();
+  });
+
+  test("handshake and health report the agent's version", async () => {
+    assert.equal(client.info.version, 1);
+    assert.ok(client.info.features.includes("exec"));
+    const h = await client.health();
+    assert.equal(h.version, client.info.agentVersion);
+    assert.equal(h.pid1, false);
+    assert.ok(h.kernel.length > 0);
+  });
+
+  test("exec streams stdout and stderr and passes exit codes 0 and 3", async () => {
+    const ok = await client.exec({ argv: ["echo", "hello", "world"] });
+    assert.equal(await text(ok.stdout), "hello world\n");
+    assert.deepEqual(await ok.wait(), { exitCode: 0 });
+
+    const bad = await client.exec({ argv: ["sh", "-c", "echo out; echo oops >&2; exit 3"], env: { FOO: "bar" } });
+    const [out, err] = await Promise.all([text(bad.stdout), text(bad.stderr)]);
+    assert.equal(out, "out\n");
+    assert.equal(err, "oops\n");
+    assert.deepEqual(await bad.wait(), { exitCode: 3 });
+  });
+
+  test("exec honours env and cwd, and a missing command is a clear error", async () => {
+    const h = await client.exec({ argv: ["sh", "-c", 'echo "$FOO $(pwd)"'], env: { FOO: "bar" }, cwd: home });
+    assert.equal(await text(h.stdout), `bar ${home}\n`);
+    await assert.rejects(client.exec({ argv: ["no-such-command-xyz"] }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.NotFound && /no-such-command-xyz/.test(e.message));
+  });
+
+  test("exec runs as another user from /etc/passwd", async () => {
+    const h = await client.exec({ argv: ["sh", "-c", 'echo "$(id -u) $HOME"'], user: "nobody" });
+    assert.equal(await text(h.stdout), "65534 /nonexistent\n");
+    await assert.rejects(client.exec({ argv: ["true"], user: "no-such-user" }), /user "no-such-user" not found/);
+  });
+
+  test("a request bigger than a frame is refused before sending", async () => {
+    await assert.rejects(client.exec({ argv: ["echo", "x".repeat(2 << 20)] }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.InvalidArgument);
+    assert.equal((await client.health()).pid1, false); // the session is fine
+  });
+
+  test("a signal ends the command and is reported as that signal", async () => {
+    const h = await client.exec({ argv: ["sleep", "30"] });
+    h.signal("SIGTERM");
+    assert.deepEqual(await h.wait(), { signal: "SIGTERM", signalNumber: 15 });
+  });
+
+  test("dropping the connection kills the commands it started", async () => {
+    const c2 = await connectAgent(await dialUnix(sock));
+    const h = await c2.exec({ argv: ["sleep", "30"] });
+    assert.doesNotThrow(() => process.kill(h.pid, 0));
+    c2.close();
+    const deadline = Date.now() + 5000;
+    while (isAlive(h.pid)) {
+      assert.ok(Date.now() < deadline, "command survived its session");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  });
+
+  test("stdin streams through with backpressure (4 MiB round trip through cat)", async () => {
+    const data = Buffer.alloc(4 << 20);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
+    const h = await client.exec({ argv: ["cat"], stdin: Readable.from([data.subarray(0, 1 << 20), data.subarray(1 << 20)]) });
+    const out = await collect(h.stdout);
+    assert.equal(out.length, data.length);
+    assert.ok(out.equals(data));
+    assert.deepEqual(await h.wait(), { exitCode: 0 });
+  });
+
+  test("stdin written through the handle, closed by end()", async () => {
+    const h = await client.exec({ argv: ["wc", "-c"], stdin: true });
+    await h.write("12345");
+    h.stdin.end("678");
+    assert.equal((await text(h.stdout)).trim(), "8");
+  });
+
+  test("a PTY echoes input and follows resize (stty size)", async () => {
+    const h = await client.exec({ argv: ["sh"], tty: { rows: 24, cols: 80 } });
+    let out = "";
+    h.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    const waitFor = async (re: RegExp) => {
+      const deadline = Date.now() + 5000;
+      while (!re.test(out)) {
+        if (Date.now() > deadline) throw new Error(`no ${re} in ${JSON.stringify(out)}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    await h.write("stty size\n");
+    await waitFor(/24 80/);
+    h.resize(40, 100);
+    await h.write("echo typed-$((6*7)); stty size\n");
+    await waitFor(/typed-\$\(\(6\*7\)\)/); // the terminal echoed what was typed
+    await waitFor(/typed-42/);
+    await waitFor(/40 100/);
+    await h.write("exit 7\n");
+    assert.deepEqual(await h.wait(), { exitCode: 7 });
+  });
+
+  test("put then get a tar keeps contents, modes and symlinks", async () => {
+    const dest = join(home, "dest");
+    const res = await client.putFiles(
+      dest,
+      makeTar([
+        { name: "proj/", type: "directory", mode: 0o750 },
+        { name: "proj/run.sh", mode: 0o755, body: "#!/bin/sh\necho run\n" },
+        { name: "proj/secret", mode: 0o600, body: "s3cret" },
+        { name: "proj/link", type: "symlink", linkname: "run.sh" },
+      ]),
+    );
+    assert.equal(res.files, 4);
+    assert.equal(statSync(join(dest, "proj")).mode & 0o777, 0o750);
+    assert.equal(statSync(join(dest, "proj/run.sh")).mode & 0o777, 0o755);
+    assert.equal(statSync(join(dest, "proj/secret")).mode & 0o777, 0o600);
+    assert.equal(readFileSync(join(dest, "proj/secret"), "utf8"), "s3cret");
+    assert.equal(readlinkSync(join(dest, "proj/link")), "run.sh");
+    assert.equal(statSync(join(dest, "proj/run.sh")).mtimeMs, 1_600_000_000_000);
+
+    const entries = await readTar(await client.getFiles(join(dest, "proj")));
+    assert.deepEqual([...entries.keys()].sort(), ["proj/", "proj/link", "proj/run.sh", "proj/secret"]);
+    assert.equal(entries.get("proj/run.sh")!.mode & 0o777, 0o755);
+    assert.equal(entries.get("proj/secret")!.mode & 0o777, 0o600);
+    assert.equal(entries.get("proj/run.sh")!.body, "#!/bin/sh\necho run\n");
+    assert.equal(entries.get("proj/link")!.linkname, "run.sh");
+  });
+
+  test("put refuses entries that escape the destination", async () => {
+    const dest = join(home, "jail");
+    mkdirSync(dest);
+    await assert.rejects(client.putFiles(dest, makeTar([{ name: "../escaped", body: "x" }])), /escapes the destination/);
+    assert.equal(existsSync(join(home, "escaped")), false);
+    await assert.rejects(
+      client.putFiles(dest, makeTar([{ name: "out", type: "symlink", linkname: home }, { name: "out/via-link", body: "x" }])),
+      /through the symlink/,
+    );
+    assert.equal(existsSync(join(home, "via-link")), false);
+    assert.ok(lstatSync(join(dest, "out")).isSymbolicLink());
+  });
+
+  test("get of a missing path is NotFound", async () => {
+    await assert.rejects(client.getFiles(join(home, "nope")), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.NotFound);
+  });
+
+  test("ports lists a listener with its pid and command", async () => {
+    const server: Server = createServer();
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const port = (server.address() as { port: number }).port;
+    try {
+      const ports = await client.ports();
+      const mine = ports.find((p) => p.port === port);
+      assert.ok(mine, `port ${port} not in ${JSON.stringify(ports)}`);
+      assert.equal(mine.address, "127.0.0.1");
+      assert.equal(mine.proto, "tcp");
+      assert.equal(mine.pid, process.pid);
+      assert.match(mine.command ?? "", /node/);
+    } finally {
+      server.close();
+    }
+  });
+
+  test("stats reports memory, cpu and disk", async () => {
+    const s = await client.stats();
+    assert.ok(s.memory.total > 0 && s.memory.available <= s.memory.total);
+    assert.ok(s.cpu.count >= 1 && s.cpu.user + s.cpu.idle > 0);
+    assert.ok(s.disk.total > 0 && s.disk.free <= s.disk.total);
+    assert.equal(s.load.length, 3);
+  });
+
+  test("tcp channel reaches a guest port (port forwarding)", async () => {
+    const server = createServer((c) => c.pipe(c));
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    try {
+      const pipe = await client.openTcp((server.address() as { port: number }).port);
+      pipe.end("ping");
+      assert.equal(await text(pipe), "ping");
+    } finally {
+      server.close();
+    }
+  });
+
+  test("shutdown is acknowledged and the agent exits", async () => {
+    const other = join(home, "second.sock");
+    const second = await startAgent(other);
+    const c2 = await connectAgent(await dialUnix(other));
+    await c2.shutdown();
+    const [code] = await once(second, "exit");
+    assert.equal(code, 0);
+    assert.equal(await c2.done, undefined);
+  });
+});

@@ -1,0 +1,184 @@
+// The agent as a real guest init: QEMU microvm under TCG boots Debian's cloud kernel with
+// an initramfs whose /init is the agent (loading virtio modules from modules.list), which
+// switch_roots to an ext4 root disk (busybox + the agent) and serves the virtio-serial
+// port "banger.agent". Skips when the cached kernel (/var/cache/banger-test, fetched by
+// the vmm tests) or QEMU is missing: this test does not download anything.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
+import { copyFile, mkdir, symlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Duplex, Readable } from "node:stream";
+import { buffer as collect } from "node:stream/consumers";
+import { once } from "node:events";
+import * as tarStream from "tar-stream";
+import { makeTempHome } from "../../test/helpers.ts";
+import { runChecked, which } from "../util/exec.ts";
+import { buildAgent, connectAgent, dialUnix, type AgentClient } from "./index.ts";
+
+const CACHE = "/var/cache/banger-test";
+/** Loaded in this order by the agent (dependencies first). */
+const MODULES = ["virtio_ring", "virtio", "virtio_mmio", "virtio_blk", "virtio_console", "vsock", "vmw_vsock_virtio_transport_common", "vsock_loopback"];
+
+function cachedKernel(): { vmlinuz: string; modules: string } | undefined {
+  const dirs = existsSync(CACHE) ? readdirSync(CACHE).filter((d) => /^linux-image-.*cloud-amd64.*\.deb\.d$/.test(d)) : [];
+  for (const d of dirs.sort().reverse()) {
+    const boot = join(CACHE, d, "boot");
+    const vmlinuz = existsSync(boot) ? readdirSync(boot).find((f) => f.startsWith("vmlinuz-")) : undefined;
+    if (vmlinuz) return { vmlinuz: join(boot, vmlinuz), modules: join(CACHE, d, "lib", "modules", vmlinuz.slice("vmlinuz-".length)) };
+  }
+  return undefined;
+}
+
+function whyUnavailable(): string | undefined {
+  if (process.arch !== "x64") return "needs an x86_64 host";
+  for (const tool of ["qemu-system-x86_64", "mkfs.ext4", "cpio", "busybox"]) if (!which(tool)) return `${tool} not installed`;
+  if (!cachedKernel()) return `no Debian cloud kernel cached in ${CACHE} (the vmm tests fetch it)`;
+  return undefined;
+}
+
+async function findModule(root: string, name: string): Promise<string> {
+  const res = await runChecked(["find", root, "-name", `${name}.ko*`]);
+  const path = res.stdout.trim().split("\n")[0];
+  if (!path) throw new Error(`module ${name} not in ${root}`);
+  return path;
+}
+
+const skip = whyUnavailable();
+
+describe("agent as PID 1 in a real VM (QEMU TCG, virtio-serial)", { skip }, () => {
+  const { home, cleanup } = makeTempHome();
+  const kernel = cachedKernel()!;
+  let sock = "";
+  let qemu: ChildProcess | undefined;
+  let console = "";
+
+  before(async () => {
+    const agent = await buildAgent("amd64");
+    const initrd = join(home, "initrd");
+    await mkdir(join(initrd, "lib/banger/modules"), { recursive: true });
+    await copyFile(agent, join(initrd, "init"));
+    for (const m of MODULES) await copyFile(await findModule(kernel.modules, m), join(initrd, "lib/banger/modules", `${m}.ko`));
+    await writeFile(join(initrd, "lib/banger/modules.list"), `# loaded in order\n${MODULES.join("\n")}\n`);
+    await runChecked(["sh", "-c", "cd \"$1\" && find . | cpio -o -H newc --quiet > \"$2\"", "sh", initrd, join(home, "initrd.cpio")]);
+
+    const root = join(home, "root");
+    for (const d of ["bin", "sbin", "etc", "root", "proc", "sys", "dev", "run", "tmp", "work"]) await mkdir(join(root, d), { recursive: true });
+    await copyFile(which("busybox")!, join(root, "bin/busybox"));
+    for (const a of ["sh", "cat", "echo", "uname", "stty", "mount", "ls", "sleep"]) await symlink("busybox", join(root, "bin", a));
+    await copyFile(agent, join(root, "sbin/banger-agent"));
+    await writeFile(join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
+    await writeFile(join(root, "etc/group"), "root:x:0:\n");
+    await runChecked(["mkfs.ext4", "-q", "-d", root, join(home, "root.ext4"), "64M"]);
+
+    await symlink("../bin/busybox", join(root, "sbin/init"));
+    await symlink("busybox", join(root, "bin/poweroff"));
+    await runChecked(["mkfs.ext4", "-q", "-d", root, join(home, "root.ext4"), "64M"]);
+  });
+
+  /** Boots a VM on a fresh copy of the root disk; `extra` goes on the kernel command line. */
+  async function boot(name: string, extra = ""): Promise<void> {
+    const disk = join(home, `${name}.ext4`);
+    await copyFile(join(home, "root.ext4"), disk);
+    sock = join(home, `${name}.sock`);
+    console = "";
+    qemu = spawn(
+      "qemu-system-x86_64",
+      [
+        "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on", "-accel", "tcg", "-m", "512", "-smp", "1",
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
+        "-kernel", kernel.vmlinuz, "-initrd", join(home, "initrd.cpio"),
+        // tsc_early_khz: TCG's PIT-based TSC calibration can hang on a loaded host.
+        "-append", `console=ttyS0 rdinit=/init panic=-1 tsc_early_khz=2600000 banger.root=/dev/vda banger.hostname=bootcheck ${extra}`,
+        "-drive", `id=root,file=${disk},format=raw,if=none`, "-device", "virtio-blk-device,drive=root",
+        "-device", "virtio-serial-device",
+        "-chardev", `socket,id=agent,path=${sock},server=on,wait=off`,
+        "-device", "virtserialport,chardev=agent,name=banger.agent",
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    qemu.stdout!.on("data", (d: Buffer) => (console += d.toString()));
+    qemu.stderr!.on("data", (d: Buffer) => (console += d.toString()));
+  }
+
+  async function poweredOff(client: AgentClient): Promise<void> {
+    await client.shutdown();
+    const [code] = await once(qemu!, "exit");
+    assert.equal(code, 0, `qemu exited ${code}; console:\n${console.slice(-2000)}`);
+  }
+
+  after(async () => {
+    if (qemu && qemu.exitCode === null) {
+      qemu.kill("SIGKILL");
+      await once(qemu, "exit");
+    }
+    cleanup();
+  });
+
+  const connect = async (): Promise<AgentClient> =>
+    connectAgent(await dialUnix(sock, { timeoutMs: 20_000 }), { serial: true, timeoutMs: 60_000 }).catch((err: Error) => {
+      throw new Error(`${err.message}\nconsole:\n${console.slice(-3000)}`);
+    });
+
+  test("boots through the initramfs, serves, survives a reconnect and powers off", async () => {
+    await boot("pid1");
+    let client = await connect();
+    assert.match(console, /banger-agent \S+ ready/);
+    const health = await client.health();
+    assert.equal(health.pid1, true);
+    assert.equal(health.hostname, "bootcheck");
+
+    const uname = await client.exec({ argv: ["uname", "-a"] });
+    assert.match((await collect(uname.stdout)).toString(), /^Linux bootcheck .*x86_64/);
+    assert.deepEqual(await uname.wait(), { exitCode: 0 });
+    const fail = await client.exec({ argv: ["sh", "-c", "exit 3"] });
+    assert.deepEqual(await fail.wait(), { exitCode: 3 });
+
+    const mounts = await client.exec({ argv: ["cat", "/proc/mounts"] });
+    const table = (await collect(mounts.stdout)).toString();
+    for (const re of [/^\/dev\/vda \/ ext4/m, /^devpts \/dev\/pts/m, /^tmpfs \/run/m]) assert.match(table, re);
+
+    const tty = await client.exec({ argv: ["sh"], tty: { rows: 33, cols: 77 } });
+    let out = "";
+    tty.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    await tty.write("stty size; exit 0\n");
+    assert.deepEqual(await tty.wait(), { exitCode: 0 });
+    assert.match(out, /33 77/);
+
+    const pack = tarStream.pack();
+    pack.entry({ name: "hello.sh", mode: 0o755 }, "echo hi\n");
+    pack.finalize();
+    await client.putFiles("/work", pack as unknown as Readable);
+    const check = await client.exec({ argv: ["sh", "-c", "ls -l /work/hello.sh && sh /work/hello.sh"] });
+    assert.match((await collect(check.stdout)).toString(), /^-rwxr-xr-x .*\nhi\n$/);
+
+    // The vsock listener, reached through the guest kernel's vsock loopback (CID 1): no
+    // /dev/vhost-vsock on this host, so a command inside the guest carries the bytes.
+    const pipe = await client.exec({ argv: ["/sbin/banger-agent", "dial-vsock", "1", "52"], stdin: true });
+    const viaVsock = await connectAgent(Duplex.from({ readable: pipe.stdout, writable: pipe.stdin }), { timeoutMs: 10_000 });
+    assert.equal(viaVsock.info.pid1, true);
+    assert.equal((await viaVsock.health()).hostname, "bootcheck");
+    viaVsock.close();
+    pipe.close();
+
+    // A busy session abandoned mid-output, then a new host connection on the same port.
+    const spam = await client.exec({ argv: ["sh", "-c", "while true; do echo spam; done"] });
+    spam.stdout.resume();
+    await new Promise((r) => setTimeout(r, 300));
+    client.close();
+    client = await connect();
+    assert.equal((await client.health()).hostname, "bootcheck");
+
+    await poweredOff(client);
+  });
+
+  test("banger.exec_init hands PID 1 to the image's init and keeps serving beside it", async () => {
+    await boot("withinit", "banger.exec_init=/sbin/init");
+    const client = await connect();
+    assert.equal(client.info.pid1, false);
+    const h = await client.exec({ argv: ["cat", "/proc/1/comm"] });
+    assert.equal((await collect(h.stdout)).toString(), "init\n"); // busybox init, not banger-agent
+    await poweredOff(client); // via the image's own poweroff (busybox init)
+  });
+});

@@ -1,0 +1,150 @@
+// Typed replies from the agent, validated field by field: the guest is untrusted, so a
+// reply of the wrong shape is a protocol error, never a crash or a silently wrong value.
+import { constants as osConstants } from "node:os";
+import { PROTO_VERSION, protocolError } from "./frame.ts";
+
+export interface AgentInfo {
+  version: number;
+  agentVersion: string;
+  arch: string;
+  pid1: boolean;
+  features: string[];
+  /** Echo of the host's handshake nonce (tells this handshake's answer from stale bytes). */
+  nonce: string;
+}
+
+export interface AgentHealth {
+  version: string;
+  arch: string;
+  pid1: boolean;
+  hostname: string;
+  kernel: string;
+  agentUptimeMs: number;
+}
+
+export type ExitStatus = { exitCode: number } | { signal: string; signalNumber: number };
+
+export interface ListeningPort {
+  proto: "tcp" | "tcp6";
+  address: string;
+  port: number;
+  pid?: number;
+  command?: string;
+}
+
+export interface GuestStats {
+  memory: { total: number; free: number; available: number; buffers: number; cached: number; swapTotal: number; swapFree: number };
+  /** Cumulative jiffies (1/100 s) since boot; take two samples for rates. */
+  cpu: { count: number; user: number; nice: number; system: number; idle: number; iowait: number; irq: number; softirq: number; steal: number };
+  disk: { path: string; total: number; free: number; available: number };
+  load: number[];
+  uptimeSeconds: number;
+}
+
+export function parseJSON(payload: Buffer): unknown {
+  try {
+    return JSON.parse(payload.toString("utf8"));
+  } catch {
+    throw protocolError("reply is not valid JSON");
+  }
+}
+
+type Obj = Record<string, unknown>;
+
+function obj(v: unknown, what: string): Obj {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw protocolError(`${what}: expected an object`);
+  return v as Obj;
+}
+
+function num(o: Obj, key: string, what: string, optional = false): number {
+  const v = o[key];
+  if (v === undefined && optional) return 0;
+  if (typeof v !== "number" || !Number.isFinite(v)) throw protocolError(`${what}: "${key}" must be a number`);
+  return v;
+}
+
+function str(o: Obj, key: string, what: string, max = 4096): string {
+  const v = o[key] ?? "";
+  if (typeof v !== "string" || v.length > max) throw protocolError(`${what}: "${key}" must be a string of at most ${max} characters`);
+  return v;
+}
+
+export function parseHello(payload: Buffer): AgentInfo {
+  const o = obj(parseJSON(payload), "HELLO");
+  const version = num(o, "version", "HELLO");
+  if (version !== PROTO_VERSION) throw protocolError(`agent speaks protocol ${version}, banger speaks ${PROTO_VERSION}`);
+  const features = Array.isArray(o.features) ? o.features.filter((f): f is string => typeof f === "string").slice(0, 64) : [];
+  return { version, agentVersion: str(o, "agent_version", "HELLO", 128), arch: str(o, "arch", "HELLO", 32), pid1: o.pid1 === true, features, nonce: str(o, "nonce", "HELLO", 64) };
+}
+
+export function parseHealth(v: unknown): AgentHealth {
+  const o = obj(v, "health");
+  return {
+    version: str(o, "version", "health", 128),
+    arch: str(o, "arch", "health", 32),
+    pid1: o.pid1 === true,
+    hostname: str(o, "hostname", "health", 255),
+    kernel: str(o, "kernel", "health", 255),
+    agentUptimeMs: num(o, "agent_uptime_ms", "health", true),
+  };
+}
+
+const signalNames = new Map(Object.entries(osConstants.signals).map(([name, n]) => [n as number, name]));
+
+export function parseExit(v: unknown): ExitStatus {
+  const o = obj(v, "exit status");
+  if (typeof o.exit_code === "number" && Number.isInteger(o.exit_code)) return { exitCode: o.exit_code };
+  if (typeof o.signal === "number" && Number.isInteger(o.signal)) {
+    return { signal: signalNames.get(o.signal) ?? `SIG${o.signal}`, signalNumber: o.signal };
+  }
+  throw protocolError("exit status has neither exit_code nor signal");
+}
+
+export function parsePorts(v: unknown): ListeningPort[] {
+  const list = obj(v, "ports").ports ?? [];
+  if (!Array.isArray(list)) throw protocolError("ports: expected a list");
+  return list.map((item) => {
+    const o = obj(item, "port");
+    const proto = o.proto === "tcp6" ? "tcp6" : o.proto === "tcp" ? "tcp" : undefined;
+    const port = num(o, "port", "port");
+    if (!proto || !Number.isInteger(port) || port < 0 || port > 65535) throw protocolError("ports: bad entry");
+    const out: ListeningPort = { proto, address: str(o, "address", "port", 64), port };
+    if (typeof o.pid === "number" && Number.isInteger(o.pid)) out.pid = o.pid;
+    if (typeof o.command === "string") out.command = str(o, "command", "port", 512);
+    return out;
+  });
+}
+
+export function parseStats(v: unknown): GuestStats {
+  const o = obj(v, "stats");
+  const m = obj(o.memory, "stats.memory");
+  const c = obj(o.cpu, "stats.cpu");
+  const d = obj(o.disk, "stats.disk");
+  const w = "stats";
+  const load = Array.isArray(o.load) ? o.load.filter((x): x is number => typeof x === "number").slice(0, 3) : [];
+  return {
+    memory: {
+      total: num(m, "total", w),
+      free: num(m, "free", w, true),
+      available: num(m, "available", w, true),
+      buffers: num(m, "buffers", w, true),
+      cached: num(m, "cached", w, true),
+      swapTotal: num(m, "swap_total", w, true),
+      swapFree: num(m, "swap_free", w, true),
+    },
+    cpu: {
+      count: num(c, "count", w),
+      user: num(c, "user", w, true),
+      nice: num(c, "nice", w, true),
+      system: num(c, "system", w, true),
+      idle: num(c, "idle", w, true),
+      iowait: num(c, "iowait", w, true),
+      irq: num(c, "irq", w, true),
+      softirq: num(c, "softirq", w, true),
+      steal: num(c, "steal", w, true),
+    },
+    disk: { path: str(d, "path", w, 4096), total: num(d, "total", w), free: num(d, "free", w), available: num(d, "available", w) },
+    load,
+    uptimeSeconds: num(o, "uptime_seconds", w, true),
+  };
+}

@@ -1,0 +1,280 @@
+// The firecracker driver: spawn `firecracker --api-sock <runtimeDir>/fc.sock` (or the jailer),
+// then configure it through its REST API exactly as its swagger describes: logger, metrics,
+// boot-source, the root drive, machine-config, network-interfaces, vsock, InstanceStart.
+// The guest's serial console is Firecracker's stdout, which goes to console.log. The agent
+// stream is Firecracker's hybrid vsock: connect to the UDS, send `CONNECT 52\n`, read `OK n\n`.
+import { chown, link, mkdir, rm } from "node:fs/promises";
+import { basename, join } from "node:path";
+import type { Duplex } from "node:stream";
+import type { Socket } from "node:net";
+import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
+import { fcCall } from "./fcapi.ts";
+import { BaseHandle } from "./handle.ts";
+import {
+  CONSOLE_LOG,
+  VMM_LOG,
+  checkSocketPath,
+  connectUnix,
+  launchVmm,
+  prepareRuntimeDir,
+  readLiveState,
+  retryUntil,
+} from "./process.ts";
+import { validateSpec } from "./spec.ts";
+import {
+  AGENT_VSOCK_PORT,
+  type AgentStreamOptions,
+  type JailerSpec,
+  type StartOptions,
+  type StopOutcome,
+  type VmHandle,
+  type VmRunState,
+  type VmSpec,
+  type VmmDriver,
+} from "./types.ts";
+
+export const DEFAULT_GUEST_CID = 3;
+const ROOT_DRIVE_ID = "rootfs";
+const NET_IFACE_ID = "eth0";
+/** Firecracker's own answer to "host port" is round-robin from 2^30; we only check the shape. */
+const OK_LINE = /^OK \d+$/;
+const MAX_OK_LINE = 32;
+
+export function firecrackerPaths(runtimeDir: string) {
+  return {
+    api: join(runtimeDir, "fc.sock"),
+    vsock: join(runtimeDir, "vsock.sock"),
+    console: join(runtimeDir, CONSOLE_LOG),
+    log: join(runtimeDir, VMM_LOG),
+    fcLog: join(runtimeDir, "fc.log"),
+    metrics: join(runtimeDir, "fc.metrics"),
+  };
+}
+
+export interface FirecrackerDriverOptions {
+  /** The firecracker binary (default: $BANGER_FIRECRACKER, else `firecracker` on PATH). */
+  binary?: string;
+}
+
+export function createFirecrackerDriver(opts: FirecrackerDriverOptions = {}): VmmDriver {
+  const binary = () => opts.binary ?? process.env.BANGER_FIRECRACKER ?? "firecracker";
+  return {
+    name: "firecracker",
+    start: (spec, startOpts) => startFirecracker(binary(), spec, startOpts),
+    async adopt(runtimeDir: string): Promise<VmHandle | undefined> {
+      const state = await readLiveState(runtimeDir, "firecracker");
+      return state ? new FirecrackerHandle(runtimeDir, state) : undefined;
+    },
+  };
+}
+
+export const firecrackerDriver: VmmDriver = createFirecrackerDriver();
+
+/** Firecracker's --id (and the jailer's): alphanumeric and '-', at most 64 characters. */
+function instanceId(runtimeDir: string): string {
+  return (basename(runtimeDir).replace(/[^a-zA-Z0-9-]/g, "-").slice(0, 64) || "banger-vm").replace(/^-+/, "") || "banger-vm";
+}
+
+/** Paths as the Firecracker process sees them: host paths, or chroot-relative under the jailer. */
+interface ApiView {
+  kernel: string;
+  initrd?: string;
+  disk: string;
+  vsock: string;
+  fcLog: string;
+  metrics: string;
+}
+
+async function startFirecracker(binary: string, spec: VmSpec, opts: StartOptions = {}): Promise<VmHandle> {
+  await validateSpec(spec, "firecracker");
+  const p = firecrackerPaths(spec.runtimeDir);
+  const id = spec.jailer?.id ?? instanceId(spec.runtimeDir);
+  const jail = spec.jailer ? jailerChrootDir(spec.jailer) : undefined;
+  const apiSock = checkSocketPath(jail ? join(jail, "run", "firecracker.socket") : p.api);
+  const vsockHost = checkSocketPath(jail ? join(jail, "vsock.sock") : p.vsock);
+  // Firecracker opens its log and metrics files without truncating; the console log holds the current boot only.
+  await prepareRuntimeDir(spec.runtimeDir, [apiSock, vsockHost, p.fcLog, p.metrics, p.console]);
+  const view = jail && spec.jailer ? await stageJail(jail, spec, spec.jailer) : hostView(spec, p);
+  const argv = spec.jailer ? buildJailerArgv(spec.jailer) : [binary, "--api-sock", apiSock, "--id", id];
+  opts.progress?.({ phase: "boot", message: spec.jailer ? "firecracker (jailed)" : "firecracker" });
+  // Firecracker's stdout is the guest's serial console; its own messages go to stderr and fc.log.
+  const state = await launchVmm({
+    runtimeDir: spec.runtimeDir,
+    argv,
+    stdoutPath: p.console,
+    stderrPath: p.log,
+    state: {
+      driver: "firecracker",
+      controlSocket: apiSock,
+      agentSocket: vsockHost,
+      sockets: [apiSock, vsockHost],
+      ...(spec.jailer ? { cmdlineMark: `--id=${spec.jailer.id}` } : {}),
+    },
+    ready: async (pid) => {
+      await retryUntil("the Firecracker API socket", () => fcCall(apiSock, "GET", "/", undefined, 2000), {
+        pid,
+        timeoutMs: opts.timeoutMs ?? 15_000,
+        signal: opts.signal,
+        logPath: p.log,
+      });
+      for (const [method, path, body] of configurationRequests(spec, view)) await fcCall(apiSock, method, path, body);
+      await fcCall(apiSock, "PUT", "/actions", { action_type: "InstanceStart" });
+    },
+  });
+  return new FirecrackerHandle(spec.runtimeDir, state);
+}
+
+function hostView(spec: VmSpec, p: ReturnType<typeof firecrackerPaths>): ApiView {
+  return { kernel: spec.kernelPath, initrd: spec.initrdPath, disk: spec.rootDisk.path, vsock: p.vsock, fcLog: p.fcLog, metrics: p.metrics };
+}
+
+/** The API calls that describe the VM, in order, before InstanceStart. */
+export function configurationRequests(spec: VmSpec, view: ApiView): Array<[method: string, path: string, body: unknown]> {
+  const calls: Array<[string, string, unknown]> = [
+    ["PUT", "/logger", { log_path: view.fcLog, level: "Warning", show_level: true, show_log_origin: false }],
+    ["PUT", "/metrics", { metrics_path: view.metrics }],
+    ["PUT", "/boot-source", { kernel_image_path: view.kernel, boot_args: spec.cmdline, ...(view.initrd ? { initrd_path: view.initrd } : {}) }],
+    [
+      "PUT",
+      `/drives/${ROOT_DRIVE_ID}`,
+      { drive_id: ROOT_DRIVE_ID, path_on_host: view.disk, is_root_device: true, is_read_only: spec.rootDisk.readOnly ?? false },
+    ],
+    ["PUT", "/machine-config", { vcpu_count: spec.cpus, mem_size_mib: spec.memoryMib }],
+  ];
+  if (spec.tap) {
+    calls.push([
+      "PUT",
+      `/network-interfaces/${NET_IFACE_ID}`,
+      { iface_id: NET_IFACE_ID, host_dev_name: spec.tap, ...(spec.mac ? { guest_mac: spec.mac } : {}) },
+    ]);
+  }
+  calls.push(["PUT", "/vsock", { guest_cid: spec.vsockCid ?? DEFAULT_GUEST_CID, uds_path: view.vsock }]);
+  return calls;
+}
+
+class FirecrackerHandle extends BaseHandle {
+  private api<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+    return fcCall<T>(this.state.controlSocket, method, path, body);
+  }
+
+  async status(): Promise<VmRunState> {
+    if (!this.isRunning()) return "stopped";
+    const info = await this.api<{ state?: string }>("GET", "/");
+    if (info?.state === "Running") return "running";
+    if (info?.state === "Paused") return "paused";
+    return "other";
+  }
+
+  async pause(): Promise<void> {
+    await this.api("PATCH", "/vm", { state: "Paused" });
+  }
+
+  async resume(): Promise<void> {
+    await this.api("PATCH", "/vm", { state: "Resumed" });
+  }
+
+  protected async stopGracefully(timeoutMs: number): Promise<StopOutcome> {
+    // Ctrl+Alt+Del through the emulated i8042; the guest resets and Firecracker exits.
+    // There is no API "quit", so a guest that ignores it gets killed.
+    const asked = await this.api("PUT", "/actions", { action_type: "SendCtrlAltDel" }).then(() => true, () => false);
+    if (asked && (await this.exitsWithin(timeoutMs))) return "powerdown";
+    return "killed";
+  }
+
+  agentStream(opts: AgentStreamOptions = {}): Promise<Duplex> {
+    const uds = this.state.agentSocket;
+    if (!uds) return Promise.reject(new BangerError(ErrorCode.Failed, "this VM has no vsock socket recorded"));
+    // The guest's listener may not be up yet (firecracker#1253): retry with backoff.
+    return retryUntil(`the agent on vsock port ${AGENT_VSOCK_PORT}`, () => vsockConnect(uds, AGENT_VSOCK_PORT), {
+      pid: this.pid,
+      timeoutMs: opts.timeoutMs ?? 10_000,
+      signal: opts.signal,
+    });
+  }
+}
+
+/** Hybrid vsock handshake: `CONNECT <port>\n` in one write, then `OK <hostport>\n`. */
+export async function vsockConnect(udsPath: string, port: number, timeoutMs = 3000): Promise<Socket> {
+  const sock = await connectUnix(udsPath);
+  return new Promise((resolve, reject) => {
+    let line = Buffer.alloc(0);
+    const fail = (why: string) => {
+      cleanup();
+      sock.destroy();
+      reject(new BangerError(ErrorCode.Unavailable, `vsock CONNECT ${port}: ${why}`));
+    };
+    const timer = setTimeout(() => fail("no answer"), timeoutMs);
+    // Read with 'readable' (paused mode), not 'data': once our listener is gone the socket
+    // is neither flowing nor paused, so whoever takes it next gets the unshifted bytes.
+    const onReadable = () => {
+      let chunk: Buffer | null;
+      while ((chunk = sock.read() as Buffer | null) !== null) {
+        line = Buffer.concat([line, chunk]);
+        const nl = line.indexOf(0x0a);
+        if (nl < 0) {
+          if (line.length > MAX_OK_LINE) return fail("answer too long");
+          continue;
+        }
+        const answer = line.subarray(0, nl).toString("latin1");
+        if (!OK_LINE.test(answer)) return fail(`unexpected answer ${JSON.stringify(answer.slice(0, MAX_OK_LINE))}`);
+        cleanup();
+        // Guest bytes can ride in the same read as the OK line: hand them back to the stream.
+        const rest = line.subarray(nl + 1);
+        if (rest.length > 0) sock.unshift(rest);
+        return resolve(sock);
+      }
+    };
+    const onClose = () => fail("connection closed (nothing listening in the guest yet)");
+    const cleanup = () => {
+      clearTimeout(timer);
+      sock.removeListener("readable", onReadable);
+      sock.removeListener("close", onClose);
+      sock.removeListener("error", onClose);
+    };
+    sock.on("readable", onReadable);
+    sock.once("close", onClose);
+    sock.once("error", onClose);
+    sock.write(`CONNECT ${port}\n`);
+  });
+}
+
+// ---- jailer (NOTES.md §8) ----
+
+const JAILER_ID = /^[a-zA-Z0-9-]{1,64}$/;
+
+/** <chroot_base>/<exec file name>/<id>/root: what the jailed Firecracker sees as "/". */
+export function jailerChrootDir(j: JailerSpec): string {
+  return join(j.chrootBaseDir ?? "/srv/jailer", basename(j.execFile), j.id, "root");
+}
+
+/** The jailer command line; Firecracker's own arguments follow `--`. */
+export function buildJailerArgv(j: JailerSpec): string[] {
+  if (!JAILER_ID.test(j.id)) throw invalidArgument(`jailer id ${JSON.stringify(j.id)} must be 1-64 letters, digits or '-'`);
+  if (!Number.isInteger(j.uid) || !Number.isInteger(j.gid) || j.uid < 0 || j.gid < 0) throw invalidArgument("jailer uid and gid must be non-negative integers");
+  const argv = [j.jailerPath ?? "jailer", "--id", j.id, "--exec-file", j.execFile, "--uid", String(j.uid), "--gid", String(j.gid)];
+  if (j.chrootBaseDir) argv.push("--chroot-base-dir", j.chrootBaseDir);
+  if (j.cgroupVersion) argv.push("--cgroup-version", String(j.cgroupVersion));
+  if (j.netns) argv.push("--netns", j.netns);
+  argv.push("--", "--api-sock", "/run/firecracker.socket");
+  return argv;
+}
+
+/** Hard-links kernel, initrd and disk into the chroot, owned by the jail's uid:gid. Untested here (no jailer). */
+async function stageJail(chroot: string, spec: VmSpec, j: JailerSpec): Promise<ApiView> {
+  await mkdir(join(chroot, "run"), { recursive: true });
+  const place = async (src: string, name: string): Promise<string> => {
+    const dest = join(chroot, name);
+    await rm(dest, { force: true });
+    await link(src, dest);
+    await chown(dest, j.uid, j.gid);
+    return `/${name}`;
+  };
+  return {
+    kernel: await place(spec.kernelPath, "vmlinux"),
+    initrd: spec.initrdPath ? await place(spec.initrdPath, "initrd") : undefined,
+    disk: await place(spec.rootDisk.path, "rootfs"),
+    vsock: "/vsock.sock",
+    fcLog: "/fc.log",
+    metrics: "/fc.metrics",
+  };
+}

@@ -1,0 +1,52 @@
+// Package vmm owns the VMM drivers: starting a VM from a VmSpec under QEMU (microvm + QMP)
+// or Firecracker (REST API over its Unix socket, optionally jailed), controlling it
+// (status, pause, resume, stop, kill), handing out a byte stream to the guest agent, and
+// re-adopting VMMs that outlived a daemon restart. VMM processes run detached; everything
+// they need at run time (sockets, pid and state files, console and VMM logs) lives in the
+// spec's runtime directory.
+//
+// It does not own disks (disk), networking (net: it only receives a tap name), the agent
+// protocol spoken over the stream (guest), or VM records and state (daemon/store).
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { invalidArgument } from "../util/errors.ts";
+import { firecrackerDriver } from "./firecracker.ts";
+import { STATE_FILE } from "./process.ts";
+export { cleanupDeadVm } from "./process.ts";
+import { qemuDriver } from "./qemu.ts";
+import type { VmHandle, VmmDriver, VmmName } from "./types.ts";
+
+export { AGENT_PORT_NAME, AGENT_VSOCK_PORT } from "./types.ts";
+export type {
+  AgentStreamOptions,
+  JailerSpec,
+  StartOptions,
+  StopOutcome,
+  VmHandle,
+  VmmDriver,
+  VmmName,
+  VmRunState,
+  VmSpec,
+} from "./types.ts";
+export { buildQemuArgv, qemuDriver, qemuPaths, resolveQemuOptions } from "./qemu.ts";
+export type { AgentChannel, QemuOptions } from "./qemu.ts";
+export { buildJailerArgv, firecrackerDriver, firecrackerPaths, jailerChrootDir } from "./firecracker.ts";
+export { QmpClient, qmpCommand } from "./qmp.ts";
+
+const DRIVERS: Record<VmmName, VmmDriver> = { qemu: qemuDriver, firecracker: firecrackerDriver };
+
+export function getDriver(name: string): VmmDriver {
+  if (name !== "qemu" && name !== "firecracker") throw invalidArgument(`unknown VMM ${JSON.stringify(name)}`, "use qemu or firecracker");
+  return DRIVERS[name];
+}
+
+/** Adopts whatever VMM the runtime dir records (daemon start-up reconciliation). */
+export async function adoptVm(runtimeDir: string): Promise<VmHandle | undefined> {
+  let driver: unknown;
+  try {
+    driver = (JSON.parse(await readFile(join(runtimeDir, STATE_FILE), "utf8")) as { driver?: unknown }).driver;
+  } catch {
+    return undefined;
+  }
+  return driver === "qemu" || driver === "firecracker" ? DRIVERS[driver].adopt(runtimeDir) : undefined;
+}

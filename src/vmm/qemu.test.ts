@@ -1,0 +1,249 @@
+// Real boots of Debian's cloud kernel under QEMU (TCG here) with a tiny busybox initramfs.
+// Three boots, ~2 s each: the full lifecycle with adopt and a clean power-off; a VM whose
+// starting process dies, adopted, ignoring the power button (stop falls back to QMP quit);
+// and kill.
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdir, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Duplex } from "node:stream";
+import { REPO, makeTempHome } from "../../test/helpers.ts";
+import { forcedAccel } from "../host/index.ts";
+import { BangerError } from "../util/errors.ts";
+import { buildQemuArgv, cleanupDeadVm, qemuDriver, qmpCommand, type VmHandle, type VmSpec } from "./index.ts";
+import { buildTestInitramfs, ensureTestKernel, killProcessesMentioning, type TestKernel } from "./testkit.ts";
+
+const MARKER = "BANGER-QEMU-TEST-MARKER";
+
+// /init: report the disk, serve an echo on the banger.agent port, power off on the ACPI
+// power button only when the command line asks for it (the agent will do that for real).
+const SCRIPT = `
+[ -b /dev/vda ] && echo VDA-PRESENT
+for p in /sys/class/virtio-ports/*; do
+  if [ "$(cat $p/name)" = banger.agent ]; then
+    # read() gives EOF while the host side is not connected: read again, but keep the
+    # port open (closing it discards data the host already sent).
+    dev=/dev/$(basename $p)
+    ( exec 3<>$dev; while true; do cat <&3 >&3; sleep 0.05; done ) &
+  fi
+done
+if grep -q powerbutton=1 /proc/cmdline; then
+  for e in /dev/input/event*; do ( head -c 1 $e >/dev/null; echo POWER-BUTTON; poweroff -f ) & done
+fi
+echo ${MARKER}
+while true; do sleep 1; done
+`;
+
+let kernel: TestKernel | string;
+let home: { home: string; cleanup: () => void };
+let initrd = "";
+let disk = "";
+
+before(async () => {
+  home = makeTempHome();
+  kernel = await ensureTestKernel();
+  if (typeof kernel === "string") return;
+  initrd = join(home.home, "initrd.cpio");
+  await buildTestInitramfs(kernel, initrd, {
+    modules: ["virtio_mmio", "virtio_console", "virtio_blk", "evdev", "button"],
+    script: SCRIPT,
+  });
+  disk = join(home.home, "disk.raw");
+  await writeFile(disk, "");
+  await truncate(disk, 8 * 1024 * 1024);
+});
+
+after(async () => {
+  await killProcessesMentioning(home.home);
+  home?.cleanup();
+});
+
+function specFor(name: string, extraCmdline = ""): VmSpec {
+  assert.ok(typeof kernel !== "string");
+  return {
+    kernelPath: kernel.vmlinuz,
+    initrdPath: initrd,
+    cmdline: `console=ttyS0 quiet panic=-1 ${extraCmdline}`.trim(),
+    rootDisk: { path: disk, format: "raw" },
+    cpus: 1,
+    memoryMib: 256,
+    runtimeDir: join(home.home, name),
+    accel: forcedAccel() ?? "tcg",
+  };
+}
+
+async function waitForConsole(handle: VmHandle, text: string, timeoutMs = 30_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const log = await readFile(handle.consoleLogPath, "utf8").catch(() => "");
+    if (log.includes(text)) return log;
+    if (Date.now() > deadline) throw new Error(`console never showed ${text}; last output:\n${log.slice(-2000)}`);
+    await sleep(100);
+  }
+}
+
+async function echoRoundTrip(stream: Duplex, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let got = "";
+    const timer = setTimeout(() => reject(new Error(`no echo, got ${JSON.stringify(got)}`)), 15_000);
+    stream.on("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    stream.on("data", (b: Buffer) => {
+      got += b.toString();
+      if (got.includes(text)) {
+        clearTimeout(timer);
+        resolve(got);
+      }
+    });
+    stream.write(text);
+  });
+}
+
+describe("qemu driver (real TCG boots)", () => {
+  test("boots, reports status, pauses, streams to the agent port, is adopted, powers off cleanly", async (t) => {
+    if (typeof kernel === "string") return t.skip(kernel);
+    const spec = specFor("vm1", "powerbutton=1");
+    const vm = await qemuDriver.start(spec);
+    try {
+      const log = await waitForConsole(vm, MARKER);
+      assert.match(log, /VDA-PRESENT/, "the root disk shows up as /dev/vda");
+      assert.equal(await vm.status(), "running");
+      await vm.pause();
+      assert.equal(await vm.status(), "paused");
+      await vm.resume();
+      assert.equal(await vm.status(), "running");
+      await assert.rejects(qmpCommand(join(spec.runtimeDir, "qmp.sock"), "no-such-command"), /CommandNotFound/);
+
+      const stream = await vm.agentStream();
+      const echoed = await echoRoundTrip(stream, "hello agent\n").catch(async (err: Error) => {
+        throw new Error(`${err.message}; console:\n${(await readFile(vm.consoleLogPath, "utf8")).slice(-1500)}`);
+      });
+      assert.match(echoed, /hello agent/);
+      stream.destroy();
+
+      // A restarted daemon finds the VM from the runtime dir alone.
+      const adopted = await qemuDriver.adopt(spec.runtimeDir);
+      assert.ok(adopted, "adopt finds the running VM");
+      assert.equal(adopted.pid, vm.pid);
+      assert.equal(await adopted.status(), "running");
+      const again = await adopted.agentStream();
+      assert.match(await echoRoundTrip(again, "after adopt\n"), /after adopt/);
+      again.destroy();
+
+      assert.equal(await adopted.stop(20_000), "powerdown");
+      assert.equal(vm.isRunning(), false);
+      assert.match(await readFile(vm.consoleLogPath, "utf8"), /POWER-BUTTON/);
+      assert.deepEqual((await readdir(spec.runtimeDir)).sort(), ["console.log", "vmm.log"], "only logs remain");
+      assert.equal(await qemuDriver.adopt(spec.runtimeDir), undefined, "nothing to adopt once stopped");
+    } finally {
+      if (vm.isRunning()) await vm.kill();
+    }
+  });
+
+  test("a VM started by a process that then dies (a daemon SIGKILLed) is adopted and stopped via QMP quit", async (t) => {
+    if (typeof kernel === "string") return t.skip(kernel);
+    const spec = specFor("vm2");
+    // The "daemon": a separate node process that starts the VM, reports, and is killed.
+    const script = join(home.home, "daemon.mts");
+    await writeFile(
+      script,
+      `import { qemuDriver } from ${JSON.stringify(join(REPO, "src/vmm/index.ts"))};\n` +
+        `const vm = await qemuDriver.start(${JSON.stringify(spec)});\n` +
+        `console.log(vm.pid);\nsetInterval(() => {}, 1000);\n`,
+    );
+    const daemon = spawn(process.execPath, ["--import", "tsx", script], { cwd: REPO, stdio: ["ignore", "pipe", "inherit"] });
+    const pid = Number(await new Promise<string>((resolve) => daemon.stdout.once("data", (b: Buffer) => resolve(b.toString().trim()))));
+    daemon.kill("SIGKILL");
+    await new Promise((resolve) => daemon.once("exit", resolve));
+
+    const vm = await qemuDriver.adopt(spec.runtimeDir);
+    try {
+      assert.ok(vm, "the VM outlived its daemon");
+      assert.equal(vm.pid, pid);
+      await waitForConsole(vm, MARKER);
+      // This guest ignores the power button: stop falls back to QMP quit.
+      assert.equal(await vm.stop(1000), "quit");
+      assert.equal(vm.isRunning(), false);
+      assert.deepEqual((await readdir(spec.runtimeDir)).sort(), ["console.log", "vmm.log"]);
+    } finally {
+      if (vm?.isRunning()) await vm.kill();
+    }
+  });
+
+  test("kill ends the VMM at once and cleans its sockets", async (t) => {
+    if (typeof kernel === "string") return t.skip(kernel);
+    const spec = specFor("vm3");
+    const vm = await qemuDriver.start(spec);
+    await vm.kill();
+    assert.equal(vm.isRunning(), false);
+    assert.equal(await vm.stop(), "not-running");
+    assert.deepEqual((await readdir(spec.runtimeDir)).sort(), ["console.log", "vmm.log"]);
+    await rm(spec.runtimeDir, { recursive: true });
+  });
+});
+
+describe("qemu driver (no boot)", () => {
+  test("adopt ignores a pid that is not this VM's qemu", async () => {
+    const dir = join(home.home, "fake");
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir);
+    // Our own pid is alive but its command line does not name the runtime dir.
+    await writeFile(join(dir, "vmm.json"), JSON.stringify({ driver: "qemu", pid: process.pid, controlSocket: "x", sockets: [] }));
+    assert.equal(await qemuDriver.adopt(dir), undefined);
+    assert.equal(await qemuDriver.adopt(join(home.home, "missing")), undefined);
+  });
+
+  test("cleanupDeadVm removes a dead VM's sockets and pid file, keeps logs, refuses a live one", async () => {
+    const dir = join(home.home, "dead");
+    await mkdir(dir, { recursive: true });
+    const dead = spawnSync("true").pid; // a pid that has exited
+    for (const f of ["qmp.sock", "agent.sock", "console.log", "vmm.log", "vmm.pid"]) await writeFile(join(dir, f), "");
+    await writeFile(join(dir, "vmm.json"), JSON.stringify({ driver: "qemu", pid: dead, controlSocket: join(dir, "qmp.sock"), sockets: [join(dir, "qmp.sock"), join(dir, "agent.sock")] }));
+    await cleanupDeadVm(dir);
+    assert.deepEqual((await readdir(dir)).sort(), ["console.log", "vmm.log"]);
+    // A live VMM: the state's pid runs a command line naming the dir.
+    const live = spawn(process.execPath, ["-e", "setTimeout(() => {}, 30000)", dir], { stdio: "ignore" });
+    try {
+      await writeFile(join(dir, "vmm.json"), JSON.stringify({ driver: "qemu", pid: live.pid, controlSocket: "x", sockets: [] }));
+      await assert.rejects(cleanupDeadVm(dir), /still running/);
+    } finally {
+      live.kill("SIGKILL");
+    }
+  });
+
+  test("bad specs fail before anything starts", async (t) => {
+    if (typeof kernel === "string") return t.skip(kernel);
+    await assert.rejects(qemuDriver.start({ ...specFor("bad1"), cpus: 0 }), /cpus must be 1-32/);
+    await assert.rejects(qemuDriver.start({ ...specFor("bad2"), kernelPath: "/nonexistent/vmlinuz" }), BangerError);
+    // A missing tap is refused up front (QEMU as root would create one of its own).
+    await assert.rejects(qemuDriver.start({ ...specFor("bad4"), tap: "bgnosuchtap0" }), /tap device bgnosuchtap0 not found/);
+    // QEMU itself refuses (a raw file called qcow2): the error carries its last log line, nothing stays behind.
+    const notQcow = specFor("bad5");
+    await assert.rejects(qemuDriver.start({ ...notQcow, rootDisk: { path: disk, format: "qcow2" } }), /the VMM exited while waiting for QMP: .*qcow2/i);
+    assert.deepEqual((await readdir(notQcow.runtimeDir)).filter((n) => !n.endsWith(".log")), [], "only logs remain");
+    const long = join(home.home, "x".repeat(100));
+    await assert.rejects(qemuDriver.start({ ...specFor("bad3"), runtimeDir: long }), /socket path too long/);
+  });
+
+  test("the argv wires the console, QMP, disk, network and agent port", (t) => {
+    if (typeof kernel === "string") return t.skip(kernel);
+    const spec = { ...specFor("argv"), tap: "tap0", mac: "06:00:ac:10:00:02" };
+    const argv = buildQemuArgv(spec, { accel: "tcg", agentChannel: "virtio-serial" });
+    const joined = argv.join(" ");
+    assert.equal(argv[0], "qemu-system-x86_64");
+    assert.match(joined, /-M microvm,/);
+    assert.match(joined, /-accel tcg/);
+    assert.match(joined, new RegExp(`-qmp unix:${spec.runtimeDir}/qmp.sock,server=on,wait=off`));
+    assert.match(joined, /virtserialport,chardev=agent,name=banger\.agent/);
+    assert.match(joined, /-netdev tap,id=net0,ifname=tap0,script=no,downscript=no/);
+    assert.match(joined, /virtio-net-device,netdev=net0,mac=06:00:ac:10:00:02/);
+    const vsock = buildQemuArgv({ ...spec, vsockCid: 7 }, { accel: "kvm", agentChannel: "vhost-vsock" }).join(" ");
+    assert.match(vsock, /vhost-vsock-device,guest-cid=7/);
+    assert.match(vsock, /-cpu host/);
+    assert.doesNotMatch(vsock, /virtserialport/);
+  });
+});

@@ -1,0 +1,212 @@
+// The qemu driver: `qemu-system-x86_64 -M microvm` with virtio-mmio devices, QMP on a Unix
+// socket for control, the serial console in a file, and the agent channel as a real vsock
+// (vhost-vsock, when the host has it and socat can dial it) or a virtio-serial port named
+// banger.agent bound to a Unix socket.
+import { spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Duplex } from "node:stream";
+import { chooseAccel, hasVhostVsock, type Accel } from "../host/index.ts";
+import { resolvePaths } from "../config/index.ts";
+import { BangerError, ErrorCode } from "../util/errors.ts";
+import { which } from "../util/exec.ts";
+import { BaseHandle } from "./handle.ts";
+import {
+  CONSOLE_LOG,
+  VMM_LOG,
+  checkSocketPath,
+  connectUnix,
+  launchVmm,
+  prepareRuntimeDir,
+  readLiveState,
+  retryUntil,
+} from "./process.ts";
+import { qmpCommand } from "./qmp.ts";
+import { validateSpec } from "./spec.ts";
+import {
+  AGENT_PORT_NAME,
+  AGENT_VSOCK_PORT,
+  type AgentStreamOptions,
+  type StartOptions,
+  type StopOutcome,
+  type VmHandle,
+  type VmRunState,
+  type VmSpec,
+  type VmmDriver,
+} from "./types.ts";
+
+export const QEMU_BINARY = "qemu-system-x86_64";
+
+export type AgentChannel = "virtio-serial" | "vhost-vsock";
+
+export interface QemuOptions {
+  accel: Accel;
+  agentChannel: AgentChannel;
+  /**
+   * TCG only: the TSC frequency handed to the guest kernel (tsc_early_khz=). Under TCG the
+   * guest's TSC is the host's, but on a busy host the kernel's PIT calibration fails, it
+   * marks the TSC unstable and hangs early in boot (seen here about half the time).
+   */
+  tscKhz?: number;
+}
+
+export function qemuPaths(runtimeDir: string) {
+  return {
+    qmp: join(runtimeDir, "qmp.sock"),
+    agent: join(runtimeDir, "agent.sock"),
+    console: join(runtimeDir, CONSOLE_LOG),
+    log: join(runtimeDir, VMM_LOG),
+  };
+}
+
+/** Decides what buildQemuArgv leaves open: the accelerator and the agent channel. */
+export async function resolveQemuOptions(spec: VmSpec, env: NodeJS.ProcessEnv = process.env): Promise<QemuOptions & { accelReason: string }> {
+  const { accel, reason } = spec.accel
+    ? { accel: spec.accel, reason: "set for this VM" }
+    : await chooseAccel({ env, cacheDir: join(resolvePaths(env).root, "host") });
+  // Node cannot open AF_VSOCK sockets itself, so a vsock agent channel needs socat to dial it.
+  const vsock = spec.vsockCid !== undefined && (await hasVhostVsock()) && which("socat") !== undefined;
+  const tscKhz = accel === "tcg" ? await hostTscKhz() : undefined;
+  return { accel, accelReason: reason, agentChannel: vsock ? "vhost-vsock" : "virtio-serial", ...(tscKhz ? { tscKhz } : {}) };
+}
+
+/** The host CPU's clock from /proc/cpuinfo, which is the TSC rate on the VMs and servers where TCG is used. */
+async function hostTscKhz(): Promise<number | undefined> {
+  const cpuinfo = await readFile("/proc/cpuinfo", "utf8").catch(() => "");
+  const mhz = Number(cpuinfo.match(/^cpu MHz\s*:\s*([0-9.]+)/m)?.[1]);
+  return Number.isFinite(mhz) && mhz > 0 ? Math.round(mhz * 1000) : undefined;
+}
+
+function kernelCmdline(spec: VmSpec, opts: QemuOptions): string {
+  if (!opts.tscKhz || spec.cmdline.includes("tsc_early_khz=")) return spec.cmdline;
+  return `${spec.cmdline} tsc_early_khz=${opts.tscKhz}`;
+}
+
+/** The exact command line the driver runs (the bench reuses it for a bare-qemu baseline). */
+export function buildQemuArgv(spec: VmSpec, opts: QemuOptions): string[] {
+  const p = qemuPaths(spec.runtimeDir);
+  const disk = spec.rootDisk;
+  const argv = [
+    QEMU_BINARY,
+    "-name", `banger,debug-threads=on`,
+    "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on",
+    "-accel", opts.accel,
+    ...(opts.accel === "kvm" ? ["-cpu", "host"] : []),
+    "-smp", String(spec.cpus),
+    "-m", `${spec.memoryMib}M`,
+    "-nodefaults", "-no-user-config", "-display", "none",
+    // A guest reboot ends the VM: the host decides whether to start it again.
+    "-no-reboot",
+    "-kernel", spec.kernelPath,
+    ...(spec.initrdPath ? ["-initrd", spec.initrdPath] : []),
+    "-append", kernelCmdline(spec, opts),
+    // append=on (O_APPEND): whoever caps the log can truncate it while QEMU keeps writing.
+    "-chardev", `file,id=console,path=${p.console},append=on`,
+    "-serial", "chardev:console",
+    "-qmp", `unix:${p.qmp},server=on,wait=off`,
+    "-drive", `id=root,file=${disk.path},format=${disk.format},if=none,discard=unmap${disk.readOnly ? ",readonly=on" : ""}`,
+    "-device", "virtio-blk-device,drive=root",
+  ];
+  if (spec.tap) {
+    argv.push("-netdev", `tap,id=net0,ifname=${spec.tap},script=no,downscript=no`);
+    argv.push("-device", `virtio-net-device,netdev=net0${spec.mac ? `,mac=${spec.mac}` : ""}`);
+  }
+  if (opts.agentChannel === "vhost-vsock") {
+    argv.push("-device", `vhost-vsock-device,guest-cid=${spec.vsockCid}`);
+  } else {
+    argv.push("-device", "virtio-serial-device");
+    argv.push("-chardev", `socket,id=agent,path=${p.agent},server=on,wait=off`);
+    argv.push("-device", `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`);
+  }
+  return argv;
+}
+
+export const qemuDriver: VmmDriver = {
+  name: "qemu",
+  start: startQemu,
+  async adopt(runtimeDir: string): Promise<VmHandle | undefined> {
+    const state = await readLiveState(runtimeDir, "qemu");
+    return state ? new QemuHandle(runtimeDir, state) : undefined;
+  },
+};
+
+async function startQemu(spec: VmSpec, opts: StartOptions = {}): Promise<VmHandle> {
+  await validateSpec(spec, "qemu");
+  const p = qemuPaths(spec.runtimeDir);
+  checkSocketPath(p.qmp);
+  checkSocketPath(p.agent);
+  const resolved = await resolveQemuOptions(spec);
+  opts.progress?.({ phase: "boot", message: `qemu (${resolved.accel}: ${resolved.accelReason})` });
+  // The console log holds the current boot only.
+  await prepareRuntimeDir(spec.runtimeDir, [p.qmp, p.agent, p.console]);
+  const state = await launchVmm({
+    runtimeDir: spec.runtimeDir,
+    argv: buildQemuArgv(spec, resolved),
+    stdoutPath: p.log,
+    stderrPath: p.log,
+    state: {
+      driver: "qemu",
+      controlSocket: p.qmp,
+      ...(resolved.agentChannel === "vhost-vsock" ? { vsockCid: spec.vsockCid } : { agentSocket: p.agent }),
+      sockets: [p.qmp, p.agent],
+    },
+    ready: (pid) =>
+      retryUntil("QMP", () => qmpCommand(p.qmp, "query-status", undefined, 2000), {
+        pid,
+        timeoutMs: opts.timeoutMs ?? 15_000,
+        signal: opts.signal,
+        logPath: p.log,
+      }).then(() => undefined),
+  });
+  return new QemuHandle(spec.runtimeDir, state);
+}
+
+class QemuHandle extends BaseHandle {
+  private qmp<T = unknown>(command: string, timeoutMs?: number): Promise<T> {
+    return qmpCommand<T>(this.state.controlSocket, command, undefined, timeoutMs);
+  }
+
+  async status(): Promise<VmRunState> {
+    if (!this.isRunning()) return "stopped";
+    const res = await this.qmp<{ status?: string }>("query-status");
+    if (res.status === "running") return "running";
+    if (res.status === "paused") return "paused";
+    return "other";
+  }
+
+  async pause(): Promise<void> {
+    await this.qmp("stop");
+  }
+
+  async resume(): Promise<void> {
+    await this.qmp("cont");
+  }
+
+  protected async stopGracefully(timeoutMs: number): Promise<StopOutcome> {
+    // ACPI power button: the guest (its agent or acpid) powers off, and -no-reboot ends QEMU.
+    const asked = await this.qmp("system_powerdown").then(() => true, () => false);
+    if (asked && (await this.exitsWithin(timeoutMs))) return "powerdown";
+    // The guest ignored it: QEMU quits cleanly (flushes the disk) without the guest's help.
+    await this.qmp("quit").catch(() => undefined);
+    if (await this.exitsWithin(3000)) return "quit";
+    return "killed";
+  }
+
+  agentStream(opts: AgentStreamOptions = {}): Promise<Duplex> {
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    if (this.state.agentSocket) {
+      const path = this.state.agentSocket;
+      return retryUntil("the agent socket", () => connectUnix(path), { pid: this.pid, timeoutMs, signal: opts.signal });
+    }
+    return Promise.resolve(dialVsockWithSocat(this.state.vsockCid ?? 0));
+  }
+}
+
+/** A Duplex over `socat - VSOCK-CONNECT:<cid>:52` (Node has no AF_VSOCK). Untested here: no /dev/vhost-vsock. */
+function dialVsockWithSocat(cid: number): Duplex {
+  if (cid < 3) throw new BangerError(ErrorCode.Failed, "this VM has no vsock CID recorded");
+  const child = spawn("socat", ["-", `VSOCK-CONNECT:${cid}:${AGENT_VSOCK_PORT}`], { stdio: ["pipe", "pipe", "ignore"] });
+  const stream = Duplex.from({ writable: child.stdin, readable: child.stdout });
+  stream.on("close", () => child.kill("SIGTERM"));
+  return stream;
+}

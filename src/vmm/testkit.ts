@@ -1,0 +1,139 @@
+// Test support (not used by banger itself): a real guest kernel and tiny initramfs images.
+// The kernel is Debian's cloud kernel, fetched once with `apt-get download` into
+// /var/cache/banger-test and unpacked beside the .deb. Initramfs images are newc cpio
+// archives with busybox-static as /init's shell and any kernel modules a test needs
+// (with their dependencies, loaded in order by the generated /init).
+import { existsSync } from "node:fs";
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { run, runChecked, which } from "../util/exec.ts";
+
+export const TEST_CACHE = "/var/cache/banger-test";
+
+export interface TestKernel {
+  version: string;
+  /** bzImage (qemu boots it directly). */
+  vmlinuz: string;
+  /** lib/modules/<version> */
+  modulesDir: string;
+}
+
+/** The cached Debian cloud kernel, downloading it if needed; a string says why it is unavailable. */
+export async function ensureTestKernel(): Promise<TestKernel | string> {
+  await mkdir(TEST_CACHE, { recursive: true });
+  let deb = await findDeb();
+  if (!deb) {
+    const dep = await run(["apt-cache", "depends", "linux-image-cloud-amd64"]).catch(() => undefined);
+    const pkg = dep?.stdout.match(/Depends: (linux-image-[0-9.]+-[0-9]+-cloud-amd64)\b/)?.[1];
+    if (!pkg) return "no linux-image-*-cloud-amd64 package known to apt (run apt-get update)";
+    const res = await run(["apt-get", "download", pkg], { cwd: TEST_CACHE, timeoutMs: 300_000 });
+    if (res.code !== 0) return `apt-get download ${pkg} failed: ${res.stderr.trim().split("\n").pop()}`;
+    deb = await findDeb();
+    if (!deb) return `apt-get download ${pkg} left no .deb in ${TEST_CACHE}`;
+  }
+  const version = deb.match(/^linux-image-([^_]+)_/)?.[1] ?? "";
+  const root = join(TEST_CACHE, `${deb}.d`);
+  if (!existsSync(root)) {
+    const staging = await mkdtemp(join(TEST_CACHE, ".extract-"));
+    try {
+      await runChecked(["dpkg-deb", "-x", join(TEST_CACHE, deb), staging]);
+      await rename(staging, root);
+    } catch (err) {
+      await rm(staging, { recursive: true, force: true });
+      if (!existsSync(root)) throw err; // else a concurrent test won the race
+    }
+  }
+  return { version, vmlinuz: join(root, "boot", `vmlinuz-${version}`), modulesDir: join(root, "lib", "modules", version) };
+}
+
+async function findDeb(): Promise<string | undefined> {
+  const names = await readdir(TEST_CACHE).catch(() => [] as string[]);
+  return names.filter((n) => /^linux-image-[0-9.]+-[0-9]+-cloud-amd64_.*_amd64\.deb$/.test(n)).sort().pop();
+}
+
+export interface InitramfsOptions {
+  /** Module names (e.g. "virtio_console"); dependencies are added and loaded first. */
+  modules?: string[];
+  /** Shell run by /init after /dev, /proc, /sys are mounted and the modules loaded. */
+  script: string;
+}
+
+/** Writes a newc cpio initramfs to `dest`. */
+export async function buildTestInitramfs(kernel: TestKernel, dest: string, opts: InitramfsOptions): Promise<void> {
+  const busybox = which("busybox");
+  if (!busybox) throw new Error("busybox not found (apt-get install -y busybox-static)");
+  const tree = await mkdtemp(`${dest}.tree-`);
+  try {
+    for (const d of ["bin", "dev", "proc", "sys", "lib/modules", "tmp"]) await mkdir(join(tree, d), { recursive: true });
+    await copyFile(busybox, join(tree, "bin", "busybox"));
+    const ordered = await withDependencies(kernel, opts.modules ?? []);
+    for (const m of ordered) await copyFile(m.path, join(tree, "lib", "modules", `${m.name}.ko`));
+    const init = [
+      "#!/bin/busybox sh",
+      "/bin/busybox --install -s /bin",
+      "export PATH=/bin",
+      "mount -t devtmpfs dev /dev; mount -t proc proc /proc; mount -t sysfs sys /sys",
+      ...ordered.map((m) => `insmod /lib/modules/${m.name}.ko`),
+      opts.script,
+    ].join("\n");
+    await writeFile(join(tree, "init"), `${init}\n`);
+    await chmod(join(tree, "init"), 0o755);
+    const files = await run(["find", "."], { cwd: tree });
+    await runChecked(["cpio", "-o", "-H", "newc", "--quiet", "-F", dest], { cwd: tree, input: files.stdout });
+  } finally {
+    await rm(tree, { recursive: true, force: true });
+  }
+}
+
+interface ModuleFile {
+  name: string;
+  path: string;
+}
+
+/** Orders modules so each comes after the ones it depends on (modinfo -F depends). */
+async function withDependencies(kernel: TestKernel, names: string[]): Promise<ModuleFile[]> {
+  const index = await moduleIndex(kernel.modulesDir);
+  const out: ModuleFile[] = [];
+  const visit = async (name: string): Promise<void> => {
+    if (out.some((m) => m.name === name)) return;
+    const path = index.get(name);
+    if (!path) throw new Error(`module ${name} not in ${kernel.modulesDir}`);
+    const deps = (await runChecked(["modinfo", "-F", "depends", path])).stdout.trim();
+    for (const dep of deps.split(",").filter(Boolean)) await visit(dep);
+    out.push({ name, path });
+  };
+  for (const n of names) await visit(n.replace(/-/g, "_"));
+  return out;
+}
+
+async function moduleIndex(dir: string): Promise<Map<string, string>> {
+  const res = await runChecked(["find", dir, "-name", "*.ko"]);
+  const map = new Map<string, string>();
+  for (const path of res.stdout.split("\n").filter(Boolean)) {
+    const name = path.slice(path.lastIndexOf("/") + 1, -3).replace(/-/g, "_");
+    map.set(name, path);
+  }
+  return map;
+}
+
+/** Pids whose command line mentions `text` (a test's temp dir: its VMMs, stand-ins). */
+export async function processesMentioning(text: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    const cmdline = await readFile(`/proc/${name}/cmdline`, "utf8").catch(() => "");
+    if (cmdline.includes(text)) pids.push(Number(name));
+  }
+  return pids;
+}
+
+/** Safety net for `after` hooks: SIGKILLs whatever a failed test left running under `text`. */
+export async function killProcessesMentioning(text: string): Promise<void> {
+  for (const pid of await processesMentioning(text)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  }
+}

@@ -1,0 +1,97 @@
+// The driver interface every VMM implements, and what a VM is made of.
+import type { Duplex } from "node:stream";
+import type { Accel } from "../host/index.ts";
+import type { Progress } from "../util/progress.ts";
+
+export type VmmName = "qemu" | "firecracker";
+
+/** The guest agent's vsock port, and its virtio-serial port name (DESIGN.md: one stream per VM). */
+export const AGENT_VSOCK_PORT = 52;
+export const AGENT_PORT_NAME = "banger.agent";
+
+export interface JailerSpec {
+  /** The jailer binary (default: `jailer` on PATH). */
+  jailerPath?: string;
+  /** The firecracker binary the jailer copies into the chroot. */
+  execFile: string;
+  /** Alphanumeric and '-', at most 64 characters. */
+  id: string;
+  uid: number;
+  gid: number;
+  chrootBaseDir?: string;
+  cgroupVersion?: 1 | 2;
+  netns?: string;
+  // No --new-pid-ns or --daemonize: both change the pid, and banger tracks the pid it spawned
+  // (the jailer execs Firecracker in place without them).
+}
+
+export interface VmSpec {
+  kernelPath: string;
+  initrdPath?: string;
+  /** Kernel command line. */
+  cmdline: string;
+  rootDisk: { path: string; format: "raw" | "qcow2"; readOnly?: boolean };
+  cpus: number;
+  memoryMib: number;
+  /** Sockets, pid file, console log all live here; the VMM's command line names it (adopt checks that). */
+  runtimeDir: string;
+  /** Networking (optional): an existing tap device and the guest's MAC. */
+  tap?: string;
+  mac?: string;
+  /** Guest CID for vsock (>= 3); used by firecracker and by qemu with vhost-vsock. */
+  vsockCid?: number;
+  /** qemu only: force an accelerator; default BANGER_ACCEL, else the host probe's verdict. */
+  accel?: Accel;
+  /** firecracker only: run it under the jailer. */
+  jailer?: JailerSpec;
+}
+
+export interface StartOptions {
+  signal?: AbortSignal;
+  progress?: Progress;
+  /** How long the VMM gets to come up (its control socket answering). Default 15 s. */
+  timeoutMs?: number;
+}
+
+export type VmRunState = "running" | "paused" | "stopped" | "other";
+
+/** How stop() ended the VM: the guest powered off, the VMM was told to quit, or it was killed. */
+export type StopOutcome = "powerdown" | "quit" | "killed" | "not-running";
+
+export interface AgentStreamOptions {
+  /** Keep retrying the connection this long (the guest may still be booting). Default 10 s. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface VmHandle {
+  readonly driver: VmmName;
+  readonly pid: number;
+  readonly runtimeDir: string;
+  /**
+   * The guest's serial console for the current boot. Written with O_APPEND and unbounded
+   * (a guest can print forever): the owner may truncate it at any time to cap its size.
+   */
+  readonly consoleLogPath: string;
+  /** The VMM process is alive. */
+  isRunning(): boolean;
+  /** The VMM's view of the guest (QMP query-status / Firecracker GET /). */
+  status(): Promise<VmRunState>;
+  /** Asks the guest to power off; after timeoutMs tells the VMM to quit, then kills it. Removes the sockets and pid file. */
+  stop(timeoutMs?: number): Promise<StopOutcome>;
+  /** SIGKILL now; waits for the exit and removes the sockets and pid file. */
+  kill(): Promise<void>;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  /** Resolves when the VMM process has exited. */
+  waitExit(signal?: AbortSignal): Promise<void>;
+  /** A connected byte stream to the guest agent (vsock port 52 or the banger.agent serial port). */
+  agentStream(opts?: AgentStreamOptions): Promise<Duplex>;
+}
+
+export interface VmmDriver {
+  readonly name: VmmName;
+  start(spec: VmSpec, opts?: StartOptions): Promise<VmHandle>;
+  /** Re-attaches to a VMM started earlier (e.g. before a daemon restart); undefined when it is gone. */
+  adopt(runtimeDir: string): Promise<VmHandle | undefined>;
+}

@@ -1,0 +1,114 @@
+// A real VM, end to end, as a user drives it: Debian's cloud kernel imported from its
+// package, the busybox image made with make-bundle and pulled through a catalog, then
+// create → exec → PTY → stop → start → daemon killed → rm. Boots under QEMU (TCG here).
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { REPO, isAlive, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
+
+describe("vm lifecycle (real VM under QEMU)", () => {
+  const { home, cleanup } = makeTempHome();
+  let env: NodeJS.ProcessEnv = {};
+  const banger = (args: string[]) => runBanger(args, { home, env });
+  const vmPid = () => JSON.parse(readFileSync(join(home, "run", "bangerd.pid"), "utf8")) as number;
+
+  before(async () => {
+    ({ env } = await prepareBootableHome(home));
+  });
+  after(async () => {
+    await runBanger(["vm", "rm", "-f", "e2e"], { home, env }).catch(() => undefined);
+    await stopDaemon(home);
+    cleanup();
+  });
+
+  it("creates a VM that boots to a ready agent, with progress phases", async () => {
+    const r = await banger(["vm", "create", "--name", "e2e", "--image", "busybox", "--memory", "384M"]);
+    assert.equal(r.code, 0, r.stderr);
+    for (const phase of ["disk", "boot", "agent"]) assert.match(r.stderr, new RegExp(`${phase} done \\(\\d+\\.\\d+s\\)`));
+    assert.match(r.stdout, /vm e2e running/);
+    const show = JSON.parse((await banger(["vm", "show", "e2e", "--json"])).stdout);
+    assert.equal(show.state, "running");
+    assert.equal(show.memoryMib, 384);
+    assert.ok(isAlive(show.pid), "the VMM process runs");
+  });
+
+  it("runs commands and passes their exit status through", async () => {
+    const uname = await banger(["vm", "exec", "e2e", "--", "uname", "-a"]);
+    assert.equal(uname.code, 0, uname.stderr);
+    assert.match(uname.stdout, /^Linux e2e 6\.1\.\S+-cloud-amd64 .* x86_64/);
+    const three = await banger(["vm", "exec", "e2e", "--", "sh", "-c", "echo to-stderr >&2; exit 3"]);
+    assert.equal(three.code, 3);
+    assert.equal(three.stderr, "to-stderr\n");
+    const killed = await banger(["vm", "exec", "e2e", "--", "sh", "-c", "kill -TERM $$"]);
+    assert.equal(killed.code, 128 + 15);
+  });
+
+  it("streams stdin in and files out byte for byte", async () => {
+    const payload = Buffer.alloc(3 * 1024 * 1024);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 7919) % 251;
+    const put = await runBanger(["vm", "exec", "e2e", "--", "sh", "-c", "cat > /root/blob && wc -c < /root/blob"], { home, env, input: payload });
+    assert.equal(put.stdout.trim(), String(payload.length));
+    const get = await banger(["vm", "exec", "e2e", "--", "md5sum", "/root/blob"]);
+    assert.equal(get.stdout.split(" ")[0], createHash("md5").update(payload).digest("hex"));
+  });
+
+  it("gives a PTY that echoes and knows its size", async () => {
+    // `script` gives the CLI a real terminal on its stdin, as a user's shell would.
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = spawn("script", ["-qfec", `stty cols 91 rows 27; ${join(REPO, "bin/banger")} vm exec -t e2e -- sh -c 'stty size; read line; echo "got:$line"'`, "/dev/null"], {
+        env: { ...process.env, ...env, BANGER_HOME: home },
+        stdio: ["pipe", "pipe", "inherit"],
+      });
+      let text = "";
+      child.stdout.on("data", (b) => {
+        text += b;
+        if (text.includes("27 91") && !text.includes("typed")) child.stdin.write("typed-in-pty\r");
+      });
+      child.on("error", reject);
+      child.on("close", () => resolve(text));
+      setTimeout(() => child.kill(), 30_000).unref();
+    });
+    assert.match(out, /27 91/);
+    assert.match(out, /typed-in-pty/, "the PTY echoes what was typed");
+    assert.match(out, /got:typed-in-pty/);
+  });
+
+  it("stops, and starts again with its disk intact", async () => {
+    await mustRun(banger(["vm", "exec", "e2e", "--", "sh", "-c", "echo kept > /root/marker; sync"]));
+    const stop = await banger(["vm", "stop", "e2e", "--json"]);
+    assert.equal(stop.code, 0, stop.stderr);
+    const stopped = JSON.parse(stop.stdout);
+    assert.equal(stopped.state, "stopped");
+    const running = await banger(["vm", "exec", "e2e", "--", "true"]);
+    assert.equal(running.code, 1);
+    assert.match(running.stderr, /vm e2e is stopped, not running \(start it: banger vm start e2e\)/);
+    assert.equal((await banger(["vm", "start", "e2e"])).code, 0);
+    const marker = await banger(["vm", "exec", "e2e", "--", "cat", "/root/marker"]);
+    assert.equal(marker.stdout, "kept\n");
+  });
+
+  it("keeps control of a running VM across a daemon killed with SIGKILL", async () => {
+    const before = JSON.parse((await banger(["vm", "show", "e2e", "--json"])).stdout);
+    process.kill(vmPid(), "SIGKILL");
+    const after = JSON.parse((await banger(["vm", "show", "e2e", "--json"])).stdout);
+    assert.equal(after.state, "running");
+    assert.equal(after.pid, before.pid, "the same VMM process was adopted");
+    const echo = await banger(["vm", "exec", "e2e", "--", "echo", "still here"]);
+    assert.equal(echo.stdout, "still here\n");
+  });
+
+  it("refuses rm of a running VM, and rm -f leaves nothing behind", async () => {
+    const { pid } = JSON.parse((await banger(["vm", "show", "e2e", "--json"])).stdout);
+    const refused = await banger(["vm", "rm", "e2e"]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /vm e2e is running/);
+    assert.equal((await banger(["vm", "rm", "-f", "e2e"])).code, 0);
+    assert.equal(isAlive(pid), false, "the VMM is gone");
+    assert.deepEqual(readdirSync(join(home, "vms")), []);
+    assert.equal(existsSync(join(home, "run", "vms")) ? readdirSync(join(home, "run", "vms")).length : 0, 0);
+    assert.deepEqual(JSON.parse((await banger(["vm", "ls", "--json"])).stdout), []);
+  });
+});
