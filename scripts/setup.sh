@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUNTIME_PACKAGES=(qemu-system-x86 qemu-utils e2fsprogs zstd xz-utils lz4 cpio kmod golang-go nftables iproute2 git ca-certificates dpkg-dev)
-TEST_PACKAGES=(busybox-static docker-registry skopeo dnsutils curl openssl apache2-utils hyperfine)
+RUNTIME_PACKAGES=(qemu-system-x86 qemu-utils e2fsprogs zstd xz-utils lz4 kmod golang-go nftables iproute2 procps git ca-certificates openssh-client busybox-static)
+TEST_PACKAGES=(docker-registry skopeo dnsutils curl openssl cpio hyperfine bsdutils)
 
 packages=("${RUNTIME_PACKAGES[@]}")
 if [[ "${1:-}" == "--test" ]]; then packages+=("${TEST_PACKAGES[@]}"); fi

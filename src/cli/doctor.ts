@@ -1,4 +1,6 @@
 // `banger doctor`: runs locally, without the daemon, so it works before anything else does.
+import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
 import type { Command } from "commander";
 import { resolvePaths } from "../config/index.ts";
 import { runDoctor } from "../doctor/index.ts";
@@ -12,7 +14,28 @@ export function registerDoctor(program: Command): void {
     .description("check this host for everything banger uses; exit 1 when a VM cannot boot here")
     .option("--json", "print JSON")
     .action(async (opts: { json?: boolean }) => {
-      const report = await runDoctor(resolvePaths());
+      const paths = resolvePaths();
+      // The probes live with the modules that use them; loaded only for doctor.
+      const [{ probeKvm }, { chooseCloneStrategy }, { agentBinary }] = await Promise.all([
+        import("../host/index.ts"),
+        import("../disk/index.ts"),
+        import("../guest/index.ts"),
+      ]);
+      const report = await runDoctor(paths, {
+        kvmSpeed: async () => {
+          const probe = await probeKvm({ cacheDir: join(paths.root, "host") });
+          return { fast: probe.fast, detail: probe.fast ? `fast (${probe.detail})` : `slow or unusable: ${probe.detail}; VMs use QEMU TCG` };
+        },
+        cloneStrategy: async (dir) => {
+          mkdirSync(dir, { recursive: true, mode: 0o700 });
+          const choice = await chooseCloneStrategy("qemu", dir);
+          return { strategy: choice.strategy, detail: choice.reason };
+        },
+        agentBinary: () => {
+          const path = agentBinary();
+          return existsSync(path) ? path : undefined;
+        },
+      });
       if (opts.json) printJson(report);
       else {
         const width = Math.max(...report.checks.map((c) => c.name.length));

@@ -72,7 +72,7 @@ export async function runDoctor(paths: Paths, probes: DoctorProbes = {}): Promis
   const kvm = deviceCheck("kvm", "/dev/kvm", "hardware virtualization", "modprobe kvm_intel || modprobe kvm_amd (and enable virtualization in firmware)", false);
   if (kvm.status === "pass" && probes.kvmSpeed) {
     const speed = await probes.kvmSpeed();
-    if (!speed.fast) Object.assign(kvm, { status: "warn", detail: `${kvm.detail}; ${speed.detail}` });
+    if (!speed.fast) Object.assign(kvm, { status: "warn", detail: `${kvm.detail}; ${speed.detail}`, fix: "nothing required (VMs run under TCG); for full speed use a host with hardware virtualization, or BANGER_ACCEL=kvm to force KVM" });
     else kvm.detail = `${kvm.detail}; ${speed.detail}`;
   } else if (kvm.status !== "pass") {
     kvm.detail += "; VMs will run under QEMU TCG (slower)";
