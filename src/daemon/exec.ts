@@ -1,26 +1,10 @@
 // Running a command in a VM for a CLI caller: the agent's exec streams are bridged onto
-// the RPC call. Output goes out as events (base64, with backpressure: the guest is paused
-// while the socket to the CLI is full); stdin, resizes and signals come in as input.
-import type { Readable } from "node:stream";
+// the RPC call (see streams.ts): output out as events, stdin in with an ack window,
+// resizes and signals in as control input.
 import type { CallContext } from "../rpc/index.ts";
 import type { ExecHandle, ExitStatus } from "../guest/index.ts";
 import { invalidArgument } from "../util/errors.ts";
-
-/** What the CLI sends with `$/input` during an exec. */
-export type ExecInput =
-  | { t: "in"; b64: string }
-  | { t: "eof" }
-  | { t: "resize"; rows: number; cols: number }
-  | { t: "signal"; name: string };
-
-/**
- * What the daemon emits during an exec. `ack` reports stdin bytes the guest has taken, so
- * the CLI keeps a bounded window in flight instead of pushing a whole pipe into the daemon.
- */
-export type ExecEvent = { t: "out"; fd: 1 | 2; b64: string } | { t: "started"; pid: number } | { t: "ack"; n: number };
-
-/** Most stdin bytes the CLI may have sent and not yet seen acknowledged. */
-export const STDIN_WINDOW_BYTES = 1024 * 1024;
+import { emitStream, inputStream, type StreamEvent } from "./streams.ts";
 
 export interface ExecParams {
   argv: string[];
@@ -53,44 +37,23 @@ export function parseExecParams(p: Record<string, unknown>): ExecParams {
   };
 }
 
-async function pump(stream: Readable, fd: 1 | 2, call: CallContext): Promise<void> {
-  for await (const chunk of stream) {
-    await call.emit({ t: "out", fd, b64: (chunk as Buffer).toString("base64") } satisfies ExecEvent);
-  }
-}
-
 /** Bridges one exec to the call until the command exits; returns its exit status. */
 export async function bridgeExec(handle: ExecHandle, params: ExecParams, call: CallContext): Promise<ExitStatus> {
   const onAbort = () => handle.close();
   call.signal.addEventListener("abort", onAbort, { once: true });
-  if (!params.stdin) handle.stdin.end();
-  // Writes and EOF keep their order: each waits for the one before it.
-  let stdinChain: Promise<unknown> = Promise.resolve();
-  call.onInput((raw) => {
-    const input = raw as ExecInput;
-    switch (input?.t) {
-      case "in": {
-        const data = Buffer.from(input.b64, "base64");
-        stdinChain = stdinChain
-          .then(() => handle.write(data))
-          .then(() => call.emit({ t: "ack", n: data.length } satisfies ExecEvent))
-          .catch(() => undefined);
-        break;
-      }
-      case "eof":
-        stdinChain = stdinChain.then(() => handle.stdin.end());
-        break;
-      case "resize":
-        handle.resize(input.rows, input.cols);
-        break;
-      case "signal":
-        handle.signal(input.name as NodeJS.Signals);
-        break;
-    }
-  });
   try {
-    void call.emit({ t: "started", pid: handle.pid } satisfies ExecEvent);
-    const [status] = await Promise.all([handle.wait(), pump(handle.stdout, 1, call), pump(handle.stderr, 2, call)]);
+    if (params.stdin) {
+      const stdin = inputStream(call, (input) => {
+        if (input.t === "resize") handle.resize(input.rows, input.cols);
+        else if (input.t === "signal") handle.signal(input.name as NodeJS.Signals);
+      });
+      stdin.pipe(handle.stdin);
+      stdin.on("error", () => undefined);
+    } else {
+      handle.stdin.end();
+    }
+    void call.emit({ t: "started", pid: handle.pid } satisfies StreamEvent);
+    const [status] = await Promise.all([handle.wait(), emitStream(handle.stdout, call, 1), emitStream(handle.stderr, call, 2)]);
     return status;
   } finally {
     call.signal.removeEventListener("abort", onAbort);

@@ -7,6 +7,7 @@ import type { CallContext, MethodTable } from "../rpc/index.ts";
 import { optionalBool, optionalInt, optionalString, requireObject, requireString } from "../rpc/index.ts";
 import type { DaemonContext } from "./context.ts";
 import { bridgeExec, parseExecParams } from "./exec.ts";
+import { emitStream, inputStream } from "./streams.ts";
 import { getImage, imageCatalog, pullImage, removeImage } from "./images.ts";
 import { buildPresetImage } from "./images-build.ts";
 import { getKernel, importKernel, kernelCatalog, pullKernel, removeKernel } from "./kernels.ts";
@@ -99,6 +100,17 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
     "vm.set": (p) => setVm(ctx, requireString(p, "name"), { cpus: optionalInt(p, "cpus", 1, MAX_CPUS), memoryMib: optionalInt(p, "memoryMib", 64, MAX_MEMORY_MIB) }),
     "vm.stats": (p) => vmStats(ctx, requireString(p, "name")),
     "vm.logs": (p, call) => streamConsole(ctx, requireString(p, "name"), optionalBool(p, "follow") ?? false, call),
+    "vm.files.put": async (p, call) => {
+      const agent = await runningAgent(ctx, requireString(p, "name"), call.signal);
+      const dest = requireString(p, "dest");
+      const owner = { uid: optionalInt(p, "uid", 0, 0xfffffffe), gid: optionalInt(p, "gid", 0, 0xfffffffe) };
+      return agent.putFiles(dest, inputStream(call), { ...owner, signal: call.signal });
+    },
+    "vm.files.get": async (p, call) => {
+      const agent = await runningAgent(ctx, requireString(p, "name"), call.signal);
+      await emitStream(await agent.getFiles(requireString(p, "path")), call);
+      return { done: true };
+    },
     "vm.exec": async (p, call) => {
       const params = parseExecParams(requireObject(p));
       const agent = await runningAgent(ctx, requireString(p, "name"), call.signal);

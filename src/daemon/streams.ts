@@ -1,0 +1,47 @@
+// Byte streams over an RPC call, in both directions, with flow control:
+//   out: a Readable becomes `{t:"out", fd, b64}` events, paused while the CLI's socket is full;
+//   in:  `$/input` `{t:"in", b64}` / `{t:"eof"}` become a Readable; each chunk is acknowledged
+//        (`{t:"ack", n}`) once taken, so the caller keeps a bounded window in flight.
+// Exec stdio, file copies and session attach all use these.
+import { PassThrough, type Readable } from "node:stream";
+import type { CallContext } from "../rpc/index.ts";
+
+/** What the CLI sends with `$/input` while streaming. */
+export type StreamInput = { t: "in"; b64: string } | { t: "eof" } | { t: "resize"; rows: number; cols: number } | { t: "signal"; name: string };
+
+/** What the daemon emits while streaming. */
+export type StreamEvent = { t: "out"; fd: 1 | 2; b64: string } | { t: "started"; pid?: number } | { t: "ack"; n: number };
+
+/** Most bytes the CLI may have sent and not yet seen acknowledged. */
+export const INPUT_WINDOW_BYTES = 1024 * 1024;
+
+/** Emits every chunk of `stream` to the caller; resolves at its end. */
+export async function emitStream(stream: Readable, call: CallContext, fd: 1 | 2 = 1): Promise<void> {
+  for await (const chunk of stream) {
+    await call.emit({ t: "out", fd, b64: (chunk as Buffer).toString("base64") } satisfies StreamEvent);
+  }
+}
+
+/**
+ * A Readable of the bytes the caller sends. Other input kinds (resize, signal) go to
+ * `onControl`. The stream ends at the caller's eof; it errors if the call is aborted.
+ */
+export function inputStream(call: CallContext, onControl?: (input: StreamInput) => void): Readable {
+  const out = new PassThrough({ highWaterMark: INPUT_WINDOW_BYTES });
+  const ack = (n: number) => void call.emit({ t: "ack", n } satisfies StreamEvent);
+  call.signal.addEventListener("abort", () => out.destroy(call.signal.reason as Error), { once: true });
+  call.onInput((raw) => {
+    const input = raw as StreamInput;
+    if (input?.t === "in") {
+      if (out.writableEnded || out.destroyed) return;
+      const data = Buffer.from(input.b64, "base64");
+      if (out.write(data)) ack(data.length);
+      else out.once("drain", () => ack(data.length));
+    } else if (input?.t === "eof") {
+      if (!out.writableEnded) out.end();
+    } else if (input && onControl) {
+      onControl(input);
+    }
+  });
+  return out;
+}
