@@ -6,6 +6,7 @@ package main
 
 import (
 	"archive/tar"
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 type filesResult struct {
@@ -26,20 +28,35 @@ func handlePut(c *channel, req *openReq) (interface{}, error) {
 	if !filepath.IsAbs(req.Path) {
 		return nil, invalid("files.put: destination %q must be an absolute path", req.Path)
 	}
+	c.in.grow(bulkWindow)
 	_ = c.opened(struct{}{})
 	x := &extractor{root: filepath.Clean(req.Path), uid: req.UID, gid: req.GID, asRoot: os.Geteuid() == 0}
-	res, err := x.extract(&c.in)
+	res, err := x.extract(bufio.NewReaderSize(&c.in, copyBuffer))
 	if err != nil {
 		c.in.stop()
 	}
 	return res, err
 }
 
+// bulkWindow is the credit files.put grants the host (PROTOCOL.md, "Flow control"): enough
+// to keep a slow link busy while files are written, still a small bound on guest memory.
+const bulkWindow = 4 << 20
+
+// copyBuffer sizes the reads of the tar stream and the writes of file content: fewer,
+// larger system calls (they are what costs most in an emulated guest).
+const copyBuffer = 256 << 10
+
 type extractor struct {
 	root     string
 	uid, gid *int
 	asRoot   bool
 	dirTimes []dirTime
+	// dirs holds the directories under root (relative names) this extraction created or
+	// checked to be real directories. Nothing in the archive can turn one into something
+	// else (a file, link or symlink entry refuses to replace a directory), so their
+	// children skip the checks.
+	dirs map[string]bool
+	buf  []byte
 }
 
 type dirTime struct {
@@ -95,15 +112,26 @@ func safeRel(name string) (string, error) {
 // parentInside creates the parent directories of rel under root, refusing to pass
 // through a symlink (which could point anywhere) or a non-directory.
 func (x *extractor) parentInside(rel string) error {
-	dir := x.root
 	parts := strings.Split(rel, "/")
-	for _, part := range parts[:len(parts)-1] {
+	if x.dirs[path.Dir(rel)] {
+		return nil
+	}
+	if x.dirs == nil {
+		x.dirs = map[string]bool{}
+	}
+	dir := x.root
+	for i, part := range parts[:len(parts)-1] {
 		dir = filepath.Join(dir, part)
+		name := strings.Join(parts[:i+1], "/")
+		if x.dirs[name] {
+			continue
+		}
 		st, err := os.Lstat(dir)
 		if errors.Is(err, os.ErrNotExist) {
 			if err := os.Mkdir(dir, 0o755); err != nil {
 				return err
 			}
+			x.dirs[name] = true
 			continue
 		}
 		if err != nil {
@@ -115,6 +143,7 @@ func (x *extractor) parentInside(rel string) error {
 		if !st.IsDir() {
 			return invalid("tar entry %q: %s is not a directory", rel, dir)
 		}
+		x.dirs[name] = true
 	}
 	return nil
 }
@@ -150,31 +179,11 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) (int64, error) {
 		target = filepath.Join(x.root, rel)
 	}
 	mode := os.FileMode(hdr.Mode).Perm() | modeBits(hdr.Mode)
-	var n int64
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		if err := clearTarget(target, true); err != nil {
-			return 0, err
-		}
-		if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-			return 0, err
-		}
-		x.dirTimes = append(x.dirTimes, dirTime{target, hdr.ModTime})
+		return 0, x.makeDir(rel, target, hdr, mode)
 	case tar.TypeReg, tar.TypeRegA:
-		if err := clearTarget(target, false); err != nil {
-			return 0, err
-		}
-		f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-		if err != nil {
-			return 0, err
-		}
-		n, err = io.Copy(f, r)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return n, err
-		}
+		return x.writeFile(target, hdr, mode, r)
 	case tar.TypeSymlink:
 		if err := clearTarget(target, false); err != nil {
 			return 0, err
@@ -195,17 +204,76 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) (int64, error) {
 	default:
 		return 0, invalid("tar entry %q: unsupported type %q", hdr.Name, string(hdr.Typeflag))
 	}
+}
+
+// makeDir creates a directory (or keeps one already there, replacing anything else); its
+// mtime is set at the end of the extraction, after its children changed it.
+func (x *extractor) makeDir(rel, target string, hdr *tar.Header, mode os.FileMode) error {
+	if err := clearTarget(target, true); err != nil {
+		return err
+	}
+	if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	if rel != "." {
+		if x.dirs == nil {
+			x.dirs = map[string]bool{}
+		}
+		x.dirs[rel] = true // clearTarget left a directory there, or Mkdir made one
+	}
+	x.dirTimes = append(x.dirTimes, dirTime{target, hdr.ModTime})
 	if err := x.own(target, hdr); err != nil {
-		return n, err
+		return err
 	}
 	// chmod after chown: chown clears setuid/setgid.
-	if err := os.Chmod(target, mode); err != nil {
-		return n, err
+	return os.Chmod(target, mode)
+}
+
+// writeFile creates a regular file (replacing a non-directory already there, never
+// following a symlink) and sets owner, mode and mtime through the open descriptor.
+func (x *extractor) writeFile(target string, hdr *tar.Header, mode os.FileMode, r io.Reader) (int64, error) {
+	const flags = os.O_WRONLY | os.O_CREATE | os.O_EXCL | syscall.O_NOFOLLOW
+	f, err := os.OpenFile(target, flags, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		// Something is there already (O_EXCL also refuses a symlink): replace it, like tar does.
+		if err := clearTarget(target, false); err != nil {
+			return 0, err
+		}
+		f, err = os.OpenFile(target, flags, 0o600)
 	}
-	if hdr.Typeflag != tar.TypeDir {
-		_ = os.Chtimes(target, hdr.ModTime, hdr.ModTime)
+	if err != nil {
+		return 0, err
 	}
-	return n, nil
+	if x.buf == nil {
+		x.buf = make([]byte, copyBuffer)
+	}
+	// Hide the file's ReadFrom so CopyBuffer uses our large buffer (fewer writes).
+	n, err := io.CopyBuffer(struct{ io.Writer }{f}, r, x.buf)
+	if err == nil {
+		err = x.fown(f, hdr)
+	}
+	if err == nil {
+		// chmod after chown: chown clears setuid/setgid.
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		_ = futimes(f, hdr.ModTime) // best effort, as tar does
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return n, err
+}
+
+// futimes sets a file's access and modification times through its descriptor
+// (utimensat with a NULL path; syscall.Futimes would need /proc).
+func futimes(f *os.File, t time.Time) error {
+	ts := [2]syscall.Timespec{syscall.NsecToTimespec(t.UnixNano()), syscall.NsecToTimespec(t.UnixNano())}
+	_, _, errno := syscall.Syscall6(syscall.SYS_UTIMENSAT, f.Fd(), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if errno != 0 {
+		return &os.PathError{Op: "utimensat", Path: f.Name(), Err: errno}
+	}
+	return nil
 }
 
 // linkSource validates a hard link's target: inside the root, a regular file, no symlinks on the way.
@@ -244,6 +312,24 @@ func modeBits(m int64) os.FileMode {
 
 // own applies the requested owner, else the archive's owner when the agent is root.
 func (x *extractor) own(target string, hdr *tar.Header) error {
+	uid, gid := x.owner(hdr)
+	if uid == -1 && gid == -1 {
+		return nil
+	}
+	return os.Lchown(target, uid, gid)
+}
+
+// fown is own through an open file.
+func (x *extractor) fown(f *os.File, hdr *tar.Header) error {
+	uid, gid := x.owner(hdr)
+	if uid == -1 && gid == -1 {
+		return nil
+	}
+	return f.Chown(uid, gid)
+}
+
+// owner is the uid and gid to apply to an entry; -1 leaves that one alone.
+func (x *extractor) owner(hdr *tar.Header) (int, int) {
 	uid, gid := -1, -1
 	if x.uid != nil {
 		uid = *x.uid
@@ -255,10 +341,7 @@ func (x *extractor) own(target string, hdr *tar.Header) error {
 	} else if x.asRoot {
 		gid = hdr.Gid
 	}
-	if uid == -1 && gid == -1 {
-		return nil
-	}
-	return os.Lchown(target, uid, gid)
+	return uid, gid
 }
 
 func handleGet(c *channel, req *openReq) (interface{}, error) {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func tarOf(t *testing.T, entries ...tar.Header) *bytes.Buffer {
@@ -106,5 +107,56 @@ func TestTarRoundTripKeepsModesAndLinks(t *testing.T) {
 	}
 	if !strings.HasPrefix(filepath.Join(dst, "p"), dst) {
 		t.Fatal("unexpected layout")
+	}
+}
+
+// The extractor remembers directories it made; a later entry must still not be able to turn
+// one into a symlink and write through it.
+func TestExtractKnownDirectoryCannotBecomeASymlink(t *testing.T) {
+	root, outside := t.TempDir(), t.TempDir()
+	x := &extractor{root: root}
+	_, err := x.extract(tarOf(t,
+		tar.Header{Name: "d/a", Typeflag: tar.TypeReg, Mode: 0o644},
+		tar.Header{Name: "d", Typeflag: tar.TypeSymlink, Linkname: outside},
+		tar.Header{Name: "d/b", Typeflag: tar.TypeReg, Mode: 0o644},
+	))
+	if err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Fatalf("replacing a directory with a symlink: %v", err)
+	}
+	if left, _ := os.ReadDir(outside); len(left) != 0 {
+		t.Fatalf("wrote outside: %v", left)
+	}
+}
+
+// Files keep their mode (setuid after chown), mtime and content, and replace what was there.
+func TestExtractFileMetadataAndReplace(t *testing.T) {
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "f"), []byte("old"), 0o600)
+	mtime := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	big := strings.Repeat("x", 3*copyBuffer+17)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range []struct {
+		name string
+		mode int64
+		body string
+	}{{"f", 0o4755, "new"}, {"deep/er/big", 0o640, big}} {
+		tw.WriteHeader(&tar.Header{Name: e.name, Typeflag: tar.TypeReg, Mode: e.mode, Size: int64(len(e.body)), ModTime: mtime})
+		tw.Write([]byte(e.body))
+	}
+	tw.Close()
+	res, err := (&extractor{root: root}).extract(&buf)
+	if err != nil || res.Files != 2 || res.Bytes != int64(3+len(big)) {
+		t.Fatalf("%+v %v", res, err)
+	}
+	st, _ := os.Stat(filepath.Join(root, "f"))
+	if st.Mode().Perm() != 0o755 || st.Mode()&os.ModeSetuid == 0 || !st.ModTime().Equal(mtime) {
+		t.Fatalf("f: mode %v mtime %v", st.Mode(), st.ModTime())
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "f")); string(b) != "new" {
+		t.Fatalf("f: %q", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "deep", "er", "big")); string(b) != big {
+		t.Fatal("big file content differs")
 	}
 }

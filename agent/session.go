@@ -263,6 +263,12 @@ type openReq struct {
 	UID   *int              `json:"uid,omitempty"`
 	GID   *int              `json:"gid,omitempty"`
 	Port  int               `json:"port,omitempty"`
+	// Sessions (sessions.go).
+	Name   string `json:"name,omitempty"`
+	Follow bool   `json:"follow,omitempty"`
+	Data   []byte `json:"data,omitempty"` // base64 in JSON
+	Signal int    `json:"signal,omitempty"`
+	Force  bool   `json:"force,omitempty"`
 }
 
 type winsize struct {
@@ -321,7 +327,7 @@ func newChannel(s *session, id uint32) *channel {
 	for i := range c.credit {
 		c.credit[i] = initialWindow
 	}
-	c.in = inbound{c: c, window: initialWindow}
+	c.in = inbound{c: c, size: initialWindow, window: initialWindow}
 	return c
 }
 
@@ -461,9 +467,13 @@ type streamWriter struct {
 func (w streamWriter) Write(p []byte) (int, error) { return w.c.write(w.stream, p) }
 
 // inbound buffers host→guest bytes of one channel; bounded by the credit granted to the host.
+// It keeps the DATA payloads themselves (readFrame allocates each one), so bytes are not
+// copied again on the way from the connection to the consumer.
 type inbound struct {
 	c        *channel
-	buf      []byte
+	chunks   [][]byte
+	buffered int
+	size     int // the window this channel grants: initialWindow, or more for bulk input
 	window   int // credit the host still holds
 	consumed int // bytes read but not yet granted back
 	eof      bool
@@ -481,11 +491,30 @@ func (in *inbound) push(p []byte) error {
 		return errors.New("host exceeded its flow-control window")
 	}
 	in.window -= len(p)
-	if !in.stopped {
-		in.buf = append(in.buf, p...)
+	if !in.stopped && len(p) > 0 {
+		in.chunks = append(in.chunks, p)
+		in.buffered += len(p)
 	}
 	c.cond.Broadcast()
 	return nil
+}
+
+// grow raises this stream's window to size by granting the host the difference at once.
+// Used by channels that move bulk data (files.put): a bigger window keeps the link busy
+// while the consumer writes to disk. Credit beyond the initial window is plain protocol:
+// the host only ever spends what WINDOW frames gave it.
+func (in *inbound) grow(size int) {
+	c := in.c
+	c.mu.Lock()
+	extra := size - in.size
+	if extra <= 0 || in.eof || in.stopped {
+		c.mu.Unlock()
+		return
+	}
+	in.size = size
+	in.window += extra
+	c.mu.Unlock()
+	c.sendWindow(streamIn, extra)
 }
 
 func (in *inbound) closeWrite() {
@@ -499,7 +528,8 @@ func (in *inbound) closeWrite() {
 func (in *inbound) stop() {
 	in.c.mu.Lock()
 	in.stopped = true
-	in.buf = nil
+	in.chunks = nil
+	in.buffered = 0
 	in.c.cond.Broadcast()
 	in.c.mu.Unlock()
 }
@@ -507,37 +537,51 @@ func (in *inbound) stop() {
 func (in *inbound) Read(p []byte) (int, error) {
 	c := in.c
 	c.mu.Lock()
-	for len(in.buf) == 0 && !in.eof && !in.stopped && !c.aborted {
+	for in.buffered == 0 && !in.eof && !in.stopped && !c.aborted {
 		c.cond.Wait()
 	}
 	if c.aborted {
 		c.mu.Unlock()
 		return 0, errChannelClosed
 	}
-	if len(in.buf) == 0 {
+	if in.buffered == 0 {
 		c.mu.Unlock()
 		return 0, io.EOF
 	}
-	n := copy(p, in.buf)
-	in.buf = in.buf[n:]
-	if len(in.buf) == 0 {
-		in.buf = nil
+	n := 0
+	for n < len(p) && len(in.chunks) > 0 {
+		m := copy(p[n:], in.chunks[0])
+		n += m
+		if m == len(in.chunks[0]) {
+			in.chunks[0] = nil
+			in.chunks = in.chunks[1:]
+		} else {
+			in.chunks[0] = in.chunks[0][m:]
+		}
+	}
+	in.buffered -= n
+	if in.buffered == 0 {
+		in.chunks = nil
 	}
 	in.consumed += n
 	grant := 0
 	// Grant credit back in batches, or at once when drained so the host never stalls.
-	if in.consumed >= initialWindow/4 || len(in.buf) == 0 {
+	if in.consumed >= in.size/4 || in.buffered == 0 {
 		grant = in.consumed
 		in.window += grant
 		in.consumed = 0
 	}
 	c.mu.Unlock()
 	if grant > 0 {
-		var b [4]byte
-		binary.BigEndian.PutUint32(b[:], uint32(grant))
-		_ = c.s.send(frame{channel: c.id, typ: tWindow, stream: streamIn, payload: b[:]})
+		c.sendWindow(streamIn, grant)
 	}
 	return n, nil
+}
+
+func (c *channel) sendWindow(stream byte, n int) {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(n))
+	_ = c.s.send(frame{channel: c.id, typ: tWindow, stream: stream, payload: b[:]})
 }
 
 var handlers = map[string]handler{}

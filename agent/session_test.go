@@ -1,12 +1,16 @@
 package main
 
 import (
+	"archive/tar"
 	"bufio"
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -148,4 +152,57 @@ func TestWindowViolationEndsSession(t *testing.T) {
 
 func TestMain(m *testing.M) {
 	os.Exit(m.Run())
+}
+
+// files.put grants a bulk window up front: the host may send bulkWindow bytes before any
+// credit comes back, in frames bigger than the agent's own dataChunk.
+func TestFilesPutGrantsBulkWindow(t *testing.T) {
+	h, _, _ := newTestSession(t, false)
+	h.handshake("")
+	dest := t.TempDir()
+	h.sendJSON(1, tOpen, openReq{Kind: "files.put", Path: dest})
+	f := h.next()
+	if f.typ != tWindow || f.stream != streamIn || binary.BigEndian.Uint32(f.payload) != bulkWindow-initialWindow {
+		t.Fatalf("expected WINDOW +%d first, got type %d %x", bulkWindow-initialWindow, f.typ, f.payload)
+	}
+	if f := h.next(); f.typ != tOpened {
+		t.Fatalf("expected OPENED, got %d", f.typ)
+	}
+	var tarBuf bytes.Buffer
+	tw := tar.NewWriter(&tarBuf)
+	body := bytes.Repeat([]byte("z"), bulkWindow-64<<10)
+	tw.WriteHeader(&tar.Header{Name: "big", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))})
+	tw.Write(body)
+	tw.Close()
+	data := tarBuf.Bytes()
+	if len(data) > bulkWindow {
+		t.Fatalf("test tar of %d bytes exceeds the window", len(data))
+	}
+	go func() {
+		for off := 0; off < len(data); off += 256 << 10 {
+			end := off + 256<<10
+			if end > len(data) {
+				end = len(data)
+			}
+			h.send(frame{channel: 1, typ: tData, payload: data[off:end]})
+		}
+		h.send(frame{channel: 1, typ: tEOF})
+	}()
+	for {
+		f := h.next()
+		if f.typ == tError {
+			t.Fatalf("error: %s", f.payload)
+		}
+		if f.typ == tResult {
+			var res filesResult
+			json.Unmarshal(f.payload, &res)
+			if res.Files != 1 || res.Bytes != int64(len(body)) {
+				t.Fatalf("result %+v", res)
+			}
+			break
+		}
+	}
+	if st, err := os.Stat(filepath.Join(dest, "big")); err != nil || st.Size() != int64(len(body)) {
+		t.Fatalf("big: %v %v", st, err)
+	}
 }

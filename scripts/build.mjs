@@ -2,7 +2,7 @@
 // version, git commit and build date; then the guest agent when Go is present.
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { readFileSync, existsSync } from "node:fs";
+import { copyFileSync, readFileSync, existsSync, renameSync, rmSync } from "node:fs";
 
 const root = new URL("..", import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(`${root}package.json`, "utf8"));
@@ -38,15 +38,43 @@ const common = {
   logLevel: "warning",
 };
 
+// The dashboard's page (src/webui/app): one browser bundle, xterm.js included, so it works
+// offline; served by bangerd from dist/webui.
+async function buildDashboard(outdir) {
+  await build({
+    entryPoints: { app: `${root}src/webui/app/main.ts` },
+    outdir,
+    bundle: true,
+    platform: "browser",
+    format: "iife",
+    target: "es2020",
+    minify: true,
+    logLevel: "warning",
+  });
+  copyFileSync(`${root}src/webui/app/index.html`, `${outdir}/index.html`);
+}
+
 // One build with code splitting: what only some commands use (make-bundle, the daemon's
 // modules) sits in chunks loaded on demand, so `banger vm ls` parses little.
-await build({
-  ...common,
-  entryPoints: { banger: `${root}src/cli/main.ts`, bangerd: `${root}src/daemon/main.ts` },
-  outdir: `${root}dist`,
-  splitting: true,
-  chunkNames: "chunks/[name]-[hash]",
-});
+// Built beside dist/ and swapped in with renames, so a CLI or daemon starting meanwhile never
+// sees a half-written tree (chunk names change with every build).
+const next = `${root}dist.next-${process.pid}`;
+const old = `${root}dist.old-${process.pid}`;
+try {
+  await build({
+    ...common,
+    entryPoints: { banger: `${root}src/cli/main.ts`, bangerd: `${root}src/daemon/main.ts` },
+    outdir: next,
+    splitting: true,
+    chunkNames: "chunks/[name]-[hash]",
+  });
+  await buildDashboard(`${next}/webui`);
+  if (existsSync(`${root}dist`)) renameSync(`${root}dist`, old);
+  renameSync(next, `${root}dist`);
+} finally {
+  rmSync(next, { recursive: true, force: true });
+  rmSync(old, { recursive: true, force: true });
+}
 
 if (existsSync(`${root}agent/build.sh`)) {
   execFileSync("bash", [`${root}agent/build.sh`], { stdio: "inherit" });

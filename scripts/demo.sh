@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export BANGER_HOME="${BANGER_HOME:-$PWD/.demo-home}"
+# The demo only runs uname in the guest: no VM networking, so the host's network (often a
+# shared machine's) is never touched. Unset it to get bridge, NAT and .vm DNS (needs root).
+export BANGER_NETWORK="${BANGER_NETWORK:-off}"
 banger=bin/banger
 
 t0=$(date +%s.%N)

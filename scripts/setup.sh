@@ -3,12 +3,12 @@
 # the npm packages, and builds the CLI, the daemon and the guest agent. Idempotent: a
 # second run installs nothing and rebuilds only what changed.
 #   bash scripts/setup.sh          what banger needs to run
-#   bash scripts/setup.sh --test   plus what the test suite needs (registry, busybox, ...)
+#   bash scripts/setup.sh --test   plus what the tests and benchmarks need (registry, skopeo, ...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUNTIME_PACKAGES=(qemu-system-x86 qemu-utils e2fsprogs zstd xz-utils lz4 kmod golang-go nftables iproute2 procps git ca-certificates openssh-client busybox-static)
-TEST_PACKAGES=(docker-registry skopeo dnsutils curl openssl cpio hyperfine bsdutils)
+RUNTIME_PACKAGES=(qemu-system-x86 qemu-utils e2fsprogs zstd xz-utils lz4 kmod golang-go nftables iproute2 procps git ca-certificates openssh-client busybox-static debootstrap)
+TEST_PACKAGES=(docker-registry skopeo dnsutils curl openssl cpio hyperfine bsdutils umoci dropbear-bin chromium)
 
 packages=("${RUNTIME_PACKAGES[@]}")
 if [[ "${1:-}" == "--test" ]]; then packages+=("${TEST_PACKAGES[@]}"); fi

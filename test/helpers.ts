@@ -3,6 +3,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { TEST_CACHE } from "../src/vmm/testkit.ts";
 
 export const REPO = new URL("..", import.meta.url).pathname;
 
@@ -19,21 +20,24 @@ export interface CliResult {
 }
 
 /** Runs bin/banger (the built CLI, as a user would) with BANGER_HOME set. */
-export function runBanger(args: string[], opts: { home: string; env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number }): Promise<CliResult> {
+export function runBanger(args: string[], opts: { home: string; env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number; cwd?: string }): Promise<CliResult> {
   return runBin("banger", args, opts);
 }
 
-export function runBin(bin: "banger" | "bangerd", args: string[], opts: { home: string; env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number }): Promise<CliResult> {
+export function runBin(bin: "banger" | "bangerd", args: string[], opts: { home: string; env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number; cwd?: string }): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(join(REPO, "bin", bin), args, {
-      env: { ...process.env, ...opts.env, BANGER_HOME: opts.home },
+      // Networking off unless a test asks for it (only inside a namespace it made: network.test.ts).
+      env: { ...process.env, BANGER_NETWORK: "off", ...opts.env, BANGER_HOME: opts.home },
+      cwd: opts.cwd,
       stdio: ["pipe", "pipe", "pipe"],
-      timeout: opts.timeoutMs ?? 60_000,
+      timeout: opts.timeoutMs ?? 180_000,
     });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (b) => (stdout += b));
     child.stderr.on("data", (b) => (stderr += b));
+    child.stdin.on("error", () => undefined); // the program may exit before reading its input
     child.stdin.end(opts.input ?? "");
     child.on("error", reject);
     child.on("close", (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr }));
@@ -69,7 +73,7 @@ export async function stopDaemon(home: string): Promise<void> {
 export { isAlive } from "../src/vmm/process.ts";
 
 /** Shared by every test that needs Debian's cloud kernel package (fetched once through apt). */
-export const TEST_CACHE = "/var/cache/banger-test";
+export { TEST_CACHE };
 
 export async function testKernelDeb(): Promise<string> {
   const { fetchDebianKernelDeb } = await import("../src/kernel/index.ts");
@@ -103,7 +107,8 @@ export async function prepareBootableHome(home: string, env: NodeJS.ProcessEnv =
   const sha = createHash("sha256").update(readFileSync(bundle)).digest("hex");
   const catalog = { version: 1, entries: [{ name: "busybox", distro: "busybox", arch: "x86_64", kernel_ref: "debian-6.1-cloud", tarball_url: "busybox.tar.zst", tarball_sha256: sha, size_bytes: statSync(bundle).size, description: "test image" }] };
   await writeFile(join(catalogDir, "catalog.json"), JSON.stringify(catalog));
-  const fullEnv = { ...env, BANGER_IMAGE_CATALOG: join(catalogDir, "catalog.json") };
+  // BANGER_NETWORK=off also for commands a test spawns itself with this env (under `script`).
+  const fullEnv = { BANGER_NETWORK: "off", ...env, BANGER_IMAGE_CATALOG: join(catalogDir, "catalog.json") };
   await mustRun(runBanger(["kernel", "import", "--debian", "--deb", deb, "--json"], { home, env: fullEnv }));
   await mustRun(runBanger(["image", "pull", "busybox", "--json"], { home, env: fullEnv }));
   return { env: fullEnv, kernel: "debian-6.1-cloud", image: "busybox" };

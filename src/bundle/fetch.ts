@@ -1,20 +1,22 @@
 // fetchBundle: one verified, cached, hardened pull of a `.tar.zst` bundle into a directory.
 //
 // The download and the extraction run at once (the bytes are hashed, written to a partial
-// cache file and fed to zstd in one pass), so a pull costs about one transfer. Nothing is
+// cache file and fed to zstd in one pass, on a feeder thread: feeder.ts), so a pull costs
+// about one transfer. Nothing is
 // trusted until the end: the staging directory is published by rename only after the whole
 // body arrived with the declared size and sha256 and every member passed the checks; the
 // partial download becomes `<cacheDir>/bundles/<sha256>.tar.zst` only after it verified.
 // Any failure or cancellation removes the staging directory and the partial file.
-import { createHash } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import type { Readable, Writable } from "node:stream";
+import type { Readable } from "node:stream";
 import { BangerError, ErrorCode, alreadyExists, cancelled, integrity, invalidArgument, throwIfAborted } from "../util/errors.ts";
 import { publishDir } from "../util/fsx.ts";
 import { noProgress, type Progress } from "../util/progress.ts";
 import { type Decoder, type ExtractStats, requireZstd, startDecoder } from "./extract.ts";
-import { BatchedFileWriter, throttled, writeTo } from "./io.ts";
+import { Feeder, makeFifo } from "./feeder.ts";
+import { throttled } from "./io.ts";
 import type { BundleRules } from "./members.ts";
 import { openSource, parseSourceUrl } from "./source.ts";
 
@@ -96,9 +98,21 @@ interface PullState {
 }
 
 async function fillStaging<T>(opts: FetchBundleOptions<T>, st: PullState): Promise<FetchedBundle<T>> {
+  await mkdir(opts.tmpDir, { recursive: true });
+  const fifo = join(opts.tmpDir, `bundle-${st.sha256.slice(0, 16)}-${process.pid}-${randomBytes(4).toString("hex")}.fifo`);
+  makeFifo(fifo);
+  try {
+    return await decodeFromFifo(opts, st, fifo);
+  } finally {
+    await rm(fifo, { force: true });
+  }
+}
+
+async function decodeFromFifo<T>(opts: FetchBundleOptions<T>, st: PullState, fifo: string): Promise<FetchedBundle<T>> {
   const report = throttled(opts.progress ?? noProgress);
   let downloading = !st.cached;
   const decoder = startDecoder({
+    inputPath: fifo,
     staging: st.staging,
     rules: opts.rules,
     maxUncompressedBytes: opts.maxUncompressedBytes ?? defaultMaxUncompressedBytes(opts.sizeBytes),
@@ -109,13 +123,14 @@ async function fillStaging<T>(opts: FetchBundleOptions<T>, st: PullState): Promi
   });
   st.inner.signal.addEventListener("abort", decoder.kill, { once: true });
   const want: Expected = { sha256: st.sha256, sizeBytes: opts.sizeBytes, what: opts.url };
+  const sink: Sink = { fifo, stopReader: decoder.kill };
   const pump = st.cached
     ? async () => {
         report({ phase: "download", done: opts.sizeBytes, total: opts.sizeBytes, message: "cached" }, true);
-        await pumpCached(st.cachePath, want, decoder.input, st.inner.signal);
+        await pumpCached(st.cachePath, want, sink, st.inner.signal);
       }
     : async () => {
-        await pumpDownload(opts, st, want, decoder.input, (done) => report({ phase: "download", done, total: opts.sizeBytes }, done === opts.sizeBytes));
+        await pumpDownload(opts, st, want, sink, (done) => report({ phase: "download", done, total: opts.sizeBytes }, done === opts.sizeBytes));
         downloading = false;
       };
   const stats = await runBoth(pump, decoder, st.inner);
@@ -159,26 +174,27 @@ interface Expected {
   what: string;
 }
 
+/** Where the verified bytes go: the FIFO zstd reads, and how to stop zstd (on failure, first). */
+interface Sink {
+  fifo: string;
+  stopReader: () => void;
+}
+
 /** Downloads into a partial file while feeding the decoder; keeps the file in the cache once verified. */
-async function pumpDownload<T>(opts: FetchBundleOptions<T>, st: PullState, want: Expected, sink: Writable, onBytes: (n: number) => void): Promise<void> {
+async function pumpDownload<T>(opts: FetchBundleOptions<T>, st: PullState, want: Expected, sink: Sink, onBytes: (n: number) => void): Promise<void> {
   const url = parseSourceUrl(opts.url);
-  await mkdir(opts.tmpDir, { recursive: true });
   const partial = join(opts.tmpDir, `bundle-${st.sha256.slice(0, 16)}-${process.pid}-${Date.now()}.partial`);
   const fh = await open(partial, "wx", 0o600);
-  const file = new BatchedFileWriter(fh);
   let kept = false;
   try {
-    const src = await openSource(url, { signal: st.inner.signal });
-    if (src.announcedBytes !== undefined && src.announcedBytes !== want.sizeBytes) {
-      src.body.destroy();
-      throw integrity(`${want.what}: size is ${src.announcedBytes} bytes, the catalog says ${want.sizeBytes}`, "the mirror serves a different file than the catalog describes");
-    }
-    await pumpVerified(src.body, want, st.inner.signal, async (chunk, pos) => {
-      await Promise.all([file.write(chunk), writeTo(sink, chunk)]);
-      onBytes(pos + chunk.length);
+    await feedVerified(sink, fh.fd, want, st.inner.signal, onBytes, async () => {
+      const src = await openSource(url, { signal: st.inner.signal });
+      if (src.announcedBytes !== undefined && src.announcedBytes !== want.sizeBytes) {
+        src.body.destroy();
+        throw integrity(`${want.what}: size is ${src.announcedBytes} bytes, the catalog says ${want.sizeBytes}`, "the mirror serves a different file than the catalog describes");
+      }
+      return src.body;
     });
-    sink.end();
-    await file.finish();
     await fh.close();
     await keepInCache(partial, st.cachePath);
     kept = true;
@@ -188,35 +204,47 @@ async function pumpDownload<T>(opts: FetchBundleOptions<T>, st: PullState, want:
   }
 }
 
-async function pumpCached(path: string, want: Expected, sink: Writable, signal: AbortSignal): Promise<void> {
-  const src = await openSource(parseSourceUrl(path), { signal });
-  await pumpVerified(src.body, { ...want, what: `cached bundle ${path}` }, signal, (chunk) => writeTo(sink, chunk));
-  sink.end();
+async function pumpCached(path: string, want: Expected, sink: Sink, signal: AbortSignal): Promise<void> {
+  await feedVerified(sink, undefined, { ...want, what: `cached bundle ${path}` }, signal, () => undefined, async () => (await openSource(parseSourceUrl(path), { signal })).body);
 }
 
 /**
- * Reads `body` to the end through `take`, hashing and counting: more bytes than declared
- * stops the read at once; fewer, or a different sha256, fails after the last byte.
+ * Opens the source and feeds it to the sink through a Feeder (hash, optional copy to `teeFd`);
+ * by the time this settles the feeder thread has stopped, so `teeFd` may be closed.
  */
-async function pumpVerified(
-  body: Readable,
-  want: Expected,
-  signal: AbortSignal,
-  take: (chunk: Buffer, pos: number) => Promise<void>,
-): Promise<void> {
-  const hash = createHash("sha256");
+async function feedVerified(sink: Sink, teeFd: number | undefined, want: Expected, signal: AbortSignal, onBytes: (n: number) => void, openBody: () => Promise<Readable>): Promise<void> {
+  const feeder = new Feeder(sink.fifo, teeFd);
+  let ok = false;
+  try {
+    await pumpVerified(await openBody(), want, signal, feeder, onBytes);
+    ok = true;
+  } finally {
+    if (!ok) sink.stopReader(); // zstd goes first, so a feeder write blocked on the FIFO ends with EPIPE
+    await feeder.close();
+  }
+}
+
+/**
+ * Reads `body` to the end into `feeder` (which hashes it): more bytes than declared stops the
+ * read at once; fewer, or a different sha256, fails after the last byte.
+ */
+async function pumpVerified(body: Readable, want: Expected, signal: AbortSignal, feeder: Feeder, onBytes: (n: number) => void): Promise<void> {
   let done = 0;
+  let got: string;
   try {
     for await (const chunk of body as AsyncIterable<Buffer>) {
       if (done + chunk.length > want.sizeBytes) {
         throw integrity(`${want.what}: more than the declared ${want.sizeBytes} bytes`, "the mirror serves a different file than the catalog describes");
       }
-      hash.update(chunk);
-      await take(chunk, done).catch((err: unknown) => {
-        throw new SinkFailure(err);
-      });
+      const wait = feeder.push(chunk);
+      if (wait) await wait.catch(sinkFailure);
       done += chunk.length;
+      onBytes(done);
     }
+    if (done < want.sizeBytes) {
+      throw new BangerError(ErrorCode.Unavailable, `${want.what}: download cut short after ${done} of ${want.sizeBytes} bytes`, "retry");
+    }
+    got = await feeder.finish().catch(sinkFailure);
   } catch (err) {
     body.destroy();
     if (signal.aborted) throw cancelled();
@@ -225,11 +253,11 @@ async function pumpVerified(
     const code = (err as NodeJS.ErrnoException).code;
     throw new BangerError(ErrorCode.Unavailable, `${want.what}: download cut short after ${done} of ${want.sizeBytes} bytes (${code ?? (err as Error).message})`, "retry", { cause: err });
   }
-  if (done < want.sizeBytes) {
-    throw new BangerError(ErrorCode.Unavailable, `${want.what}: download cut short after ${done} of ${want.sizeBytes} bytes`, "retry");
-  }
-  const got = hash.digest("hex");
   if (got !== want.sha256) throw integrity(`${want.what}: sha256 mismatch: got ${got}, expected ${want.sha256}`, "the download is damaged or was tampered with; nothing was installed");
+}
+
+function sinkFailure(err: unknown): never {
+  throw new SinkFailure(err);
 }
 
 class SinkFailure extends Error {

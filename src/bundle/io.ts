@@ -2,60 +2,71 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
-import type { Writable } from "node:stream";
 import type { Progress, ProgressEvent } from "../util/progress.ts";
 
 const BATCH_BYTES = 1024 * 1024;
+const MAX_QUEUED = 4 * BATCH_BYTES;
 const BLOCK = 4096;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
 
 /**
- * Writes a stream of chunks to a file in ~1 MiB writev calls, one in flight while the next
- * batch fills: one thread-pool round trip per 64 KiB chunk costs more than the data itself.
- * With `sparse`, all-zero 4 KiB blocks are skipped and stay holes (the file must be new; the
- * caller sets the final size with truncate).
+ * Writes a stream of chunks to a file in ~1 MiB writev calls, queued one after another on the
+ * thread pool while the caller goes on: one round trip per 64 KiB chunk costs more than the
+ * data itself, and so does a promise per chunk, so write() returns a promise only when more
+ * than MAX_QUEUED bytes wait for the disk. With `sparse`, all-zero 4 KiB blocks are skipped and
+ * stay holes (the file must be new; the caller sets the final size with truncate).
  */
 export class BatchedFileWriter {
   private batch: Buffer[] = [];
   private batchBytes = 0;
   private batchPos = 0;
   private pos = 0;
-  private inflight: Promise<void> = Promise.resolve();
+  /** Bytes handed to writev calls that have not finished yet. */
+  private queued = 0;
+  private chain: Promise<void> = Promise.resolve();
+  private error: unknown;
 
   constructor(
     private readonly fh: FileHandle,
     private readonly sparse = false,
   ) {}
 
-  async write(chunk: Buffer): Promise<void> {
-    if (this.sparse) for (const [start, end] of nonZeroRuns(chunk)) await this.append(chunk.subarray(start, end), this.pos + start);
-    else await this.append(chunk, this.pos);
+  /** Takes `chunk` (kept, not copied); when a promise comes back, wait for it before the next write. */
+  write(chunk: Buffer): Promise<void> | undefined {
+    if (this.error !== undefined) return Promise.reject(this.error);
+    if (this.sparse) for (const [start, end] of nonZeroRuns(chunk)) this.append(chunk.subarray(start, end), this.pos + start);
+    else this.append(chunk, this.pos);
     this.pos += chunk.length;
+    return this.queued > MAX_QUEUED ? this.chain : undefined;
   }
 
   /** Writes what is pending and waits for it; call before closing. */
   async finish(): Promise<void> {
-    await this.flush();
-    await this.inflight;
+    this.flush();
+    await this.chain;
   }
 
-  private async append(buf: Buffer, at: number): Promise<void> {
-    if (this.batchBytes > 0 && at !== this.batchPos + this.batchBytes) await this.flush();
+  private append(buf: Buffer, at: number): void {
+    if (this.batchBytes > 0 && at !== this.batchPos + this.batchBytes) this.flush();
     if (this.batchBytes === 0) this.batchPos = at;
     this.batch.push(buf);
     this.batchBytes += buf.length;
-    if (this.batchBytes >= BATCH_BYTES) await this.flush();
+    if (this.batchBytes >= BATCH_BYTES) this.flush();
   }
 
-  private async flush(): Promise<void> {
+  private flush(): void {
     if (this.batchBytes === 0) return;
     const bufs = this.batch;
     const at = this.batchPos;
+    const bytes = this.batchBytes;
     this.batch = [];
     this.batchBytes = 0;
-    await this.inflight;
-    this.inflight = writevFully(this.fh, bufs, at);
-    this.inflight.catch(() => undefined); // observed at the next flush or finish
+    this.queued += bytes;
+    this.chain = this.chain.then(async () => {
+      await writevFully(this.fh, bufs, at);
+      this.queued -= bytes;
+    });
+    this.chain.catch((err: unknown) => (this.error ??= err)); // seen by the next write or finish
   }
 }
 
@@ -85,28 +96,6 @@ async function writevFully(fh: FileHandle, bufs: Buffer[], pos: number): Promise
     while (rest.length > 0 && bytesWritten >= rest[0]!.length) bytesWritten -= rest.shift()!.length;
     if (rest.length > 0 && bytesWritten > 0) rest = [rest[0]!.subarray(bytesWritten), ...rest.slice(1)];
   }
-}
-
-/**
- * Writes `chunk` to a stream, waiting for it to drain only once more than `maxBuffered` bytes
- * are queued: a child's stdin has a 16 KiB high-water mark, and waiting on every 64 KiB
- * chunk turns the transfer into a ping-pong with the child. Rejects if the stream broke.
- */
-export function writeTo(stream: Writable, chunk: Buffer, maxBuffered = 1024 * 1024): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (stream.destroyed || stream.writableEnded) return reject(new Error("stream closed"));
-    stream.write(chunk);
-    if (stream.writableLength <= maxBuffered) return resolve();
-    const settle = (err?: Error) => {
-      stream.off("drain", onDrain).off("error", onError).off("close", onClose);
-      if (err) reject(err);
-      else resolve();
-    };
-    const onDrain = () => settle();
-    const onError = (err: Error) => settle(err);
-    const onClose = () => settle(new Error("stream closed"));
-    stream.on("drain", onDrain).on("error", onError).on("close", onClose);
-  });
 }
 
 /** Passes events on at most every `ms` (a phase change or `force` always passes), so the RPC link isn't flooded. */

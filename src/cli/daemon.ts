@@ -4,6 +4,7 @@ import type { Command } from "commander";
 import { resolvePaths } from "../config/index.ts";
 import { RpcClient } from "../rpc/index.ts";
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
+import { connectOrStart } from "../daemon/launch.ts";
 import { callDaemon } from "./daemon-client.ts";
 import { printFields, printJson } from "./output.ts";
 
@@ -57,19 +58,22 @@ export function registerDaemon(program: Command): void {
   daemon
     .command("stop")
     .description("stop bangerd (running VMs keep running and are re-adopted at the next start)")
+    .option("--cleanup-network", "also remove banger's bridge, taps and nftables tables (refused while VMs run with networking)")
     .option("--json", "print JSON")
-    .action(async (opts: { json?: boolean }) => {
+    .action(async (opts: { json?: boolean; cleanupNetwork?: boolean }) => {
       const paths = resolvePaths();
-      const client = await RpcClient.connect(paths.socket).catch(() => undefined);
+      // Cleaning up needs a daemon (it knows the bridge and taps): start one if none runs.
+      const client = opts.cleanupNetwork ? await connectOrStart(paths) : await RpcClient.connect(paths.socket).catch(() => undefined);
       if (!client) {
         if (opts.json) printJson({ stopped: false, running: false });
         else process.stdout.write("bangerd is not running\n");
         return;
       }
-      const res = await client.call<{ pid: number }>("daemon.stop").finally(() => client.close());
+      const res = await client.call<{ pid: number; network?: { cleaned: boolean; reason?: string } }>("daemon.stop", opts.cleanupNetwork ? { cleanupNetwork: true } : undefined).finally(() => client.close());
       await waitGone(paths.socket, 15000);
-      if (opts.json) printJson({ stopped: true, pid: res.pid });
-      else process.stdout.write(`bangerd (pid ${res.pid}) stopped\n`);
+      if (opts.json) return printJson({ stopped: true, pid: res.pid, ...(res.network ? { network: res.network } : {}) });
+      process.stdout.write(`bangerd (pid ${res.pid}) stopped\n`);
+      if (res.network) process.stdout.write(res.network.cleaned ? "network removed: nftables tables, taps, bridge\n" : `network: nothing removed (${res.network.reason})\n`);
     });
 
   daemon

@@ -1,5 +1,5 @@
 // `banger doctor`: runs locally, without the daemon, so it works before anything else does.
-import { existsSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Command } from "commander";
 import { resolvePaths } from "../config/index.ts";
@@ -32,8 +32,11 @@ export function registerDoctor(program: Command): void {
           return { strategy: choice.strategy, detail: choice.reason };
         },
         agentBinary: () => {
-          const path = agentBinary();
-          return existsSync(path) ? path : undefined;
+          try {
+            return agentBinary();
+          } catch {
+            return undefined;
+          }
         },
       });
       if (opts.json) printJson(report);

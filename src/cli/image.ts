@@ -94,8 +94,8 @@ export function registerImage(program: Command): void {
 
   image
     .command("build")
-    .description("build one of banger's own images from distribution packages (presets: busybox)")
-    .requiredOption("--preset <preset>", "busybox")
+    .description("build one of banger's own images from Debian packages: busybox (seconds), debian or debian-dev (debootstrap, a minute or more)")
+    .requiredOption("--preset <preset>", "busybox, debian or debian-dev")
     .option("--name <name>", "image name (default: the preset's name)", imageName)
     .option("--kernel-ref <kernel>", "kernel to boot it with (default: config default_kernel)", kernelName)
     .option("--size <size>", "root disk size, e.g. 1G (default: content + headroom)", (v: string) => parseSize(v, "--size"))

@@ -9,7 +9,10 @@ import { registerDoctor } from "./doctor.ts";
 import { registerImage } from "./image.ts";
 import { registerInternal } from "./internal.ts";
 import { registerKernel } from "./kernel.ts";
+import { registerNet } from "./net.ts";
 import { registerVm } from "./vm.ts";
+import { registerSession } from "./session.ts";
+import { registerWeb } from "./web.ts";
 
 const debug = process.argv.includes("--debug");
 
@@ -20,10 +23,13 @@ function buildProgram(): Command {
     .version(versionLine("banger"), "-V, --version", "print version, git commit and build date")
     .showSuggestionAfterError(true);
   registerVm(program);
+  registerSession(program);
   registerImage(program);
   registerKernel(program);
   registerDoctor(program);
   registerConfig(program);
+  registerNet(program);
+  registerWeb(program);
   registerDaemon(program);
   registerInternal(program);
   applyToAll(program, (cmd) => {

@@ -1,24 +1,53 @@
 // The CLI end of streaming over an RPC call (daemon/streams.ts is the other end): local
 // bytes go up as `$/input` chunks within an acknowledged window; `out` events come down.
-import type { Readable, Writable } from "node:stream";
-import { INPUT_WINDOW_BYTES, type StreamEvent, type StreamInput } from "../daemon/streams.ts";
+import { Readable, type Writable } from "node:stream";
+import { INPUT_CHUNK_BYTES, INPUT_WINDOW_BYTES, type StreamEvent, type StreamInput } from "../daemon/streams.ts";
 import type { Call } from "../rpc/index.ts";
 
-/** Sends a local Readable to a call, pausing while too much is unacknowledged. */
+/**
+ * Sends a local Readable to a call, pausing while too much is unacknowledged. Chunks that
+ * arrive together (a tar of small files comes in many small pieces) go out as one `$/input`
+ * message of up to INPUT_CHUNK_BYTES, sent before the event loop waits for more input.
+ */
 export class Uploader {
   private unacked = 0;
   private started = false;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private flushQueued = false;
   private readonly onData = (b: Buffer) => {
     this.unacked += b.length;
-    this.send({ t: "in", b64: b.toString("base64") });
+    this.pending.push(b);
+    this.pendingBytes += b.length;
+    if (this.pendingBytes >= INPUT_CHUNK_BYTES) this.flush();
+    else if (!this.flushQueued) {
+      this.flushQueued = true;
+      setImmediate(this.flush);
+    }
     if (this.unacked > INPUT_WINDOW_BYTES) this.source.pause();
   };
-  private readonly onEnd = () => this.send({ t: "eof" });
+  private readonly flush = () => {
+    this.flushQueued = false;
+    if (this.pendingBytes === 0) return;
+    const data = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.send({ t: "in", b64: data.toString("base64") });
+  };
+  private readonly onEnd = () => {
+    this.flush();
+    this.send({ t: "eof" });
+  };
+
+  private readonly source: Readable;
 
   constructor(
     private readonly call: Pick<Call<unknown>, "input">,
-    private readonly source: Readable,
-  ) {}
+    source: Readable | AsyncIterable<Buffer>,
+  ) {
+    // tar-stream packs are streamx streams: wrap anything that is not a Node Readable.
+    this.source = source instanceof Readable ? source : Readable.from(source);
+  }
 
   send(input: StreamInput): void {
     this.call.input(input);
@@ -41,6 +70,8 @@ export class Uploader {
     this.source.off("data", this.onData);
     this.source.off("end", this.onEnd);
     this.source.pause();
+    this.pending = [];
+    this.pendingBytes = 0;
   }
 }
 

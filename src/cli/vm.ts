@@ -6,7 +6,10 @@ import { humanBytes } from "../util/fsx.ts";
 import { validateName } from "../util/names.ts";
 import { parseSize } from "../util/size.ts";
 import { attachExec } from "./attach.ts";
+import { registerRun } from "./run.ts";
+import { registerWorkspace } from "./workspace.ts";
 import { callDaemon } from "./daemon-client.ts";
+import { addNetOptions, netParams, registerVmNet } from "./net.ts";
 import { age, printFields, printJson, printTable } from "./output.ts";
 
 const vmName = (v: string) => validateName("vm", v);
@@ -32,6 +35,7 @@ function printVm(v: VmRecord): void {
     ["memory", `${v.memoryMib} MiB`],
     ["disk", v.diskBytes ? humanBytes(v.diskBytes) : null],
     ["ip", v.ip],
+    ["net", v.net ? `${v.net}${v.netPeer ? " (peer)" : ""}` : null],
     ["pid", v.pid],
     ["created", v.createdAt],
     ["started", v.startedAt],
@@ -47,6 +51,9 @@ async function vmAction(method: string, params: Record<string, unknown>, json: b
 
 export function registerVm(program: Command): void {
   const vm = program.command("vm").description("create, run and manage microVMs");
+  registerRun(vm);
+  registerWorkspace(vm);
+  registerVmNet(vm);
 
   vm.command("ls")
     .alias("list")
@@ -75,7 +82,7 @@ export function registerVm(program: Command): void {
       printVm(v);
     });
 
-  vm.command("create")
+  addNetOptions(vm.command("create"))
     .description("create a VM from an image and boot it (progress: disk, boot, agent)")
     .option("--name <name>", "VM name (default: a generated adjective-noun)", vmName)
     .option("--image <image>", "image to boot (default: config default_image)")
@@ -85,11 +92,11 @@ export function registerVm(program: Command): void {
     .option("--disk-size <size>", "grow the root disk to this size, e.g. 4G", parseDisk)
     .option("--no-start", "create the disk and record, but do not boot")
     .option("--json", "print JSON")
-    .action(async (opts: { name?: string; image?: string; kernel?: string; cpus?: number; memory?: number; diskSize?: number; start: boolean; json?: boolean }) => {
+    .action(async (opts: { name?: string; image?: string; kernel?: string; cpus?: number; memory?: number; diskSize?: number; start: boolean; json?: boolean; net?: string; netPeer?: boolean }) => {
       const started = Date.now();
       await vmAction(
         "vm.create",
-        { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryMib: opts.memory, diskBytes: opts.diskSize, noStart: !opts.start },
+        { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryMib: opts.memory, diskBytes: opts.diskSize, noStart: !opts.start, ...netParams(opts) },
         opts.json,
         (v) => `vm ${v.name} ${v.state} (${((Date.now() - started) / 1000).toFixed(1)}s); try: banger vm exec ${v.name} -- uname -a`,
       );
@@ -125,7 +132,10 @@ export function registerVm(program: Command): void {
       names.forEach(vmName);
       const removed: string[] = [];
       for (const name of names) {
+        const ws = await callDaemon<{ hostRepo: string }>("vm.workspace.info", { name }).catch(() => undefined);
         await callDaemon("vm.rm", { name, force: opts.force });
+        // The copied commit was kept alive for export; nothing needs it now.
+        if (ws) await (await import("../workspace/index.ts")).releaseWorkspace(ws.hostRepo, name).catch(() => undefined);
         removed.push(name);
         if (!opts.json) process.stdout.write(`vm ${name} removed\n`);
       }

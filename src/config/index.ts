@@ -68,6 +68,7 @@ export interface Config {
   /** Which VMM runs VMs: "qemu" or "firecracker"; unset picks what the host can do. */
   vmm?: string;
   web?: { enabled?: boolean; port?: number; address?: string };
+  network?: { enabled?: boolean; subnet?: string; bridge?: string; tap_pool?: number };
 }
 
 const STRING_KEYS = ["kernel_catalog", "image_catalog", "default_kernel", "default_image", "vmm"] as const;
@@ -83,6 +84,10 @@ export const CONFIG_KEYS: Record<string, string> = {
   "web.enabled": "serve the dashboard (true/false)",
   "web.port": "dashboard port on 127.0.0.1",
   "web.address": "dashboard listen address (non-loopback needs care)",
+  "network.enabled": "VM networking (bridge, NAT, DNS): default on for the system root, off under $BANGER_HOME",
+  "network.subnet": "the VMs' /24 (default: one inside 172.16.0.0/12 that no route uses)",
+  "network.bridge": "bridge name (default banger0)",
+  "network.tap_pool": "taps kept ready for new VMs (default 2)",
 };
 
 /** Reads one key (dotted for nested ones) from a config. */
@@ -116,8 +121,14 @@ function parseConfigText(key: string, text: string): unknown {
     case "insecure_registries":
       return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
     case "web.enabled":
+    case "network.enabled":
       if (text !== "true" && text !== "false") throw invalidArgument(`${key} takes true or false`);
       return text === "true";
+    case "network.tap_pool": {
+      const n = Number(text);
+      if (!Number.isInteger(n) || n < 0 || n > 64) throw invalidArgument(`${key} takes a whole number from 0 to 64`);
+      return n;
+    }
     case "web.port": {
       const n = Number(text);
       if (!Number.isInteger(n) || n < 1 || n > 65535) throw invalidArgument(`${key} takes a port number from 1 to 65535`);

@@ -1,13 +1,15 @@
 // Turning a VM record into what the VMM driver boots: kernel, initramfs, command line
-// (the agent reads its settings from there), root disk, sizes, runtime directory.
+// (the agent reads its settings from there, networking included), root disk, sizes,
+// runtime directory, and the VM's tap and MAC when it has a NIC.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { VmRecord } from "../store/index.ts";
 import { notFound } from "../util/errors.ts";
 import type { VmSpec } from "../vmm/index.ts";
 import type { DaemonContext } from "./context.ts";
+import type { VmNic } from "./network.ts";
 
-export async function bootSpec(ctx: DaemonContext, vm: VmRecord, disk: { path: string; format: "raw" | "qcow2" }, runtimeDir: string): Promise<VmSpec> {
+export async function bootSpec(ctx: DaemonContext, vm: VmRecord, disk: { path: string; format: "raw" | "qcow2" }, runtimeDir: string, nic?: VmNic): Promise<VmSpec> {
   const kernelDir = join(ctx.paths.kernelsDir, vm.kernel);
   const kernelPath = join(kernelDir, "vmlinux");
   if (!existsSync(kernelPath)) throw notFound(`kernel ${vm.kernel} files (${kernelPath})`, `re-import or re-pull the kernel: banger kernel rm ${vm.kernel} && banger kernel pull ${vm.kernel}`);
@@ -22,6 +24,7 @@ export async function bootSpec(ctx: DaemonContext, vm: VmRecord, disk: { path: s
     "rw",
     ...(hasInitrd ? ["rdinit=/init", "banger.root=/dev/vda"] : ["init=/sbin/banger-agent"]),
     `banger.hostname=${vm.name}`,
+    ...(nic?.kernelParams ?? []),
   ].join(" ");
   return {
     kernelPath,
@@ -31,5 +34,6 @@ export async function bootSpec(ctx: DaemonContext, vm: VmRecord, disk: { path: s
     cpus: vm.cpus,
     memoryMib: vm.memoryMib,
     runtimeDir,
+    ...(nic ? { tap: nic.tap, mac: nic.mac } : {}),
   };
 }

@@ -3,6 +3,7 @@
 import type { Config, Paths } from "../config/index.ts";
 import type { Store } from "../store/index.ts";
 import type { Logger } from "./logger.ts";
+import type { NetworkManager } from "./network.ts";
 import type { VmRuntime } from "./vm-runtime.ts";
 
 export interface DaemonContext {
@@ -14,6 +15,8 @@ export interface DaemonContext {
   locks: KeyedLock;
   /** VMM handles and agent connections of running VMs. */
   runtime: VmRuntime;
+  /** Bridge, taps, NAT rules, `.vm` DNS and guest addresses (network.ts). */
+  network: NetworkManager;
   startedAt: number;
   /** Asks the daemon to shut down after the current answer is sent. */
   requestShutdown(): void;

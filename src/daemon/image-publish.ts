@@ -3,7 +3,8 @@
 // <root>/images/<name>/rootfs.ext4 and recorded. A failure removes the work directory.
 import { mkdir, mkdtemp, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { agentBinaryPath, buildExt4, injectAgent, type Tree } from "../rootfs/index.ts";
+import { agentBinary } from "../guest/index.ts";
+import { buildExt4, injectAgent, type Tree } from "../rootfs/index.ts";
 import type { ImageRecord } from "../store/index.ts";
 import type { Progress } from "../util/progress.ts";
 import type { DaemonContext } from "./context.ts";
@@ -30,7 +31,7 @@ export async function buildAndPublishImage(
   const work = await mkdtemp(join(ctx.paths.tmpDir, `image-${image.name}-`));
   try {
     const tree = await stage(join(work, "tree"));
-    await injectAgent(tree, { agentPath: agentBinaryPath() });
+    await injectAgent(tree, { agentPath: agentBinary() });
     call.progress({ phase: "ext4" });
     const built = await buildExt4(tree, join(work, "rootfs.ext4"), { sizeBytes: image.sizeBytes, signal: call.signal, progress: call.progress });
     await rm(join(work, "tree"), { recursive: true, force: true });

@@ -1,8 +1,13 @@
 // The OCI path of `image pull`: registry → verified blobs → flattened tree → guest agent →
 // ext4 with exact ownership → published image. Staging lives under <root>/tmp and is removed
 // on any failure, so an interrupted pull leaves only verified blobs in the cache.
-import { parseRef, pullImage, openLayer, resolveImage, type ImageRef } from "../oci/index.ts";
-import { flattenLayers } from "../rootfs/index.ts";
+//
+// Downloading and flattening overlap: layer N is applied as soon as its blob is verified in
+// the cache, while later layers still download. A layer is never applied before its digest
+// checked out (it is read back from the cache, where only verified blobs land), so a layer
+// that lies about its digest fails the pull before any of its bytes reach the tree.
+import { parseRef, startPull, openLayer, resolveImage, type ImageRef, type StartedPull } from "../oci/index.ts";
+import { flattenLayers, type Tree } from "../rootfs/index.ts";
 import { invalidArgument } from "../util/errors.ts";
 import { isValidName, validateName } from "../util/names.ts";
 import type { Progress } from "../util/progress.ts";
@@ -47,19 +52,27 @@ export async function pullOciImage(ctx: DaemonContext, p: PullParams, call: Call
       } else {
         await makeRoomForImage(ctx, name, p.force ?? false);
       }
-      const pulled = await pullImage(ref, { ...ociOpts, progress: call.progress });
-      await buildAndPublishImage(
+      const pullCtl = linkedController(call.signal);
+      const pulled = await startPull(ref, { ...ociOpts, signal: pullCtl.signal, progress: call.progress });
+      let fetched: Awaited<StartedPull["done"]> | undefined;
+      const building = buildAndPublishImage(
         ctx,
         {
           name, source: `oci:${p.ref}`, digest: pulled.manifestDigest, kernelRef: kernel, distro: "",
           arch: pulled.platform.architecture, config: pulled.config as unknown as Record<string, unknown>, sizeBytes: p.sizeBytes,
         },
-        (treeDir) => {
-          call.progress({ phase: "flatten", message: `${pulled.layers.length} layers` });
-          return flattenLayers(pulled.layers.map((l) => () => openLayer(l, { signal: call.signal })), treeDir, { signal: call.signal });
+        async (treeDir) => {
+          const tree = await flattenWhilePulling(pulled, pullCtl, treeDir, call);
+          fetched = await pulled.done;
+          return tree;
         },
         call,
       );
+      await building.catch(async (err: unknown) => {
+        pullCtl.abort(); // nothing may keep downloading once the pull failed
+        await pulled.done.catch(() => undefined);
+        throw err;
+      });
       return {
         image: getImage(ctx, name),
         via: "oci" as const,
@@ -70,10 +83,48 @@ export async function pullOciImage(ctx: DaemonContext, p: PullParams, call: Call
           platform: `${pulled.platform.os}/${pulled.platform.architecture}${pulled.platform.variant ? `/${pulled.platform.variant}` : ""}`,
           layers: pulled.layers.map((l) => ({ digest: l.digest, size: l.size })),
           compressedBytes: pulled.bytes,
-          downloadedBytes: pulled.downloadedBytes,
-          cached: pulled.cached,
+          downloadedBytes: fetched?.downloadedBytes ?? 0,
+          cached: fetched?.cached ?? true,
         },
       };
     }),
   );
+}
+
+/**
+ * Flattens the layers in order, each as soon as its blob is verified, while `pull` still
+ * downloads the rest. Whichever fails first is reported: a failed download stops the flatten
+ * at once, a failed flatten stops the downloads; either way both have stopped on return.
+ */
+async function flattenWhilePulling(pull: StartedPull, pullCtl: AbortController, treeDir: string, call: CallEnv): Promise<Tree> {
+  const flattenCtl = linkedController(call.signal);
+  let pullFailure: unknown;
+  pull.done.then(
+    // The download bars are done: what is left is the flatten (one CLI phase at a time).
+    () => call.progress({ phase: "flatten", message: `${pull.layers.length} layers` }),
+    (err: unknown) => {
+      pullFailure = err;
+      flattenCtl.abort();
+    },
+  );
+  const sources = pull.layers.map((layer, i) => async () => {
+    await pull.layerReady(i);
+    return openLayer(layer, { signal: flattenCtl.signal });
+  });
+  try {
+    return await flattenLayers(sources, treeDir, { signal: flattenCtl.signal });
+  } catch (err) {
+    if (pullFailure !== undefined) throw pullFailure;
+    pullCtl.abort();
+    await pull.done.catch(() => undefined);
+    throw err;
+  }
+}
+
+/** A controller that also aborts when `parent` does. */
+function linkedController(parent: AbortSignal): AbortController {
+  const ctl = new AbortController();
+  if (parent.aborted) ctl.abort();
+  else parent.addEventListener("abort", () => ctl.abort(), { once: true });
+  return ctl;
 }

@@ -11,6 +11,7 @@ const program = new Command("bangerd")
   .description("banger's daemon: owns VMs, images, kernels and all state under one root ($BANGER_HOME or /var/lib/banger)")
   .option("--foreground", "run in the foreground (for systemd); logs also go to stderr")
   .option("--quiet", "with --foreground: log to the log file only")
+  .option("--web", "also serve the dashboard on 127.0.0.1 (like web.enabled in the config)")
   .version(versionLine("bangerd"), "-V, --version")
   .exitOverride()
   .configureOutput({ outputError: (str, write) => write(str) });
@@ -21,7 +22,9 @@ try {
   const code = err instanceof CommanderError ? err.exitCode : 1;
   process.exit(code === 0 ? 0 : 2);
 }
-const opts = program.opts<{ foreground?: boolean; quiet?: boolean }>();
+const opts = program.opts<{ foreground?: boolean; quiet?: boolean; web?: boolean }>();
+// A daemon started in the background inherits it.
+if (opts.web) process.env.BANGER_WEB = "1";
 const paths = resolvePaths();
 
 if (opts.foreground) {

@@ -7,7 +7,12 @@ import type { CallContext, MethodTable } from "../rpc/index.ts";
 import { optionalBool, optionalInt, optionalString, requireObject, requireString } from "../rpc/index.ts";
 import type { DaemonContext } from "./context.ts";
 import { bridgeExec, parseExecParams } from "./exec.ts";
+import { networkMethods } from "./network.ts";
+import { parseEgressPolicy } from "../net/index.ts";
 import { emitStream, inputStream } from "./streams.ts";
+import { workspaceMethods } from "./workspace.ts";
+import { defaultsMethods } from "./defaults.ts";
+import { sessionMethods } from "./sessions.ts";
 import { getImage, imageCatalog, pullImage, removeImage } from "./images.ts";
 import { buildPresetImage } from "./images-build.ts";
 import { getKernel, importKernel, kernelCatalog, pullKernel, removeKernel } from "./kernels.ts";
@@ -31,9 +36,10 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
       schemaVersion: ctx.store.schemaVersion,
       vms: { total: ctx.store.listVms().length, running: ctx.store.listVms().filter((v) => v.state === "running").length },
     }),
-    "daemon.stop": () => {
+    "daemon.stop": async (p) => {
+      const network = optionalBool(p, "cleanupNetwork") ? await ctx.network.teardown() : undefined;
       ctx.requestShutdown();
-      return { stopping: true, pid: process.pid };
+      return { stopping: true, pid: process.pid, ...(network ? { network } : {}) };
     },
     "ops.list": (p) => ctx.store.listOperations(optionalInt(p, "limit", 1, 1000) ?? 50),
 
@@ -77,6 +83,10 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
         call,
       ),
 
+    ...workspaceMethods(ctx),
+    ...defaultsMethods(ctx),
+    ...sessionMethods(ctx),
+    ...networkMethods(ctx, runningAgent),
     "vm.list": () => listVms(ctx),
     "vm.show": (p) => getVm(ctx, requireString(p, "name")),
     "vm.create": (p, call) =>
@@ -90,6 +100,8 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
           memoryMib: optionalInt(p, "memoryMib", 64, MAX_MEMORY_MIB),
           diskBytes: optionalInt(p, "diskBytes", 1),
           noStart: optionalBool(p, "noStart"),
+          net: optionalString(p, "net") === undefined ? undefined : parseEgressPolicy(optionalString(p, "net")!),
+          netPeer: optionalBool(p, "netPeer"),
         },
         call,
       ),

@@ -7,12 +7,15 @@ import { ensureDirs, loadConfig, type Paths } from "../config/index.ts";
 import { RpcServer } from "../rpc/index.ts";
 import { openStore } from "../store/index.ts";
 import { buildInfo } from "../util/buildinfo.ts";
+import { errorLine } from "../util/errors.ts";
 import { acquireDaemonLock } from "./lock.ts";
 import { Logger } from "./logger.ts";
 import { KeyedLock, type DaemonContext } from "./context.ts";
 import { buildMethodTable } from "./methods.ts";
+import { NetworkManager, networkSettings } from "./network.ts";
 import { VmRuntime } from "./vm-runtime.ts";
 import { reconcileVms } from "./vms.ts";
+import { startWebServer, webEnabled, webMethods } from "../webui/index.ts";
 
 /** The gid of the `banger` group when it exists: members may then use the socket. */
 function bangerGroupId(): number | undefined {
@@ -34,6 +37,7 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
   const store = openStore(paths.db);
   const interrupted = store.failInterruptedOperations();
   let shutdownRequested: () => void = () => undefined;
+  const network = new NetworkManager({ store, log, paths, settings: networkSettings(loadConfig(paths)) });
   const ctx: DaemonContext = {
     paths,
     config: () => loadConfig(paths),
@@ -41,12 +45,18 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
     log,
     locks: new KeyedLock(),
     runtime: new VmRuntime(),
+    network,
     startedAt: Date.now(),
     requestShutdown: () => shutdownRequested(),
   };
   const reconciled = await reconcileVms(ctx);
   if (reconciled.adopted.length + reconciled.stopped.length + reconciled.removed.length > 0) log.info("reconciled vms", reconciled);
-  const server = new RpcServer(buildMethodTable(ctx), log);
+  // A network that cannot come back up must not keep the daemon from serving (or stopping).
+  await network.reconcile().catch((err: unknown) => log.warn("network reconcile failed", { error: errorLine(err) }));
+  // The dashboard (web.enabled or BANGER_WEB=1) serves the same method table; a port in use must not stop the daemon.
+  const methods = buildMethodTable(ctx);
+  const web = webEnabled(ctx.config()) ? await startWebServer({ methods, paths, config: ctx.config(), log }).catch((err: unknown) => void log.warn("web: dashboard not started", { error: errorLine(err) })) : undefined;
+  const server = new RpcServer({ ...methods, ...webMethods(web ?? undefined) }, log);
   const gid = bangerGroupId();
   await server.listen(paths.socket, gid === undefined ? { mode: 0o600 } : { mode: 0o660, gid });
   log.info("bangerd ready", { pid: process.pid, version: buildInfo.version, commit: buildInfo.commit, root: paths.root, socket: paths.socket, interruptedOperations: interrupted });
@@ -56,7 +66,9 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
     if (stopping) return;
     stopping = true;
     log.info("bangerd stopping", { reason });
+    await web?.close();
     await server.close();
+    await network.close();
     await rm(paths.socket, { force: true });
     store.close();
     lock.release();

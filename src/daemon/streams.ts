@@ -12,8 +12,14 @@ export type StreamInput = { t: "in"; b64: string } | { t: "eof" } | { t: "resize
 /** What the daemon emits while streaming. */
 export type StreamEvent = { t: "out"; fd: 1 | 2; b64: string } | { t: "started"; pid?: number } | { t: "ack"; n: number };
 
-/** Most bytes the CLI may have sent and not yet seen acknowledged. */
-export const INPUT_WINDOW_BYTES = 1024 * 1024;
+/**
+ * Most bytes the CLI may have sent and not yet seen acknowledged. Enough to keep a
+ * workspace copy flowing while the daemon forwards to the guest; also the bound on what
+ * the daemon buffers per call.
+ */
+export const INPUT_WINDOW_BYTES = 4 * 1024 * 1024;
+/** Largest `in` chunk the CLI sends (before base64): small pieces are batched up to this. */
+export const INPUT_CHUNK_BYTES = 256 * 1024;
 
 /** Emits every chunk of `stream` to the caller; resolves at its end. */
 export async function emitStream(stream: Readable, call: CallContext, fd: 1 | 2 = 1): Promise<void> {
@@ -29,14 +35,21 @@ export async function emitStream(stream: Readable, call: CallContext, fd: 1 | 2 
 export function inputStream(call: CallContext, onControl?: (input: StreamInput) => void): Readable {
   const out = new PassThrough({ highWaterMark: INPUT_WINDOW_BYTES });
   const ack = (n: number) => void call.emit({ t: "ack", n } satisfies StreamEvent);
+  // Bytes taken while the stream was full: acknowledged together once it drains.
+  let held = 0;
+  out.on("drain", () => {
+    const n = held;
+    held = 0;
+    if (n > 0) ack(n);
+  });
   call.signal.addEventListener("abort", () => out.destroy(call.signal.reason as Error), { once: true });
   call.onInput((raw) => {
     const input = raw as StreamInput;
     if (input?.t === "in") {
       if (out.writableEnded || out.destroyed) return;
       const data = Buffer.from(input.b64, "base64");
-      if (out.write(data)) ack(data.length);
-      else out.once("drain", () => ack(data.length));
+      if (out.write(data) && held === 0) ack(data.length);
+      else held += data.length;
     } else if (input?.t === "eof") {
       if (!out.writableEnded) out.end();
     } else if (input && onControl) {

@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { chooseCloneStrategy, cloneDisk, type DiskFormat } from "../disk/index.ts";
-import type { VmRecord, VmState } from "../store/index.ts";
+import type { VmNetPolicy, VmRecord, VmState } from "../store/index.ts";
 import { BangerError, ErrorCode, alreadyExists, errorLine, invalidArgument, notFound } from "../util/errors.ts";
 import { generateName } from "../util/namegen.ts";
 import { validateName } from "../util/names.ts";
@@ -15,6 +15,7 @@ import type { Progress } from "../util/progress.ts";
 import { adoptVm, cleanupDeadVm, getDriver, type VmmName, type VmHandle } from "../vmm/index.ts";
 import { bootSpec } from "./boot.ts";
 import type { DaemonContext } from "./context.ts";
+import { installSshKeys } from "./network.ts";
 import { recordOperation } from "./operations.ts";
 import { vmPaths } from "./vm-runtime.ts";
 
@@ -32,6 +33,10 @@ export interface CreateParams {
   diskBytes?: number;
   /** Create the VM's disk and record without booting it. */
   noStart?: boolean;
+  /** Egress policy (default full); `none` gives the VM no NIC at all. */
+  net?: VmNetPolicy;
+  /** May reach other VMs that also have it. */
+  netPeer?: boolean;
 }
 
 interface CallEnv {
@@ -93,10 +98,13 @@ export async function createVm(ctx: DaemonContext, p: CreateParams, call: CallEn
       const id = randomBytes(6).toString("hex");
       const vmm = pickVmm(ctx);
       const paths = vmPaths(ctx.paths, name, id);
+      const net = p.net ?? "full";
+      await ctx.network.prepare(net);
+      // allocate() and insertVm() in one tick: no other create can take the same address.
       ctx.store.insertVm({
         name, id, state: "creating", image, kernel, vmm,
         cpus: p.cpus ?? DEFAULT_CPUS, memoryMib: p.memoryMib ?? DEFAULT_MEMORY_MIB, diskBytes: 0,
-        pid: null, ip: null, error: null, config: {},
+        pid: null, ip: ctx.network.allocate(net), error: null, config: {}, net, netPeer: p.netPeer ?? false,
       });
       try {
         const disk = await makeRootDisk(ctx, name, image, vmm, paths.dir, p.diskBytes, call);
@@ -134,17 +142,20 @@ async function bootVm(ctx: DaemonContext, name: string, call: CallEnv): Promise<
   let handle: VmHandle | undefined;
   try {
     call.progress({ phase: "boot", message: `${vm.vmm}, ${vm.cpus} cpu, ${vm.memoryMib} MiB` });
-    const spec = await bootSpec(ctx, vm, { path: disk.path, format: disk.format }, paths.runtimeDir);
+    const nic = await ctx.network.attach(vm);
+    const spec = await bootSpec(ctx, vm, { path: disk.path, format: disk.format }, paths.runtimeDir, nic);
     handle = await getDriver(vm.vmm).start(spec, { signal: call.signal });
     ctx.runtime.setHandle(name, handle);
     ctx.store.updateVm(name, { pid: handle.pid });
     call.progress({ phase: "agent", message: "waiting for the guest agent" });
     const agent = await ctx.runtime.agent(name, { timeoutMs: AGENT_READY_TIMEOUT_MS, signal: call.signal });
+    await installSshKeys(agent, ctx.network.authorizedKeys()).catch((err: unknown) => ctx.log.warn("ssh keys not installed", { vm: name, error: errorLine(err) }));
     ctx.store.updateVm(name, { state: "running", startedAt: new Date().toISOString() });
     ctx.log.info("vm running", { vm: name, pid: handle.pid, agent: agent.info.version });
   } catch (err) {
     ctx.runtime.forget(name);
     if (handle) await handle.kill().catch(() => undefined);
+    await ctx.network.detach(name);
     const tail = handle ? await consoleTail(handle.consoleLogPath) : "";
     ctx.store.updateVm(name, { state: "stopped", pid: null, error: errorLine(err) });
     if (tail && !(err instanceof BangerError && err.code === ErrorCode.Cancelled)) {
@@ -164,6 +175,7 @@ async function destroyVm(ctx: DaemonContext, name: string, dir: string, runtimeD
   const handle = ctx.runtime.handle(name);
   ctx.runtime.forget(name);
   if (handle) await handle.kill().catch(() => undefined);
+  await ctx.network.forget(name).catch((err: unknown) => ctx.log.warn("network cleanup failed", { vm: name, error: errorLine(err) }));
   await rm(runtimeDir, { recursive: true, force: true }).catch(() => undefined);
   await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   ctx.store.deleteVm(name);
@@ -210,6 +222,7 @@ export function stopVm(ctx: DaemonContext, name: string, opts: { timeoutMs?: num
       ctx.store.updateVm(name, { state: "stopping" });
       const outcome = await stopRunning(ctx, vm, opts.timeoutMs ?? 15_000);
       ctx.runtime.forget(name);
+      await ctx.network.detach(name);
       ctx.store.updateVm(name, { state: "stopped", pid: null });
       return { ...getVm(ctx, name), outcome };
     }),
@@ -224,6 +237,7 @@ export function killVm(ctx: DaemonContext, name: string): Promise<VmRecord> {
       const handle = ctx.runtime.handle(name);
       ctx.runtime.forget(name);
       if (handle) await handle.kill();
+      await ctx.network.detach(name);
       ctx.store.updateVm(vm.name, { state: "stopped", pid: null });
       return getVm(ctx, name);
     }),

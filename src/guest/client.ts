@@ -6,6 +6,7 @@ import { constants as osConstants } from "node:os";
 import { randomBytes } from "node:crypto";
 import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
 import {
+  BULK_CHUNK,
   DATA_CHUNK,
   FrameDecoder,
   FrameType,
@@ -28,11 +29,14 @@ import {
   parsePorts,
   parseStats,
   parseJSON,
+  parseSessionInfo,
+  parseSessionList,
   type AgentHealth,
   type AgentInfo,
   type ExitStatus,
   type GuestStats,
   type ListeningPort,
+  type SessionInfo,
 } from "./messages.ts";
 
 export interface ConnectOptions {
@@ -84,6 +88,38 @@ export interface PutOptions {
   signal?: AbortSignal;
 }
 
+export interface SessionStartOptions extends Pick<ExecOptions, "argv" | "env" | "cwd" | "user"> {
+  /** Unique in the guest; the name rule of VMs and images. */
+  name: string;
+  /** Terminal size: default 24x80, so interactive programs work; null runs it on pipes (stdout and stderr merged). */
+  tty?: { rows: number; cols: number } | null;
+}
+
+/** A host attached to a session: closing it (detach) leaves the session running. */
+export interface SessionAttachment {
+  readonly pid: number;
+  readonly tty: boolean;
+  /** The scrollback, then live output; ends when the session's output does. */
+  readonly output: Readable;
+  /** Input to the session; end() only stops forwarding (the session's input stays open). */
+  readonly input: Writable;
+  write(data: string | Buffer): Promise<void>;
+  resize(rows: number, cols: number): void;
+  signal(sig: NodeJS.Signals | number): void;
+  /** The session's final state once its output ended; undefined when detached first. */
+  wait(): Promise<SessionInfo | undefined>;
+  /** Stops following; the session keeps running. */
+  detach(): void;
+}
+
+/** A session's scrollback (and, following, its live output) as a stream. */
+export interface SessionOutput {
+  readonly output: Readable;
+  /** The session's state when the output ended; undefined when stopped first. */
+  readonly done: Promise<SessionInfo | undefined>;
+  stop(): void;
+}
+
 export interface AgentClient {
   readonly info: AgentInfo;
   /** Resolves once the connection is gone, with the reason if it failed. */
@@ -97,6 +133,17 @@ export interface AgentClient {
   shutdown(): Promise<void>;
   /** A byte pipe to 127.0.0.1:port inside the guest (port forwarding). */
   openTcp(port: number): Promise<Duplex>;
+  /** Detached sessions (agent feature "sessions"): they outlive this connection. */
+  sessionStart(opts: SessionStartOptions): Promise<{ name: string; pid: number }>;
+  sessionList(): Promise<SessionInfo[]>;
+  sessionAttach(name: string): Promise<SessionAttachment>;
+  sessionLogs(name: string, opts?: { follow?: boolean }): Promise<SessionOutput>;
+  /** Writes to the session's input; resolves with the bytes written. */
+  sessionSend(name: string, data: string | Buffer): Promise<number>;
+  /** Signals a running session (default SIGTERM); removes one that already exited. */
+  sessionKill(name: string, signal?: NodeJS.Signals | number): Promise<{ removed: boolean }>;
+  /** Forgets an exited session; force kills a running one first. */
+  sessionRemove(name: string, opts?: { force?: boolean }): Promise<void>;
   close(): void;
 }
 
@@ -237,7 +284,7 @@ function agentError(payload: Buffer, what: string): BangerError {
   }
   const line = oneLine(message);
   const errCode =
-    code === "not_found" ? ErrorCode.NotFound : code === "invalid" ? ErrorCode.InvalidArgument : ErrorCode.Failed;
+    code === "not_found" ? ErrorCode.NotFound : code === "invalid" ? ErrorCode.InvalidArgument : code === "exists" ? ErrorCode.AlreadyExists : ErrorCode.Failed;
   return new BangerError(errCode, `guest agent: ${what}: ${line}`, code === "protocol" ? "the host and agent disagree on the protocol; rebuild the image's agent" : undefined);
 }
 
@@ -272,7 +319,7 @@ class Inbound {
   /** The agent sent EOF: what is buffered is the whole stream. */
   eof = false;
   constructor(private readonly ch: Channel, private readonly stream: Stream) {
-    this.readable = new Readable({ highWaterMark: INITIAL_WINDOW, read: () => this.grant() });
+    this.readable = new Readable({ highWaterMark: INITIAL_WINDOW, read: () => this.onRead() });
   }
 
   push(payload: Buffer): void {
@@ -296,17 +343,29 @@ class Inbound {
     this.readable.destroy(this.readable.listenerCount("error") > 0 ? (err as Error) : undefined);
   }
 
-  /** Returns credit for bytes the consumer took: in batches, or at once when drained. */
-  private grant(): void {
+  /**
+   * Node calls read() once and then waits for a push before calling it again. So it returns
+   * whatever was consumed at once; when nothing was yet, an empty push re-arms read() for the
+   * consumer's next read — else a reader that drains the buffer later and an agent waiting
+   * for credit deadlock.
+   */
+  private onRead(): void {
+    if (!this.grant(true) && !this.eof && !this.readable.destroyed) this.readable.push(Buffer.alloc(0));
+  }
+
+  /** Returns credit for bytes the consumer took: in batches, at once when drained, or when asked to. */
+  private grant(now = false): boolean {
     const consumed = this.received - this.readable.readableLength;
     const delta = consumed - this.granted;
-    if (delta <= 0) return;
-    if (delta >= INITIAL_WINDOW / 4 || this.readable.readableLength === 0) {
+    if (delta <= 0) return false;
+    if (now || delta >= INITIAL_WINDOW / 4 || this.readable.readableLength === 0) {
       this.granted += delta;
       const b = Buffer.alloc(4);
       b.writeUInt32BE(delta);
       this.ch.client.send(encodeFrame(this.ch.id, FrameType.Window, b, this.stream));
+      return true;
     }
+    return false;
   }
 }
 
@@ -316,6 +375,8 @@ class Channel {
   readonly inbound: [undefined, Inbound, Inbound];
   private credit = INITIAL_WINDOW;
   private creditWaiters: Array<() => void> = [];
+  /** Largest DATA payload sent: DATA_CHUNK, or BULK_CHUNK on channels that move files. */
+  chunk = DATA_CHUNK;
   closed = false;
   private failure: unknown;
   private resultSeen = false;
@@ -386,7 +447,7 @@ class Channel {
     while (off < data.length) {
       while (this.credit === 0 && !this.closed) await new Promise<void>((r) => this.creditWaiters.push(r));
       if (this.closed) throw this.failure ?? closedError();
-      const n = Math.min(data.length - off, this.credit, DATA_CHUNK);
+      const n = Math.min(data.length - off, this.credit, this.chunk);
       this.credit -= n;
       this.client.send(encodeFrame(this.id, FrameType.Data, data.subarray(off, off + n)));
       off += n;
@@ -570,6 +631,7 @@ class Client implements AgentClient {
 
   async putFiles(destDir: string, tar: Readable, opts: PutOptions = {}): Promise<{ files: number; bytes: number }> {
     const ch = this.open("files.put", { path: destDir, uid: opts.uid, gid: opts.gid });
+    ch.chunk = BULK_CHUNK;
     const onAbort = () => ch.close();
     opts.signal?.addEventListener("abort", onAbort, { once: true });
     try {
@@ -608,7 +670,95 @@ class Client implements AgentClient {
     await this.withTimeout(ch.opened.promise, "tcp", ch);
     return Duplex.from({ readable: ch.inbound[Stream.Out].readable, writable: ch.writable() });
   }
+
+  private requireSessions(): void {
+    if (!this.info.features.includes("sessions")) {
+      throw new BangerError(ErrorCode.Unavailable, `the guest agent (${this.info.agentVersion}) has no sessions`, "recreate the VM from an image with a newer agent");
+    }
+  }
+
+  async sessionStart(opts: SessionStartOptions): Promise<{ name: string; pid: number }> {
+    this.requireSessions();
+    if (!Array.isArray(opts.argv) || opts.argv.length === 0 || opts.argv.some((a) => typeof a !== "string")) {
+      throw new BangerError(ErrorCode.InvalidArgument, "a session needs a command (argv)");
+    }
+    const tty = opts.tty === null ? undefined : opts.tty ? checkSize(opts.tty.rows, opts.tty.cols) : { rows: 24, cols: 80 };
+    const res = (await this.request("session.start", { name: opts.name, argv: opts.argv, env: opts.env, cwd: opts.cwd, user: opts.user, tty })) as { pid?: unknown };
+    if (typeof res?.pid !== "number" || !Number.isInteger(res.pid)) throw protocolError("session.start reply without a pid");
+    return { name: opts.name, pid: res.pid };
+  }
+
+  async sessionList(): Promise<SessionInfo[]> {
+    this.requireSessions();
+    return parseSessionList(await this.request("session.list"));
+  }
+
+  /** Opens a channel that streams a session's output; resolves once the agent accepted it. */
+  private async openSessionStream(kind: "session.attach" | "session.logs", params: Record<string, unknown>): Promise<{ ch: Channel; opened: { pid: number; tty: boolean }; done: Promise<SessionInfo | undefined>; stop: () => void }> {
+    this.requireSessions();
+    const ch = this.open(kind, params);
+    const opened = (await this.withTimeout(ch.opened.promise, kind, ch)) as { pid?: unknown; tty?: unknown } | undefined;
+    let stopped = false;
+    const stop = () => {
+      stopped = true;
+      ch.close();
+    };
+    const done = ch.result.promise.then(parseSessionInfo, (err: unknown) => {
+      if (stopped) return undefined;
+      throw err;
+    });
+    done.catch(() => undefined);
+    return { ch, opened: { pid: typeof opened?.pid === "number" ? opened.pid : 0, tty: opened?.tty === true }, done, stop };
+  }
+
+  async sessionAttach(name: string): Promise<SessionAttachment> {
+    const { ch, opened, done, stop } = await this.openSessionStream("session.attach", { name });
+    ch.inbound[Stream.Err].end(); // one merged output stream
+    const input = ch.writable();
+    input.on("error", () => undefined); // input after the end fails quietly; wait() tells how it ended
+    return {
+      ...opened,
+      output: ch.inbound[Stream.Out].readable,
+      input,
+      write: (data) => ch.sendData(Buffer.isBuffer(data) ? data : Buffer.from(data)),
+      resize: (rows, cols) => ch.control({ op: "resize", ...checkSize(rows, cols) }),
+      signal: (sig) => ch.control({ op: "signal", signal: signalNumber(sig) }),
+      wait: () => done,
+      detach: stop,
+    };
+  }
+
+  async sessionLogs(name: string, opts: { follow?: boolean } = {}): Promise<SessionOutput> {
+    const { ch, done, stop } = await this.openSessionStream("session.logs", { name, follow: opts.follow === true });
+    ch.inbound[Stream.Err].end();
+    return { output: ch.inbound[Stream.Out].readable, done, stop };
+  }
+
+  async sessionSend(name: string, data: string | Buffer): Promise<number> {
+    this.requireSessions();
+    const bytes = Buffer.isBuffer(data) ? data : Buffer.from(data);
+    // Each request must fit a frame once base64-encoded.
+    for (let off = 0; off < bytes.length || off === 0; off += SEND_CHUNK) {
+      await this.request("session.send", { name, data: bytes.subarray(off, off + SEND_CHUNK).toString("base64") });
+      if (bytes.length === 0) break;
+    }
+    return bytes.length;
+  }
+
+  async sessionKill(name: string, signal: NodeJS.Signals | number = "SIGTERM"): Promise<{ removed: boolean }> {
+    this.requireSessions();
+    const res = (await this.request("session.kill", { name, signal: signalNumber(signal) })) as { removed?: unknown };
+    return { removed: res?.removed === true };
+  }
+
+  async sessionRemove(name: string, opts: { force?: boolean } = {}): Promise<void> {
+    this.requireSessions();
+    await this.request("session.rm", { name, force: opts.force === true });
+  }
 }
+
+/** Bytes per session.send request: base64 of it stays well inside a frame. */
+const SEND_CHUNK = 512 * 1024;
 
 function checkSize(rows: number, cols: number): { rows: number; cols: number } {
   const ok = (n: number) => Number.isInteger(n) && n >= 1 && n <= 65535;
@@ -621,11 +771,27 @@ function parseCounts(v: unknown): { files: number; bytes: number } {
   return { files: typeof o?.files === "number" ? o.files : 0, bytes: typeof o?.bytes === "number" ? o.bytes : 0 };
 }
 
-/** Copies a Readable into the channel's input with credit-based backpressure, then EOF. */
+/**
+ * Copies a Readable into the channel's input with credit-based backpressure, then EOF.
+ * Chunks already queued in the source go out together (up to the channel's chunk size):
+ * a tar of small files arrives as many small pieces, and each DATA frame costs the guest
+ * a wake-up. Nothing waits for more input, so interactive bytes are not delayed.
+ */
 async function pumpInto(ch: Channel, src: Readable): Promise<void> {
+  let batch: Buffer[] = [];
+  let size = 0;
   for await (const chunk of src) {
-    await ch.sendData(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string));
+    const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
+    batch.push(b);
+    size += b.length;
+    // A Node Readable says what it still holds; other streams (streamx) go chunk by chunk.
+    if (size >= ch.chunk || !((src as { readableLength?: number }).readableLength! > 0)) {
+      await ch.sendData(batch.length === 1 ? batch[0]! : Buffer.concat(batch, size));
+      batch = [];
+      size = 0;
+    }
   }
+  if (size > 0) await ch.sendData(Buffer.concat(batch, size));
   ch.sendEof();
 }
 

@@ -1,14 +1,15 @@
 // Package guest owns the host side of the guest agent protocol (agent/PROTOCOL.md): the
 // handshake, one multiplexed stream of channels with credit-based flow control, and typed
-// operations (health, exec with PTY, files as tar, ports, stats, shutdown, tcp forward).
+// operations (health, exec with PTY, files as tar, ports, stats, shutdown, tcp forward,
+// detached sessions).
 // It also knows how to reach the agent's stream (Firecracker hybrid vsock, Unix sockets)
 // and where the agent binaries are built. It does not start VMs (vmm), pick sockets or
 // cmdlines (vmm/daemon), or put the agent into images (rootfs). The guest is untrusted:
 // frames are bounded, buffering is bounded by flow control, replies are validated, and
 // every wait has a deadline.
 export { connectAgent } from "./client.ts";
-export type { AgentClient, ConnectOptions, ExecHandle, ExecOptions, PutOptions } from "./client.ts";
-export type { AgentHealth, AgentInfo, ExitStatus, GuestStats, ListeningPort } from "./messages.ts";
+export type { AgentClient, ConnectOptions, ExecHandle, ExecOptions, PutOptions, SessionAttachment, SessionOutput, SessionStartOptions } from "./client.ts";
+export type { AgentHealth, AgentInfo, ExitStatus, GuestStats, ListeningPort, SessionInfo } from "./messages.ts";
 export { dialFirecrackerVsock, dialUnix, AGENT_VSOCK_PORT, AGENT_SERIAL_NAME } from "./dial.ts";
 export type { DialOptions } from "./dial.ts";
 export { agentBinary, agentDir, buildAgent, hostAgentArch } from "./agentbin.ts";

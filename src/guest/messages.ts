@@ -148,3 +148,39 @@ export function parseStats(v: unknown): GuestStats {
     uptimeSeconds: num(o, "uptime_seconds", w, true),
   };
 }
+
+/** A detached session as the agent reports it (session.list, and the end of attach/logs). */
+export interface SessionInfo {
+  name: string;
+  pid: number;
+  argv: string[];
+  tty: boolean;
+  /** ISO time the session started (and ended, once exited). */
+  started: string;
+  ended?: string;
+  state: "running" | "exited";
+  /** How it ended, once exited. */
+  exit?: ExitStatus;
+  /** Output produced so far; the guest keeps the last 1 MiB of it. */
+  bytes: number;
+}
+
+export function parseSessionInfo(v: unknown): SessionInfo {
+  const o = obj(v, "session");
+  const w = "session";
+  const state = o.state === "exited" ? "exited" : o.state === "running" ? "running" : undefined;
+  if (!state) throw protocolError("session: bad state");
+  const argv = Array.isArray(o.argv) ? o.argv.slice(0, 4096).map((a) => (typeof a === "string" ? a.slice(0, 4096) : "")) : [];
+  const info: SessionInfo = { name: str(o, "name", w, 64), pid: num(o, "pid", w), argv, tty: o.tty === true, started: str(o, "started", w, 64), state, bytes: num(o, "bytes", w, true) };
+  if (state === "exited") {
+    info.ended = str(o, "ended", w, 64);
+    info.exit = parseExit(o);
+  }
+  return info;
+}
+
+export function parseSessionList(v: unknown): SessionInfo[] {
+  const list = obj(v, "session list").sessions ?? [];
+  if (!Array.isArray(list) || list.length > 1024) throw protocolError("session list: expected a bounded list");
+  return list.map(parseSessionInfo);
+}

@@ -33,7 +33,7 @@ export interface ProbeKvmOptions {
   env?: NodeJS.ProcessEnv;
   /** Ignore a cached verdict and probe again. */
   refresh?: boolean;
-  /** Time allowed for the KVM run (default 3000 ms). */
+  /** Time allowed for the KVM run (default 1500 ms: fast KVM needs ~50 ms). */
   timeoutMs?: number;
 }
 
@@ -61,7 +61,7 @@ export async function probeKvm(opts: ProbeKvmOptions = {}): Promise<KvmProbe> {
   }
   const cached = opts.refresh ? undefined : await readCache(opts.cacheDir);
   if (cached) return cached;
-  const result = await timeKvmGuest(opts.timeoutMs ?? 3000);
+  const result = await timeKvmGuest(opts.timeoutMs ?? 1500);
   const probe: KvmProbe = { present, accessible, ...result };
   await writeCache(opts.cacheDir, probe);
   return probe;

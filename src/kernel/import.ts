@@ -3,7 +3,8 @@
 // initramfs and manifest.json, published with one rename (nothing left on failure).
 import { copyFile, mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { agentBinaryPath, hostArch, requireAgentBinary, sha256File, type AgentArch } from "../rootfs/index.ts";
+import { agentBinary, hostAgentArch, type AgentArch } from "../guest/index.ts";
+import { requireAgentBinary, sha256File } from "../rootfs/index.ts";
 import { alreadyExists, invalidArgument, throwIfAborted } from "../util/errors.ts";
 import { publishDir, removeQuietly } from "../util/fsx.ts";
 import { validateName } from "../util/names.ts";
@@ -29,7 +30,7 @@ export interface KernelManifest {
 export interface ImportKernelOptions {
   name: string;
   kernelsDir: string;
-  /** The agent that becomes the initramfs /init. Default agentBinaryPath(arch). */
+  /** The agent that becomes the initramfs /init. Default: the built agent for arch. */
   agentPath?: string;
   arch?: AgentArch;
   /** Replace an existing kernel of that name (only once the new one is complete). */
@@ -61,7 +62,7 @@ export async function importKernel(source: string, opts: ImportKernelOptions): P
   const src = resolve(source);
   const st = await stat(src).catch(() => undefined);
   if (!st) throw invalidArgument(`${source} does not exist`, "pass a kernel directory or a linux-image-*.deb");
-  const agentPath = opts.agentPath ?? agentBinaryPath(opts.arch ?? hostArch());
+  const agentPath = opts.agentPath ?? agentBinary(opts.arch ?? hostAgentArch());
   const progress = opts.progress ?? noProgress;
   // Dot-prefixed names are never taken for kernels by anything listing kernelsDir.
   const target = exists ? join(opts.kernelsDir, `.${name}.new-${process.pid}`) : dest;

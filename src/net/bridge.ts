@@ -2,6 +2,7 @@
 // converges to the wanted state (create, address, up) and is safe to call on every start.
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
 import { ipJson, netRunChecked, setSysctl, type NetTarget } from "./exec.ts";
+import { stableMac } from "./guest.ts";
 import { gatewayOf, type Subnet } from "./subnet.ts";
 
 export const DEFAULT_BRIDGE = "banger0";
@@ -16,6 +17,7 @@ export function validateIfname(name: string, what = "interface name"): string {
 
 export interface LinkInfo {
   ifname: string;
+  address?: string;
   operstate?: string;
   flags?: string[];
   master?: string;
@@ -39,16 +41,28 @@ export interface BridgeSpec {
   subnet: Subnet;
 }
 
-/** Creates the bridge if missing, leaves exactly the gateway address on it, and brings it up. */
+/**
+ * A fixed MAC for the bridge. Without one, Linux gives a bridge the lowest MAC of its ports,
+ * so adding or deleting a tap can change the gateway's MAC under every running guest (whose
+ * ARP entry then points nowhere until it expires).
+ */
+export function bridgeMac(name: string): string {
+  return stableMac(`banger-bridge:${name}`);
+}
+
+/** Creates the bridge if missing, with a fixed MAC and exactly the gateway address, and brings it up. */
 export async function ensureBridge(target: NetTarget, spec: BridgeSpec): Promise<void> {
   validateIfname(spec.name, "bridge name");
   let link = await getLink(target, spec.name);
   if (link && link.linkinfo?.info_kind !== "bridge") {
     throw new BangerError(ErrorCode.InUse, `interface ${spec.name} exists and is not a bridge`, "configure another bridge name for banger");
   }
+  const mac = bridgeMac(spec.name);
   if (!link) {
-    await netRunChecked(target, ["ip", "link", "add", spec.name, "type", "bridge"]);
+    await netRunChecked(target, ["ip", "link", "add", spec.name, "address", mac, "type", "bridge"]);
     link = await getLink(target, spec.name);
+  } else if (link.address !== mac) {
+    await netRunChecked(target, ["ip", "link", "set", spec.name, "address", mac]);
   }
   // Guests are IPv4-only: without IPv6 on the bridge the host offers them no IPv6 path
   // (link-local services included) that the IPv4 egress policy would not see.

@@ -15,7 +15,12 @@ export function guestKernelParams(address: string, subnet: Subnet): string[] {
 /** A locally administered unicast MAC derived from the VM id: same id, same MAC. */
 export function macForVm(vmId: string): string {
   if (vmId === "") throw invalidArgument("VM id is required for a MAC address");
-  const h = createHash("sha256").update(`banger-mac:${vmId}`).digest();
+  return stableMac(`banger-mac:${vmId}`);
+}
+
+/** A locally administered unicast MAC derived from `seed` (sha256). */
+export function stableMac(seed: string): string {
+  const h = createHash("sha256").update(seed).digest();
   h[0] = (h[0]! & 0xfc) | 0x02; // locally administered, unicast
   return [...h.subarray(0, 6)].map((b) => b.toString(16).padStart(2, "0")).join(":");
 }

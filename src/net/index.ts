@@ -15,7 +15,7 @@ export {
   allocateAddress, chooseSubnet, formatSubnet, gatewayOf, listRoutes, parseSubnet, subnetContains,
 } from "./subnet.ts";
 export type { ChooseSubnetOptions, RouteEntry, Subnet } from "./subnet.ts";
-export { DEFAULT_BRIDGE, ensureBridge, getLink, listLinks, teardownBridge, validateIfname } from "./bridge.ts";
+export { DEFAULT_BRIDGE, bridgeMac, ensureBridge, getLink, listLinks, teardownBridge, validateIfname } from "./bridge.ts";
 export type { BridgeSpec, LinkInfo } from "./bridge.ts";
 export { DEFAULT_TAP_PREFIX, TapPool, createTap, deleteTap, listTaps, sweepTaps } from "./tap.ts";
 export type { TapPoolOptions } from "./tap.ts";

@@ -7,7 +7,7 @@ import { performance } from "node:perf_hooks";
 import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import {
-  TapPool, allocateAddress, chooseSubnet, createTap, deleteTap, gatewayOf, listLinks, listNatTables, listRoutes,
+  TapPool, allocateAddress, bridgeMac, chooseSubnet, createTap, deleteTap, gatewayOf, listLinks, listNatTables, listRoutes,
   listTaps, setupHostNetwork, teardownHostNetwork, type NatSpec, type Subnet, type VmNetRule,
 } from "./index.ts";
 import { NetnsLab, canUseNetns, waitForLine } from "./testkit.ts";
@@ -41,6 +41,7 @@ describe("host network setup and teardown", { skip }, () => {
     const br = links.find((l) => l.ifname === BRIDGE);
     assert.equal(br?.linkinfo?.info_kind, "bridge");
     assert.ok(br?.flags?.includes("UP"));
+    assert.equal(br?.address, bridgeMac(BRIDGE), "a fixed MAC: adding or removing taps never changes the gateway's MAC");
     assert.deepEqual(br?.addr_info?.filter((a) => a.family === "inet").map((a) => `${a.local}/${a.prefixlen}`), [`${gatewayOf(subnet)}/24`]);
     assert.equal((await listTaps(t)).length, 3, "one tap in use, two idle in the pool");
     assert.ok(links.filter((l) => l.ifname.startsWith("bgrtap")).every((l) => l.master === BRIDGE));

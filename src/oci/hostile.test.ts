@@ -18,7 +18,7 @@ import { sha256 } from "../../test/registry/push.ts";
 import { makeTar } from "../../test/registry/tarball.ts";
 import { flattenLayers } from "../rootfs/flatten.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
-import { openLayer, pullImage } from "./index.ts";
+import { openLayer, pullImage, startPull } from "./index.ts";
 import { parseDocument } from "./manifest.ts";
 
 let registry: RunningRegistry;
@@ -76,6 +76,21 @@ async function pullFails(tamper: RegistryProxy["tamper"], code: number, message:
 describe("hostile registries", () => {
   it("rejects a layer whose bytes do not match its digest", async () => {
     await pullFails((_m, p) => (isBlob(p, bigLayer().digest) ? "corrupt" : undefined), ErrorCode.Integrity, /blob sha256:\w+ does not match its digest/);
+  });
+
+  it("never hands over a layer that fails its digest: layerReady and done reject, nothing is left", async () => {
+    const cacheDir = freshCache();
+    proxy.tamper = (_m, p) => (isBlob(p, bigLayer().digest) ? "corrupt" : undefined);
+    try {
+      const pull = await startPull(`${proxy.host}/test/app:1`, { cacheDir, ...FAST });
+      const index = pull.layers.findIndex((l) => l.digest === bigLayer().digest);
+      const lied = /blob sha256:\w+ does not match its digest/;
+      await assert.rejects(pull.layerReady(index), lied);
+      await assert.rejects(pull.done, lied);
+    } finally {
+      proxy.tamper = undefined;
+    }
+    assertOnlyVerified(cacheDir, bigLayer().digest);
   });
 
   it("retries a truncated blob, then gives up with a clear error", async () => {

@@ -13,6 +13,6 @@ export { parsePlatform, formatPlatform, hostPlatform, type Platform } from "./pl
 export { dockerConfigPath, dockerCredentials, sharedTokenCache, TokenCache, type Credentials } from "./auth.ts";
 export { RegistryClient, type ClientOptions } from "./http.ts";
 export { resolveImage, MediaType, type ResolveOptions, type ResolvedImage, type ImageConfig, type ImageManifest, type Descriptor } from "./manifest.ts";
-export { pullImage, type PullOptions, type PullResult, type PulledLayer } from "./pull.ts";
+export { pullImage, startPull, type PullOptions, type PullResult, type PulledLayer, type StartedPull } from "./pull.ts";
 export { openLayer, layerCompression, type LayerFile } from "./layer.ts";
 export { blobPath, hasBlob } from "./blobs.ts";

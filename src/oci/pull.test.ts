@@ -13,7 +13,7 @@ import type { Pushed } from "../../test/registry/push.ts";
 import { flattenLayers } from "../rootfs/flatten.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import type { ProgressEvent } from "../util/progress.ts";
-import { type PullResult, openLayer, pullImage } from "./index.ts";
+import { type PullResult, openLayer, pullImage, startPull } from "./index.ts";
 
 let registry: RunningRegistry;
 let proxy: RegistryProxy;
@@ -82,6 +82,27 @@ describe("pullImage from a real registry", () => {
     assert.deepEqual(describeTree(tree), expectedTree());
     assert.deepEqual(readFileSync(join(tree.dir, "bin/busybox")), readFileSync("/bin/busybox"));
     assert.equal(readFileSync(join(tree.dir, "etc/arch"), "utf8"), "amd64\n");
+  });
+
+  it("startPull hands over each layer once it is verified, so flattening overlaps the download", async () => {
+    const cacheDir = freshCache();
+    const pull = await startPull(`${proxy.host}/test/oci:1`, { cacheDir });
+    assert.equal(pull.manifestDigest, oci.digest);
+    let allDone = false;
+    void pull.done.then(() => (allDone = true));
+    const seenBeforeDone: boolean[] = [];
+    const tree = await flattenLayers(
+      pull.layers.map((l, i) => async () => {
+        await pull.layerReady(i);
+        seenBeforeDone.push(!allDone);
+        assert.equal(readFileSync(l.path).length, l.size, "a ready layer is complete in the cache");
+        return openLayer(l);
+      }),
+      join(tmp.home, `tree-${n++}`),
+    );
+    assert.equal(seenBeforeDone[0], true, "the first layer was handed over before the pull finished");
+    assert.deepEqual(await pull.done, { cached: false, downloadedBytes: oci.layers.reduce((s, l) => s + l.size, 0) });
+    assert.deepEqual(describeTree(tree), expectedTree());
   });
 
   it("serves a second pull from the cache: no blob requests by tag, no requests at all by digest", async () => {

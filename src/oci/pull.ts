@@ -1,6 +1,7 @@
 // Pulling: resolve the reference, then bring every layer into the blob cache, three at a
-// time, each verified while it streams. Cancelling (or one layer failing) stops the others
-// and leaves only verified blobs behind.
+// time in layer order, each verified while it streams. Cancelling (or one layer failing) stops
+// the others and leaves only verified blobs behind. startPull hands each layer over as soon as
+// its blob is verified, so the caller can flatten layer N while later layers still download.
 import { cancelled } from "../util/errors.ts";
 import { type Progress, noProgress } from "../util/progress.ts";
 import { blobPath, downloadBlob, hasBlob, sweepStaleTemps } from "./blobs.ts";
@@ -41,19 +42,42 @@ export interface PullResult {
   downloadedBytes: number;
 }
 
-export async function pullImage(ref: string | ImageRef, opts: PullOptions): Promise<PullResult> {
+/**
+ * A pull under way: everything the manifest and config say is known; layers arrive in the
+ * background. Lets a caller apply layer N as soon as it is verified while later layers still
+ * download.
+ */
+export interface StartedPull extends Omit<PullResult, "cached" | "downloadedBytes"> {
+  /** Resolves once layer `index` is verified in the cache; rejects if the pull fails first. */
+  layerReady(index: number): Promise<void>;
+  /** Settles when every layer is in the cache, or with the first failure once all downloads stopped. */
+  done: Promise<{ cached: boolean; downloadedBytes: number }>;
+}
+
+/** Resolves the image, then downloads its layers in the background (see StartedPull). */
+export async function startPull(ref: string | ImageRef, opts: PullOptions): Promise<StartedPull> {
   await sweepStaleTemps(opts.cacheDir);
   const { image, client } = await resolveWithClient(ref, opts);
   const progress = opts.progress ?? noProgress;
+  const ready = image.layers.map(() => deferred());
   let downloadedBytes = 0;
-  await forEachLimited(image.layers, opts.concurrency ?? 3, opts.signal, async (layer, signal) => {
+  const fetchAll = forEachLimited(image.layers.map((l, i) => [l, i] as const), opts.concurrency ?? 3, opts.signal, async ([layer, i], signal) => {
     if (await hasBlob(opts.cacheDir, layer)) {
       progress({ phase: "layer", message: layer.digest, done: layer.size, total: layer.size });
-      return;
+    } else {
+      await downloadBlob(client, opts.cacheDir, layer, { signal, progress, phase: "layer" });
+      downloadedBytes += layer.size;
     }
-    await downloadBlob(client, opts.cacheDir, layer, { signal, progress, phase: "layer" });
-    downloadedBytes += layer.size;
+    ready[i]!.resolve();
   });
+  const done = fetchAll.then(
+    () => ({ cached: downloadedBytes === 0, downloadedBytes }),
+    (err: unknown) => {
+      for (const r of ready) r.reject(err); // no-op for layers already verified
+      throw err;
+    },
+  );
+  done.catch(() => undefined); // the caller sees it through done or layerReady
   const layers = image.layers.map((l, i) => ({
     digest: l.digest,
     size: l.size,
@@ -69,10 +93,33 @@ export async function pullImage(ref: string | ImageRef, opts: PullOptions): Prom
     config: image.config,
     layerPaths: layers.map((l) => l.path),
     layers,
-    cached: downloadedBytes === 0,
     bytes: image.layers.reduce((n, l) => n + l.size, 0),
-    downloadedBytes,
+    layerReady: (index) => ready[index]!.promise,
+    done,
   };
+}
+
+/** Resolves the image and brings every layer into the blob cache. */
+export async function pullImage(ref: string | ImageRef, opts: PullOptions): Promise<PullResult> {
+  const { layerReady: _ready, done, ...started } = await startPull(ref, opts);
+  return { ...started, ...(await done) };
+}
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => undefined); // a layer nobody waits for must not be an unhandled rejection
+  return { promise, resolve, reject };
 }
 
 /** Runs `fn` over items with at most `limit` at once; the first failure aborts the rest, and all settle before it is thrown. */

@@ -1,9 +1,8 @@
 // Guest agent injection: the agent binary becomes a TreeEntry (root:root 0755) before the
 // ext4 is built, so the single debugfs pass sets its ownership along with everything else.
-import { constants, existsSync, readFileSync } from "node:fs";
+import { constants } from "node:fs";
 import { copyFile, lstat, mkdir, rm, stat } from "node:fs/promises";
-import { dirname, join, posix } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, posix } from "node:path";
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
 import { normalizeEntryPath } from "./paths.ts";
 import type { Tree } from "./tree.ts";
@@ -12,30 +11,6 @@ import type { Tree } from "./tree.ts";
 export const AGENT_IMAGE_PATH = "/sbin/banger-agent";
 /** Directory inside every image for banger's boot files. */
 export const BOOT_FILES_DIR = "/lib/banger";
-
-export type AgentArch = "amd64" | "arm64";
-
-/** The host's architecture in agent/Debian naming. */
-export function hostArch(): AgentArch {
-  return process.arch === "arm64" ? "arm64" : "amd64";
-}
-
-/** The repository (or installed package) root: $BANGER_REPO, else the nearest package.json named banger. */
-export function repoRoot(): string {
-  if (process.env.BANGER_REPO) return process.env.BANGER_REPO;
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    const pkg = join(dir, "package.json");
-    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, "utf8")) as { name?: string }).name === "banger") return dir;
-    dir = dirname(dir);
-  }
-  throw new BangerError(ErrorCode.Internal, "cannot find banger's installation directory", "set BANGER_REPO to the banger checkout");
-}
-
-/** `<repo>/agent/dist/banger-agent-<arch>`, built by agent/build.sh. */
-export function agentBinaryPath(arch: AgentArch = hostArch()): string {
-  return join(repoRoot(), "agent", "dist", `banger-agent-${arch}`);
-}
 
 /** Fails with a build hint when the agent binary has not been built. */
 export async function requireAgentBinary(path: string): Promise<void> {

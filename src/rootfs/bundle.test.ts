@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { makeBundle, makeKernelBundle } from "./index.ts";
 import { buildTar, type RawTarEntry } from "./testtar.ts";
+import { debugfs, statInode } from "../../test/ext4.ts";
 
 const BUSYBOX = "/bin/busybox";
 // VFS_CAP_REVISION_2 granting cap_setuid (bit 7) and cap_net_raw (bit 13): 0x80 proves binary safety.
@@ -38,38 +39,6 @@ function rootfsEntries(): RawTarEntry[] {
     { name: "sbin", type: "2", linkname: "usr/sbin" }, // merged /usr: the agent must land in usr/sbin
     { name: "usr/sbin/", type: "5" },
   ];
-}
-
-function debugfs(image: string, request: string): string {
-  return execFileSync("debugfs", ["-R", request, image], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-}
-
-interface InodeInfo {
-  type: string;
-  mode: number;
-  uid: number;
-  gid: number;
-  links: number;
-  mtime: number;
-  text: string;
-}
-
-function statInode(image: string, path: string): InodeInfo {
-  const text = debugfs(image, `stat "${path}"`);
-  const num = (re: RegExp, base = 10) => {
-    const m = re.exec(text);
-    assert.ok(m, `${path}: ${re} not in debugfs stat output:\n${text}`);
-    return Number.parseInt(m[1]!, base);
-  };
-  return {
-    type: /Type: (\S+)/.exec(text)?.[1] ?? "?",
-    mode: num(/Mode:\s+(\d+)/, 8),
-    uid: num(/User:\s+(\d+)/),
-    gid: num(/Group:\s+(\d+)/),
-    links: num(/Links: (\d+)/),
-    mtime: num(/mtime: 0x([0-9a-f]+)/, 16),
-    text,
-  };
 }
 
 describe("makeBundle", () => {

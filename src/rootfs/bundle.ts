@@ -9,7 +9,8 @@ import type { Readable } from "node:stream";
 import { invalidArgument, throwIfAborted } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
 import { noProgress, type Progress } from "../util/progress.ts";
-import { agentBinaryPath, injectAgent, type AgentArch } from "./agent.ts";
+import { agentBinary, type AgentArch } from "../guest/index.ts";
+import { injectAgent } from "./agent.ts";
 import { buildExt4 } from "./ext4.ts";
 import { extractRootfsTar } from "./extract.ts";
 import { makeTarZst, type PackedBundle } from "../bundle/index.ts";
@@ -40,7 +41,7 @@ export interface MakeBundleOptions {
   /** Exact rootfs.ext4 size; default content + headroom. */
   sizeBytes?: number;
   outDir: string;
-  /** Defaults to agentBinaryPath(arch). */
+  /** Defaults to the built agent for arch (guest.agentBinary). */
   agentPath?: string;
   signal?: AbortSignal;
   progress?: Progress;
@@ -62,7 +63,7 @@ export async function makeBundle(opts: MakeBundleOptions): Promise<MadeBundle> {
     const input = typeof opts.rootfsTar === "string" ? createReadStream(opts.rootfsTar) : opts.rootfsTar;
     progress({ phase: "extract" });
     const tree = await extractRootfsTar(input, join(work, "tree"), { signal: opts.signal, progress });
-    await injectAgent(tree, { agentPath: opts.agentPath ?? agentBinaryPath(opts.arch) });
+    await injectAgent(tree, { agentPath: opts.agentPath ?? agentBinary(opts.arch) });
     const image = join(work, "rootfs.ext4");
     const built = await buildExt4(tree, image, { sizeBytes: opts.sizeBytes, label: opts.name.slice(0, 16), signal: opts.signal, progress });
     await rm(tree.dir, { recursive: true, force: true });

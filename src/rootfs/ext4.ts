@@ -4,7 +4,8 @@
 // carry themselves. Neither step needs root, so images come out right whoever runs the daemon. The image is built under a temporary name
 // beside `outPath` and renamed into place; a failure leaves nothing.
 import { randomBytes } from "node:crypto";
-import { chmod, lchown, lstat, lutimes, mkdtemp, open, rename, rm, writeFile } from "node:fs/promises";
+import { chmodSync, lchownSync, lstatSync, lutimesSync } from "node:fs";
+import { mkdtemp, open, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { BangerError, ErrorCode, invalidArgument, throwIfAborted } from "../util/errors.ts";
 import { runChecked } from "../util/exec.ts";
@@ -44,13 +45,13 @@ export async function buildExt4(tree: Tree, outPath: string, opts: BuildExt4Opti
   const label = opts.label ?? "rootfs";
   if (Buffer.byteLength(label) > 16 || /[\0\n"]/.test(label)) throw invalidArgument(`filesystem label ${JSON.stringify(label)} is longer than 16 bytes`);
   throwIfAborted(opts.signal);
-  const need = await estimateImage(tree);
+  const need = await estimateImage(tree, opts.signal);
   const sizeBytes = chooseSize(need, opts);
   const tmpImage = join(dirname(outPath), `.${basename(outPath)}.tmp-${randomBytes(4).toString("hex")}`);
   const work = await mkdtemp(join(dirname(outPath), `.${basename(outPath)}.work-`));
   try {
     await createSizedFile(tmpImage, sizeBytes);
-    const host = await stampStaging(tree);
+    const host = await stampStaging(tree, opts.signal);
     progress({ phase: "mkfs", message: `${humanBytes(sizeBytes)} ext4` });
     await runMkfs(tree, tmpImage, label, need.inodes, sizeBytes, opts.signal);
     progress({ phase: "ownership", total: tree.entries.size });
@@ -73,21 +74,21 @@ interface ImageNeeds {
 }
 
 /** A conservative estimate of what the content needs in an ext4 with 4 KiB blocks. */
-export async function estimateImage(tree: Tree): Promise<ImageNeeds> {
+export async function estimateImage(tree: Tree, signal?: AbortSignal): Promise<ImageNeeds> {
   let blocks = 0;
   let inodes = 16; // reserved inodes, lost+found
-  for (const e of tree.entries.values()) {
-    if (e.type === "hardlink") continue;
+  await forEachInSlices(tree.entries.values(), signal, (e) => {
+    if (e.type === "hardlink") return;
     inodes++;
     if (e.type === "dir") blocks += 1;
     else if (e.type === "symlink" && Buffer.byteLength(e.linkTarget ?? "") >= 60) blocks += 1;
     else if (e.type === "file") {
-      const st = await lstat(join(tree.dir, e.path));
+      const st = lstatSync(join(tree.dir, e.path));
       // One extra block per 1 MiB for extent tree leaves on fragmented layouts.
       blocks += Math.ceil(st.size / BLOCK) + Math.ceil(st.size / MIB);
     }
     if (e.xattrs) blocks += 1;
-  }
+  });
   const inodeCount = Math.max(4096, Math.ceil(inodes * 1.25) + 1024);
   const content = blocks * BLOCK;
   return { minBytes: content + inodeCount * INODE_SIZE, inodes: inodeCount };
@@ -146,16 +147,36 @@ export interface StagingStamp {
  * bits when root. Never setuid/setgid/sticky on the host; without root the owner keeps rwx
  * on directories and rw on files so mkfs can read them. debugfs fixes the rest.
  */
-export async function stampStaging(tree: Tree): Promise<StagingStamp> {
+export async function stampStaging(tree: Tree, signal?: AbortSignal): Promise<StagingStamp> {
   const owners = process.getuid?.() === 0;
-  for (const e of tree.entries.values()) {
-    if (e.type !== "file" && e.type !== "dir" && e.type !== "symlink") continue;
+  await forEachInSlices(tree.entries.values(), signal, (e) => {
+    if (e.type !== "file" && e.type !== "dir" && e.type !== "symlink") return;
     const abs = join(tree.dir, e.path);
-    if (owners) await lchown(abs, e.uid, e.gid);
-    if (e.type !== "symlink") await chmod(abs, hostMode(e, owners));
-    await lutimes(abs, e.mtime, e.mtime);
-  }
+    if (owners) lchownSync(abs, e.uid, e.gid);
+    if (e.type !== "symlink") chmodSync(abs, hostMode(e, owners));
+    lutimesSync(abs, e.mtime, e.mtime);
+  });
   return { owners, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+}
+
+/** Entries handled between two turns of the event loop (about a millisecond of syscalls). */
+const SLICE = 256;
+
+/**
+ * Runs a synchronous per-entry step (a few metadata syscalls each) over every entry, giving the
+ * event loop a turn after each SLICE. A big image has tens of thousands of entries: one
+ * thread-pool round trip per syscall, awaited in turn, cost ~0.5 s for 15k files here, while
+ * the same syscalls made directly take ~70 ms, and slicing keeps the daemon responsive.
+ */
+async function forEachInSlices(entries: Iterable<TreeEntry>, signal: AbortSignal | undefined, step: (e: TreeEntry) => void): Promise<void> {
+  let n = 0;
+  for (const e of entries) {
+    step(e);
+    if (++n % SLICE === 0) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      throwIfAborted(signal);
+    }
+  }
 }
 
 function hostMode(e: TreeEntry, owners: boolean): number {

@@ -5,7 +5,7 @@
 // opened with O_NOFOLLOW|O_EXCL); whiteouts and opaque markers only remove lower-layer
 // entries; device nodes and fifos are metadata only (no file in the staging dir); sizes and
 // entry counts are bounded; and on any failure the staging directory is removed.
-import { constants } from "node:fs";
+import { closeSync, constants, openSync, writeSync } from "node:fs";
 import { link, mkdir, open, readdir, rm, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
@@ -206,12 +206,12 @@ class Flattener {
     if (this.bytes > (this.opts.maxBytes ?? 64 * 1024 ** 3)) throw this.reject("the layers hold more file data than allowed");
     if (this.entries.has(path)) await this.removeAll(path);
     const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-    const fh = await open(join(this.root, path), flags, (meta.mode & 0o777) | 0o600);
+    const fd = openSync(join(this.root, path), flags, (meta.mode & 0o777) | 0o600);
     this.add({ path, type: "file", ...meta });
     try {
-      for await (const chunk of entry) await fh.write(chunk as Buffer);
+      for await (const chunk of entry) writeAllSync(fd, chunk as Buffer);
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
   }
 
@@ -285,6 +285,10 @@ class Flattener {
     for (const r of rest) this.entries.get(r)!.linkTarget = heir;
     if (rest.length > 0) this.links.set(heir, new Set(rest));
   }
+}
+
+function writeAllSync(fd: number, buf: Buffer): void {
+  for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
 }
 
 function parentOf(path: string): string {

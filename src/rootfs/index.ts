@@ -14,13 +14,9 @@ export { buildExt4, estimateImage, type BuildExt4Options } from "./ext4.ts";
 export {
   AGENT_IMAGE_PATH,
   BOOT_FILES_DIR,
-  agentBinaryPath,
-  hostArch,
   injectAgent,
-  repoRoot,
   requireAgentBinary,
   resolveInTree,
-  type AgentArch,
 } from "./agent.ts";
 export {
   IMAGE_MANIFEST_VERSION,

@@ -1,5 +1,5 @@
-// Package store is banger's state in SQLite (WAL): kernels, images, vms, sessions and
-// operations, with numbered migrations applied when the daemon opens it.
+// Package store is banger's state in SQLite (WAL): kernels, images, vms, sessions, operations
+// and daemon-wide settings, with numbered migrations applied when the daemon opens it.
 //
 // Only the daemon opens the store. Every write is one transaction, so a daemon killed
 // mid-write leaves the previous consistent state. The store records what exists; the files
@@ -10,6 +10,8 @@ import { MIGRATIONS } from "./migrations.ts";
 export type VmState = "creating" | "stopped" | "starting" | "running" | "stopping" | "error";
 export type SessionState = "running" | "exited" | "lost";
 export type OperationState = "running" | "succeeded" | "failed" | "cancelled";
+/** A VM's egress policy (net/nat.ts says what each one allows). */
+export type VmNetPolicy = "full" | "none" | "public";
 
 export interface KernelRecord {
   name: string;
@@ -53,6 +55,12 @@ export interface VmRecord {
   config: Record<string, unknown>;
   createdAt: string;
   startedAt: string | null;
+  /** Egress policy, chosen at create (`--net`). */
+  net: VmNetPolicy;
+  /** May reach (and be reached by) other VMs that also have it (`--net-peer`). */
+  netPeer: boolean;
+  /** The tap the VM is attached to while it runs; null when stopped or without networking. */
+  tap: string | null;
 }
 
 export interface SessionRecord {
@@ -124,6 +132,9 @@ function vmFromRow(r: Row): VmRecord {
     config: JSON.parse(r.config as string) as Record<string, unknown>,
     createdAt: r.created_at as string,
     startedAt: (r.started_at as string | null) ?? null,
+    net: ((r.net as string | undefined) ?? "full") as VmNetPolicy,
+    netPeer: r.net_peer === 1,
+    tap: (r.tap as string | null | undefined) ?? null,
   };
 }
 
@@ -250,19 +261,19 @@ export class Store {
   vmsUsingKernel(kernel: string): string[] {
     return (this.db.prepare("SELECT name FROM vms WHERE kernel = ? ORDER BY name").all(kernel) as Row[]).map((r) => r.name as string);
   }
-  insertVm(v: Omit<VmRecord, "createdAt" | "startedAt"> & { createdAt?: string }): void {
+  insertVm(v: Omit<VmRecord, "createdAt" | "startedAt" | "net" | "netPeer" | "tap"> & Partial<Pick<VmRecord, "net" | "netPeer">> & { createdAt?: string }): void {
     this.db
       .prepare(
-        `INSERT INTO vms (name, id, state, image, kernel, vmm, cpus, memory_mib, disk_bytes, pid, ip, error, config, created_at)
-         VALUES (@name, @id, @state, @image, @kernel, @vmm, @cpus, @memoryMib, @diskBytes, @pid, @ip, @error, @config, @createdAt)`,
+        `INSERT INTO vms (name, id, state, image, kernel, vmm, cpus, memory_mib, disk_bytes, pid, ip, error, config, created_at, net, net_peer)
+         VALUES (@name, @id, @state, @image, @kernel, @vmm, @cpus, @memoryMib, @diskBytes, @pid, @ip, @error, @config, @createdAt, @net, @netPeer)`,
       )
-      .run({ ...v, config: JSON.stringify(v.config), createdAt: v.createdAt ?? now() });
+      .run({ ...v, config: JSON.stringify(v.config), createdAt: v.createdAt ?? now(), net: v.net ?? "full", netPeer: v.netPeer ? 1 : 0 });
   }
   /** Updates the given fields of one VM; returns false when it does not exist. */
-  updateVm(name: string, fields: Partial<Pick<VmRecord, "state" | "cpus" | "memoryMib" | "diskBytes" | "pid" | "ip" | "error" | "config" | "startedAt">>): boolean {
+  updateVm(name: string, fields: Partial<Pick<VmRecord, "state" | "cpus" | "memoryMib" | "diskBytes" | "pid" | "ip" | "error" | "config" | "startedAt" | "tap">>): boolean {
     const columns: Record<string, string> = {
       state: "state", cpus: "cpus", memoryMib: "memory_mib", diskBytes: "disk_bytes", pid: "pid", ip: "ip",
-      error: "error", config: "config", startedAt: "started_at",
+      error: "error", config: "config", startedAt: "started_at", tap: "tap",
     };
     const sets: string[] = [];
     const values: Record<string, unknown> = { name };
@@ -277,6 +288,18 @@ export class Store {
   }
   deleteVm(name: string): boolean {
     return this.db.prepare("DELETE FROM vms WHERE name = ?").run(name).changes > 0;
+  }
+
+  // --- settings (daemon-wide state such as the bridge subnet) ---
+  getSetting(key: string): string | undefined {
+    const r = this.db.prepare("SELECT value FROM settings WHERE key = ?").get(key) as Row | undefined;
+    return r?.value as string | undefined;
+  }
+  setSetting(key: string, value: string): void {
+    this.db.prepare("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(key, value);
+  }
+  deleteSetting(key: string): void {
+    this.db.prepare("DELETE FROM settings WHERE key = ?").run(key);
   }
 
   // --- sessions ---

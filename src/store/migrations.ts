@@ -68,4 +68,17 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX operations_started ON operations(started_at);
   `,
+  // 2: networking. Each VM's egress policy, peer flag and current tap (the tap is kept so a
+  // daemon restart can tell a running VM's tap from a leftover); daemon-wide settings such
+  // as the bridge subnet chosen on first use (guest addresses live inside it).
+  `
+  ALTER TABLE vms ADD COLUMN net TEXT NOT NULL DEFAULT 'full' CHECK (net IN ('full','none','public'));
+  ALTER TABLE vms ADD COLUMN net_peer INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE vms ADD COLUMN tap TEXT;
+
+  CREATE TABLE settings (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+  ) STRICT;
+  `,
 ];

@@ -5,7 +5,9 @@
 // (with their dependencies, loaded in order by the generated /init).
 import { existsSync } from "node:fs";
 import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join } from "node:path";
+import { fetchDebianKernelDeb } from "../kernel/index.ts";
+import { errorLine } from "../util/errors.ts";
 import { run, runChecked, which } from "../util/exec.ts";
 
 export const TEST_CACHE = "/var/cache/banger-test";
@@ -23,13 +25,11 @@ export async function ensureTestKernel(): Promise<TestKernel | string> {
   await mkdir(TEST_CACHE, { recursive: true });
   let deb = await findDeb();
   if (!deb) {
-    const dep = await run(["apt-cache", "depends", "linux-image-cloud-amd64"]).catch(() => undefined);
-    const pkg = dep?.stdout.match(/Depends: (linux-image-[0-9.]+-[0-9]+-cloud-amd64)\b/)?.[1];
-    if (!pkg) return "no linux-image-*-cloud-amd64 package known to apt (run apt-get update)";
-    const res = await run(["apt-get", "download", pkg], { cwd: TEST_CACHE, timeoutMs: 300_000 });
-    if (res.code !== 0) return `apt-get download ${pkg} failed: ${res.stderr.trim().split("\n").pop()}`;
-    deb = await findDeb();
-    if (!deb) return `apt-get download ${pkg} left no .deb in ${TEST_CACHE}`;
+    try {
+      deb = basename(await fetchDebianKernelDeb({ flavor: "cloud", cacheDir: TEST_CACHE }));
+    } catch (err) {
+      return `cannot fetch Debian's cloud kernel package: ${errorLine(err)}`;
+    }
   }
   const version = deb.match(/^linux-image-([^_]+)_/)?.[1] ?? "";
   const root = join(TEST_CACHE, `${deb}.d`);

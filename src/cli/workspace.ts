@@ -1,0 +1,80 @@
+// `banger vm workspace export`: the guest's changes as a git patch, computed here with the
+// host's git (the image needs none) from the guest's files fetched through the daemon;
+// `--apply` puts them on a new branch banger/<vm> without touching the working tree.
+import { writeFile } from "node:fs/promises";
+import { PassThrough, type Readable } from "node:stream";
+import type { Command } from "commander";
+import type { WorkspaceRecord } from "../daemon/workspace.ts";
+import type { AgentClient } from "../guest/index.ts";
+import type { RpcClient } from "../rpc/index.ts";
+import { validateName } from "../util/names.ts";
+import { withClient } from "./daemon-client.ts";
+import { printJson } from "./output.ts";
+
+/** The guest's files as a tar stream, through the daemon's `vm.files.get`. */
+function guestFiles(client: RpcClient, name: string): Pick<AgentClient, "getFiles"> {
+  return {
+    getFiles: async (path: string): Promise<Readable> => {
+      const out = new PassThrough();
+      const call = client.start("vm.files.get", { name, path }, {
+        onEvent: (e) => {
+          const ev = e as { t: string; b64?: string };
+          if (ev.t === "out") out.write(Buffer.from(ev.b64!, "base64"));
+        },
+      });
+      call.result.then(() => out.end(), (err: unknown) => out.destroy(err as Error));
+      return out;
+    },
+  };
+}
+
+export async function exportWorkspace(client: RpcClient, name: string) {
+  const ws = await client.call<WorkspaceRecord>("vm.workspace.info", { name });
+  const { exportPatch } = await import("../workspace/index.ts");
+  const exported = await exportPatch(guestFiles(client, name) as AgentClient, {
+    vmName: name,
+    workspace: ws.guestPath,
+    baseCommit: ws.baseCommit,
+    copiedCommit: ws.copiedCommit,
+    hostRepo: ws.hostRepo,
+  });
+  return { ...exported, hostRepo: ws.hostRepo };
+}
+
+export function registerWorkspace(vm: Command): void {
+  const workspace = vm.command("workspace").description("the repository copy inside a VM");
+  workspace
+    .command("export")
+    .description("the guest's changes since the copy: its commits (format-patch) plus uncommitted work, as one mbox")
+    .argument("<vm>", "VM name", (v: string) => validateName("vm", v))
+    .option("--out <file>", "write the patch here (default: stdout)")
+    .option("--apply", "apply it to the host repository on a new branch banger/<vm> (the working tree is not touched)")
+    .option("--branch <branch>", "with --apply: the branch name (default banger/<vm>)")
+    .option("--force", "with --apply: replace an existing branch")
+    .option("--json", "print a JSON summary")
+    .action(async (name: string, opts: { out?: string; apply?: boolean; branch?: string; force?: boolean; json?: boolean }) => {
+      await withClient(async (client) => {
+        const exported = await exportWorkspace(client, name);
+        const summary: Record<string, unknown> = {
+          vm: name, base_commit: exported.baseCommit, copied_commit: exported.copiedCommit, commits: exported.commits,
+          uncommitted: exported.hasUncommitted, squashed: exported.squashed, bytes: exported.patch.length,
+        };
+        if (opts.out) await writeFile(opts.out, exported.patch);
+        if (opts.apply) {
+          if (exported.patch.length === 0) {
+            summary.applied = null;
+          } else {
+            const { applyPatch } = await import("../workspace/index.ts");
+            const applied = await applyPatch(exported.hostRepo, exported.patch, { branch: opts.branch ?? `banger/${name}`, force: opts.force });
+            summary.applied = applied;
+          }
+        }
+        if (opts.json) return printJson(summary);
+        if (!opts.out && !opts.apply) process.stdout.write(exported.patch);
+        const note = exported.patch.length === 0 ? "no changes in the guest" : `${exported.commits} commit(s)${exported.hasUncommitted ? " + uncommitted changes" : ""}`;
+        process.stderr.write(`base_commit: ${exported.baseCommit ?? "(none)"}\n${note}${opts.out ? `, written to ${opts.out}` : ""}\n`);
+        const applied = summary.applied as { branch: string; head: string } | undefined | null;
+        if (applied) process.stderr.write(`applied on branch ${applied.branch} (${applied.head.slice(0, 12)})\n`);
+      });
+    });
+}

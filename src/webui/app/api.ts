@@ -1,0 +1,84 @@
+// Talking to the dashboard's JSON API: the session's CSRF token on every mutating request,
+// errors turned into exceptions carrying the daemon's message and hint.
+
+let csrf: string | null = null;
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly hint?: string,
+  ) {
+    super(hint ? `${message} (${hint})` : message);
+  }
+}
+
+/** Reads the session (CSRF token); false when the browser is not signed in. */
+export async function startSession(): Promise<boolean> {
+  const res = await fetch("/api/session", { credentials: "same-origin" });
+  if (!res.ok) return false;
+  csrf = ((await res.json()) as { csrf: string | null }).csrf;
+  return true;
+}
+
+export async function api<T>(method: "GET" | "POST" | "DELETE", path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (method !== "GET" && csrf) headers["X-Banger-CSRF"] = csrf;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(path, { method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = (await res.json().catch(() => null)) as { error?: { message: string; hint?: string } } | null;
+  if (!res.ok) throw new ApiError(res.status, data?.error?.message ?? `HTTP ${res.status}`, data?.error?.hint);
+  return data as T;
+}
+
+export const seg = encodeURIComponent;
+
+// The server's own types: type-only imports, erased from the browser bundle.
+export type { VmView as Vm } from "../live.ts";
+export type { TaskView as Task } from "../tasks.ts";
+import type { VmView as Vm } from "../live.ts";
+import type { TaskView as Task } from "../tasks.ts";
+
+type VmsListener = (vms: Vm[]) => void;
+const vmsListeners = new Set<VmsListener>();
+let lastVms: Vm[] | undefined;
+
+/** The live VM list from /api/events; the indicator in the header shows the connection. */
+export function connectLive(indicator: HTMLElement): void {
+  const source = new EventSource("/api/events");
+  source.addEventListener("open", () => {
+    indicator.className = "live on";
+    indicator.textContent = "live";
+  });
+  source.addEventListener("error", () => {
+    indicator.className = "live off";
+    indicator.textContent = "reconnecting…";
+  });
+  source.addEventListener("vms", (ev) => {
+    lastVms = JSON.parse((ev as MessageEvent<string>).data) as Vm[];
+    for (const l of vmsListeners) l(lastVms);
+  });
+}
+
+/** Calls `listener` with every VM list pushed (and the latest at once); returns unsubscribe. */
+export function onVms(listener: VmsListener): () => void {
+  vmsListeners.add(listener);
+  if (lastVms) listener(lastVms);
+  return () => vmsListeners.delete(listener);
+}
+
+/** Follows a task's progress events until it ends. */
+export type TaskUpdate = Pick<Task, "state" | "progress" | "error">;
+
+export function followTask(id: string, onUpdate: (task: TaskUpdate) => void): void {
+  const source = new EventSource(`/api/tasks/${seg(id)}/events`);
+  const handle = (ev: Event) => onUpdate(JSON.parse((ev as MessageEvent<string>).data) as Task);
+  source.addEventListener("progress", handle);
+  source.addEventListener("end", (ev) => {
+    source.close();
+    handle(ev);
+  });
+  source.addEventListener("error", () => {
+    if (source.readyState === EventSource.CLOSED) onUpdate({ state: "failed", progress: null, error: { code: 1008, message: "lost the connection to the dashboard" } });
+  });
+}

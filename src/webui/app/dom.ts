@@ -1,0 +1,86 @@
+// DOM building and formatting helpers for the page (no framework: elements made directly).
+
+export type Child = Node | string | number | null | undefined | false;
+type Attrs = Record<string, string | number | boolean | ((ev: Event) => void) | undefined>;
+
+/** h("button", { class: "primary", onclick: go }, "Start") */
+export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs = {}, ...children: Child[]): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === false) continue;
+    if (typeof v === "function") el.addEventListener(k.replace(/^on/, ""), v);
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  append(el, children);
+  return el;
+}
+
+export function append(el: Element, children: Child[]): void {
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(typeof c === "number" ? String(c) : c);
+  }
+}
+
+/** Replaces an element's children. */
+export function fill(el: Element, ...children: Child[]): void {
+  el.replaceChildren();
+  append(el, children);
+}
+
+export function badge(state: string): HTMLElement {
+  return h("span", { class: `badge ${state}`, "data-state": state }, state);
+}
+
+/** A table with a header row; `rows` are cells. An empty list shows `empty` instead. */
+export function table(headers: string[], rows: Child[][], empty: string, rowAttrs?: (i: number) => Attrs): HTMLElement {
+  if (rows.length === 0) return h("div", { class: "empty" }, empty);
+  return h(
+    "table",
+    {},
+    h("thead", {}, h("tr", {}, ...headers.map((t) => h("th", {}, t)))),
+    h("tbody", {}, ...rows.map((cells, i) => h("tr", rowAttrs?.(i) ?? {}, ...cells.map((c) => h("td", {}, c))))),
+  );
+}
+
+export function bytes(n: number | null | undefined): string {
+  if (n === null || n === undefined) return "–";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v >= 100 || u === 0 ? Math.round(v) : v.toFixed(1)} ${units[u]}`;
+}
+
+export function duration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "–";
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+  return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
+}
+
+export function since(iso: string | null | undefined): string {
+  return iso ? duration((Date.now() - Date.parse(iso)) / 1000) : "–";
+}
+
+export function when(iso: string | null | undefined): string {
+  return iso ? new Date(iso).toLocaleString() : "–";
+}
+
+/** A small bar and a label, for CPU and memory. */
+export function meter(fraction: number | null, label: string): HTMLElement {
+  const pct = fraction === null ? 0 : Math.max(0, Math.min(1, fraction)) * 100;
+  return h("span", {}, h("span", { class: "meter" }, h("span", { style: `width:${pct.toFixed(0)}%` })), label);
+}
+
+/** Shows an error for a few seconds in the corner. */
+export function toast(message: string): void {
+  const el = h("div", { class: "toast", role: "alert" }, message);
+  document.body.append(el);
+  setTimeout(() => el.remove(), 6000);
+}

@@ -1,0 +1,86 @@
+// Calling a daemon method from HTTP: the same handler the CLI's RPC call reaches, given a
+// CallContext made here (abort signal, progress, events, input) instead of the socket's.
+import type { CallContext, MethodTable } from "../rpc/index.ts";
+import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
+import type { ProgressEvent } from "../util/progress.ts";
+
+export interface InvokeOptions {
+  signal: AbortSignal;
+  progress?: (event: ProgressEvent) => void;
+  emit?: (event: unknown) => void | Promise<void>;
+  /** Input for the call (terminal keystrokes, resizes); see InputQueue. */
+  input?: InputQueue;
+}
+
+/** Runs one method of the table. Unknown methods are a programming error here, not user input. */
+export async function invoke(methods: MethodTable, method: string, params: unknown, opts: InvokeOptions): Promise<unknown> {
+  const handler = Object.hasOwn(methods, method) ? methods[method] : undefined;
+  if (!handler) throw new BangerError(ErrorCode.MethodNotFound, `daemon method ${method} is not available`, "update bangerd");
+  if (opts.signal.aborted) throw cancelled();
+  const ctx: CallContext = {
+    signal: opts.signal,
+    progress: (p) => opts.progress?.(p),
+    emit: async (event) => {
+      await opts.emit?.(event);
+    },
+    onInput: (listener) => opts.input?.listen(listener),
+  };
+  return handler(params, ctx);
+}
+
+/** Input sent before the handler listens is kept (bounded), as the RPC server does. */
+export class InputQueue {
+  private listener: ((input: unknown) => void) | undefined;
+  private readonly early: unknown[] = [];
+
+  constructor(private readonly maxEarly = 64) {}
+
+  /** False when too much arrived before anyone listened: the caller should give up. */
+  push(input: unknown): boolean {
+    if (this.listener) {
+      this.listener(input);
+      return true;
+    }
+    if (this.early.length >= this.maxEarly) return false;
+    this.early.push(input);
+    return true;
+  }
+
+  listen(listener: (input: unknown) => void): void {
+    this.listener = listener;
+    for (const input of this.early.splice(0)) listener(input);
+  }
+}
+
+/** The HTTP status for an error a method threw. */
+export function httpStatus(err: unknown): number {
+  if (!(err instanceof BangerError)) return 500;
+  switch (err.code) {
+    case ErrorCode.InvalidArgument:
+    case ErrorCode.InvalidParams:
+    case ErrorCode.InvalidRequest:
+    case ErrorCode.ParseError:
+      return 400;
+    case ErrorCode.NotFound:
+    case ErrorCode.MethodNotFound:
+      return 404;
+    case ErrorCode.AlreadyExists:
+    case ErrorCode.InUse:
+      return 409;
+    case ErrorCode.Unavailable:
+    case ErrorCode.MissingDependency:
+      return 503;
+    case ErrorCode.Timeout:
+      return 504;
+    case ErrorCode.Cancelled:
+      return 499;
+    default:
+      return 500;
+  }
+}
+
+/** The JSON body of an error answer: what the CLI would print, split in fields. */
+export function errorBody(err: unknown): { error: { code: number; message: string; hint?: string } } {
+  if (err instanceof BangerError) return { error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } };
+  return { error: { code: ErrorCode.Internal, message: err instanceof Error ? err.message : String(err) } };
+}

@@ -1,0 +1,130 @@
+// The live VM list: while anyone watches, polls vm.list (and vm.stats for running VMs)
+// about once a second and pushes each changed snapshot to the watchers (SSE streams).
+import type { MethodTable } from "../rpc/index.ts";
+import type { VmRecord } from "../store/index.ts";
+import { invoke } from "./invoke.ts";
+
+const POLL_MS = 1000;
+/** A guest that does not answer its stats in time shows none this round. */
+const STATS_TIMEOUT_MS = 2500;
+
+interface GuestStatsLike {
+  memory: { total: number; available: number };
+  cpu: { count: number; user: number; nice: number; system: number; idle: number; iowait: number; irq: number; softirq: number; steal: number };
+  uptimeSeconds: number;
+}
+
+export interface VmStatsView {
+  /** Share of the VM's CPUs busy since the previous sample, 0-100; null on the first sample. */
+  cpuPercent: number | null;
+  memUsedBytes: number;
+  memTotalBytes: number;
+  uptimeSeconds: number;
+  vmmRssBytes: number | null;
+}
+
+export interface VmView {
+  name: string;
+  state: string;
+  image: string;
+  kernel: string;
+  vmm: string;
+  cpus: number;
+  memoryMib: number;
+  ip: string | null;
+  error: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  stats: VmStatsView | null;
+}
+
+export type Watcher = (snapshot: string) => void;
+
+export class LiveVms {
+  private readonly watchers = new Set<Watcher>();
+  private readonly lastCpu = new Map<string, { busy: number; total: number }>();
+  private timer: NodeJS.Timeout | undefined;
+  private last: string | undefined;
+  private readonly stopped = new AbortController();
+
+  constructor(
+    private readonly methods: MethodTable,
+    private readonly onError: (err: unknown) => void,
+  ) {}
+
+  /** Adds a watcher; it gets the latest snapshot at once when there is one. Returns unwatch. */
+  watch(watcher: Watcher): () => void {
+    this.watchers.add(watcher);
+    if (this.last !== undefined) watcher(this.last);
+    if (!this.timer) this.schedule(0);
+    return () => this.watchers.delete(watcher);
+  }
+
+  close(): void {
+    this.stopped.abort();
+    clearTimeout(this.timer);
+    this.watchers.clear();
+  }
+
+  /** One snapshot of every VM with its stats (also what GET /api/vms?stats=1 answers). */
+  async snapshot(signal: AbortSignal): Promise<VmView[]> {
+    const vms = (await invoke(this.methods, "vm.list", {}, { signal })) as VmRecord[];
+    for (const name of this.lastCpu.keys()) if (!vms.some((vm) => vm.name === name && vm.state === "running")) this.lastCpu.delete(name);
+    return Promise.all(vms.map(async (vm) => ({ ...pickVm(vm), stats: vm.state === "running" ? await this.stats(vm.name, signal) : null })));
+  }
+
+  private schedule(ms: number): void {
+    this.timer = setTimeout(() => void this.tick(), ms);
+    this.timer.unref();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.watchers.size === 0 || this.stopped.signal.aborted) {
+      this.timer = undefined;
+      this.last = undefined;
+      return;
+    }
+    try {
+      const text = JSON.stringify(await this.snapshot(this.stopped.signal));
+      if (text !== this.last) {
+        this.last = text;
+        for (const w of this.watchers) w(text);
+      }
+    } catch (err) {
+      if (!this.stopped.signal.aborted) this.onError(err);
+    }
+    if (!this.stopped.signal.aborted) this.schedule(POLL_MS);
+  }
+
+  private async stats(name: string, signal: AbortSignal): Promise<VmStatsView | null> {
+    const deadline = AbortSignal.any([signal, AbortSignal.timeout(STATS_TIMEOUT_MS)]);
+    const raw = (await Promise.race([
+      invoke(this.methods, "vm.stats", { name }, { signal: deadline }),
+      new Promise((resolve) => deadline.addEventListener("abort", () => resolve(undefined), { once: true })),
+    ]).catch(() => undefined)) as { vmmRssBytes: number | null; guest: GuestStatsLike } | undefined;
+    if (!raw?.guest) return null;
+    const { memory, cpu, uptimeSeconds } = raw.guest;
+    return {
+      cpuPercent: this.cpuPercent(name, cpu),
+      memUsedBytes: Math.max(0, memory.total - memory.available),
+      memTotalBytes: memory.total,
+      uptimeSeconds,
+      vmmRssBytes: raw.vmmRssBytes,
+    };
+  }
+
+  /** Busy jiffies over all jiffies since the last sample (the counters are cumulative). */
+  private cpuPercent(name: string, cpu: GuestStatsLike["cpu"]): number | null {
+    const idle = cpu.idle + cpu.iowait;
+    const total = idle + cpu.user + cpu.nice + cpu.system + cpu.irq + cpu.softirq + cpu.steal;
+    const prev = this.lastCpu.get(name);
+    this.lastCpu.set(name, { busy: total - idle, total });
+    if (!prev || total <= prev.total) return null;
+    return Math.round((1000 * (total - idle - prev.busy)) / (total - prev.total)) / 10;
+  }
+}
+
+function pickVm(vm: VmRecord): Omit<VmView, "stats"> {
+  const { name, state, image, kernel, vmm, cpus, memoryMib, ip, error, createdAt, startedAt } = vm;
+  return { name, state, image, kernel, vmm, cpus, memoryMib, ip, error, createdAt, startedAt };
+}

@@ -1,0 +1,77 @@
+// Long calls started from the page (pulls): each runs as a task the page can follow over
+// SSE, carrying the method's own progress events, then its result or error.
+import type { MethodTable } from "../rpc/index.ts";
+import type { ProgressEvent } from "../util/progress.ts";
+import { errorBody, invoke } from "./invoke.ts";
+
+export interface TaskView {
+  id: string;
+  method: string;
+  target: string;
+  state: "running" | "done" | "failed";
+  progress: ProgressEvent | null;
+  result?: unknown;
+  error?: ReturnType<typeof errorBody>["error"];
+  startedAt: string;
+  finishedAt: string | null;
+}
+
+export type TaskListener = (kind: "progress" | "end", task: TaskView) => void;
+
+/** Finished tasks kept for late readers; running ones are never dropped. */
+const KEEP_FINISHED = 50;
+
+export class Tasks {
+  private readonly tasks = new Map<string, { view: TaskView; listeners: Set<TaskListener>; abort: AbortController }>();
+  private next = 1;
+
+  constructor(private readonly methods: MethodTable) {}
+
+  start(method: string, target: string, params: unknown): TaskView {
+    const id = String(this.next++);
+    const view: TaskView = { id, method, target, state: "running", progress: null, startedAt: new Date().toISOString(), finishedAt: null };
+    const entry = { view, listeners: new Set<TaskListener>(), abort: new AbortController() };
+    this.tasks.set(id, entry);
+    const notify = (kind: "progress" | "end") => {
+      for (const l of entry.listeners) l(kind, view);
+    };
+    void invoke(this.methods, method, params, {
+      signal: entry.abort.signal,
+      progress: (p) => {
+        view.progress = p;
+        notify("progress");
+      },
+    }).then(
+      (result) => Object.assign(view, { state: "done", result }),
+      (err: unknown) => Object.assign(view, { state: "failed", error: errorBody(err).error }),
+    ).finally(() => {
+      view.finishedAt = new Date().toISOString();
+      notify("end");
+      entry.listeners.clear();
+      this.dropOldFinished();
+    });
+    return view;
+  }
+
+  get(id: string): TaskView | undefined {
+    return this.tasks.get(id)?.view;
+  }
+
+  /** Follows a task; returns the unsubscribe function. Ended tasks get no calls. */
+  follow(id: string, listener: TaskListener): () => void {
+    const entry = this.tasks.get(id);
+    if (!entry || entry.view.state !== "running") return () => undefined;
+    entry.listeners.add(listener);
+    return () => entry.listeners.delete(listener);
+  }
+
+  /** Cancels every running task (server closing). */
+  abortAll(): void {
+    for (const { abort } of this.tasks.values()) abort.abort();
+  }
+
+  private dropOldFinished(): void {
+    const finished = [...this.tasks.values()].filter((t) => t.view.state !== "running");
+    for (const t of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED))) this.tasks.delete(t.view.id);
+  }
+}

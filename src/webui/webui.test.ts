@@ -1,0 +1,187 @@
+// The web layer against its contract, a method table: auth (tokens, one-time logins,
+// cookies, CSRF, Origin and Host checks), routes and error statuses, pull tasks over SSE,
+// the terminal WebSocket, and the OpenAPI document covering every route. The methods here
+// stand in for the daemon's; test/e2e/webui.test.ts runs the real daemon in a browser.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { request } from "node:http";
+import { WebSocket } from "ws";
+import type { MethodTable } from "../rpc/index.ts";
+import { notFound } from "../util/errors.ts";
+import { resolvePaths } from "../config/index.ts";
+import { startWebServer, webMethods, type WebHandle } from "./index.ts";
+import openapi from "./openapi.json" with { type: "json" };
+
+const quietLog = { info: () => undefined, warn: () => undefined, error: () => undefined };
+
+const methods: MethodTable = {
+  "vm.list": () => [{ name: "a1", state: "stopped", image: "busybox", kernel: "k", vmm: "qemu", cpus: 1, memoryMib: 256, ip: null, error: null, createdAt: "2026-01-01T00:00:00Z", startedAt: null }],
+  "vm.show": (p) => {
+    throw notFound(`vm ${(p as { name: string }).name}`, "see `banger vm ls`");
+  },
+  "vm.start": (p) => ({ name: (p as { name: string }).name, state: "running" }),
+  "kernel.pull": async (p, call) => {
+    for (let done = 25; done <= 100; done += 25) {
+      call.progress({ phase: "download", done, total: 100 });
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return { name: (p as { name: string }).name };
+  },
+  // Echoes what is typed, upper-cased, until "exit": enough to see both directions and the end.
+  "vm.exec": (p, call) =>
+    new Promise((resolve) => {
+      const say = (text: string) => void call.emit({ t: "out", fd: 1, b64: Buffer.from(text).toString("base64") });
+      const { tty } = p as { tty: { rows: number; cols: number } };
+      say(`size ${tty.rows}x${tty.cols}\n`);
+      call.onInput((raw) => {
+        const input = raw as { t: string; b64?: string; rows?: number; cols?: number };
+        if (input.t === "resize") say(`resized ${input.rows}x${input.cols}\n`);
+        if (input.t !== "in") return;
+        const text = Buffer.from(input.b64!, "base64").toString();
+        void call.emit({ t: "ack", n: text.length });
+        say(text.toUpperCase());
+        if (text.includes("exit")) resolve({ exitCode: 0 });
+      });
+    }),
+};
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+function send(url: string, opts: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: opts.method ?? "GET", headers: opts.headers }, (res) => {
+      let body = "";
+      res.on("data", (c) => (body += c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.on("error", reject);
+    req.end(opts.body);
+  });
+}
+
+describe("webui", () => {
+  let web: WebHandle;
+  let bearer: Record<string, string>;
+
+  before(async () => {
+    web = await startWebServer({ methods, paths: resolvePaths({ BANGER_HOME: "/nonexistent" }), config: {}, log: quietLog });
+    bearer = { Authorization: `Bearer ${web.token}` };
+  });
+  after(() => web.close());
+
+  it("listens on loopback on an ephemeral port", () => {
+    assert.match(web.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.notEqual(web.url, "http://127.0.0.1:0");
+  });
+
+  it("refuses requests without credentials (401), with a wrong token, and under a foreign Host", async () => {
+    assert.equal((await send(`${web.url}/api/vms`)).status, 401);
+    assert.equal((await send(`${web.url}/`)).status, 401);
+    assert.equal((await send(`${web.url}/api/vms`, { headers: { Authorization: "Bearer nope" } })).status, 401);
+    assert.equal((await send(`${web.url}/api/vms`, { headers: { ...bearer, Host: "attacker.example:80" } })).status, 403, "DNS rebinding");
+    const ok = await send(`${web.url}/api/vms`, { headers: bearer });
+    assert.equal(ok.status, 200);
+    assert.equal(JSON.parse(ok.body)[0].name, "a1");
+    assert.equal(ok.headers["access-control-allow-origin"], undefined, "no CORS");
+  });
+
+  it("trades a login code once for an HttpOnly SameSite=Strict cookie", async () => {
+    const login = web.loginUrl();
+    const first = await send(login);
+    assert.equal(first.status, 303);
+    const cookie = String(first.headers["set-cookie"]);
+    assert.match(cookie, /HttpOnly/);
+    assert.match(cookie, /SameSite=Strict/);
+    assert.equal((await send(login)).status, 401, "the code works once");
+    const session = await send(`${web.url}/api/session`, { headers: { Cookie: cookie.split(";")[0]! } });
+    assert.equal(session.status, 200);
+    assert.ok(JSON.parse(session.body).csrf.length > 20);
+  });
+
+  it("needs the CSRF header and no foreign Origin for a cookie's POSTs (403)", async () => {
+    const cookie = String((await send(web.loginUrl())).headers["set-cookie"]).split(";")[0]!;
+    const { csrf } = JSON.parse((await send(`${web.url}/api/session`, { headers: { Cookie: cookie } })).body) as { csrf: string };
+    const start = `${web.url}/api/vms/a1/start`;
+    assert.equal((await send(start, { method: "POST", headers: { Cookie: cookie } })).status, 403, "no CSRF header");
+    assert.equal((await send(start, { method: "POST", headers: { Cookie: cookie, "X-Banger-CSRF": "wrong" } })).status, 403);
+    assert.equal((await send(start, { method: "POST", headers: { Cookie: cookie, "X-Banger-CSRF": csrf, Origin: "http://evil.example" } })).status, 403);
+    assert.equal((await send(start, { method: "POST", headers: { Cookie: cookie, "X-Banger-CSRF": csrf, "Sec-Fetch-Site": "cross-site" } })).status, 403);
+    const ok = await send(start, { method: "POST", headers: { Cookie: cookie, "X-Banger-CSRF": csrf, Origin: web.url } });
+    assert.equal(ok.status, 200);
+    assert.equal(JSON.parse(ok.body).state, "running");
+  });
+
+  it("answers method errors with their status, message and hint", async () => {
+    const missing = await send(`${web.url}/api/vms/nope`, { headers: bearer });
+    assert.equal(missing.status, 404);
+    assert.deepEqual(JSON.parse(missing.body), { error: { code: 1001, message: "vm nope not found", hint: "see `banger vm ls`" } });
+    const form = await send(`${web.url}/api/kernels/pull`, { method: "POST", headers: { ...bearer, "Content-Type": "application/x-www-form-urlencoded" }, body: "name=k" });
+    assert.equal(form.status, 400, "only JSON bodies");
+    const big = await send(`${web.url}/api/kernels/pull`, { method: "POST", headers: { ...bearer, "Content-Type": "application/json" }, body: JSON.stringify({ name: "x".repeat(70_000) }) });
+    assert.equal(big.status, 400);
+    assert.equal((await send(`${web.url}/api/nothing`, { headers: bearer })).status, 404);
+  });
+
+  it("runs a pull as a task whose progress streams over SSE to the end", async () => {
+    const started = await send(`${web.url}/api/kernels/pull`, { method: "POST", headers: { ...bearer, "Content-Type": "application/json" }, body: JSON.stringify({ name: "k1" }) });
+    assert.equal(started.status, 202);
+    const task = JSON.parse(started.body) as { id: string; state: string };
+    const events = await send(`${web.url}/api/tasks/${task.id}/events`, { headers: bearer });
+    assert.equal(events.headers["content-type"], "text/event-stream");
+    const kinds = [...events.body.matchAll(/^event: (\w+)$/gm)].map((m) => m[1]);
+    assert.ok(kinds.filter((k) => k === "progress").length >= 2, events.body);
+    assert.equal(kinds.at(-1), "end");
+    const last = JSON.parse(events.body.trim().split("\n").at(-1)!.replace(/^data: /, ""));
+    assert.equal(last.state, "done");
+    assert.deepEqual(last.progress, { phase: "download", done: 100, total: 100 });
+  });
+
+  it("bridges a terminal WebSocket both ways, refusing foreign origins", async () => {
+    const wsUrl = `${web.url.replace("http", "ws")}/api/vms/a1/terminal?rows=30&cols=100`;
+    const refused = await new Promise<number>((resolve) => {
+      const ws = new WebSocket(wsUrl, { headers: { ...bearer, Origin: "http://evil.example" } });
+      ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on("error", () => undefined);
+    });
+    assert.equal(refused, 403);
+    const ws = new WebSocket(wsUrl, { headers: bearer });
+    let out = "";
+    const ended = new Promise<string>((resolve) => {
+      ws.on("message", (data, binary) => {
+        if (binary) out += data.toString();
+        else resolve(data.toString());
+      });
+    });
+    await new Promise((r) => ws.once("open", r));
+    ws.send(JSON.stringify({ t: "resize", rows: 40, cols: 120 }));
+    ws.send(Buffer.from("hello "));
+    ws.send(Buffer.from("exit"));
+    assert.deepEqual(JSON.parse(await ended), { t: "exit", status: { exitCode: 0 } });
+    assert.match(out, /size 30x100/);
+    assert.match(out, /resized 40x120/);
+    assert.match(out, /HELLO EXIT/);
+  });
+
+  it("documents every API route in openapi.json", async () => {
+    const doc = JSON.parse((await send(`${web.url}/api/openapi.json`, { headers: bearer })).body) as typeof openapi;
+    assert.match(doc.openapi, /^3\./);
+    const { buildRoutes } = await import("./api.ts");
+    const routes = buildRoutes(methods, {} as never, {} as never, doc);
+    for (const route of routes) {
+      const template = route.pattern.source.replace(/^\^|\$$/g, "").replace(/\(\?<(\w+)>\[\^\/\]\+\)/g, "{$1}").replace(/\\\//g, "/");
+      const entry = (doc.paths as Record<string, Record<string, unknown>>)[template];
+      assert.ok(entry?.[route.method.toLowerCase()], `${route.method} ${template} is documented`);
+    }
+  });
+
+  it("answers web.info with the URL, a fresh login link and the token; says how to turn it on when off", async () => {
+    const info = (await webMethods(web)["web.info"]!({}, {} as never)) as { url: string; loginUrl: string; token: string };
+    assert.equal(info.url, web.url);
+    assert.match(info.loginUrl, /\/login\?code=/);
+    assert.throws(() => webMethods(undefined)["web.info"]!({}, {} as never), /dashboard is off/);
+  });
+});

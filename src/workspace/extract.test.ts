@@ -1,0 +1,104 @@
+// The host-side extraction of a guest's workspace archive: hostile archives are refused,
+// and a guest's git configuration never reaches the host.
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import tar from "tar-stream";
+import { makeTempHome } from "../../test/helpers.ts";
+import { BangerError, ErrorCode } from "../util/errors.ts";
+import { extractGuestTree } from "./extract.ts";
+
+type Member = { name: string; type?: "file" | "directory" | "symlink" | "link"; body?: string; linkname?: string; mode?: number };
+
+function archive(members: Member[]): Readable {
+  const pack = tar.pack();
+  for (const m of members) {
+    const type = m.type ?? "file";
+    const header = { name: m.name, type, mode: m.mode ?? 0o644, linkname: m.linkname };
+    if (type === "file") pack.entry(header, m.body ?? "");
+    else pack.entry(header);
+  }
+  pack.finalize();
+  return pack as unknown as Readable;
+}
+
+const { home, cleanup } = makeTempHome();
+after(cleanup);
+let n = 0;
+
+function dirs(): { work: string; gitDir: string } {
+  const base = join(home, `x${n++}`);
+  const d = { work: join(base, "work"), gitDir: join(base, "git") };
+  mkdirSync(d.work, { recursive: true });
+  mkdirSync(d.gitDir);
+  return d;
+}
+
+const limits = { maxBytes: 1024 * 1024, maxEntries: 1000 };
+
+const isRefusal = (err: unknown) => err instanceof BangerError && err.code === ErrorCode.Integrity;
+
+test("keeps work tree files, modes and symlinks, and only history from .git", async () => {
+  const d = dirs();
+  await extractGuestTree(
+    archive([
+      { name: "workspace/", type: "directory" },
+      { name: "workspace/a.txt", body: "a" },
+      { name: "workspace/run.sh", body: "#!/bin/sh\n", mode: 0o755 },
+      { name: "workspace/l", type: "symlink", linkname: "/etc/passwd" },
+      { name: "workspace/.git/HEAD", body: "ref: refs/heads/main\n" },
+      { name: "workspace/.git/refs/heads/main", body: "0".repeat(40) },
+      { name: "workspace/.git/objects/ab/cdef", body: "obj" },
+      { name: "workspace/.git/objects/info/alternates", body: "/home/someone/.git/objects" },
+      { name: "workspace/.git/config", body: "[core]\n\tfsmonitor = evil\n" },
+      { name: "workspace/.git/hooks/post-checkout", body: "evil", mode: 0o755 },
+      { name: "workspace/sub/.git", body: "gitdir: /root/.git" },
+      { name: "workspace/sub/f", body: "f" },
+      { name: "workspace/nested/.git/config", body: "evil" },
+    ]),
+    d,
+    limits,
+  );
+  assert.deepEqual(readdirSync(d.work).sort(), ["a.txt", "l", "run.sh", "sub"]);
+  assert.deepEqual(readdirSync(join(d.work, "sub")), ["f"]);
+  assert.equal(lstatSync(join(d.work, "run.sh")).mode & 0o111, 0o111);
+  assert.ok(lstatSync(join(d.work, "l")).isSymbolicLink());
+  assert.deepEqual(readdirSync(d.gitDir).sort(), ["HEAD", "objects", "refs"]);
+  assert.equal(readFileSync(join(d.gitDir, "objects/ab/cdef"), "utf8"), "obj");
+  assert.equal(existsSync(join(d.gitDir, "objects/info/alternates")), false);
+});
+
+test("refuses members that escape, absolute names and writes through symlinks", async () => {
+  for (const members of [
+    [{ name: "workspace/../../etc/x", body: "x" }],
+    [{ name: "/etc/x", body: "x" }],
+    [
+      { name: "workspace/l", type: "symlink" as const, linkname: home },
+      { name: "workspace/l/planted", body: "x" },
+    ],
+  ]) {
+    const d = dirs();
+    await assert.rejects(extractGuestTree(archive(members), d, limits), isRefusal);
+    assert.equal(existsSync(join(home, "planted")), false);
+  }
+  // Inside .git a symlink is dropped, so what follows lands in a real directory.
+  const d = dirs();
+  await extractGuestTree(
+    archive([
+      { name: "workspace/.git/refs", type: "symlink", linkname: home },
+      { name: "workspace/.git/refs/planted", body: "x" },
+    ]),
+    d,
+    limits,
+  );
+  assert.equal(existsSync(join(home, "planted")), false);
+  assert.ok(lstatSync(join(d.gitDir, "refs")).isDirectory());
+});
+
+test("refuses archives over the size or entry limits", async () => {
+  await assert.rejects(extractGuestTree(archive([{ name: "workspace/big", body: "x".repeat(2000) }]), dirs(), { maxBytes: 1000, maxEntries: 10 }), isRefusal);
+  const many = Array.from({ length: 20 }, (_, i) => ({ name: `workspace/f${i}`, body: "" }));
+  await assert.rejects(extractGuestTree(archive(many), dirs(), { maxBytes: 1000, maxEntries: 10 }), isRefusal);
+});

@@ -1,0 +1,429 @@
+// packWorkspace: a repository (or any directory) as a lazily produced tar stream.
+//
+// For a git repository the copy is what `git add -A` would see: tracked files plus untracked
+// files that are not ignored, minus tracked files deleted on disk, with submodules (and
+// nested repositories) included with their content and their git metadata. The state copied
+// is recorded as a commit (the "copied commit") built with a temporary index, so the user's
+// index, working tree and branches are never touched; the guest's .git is shipped with its
+// current branch pointing at that commit and a matching index, so inside the guest `git
+// diff` starts empty and every later change is the guest's own.
+import { copyFile, lstat, mkdtemp, open, readFile, readdir, readlink, rm, type FileHandle } from "node:fs/promises";
+import { constants as fsConstants, type Stats } from "node:fs";
+import { tmpdir } from "node:os";
+import { isAbsolute, join, posix, resolve } from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import tar from "tar-stream";
+import { cancelled, invalidArgument } from "../util/errors.ts";
+import { validateName } from "../util/names.ts";
+import { BANGER_IDENT, git, gitLine, gitRaw, hostGitEnv } from "./git.ts";
+
+export interface PackOptions {
+  /** Ship the repository's .git too (so git works in the guest). Default true. */
+  includeGit?: boolean;
+  /** Keeps the copied commit reachable in the host repository as refs/banger/copied/<vmName>. */
+  vmName?: string;
+  signal?: AbortSignal;
+}
+
+export interface PackedWorkspace {
+  /** The tar archive, produced file by file as it is read; names are relative ("./", "src/a.ts"). */
+  stream: Readable;
+  /** The directory packed: the repository's top level, or the directory itself. */
+  root: string;
+  isRepo: boolean;
+  /** HEAD when copied; null outside git or before the first commit. */
+  baseCommit: string | null;
+  /** The commit holding exactly the copied state (baseCommit itself when the tree was clean). */
+  copiedCommit: string | null;
+  /** Archive entries (files, directories, symlinks). */
+  files: number;
+  /** Bytes of file content in the archive. */
+  bytes: number;
+}
+
+type Entry =
+  | { kind: "dir"; name: string; mode: number; mtime: Date }
+  | { kind: "file"; name: string; abs: string; mode: number; mtime: Date; size: number }
+  | { kind: "symlink"; name: string; mode: number; mtime: Date; target: string }
+  | { kind: "data"; name: string; mode: number; mtime: Date; data: Buffer };
+
+/** Packs `dir` for copying into a guest; see the file header for what goes in. */
+export async function packWorkspace(dir: string, opts: PackOptions = {}): Promise<PackedWorkspace> {
+  if (opts.vmName !== undefined) validateName("vm", opts.vmName);
+  const abs = resolve(dir);
+  const st = await lstat(abs).catch(() => undefined);
+  if (!st?.isDirectory()) throw invalidArgument(`workspace ${abs} is not a directory`, "pass an existing directory with --workspace, or --no-workspace");
+  const env = hostGitEnv();
+  const top = await repoTop(abs, env, opts.signal);
+  const list = new EntryList();
+  let baseCommit: string | null = null;
+  let copiedCommit: string | null = null;
+  if (top === undefined) {
+    await list.addDir(".", abs);
+    await list.walk(".", abs, () => true);
+  } else {
+    ({ baseCommit, copiedCommit } = await packRepo(top, list, opts, env));
+  }
+  const entries = list.entries;
+  let bytes = 0;
+  for (const e of entries) bytes += e.kind === "file" ? e.size : e.kind === "data" ? e.data.length : 0;
+  return {
+    stream: streamEntries(entries, opts.signal),
+    root: top ?? abs,
+    isRepo: top !== undefined,
+    baseCommit,
+    copiedCommit,
+    files: entries.length,
+    bytes,
+  };
+}
+
+/** Drops refs/banger/copied/<vmName> (when the VM is gone), letting git collect its copied commit. */
+export async function releaseWorkspace(hostRepo: string, vmName: string): Promise<void> {
+  validateName("vm", vmName);
+  const res = await gitRaw(["update-ref", "-d", copiedRef(vmName)], { cwd: hostRepo, env: hostGitEnv() });
+  if (res.code !== 0 && !/not a git repository/i.test(res.stderr)) throw invalidArgument(`cannot drop ${copiedRef(vmName)} in ${hostRepo}: ${res.stderr.trim()}`);
+}
+
+async function repoTop(dir: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<string | undefined> {
+  const res = await gitRaw(["rev-parse", "--show-toplevel"], { cwd: dir, env, signal });
+  if (res.code !== 0) return undefined; // not inside a work tree: packed as a plain directory
+  const top = res.stdout.toString("utf8").trim();
+  return top === "" ? undefined : top;
+}
+
+async function packRepo(top: string, list: EntryList, opts: PackOptions, env: NodeJS.ProcessEnv): Promise<{ baseCommit: string | null; copiedCommit: string }> {
+  const run = { cwd: top, env, signal: opts.signal };
+  const gitDir = await gitLine(["rev-parse", "--absolute-git-dir"], run);
+  const commonRel = await gitLine(["rev-parse", "--git-common-dir"], run);
+  const commonDir = isAbsolute(commonRel) ? commonRel : resolve(top, commonRel);
+  const head = await gitRaw(["rev-parse", "-q", "--verify", "HEAD^{commit}"], run);
+  const baseCommit = head.code === 0 ? head.stdout.toString("utf8").trim() : null;
+  const snap = await snapshot(top, gitDir, baseCommit, opts, env);
+  if (opts.vmName !== undefined) {
+    await git(["update-ref", "-m", "banger: workspace copy", copiedRef(opts.vmName), snap.commit], run);
+  }
+  await list.addDir(".", top);
+  await addRepoFiles(list, ".", top, snap.stages, env, opts.signal);
+  if (opts.includeGit !== false) await addGitDir(list, top, gitDir, commonDir, snap, env, opts.signal);
+  return { baseCommit, copiedCommit: snap.commit };
+}
+
+interface Snapshot {
+  commit: string;
+  /** The temporary index matching the copied state (shipped as the guest's .git/index). */
+  index: Buffer;
+  /** `git ls-files -s -z` of that index. */
+  stages: Buffer;
+}
+
+/** Records the working tree as a commit through a temporary index (git add -A, write-tree, commit-tree). */
+async function snapshot(top: string, gitDir: string, base: string | null, opts: PackOptions, env: NodeJS.ProcessEnv): Promise<Snapshot> {
+  const tmp = await mkdtemp(join(tmpdir(), "banger-ws-"));
+  try {
+    const indexFile = join(tmp, "index");
+    // Starting from the user's index keeps its stat cache: unchanged files are not re-hashed.
+    await copyFile(join(gitDir, "index"), indexFile).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "ENOENT") throw err;
+    });
+    const run = { cwd: top, env: { ...env, GIT_INDEX_FILE: indexFile }, signal: opts.signal };
+    await git(["add", "-A", "--", "."], run);
+    const tree = await gitLine(["write-tree"], run);
+    let commit = base;
+    if (base === null || (await gitLine(["rev-parse", `${base}^{tree}`], run)) !== tree) {
+      const message = `banger: uncommitted changes copied${opts.vmName ? ` into ${opts.vmName}` : ""}`;
+      const parent = base === null ? [] : ["-p", base];
+      commit = await gitLine(["commit-tree", tree, ...parent, "-m", message], { ...run, env: { ...run.env, ...BANGER_IDENT } });
+    }
+    const stages = await git(["ls-files", "-s", "-z"], { ...run, maxOutput: 1024 * 1024 * 1024 });
+    return { commit: commit!, index: await readFile(indexFile), stages };
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/** Adds the files an index lists (`ls-files -s -z` output), recursing into submodules. */
+async function addRepoFiles(list: EntryList, prefix: string, repo: string, stages: Buffer, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<void> {
+  for (const { mode, path } of parseStages(stages)) {
+    if (signal?.aborted) throw cancelled();
+    const name = joinName(prefix, path);
+    const abs = join(repo, path);
+    if (mode === "160000") await addSubmodule(list, name, abs, env, signal);
+    else await list.addPath(name, abs); // a tracked file deleted on disk is simply absent
+  }
+}
+
+/**
+ * A submodule (or nested repository) with its content: its own tracked and untracked files,
+ * and its `.git` (a gitfile pointing into the parent's .git/modules, shipped with the parent's
+ * .git, or a directory). Left as an empty directory when not checked out.
+ */
+async function addSubmodule(list: EntryList, name: string, abs: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<void> {
+  if (!(await list.addPath(name, abs))) return;
+  const dotGit = await lstat(join(abs, ".git")).catch(() => undefined);
+  if (!dotGit) return;
+  const run = { cwd: abs, env, signal, maxOutput: 1024 * 1024 * 1024 };
+  await addRepoFiles(list, name, abs, await git(["ls-files", "-s", "-z"], run), env, signal);
+  const others = await git(["ls-files", "-z", "--others", "--exclude-standard"], run);
+  for (const path of splitZ(others)) await list.addPath(joinName(name, path), join(abs, path));
+  await list.addPath(`${name}/.git`, join(abs, ".git"));
+  if (dotGit.isDirectory()) await list.walk(`${name}/.git`, join(abs, ".git"), skipInGitDir);
+}
+
+/**
+ * The repository's .git with the current branch (or detached HEAD) at the copied commit and
+ * the snapshot's index. A linked worktree's or gitfile's repository is flattened into a
+ * plain .git directory (common dir + this worktree's HEAD) without core.worktree.
+ */
+async function addGitDir(list: EntryList, top: string, gitDir: string, commonDir: string, snap: Snapshot, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<void> {
+  const now = new Date();
+  const branch = await gitRaw(["symbolic-ref", "-q", "HEAD"], { cwd: top, env, signal });
+  const branchRef = branch.code === 0 ? branch.stdout.toString("utf8").trim() : undefined;
+  const overrides = new Map<string, Buffer>();
+  overrides.set(".git/index", snap.index);
+  if (branchRef?.startsWith("refs/heads/")) {
+    overrides.set(`.git/${branchRef}`, Buffer.from(`${snap.commit}\n`));
+    overrides.set(".git/HEAD", Buffer.from(`ref: ${branchRef}\n`));
+  } else {
+    overrides.set(".git/HEAD", Buffer.from(`${snap.commit}\n`));
+  }
+  const plain = gitDir === commonDir && resolve(top, ".git") === gitDir;
+  if (!plain) overrides.set(".git/config", await configWithoutWorktree(commonDir, env));
+  await list.addDir(".git", commonDir);
+  await list.walk(".git", commonDir, (name) => !overrides.has(name) && skipInGitDir(name) && name !== ".git/worktrees");
+  for (const [name, data] of overrides) await list.addData(name, data, now);
+}
+
+/** The common dir's config minus core.worktree, which points at a host path. */
+async function configWithoutWorktree(commonDir: string, env: NodeJS.ProcessEnv): Promise<Buffer> {
+  const tmp = await mkdtemp(join(tmpdir(), "banger-ws-"));
+  try {
+    const file = join(tmp, "config");
+    await copyFile(join(commonDir, "config"), file);
+    await gitRaw(["config", "--file", file, "--unset-all", "core.worktree"], { env }); // status 5: was not set
+    return await readFile(file);
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/** Lock files would block git in the guest; everything else in a .git is shipped. */
+function skipInGitDir(name: string): boolean {
+  return !name.endsWith(".lock");
+}
+
+function parseStages(buf: Buffer): Array<{ mode: string; path: string }> {
+  const out: Array<{ mode: string; path: string }> = [];
+  const seen = new Set<string>();
+  for (const rec of splitZ(buf)) {
+    // "<mode> <object> <stage>\t<path>"
+    const tab = rec.indexOf("\t");
+    if (tab < 0) continue;
+    const path = rec.slice(tab + 1);
+    if (seen.has(path)) continue; // unmerged paths list once per stage
+    seen.add(path);
+    out.push({ mode: rec.slice(0, rec.indexOf(" ")), path });
+  }
+  return out;
+}
+
+function splitZ(buf: Buffer): string[] {
+  return buf
+    .toString("utf8")
+    .split("\0")
+    .filter((s) => s !== "");
+}
+
+function joinName(prefix: string, path: string): string {
+  return prefix === "." ? path : `${prefix}/${path}`;
+}
+
+/** The archive's entries in order, each directory before anything inside it. */
+class EntryList {
+  readonly entries: Entry[] = [];
+  private readonly names = new Set<string>();
+
+  /** Adds a directory entry (root is "."); its metadata from `abs`, or defaults if absent. */
+  async addDir(name: string, abs: string | undefined): Promise<void> {
+    if (this.names.has(name)) return;
+    const st = abs === undefined ? undefined : await lstat(abs).catch(() => undefined);
+    await this.parents(name, abs);
+    this.push({ kind: "dir", name, mode: st?.isDirectory() ? st.mode & 0o777 : 0o755, mtime: st?.mtime ?? new Date() });
+  }
+
+  /** Adds whatever is at `abs` (file, symlink or directory) as `name`; false when it does not exist. */
+  async addPath(name: string, abs: string): Promise<boolean> {
+    if (this.names.has(name)) return true;
+    const st = await lstat(abs).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT" || err.code === "ENOTDIR") return undefined;
+      throw err;
+    });
+    if (!st) return false;
+    await this.parents(name, abs);
+    const entry = await toEntry(name, abs, st);
+    if (entry) this.push(entry);
+    return true;
+  }
+
+  async addData(name: string, data: Buffer, mtime: Date): Promise<void> {
+    await this.parents(name, undefined);
+    const i = this.entries.findIndex((e) => e.name === name);
+    const entry: Entry = { kind: "data", name, mode: 0o644, mtime, data };
+    if (i >= 0) this.entries[i] = entry;
+    else this.push(entry);
+  }
+
+  /** Adds everything under the directory `abs` (already added as `name`) that `keep` accepts. */
+  async walk(name: string, abs: string, keep: (name: string) => boolean): Promise<void> {
+    for (const child of (await readdir(abs)).sort()) {
+      const childName = joinName(name, child);
+      if (!keep(childName)) continue;
+      const childAbs = join(abs, child);
+      const st = await lstat(childAbs).catch(() => undefined);
+      if (!st) continue;
+      await this.addPath(childName, childAbs);
+      if (st.isDirectory()) await this.walk(childName, childAbs, keep);
+    }
+  }
+
+  /** Makes sure every ancestor directory of `name` precedes it (so the guest owns them too). */
+  private async parents(name: string, abs: string | undefined): Promise<void> {
+    if (name === ".") return;
+    const dir = posix.dirname(name);
+    if (this.names.has(dir)) return;
+    await this.addDir(dir, abs === undefined ? undefined : join(abs, ".."));
+  }
+
+  private push(e: Entry): void {
+    this.names.add(e.name);
+    this.entries.push(e);
+  }
+}
+
+async function toEntry(name: string, abs: string, st: Stats): Promise<Entry | undefined> {
+  const mode = st.mode & 0o777;
+  if (st.isDirectory()) return { kind: "dir", name, mode, mtime: st.mtime };
+  if (st.isSymbolicLink()) return { kind: "symlink", name, mode, mtime: st.mtime, target: await readlink(abs) };
+  if (st.isFile()) return { kind: "file", name, abs, mode, mtime: st.mtime, size: st.size };
+  return undefined; // sockets, fifos, devices: nothing to copy
+}
+
+/**
+ * Produces the tar lazily, with the consumer's backpressure. Small files are read a few
+ * ahead (copying many small files is bound by open/read latency, not bandwidth); large
+ * ones are streamed in chunks. Memory stays bounded by READ_AHEAD * SMALL_FILE.
+ */
+function streamEntries(entries: readonly Entry[], signal?: AbortSignal): Readable {
+  const pack = tar.pack();
+  // A failure reaches whoever reads the stream; without this, one before anyone reads would crash the process.
+  pack.on("error", () => undefined);
+  const onAbort = () => pack.destroy(cancelled());
+  signal?.addEventListener("abort", onAbort, { once: true });
+  const ahead = new Map<number, Promise<Buffer | undefined>>();
+  const readAhead = (i: number) => {
+    const e = entries[i];
+    if (e?.kind !== "file" || e.size > SMALL_FILE || ahead.has(i)) return;
+    const p = readSmallFile(e);
+    p.catch(() => undefined); // awaited in order below; a failure after an abort is nobody's
+    ahead.set(i, p);
+  };
+  void (async () => {
+    for (let i = 0; i < entries.length; i++) {
+      if (signal?.aborted) throw cancelled();
+      for (let j = i; j < i + READ_AHEAD; j++) readAhead(j);
+      const e = entries[i]!;
+      const small = ahead.get(i);
+      ahead.delete(i);
+      if (small) {
+        const data = await small;
+        if (data) await addEntry(pack, headerOf(e, data.length), data);
+      } else await writeEntry(pack, e);
+    }
+    pack.finalize();
+  })()
+    .catch((err: unknown) => pack.destroy(err as Error))
+    .finally(() => signal?.removeEventListener("abort", onAbort));
+  return pack as unknown as Readable;
+}
+
+/** Files up to this size are read whole, ahead of time; larger ones are streamed. */
+const SMALL_FILE = 256 * 1024;
+const READ_AHEAD = 32;
+
+type TarHeader = Parameters<tar.Pack["entry"]>[0];
+
+function headerOf(e: Entry, size?: number): TarHeader {
+  const base = { name: e.kind === "dir" ? `${e.name}/` : e.name, mode: e.mode, mtime: e.mtime, uid: 0, gid: 0 };
+  if (e.kind === "dir") return { ...base, type: "directory" };
+  if (e.kind === "symlink") return { ...base, type: "symlink", linkname: e.target };
+  return { ...base, type: "file", size: size ?? (e.kind === "data" ? e.data.length : e.size) };
+}
+
+function addEntry(pack: tar.Pack, header: TarHeader, body?: Buffer): Promise<void> {
+  return new Promise((res, rej) => {
+    const cb = (err?: Error | null) => (err ? rej(err) : res());
+    const sink = body ? pack.entry(header, body, cb) : pack.entry(header, cb);
+    sink.on("error", () => undefined); // an aborted pack fails its current entry; cb reports it
+  });
+}
+
+async function writeEntry(pack: tar.Pack, e: Entry): Promise<void> {
+  if (e.kind === "data") return addEntry(pack, headerOf(e), e.data);
+  if (e.kind !== "file") return addEntry(pack, headerOf(e));
+  const fh = await openIfPresent(e.abs);
+  if (!fh) return;
+  try {
+    await new Promise<void>((res, rej) => {
+      const sink = pack.entry(headerOf(e), (err) => (err ? rej(err) : res()));
+      pipeline(Readable.from(exactBytes(fh, e.size)), sink).catch(rej);
+    });
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The whole of a small file, or undefined when it vanished since listing. */
+async function readSmallFile(e: Extract<Entry, { kind: "file" }>): Promise<Buffer | undefined> {
+  const fh = await openIfPresent(e.abs);
+  if (!fh) return undefined;
+  try {
+    const chunks: Buffer[] = [];
+    for await (const chunk of exactBytes(fh, e.size)) chunks.push(chunk);
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, e.size);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A file that vanished since listing (an edit, a concurrent `git gc`) is left out. */
+async function openIfPresent(abs: string): Promise<FileHandle | undefined> {
+  return open(abs, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return undefined;
+    throw err;
+  });
+}
+
+/** Exactly `size` bytes of the file (the header already promised them): cut if it grew, zero-padded if it shrank. */
+async function* exactBytes(fh: FileHandle, size: number): AsyncGenerator<Buffer> {
+  let left = size;
+  while (left > 0) {
+    const buf = Buffer.allocUnsafe(Math.min(left, 256 * 1024));
+    const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+    if (bytesRead === 0) {
+      yield Buffer.alloc(left);
+      return;
+    }
+    left -= bytesRead;
+    yield buf.subarray(0, bytesRead);
+  }
+}
+
+/**
+ * The ref keeping a VM's copied commit alive. Not refs/banger/<vm>: git resolves the short
+ * name "banger/<vm>" as refs/<name> before refs/heads/<name>, so it would shadow the
+ * banger/<vm> branch that applyPatch creates.
+ */
+export function copiedRef(vmName: string): string {
+  return `refs/banger/copied/${vmName}`;
+}

@@ -1,0 +1,154 @@
+// Test support (not a test file): a host repository with every kind of file a workspace copy
+// must get right, a runner for guest-side commands, and a comparable view of a directory.
+import { execFileSync, type ChildProcess } from "node:child_process";
+import { after, before } from "node:test";
+import { createHash } from "node:crypto";
+import { chmodSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { buffer as collect } from "node:stream/consumers";
+import { connectAgent, dialUnix, type AgentClient } from "../guest/index.ts";
+import { startAgent } from "../guest/testkit.ts"; // the guest folder's test support: the real agent as a process
+
+const IDENT = {
+  GIT_AUTHOR_NAME: "Test User",
+  GIT_AUTHOR_EMAIL: "user@example.com",
+  GIT_COMMITTER_NAME: "Test User",
+  GIT_COMMITTER_EMAIL: "user@example.com",
+};
+
+/** Host-side git as the user would run it (fixed identity, no optional locks). */
+export function hostGit(cwd: string, ...args: string[]): string {
+  return execFileSync("git", args, {
+    cwd,
+    env: { ...process.env, ...IDENT, GIT_OPTIONAL_LOCKS: "0" },
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+}
+
+/** A new repository at dir (branch main) with one commit holding `files`. */
+export function committedRepo(dir: string, files: Record<string, string>, message: string): string {
+  mkdirSync(dir, { recursive: true });
+  hostGit(dir, "init", "-q", "-b", "main");
+  for (const [name, body] of Object.entries(files)) writeFileSync(join(dir, name), body);
+  hostGit(dir, "add", "-A");
+  hostGit(dir, "commit", "-q", "-m", message);
+  return dir;
+}
+
+/**
+ * Starts the real agent (serve mode on a Unix socket in `home`) for the enclosing suite and
+ * stops it after; `agent()` is the connected client.
+ */
+export function useAgent(home: string): { agent: () => AgentClient } {
+  let proc: ChildProcess | undefined;
+  let client: AgentClient | undefined;
+  before(async () => {
+    const sock = join(home, "agent.sock");
+    proc = await startAgent(sock);
+    client = await connectAgent(await dialUnix(sock), { timeoutMs: 5000 });
+  });
+  after(() => {
+    client?.close();
+    proc?.kill("SIGKILL");
+  });
+  return {
+    agent: () => {
+      if (!client) throw new Error("agent not started yet");
+      return client;
+    },
+  };
+}
+
+/** Bytes that are not text: NUL, 0xff, a CR, everything. */
+export const BINARY = Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 7 + (i >> 3)) & 0xff));
+
+/** A file big enough to take the streamed path (over 256 KiB). */
+export const BIG = Buffer.concat(Array.from({ length: 300 }, (_, i) => Buffer.alloc(3001, i & 0xff)));
+
+/**
+ * <root>/host: a committed repository with a text file, a binary file, an executable script,
+ * a symlink, a .gitignore and a submodule (from <root>/subsrc); then uncommitted work: an
+ * unstaged edit, a staged edit, a deleted tracked file, an untracked file, ignored files and
+ * an untracked file inside the submodule.
+ */
+export function makeHostRepo(root: string): string {
+  committedRepo(join(root, "subsrc"), { "lib.txt": "library v1\n" }, "lib");
+
+  const host = join(root, "host");
+  mkdirSync(join(host, "src"), { recursive: true });
+  mkdirSync(join(host, "bin"));
+  hostGit(host, "init", "-q", "-b", "main");
+  writeFileSync(join(host, "README.md"), "# project\n");
+  writeFileSync(join(host, "src", "app.js"), "console.log('v1');\n");
+  writeFileSync(join(host, "bin", "run.sh"), "#!/bin/sh\necho run\n");
+  chmodSync(join(host, "bin", "run.sh"), 0o755);
+  writeFileSync(join(host, "data.bin"), BINARY);
+  writeFileSync(join(host, "big.bin"), BIG); // larger than what pack reads whole: streamed in chunks
+  writeFileSync(join(host, "to-delete.txt"), "bye\n");
+  writeFileSync(join(host, ".gitignore"), "*.log\nbuild/\n");
+  symlinkSync("README.md", join(host, "link"));
+  hostGit(host, "add", "-A");
+  hostGit(host, "commit", "-q", "-m", "initial");
+  hostGit(host, "-c", "protocol.file.allow=always", "submodule", "add", "-q", "../subsrc", "sub");
+  hostGit(host, "commit", "-q", "-m", "add submodule");
+
+  writeFileSync(join(host, "README.md"), "# project\nunstaged edit\n");
+  writeFileSync(join(host, "src", "app.js"), "console.log('v2 staged');\n");
+  hostGit(host, "add", "src/app.js");
+  unlinkSync(join(host, "to-delete.txt"));
+  writeFileSync(join(host, "notes.txt"), "untracked notes\n");
+  writeFileSync(join(host, "debug.log"), "ignored\n");
+  mkdirSync(join(host, "build"));
+  writeFileSync(join(host, "build", "out.o"), "ignored too\n");
+  writeFileSync(join(host, "sub", "scratch.txt"), "untracked in the submodule\n");
+  return host;
+}
+
+/** What a copy of makeHostRepo must hold outside .git directories. */
+export const EXPECTED_FILES = [
+  ".gitignore",
+  ".gitmodules",
+  "README.md",
+  "big.bin",
+  "bin/run.sh",
+  "data.bin",
+  "link",
+  "notes.txt",
+  "src/app.js",
+  "sub/lib.txt",
+  "sub/scratch.txt",
+];
+
+export interface NodeView {
+  type: "file" | "symlink" | "dir";
+  exec: boolean;
+  /** sha256 of a file, target of a symlink. */
+  content: string;
+}
+
+/** Files and symlinks under dir (relative names), skipping what `skip` says. */
+export function viewTree(dir: string, skip: (rel: string) => boolean = () => false): Map<string, NodeView> {
+  const out = new Map<string, NodeView>();
+  const visit = (rel: string) => {
+    for (const name of readdirSync(join(dir, rel)).sort()) {
+      const r = rel === "" ? name : `${rel}/${name}`;
+      if (skip(r)) continue;
+      const abs = join(dir, r);
+      const st = lstatSync(abs);
+      if (st.isDirectory()) visit(r);
+      else if (st.isSymbolicLink()) out.set(r, { type: "symlink", exec: false, content: readlinkSync(abs) });
+      else out.set(r, { type: "file", exec: (st.mode & 0o100) !== 0, content: createHash("sha256").update(readFileSync(abs)).digest("hex") });
+    }
+  };
+  visit("");
+  return out;
+}
+
+/** Runs a shell script in the guest as `user`; fails the test with its output on a non-zero exit. */
+export async function guestSh(agent: AgentClient, script: string, opts: { cwd: string; user?: string; env?: Record<string, string> }): Promise<string> {
+  const h = await agent.exec({ argv: ["/bin/sh", "-c", script], cwd: opts.cwd, user: opts.user, env: opts.env });
+  const [out, err, status] = await Promise.all([collect(h.stdout), collect(h.stderr), h.wait()]);
+  if (!("exitCode" in status) || status.exitCode !== 0) throw new Error(`guest script failed (${JSON.stringify(status)}): ${script}\n${out.toString()}${err.toString()}`);
+  return out.toString();
+}

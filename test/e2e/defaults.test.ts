@@ -1,0 +1,32 @@
+// A first `banger vm run` on a fresh host: no kernel, no image, no config. banger says what
+// it will build (the default kernel from Debian's package through apt, the busybox image),
+// builds it with progress (a non-TTY run proceeds without asking), and runs the command.
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { makeTempHome, runBanger, stopDaemon } from "../helpers.ts";
+
+describe("defaults on an empty state root", () => {
+  const { home, cleanup } = makeTempHome();
+  after(async () => {
+    await stopDaemon(home);
+    cleanup();
+  });
+
+  it("builds the default kernel and image, then runs the command", async () => {
+    const r = await runBanger(["vm", "run", "--no-workspace", "--", "echo", "ok"], { home, timeoutMs: 300_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, "ok\n");
+    assert.match(r.stderr, /banger has no default kernel or image yet and will build:/);
+    assert.match(r.stderr, /kernel debian-<version>-cloud: Debian's cloud kernel package/);
+    assert.match(r.stderr, /image busybox: preset busybox/);
+    assert.match(r.stderr, /defaults ready: kernel debian-\d+\.\d+-cloud, image busybox/);
+    const kernel = (await runBanger(["config", "get", "default_kernel"], { home })).stdout.trim();
+    assert.match(kernel, /^debian-\d+\.\d+-cloud$/);
+    assert.equal((await runBanger(["config", "get", "default_image"], { home })).stdout, "busybox\n");
+    // The second run finds everything in place and builds nothing.
+    const again = await runBanger(["vm", "run", "--yes", "--no-workspace", "--", "echo", "again"], { home });
+    assert.equal(again.stdout, "again\n");
+    assert.doesNotMatch(again.stderr, /will build/);
+    assert.deepEqual(JSON.parse((await runBanger(["vm", "ls", "--json"], { home })).stdout), []);
+  });
+});

@@ -1,0 +1,206 @@
+// The dashboard in a real browser (Debian's chromium, driven by playwright-core) against a
+// daemon started with BANGER_WEB=1 and a real VM under QEMU (TCG here): sign in with the
+// one-time link, see the VM running, use its terminal, stop it live, pull a kernel from a
+// local catalog with progress, and have unauthenticated and cross-site requests refused.
+// Screenshots of every page go to .test-artifacts/webui/.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync } from "node:fs";
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import { basename, dirname, join } from "node:path";
+import { chromium, type BrowserContext, type Page } from "playwright-core";
+import { REPO, TEST_CACHE, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon, type CliResult } from "../helpers.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const SHOTS = join(REPO, ".test-artifacts", "webui");
+const VM = "web1";
+
+describe("web dashboard (real VM, real browser)", { skip: existsSync(CHROMIUM) ? false : "needs Debian's chromium (apt-get install chromium)" }, () => {
+  const { home, cleanup } = makeTempHome();
+  let env: NodeJS.ProcessEnv = {};
+  let web: { url: string; loginUrl: string; token: string };
+  let context: BrowserContext;
+  let page: Page;
+  let profile: string;
+  let elsewhere: Server | undefined;
+  const banger = (args: string[]) => runBanger(args, { home, env });
+  const shot = (name: string) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+
+  before(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    ({ env } = await prepareBootableHome(home, { BANGER_WEB: "1" }));
+    // Independent set-up steps side by side: bundling the kernel is the slow one (zstd -19).
+    await Promise.all([mustRun(banger(["vm", "create", "--name", VM, "--image", "busybox", "--memory", "256M"])), makeKernelCatalog(home, banger)]);
+    web = JSON.parse((await mustRun(banger(["web", "--json", "--no-open"]))).stdout);
+    profile = await mkdtemp(join(tmpdir(), "bgr-chromium-"));
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      viewport: { width: 1280, height: 860 },
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+  });
+
+  after(async () => {
+    await context?.close().catch(() => undefined);
+    elsewhere?.close();
+    if (profile) await rm(profile, { recursive: true, force: true });
+    await runBanger(["vm", "rm", "-f", VM], { home, env }).catch(() => undefined);
+    await stopDaemon(home);
+    cleanup();
+  });
+
+  it("prints a loopback URL and a login link that works once", async () => {
+    assert.match(web.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+    await page.goto(web.loginUrl);
+    assert.equal(new URL(page.url()).pathname, "/", "the login redirects to the dashboard");
+    const again = await fetch(web.loginUrl, { redirect: "manual" });
+    assert.equal(again.status, 401, "a used login code is refused");
+  });
+
+  it("lists the VM running, with CPU and memory from its agent", async () => {
+    const row = page.locator(`tr[data-vm="${VM}"]`);
+    await row.locator('[data-state="running"]').waitFor({ timeout: 15_000 });
+    await page.waitForFunction((vm) => /MiB \/ \d/.test(document.querySelector(`tr[data-vm="${vm}"]`)?.textContent ?? ""), VM, { timeout: 15_000 });
+    assert.match((await row.textContent()) ?? "", /busybox.*debian-6\.1-cloud/);
+    // CPU use needs two samples of the guest's counters: it shows from the second push on.
+    await page.waitForFunction((vm) => /\d+% of 1/.test(document.querySelector(`tr[data-vm="${vm}"]`)?.textContent ?? ""), VM, { timeout: 15_000 });
+    await shot("vms");
+  });
+
+  it("opens a terminal in the VM and runs echo hello", async () => {
+    await page.click(`tr[data-vm="${VM}"] a`);
+    await page.locator('[data-action="terminal"]').click();
+    await page.locator(".xterm-rows").waitFor();
+    // Wait for the login shell's prompt (root@web1:~$ on busybox) before typing.
+    await page.waitForFunction(() => [...document.querySelectorAll(".xterm-rows > div")].some((row) => /[#$]\s*$/.test(row.textContent ?? "")), undefined, { timeout: 20_000 });
+    await page.locator(".term-box").click();
+    await page.keyboard.type("echo hello\n");
+    await page.waitForFunction(
+      () => [...document.querySelectorAll(".xterm-rows > div")].some((row) => row.textContent?.trim() === "hello"),
+      undefined,
+      { timeout: 15_000 },
+    );
+    // The console tail shows what `banger vm logs` shows.
+    const logs = (await mustRun(banger(["vm", "logs", VM]))).stdout.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+    assert.ok(logs.length > 0, "the VM wrote to its console");
+    await page.waitForFunction((line) => (document.querySelector("[data-console]")?.textContent ?? "").includes(line), logs.at(-1)!, { timeout: 10_000 });
+    await shot("vm");
+  });
+
+  it("lists a detached session and attaches to it in the terminal", async () => {
+    await mustRun(banger(["session", "start", VM, "--name", "greeter", "--", "sh", "-c", "echo from-the-session; read line; echo got:$line; sleep 600"]));
+    const attach = page.locator('[data-action="attach"]');
+    await attach.waitFor({ timeout: 10_000 });
+    await attach.click();
+    const terminalHas = (line: string) =>
+      page.waitForFunction((l) => [...document.querySelectorAll(".xterm-rows > div")].some((row) => row.textContent?.trim() === l), line, { timeout: 15_000 });
+    await terminalHas("from-the-session");
+    await page.locator(".term-box").click();
+    await page.keyboard.type("typed-in-browser\n");
+    await terminalHas("got:typed-in-browser");
+    assert.equal(await page.locator('[data-action="terminal"]').textContent(), "Close terminal");
+    await shot("vm-session");
+  });
+
+  it("stops the VM from its page and shows the new state without a reload", async () => {
+    await page.evaluate(() => ((window as unknown as { marker: number }).marker = 42));
+    await page.locator('h1 [data-action="stop"]').click();
+    await page.locator('h1 [data-state="stopped"]').waitFor({ timeout: 30_000 });
+    assert.equal(await page.evaluate(() => (window as unknown as { marker?: number }).marker), 42, "the page was not reloaded");
+    const show = JSON.parse((await mustRun(banger(["vm", "show", VM, "--json"]))).stdout);
+    assert.equal(show.state, "stopped");
+    await page.goto(`${web.url}/#/vms`);
+    await page.locator(`tr[data-vm="${VM}"] [data-state="stopped"]`).waitFor();
+    await shot("vms-stopped");
+  });
+
+  it("pulls a kernel from the catalog and shows its progress up to 100%", async () => {
+    await page.goto(`${web.url}/#/images`);
+    const entry = page.locator('tr[data-entry="test-kernel"]');
+    await entry.locator('[data-action="pull"]').click();
+    const pull = entry.locator('[data-pull="test-kernel"][data-state="done"]');
+    await pull.waitFor({ timeout: 60_000 });
+    assert.equal(await pull.getAttribute("data-percent"), "100");
+    assert.equal(await pull.getAttribute("data-reported"), "100", "the daemon's own download progress reached 100%");
+    assert.ok(Number(await pull.getAttribute("data-events")) >= 2, "progress arrived live, not only the end");
+    const kernels = JSON.parse((await mustRun(banger(["kernel", "list", "--json"]))).stdout) as { name: string }[];
+    assert.ok(kernels.some((k) => k.name === "test-kernel"));
+    // The page reloads its lists after a pull: the entry is now marked pulled.
+    await entry.locator('[data-state="pulled"]').waitFor({ timeout: 10_000 });
+    await shot("images");
+  });
+
+  it("shows recent operations with their state", async () => {
+    await page.goto(`${web.url}/#/operations`);
+    await page.waitForFunction(() => /kernel\.pull\s*test-kernel\s*succeeded/.test(document.querySelector("main")?.textContent ?? ""), undefined, { timeout: 10_000 });
+    await shot("operations");
+  });
+
+  it("refuses requests without the token (401) and serves the API to the token", async () => {
+    const anonymous = await fetch(`${web.url}/api/vms`);
+    assert.equal(anonymous.status, 401);
+    assert.equal((await fetch(`${web.url}/api/vms/${VM}/start`, { method: "POST" })).status, 401);
+    assert.equal((await fetch(`${web.url}/`)).status, 401);
+    const wrong = await fetch(`${web.url}/api/vms`, { headers: { Authorization: "Bearer not-the-token" } });
+    assert.equal(wrong.status, 401);
+    const auth = { Authorization: `Bearer ${web.token}` };
+    const vms = (await (await fetch(`${web.url}/api/vms`, { headers: auth })).json()) as { name: string }[];
+    assert.deepEqual(vms.map((v) => v.name), [VM]);
+    const doc = (await (await fetch(`${web.url}/api/openapi.json`, { headers: auth })).json()) as { openapi: string; paths: object };
+    assert.match(doc.openapi, /^3\./);
+    assert.ok("/api/vms/{name}/stop" in doc.paths);
+  });
+
+  it("refuses cross-site and CSRF-less POSTs (403) even with the session cookie", async () => {
+    const stop = `${web.url}/api/vms/${VM}/start`;
+    const noCsrf = await page.request.post(stop, { headers: { "Content-Type": "application/json" }, data: {} });
+    assert.equal(noCsrf.status(), 403, "the cookie alone is not enough");
+    const foreign = await page.request.post(stop, { headers: { Origin: "http://evil.example" } });
+    assert.equal(foreign.status(), 403);
+    // A real page from another origin (another port on this host: same site, other origin) posting a form.
+    elsewhere = createServer((_req, res) => {
+      res.setHeader("Content-Type", "text/html");
+      res.end(`<form method="POST" action="${stop}"></form><script>document.forms[0].submit()</script>`);
+    });
+    await new Promise<void>((resolve) => elsewhere!.listen(0, "127.0.0.1", resolve));
+    const port = (elsewhere.address() as { port: number }).port;
+    const answer = page.waitForResponse((r) => r.url() === stop);
+    await page.goto(`http://127.0.0.1:${port}/`);
+    assert.equal((await answer).status(), 403);
+    const show = JSON.parse((await mustRun(banger(["vm", "show", VM, "--json"]))).stdout);
+    assert.equal(show.state, "stopped", "the forged request did nothing");
+  });
+});
+
+/**
+ * A kernel catalog with one bundle made by `internal make-kernel-bundle` from the imported
+ * kernel, set as kernel_catalog. The bundle is kept in the test cache by the kernel's hash:
+ * compressing 60 MB at zstd -19 takes half a minute on two cores.
+ */
+async function makeKernelCatalog(home: string, banger: (args: string[]) => Promise<CliResult>): Promise<void> {
+  const kernelDir = join(home, "kernels", "debian-6.1-cloud");
+  const { vmlinux_sha256: sha } = JSON.parse(await readFile(join(kernelDir, "manifest.json"), "utf8")) as { vmlinux_sha256: string };
+  const cached = join(TEST_CACHE, "webui-kernel-bundle", sha.slice(0, 16));
+  if (!existsSync(join(cached, "made.json"))) {
+    await mkdir(dirname(cached), { recursive: true });
+    const work = await mkdtemp(`${cached}.tmp-`);
+    try {
+      const made = await mustRun(banger(["internal", "make-kernel-bundle", kernelDir, "--name", "test-kernel", "--out", work, "--json"]));
+      await writeFile(join(work, "made.json"), made.stdout);
+      await rename(work, cached).catch(() => undefined); // another run may have cached it meanwhile
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+  const made = JSON.parse(await readFile(join(cached, "made.json"), "utf8")) as { path: string; sha256: string; size_bytes: number; kernel_version: string };
+  const dir = join(home, "kernel-catalog");
+  await mkdir(dir, { recursive: true });
+  await copyFile(join(cached, basename(made.path)), join(dir, "test-kernel.tar.zst"));
+  const entry = { name: "test-kernel", arch: "x86_64", kernel_version: made.kernel_version, tarball_url: "test-kernel.tar.zst", tarball_sha256: made.sha256, size_bytes: made.size_bytes, description: "test kernel bundle" };
+  await writeFile(join(dir, "catalog.json"), JSON.stringify({ version: 1, entries: [entry] }));
+  await mustRun(banger(["config", "set", "kernel_catalog", join(dir, "catalog.json")]));
+}
