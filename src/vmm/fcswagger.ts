@@ -1,5 +1,5 @@
 // Test support: checks one HTTP request against Firecracker's official swagger file
-// (shared/reference/firecracker/firecracker.yaml) the way Firecracker's server would judge
+// (test/fixtures/firecracker/firecracker.yaml, a verbatim copy) the way Firecracker's server would judge
 // it: the path and method exist, micro-http's header rules, path IDs, and the body against
 // the schema (required fields, types, enums, bounds, and no unknown fields: Firecracker's
 // request structs deny them).

@@ -20,7 +20,7 @@ import { createFirecrackerDriver } from "./firecracker.ts";
 import { killProcessesMentioning, processesMentioning } from "./testkit.ts";
 import { buildJailerArgv, firecrackerDriver, jailerChrootDir, type VmSpec } from "./index.ts";
 
-const SWAGGER = join(REPO, "..", "shared", "reference", "firecracker", "firecracker.yaml");
+const SWAGGER = join(REPO, "test", "fixtures", "firecracker", "firecracker.yaml");
 
 interface Recorded {
   method?: string;
