@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNTIME_PACKAGES=(qemu-system-x86 qemu-utils e2fsprogs zstd xz-utils lz4 kmod golang-go nftables iproute2 procps git ca-certificates openssh-client busybox-static debootstrap)
-TEST_PACKAGES=(docker-registry skopeo dnsutils curl openssl cpio hyperfine bsdutils umoci dropbear-bin chromium)
+TEST_PACKAGES=(docker-registry skopeo dnsutils curl openssl cpio hyperfine bsdutils umoci dropbear-bin chromium iperf3)
 
 packages=("${RUNTIME_PACKAGES[@]}")
 if [[ "${1:-}" == "--test" ]]; then packages+=("${TEST_PACKAGES[@]}"); fi
@@ -22,6 +22,8 @@ done
 if (( ${#missing[@]} > 0 )); then
   echo "setup: installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq
+  # iperf3 (benchmarks only) must not install a system service.
+  echo "iperf3 iperf3/start_daemon boolean false" | as_root debconf-set-selections 2>/dev/null || true
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 

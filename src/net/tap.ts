@@ -3,7 +3,7 @@
 // and refills the pool in the background.
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { validateIfname, listLinks } from "./bridge.ts";
-import { netRun, netRunChecked, type NetTarget } from "./exec.ts";
+import { netRun, type NetTarget } from "./exec.ts";
 
 export const DEFAULT_TAP_PREFIX = "bgrtap";
 
