@@ -9,10 +9,10 @@
 //
 // The worker is plain JavaScript with only node: built-ins, started from a string: it needs no
 // build step and no TypeScript loader, so it starts in a few milliseconds everywhere.
-import { execFileSync } from "node:child_process";
 import { closeSync, constants, openSync } from "node:fs";
 import { Worker } from "node:worker_threads";
-import { BangerError, ErrorCode } from "../util/errors.ts";
+import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
+import { runChecked } from "../util/exec.ts";
 
 const BATCH_BYTES = 1024 * 1024;
 /** Batches in flight to the worker before push() makes the caller wait (about as many MiB). */
@@ -53,8 +53,8 @@ parentPort.on("message", (m) => {
 type WorkerMessage = { t: "ack"; buf: Uint8Array } | { t: "digest"; hex: string } | { t: "error"; step: "fifo" | "tee"; message: string; code?: string };
 
 /** Creates a FIFO at `path` (Node has no mkfifo; coreutils' mkfifo is everywhere zstd is). */
-export function makeFifo(path: string): void {
-  execFileSync("mkfifo", ["-m", "600", path], { stdio: "ignore" });
+export async function makeFifo(path: string, signal?: AbortSignal): Promise<void> {
+  await runChecked(["mkfifo", "-m", "600", "--", path], { signal, timeoutMs: 10_000 });
 }
 
 /**
@@ -62,7 +62,8 @@ export function makeFifo(path: string): void {
  * them and, with `teeFd`, appends them to that file. Call `finish()` after the last push: it
  * ends the FIFO's stream and resolves with the sha256 (hex). Always call `close()` afterwards,
  * also on failure (after stopping the FIFO's reader, so a blocked write ends with EPIPE): once
- * it resolved, nothing more is written to `teeFd`.
+ * it resolved, nothing more is written to `teeFd`. The caller aborts `signal` when the reader
+ * fails, so nothing waits on a worker that can no longer make progress.
  */
 export class Feeder {
   private readonly worker: Worker;
@@ -75,12 +76,19 @@ export class Feeder {
   private waiter: (() => void) | undefined;
   private digestWaiter: { resolve: (hex: string) => void; reject: (err: Error) => void } | undefined;
 
-  constructor(private readonly fifo: string, teeFd?: number) {
+  /** `signal` aborting fails the feeder at once: a push waiting on a worker stuck at the FIFO returns. */
+  constructor(
+    private readonly fifo: string,
+    teeFd: number | undefined,
+    signal: AbortSignal,
+  ) {
     // execArgv: [] so a TypeScript loader of the parent is not started again in the worker.
     this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { fifo, teeFd: teeFd ?? -1 }, execArgv: [] });
     this.worker.on("message", (m: WorkerMessage) => this.onMessage(m));
     this.worker.on("error", (err) => this.fail(err));
     this.worker.on("exit", () => this.fail(new Error("feeder thread stopped")));
+    if (signal.aborted) this.fail(cancelled());
+    else signal.addEventListener("abort", () => this.fail(cancelled()), { once: true });
   }
 
   /** Takes a copy of `chunk`; returns a promise only when the worker is too far behind. */

@@ -1,12 +1,12 @@
 // fetchBundle: one verified, cached, hardened pull of a `.tar.zst` bundle into a directory.
 //
-// The download and the extraction run at once (the bytes are hashed, written to a partial
-// cache file and fed to zstd in one pass, on a feeder thread: feeder.ts), so a pull costs
-// about one transfer. Nothing is
+// The download and the extraction run at once, so a pull costs about one transfer: the main
+// thread receives the body, a feeder thread (feeder.ts) hashes it, writes the partial cache
+// file and feeds zstd through a FIFO, and the main thread extracts zstd's output. Nothing is
 // trusted until the end: the staging directory is published by rename only after the whole
 // body arrived with the declared size and sha256 and every member passed the checks; the
 // partial download becomes `<cacheDir>/bundles/<sha256>.tar.zst` only after it verified.
-// Any failure or cancellation removes the staging directory and the partial file.
+// Any failure or cancellation removes the staging directory, the FIFO and the partial file.
 import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -100,8 +100,8 @@ interface PullState {
 async function fillStaging<T>(opts: FetchBundleOptions<T>, st: PullState): Promise<FetchedBundle<T>> {
   await mkdir(opts.tmpDir, { recursive: true });
   const fifo = join(opts.tmpDir, `bundle-${st.sha256.slice(0, 16)}-${process.pid}-${randomBytes(4).toString("hex")}.fifo`);
-  makeFifo(fifo);
   try {
+    await makeFifo(fifo, st.inner.signal);
     return await decodeFromFifo(opts, st, fifo);
   } finally {
     await rm(fifo, { force: true });
@@ -213,7 +213,7 @@ async function pumpCached(path: string, want: Expected, sink: Sink, signal: Abor
  * by the time this settles the feeder thread has stopped, so `teeFd` may be closed.
  */
 async function feedVerified(sink: Sink, teeFd: number | undefined, want: Expected, signal: AbortSignal, onBytes: (n: number) => void, openBody: () => Promise<Readable>): Promise<void> {
-  const feeder = new Feeder(sink.fifo, teeFd);
+  const feeder = new Feeder(sink.fifo, teeFd, signal);
   let ok = false;
   try {
     await pumpVerified(await openBody(), want, signal, feeder, onBytes);

@@ -1,0 +1,67 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { closeSync, openSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { makeTempHome } from "../../test/helpers.ts";
+import { Feeder, makeFifo } from "./feeder.ts";
+
+let home: { home: string; cleanup: () => void };
+let n = 0;
+before(() => {
+  home = makeTempHome();
+});
+after(() => home.cleanup());
+
+/** A reader on the FIFO (cat into a file), as zstd would be. */
+function reader(fifo: string, out: string) {
+  const child = spawn("sh", ["-c", 'exec cat -- "$1" > "$2"', "sh", fifo, out], { stdio: "ignore" });
+  return { child, exited: new Promise<number | null>((resolve) => child.on("close", resolve)) };
+}
+
+test("the feeder hashes, copies to the tee file and writes everything into the FIFO, in order", async () => {
+  const fifo = join(home.home, `f${++n}.fifo`);
+  await makeFifo(fifo);
+  const data = randomBytes(5 * 1024 * 1024 + 123);
+  const r = reader(fifo, join(home.home, `out${n}`));
+  const teePath = join(home.home, `tee${n}`);
+  const tee = openSync(teePath, "w");
+  const feeder = new Feeder(fifo, tee, new AbortController().signal);
+  try {
+    for (let off = 0; off < data.length; off += 65536) await feeder.push(data.subarray(off, off + 65536));
+    assert.equal(await feeder.finish(), createHash("sha256").update(data).digest("hex"));
+  } finally {
+    await feeder.close();
+    closeSync(tee);
+  }
+  assert.equal(await r.exited, 0);
+  assert.ok(readFileSync(join(home.home, `out${n}`)).equals(data));
+  assert.ok(readFileSync(teePath).equals(data));
+});
+
+test("a reader that goes away fails the feeder instead of blocking it, and close() returns, also when the reader never opened", async () => {
+  const fifo = join(home.home, `f${++n}.fifo`);
+  await makeFifo(fifo);
+  const r = reader(fifo, "/dev/null");
+  // As in a pull: the reader's end aborts the feeder (the decoder failing aborts the pull).
+  const ctl = new AbortController();
+  void r.exited.then(() => ctl.abort());
+  const feeder = new Feeder(fifo, undefined, ctl.signal);
+  await feeder.push(Buffer.alloc(1024 * 1024));
+  r.child.kill("SIGKILL");
+  await assert.rejects(async () => {
+    for (let i = 0; i < 64; i++) await feeder.push(Buffer.alloc(1024 * 1024));
+    await feeder.finish();
+  }, /EPIPE|cancelled/);
+  await feeder.close();
+});
+
+test("close() does not hang when no reader ever opened the FIFO", async () => {
+  const fifo = join(home.home, `f${++n}.fifo`);
+  await makeFifo(fifo);
+  const feeder = new Feeder(fifo, undefined, new AbortController().signal);
+  void feeder.push(Buffer.alloc(2 * 1024 * 1024)); // the worker now waits to open the FIFO
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  await feeder.close();
+});
