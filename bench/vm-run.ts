@@ -232,7 +232,7 @@ async function rpcSink(sock: string): Promise<void> {
 async function localAgentLeg(repo: string): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), "bench-agent-"));
   const sock = join(dir, "agent.sock");
-  const agentBin = join(REPO, "agent", "dist", "banger-agent-amd64");
+  const agentBin = join(process.env.BANGER_AGENT_DIR ?? join(REPO, "agent"), "dist", "banger-agent-amd64");
   const child = spawn(agentBin, ["serve", "--unix", sock], { stdio: "ignore" });
   try {
     const s = await pollConnect(sock, child.pid!, 10_000);

@@ -9,6 +9,12 @@ import type { ImageRecord } from "../store/index.ts";
 import type { Progress } from "../util/progress.ts";
 import type { DaemonContext } from "./context.ts";
 
+/**
+ * Images banger builds are at least this big (sparse: only written blocks take disk), so a
+ * VM cloned from one has room and inodes for a sizeable workspace without --disk-size.
+ */
+export const ROOMY_IMAGE_BYTES = 4 * 1024 ** 3;
+
 export interface PublishImage {
   name: string;
   source: string;
@@ -33,7 +39,7 @@ export async function buildAndPublishImage(
     const tree = await stage(join(work, "tree"));
     await injectAgent(tree, { agentPath: agentBinary() });
     call.progress({ phase: "ext4" });
-    const built = await buildExt4(tree, join(work, "rootfs.ext4"), { sizeBytes: image.sizeBytes, signal: call.signal, progress: call.progress });
+    const built = await buildExt4(tree, join(work, "rootfs.ext4"), { sizeBytes: image.sizeBytes, minSizeBytes: ROOMY_IMAGE_BYTES, signal: call.signal, progress: call.progress });
     await rm(join(work, "tree"), { recursive: true, force: true });
     await rename(work, join(ctx.paths.imagesDir, image.name));
     ctx.store.putImage({

@@ -17,6 +17,7 @@ import {
   PROTO_VERSION,
   Stream,
   encodeFrame,
+  encodeHeader,
   encodeJSON,
   magic,
   protocolError,
@@ -449,7 +450,7 @@ class Channel {
       if (this.closed) throw this.failure ?? closedError();
       const n = Math.min(data.length - off, this.credit, this.chunk);
       this.credit -= n;
-      this.client.send(encodeFrame(this.id, FrameType.Data, data.subarray(off, off + n)));
+      this.client.sendData(this.id, data.subarray(off, off + n));
       off += n;
     }
   }
@@ -513,6 +514,15 @@ class Client implements AgentClient {
 
   send(buf: Buffer): void {
     if (!this.dead) this.stream.write(buf);
+  }
+
+  /** A DATA frame written as header + payload in one writev, without copying the payload. */
+  sendData(id: number, payload: Buffer): void {
+    if (this.dead) return;
+    this.stream.cork();
+    this.stream.write(encodeHeader(id, FrameType.Data, payload.length));
+    this.stream.write(payload);
+    this.stream.uncork();
   }
 
   kindOf(id: number): string {

@@ -47,15 +47,31 @@ export function magic(version = PROTO_VERSION): Buffer {
 export const MAGIC_SIZE = 8;
 
 export function encodeFrame(channel: number, type: FrameType, payload: Buffer = Buffer.alloc(0), stream: Stream = Stream.In): Buffer {
-  if (payload.length > MAX_PAYLOAD) throw new Error(`frame payload too large: ${payload.length}`);
+  checkPayload(payload.length);
   const buf = Buffer.allocUnsafe(HEADER_SIZE + payload.length);
-  buf.writeUInt32BE(payload.length, 0);
+  writeHeader(buf, channel, type, payload.length, stream);
+  payload.copy(buf, HEADER_SIZE);
+  return buf;
+}
+
+/** Just the header of a frame whose payload is written separately (bulk DATA: no copy). */
+export function encodeHeader(channel: number, type: FrameType, length: number, stream: Stream = Stream.In): Buffer {
+  checkPayload(length);
+  const buf = Buffer.allocUnsafe(HEADER_SIZE);
+  writeHeader(buf, channel, type, length, stream);
+  return buf;
+}
+
+function checkPayload(length: number): void {
+  if (length > MAX_PAYLOAD) throw new Error(`frame payload too large: ${length}`);
+}
+
+function writeHeader(buf: Buffer, channel: number, type: FrameType, length: number, stream: Stream): void {
+  buf.writeUInt32BE(length, 0);
   buf.writeUInt32BE(channel >>> 0, 4);
   buf.writeUInt8(type, 8);
   buf.writeUInt8(stream, 9);
   buf.writeUInt16BE(0, 10);
-  payload.copy(buf, HEADER_SIZE);
-  return buf;
 }
 
 export function encodeJSON(channel: number, type: FrameType, value: unknown): Buffer {

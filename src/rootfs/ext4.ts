@@ -17,6 +17,11 @@ import type { Tree, TreeEntry } from "./tree.ts";
 export interface BuildExt4Options {
   /** Exact image size; an error when the content does not fit. Default: content + headroom. */
   sizeBytes?: number;
+  /**
+   * Smallest size when sizing automatically. The file is sparse, so a roomy image costs
+   * nothing until written; VMs cloned from it get the space (and inodes) for a workspace.
+   */
+  minSizeBytes?: number;
   /** Free space to leave when sizing automatically (default: max(64 MiB, 25% of content)). */
   headroom?: number;
   /** Filesystem label (at most 16 bytes). Default "rootfs". */
@@ -53,7 +58,8 @@ export async function buildExt4(tree: Tree, outPath: string, opts: BuildExt4Opti
     await createSizedFile(tmpImage, sizeBytes);
     const host = await stampStaging(tree, opts.signal);
     progress({ phase: "mkfs", message: `${humanBytes(sizeBytes)} ext4` });
-    await runMkfs(tree, tmpImage, label, need.inodes, sizeBytes, opts.signal);
+    // Inodes for the content, or one per 64 KiB when the image has room to fill.
+    await runMkfs(tree, tmpImage, label, Math.max(need.inodes, Math.floor(sizeBytes / (64 * 1024))), sizeBytes, opts.signal);
     progress({ phase: "ownership", total: tree.entries.size });
     const script = await writeDebugfsScript(tree, work, host);
     await runDebugfs(tmpImage, script, opts.signal);
@@ -106,7 +112,7 @@ function chooseSize(need: ImageNeeds, opts: BuildExt4Options): number {
     return roundUp(opts.sizeBytes, BLOCK);
   }
   const headroom = opts.headroom ?? Math.max(64 * MIB, Math.ceil(need.minBytes * 0.25));
-  return roundUp(minimum + headroom, MIB);
+  return Math.max(roundUp(minimum + headroom, MIB), roundUp(opts.minSizeBytes ?? 0, MIB));
 }
 
 const roundUp = (n: number, to: number) => Math.ceil(n / to) * to;

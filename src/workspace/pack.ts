@@ -8,7 +8,7 @@
 // current branch pointing at that commit and a matching index, so inside the guest `git
 // diff` starts empty and every later change is the guest's own.
 import { copyFile, lstat, mkdtemp, open, readFile, readdir, readlink, rm, type FileHandle } from "node:fs/promises";
-import { constants as fsConstants, type Stats } from "node:fs";
+import { close as fsClose, constants as fsConstants, open as fsOpen, read as fsRead, type Stats } from "node:fs";
 import { tmpdir } from "node:os";
 import { isAbsolute, join, posix, resolve } from "node:path";
 import { Readable } from "node:stream";
@@ -383,16 +383,27 @@ async function writeEntry(pack: tar.Pack, e: Entry): Promise<void> {
   }
 }
 
-/** The whole of a small file, or undefined when it vanished since listing. */
+/**
+ * The whole of a small file (exactly its listed size, like exactBytes), or undefined when it
+ * vanished since listing. Plain descriptors, not FileHandles: for thousands of small files
+ * the FileHandle machinery costs more than the reads (measured: ~5x for 10k files).
+ */
 async function readSmallFile(e: Extract<Entry, { kind: "file" }>): Promise<Buffer | undefined> {
-  const fh = await openIfPresent(e.abs);
-  if (!fh) return undefined;
+  const fd = await new Promise<number | undefined>((res, rej) =>
+    fsOpen(e.abs, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW, (err, fd) => (err?.code === "ENOENT" ? res(undefined) : err ? rej(err) : res(fd))),
+  );
+  if (fd === undefined) return undefined;
   try {
-    const chunks: Buffer[] = [];
-    for await (const chunk of exactBytes(fh, e.size)) chunks.push(chunk);
-    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, e.size);
+    const buf = Buffer.allocUnsafe(e.size);
+    let got = 0;
+    while (got < e.size) {
+      const n = await new Promise<number>((res, rej) => fsRead(fd, buf, got, e.size - got, null, (err, n) => (err ? rej(err) : res(n))));
+      if (n === 0) break;
+      got += n;
+    }
+    return buf.fill(0, got); // a file that shrank is zero-padded: the header promised size bytes
   } finally {
-    await fh.close();
+    await new Promise<void>((res) => fsClose(fd, () => res()));
   }
 }
 

@@ -5,7 +5,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { makeTempHome } from "../../test/helpers.ts";
 import type { AgentClient } from "../guest/index.ts";
@@ -276,6 +276,27 @@ describe("workspace: plain directories and empty repositories", () => {
       exportPatch(agent, { vmName: "plain", workspace: dest, baseCommit: null, copiedCommit: null, hostRepo: dir }),
       (err: BangerError) => err.code === ErrorCode.InvalidArgument,
     );
+  });
+
+  test("files that shrink or vanish after listing: zero-padded to the listed size, or left out", async () => {
+    const dir = join(home, "racy");
+    mkdirSync(dir, { recursive: true });
+    // Files are read a few entries ahead of what the reader took: with nobody reading yet,
+    // the packer stalls within the first 64 KiB files, long before it reaches the z- ones.
+    for (let i = 0; i < 64; i++) writeFileSync(join(dir, `a${String(i).padStart(2, "0")}.bin`), Buffer.alloc(64 * 1024, i));
+    writeFileSync(join(dir, "z-shrinks.txt"), "0123456789");
+    writeFileSync(join(dir, "z-vanishes.txt"), "gone\n");
+    writeFileSync(join(dir, "z-stays.txt"), "here\n");
+    const packed = await packWorkspace(dir); // lists now, reads lazily
+    await new Promise((r) => setTimeout(r, 50));
+    writeFileSync(join(dir, "z-shrinks.txt"), "0123");
+    rmSync(join(dir, "z-vanishes.txt"));
+    const dest = join(home, "racy-guest");
+    await copyIn(agent, packed.stream, { dest });
+    assert.deepEqual(readFileSync(join(dest, "z-shrinks.txt")), Buffer.concat([Buffer.from("0123"), Buffer.alloc(6)]));
+    assert.equal(existsSync(join(dest, "z-vanishes.txt")), false);
+    assert.equal(readFileSync(join(dest, "z-stays.txt"), "utf8"), "here\n");
+    assert.deepEqual(readFileSync(join(dest, "a63.bin")), Buffer.alloc(64 * 1024, 63));
   });
 
   test("bad names and cancelled copies fail with clear errors", async () => {
