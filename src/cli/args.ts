@@ -1,5 +1,6 @@
 // Parsers for command-line values shared by several commands.
 import { invalidArgument } from "../util/errors.ts";
+import { parseSize } from "../util/size.ts";
 
 /** `-e KEY=VALUE` pairs as an environment map. */
 export function parseEnv(pairs: string[]): Record<string, string> {
@@ -11,3 +12,15 @@ export function parseEnv(pairs: string[]): Record<string, string> {
   }
   return env;
 }
+
+/** A parser for a whole-number option within [min, max]. */
+export function parseCount(flag: string, min: number, max: number): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) throw invalidArgument(`${flag} takes a whole number from ${min} to ${max}, not ${JSON.stringify(v)}`);
+    return n;
+  };
+}
+
+/** `--memory 512M` / `2G` / `512` (MiB) as MiB. */
+export const parseMemoryMib = (v: string): number => Math.round(parseSize(v, "--memory", "m") / 1024 ** 2);

@@ -16,7 +16,7 @@ import { attachWith } from "./attach.ts";
 import { ProgressView } from "./output.ts";
 import { addNetOptions, netParams, parseForwardSpec, startForward } from "./net.ts";
 import { Uploader, streamEvents } from "./streams.ts";
-import { parseEnv } from "./args.ts";
+import { parseCount, parseEnv, parseMemoryMib } from "./args.ts";
 
 export const GUEST_WORKSPACE = "/workspace";
 
@@ -88,8 +88,8 @@ export function registerRun(vm: Command): void {
     .option("--image <image>", "image (default: config default_image)")
     .option("--kernel <kernel>", "kernel (default: the image's)")
     .option("--name <name>", "VM name (default: generated)", (v: string) => validateName("vm", v))
-    .option("--cpus <n>", "virtual CPUs", (v: string) => Number(v))
-    .option("--memory <size>", "memory, e.g. 1G", (v: string) => Math.round(parseSize(v, "--memory", "m") / 1024 ** 2))
+    .option("--cpus <n>", "virtual CPUs", parseCount("--cpus", 1, 64))
+    .option("--memory <size>", "memory, e.g. 1G", parseMemoryMib)
     .option("--disk-size <size>", "root disk size, e.g. 4G", (v: string) => parseSize(v, "--disk-size"))
     .addOption(new Option("-e, --env <KEY=VALUE...>", "environment variables for the command").default([]))
     .option("--keep", "keep the VM afterwards")

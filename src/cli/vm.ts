@@ -1,7 +1,7 @@
 // `banger vm ...`: VM lifecycle commands.
 import { Option, type Command } from "commander";
 import type { VmRecord } from "../store/index.ts";
-import { ErrorCode, invalidArgument } from "../util/errors.ts";
+import { ErrorCode } from "../util/errors.ts";
 import { humanBytes } from "../util/fsx.ts";
 import { validateName } from "../util/names.ts";
 import { parseSize } from "../util/size.ts";
@@ -11,17 +11,10 @@ import { registerWorkspace } from "./workspace.ts";
 import { callDaemon } from "./daemon-client.ts";
 import { addNetOptions, netParams, registerVmNet } from "./net.ts";
 import { age, printFields, printJson, printTable } from "./output.ts";
+import { parseCount, parseEnv, parseMemoryMib } from "./args.ts";
 
 const vmName = (v: string) => validateName("vm", v);
 
-function parseCount(flag: string, min: number, max: number) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw invalidArgument(`${flag} takes a whole number from ${min} to ${max}, not ${JSON.stringify(v)}`);
-    return n;
-  };
-}
-const parseMemory = (v: string) => Math.round(parseSize(v, "--memory", "m") / 1024 ** 2);
 const parseDisk = (v: string) => parseSize(v, "--disk-size", "b");
 
 function printVm(v: VmRecord): void {
@@ -88,7 +81,7 @@ export function registerVm(program: Command): void {
     .option("--image <image>", "image to boot (default: config default_image)")
     .option("--kernel <kernel>", "kernel (default: the image's kernel, else config default_kernel)")
     .option("--cpus <n>", "virtual CPUs (default 1)", parseCount("--cpus", 1, 64))
-    .option("--memory <size>", "memory, e.g. 512M or 2G (default 512M)", parseMemory)
+    .option("--memory <size>", "memory, e.g. 512M or 2G (default 512M)", parseMemoryMib)
     .option("--disk-size <size>", "grow the root disk to this size, e.g. 4G", parseDisk)
     .option("--no-start", "create the disk and record, but do not boot")
     .option("--json", "print JSON")
@@ -146,7 +139,7 @@ export function registerVm(program: Command): void {
     .description("change CPUs or memory of a stopped VM")
     .argument("<name>", "VM name", vmName)
     .option("--cpus <n>", "virtual CPUs", parseCount("--cpus", 1, 64))
-    .option("--memory <size>", "memory, e.g. 1G", parseMemory)
+    .option("--memory <size>", "memory, e.g. 1G", parseMemoryMib)
     .option("--json", "print JSON")
     .action((name: string, opts: { cpus?: number; memory?: number; json?: boolean }) =>
       vmAction("vm.set", { name, cpus: opts.cpus, memoryMib: opts.memory }, opts.json, (v) => `vm ${v.name}: ${v.cpus} cpu, ${v.memoryMib} MiB`),
@@ -187,12 +180,7 @@ export function registerVm(program: Command): void {
     .option("-w, --workdir <dir>", "working directory in the guest")
     .option("-u, --user <user>", "user in the guest (name or uid)")
     .action(async (name: string, argv: string[], opts: { tty?: boolean; interactive?: boolean; env: string[]; workdir?: string; user?: string }) => {
-      const env: Record<string, string> = {};
-      for (const kv of opts.env) {
-        const i = kv.indexOf("=");
-        if (i <= 0) throw invalidArgument(`--env takes KEY=VALUE, not ${JSON.stringify(kv)}`);
-        env[kv.slice(0, i)] = kv.slice(i + 1);
-      }
+      const env = parseEnv(opts.env);
       const forwardStdin = opts.interactive === true || opts.tty === true || !process.stdin.isTTY;
       process.exitCode = await attachExec("vm.exec", { name, argv, env, cwd: opts.workdir, user: opts.user }, { tty: opts.tty === true, stdin: forwardStdin });
     });

@@ -2,9 +2,16 @@
 // that serialize operations on one VM (or image, or kernel) while others run in parallel.
 import type { Config, Paths } from "../config/index.ts";
 import type { Store } from "../store/index.ts";
+import type { Progress } from "../util/progress.ts";
 import type { Logger } from "./logger.ts";
 import type { NetworkManager } from "./network.ts";
 import type { VmRuntime } from "./vm-runtime.ts";
+
+/** What a long operation gets from its RPC call: cancellation and a progress sink. */
+export interface CallEnv {
+  signal: AbortSignal;
+  progress: Progress;
+}
 
 export interface DaemonContext {
   paths: Paths;

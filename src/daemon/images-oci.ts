@@ -10,16 +10,11 @@ import { parseRef, startPull, openLayer, resolveImage, type ImageRef, type Start
 import { flattenLayers, type Tree } from "../rootfs/index.ts";
 import { invalidArgument } from "../util/errors.ts";
 import { isValidName, validateName } from "../util/names.ts";
-import type { Progress } from "../util/progress.ts";
-import type { DaemonContext } from "./context.ts";
+import type { CallEnv, DaemonContext } from "./context.ts";
 import { getImage, makeRoomForImage, resolveImageKernel, type PullParams, type PullResult } from "./images.ts";
 import { buildAndPublishImage } from "./image-publish.ts";
 import { recordOperation } from "./operations.ts";
 
-interface CallEnv {
-  signal: AbortSignal;
-  progress: Progress;
-}
 
 /** A local name for a ref: `alpine:3.20` → `alpine-3.20`, `ghcr.io/o/r@sha256:ab…` → `r-ab12…`. */
 export function defaultImageName(ref: ImageRef): string {

@@ -8,15 +8,10 @@ import * as imagecat from "../imagecat/index.ts";
 import type { ImageRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, alreadyExists, notFound } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
-import type { Progress } from "../util/progress.ts";
-import type { DaemonContext } from "./context.ts";
+import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
 import { pullOciImage } from "./images-oci.ts";
 
-interface CallEnv {
-  signal: AbortSignal;
-  progress: Progress;
-}
 
 export interface PullParams {
   ref: string;

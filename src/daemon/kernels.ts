@@ -9,14 +9,9 @@ import { fetchDebianKernelDeb, importKernel as importKernelFiles, type DebianFla
 import type { KernelRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, alreadyExists, invalidArgument, notFound } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
-import type { Progress } from "../util/progress.ts";
-import type { DaemonContext } from "./context.ts";
+import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
 
-interface CallEnv {
-  signal: AbortSignal;
-  progress: Progress;
-}
 
 export function getKernel(ctx: DaemonContext, name: string): KernelRecord {
   validateName("kernel", name);

@@ -11,10 +11,9 @@ import type { VmNetPolicy, VmRecord, VmState } from "../store/index.ts";
 import { BangerError, ErrorCode, alreadyExists, errorLine, invalidArgument, notFound } from "../util/errors.ts";
 import { generateName } from "../util/namegen.ts";
 import { validateName } from "../util/names.ts";
-import type { Progress } from "../util/progress.ts";
 import { adoptVm, cleanupDeadVm, getDriver, type VmmName, type VmHandle } from "../vmm/index.ts";
 import { bootSpec } from "./boot.ts";
-import type { DaemonContext } from "./context.ts";
+import type { CallEnv, DaemonContext } from "./context.ts";
 import { installSshKeys } from "./network.ts";
 import { recordOperation } from "./operations.ts";
 import { vmPaths } from "./vm-runtime.ts";
@@ -39,10 +38,6 @@ export interface CreateParams {
   netPeer?: boolean;
 }
 
-interface CallEnv {
-  signal: AbortSignal;
-  progress: Progress;
-}
 
 /** The disk facts kept in the VM record's config. */
 interface VmDiskConfig {
