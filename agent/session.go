@@ -70,7 +70,13 @@ func (s *session) run() error {
 
 func (s *session) readFrame() (frame, error) {
 	if s.resync {
-		if head, err := s.br.Peek(len(magicPrefix)); err == nil && bytes.Equal(head, magicPrefix) {
+		// A Peek error is final: a serial port reads EOF while no host is connected, and
+		// reading again could pull in the next host's magic as this frame's header.
+		head, err := s.br.Peek(len(magicPrefix))
+		if err != nil {
+			return frame{}, err
+		}
+		if bytes.Equal(head, magicPrefix) {
 			return frame{}, errNewSession
 		}
 	}

@@ -124,6 +124,53 @@ func TestSerialResyncStartsNewSession(t *testing.T) {
 	}
 }
 
+// hostSwap is a serial port as the agent sees it when one host leaves and the next one
+// arrives at once: a read returns EOF (no host), the very next read the new host's bytes.
+type hostSwap struct {
+	reads  [][]byte // nil = EOF
+	writes bytes.Buffer
+}
+
+func (p *hostSwap) Read(b []byte) (int, error) {
+	if len(p.reads) == 0 {
+		return 0, io.ErrClosedPipe
+	}
+	next := p.reads[0]
+	if next == nil {
+		p.reads = p.reads[1:]
+		return 0, io.EOF
+	}
+	n := copy(b, next)
+	if n == len(next) {
+		p.reads = p.reads[1:]
+	} else {
+		p.reads[0] = next[n:]
+	}
+	return n, nil
+}
+
+func (p *hostSwap) Write(b []byte) (int, error) { return p.writes.Write(b) }
+
+func helloBytes(nonce string) []byte {
+	b, _ := json.Marshal(helloMsg{Version: 1, Nonce: nonce})
+	return append(magic(protoVersion), encodeFrame(frame{channel: 0, typ: tHello, payload: b})...)
+}
+
+// Regression: the EOF of a departed host must end the session before anything else is
+// read, or the next host's magic is parsed as a frame header and its handshake is lost.
+func TestSerialHostSwapKeepsNextHandshake(t *testing.T) {
+	port := &hostSwap{reads: [][]byte{helloBytes("first"), nil, helloBytes("second")}}
+	srv := &server{reaper: testReaper, log: io.Discard, shutdown: func() {}}
+	br := bufio.NewReader(port)
+	if err := newSession(srv, nopCloser{port}, br, true).run(); err != io.EOF {
+		t.Fatalf("first session should end at the host's EOF, got %v", err)
+	}
+	newSession(srv, nopCloser{port}, br, true).run()
+	if !strings.Contains(port.writes.String(), `"nonce":"second"`) {
+		t.Fatalf("the second host's HELLO was not answered; agent wrote %q", port.writes.String())
+	}
+}
+
 func TestWindowViolationEndsSession(t *testing.T) {
 	h, done, _ := newTestSession(t, false)
 	h.handshake("")

@@ -46,7 +46,12 @@ export class VmRuntime {
     if (!handle) return Promise.reject(new Error(`no running VMM for ${name}`));
     const connecting = (async () => {
       const stream = await handle.agentStream({ timeoutMs: opts.timeoutMs, signal: opts.signal });
-      const client = await connectAgent(stream, { timeoutMs: opts.timeoutMs, signal: opts.signal, client: "bangerd" });
+      const client = await connectAgent(stream, {
+        timeoutMs: opts.timeoutMs,
+        signal: opts.signal,
+        client: "bangerd",
+        serial: handle.agentOverSerial,
+      });
       void client.done.then(() => {
         if (this.agents.get(name) === connecting) this.agents.delete(name);
       });

@@ -52,7 +52,15 @@ describe("agent as PID 1 in a real VM (QEMU TCG, virtio-serial)", { skip }, () =
   const kernel = cachedKernel()!;
   let sock = "";
   let qemu: ChildProcess | undefined;
+  const started: ChildProcess[] = []; // every VM, so a failed test cannot leak one
   let console = "";
+
+  /** What a failure report needs first: the agent's own lines, then the console's end. */
+  const consoleSummary = (): string => {
+    const lines = console.split("\n");
+    const agent = lines.filter((l) => l.startsWith("banger-agent")).slice(-10);
+    return `agent log:\n${agent.join("\n") || "(none)"}\nconsole tail:\n${lines.slice(-12).join("\n")}`;
+  };
 
   before(async () => {
     const agent = await buildAgent("amd64");
@@ -83,6 +91,7 @@ describe("agent as PID 1 in a real VM (QEMU TCG, virtio-serial)", { skip }, () =
     await copyFile(join(home, "root.ext4"), disk);
     sock = join(home, `${name}.sock`);
     console = "";
+    await killAll();
     qemu = spawn(
       "qemu-system-x86_64",
       [
@@ -98,27 +107,33 @@ describe("agent as PID 1 in a real VM (QEMU TCG, virtio-serial)", { skip }, () =
       ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
+    started.push(qemu);
     qemu.stdout!.on("data", (d: Buffer) => (console += d.toString()));
     qemu.stderr!.on("data", (d: Buffer) => (console += d.toString()));
   }
 
   async function poweredOff(client: AgentClient): Promise<void> {
     await client.shutdown();
-    const [code] = await once(qemu!, "exit");
-    assert.equal(code, 0, `qemu exited ${code}; console:\n${console.slice(-2000)}`);
+    const [code] = await once(qemu!, "exit", { signal: AbortSignal.timeout(30_000) }).catch(() => [`nothing: still running after 30 s`]);
+    assert.equal(code, 0, `qemu exited with ${code}\n${consoleSummary()}`);
+  }
+
+  async function killAll(): Promise<void> {
+    for (const vm of started.splice(0)) {
+      if (vm.exitCode !== null || vm.signalCode !== null) continue;
+      vm.kill("SIGKILL");
+      await once(vm, "exit");
+    }
   }
 
   after(async () => {
-    if (qemu && qemu.exitCode === null) {
-      qemu.kill("SIGKILL");
-      await once(qemu, "exit");
-    }
+    await killAll();
     cleanup();
   });
 
   const connect = async (): Promise<AgentClient> =>
     connectAgent(await dialUnix(sock, { timeoutMs: 20_000 }), { serial: true, timeoutMs: 60_000 }).catch((err: Error) => {
-      throw new Error(`${err.message}\nconsole:\n${console.slice(-3000)}`);
+      throw new Error(`${err.message}\n${consoleSummary()}`);
     });
 
   test("boots through the initramfs, serves, survives a reconnect and powers off", async () => {

@@ -153,6 +153,8 @@ export function configurationRequests(spec: VmSpec, view: ApiView): Array<[metho
 }
 
 class FirecrackerHandle extends BaseHandle {
+  readonly agentOverSerial = false;
+
   private api<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
     return fcCall<T>(this.state.controlSocket, method, path, body);
   }

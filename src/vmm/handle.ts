@@ -59,4 +59,5 @@ export abstract class BaseHandle implements VmHandle {
   abstract pause(): Promise<void>;
   abstract resume(): Promise<void>;
   abstract agentStream(opts?: AgentStreamOptions): Promise<Duplex>;
+  abstract readonly agentOverSerial: boolean;
 }

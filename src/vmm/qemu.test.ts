@@ -118,6 +118,7 @@ describe("qemu driver (real TCG boots)", () => {
       assert.equal(await vm.status(), "running");
       await assert.rejects(qmpCommand(join(spec.runtimeDir, "qmp.sock"), "no-such-command"), /CommandNotFound/);
 
+      assert.equal(vm.agentOverSerial, true, "the agent is reached on a virtio-serial port");
       const stream = await vm.agentStream();
       const echoed = await echoRoundTrip(stream, "hello agent\n").catch(async (err: Error) => {
         throw new Error(`${err.message}; console:\n${(await readFile(vm.consoleLogPath, "utf8")).slice(-1500)}`);

@@ -162,6 +162,10 @@ async function startQemu(spec: VmSpec, opts: StartOptions = {}): Promise<VmHandl
 }
 
 class QemuHandle extends BaseHandle {
+  get agentOverSerial(): boolean {
+    return this.state.agentSocket !== undefined;
+  }
+
   private qmp<T = unknown>(command: string, timeoutMs?: number): Promise<T> {
     return qmpCommand<T>(this.state.controlSocket, command, undefined, timeoutMs);
   }

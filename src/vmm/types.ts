@@ -87,6 +87,11 @@ export interface VmHandle {
   waitExit(signal?: AbortSignal): Promise<void>;
   /** A connected byte stream to the guest agent (vsock port 52 or the banger.agent serial port). */
   agentStream(opts?: AgentStreamOptions): Promise<Duplex>;
+  /**
+   * The agent stream is a virtio-serial port: one byte stream that outlives connections,
+   * so a new connection may first read what an earlier one left (connectAgent's `serial`).
+   */
+  readonly agentOverSerial: boolean;
 }
 
 export interface VmmDriver {

@@ -13,7 +13,7 @@ describe("vm lifecycle (real VM under QEMU)", () => {
   const { home, cleanup } = makeTempHome();
   let env: NodeJS.ProcessEnv = {};
   const banger = (args: string[]) => runBanger(args, { home, env });
-  const vmPid = () => JSON.parse(readFileSync(join(home, "run", "bangerd.pid"), "utf8")) as number;
+  const daemonPid = () => JSON.parse(readFileSync(join(home, "run", "bangerd.pid"), "utf8")) as number;
 
   before(async () => {
     ({ env } = await prepareBootableHome(home));
@@ -92,7 +92,12 @@ describe("vm lifecycle (real VM under QEMU)", () => {
 
   it("keeps control of a running VM across a daemon killed with SIGKILL", async () => {
     const before = JSON.parse((await banger(["vm", "show", "e2e", "--json"])).stdout);
-    process.kill(vmPid(), "SIGKILL");
+    // The daemon dies while the agent floods output: the serial port may hold the old
+    // connection's bytes, and the next daemon's handshake must skip them.
+    const flood = banger(["vm", "exec", "e2e", "--", "sh", "-c", "while true; do echo spam; done"]);
+    await new Promise((r) => setTimeout(r, 1000));
+    process.kill(daemonPid(), "SIGKILL");
+    assert.notEqual((await flood).code, 0, "the flooding exec ends with its daemon");
     const after = JSON.parse((await banger(["vm", "show", "e2e", "--json"])).stdout);
     assert.equal(after.state, "running");
     assert.equal(after.pid, before.pid, "the same VMM process was adopted");
