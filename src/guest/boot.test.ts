@@ -1,12 +1,11 @@
 // The agent as a real guest init: QEMU microvm under TCG boots Debian's cloud kernel with
 // an initramfs whose /init is the agent (loading virtio modules from modules.list), which
 // switch_roots to an ext4 root disk (busybox + the agent) and serves the virtio-serial
-// port "banger.agent". Skips when the cached kernel (/var/cache/banger-test, fetched by
-// the vmm tests) or QEMU is missing: this test does not download anything.
+// port "banger.agent". The kernel is Debian's cloud kernel, fetched once into the test
+// cache (src/vmm/testkit.ts); the test skips only where QEMU or the kernel can't be had.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
 import { copyFile, mkdir, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Duplex, Readable } from "node:stream";
@@ -15,26 +14,15 @@ import { once } from "node:events";
 import * as tarStream from "tar-stream";
 import { makeTempHome } from "../../test/helpers.ts";
 import { runChecked, which } from "../util/exec.ts";
+import { ensureTestKernel, type TestKernel } from "../vmm/testkit.ts";
 import { buildAgent, connectAgent, dialUnix, type AgentClient } from "./index.ts";
 
-const CACHE = "/var/cache/banger-test";
 /** Loaded in this order by the agent (dependencies first). */
 const MODULES = ["virtio_ring", "virtio", "virtio_mmio", "virtio_blk", "virtio_console", "vsock", "vmw_vsock_virtio_transport_common", "vsock_loopback"];
 
-function cachedKernel(): { vmlinuz: string; modules: string } | undefined {
-  const dirs = existsSync(CACHE) ? readdirSync(CACHE).filter((d) => /^linux-image-.*cloud-amd64.*\.deb\.d$/.test(d)) : [];
-  for (const d of dirs.sort().reverse()) {
-    const boot = join(CACHE, d, "boot");
-    const vmlinuz = existsSync(boot) ? readdirSync(boot).find((f) => f.startsWith("vmlinuz-")) : undefined;
-    if (vmlinuz) return { vmlinuz: join(boot, vmlinuz), modules: join(CACHE, d, "lib", "modules", vmlinuz.slice("vmlinuz-".length)) };
-  }
-  return undefined;
-}
-
 function whyUnavailable(): string | undefined {
   if (process.arch !== "x64") return "needs an x86_64 host";
-  for (const tool of ["qemu-system-x86_64", "mkfs.ext4", "cpio", "busybox"]) if (!which(tool)) return `${tool} not installed`;
-  if (!cachedKernel()) return `no Debian cloud kernel cached in ${CACHE} (the vmm tests fetch it)`;
+  for (const tool of ["qemu-system-x86_64", "mkfs.ext4", "cpio", "busybox", "dpkg-deb"]) if (!which(tool)) return `${tool} not installed`;
   return undefined;
 }
 
@@ -49,7 +37,8 @@ const skip = whyUnavailable();
 
 describe("agent as PID 1 in a real VM (QEMU TCG, virtio-serial)", { skip }, () => {
   const { home, cleanup } = makeTempHome();
-  const kernel = cachedKernel()!;
+  let kernel: TestKernel;
+  let noKernel: string | undefined; // why Debian's kernel could not be had (offline mirror)
   let sock = "";
   let qemu: ChildProcess | undefined;
   const started: ChildProcess[] = []; // every VM, so a failed test cannot leak one
@@ -63,11 +52,14 @@ describe("agent as PID 1 in a real VM (QEMU TCG, virtio-serial)", { skip }, () =
   };
 
   before(async () => {
+    const found = await ensureTestKernel();
+    if (typeof found === "string") return void (noKernel = found);
+    kernel = found;
     const agent = await buildAgent("amd64");
     const initrd = join(home, "initrd");
     await mkdir(join(initrd, "lib/banger/modules"), { recursive: true });
     await copyFile(agent, join(initrd, "init"));
-    for (const m of MODULES) await copyFile(await findModule(kernel.modules, m), join(initrd, "lib/banger/modules", `${m}.ko`));
+    for (const m of MODULES) await copyFile(await findModule(kernel.modulesDir, m), join(initrd, "lib/banger/modules", `${m}.ko`));
     await writeFile(join(initrd, "lib/banger/modules.list"), `# loaded in order\n${MODULES.join("\n")}\n`);
     await runChecked(["sh", "-c", "cd \"$1\" && find . | cpio -o -H newc --quiet > \"$2\"", "sh", initrd, join(home, "initrd.cpio")]);
 
@@ -136,7 +128,8 @@ describe("agent as PID 1 in a real VM (QEMU TCG, virtio-serial)", { skip }, () =
       throw new Error(`${err.message}\n${consoleSummary()}`);
     });
 
-  test("boots through the initramfs, serves, survives a reconnect and powers off", async () => {
+  test("boots through the initramfs, serves, survives a reconnect and powers off", async (t) => {
+    if (noKernel) return t.skip(noKernel);
     await boot("pid1");
     let client = await connect();
     assert.match(console, /banger-agent \S+ ready/);
@@ -188,7 +181,8 @@ describe("agent as PID 1 in a real VM (QEMU TCG, virtio-serial)", { skip }, () =
     await poweredOff(client);
   });
 
-  test("banger.exec_init hands PID 1 to the image's init and keeps serving beside it", async () => {
+  test("banger.exec_init hands PID 1 to the image's init and keeps serving beside it", async (t) => {
+    if (noKernel) return t.skip(noKernel);
     await boot("withinit", "banger.exec_init=/sbin/init");
     const client = await connect();
     assert.equal(client.info.pid1, false);
