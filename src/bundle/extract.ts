@@ -1,17 +1,16 @@
 // Streaming `.tar.zst` extraction into a staging directory: `zstd -dc` (Debian's zstd; its
 // default 128 MiB window limit also bounds its memory) reads the bundle from a FIFO that the
-// download feeds (feeder.ts), the decoded stream is counted against the decompression-bomb cap
-// and parsed with tar-stream, and every member passes the checks in members.ts before
-// anything is written. Regular files are written sparse (all-zero
-// 4 KiB blocks become holes): ext4 images are mostly empty, and holes cost no disk or I/O.
-import { spawn, type ChildProcessByStdio } from "node:child_process";
-import { mkdir, open, symlink } from "node:fs/promises";
-import { dirname, join } from "node:path";
-import type { Readable } from "node:stream";
-import tar from "tar-stream";
+// download feeds (feeder.ts) and writes the decoded tar into a second FIFO, which the unpacker
+// thread (unpacker.ts) walks: it counts the bytes against the decompression-bomb cap and asks
+// this side about every header, so every member passes the checks in members.ts before
+// anything is written. Regular files are written sparse (all-zero 4 KiB blocks become holes):
+// ext4 images are mostly empty, and holes cost no disk or I/O.
+import { spawn } from "node:child_process";
+import { mkdir, symlink } from "node:fs/promises";
+import { dirname, join, relative } from "node:path";
 import { BangerError, ErrorCode, integrity } from "../util/errors.ts";
 import { installHint, which } from "../util/exec.ts";
-import { BatchedFileWriter } from "./io.ts";
+import { type HeaderOverrides, type TarHeader, decodeTarHeader, longName, paxOverrides } from "../util/tar.ts";
 import {
   type BundleRules,
   type Member,
@@ -21,10 +20,13 @@ import {
   symlinkEscapes,
   symlinkTargetProblem,
 } from "./members.ts";
+import { type UnpackerOrder, type UnpackerReport, UnpackerFailure, startUnpacker } from "./unpacker.ts";
 
 export interface DecoderOptions {
   /** What zstd reads: a FIFO fed by the download (feeder.ts), or a file. */
   inputPath: string;
+  /** An empty FIFO for zstd's output (the caller makes and removes it, as makeFifo does). */
+  outputFifo: string;
   staging: string;
   rules: BundleRules;
   /** Cap on the decoded tar stream, in bytes (decompression bomb). */
@@ -61,26 +63,45 @@ export function memberError(rules: BundleRules, name: string, reason: string): B
 }
 
 export function startDecoder(opts: DecoderOptions): Decoder {
-  const child = spawn(requireZstd(), ["-d", "-c", "-q", "--", opts.inputPath], { stdio: ["ignore", "pipe", "pipe"] });
+  // The shell opens the output FIFO (waiting for the unpacker to open its end), then is zstd.
+  const child = spawn("sh", ["-c", 'exec "$1" -d -c -q -- "$2" > "$3"', "sh", requireZstd(), opts.inputPath, opts.outputFifo], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   let stderr = "";
   child.stderr.on("data", (b: Buffer) => {
     if (stderr.length < STDERR_KEEP) stderr += b.toString("utf8");
   });
   const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
   child.on("error", () => undefined); // spawn failures surface as a non-zero close
-  const kill = () => void child.kill("SIGKILL");
-  const done = extractAll(child, opts).then(
-    async (stats) => {
+  const members = new Map<string, Member>();
+  const unpacker = startUnpacker({
+    fifo: opts.outputFifo,
+    maxBytes: opts.maxUncompressedBytes,
+    decide: headerDecider(opts, members),
+    onProgress: opts.onDecoded,
+  });
+  // zstd may be killed before it opened the output FIFO: the unpacker is released too.
+  const kill = () => {
+    child.kill("SIGKILL");
+    void unpacker.stop();
+  };
+  const done = unpacker.done.then(
+    async (decodedBytes) => {
+      await unpacker.stop();
       if ((await exited) !== 0) throw zstdError(stderr);
-      return stats;
+      checkComplete(opts.rules, members);
+      opts.onDecoded?.(decodedBytes);
+      return { members: members.size, decodedBytes };
     },
-    async (err) => {
+    async (err: unknown) => {
       kill();
+      await unpacker.stop();
+      const failure = explain(opts, err);
       // zstd already gone on its own with an error (null: we killed it): a corrupt stream
       // makes tar see a short archive, and zstd's own message says more.
       const code = await exited;
-      if (!(err instanceof BangerError) && code !== null && code !== 0) throw zstdError(stderr);
-      throw err;
+      if (!(failure instanceof BangerError) && code !== null && code !== 0) throw zstdError(stderr);
+      throw failure;
     },
   );
   return { done, kill };
@@ -91,70 +112,72 @@ function zstdError(stderr: string): BangerError {
   return integrity(`bundle is not a valid zstd stream${last ? `: ${last}` : ""}`, "the download is damaged or is not a .tar.zst bundle");
 }
 
-/** One member as tar-stream hands it over: its header plus the content stream. */
-type TarEntry = AsyncIterable<Buffer> & { header: tar.Header; resume(): unknown };
+/** Largest PAX or GNU long-name entry accepted (tar-stream's cap too). */
+const MAX_META_BYTES = 1024 * 1024;
+const META_TYPES = new Set(["pax-header", "pax-global-header", "gnu-long-path", "gnu-long-link-path"]);
 
-type ZstdChild = ChildProcessByStdio<null, Readable, Readable>;
-
-/** Parses the decoded tar and writes each admitted member; resolves when the archive ended cleanly. */
-async function extractAll(child: ZstdChild, opts: DecoderOptions): Promise<ExtractStats> {
-  // A 1 MiB buffer instead of streamx's 16 KiB: with 64 KiB chunks from zstd, the default
-  // paused and resumed the pipe on every chunk.
-  const extract = tar.extract({ highWaterMark: 1024 * 1024 } as object);
-  const decoded = feedCounted(child.stdout, extract, opts);
-  const members = new Map<string, Member>();
+/**
+ * The unpacker's other half: decodes each header (with what PAX and GNU long-name entries
+ * said before it), admits the member, makes directories and symlinks itself and tells the
+ * unpacker where a file's bytes go. Throwing refuses the member and stops the unpacker.
+ */
+function headerDecider(opts: DecoderOptions, members: Map<string, Member>) {
   const maxMembers = opts.maxMembers ?? 200_000;
-  try {
-    for await (const entry of extract) {
-      if (members.size >= maxMembers) throw memberError(opts.rules, entry.header.name, `more than ${maxMembers} members`);
-      const member = admit(opts.rules, members, entry.header);
-      if (member) {
-        await writeMember(opts, member, entry as unknown as TarEntry);
-        members.set(member.path, member);
-      } else entry.resume();
+  let overrides: HeaderOverrides = {};
+  let collecting: string | undefined;
+  return async (report: Extract<UnpackerReport, { t: "header" | "meta" }>): Promise<UnpackerOrder> => {
+    if (report.t === "meta") {
+      const data = Buffer.from(report.data);
+      if (collecting === "pax-header") overrides = { ...overrides, ...paxOverrides(data) };
+      else if (collecting === "gnu-long-path") overrides.path = longName(data);
+      else if (collecting === "gnu-long-link-path") overrides.linkpath = longName(data);
+      collecting = undefined; // global PAX records change nothing we keep
+      return { op: "skip", size: 0 };
     }
-  } catch (err) {
-    child.stdout.destroy();
-    extract.destroy();
-    throw asTarError(opts.rules, decoded.bomb ?? err); // the cap's verdict explains whatever broke after it
-  }
-  checkComplete(opts.rules, members);
-  return { members: members.size, decodedBytes: decoded.bytes };
+    const header = decodeTarHeader(Buffer.from(report.block), overrides);
+    if (META_TYPES.has(header.type)) {
+      if (header.size > MAX_META_BYTES) throw new Error(`${header.type} entry of ${header.size} bytes is too large`);
+      collecting = header.type;
+      return { op: "collect", size: header.size };
+    }
+    overrides = {};
+    if (members.size >= maxMembers) throw memberError(opts.rules, header.name, `more than ${maxMembers} members`);
+    const member = admit(opts.rules, members, header);
+    if (!member) return { op: "skip", size: header.size };
+    members.set(member.path, member);
+    const target = join(opts.staging, member.path);
+    await mkdir(dirname(target), { recursive: true });
+    if (member.type === "file") return { op: "write", path: target, mode: fileMode(header.mode), size: header.size };
+    try {
+      if (member.type === "directory") await mkdir(target, { recursive: true, mode: 0o755 });
+      else await symlink(member.linkTarget!, target);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") throw memberError(opts.rules, member.path, "conflicts with an earlier member");
+      throw err;
+    }
+    return { op: "skip", size: header.size };
+  };
 }
 
-/** tar-stream's parse errors are plain Errors; system errors (ENOSPC, ...) keep their identity. */
+/** Turns whatever stopped the unpacker into the error a user sees. */
+function explain(opts: DecoderOptions, err: unknown): unknown {
+  if (!(err instanceof UnpackerFailure)) return asTarError(opts.rules, err);
+  if (err.bomb) {
+    return integrity(`${opts.rules.kind}: decodes to more than ${opts.maxUncompressedBytes} bytes (decompression bomb cap)`, "if the bundle is genuine, raise the cap (maxUncompressedBytes)");
+  }
+  if (err.code === "EEXIST" && err.path) return memberError(opts.rules, relative(opts.staging, err.path), "conflicts with an earlier member");
+  if (err.code) return Object.assign(new Error(err.message), { code: err.code, syscall: "write", path: err.path }); // ENOSPC and friends
+  return asTarError(opts.rules, err);
+}
+
+/** Plain Errors (a bad header, a short archive) mean a damaged tar; system errors (ENOSPC, ...) keep their identity. */
 function asTarError(rules: BundleRules, err: unknown): unknown {
   if (err instanceof BangerError || !(err instanceof Error) || (err as NodeJS.ErrnoException).syscall) return err;
   return integrity(`${rules.kind}: not a valid tar archive: ${err.message}`, "the download is damaged or is not a bundle");
 }
 
-/**
- * Pipes zstd's output into the tar parser by hand, counting it against the decompression
- * bomb cap on the way (cheaper per chunk than a Transform stage: this runs for every 64 KiB).
- */
-function feedCounted(from: Readable, into: tar.Extract, opts: DecoderOptions): { bytes: number; bomb?: BangerError } {
-  const count: { bytes: number; bomb?: BangerError } = { bytes: 0 };
-  from.on("data", (chunk: Buffer) => {
-    if (count.bomb) return;
-    count.bytes += chunk.length;
-    if (count.bytes > opts.maxUncompressedBytes) {
-      count.bomb = integrity(`${opts.rules.kind}: decodes to more than ${opts.maxUncompressedBytes} bytes (decompression bomb cap)`, "if the bundle is genuine, raise the cap (maxUncompressedBytes)");
-      from.destroy();
-      into.destroy(count.bomb);
-      return;
-    }
-    opts.onDecoded?.(count.bytes);
-    if (!into.write(chunk)) {
-      from.pause();
-      into.once("drain", () => from.resume());
-    }
-  });
-  from.on("end", () => into.end(undefined)); // streamx: end(undefined) ends without writing
-  return count;
-}
-
 /** Runs every check on a header; returns the member to write, or undefined for the root entry. */
-function admit(rules: BundleRules, members: ReadonlyMap<string, Member>, header: tar.Header): Member | undefined {
+function admit(rules: BundleRules, members: ReadonlyMap<string, Member>, header: TarHeader): Member | undefined {
   const name = header.name;
   const path = normaliseMemberPath(name);
   if (typeof path !== "string") throw memberError(rules, name, path.refused);
@@ -164,7 +187,7 @@ function admit(rules: BundleRules, members: ReadonlyMap<string, Member>, header:
     if (type !== "directory") throw memberError(rules, name, "the bundle root must be a directory");
     return undefined;
   }
-  const member: Member = { path, type, ...(type === "symlink" ? { linkTarget: header.linkname ?? "" } : {}) };
+  const member: Member = { path, type, ...(type === "symlink" ? { linkTarget: header.linkname } : {}) };
   const problem =
     placementProblem(members, path) ??
     (member.linkTarget !== undefined ? symlinkTargetProblem(path, member.linkTarget) : undefined) ??
@@ -173,44 +196,9 @@ function admit(rules: BundleRules, members: ReadonlyMap<string, Member>, header:
   return member;
 }
 
-async function writeMember(opts: DecoderOptions, member: Member, entry: TarEntry): Promise<void> {
-  const target = join(opts.staging, member.path);
-  await mkdir(dirname(target), { recursive: true });
-  try {
-    if (member.type === "directory") {
-      await mkdir(target, { recursive: true, mode: 0o755 });
-      entry.resume();
-    } else if (member.type === "symlink") {
-      await symlink(member.linkTarget!, target);
-      entry.resume();
-    } else {
-      await writeFileSparse(target, fileMode(entry.header.mode), entry, entry.header.size ?? 0);
-    }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "EEXIST") throw memberError(opts.rules, member.path, "conflicts with an earlier member");
-    throw err;
-  }
-}
-
 /** Owner can always read and write; group/other keep read/execute; never setuid/setgid/sticky. */
 function fileMode(mode: number | undefined): number {
   return ((mode ?? 0o644) & 0o755) | 0o600;
-}
-
-async function writeFileSparse(path: string, mode: number, body: AsyncIterable<Buffer>, size: number): Promise<void> {
-  // "wx": O_CREAT|O_EXCL never follows a symlink nor reuses a file.
-  const fh = await open(path, "wx", mode);
-  try {
-    const out = new BatchedFileWriter(fh, true);
-    for await (const chunk of body) {
-      const wait = out.write(chunk);
-      if (wait) await wait;
-    }
-    await out.finish();
-    await fh.truncate(size);
-  } finally {
-    await fh.close();
-  }
 }
 
 /** Checks needing the whole archive: required files present, no symlink leaving the bundle. */

@@ -1,56 +1,58 @@
-// The byte-moving half of a pull, on its own thread. A pull's main thread also has zstd's
-// output, the tar parser and the extracted files to serve; with the SHA-256, the cache copy
-// and the writes into zstd on top, it was the bottleneck (the `curl | zstd | tar` baseline
-// spreads that work over three processes). So the main thread only receives the download and
-// gathers it into 1 MiB batches, which are transferred (not copied) to a small worker thread
-// that hashes them, appends them to the partial cache file and writes them into a FIFO that
-// zstd reads, with plain blocking writes (a blocked worker is the backpressure). Batches come
-// back with the acknowledgement and are reused.
+// The byte-moving half of a pull, on two threads of its own. The main thread only receives
+// the download and gathers it into 1 MiB batches in shared memory, which two small workers
+// read at once: one writes them into the FIFO that zstd reads, with plain blocking writes (a
+// blocked writer is the backpressure), the other hashes them and appends them to the partial
+// cache file. With one thread doing both, zstd sat idle whenever that thread was hashing (the
+// `curl | zstd | tar` baseline keeps every stage busy at once). A batch is reused once both
+// workers are done with it.
 //
-// The worker is plain JavaScript with only node: built-ins, started from a string: it needs no
-// build step and no TypeScript loader, so it starts in a few milliseconds everywhere.
+// The workers are plain JavaScript with only node: built-ins, started from a string: they need
+// no build step and no TypeScript loader, so they start in a few milliseconds everywhere.
 import { closeSync, constants, openSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
 import { runChecked } from "../util/exec.ts";
 
 const BATCH_BYTES = 1024 * 1024;
-/** Batches in flight to the worker before push() makes the caller wait (about as many MiB). */
-const MAX_INFLIGHT = 4;
+/** Batches in flight to the workers before push() makes the caller wait (about as many MiB). */
+const MAX_INFLIGHT = 8;
+
+type Role = "fifo" | "hash";
 
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
 const { createHash } = require("node:crypto");
 const { closeSync, constants, openSync, writeSync } = require("node:fs");
-const hash = createHash("sha256");
-const { fifo, teeFd } = workerData;
+const { role, fifo, teeFd } = workerData;
+const hash = role === "hash" ? createHash("sha256") : undefined;
 let out = -1;
 let failed = false;
 const writeAll = (fd, b) => { for (let off = 0; off < b.length; ) off += writeSync(fd, b, off, b.length - off); };
 parentPort.on("message", (m) => {
   if (failed) return;
-  let step = "fifo";
   try {
-    if (out < 0) out = openSync(fifo, constants.O_WRONLY);
-    if (m === "end") {
-      closeSync(out);
-      return parentPort.postMessage({ t: "digest", hex: hash.digest("hex") });
+    if (role === "fifo") {
+      if (out < 0) out = openSync(fifo, constants.O_WRONLY);
+      if (m === "end") {
+        closeSync(out);
+        return parentPort.postMessage({ t: "ended" });
+      }
+      writeAll(out, m.bytes);
+    } else {
+      if (m === "end") return parentPort.postMessage({ t: "digest", hex: hash.digest("hex") });
+      hash.update(m.bytes);
+      if (teeFd >= 0) writeAll(teeFd, m.bytes);
     }
-    hash.update(m);
-    step = "tee";
-    if (teeFd >= 0) writeAll(teeFd, m);
-    step = "fifo";
-    writeAll(out, m);
-    parentPort.postMessage({ t: "ack", buf: m }, [m.buffer]);
+    parentPort.postMessage({ t: "ack", slot: m.slot });
   } catch (err) {
     failed = true;
     if (out >= 0) try { closeSync(out); } catch {}
-    parentPort.postMessage({ t: "error", step, message: err.message, code: err.code });
+    parentPort.postMessage({ t: "error", message: err.message, code: err.code });
   }
 });
 `;
 
-type WorkerMessage = { t: "ack"; buf: Uint8Array } | { t: "digest"; hex: string } | { t: "error"; step: "fifo" | "tee"; message: string; code?: string };
+type WorkerMessage = { t: "ack"; slot: number } | { t: "ended" } | { t: "digest"; hex: string } | { t: "error"; message: string; code?: string };
 
 /** Creates a FIFO at `path` (Node has no mkfifo; coreutils' mkfifo is everywhere zstd is). */
 export async function makeFifo(path: string, signal?: AbortSignal): Promise<void> {
@@ -58,23 +60,26 @@ export async function makeFifo(path: string, signal?: AbortSignal): Promise<void
 }
 
 /**
- * Feeds a FIFO (zstd's input) from the main thread's chunks through a worker that also hashes
- * them and, with `teeFd`, appends them to that file. Call `finish()` after the last push: it
- * ends the FIFO's stream and resolves with the sha256 (hex). Always call `close()` afterwards,
- * also on failure (after stopping the FIFO's reader, so a blocked write ends with EPIPE): once
- * it resolved, nothing more is written to `teeFd`. The caller aborts `signal` when the reader
- * fails, so nothing waits on a worker that can no longer make progress.
+ * Feeds a FIFO (zstd's input) from the main thread's chunks through two workers, one of which
+ * also hashes them and, with `teeFd`, appends them to that file. Call `finish()` after the last
+ * push: it ends the FIFO's stream and resolves with the sha256 (hex). Always call `close()`
+ * afterwards, also on failure (after stopping the FIFO's reader, so a blocked write ends with
+ * EPIPE): once it resolved, nothing more is written to `teeFd`. The caller aborts `signal` when
+ * the reader fails, so nothing waits on a worker that can no longer make progress.
  */
 export class Feeder {
-  private readonly worker: Worker;
-  private batch: Buffer = Buffer.allocUnsafeSlow(BATCH_BYTES);
+  private readonly workers: Record<Role, Worker>;
+  /** Batches in shared memory, so both workers read the same bytes without a copy. */
+  private readonly slots: Buffer[] = [];
+  /** Workers still reading each slot; a slot is free again at 0. */
+  private readonly readers: number[] = [];
+  private readonly free: number[] = [];
+  private slot: number;
   private fill = 0;
-  /** Batches the worker handed back, reused so a pull allocates only MAX_INFLIGHT + 1 of them. */
-  private readonly spare: Buffer[] = [];
   private inflight = 0;
   private failure: Error | undefined;
   private waiter: (() => void) | undefined;
-  private digestWaiter: { resolve: (hex: string) => void; reject: (err: Error) => void } | undefined;
+  private readonly ending: { digest?: string; fifoClosed: boolean; resolve?: (hex: string) => void; reject?: (err: Error) => void } = { fifoClosed: false };
 
   /** `signal` aborting fails the feeder at once: a push waiting on a worker stuck at the FIFO returns. */
   constructor(
@@ -82,23 +87,20 @@ export class Feeder {
     teeFd: number | undefined,
     signal: AbortSignal,
   ) {
-    // execArgv: [] so a TypeScript loader of the parent is not started again in the worker.
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { fifo, teeFd: teeFd ?? -1 }, execArgv: [] });
-    this.worker.on("message", (m: WorkerMessage) => this.onMessage(m));
-    this.worker.on("error", (err) => this.fail(err));
-    this.worker.on("exit", () => this.fail(new Error("feeder thread stopped")));
+    this.workers = { fifo: this.startWorker("fifo", teeFd), hash: this.startWorker("hash", teeFd) };
+    this.slot = this.takeSlot();
     if (signal.aborted) this.fail(cancelled());
     else signal.addEventListener("abort", () => this.fail(cancelled()), { once: true });
   }
 
-  /** Takes a copy of `chunk`; returns a promise only when the worker is too far behind. */
+  /** Takes a copy of `chunk`; returns a promise only when the workers are too far behind. */
   push(chunk: Buffer): Promise<void> | undefined {
     if (this.failure) return Promise.reject(this.failure);
     for (let off = 0; off < chunk.length; ) {
-      const n = chunk.copy(this.batch, this.fill, off);
+      const n = chunk.copy(this.slots[this.slot]!, this.fill, off);
       this.fill += n;
       off += n;
-      if (this.fill === this.batch.length) this.send();
+      if (this.fill === BATCH_BYTES) this.send();
     }
     return this.inflight >= MAX_INFLIGHT ? this.drained() : undefined;
   }
@@ -108,8 +110,9 @@ export class Feeder {
     if (this.failure) return Promise.reject(this.failure);
     this.send();
     return new Promise((resolve, reject) => {
-      this.digestWaiter = { resolve, reject };
-      this.worker.postMessage("end");
+      Object.assign(this.ending, { resolve, reject });
+      this.workers.fifo.postMessage("end");
+      this.workers.hash.postMessage("end");
     });
   }
 
@@ -122,7 +125,24 @@ export class Feeder {
     } catch {
       /* already removed */
     }
-    await this.worker.terminate();
+    await Promise.all([this.workers.fifo.terminate(), this.workers.hash.terminate()]);
+  }
+
+  private startWorker(role: Role, teeFd: number | undefined): Worker {
+    // execArgv: [] so a TypeScript loader of the parent is not started again in the worker.
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { role, fifo: this.fifo, teeFd: teeFd ?? -1 }, execArgv: [] });
+    worker.on("message", (m: WorkerMessage) => this.onMessage(role, m));
+    worker.on("error", (err) => this.fail(err));
+    worker.on("exit", () => this.fail(new Error("feeder thread stopped")));
+    return worker;
+  }
+
+  private takeSlot(): number {
+    const free = this.free.pop();
+    if (free !== undefined) return free;
+    this.slots.push(Buffer.from(new SharedArrayBuffer(BATCH_BYTES)));
+    this.readers.push(0);
+    return this.slots.length - 1;
   }
 
   private async drained(): Promise<void> {
@@ -132,21 +152,26 @@ export class Feeder {
 
   private send(): void {
     if (this.fill === 0) return;
-    const out = this.batch.subarray(0, this.fill);
-    this.batch = this.spare.pop() ?? Buffer.allocUnsafeSlow(BATCH_BYTES);
-    this.fill = 0;
+    const message = { slot: this.slot, bytes: this.slots[this.slot]!.subarray(0, this.fill) };
+    this.readers[this.slot] = 2;
     this.inflight++;
-    this.worker.postMessage(out, [out.buffer as ArrayBuffer]);
+    this.workers.fifo.postMessage(message);
+    this.workers.hash.postMessage(message);
+    this.slot = this.takeSlot();
+    this.fill = 0;
   }
 
-  private onMessage(m: WorkerMessage): void {
+  private onMessage(role: Role, m: WorkerMessage): void {
     if (m.t === "ack") {
+      if (--this.readers[m.slot]! > 0) return;
+      this.free.push(m.slot);
       this.inflight--;
-      this.spare.push(Buffer.from(m.buf.buffer, 0, m.buf.buffer.byteLength));
       this.wake();
-    } else if (m.t === "digest") {
-      this.digestWaiter?.resolve(m.hex);
-    } else if (m.step === "tee") {
+    } else if (m.t === "ended" || m.t === "digest") {
+      if (m.t === "digest") this.ending.digest = m.hex;
+      else this.ending.fifoClosed = true;
+      if (this.ending.digest !== undefined && this.ending.fifoClosed) this.ending.resolve?.(this.ending.digest);
+    } else if (role === "hash") {
       this.fail(Object.assign(new BangerError(ErrorCode.Failed, `cannot write the download to the cache: ${m.message}`, "check free space under the banger root"), { code: m.code }));
     } else {
       this.fail(Object.assign(new Error(`zstd input: ${m.message}`), { code: m.code })); // zstd stopped: the decoder says why
@@ -156,7 +181,7 @@ export class Feeder {
   private fail(err: Error): void {
     this.failure ??= err;
     this.wake();
-    this.digestWaiter?.reject(this.failure);
+    this.ending.reject?.(this.failure);
   }
 
   private wake(): void {

@@ -5,9 +5,11 @@ import { join, relative } from "node:path";
 import { after, before, test } from "node:test";
 import { pathToFileURL } from "node:url";
 import { makeTempHome } from "../../test/helpers.ts";
+import { runChecked } from "../util/exec.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import type { ProgressEvent } from "../util/progress.ts";
 import { type BundleRules, bundleCachePath, fetchBundle, type FetchBundleOptions, makeTarZst, rawTarZst, type RawMember, startTestServer, type TestServer } from "./index.ts";
+import { zstdCompress } from "./testkit.ts";
 
 const anything: BundleRules = { kind: "test bundle", check: () => undefined, required: [] };
 const imageLike: BundleRules = {
@@ -201,6 +203,41 @@ test("rejects a sha256 mismatch and keeps nothing in the cache", async () => {
   const root = freshRoot();
   const src = serve(await packedBundle());
   await assertFails(fetchBundle(opts({ ...src, sha256: "0".repeat(64) }, root)), ErrorCode.Integrity, /sha256 mismatch: got [0-9a-f]{64}, expected 0{64}/);
+  assert.deepEqual(leftovers(root.root), []);
+});
+
+/** A tar of a tree with paths and a symlink target past ustar's 100 bytes, made by GNU tar. */
+async function longNamesTar(format: "gnu" | "pax"): Promise<{ tar: Buffer; deepFile: string; linkTarget: string }> {
+  const src = join(home.home, `long${++n}`);
+  const deepDir = Array.from({ length: 6 }, (_, i) => `directory-with-a-long-name-${i}`).join("/");
+  const deepFile = `${deepDir}/file-whose-own-name-is-also-rather-long-${"x".repeat(60)}.txt`;
+  mkdirSync(join(src, deepDir), { recursive: true });
+  writeFileSync(join(src, deepFile), "deep\n");
+  symlinkSync(deepFile, join(src, "shortcut"));
+  const out = join(home.home, `long${n}.tar`);
+  await runChecked(["tar", `--format=${format}`, "-C", src, "-cf", out, "."]);
+  return { tar: readFileSync(out), deepFile, linkTarget: deepFile };
+}
+
+for (const format of ["gnu", "pax"] as const) {
+  test(`long member names and link targets (${format} format) arrive intact`, async () => {
+    const root = freshRoot();
+    const made = await longNamesTar(format);
+    assert.ok(made.deepFile.length > 255, "longer than ustar's name + prefix");
+    await fetchBundle(opts(serve(await zstdCompress(made.tar)), root));
+    assert.equal(readFileSync(join(root.destDir, made.deepFile), "utf8"), "deep\n");
+    assert.equal(readlinkSync(join(root.destDir, "shortcut")), made.linkTarget);
+  });
+}
+
+test("a damaged tar header and a cut-off archive are refused and leave nothing", async () => {
+  const { tar } = await longNamesTar("gnu");
+  const damaged = Buffer.from(tar);
+  damaged[1] ^= 0x20; // the first header's name: its checksum no longer matches
+  const root = freshRoot();
+  await assertFails(fetchBundle(opts(serve(await zstdCompress(damaged)), root)), ErrorCode.Integrity, /not a valid tar archive: tar header checksum mismatch/);
+  const cut = tar.subarray(0, tar.length - 20 * 512 - 700); // valid zstd of a tar that stops mid-member
+  await assertFails(fetchBundle(opts(serve(await zstdCompress(cut)), root)), ErrorCode.Integrity, /not a valid tar archive: unexpected end of archive/);
   assert.deepEqual(leftovers(root.root), []);
 });
 

@@ -1,8 +1,9 @@
 // fetchBundle: one verified, cached, hardened pull of a `.tar.zst` bundle into a directory.
 //
 // The download and the extraction run at once, so a pull costs about one transfer: the main
-// thread receives the body, a feeder thread (feeder.ts) hashes it, writes the partial cache
-// file and feeds zstd through a FIFO, and the main thread extracts zstd's output. Nothing is
+// thread receives the body, feeder threads (feeder.ts) hash it, write the partial cache file
+// and feed zstd through a FIFO, and an unpacker thread (unpacker.ts) writes out zstd's output
+// from a second FIFO, asking the main thread (extract.ts) about every member. Nothing is
 // trusted until the end: the staging directory is published by rename only after the whole
 // body arrived with the declared size and sha256 and every member passed the checks; the
 // partial download becomes `<cacheDir>/bundles/<sha256>.tar.zst` only after it verified.
@@ -97,22 +98,32 @@ interface PullState {
   inner: AbortController;
 }
 
+/** The two FIFOs of a pull: the bundle into zstd, and the decoded tar out of it. */
+interface Fifos {
+  input: string;
+  output: string;
+}
+
 async function fillStaging<T>(opts: FetchBundleOptions<T>, st: PullState): Promise<FetchedBundle<T>> {
   await mkdir(opts.tmpDir, { recursive: true });
-  const fifo = join(opts.tmpDir, `bundle-${st.sha256.slice(0, 16)}-${process.pid}-${randomBytes(4).toString("hex")}.fifo`);
+  const base = join(opts.tmpDir, `bundle-${st.sha256.slice(0, 16)}-${process.pid}-${randomBytes(4).toString("hex")}`);
+  const fifos: Fifos = { input: `${base}.in.fifo`, output: `${base}.out.fifo` };
   try {
-    await makeFifo(fifo, st.inner.signal);
-    return await decodeFromFifo(opts, st, fifo);
+    await makeFifo(fifos.input, st.inner.signal);
+    await makeFifo(fifos.output, st.inner.signal);
+    return await decodeFromFifos(opts, st, fifos);
   } finally {
-    await rm(fifo, { force: true });
+    await rm(fifos.input, { force: true });
+    await rm(fifos.output, { force: true });
   }
 }
 
-async function decodeFromFifo<T>(opts: FetchBundleOptions<T>, st: PullState, fifo: string): Promise<FetchedBundle<T>> {
+async function decodeFromFifos<T>(opts: FetchBundleOptions<T>, st: PullState, fifos: Fifos): Promise<FetchedBundle<T>> {
   const report = throttled(opts.progress ?? noProgress);
   let downloading = !st.cached;
   const decoder = startDecoder({
-    inputPath: fifo,
+    inputPath: fifos.input,
+    outputFifo: fifos.output,
     staging: st.staging,
     rules: opts.rules,
     maxUncompressedBytes: opts.maxUncompressedBytes ?? defaultMaxUncompressedBytes(opts.sizeBytes),
@@ -123,7 +134,7 @@ async function decodeFromFifo<T>(opts: FetchBundleOptions<T>, st: PullState, fif
   });
   st.inner.signal.addEventListener("abort", decoder.kill, { once: true });
   const want: Expected = { sha256: st.sha256, sizeBytes: opts.sizeBytes, what: opts.url };
-  const sink: Sink = { fifo, stopReader: decoder.kill };
+  const sink: Sink = { fifo: fifos.input, stopReader: decoder.kill };
   const pump = st.cached
     ? async () => {
         report({ phase: "download", done: opts.sizeBytes, total: opts.sizeBytes, message: "cached" }, true);

@@ -4,6 +4,7 @@
 // record, keyed by the byte offset where the owning entry's data starts (tar-stream reports
 // the same number as `header.byteOffset`), so the two can be joined exactly.
 import { Transform, type TransformCallback } from "node:stream";
+import { decodeTarNumber, parsePaxRecords } from "../util/tar.ts";
 
 const BLOCK = 512;
 const XATTR_PREFIX = "SCHILY.xattr.";
@@ -69,7 +70,7 @@ export class PaxXattrSniffer extends Transform {
   private onHeader(block: Buffer): void {
     if (block.every((b) => b === 0)) return; // end-of-archive padding
     const flag = block[156] === 0 ? "0" : String.fromCharCode(block[156]!);
-    const size = decodeSize(block.subarray(124, 136));
+    const size = decodeTarNumber(block.subarray(124, 136));
     const padded = size + ((BLOCK - (size % BLOCK)) % BLOCK);
     if (flag === "x") {
       if (size > MAX_PAX_BYTES) throw new Error("PAX header too large");
@@ -101,33 +102,4 @@ export class PaxXattrSniffer extends Transform {
     }
     this.pendingXattrs = xattrs;
   }
-}
-
-/** Parses "<len> <key>=<value>\n" records, keeping values as raw bytes. */
-export function parsePaxRecords(buf: Buffer): Array<[string, Buffer]> {
-  const out: Array<[string, Buffer]> = [];
-  let rest = buf;
-  while (rest.length > 0) {
-    const space = rest.indexOf(0x20);
-    if (space <= 0) break;
-    const len = Number.parseInt(rest.subarray(0, space).toString("latin1"), 10);
-    if (!Number.isSafeInteger(len) || len <= space + 1 || len > rest.length) break;
-    const record = rest.subarray(space + 1, len - 1); // drop the trailing newline
-    const eq = record.indexOf(0x3d);
-    if (eq < 0) break;
-    out.push([record.subarray(0, eq).toString("utf8"), Buffer.from(record.subarray(eq + 1))]);
-    rest = rest.subarray(len);
-  }
-  return out;
-}
-
-/** Tar numeric field: octal text, or base-256 when the high bit of the first byte is set. */
-function decodeSize(field: Buffer): number {
-  if (field[0]! & 0x80) {
-    let n = 0;
-    for (let i = 1; i < field.length; i++) n = n * 256 + field[i]!;
-    return n;
-  }
-  const text = field.toString("latin1").replace(/\0.*$/s, "").trim();
-  return text === "" ? 0 : Number.parseInt(text, 8);
 }
