@@ -233,7 +233,7 @@ for (const format of ["gnu", "pax"] as const) {
 test("a damaged tar header and a cut-off archive are refused and leave nothing", async () => {
   const { tar } = await longNamesTar("gnu");
   const damaged = Buffer.from(tar);
-  damaged[1] ^= 0x20; // the first header's name: its checksum no longer matches
+  damaged[1] = damaged[1]! ^ 0x20; // the first header's name: its checksum no longer matches
   const root = freshRoot();
   await assertFails(fetchBundle(opts(serve(await zstdCompress(damaged)), root)), ErrorCode.Integrity, /not a valid tar archive: tar header checksum mismatch/);
   const cut = tar.subarray(0, tar.length - 20 * 512 - 700); // valid zstd of a tar that stops mid-member

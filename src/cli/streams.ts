@@ -1,5 +1,6 @@
 // The CLI end of streaming over an RPC call (daemon/streams.ts is the other end): local
-// bytes go up as `$/input` chunks within an acknowledged window; `out` events come down.
+// bytes go up as `$/input` chunks (raw payloads) within an acknowledged window; `out` events
+// come down.
 import { Readable, type Writable } from "node:stream";
 import { INPUT_CHUNK_BYTES, INPUT_WINDOW_BYTES, type StreamEvent, type StreamInput } from "../daemon/streams.ts";
 import type { Call } from "../rpc/index.ts";
@@ -32,7 +33,7 @@ export class Uploader {
     const data = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
     this.pending = [];
     this.pendingBytes = 0;
-    this.send({ t: "in", b64: data.toString("base64") });
+    this.call.input({ t: "in" }, data); // raw bytes after the message, no base64
   };
   private readonly onEnd = () => {
     this.flush();

@@ -1,13 +1,19 @@
 // Byte streams over an RPC call, in both directions, with flow control:
 //   out: a Readable becomes `{t:"out", fd, b64}` events, paused while the CLI's socket is full;
-//   in:  `$/input` `{t:"in", b64}` / `{t:"eof"}` become a Readable; each chunk is acknowledged
+//   in:  `$/input` `{t:"in"}` with raw bytes (rpc's payload: `data`) or `{t:"in", b64}` (the
+//        web terminal), and `{t:"eof"}`, become a Readable; each chunk is acknowledged
 //        (`{t:"ack", n}`) once taken, so the caller keeps a bounded window in flight.
 // Exec stdio, file copies and session attach all use these.
 import { PassThrough, type Readable } from "node:stream";
 import type { CallContext } from "../rpc/index.ts";
 
 /** What the CLI sends with `$/input` while streaming. */
-export type StreamInput = { t: "in"; b64: string } | { t: "eof" } | { t: "resize"; rows: number; cols: number } | { t: "signal"; name: string };
+export type StreamInput =
+  | { t: "in"; data: Buffer }
+  | { t: "in"; b64: string }
+  | { t: "eof" }
+  | { t: "resize"; rows: number; cols: number }
+  | { t: "signal"; name: string };
 
 /** What the daemon emits while streaming. */
 export type StreamEvent = { t: "out"; fd: 1 | 2; b64: string } | { t: "started"; pid?: number } | { t: "ack"; n: number };
@@ -47,7 +53,7 @@ export function inputStream(call: CallContext, onControl?: (input: StreamInput) 
     const input = raw as StreamInput;
     if (input?.t === "in") {
       if (out.writableEnded || out.destroyed) return;
-      const data = Buffer.from(input.b64, "base64");
+      const data = "data" in input ? input.data : Buffer.from(input.b64, "base64");
       if (out.write(data) && held === 0) ack(data.length);
       else held += data.length;
     } else if (input?.t === "eof") {

@@ -8,6 +8,7 @@ import {
   EVENT,
   INPUT,
   LineSplitter,
+  MAX_PAYLOAD_BYTES,
   PROGRESS,
   fromErrorObject,
   type RequestId,
@@ -23,8 +24,8 @@ export interface CallOptions {
 export interface Call<T> {
   id: RequestId;
   result: Promise<T>;
-  /** Sends `$/input` to the handler of this call. */
-  input(input: unknown): void;
+  /** Sends `$/input` to the handler of this call; `data` goes as raw bytes after it (the handler sees `input.data`). */
+  input(input: unknown, data?: Buffer): void;
   cancel(): void;
 }
 
@@ -100,7 +101,13 @@ export class RpcClient {
     return {
       id,
       result,
-      input: (input) => this.send({ jsonrpc: "2.0", method: INPUT, params: { id, input } }),
+      input: (input, data) => {
+        if (!data || data.length === 0) return this.send({ jsonrpc: "2.0", method: INPUT, params: { id, input } });
+        for (let off = 0; off < data.length; off += MAX_PAYLOAD_BYTES) {
+          const part = data.subarray(off, off + MAX_PAYLOAD_BYTES);
+          this.send({ jsonrpc: "2.0", method: INPUT, params: { id, input, bytes: part.length } }, part);
+        }
+      },
       cancel,
     };
   }
@@ -110,8 +117,13 @@ export class RpcClient {
     this.socket.destroy();
   }
 
-  private send(msg: object): void {
-    if (!this.socket.destroyed) this.socket.write(`${JSON.stringify(msg)}\n`);
+  private send(msg: object, payload?: Buffer): void {
+    if (this.socket.destroyed) return;
+    if (!payload) return void this.socket.write(`${JSON.stringify(msg)}\n`);
+    this.socket.cork();
+    this.socket.write(`${JSON.stringify(msg)}\n`);
+    this.socket.write(payload);
+    this.socket.uncork();
   }
 
   private handleLine(line: string): void {

@@ -6,6 +6,11 @@
 //   client → server  "$/cancel"   {id}                                 abort call `id`
 //   client → server  "$/input"    {id, input}                          handler-defined input
 // A client that disconnects cancels every call it had in flight.
+//
+// Bytes need not be base64 in JSON: an `$/input` whose params also hold `bytes: N` is followed
+// on the wire, right after its newline, by exactly N raw bytes (1 <= N <= MAX_PAYLOAD_BYTES),
+// which the handler receives as the input's `data` (a Buffer). Workspace copies send their tar
+// this way: base64 and JSON cost more CPU than the copy itself.
 import { BangerError, ErrorCode } from "../util/errors.ts";
 
 export type RequestId = number | string;
@@ -40,6 +45,24 @@ export const INPUT = "$/input";
 
 /** Largest single message either side accepts; bigger ones close the connection. */
 export const MAX_LINE_BYTES = 16 * 1024 * 1024;
+/** Largest raw payload after a message (see the header). */
+export const MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
+
+/** The raw bytes announced in a message's params (`bytes`), or 0; throws on a bad count. */
+export function payloadBytes(params: unknown): number {
+  const n = (params as { bytes?: unknown } | undefined)?.bytes;
+  if (n === undefined) return 0;
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > MAX_PAYLOAD_BYTES) {
+    throw new Error(`bad payload size ${JSON.stringify(n)} (1 to ${MAX_PAYLOAD_BYTES} bytes)`);
+  }
+  return n;
+}
+
+/** What a line handler returns when raw bytes follow its message: how many, and who takes them. */
+export interface PayloadSink {
+  bytes: number;
+  take(payload: Buffer): void;
+}
 
 export function toErrorObject(err: unknown): RpcErrorObject {
   if (err instanceof BangerError) {
@@ -54,19 +77,23 @@ export function fromErrorObject(obj: RpcErrorObject): BangerError {
 
 /**
  * Splits a byte stream into lines, refusing any line longer than MAX_LINE_BYTES so a peer
- * cannot make us buffer without bound.
+ * cannot make us buffer without bound. When `onLine` returns a PayloadSink, that many raw
+ * bytes after the line go to it instead.
  */
 export class LineSplitter {
   private pending: Buffer[] = [];
   private pendingLen = 0;
+  private payload: { sink: PayloadSink; parts: Buffer[]; left: number } | undefined;
   constructor(
-    private readonly onLine: (line: string) => void,
+    private readonly onLine: (line: string) => PayloadSink | void,
     private readonly maxBytes = MAX_LINE_BYTES,
   ) {}
 
   push(chunk: Buffer): void {
     let start = 0;
     for (;;) {
+      start = this.takePayload(chunk, start);
+      if (this.payload) return; // the chunk ended inside a payload
       const nl = chunk.indexOf(0x0a, start);
       if (nl === -1) break;
       const piece = chunk.subarray(start, nl);
@@ -74,7 +101,8 @@ export class LineSplitter {
       this.pending = [];
       this.pendingLen = 0;
       if (line.length > this.maxBytes) throw new Error(`message over ${this.maxBytes} bytes`);
-      if (line.length > 0) this.onLine(line.toString("utf8"));
+      const sink = line.length > 0 ? this.onLine(line.toString("utf8")) : undefined;
+      if (sink) this.payload = { sink, parts: [], left: sink.bytes };
       start = nl + 1;
     }
     if (start < chunk.length) {
@@ -83,5 +111,19 @@ export class LineSplitter {
       if (this.pendingLen > this.maxBytes) throw new Error(`message over ${this.maxBytes} bytes`);
       this.pending.push(rest);
     }
+  }
+
+  /** Feeds a pending payload from `chunk` at `start`; returns where line parsing resumes. */
+  private takePayload(chunk: Buffer, start: number): number {
+    const p = this.payload;
+    if (!p) return start;
+    const n = Math.min(p.left, chunk.length - start);
+    p.parts.push(chunk.subarray(start, start + n));
+    p.left -= n;
+    if (p.left === 0) {
+      this.payload = undefined;
+      p.sink.take(p.parts.length === 1 ? p.parts[0]! : Buffer.concat(p.parts));
+    }
+    return start + n;
   }
 }

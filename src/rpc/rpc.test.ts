@@ -50,6 +50,18 @@ describe("rpc", () => {
       new Promise((resolve) => {
         ctx.onInput((input) => resolve({ got: input }));
       }),
+    /** Collects raw input payloads until an input says `done`; answers with their tags and bytes. */
+    payloads: (_p, ctx) =>
+      new Promise((resolve) => {
+        const parts: Buffer[] = [];
+        const tags: string[] = [];
+        ctx.onInput((input) => {
+          const { tag, data, done } = input as { tag?: string; data?: Buffer; done?: boolean };
+          if (data) parts.push(data);
+          if (tag) tags.push(tag);
+          if (done) resolve({ tags, bytes: Buffer.concat(parts).toString("base64") });
+        });
+      }),
   };
 
   before(async () => {
@@ -117,6 +129,46 @@ describe("rpc", () => {
     call.input({ keys: "ls\n" });
     assert.deepEqual(await call.result, { got: { keys: "ls\n" } });
     c.close();
+  });
+
+  it("carries raw bytes after $/input (no base64), split however the socket splits them", async () => {
+    const c = await RpcClient.connect(socket);
+    const call = c.start("payloads");
+    const big = Buffer.alloc(9 * 1024 * 1024 + 7, 0x0a); // newlines: raw bytes must not be read as lines
+    big.write("start", 0);
+    const small = Buffer.from([0, 1, 2, 255]);
+    call.input({ tag: "a" }, small);
+    call.input({ tag: "b" }, big); // over MAX_PAYLOAD_BYTES: the client splits it into several messages
+    call.input({ done: true });
+    const got = (await call.result) as { tags: string[]; bytes: string };
+    assert.deepEqual(got.tags, ["a", "b", "b", "b"]);
+    assert.ok(Buffer.from(got.bytes, "base64").equals(Buffer.concat([small, big])));
+    c.close();
+
+    // The same by hand, one byte per write: the payload's boundary falls anywhere.
+    const raw = connect(socket);
+    const answers: string[] = [];
+    raw.on("data", (b) => answers.push(b.toString()));
+    const wire = Buffer.concat([
+      Buffer.from(`${JSON.stringify({ jsonrpc: "2.0", id: 1, method: "payloads" })}\n`),
+      Buffer.from(`${JSON.stringify({ jsonrpc: "2.0", method: "$/input", params: { id: 1, input: { tag: "x" }, bytes: 3 } })}\n`),
+      Buffer.from("a\nb"),
+      Buffer.from(`${JSON.stringify({ jsonrpc: "2.0", method: "$/input", params: { id: 1, input: { done: true } } })}\n`),
+    ]);
+    for (const byte of wire) raw.write(Buffer.from([byte]));
+    await waitFor(async () => answers.join("").includes("result"));
+    assert.deepEqual(JSON.parse(answers.join("")).result, { tags: ["x"], bytes: Buffer.from("a\nb").toString("base64") });
+    raw.destroy();
+  });
+
+  it("closes a connection that announces a bad payload size (it cannot be followed)", async () => {
+    const raw = connect(socket);
+    let answer = "";
+    raw.on("data", (b) => (answer += b.toString()));
+    const closed = new Promise((r) => raw.on("close", r));
+    raw.write(`${JSON.stringify({ jsonrpc: "2.0", method: "$/input", params: { id: 99, input: {}, bytes: 64 * 1024 * 1024 } })}\n`);
+    await closed;
+    assert.match(JSON.parse(answer).error.message, /bad payload size 67108864/);
   });
 
   it("aborts a slow handler cancelled by the client, and its cleanup runs", async () => {

@@ -8,6 +8,8 @@ import {
   EVENT,
   INPUT,
   LineSplitter,
+  type PayloadSink,
+  payloadBytes,
   PROGRESS,
   toErrorObject,
   type RequestId,
@@ -124,7 +126,7 @@ export class RpcServer {
     calls: Map<RequestId, InFlight>,
     send: (msg: object) => boolean,
     drained: () => Promise<void>,
-  ): void {
+  ): PayloadSink | void {
     let msg: unknown;
     try {
       msg = JSON.parse(line);
@@ -141,10 +143,7 @@ export class RpcServer {
       send({ jsonrpc: "2.0", id: null, error: { code: ErrorCode.InvalidRequest, message: "invalid request: method must be a string" } });
       return;
     }
-    if (id === undefined) {
-      this.handleNotification(method, params, calls);
-      return;
-    }
+    if (id === undefined) return this.handleNotification(method, params, calls);
     if (typeof id !== "number" && typeof id !== "string") {
       send({ jsonrpc: "2.0", id: null, error: { code: ErrorCode.InvalidRequest, message: "invalid request: bad id" } });
       return;
@@ -158,17 +157,23 @@ export class RpcServer {
     void running.finally(() => this.running.delete(running));
   }
 
-  private handleNotification(method: string, params: unknown, calls: Map<RequestId, InFlight>): void {
+  private handleNotification(method: string, params: unknown, calls: Map<RequestId, InFlight>): PayloadSink | void {
     const target = (params as { id?: RequestId } | undefined)?.id;
     const call = target === undefined ? undefined : calls.get(target);
-    if (!call) return;
-    if (method === CANCEL) call.controller.abort(cancelled("cancelled by client"));
+    if (method === CANCEL) call?.controller.abort(cancelled("cancelled by client"));
     else if (method === INPUT) {
       const input = (params as { input?: unknown }).input;
-      if (call.inputListeners.length > 0) for (const l of call.inputListeners) l(input);
-      else if (call.early.length < MAX_EARLY_INPUTS) call.early.push(input);
-      else call.controller.abort(new BangerError(ErrorCode.InvalidRequest, "too much input before the call was ready"));
+      const bytes = payloadBytes(params); // throws on a bad count: the stream can't be followed
+      const deliver = (value: unknown) => (call ? this.deliverInput(call, value) : undefined); // a finished call's input is dropped
+      if (bytes === 0) return deliver(input);
+      return { bytes, take: (data) => deliver({ ...(input as object), data }) };
     }
+  }
+
+  private deliverInput(call: InFlight, input: unknown): void {
+    if (call.inputListeners.length > 0) for (const l of call.inputListeners) l(input);
+    else if (call.early.length < MAX_EARLY_INPUTS) call.early.push(input);
+    else call.controller.abort(new BangerError(ErrorCode.InvalidRequest, "too much input before the call was ready"));
   }
 
   private async runCall(
