@@ -6,7 +6,9 @@ package main
 //	banger.root=/dev/vda  we are the initramfs init: mount this and switch_root to it
 //	banger.rootfstype=    filesystem of banger.root (default ext4); "ro" on the cmdline mounts it read-only
 //	banger.rootflags=     mount data for banger.root
-//	banger.agent=         the agent's path inside the real root (default /sbin/banger-agent)
+//	banger.agent=         an agent inside the real root to exec after switch_root (default: this
+//	                      initramfs agent goes on; the image's /sbin/banger-agent serves boots
+//	                      without an initramfs, init=/sbin/banger-agent)
 //	banger.hostname=      hostname
 //	banger.ip=A/P banger.gw=G banger.dns=IP[,IP] banger.iface=eth0   static networking
 //	banger.exec_init=     hand PID 1 to the image's init; the agent keeps serving as its child
@@ -29,9 +31,9 @@ import (
 )
 
 const (
-	modulesDir       = "/lib/banger/modules"
-	modulesList      = "/lib/banger/modules.list"
-	defaultAgentPath = "/sbin/banger-agent"
+	modulesDir  = "/lib/banger/modules"
+	modulesList = "/lib/banger/modules.list"
+	selfExe     = "/proc/self/exe"
 )
 
 type mountSpec struct {
@@ -256,21 +258,23 @@ func switchRoot(cmd map[string]string) error {
 	if err := os.Chdir("/"); err != nil {
 		return err
 	}
+	// This very binary goes on, not the image's copy: the daemon puts its own agent into every
+	// boot's initramfs, so a guest always speaks the daemon's protocol, however old the image.
+	// /proc/self/exe still reaches the initramfs file after the chroot.
 	agent := cmd["banger.agent"]
 	if agent == "" {
-		agent = defaultAgentPath
+		agent = selfExe
 	}
 	return syscall.Exec(agent, []string{"banger-agent", "--init", "--switched"}, os.Environ())
 }
 
 // handOffToInit starts the agent as a detached child and execs the image's init as PID 1.
 func handOffToInit(srv *server, initPath string, port uint32) {
-	self, err := os.Executable()
-	if err == nil {
-		attr := &syscall.ProcAttr{Env: os.Environ(), Sys: &syscall.SysProcAttr{Setsid: true},
-			Files: []uintptr{0, 1, 2}}
-		_, err = syscall.ForkExec(self, []string{"banger-agent", "serve", "--guest", "--vsock-port", strconv.Itoa(int(port))}, attr)
-	}
+	// selfExe, not os.Executable(): after switch_root this binary's path ("/init") is not in
+	// the new root, but the kernel still resolves its /proc/self/exe.
+	attr := &syscall.ProcAttr{Env: os.Environ(), Sys: &syscall.SysProcAttr{Setsid: true},
+		Files: []uintptr{0, 1, 2}}
+	_, err := syscall.ForkExec(selfExe, []string{"banger-agent", "serve", "--guest", "--vsock-port", strconv.Itoa(int(port))}, attr)
 	if err != nil {
 		srv.logf("starting the agent beside %s: %v", initPath, err)
 	}

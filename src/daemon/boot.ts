@@ -3,6 +3,8 @@
 // runtime directory, and the VM's tap and MAC when it has a NIC.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { agentBinary } from "../guest/index.ts";
+import { bootInitramfs } from "../kernel/index.ts";
 import type { VmRecord } from "../store/index.ts";
 import { notFound } from "../util/errors.ts";
 import type { VmSpec } from "../vmm/index.ts";
@@ -26,9 +28,13 @@ export async function bootSpec(ctx: DaemonContext, vm: VmRecord, disk: { path: s
     `banger.hostname=${vm.name}`,
     ...(nic?.kernelParams ?? []),
   ].join(" ");
+  // The guest runs the agent this daemon ships, whatever agent the kernel was imported with.
+  const initrdPath = hasInitrd
+    ? await bootInitramfs({ initrd, agentPath: agentBinary(), cacheDir: join(ctx.paths.cacheDir, "initrd"), kernelName: vm.kernel })
+    : undefined;
   return {
     kernelPath,
-    ...(hasInitrd ? { initrdPath: initrd } : {}),
+    ...(initrdPath ? { initrdPath } : {}),
     cmdline,
     rootDisk: { path: disk.path, format: disk.format },
     cpus: vm.cpus,

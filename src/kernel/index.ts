@@ -1,8 +1,9 @@
 // Package kernel owns local kernels: `kernel import` of a kernel directory or a Debian/Ubuntu
 // linux-image .deb (ar + data.tar parsed here; vmlinux extracted from the bzImage payload:
 // gzip, xz, lz4 incl. the legacy frame, zstd), choosing the modules a guest needs by their
-// .modinfo dependencies, generating the initramfs (our own newc cpio with the agent as /init),
-// and fetching Debian's kernel package through apt for `kernel import --debian`.
+// .modinfo dependencies, generating the initramfs (our own newc cpio with the agent as /init;
+// at boot, bootInitramfs appends the current agent so old kernels run the daemon's agent), and
+// fetching Debian's kernel package through apt for `kernel import --debian`.
 //
 // A kernel directory `<kernelsDir>/<name>/` holds: vmlinux (ELF), initrd.img (when there are
 // modules, or the imported directory had one), modules/<name>.ko (uncompressed, those in the
@@ -10,7 +11,11 @@
 // pulls (kernelcat, bundle), the store rows (daemon), or booting (vmm).
 export { importKernel, type ImportKernelOptions, type ImportedKernel, type KernelManifest } from "./import.ts";
 export {
+  agentOverlay,
+  bootInitramfs,
   buildInitramfs,
+  isBangerInitramfs,
+  type BootInitramfsOptions,
   INITRAMFS_INIT,
   INITRAMFS_MODULES_DIR,
   INITRAMFS_MODULES_LIST,

@@ -3,7 +3,8 @@
 // load order. The agent, running as the initramfs init, loads INITRAMFS_MODULES_LIST in order
 // from INITRAMFS_MODULES_DIR, mounts `banger.root=` and switches root (agent/init.go).
 // Deterministic: fixed inode numbers, owner 0:0, mtime 0, sorted as listed.
-import { open, readFile, rename, rm, stat } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { createGzip } from "node:zlib";
 import { pipeline } from "node:stream/promises";
@@ -78,6 +79,63 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<void>
   } finally {
     await fh.close().catch(() => undefined);
   }
+}
+
+/**
+ * A newc archive holding only /init = `agentPath`. Appended to one of our initramfs images it
+ * replaces the agent the kernel was imported with (the kernel unpacks concatenated archives
+ * in order; a later file of the same name overwrites the earlier one).
+ */
+export async function agentOverlay(agentPath: string): Promise<Buffer> {
+  return Buffer.concat([...cpioChunks([{ name: "init", mode: S_IFREG | 0o755, data: await readRegular(agentPath) }])]);
+}
+
+/** Whether `path` starts like an initramfs this module wrote (uncompressed, agent as /init). */
+export async function isBangerInitramfs(path: string): Promise<boolean> {
+  const fh = await open(path, "r");
+  try {
+    const head = Buffer.alloc(1024);
+    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    const text = head.subarray(0, bytesRead).toString("latin1");
+    return text.startsWith("070701") && text.includes("lib/banger/modules\0");
+  } finally {
+    await fh.close();
+  }
+}
+
+export interface BootInitramfsOptions {
+  /** The kernel's initrd.img. */
+  initrd: string;
+  /** The agent the daemon ships (guest/agentbin). */
+  agentPath: string;
+  /** Where combined images are kept: one per kernel, rebuilt when either part changes. */
+  cacheDir: string;
+  kernelName: string;
+}
+
+/**
+ * The initramfs to boot with: ours with the current agent appended (so a kernel imported by
+ * an older banger still boots the daemon's agent), or `initrd` itself when it is not one of
+ * ours (a distro initramfs keeps its own /init).
+ */
+export async function bootInitramfs(opts: BootInitramfsOptions): Promise<string> {
+  if (!(await isBangerInitramfs(opts.initrd))) return opts.initrd;
+  const [a, b] = await Promise.all([stat(opts.initrd), stat(opts.agentPath)]);
+  const key = createHash("sha256").update(JSON.stringify([opts.initrd, a.size, a.mtimeMs, a.ino, opts.agentPath, b.size, b.mtimeMs, b.ino])).digest("hex").slice(0, 16);
+  const out = join(opts.cacheDir, `${opts.kernelName}-${key}.img`);
+  if (await stat(out).then(() => true, () => false)) return out;
+  await mkdir(opts.cacheDir, { recursive: true });
+  const tmp = `${out}.tmp-${process.pid}-${Date.now()}`;
+  try {
+    await writeFile(tmp, Buffer.concat([await readFile(opts.initrd), await agentOverlay(opts.agentPath)]), { mode: 0o644 });
+    await rename(tmp, out);
+  } finally {
+    await rm(tmp, { force: true });
+  }
+  for (const name of await readdir(opts.cacheDir)) {
+    if (name.startsWith(`${opts.kernelName}-`) && name.endsWith(".img") && join(opts.cacheDir, name) !== out) await rm(join(opts.cacheDir, name), { force: true });
+  }
+  return out;
 }
 
 async function readRegular(path: string): Promise<Buffer> {

@@ -1,12 +1,14 @@
 // A real VM, end to end, as a user drives it: Debian's cloud kernel imported from its
 // package, the busybox image made with make-bundle and pulled through a catalog, then
 // create → exec → PTY → stop → start → daemon killed → rm. Boots under QEMU (TCG here).
+// Then: a kernel and an image carrying unusable agents still boot with the daemon's own.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { runChecked } from "../../src/util/exec.ts";
 import { REPO, isAlive, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
 
 describe("vm lifecycle (real VM under QEMU)", () => {
@@ -115,5 +117,39 @@ describe("vm lifecycle (real VM under QEMU)", () => {
     assert.deepEqual(readdirSync(join(home, "vms")), []);
     assert.equal(existsSync(join(home, "run", "vms")) ? readdirSync(join(home, "run", "vms")).length : 0, 0);
     assert.deepEqual(JSON.parse((await banger(["vm", "ls", "--json"])).stdout), []);
+  });
+});
+
+describe("a kernel and an image from an older banger boot with the daemon's agent", () => {
+  const { home, cleanup } = makeTempHome();
+  let env: NodeJS.ProcessEnv = {};
+  const banger = (args: string[]) => runBanger(args, { home, env });
+
+  before(async () => {
+    let kernel: string;
+    let image: string;
+    ({ env, kernel, image } = await prepareBootableHome(home));
+    // Stand-ins for agents that no longer work with this daemon: a /init appended to the
+    // kernel's initramfs (the kernel unpacks archives in order, so it wins) and the image's
+    // /sbin/banger-agent. Neither can run (no shell in the initramfs, a script that fails).
+    const stale = join(home, "stale");
+    mkdirSync(stale);
+    writeFileSync(join(stale, "init"), "#!/bin/sh\nexit 1\n", { mode: 0o755 });
+    await runChecked(["sh", "-c", 'cd "$1" && echo init | cpio -o -H newc --quiet >> "$2"', "sh", stale, join(home, "kernels", kernel, "initrd.img")]);
+    const rootfs = join(home, "images", image, "rootfs.ext4");
+    await runChecked(["debugfs", "-w", "-R", "rm /sbin/banger-agent", rootfs]);
+    await runChecked(["debugfs", "-w", "-R", `write ${join(stale, "init")} /sbin/banger-agent`, rootfs]);
+  });
+  after(async () => {
+    await runBanger(["vm", "rm", "-f", "old"], { home, env }).catch(() => undefined);
+    await stopDaemon(home);
+    cleanup();
+  });
+
+  it("boots and runs a command", async () => {
+    const r = await banger(["vm", "create", "--name", "old", "--image", "busybox"]);
+    assert.equal(r.code, 0, r.stderr);
+    const echo = await banger(["vm", "exec", "old", "--", "echo", "served"]);
+    assert.equal(echo.stdout, "served\n", echo.stderr);
   });
 });
