@@ -1,8 +1,8 @@
 // The daemon as users meet it: started by the CLI, one per root, stopped by SIGTERM or
-// `banger daemon stop`, and replaced cleanly after a crash.
+// `banger daemon stop`, replaced cleanly after a crash or by a CLI of another build.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { isAlive, makeTempHome, runBanger, runBin, stopDaemon } from "./helpers.ts";
 
@@ -115,6 +115,33 @@ describe("daemon", () => {
       const fresh = pidOf(home);
       assert.notEqual(fresh, pid);
       assert.ok(isAlive(fresh));
+    } finally {
+      await stopDaemon(home);
+      cleanup();
+    }
+  });
+
+  it("is replaced, when idle, by a CLI of another build (an upgrade or a rebuild)", async () => {
+    const { home, cleanup } = makeTempHome();
+    try {
+      await runBanger(["daemon", "start"], { home });
+      const pid = pidOf(home);
+      const buildFile = join(home, "run", "bangerd.build");
+      const ours = readFileSync(buildFile, "utf8").trim();
+      const version = (await runBanger(["--version"], { home })).stdout;
+      for (const part of ours.split(" ")) assert.ok(version.includes(part), `the build file names this build: ${ours} vs ${version}`);
+      writeFileSync(buildFile, "0.0.1 0000000 2020-01-01T00:00:00.000Z\n"); // as an older daemon would have written
+
+      const ls = await runBanger(["vm", "ls", "--json"], { home });
+      assert.equal(ls.code, 0, ls.stderr);
+      assert.deepEqual(JSON.parse(ls.stdout), []);
+      assert.match(ls.stderr, /^banger: restarted bangerd, which ran another build \(0\.0\.1 0000000 2020-01-01T00:00:00\.000Z\)\n$/);
+      assert.equal(isAlive(pid), false, "the old daemon is gone");
+      assert.notEqual(pidOf(home), pid);
+      assert.equal(readFileSync(buildFile, "utf8").trim(), ours);
+
+      const again = await runBanger(["vm", "ls"], { home });
+      assert.equal(again.stderr, "", "the same build is left alone");
     } finally {
       await stopDaemon(home);
       cleanup();

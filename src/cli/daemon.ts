@@ -4,7 +4,7 @@ import type { Command } from "commander";
 import { resolvePaths } from "../config/index.ts";
 import { RpcClient } from "../rpc/index.ts";
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
-import { connectOrStart } from "../daemon/launch.ts";
+import { connectOrStart, waitSocketGone } from "../daemon/launch.ts";
 import { callDaemon } from "./daemon-client.ts";
 import { printFields, printJson } from "./output.ts";
 
@@ -70,7 +70,7 @@ export function registerDaemon(program: Command): void {
         return;
       }
       const res = await client.call<{ pid: number; network?: { cleaned: boolean; reason?: string } }>("daemon.stop", opts.cleanupNetwork ? { cleanupNetwork: true } : undefined).finally(() => client.close());
-      await waitGone(paths.socket, 15000);
+      await waitSocketGone(paths.socket, 15000);
       if (opts.json) return printJson({ stopped: true, pid: res.pid, ...(res.network ? { network: res.network } : {}) });
       process.stdout.write(`bangerd (pid ${res.pid}) stopped\n`);
       if (res.network) process.stdout.write(res.network.cleaned ? "network removed: nftables tables, taps, bridge\n" : `network: nothing removed (${res.network.reason})\n`);
@@ -96,14 +96,6 @@ function parseCount(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0) throw invalidArgument(`--lines takes a whole number, not ${JSON.stringify(v)}`);
   return n;
-}
-
-async function waitGone(socket: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (existsSync(socket)) {
-    if (Date.now() > deadline) throw new BangerError(ErrorCode.Timeout, "bangerd did not stop in time", "see `banger daemon logs`");
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** Streams what is appended to file from offset on, until Ctrl-C. */

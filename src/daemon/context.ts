@@ -27,6 +27,8 @@ export interface DaemonContext {
   startedAt: number;
   /** Asks the daemon to shut down after the current answer is sent. */
   requestShutdown(): void;
+  /** Calls in flight on the RPC server (the asking call included). */
+  activeCalls(): number;
 }
 
 /** A mutex per key: run() waits for earlier holders of the same key only. */

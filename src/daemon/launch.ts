@@ -2,11 +2,13 @@
 // without --foreground and by the CLI when nothing answers on the socket. Kept free of the
 // daemon's heavy imports (SQLite) so the CLI stays quick to start.
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, openSync, closeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Paths } from "../config/index.ts";
 import { RpcClient } from "../rpc/index.ts";
+import { buildInfo } from "../util/buildinfo.ts";
+import { isAlive } from "../vmm/process.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 
 /** dist/bangerd.js beside the running bundle, or in the repo's dist/ when run from sources. */
@@ -40,15 +42,72 @@ function isAbsent(err: unknown): boolean {
   return code === "ENOENT" || code === "ECONNREFUSED";
 }
 
-/** Connects to the daemon for this root, starting one when none answers. */
-export async function connectOrStart(paths: Paths, timeoutMs = 15000): Promise<RpcClient> {
+/** `<run>/bangerd.build`: the build of the daemon serving this root, written once it listens. */
+export function daemonBuildFile(paths: Paths): string {
+  return join(paths.runDir, "bangerd.build");
+}
+
+/** This program's build: version, commit and build date (a rebuild changes it). */
+export function buildId(): string {
+  return `${buildInfo.version} ${buildInfo.commit} ${buildInfo.buildDate}`;
+}
+
+/**
+ * Connects to the daemon for this root, starting one when none answers. A daemon of another
+ * build (banger was upgraded or rebuilt; its code chunks may be gone) is replaced when it is
+ * idle: its VMs keep running and the new daemon adopts them. A busy one is left alone, with
+ * a note. `note` gets those one-line messages (default: stderr).
+ */
+export async function connectOrStart(paths: Paths, timeoutMs = 15000, note = (line: string) => void process.stderr.write(`banger: ${line}\n`)): Promise<RpcClient> {
+  let client: RpcClient | undefined;
   try {
-    return await RpcClient.connect(paths.socket);
+    client = await RpcClient.connect(paths.socket);
   } catch (err) {
     if (!isAbsent(err)) throw unavailable(paths, err);
   }
+  if (client) return replaceIfStale(client, paths, timeoutMs, note);
   spawnDaemon(paths);
   return waitForDaemon(paths, timeoutMs);
+}
+
+async function replaceIfStale(client: RpcClient, paths: Paths, timeoutMs: number, note: (line: string) => void): Promise<RpcClient> {
+  if (buildInfo.version === "dev") return client; // running from sources: no build to compare
+  let theirs: string;
+  try {
+    theirs = readFileSync(daemonBuildFile(paths), "utf8").trim();
+  } catch {
+    return client; // a daemon older than this check, or one still starting
+  }
+  if (theirs === buildId()) return client;
+  const status = await client.call<{ activeCalls?: number; pid: number }>("daemon.status");
+  if ((status.activeCalls ?? 0) > 1) {
+    note(`bangerd runs another build (${theirs}) and is busy; restart it when idle: banger daemon stop`);
+    return client;
+  }
+  await client.call("daemon.stop");
+  client.close();
+  await waitExited(status.pid, 10_000); // it holds the root's lock until it is gone
+  spawnDaemon(paths);
+  const fresh = await waitForDaemon(paths, timeoutMs);
+  note(`restarted bangerd, which ran another build (${theirs})`);
+  return fresh;
+}
+
+async function waitExited(pid: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (isAlive(pid)) {
+    if (Date.now() > deadline) throw new BangerError(ErrorCode.Timeout, `bangerd (pid ${pid}) did not stop in time`, "see `banger daemon logs`");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Waits until a stopping daemon removed its socket. */
+export async function waitSocketGone(socket: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (existsSync(socket)) {
+    if (Date.now() > deadline) throw new BangerError(ErrorCode.Timeout, "bangerd did not stop in time", "see `banger daemon logs`");
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /** Polls the socket until a daemon answers, or fails with where to look. */

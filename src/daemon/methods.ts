@@ -35,6 +35,7 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
       uptimeSeconds: Math.round((Date.now() - ctx.startedAt) / 1000),
       schemaVersion: ctx.store.schemaVersion,
       vms: { total: ctx.store.listVms().length, running: ctx.store.listVms().filter((v) => v.state === "running").length },
+      activeCalls: ctx.activeCalls(),
     }),
     "daemon.stop": async (p) => {
       const network = optionalBool(p, "cleanupNetwork") ? await ctx.network.teardown() : undefined;

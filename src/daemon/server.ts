@@ -1,6 +1,6 @@
 // The daemon's life: lock the root, open the store, reconcile, serve the socket, and on
 // SIGTERM/SIGINT/`daemon.stop` stop serving, let cancelled handlers clean up, and exit.
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { ensureDirs, loadConfig, type Paths } from "../config/index.ts";
@@ -8,6 +8,7 @@ import { RpcServer } from "../rpc/index.ts";
 import { openStore } from "../store/index.ts";
 import { buildInfo } from "../util/buildinfo.ts";
 import { errorLine } from "../util/errors.ts";
+import { buildId, daemonBuildFile } from "./launch.ts";
 import { acquireDaemonLock } from "./lock.ts";
 import { Logger } from "./logger.ts";
 import { KeyedLock, type DaemonContext } from "./context.ts";
@@ -37,6 +38,7 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
   const store = openStore(paths.db);
   const interrupted = store.failInterruptedOperations();
   let shutdownRequested: () => void = () => undefined;
+  let server: RpcServer | undefined;
   const network = new NetworkManager({ store, log, paths, settings: networkSettings(loadConfig(paths)) });
   const ctx: DaemonContext = {
     paths,
@@ -48,6 +50,7 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
     network,
     startedAt: Date.now(),
     requestShutdown: () => shutdownRequested(),
+    activeCalls: () => server?.activeCalls ?? 0,
   };
   const reconciled = await reconcileVms(ctx);
   if (reconciled.adopted.length + reconciled.stopped.length + reconciled.removed.length > 0) log.info("reconciled vms", reconciled);
@@ -56,9 +59,11 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
   // The dashboard (web.enabled or BANGER_WEB=1) serves the same method table; a port in use must not stop the daemon.
   const methods = buildMethodTable(ctx);
   const web = webEnabled(ctx.config()) ? await startWebServer({ methods, paths, config: ctx.config(), log }).catch((err: unknown) => void log.warn("web: dashboard not started", { error: errorLine(err) })) : undefined;
-  const server = new RpcServer({ ...methods, ...webMethods(web ?? undefined) }, log);
+  const rpc = new RpcServer({ ...methods, ...webMethods(web ?? undefined) }, log);
+  server = rpc;
   const gid = bangerGroupId();
-  await server.listen(paths.socket, gid === undefined ? { mode: 0o600 } : { mode: 0o660, gid });
+  await rpc.listen(paths.socket, gid === undefined ? { mode: 0o600 } : { mode: 0o660, gid });
+  writeFileSync(daemonBuildFile(paths), `${buildId()}\n`); // CLIs of another build replace this daemon (launch.ts)
   log.info("bangerd ready", { pid: process.pid, version: buildInfo.version, commit: buildInfo.commit, root: paths.root, socket: paths.socket, interruptedOperations: interrupted });
 
   let stopping = false;
@@ -67,7 +72,8 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
     stopping = true;
     log.info("bangerd stopping", { reason });
     await web?.close();
-    await server.close();
+    await rpc.close();
+    rmSync(daemonBuildFile(paths), { force: true });
     await network.close();
     await rm(paths.socket, { force: true });
     store.close();

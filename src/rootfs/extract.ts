@@ -6,7 +6,7 @@
 // Devices and fifos exist only as metadata: nothing is written for them on disk and the
 // ext4 builder creates them with debugfs `mknod`. The root entry ("./") is skipped: the
 // image root is always root:root 0755.
-import { constants } from "node:fs";
+import { constants, mkdirSync } from "node:fs";
 import { link, mkdir, open, rm, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline, type Readable } from "node:stream";
@@ -41,7 +41,9 @@ const KEPT_XATTR = /^(security|user)\./;
  * Tree describing it. On any failure the staging directory is removed.
  */
 export async function extractRootfsTar(tarStream: Readable, stagingDir: string, opts: ExtractOptions = {}): Promise<Tree> {
-  await mkdir(stagingDir, { recursive: true, mode: 0o700 });
+  // No await before the pipeline listens: a source that fails at once (tar of a missing
+  // directory) must not emit an error nobody handles.
+  mkdirSync(stagingDir, { recursive: true, mode: 0o700 });
   const tree: Tree = { dir: stagingDir, entries: new Map() };
   const sniffer = new PaxXattrSniffer();
   const extract = tar.extract();

@@ -50,6 +50,11 @@ export class RpcServer {
   private readonly shutdown = new AbortController();
   private readonly running = new Set<Promise<void>>();
 
+  /** Calls being handled right now, on every connection. */
+  get activeCalls(): number {
+    return this.running.size;
+  }
+
   constructor(
     private readonly methods: MethodTable,
     private readonly log?: ServerLogger,
