@@ -5,11 +5,17 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { agentBinary } from "../guest/index.ts";
 import { bootInitramfs } from "../kernel/index.ts";
+import type { Paths } from "../config/index.ts";
 import type { VmRecord } from "../store/index.ts";
 import { notFound } from "../util/errors.ts";
 import type { VmSpec } from "../vmm/index.ts";
 import type { DaemonContext } from "./context.ts";
 import type { VmNic } from "./network.ts";
+
+/** Where bootInitramfs keeps each kernel's initramfs with the current agent appended. */
+export function bootInitramfsDir(paths: Paths): string {
+  return join(paths.cacheDir, "initrd");
+}
 
 export async function bootSpec(ctx: DaemonContext, vm: VmRecord, disk: { path: string; format: "raw" | "qcow2" }, runtimeDir: string, nic?: VmNic): Promise<VmSpec> {
   const kernelDir = join(ctx.paths.kernelsDir, vm.kernel);
@@ -30,7 +36,7 @@ export async function bootSpec(ctx: DaemonContext, vm: VmRecord, disk: { path: s
   ].join(" ");
   // The guest runs the agent this daemon ships, whatever agent the kernel was imported with.
   const initrdPath = hasInitrd
-    ? await bootInitramfs({ initrd, agentPath: agentBinary(), cacheDir: join(ctx.paths.cacheDir, "initrd"), kernelName: vm.kernel })
+    ? await bootInitramfs({ initrd, agentPath: agentBinary(), cacheDir: bootInitramfsDir(ctx.paths), kernelName: vm.kernel })
     : undefined;
   return {
     kernelPath,

@@ -5,12 +5,13 @@ import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { catalogOverride } from "../config/index.ts";
 import * as kernelcat from "../kernelcat/index.ts";
-import { fetchDebianKernelDeb, importKernel as importKernelFiles, type DebianFlavor } from "../kernel/index.ts";
+import { fetchDebianKernelDeb, importKernel as importKernelFiles, removeBootInitramfs, type DebianFlavor } from "../kernel/index.ts";
 import type { KernelRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, alreadyExists, invalidArgument, notFound } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
+import { bootInitramfsDir } from "./boot.ts";
 
 
 export function getKernel(ctx: DaemonContext, name: string): KernelRecord {
@@ -75,6 +76,7 @@ export function removeKernel(ctx: DaemonContext, name: string): Promise<{ remove
     // which the next pull or import of that name clears.
     ctx.store.deleteKernel(name);
     await rm(join(ctx.paths.kernelsDir, name), { recursive: true, force: true });
+    await removeBootInitramfs(bootInitramfsDir(ctx.paths), name);
     return { removed: name };
   });
 }

@@ -15,6 +15,7 @@ export {
   bootInitramfs,
   buildInitramfs,
   isBangerInitramfs,
+  removeBootInitramfs,
   type BootInitramfsOptions,
   INITRAMFS_INIT,
   INITRAMFS_MODULES_DIR,

@@ -132,10 +132,16 @@ export async function bootInitramfs(opts: BootInitramfsOptions): Promise<string>
   } finally {
     await rm(tmp, { force: true });
   }
-  for (const name of await readdir(opts.cacheDir)) {
-    if (name.startsWith(`${opts.kernelName}-`) && name.endsWith(".img") && join(opts.cacheDir, name) !== out) await rm(join(opts.cacheDir, name), { force: true });
-  }
+  await removeBootInitramfs(opts.cacheDir, opts.kernelName, out);
   return out;
+}
+
+/** Removes the boot images bootInitramfs kept for `kernelName` (but `keep`): after a rebuild, or with the kernel. */
+export async function removeBootInitramfs(cacheDir: string, kernelName: string, keep?: string): Promise<void> {
+  const ours = (name: string) => name.length === kernelName.length + 21 && name.startsWith(`${kernelName}-`) && /-[0-9a-f]{16}\.img$/.test(name);
+  for (const name of await readdir(cacheDir).catch(() => [] as string[])) {
+    if (ours(name) && join(cacheDir, name) !== keep) await rm(join(cacheDir, name), { force: true });
+  }
 }
 
 async function readRegular(path: string): Promise<Buffer> {
