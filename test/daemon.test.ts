@@ -3,6 +3,9 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { once } from "node:events";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { isAlive, makeTempHome, runBanger, runBin, stopDaemon } from "./helpers.ts";
 
@@ -143,6 +146,37 @@ describe("daemon", () => {
       const again = await runBanger(["vm", "ls"], { home });
       assert.equal(again.stderr, "", "the same build is left alone");
     } finally {
+      await stopDaemon(home);
+      cleanup();
+    }
+  });
+
+  it("leaves a busy daemon of another build alone, with a note", async () => {
+    const { home, cleanup } = makeTempHome();
+    // A kernel catalog whose bundle never arrives: a pull of it stays in flight.
+    let requests = 0;
+    const stall = createServer(() => void requests++); // never answers
+    stall.listen(0, "127.0.0.1");
+    await once(stall, "listening");
+    const url = `http://127.0.0.1:${(stall.address() as AddressInfo).port}/k.tar.zst`;
+    const catalog = join(home, "catalog.json");
+    writeFileSync(catalog, JSON.stringify({ version: 1, entries: [{ name: "slow", distro: "test", arch: "x86_64", kernel_version: "6.1", tarball_url: url, tarball_sha256: "a".repeat(64), size_bytes: 1000, description: "never arrives" }] }));
+    const env = { BANGER_KERNEL_CATALOG: catalog };
+    try {
+      await runBanger(["daemon", "start"], { home, env });
+      const pid = pidOf(home);
+      const pull = runBanger(["kernel", "pull", "slow"], { home, env, timeoutMs: 60_000 });
+      await waitUntil(() => requests > 0, 20_000); // the pull is in flight, waiting for its bundle
+      writeFileSync(join(home, "run", "bangerd.build"), "0.0.1 0000000 2020-01-01T00:00:00.000Z\n");
+      const ls = await runBanger(["vm", "ls"], { home, env });
+      assert.equal(ls.code, 0, ls.stderr);
+      assert.match(ls.stderr, /^banger: bangerd runs another build \(0\.0\.1 0000000 2020-01-01T00:00:00\.000Z\) and is busy; restart it when idle: banger daemon stop\n$/);
+      assert.equal(pidOf(home), pid, "the busy daemon keeps running");
+      await stopDaemon(home);
+      assert.notEqual((await pull).code, 0, "the pull ends with its daemon");
+    } finally {
+      stall.closeAllConnections?.();
+      stall.close();
       await stopDaemon(home);
       cleanup();
     }

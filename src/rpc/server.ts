@@ -49,10 +49,11 @@ export class RpcServer {
   private readonly sockets = new Set<Socket>();
   private readonly shutdown = new AbortController();
   private readonly running = new Set<Promise<void>>();
+  private active = 0;
 
-  /** Calls being handled right now, on every connection. */
+  /** Calls being handled right now, on every connection (a handler asking counts itself). */
   get activeCalls(): number {
-    return this.running.size;
+    return this.active;
   }
 
   constructor(
@@ -199,6 +200,7 @@ export class RpcServer {
     this.shutdown.signal.addEventListener("abort", onShutdown, { once: true });
     const call: InFlight = { controller, inputListeners: [], early: [] };
     calls.set(id, call);
+    this.active++;
     const ctx: CallContext = {
       signal: controller.signal,
       progress: (p) => void send({ jsonrpc: "2.0", method: PROGRESS, params: { id, ...p } }),
@@ -221,6 +223,7 @@ export class RpcServer {
       if (error.code === ErrorCode.Internal) this.log?.error("handler failed", { method, error: String((err as Error)?.stack ?? err) });
       send({ jsonrpc: "2.0", id, error });
     } finally {
+      this.active--;
       calls.delete(id);
       this.shutdown.signal.removeEventListener("abort", onShutdown);
       this.log?.info("call", { method, ms: Date.now() - started });
