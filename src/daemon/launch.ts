@@ -86,27 +86,23 @@ async function replaceIfStale(client: RpcClient, paths: Paths, timeoutMs: number
   }
   await client.call("daemon.stop");
   client.close();
-  await waitExited(status.pid, 10_000); // it holds the root's lock until it is gone
+  await pollUntil(() => !isAlive(status.pid), 10_000, `bangerd (pid ${status.pid}) did not stop in time`); // it holds the root's lock until it is gone
   spawnDaemon(paths);
   const fresh = await waitForDaemon(paths, timeoutMs);
   note(`restarted bangerd, which ran another build (${theirs})`);
   return fresh;
 }
 
-async function waitExited(pid: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (isAlive(pid)) {
-    if (Date.now() > deadline) throw new BangerError(ErrorCode.Timeout, `bangerd (pid ${pid}) did not stop in time`, "see `banger daemon logs`");
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/** Waits until a stopping daemon removed its socket. */
+export function waitSocketGone(socket: string, timeoutMs: number): Promise<void> {
+  return pollUntil(() => !existsSync(socket), timeoutMs, "bangerd did not stop in time");
 }
 
-/** Waits until a stopping daemon removed its socket. */
-export async function waitSocketGone(socket: string, timeoutMs: number): Promise<void> {
+async function pollUntil(done: () => boolean, timeoutMs: number, timeoutMessage: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (existsSync(socket)) {
-    if (Date.now() > deadline) throw new BangerError(ErrorCode.Timeout, "bangerd did not stop in time", "see `banger daemon logs`");
-    await new Promise((r) => setTimeout(r, 50));
+  while (!done()) {
+    if (Date.now() > deadline) throw new BangerError(ErrorCode.Timeout, timeoutMessage, "see `banger daemon logs`");
+    await new Promise((r) => setTimeout(r, 25));
   }
 }
 
