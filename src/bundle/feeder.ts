@@ -1,15 +1,16 @@
 // The byte-moving half of a pull, on two threads of its own. The main thread only receives
-// the download and gathers it into 1 MiB batches in shared memory, which two small workers
-// read at once: one writes them into the FIFO that zstd reads, with plain blocking writes (a
-// blocked writer is the backpressure), the other hashes them and appends them to the partial
-// cache file. With one thread doing both, zstd sat idle whenever that thread was hashing (the
-// `curl | zstd | tar` baseline keeps every stage busy at once). A batch is reused once both
-// workers are done with it.
+// the download and gathers it into 1 MiB batches, which travel (transferred, never copied)
+// along a chain of two small workers: the first writes each batch into the FIFO that zstd
+// reads, with plain blocking writes (a blocked writer is the backpressure), and hands it to
+// the second, which hashes it and appends it to the partial cache file, then returns it to
+// the main thread for reuse. So zstd gets every batch before it is hashed and never waits for
+// the hash (with one thread doing both, zstd sat idle whenever that thread was hashing; batches
+// in shared memory, read by both workers at once, made the main thread's copies slow).
 //
 // The workers are plain JavaScript with only node: built-ins, started from a string: they need
 // no build step and no TypeScript loader, so they start in a few milliseconds everywhere.
 import { closeSync, constants, openSync } from "node:fs";
-import { Worker } from "node:worker_threads";
+import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
 import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
 import { runChecked } from "../util/exec.ts";
 
@@ -23,36 +24,50 @@ const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
 const { createHash } = require("node:crypto");
 const { closeSync, constants, openSync, writeSync } = require("node:fs");
-const { role, fifo, teeFd } = workerData;
-const hash = role === "hash" ? createHash("sha256") : undefined;
-let out = -1;
+const { role, fifo, teeFd, next } = workerData;
 let failed = false;
 const writeAll = (fd, b) => { for (let off = 0; off < b.length; ) off += writeSync(fd, b, off, b.length - off); };
-parentPort.on("message", (m) => {
-  if (failed) return;
-  try {
-    if (role === "fifo") {
+const fail = (err) => {
+  failed = true;
+  parentPort.postMessage({ t: "error", message: err.message, code: err.code });
+};
+if (role === "fifo") {
+  // First link: into zstd's FIFO, then on to the hasher.
+  let out = -1;
+  parentPort.on("message", (m) => {
+    if (failed) return;
+    try {
       if (out < 0) out = openSync(fifo, constants.O_WRONLY);
       if (m === "end") {
         closeSync(out);
-        return parentPort.postMessage({ t: "ended" });
+        parentPort.postMessage({ t: "ended" });
+        return next.postMessage("end");
       }
-      writeAll(out, m.bytes);
-    } else {
-      if (m === "end") return parentPort.postMessage({ t: "digest", hex: hash.digest("hex") });
-      hash.update(m.bytes);
-      if (teeFd >= 0) writeAll(teeFd, m.bytes);
+      writeAll(out, m);
+      next.postMessage(m, [m.buffer]);
+    } catch (err) {
+      if (out >= 0) try { closeSync(out); } catch {}
+      fail(err);
     }
-    parentPort.postMessage({ t: "ack", slot: m.slot });
-  } catch (err) {
-    failed = true;
-    if (out >= 0) try { closeSync(out); } catch {}
-    parentPort.postMessage({ t: "error", message: err.message, code: err.code });
-  }
-});
+  });
+} else {
+  // Second link: hash, copy to the cache file, and the batch goes back for reuse.
+  const hash = createHash("sha256");
+  workerData.from.on("message", (m) => {
+    if (failed) return;
+    try {
+      if (m === "end") return parentPort.postMessage({ t: "digest", hex: hash.digest("hex") });
+      hash.update(m);
+      if (teeFd >= 0) writeAll(teeFd, m);
+      parentPort.postMessage({ t: "ack", buf: m }, [m.buffer]);
+    } catch (err) {
+      fail(err);
+    }
+  });
+}
 `;
 
-type WorkerMessage = { t: "ack"; slot: number } | { t: "ended" } | { t: "digest"; hex: string } | { t: "error"; message: string; code?: string };
+type WorkerMessage = { t: "ack"; buf: Uint8Array } | { t: "ended" } | { t: "digest"; hex: string } | { t: "error"; message: string; code?: string };
 
 /** Creates a FIFO at `path` (Node has no mkfifo; coreutils' mkfifo is everywhere zstd is). */
 export async function makeFifo(path: string, signal?: AbortSignal): Promise<void> {
@@ -60,22 +75,19 @@ export async function makeFifo(path: string, signal?: AbortSignal): Promise<void
 }
 
 /**
- * Feeds a FIFO (zstd's input) from the main thread's chunks through two workers, one of which
- * also hashes them and, with `teeFd`, appends them to that file. Call `finish()` after the last
- * push: it ends the FIFO's stream and resolves with the sha256 (hex). Always call `close()`
- * afterwards, also on failure (after stopping the FIFO's reader, so a blocked write ends with
- * EPIPE): once it resolved, nothing more is written to `teeFd`. The caller aborts `signal` when
- * the reader fails, so nothing waits on a worker that can no longer make progress.
+ * Feeds a FIFO (zstd's input) from the main thread's chunks through two workers, the second
+ * of which hashes them and, with `teeFd`, appends them to that file. Call `finish()` after the
+ * last push: it ends the FIFO's stream and resolves with the sha256 (hex). Always call
+ * `close()` afterwards, also on failure (after stopping the FIFO's reader, so a blocked write
+ * ends with EPIPE): once it resolved, nothing more is written to `teeFd`. The caller aborts
+ * `signal` when the reader fails, so nothing waits on a worker that can no longer make progress.
  */
 export class Feeder {
   private readonly workers: Record<Role, Worker>;
-  /** Batches in shared memory, so both workers read the same bytes without a copy. */
-  private readonly slots: Buffer[] = [];
-  /** Workers still reading each slot; a slot is free again at 0. */
-  private readonly readers: number[] = [];
-  private readonly free: number[] = [];
-  private slot: number;
+  private batch: Buffer = Buffer.allocUnsafeSlow(BATCH_BYTES);
   private fill = 0;
+  /** Batches the hasher handed back, reused so a pull allocates only MAX_INFLIGHT + 1 of them. */
+  private readonly spare: Buffer[] = [];
   private inflight = 0;
   private failure: Error | undefined;
   private waiter: (() => void) | undefined;
@@ -87,8 +99,11 @@ export class Feeder {
     teeFd: number | undefined,
     signal: AbortSignal,
   ) {
-    this.workers = { fifo: this.startWorker("fifo", teeFd), hash: this.startWorker("hash", teeFd) };
-    this.slot = this.takeSlot();
+    const link = new MessageChannel();
+    this.workers = {
+      fifo: this.startWorker("fifo", { role: "fifo", fifo, next: link.port1 }, [link.port1]),
+      hash: this.startWorker("hash", { role: "hash", teeFd: teeFd ?? -1, from: link.port2 }, [link.port2]),
+    };
     if (signal.aborted) this.fail(cancelled());
     else signal.addEventListener("abort", () => this.fail(cancelled()), { once: true });
   }
@@ -97,10 +112,10 @@ export class Feeder {
   push(chunk: Buffer): Promise<void> | undefined {
     if (this.failure) return Promise.reject(this.failure);
     for (let off = 0; off < chunk.length; ) {
-      const n = chunk.copy(this.slots[this.slot]!, this.fill, off);
+      const n = chunk.copy(this.batch, this.fill, off);
       this.fill += n;
       off += n;
-      if (this.fill === BATCH_BYTES) this.send();
+      if (this.fill === this.batch.length) this.send();
     }
     return this.inflight >= MAX_INFLIGHT ? this.drained() : undefined;
   }
@@ -111,8 +126,7 @@ export class Feeder {
     this.send();
     return new Promise((resolve, reject) => {
       Object.assign(this.ending, { resolve, reject });
-      this.workers.fifo.postMessage("end");
-      this.workers.hash.postMessage("end");
+      this.workers.fifo.postMessage("end"); // passed down the chain to the hasher
     });
   }
 
@@ -128,21 +142,13 @@ export class Feeder {
     await Promise.all([this.workers.fifo.terminate(), this.workers.hash.terminate()]);
   }
 
-  private startWorker(role: Role, teeFd: number | undefined): Worker {
+  private startWorker(role: Role, workerData: object, transferList: MessagePort[]): Worker {
     // execArgv: [] so a TypeScript loader of the parent is not started again in the worker.
-    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { role, fifo: this.fifo, teeFd: teeFd ?? -1 }, execArgv: [] });
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData, transferList, execArgv: [] });
     worker.on("message", (m: WorkerMessage) => this.onMessage(role, m));
     worker.on("error", (err) => this.fail(err));
     worker.on("exit", () => this.fail(new Error("feeder thread stopped")));
     return worker;
-  }
-
-  private takeSlot(): number {
-    const free = this.free.pop();
-    if (free !== undefined) return free;
-    this.slots.push(Buffer.from(new SharedArrayBuffer(BATCH_BYTES)));
-    this.readers.push(0);
-    return this.slots.length - 1;
   }
 
   private async drained(): Promise<void> {
@@ -152,20 +158,17 @@ export class Feeder {
 
   private send(): void {
     if (this.fill === 0) return;
-    const message = { slot: this.slot, bytes: this.slots[this.slot]!.subarray(0, this.fill) };
-    this.readers[this.slot] = 2;
-    this.inflight++;
-    this.workers.fifo.postMessage(message);
-    this.workers.hash.postMessage(message);
-    this.slot = this.takeSlot();
+    const out = this.batch.subarray(0, this.fill);
+    this.batch = this.spare.pop() ?? Buffer.allocUnsafeSlow(BATCH_BYTES);
     this.fill = 0;
+    this.inflight++;
+    this.workers.fifo.postMessage(out, [out.buffer as ArrayBuffer]);
   }
 
   private onMessage(role: Role, m: WorkerMessage): void {
     if (m.t === "ack") {
-      if (--this.readers[m.slot]! > 0) return;
-      this.free.push(m.slot);
       this.inflight--;
+      this.spare.push(Buffer.from(m.buf.buffer, 0, m.buf.buffer.byteLength));
       this.wake();
     } else if (m.t === "ended" || m.t === "digest") {
       if (m.t === "digest") this.ending.digest = m.hex;
