@@ -3,8 +3,9 @@
 // as much again), run as a user runs it with the daemon already up (one warm-up run, then
 // BENCH_RUNS runs): the median (and spread) of the total and of each phase the CLI
 // reports (create, workspace, command, teardown). Baseline: `tar -C repo -cf - . | tar -C
-// dest -xf -` of the same tree (incl. .git) to a local directory, in the same run; the
-// target is workspace copy <= 2x that.
+// dest -xf -` of the same tree (incl. .git) to a local directory, once after every run
+// (the host's speed drifts, so each copy is paired with its own baseline); the target is
+// workspace copy <= 2x that.
 //
 // Then the pieces, to see where the time goes:
 //   pack        packWorkspace's tar (git snapshot + read every file) into a byte counter;
@@ -71,6 +72,7 @@ async function main(): Promise<void> {
   const runArgs = ["vm", "run", "--timings", "--image", IMAGE, "--", "true"];
 
   const runs: Array<Record<string, number>> = [];
+  const tarTimes: number[] = [];
   for (let i = 0; i <= (ONLY === "all" ? RUNS : -1); i++) {
     await runChecked(["sync"]);
     const t = process.hrtime.bigint();
@@ -79,10 +81,14 @@ async function main(): Promise<void> {
     if (r.code !== 0) throw new Error(`banger vm run exited ${r.code}: ${r.stderr.trim()}`);
     const phases = parseTimings(r.stderr);
     console.log(`${i === 0 ? "warm-up" : `run ${i}`}: total ${(total / 1000).toFixed(2)} s, ${PHASES.map((p) => `${p} ${((phases[p] ?? NaN) / 1000).toFixed(2)} s`).join(", ")}`);
-    if (i > 0) runs.push({ total, ...phases });
+    // The baseline right after each run, so both see the host as it is at that moment.
+    const tar = await tarCopyOnce(repo);
+    console.log(`        tar c | tar x ${(tar / 1000).toFixed(2)} s`);
+    if (i > 0) {
+      runs.push({ total, ...phases });
+      tarTimes.push(tar);
+    }
   }
-
-  const tarTimes = ONLY === "all" ? await tarBaseline(repo) : [NaN];
   const pieces = await measurePieces(h, repo);
 
   const row = (label: string, xs: number[]) => xs.length === 0 ? `${label.padEnd(22)} -` : `${label.padEnd(22)} median ${(median(xs) / 1000).toFixed(2).padStart(6)} s   (min ${(Math.min(...xs) / 1000).toFixed(2)}, max ${(Math.max(...xs) / 1000).toFixed(2)})`;
@@ -150,20 +156,16 @@ async function makeRepo(repo: string): Promise<void> {
   await runChecked(["git", "-C", repo, "commit", "-q", "-m", "bench"], { env });
 }
 
-/** `tar c | tar x` of the repository (incl. .git) into a fresh local directory; one warm-up. */
-async function tarBaseline(repo: string): Promise<number[]> {
-  const times: number[] = [];
-  for (let i = 0; i <= RUNS; i++) {
-    const dest = mkdtempSync(join(tmpdir(), "bench-tar-"));
-    await runChecked(["sync"]);
-    try {
-      const t = await timed(() => runChecked(["sh", "-c", `tar -C "$0" -cf - . | tar -C "$1" -xf -`, repo, dest]));
-      if (i > 0) times.push(t);
-    } finally {
-      rmSync(dest, { recursive: true, force: true });
-    }
+/** `tar c | tar x` of the repository (incl. .git) into a fresh local directory. */
+async function tarCopyOnce(repo: string): Promise<number> {
+  const dest = mkdtempSync(join(tmpdir(), "bench-tar-"));
+  await runChecked(["sync"]);
+  try {
+    return await timed(() => runChecked(["sh", "-c", `tar -C "$0" -cf - . | tar -C "$1" -xf -`, repo, dest]));
+  } finally {
+    rmSync(dest, { recursive: true, force: true });
+    await runChecked(["sync"]); // its writeback does not land in the next vm run
   }
-  return times;
 }
 
 async function measurePieces(h: BenchHome, repo: string): Promise<Array<[string, number[]]>> {
