@@ -17,6 +17,7 @@ import { ProgressView } from "./output.ts";
 import { addNetOptions, netParams, parseForwardSpec, startForward } from "./net.ts";
 import { Uploader, streamEvents } from "./streams.ts";
 import { parseCount, parseEnv, parseMemoryMib } from "./args.ts";
+import { outBytes } from "../daemon/streams.ts";
 
 export const GUEST_WORKSPACE = "/workspace";
 
@@ -44,8 +45,8 @@ async function execCapture(client: RpcClient, name: string, argv: string[]): Pro
   let stdout = "";
   const status = await client.call<ExitStatus>("vm.exec", { name, argv, stdin: false }, {
     onEvent: (e) => {
-      const ev = e as { t: string; fd?: number; b64?: string };
-      if (ev.t === "out" && ev.fd === 1) stdout += Buffer.from(ev.b64!, "base64").toString("utf8");
+      const out = outBytes(e);
+      if (out?.fd === 1) stdout += out.data.toString("utf8");
     },
   });
   return { code: "exitCode" in status ? status.exitCode : 128, stdout };

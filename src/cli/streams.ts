@@ -2,7 +2,7 @@
 // bytes go up as `$/input` chunks (raw payloads) within an acknowledged window; `out` events
 // come down.
 import { Readable, type Writable } from "node:stream";
-import { INPUT_CHUNK_BYTES, INPUT_WINDOW_BYTES, type StreamEvent, type StreamInput } from "../daemon/streams.ts";
+import { INPUT_CHUNK_BYTES, INPUT_WINDOW_BYTES, outBytes, type StreamEvent, type StreamInput } from "../daemon/streams.ts";
 import type { Call } from "../rpc/index.ts";
 
 /**
@@ -83,7 +83,8 @@ export class Uploader {
 export function streamEvents(sinks: { 1: Writable; 2: Writable }, uploader?: Uploader, onStarted?: () => void): (e: unknown) => void {
   return (e) => {
     const ev = e as StreamEvent;
-    if (ev.t === "out") sinks[ev.fd].write(Buffer.from(ev.b64, "base64"));
+    const out = outBytes(e);
+    if (out) sinks[out.fd].write(out.data);
     else if (ev.t === "ack") uploader?.ack(ev.n);
     else if (ev.t === "started") onStarted?.();
   };

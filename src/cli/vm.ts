@@ -12,6 +12,7 @@ import { callDaemon } from "./daemon-client.ts";
 import { addNetOptions, netParams, registerVmNet } from "./net.ts";
 import { age, printFields, printJson, printTable } from "./output.ts";
 import { parseCount, parseEnv, parseMemoryMib } from "./args.ts";
+import { outBytes } from "../daemon/streams.ts";
 
 const vmName = (v: string) => validateName("vm", v);
 
@@ -153,7 +154,12 @@ export function registerVm(program: Command): void {
       await callDaemon(
         "vm.logs",
         { name, follow: opts.follow ?? false },
-        { onEvent: (e) => process.stdout.write(Buffer.from((e as { b64: string }).b64, "base64")) },
+        {
+          onEvent: (e) => {
+            const out = outBytes(e);
+            if (out) process.stdout.write(out.data);
+          },
+        },
       ).catch((err: unknown) => {
         // Ctrl-C is how --follow ends.
         if (!(opts.follow && (err as { code?: number }).code === ErrorCode.Cancelled)) throw err;

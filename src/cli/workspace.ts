@@ -10,6 +10,7 @@ import type { RpcClient } from "../rpc/index.ts";
 import { validateName } from "../util/names.ts";
 import { withClient } from "./daemon-client.ts";
 import { printJson } from "./output.ts";
+import { outBytes } from "../daemon/streams.ts";
 
 /** The guest's files as a tar stream, through the daemon's `vm.files.get`. */
 function guestFiles(client: RpcClient, name: string): Pick<AgentClient, "getFiles"> {
@@ -18,8 +19,8 @@ function guestFiles(client: RpcClient, name: string): Pick<AgentClient, "getFile
       const out = new PassThrough();
       const call = client.start("vm.files.get", { name, path }, {
         onEvent: (e) => {
-          const ev = e as { t: string; b64?: string };
-          if (ev.t === "out") out.write(Buffer.from(ev.b64!, "base64"));
+          const bytes = outBytes(e);
+          if (bytes) out.write(bytes.data);
         },
       });
       call.result.then(() => out.end(), (err: unknown) => out.destroy(err as Error));

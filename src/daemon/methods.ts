@@ -9,7 +9,7 @@ import type { DaemonContext } from "./context.ts";
 import { bridgeExec, parseExecParams } from "./exec.ts";
 import { networkMethods } from "./network.ts";
 import { parseEgressPolicy } from "../net/index.ts";
-import { emitStream, inputStream } from "./streams.ts";
+import { type StreamEvent, emitStream, inputStream } from "./streams.ts";
 import { workspaceMethods } from "./workspace.ts";
 import { defaultsMethods } from "./defaults.ts";
 import { sessionMethods } from "./sessions.ts";
@@ -146,7 +146,7 @@ async function streamConsole(ctx: DaemonContext, name: string, follow: boolean, 
           const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
           if (bytesRead === 0) break;
           offset += bytesRead;
-          await call.emit({ t: "out", fd: 1, b64: buf.subarray(0, bytesRead).toString("base64") });
+          await call.emit({ t: "out", fd: 1, data: Buffer.from(buf.subarray(0, bytesRead)) } satisfies StreamEvent); // a copy: buf is reused
         }
       } finally {
         await fh.close();

@@ -17,15 +17,15 @@ import { attachSession, killSession, listSessions, parseSignal, removeSession, s
 /** A call whose events are collected and whose input the test sends. */
 function fakeCall() {
   const controller = new AbortController();
-  const events: Array<{ t: string; b64?: string }> = [];
+  const events: Array<{ t: string; data?: Buffer }> = [];
   let listener: (input: unknown) => void = () => undefined;
   const call: CallContext = {
     signal: controller.signal,
     progress: () => undefined,
-    emit: async (e) => void events.push(e as { t: string; b64?: string }),
+    emit: async (e) => void events.push(e as { t: string; data?: Buffer }),
     onInput: (l) => (listener = l),
   };
-  const output = () => events.filter((e) => e.t === "out").map((e) => Buffer.from(e.b64!, "base64").toString()).join("");
+  const output = () => events.filter((e) => e.t === "out").map((e) => e.data!.toString()).join("");
   return { call, events, output, send: (input: unknown) => listener(input), cancel: () => controller.abort() };
 }
 

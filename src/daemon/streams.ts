@@ -1,5 +1,6 @@
 // Byte streams over an RPC call, in both directions, with flow control:
-//   out: a Readable becomes `{t:"out", fd, b64}` events, paused while the CLI's socket is full;
+//   out: a Readable becomes `{t:"out", fd, data}` events (raw payloads over RPC), paused while
+//        the CLI's socket is full;
 //   in:  `$/input` `{t:"in"}` with raw bytes (rpc's payload: `data`) or `{t:"in", b64}` (the
 //        web terminal), and `{t:"eof"}`, become a Readable; each chunk is acknowledged
 //        (`{t:"ack", n}`) once taken, so the caller keeps a bounded window in flight.
@@ -16,7 +17,13 @@ export type StreamInput =
   | { t: "signal"; name: string };
 
 /** What the daemon emits while streaming. */
-export type StreamEvent = { t: "out"; fd: 1 | 2; b64: string } | { t: "started"; pid?: number } | { t: "ack"; n: number };
+export type StreamEvent = { t: "out"; fd: 1 | 2; data: Buffer } | { t: "started"; pid?: number } | { t: "ack"; n: number };
+
+/** The bytes of an `out` event, or undefined for any other event. */
+export function outBytes(event: unknown): { fd: 1 | 2; data: Buffer } | undefined {
+  const ev = event as Partial<Extract<StreamEvent, { t: "out" }>> | null;
+  return ev?.t === "out" && Buffer.isBuffer(ev.data) && (ev.fd === 1 || ev.fd === 2) ? { fd: ev.fd, data: ev.data } : undefined;
+}
 
 /**
  * Most bytes the CLI may have sent and not yet seen acknowledged. Enough to keep a
@@ -30,7 +37,7 @@ export const INPUT_CHUNK_BYTES = 256 * 1024;
 /** Emits every chunk of `stream` to the caller; resolves at its end. */
 export async function emitStream(stream: Readable, call: CallContext, fd: 1 | 2 = 1): Promise<void> {
   for await (const chunk of stream) {
-    await call.emit({ t: "out", fd, b64: (chunk as Buffer).toString("base64") } satisfies StreamEvent);
+    await call.emit({ t: "out", fd, data: chunk as Buffer } satisfies StreamEvent);
   }
 }
 

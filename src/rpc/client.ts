@@ -8,8 +8,11 @@ import {
   EVENT,
   INPUT,
   LineSplitter,
-  MAX_PAYLOAD_BYTES,
   PROGRESS,
+  type PayloadSink,
+  payloadBytes,
+  withPayloads,
+  writeMessage,
   fromErrorObject,
   type RequestId,
   type RpcErrorObject,
@@ -103,10 +106,7 @@ export class RpcClient {
       result,
       input: (input, data) => {
         if (!data || data.length === 0) return this.send({ jsonrpc: "2.0", method: INPUT, params: { id, input } });
-        for (let off = 0; off < data.length; off += MAX_PAYLOAD_BYTES) {
-          const part = data.subarray(off, off + MAX_PAYLOAD_BYTES);
-          this.send({ jsonrpc: "2.0", method: INPUT, params: { id, input, bytes: part.length } }, part);
-        }
+        for (const [msg, part] of withPayloads(data, (bytes) => ({ jsonrpc: "2.0", method: INPUT, params: { id, input, bytes } }))) this.send(msg, part);
       },
       cancel,
     };
@@ -118,15 +118,10 @@ export class RpcClient {
   }
 
   private send(msg: object, payload?: Buffer): void {
-    if (this.socket.destroyed) return;
-    if (!payload) return void this.socket.write(`${JSON.stringify(msg)}\n`);
-    this.socket.cork();
-    this.socket.write(`${JSON.stringify(msg)}\n`);
-    this.socket.write(payload);
-    this.socket.uncork();
+    writeMessage(this.socket, msg, payload);
   }
 
-  private handleLine(line: string): void {
+  private handleLine(line: string): PayloadSink | void {
     let msg: { id?: RequestId | null; method?: string; params?: { id?: RequestId; event?: unknown }; result?: unknown; error?: RpcErrorObject };
     try {
       msg = JSON.parse(line);
@@ -136,11 +131,16 @@ export class RpcClient {
     if (msg.method !== undefined) {
       const target = msg.params?.id;
       const p = target === undefined ? undefined : this.pending.get(target);
-      if (!p) return;
-      if (msg.method === PROGRESS) {
+      if (msg.method === EVENT) {
+        const event = msg.params?.event;
+        const bytes = payloadBytes(msg.params); // throws on a bad count: the stream can't be followed
+        if (bytes === 0) return void p?.opts.onEvent?.(event);
+        return { bytes, take: (data) => p?.opts.onEvent?.({ ...(event as object), data }) }; // taken even for a call no longer waited on
+      }
+      if (p && msg.method === PROGRESS) {
         const { id: _id, ...event } = msg.params as ProgressEvent & { id: RequestId };
         p.opts.onProgress?.(event);
-      } else if (msg.method === EVENT) p.opts.onEvent?.(msg.params?.event);
+      }
       return;
     }
     if (msg.id === undefined || msg.id === null) {

@@ -7,10 +7,13 @@
 //   client → server  "$/input"    {id, input}                          handler-defined input
 // A client that disconnects cancels every call it had in flight.
 //
-// Bytes need not be base64 in JSON: an `$/input` whose params also hold `bytes: N` is followed
-// on the wire, right after its newline, by exactly N raw bytes (1 <= N <= MAX_PAYLOAD_BYTES),
-// which the handler receives as the input's `data` (a Buffer). Workspace copies send their tar
-// this way: base64 and JSON cost more CPU than the copy itself.
+// Bytes need not be base64 in JSON: an `$/input` or `$/event` whose params also hold `bytes: N`
+// is followed on the wire, right after its newline, by exactly N raw bytes
+// (1 <= N <= MAX_PAYLOAD_BYTES), which the receiver attaches to the input or event as `data`
+// (a Buffer). Handlers emit events with a `data` Buffer and callers send input with one; the
+// framing is the server's and client's business. Workspace copies and exports go this way:
+// base64 and JSON cost more CPU than the copy itself.
+import type { Socket } from "node:net";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 
 export type RequestId = number | string;
@@ -56,6 +59,28 @@ export function payloadBytes(params: unknown): number {
     throw new Error(`bad payload size ${JSON.stringify(n)} (1 to ${MAX_PAYLOAD_BYTES} bytes)`);
   }
   return n;
+}
+
+/** `data` in pieces of at most MAX_PAYLOAD_BYTES, each with the message that announces it. */
+export function withPayloads(data: Uint8Array, message: (bytes: number) => object): Array<[message: object, payload: Buffer]> {
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const out: Array<[object, Buffer]> = [];
+  for (let off = 0; off < buf.length; off += MAX_PAYLOAD_BYTES) {
+    const part = buf.subarray(off, off + MAX_PAYLOAD_BYTES);
+    out.push([message(part.length), part]);
+  }
+  return out;
+}
+
+/** Writes a message, and its raw payload right after it in the same write batch. */
+export function writeMessage(socket: Socket, msg: object, payload?: Buffer): boolean {
+  if (socket.destroyed) return true;
+  if (!payload) return socket.write(`${JSON.stringify(msg)}\n`);
+  socket.cork();
+  socket.write(`${JSON.stringify(msg)}\n`);
+  const ok = socket.write(payload);
+  socket.uncork();
+  return ok;
 }
 
 /** What a line handler returns when raw bytes follow its message: how many, and who takes them. */

@@ -46,6 +46,14 @@ describe("rpc", () => {
       }
     },
     cleanupsSeen: () => cleanups,
+    /** Emits `size` bytes (newlines included) as one event with a data Buffer, then a plain event. */
+    bytesOut: async (p, ctx) => {
+      const size = (p as { size: number }).size;
+      const data = Buffer.alloc(size, "x\n");
+      await ctx.emit({ t: "out", fd: 1, data });
+      await ctx.emit({ t: "done" });
+      return size;
+    },
     inputEcho: (_p, ctx) =>
       new Promise((resolve) => {
         ctx.onInput((input) => resolve({ got: input }));
@@ -159,6 +167,24 @@ describe("rpc", () => {
     await waitFor(async () => answers.join("").includes("result"));
     assert.deepEqual(JSON.parse(answers.join("")).result, { tags: ["x"], bytes: Buffer.from("a\nb").toString("base64") });
     raw.destroy();
+  });
+
+  it("carries an event's data Buffer as raw bytes, split above the payload cap", async () => {
+    const c = await RpcClient.connect(socket);
+    const got: Buffer[] = [];
+    const kinds: string[] = [];
+    const size = 9 * 1024 * 1024 + 3;
+    const result = await c.call("bytesOut", { size }, {
+      onEvent: (e) => {
+        const ev = e as { t: string; data?: unknown };
+        kinds.push(ev.t);
+        if (Buffer.isBuffer(ev.data)) got.push(ev.data);
+      },
+    });
+    assert.equal(result, size);
+    assert.deepEqual(kinds, ["out", "out", "out", "done"], "three payload pieces, then the plain event");
+    assert.ok(Buffer.concat(got).equals(Buffer.alloc(size, "x\n")));
+    c.close();
   });
 
   it("closes a connection that announces a bad payload size (it cannot be followed)", async () => {

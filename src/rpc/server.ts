@@ -10,6 +10,8 @@ import {
   LineSplitter,
   type PayloadSink,
   payloadBytes,
+  withPayloads,
+  writeMessage,
   PROGRESS,
   toErrorObject,
   type RequestId,
@@ -93,10 +95,7 @@ export class RpcServer {
   private serveConnection(socket: Socket): void {
     this.sockets.add(socket);
     const calls = new Map<RequestId, InFlight>();
-    const send = (msg: object): boolean => {
-      if (socket.destroyed) return true;
-      return socket.write(`${JSON.stringify(msg)}\n`);
-    };
+    const send = (msg: object, payload?: Buffer): boolean => writeMessage(socket, msg, payload);
     const drained = (): Promise<void> =>
       socket.writableNeedDrain && !socket.destroyed
         ? new Promise((resolve) => {
@@ -130,7 +129,7 @@ export class RpcServer {
   private handleLine(
     line: string,
     calls: Map<RequestId, InFlight>,
-    send: (msg: object) => boolean,
+    send: (msg: object, payload?: Buffer) => boolean,
     drained: () => Promise<void>,
   ): PayloadSink | void {
     let msg: unknown;
@@ -187,7 +186,7 @@ export class RpcServer {
     method: string,
     params: unknown,
     calls: Map<RequestId, InFlight>,
-    send: (msg: object) => boolean,
+    send: (msg: object, payload?: Buffer) => boolean,
     drained: () => Promise<void>,
   ): Promise<void> {
     const handler = Object.hasOwn(this.methods, method) ? this.methods[method] : undefined;
@@ -205,7 +204,11 @@ export class RpcServer {
       signal: controller.signal,
       progress: (p) => void send({ jsonrpc: "2.0", method: PROGRESS, params: { id, ...p } }),
       emit: (event) => {
-        send({ jsonrpc: "2.0", method: EVENT, params: { id, event } });
+        const data = (event as { data?: unknown } | null)?.data;
+        if (data instanceof Uint8Array && data.length > 0) {
+          const { data: _, ...rest } = event as { data: Uint8Array };
+          for (const [msg, part] of withPayloads(data, (bytes) => ({ jsonrpc: "2.0", method: EVENT, params: { id, event: rest, bytes } }))) send(msg, part);
+        } else send({ jsonrpc: "2.0", method: EVENT, params: { id, event } });
         return drained();
       },
       onInput: (listener) => {

@@ -6,6 +6,7 @@ import { invalidArgument } from "../util/errors.ts";
 import { invoke } from "./invoke.ts";
 import type { LiveVms } from "./live.ts";
 import type { Tasks } from "./tasks.ts";
+import { outBytes } from "../daemon/streams.ts";
 
 export interface RouteInput {
   params: Record<string, string>;
@@ -86,9 +87,9 @@ async function consoleTail(methods: MethodTable, i: RouteInput): Promise<{ bytes
   const result = (await invoke(methods, "vm.logs", { name: i.params.name, follow: false }, {
     signal: i.signal,
     emit: (event) => {
-      const b64 = (event as { b64?: unknown }).b64;
-      if (typeof b64 !== "string") return;
-      tail = Buffer.concat([tail, Buffer.from(b64, "base64")]);
+      const out = outBytes(event);
+      if (!out) return;
+      tail = Buffer.concat([tail, out.data]);
       if (tail.length > want) tail = tail.subarray(tail.length - want);
     },
   })) as { bytes: number };

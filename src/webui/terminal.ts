@@ -7,6 +7,7 @@
 import type { WebSocket } from "ws";
 import type { MethodTable } from "../rpc/index.ts";
 import { errorBody, InputQueue, invoke } from "./invoke.ts";
+import { outBytes } from "../daemon/streams.ts";
 
 /** Keystrokes sent and not yet taken by the guest before we stop reading the socket. */
 const INPUT_WINDOW_BYTES = 1024 * 1024;
@@ -52,13 +53,14 @@ export function bridgeTerminal(ws: WebSocket, methods: MethodTable, method: stri
     signal: abort.signal,
     input,
     emit: (event) => {
-      const ev = event as { t?: string; b64?: string; n?: number };
+      const ev = event as { t?: string; n?: number };
+      const out = outBytes(event);
       if (ev.t === "ack" && typeof ev.n === "number") {
         unacked -= ev.n;
         if (unacked <= INPUT_WINDOW_BYTES) raw?.resume();
-      } else if (ev.t === "out" && typeof ev.b64 === "string" && ws.readyState === ws.OPEN) {
+      } else if (out && ws.readyState === ws.OPEN) {
         // Resolving after the write keeps a slow browser from piling output up in memory.
-        return new Promise<void>((resolve) => ws.send(Buffer.from(ev.b64!, "base64"), { binary: true }, () => resolve()));
+        return new Promise<void>((resolve) => ws.send(out.data, { binary: true }, () => resolve()));
       }
       return undefined;
     },

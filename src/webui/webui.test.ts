@@ -30,7 +30,7 @@ const methods: MethodTable = {
   // Echoes what is typed, upper-cased, until "exit": enough to see both directions and the end.
   "vm.exec": (p, call) =>
     new Promise((resolve) => {
-      const say = (text: string) => void call.emit({ t: "out", fd: 1, b64: Buffer.from(text).toString("base64") });
+      const say = (text: string) => void call.emit({ t: "out", fd: 1, data: Buffer.from(text) });
       const { tty } = p as { tty: { rows: number; cols: number } };
       say(`size ${tty.rows}x${tty.cols}\n`);
       call.onInput((raw) => {
