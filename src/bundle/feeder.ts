@@ -69,6 +69,19 @@ if (role === "fifo") {
 
 type WorkerMessage = { t: "ack"; buf: Uint8Array } | { t: "ended" } | { t: "digest"; hex: string } | { t: "error"; message: string; code?: string };
 
+/**
+ * Lets a thread blocked opening `path` through by opening the other end for an instant:
+ * `waiting` is the end that thread asked for. Its next read then sees EOF, or its next write
+ * EPIPE. Nothing happens when nobody waits or the FIFO is gone.
+ */
+export function releaseFifoOpener(path: string, waiting: "reader" | "writer"): void {
+  try {
+    closeSync(openSync(path, (waiting === "reader" ? constants.O_WRONLY : constants.O_RDONLY) | constants.O_NONBLOCK));
+  } catch {
+    /* no one waiting, or already removed */
+  }
+}
+
 /** Creates a FIFO at `path` (Node has no mkfifo; coreutils' mkfifo is everywhere zstd is). */
 export async function makeFifo(path: string, signal?: AbortSignal): Promise<void> {
   await runChecked(["mkfifo", "-m", "600", "--", path], { signal, timeoutMs: 10_000 });
@@ -132,13 +145,7 @@ export class Feeder {
 
   async close(): Promise<void> {
     this.failure ??= new Error("closed");
-    // A worker still waiting to open the FIFO (its reader never came) is let through; its
-    // first write then fails with EPIPE because this reader is gone again.
-    try {
-      closeSync(openSync(this.fifo, constants.O_RDONLY | constants.O_NONBLOCK));
-    } catch {
-      /* already removed */
-    }
+    releaseFifoOpener(this.fifo, "writer"); // a worker whose reader never came
     await Promise.all([this.workers.fifo.terminate(), this.workers.hash.terminate()]);
   }
 

@@ -13,8 +13,8 @@
 //
 // Like the feeder, the worker is plain JavaScript with only node: built-ins, started from a
 // string: no build step and no TypeScript loader, so it starts in a few milliseconds.
-import { closeSync, constants, openSync } from "node:fs";
 import { MessageChannel, Worker } from "node:worker_threads";
+import { releaseFifoOpener } from "./feeder.ts";
 
 /** What the main thread tells the worker after a header (or after metadata it collected). */
 export type UnpackerOrder =
@@ -210,12 +210,7 @@ export function startUnpacker(opts: UnpackerOptions): Unpacker {
     done,
     stop: async () => {
       answer({ op: "abort" }); // a worker waiting for an order
-      try {
-        // A worker still waiting for zstd to open the FIFO is let through (it then reads EOF).
-        closeSync(openSync(opts.fifo, constants.O_WRONLY | constants.O_NONBLOCK));
-      } catch {
-        /* no reader waiting, or already removed */
-      }
+      releaseFifoOpener(opts.fifo, "reader"); // a worker still waiting for zstd to open it
       await worker.terminate();
       port1.close();
     },

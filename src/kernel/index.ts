@@ -11,10 +11,8 @@
 // pulls (kernelcat, bundle), the store rows (daemon), or booting (vmm).
 export { importKernel, type ImportKernelOptions, type ImportedKernel, type KernelManifest } from "./import.ts";
 export {
-  agentOverlay,
   bootInitramfs,
   buildInitramfs,
-  isBangerInitramfs,
   removeBootInitramfs,
   type BootInitramfsOptions,
   INITRAMFS_INIT,

@@ -86,12 +86,12 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<void>
  * replaces the agent the kernel was imported with (the kernel unpacks concatenated archives
  * in order; a later file of the same name overwrites the earlier one).
  */
-export async function agentOverlay(agentPath: string): Promise<Buffer> {
+async function agentOverlay(agentPath: string): Promise<Buffer> {
   return Buffer.concat([...cpioChunks([{ name: "init", mode: S_IFREG | 0o755, data: await readRegular(agentPath) }])]);
 }
 
 /** Whether `path` starts like an initramfs this module wrote (uncompressed, agent as /init). */
-export async function isBangerInitramfs(path: string): Promise<boolean> {
+async function isBangerInitramfs(path: string): Promise<boolean> {
   const fh = await open(path, "r");
   try {
     const head = Buffer.alloc(1024);

@@ -4,9 +4,8 @@
 // record, keyed by the byte offset where the owning entry's data starts (tar-stream reports
 // the same number as `header.byteOffset`), so the two can be joined exactly.
 import { Transform, type TransformCallback } from "node:stream";
-import { decodeTarNumber, parsePaxRecords } from "../util/tar.ts";
+import { TAR_BLOCK as BLOCK, decodeTarNumber, isZeroBlock, paddedSize, parsePaxRecords } from "../util/tar.ts";
 
-const BLOCK = 512;
 const XATTR_PREFIX = "SCHILY.xattr.";
 /** Same cap tar-stream applies to long headers; anything larger is rejected there anyway. */
 const MAX_PAX_BYTES = 1024 * 1024;
@@ -68,10 +67,10 @@ export class PaxXattrSniffer extends Transform {
   }
 
   private onHeader(block: Buffer): void {
-    if (block.every((b) => b === 0)) return; // end-of-archive padding
+    if (isZeroBlock(block)) return; // end-of-archive padding
     const flag = block[156] === 0 ? "0" : String.fromCharCode(block[156]!);
     const size = decodeTarNumber(block.subarray(124, 136));
-    const padded = size + ((BLOCK - (size % BLOCK)) % BLOCK);
+    const padded = paddedSize(size);
     if (flag === "x") {
       if (size > MAX_PAX_BYTES) throw new Error("PAX header too large");
       this.state = size > 0 ? { kind: "pax", left: size, pad: padded - size } : { kind: "header" };
@@ -90,7 +89,7 @@ export class PaxXattrSniffer extends Transform {
     const nameEnd = block.indexOf(0, 0);
     const lastNameByte = block[(nameEnd < 0 || nameEnd > 100 ? 100 : nameEnd) - 1];
     const isDir = flag === "5" || (flag === "0" && lastNameByte === 0x2f);
-    const dataBytes = isDir ? 0 : entrySize + ((BLOCK - (entrySize % BLOCK)) % BLOCK);
+    const dataBytes = isDir ? 0 : paddedSize(entrySize);
     if (dataBytes > 0) this.state = { kind: "skip", left: dataBytes };
   }
 
