@@ -5,11 +5,10 @@
 // bound, and a malformed catalog fails naming the field (`entries[2].tarball_sha256: ...`).
 // Unknown fields are ignored, so a newer catalog still loads in an older banger.
 import { readFile } from "node:fs/promises";
-import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { BangerError, ErrorCode, integrity } from "../util/errors.ts";
 import { isValidName } from "../util/names.ts";
-import { openSource, parseSourceUrl } from "./source.ts";
+import { openSource, parseSourceUrl, readAllBounded } from "./source.ts";
 
 export interface CatalogEntry {
   name: string;
@@ -150,24 +149,8 @@ export async function readCatalogSource(location: string, signal?: AbortSignal):
     return { text: buf.toString("utf8"), url: url.href };
   }
   const src = await openSource(url, { signal });
-  return { text: await readBounded(src.body, url.href), url: url.href };
-}
-
-async function readBounded(body: Readable, what: string): Promise<string> {
-  const parts: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > MAX_CATALOG_BYTES) throw malformed(what, `larger than ${MAX_CATALOG_BYTES} bytes`);
-      parts.push(chunk);
-    }
-  } catch (err) {
-    body.destroy();
-    if (err instanceof BangerError) throw err;
-    throw new BangerError(ErrorCode.Unavailable, `GET ${what}: ${(err as Error).message}`, "check the network or the mirror, then retry");
-  }
-  return Buffer.concat(parts).toString("utf8");
+  const body = await readAllBounded(src, MAX_CATALOG_BYTES, () => malformed(url.href, `larger than ${MAX_CATALOG_BYTES} bytes`));
+  return { text: body.toString("utf8"), url: url.href };
 }
 
 /** The entry called `name`, or undefined. */

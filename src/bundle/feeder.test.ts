@@ -5,7 +5,7 @@ import { closeSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makeTempHome } from "../../test/helpers.ts";
-import { Feeder, makeFifo } from "./feeder.ts";
+import { Feeder, makeFifos } from "./feeder.ts";
 
 let home: { home: string; cleanup: () => void };
 let n = 0;
@@ -20,16 +20,26 @@ function reader(fifo: string, out: string) {
   return { child, exited: new Promise<number | null>((resolve) => child.on("close", resolve)) };
 }
 
+/** Writes `data` into the feeder's batches as a socket read would, `piece` bytes at most per read. */
+async function push(feeder: Feeder, data: Buffer, piece = 65536): Promise<void> {
+  for (let off = 0; off < data.length; ) {
+    const room = feeder.space();
+    const n = data.copy(room, 0, off, Math.min(data.length, off + piece, off + room.length));
+    off += n;
+    await feeder.commit(n);
+  }
+}
+
 test("the feeder hashes, copies to the tee file and writes everything into the FIFO, in order", async () => {
   const fifo = join(home.home, `f${++n}.fifo`);
-  await makeFifo(fifo);
+  await makeFifos([fifo]);
   const data = randomBytes(5 * 1024 * 1024 + 123);
   const r = reader(fifo, join(home.home, `out${n}`));
   const teePath = join(home.home, `tee${n}`);
   const tee = openSync(teePath, "w");
   const feeder = new Feeder(fifo, tee, new AbortController().signal);
   try {
-    for (let off = 0; off < data.length; off += 65536) await feeder.push(data.subarray(off, off + 65536));
+    await push(feeder, data, 100_003); // reads that straddle batch boundaries
     assert.equal(await feeder.finish(), createHash("sha256").update(data).digest("hex"));
   } finally {
     await feeder.close();
@@ -42,16 +52,16 @@ test("the feeder hashes, copies to the tee file and writes everything into the F
 
 test("a reader that goes away fails the feeder instead of blocking it, and close() returns, also when the reader never opened", async () => {
   const fifo = join(home.home, `f${++n}.fifo`);
-  await makeFifo(fifo);
+  await makeFifos([fifo]);
   const r = reader(fifo, "/dev/null");
   // As in a pull: the reader's end aborts the feeder (the decoder failing aborts the pull).
   const ctl = new AbortController();
   void r.exited.then(() => ctl.abort());
   const feeder = new Feeder(fifo, undefined, ctl.signal);
-  await feeder.push(Buffer.alloc(1024 * 1024));
+  await push(feeder, Buffer.alloc(1024 * 1024));
   r.child.kill("SIGKILL");
   await assert.rejects(async () => {
-    for (let i = 0; i < 64; i++) await feeder.push(Buffer.alloc(1024 * 1024));
+    for (let i = 0; i < 64; i++) await push(feeder, Buffer.alloc(1024 * 1024));
     await feeder.finish();
   }, /EPIPE|cancelled/);
   await feeder.close();
@@ -59,9 +69,9 @@ test("a reader that goes away fails the feeder instead of blocking it, and close
 
 test("close() does not hang when no reader ever opened the FIFO", async () => {
   const fifo = join(home.home, `f${++n}.fifo`);
-  await makeFifo(fifo);
+  await makeFifos([fifo]);
   const feeder = new Feeder(fifo, undefined, new AbortController().signal);
-  void feeder.push(Buffer.alloc(2 * 1024 * 1024)); // the worker now waits to open the FIFO
+  void push(feeder, Buffer.alloc(2 * 1024 * 1024)); // the worker now waits to open the FIFO
   await new Promise((resolve) => setTimeout(resolve, 50));
   await feeder.close();
 });

@@ -1,6 +1,6 @@
 // The byte-moving half of a pull, on two threads of its own. The main thread only receives
-// the download and gathers it into 1 MiB batches, which travel (transferred, never copied)
-// along a chain of two small workers: the first writes each batch into the FIFO that zstd
+// the download, with the socket reading straight into 1 MiB batches (http.ts), which travel
+// (transferred, never copied) along a chain of two small workers: the first writes each batch into the FIFO that zstd
 // reads, with plain blocking writes (a blocked writer is the backpressure), and hands it to
 // the second, which hashes it and appends it to the partial cache file, then returns it to
 // the main thread for reuse. So zstd gets every batch before it is hashed and never waits for
@@ -15,7 +15,9 @@ import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
 import { runChecked } from "../util/exec.ts";
 
 const BATCH_BYTES = 1024 * 1024;
-/** Batches in flight to the workers before push() makes the caller wait (about as many MiB). */
+/** A batch with less room than this goes out, so socket reads stay large. */
+const MIN_ROOM = 64 * 1024;
+/** Batches in flight to the workers before commit() makes the caller wait (about as many MiB). */
 const MAX_INFLIGHT = 8;
 
 type Role = "fifo" | "hash";
@@ -82,15 +84,15 @@ export function releaseFifoOpener(path: string, waiting: "reader" | "writer"): v
   }
 }
 
-/** Creates a FIFO at `path` (Node has no mkfifo; coreutils' mkfifo is everywhere zstd is). */
-export async function makeFifo(path: string, signal?: AbortSignal): Promise<void> {
-  await runChecked(["mkfifo", "-m", "600", "--", path], { signal, timeoutMs: 10_000 });
+/** Creates FIFOs at `paths` (Node has no mkfifo; coreutils' mkfifo is everywhere zstd is). */
+export async function makeFifos(paths: string[], signal?: AbortSignal): Promise<void> {
+  await runChecked(["mkfifo", "-m", "600", "--", ...paths], { signal, timeoutMs: 10_000 });
 }
 
 /**
- * Feeds a FIFO (zstd's input) from the main thread's chunks through two workers, the second
- * of which hashes them and, with `teeFd`, appends them to that file. Call `finish()` after the
- * last push: it ends the FIFO's stream and resolves with the sha256 (hex). Always call
+ * Feeds a FIFO (zstd's input) with the bytes read into its batches (`space()`, `commit()`),
+ * through two workers, the second of which hashes them and, with `teeFd`, appends them to that file. Call `finish()` after the
+ * last commit: it ends the FIFO's stream and resolves with the sha256 (hex). Always call
  * `close()` afterwards, also on failure (after stopping the FIFO's reader, so a blocked write
  * ends with EPIPE): once it resolved, nothing more is written to `teeFd`. The caller aborts
  * `signal` when the reader fails, so nothing waits on a worker that can no longer make progress.
@@ -106,7 +108,7 @@ export class Feeder {
   private waiter: (() => void) | undefined;
   private readonly ending: { digest?: string; fifoClosed: boolean; resolve?: (hex: string) => void; reject?: (err: Error) => void } = { fifoClosed: false };
 
-  /** `signal` aborting fails the feeder at once: a push waiting on a worker stuck at the FIFO returns. */
+  /** `signal` aborting fails the feeder at once: a reader waiting on a worker stuck at the FIFO returns. */
   constructor(
     private readonly fifo: string,
     teeFd: number | undefined,
@@ -121,15 +123,19 @@ export class Feeder {
     else signal.addEventListener("abort", () => this.fail(cancelled()), { once: true });
   }
 
-  /** Takes a copy of `chunk`; returns a promise only when the workers are too far behind. */
-  push(chunk: Buffer): Promise<void> | undefined {
+  /** Free room in the current batch (at least MIN_ROOM bytes), for the download to be read straight into. */
+  space(): Buffer {
+    return this.batch.subarray(this.fill);
+  }
+
+  /**
+   * Takes the `n` bytes just written at the start of `space()`. Returns a promise only when
+   * the workers are too far behind: the reader waits for it before reading more.
+   */
+  commit(n: number): Promise<void> | undefined {
     if (this.failure) return Promise.reject(this.failure);
-    for (let off = 0; off < chunk.length; ) {
-      const n = chunk.copy(this.batch, this.fill, off);
-      this.fill += n;
-      off += n;
-      if (this.fill === this.batch.length) this.send();
-    }
+    this.fill += n;
+    if (this.batch.length - this.fill < MIN_ROOM) this.send();
     return this.inflight >= MAX_INFLIGHT ? this.drained() : undefined;
   }
 

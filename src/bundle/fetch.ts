@@ -11,15 +11,14 @@
 import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
 import { BangerError, ErrorCode, alreadyExists, cancelled, integrity, invalidArgument, throwIfAborted } from "../util/errors.ts";
 import { publishDir } from "../util/fsx.ts";
 import { noProgress, type Progress } from "../util/progress.ts";
 import { type Decoder, type ExtractStats, requireZstd, startDecoder } from "./extract.ts";
-import { Feeder, makeFifo } from "./feeder.ts";
+import { Feeder, makeFifos } from "./feeder.ts";
 import { throttled } from "./io.ts";
 import type { BundleRules } from "./members.ts";
-import { openSource, parseSourceUrl } from "./source.ts";
+import { type ByteSink, type OpenedSource, openSource, parseSourceUrl } from "./source.ts";
 
 export interface FetchBundleOptions<T> {
   /** http(s) or file URL of the `.tar.zst`. */
@@ -105,20 +104,34 @@ interface Fifos {
 }
 
 async function fillStaging<T>(opts: FetchBundleOptions<T>, st: PullState): Promise<FetchedBundle<T>> {
+  const want: Expected = { sha256: st.sha256, sizeBytes: opts.sizeBytes, what: opts.url };
+  // Asked first, so the server's answer is on its way while the FIFOs and zstd are set up.
+  const download = st.cached ? undefined : openDownload(opts.url, want, st.inner.signal);
+  download?.catch(() => undefined); // awaited later; a failure meanwhile is not "unhandled"
   await mkdir(opts.tmpDir, { recursive: true });
   const base = join(opts.tmpDir, `bundle-${st.sha256.slice(0, 16)}-${process.pid}-${randomBytes(4).toString("hex")}`);
   const fifos: Fifos = { input: `${base}.in.fifo`, output: `${base}.out.fifo` };
   try {
-    await makeFifo(fifos.input, st.inner.signal);
-    await makeFifo(fifos.output, st.inner.signal);
-    return await decodeFromFifos(opts, st, fifos);
+    await makeFifos([fifos.input, fifos.output], st.inner.signal);
+    return await decodeFromFifos(opts, st, want, fifos, download);
   } finally {
+    download?.then((src) => src.close(), () => undefined); // drops a body never read (a failure before it)
     await rm(fifos.input, { force: true });
     await rm(fifos.output, { force: true });
   }
 }
 
-async function decodeFromFifos<T>(opts: FetchBundleOptions<T>, st: PullState, fifos: Fifos): Promise<FetchedBundle<T>> {
+/** Opens the download and checks the size the server announces, if any, against the catalog's. */
+async function openDownload(location: string, want: Expected, signal: AbortSignal): Promise<OpenedSource> {
+  const src = await openSource(parseSourceUrl(location), { signal });
+  if (src.announcedBytes !== undefined && src.announcedBytes !== want.sizeBytes) {
+    src.close();
+    throw integrity(`${want.what}: size is ${src.announcedBytes} bytes, the catalog says ${want.sizeBytes}`, "the mirror serves a different file than the catalog describes");
+  }
+  return src;
+}
+
+async function decodeFromFifos<T>(opts: FetchBundleOptions<T>, st: PullState, want: Expected, fifos: Fifos, download: Promise<OpenedSource> | undefined): Promise<FetchedBundle<T>> {
   const report = throttled(opts.progress ?? noProgress);
   let downloading = !st.cached;
   const decoder = startDecoder({
@@ -133,15 +146,14 @@ async function decodeFromFifos<T>(opts: FetchBundleOptions<T>, st: PullState, fi
     },
   });
   st.inner.signal.addEventListener("abort", decoder.kill, { once: true });
-  const want: Expected = { sha256: st.sha256, sizeBytes: opts.sizeBytes, what: opts.url };
   const sink: Sink = { fifo: fifos.input, stopReader: decoder.kill };
-  const pump = st.cached
+  const pump = !download
     ? async () => {
         report({ phase: "download", done: opts.sizeBytes, total: opts.sizeBytes, message: "cached" }, true);
         await pumpCached(st.cachePath, want, sink, st.inner.signal);
       }
     : async () => {
-        await pumpDownload(opts, st, want, sink, (done) => report({ phase: "download", done, total: opts.sizeBytes }, done === opts.sizeBytes));
+        await pumpDownload(opts, st, download, want, sink, (done) => report({ phase: "download", done, total: opts.sizeBytes }, done === opts.sizeBytes));
         downloading = false;
       };
   const stats = await runBoth(pump, decoder, st.inner);
@@ -192,20 +204,12 @@ interface Sink {
 }
 
 /** Downloads into a partial file while feeding the decoder; keeps the file in the cache once verified. */
-async function pumpDownload<T>(opts: FetchBundleOptions<T>, st: PullState, want: Expected, sink: Sink, onBytes: (n: number) => void): Promise<void> {
-  const url = parseSourceUrl(opts.url);
+async function pumpDownload<T>(opts: FetchBundleOptions<T>, st: PullState, download: Promise<OpenedSource>, want: Expected, sink: Sink, onBytes: (n: number) => void): Promise<void> {
   const partial = join(opts.tmpDir, `bundle-${st.sha256.slice(0, 16)}-${process.pid}-${Date.now()}.partial`);
   const fh = await open(partial, "wx", 0o600);
   let kept = false;
   try {
-    await feedVerified(sink, fh.fd, want, st.inner.signal, onBytes, async () => {
-      const src = await openSource(url, { signal: st.inner.signal });
-      if (src.announcedBytes !== undefined && src.announcedBytes !== want.sizeBytes) {
-        src.body.destroy();
-        throw integrity(`${want.what}: size is ${src.announcedBytes} bytes, the catalog says ${want.sizeBytes}`, "the mirror serves a different file than the catalog describes");
-      }
-      return src.body;
-    });
+    await feedVerified(sink, fh.fd, want, st.inner.signal, onBytes, () => download);
     await fh.close();
     await keepInCache(partial, st.cachePath);
     kept = true;
@@ -216,14 +220,14 @@ async function pumpDownload<T>(opts: FetchBundleOptions<T>, st: PullState, want:
 }
 
 async function pumpCached(path: string, want: Expected, sink: Sink, signal: AbortSignal): Promise<void> {
-  await feedVerified(sink, undefined, { ...want, what: `cached bundle ${path}` }, signal, () => undefined, async () => (await openSource(parseSourceUrl(path), { signal })).body);
+  await feedVerified(sink, undefined, { ...want, what: `cached bundle ${path}` }, signal, () => undefined, () => openSource(parseSourceUrl(path), { signal }));
 }
 
 /**
  * Opens the source and feeds it to the sink through a Feeder (hash, optional copy to `teeFd`);
  * by the time this settles the feeder thread has stopped, so `teeFd` may be closed.
  */
-async function feedVerified(sink: Sink, teeFd: number | undefined, want: Expected, signal: AbortSignal, onBytes: (n: number) => void, openBody: () => Promise<Readable>): Promise<void> {
+async function feedVerified(sink: Sink, teeFd: number | undefined, want: Expected, signal: AbortSignal, onBytes: (n: number) => void, openBody: () => Promise<OpenedSource>): Promise<void> {
   const feeder = new Feeder(sink.fifo, teeFd, signal);
   let ok = false;
   try {
@@ -236,35 +240,48 @@ async function feedVerified(sink: Sink, teeFd: number | undefined, want: Expecte
 }
 
 /**
- * Reads `body` to the end into `feeder` (which hashes it): more bytes than declared stops the
- * read at once; fewer, or a different sha256, fails after the last byte.
+ * Reads the body to the end into `feeder` (which hashes it): more bytes than declared stops
+ * the read at once (it never reads more than one byte past); fewer, or a different sha256,
+ * fails after the last byte.
  */
-async function pumpVerified(body: Readable, want: Expected, signal: AbortSignal, feeder: Feeder, onBytes: (n: number) => void): Promise<void> {
+async function pumpVerified(src: OpenedSource, want: Expected, signal: AbortSignal, feeder: Feeder, onBytes: (n: number) => void): Promise<void> {
   let done = 0;
-  let got: string;
-  try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      if (done + chunk.length > want.sizeBytes) {
-        throw integrity(`${want.what}: more than the declared ${want.sizeBytes} bytes`, "the mirror serves a different file than the catalog describes");
-      }
-      const wait = feeder.push(chunk);
-      if (wait) await wait.catch(sinkFailure);
-      done += chunk.length;
+  const counted: ByteSink = {
+    space: () => {
+      const room = feeder.space();
+      return room.length > want.sizeBytes - done ? room.subarray(0, want.sizeBytes - done + 1) : room;
+    },
+    commit: (n) => {
+      done += n;
+      if (done > want.sizeBytes) throw integrity(`${want.what}: more than the declared ${want.sizeBytes} bytes`, "the mirror serves a different file than the catalog describes");
       onBytes(done);
-    }
-    if (done < want.sizeBytes) {
-      throw new BangerError(ErrorCode.Unavailable, `${want.what}: download cut short after ${done} of ${want.sizeBytes} bytes`, "retry");
-    }
-    got = await feeder.finish().catch(sinkFailure);
+      return feeder.commit(n)?.catch(sinkFailure);
+    },
+  };
+  try {
+    await src.readInto(counted);
   } catch (err) {
-    body.destroy();
-    if (signal.aborted) throw cancelled();
-    if (err instanceof SinkFailure) throw err.cause; // where the bytes go broke, not the transfer
-    if (err instanceof BangerError) throw err;
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new BangerError(ErrorCode.Unavailable, `${want.what}: download cut short after ${done} of ${want.sizeBytes} bytes (${code ?? (err as Error).message})`, "retry", { cause: err });
+    src.close();
+    throw whyReadStopped(err, signal, want, done);
   }
+  if (done < want.sizeBytes) throw cutShort(want, done);
+  const got = await feeder.finish().catch((err: unknown) => {
+    throw signal.aborted ? cancelled() : err;
+  });
   if (got !== want.sha256) throw integrity(`${want.what}: sha256 mismatch: got ${got}, expected ${want.sha256}`, "the download is damaged or was tampered with; nothing was installed");
+}
+
+/** What a user should see when reading the body failed after `done` bytes. */
+function whyReadStopped(err: unknown, signal: AbortSignal, want: Expected, done: number): unknown {
+  if (signal.aborted) return cancelled();
+  if (err instanceof SinkFailure) return err.cause; // where the bytes go broke, not the transfer
+  if (err instanceof BangerError && err.code !== ErrorCode.Unavailable) return err; // too many bytes, a timeout
+  return cutShort(want, done, err);
+}
+
+function cutShort(want: Expected, done: number, cause?: unknown): BangerError {
+  const why = cause === undefined ? "" : ` (${cause instanceof BangerError ? cause.message.replace(/^GET \S+: /, "") : ((cause as NodeJS.ErrnoException).code ?? (cause as Error).message)})`;
+  return new BangerError(ErrorCode.Unavailable, `${want.what}: download cut short after ${done} of ${want.sizeBytes} bytes${why}`, "retry", { cause });
 }
 
 function sinkFailure(err: unknown): never {

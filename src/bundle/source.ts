@@ -1,19 +1,23 @@
-// Opening a URL as a byte stream: http(s) with bounded redirects and an idle timeout, or a
-// file:// URL / plain path (mirrors on disk). Status codes and transport failures become one
-// clear BangerError; the caller reads, bounds and verifies the bytes.
-import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
-import http from "node:http";
-import https from "node:https";
-import type { Readable } from "node:stream";
+// Opening a URL as a byte source: http(s) with bounded redirects and an idle timeout (the
+// client itself is http.ts), or a file:// URL / plain path (mirrors on disk, the cache).
+// Either way the body is read into a ByteSink: straight into the receiver's memory, no
+// stream in between. Status codes and transport failures become one clear BangerError; the
+// caller bounds and verifies the bytes.
+import { open, stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { BangerError, ErrorCode, cancelled, invalidArgument, notFound } from "../util/errors.ts";
+import { type ByteSink, type HttpResponse, TransportError, httpGet } from "./http.ts";
+
+export type { ByteSink } from "./http.ts";
 
 export interface OpenedSource {
-  body: Readable;
   /** What the server or file system says the size is, when it says. */
   announcedBytes: number | undefined;
+  /** Reads the whole body into `sink`; resolves with its length. Errors are BangerErrors, or what the sink threw. */
+  readInto(sink: ByteSink): Promise<number>;
+  /** Gives up on the body (when it will not be read). */
+  close(): void;
 }
 
 export interface OpenOptions {
@@ -23,7 +27,7 @@ export interface OpenOptions {
 }
 
 const MAX_REDIRECTS = 5;
-const READ_CHUNK = 1024 * 1024;
+const FILE_READ_BYTES = 1024 * 1024;
 
 /**
  * Parses `location` as an http(s) or file URL. Without a base, anything that does not start
@@ -43,7 +47,7 @@ export function parseSourceUrl(location: string, base?: string): URL {
   return url;
 }
 
-/** Opens `url` for reading. The returned body must be consumed or destroyed by the caller. */
+/** Opens `url` for reading. The caller reads the body with `readInto` or gives up with `close`. */
 export async function openSource(url: URL, opts: OpenOptions = {}): Promise<OpenedSource> {
   if (opts.signal?.aborted) throw cancelled();
   if (url.protocol === "file:") return openFile(fileURLToPath(url), opts.signal);
@@ -55,35 +59,88 @@ async function openFile(path: string, signal: AbortSignal | undefined): Promise<
     throw err.code === "ENOENT" ? notFound(path) : new BangerError(ErrorCode.Unavailable, `cannot read ${path}: ${err.message}`);
   });
   if (!st.isFile()) throw invalidArgument(`${path} is not a regular file`);
-  return { body: createReadStream(path, { highWaterMark: READ_CHUNK, signal }), announcedBytes: st.size };
+  const fh = await open(path, "r");
+  let closed = false;
+  const close = () => {
+    if (!closed) void fh.close().catch(() => undefined);
+    closed = true;
+  };
+  const readInto = async (sink: ByteSink): Promise<number> => {
+    try {
+      for (let total = 0; ; ) {
+        if (signal?.aborted) throw cancelled();
+        const room = sink.space();
+        const { bytesRead } = await fh.read(room, 0, Math.min(room.length, FILE_READ_BYTES), null);
+        if (bytesRead === 0) return total;
+        total += bytesRead;
+        await sink.commit(bytesRead);
+      }
+    } finally {
+      close();
+    }
+  };
+  return { announcedBytes: st.size, readInto, close };
 }
 
-function openHttp(url: URL, opts: OpenOptions, redirects: number): Promise<OpenedSource> {
-  const client = url.protocol === "https:" ? https : http;
-  return new Promise((resolve, reject) => {
-    const req = client.get(url, { signal: opts.signal, timeout: opts.idleTimeoutMs ?? 30_000 }, (res) => {
-      const status = res.statusCode ?? 0;
-      if (status >= 300 && status < 400 && res.headers.location) {
-        res.resume();
-        const next = nextRedirect(url, res.headers.location, redirects);
-        if (next instanceof Error) return reject(next);
-        return resolve(openHttp(next, opts, redirects + 1));
+async function openHttp(url: URL, opts: OpenOptions, redirects: number): Promise<OpenedSource> {
+  const idleTimeoutMs = opts.idleTimeoutMs ?? 30_000;
+  let res: HttpResponse;
+  try {
+    res = await httpGet(url, { signal: opts.signal, idleTimeoutMs });
+  } catch (err) {
+    throw transportError(url, err, opts.signal);
+  }
+  if (res.status >= 300 && res.status < 400 && res.headers.has("location")) {
+    res.destroy();
+    const next = nextRedirect(url, res.headers.get("location")!, redirects);
+    if (next instanceof Error) throw next;
+    return openHttp(next, opts, redirects + 1);
+  }
+  if (res.status !== 200) {
+    res.destroy();
+    throw httpStatusError(url, res.status);
+  }
+  return {
+    announcedBytes: res.contentLength,
+    // The connection's failures are named after the URL; the sink's own pass through.
+    readInto: (sink) =>
+      res.readInto(sink).catch((err: unknown) => {
+        throw err instanceof TransportError ? transportError(url, err, opts.signal) : err;
+      }),
+    close: () => res.destroy(),
+  };
+}
+
+/** Reads a whole body of at most `max` bytes; `tooLarge` makes the error for a larger one. */
+export async function readAllBounded(src: OpenedSource, max: number, tooLarge: () => Error): Promise<Buffer> {
+  let buf = Buffer.allocUnsafe(Math.min(max + 1, 64 * 1024));
+  let fill = 0;
+  await src.readInto({
+    space: () => {
+      if (fill === buf.length) {
+        const bigger = Buffer.allocUnsafe(Math.min(max + 1, buf.length * 2));
+        buf.copy(bigger, 0, 0, fill);
+        buf = bigger;
       }
-      if (status !== 200) {
-        res.resume();
-        return reject(httpStatusError(url, status));
-      }
-      const length = Number(res.headers["content-length"]);
-      resolve({ body: res, announcedBytes: Number.isSafeInteger(length) && length >= 0 ? length : undefined });
-    });
-    req.on("timeout", () => req.destroy(new BangerError(ErrorCode.Timeout, `${url.host}: no data for ${(opts.idleTimeoutMs ?? 30_000) / 1000} s`, "check the network or the mirror, then retry")));
-    req.on("error", (err) => reject(transportError(url, err, opts.signal)));
+      return buf.subarray(fill);
+    },
+    commit: (n) => {
+      fill += n;
+      if (fill > max) throw tooLarge();
+      return undefined;
+    },
   });
+  return buf.subarray(0, fill);
 }
 
 function nextRedirect(from: URL, location: string, redirects: number): URL | BangerError {
   if (redirects >= MAX_REDIRECTS) return new BangerError(ErrorCode.Unavailable, `${from.href}: more than ${MAX_REDIRECTS} redirects`);
-  const next = new URL(location, from);
+  let next: URL;
+  try {
+    next = new URL(location, from);
+  } catch {
+    return new BangerError(ErrorCode.Unavailable, `${from.href}: redirect to an invalid location ${JSON.stringify(location.slice(0, 200))}`);
+  }
   // Never follow a redirect from TLS to plain text, nor to a file on this host.
   if (next.protocol !== "https:" && (from.protocol === "https:" || next.protocol !== "http:")) {
     return new BangerError(ErrorCode.Unavailable, `${from.href}: refusing redirect to ${next.protocol}//${next.host}`);
@@ -101,5 +158,9 @@ export function transportError(url: URL, err: unknown, signal?: AbortSignal): Ba
   if (signal?.aborted) return cancelled();
   if (err instanceof BangerError) return err;
   const e = err as NodeJS.ErrnoException;
-  return new BangerError(ErrorCode.Unavailable, `GET ${url.href}: ${e.code ?? e.message}`, "check the network or the mirror, then retry");
+  const what = e.code ?? e.message;
+  const hint = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(what)
+    ? "the server's TLS certificate is not trusted here; for a private CA, set NODE_EXTRA_CA_CERTS to its PEM file in bangerd's environment"
+    : "check the network or the mirror, then retry";
+  return new BangerError(ErrorCode.Unavailable, `GET ${url.href}: ${what}`, hint);
 }
