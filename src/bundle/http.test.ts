@@ -146,6 +146,23 @@ test("a chunked body over the wire, with the sink asking to wait (backpressure)"
   assert.ok(waits > 100);
 });
 
+test("a sink that makes the reader wait longer than the idle timeout is not a stalled server", async () => {
+  const body = randomBytes(200_000);
+  const url = await rawServer(replies([`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`, body]));
+  const inner = collector();
+  let first = true;
+  const sleepy: ByteSink & { bytes(): Buffer } = {
+    ...inner,
+    commit: (n) => {
+      inner.commit(n);
+      if (!first) return undefined;
+      first = false;
+      return new Promise((resolve) => setTimeout(resolve, 600));
+    },
+  };
+  assert.ok((await get(url, sleepy, 200)).body.equals(body));
+});
+
 test("an oversized head, a cut-off body, a stall and a cancel each fail cleanly", async () => {
   const huge = await rawServer(replies([`HTTP/1.1 200 OK\r\nX-Pad: ${"a".repeat(MAX_HEAD_BYTES)}\r\n\r\n`]));
   await assert.rejects(httpGet(new URL(huge), { idleTimeoutMs: 5000 }), /response head larger than 64 KiB/);

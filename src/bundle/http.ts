@@ -105,7 +105,8 @@ class Exchange {
         ? // onread is a socket.connect() option tls.connect takes too; @types/node leaves it out.
           tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, onread } as tls.ConnectionOptions, () => this.sendRequest())
         : net.connect({ host, port, onread }, () => this.sendRequest());
-    this.socket.setTimeout(opts.idleTimeoutMs, () => this.fail(new BangerError(ErrorCode.Timeout, `${url.host}: no data for ${opts.idleTimeoutMs / 1000} s`, "check the network or the mirror, then retry")));
+    this.socket.setTimeout(opts.idleTimeoutMs);
+    this.socket.on("timeout", () => this.fail(new BangerError(ErrorCode.Timeout, `${url.host}: no data for ${opts.idleTimeoutMs / 1000} s`, "check the network or the mirror, then retry")));
     this.socket.on("error", (err: NodeJS.ErrnoException) => this.fail(new TransportError(err.code ?? err.message, err.code)));
     this.socket.on("end", () => this.onEnd());
     this.socket.on("close", () => this.onEnd());
@@ -240,12 +241,15 @@ class Exchange {
     return this.waitFor(wait.length ? Promise.all(wait).then(() => undefined) : undefined);
   }
 
-  /** Pauses reading until `wait` settles; false means paused. */
+  /** Pauses reading until `wait` settles; false means paused. The idle timer stops meanwhile: the wait is ours, not the server's. */
   private waitFor(wait: Promise<void> | undefined): boolean {
     if (!wait) return true;
+    this.socket.setTimeout(0);
     wait.then(
       () => {
-        if (this.phase.t === "body") this.socket.resume();
+        if (this.phase.t !== "body") return;
+        this.socket.setTimeout(this.opts.idleTimeoutMs);
+        this.socket.resume();
       },
       (err: Error) => this.fail(err),
     );

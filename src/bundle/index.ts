@@ -1,7 +1,8 @@
 // Package bundle owns getting a `.tar.zst` bundle from a URL into a directory safely, and the
 // catalog format that lists such bundles.
 //
-// fetchBundle streams the download (http, https or file URL) through SHA-256 while zstd
+// fetchBundle streams the download (http, https or file URL; http.ts is a small client that
+// reads the socket straight into the pipeline's buffers) through SHA-256 while zstd
 // decodes it and a hardened tar reader extracts it into a staging directory beside the
 // destination; the staging directory is renamed into place only when the size, the sha256
 // and every member check passed. Verified downloads are cached by sha256 under
