@@ -2,7 +2,7 @@
 // `banger daemon stop`, replaced cleanly after a crash or by a CLI of another build.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { once } from "node:events";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -18,6 +18,22 @@ async function waitUntil(cond: () => boolean, timeoutMs = 10_000): Promise<void>
     if (Date.now() > deadline) throw new Error("timed out waiting");
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/** Live bangerd processes whose BANGER_HOME is `home`. */
+function daemonsFor(home: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8");
+      const environ = readFileSync(`/proc/${entry}/environ`, "utf8").split("\0");
+      if (cmdline.includes("bangerd") && environ.includes(`BANGER_HOME=${home}`) && isAlive(Number(entry))) found.push(Number(entry));
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return found;
 }
 
 describe("daemon", () => {
@@ -57,15 +73,20 @@ describe("daemon", () => {
     }
   });
 
-  it("starts exactly one daemon when many CLIs race to start it", async () => {
+  it("starts exactly one daemon when many CLIs race to start it, and none comes back after a stop", async () => {
     const { home, cleanup } = makeTempHome();
     try {
-      const results = await Promise.all(Array.from({ length: 6 }, () => runBanger(["vm", "ls", "--json"], { home })));
+      const results = await Promise.all(Array.from({ length: 8 }, () => runBanger(["vm", "ls", "--json"], { home })));
       for (const r of results) assert.equal(r.code, 0, r.stderr);
       const status = JSON.parse((await runBanger(["daemon", "status", "--json"], { home })).stdout);
+      assert.ok(isAlive(status.pid));
+      // Stopped at once: a racing CLI's spawn that started slowly used to take the root
+      // over right after the winner stopped.
+      await stopDaemon(home);
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.deepEqual(daemonsFor(home), [], "no daemon runs for this root after the stop");
       const readyLines = readFileSync(join(home, "logs", "bangerd.log"), "utf8").split("\n").filter((l) => l.includes('"bangerd ready"'));
       assert.equal(readyLines.length, 1, "only one daemon ever became ready");
-      assert.ok(isAlive(status.pid));
     } finally {
       await stopDaemon(home);
       cleanup();

@@ -5,5 +5,5 @@
 // It holds no business logic of its own in the method table: each method calls one
 // operation, and each operation calls the module that owns the work.
 export { runDaemon } from "./server.ts";
-export { connectOrStart, spawnDaemon, waitForDaemon, daemonEntry } from "./launch.ts";
+export { connectOrStart, startDaemon, daemonEntry } from "./launch.ts";
 export { KeyedLock, type DaemonContext } from "./context.ts";

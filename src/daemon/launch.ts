@@ -21,7 +21,7 @@ export function daemonEntry(): string {
 }
 
 /** Spawns a detached `bangerd --foreground`; its stderr goes to <root>/logs/bangerd.stderr. */
-export function spawnDaemon(paths: Paths, env: NodeJS.ProcessEnv = process.env): number {
+function spawnDaemon(paths: Paths, env: NodeJS.ProcessEnv = process.env): number {
   mkdirSync(paths.logsDir, { recursive: true, mode: 0o700 });
   const errFd = openSync(join(paths.logsDir, "bangerd.stderr"), "a", 0o600);
   try {
@@ -66,8 +66,28 @@ export async function connectOrStart(paths: Paths, timeoutMs = 15000, note = (li
     if (!isAbsent(err)) throw unavailable(paths, err);
   }
   if (client) return replaceIfStale(client, paths, timeoutMs, note);
-  spawnDaemon(paths);
-  return waitForDaemon(paths, timeoutMs);
+  return (await startDaemon(paths, timeoutMs)).client;
+}
+
+/**
+ * Spawns a daemon and waits until one answers (`pid` is the one that does). When several
+ * CLIs start one at once, one spawn wins the root's lock and the others exit, unless one
+ * starts so slowly that it takes the lock only after the winner stopped: a daemon nobody
+ * asked for, back after `banger daemon stop`. So a spawn that is not the one answering is
+ * stopped here.
+ */
+export async function startDaemon(paths: Paths, timeoutMs: number): Promise<{ client: RpcClient; pid: number; spawned: number }> {
+  const spawned = spawnDaemon(paths);
+  const client = await waitForDaemon(paths, timeoutMs);
+  const { pid } = await client.call<{ pid: number }>("daemon.status");
+  if (spawned > 0 && spawned !== pid && isAlive(spawned)) {
+    try {
+      process.kill(spawned, "SIGTERM");
+    } catch {
+      /* it exited meanwhile */
+    }
+  }
+  return { client, pid, spawned };
 }
 
 async function replaceIfStale(client: RpcClient, paths: Paths, timeoutMs: number, note: (line: string) => void): Promise<RpcClient> {
@@ -87,8 +107,7 @@ async function replaceIfStale(client: RpcClient, paths: Paths, timeoutMs: number
   await client.call("daemon.stop");
   client.close();
   await pollUntil(() => !isAlive(status.pid), 10_000, `bangerd (pid ${status.pid}) did not stop in time`); // it holds the root's lock until it is gone
-  spawnDaemon(paths);
-  const fresh = await waitForDaemon(paths, timeoutMs);
+  const { client: fresh } = await startDaemon(paths, timeoutMs);
   note(`restarted bangerd, which ran another build (${theirs})`);
   return fresh;
 }
@@ -107,7 +126,7 @@ async function pollUntil(done: () => boolean, timeoutMs: number, timeoutMessage:
 }
 
 /** Polls the socket until a daemon answers, or fails with where to look. */
-export async function waitForDaemon(paths: Paths, timeoutMs: number): Promise<RpcClient> {
+async function waitForDaemon(paths: Paths, timeoutMs: number): Promise<RpcClient> {
   const deadline = Date.now() + timeoutMs;
   let delay = 10;
   for (;;) {

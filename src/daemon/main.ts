@@ -5,7 +5,7 @@ import { resolvePaths } from "../config/index.ts";
 import { errorLine } from "../util/errors.ts";
 import { versionLine } from "../util/buildinfo.ts";
 import { runDaemon } from "./server.ts";
-import { spawnDaemon, waitForDaemon } from "./launch.ts";
+import { startDaemon } from "./launch.ts";
 
 const program = new Command("bangerd")
   .description("banger's daemon: owns VMs, images, kernels and all state under one root ($BANGER_HOME or /var/lib/banger)")
@@ -34,12 +34,10 @@ if (opts.foreground) {
   });
 } else {
   try {
-    const pid = spawnDaemon(paths);
-    const client = await waitForDaemon(paths, 15000);
-    const status = await client.call<{ pid: number }>("daemon.status");
+    const { client, pid, spawned } = await startDaemon(paths, 15000);
     client.close();
-    if (status.pid !== pid) process.stderr.write(`bangerd: already running (pid ${status.pid})\n`);
-    process.stdout.write(`bangerd running (pid ${status.pid}) on ${paths.socket}\n`);
+    if (pid !== spawned) process.stderr.write(`bangerd: already running (pid ${pid})\n`);
+    process.stdout.write(`bangerd running (pid ${pid}) on ${paths.socket}\n`);
   } catch (err) {
     process.stderr.write(`bangerd: ${errorLine(err)}\n`);
     process.exit(1);
