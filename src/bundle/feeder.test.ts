@@ -50,6 +50,29 @@ test("the feeder hashes, copies to the tee file and writes everything into the F
   assert.ok(readFileSync(teePath).equals(data));
 });
 
+test("every wait for room ends once the reader catches up, however many were handed out", async () => {
+  const fifo = join(home.home, `f${++n}.fifo`);
+  await makeFifos([fifo]);
+  const feeder = new Feeder(fifo, undefined, new AbortController().signal);
+  try {
+    // No reader yet: batches pile up, and past the in-flight limit every commit returns a wait
+    // (a TLS socket keeps delivering what it decrypted while its reader is told to wait).
+    const waits: Promise<void>[] = [];
+    for (let i = 0; i < 12; i++) {
+      const w = feeder.commit(feeder.space().length);
+      if (w) waits.push(w);
+    }
+    assert.ok(waits.length >= 3, `several waits handed out (${waits.length})`);
+    const r = reader(fifo, "/dev/null");
+    const timedOut = new Promise((_, reject) => setTimeout(() => reject(new Error("a wait never ended")), 10_000));
+    await Promise.race([Promise.all(waits), timedOut]);
+    await feeder.finish();
+    assert.equal(await r.exited, 0);
+  } finally {
+    await feeder.close();
+  }
+});
+
 test("a reader that goes away fails the feeder instead of blocking it, and close() returns, also when the reader never opened", async () => {
   const fifo = join(home.home, `f${++n}.fifo`);
   await makeFifos([fifo]);

@@ -105,7 +105,8 @@ export class Feeder {
   private readonly spare: Buffer[] = [];
   private inflight = 0;
   private failure: Error | undefined;
-  private waiter: (() => void) | undefined;
+  /** Callers of drained() waiting for room: a reader may ask again before an earlier wait ended. */
+  private waiters: Array<() => void> = [];
   private readonly ending: { digest?: string; fifoClosed: boolean; resolve?: (hex: string) => void; reject?: (err: Error) => void } = { fifoClosed: false };
 
   /** `signal` aborting fails the feeder at once: a reader waiting on a worker stuck at the FIFO returns. */
@@ -165,7 +166,7 @@ export class Feeder {
   }
 
   private async drained(): Promise<void> {
-    while (this.inflight >= MAX_INFLIGHT && !this.failure) await new Promise<void>((resolve) => (this.waiter = resolve));
+    while (this.inflight >= MAX_INFLIGHT && !this.failure) await new Promise<void>((resolve) => this.waiters.push(resolve));
     if (this.failure) throw this.failure;
   }
 
@@ -201,8 +202,8 @@ export class Feeder {
   }
 
   private wake(): void {
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.();
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const w of waiting) w();
   }
 }

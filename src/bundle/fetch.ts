@@ -108,10 +108,10 @@ async function fillStaging<T>(opts: FetchBundleOptions<T>, st: PullState): Promi
   // Asked first, so the server's answer is on its way while the FIFOs and zstd are set up.
   const download = st.cached ? undefined : openDownload(opts.url, want, st.inner.signal);
   download?.catch(() => undefined); // awaited later; a failure meanwhile is not "unhandled"
-  await mkdir(opts.tmpDir, { recursive: true });
   const base = join(opts.tmpDir, `bundle-${st.sha256.slice(0, 16)}-${process.pid}-${randomBytes(4).toString("hex")}`);
   const fifos: Fifos = { input: `${base}.in.fifo`, output: `${base}.out.fifo` };
   try {
+    await mkdir(opts.tmpDir, { recursive: true });
     await makeFifos([fifos.input, fifos.output], st.inner.signal);
     return await decodeFromFifos(opts, st, want, fifos, download);
   } finally {

@@ -19,9 +19,10 @@ import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
 export interface ByteSink {
   space(): Buffer;
   /**
-   * Takes the `n` bytes just written into `space()`. A promise asks the reader to wait for
-   * it before reading more (its rejection stops the transfer with that error); throwing
-   * stops the transfer at once.
+   * Takes the `n` bytes just written into `space()`, always. A promise asks the reader to
+   * stop reading from the connection until it settles (bytes already received, such as what
+   * TLS had decrypted, may still be committed meanwhile); its rejection stops the transfer
+   * with that error, and so does throwing, at once.
    */
   commit(n: number): Promise<void> | undefined;
 }
@@ -50,6 +51,9 @@ const MAX_CHUNK_LINE = 1024;
 const MAX_TRAILER_BYTES = 64 * 1024;
 /** Reads of a chunked body land here first, then their data is copied to the sink. */
 const SCRATCH_BYTES = 64 * 1024;
+const MAX_INTERIM_HEADS = 8;
+/** Body bytes held before readInto: what came with the head, and what TLS had decrypted already. */
+const MAX_EARLY_BYTES = 1024 * 1024;
 
 /** Sends GET `url` (http or https) and resolves once the response head arrived. */
 export function httpGet(url: URL, opts: GetOptions): Promise<HttpResponse> {
@@ -83,9 +87,15 @@ class Exchange {
   /** What nextBuffer lent the socket when that was the sink's own space. */
   private lentToSink: Buffer | undefined;
   private phase: Phase = { t: "head", fill: 0 };
-  /** Body bytes that arrived with the head. */
-  private early: Buffer = Buffer.alloc(0);
+  private interimHeads = 0;
+  /** Body bytes that arrived before readInto: with the head, and what TLS delivers after a pause. */
+  private readonly early: Buffer[] = [];
+  private earlyBytes = 0;
   private received = 0;
+  /** Waits the sink asked for that have not settled; reading resumes when none is left. */
+  private waits = 0;
+  /** The server finished sending while the body was not being read yet: readInto decides what that means. */
+  private endedEarly = false;
   private contentLength: number | undefined;
   private chunked = false;
   private settleHead!: { resolve: (r: HttpResponse) => void; reject: (err: Error) => void };
@@ -118,36 +128,46 @@ class Exchange {
 
   private sendRequest(): void {
     const target = `${this.url.pathname}${this.url.search}`;
-    this.socket.write(`GET ${target} HTTP/1.1\r\nHost: ${this.url.host}\r\nUser-Agent: banger\r\nAccept: */*\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n`);
+    this.socket.write(`GET ${target} HTTP/1.1\r\nHost: ${this.url.host}\r\n${basicAuth(this.url)}User-Agent: banger\r\nAccept: */*\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n`);
   }
 
   /**
-   * The memory the next socket read fills. Node asks right after each read, so it is decided
-   * before a pause: the read after a resume goes where this said then (onRead checks).
+   * The memory the next socket read fills. Node asks right after each read, and the answer
+   * stands through a pause: the first read after a resume lands where this said then, so
+   * onRead looks at where its bytes actually are.
    */
   private nextBuffer(): Buffer {
     const p = this.phase;
     this.lentToSink = undefined;
     if (p.t === "head") return this.head.subarray(p.fill);
     if (p.t === "body" && p.framing.t !== "chunked") {
-      const room = p.sink.space();
-      // With a known length, never read past the body into the receiver's memory.
-      this.lentToSink = p.framing.t === "length" ? room.subarray(0, Math.max(1, Math.min(room.length, p.framing.left))) : room;
-      return this.lentToSink;
+      try {
+        const room = p.sink.space();
+        // With a known length, never read past the body into the receiver's memory.
+        this.lentToSink = p.framing.t === "length" ? room.subarray(0, Math.max(1, Math.min(room.length, p.framing.left))) : room;
+        return this.lentToSink;
+      } catch (err) {
+        this.fail(err as Error);
+      }
     }
     return (this.scratch ??= Buffer.allocUnsafe(SCRATCH_BYTES));
   }
 
-  /** `bytes` just arrived, in the memory nextBuffer lent; returns false to pause reading. */
+  /**
+   * `bytes` just arrived, in the memory nextBuffer lent; returns false to pause reading.
+   * Pausing only stops the next read from the socket: TLS still hands over what it already
+   * decrypted, so bytes may come in any phase and none may be dropped.
+   */
   private onRead(bytes: Buffer): boolean {
     try {
       const p = this.phase;
       if (p.t === "head") return this.onHeadBytes(p, bytes.length);
+      if (p.t === "paused") return this.keepEarly(bytes);
       if (p.t !== "body") return false; // bytes after the body: ignored, the connection is dropped
-      if (p.framing.t === "chunked") return this.deliverChunked(p.sink, p.framing.decoder, bytes);
-      // Read straight into the sink, or (the first read after the head) into scratch memory.
-      if (this.lentToSink && bytes.buffer === this.lentToSink.buffer && bytes.byteOffset === this.lentToSink.byteOffset) return this.accept(p.sink, p.framing, bytes.length);
-      return this.deliverCopy(p.sink, p.framing, bytes);
+      if (p.framing.t === "chunked") this.deliverChunked(p.sink, p.framing.decoder, bytes);
+      else if (this.lentToSink && bytes.buffer === this.lentToSink.buffer && bytes.byteOffset === this.lentToSink.byteOffset) this.accept(p.sink, p.framing, bytes.length);
+      else this.deliverCopy(p.sink, p.framing, bytes); // the first read after the head went into scratch memory
+      return this.phase.t === "body" && this.waits === 0;
     } catch (err) {
       this.fail(err as Error);
       return false;
@@ -157,30 +177,41 @@ class Exchange {
   private onHeadBytes(p: { t: "head"; fill: number }, n: number): boolean {
     const from = Math.max(0, p.fill - 3);
     p.fill += n;
-    const end = this.head.subarray(0, p.fill).indexOf("\r\n\r\n", from, "latin1");
-    if (end < 0) {
+    const end = headEnd(this.head.subarray(0, p.fill), from);
+    if (!end) {
       if (p.fill === MAX_HEAD_BYTES) throw new TransportError(`response head larger than ${MAX_HEAD_BYTES / 1024} KiB`);
       return true;
     }
-    const parsed = parseHead(this.head.toString("latin1", 0, end));
-    const rest = this.head.subarray(end + 4, p.fill);
+    const parsed = parseHead(this.head.toString("latin1", 0, end.at));
+    const rest = this.head.subarray(end.at + end.length, p.fill);
     if (parsed.status < 200 && parsed.status !== 101) {
       // An interim response (100 Continue, 103 Early Hints): the real head follows.
-      const n = rest.copy(this.head, 0);
+      if (++this.interimHeads > MAX_INTERIM_HEADS) throw new TransportError(`more than ${MAX_INTERIM_HEADS} interim (1xx) responses`);
+      const left = rest.copy(this.head, 0);
       p.fill = 0;
-      return n > 0 ? this.onHeadBytes(p, n) : true;
+      return left > 0 ? this.onHeadBytes(p, left) : true;
     }
-    this.early = Buffer.from(rest);
     this.chunked = parsed.chunked;
     this.contentLength = parsed.contentLength;
     this.phase = { t: "paused" };
+    this.keepEarly(rest);
+    this.socket.setTimeout(0); // until readInto: the caller is the one who is late
     this.settleHead.resolve({
       status: parsed.status,
       headers: parsed.headers,
       contentLength: parsed.contentLength,
       readInto: (sink) => this.readInto(sink),
-      destroy: () => this.finish(),
+      destroy: () => this.fail(new TransportError("closed by banger before the end of the body")),
     });
+    return false;
+  }
+
+  /** Holds body bytes that came before readInto (bounded: TLS hands over at most what one read decrypted). */
+  private keepEarly(bytes: Buffer): false {
+    if (bytes.length === 0) return false;
+    this.earlyBytes += bytes.length;
+    if (this.earlyBytes > MAX_EARLY_BYTES) throw new TransportError(`more than ${MAX_EARLY_BYTES / 1024} KiB arrived before the body was read`);
+    this.early.push(Buffer.from(bytes));
     return false;
   }
 
@@ -191,10 +222,14 @@ class Exchange {
     const body = new Promise<number>((resolve, reject) => (this.settleBody = { resolve, reject }));
     this.phase = { t: "body", sink, framing };
     try {
-      const early = this.early;
-      const goOn = framing.t === "chunked" ? this.deliverChunked(sink, framing.decoder, early) : this.deliverCopy(sink, framing, early);
-      if (goOn && this.phase.t === "body") this.socket.resume();
+      for (const bytes of this.early.splice(0)) {
+        if (this.phase.t !== "body") break;
+        if (framing.t === "chunked") this.deliverChunked(sink, framing.decoder, bytes);
+        else this.deliverCopy(sink, framing, bytes);
+      }
       if (this.phase.t === "body" && framing.t === "length" && framing.left === 0) this.complete();
+      if (this.phase.t === "body" && this.endedEarly) this.onEnd();
+      if (this.phase.t === "body" && this.waits === 0) this.resumeReading();
     } catch (err) {
       this.fail(err as Error);
     }
@@ -202,73 +237,70 @@ class Exchange {
   }
 
   /** Counts `n` bytes the socket read into the sink's space. */
-  private accept(sink: ByteSink, framing: Exclude<BodyFraming, { t: "chunked" }>, n: number): boolean {
+  private accept(sink: ByteSink, framing: Exclude<BodyFraming, { t: "chunked" }>, n: number): void {
     if (framing.t === "length" && n > framing.left) n = framing.left; // bytes past the length (sent along with the head) are dropped
     this.received += n;
-    const wait = n > 0 ? sink.commit(n) : undefined;
-    if (framing.t === "length") {
-      framing.left -= n;
-      if (framing.left === 0) return this.complete();
-    }
-    return this.waitFor(wait);
+    if (n > 0) this.track(sink.commit(n));
+    if (framing.t === "length" && (framing.left -= n) === 0) this.complete();
   }
 
-  /** Copies bytes already in memory (the head's leftovers) into the sink. */
-  private deliverCopy(sink: ByteSink, framing: Exclude<BodyFraming, { t: "chunked" }>, bytes: Buffer): boolean {
-    let goOn = true;
+  /** Copies bytes already in memory (early ones, or a read into scratch) into the sink. */
+  private deliverCopy(sink: ByteSink, framing: Exclude<BodyFraming, { t: "chunked" }>, bytes: Buffer): void {
     for (let off = 0; off < bytes.length && this.phase.t === "body"; ) {
       const room = sink.space();
       const n = bytes.copy(room, 0, off, Math.min(bytes.length, off + room.length));
       off += n;
-      goOn = this.accept(sink, framing, n) && goOn;
+      this.accept(sink, framing, n);
     }
-    return goOn;
   }
 
-  private deliverChunked(sink: ByteSink, decoder: ChunkDecoder, bytes: Buffer): boolean {
-    let wait: Promise<void>[] = [];
+  private deliverChunked(sink: ByteSink, decoder: ChunkDecoder, bytes: Buffer): void {
     const ended = decoder.feed(bytes, (data) => {
       for (let off = 0; off < data.length; ) {
         const room = sink.space();
         const n = data.copy(room, 0, off, Math.min(data.length, off + room.length));
         off += n;
         this.received += n;
-        const w = sink.commit(n);
-        if (w) wait.push(w);
+        this.track(sink.commit(n));
       }
     });
-    if (ended) return this.complete();
-    return this.waitFor(wait.length ? Promise.all(wait).then(() => undefined) : undefined);
+    if (ended) this.complete();
   }
 
-  /** Pauses reading until `wait` settles; false means paused. The idle timer stops meanwhile: the wait is ours, not the server's. */
-  private waitFor(wait: Promise<void> | undefined): boolean {
-    if (!wait) return true;
-    this.socket.setTimeout(0);
+  /**
+   * Every wait the sink returns is followed to its end, also after the body completed (a
+   * rejection nobody handles would end the process): reading pauses until all settled, and
+   * the idle timer stops meanwhile, as the wait is ours, not the server's.
+   */
+  private track(wait: Promise<void> | undefined): void {
+    if (!wait) return;
+    if (this.waits++ === 0) this.socket.setTimeout(0);
     wait.then(
       () => {
-        if (this.phase.t !== "body") return;
-        this.socket.setTimeout(this.opts.idleTimeoutMs);
-        this.socket.resume();
+        if (--this.waits === 0 && this.phase.t === "body") this.resumeReading();
       },
       (err: Error) => this.fail(err),
     );
-    return false;
   }
 
-  private complete(): false {
+  private resumeReading(): void {
+    this.socket.setTimeout(this.opts.idleTimeoutMs);
+    this.socket.resume();
+  }
+
+  private complete(): void {
     const body = this.settleBody;
     this.finish();
     body?.resolve(this.received);
-    return false;
   }
 
   private onEnd(): void {
     const p = this.phase;
     if (p.t === "done") return;
+    if (p.t === "paused") return void (this.endedEarly = true); // the early bytes may hold the whole body
     if (p.t === "body" && p.framing.t === "close") return void this.complete();
-    const where = p.t === "body" || p.t === "paused" ? `after ${this.received} body bytes` : "before a complete response head";
-    this.fail(new TransportError(`connection closed ${where}`, "ECONNRESET"));
+    const where = p.t === "head" ? "before a complete response head" : `after ${this.received + this.earlyBytes} body bytes`;
+    this.fail(new TransportError(`connection closed ${where}`));
   }
 
   private fail(err: Error): void {
@@ -287,6 +319,21 @@ class Exchange {
   }
 }
 
+/** Where a response head ends: at the first blank line (CRLF, or a bare LF as RFC 9112 allows). */
+function headEnd(buf: Buffer, from: number): { at: number; length: number } | undefined {
+  const crlf = buf.indexOf("\r\n\r\n", from, "latin1");
+  const lf = buf.indexOf("\n\n", from, "latin1");
+  if (lf >= 0 && (crlf < 0 || lf < crlf)) return { at: lf, length: 2 };
+  return crlf >= 0 ? { at: crlf, length: 4 } : undefined;
+}
+
+/** The Authorization header for credentials in the URL (`https://user:token@host/...`), as node:http sent. */
+function basicAuth(url: URL): string {
+  if (!url.username && !url.password) return "";
+  const pair = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+  return `Authorization: Basic ${Buffer.from(pair, "utf8").toString("base64")}\r\n`;
+}
+
 interface Head {
   status: number;
   headers: Map<string, string>;
@@ -296,7 +343,7 @@ interface Head {
 
 /** Parses a response head (without its final blank line); anything off is one clear error. */
 export function parseHead(text: string): Head {
-  const lines = text.split("\r\n");
+  const lines = text.split(/\r?\n/);
   const m = /^HTTP\/1\.[01] ([1-9]\d\d)(?: .*)?$/.exec(lines[0] ?? "");
   if (!m) throw new TransportError(`not an HTTP/1.x response: ${JSON.stringify((lines[0] ?? "").slice(0, 80))}`);
   const headers = new Map<string, string>();
@@ -309,8 +356,8 @@ export function parseHead(text: string): Head {
   }
   const te = headers.get("transfer-encoding")?.toLowerCase();
   if (te !== undefined && te !== "chunked") throw new TransportError(`unsupported transfer-encoding ${JSON.stringify(te)}`);
-  const ce = headers.get("content-encoding")?.toLowerCase();
-  if (ce !== undefined && ce !== "identity") throw new TransportError(`unexpected content-encoding ${JSON.stringify(ce)} (banger asked for none)`);
+  // A Content-Encoding is not undone: banger asked for none, and mirrors that label a .zst file
+  // "zstd" send its bytes as they are; the caller's sha256 judges them either way.
   let contentLength: number | undefined;
   const cl = headers.get("content-length");
   if (cl !== undefined && te === undefined) {
