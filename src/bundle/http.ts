@@ -5,12 +5,13 @@
 // body bytes directly where the receiver asks (the feeder's batches), with no copy and no
 // allocation per read.
 //
-// It speaks only what a download needs: one GET per connection (Connection: close), identity
-// or chunked bodies, 1xx heads skipped, an idle timeout and cancellation. TLS is verified as
-// Node's https does (the bundled CA store plus NODE_EXTRA_CA_CERTS). It does not follow
-// redirects or judge status codes: source.ts does. Every bound is explicit: the response
-// head, chunk-size lines and trailers have caps, and a body never exceeds what the receiver
-// gives room for.
+// It speaks only what a download needs: one GET per connection (Connection: close), Basic
+// credentials from the URL, identity or chunked bodies (a Content-Encoding is not undone: the
+// caller's sha256 judges the bytes), a few 1xx heads skipped, an idle timeout and
+// cancellation. TLS is verified as Node's https does (the bundled CA store plus
+// NODE_EXTRA_CA_CERTS). It does not follow redirects or judge status codes: source.ts does.
+// Every bound is explicit: the response head, chunk-size lines, trailers and bytes held
+// before the body is read have caps, and a body never exceeds what the receiver gives room for.
 import net from "node:net";
 import tls from "node:tls";
 import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";

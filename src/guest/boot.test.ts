@@ -123,6 +123,12 @@ describe("agent as PID 1 in a real VM (QEMU TCG, virtio-serial)", { skip }, () =
     cleanup();
   });
 
+  async function consoleShows(pattern: RegExp, timeoutMs = 5_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!pattern.test(console) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.match(console, pattern);
+  }
+
   const connect = async (): Promise<AgentClient> =>
     connectAgent(await dialUnix(sock, { timeoutMs: 20_000 }), { serial: true, timeoutMs: 60_000 }).catch((err: Error) => {
       throw new Error(`${err.message}\n${consoleSummary()}`);
@@ -132,7 +138,8 @@ describe("agent as PID 1 in a real VM (QEMU TCG, virtio-serial)", { skip }, () =
     if (noKernel) return t.skip(noKernel);
     await boot("pid1");
     let client = await connect();
-    assert.match(console, /banger-agent \S+ ready/);
+    // The console comes through QEMU's stdout, which may lag the agent's own channel a little.
+    await consoleShows(/banger-agent \S+ ready/);
     const health = await client.health();
     assert.equal(health.pid1, true);
     assert.equal(health.hostname, "bootcheck");
