@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import tls from "node:tls";
+import { getEventListeners } from "node:events";
 import { after, before, test } from "node:test";
 import { makeTempHome } from "../../test/helpers.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
@@ -170,6 +171,10 @@ test("an oversized head, a cut-off body, a stall and a cancel each fail cleanly"
   const cut = await rawServer(replies([`HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n`, randomBytes(1000)]));
   const res = await httpGet(new URL(cut), { idleTimeoutMs: 5000 });
   await assert.rejects(res.readInto(collector()), /connection closed after 1000 body bytes/);
+  // The same with the 1000 bytes in the head's packet (held before readInto, then delivered): counted once.
+  const cutEarly = await rawServer(replies([Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n`), randomBytes(1000)])]));
+  const resEarly = await httpGet(new URL(cutEarly), { idleTimeoutMs: 5000 });
+  await assert.rejects(resEarly.readInto(collector()), /connection closed after 1000 body bytes$/);
 
   const stall = await rawServer(replies([`HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\nabc`], false));
   const t0 = Date.now();
@@ -181,6 +186,16 @@ test("an oversized head, a cut-off body, a stall and a cancel each fail cleanly"
   const slowSrc = await openSource(new URL(stall), { signal: ac.signal });
   setTimeout(() => ac.abort(), 50);
   await assert.rejects(slowSrc.readInto(collector()), (err: BangerError) => err.code === ErrorCode.Cancelled);
+
+  // A signal that fired before the request: refused at once, and no listener is left on it.
+  const gone = new AbortController();
+  gone.abort();
+  await assert.rejects(httpGet(new URL(stall), { idleTimeoutMs: 5000, signal: gone.signal }), (err: BangerError) => err.code === ErrorCode.Cancelled);
+  assert.equal(getEventListeners(gone.signal, "abort").length, 0);
+
+  // A receiver that offers no room fails the transfer instead of spinning.
+  const noRoom = await httpGet(new URL(cut), { idleTimeoutMs: 5000 });
+  await assert.rejects(noRoom.readInto({ space: () => Buffer.alloc(0), commit: () => undefined }), /offered no room/);
 
   const refusing = await rawServer((s) => void s.destroy());
   await assert.rejects(openSource(new URL(refusing)), (err: BangerError) => err.code === ErrorCode.Unavailable && /GET http:\/\/127.0.0.1:\d+\/file: /.test(err.message));
@@ -195,6 +210,10 @@ test("a sink that refuses more bytes stops the transfer with its own error", asy
 test("heads with bare LF line ends, credentials from the URL, and a flood of interim responses", async () => {
   const bare = await rawServer(replies(["HTTP/1.0 200 OK\nContent-Length: 3\n\nabc"]));
   assert.equal((await get(bare)).body.toString(), "abc");
+  for (const blank of ["\r\n\n", "\n\r\n"]) {
+    const mixed = await rawServer(replies([`HTTP/1.1 200 OK\r\nContent-Length: 3${blank}abc`]));
+    assert.equal((await get(mixed)).body.toString(), "abc", JSON.stringify(blank));
+  }
 
   let authorization = "";
   const authed = await rawServer(async (socket) => {

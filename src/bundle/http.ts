@@ -34,7 +34,11 @@ export interface HttpResponse {
   headers: ReadonlyMap<string, string>;
   /** Content-Length when the body is not chunked. */
   contentLength: number | undefined;
-  /** Reads the whole body into `sink`; resolves with its length. Call at most once. */
+  /**
+   * Reads the whole body into `sink`; resolves with its length once the last byte is
+   * committed, without waiting for waits the sink asked for (the sink knows its own; a
+   * rejection of one that comes later is handled, not surfaced here). Call at most once.
+   */
   readInto(sink: ByteSink): Promise<number>;
   /** Drops the connection (a body that will not be read). */
   destroy(): void;
@@ -121,8 +125,9 @@ class Exchange {
     this.socket.on("error", (err: NodeJS.ErrnoException) => this.fail(new TransportError(err.code ?? err.message, err.code)));
     this.socket.on("end", () => this.onEnd());
     this.socket.on("close", () => this.onEnd());
-    if (opts.signal?.aborted) this.fail(cancelled());
+    // Listening first: fail() removes the listener, also when the signal had already fired.
     opts.signal?.addEventListener("abort", this.onAbort, { once: true });
+    if (opts.signal?.aborted) this.fail(cancelled());
   }
 
   private readonly onAbort = () => this.fail(cancelled());
@@ -143,7 +148,7 @@ class Exchange {
     if (p.t === "head") return this.head.subarray(p.fill);
     if (p.t === "body" && p.framing.t !== "chunked") {
       try {
-        const room = p.sink.space();
+        const room = spaceOf(p.sink);
         // With a known length, never read past the body into the receiver's memory.
         this.lentToSink = p.framing.t === "length" ? room.subarray(0, Math.max(1, Math.min(room.length, p.framing.left))) : room;
         return this.lentToSink;
@@ -245,27 +250,29 @@ class Exchange {
     if (framing.t === "length" && (framing.left -= n) === 0) this.complete();
   }
 
-  /** Copies bytes already in memory (early ones, or a read into scratch) into the sink. */
+  /** Copies bytes already in memory (early ones, or a read into scratch) into the sink, none past Content-Length. */
   private deliverCopy(sink: ByteSink, framing: Exclude<BodyFraming, { t: "chunked" }>, bytes: Buffer): void {
-    for (let off = 0; off < bytes.length && this.phase.t === "body"; ) {
-      const room = sink.space();
-      const n = bytes.copy(room, 0, off, Math.min(bytes.length, off + room.length));
-      off += n;
-      this.accept(sink, framing, n);
-    }
+    const body = framing.t === "length" ? bytes.subarray(0, framing.left) : bytes;
+    this.copyInto(sink, body, (n) => this.accept(sink, framing, n));
   }
 
   private deliverChunked(sink: ByteSink, decoder: ChunkDecoder, bytes: Buffer): void {
-    const ended = decoder.feed(bytes, (data) => {
-      for (let off = 0; off < data.length; ) {
-        const room = sink.space();
-        const n = data.copy(room, 0, off, Math.min(data.length, off + room.length));
-        off += n;
+    const ended = decoder.feed(bytes, (data) =>
+      this.copyInto(sink, data, (n) => {
         this.received += n;
         this.track(sink.commit(n));
-      }
-    });
+      }),
+    );
     if (ended) this.complete();
+  }
+
+  /** Copies `data` into the sink's space piece by piece, handing each piece's size to `commit`. */
+  private copyInto(sink: ByteSink, data: Buffer, commit: (n: number) => void): void {
+    for (let off = 0; off < data.length && this.phase.t === "body"; ) {
+      const n = data.copy(spaceOf(sink), 0, off);
+      off += n;
+      commit(n);
+    }
   }
 
   /**
@@ -300,7 +307,8 @@ class Exchange {
     if (p.t === "done") return;
     if (p.t === "paused") return void (this.endedEarly = true); // the early bytes may hold the whole body
     if (p.t === "body" && p.framing.t === "close") return void this.complete();
-    const where = p.t === "head" ? "before a complete response head" : `after ${this.received + this.earlyBytes} body bytes`;
+    // In the body phase the early bytes were delivered already, so `received` counts them.
+    const where = p.t === "head" ? "before a complete response head" : `after ${this.received} body bytes`;
     this.fail(new TransportError(`connection closed ${where}`));
   }
 
@@ -320,12 +328,25 @@ class Exchange {
   }
 }
 
-/** Where a response head ends: at the first blank line (CRLF, or a bare LF as RFC 9112 allows). */
+/**
+ * Where a response head ends: at the first blank line. Line ends are CRLF or, as RFC 9112
+ * lets a recipient accept, a bare LF, in any mix ("\n\n", "\r\n\n", "\n\r\n", "\r\n\r\n").
+ */
 function headEnd(buf: Buffer, from: number): { at: number; length: number } | undefined {
-  const crlf = buf.indexOf("\r\n\r\n", from, "latin1");
-  const lf = buf.indexOf("\n\n", from, "latin1");
-  if (lf >= 0 && (crlf < 0 || lf < crlf)) return { at: lf, length: 2 };
-  return crlf >= 0 ? { at: crlf, length: 4 } : undefined;
+  for (let lf = buf.indexOf(0x0a, from); lf >= 0; lf = buf.indexOf(0x0a, lf + 1)) {
+    const blank = buf[lf + 1] === 0x0a ? 1 : buf[lf + 1] === 0x0d && buf[lf + 2] === 0x0a ? 2 : 0;
+    if (blank === 0) continue;
+    const at = lf > 0 && buf[lf - 1] === 0x0d ? lf - 1 : lf;
+    return { at, length: lf - at + 1 + blank };
+  }
+  return undefined;
+}
+
+/** The sink's space, refusing an empty one (copying into it would never end). */
+function spaceOf(sink: ByteSink): Buffer {
+  const room = sink.space();
+  if (room.length === 0) throw new Error("the receiver offered no room for the body");
+  return room;
 }
 
 /** The Authorization header for credentials in the URL (`https://user:token@host/...`), as node:http sent. */
