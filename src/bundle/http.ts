@@ -244,7 +244,7 @@ class Exchange {
 
   /** Counts `n` bytes the socket read into the sink's space. */
   private accept(sink: ByteSink, framing: Exclude<BodyFraming, { t: "chunked" }>, n: number): void {
-    if (framing.t === "length" && n > framing.left) n = framing.left; // bytes past the length (sent along with the head) are dropped
+    if (framing.t === "length" && n > framing.left) n = framing.left; // not expected: both callers stop at the length
     this.received += n;
     if (n > 0) this.track(sink.commit(n));
     if (framing.t === "length" && (framing.left -= n) === 0) this.complete();
