@@ -1,8 +1,11 @@
 // Shared test helpers: temporary state roots and repository paths.
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after, before } from "node:test";
+import { startTestServer, type TestServer } from "../src/bundle/testkit.ts";
 import { TEST_CACHE } from "../src/vmm/testkit.ts";
 
 export const REPO = new URL("..", import.meta.url).pathname;
@@ -11,6 +14,34 @@ export const REPO = new URL("..", import.meta.url).pathname;
 export function makeTempHome(): { home: string; cleanup: () => void } {
   const home = mkdtempSync(join(tmpdir(), "bgr-"));
   return { home, cleanup: () => rmSync(home, { recursive: true, force: true }) };
+}
+
+/**
+ * For a test file that pulls bundles: a temporary home (made at once) and a local HTTP server
+ * (started before the file's tests; read it from inside a test), both removed after them.
+ */
+export function servedHome(): { readonly server: TestServer; readonly home: string } {
+  const home = makeTempHome();
+  let server: TestServer | undefined;
+  before(async () => {
+    server = await startTestServer();
+  });
+  after(async () => {
+    await server?.close();
+    home.cleanup();
+  });
+  return {
+    get server() {
+      if (!server) throw new Error("servedHome(): the server starts in a before hook; use it inside a test");
+      return server;
+    },
+    home: home.home,
+  };
+}
+
+/** The sha256 of `bytes`, in hex as catalogs write it. */
+export function sha256Hex(bytes: Buffer): string {
+  return createHash("sha256").update(bytes).digest("hex");
 }
 
 export interface CliResult {
@@ -93,7 +124,6 @@ export async function mustRun(r: Promise<CliResult>): Promise<CliResult> {
  */
 export async function prepareBootableHome(home: string, env: NodeJS.ProcessEnv = {}): Promise<{ env: NodeJS.ProcessEnv; kernel: string; image: string }> {
   const { writeFile, mkdir } = await import("node:fs/promises");
-  const { createHash } = await import("node:crypto");
   const { busyboxRootfsTar } = await import("../src/presets/index.ts");
   const { pipeline } = await import("node:stream/promises");
   const { createWriteStream, readFileSync, statSync } = await import("node:fs");
@@ -104,7 +134,7 @@ export async function prepareBootableHome(home: string, env: NodeJS.ProcessEnv =
   await pipeline(await busyboxRootfsTar(), createWriteStream(tarPath));
   await mustRun(runBanger(["internal", "make-bundle", "--rootfs-tar", tarPath, "--name", "busybox", "--kernel-ref", "debian-6.1-cloud", "--distro", "busybox", "--out", catalogDir], { home }));
   const bundle = join(catalogDir, "busybox.tar.zst");
-  const sha = createHash("sha256").update(readFileSync(bundle)).digest("hex");
+  const sha = sha256Hex(readFileSync(bundle));
   const catalog = { version: 1, entries: [{ name: "busybox", distro: "busybox", arch: "x86_64", kernel_ref: "debian-6.1-cloud", tarball_url: "busybox.tar.zst", tarball_sha256: sha, size_bytes: statSync(bundle).size, description: "test image" }] };
   await writeFile(join(catalogDir, "catalog.json"), JSON.stringify(catalog));
   // BANGER_NETWORK=off also for commands a test spawns itself with this env (under `script`).

@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { pathToFileURL } from "node:url";
-import { makeTempHome } from "../../test/helpers.ts";
+import { servedHome, sha256Hex } from "../../test/helpers.ts";
 import { runChecked } from "../util/exec.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import type { ProgressEvent } from "../util/progress.ts";
-import { type BundleRules, bundleCachePath, fetchBundle, type FetchBundleOptions, makeTarZst, rawTarZst, type RawMember, startTestServer, type TestServer } from "./index.ts";
+import { type BundleRules, bundleCachePath, fetchBundle, type FetchBundleOptions, makeTarZst, rawTarZst, type RawMember, type TestServer } from "./index.ts";
 import { zstdCompress } from "./testkit.ts";
 
 const anything: BundleRules = { kind: "test bundle", check: () => undefined, required: [] };
@@ -18,24 +18,14 @@ const imageLike: BundleRules = {
   required: ["rootfs.ext4", "manifest.json"],
 };
 
-let server: TestServer;
-let home: { home: string; cleanup: () => void };
+const bed = servedHome();
 let n = 0;
 
-before(async () => {
-  server = await startTestServer();
-  home = makeTempHome();
-});
-after(async () => {
-  await server.close();
-  home.cleanup();
-});
 
-const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
 /** A fresh root for one test: dest, cache and tmp under it, so "nothing left" is checkable. */
 function freshRoot() {
-  const root = join(home.home, `t${++n}`);
+  const root = join(bed.home, `t${++n}`);
   mkdirSync(root);
   return { root, destDir: join(root, "dest", "bundle"), cacheDir: join(root, "cache"), tmpDir: join(root, "tmp") };
 }
@@ -43,8 +33,8 @@ function freshRoot() {
 /** Serves `bytes` at a fresh path and returns fetch options for it (declared sha and size are the real ones unless overridden). */
 function serve(bytes: Buffer, route: Parameters<TestServer["route"]>[1] = {}) {
   const path = `/b${++n}.tar.zst`;
-  server.route(path, { body: bytes, ...route });
-  return { path, url: server.url(path), sha256: sha(bytes), sizeBytes: bytes.length };
+  bed.server.route(path, { body: bytes, ...route });
+  return { path, url: bed.server.url(path), sha256: sha256Hex(bytes), sizeBytes: bytes.length };
 }
 
 function opts(src: { url: string; sha256: string; sizeBytes: number }, root: ReturnType<typeof freshRoot>, extra: Partial<FetchBundleOptions<undefined>> = {}): FetchBundleOptions<undefined> {
@@ -82,13 +72,13 @@ async function evil(members: RawMember[]) {
 }
 
 async function packedBundle(): Promise<Buffer> {
-  const src = join(home.home, `src${++n}`);
+  const src = join(bed.home, `src${++n}`);
   mkdirSync(join(src, "sub"), { recursive: true });
   writeFileSync(join(src, "a.txt"), "hello\n");
   // Zero blocks (written as holes) between data, as in an ext4 image.
   writeFileSync(join(src, "sub", "disk.img"), Buffer.concat([Buffer.from("head"), Buffer.alloc(1 << 20), Buffer.from("tail")]), { mode: 0o755 });
   symlinkSync("sub/disk.img", join(src, "link"));
-  const out = join(home.home, `out${n}.tar.zst`);
+  const out = join(bed.home, `out${n}.tar.zst`);
   await makeTarZst(src, ["a.txt", "sub", "link"], out, { level: 3 });
   return readFileSync(out);
 }
@@ -117,11 +107,11 @@ test("a second pull of the same bundle comes from the cache without any request"
   const root = freshRoot();
   const src = serve(await packedBundle());
   await fetchBundle(opts(src, root));
-  assert.equal(server.hits(src.path), 1);
+  assert.equal(bed.server.hits(src.path), 1);
   const events: ProgressEvent[] = [];
   const again = await fetchBundle(opts(src, root, { destDir: join(root.root, "dest", "again"), progress: (e) => events.push(e) }));
   assert.equal(again.cached, true);
-  assert.equal(server.hits(src.path), 1);
+  assert.equal(bed.server.hits(src.path), 1);
   assert.equal(events[0]?.message, "cached");
   assert.equal(readFileSync(join(root.root, "dest", "again", "a.txt"), "utf8"), "hello\n");
 });
@@ -140,15 +130,15 @@ test("a corrupted cache entry is detected, dropped, and the pull fails cleanly",
 
 test("file:// URLs and redirects work like http", async () => {
   const bytes = await packedBundle();
-  const file = join(home.home, `mirror${++n}.tar.zst`);
+  const file = join(bed.home, `mirror${++n}.tar.zst`);
   writeFileSync(file, bytes);
   const root = freshRoot();
-  await fetchBundle(opts({ url: pathToFileURL(file).href, sha256: sha(bytes), sizeBytes: bytes.length }, root));
+  await fetchBundle(opts({ url: pathToFileURL(file).href, sha256: sha256Hex(bytes), sizeBytes: bytes.length }, root));
   assert.equal(readFileSync(join(root.destDir, "a.txt"), "utf8"), "hello\n");
   const target = serve(bytes);
-  server.route("/moved", { redirectTo: target.url });
+  bed.server.route("/moved", { redirectTo: target.url });
   const root2 = freshRoot();
-  await fetchBundle(opts({ ...target, url: server.url("/moved") }, root2));
+  await fetchBundle(opts({ ...target, url: bed.server.url("/moved") }, root2));
   assert.equal(readFileSync(join(root2.destDir, "a.txt"), "utf8"), "hello\n");
 });
 
@@ -184,7 +174,7 @@ test("rejects a body longer than size_bytes, stopping the read", async () => {
   const root = freshRoot();
   // Chunked: the server does not announce the size, so the client must count.
   const src = serve(Buffer.concat([bytes, Buffer.alloc(1 << 20)]), { chunked: true });
-  await assertFails(fetchBundle(opts({ ...src, sizeBytes: bytes.length, sha256: sha(bytes) }, root)), ErrorCode.Integrity, /more than the declared \d+ bytes/);
+  await assertFails(fetchBundle(opts({ ...src, sizeBytes: bytes.length, sha256: sha256Hex(bytes) }, root)), ErrorCode.Integrity, /more than the declared \d+ bytes/);
   assert.deepEqual(leftovers(root.root), []);
   const announced = serve(Buffer.concat([bytes, Buffer.alloc(10)]));
   await assertFails(fetchBundle(opts({ ...announced, sizeBytes: bytes.length }, root)), ErrorCode.Integrity, /size is \d+ bytes, the catalog says \d+/);
@@ -208,13 +198,13 @@ test("rejects a sha256 mismatch and keeps nothing in the cache", async () => {
 
 /** A tar of a tree with paths and a symlink target past ustar's 100 bytes, made by GNU tar. */
 async function longNamesTar(format: "gnu" | "pax"): Promise<{ tar: Buffer; deepFile: string; linkTarget: string }> {
-  const src = join(home.home, `long${++n}`);
+  const src = join(bed.home, `long${++n}`);
   const deepDir = Array.from({ length: 6 }, (_, i) => `directory-with-a-long-name-${i}`).join("/");
   const deepFile = `${deepDir}/file-whose-own-name-is-also-rather-long-${"x".repeat(60)}.txt`;
   mkdirSync(join(src, deepDir), { recursive: true });
   writeFileSync(join(src, deepFile), "deep\n");
   symlinkSync(deepFile, join(src, "shortcut"));
-  const out = join(home.home, `long${n}.tar`);
+  const out = join(bed.home, `long${n}.tar`);
   await runChecked(["tar", `--format=${format}`, "-C", src, "-cf", out, "."]);
   return { tar: readFileSync(out), deepFile, linkTarget: deepFile };
 }
@@ -287,7 +277,7 @@ test("refuses an existing destination and bad arguments before any I/O", async (
   await assertFails(fetchBundle(opts(src, root)), ErrorCode.AlreadyExists, /already exists/);
   await assertFails(fetchBundle(opts({ ...src, sha256: "abc" }, root)), ErrorCode.InvalidArgument, /sha256 must be 64 hex chars/);
   await assertFails(fetchBundle(opts({ ...src, url: "ftp://x/y" }, root)), ErrorCode.InvalidArgument, /unsupported URL scheme ftp:/);
-  assert.equal(server.hits(src.path), 0);
+  assert.equal(bed.server.hits(src.path), 0);
 });
 
 test("a missing zstd binary names the package to install", async () => {

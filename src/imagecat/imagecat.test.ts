@@ -1,53 +1,44 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
-import { makeTempHome } from "../../test/helpers.ts";
-import { makeTarZst, rawTarZst, type RawMember, startTestServer, type TestServer } from "../bundle/index.ts";
+import { before, test } from "node:test";
+import { servedHome, sha256Hex } from "../../test/helpers.ts";
+import { makeTarZst, rawTarZst, type RawMember } from "../bundle/index.ts";
 import { catalogOverride } from "../config/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { type ImageCatalogEntry, loadCatalog, lookup, lookupName, parseCatalog, pullImageBundle } from "./index.ts";
 
-let server: TestServer;
-let home: { home: string; cleanup: () => void };
+const bed = servedHome();
 let rootfs: Buffer;
 let n = 0;
-const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const manifest = { name: "debian-12", distro: "debian", arch: "x86_64", kernel_ref: "debian-6.1", description: "Debian 12", built_by: "make-bundle" };
 
-before(async () => {
-  server = await startTestServer();
-  home = makeTempHome();
-  const img = join(home.home, "rootfs.ext4");
+before(() => {
+  const img = join(bed.home, "rootfs.ext4");
   execFileSync("truncate", ["-s", "8M", img]);
   execFileSync("mkfs.ext4", ["-q", "-F", img]);
   rootfs = readFileSync(img);
 });
-after(async () => {
-  await server.close();
-  home.cleanup();
-});
 
 function dirs() {
-  const root = join(home.home, `r${++n}`);
+  const root = join(bed.home, `r${++n}`);
   return { root, imagesDir: join(root, "images"), cacheDir: join(root, "cache"), tmpDir: join(root, "tmp") };
 }
 
 async function imageBundle(files: Record<string, Buffer | string>): Promise<Buffer> {
-  const src = join(home.home, `isrc${++n}`);
+  const src = join(bed.home, `isrc${++n}`);
   mkdirSync(src);
   for (const [name, content] of Object.entries(files)) writeFileSync(join(src, name), content);
-  const out = join(home.home, `i${n}.tar.zst`);
+  const out = join(bed.home, `i${n}.tar.zst`);
   await makeTarZst(src, Object.keys(files), out, { level: 3 });
   return readFileSync(out);
 }
 
 function entryFor(bundle: Buffer, name = "debian-12"): ImageCatalogEntry {
   const path = `/i${++n}.tar.zst`;
-  server.route(path, { body: bundle });
-  return { name, kernel_ref: "debian-6.1", tarball_url: server.url(path), tarball_sha256: sha(bundle), size_bytes: bundle.length };
+  bed.server.route(path, { body: bundle });
+  return { name, kernel_ref: "debian-6.1", tarball_url: bed.server.url(path), tarball_sha256: sha256Hex(bundle), size_bytes: bundle.length };
 }
 
 test("the built-in catalog is valid and empty", async () => {
@@ -57,14 +48,14 @@ test("the built-in catalog is valid and empty", async () => {
 test("image pull through a URL override (BANGER_IMAGE_CATALOG): byte-identical rootfs and its manifest", async () => {
   const d = dirs();
   const entry = entryFor(await imageBundle({ "rootfs.ext4": rootfs, "manifest.json": JSON.stringify(manifest) }));
-  server.route("/images.json", { body: JSON.stringify({ version: 1, entries: [entry] }) });
-  const override = catalogOverride("image", { image_catalog: "/ignored/when/env/set" }, { BANGER_IMAGE_CATALOG: server.url("/images.json") });
+  bed.server.route("/images.json", { body: JSON.stringify({ version: 1, entries: [entry] }) });
+  const override = catalogOverride("image", { image_catalog: "/ignored/when/env/set" }, { BANGER_IMAGE_CATALOG: bed.server.url("/images.json") });
   const found = lookup(await loadCatalog(override), "debian-12");
   assert.deepEqual(found, entry);
   const pulled = await pullImageBundle(found!, d);
   assert.equal(pulled.dir, join(d.imagesDir, "debian-12"));
   assert.equal(pulled.cached, false);
-  assert.equal(sha(readFileSync(pulled.rootfs)), sha(rootfs));
+  assert.equal(sha256Hex(readFileSync(pulled.rootfs)), sha256Hex(rootfs));
   const { built_by: _unknown, ...known } = manifest;
   assert.deepEqual(pulled.manifest, known);
   assert.deepEqual(readdirSync(pulled.dir).sort(), ["manifest.json", "rootfs.ext4"]);
@@ -73,14 +64,14 @@ test("image pull through a URL override (BANGER_IMAGE_CATALOG): byte-identical r
 test("image pull by path override, under another name, from the cache the second time", async () => {
   const d = dirs();
   const entry = entryFor(await imageBundle({ "rootfs.ext4": rootfs, "manifest.json": JSON.stringify(manifest) }));
-  const file = join(home.home, `images${n}.json`);
+  const file = join(bed.home, `images${n}.json`);
   writeFileSync(file, JSON.stringify({ version: 1, entries: [entry] }));
   const found = lookupName(await loadCatalog(file), "debian-12")!;
   await pullImageBundle(found, d);
   const again = await pullImageBundle(found, { ...d, name: "mine" });
   assert.equal(again.cached, true);
   assert.equal(again.dir, join(d.imagesDir, "mine"));
-  assert.equal(server.hits(new URL(entry.tarball_url).pathname), 1);
+  assert.equal(bed.server.hits(new URL(entry.tarball_url).pathname), 1);
 });
 
 async function assertRejected(members: RawMember[] | Buffer, message: RegExp) {

@@ -1,42 +1,32 @@
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
-import { makeTempHome } from "../../test/helpers.ts";
-import { makeTarZst, rawTarZst, type RawMember, startTestServer, type TestServer } from "../bundle/index.ts";
+import { test } from "node:test";
+import { servedHome, sha256Hex } from "../../test/helpers.ts";
+import { makeTarZst, rawTarZst, type RawMember } from "../bundle/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { loadCatalog, lookup, parseCatalog, pullKernelBundle } from "./index.ts";
 
-let server: TestServer;
-let home: { home: string; cleanup: () => void };
+const bed = servedHome();
 let n = 0;
 const vmlinux = randomBytes(64 * 1024);
-const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
-before(async () => {
-  server = await startTestServer();
-  home = makeTempHome();
-});
-after(async () => {
-  await server.close();
-  home.cleanup();
-});
 
 function dirs() {
-  const root = join(home.home, `r${++n}`);
+  const root = join(bed.home, `r${++n}`);
   return { root, kernelsDir: join(root, "kernels"), cacheDir: join(root, "cache"), tmpDir: join(root, "tmp") };
 }
 
 async function kernelBundle(): Promise<Buffer> {
-  const src = join(home.home, `ksrc${++n}`);
+  const src = join(bed.home, `ksrc${++n}`);
   mkdirSync(join(src, "modules", "6.1.0", "kernel", "drivers"), { recursive: true });
   writeFileSync(join(src, "vmlinux"), vmlinux);
   writeFileSync(join(src, "initrd.img"), "initrd");
   writeFileSync(join(src, "modules", "6.1.0", "kernel", "drivers", "virtio_blk.ko"), "ko");
   writeFileSync(join(src, "modules", "6.1.0", "modules.dep"), "kernel/drivers/virtio_blk.ko:\n");
   symlinkSync("kernel/drivers", join(src, "modules", "6.1.0", "drivers"));
-  const out = join(home.home, `k${n}.tar.zst`);
+  const out = join(bed.home, `k${n}.tar.zst`);
   await makeTarZst(src, ["vmlinux", "initrd.img", "modules"], out, { level: 3 });
   return readFileSync(out);
 }
@@ -44,13 +34,13 @@ async function kernelBundle(): Promise<Buffer> {
 /** Serves `bundle` and a catalog listing it; returns the catalog URL and the bundle's path. */
 function publish(bundle: Buffer, name = "debian-6.1") {
   const path = `/k${++n}.tar.zst`;
-  server.route(path, { body: bundle });
+  bed.server.route(path, { body: bundle });
   const catalog = {
     version: 1,
-    entries: [{ name, distro: "debian", arch: "x86_64", kernel_version: "6.1.0-18-cloud-amd64", tarball_url: server.url(path), tarball_sha256: sha(bundle), size_bytes: bundle.length, description: "Debian 12 cloud kernel" }],
+    entries: [{ name, distro: "debian", arch: "x86_64", kernel_version: "6.1.0-18-cloud-amd64", tarball_url: bed.server.url(path), tarball_sha256: sha256Hex(bundle), size_bytes: bundle.length, description: "Debian 12 cloud kernel" }],
   };
-  server.route(`/catalog${n}.json`, { body: JSON.stringify(catalog) });
-  return { catalogUrl: server.url(`/catalog${n}.json`), path };
+  bed.server.route(`/catalog${n}.json`, { body: JSON.stringify(catalog) });
+  return { catalogUrl: bed.server.url(`/catalog${n}.json`), path };
 }
 
 test("the built-in catalog is valid and empty", async () => {
@@ -69,7 +59,7 @@ test("kernel pull through a URL override: files, manifest with recomputed sha256
   assert.deepEqual({ ...manifest, pulled_at: "" }, {
     name: "debian-6.1",
     source: `pull:${entry.tarball_url}`,
-    vmlinux_sha256: sha(vmlinux),
+    vmlinux_sha256: sha256Hex(vmlinux),
     kernel_version: "6.1.0-18-cloud-amd64",
     distro: "debian",
     arch: "x86_64",
@@ -86,16 +76,16 @@ test("kernel pull through a URL override: files, manifest with recomputed sha256
   // The daemon's --force removes the directory and pulls again: no second download.
   rmSync(dir, { recursive: true });
   await pullKernelBundle(entry, d);
-  assert.equal(server.hits(path), 1);
+  assert.equal(bed.server.hits(path), 1);
 });
 
 test("kernel pull through a path override with a relative tarball_url (a mirror on disk)", async () => {
   const d = dirs();
-  const mirror = join(home.home, `mirror${++n}`);
+  const mirror = join(bed.home, `mirror${++n}`);
   mkdirSync(mirror);
   const bundle = await kernelBundle();
   writeFileSync(join(mirror, "k.tar.zst"), bundle);
-  const entry = { name: "k1", kernel_version: "6.1.0", tarball_url: "k.tar.zst", tarball_sha256: sha(bundle), size_bytes: bundle.length };
+  const entry = { name: "k1", kernel_version: "6.1.0", tarball_url: "k.tar.zst", tarball_sha256: sha256Hex(bundle), size_bytes: bundle.length };
   writeFileSync(join(mirror, "catalog.json"), JSON.stringify({ version: 1, entries: [entry] }));
   const catalog = await loadCatalog(join(mirror, "catalog.json"));
   assert.equal(catalog.entries[0]?.tarball_url, `file://${mirror}/k.tar.zst`);
@@ -155,10 +145,10 @@ test("a malformed catalog is one clear error naming the field", () => {
 });
 
 test("overrides that cannot be read and bad names are clear errors", async () => {
-  await assert.rejects(loadCatalog(join(home.home, "nope.json")), (err: BangerError) => err.code === ErrorCode.NotFound && /no such file/.test(err.message));
-  await assert.rejects(loadCatalog(server.url("/missing.json")), (err: BangerError) => err.code === ErrorCode.Unavailable && /HTTP 404/.test(err.message));
-  server.route("/huge.json", { body: Buffer.alloc(5 << 20, 0x20) });
-  await assert.rejects(loadCatalog(server.url("/huge.json")), /larger than 4194304 bytes/);
+  await assert.rejects(loadCatalog(join(bed.home, "nope.json")), (err: BangerError) => err.code === ErrorCode.NotFound && /no such file/.test(err.message));
+  await assert.rejects(loadCatalog(bed.server.url("/missing.json")), (err: BangerError) => err.code === ErrorCode.Unavailable && /HTTP 404/.test(err.message));
+  bed.server.route("/huge.json", { body: Buffer.alloc(5 << 20, 0x20) });
+  await assert.rejects(loadCatalog(bed.server.url("/huge.json")), /larger than 4194304 bytes/);
   const catalog = parseCatalog(JSON.stringify({ version: 1, entries: [good] }), "t");
   assert.equal(lookup(catalog, "nope"), undefined);
   assert.throws(() => lookup(catalog, "bad/name"), (err: BangerError) => err.code === ErrorCode.InvalidArgument);
