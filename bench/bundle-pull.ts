@@ -13,10 +13,10 @@
 // of node and its zstd decoder, shown too. The rootfs mixes 25% random, 37.5% text-like and
 // 37.5% zero 1 MiB blocks, like a filled-in ext4 image; note that banger writes zero blocks
 // as holes while tar writes them out. BENCH_DENSE=1 makes those blocks text-like instead, so
-// both sides write the same 512 MiB. CPU (user + system) is shown per side: on a VM whose freed
-// memory goes back to the host (virtio-balloon free page reporting), every page-cache page a
-// run touches anew costs a host fault, so writing the 128 MiB cache copy, which the baseline
-// doesn't make, weighs more there than its size suggests.
+// both sides write the same 512 MiB. CPU (user + system; node start-up included on our side) is
+// shown per side: on a VM whose freed memory goes back to the host (virtio-balloon free page
+// reporting), every page-cache page a run touches anew costs a host fault, so writing the
+// 128 MiB cache copy, which the baseline doesn't make, weighs more there than its size suggests.
 import { execFileSync, spawn } from "node:child_process";
 import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
