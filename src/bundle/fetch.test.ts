@@ -21,8 +21,6 @@ const imageLike: BundleRules = {
 const bed = servedHome();
 let n = 0;
 
-
-
 /** A fresh root for one test: dest, cache and tmp under it, so "nothing left" is checkable. */
 function freshRoot() {
   const root = join(bed.home, `t${++n}`);

@@ -4,11 +4,11 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import { getEventListeners } from "node:events";
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import tls from "node:tls";
-import { getEventListeners } from "node:events";
 import { after, before, test } from "node:test";
 import { makeTempHome } from "../../test/helpers.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";

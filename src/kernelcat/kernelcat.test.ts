@@ -12,7 +12,6 @@ const bed = servedHome();
 let n = 0;
 const vmlinux = randomBytes(64 * 1024);
 
-
 function dirs() {
   const root = join(bed.home, `r${++n}`);
   return { root, kernelsDir: join(root, "kernels"), cacheDir: join(root, "cache"), tmpDir: join(root, "tmp") };
