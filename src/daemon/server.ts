@@ -18,12 +18,20 @@ import { VmRuntime } from "./vm-runtime.ts";
 import { reconcileVms } from "./vms.ts";
 import { startWebServer, webEnabled, webMethods } from "../webui/index.ts";
 
-/** The gid of the `banger` group when it exists: members may then use the socket. */
-function bangerGroupId(): number | undefined {
+/**
+ * The group whose members may use the socket: `banger`, or $BANGER_GROUP (tests name a
+ * throwaway group so they never create a real `banger` group).
+ */
+function socketGroupName(env: NodeJS.ProcessEnv = process.env): string {
+  return env.BANGER_GROUP || "banger";
+}
+
+/** The gid of the socket's group when it exists: members may then use the socket. */
+function socketGroupId(name: string): number | undefined {
   try {
     for (const line of readFileSync("/etc/group", "utf8").split("\n")) {
-      const [name, , gid] = line.split(":");
-      if (name === "banger" && gid) return Number.parseInt(gid, 10);
+      const [group, , gid] = line.split(":");
+      if (group === name && gid) return Number.parseInt(gid, 10);
     }
   } catch {
     /* no /etc/group: no group access */
@@ -61,7 +69,7 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
   const web = webEnabled(ctx.config()) ? await startWebServer({ methods, paths, config: ctx.config(), log }).catch((err: unknown) => void log.warn("web: dashboard not started", { error: errorLine(err) })) : undefined;
   const rpc = new RpcServer({ ...methods, ...webMethods(web ?? undefined) }, log);
   server = rpc;
-  const gid = bangerGroupId();
+  const gid = socketGroupId(socketGroupName());
   await rpc.listen(paths.socket, gid === undefined ? { mode: 0o600 } : { mode: 0o660, gid });
   writeFileSync(daemonBuildFile(paths), `${buildId()}\n`); // CLIs of another build replace this daemon (launch.ts)
   log.info("bangerd ready", { pid: process.pid, version: buildInfo.version, commit: buildInfo.commit, root: paths.root, socket: paths.socket, interruptedOperations: interrupted });
