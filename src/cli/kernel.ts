@@ -2,6 +2,7 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import type { KernelRecord } from "../store/index.ts";
+import { invalidArgument } from "../util/errors.ts";
 import { humanBytes } from "../util/fsx.ts";
 import { validateName } from "../util/names.ts";
 import { callDaemon } from "./daemon-client.ts";
@@ -86,11 +87,14 @@ export function registerKernel(program: Command): void {
     .option("--force", "replace a kernel of the same name")
     .option("--json", "print the result as JSON instead of progress")
     .action(async (source: string | undefined, opts: { name?: string; debian?: boolean; flavor: string; deb?: string; force?: boolean; json?: boolean }) => {
-      const abs = (p: string | undefined) => (p === undefined ? undefined : resolve(p));
+      if (source !== undefined && opts.debian) throw invalidArgument("pass either a source or --debian, not both");
+      const path = source ?? opts.deb;
+      // Read here, as the user, and sent to the daemon: it opens no path a caller names (kernel/upload.ts).
+      const upload = path === undefined ? undefined : await (await import("../kernel/index.ts")).openKernelSource(resolve(path));
       const k = await callDaemon<KernelRecord>(
         "kernel.import",
-        { source: abs(source), debian: opts.debian, flavor: opts.debian ? opts.flavor : undefined, deb: abs(opts.deb), name: opts.name, force: opts.force },
-        { showProgress: !opts.json },
+        { upload: upload?.kind, label: upload?.label, debian: opts.debian, flavor: opts.debian ? opts.flavor : undefined, name: opts.name, force: opts.force },
+        { showProgress: !opts.json, input: upload?.stream },
       );
       if (opts.json) return printJson(k);
       process.stdout.write(`kernel ${k.name} imported (${k.kernelVersion}, ${k.modules.length} modules, initrd ${k.hasInitrd ? "yes" : "no"})\n`);

@@ -1,11 +1,14 @@
 // Kernel operations: list (local, and the catalog with what is pulled), pull from the
 // catalog, import from a directory or a Debian kernel package, show, rm. The files are made
 // by kernelcat (pull) and kernel (import); this file records them in the store.
-import { rm, stat } from "node:fs/promises";
+import { mkdtemp, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import type { Readable } from "node:stream";
 import { catalogOverride } from "../config/index.ts";
 import * as kernelcat from "../kernelcat/index.ts";
-import { fetchDebianKernelDeb, importKernel as importKernelFiles, removeBootInitramfs, type DebianFlavor } from "../kernel/index.ts";
+import {
+  fetchDebianKernelDeb, importKernel as importKernelFiles, receiveKernelUpload, removeBootInitramfs, type DebianFlavor, type KernelUploadKind,
+} from "../kernel/index.ts";
 import type { KernelRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, alreadyExists, invalidArgument, notFound } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
@@ -81,13 +84,20 @@ export function removeKernel(ctx: DaemonContext, name: string): Promise<{ remove
   });
 }
 
+/** The files of a `kernel import DIR|FILE.deb`, sent by the caller as the call's input (kernel/upload.ts). */
+export interface KernelUpload {
+  kind: KernelUploadKind;
+  /** The path the caller read them from: for messages, the manifest and --debian's name. */
+  label: string;
+  input: Readable;
+}
+
 export interface ImportParams {
-  /** A kernel directory or a linux-image-*.deb on this host. */
-  source?: string;
-  /** Fetch Debian's kernel package through apt (or use `deb`). */
+  /** A kernel directory or .deb the caller read and sends; never a host path the daemon opens. */
+  upload?: KernelUpload;
+  /** Debian's kernel package: fetched through apt, or the uploaded .deb named like one. */
   debian?: boolean;
   flavor?: DebianFlavor;
-  deb?: string;
   name?: string;
   force?: boolean;
 }
@@ -100,26 +110,35 @@ export function debianKernelName(debPath: string, flavor: DebianFlavor): string 
 
 export async function importKernel(ctx: DaemonContext, p: ImportParams, call: CallEnv): Promise<KernelRecord> {
   if (p.name !== undefined) validateName("kernel", p.name);
-  if (!p.debian && !p.source) throw invalidArgument("nothing to import", "pass a kernel directory or .deb, or --debian");
-  if (p.debian && p.source) throw invalidArgument("pass either a source or --debian, not both");
+  if (!p.debian && !p.upload) throw invalidArgument("nothing to import", "pass a kernel directory or .deb, or --debian");
+  if (p.debian && p.upload && p.upload.kind !== "deb") throw invalidArgument("pass either a kernel directory or --debian, not both");
   const flavor = p.flavor ?? "cloud";
-  let source = p.source ?? p.deb;
-  if (p.debian && !source) {
-    call.progress({ phase: "apt", message: `Debian ${flavor} kernel package` });
-    source = await fetchDebianKernelDeb({ flavor, cacheDir: join(ctx.paths.cacheDir, "debs"), signal: call.signal, progress: call.progress });
-  }
-  const name = p.name ?? (p.debian ? debianKernelName(source!, flavor) : undefined);
+  const fetched = p.debian && !p.upload ? await fetchDebianDeb(ctx, flavor, call) : undefined;
+  const name = p.name ?? (p.debian ? debianKernelName(p.upload?.label ?? fetched!, flavor) : undefined);
   if (!name) throw invalidArgument("--name is required when importing a directory or .deb");
   return ctx.locks.run(`kernel:${name}`, () =>
     recordOperation(ctx, "kernel.import", name, async () => {
       await makeRoomForKernel(ctx, name, p.force ?? false);
-      const { manifest: m } = await importKernelFiles(source!, { name, kernelsDir: ctx.paths.kernelsDir, signal: call.signal, progress: call.progress });
-      const size = await stat(join(ctx.paths.kernelsDir, name, "vmlinux")).then((s) => s.size, () => 0);
-      ctx.store.putKernel({
-        name, source: m.source, kernelVersion: m.kernel_version, distro: p.debian ? "debian" : "", arch: "x86_64",
-        vmlinuxSha256: m.vmlinux_sha256, hasInitrd: m.has_initrd, modules: m.modules, sizeBytes: size,
-      });
-      return getKernel(ctx, name);
+      const work = await mkdtemp(join(ctx.paths.tmpDir, "kernel-upload-"));
+      try {
+        const source = p.upload ? await receiveKernelUpload(p.upload.kind, p.upload.input, work, call) : fetched!;
+        const opts = { name, kernelsDir: ctx.paths.kernelsDir, label: p.upload?.label, signal: call.signal, progress: call.progress };
+        const { manifest: m } = await importKernelFiles(source, opts);
+        const size = await stat(join(ctx.paths.kernelsDir, name, "vmlinux")).then((s) => s.size, () => 0);
+        ctx.store.putKernel({
+          name, source: m.source, kernelVersion: m.kernel_version, distro: p.debian ? "debian" : "", arch: "x86_64",
+          vmlinuxSha256: m.vmlinux_sha256, hasInitrd: m.has_initrd, modules: m.modules, sizeBytes: size,
+        });
+        return getKernel(ctx, name);
+      } finally {
+        await rm(work, { recursive: true, force: true });
+      }
     }),
   );
+}
+
+/** Debian's kernel package for the flavour, through apt, into the daemon's own cache (a path it chose). */
+function fetchDebianDeb(ctx: DaemonContext, flavor: DebianFlavor, call: CallEnv): Promise<string> {
+  call.progress({ phase: "apt", message: `Debian ${flavor} kernel package` });
+  return fetchDebianKernelDeb({ flavor, cacheDir: join(ctx.paths.cacheDir, "debs"), signal: call.signal, progress: call.progress });
 }

@@ -15,7 +15,7 @@ import { defaultsMethods } from "./defaults.ts";
 import { sessionMethods } from "./sessions.ts";
 import { getImage, imageCatalog, pullImage, removeImage } from "./images.ts";
 import { buildPresetImage } from "./images-build.ts";
-import { getKernel, importKernel, kernelCatalog, pullKernel, removeKernel } from "./kernels.ts";
+import { type ImportParams, getKernel, importKernel, kernelCatalog, pullKernel, removeKernel } from "./kernels.ts";
 import {
   consoleLog, createVm, getVm, killVm, listVms, removeVm, runningAgent, setVm, startVm, stopVm, vmStats,
 } from "./vms.ts";
@@ -49,15 +49,7 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
     "kernel.show": (p) => getKernel(ctx, requireString(p, "name")),
     "kernel.pull": (p, call) => pullKernel(ctx, requireString(p, "name"), optionalBool(p, "force") ?? false, call),
     "kernel.rm": (p) => removeKernel(ctx, requireString(p, "name")),
-    "kernel.import": (p, call) => {
-      const flavor = optionalString(p, "flavor");
-      if (flavor !== undefined && flavor !== "cloud" && flavor !== "generic") throw invalidArgument("--flavor takes cloud or generic");
-      return importKernel(
-        ctx,
-        { source: optionalString(p, "source"), debian: optionalBool(p, "debian"), flavor, deb: optionalString(p, "deb"), name: optionalString(p, "name"), force: optionalBool(p, "force") },
-        call,
-      );
-    },
+    "kernel.import": (p, call) => importKernel(ctx, importParams(p, call), call),
 
     "image.list": () => ctx.store.listImages(),
     "image.catalog": (_p, call) => imageCatalog(ctx, call.signal),
@@ -130,6 +122,29 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
       const handle = await agent.exec({ ...params, stdin: true });
       return bridgeExec(handle, params, call);
     },
+  };
+}
+
+/** A path shown back to users (kernel list): one line, no terminal control characters. */
+const LABEL = /^[^\x00-\x1f\x7f-\x9f]{1,4096}$/;
+
+/**
+ * kernel.import's params. The daemon runs as root and opens no path a caller names: the caller
+ * reads its directory or .deb itself and sends the bytes as this call's input (kernel/upload.ts).
+ */
+function importParams(p: unknown, call: CallContext): ImportParams {
+  for (const key of ["source", "deb"]) {
+    if (requireObject(p)[key] !== undefined) throw invalidArgument(`kernel.import reads no host path ("${key}"): send the files as the call's input`, "the banger CLI does; update it");
+  }
+  const flavor = optionalString(p, "flavor");
+  if (flavor !== undefined && flavor !== "cloud" && flavor !== "generic") throw invalidArgument("--flavor takes cloud or generic");
+  const kind = optionalString(p, "upload");
+  if (kind !== undefined && kind !== "deb" && kind !== "dir") throw invalidArgument("upload takes deb or dir");
+  const label = optionalString(p, "label") ?? "";
+  if (kind !== undefined && !LABEL.test(label)) throw invalidArgument("an upload needs a label: the path it was read from, one line of printable text");
+  return {
+    upload: kind === undefined ? undefined : { kind, label, input: inputStream(call) },
+    debian: optionalBool(p, "debian"), flavor, name: optionalString(p, "name"), force: optionalBool(p, "force"),
   };
 }
 

@@ -32,25 +32,25 @@ function badDeb(path: string, why: string): BangerError {
 }
 
 /** Lists the members of an ar archive (the .deb container), checking every bound. */
-export async function listArMembers(path: string): Promise<ArMember[]> {
+export async function listArMembers(path: string, shown = path): Promise<ArMember[]> {
   const fh = await open(path, "r");
   try {
     const { size: fileSize } = await fh.stat();
     const magic = Buffer.alloc(8);
     await fh.read(magic, 0, 8, 0);
-    if (magic.toString("latin1") !== AR_MAGIC) throw badDeb(path, "not an ar archive");
+    if (magic.toString("latin1") !== AR_MAGIC) throw badDeb(shown, "not an ar archive");
     const members: ArMember[] = [];
     let pos = 8;
     while (pos < fileSize) {
-      if (members.length >= MAX_AR_MEMBERS) throw badDeb(path, "too many ar members");
+      if (members.length >= MAX_AR_MEMBERS) throw badDeb(shown, "too many ar members");
       const hdr = Buffer.alloc(AR_HEADER);
       const { bytesRead } = await fh.read(hdr, 0, AR_HEADER, pos);
-      if (bytesRead < AR_HEADER || hdr.toString("latin1", 58, 60) !== "`\n") throw badDeb(path, "truncated or corrupt ar header");
+      if (bytesRead < AR_HEADER || hdr.toString("latin1", 58, 60) !== "`\n") throw badDeb(shown, "truncated or corrupt ar header");
       const name = hdr.toString("latin1", 0, 16).trim().replace(/\/$/, "");
       const sizeText = hdr.toString("latin1", 48, 58).trim();
       const size = /^\d{1,10}$/.test(sizeText) ? Number(sizeText) : NaN;
       const offset = pos + AR_HEADER;
-      if (!Number.isSafeInteger(size) || offset + size > fileSize) throw badDeb(path, `ar member ${JSON.stringify(name)} is truncated`);
+      if (!Number.isSafeInteger(size) || offset + size > fileSize) throw badDeb(shown, `ar member ${JSON.stringify(name)} is truncated`);
       members.push({ name, offset, size });
       pos = offset + size + (size % 2); // members are 2-byte aligned
     }
@@ -70,12 +70,12 @@ export interface DebContents {
   modulesVersion?: string;
 }
 
-/** Extracts the kernel image and module tree of a .deb; modules go under `workDir`. */
-export async function readKernelDeb(path: string, workDir: string, signal?: AbortSignal): Promise<DebContents> {
-  const members = await listArMembers(path);
-  if (members[0]?.name !== "debian-binary") throw badDeb(path, "the ar archive is not a Debian package");
+/** Extracts the kernel image and module tree of a .deb; modules go under `workDir`. Messages name `shown`. */
+export async function readKernelDeb(path: string, workDir: string, signal?: AbortSignal, shown = path): Promise<DebContents> {
+  const members = await listArMembers(path, shown);
+  if (members[0]?.name !== "debian-binary") throw badDeb(shown, "the ar archive is not a Debian package");
   const data = members.find((m) => /^data\.tar(\.(xz|zst|gz))?$/.test(m.name));
-  if (!data) throw badDeb(path, "no data.tar member");
+  if (!data) throw badDeb(shown, "no data.tar member");
   const raw = createReadStream(path, { start: data.offset, end: data.offset + data.size - 1 });
   const tarStream = decodeStream(compressionOfName(data.name), raw, signal);
   const found: Partial<DebContents> = {};
@@ -84,9 +84,9 @@ export async function readKernelDeb(path: string, workDir: string, signal?: Abor
     tarStream.destroy();
     if (signal?.aborted) throw cancelled();
     if (err instanceof BangerError) throw err;
-    throw badDeb(path, `data.tar: ${(err as Error).message}`);
+    throw badDeb(shown, `data.tar: ${(err as Error).message}`);
   });
-  if (!found.vmlinuz || !found.vmlinuzVersion) throw badDeb(path, "no boot/vmlinuz-* in the package");
+  if (!found.vmlinuz || !found.vmlinuzVersion) throw badDeb(shown, "no boot/vmlinuz-* in the package");
   return found as DebContents;
 }
 

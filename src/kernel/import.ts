@@ -35,6 +35,8 @@ export interface ImportKernelOptions {
   arch?: AgentArch;
   /** Replace an existing kernel of that name (only once the new one is complete). */
   replace?: boolean;
+  /** The path to name in messages and the manifest when `source` is a staged copy (an upload). */
+  label?: string;
   signal?: AbortSignal;
   progress?: Progress;
 }
@@ -64,15 +66,16 @@ export async function importKernel(source: string, opts: ImportKernelOptions): P
   if (!st) throw invalidArgument(`${source} does not exist`, "pass a kernel directory or a linux-image-*.deb");
   const agentPath = opts.agentPath ?? agentBinary(opts.arch ?? hostAgentArch());
   const progress = opts.progress ?? noProgress;
+  const shown = opts.label ?? src;
   // Dot-prefixed names are never taken for kernels by anything listing kernelsDir.
   const target = exists ? join(opts.kernelsDir, `.${name}.new-${process.pid}`) : dest;
   const manifest = await publishDir(target, async (staging) => {
     const parts = st.isDirectory()
-      ? await importDirectory(src, staging, agentPath, progress, opts.signal)
-      : await importDeb(src, staging, agentPath, progress, opts.signal);
+      ? await importDirectory(src, shown, staging, agentPath, progress, opts.signal)
+      : await importDeb(src, shown, staging, agentPath, progress, opts.signal);
     const m: KernelManifest = {
       name,
-      source: `import:${src}`,
+      source: `import:${shown}`,
       kernel_version: parts.kernelVersion,
       vmlinux_sha256: await sha256File(join(staging, "vmlinux")),
       modules: parts.modules,
@@ -94,10 +97,10 @@ async function swapInto(fresh: string, dest: string, old: string): Promise<void>
   await removeQuietly(old);
 }
 
-async function importDeb(deb: string, staging: string, agentPath: string, progress: Progress, signal?: AbortSignal): Promise<Parts> {
+async function importDeb(deb: string, shown: string, staging: string, agentPath: string, progress: Progress, signal?: AbortSignal): Promise<Parts> {
   const work = join(staging, ".work");
-  progress({ phase: "extract", message: deb });
-  const contents = await readKernelDeb(deb, work, signal);
+  progress({ phase: "extract", message: shown });
+  const contents = await readKernelDeb(deb, work, signal, shown);
   progress({ phase: "vmlinux" });
   await extractVmlinux(contents.vmlinuz, join(staging, "vmlinux"), signal);
   const release = (await kernelReleaseOf(join(staging, "vmlinux"))) ?? contents.vmlinuzVersion;
@@ -109,15 +112,15 @@ async function importDeb(deb: string, staging: string, agentPath: string, progre
   return { ...parts, kernelVersion: release };
 }
 
-async function importDirectory(dir: string, staging: string, agentPath: string, progress: Progress, signal?: AbortSignal): Promise<Parts> {
+async function importDirectory(dir: string, shown: string, staging: string, agentPath: string, progress: Progress, signal?: AbortSignal): Promise<Parts> {
   const vmlinux = join(dir, "vmlinux");
   const vst = await stat(vmlinux).catch(() => undefined);
-  if (!vst?.isFile()) throw invalidArgument(`${dir} has no vmlinux`, "a kernel directory holds vmlinux, optionally initrd.img and modules/");
-  if (vst.size > MAX_KERNEL_FILE) throw invalidArgument(`${vmlinux} is larger than ${MAX_KERNEL_FILE} bytes`);
+  if (!vst?.isFile()) throw invalidArgument(`${shown} has no vmlinux`, "a kernel directory holds vmlinux, optionally initrd.img and modules/");
+  if (vst.size > MAX_KERNEL_FILE) throw invalidArgument(`${join(shown, "vmlinux")} is larger than ${MAX_KERNEL_FILE} bytes`);
   progress({ phase: "vmlinux" });
   await extractVmlinux(await readFile(vmlinux), join(staging, "vmlinux"), signal);
   const release = await kernelReleaseOf(join(staging, "vmlinux"));
-  if (!release) throw invalidArgument(`${vmlinux} has no "Linux version" string`, "is it a Linux kernel?");
+  if (!release) throw invalidArgument(`${join(shown, "vmlinux")} has no "Linux version" string`, "is it a Linux kernel?");
   const modulesDir = join(dir, "modules");
   const hasModules = (await stat(modulesDir).catch(() => undefined))?.isDirectory() ?? false;
   const parts = await addModulesAndInitrd(hasModules ? modulesDir : undefined, staging, agentPath, progress, signal);

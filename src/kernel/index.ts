@@ -9,6 +9,10 @@
 // modules, or the imported directory had one), modules/<name>.ko (uncompressed, those in the
 // initramfs), manifest.json (KernelManifest). It does not own the kernel catalog or bundle
 // pulls (kernelcat, bundle), the store rows (daemon), or booting (vmm).
+//
+// A user's directory or .deb reaches the daemon as an upload (upload.ts): the CLI reads it as
+// the user and streams it; the daemon stages it in its own directory and imports that copy,
+// so it never opens a path a caller names.
 export { importKernel, type ImportKernelOptions, type ImportedKernel, type KernelManifest } from "./import.ts";
 export {
   bootInitramfs,
@@ -24,6 +28,7 @@ export {
 } from "./initramfs.ts";
 export { extractVmlinux, kernelReleaseOf, locatePayload } from "./bzimage.ts";
 export { GUEST_MODULES } from "./modules.ts";
+export { cannotRead, openKernelSource, receiveKernelUpload, type KernelSource, type KernelUploadKind } from "./upload.ts";
 export { fetchDebianKernelDeb, resolveDebianKernel, type DebianFlavor, type FetchDebOptions } from "./apt.ts";
 
 /** The kernel command line parameter the initramfs agent mounts as the real root (agent/init.go). */

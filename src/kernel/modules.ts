@@ -26,7 +26,7 @@ export const GUEST_MODULES = [
 ] as const;
 
 const MAX_MODULE_BYTES = 64 * 1024 * 1024;
-const MAX_TREE_FILES = 20_000;
+export const MAX_TREE_FILES = 20_000;
 
 /** One module file found in a tree. */
 export interface ModuleFile {
