@@ -4,7 +4,7 @@
 // Runs as root: it creates a throwaway user and group (never a real `banger` group; the daemon
 // takes the group's name from BANGER_GROUP) and removes them afterwards.
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { appendFileSync, chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,7 +13,7 @@ import { after, before, describe, it } from "node:test";
 import tar from "tar-stream";
 import { RpcClient } from "../src/rpc/index.ts";
 import { BangerError } from "../src/util/errors.ts";
-import { type CliResult, REPO, makeTempHome, mustRun, runBanger, sha256Hex, stopDaemon, testKernelDeb } from "./helpers.ts";
+import { makeTempHome, mustRun, runBanger, sha256Hex, stopDaemon, testKernelDeb } from "./helpers.ts";
 
 const asRoot = process.getuid?.() === 0;
 
@@ -35,23 +35,8 @@ describe("a member of the socket's group", { skip: !asRoot && "needs root: it cr
   let secretVmlinuxSha = "";
   let openVmlinuxSha = "";
 
-  /** Runs bin/banger as the member: their uid, their groups (the socket's among them), no root env. */
-  function asMember(args: string[]): Promise<CliResult> {
-    return new Promise((resolve, reject) => {
-      const child = spawn("setpriv", ["--reuid", user, "--regid", user, "--init-groups", process.execPath, join(REPO, "bin", "banger"), ...args], {
-        env: { PATH: process.env.PATH, HOME: "/", BANGER_HOME: home, BANGER_NETWORK: "off" },
-        cwd: "/",
-        stdio: ["ignore", "pipe", "pipe"],
-        timeout: 180_000,
-      });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (b) => (stdout += b));
-      child.stderr.on("data", (b) => (stderr += b));
-      child.on("error", reject);
-      child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
-    });
-  }
+  /** Runs bin/banger as the member: their uid, their groups (the socket's among them). */
+  const asMember = (args: string[]) => runBanger(args, { home, asUser: user, cwd: "/" });
 
   async function kernels(): Promise<KernelRow[]> {
     return JSON.parse((await mustRun(runBanger(["kernel", "list", "--json"], { home }))).stdout) as KernelRow[];

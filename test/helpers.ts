@@ -51,13 +51,16 @@ export interface CliResult {
 }
 
 /** Runs bin/banger (the built CLI, as a user would) with BANGER_HOME set. */
-export function runBanger(args: string[], opts: { home: string; env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number; cwd?: string }): Promise<CliResult> {
+export function runBanger(args: string[], opts: Parameters<typeof runBin>[2]): Promise<CliResult> {
   return runBin("banger", args, opts);
 }
 
-export function runBin(bin: "banger" | "bangerd", args: string[], opts: { home: string; env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number; cwd?: string }): Promise<CliResult> {
+/** `asUser`: run as that user with their groups (setpriv; the test runs as root). */
+export function runBin(bin: "banger" | "bangerd", args: string[], opts: { home: string; env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number; cwd?: string; asUser?: string }): Promise<CliResult> {
+  const argv = [join(REPO, "bin", bin), ...args];
+  if (opts.asUser) argv.unshift("setpriv", "--reuid", opts.asUser, "--regid", opts.asUser, "--init-groups");
   return new Promise((resolve, reject) => {
-    const child = spawn(join(REPO, "bin", bin), args, {
+    const child = spawn(argv[0]!, argv.slice(1), {
       // Networking off unless a test asks for it (only inside a namespace it made: network.test.ts).
       env: { ...process.env, BANGER_NETWORK: "off", ...opts.env, BANGER_HOME: opts.home },
       cwd: opts.cwd,
