@@ -11,15 +11,8 @@ import { dirname, join, relative } from "node:path";
 import { BangerError, ErrorCode, integrity } from "../util/errors.ts";
 import { installHint, which } from "../util/exec.ts";
 import { type HeaderOverrides, type TarHeader, decodeTarHeader, longName, paxOverrides } from "../util/tar.ts";
-import {
-  type BundleRules,
-  type Member,
-  memberType,
-  normaliseMemberPath,
-  placementProblem,
-  symlinkEscapes,
-  symlinkTargetProblem,
-} from "./members.ts";
+import { isRefused, linkTarget, memberPath, shown, symlinkEscapeProblem } from "../util/paths.ts";
+import { type BundleRules, type Member, memberType, placementProblem, symlinkEscapes } from "./members.ts";
 import { type UnpackerOrder, type UnpackerReport, UnpackerFailure, startUnpacker } from "./unpacker.ts";
 
 export interface DecoderOptions {
@@ -59,7 +52,7 @@ export function requireZstd(): string {
 }
 
 export function memberError(rules: BundleRules, name: string, reason: string): BangerError {
-  return integrity(`${rules.kind}: member ${JSON.stringify(name)}: ${reason}`, "the bundle is damaged or not what the catalog promised; nothing was installed");
+  return integrity(`${rules.kind}: member ${shown(name)}: ${reason}`, "the bundle is damaged or not what the catalog promised; nothing was installed");
 }
 
 /** F_SETPIPE_SZ, the same number on every Linux architecture. */
@@ -197,19 +190,18 @@ function asTarError(rules: BundleRules, err: unknown): unknown {
 /** Runs every check on a header; returns the member to write, or undefined for the root entry. */
 function admit(rules: BundleRules, members: ReadonlyMap<string, Member>, header: TarHeader): Member | undefined {
   const name = header.name;
-  const path = normaliseMemberPath(name);
-  if (typeof path !== "string") throw memberError(rules, name, path.refused);
+  const path = memberPath(name);
+  if (isRefused(path)) throw memberError(rules, name, path.refused);
   const type = memberType(header.type);
   if (typeof type !== "string") throw memberError(rules, name, type.refused);
   if (path === "") {
     if (type !== "directory") throw memberError(rules, name, "the bundle root must be a directory");
     return undefined;
   }
-  const member: Member = { path, type, ...(type === "symlink" ? { linkTarget: header.linkname } : {}) };
-  const problem =
-    placementProblem(members, path) ??
-    (member.linkTarget !== undefined ? symlinkTargetProblem(path, member.linkTarget) : undefined) ??
-    rules.check(member);
+  const target = type === "symlink" ? linkTarget(header.linkname) : undefined;
+  if (isRefused(target)) throw memberError(rules, name, target.refused);
+  const member: Member = { path, type, ...(target !== undefined ? { linkTarget: target } : {}) };
+  const problem = placementProblem(members, path) ?? (target !== undefined ? symlinkEscapeProblem(path, target) : undefined) ?? rules.check(member);
   if (problem) throw memberError(rules, name, problem);
   return member;
 }
@@ -226,7 +218,7 @@ function checkComplete(rules: BundleRules, members: ReadonlyMap<string, Member>)
   }
   for (const m of members.values()) {
     if (m.type === "symlink" && symlinkEscapes(members, m.path)) {
-      throw memberError(rules, m.path, `symlink target ${JSON.stringify(m.linkTarget)} escapes the bundle`);
+      throw memberError(rules, m.path, `symlink target ${shown(m.linkTarget ?? "")} escapes the bundle`);
     }
   }
 }
