@@ -52,7 +52,12 @@ export function requireZstd(): string {
 }
 
 export function memberError(rules: BundleRules, name: string, reason: string): BangerError {
-  return integrity(`${rules.kind}: member ${shown(name)}: ${reason}`, "the bundle is damaged or not what the catalog promised; nothing was installed");
+  return refusal(rules, `member ${shown(name)}: ${reason}`);
+}
+
+/** A member refused by the name rule, whose reason already names it; or any refusal with its own words. */
+function refusal(rules: BundleRules, reason: string): BangerError {
+  return integrity(`${rules.kind}: ${reason}`, "the bundle is damaged or not what the catalog promised; nothing was installed");
 }
 
 /** F_SETPIPE_SZ, the same number on every Linux architecture. */
@@ -190,8 +195,8 @@ function asTarError(rules: BundleRules, err: unknown): unknown {
 /** Runs every check on a header; returns the member to write, or undefined for the root entry. */
 function admit(rules: BundleRules, members: ReadonlyMap<string, Member>, header: TarHeader): Member | undefined {
   const name = header.name;
-  const path = memberPath(name);
-  if (isRefused(path)) throw memberError(rules, name, path.refused);
+  const path = memberPath(name, "member");
+  if (isRefused(path)) throw refusal(rules, path.refused);
   const type = memberType(header.type);
   if (typeof type !== "string") throw memberError(rules, name, type.refused);
   if (path === "") {
@@ -199,7 +204,7 @@ function admit(rules: BundleRules, members: ReadonlyMap<string, Member>, header:
     return undefined;
   }
   const target = type === "symlink" ? linkTarget(header.linkname) : undefined;
-  if (isRefused(target)) throw memberError(rules, name, target.refused);
+  if (isRefused(target)) throw memberError(rules, path, target.refused);
   const member: Member = { path, type, ...(target !== undefined ? { linkTarget: target } : {}) };
   const problem = placementProblem(members, path) ?? (target !== undefined ? symlinkEscapeProblem(path, target) : undefined) ?? rules.check(member);
   if (problem) throw memberError(rules, name, problem);
