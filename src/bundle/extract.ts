@@ -24,8 +24,8 @@ export interface DecoderOptions {
   rules: BundleRules;
   /** Cap on the decoded tar stream, in bytes (decompression bomb). */
   maxUncompressedBytes: number;
-  /** Cap on the number of members (inode bomb). Default 200 000. */
-  maxMembers?: number;
+  /** Cap on the number of members (inode bomb). */
+  maxMembers: number;
   /** Called with the running total of decoded bytes. */
   onDecoded?: (bytes: number) => void;
 }
@@ -138,7 +138,7 @@ const META_TYPES = new Set(["pax-header", "pax-global-header", "gnu-long-path", 
  * unpacker where a file's bytes go. Throwing refuses the member and stops the unpacker.
  */
 function headerDecider(opts: DecoderOptions, members: Map<string, Member>) {
-  const maxMembers = opts.maxMembers ?? 200_000;
+  const maxMembers = opts.maxMembers;
   let overrides: HeaderOverrides = {};
   let collecting: string | undefined;
   return async (report: Extract<UnpackerReport, { t: "header" | "meta" }>): Promise<UnpackerOrder> => {
@@ -179,7 +179,7 @@ function headerDecider(opts: DecoderOptions, members: Map<string, Member>) {
 function explain(opts: DecoderOptions, err: unknown): unknown {
   if (!(err instanceof UnpackerFailure)) return asTarError(opts.rules, err);
   if (err.bomb) {
-    return integrity(`${opts.rules.kind}: decodes to more than ${opts.maxUncompressedBytes} bytes (decompression bomb cap)`, "if the bundle is genuine, raise the cap (maxUncompressedBytes)");
+    return integrity(`${opts.rules.kind}: decodes to more than ${opts.maxUncompressedBytes} bytes (decompression bomb cap)`, `no genuine ${opts.rules.kind} is that large; nothing was installed`);
   }
   if (err.code === "EEXIST" && err.path) return memberError(opts.rules, relative(opts.staging, err.path), "conflicts with an earlier member");
   if (err.code) return Object.assign(new Error(err.message), { code: err.code, syscall: "write", path: err.path }); // ENOSPC and friends

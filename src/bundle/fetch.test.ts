@@ -11,11 +11,13 @@ import type { ProgressEvent } from "../util/progress.ts";
 import { type BundleRules, bundleCachePath, fetchBundle, type FetchBundleOptions, makeTarZst, rawTarZst, type RawMember, type TestServer } from "./index.ts";
 import { zstdCompress } from "./testkit.ts";
 
-const anything: BundleRules = { kind: "test bundle", check: () => undefined, required: [] };
+const anything: BundleRules = { kind: "test bundle", check: () => undefined, required: [], maxDecodedBytes: 64 * 1024 ** 3, maxMembers: 200_000 };
 const imageLike: BundleRules = {
   kind: "image bundle",
   check: (m) => (["rootfs.ext4", "manifest.json"].includes(m.path) && m.type === "file" ? undefined : "not part of an image bundle"),
   required: ["rootfs.ext4", "manifest.json"],
+  maxDecodedBytes: 64 * 1024 ** 3,
+  maxMembers: 8,
 };
 
 const bed = servedHome();

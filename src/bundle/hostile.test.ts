@@ -11,7 +11,7 @@ import { makeTempHome, sha256Hex } from "../../test/helpers.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { type BundleRules, fetchBundle, rawTarZst, type RawMember } from "./index.ts";
 
-const anything: BundleRules = { kind: "test bundle", check: () => undefined, required: [] };
+const anything: BundleRules = { kind: "test bundle", check: () => undefined, required: [], maxDecodedBytes: 64 * 1024 ** 3, maxMembers: 200_000 };
 const { home, cleanup } = makeTempHome();
 after(cleanup);
 let n = 0;

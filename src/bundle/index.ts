@@ -33,6 +33,7 @@ export {
   parseCatalogValue,
   pickFields,
   readCatalogSource,
+  sizeField,
   textField,
 } from "./catalog.ts";
 export { sha256File } from "./io.ts";

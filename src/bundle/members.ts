@@ -24,6 +24,10 @@ export interface BundleRules {
   check(member: Member): string | undefined;
   /** Regular files that must be present. */
   required: readonly string[];
+  /** Most bytes a bundle of this kind may decode to (its decompression-bomb cap): a kernel is not 6 GiB. */
+  maxDecodedBytes: number;
+  /** Most members a bundle of this kind may hold (an inode bomb otherwise). */
+  maxMembers: number;
 }
 
 const MAX_SYMLINK_HOPS = 40;
