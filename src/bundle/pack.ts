@@ -56,8 +56,7 @@ async function collectMembers(srcDir: string, files: readonly string[]): Promise
   const out = new Map<string, PackMember>();
   const visit = async (rel: string): Promise<void> => {
     const path = memberPath(rel);
-    if (isRefused(path)) throw invalidArgument(`cannot pack: ${path.refused}`, `give paths inside ${srcDir}`);
-    if (path === "") throw invalidArgument(`cannot pack ${shown(rel)}: give paths inside ${srcDir}`);
+    if (isRefused(path) || path === "") throw invalidArgument(`cannot pack ${shown(rel)}: give paths inside ${srcDir}${isRefused(path) ? ` (${path.refused})` : ""}`);
     const abs = join(srcDir, path);
     out.set(path, { path, abs });
     const st = await lstat(abs);

@@ -1,17 +1,18 @@
 // Flattening OCI layers: apply each layer tar in order into a staging directory and return
-// the Tree (see tree.ts) the ext4 builder re-applies. Layer content is untrusted, so:
-// every path is normalised and rejected if it is absolute, has "..", or would be written
-// through a symlink (parents are checked against what we created, the last component is
-// opened with O_NOFOLLOW|O_EXCL); whiteouts and opaque markers only remove lower-layer
-// entries; device nodes and fifos are metadata only (no file in the staging dir); sizes and
-// entry counts are bounded; and on any failure the staging directory is removed.
+// the Tree (see tree.ts) the ext4 builder re-applies. Layer content is untrusted, so: paths,
+// link targets and xattr names pass the shared rule (util/paths.ts: no control bytes, not
+// absolute, no "..", bounded); nothing is written through a symlink (parents are checked
+// against what we created, the last component is opened with O_NOFOLLOW|O_EXCL); whiteouts
+// and opaque markers only remove lower-layer entries; device nodes and fifos are metadata
+// only (no file in the staging dir); sizes and entry counts are bounded; and on any failure
+// the staging directory is removed.
 import { closeSync, constants, openSync, writeSync } from "node:fs";
 import { link, mkdir, readdir, rm, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import tar from "tar-stream";
 import { BangerError, ErrorCode, cancelled, integrity, invalidArgument } from "../util/errors.ts";
-import { keptXattrs as checkedXattrs, linkTarget, memberPath, orThrow, parentOf, shown } from "../util/paths.ts";
+import { keptXattrs, linkTarget, memberPath, orThrow, parentOf, shown } from "../util/paths.ts";
 import { PaxXattrSniffer } from "./paxsniff.ts";
 import type { Tree, TreeEntry, TreeEntryType } from "./tree.ts";
 
@@ -312,11 +313,11 @@ function metaOf(h: tar.Header, xattrs: Map<string, Buffer> | undefined, f: Flatt
   }
   const mtime = Math.floor(paxNumber(pax, "mtime") ?? (h.mtime ? h.mtime.getTime() / 1000 : 0));
   const meta: Meta = { uid, gid, mode: (h.mode ?? 0) & 0o7777, mtime: Number.isFinite(mtime) ? mtime : 0 };
-  const kept = keptXattrs(xattrs, h.name, f);
+  const kept = xattrsOf(xattrs, h.name, f);
   if (kept) meta.xattrs = kept;
   return meta;
 }
 
-function keptXattrs(xattrs: Map<string, Buffer> | undefined, name: string, f: Flattener): Record<string, Buffer> | undefined {
-  return orThrow(checkedXattrs(xattrs), (reason) => f.reject(`${shown(name)}: ${reason}`));
+function xattrsOf(xattrs: Map<string, Buffer> | undefined, name: string, f: Flattener): Record<string, Buffer> | undefined {
+  return orThrow(keptXattrs(xattrs), (reason) => f.reject(`${shown(name)}: ${reason}`));
 }
