@@ -20,7 +20,8 @@
 // `--` before them; no line reaches MAX_LINE_BYTES. The one bare name is mknod's (it links
 // its literal argument into the current directory): do_mknod reads argv[1] as the name and
 // parses no options, so it is still only a name. (Linking a fixed-name node into place with
-// `ln` would avoid it, but `ln` does not grow a full directory before e2fsprogs 1.47.3.)
+// `ln` would avoid it, but debugfs's `ln` never grows a full directory: make_link calls
+// ext2fs_link without EXT2FS_LINK_EXPAND, and /dev holds many nodes.)
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
