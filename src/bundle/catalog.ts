@@ -54,12 +54,20 @@ export const nameField: FieldRule["check"] = (v) =>
 
 export const archField: FieldRule["check"] = textField(32, /^[a-z0-9_]+$/, "an architecture like x86_64 or arm64");
 
+/** A byte count: a positive integer of at most `max` (the bundle kind's cap). */
+export function sizeField(max: number): FieldRule["check"] {
+  return (v) => (Number.isSafeInteger(v) && (v as number) > 0 && (v as number) <= max ? undefined : `expected a positive integer of at most ${max}`);
+}
+
+/** The largest bundle any catalog may list; a kind may say less (kernelcat does). */
+const MAX_BUNDLE_BYTES = 64 * 1024 ** 3;
+
 const COMMON_FIELDS: FieldRules = {
   name: { required: true, check: nameField },
   distro: { required: false, check: textField(64) },
   arch: { required: false, check: archField },
   tarball_sha256: { required: true, check: (v) => (typeof v === "string" && /^[0-9a-fA-F]{64}$/.test(v) ? undefined : "expected 64 hex chars") },
-  size_bytes: { required: true, check: (v) => (Number.isSafeInteger(v) && (v as number) > 0 ? undefined : "expected a positive integer") },
+  size_bytes: { required: true, check: sizeField(MAX_BUNDLE_BYTES) },
   description: { required: false, check: textField(1024) },
 };
 
@@ -126,11 +134,16 @@ function tarballUrl(value: unknown, base: string | undefined, fail: (msg: string
   if (value === undefined || value === null) throw fail(".tarball_url: missing");
   if (typeof value !== "string" || value.length > 2048 || !PRINTABLE.test(value)) throw fail(".tarball_url: expected a URL string");
   if (base === undefined && !/^[a-z][a-z0-9+.-]*:/i.test(value)) throw fail(".tarball_url: expected an absolute http(s) or file URL");
+  let url: URL;
   try {
-    return parseSourceUrl(value, base).href;
+    url = parseSourceUrl(value, base);
   } catch (err) {
     throw fail(`.tarball_url: ${(err as Error).message}`);
   }
+  if (url.username || url.password) throw fail(".tarball_url: expected no user name or password in the URL");
+  // A catalog from the network may not make the daemon read its own files.
+  if (url.protocol === "file:" && base !== undefined && !base.startsWith("file:")) throw fail(".tarball_url: a catalog served over http(s) cannot name a file: URL");
+  return url.href;
 }
 
 export function isObject(v: unknown): v is Record<string, unknown> {

@@ -11,15 +11,8 @@ import { dirname, join, relative } from "node:path";
 import { BangerError, ErrorCode, integrity } from "../util/errors.ts";
 import { installHint, which } from "../util/exec.ts";
 import { type HeaderOverrides, type TarHeader, decodeTarHeader, longName, paxOverrides } from "../util/tar.ts";
-import {
-  type BundleRules,
-  type Member,
-  memberType,
-  normaliseMemberPath,
-  placementProblem,
-  symlinkEscapes,
-  symlinkTargetProblem,
-} from "./members.ts";
+import { isRefused, linkTarget, memberPath, shown, symlinkEscapeProblem } from "../util/paths.ts";
+import { type BundleRules, type Member, memberType, placementProblem, symlinkEscapes } from "./members.ts";
 import { type UnpackerOrder, type UnpackerReport, UnpackerFailure, startUnpacker } from "./unpacker.ts";
 
 export interface DecoderOptions {
@@ -31,8 +24,8 @@ export interface DecoderOptions {
   rules: BundleRules;
   /** Cap on the decoded tar stream, in bytes (decompression bomb). */
   maxUncompressedBytes: number;
-  /** Cap on the number of members (inode bomb). Default 200 000. */
-  maxMembers?: number;
+  /** Cap on the number of members (inode bomb). */
+  maxMembers: number;
   /** Called with the running total of decoded bytes. */
   onDecoded?: (bytes: number) => void;
 }
@@ -59,7 +52,12 @@ export function requireZstd(): string {
 }
 
 export function memberError(rules: BundleRules, name: string, reason: string): BangerError {
-  return integrity(`${rules.kind}: member ${JSON.stringify(name)}: ${reason}`, "the bundle is damaged or not what the catalog promised; nothing was installed");
+  return refusal(rules, `member ${shown(name)}: ${reason}`);
+}
+
+/** A member refused by the name rule, whose reason already names it; or any refusal with its own words. */
+function refusal(rules: BundleRules, reason: string): BangerError {
+  return integrity(`${rules.kind}: ${reason}`, "the bundle is damaged or not what the catalog promised; nothing was installed");
 }
 
 /** F_SETPIPE_SZ, the same number on every Linux architecture. */
@@ -140,7 +138,7 @@ const META_TYPES = new Set(["pax-header", "pax-global-header", "gnu-long-path", 
  * unpacker where a file's bytes go. Throwing refuses the member and stops the unpacker.
  */
 function headerDecider(opts: DecoderOptions, members: Map<string, Member>) {
-  const maxMembers = opts.maxMembers ?? 200_000;
+  const maxMembers = opts.maxMembers;
   let overrides: HeaderOverrides = {};
   let collecting: string | undefined;
   return async (report: Extract<UnpackerReport, { t: "header" | "meta" }>): Promise<UnpackerOrder> => {
@@ -181,7 +179,7 @@ function headerDecider(opts: DecoderOptions, members: Map<string, Member>) {
 function explain(opts: DecoderOptions, err: unknown): unknown {
   if (!(err instanceof UnpackerFailure)) return asTarError(opts.rules, err);
   if (err.bomb) {
-    return integrity(`${opts.rules.kind}: decodes to more than ${opts.maxUncompressedBytes} bytes (decompression bomb cap)`, "if the bundle is genuine, raise the cap (maxUncompressedBytes)");
+    return integrity(`${opts.rules.kind}: decodes to more than ${opts.maxUncompressedBytes} bytes (decompression bomb cap)`, `no genuine ${opts.rules.kind} is that large; nothing was installed`);
   }
   if (err.code === "EEXIST" && err.path) return memberError(opts.rules, relative(opts.staging, err.path), "conflicts with an earlier member");
   if (err.code) return Object.assign(new Error(err.message), { code: err.code, syscall: "write", path: err.path }); // ENOSPC and friends
@@ -197,19 +195,18 @@ function asTarError(rules: BundleRules, err: unknown): unknown {
 /** Runs every check on a header; returns the member to write, or undefined for the root entry. */
 function admit(rules: BundleRules, members: ReadonlyMap<string, Member>, header: TarHeader): Member | undefined {
   const name = header.name;
-  const path = normaliseMemberPath(name);
-  if (typeof path !== "string") throw memberError(rules, name, path.refused);
+  const path = memberPath(name, "member");
+  if (isRefused(path)) throw refusal(rules, path.refused);
   const type = memberType(header.type);
   if (typeof type !== "string") throw memberError(rules, name, type.refused);
   if (path === "") {
     if (type !== "directory") throw memberError(rules, name, "the bundle root must be a directory");
     return undefined;
   }
-  const member: Member = { path, type, ...(type === "symlink" ? { linkTarget: header.linkname } : {}) };
-  const problem =
-    placementProblem(members, path) ??
-    (member.linkTarget !== undefined ? symlinkTargetProblem(path, member.linkTarget) : undefined) ??
-    rules.check(member);
+  const target = type === "symlink" ? linkTarget(header.linkname) : undefined;
+  if (isRefused(target)) throw memberError(rules, path, target.refused);
+  const member: Member = { path, type, ...(target !== undefined ? { linkTarget: target } : {}) };
+  const problem = placementProblem(members, path) ?? (target !== undefined ? symlinkEscapeProblem(path, target) : undefined) ?? rules.check(member);
   if (problem) throw memberError(rules, name, problem);
   return member;
 }
@@ -226,7 +223,7 @@ function checkComplete(rules: BundleRules, members: ReadonlyMap<string, Member>)
   }
   for (const m of members.values()) {
     if (m.type === "symlink" && symlinkEscapes(members, m.path)) {
-      throw memberError(rules, m.path, `symlink target ${JSON.stringify(m.linkTarget)} escapes the bundle`);
+      throw memberError(rules, m.path, `symlink target ${shown(m.linkTarget ?? "")} escapes the bundle`);
     }
   }
 }

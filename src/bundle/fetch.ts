@@ -34,7 +34,7 @@ export interface FetchBundleOptions<T> {
   /** Partial downloads live here; same filesystem as cacheDir, so keeping one is a rename. */
   tmpDir: string;
   rules: BundleRules;
-  /** Cap on the decoded tar stream; default `defaultMaxUncompressedBytes(sizeBytes)`. */
+  /** Cap on the decoded tar stream; default `defaultMaxUncompressedBytes(sizeBytes)`, never above `rules.maxDecodedBytes`. */
   maxUncompressedBytes?: number;
   signal?: AbortSignal;
   progress?: Progress;
@@ -139,7 +139,8 @@ async function decodeFromFifos<T>(opts: FetchBundleOptions<T>, st: PullState, wa
     outputFifo: fifos.output,
     staging: st.staging,
     rules: opts.rules,
-    maxUncompressedBytes: opts.maxUncompressedBytes ?? defaultMaxUncompressedBytes(opts.sizeBytes),
+    maxUncompressedBytes: Math.min(opts.maxUncompressedBytes ?? defaultMaxUncompressedBytes(opts.sizeBytes), opts.rules.maxDecodedBytes),
+    maxMembers: opts.rules.maxMembers,
     // While downloading, the download bar is the one that moves; extraction keeps pace with it.
     onDecoded: (done) => {
       if (!downloading) report({ phase: "extract", done });

@@ -12,9 +12,10 @@
 // makeTarZst is the reproducible producer side. The catalog helpers parse and validate the
 // shared `{version, entries}` format and read override catalogs from paths or URLs.
 //
-// It does not own which members a bundle may hold (the caller's BundleRules: kernelcat,
-// imagecat), where bundles are published (the caller's destDir), or any store record: it
-// returns data and never touches SQLite or the CLI.
+// Member names and link targets pass the shared path rule (util/paths.ts). It does not own
+// which members a bundle may hold nor how big it may decode (the caller's BundleRules:
+// kernelcat, imagecat), where bundles are published (the caller's destDir), or any store
+// record: it returns data and never touches SQLite or the CLI.
 export { bundleCachePath, defaultMaxUncompressedBytes, fetchBundle, type FetchBundleOptions, type FetchedBundle } from "./fetch.ts";
 export type { BundleRules, Member, MemberType } from "./members.ts";
 export { makeTarZst, type PackedBundle, type PackOptions } from "./pack.ts";
@@ -33,6 +34,7 @@ export {
   parseCatalogValue,
   pickFields,
   readCatalogSource,
+  sizeField,
   textField,
 } from "./catalog.ts";
 export { sha256File } from "./io.ts";

@@ -1,12 +1,11 @@
 // The hardened part of extraction: deciding, from tar headers alone, whether a member may be
 // written. Pure functions over paths and types, so every rule is testable without a tarball.
 //
-// A bundle's members may only be regular files, directories and symlinks, at normalised
-// relative paths that stay inside the target, never beneath a symlink or a file, never twice;
-// symlinks must resolve (following other symlinks in the bundle) to a place inside the target.
+// Which names and link targets are acceptable at all is the shared rule (util/paths.ts). On
+// top of it, a bundle's members may only be regular files, directories and symlinks, never
+// beneath a symlink or a file, never twice; symlinks must stay inside the target, lexically
+// and following other symlinks in the bundle.
 // On top of that each caller (image or kernel catalog) says which paths and types it accepts.
-import { posix } from "node:path";
-
 export type MemberType = "file" | "directory" | "symlink";
 
 export interface Member {
@@ -25,10 +24,12 @@ export interface BundleRules {
   check(member: Member): string | undefined;
   /** Regular files that must be present. */
   required: readonly string[];
+  /** Most bytes a bundle of this kind may decode to (its decompression-bomb cap): a kernel is not 6 GiB. */
+  maxDecodedBytes: number;
+  /** Most members a bundle of this kind may hold (an inode bomb otherwise). */
+  maxMembers: number;
 }
 
-const MAX_PATH = 4096;
-const MAX_COMPONENT = 255;
 const MAX_SYMLINK_HOPS = 40;
 
 /** Tar type names (as tar-stream reports them) mapped to what we write, or why we refuse. */
@@ -51,28 +52,6 @@ export function memberType(tarType: string | null | undefined): MemberType | { r
     default:
       return { refused: `member type ${tarType} is not allowed` };
   }
-}
-
-/** The normalised relative path of a tar member name, or why the name is unsafe. */
-export function normaliseMemberPath(name: string): string | { refused: string } {
-  if (name.includes("\0")) return { refused: "path contains a NUL byte" };
-  if (name.length > MAX_PATH) return { refused: "path is too long" };
-  if (name.startsWith("/")) return { refused: "absolute paths are not allowed" };
-  const norm = posix.normalize(name).replace(/\/+$/, "");
-  if (norm === "." || norm === "") return "";
-  if (norm === ".." || norm.startsWith("../")) return { refused: "path escapes the bundle" };
-  if (norm.split("/").some((c) => c.length > MAX_COMPONENT)) return { refused: "a path component is too long" };
-  return norm;
-}
-
-/** Checks one symlink target lexically (the early, cheap check; `symlinkEscapes` is the full one). */
-export function symlinkTargetProblem(linkPath: string, target: string): string | undefined {
-  if (target === "") return "symlink has an empty target";
-  if (target.includes("\0")) return "symlink target contains a NUL byte";
-  if (target.startsWith("/")) return `symlink target ${JSON.stringify(target)} is absolute`;
-  const resolved = posix.normalize(posix.join(posix.dirname(linkPath), target));
-  if (resolved === ".." || resolved.startsWith("../")) return `symlink target ${JSON.stringify(target)} escapes the bundle`;
-  return undefined;
 }
 
 /**

@@ -12,9 +12,9 @@ import { join, posix } from "node:path";
 import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
 import { failed, invalidArgument } from "../util/errors.ts";
+import { isRefused, memberPath, shown } from "../util/paths.ts";
 import { requireZstd } from "./extract.ts";
 import { sha256File } from "./io.ts";
-import { normaliseMemberPath } from "./members.ts";
 
 export interface PackOptions {
   /** zstd level 1..22 (20+ implies --ultra). Default 19. */
@@ -55,8 +55,8 @@ export async function makeTarZst(srcDir: string, files: readonly string[], outPa
 async function collectMembers(srcDir: string, files: readonly string[]): Promise<PackMember[]> {
   const out = new Map<string, PackMember>();
   const visit = async (rel: string): Promise<void> => {
-    const path = normaliseMemberPath(rel);
-    if (typeof path !== "string" || path === "") throw invalidArgument(`cannot pack ${JSON.stringify(rel)}: give paths inside ${srcDir}`);
+    const path = memberPath(rel);
+    if (isRefused(path) || path === "") throw invalidArgument(`cannot pack ${shown(rel)}: give paths inside ${srcDir}${isRefused(path) ? ` (${path.refused})` : ""}`);
     const abs = join(srcDir, path);
     out.set(path, { path, abs });
     const st = await lstat(abs);

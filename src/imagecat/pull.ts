@@ -43,6 +43,10 @@ const IMAGE_MEMBERS = ["rootfs.ext4", "manifest.json"];
 export const imageBundleRules: BundleRules = {
   kind: "image bundle",
   required: IMAGE_MEMBERS,
+  // The ext4 decodes whole, zero blocks included (they become holes on disk), so the cap is
+  // the largest image size banger makes a bundle of, not its data; two files and the root.
+  maxDecodedBytes: 64 * 1024 ** 3,
+  maxMembers: 8,
   check: (m) => {
     if (!IMAGE_MEMBERS.includes(m.path)) return "an image bundle holds only rootfs.ext4 and manifest.json";
     return m.type === "file" ? undefined : `${m.path} must be a regular file`;

@@ -1,8 +1,9 @@
 // The kernel catalog: the embedded catalog.json (empty until bundles are published) or an
 // override that replaces it, with kernel_version on every entry.
-import { type Catalog, type CatalogEntry, type FieldRules, loadCatalogFrom, lookupEntry, parseCatalogText, textField } from "../bundle/index.ts";
+import { type Catalog, type CatalogEntry, type FieldRules, loadCatalogFrom, lookupEntry, parseCatalogText, sizeField, textField } from "../bundle/index.ts";
 import { validateName } from "../util/names.ts";
 import embedded from "./catalog.json" with { type: "json" };
+import { kernelBundleRules } from "./pull.ts";
 
 export interface KernelCatalogEntry extends CatalogEntry {
   /** The kernel release, e.g. "6.1.0-18-cloud-amd64". */
@@ -12,6 +13,7 @@ export interface KernelCatalogEntry extends CatalogEntry {
 export type KernelCatalog = Catalog<KernelCatalogEntry>;
 
 const KERNEL_FIELDS: FieldRules = {
+  size_bytes: { required: true, check: sizeField(kernelBundleRules.maxDecodedBytes) },
   kernel_version: { required: true, check: textField(64, /^[0-9A-Za-z._+~-]+$/, "a kernel release like 6.1.0-18-cloud-amd64") },
 };
 

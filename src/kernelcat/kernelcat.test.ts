@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import tar from "tar-stream";
 import { servedHome, sha256Hex } from "../../test/helpers.ts";
 import { makeTarZst, rawTarZst, type RawMember } from "../bundle/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
@@ -93,13 +96,14 @@ test("kernel pull through a path override with a relative tarball_url (a mirror 
   assert.equal(manifest.distro, undefined);
 });
 
-async function assertRejected(members: RawMember[], message: RegExp) {
+async function assertRejected(members: RawMember[] | Buffer, message: RegExp) {
   const d = dirs();
-  const { catalogUrl } = publish(await rawTarZst(members), "bad");
+  const { catalogUrl } = publish(Buffer.isBuffer(members) ? members : await rawTarZst(members), "bad");
   const entry = lookup(await loadCatalog(catalogUrl), "bad")!;
   await assert.rejects(pullKernelBundle(entry, d), (err: BangerError) => {
     assert.equal(err.code, ErrorCode.Integrity);
     assert.match(err.message, message);
+    assert.doesNotMatch(`${err.message}${err.hint ?? ""}`, /[\x00-\x1f\x7f]/, "one line");
     return true;
   });
   assert.equal(existsSync(join(d.kernelsDir, "bad")), false);
@@ -112,8 +116,35 @@ test("kernel bundles hold only vmlinux, initrd.img and modules/", async () => {
   await assertRejected([{ name: "initrd.img", content: "i" }], /kernel bundle: missing vmlinux/);
   await assertRejected([{ name: "vmlinux", type: "symlink", linkname: "initrd.img" }], /"vmlinux": vmlinux must be a regular file/);
   await assertRejected([{ name: "vmlinux", content: "k" }, { name: "modules/build", type: "symlink", linkname: "/usr/src/linux" }], /"modules\/build": symlink target "\/usr\/src\/linux" is absolute/);
-  await assertRejected([{ name: "vmlinux", content: "k" }, { name: "modules/x", type: "symlink", linkname: "../../x" }], /escapes the bundle/);
+  await assertRejected([{ name: "vmlinux", content: "k" }, { name: "modules/x", type: "symlink", linkname: "../../x" }], /escapes the root/);
   await assertRejected([{ name: "vmlinux", content: "" }], /vmlinux is empty/);
+});
+
+/** A tar.zst whose members are files of `size` zero bytes each, streamed through zstd (a few KiB however large). */
+async function zeroBundle(names: string[], size: number): Promise<Buffer> {
+  const zstd = spawn("zstd", ["-q", "-1", "-c"], { stdio: ["pipe", "pipe", "inherit"] });
+  const out: Buffer[] = [];
+  zstd.stdout.on("data", (b: Buffer) => out.push(b));
+  const closed = new Promise((resolve) => zstd.on("close", resolve));
+  const pack = tar.pack();
+  pack.pipe(zstd.stdin);
+  const zeros = Buffer.alloc(1 << 20);
+  for (const name of names) {
+    const entry = pack.entry({ name, size, mode: 0o644, mtime: new Date(0) });
+    for (let left = size; left > 0; left -= zeros.length) {
+      if (!entry.write(left >= zeros.length ? zeros : zeros.subarray(0, left))) await once(entry, "drain");
+    }
+    (entry as unknown as NodeJS.WritableStream).end();
+  }
+  pack.finalize();
+  await closed;
+  return Buffer.concat(out);
+}
+
+test("a kernel bundle is capped at 1 GiB decoded and 20,000 members, whatever the catalog allows", async () => {
+  await assertRejected(await zeroBundle(["vmlinux"], 1024 ** 3 + (1 << 20)), /^kernel bundle: decodes to more than 1073741824 bytes/);
+  const many = Array.from({ length: 20_001 }, (_, i) => `modules/m${i}.ko`);
+  await assertRejected(await zeroBundle(["vmlinux", ...many], 0), /^kernel bundle: member "modules\/m19999.ko": more than 20000 members/);
 });
 
 const good = { name: "k", kernel_version: "6.1", tarball_url: "https://example.org/k.tar.zst", tarball_sha256: "a".repeat(64), size_bytes: 10 };
@@ -129,6 +160,29 @@ const malformed: Array<[unknown, string]> = [
   [{ version: 1, entries: [{ ...good, description: "evil\u001b[2J" }] }, "entries[0].description: expected a non-empty string of at most 1024 printable characters"],
   [{ version: 1, entries: [good, good] }, 'entries[1].name: "k" duplicates entries[0]'],
   [{ version: 1, entries: ["k"] }, "entries[0]: expected an object"],
+  // Wrong types and shapes, each named by entry and field.
+  [{ version: "1", entries: [] }, 'version: expected 1, got "1"'],
+  [{ version: 1, entries: { k: good } }, "entries: expected a list"],
+  [{ version: 1, entries: [{ ...good, name: 5 }] }, "entries[0].name: expected a name"],
+  [{ version: 1, entries: [{ ...good, name: ["k"] }] }, "entries[0].name: expected a name"],
+  [{ version: 1, entries: [{ ...good, name: "k".repeat(65) }] }, "entries[0].name: expected a name"],
+  [{ version: 1, entries: [good, { ...good, name: undefined }] }, "entries[1].name: missing"],
+  [{ version: 1, entries: [{ ...good, tarball_sha256: 5 }] }, "entries[0].tarball_sha256: expected 64 hex chars"],
+  [{ version: 1, entries: [{ ...good, tarball_sha256: "g".repeat(64) }] }, "entries[0].tarball_sha256: expected 64 hex chars"],
+  [{ version: 1, entries: [{ ...good, tarball_sha256: "a".repeat(65) }] }, "entries[0].tarball_sha256: expected 64 hex chars"],
+  [{ version: 1, entries: [{ ...good, size_bytes: "10" }] }, "entries[0].size_bytes: expected a positive integer"],
+  [{ version: 1, entries: [{ ...good, size_bytes: 1.5 }] }, "entries[0].size_bytes: expected a positive integer"],
+  [{ version: 1, entries: [{ ...good, size_bytes: 6 * 1024 ** 3 }] }, "entries[0].size_bytes: expected a positive integer of at most 1073741824"],
+  [{ version: 1, entries: [{ ...good, tarball_url: 5 }] }, "entries[0].tarball_url: expected a URL string"],
+  [{ version: 1, entries: [{ ...good, tarball_url: undefined }] }, "entries[0].tarball_url: missing"],
+  [{ version: 1, entries: [{ ...good, tarball_url: `https://example.org/${"x".repeat(2048)}` }] }, "entries[0].tarball_url: expected a URL string"],
+  [{ version: 1, entries: [{ ...good, tarball_url: "javascript:alert(1)" }] }, "entries[0].tarball_url: unsupported URL scheme javascript:"],
+  [{ version: 1, entries: [{ ...good, tarball_url: "https://user:pw@example.org/k.tar.zst" }] }, "entries[0].tarball_url: expected no user name or password in the URL"],
+  [{ version: 1, entries: [{ ...good, kernel_version: 6.1 }] }, "entries[0].kernel_version: expected a non-empty string"],
+  [{ version: 1, entries: [{ ...good, kernel_version: "6.1\n!touch /tmp/x" }] }, "entries[0].kernel_version: expected a non-empty string of at most 64 printable characters"],
+  [{ version: 1, entries: [{ ...good, distro: "d".repeat(65) }] }, "entries[0].distro: expected a non-empty string of at most 64 printable characters"],
+  [{ version: 1, entries: [{ ...good, arch: 64 }] }, "entries[0].arch: expected a non-empty string"],
+  [{ version: 1, entries: [{ ...good, description: { text: "x" } }] }, "entries[0].description: expected a non-empty string"],
 ];
 
 test("a malformed catalog is one clear error naming the field", () => {
@@ -140,6 +194,10 @@ test("a malformed catalog is one clear error naming the field", () => {
     );
   }
   assert.throws(() => parseCatalog("{", "test.json"), /test.json: not valid JSON/);
+  // A catalog from the network may not point the daemon at its own files.
+  const remote = JSON.stringify({ version: 1, entries: [{ ...good, tarball_url: "file:///etc/shadow" }] });
+  assert.throws(() => parseCatalog(remote, "test.json", "https://mirror.example/catalog.json"), /test.json: entries\[0\].tarball_url: a catalog served over http\(s\) cannot name a file: URL/);
+  assert.equal(parseCatalog(remote, "test.json", "file:///srv/mirror/catalog.json").entries[0]?.tarball_url, "file:///etc/shadow");
   assert.equal(parseCatalog(JSON.stringify({ version: 1, entries: [{ ...good, tarball_sha256: "A".repeat(64), future_field: 1 }] }), "t").entries[0]?.tarball_sha256, "a".repeat(64));
 });
 

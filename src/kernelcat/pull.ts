@@ -36,6 +36,10 @@ export interface PullKernelOptions {
 export const kernelBundleRules: BundleRules = {
   kind: "kernel bundle",
   required: ["vmlinux"],
+  // A kernel, its initrd and a cloud or generic kernel's modules are a few hundred MiB and
+  // under 10,000 files; twice that is room, not a 6 GiB or a million-inode "kernel".
+  maxDecodedBytes: 1024 ** 3,
+  maxMembers: 20_000,
   check: (m: Member) => {
     if (m.path === "vmlinux" || m.path === "initrd.img") return m.type === "file" ? undefined : `${m.path} must be a regular file`;
     if (m.path === "modules") return m.type === "directory" ? undefined : "modules must be a directory";

@@ -4,7 +4,7 @@ import { constants } from "node:fs";
 import { copyFile, lstat, mkdir, rm, stat } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
-import { normalizeEntryPath } from "./paths.ts";
+import { memberPath, orThrow } from "../util/paths.ts";
 import type { Tree } from "./tree.ts";
 
 /** Where the agent lives inside every image (the kernel command line's `init=`). */
@@ -57,7 +57,7 @@ export function resolveInTree(tree: Tree, path: string): string {
     if (part === "..") done.pop();
     else if (part !== ".") done.push(part);
   }
-  return normalizeEntryPath(done.join("/"), "resolved path");
+  return orThrow(memberPath(done.join("/"), "resolved path"), invalidArgument);
 }
 
 /** Makes sure every component of `path` is a directory entry (root:root 0755 when new). */

@@ -34,7 +34,7 @@ function rootfsEntries(): RawTarEntry[] {
     { name: "dev/null", type: "3", mode: 0o666, devmajor: 1, devminor: 3 },
     { name: "dev/sda", type: "4", mode: 0o660, gid: 6, devmajor: 8, devminor: 0 },
     { name: "run/initctl", type: "6", mode: 0o600 },
-    { name: 'run/odd dir/q"uote\\d\tname', type: "6", mode: 0o640, uid: 1000 },
+    { name: 'run/odd dir/q"uote\\d !name', type: "6", mode: 0o640, uid: 1000 },
     { name: 'home/dev/say "hi" #1', type: "0", mode: 0o640, uid: 1000, gid: 1000, data: Buffer.from("hi\n") },
     { name: "sbin", type: "2", linkname: "usr/sbin" }, // merged /usr: the agent must land in usr/sbin
     { name: "usr/sbin/", type: "5" },
@@ -137,7 +137,7 @@ describe("makeBundle", () => {
     assert.equal(sda.type, "block");
     assert.deepEqual([sda.mode, sda.gid], [0o660, 6]);
     assert.match(sda.text, /Device major\/minor number: 08:00/);
-    const odd = statInode(image, '/run/odd dir/q""uote\\d\tname');
+    const odd = statInode(image, '/run/odd dir/q""uote\\d !name');
     assert.deepEqual([odd.type, odd.mode, odd.uid], ["FIFO", 0o640, 1000]);
     const fifo = statInode(image, "/run/initctl");
     assert.equal(fifo.type, "FIFO");

@@ -1,17 +1,18 @@
 // Tree -> ext4 image. `mkfs.ext4 -d` copies the staging directory's contents; one
-// `debugfs -w -f` pass then re-applies every TreeEntry (owner, mode with setuid/setgid/sticky,
-// mtime, devices and fifos via mknod, xattrs via `ea_set -f`) that the staging files could not
-// carry themselves. Neither step needs root, so images come out right whoever runs the daemon. The image is built under a temporary name
-// beside `outPath` and renamed into place; a failure leaves nothing.
+// `debugfs -w -f` pass (debugfs.ts, which says why image names in it are inert) then
+// re-applies every TreeEntry (owner, mode with setuid/setgid/sticky, mtime, devices and
+// fifos, xattrs) that the staging files could not carry themselves. Neither step needs root,
+// so images come out right whoever runs the daemon. The image is built under a temporary
+// name beside `outPath` and renamed into place; a failure leaves nothing.
 import { randomBytes } from "node:crypto";
 import { chmodSync, lchownSync, lstatSync, lutimesSync } from "node:fs";
-import { mkdtemp, open, rename, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { BangerError, ErrorCode, invalidArgument, throwIfAborted } from "../util/errors.ts";
 import { runChecked } from "../util/exec.ts";
 import { humanBytes } from "../util/fsx.ts";
 import { noProgress, type Progress } from "../util/progress.ts";
-import { parentOf } from "./paths.ts";
+import { hostMode, runDebugfs, type StagingStamp, writeDebugfsScript } from "./debugfs.ts";
 import type { Tree, TreeEntry } from "./tree.ts";
 
 export interface BuildExt4Options {
@@ -34,15 +35,6 @@ const BLOCK = 4096;
 const INODE_SIZE = 256;
 const MIB = 1024 * 1024;
 
-const TYPE_BITS: Record<TreeEntry["type"], number> = {
-  file: 0o100000,
-  hardlink: 0o100000,
-  dir: 0o040000,
-  symlink: 0o120000,
-  chardev: 0o020000,
-  blockdev: 0o060000,
-  fifo: 0o010000,
-};
 
 /** Builds `outPath` from the tree; returns its path and size. */
 export async function buildExt4(tree: Tree, outPath: string, opts: BuildExt4Options = {}): Promise<{ path: string; sizeBytes: number }> {
@@ -139,14 +131,6 @@ async function runMkfs(tree: Tree, image: string, label: string, inodes: number,
   }
 }
 
-/** What `mkfs.ext4 -d` will copy from the staging directory's own metadata. */
-export interface StagingStamp {
-  /** True when staging owners were set to the entries' (we run as root). */
-  owners: boolean;
-  uid: number;
-  gid: number;
-}
-
 /**
  * Puts as much metadata as the host allows on the staging files, because mkfs -d copies it
  * and every debugfs command saved matters on big trees: mtimes always, owners and permission
@@ -185,53 +169,3 @@ async function forEachInSlices(entries: Iterable<TreeEntry>, signal: AbortSignal
   }
 }
 
-function hostMode(e: TreeEntry, owners: boolean): number {
-  const perm = e.mode & 0o777;
-  return owners ? perm : perm | (e.type === "dir" ? 0o700 : 0o600);
-}
-
-/** debugfs reads quoted arguments; a literal quote is written twice. */
-export function dq(s: string): string {
-  return `"${s.replace(/"/g, '""')}"`;
-}
-
-/** Writes the debugfs script (and xattr value files) into `work`; returns the script path. */
-export async function writeDebugfsScript(tree: Tree, work: string, host: StagingStamp): Promise<string> {
-  const lines: string[] = ["sif / uid 0", "sif / gid 0", "sif / mode 040755"];
-  let xattrFiles = 0;
-  const sorted = [...tree.entries.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  for (const e of sorted) {
-    if (e.type === "hardlink") continue; // shares its target's inode
-    const p = dq(`/${e.path}`);
-    const special = e.type === "chardev" || e.type === "blockdev" || e.type === "fifo";
-    if (special) {
-      // mknod links the literal name into the current directory, so cd there first.
-      const spec = e.type === "fifo" ? "p" : `${e.type === "chardev" ? "c" : "b"} ${e.devMajor ?? 0} ${e.devMinor ?? 0}`;
-      const base = e.path.slice(e.path.lastIndexOf("/") + 1);
-      lines.push(`cd ${dq(`/${parentOf(e.path)}`)}`, `mknod ${dq(base)} ${spec}`, "cd /");
-    }
-    const copied = !special && host.owners;
-    if (!copied && (special || e.uid !== host.uid)) lines.push(`sif ${p} uid ${e.uid}`);
-    if (!copied && (special || e.gid !== host.gid)) lines.push(`sif ${p} gid ${e.gid}`);
-    const symlinkMode = e.type === "symlink" && (e.mode & 0o7777) !== 0o777;
-    if (special || (e.mode & 0o7000) !== 0 || symlinkMode || (e.type !== "symlink" && hostMode(e, host.owners) !== (e.mode & 0o777))) {
-      lines.push(`sif ${p} mode 0${(TYPE_BITS[e.type] | (e.mode & 0o7777)).toString(8)}`);
-    }
-    if (special) lines.push(`sif ${p} mtime @${e.mtime}`);
-    for (const [name, value] of Object.entries(e.xattrs ?? {})) {
-      const file = join(work, `xattr-${xattrFiles++}`);
-      await writeFile(file, value);
-      lines.push(`ea_set -f ${dq(file)} ${p} ${dq(name)}`);
-    }
-  }
-  const script = join(work, "ownership.debugfs");
-  await writeFile(script, `${lines.join("\n")}\n`);
-  return script;
-}
-
-/** debugfs exits 0 even when a command fails; any stderr line besides its banner is a failure. */
-async function runDebugfs(image: string, script: string, signal?: AbortSignal): Promise<void> {
-  const res = await runChecked(["debugfs", "-w", "-f", script, image], { signal, maxOutput: 1024 * 1024 });
-  const errors = res.stderr.split("\n").filter((l) => l.trim() !== "" && !/^debugfs \d/.test(l));
-  if (errors.length > 0) throw new BangerError(ErrorCode.Failed, `debugfs could not apply ownership: ${errors[0]}`, "this is a bug in banger's image builder; please report it");
-}

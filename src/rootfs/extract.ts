@@ -12,9 +12,9 @@ import { join } from "node:path";
 import { pipeline, type Readable } from "node:stream";
 import tar from "tar-stream";
 import { BangerError, ErrorCode, cancelled, invalidArgument } from "../util/errors.ts";
+import { keptXattrs, linkTarget, memberPath, orThrow, shown } from "../util/paths.ts";
 import { noProgress, type Progress } from "../util/progress.ts";
 import { PaxXattrSniffer } from "./paxsniff.ts";
-import { normalizeEntryPath } from "./paths.ts";
 import type { Tree, TreeEntry, TreeEntryType } from "./tree.ts";
 
 export interface ExtractOptions {
@@ -30,11 +30,6 @@ const MAX_ID = 0xfffffffe;
 
 /** What tar-stream's decoder really returns: its typings omit these two fields. */
 type TarHeader = tar.Header & { byteOffset?: number; pax?: Record<string, string> | null };
-const MAX_XATTRS = 32;
-const MAX_XATTR_VALUE = 64 * 1024;
-/** Kept namespaces (as the OCI flattener keeps); trusted.* and system.* (ACLs) are dropped. */
-const XATTR_NAME = /^(security|user)\.[\x21-\x7e]{1,200}$/;
-const KEPT_XATTR = /^(security|user)\./;
 
 /**
  * Extracts `tarStream` into `stagingDir` (created if missing, must be empty) and returns the
@@ -99,7 +94,7 @@ class TreeWriter {
   }
 
   async add(header: TarHeader, body: AsyncIterable<Buffer>, rawXattrs: Map<string, Buffer> | undefined): Promise<void> {
-    const path = normalizeEntryPath(header.name);
+    const path = orThrow(memberPath(header.name, "tar member"), invalidArgument);
     const type = entryType(header);
     if (path === "") {
       if (type !== "dir") throw invalidArgument("the tar's root entry is not a directory");
@@ -149,7 +144,7 @@ class TreeWriter {
       mode: (header.mode ?? 0o644) & 0o7777,
       mtime: mtimeSeconds(header.mtime),
     };
-    const xattrs = checkedXattrs(path, rawXattrs);
+    const xattrs = orThrow(keptXattrs(rawXattrs), (reason) => invalidArgument(`tar member ${JSON.stringify(path)}: ${reason}`));
     if (xattrs) entry.xattrs = xattrs;
     return entry;
   }
@@ -189,7 +184,7 @@ class TreeWriter {
   /** A hardlink must name an earlier regular file; chains resolve to that file. */
   private hardlinkTarget(path: string, linkname: string | null | undefined): string {
     if (!linkname) throw invalidArgument(`hardlink ${JSON.stringify(path)} has no target`);
-    const target = normalizeEntryPath(linkname, `hardlink target of ${path}:`);
+    const target = orThrow(memberPath(linkname, `hardlink target of ${JSON.stringify(path)}:`), invalidArgument);
     const e = this.tree.entries.get(target);
     if (!e) throw invalidArgument(`hardlink ${JSON.stringify(path)} points to ${JSON.stringify(target)}, which is not earlier in the tar`);
     if (e.type === "hardlink" && e.linkTarget) return e.linkTarget;
@@ -216,16 +211,13 @@ function entryType(header: TarHeader): TreeEntryType {
     case "fifo":
       return "fifo";
     default:
-      throw invalidArgument(`tar member ${JSON.stringify(header.name)} has unsupported type ${String(header.type)}`);
+      throw invalidArgument(`tar member ${shown(header.name)} has unsupported type ${String(header.type)}`);
   }
 }
 
 /** Symlink targets are stored as written (absolute ones resolve inside the image at run time). */
 function symlinkTarget(path: string, linkname: string | null | undefined): string {
-  if (!linkname || linkname.length > 4095 || /[\0\n\r]/.test(linkname)) {
-    throw invalidArgument(`symlink ${JSON.stringify(path)} has an empty, too long or malformed target`);
-  }
-  return linkname;
+  return orThrow(linkTarget(linkname ?? "", `symlink target of ${JSON.stringify(path)}:`), invalidArgument);
 }
 
 function idFrom(paxValue: string | undefined, headerValue: number | undefined, path: string): number {
@@ -237,17 +229,4 @@ function idFrom(paxValue: string | undefined, headerValue: number | undefined, p
 function mtimeSeconds(mtime: Date | undefined): number {
   const s = mtime ? Math.floor(mtime.getTime() / 1000) : 0;
   return Number.isFinite(s) && s >= 0 && s <= 0xffffffff ? s : 0;
-}
-
-function checkedXattrs(path: string, raw: Map<string, Buffer> | undefined): Record<string, Buffer> | undefined {
-  if (!raw || raw.size === 0) return undefined;
-  if (raw.size > MAX_XATTRS) throw invalidArgument(`tar member ${JSON.stringify(path)} has more than ${MAX_XATTRS} xattrs`);
-  const out: Record<string, Buffer> = {};
-  for (const [name, value] of raw) {
-    if (!KEPT_XATTR.test(name)) continue;
-    if (!XATTR_NAME.test(name) || name.includes('"')) throw invalidArgument(`tar member ${JSON.stringify(path)} has an unsupported xattr name ${JSON.stringify(name)}`);
-    if (value.length > MAX_XATTR_VALUE) throw invalidArgument(`xattr ${name} of ${JSON.stringify(path)} is larger than ${MAX_XATTR_VALUE} bytes`);
-    out[name] = value;
-  }
-  return Object.keys(out).length > 0 ? out : undefined;
 }

@@ -1,16 +1,18 @@
 // Flattening OCI layers: apply each layer tar in order into a staging directory and return
-// the Tree (see tree.ts) the ext4 builder re-applies. Layer content is untrusted, so:
-// every path is normalised and rejected if it is absolute, has "..", or would be written
-// through a symlink (parents are checked against what we created, the last component is
-// opened with O_NOFOLLOW|O_EXCL); whiteouts and opaque markers only remove lower-layer
-// entries; device nodes and fifos are metadata only (no file in the staging dir); sizes and
-// entry counts are bounded; and on any failure the staging directory is removed.
+// the Tree (see tree.ts) the ext4 builder re-applies. Layer content is untrusted, so: paths,
+// link targets and xattr names pass the shared rule (util/paths.ts: no control bytes, not
+// absolute, no "..", bounded); nothing is written through a symlink (parents are checked
+// against what we created, the last component is opened with O_NOFOLLOW|O_EXCL); whiteouts
+// and opaque markers only remove lower-layer entries; device nodes and fifos are metadata
+// only (no file in the staging dir); sizes and entry counts are bounded; and on any failure
+// the staging directory is removed.
 import { closeSync, constants, openSync, writeSync } from "node:fs";
 import { link, mkdir, readdir, rm, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import tar from "tar-stream";
 import { BangerError, ErrorCode, cancelled, integrity, invalidArgument } from "../util/errors.ts";
+import { keptXattrs, linkTarget, memberPath, orThrow, parentOf, shown } from "../util/paths.ts";
 import { PaxXattrSniffer } from "./paxsniff.ts";
 import type { Tree, TreeEntry, TreeEntryType } from "./tree.ts";
 
@@ -27,9 +29,6 @@ export interface FlattenOptions {
 
 const WHITEOUT = ".wh.";
 const OPAQUE = ".wh..wh..opq";
-const MAX_PATH = 4096;
-const MAX_XATTR_BYTES = 64 * 1024;
-const KEPT_XATTR_NAMESPACES = ["security.", "user."];
 const TAR_TYPES: Record<string, TreeEntryType> = {
   file: "file",
   "contiguous-file": "file",
@@ -148,14 +147,9 @@ class Flattener {
     this.layerPaths.add(path);
   }
 
-  /** Archive path -> "a/b/c"; absolute paths and ".." are refused, not rewritten. */
+  /** Archive path -> "a/b/c" by the shared rule (util/paths.ts); refused, never rewritten. */
   normalise(raw: string, what: string): string {
-    if (raw.includes("\0") || raw.length > MAX_PATH) throw this.reject(`${what} ${JSON.stringify(raw.slice(0, 200))} is invalid`);
-    if (raw.startsWith("/")) throw this.reject(`absolute ${what} ${JSON.stringify(raw.slice(0, 200))} escapes the image`);
-    const parts = raw.split("/").filter((p) => p !== "" && p !== ".");
-    if (parts.includes("..")) throw this.reject(`${what} ${JSON.stringify(raw.slice(0, 200))} escapes the image with ".."`);
-    if (parts.some((p) => Buffer.byteLength(p) > 255)) throw this.reject(`${what} ${JSON.stringify(raw.slice(0, 200))} has a name longer than 255 bytes`);
-    return parts.join("/");
+    return orThrow(memberPath(raw, what), (reason) => this.reject(reason));
   }
 
   private async applyWhiteout(path: string, name: string): Promise<void> {
@@ -218,7 +212,7 @@ class Flattener {
   }
 
   private async writeSymlink(path: string, meta: Meta, target: string): Promise<void> {
-    if (target === "" || target.includes("\0") || target.length > MAX_PATH) throw this.reject(`symlink ${path} has an invalid target`);
+    orThrow(linkTarget(target, `symlink target of ${shown(path)}:`), (reason) => this.reject(reason));
     if (this.entries.has(path)) await this.removeAll(path);
     await symlink(target, join(this.root, path)); // symlink(2) never follows the new name
     this.add({ path, type: "symlink", ...meta, linkTarget: target });
@@ -293,11 +287,6 @@ function writeAllSync(fd: number, buf: Buffer): void {
   for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
 }
 
-function parentOf(path: string): string {
-  const i = path.lastIndexOf("/");
-  return i < 0 ? "" : path.slice(0, i);
-}
-
 function join2(dir: string, name: string): string {
   return dir === "" ? name : `${dir}/${name}`;
 }
@@ -320,24 +309,15 @@ function metaOf(h: tar.Header, xattrs: Map<string, Buffer> | undefined, f: Flatt
   const uid = paxNumber(pax, "uid") ?? h.uid ?? 0;
   const gid = paxNumber(pax, "gid") ?? h.gid ?? 0;
   for (const id of [uid, gid]) {
-    if (!Number.isSafeInteger(id) || id < 0 || id > 0xfffffffe) throw f.reject(`${h.name.slice(0, 200)}: invalid owner id ${id}`);
+    if (!Number.isSafeInteger(id) || id < 0 || id > 0xfffffffe) throw f.reject(`${shown(h.name)}: invalid owner id ${id}`);
   }
   const mtime = Math.floor(paxNumber(pax, "mtime") ?? (h.mtime ? h.mtime.getTime() / 1000 : 0));
   const meta: Meta = { uid, gid, mode: (h.mode ?? 0) & 0o7777, mtime: Number.isFinite(mtime) ? mtime : 0 };
-  const kept = keptXattrs(xattrs, h.name, f);
+  const kept = xattrsOf(xattrs, h.name, f);
   if (kept) meta.xattrs = kept;
   return meta;
 }
 
-function keptXattrs(xattrs: Map<string, Buffer> | undefined, name: string, f: Flattener): Record<string, Buffer> | undefined {
-  if (!xattrs || xattrs.size === 0) return undefined;
-  const out: Record<string, Buffer> = {};
-  let total = 0;
-  for (const [key, value] of xattrs) {
-    if (!KEPT_XATTR_NAMESPACES.some((ns) => key.startsWith(ns))) continue; // trusted.*/system.* never come from an image
-    total += key.length + value.length;
-    if (total > MAX_XATTR_BYTES) throw f.reject(`${name.slice(0, 200)}: extended attributes larger than ${MAX_XATTR_BYTES} bytes`);
-    out[key] = value;
-  }
-  return Object.keys(out).length > 0 ? out : undefined;
+function xattrsOf(xattrs: Map<string, Buffer> | undefined, name: string, f: Flattener): Record<string, Buffer> | undefined {
+  return orThrow(keptXattrs(xattrs), (reason) => f.reject(`${shown(name)}: ${reason}`));
 }

@@ -2,7 +2,7 @@
 // and a guest's git configuration never reaches the host.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import tar from "tar-stream";
@@ -101,4 +101,30 @@ test("refuses archives over the size or entry limits", async () => {
   await assert.rejects(extractGuestTree(archive([{ name: "workspace/big", body: "x".repeat(2000) }]), dirs(), { maxBytes: 1000, maxEntries: 10 }), isRefusal);
   const many = Array.from({ length: 20 }, (_, i) => ({ name: `workspace/f${i}`, body: "" }));
   await assert.rejects(extractGuestTree(archive(many), dirs(), { maxBytes: 1000, maxEntries: 10 }), isRefusal);
+});
+
+test("names and symlink targets with control bytes are refused with one line; other bytes are kept literally", async () => {
+  const controls = [...Array(0x20).keys(), 0x7f].map((b) => `a${String.fromCharCode(b)}b`);
+  // Past ustar's 100 bytes, so the names travel in PAX records (a ustar field cannot hold a NUL).
+  const long = "p".repeat(100);
+  for (const s of [`x\n!touch ${join(home, "pwned")}`, ...controls]) {
+    for (const members of [[{ name: `workspace/${long}${s}`, body: "x" }], [{ name: "workspace/l", type: "symlink" as const, linkname: `${long}${s}` }]]) {
+      const d = dirs();
+      await assert.rejects(extractGuestTree(archive(members), d, limits), (err: unknown) => {
+        assert.ok(isRefusal(err), `${JSON.stringify(s)}: ${String(err)}`);
+        assert.match((err as BangerError).message, /contains the control byte 0x[0-9a-f]{2}/);
+        assert.doesNotMatch((err as BangerError).message, /[\x00-\x1f\x7f-\x9f]/);
+        return true;
+      });
+      assert.deepEqual(readdirSync(d.work), [], JSON.stringify(s));
+    }
+  }
+  const literal = ['"', "\\", "-f", "!x", "<2>", " lead", "$(id)", "é☃\u0085"];
+  const d = dirs();
+  await extractGuestTree(archive(literal.flatMap((s, i) => [{ name: `workspace/${s}`, body: `${i}` }, { name: `workspace/l${i}`, type: "symlink" as const, linkname: s }])), d, limits);
+  for (const [i, s] of literal.entries()) {
+    assert.equal(readFileSync(join(d.work, s), "utf8"), `${i}`);
+    assert.equal(readlinkSync(join(d.work, `l${i}`)), s);
+  }
+  assert.equal(existsSync(join(home, "pwned")), false);
 });

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import tar from "tar-stream";
 import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
+import { linkTarget, memberPath, orThrow } from "../util/paths.ts";
 
 export interface GuestTreeLimits {
   /** Total file content. */
@@ -23,8 +24,6 @@ export interface GuestTreeDirs {
   /** Where the kept parts of the guest's .git go. */
   gitDir: string;
 }
-
-const MAX_NAME = 4096;
 
 /**
  * Copies the guest's archive into `file` as it arrives, writing each chunk synchronously so
@@ -107,13 +106,10 @@ interface Place {
   inGit: boolean;
 }
 
-/** Where an archive member goes, or undefined when it is skipped; refuses unsafe names. */
+/** Where an archive member goes, or undefined when it is skipped; refuses unsafe names (util/paths.ts). */
 function placeOf(name: string, dirs: GuestTreeDirs): Place | undefined {
-  if (name.length > MAX_NAME || name.includes("\0")) throw refused("a member name is too long or contains NUL");
-  if (name.startsWith("/")) throw refused(`absolute member name ${JSON.stringify(name.slice(0, 200))}`);
-  const parts = name.split("/").filter((p) => p !== "" && p !== ".");
-  if (parts.includes("..")) throw refused(`member ${JSON.stringify(name.slice(0, 200))} escapes the workspace`);
-  const rest = parts.slice(1); // the first component is the workspace's own name
+  const path = orThrow(memberPath(name, "member"), refused);
+  const rest = path === "" ? [] : path.split("/").slice(1); // the first component is the workspace's own name
   if (rest.length === 0) return undefined;
   if (rest[0] === ".git") {
     const rel = rest.slice(1).join("/");
@@ -145,7 +141,7 @@ async function writeEntry(place: Place, h: tar.Header, body: Readable): Promise<
     case "symlink":
       if (place.inGit) return; // git's own files are never symlinks
       await clear(target);
-      await symlink(h.linkname ?? "", target);
+      await symlink(orThrow(linkTarget(h.linkname ?? "", `symlink target of ${JSON.stringify(place.rel)}:`), refused), target);
       return;
     default:
       return; // hard links, devices, fifos: not part of a patch
