@@ -4,7 +4,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { makeTempHome } from "../../test/helpers.ts";
 import type { AgentClient } from "../guest/index.ts";
@@ -62,6 +62,44 @@ describe("workspace: a repository's config, includes and hooks run nothing on th
     for (const name of [...FILES, "e.txt"]) {
       assert.deepEqual(blob(canary.repo, `${applied.head}:${name}`), readFileSync(join(guest, name)), `${name} on the branch is the guest's file`);
     }
+  });
+});
+
+describe("workspace: a partial clone's missing object is never fetched", () => {
+  const { home, cleanup } = makeTempHome();
+  const { agent: client } = useAgent(home);
+  after(cleanup);
+
+  test("the promisor remote's transport (ext::, ssh, helpers) never runs; apply fails with one line", async () => {
+    const log = join(home, "fetched");
+    const transport = join(home, "transport");
+    writeFileSync(transport, `#!/bin/sh\necho ran >> '${log}'\n`, { mode: 0o755 });
+    const repo = committedRepo(join(home, "partial"), { "a.txt": "a\n", "gone.txt": "promised, not here\n" }, "first");
+    for (const [key, value] of [
+      ["core.repositoryformatversion", "1"],
+      ["extensions.partialClone", "origin"],
+      ["remote.origin.promisor", "true"],
+      ["remote.origin.url", `ext::${transport}`],
+      ["protocol.ext.allow", "always"],
+    ]) hostGit(repo, "config", key!, value!);
+    // Not racily clean: packing must take gone.txt from the index, not hash it again.
+    utimesSync(join(repo, "gone.txt"), new Date(2020, 0, 1), new Date(2020, 0, 1));
+    hostGit(repo, "update-index", "--refresh");
+    const gone = hostGit(repo, "rev-parse", "HEAD:gone.txt").trim();
+    rmSync(join(repo, ".git", "objects", gone.slice(0, 2), gone.slice(2)));
+    writeFileSync(join(repo, "a.txt"), "a, dirty\n");
+
+    const packed = await packWorkspace(repo, { vmName: "partial" });
+    const guest = join(home, "guest");
+    await copyIn(client(), packed.stream, { dest: guest });
+    writeFileSync(join(guest, "a.txt"), "a, from the guest\n");
+    const exported = await exportPatch(client(), { vmName: "partial", workspace: guest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: repo });
+    await assert.rejects(applyPatch(repo, exported.patch, { branch: "banger/partial", base: exported.copiedCommit }), (err: BangerError) => {
+      assert.match(err.message, new RegExp(gone));
+      assert.doesNotMatch(err.message, /\n/);
+      return true;
+    });
+    assert.equal(existsSync(log), false, "the repository's remote transport ran on the host");
   });
 });
 

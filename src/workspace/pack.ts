@@ -123,7 +123,8 @@ async function snapshot(view: GitView, head: string | null, opts: PackOptions): 
   const run = { cwd: view.env.GIT_WORK_TREE, env: view.env, signal: opts.signal };
   const base = head === null ? null : await gitLine(["rev-parse", "--verify", `${head}^{commit}`], run);
   await git(["add", "-A", "--", "."], run);
-  const tree = await gitLine(["write-tree"], run);
+  // A partial clone may lack blobs the index names: they stay missing rather than fetched (git.ts).
+  const tree = await gitLine(["write-tree", "--missing-ok"], run);
   let commit = base;
   if (base === null || (await gitLine(["rev-parse", `${base}^{tree}`], run)) !== tree) {
     const message = `banger: uncommitted changes copied${opts.vmName ? ` into ${opts.vmName}` : ""}`;
