@@ -62,9 +62,16 @@ function isView(env: NodeJS.ProcessEnv): boolean {
   return env.GIT_CONFIG_NOSYSTEM === "1" && env.GIT_CONFIG_GLOBAL === "/dev/null" && !!env.GIT_DIR && env.HOME === env.GIT_DIR;
 }
 
+/**
+ * How long a METADATA command may take. They are instant, but the repository's config is
+ * read, and its include.path may name a fifo that never ends.
+ */
+export const METADATA_TIMEOUT_MS = 15_000;
+
 /** Runs git; resolves with the exit code whatever it is. */
 export function gitRaw(args: readonly string[], opts: GitOptions): Promise<GitResult> {
-  if (!METADATA.has(args[0] ?? "") && !isView(opts.env)) {
+  const inView = isView(opts.env);
+  if (!METADATA.has(args[0] ?? "") && !inView) {
     // A programming error, not a user's: this call would obey the repository's config.
     return Promise.reject(new Error(`git ${args[0]} must run in a view (see src/workspace/git.ts)`));
   }
@@ -82,6 +89,8 @@ export function gitRaw(args: readonly string[], opts: GitOptions): Promise<GitRe
     let outLen = 0;
     let stderr = "";
     let tooBig = false;
+    let timedOut = false;
+    const timer = inView ? undefined : setTimeout(() => ((timedOut = true), child.kill("SIGKILL")), METADATA_TIMEOUT_MS);
     child.stdout!.on("data", (b: Buffer) => {
       outLen += b.length;
       if (outLen > max) {
@@ -97,12 +106,15 @@ export function gitRaw(args: readonly string[], opts: GitOptions): Promise<GitRe
       child.stdin!.end(opts.input);
     }
     child.on("error", (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
       if (e.code === "ENOENT") reject(new BangerError(ErrorCode.MissingDependency, "git not found", installHint("git")));
       else if (e.name === "AbortError") reject(cancelled());
       else reject(e);
     });
     child.on("close", (code, sig) => {
+      clearTimeout(timer);
       if (opts.signal?.aborted) return reject(cancelled());
+      if (timedOut) return reject(failed(`git ${args[0]} did not finish in ${METADATA_TIMEOUT_MS / 1000} s`, "the repository's config may include a file that never ends (a fifo)"));
       if (tooBig) return reject(failed(`git ${args[0]} produced more than ${max} bytes`, "the change is too large to export this way"));
       resolve({ code: code ?? (sig ? 128 : 1), stdout: Buffer.concat(out), stderr });
     });

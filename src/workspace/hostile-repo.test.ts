@@ -10,6 +10,7 @@ import { makeTempHome } from "../../test/helpers.ts";
 import type { AgentClient } from "../guest/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { applyPatch, copyIn, exportPatch, packWorkspace, type PackedWorkspace } from "./index.ts";
+import { METADATA_TIMEOUT_MS } from "./git.ts";
 import { canaryRepo, committedRepo, guestSh, hostGit, useAgent, type CanaryRepo } from "./testkit.ts";
 
 const FILES = ["a.txt", "b.dat", "c.inc", "d.incif", "new.txt"];
@@ -139,6 +140,18 @@ describe("workspace: a repository cannot point the copy at other host files", ()
     mkdirSync(linked);
     symlinkSync(join(other, ".git"), join(linked, ".git"));
     await refused(linked, /not the work tree of its git directory/);
+  });
+
+  test("an include.path that never ends (a fifo) fails in bounded time, with one line", async () => {
+    const repo = committedRepo(join(home, "fifo-include"), { "a.txt": "a\n" }, "first");
+    execFileSync("mkfifo", [join(home, "never-ends")]);
+    hostGit(repo, "config", "include.path", join(home, "never-ends"));
+    const started = Date.now();
+    await assert.rejects(packWorkspace(repo, { vmName: "fifo" }), (err: BangerError) => {
+      assert.match(err.message, /did not finish in \d+ s$/);
+      return true;
+    });
+    assert.ok(Date.now() - started < METADATA_TIMEOUT_MS + 5000);
   });
 
   test("objects/info/alternates (host paths) is not shipped", async () => {
