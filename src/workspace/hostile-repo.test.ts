@@ -10,7 +10,7 @@ import { makeTempHome } from "../../test/helpers.ts";
 import type { AgentClient } from "../guest/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { applyPatch, copyIn, exportPatch, packWorkspace, type PackedWorkspace } from "./index.ts";
-import { METADATA_TIMEOUT_MS } from "./git.ts";
+import { gitRaw, metadataEnv, METADATA_TIMEOUT_MS } from "./git.ts";
 import { canaryRepo, committedRepo, guestSh, hostGit, useAgent, type CanaryRepo } from "./testkit.ts";
 
 const FILES = ["a.txt", "b.dat", "c.inc", "d.incif", "new.txt"];
@@ -63,6 +63,20 @@ describe("workspace: a repository's config, includes and hooks run nothing on th
     for (const name of [...FILES, "e.txt"]) {
       assert.deepEqual(blob(canary.repo, `${applied.head}:${name}`), readFileSync(join(guest, name)), `${name} on the branch is the guest's file`);
     }
+  });
+});
+
+describe("workspace: git outside a view", () => {
+  const { home, cleanup } = makeTempHome();
+  after(cleanup);
+
+  test("only ref and config commands run with the repository's own config; anything else is refused before git starts", async () => {
+    const { repo, ran } = canaryRepo(home);
+    for (const args of [["add", "-A"], ["status"], ["ls-files"], ["diff"], ["am"], ["checkout", "main"], ["commit-tree", "HEAD^{tree}"]]) {
+      await assert.rejects(gitRaw(args, { cwd: repo, env: metadataEnv() }), /must run in a view/);
+    }
+    assert.deepEqual(ran(), []);
+    assert.equal((await gitRaw(["rev-parse", "--show-toplevel"], { cwd: repo, env: metadataEnv() })).code, 0);
   });
 });
 
