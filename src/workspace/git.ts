@@ -15,10 +15,13 @@
 //   system attributes, HOME inside the view. .gitattributes can still name a driver, but a
 //   driver nobody configured is no driver: files are recorded exactly as they are on disk.
 //   A partial clone's missing object is an error, never a fetch (no promisor is configured).
+//   export.ts builds its view around the guest's objects with the same environment
+//   (isolatedGitEnv). Needs git 2.32 for GIT_CONFIG_GLOBAL (Debian 12 ships 2.39).
 // - The repository's own GIT_DIR is used only by METADATA commands, which read or write refs
 //   and config and run no program but the reference-transaction hook, off through
-//   core.hooksPath=/dev/null. gitRaw refuses any other command outside a view, so a new call
-//   site cannot forget the rule.
+//   core.hooksPath=/dev/null; since they read its config (and include files), they are
+//   bounded in time. gitRaw refuses any other command outside a view, so a new call site
+//   cannot forget the rule.
 // - findRepo checks the layout git reports: the work tree must be the one its git directory
 //   belongs to, so core.worktree or a .git file cannot point the copy at other host files.
 import { spawn } from "node:child_process";
@@ -46,8 +49,9 @@ export interface GitResult {
 
 /**
  * Config every git call gets on its command line, which outranks the repository's: no hooks,
- * no fsmonitor, and no automatic gc or maintenance (which would repack objects while a copy of
- * .git is being streamed). Belt and braces for METADATA commands; a view sets none of these.
+ * no fsmonitor (belt and braces for METADATA commands), and no automatic gc or maintenance,
+ * which would repack the repository's objects, even from a view, while a copy of .git is
+ * being streamed.
  */
 const SAFE_CONFIG = [
   ...["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "core.untrackedCache=false"],
