@@ -66,7 +66,8 @@ export function registerWorkspace(vm: Command): void {
             summary.applied = null;
           } else {
             const { applyPatch } = await import("../workspace/index.ts");
-            const applied = await applyPatch(exported.hostRepo, exported.patch, { branch: opts.branch ?? `banger/${name}`, force: opts.force });
+            // The base is the copied commit the daemon recorded at copy-in, never a line of the patch.
+            const applied = await applyPatch(exported.hostRepo, exported.patch, { branch: opts.branch ?? `banger/${name}`, base: exported.copiedCommit, force: opts.force });
             summary.applied = applied;
           }
         }

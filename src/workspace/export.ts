@@ -1,8 +1,9 @@
 // exportPatch: everything the guest changed relative to the copied commit, as one mbox of
 // `git format-patch` patches. Computed on the host (the image needs no git): the guest's
-// workspace comes back through files.get into a temporary directory, host git runs there
-// with no user config against the guest's objects plus the host repository's (alternates),
-// and the directory is removed whatever happens.
+// workspace comes back through files.get into a temporary directory, host git runs there in
+// a view of banger's making (git.ts: no user, system or repository config) against the
+// guest's objects plus the host repository's (alternates), and the directory is removed
+// whatever happens.
 //
 // Guest commits since the copied commit become one patch each; uncommitted and untracked
 // (not ignored) changes become a last commit "banger: uncommitted changes in <vm>" whose
@@ -11,13 +12,13 @@
 // it, a deleted .git), the whole difference is one squashed patch instead.
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { isAbsolute, join, resolve } from "node:path";
+import { isAbsolute, join } from "node:path";
 import type { AgentClient } from "../guest/index.ts";
 import { invalidArgument } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
 import { DEFAULT_GUEST_WORKSPACE } from "./copyin.ts";
 import { extractGuestTree, spoolArchive } from "./extract.ts";
-import { git, gitLine, gitRaw, hostGitEnv, isolatedGitEnv, type GitOptions } from "./git.ts";
+import { findRepo, git, gitLine, gitRaw, isolatedGitEnv, type GitOptions } from "./git.ts";
 
 export interface ExportOptions {
   vmName: string;
@@ -73,7 +74,7 @@ export async function exportPatch(agent: AgentClient, opts: ExportOptions): Prom
     await extractGuestTree(archive, dirs, limits, opts.signal);
     await rm(spool);
     await prepareGitDir(dirs.gitDir, hostObjects, opts.copiedCommit);
-    const env = isolatedGitEnv(join(tmp, "home"), { GIT_DIR: dirs.gitDir, GIT_WORK_TREE: dirs.work, GIT_INDEX_FILE: join(tmp, "index") });
+    const env = isolatedGitEnv(dirs.gitDir, { GIT_WORK_TREE: dirs.work, GIT_INDEX_FILE: join(tmp, "index") });
     const run: GitOptions = { cwd: dirs.work, env, signal: opts.signal };
     const copied = await gitLine(["rev-parse", "--verify", `${opts.copiedCommit}^{commit}`], run);
     const series = await guestSeries(copied, opts.vmName, run);
@@ -91,9 +92,9 @@ export async function exportPatch(agent: AgentClient, opts: ExportOptions): Prom
 }
 
 async function hostObjectsDir(hostRepo: string): Promise<string> {
-  const res = await gitRaw(["rev-parse", "--git-common-dir"], { cwd: hostRepo, env: hostGitEnv() });
-  if (res.code !== 0) throw invalidArgument(`${hostRepo} is not a git repository`, "export needs the repository the workspace was copied from");
-  return join(resolve(hostRepo, res.stdout.toString("utf8").trim()), "objects");
+  const repo = await findRepo(hostRepo);
+  if (!repo) throw invalidArgument(`${hostRepo} is not a git repository`, "export needs the repository the workspace was copied from");
+  return join(repo.commonDir, "objects");
 }
 
 /** A minimal repository around the guest's objects and refs: our config, the host's objects as a fallback. */

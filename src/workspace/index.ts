@@ -10,9 +10,12 @@
 // temporary worktree. The user's working tree, index and current branch are never touched.
 //
 // It does not own the agent protocol (guest), which VM or user a workspace belongs to or
-// where the copied commit ids are stored (daemon/store), or CLI output. Everything coming
-// back from a guest is untrusted: bounded, extracted without following symlinks, and git
-// never reads the guest's config or hooks.
+// where the copied commit ids are stored (daemon/store), or CLI output. The repository is
+// untrusted too: no git that reads objects, an index or a work tree obeys its config, include
+// files or hooks (git.ts says how), and a .git or core.worktree cannot point the copy at other
+// host files. Everything coming back from a guest is untrusted: bounded, extracted without
+// following symlinks, and git never reads the guest's config or hooks; --apply's base is the
+// copied commit the host recorded, never a line of the patch.
 export { copiedRef, packWorkspace, releaseWorkspace, type PackOptions, type PackedWorkspace } from "./pack.ts";
 export { copyIn, DEFAULT_GUEST_WORKSPACE, type CopyInOptions } from "./copyin.ts";
 export { exportPatch, type ExportOptions, type ExportedPatch } from "./export.ts";

@@ -7,16 +7,16 @@
 // index, working tree and branches are never touched; the guest's .git is shipped with its
 // current branch pointing at that commit and a matching index, so inside the guest `git
 // diff` starts empty and every later change is the guest's own.
-import { copyFile, lstat, mkdtemp, open, readFile, readdir, readlink, rm, type FileHandle } from "node:fs/promises";
+import { copyFile, lstat, mkdtemp, open, readFile, readdir, readlink, realpath, rm, type FileHandle } from "node:fs/promises";
 import { close as fsClose, constants as fsConstants, open as fsOpen, read as fsRead, type Stats } from "node:fs";
 import { tmpdir } from "node:os";
-import { isAbsolute, join, posix, resolve } from "node:path";
+import { join, posix, resolve } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
 import { cancelled, invalidArgument } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
-import { BANGER_IDENT, git, gitLine, gitRaw, hostGitEnv } from "./git.ts";
+import { findRepo, git, gitLine, gitRaw, metadataEnv, openView, type GitView, type RepoLayout } from "./git.ts";
 
 export interface PackOptions {
   /** Ship the repository's .git too (so git works in the guest). Default true. */
@@ -54,24 +54,24 @@ export async function packWorkspace(dir: string, opts: PackOptions = {}): Promis
   const abs = resolve(dir);
   const st = await lstat(abs).catch(() => undefined);
   if (!st?.isDirectory()) throw invalidArgument(`workspace ${abs} is not a directory`, "pass an existing directory with --workspace, or --no-workspace");
-  const env = hostGitEnv();
-  const top = await repoTop(abs, env, opts.signal);
+  const repo = await findRepo(abs, opts.signal);
   const list = new EntryList();
   let baseCommit: string | null = null;
   let copiedCommit: string | null = null;
-  if (top === undefined) {
+  if (repo === undefined) {
+    // Not inside a work tree: packed as a plain directory.
     await list.addDir(".", abs);
     await list.walk(".", abs, () => true);
   } else {
-    ({ baseCommit, copiedCommit } = await packRepo(top, list, opts, env));
+    ({ baseCommit, copiedCommit } = await packRepo(repo, list, opts));
   }
   const entries = list.entries;
   let bytes = 0;
   for (const e of entries) bytes += e.kind === "file" ? e.size : e.kind === "data" ? e.data.length : 0;
   return {
     stream: streamEntries(entries, opts.signal),
-    root: top ?? abs,
-    isRepo: top !== undefined,
+    root: repo?.top ?? abs,
+    isRepo: repo !== undefined,
     baseCommit,
     copiedCommit,
     files: entries.length,
@@ -82,74 +82,66 @@ export async function packWorkspace(dir: string, opts: PackOptions = {}): Promis
 /** Drops refs/banger/copied/<vmName> (when the VM is gone), letting git collect its copied commit. */
 export async function releaseWorkspace(hostRepo: string, vmName: string): Promise<void> {
   validateName("vm", vmName);
-  const res = await gitRaw(["update-ref", "-d", copiedRef(vmName)], { cwd: hostRepo, env: hostGitEnv() });
+  const res = await gitRaw(["update-ref", "-d", copiedRef(vmName)], { cwd: hostRepo, env: metadataEnv() });
   if (res.code !== 0 && !/not a git repository/i.test(res.stderr)) throw invalidArgument(`cannot drop ${copiedRef(vmName)} in ${hostRepo}: ${res.stderr.trim()}`);
 }
 
-async function repoTop(dir: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<string | undefined> {
-  const res = await gitRaw(["rev-parse", "--show-toplevel"], { cwd: dir, env, signal });
-  if (res.code !== 0) return undefined; // not inside a work tree: packed as a plain directory
-  const top = res.stdout.toString("utf8").trim();
-  return top === "" ? undefined : top;
-}
-
-async function packRepo(top: string, list: EntryList, opts: PackOptions, env: NodeJS.ProcessEnv): Promise<{ baseCommit: string | null; copiedCommit: string }> {
-  const run = { cwd: top, env, signal: opts.signal };
-  const gitDir = await gitLine(["rev-parse", "--absolute-git-dir"], run);
-  const commonRel = await gitLine(["rev-parse", "--git-common-dir"], run);
-  const commonDir = isAbsolute(commonRel) ? commonRel : resolve(top, commonRel);
-  const head = await gitRaw(["rev-parse", "-q", "--verify", "HEAD^{commit}"], run);
-  const baseCommit = head.code === 0 ? head.stdout.toString("utf8").trim() : null;
-  const snap = await snapshot(top, gitDir, baseCommit, opts, env);
-  if (opts.vmName !== undefined) {
-    await git(["update-ref", "-m", "banger: workspace copy", copiedRef(opts.vmName), snap.commit], run);
+async function packRepo(repo: RepoLayout, list: EntryList, opts: PackOptions): Promise<{ baseCommit: string | null; copiedCommit: string }> {
+  const meta = { cwd: repo.top, env: metadataEnv(), signal: opts.signal };
+  // Only the name: the object is read in the view (a metadata command never reads objects).
+  const head = await gitRaw(["rev-parse", "-q", "--verify", "HEAD"], meta);
+  const view = await openView(repo, { copyIndex: true });
+  try {
+    const snap = await snapshot(view, head.code === 0 ? head.stdout.toString("utf8").trim() : null, opts);
+    if (opts.vmName !== undefined) {
+      await git(["update-ref", "-m", "banger: workspace copy", copiedRef(opts.vmName), snap.commit], meta);
+    }
+    await list.addDir(".", repo.top);
+    await addRepoFiles(list, ".", repo.top, snap.stages, opts.signal);
+    if (opts.includeGit !== false) await addGitDir(list, repo, snap, opts.signal);
+    return { baseCommit: snap.base, copiedCommit: snap.commit };
+  } finally {
+    await view.close();
   }
-  await list.addDir(".", top);
-  await addRepoFiles(list, ".", top, snap.stages, env, opts.signal);
-  if (opts.includeGit !== false) await addGitDir(list, top, gitDir, commonDir, snap, env, opts.signal);
-  return { baseCommit, copiedCommit: snap.commit };
 }
 
 interface Snapshot {
+  /** HEAD's commit; null before the first commit. */
+  base: string | null;
   commit: string;
-  /** The temporary index matching the copied state (shipped as the guest's .git/index). */
+  /** The view's index, matching the copied state (shipped as the guest's .git/index). */
   index: Buffer;
   /** `git ls-files -s -z` of that index. */
   stages: Buffer;
 }
 
-/** Records the working tree as a commit through a temporary index (git add -A, write-tree, commit-tree). */
-async function snapshot(top: string, gitDir: string, base: string | null, opts: PackOptions, env: NodeJS.ProcessEnv): Promise<Snapshot> {
-  const tmp = await mkdtemp(join(tmpdir(), "banger-ws-"));
-  try {
-    const indexFile = join(tmp, "index");
-    // Starting from the user's index keeps its stat cache: unchanged files are not re-hashed.
-    await copyFile(join(gitDir, "index"), indexFile).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== "ENOENT") throw err;
-    });
-    const run = { cwd: top, env: { ...env, GIT_INDEX_FILE: indexFile }, signal: opts.signal };
-    await git(["add", "-A", "--", "."], run);
-    const tree = await gitLine(["write-tree"], run);
-    let commit = base;
-    if (base === null || (await gitLine(["rev-parse", `${base}^{tree}`], run)) !== tree) {
-      const message = `banger: uncommitted changes copied${opts.vmName ? ` into ${opts.vmName}` : ""}`;
-      const parent = base === null ? [] : ["-p", base];
-      commit = await gitLine(["commit-tree", tree, ...parent, "-m", message], { ...run, env: { ...run.env, ...BANGER_IDENT } });
-    }
-    const stages = await git(["ls-files", "-s", "-z"], { ...run, maxOutput: 1024 * 1024 * 1024 });
-    return { commit: commit!, index: await readFile(indexFile), stages };
-  } finally {
-    await rm(tmp, { recursive: true, force: true });
+/**
+ * Records the working tree as a commit through the view's index (git add -A, write-tree,
+ * commit-tree). The index starts as a copy of the user's: its stat cache spares re-hashing.
+ */
+async function snapshot(view: GitView, head: string | null, opts: PackOptions): Promise<Snapshot> {
+  const run = { cwd: view.env.GIT_WORK_TREE, env: view.env, signal: opts.signal };
+  const base = head === null ? null : await gitLine(["rev-parse", "--verify", `${head}^{commit}`], run);
+  await git(["add", "-A", "--", "."], run);
+  // A partial clone may lack blobs the index names: they stay missing rather than fetched (git.ts).
+  const tree = await gitLine(["write-tree", "--missing-ok"], run);
+  let commit = base;
+  if (base === null || (await gitLine(["rev-parse", `${base}^{tree}`], run)) !== tree) {
+    const message = `banger: uncommitted changes copied${opts.vmName ? ` into ${opts.vmName}` : ""}`;
+    const parent = base === null ? [] : ["-p", base];
+    commit = await gitLine(["commit-tree", tree, ...parent, "-m", message], run);
   }
+  const stages = await git(["ls-files", "-s", "-z"], { ...run, maxOutput: 1024 * 1024 * 1024 });
+  return { base, commit: commit!, index: await readFile(view.index), stages };
 }
 
 /** Adds the files an index lists (`ls-files -s -z` output), recursing into submodules. */
-async function addRepoFiles(list: EntryList, prefix: string, repo: string, stages: Buffer, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<void> {
+async function addRepoFiles(list: EntryList, prefix: string, top: string, stages: Buffer, signal?: AbortSignal): Promise<void> {
   for (const { mode, path } of parseStages(stages)) {
     if (signal?.aborted) throw cancelled();
     const name = joinName(prefix, path);
-    const abs = join(repo, path);
-    if (mode === "160000") await addSubmodule(list, name, abs, env, signal);
+    const abs = join(top, path);
+    if (mode === "160000") await addSubmodule(list, name, abs, signal);
     else await list.addPath(name, abs); // a tracked file deleted on disk is simply absent
   }
 }
@@ -159,16 +151,23 @@ async function addRepoFiles(list: EntryList, prefix: string, repo: string, stage
  * and its `.git` (a gitfile pointing into the parent's .git/modules, shipped with the parent's
  * .git, or a directory). Left as an empty directory when not checked out.
  */
-async function addSubmodule(list: EntryList, name: string, abs: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<void> {
+async function addSubmodule(list: EntryList, name: string, abs: string, signal?: AbortSignal): Promise<void> {
   if (!(await list.addPath(name, abs))) return;
   const dotGit = await lstat(join(abs, ".git")).catch(() => undefined);
   if (!dotGit) return;
-  const run = { cwd: abs, env, signal, maxOutput: 1024 * 1024 * 1024 };
-  await addRepoFiles(list, name, abs, await git(["ls-files", "-s", "-z"], run), env, signal);
-  const others = await git(["ls-files", "-z", "--others", "--exclude-standard"], run);
-  for (const path of splitZ(others)) await list.addPath(joinName(name, path), join(abs, path));
+  const repo = await findRepo(abs, signal);
+  if (repo?.top !== (await realpath(abs))) return; // not a repository of its own after all
+  const view = await openView(repo, { copyIndex: true });
+  try {
+    const run = { cwd: abs, env: view.env, signal, maxOutput: 1024 * 1024 * 1024 };
+    await addRepoFiles(list, name, abs, await git(["ls-files", "-s", "-z"], run), signal);
+    const others = await git(["ls-files", "-z", "--others", "--exclude-standard"], run);
+    for (const path of splitZ(others)) await list.addPath(joinName(name, path), join(abs, path));
+  } finally {
+    await view.close();
+  }
   await list.addPath(`${name}/.git`, join(abs, ".git"));
-  if (dotGit.isDirectory()) await list.walk(`${name}/.git`, join(abs, ".git"), skipInGitDir);
+  if (dotGit.isDirectory()) await list.walk(`${name}/.git`, join(abs, ".git"), shippedFromGitDir);
 }
 
 /**
@@ -176,9 +175,10 @@ async function addSubmodule(list: EntryList, name: string, abs: string, env: Nod
  * the snapshot's index. A linked worktree's or gitfile's repository is flattened into a
  * plain .git directory (common dir + this worktree's HEAD) without core.worktree.
  */
-async function addGitDir(list: EntryList, top: string, gitDir: string, commonDir: string, snap: Snapshot, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<void> {
+async function addGitDir(list: EntryList, repo: RepoLayout, snap: Snapshot, signal?: AbortSignal): Promise<void> {
+  const { top, gitDir, commonDir } = repo;
   const now = new Date();
-  const branch = await gitRaw(["symbolic-ref", "-q", "HEAD"], { cwd: top, env, signal });
+  const branch = await gitRaw(["symbolic-ref", "-q", "HEAD"], { cwd: top, env: metadataEnv(), signal });
   const branchRef = branch.code === 0 ? branch.stdout.toString("utf8").trim() : undefined;
   const overrides = new Map<string, Buffer>();
   overrides.set(".git/index", snap.index);
@@ -189,28 +189,31 @@ async function addGitDir(list: EntryList, top: string, gitDir: string, commonDir
     overrides.set(".git/HEAD", Buffer.from(`${snap.commit}\n`));
   }
   const plain = gitDir === commonDir && resolve(top, ".git") === gitDir;
-  if (!plain) overrides.set(".git/config", await configWithoutWorktree(commonDir, env));
+  if (!plain) overrides.set(".git/config", await configWithoutWorktree(commonDir));
   await list.addDir(".git", commonDir);
-  await list.walk(".git", commonDir, (name) => !overrides.has(name) && skipInGitDir(name) && name !== ".git/worktrees");
+  await list.walk(".git", commonDir, (name) => !overrides.has(name) && shippedFromGitDir(name) && name !== ".git/worktrees");
   for (const [name, data] of overrides) await list.addData(name, data, now);
 }
 
 /** The common dir's config minus core.worktree, which points at a host path. */
-async function configWithoutWorktree(commonDir: string, env: NodeJS.ProcessEnv): Promise<Buffer> {
+async function configWithoutWorktree(commonDir: string): Promise<Buffer> {
   const tmp = await mkdtemp(join(tmpdir(), "banger-ws-"));
   try {
     const file = join(tmp, "config");
     await copyFile(join(commonDir, "config"), file);
-    await gitRaw(["config", "--file", file, "--unset-all", "core.worktree"], { env }); // status 5: was not set
+    await gitRaw(["config", "--file", file, "--unset-all", "core.worktree"], { cwd: tmp, env: metadataEnv() }); // status 5: was not set
     return await readFile(file);
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
 }
 
-/** Lock files would block git in the guest; everything else in a .git is shipped. */
-function skipInGitDir(name: string): boolean {
-  return !name.endsWith(".lock");
+/**
+ * Everything in a .git is shipped but lock files (they would block git in the guest) and
+ * alternates (host paths, meaningless in the guest and none of its business).
+ */
+function shippedFromGitDir(name: string): boolean {
+  return !name.endsWith(".lock") && !/\/objects\/info\/(http-)?alternates$/.test(name);
 }
 
 function parseStages(buf: Buffer): Array<{ mode: string; path: string }> {

@@ -3,7 +3,7 @@
 import { execFileSync, type ChildProcess } from "node:child_process";
 import { after, before } from "node:test";
 import { createHash } from "node:crypto";
-import { chmodSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buffer as collect } from "node:stream/consumers";
 import { connectAgent, dialUnix, type AgentClient } from "../guest/index.ts";
@@ -151,4 +151,110 @@ export async function guestSh(agent: AgentClient, script: string, opts: { cwd: s
   const [out, err, status] = await Promise.all([collect(h.stdout), collect(h.stderr), h.wait()]);
   if (!("exitCode" in status) || status.exitCode !== 0) throw new Error(`guest script failed (${JSON.stringify(status)}): ${script}\n${out.toString()}${err.toString()}`);
   return out.toString();
+}
+
+/** Every hook githooks(5) lists: a repository's own hooks must never run on the host. */
+export const HOOK_NAMES = [
+  "applypatch-msg", "pre-applypatch", "post-applypatch", "pre-commit", "pre-merge-commit", "prepare-commit-msg", "commit-msg",
+  "post-commit", "pre-rebase", "post-checkout", "post-merge", "pre-push", "pre-receive", "update", "proc-receive", "post-receive",
+  "post-update", "reference-transaction", "push-to-checkout", "pre-auto-gc", "post-rewrite", "sendemail-validate",
+  "fsmonitor-watchman", "post-index-change", "p4-changelist", "p4-prepare-changelist", "p4-post-changelist", "p4-pre-submit",
+];
+
+/**
+ * Every config key (or class of keys) whose value git runs as a program, set by the
+ * repository to a canary. `{}` stands for the canary's path; a key listed twice is a class
+ * member worth naming on its own.
+ */
+const PROGRAM_KEYS: ReadonlyArray<readonly [key: string, value: string]> = [
+  ["filter.canary.clean", "{}"],
+  ["filter.canary.smudge", "{}"],
+  ["filter.proc.process", "{}"],
+  ["diff.canary.textconv", "{}"],
+  ["diff.canary.command", "{}"],
+  ["diff.external", "{}"],
+  ["merge.canary.driver", "{}"],
+  ["gpg.program", "{}"],
+  ["gpg.ssh.program", "{}"],
+  ["gpg.x509.program", "{}"],
+  ["gpg.ssh.defaultKeyCommand", "{}"],
+  ["core.fsmonitor", "{}"],
+  ["core.pager", "{}"],
+  ["pager.am", "{}"],
+  ["core.editor", "{}"],
+  ["sequence.editor", "{}"],
+  ["core.askPass", "{}"],
+  ["credential.helper", "{}"],
+  ["core.sshCommand", "{}"],
+  ["core.gitProxy", "{}"],
+  ["core.alternateRefsCommand", "{}"],
+  ["uploadpack.packObjectsHook", "{}"],
+  ["remote.origin.url", "ext::{}"],
+  ["remote.origin.uploadpack", "{}"],
+  ["remote.origin.receivepack", "{}"],
+  ["trailer.canary.command", "{}"],
+  ["alias.add", "!{}"],
+];
+
+/** What the canary repository switches on so the keys above get their chance. */
+const PROGRAM_SWITCHES: ReadonlyArray<readonly [key: string, value: string]> = [
+  ["commit.gpgSign", "true"],
+  ["tag.gpgSign", "true"],
+  ["protocol.allow", "always"],
+  ["protocol.ext.allow", "always"],
+  ["core.untrackedCache", "true"],
+  ["gc.auto", "1"],
+  ["maintenance.auto", "true"],
+  ["filter.canary.required", "false"],
+];
+
+/** Attributes that hand every file of the canary repository to the configured drivers. */
+const CANARY_ATTRIBUTES = "*.txt filter=canary diff=canary merge=canary\n*.dat filter=proc\n*.inc filter=inc\n*.incif filter=incif\n";
+
+export interface CanaryRepo {
+  repo: string;
+  /** The labels of every canary that ran so far (empty when none did). */
+  ran: () => string[];
+}
+
+/**
+ * <root>/canary: a committed repository whose own config (directly, through include.path
+ * and through includeIf) names a canary program for every key git would run, whose hooks
+ * (in .git/hooks and in core.hooksPath) are canaries too, and whose files are all dirty so
+ * that filters get their chance when the state is recorded.
+ */
+export function canaryRepo(root: string): CanaryRepo {
+  const repo = join(root, "canary");
+  const bin = join(root, "canary-bin");
+  const log = join(root, "canary.log");
+  mkdirSync(bin, { recursive: true });
+  const canary = (label: string, path = join(bin, label.replace(/[^A-Za-z0-9.-]/g, "_"))): string => {
+    // Answers with something no file contains, without waiting for input (a process
+    // filter's stdin never ends).
+    writeFileSync(path, `#!/bin/sh\necho '${label}' >> '${log}'\nexec 0<&-\necho FILTERED\n`, { mode: 0o755 });
+    return path;
+  };
+  committedRepo(repo, { "a.txt": "text v1\n", "b.dat": "data v1\n", "c.inc": "inc v1\n", "d.incif": "incif v1\n", ".gitattributes": CANARY_ATTRIBUTES }, "canary base");
+  const set = (file: string, key: string, value: string) => hostGit(repo, "config", "--file", file, key, value);
+  const config = join(repo, ".git", "config");
+  for (const [key, value] of PROGRAM_KEYS) set(config, key, value.replace("{}", canary(key)));
+  for (const [key, value] of PROGRAM_SWITCHES) set(config, key, value);
+  const included = join(root, "included.gitconfig");
+  set(included, "filter.inc.clean", canary("include.path filter.inc.clean"));
+  set(included, "filter.inc.smudge", canary("include.path filter.inc.smudge"));
+  set(config, "include.path", included);
+  const includedIf = join(root, "included-if.gitconfig");
+  set(includedIf, "filter.incif.clean", canary("includeIf filter.incif.clean"));
+  set(includedIf, "filter.incif.smudge", canary("includeIf filter.incif.smudge"));
+  set(config, "includeIf.gitdir:/.path", includedIf);
+  const hooksPath = join(root, "canary-hooks");
+  mkdirSync(hooksPath);
+  for (const hook of HOOK_NAMES) {
+    canary(`core.hooksPath ${hook}`, join(hooksPath, hook));
+    canary(`.git/hooks ${hook}`, join(repo, ".git", "hooks", hook));
+  }
+  set(config, "core.hooksPath", hooksPath);
+  for (const name of ["a.txt", "b.dat", "c.inc", "d.incif"]) writeFileSync(join(repo, name), `${name} edited on the host\n`);
+  writeFileSync(join(repo, "new.txt"), "untracked on the host\n");
+  return { repo, ran: () => (existsSync(log) ? readFileSync(log, "utf8").trim().split("\n") : []) };
 }

@@ -124,7 +124,7 @@ describe("workspace: copy in, change in the guest, export, apply", () => {
     assert.match(exported.patch.toString("latin1"), new RegExp(`^base-commit: ${packed.copiedCommit}$`, "m"));
     assert.doesNotMatch(exported.patch.toString("latin1"), /guest\.log|^\+unstaged edit$|^\+console\.log\('v2 staged'\)/m, "ignored files and the copied state are not in the patch");
 
-    const applied = await applyPatch(host, exported.patch, { branch: "banger/vm1" });
+    const applied = await applyPatch(host, exported.patch, { branch: "banger/vm1", base: exported.copiedCommit });
     assert.equal(applied.base, packed.copiedCommit);
     assert.equal(applied.commits, 2);
     assert.deepEqual(
@@ -152,7 +152,7 @@ describe("workspace: copy in, change in the guest, export, apply", () => {
     assert.equal(text.match(/^\+guest edit$/gm)?.length, 1, "the first round's edit once");
     assert.equal(text.match(/^\+second round$/gm)?.length, 1, "the new file once");
     assert.equal(text.match(/^\+more$/gm)?.length, 1);
-    await applyPatch(host, later.patch, { branch: "banger/vm1-later" });
+    await applyPatch(host, later.patch, { branch: "banger/vm1-later", base: later.copiedCommit });
     const out = join(home, "applied2");
     checkoutBranch(host, "refs/heads/banger/vm1-later", out);
     assert.deepEqual(viewTree(out, notInPatch), viewTree(guest, notInPatch));
@@ -161,14 +161,14 @@ describe("workspace: copy in, change in the guest, export, apply", () => {
   test("an existing branch is refused unless forced", async () => {
     const exported = await exportPatch(agent, { vmName: "vm1", workspace: guest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: host });
     const tip = hostGit(host, "rev-parse", "banger/vm1");
-    await assert.rejects(applyPatch(host, exported.patch, { branch: "banger/vm1" }), (err: BangerError) => {
+    await assert.rejects(applyPatch(host, exported.patch, { branch: "banger/vm1", base: exported.copiedCommit }), (err: BangerError) => {
       assert.equal(err.code, ErrorCode.AlreadyExists);
       assert.match(err.hint ?? "", /--force/);
       return true;
     });
     assert.equal(hostGit(host, "rev-parse", "banger/vm1"), tip);
     assert.equal(hostGit(host, "worktree", "list", "--porcelain").match(/^worktree /gm)?.length, 1, "no worktree left behind");
-    const forced = await applyPatch(host, exported.patch, { branch: "banger/vm1", force: true });
+    const forced = await applyPatch(host, exported.patch, { branch: "banger/vm1", base: exported.copiedCommit, force: true });
     assert.equal(hostGit(host, "rev-parse", "banger/vm1").trim(), forced.head);
   });
 
@@ -178,7 +178,7 @@ describe("workspace: copy in, change in the guest, export, apply", () => {
     await asGuest(`printf '[core]\\n\\tfsmonitor = "touch ${marker}"\\n\\thooksPath = .git/hooks\\n[diff]\\n\\texternal = "touch ${marker}"\\n' >> .git/config`);
     await asGuest(`printf '* diff=evil\\n' > .gitattributes && printf '[diff "evil"]\\n\\ttextconv = touch ${marker}\\n' >> .git/config`);
     const exported = await exportPatch(agent, { vmName: "vm1", workspace: guest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: host });
-    await applyPatch(host, exported.patch, { branch: "banger/vm1-evil" });
+    await applyPatch(host, exported.patch, { branch: "banger/vm1-evil", base: exported.copiedCommit });
     assert.equal(existsSync(marker), false);
   });
 
@@ -187,7 +187,7 @@ describe("workspace: copy in, change in the guest, export, apply", () => {
     const exported = await exportPatch(agent, { vmName: "vm1", workspace: guest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: host });
     assert.deepEqual([exported.squashed, exported.commits, exported.hasUncommitted], [true, 0, true]);
     assert.equal(exported.patch.toString("latin1").match(/^From [0-9a-f]{40} /gm)?.length, 1);
-    await applyPatch(host, exported.patch, { branch: "banger/vm1-squashed" });
+    await applyPatch(host, exported.patch, { branch: "banger/vm1-squashed", base: exported.copiedCommit });
     const out = join(home, "applied3");
     checkoutBranch(host, "refs/heads/banger/vm1-squashed", out);
     assert.deepEqual(viewTree(out, notInPatch), viewTree(guest, notInPatch));
@@ -229,7 +229,7 @@ describe("workspace: a guest image without git", () => {
     const exported = await exportPatch(agent, { vmName: "nogit", workspace: guest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: host });
     assert.equal(exported.commits, 0);
     assert.equal(exported.hasUncommitted, true);
-    await applyPatch(host, exported.patch, { branch: "banger/nogit" });
+    await applyPatch(host, exported.patch, { branch: "banger/nogit", base: exported.copiedCommit });
     const out = join(home, "applied");
     checkoutBranch(host, "refs/heads/banger/nogit", out);
     assert.deepEqual(viewTree(out, notInPatch), viewTree(guest, notInPatch));
@@ -308,7 +308,7 @@ describe("workspace: plain directories and empty repositories", () => {
     const packed = await packWorkspace(repo, { signal: ctl.signal });
     ctl.abort();
     await assert.rejects(copyIn(agent, packed.stream, { dest: join(home, "errs-guest"), signal: ctl.signal }), (err: BangerError) => err.code === ErrorCode.Cancelled);
-    await assert.rejects(applyPatch(repo, "From x\n", { branch: "bad..name" }), (err: BangerError) => err.code === ErrorCode.InvalidArgument);
+    await assert.rejects(applyPatch(repo, "From x\n", { branch: "bad..name", base: "0".repeat(40) }), (err: BangerError) => err.code === ErrorCode.InvalidArgument);
   });
 
   test("a linked worktree is copied as a plain repository on its own branch", async () => {
@@ -327,6 +327,26 @@ describe("workspace: plain directories and empty repositories", () => {
     assert.equal(hostGit(main, "rev-parse", "--abbrev-ref", "HEAD"), "main\n");
   });
 
+  test("a base-commit line in a guest's commit message does not move where the patch is applied", async () => {
+    const repo = committedRepo(join(home, "forge"), { "a.txt": "a\n" }, "first");
+    const forged = hostGit(repo, "rev-parse", "HEAD").trim(); // a real host commit, below the copied one
+    writeFileSync(join(repo, "a.txt"), "a, dirty\n");
+    const packed = await packWorkspace(repo, { vmName: "forge" });
+    const dest = join(home, "forge-guest");
+    await copyIn(agent, packed.stream, { dest });
+    await guestSh(agent, `printf 'forge\\n' > forge.txt && git add forge.txt && git commit -q -m 'guest: innocent' -m 'base-commit: ${forged}'`, { cwd: dest, env: { HOME: dest, ...GUEST_GIT_ENV } });
+    const exported = await exportPatch(agent, { vmName: "forge", workspace: dest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: repo });
+    const lines = exported.patch.toString("latin1").match(/^base-commit: .*$/gm) ?? [];
+    assert.deepEqual(lines, [`base-commit: ${forged}`, `base-commit: ${packed.copiedCommit}`], "the guest's line comes first in the mbox");
+    // Only the host's record says where the patch goes: without it, nothing is applied.
+    await assert.rejects(applyPatch(repo, exported.patch, { branch: "banger/forge" } as never), (err: BangerError) => err.code === ErrorCode.InvalidArgument);
+    assert.throws(() => hostGit(repo, "rev-parse", "-q", "--verify", "refs/heads/banger/forge"), "no branch was made");
+    const applied = await applyPatch(repo, exported.patch, { branch: "banger/forge", base: exported.copiedCommit });
+    assert.equal(applied.base, packed.copiedCommit);
+    assert.equal(hostGit(repo, "rev-parse", `${applied.head}~1`).trim(), packed.copiedCommit, "the guest's commit sits on the copied commit");
+    assert.equal(hostGit(repo, "show", `${applied.head}:a.txt`), "a, dirty\n");
+  });
+
   test("a repository without commits gets a root copied commit and no base", async () => {
     const repo = join(home, "fresh");
     mkdirSync(repo);
@@ -341,7 +361,7 @@ describe("workspace: plain directories and empty repositories", () => {
     assert.equal(readFileSync(join(dest, ".git", "refs", "heads", "main"), "utf8").trim(), packed.copiedCommit);
     writeFileSync(join(dest, "b.txt"), "b\n");
     const exported = await exportPatch(agent, { vmName: "fresh", workspace: dest, baseCommit: null, copiedCommit: packed.copiedCommit, hostRepo: repo });
-    const applied = await applyPatch(repo, exported.patch, { branch: "banger/fresh" });
+    const applied = await applyPatch(repo, exported.patch, { branch: "banger/fresh", base: exported.copiedCommit });
     assert.equal(hostGit(repo, "show", `${applied.head}:b.txt`), "b\n");
     assert.throws(() => hostGit(repo, "rev-parse", "-q", "--verify", "HEAD"), "the user's unborn branch stays unborn");
   });
