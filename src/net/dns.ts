@@ -177,7 +177,7 @@ function listenTcp(host: string, port: number, answer: (m: Buffer) => Buffer | u
  * on drain: per connection the server holds at most that plus one read of queries.
  */
 function serveTcpConnection(conn: Socket, answer: (m: Buffer) => Buffer | undefined, limits: TcpLimits): void {
-  let pending = Buffer.alloc(0);
+  let pending: Buffer = Buffer.alloc(0);
   conn.setTimeout(limits.idleMs, () => conn.destroy());
   const lifetime = setTimeout(() => conn.destroy(), limits.lifetimeMs);
   conn.on("close", () => clearTimeout(lifetime));
