@@ -7,8 +7,8 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { appendFileSync, mkdirSync, truncateSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { openStore } from "../src/store/index.ts";
 import { makeTempHome, runBanger, stopDaemon } from "./helpers.ts";
 import { HOSTILE } from "./hostile-agent.ts";
@@ -46,6 +46,13 @@ describe("a hostile guest", () => {
       store.insertVm({ name, id: `id-${name}`, state: "running", image: "i", kernel: "k", vmm: "qemu", cpus: 1, memoryMib: 256, diskBytes: 0, pid: 1, ip: null, error: null, config: {} });
       agents.push(await startHostileAgent(join(home, "run", "vms", `id-${name}`), mode));
     }
+    // A stopped VM whose console log grew huge (8 GiB, sparse) while nothing capped it.
+    store.insertVm({ name: "quiet", id: "id-quiet", state: "stopped", image: "i", kernel: "k", vmm: "qemu", cpus: 1, memoryMib: 256, diskBytes: 0, pid: null, ip: null, error: null, config: {} });
+    const quietLog = join(home, "run", "vms", "id-quiet", "console.log");
+    mkdirSync(dirname(quietLog), { recursive: true });
+    writeFileSync(quietLog, "");
+    truncateSync(quietLog, 8 * 1024 ** 3);
+    appendFileSync(quietLog, "\nthe last line\n");
     store.close();
   });
   after(async () => {
@@ -84,6 +91,17 @@ describe("a hostile guest", () => {
     assert.equal(res.code, 1);
     assert.doesNotMatch(res.stderr, RAW_CONTROL);
     assert.match(res.stderr, /\\x9b31m\\u\{202e\}evil/);
+  });
+
+  it("`vm logs` of a huge console log prints only its end, quickly", async () => {
+    const started = Date.now();
+    const res = await runBanger(["vm", "logs", "quiet"], { home, env, timeoutMs: 30_000 });
+    assert.equal(res.code, 0, res.stderr);
+    assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+    assert.ok(res.stdout.length <= 64 * 1024, `printed ${res.stdout.length} bytes`);
+    assert.match(res.stdout, /the last line\n$/);
+    const small = await runBanger(["vm", "logs", "quiet", "--bytes", "100"], { home, env });
+    assert.equal(small.stdout, "the last line\n");
   });
 
   it("`ssh-config` ends within its bound when one guest never finishes and another floods output", async () => {
