@@ -35,7 +35,8 @@ function startHostileAgent(runtimeDir: string, mode: "hang" | "flood"): Promise<
 
 describe("a hostile guest", () => {
   const { home, cleanup } = makeTempHome();
-  const env = { HOME: home, BANGER_SSH_KEYS_TIMEOUT_MS: "2000" };
+  const catalog = join(home, "catalog.json");
+  const env = { HOME: home, BANGER_SSH_KEYS_TIMEOUT_MS: "2000", BANGER_IMAGE_CATALOG: catalog };
   const agents: ChildProcess[] = [];
 
   before(async () => {
@@ -47,7 +48,11 @@ describe("a hostile guest", () => {
       agents.push(await startHostileAgent(join(home, "run", "vms", `id-${name}`), mode));
     }
     // A stopped VM whose console log grew huge (8 GiB, sparse) while nothing capped it.
-    store.insertVm({ name: "quiet", id: "id-quiet", state: "stopped", image: "i", kernel: "k", vmm: "qemu", cpus: 1, memoryMib: 256, diskBytes: 0, pid: null, ip: null, error: null, config: {} });
+    store.insertVm({ name: "quiet", id: "id-quiet", state: "stopped", image: "i", kernel: "k", vmm: "qemu", cpus: 1, memoryMib: 256, diskBytes: 0, pid: null, ip: null, error: `guest said ${HOSTILE}`, config: {} });
+    // Image metadata comes from an OCI config, catalog descriptions from a catalog: hostile too.
+    store.putImage({ name: "oci-evil", source: "oci:example/evil", digest: "", kernelRef: "k", distro: "alpine", arch: "x86_64", sizeBytes: 1, config: { labels: { "org.evil": HOSTILE }, entrypoint: [HOSTILE], env: [`A=${HOSTILE}`] } });
+    const entry = { name: "evilcat", distro: "busybox", arch: "x86_64", kernel_ref: "k", tarball_url: "x.tar.zst", tarball_sha256: "0".repeat(64), size_bytes: 1, description: HOSTILE };
+    writeFileSync(catalog, JSON.stringify({ version: 1, entries: [entry] }));
     const quietLog = join(home, "run", "vms", "id-quiet", "console.log");
     mkdirSync(dirname(quietLog), { recursive: true });
     writeFileSync(quietLog, "");
@@ -84,6 +89,20 @@ describe("a hostile guest", () => {
     } finally {
       store.close();
     }
+  });
+
+  it("VM fields, image metadata and catalog descriptions are printed inert", async () => {
+    for (const args of [["vm", "show", "quiet"], ["image", "show", "oci-evil"], ["image", "show", "oci-evil", "--json"]]) {
+      const res = await runBanger(args, { home, env });
+      assert.equal(res.code, 0, `${args.join(" ")}: ${res.stderr}`);
+      assert.doesNotMatch(res.stdout.replace(/\n/g, ""), RAW_CONTROL, args.join(" "));
+      assert.match(res.stdout, /\\(x9b|u009b)31m/, `${args.join(" ")} shows the sequence escaped`);
+    }
+    // The catalog reader already refuses such a description: one clear line, nothing raw.
+    const cat = await runBanger(["image", "list", "--available"], { home, env });
+    assert.equal(cat.code, 1);
+    assert.match(cat.stderr, /entries\[0\]\.description: expected a non-empty string of at most 1024 printable characters/);
+    assert.doesNotMatch(cat.stderr.trimEnd(), RAW_CONTROL);
   });
 
   it("an error quoting the guest is printed inert", async () => {
