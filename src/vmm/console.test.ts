@@ -71,3 +71,14 @@ test("tail and follow read a huge log by its end only", async () => {
   assert.equal(next.offset, sizeOf(path) - CONSOLE_LOG_CAP + next.data.length);
   assert.ok(Date.now() - started < 1000);
 });
+
+test("a follower picks up after a rotation from the start of the new log", async () => {
+  const path = join(home, "rot", "console.log");
+  mkdirSync(join(home, "rot"));
+  writeFileSync(path, "a".repeat(100));
+  const first = await readConsoleFrom(path, 0, 64 * 1024);
+  assert.equal(first.offset, 100);
+  writeFileSync(path, "after\n"); // what capConsoleLog's truncate leaves, plus new output
+  const next = await readConsoleFrom(path, first.offset, 64 * 1024);
+  assert.deepEqual([next.data.toString(), next.offset], ["after\n", 6]);
+});
