@@ -9,7 +9,8 @@ import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { makeTempHome } from "../../test/helpers.ts";
-import { CONSOLE_LOG_CAP, adoptVm, readConsoleFrom, readConsoleTail } from "./index.ts";
+import { watchConsoleLog } from "./console.ts";
+import { CONSOLE_LOG_CAP, adoptVm, consoleLogPath, readConsoleFrom, readConsoleTail } from "./index.ts";
 
 const { home, cleanup } = makeTempHome();
 after(cleanup);
@@ -81,4 +82,21 @@ test("a follower picks up after a rotation from the start of the new log", async
   writeFileSync(path, "after\n"); // what capConsoleLog's truncate leaves, plus new output
   const next = await readConsoleFrom(path, first.offset, 64 * 1024);
   assert.deepEqual([next.data.toString(), next.offset], ["after\n", 6]);
+});
+
+test("a VMM restarted on the same runtime dir keeps its console capped", async () => {
+  const runtimeDir = join(home, "vm2");
+  mkdirSync(runtimeDir, { recursive: true });
+  const first = spawn("sleep", ["30"], { stdio: "ignore" });
+  watchConsoleLog(consoleLogPath(runtimeDir), first.pid!);
+  first.kill("SIGKILL");
+  const second = spawn(process.execPath, ["-e", FLOODER, runtimeDir], { stdio: "ignore" });
+  try {
+    watchConsoleLog(consoleLogPath(runtimeDir), second.pid!); // before the first watcher noticed its VMM died
+    await sleep(2000);
+    assert.ok(sizeOf(consoleLogPath(runtimeDir)) <= CONSOLE_LOG_CAP + 4 * 1024 * 1024, `console.log is ${sizeOf(consoleLogPath(runtimeDir))} bytes`);
+    assert.ok(sizeOf(`${consoleLogPath(runtimeDir)}.1`) > 0, "it was rotated");
+  } finally {
+    second.kill("SIGKILL");
+  }
 });

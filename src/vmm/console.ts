@@ -61,14 +61,16 @@ export async function capConsoleLog(path: string, cap = CONSOLE_LOG_CAP): Promis
   return true;
 }
 
-const watched = new Map<string, NodeJS.Timeout>();
+const watched = new Map<string, { pid: number; timer: NodeJS.Timeout }>();
 
 /**
  * Keeps `path` capped while `pid` lives (checked every 250 ms; at once for a log that grew
- * while nobody watched). One watcher per path, however many handles name it.
+ * while nobody watched). One watcher per path, however many handles name it; a new VMM on
+ * the same path (a restart) takes the watcher over.
  */
 export function watchConsoleLog(path: string, pid: number, cap = CONSOLE_LOG_CAP): void {
-  if (watched.has(path)) return;
+  if (watched.get(path)?.pid === pid) return;
+  unwatchConsoleLog(path);
   let busy = false;
   const check = async (): Promise<void> => {
     if (busy) return;
@@ -76,16 +78,16 @@ export function watchConsoleLog(path: string, pid: number, cap = CONSOLE_LOG_CAP
     const alive = isAlive(pid);
     await capConsoleLog(path, cap).catch(() => undefined); // a missing or removed log: nothing to cap
     busy = false;
-    if (!alive) unwatchConsoleLog(path);
+    if (!alive && watched.get(path)?.timer === timer) unwatchConsoleLog(path);
   };
   const timer = setInterval(() => void check(), CHECK_INTERVAL_MS);
   timer.unref();
-  watched.set(path, timer);
+  watched.set(path, { pid, timer });
   void check();
 }
 
 export function unwatchConsoleLog(path: string): void {
-  clearInterval(watched.get(path));
+  clearInterval(watched.get(path)?.timer);
   watched.delete(path);
 }
 
