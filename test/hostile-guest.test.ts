@@ -1,7 +1,7 @@
 // A hostile guest against the real daemon and the real CLI: what the guest reports (port
 // listings, session names and argv, error messages) reaches the terminal inert and the store
 // only under the name rule, and `ssh-config` ends within its bound when a guest never
-// finishes or floods output. The guest is test/hostile-agent.ts (a fake speaking the real
+// finishes or floods output. The guest is test/hostile-guest-agent.ts (a fake speaking the real
 // protocol: see its header for why); everything else is real: bangerd adopts it as a running
 // VM's VMM at start-up, the CLI talks to bangerd over its socket.
 import { after, before, describe, it } from "node:test";
@@ -11,7 +11,7 @@ import { appendFileSync, mkdirSync, truncateSync, writeFileSync } from "node:fs"
 import { dirname, join } from "node:path";
 import { openStore } from "../src/store/index.ts";
 import { makeTempHome, runBanger, stopDaemon } from "./helpers.ts";
-import { HOSTILE } from "./hostile-agent.ts";
+import { HOSTILE } from "./hostile-guest-agent.ts";
 
 /** Anything a terminal could act on, or that reorders text: must never be printed raw. */
 const RAW_CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
@@ -19,7 +19,7 @@ const RAW_CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\
 function startHostileAgent(runtimeDir: string, mode: "hang" | "flood"): Promise<ChildProcess> {
   mkdirSync(runtimeDir, { recursive: true, mode: 0o700 });
   const sock = join(runtimeDir, "agent.sock");
-  const child = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "hostile-agent.ts"), sock, runtimeDir, mode], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "hostile-guest-agent.ts"), sock, runtimeDir, mode], { stdio: ["ignore", "pipe", "inherit"] });
   return new Promise((resolve, reject) => {
     child.stdout!.on("data", (b: Buffer) => {
       if (!b.toString().includes("ready")) return;

@@ -2,7 +2,7 @@
 // on a Unix socket, reporting hostile text and misbehaving on exec. A fake because the real
 // agent reports what a guest's /proc says, and making a guest list a process named with
 // escape sequences, or hang its shell, would need a whole VM. Run as a process:
-//   node --import tsx test/hostile-agent.ts SOCKET RUNTIME_DIR EXEC_MODE
+//   node --import tsx test/hostile-guest-agent.ts SOCKET RUNTIME_DIR EXEC_MODE
 // RUNTIME_DIR only appears on the command line (the daemon adopts a "VMM" whose command line
 // names its runtime dir); EXEC_MODE is "hang" (exec never ends) or "flood" (exec writes
 // output as fast as credit allows, forever). Prints "ready" once listening.
