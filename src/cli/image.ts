@@ -5,6 +5,7 @@ import { humanBytes } from "../util/fsx.ts";
 import { validateName } from "../util/names.ts";
 import { parseSize } from "../util/size.ts";
 import { callDaemon } from "./daemon-client.ts";
+import { inert } from "../util/text.ts";
 import { age, printFields, printJson, printTable } from "./output.ts";
 
 const imageName = (v: string) => validateName("image", v);
@@ -31,7 +32,7 @@ interface AvailableImage {
 function printPull(r: PullResult): void {
   const i = r.image;
   if (r.unchanged) {
-    process.stdout.write(`image ${i.name} is up to date (${i.digest}); nothing to do\n`);
+    process.stdout.write(`image ${i.name} is up to date (${inert(i.digest)}); nothing to do\n`);
     return;
   }
   const fields: [string, unknown][] = [["image", i.name], ["via", r.via === "oci" ? `OCI registry (${i.source.replace(/^oci:/, "")})` : "catalog bundle"]];

@@ -3,6 +3,7 @@
 import { Command, CommanderError } from "commander";
 import { BangerError, errorLine, isUsageError } from "../util/errors.ts";
 import { versionLine } from "../util/buildinfo.ts";
+import { inert } from "../util/text.ts";
 import { registerConfig } from "./config.ts";
 import { registerDaemon } from "./daemon.ts";
 import { registerDoctor } from "./doctor.ts";
@@ -61,7 +62,8 @@ async function main(): Promise<void> {
       process.exitCode = err.exitCode === 0 ? 0 : 2;
       return;
     }
-    process.stderr.write(`banger: ${errorLine(err)}\n`);
+    // Errors can quote a guest or an image (a console tail, an agent's message): made inert, lines kept.
+    process.stderr.write(`banger: ${inert(errorLine(err), { newlines: true, max: 8192 })}\n`);
     if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
     process.exitCode = isUsageError(err) ? 2 : 1;
     if (!(err instanceof BangerError) && !debug) process.stderr.write("banger: (run with --debug for details)\n");

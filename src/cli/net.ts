@@ -14,6 +14,7 @@ import type { ListeningPort } from "../guest/index.ts";
 import type { Call, RpcClient } from "../rpc/index.ts";
 import { BangerError, ErrorCode, errorLine, invalidArgument } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
+import { inert } from "../util/text.ts";
 import { callDaemon, withClient } from "./daemon-client.ts";
 import { printFields, printJson, printTable } from "./output.ts";
 import { Uploader, streamEvents } from "./streams.ts";
@@ -89,7 +90,7 @@ export interface Forward {
  * `onError` (default: a line on stderr); the forward keeps serving.
  */
 export async function startForward(client: RpcClient, vm: string, spec: ForwardSpec, opts: { onError?: (err: unknown) => void } = {}): Promise<Forward> {
-  const onError = opts.onError ?? ((err: unknown) => process.stderr.write(`banger: forward to ${vm}:${spec.guestPort}: ${errorLine(err)}\n`));
+  const onError = opts.onError ?? ((err: unknown) => process.stderr.write(`banger: forward to ${vm}:${spec.guestPort}: ${inert(errorLine(err), { max: 1024 })}\n`));
   const open = new Set<{ sock: Socket; abort: AbortController }>();
   let count = 0;
   // Half-open: a client that finished sending still gets the guest's answer.
@@ -270,7 +271,7 @@ export function registerNet(program: Command): void {
       if (opts.json) return printJson({ config: files.config, include, key: key.privateKeyPath, managedKey: key.managed, ...res });
       process.stdout.write(`wrote ${files.config}\nadd this line at the top of ~/.ssh/config:\n  ${include}\n`);
       process.stdout.write(`key: ${key.publicKeyPath}${key.managed ? " (banger's own)" : ""}; installed in ${res.installed.length} running VM(s), new VMs get it at boot\n`);
-      for (const f of res.failed) process.stderr.write(`banger: key not installed in ${f.vm}: ${f.error}\n`);
+      for (const f of res.failed) process.stderr.write(`banger: key not installed in ${f.vm}: ${inert(f.error, { max: 1024 })}\n`);
     });
 
   program

@@ -1,14 +1,17 @@
 // How the CLI shows things: aligned tables, --json, one-line errors, and progress on stderr.
+// Table cells, field values, JSON and progress messages can come from a guest, an image or
+// a catalog: all of it goes through util/text.ts's inert() before reaching the terminal.
 import { humanBytes } from "../util/fsx.ts";
 import type { ProgressEvent } from "../util/progress.ts";
+import { inert, inertJson } from "../util/text.ts";
 
 export function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  process.stdout.write(`${inertJson(value, 2)}\n`);
 }
 
-/** Prints rows under upper-case headers, columns padded to the widest cell. */
+/** Prints rows under upper-case headers, columns padded to the widest cell (each made inert, at most 128 characters). */
 export function printTable(headers: string[], rows: (string | number | null | undefined)[][]): void {
-  const cells = [headers, ...rows.map((r) => r.map((c) => (c === null || c === undefined || c === "" ? "-" : String(c))))];
+  const cells = [headers, ...rows.map((r) => r.map((c) => (c === null || c === undefined || c === "" ? "-" : inert(c, { max: 128 }))))];
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length)));
   for (const r of cells) {
     process.stdout.write(`${r.map((c, i) => (i === r.length - 1 ? c : (c ?? "").padEnd(widths[i]!))).join("  ")}\n`);
@@ -19,7 +22,7 @@ export function printTable(headers: string[], rows: (string | number | null | un
 export function printFields(fields: [string, unknown][]): void {
   const width = Math.max(...fields.map(([k]) => k.length));
   for (const [k, v] of fields) {
-    const text = v === null || v === undefined || v === "" ? "-" : typeof v === "object" ? JSON.stringify(v) : String(v);
+    const text = v === null || v === undefined || v === "" ? "-" : inert(typeof v === "object" ? JSON.stringify(v) : v, { max: 4096 });
     process.stdout.write(`${`${k}:`.padEnd(width + 2)}${text}\n`);
   }
 }
@@ -48,7 +51,7 @@ export class ProgressView {
       this.endPhase();
       this.phase = p.phase;
       this.phaseStarted = Date.now();
-      if (!this.tty) process.stderr.write(`${p.phase}${p.message ? `: ${p.message}` : ""}...\n`);
+      if (!this.tty) process.stderr.write(`${inert(p.phase)}${p.message ? `: ${inert(p.message)}` : ""}...\n`);
     }
     if (!this.tty) return;
     const now = Date.now();
@@ -58,15 +61,15 @@ export class ProgressView {
   }
 
   private describe(p: ProgressEvent): string {
-    const msg = p.message ? ` ${p.message}` : "";
+    const msg = p.message ? ` ${inert(p.message)}` : "";
     if (p.total && p.total > 0 && p.done !== undefined) {
       const frac = Math.min(1, p.done / p.total);
       const width = 30;
       const filled = Math.round(frac * width);
-      return `${p.phase} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${(frac * 100).toFixed(0)}% ${humanBytes(p.done)}/${humanBytes(p.total)}${msg}`;
+      return `${inert(p.phase)} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${(frac * 100).toFixed(0)}% ${humanBytes(p.done)}/${humanBytes(p.total)}${msg}`;
     }
-    if (p.done !== undefined) return `${p.phase} ${humanBytes(p.done)}${msg}`;
-    return `${p.phase}${msg}`;
+    if (p.done !== undefined) return `${inert(p.phase)} ${humanBytes(p.done)}${msg}`;
+    return `${inert(p.phase)}${msg}`;
   }
 
   private endPhase(): void {

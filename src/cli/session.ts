@@ -7,6 +7,7 @@ import type { AttachResult, SessionView } from "../daemon/sessions.ts";
 import type { ExitStatus } from "../guest/index.ts";
 import { ErrorCode } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
+import { inert } from "../util/text.ts";
 import { exitCodeOf } from "./attach.ts";
 import { callDaemon, withClient } from "./daemon-client.ts";
 import { age, printJson, printTable } from "./output.ts";
@@ -51,7 +52,7 @@ export class DetachFilter extends Transform {
 
 function describeExit(exit: ExitStatus | undefined): string {
   if (!exit) return "";
-  return "exitCode" in exit ? `exit ${exit.exitCode}` : exit.signal;
+  return "exitCode" in exit ? `exit ${exit.exitCode}` : inert(exit.signal);
 }
 
 function describeState(s: SessionView): string {

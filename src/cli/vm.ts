@@ -1,7 +1,7 @@
 // `banger vm ...`: VM lifecycle commands.
 import { Option, type Command } from "commander";
 import type { VmRecord } from "../store/index.ts";
-import { ErrorCode } from "../util/errors.ts";
+import { ErrorCode, invalidArgument } from "../util/errors.ts";
 import { humanBytes } from "../util/fsx.ts";
 import { validateName } from "../util/names.ts";
 import { parseSize } from "../util/size.ts";
@@ -13,6 +13,15 @@ import { addNetOptions, netParams, registerVmNet } from "./net.ts";
 import { age, printFields, printJson, printTable } from "./output.ts";
 import { parseCount, parseEnv, parseMemoryMib } from "./args.ts";
 import { outBytes } from "../daemon/streams.ts";
+
+/** The most `vm logs` asks for: the daemon refuses more. */
+const MAX_LOG_TAIL = 16 * 1024 * 1024;
+
+function parseTailBytes(v: string): number {
+  const n = parseSize(v, "--bytes");
+  if (n < 1 || n > MAX_LOG_TAIL) throw invalidArgument(`--bytes: ${v} is outside 1 byte to 16M`);
+  return n;
+}
 
 const vmName = (v: string) => validateName("vm", v);
 
@@ -147,13 +156,15 @@ export function registerVm(program: Command): void {
     );
 
   vm.command("logs")
-    .description("print the VM's serial console")
+    .description("print the end of the VM's serial console (the guest's own bytes, unfiltered; the VM keeps the last 1-2 MiB)")
     .argument("<name>", "VM name", vmName)
     .option("-f, --follow", "keep printing new output (Ctrl-C to stop)")
-    .action(async (name: string, opts: { follow?: boolean }) => {
+    .option("--bytes <size>", "how much of the end to print, e.g. 64K, 2M (at most 16M)", parseTailBytes, 64 * 1024)
+    .option("--all", "print everything the VM kept (same as --bytes 16M)")
+    .action(async (name: string, opts: { follow?: boolean; bytes: number; all?: boolean }) => {
       await callDaemon(
         "vm.logs",
-        { name, follow: opts.follow ?? false },
+        { name, follow: opts.follow ?? false, bytes: opts.all ? MAX_LOG_TAIL : opts.bytes },
         {
           onEvent: (e) => {
             const out = outBytes(e);

@@ -1,6 +1,7 @@
 // Structured JSON logs, one object per line, to <root>/logs/bangerd.log (and stderr under
-// --foreground, where systemd's journal picks them up).
+// --foreground, where systemd's journal picks them up). Lines are inert on a terminal (util/text.ts).
 import { createWriteStream, type WriteStream } from "node:fs";
+import { inertJson } from "../util/text.ts";
 
 type Level = "debug" | "info" | "warn" | "error";
 
@@ -14,7 +15,8 @@ export class Logger {
     this.file.on("error", () => undefined);
   }
   private write(level: Level, msg: string, fields?: Record<string, unknown>): void {
-    const line = `${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`;
+    // Fields may quote a guest: inertJson escapes what JSON.stringify leaves raw (C1, bidi), so `daemon logs` is safe to print.
+    const line = `${inertJson({ time: new Date().toISOString(), level, msg, ...fields })}\n`;
     this.file.write(line);
     if (this.toStderr) process.stderr.write(line);
   }

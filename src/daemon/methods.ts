@@ -1,6 +1,5 @@
 // The method table: RPC method names → daemon operations. Only parameter checking and
 // dispatch live here; the work is in the operation files (vms.ts, kernels.ts, ...).
-import { open } from "node:fs/promises";
 import { buildInfo } from "../util/buildinfo.ts";
 import { invalidArgument } from "../util/errors.ts";
 import type { CallContext, MethodTable } from "../rpc/index.ts";
@@ -9,6 +8,7 @@ import type { DaemonContext } from "./context.ts";
 import { bridgeExec, parseExecParams } from "./exec.ts";
 import { networkMethods } from "./network.ts";
 import { parseEgressPolicy } from "../net/index.ts";
+import { CONSOLE_LOG_CAP, readConsoleFrom, readConsoleTail } from "../vmm/index.ts";
 import { type StreamEvent, emitStream, inputStream } from "./streams.ts";
 import { workspaceMethods } from "./workspace.ts";
 import { defaultsMethods } from "./defaults.ts";
@@ -104,7 +104,8 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
     "vm.rm": (p) => removeVm(ctx, requireString(p, "name"), { force: optionalBool(p, "force") }),
     "vm.set": (p) => setVm(ctx, requireString(p, "name"), { cpus: optionalInt(p, "cpus", 1, MAX_CPUS), memoryMib: optionalInt(p, "memoryMib", 64, MAX_MEMORY_MIB) }),
     "vm.stats": (p) => vmStats(ctx, requireString(p, "name")),
-    "vm.logs": (p, call) => streamConsole(ctx, requireString(p, "name"), optionalBool(p, "follow") ?? false, call),
+    "vm.logs": (p, call) =>
+      streamConsole(ctx, requireString(p, "name"), { follow: optionalBool(p, "follow") ?? false, tailBytes: optionalInt(p, "bytes", 1, CONSOLE_MAX_TAIL) ?? CONSOLE_DEFAULT_TAIL }, call),
     "vm.files.put": async (p, call) => {
       const agent = await runningAgent(ctx, requireString(p, "name"), call.signal);
       const dest = requireString(p, "dest");
@@ -148,27 +149,36 @@ function importParams(p: unknown, call: CallContext): ImportParams {
   };
 }
 
-/** Sends the console log as events; with follow, keeps sending what is appended until cancelled. */
-async function streamConsole(ctx: DaemonContext, name: string, follow: boolean, call: CallContext): Promise<{ bytes: number }> {
-  const { path } = await consoleLog(ctx, name);
-  let offset = 0;
-  const buf = Buffer.alloc(64 * 1024);
-  for (;;) {
-    const fh = await open(path, "r").catch(() => undefined);
-    if (fh) {
-      try {
-        for (;;) {
-          const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
-          if (bytesRead === 0) break;
-          offset += bytesRead;
-          await call.emit({ t: "out", fd: 1, data: Buffer.from(buf.subarray(0, bytesRead)) } satisfies StreamEvent); // a copy: buf is reused
-        }
-      } finally {
-        await fh.close();
-      }
+/** What `vm logs` sends without `bytes`: the most the console keeps (two caps). */
+const CONSOLE_DEFAULT_TAIL = 2 * CONSOLE_LOG_CAP;
+const CONSOLE_MAX_TAIL = 16 * 1024 * 1024;
+const CONSOLE_CHUNK = 64 * 1024;
+
+/**
+ * Sends the console log's last `tailBytes` as events (never the whole file: see vmm/console.ts);
+ * with follow, keeps sending what is appended until cancelled or the VM is removed.
+ */
+async function streamConsole(ctx: DaemonContext, name: string, opts: { follow: boolean; tailBytes: number }, call: CallContext): Promise<{ bytes: number }> {
+  const path = consoleLog(ctx, name);
+  let sent = 0;
+  const send = async (data: Buffer) => {
+    for (let at = 0; at < data.length; at += CONSOLE_CHUNK) {
+      await call.emit({ t: "out", fd: 1, data: data.subarray(at, at + CONSOLE_CHUNK) } satisfies StreamEvent);
     }
-    if (!follow || call.signal.aborted) return { bytes: offset };
+    sent += data.length;
+  };
+  const tail = await readConsoleTail(path, opts.tailBytes);
+  await send(tail.data);
+  let offset = tail.offset;
+  while (opts.follow && !call.signal.aborted) {
     await new Promise((r) => setTimeout(r, 250));
-    if (!ctx.store.getVm(name)) return { bytes: offset };
+    if (!ctx.store.getVm(name)) break;
+    for (;;) {
+      const next = await readConsoleFrom(path, offset, CONSOLE_CHUNK);
+      offset = next.offset;
+      if (next.data.length === 0 || call.signal.aborted) break;
+      await send(next.data);
+    }
   }
+  return { bytes: sent };
 }

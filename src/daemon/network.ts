@@ -13,7 +13,7 @@
 import { performance } from "node:perf_hooks";
 import { join } from "node:path";
 import type { Config, Paths } from "../config/index.ts";
-import type { AgentClient } from "../guest/index.ts";
+import type { AgentClient, ExitStatus } from "../guest/index.ts";
 import {
   DEFAULT_BRIDGE, DEFAULT_TAP_PREFIX, TapPool, allocateAddress, applyNat, chooseSubnet, deleteTap, ensureBridge, forgetKnownHost,
   formatSubnet, gatewayOf, getLink, guestKernelParams, listRoutes, macForVm, parseSubnet, setupDns, startDnsServer,
@@ -23,6 +23,7 @@ import {
 import { optionalInt, requireString, type CallContext, type MethodTable } from "../rpc/index.ts";
 import type { Store, VmNetPolicy, VmRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, errorLine, invalidArgument } from "../util/errors.ts";
+import { withDeadline } from "../util/exec.ts";
 import type { DaemonContext } from "./context.ts";
 import type { Logger } from "./logger.ts";
 import { emitStream, inputStream, type StreamEvent } from "./streams.ts";
@@ -50,6 +51,9 @@ const MAX_TAP_POOL = 64;
 const SUBNET_SETTING = "net.subnet";
 const DNS_SETUP_SETTING = "net.dns_setup";
 const SSH_KEYS_SETTING = "ssh.authorized_keys";
+/** Installing keys is a few file appends: a guest that takes longer is stuck or hostile. */
+const SSH_KEYS_TIMEOUT_MS = Number(process.env.BANGER_SSH_KEYS_TIMEOUT_MS ?? 15_000);
+const SSH_KEYS_MAX_STDERR = 4096;
 
 /**
  * Networking settings from the environment and config.json. On by default for the system
@@ -404,8 +408,9 @@ export function validatePublicKey(text: string): string {
  * Appends the keys to root's authorized_keys in the guest (and the dev user's, when the
  * image has one), skipping keys already there. Keys travel as environment, never as code.
  */
-export async function installSshKeys(agent: AgentClient, keys: readonly string[]): Promise<void> {
+export async function installSshKeys(agent: AgentClient, keys: readonly string[], opts: { timeoutMs?: number } = {}): Promise<void> {
   if (keys.length === 0) return;
+  const timeoutMs = opts.timeoutMs ?? SSH_KEYS_TIMEOUT_MS;
   const script = [
     "set -e",
     'install_keys() { home="$1"; owner="$2"; mkdir -p "$home/.ssh"; chmod 700 "$home/.ssh"; f="$home/.ssh/authorized_keys"; touch "$f"; chmod 600 "$f";',
@@ -414,12 +419,39 @@ export async function installSshKeys(agent: AgentClient, keys: readonly string[]
     "install_keys /root 0:0",
     'if grep -q "^dev:" /etc/passwd && [ -d /home/dev ]; then install_keys /home/dev dev; fi',
   ].join("\n");
-  const exec = await agent.exec({ argv: ["/bin/sh", "-c", script], env: { BANGER_KEYS: keys.join("\n") }, stdin: false });
-  let stderr = "";
-  exec.stderr.on("data", (b: Buffer) => (stderr += b.toString("utf8").slice(0, 1024)));
+  const started = Date.now();
+  const exec = await withDeadline(agent.exec({ argv: ["/bin/sh", "-c", script], env: { BANGER_KEYS: keys.join("\n") }, stdin: false }), timeoutMs, "start of the key install");
+  // Output is read (so the guest is not blocked) but at most SSH_KEYS_MAX_STDERR bytes are kept.
+  const stderr = new BoundedText(SSH_KEYS_MAX_STDERR);
+  exec.stderr.on("data", (b: Buffer) => stderr.add(b));
   exec.stdout.resume();
-  const status = await exec.wait();
-  if (!("exitCode" in status) || status.exitCode !== 0) throw new BangerError(ErrorCode.Failed, `installing SSH keys in the guest failed: ${stderr.trim() || JSON.stringify(status)}`);
+  let status: ExitStatus;
+  try {
+    status = await withDeadline(exec.wait(), Math.max(1, timeoutMs - (Date.now() - started)), "end of the key install");
+  } catch (err) {
+    exec.close();
+    if (err instanceof BangerError && err.code === ErrorCode.Timeout) {
+      throw new BangerError(ErrorCode.Timeout, `installing SSH keys in the guest did not finish within ${timeoutMs} ms`, "is the guest overloaded or its shell stuck? restart the VM and run `banger ssh-config` again");
+    }
+    throw err;
+  }
+  if (!("exitCode" in status) || status.exitCode !== 0) throw new BangerError(ErrorCode.Failed, `installing SSH keys in the guest failed: ${stderr.lastLine() || JSON.stringify(status)}`);
+}
+
+/** Keeps the first `max` bytes of a stream's output; its last line is the message to show. */
+class BoundedText {
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+  constructor(private readonly max: number) {}
+  add(b: Buffer): void {
+    if (this.size >= this.max) return;
+    const part = b.subarray(0, this.max - this.size);
+    this.chunks.push(part);
+    this.size += part.length;
+  }
+  lastLine(): string {
+    return Buffer.concat(this.chunks).toString("utf8").trim().split("\n").pop()?.trim() ?? "";
+  }
 }
 
 /**
@@ -464,15 +496,16 @@ export function networkMethods(ctx: DaemonContext, runningAgent: RunningAgent): 
       const keys = ctx.network.authorizeKey(requireString(p, "publicKey"));
       const installed: string[] = [];
       const failed: { vm: string; error: string }[] = [];
-      for (const vm of ctx.store.listVms().filter((v) => v.state === "running")) {
+      // In parallel, each bounded in time: one stuck guest does not hold up the others.
+      await Promise.all(ctx.store.listVms().filter((v) => v.state === "running").map(async (vm) => {
         try {
           await installSshKeys(await runningAgent(ctx, vm.name), keys);
           installed.push(vm.name);
         } catch (err) {
           failed.push({ vm: vm.name, error: errorLine(err) });
         }
-      }
-      return { keys: keys.length, installed, failed };
+      }));
+      return { keys: keys.length, installed: installed.sort(), failed: failed.sort((a, b) => a.vm.localeCompare(b.vm)) };
     },
   };
 }

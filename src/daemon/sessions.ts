@@ -9,7 +9,8 @@ import { optionalBool, optionalString, requireObject, requireString } from "../r
 import type { AgentClient, ExitStatus, SessionInfo } from "../guest/index.ts";
 import type { SessionRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, errorLine, invalidArgument } from "../util/errors.ts";
-import { validateName } from "../util/names.ts";
+import { withDeadline } from "../util/exec.ts";
+import { isValidName, validateName } from "../util/names.ts";
 import type { DaemonContext } from "./context.ts";
 import { parseExecParams } from "./exec.ts";
 import { emitStream, inputStream, type StreamEvent } from "./streams.ts";
@@ -141,12 +142,20 @@ async function sessionsOfVm(ctx: DaemonContext, vm: string, running: boolean): P
     ctx.log.warn("session list: agent did not answer", { vm, error: errorLine(err) });
     return ctx.store.listSessions(vm).map((row) => ({ ...row, live: false }));
   }
+  live = acceptableSessions(ctx, vm, live);
   reconcile(ctx, vm, live);
   const byName = new Map(live.map((s) => [s.name, s]));
   return ctx.store.listSessions(vm).map((row) => {
     const s = byName.get(row.name);
     return s ? { ...row, pid: s.pid, exit: s.exit, bytes: s.bytes, live: true } : { ...row, live: true };
   });
+}
+
+/** Sessions whose guest-reported name breaks the name rule never reach the store (or a terminal): dropped, with a warning. */
+function acceptableSessions(ctx: DaemonContext, vm: string, live: SessionInfo[]): SessionInfo[] {
+  const ok = live.filter((s) => isValidName(s.name));
+  if (ok.length < live.length) ctx.log.warn("session list: ignored sessions with invalid names", { vm, ignored: live.length - ok.length });
+  return ok;
 }
 
 /** The agent is the truth for what it reports; stored rows it no longer has are lost. */
@@ -158,13 +167,6 @@ function reconcile(ctx: DaemonContext, vm: string, live: SessionInfo[]): void {
     stored.delete(s.name);
   }
   for (const row of stored.values()) if (row.state === "running") ctx.store.putSession({ ...row, state: "lost" });
-}
-
-function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new BangerError(ErrorCode.Timeout, `no answer within ${ms} ms`)), ms);
-    p.then((v) => (clearTimeout(t), resolve(v)), (e) => (clearTimeout(t), reject(e)));
-  });
 }
 
 /** Records how a session ended, as the agent reported at the end of attach/logs. */

@@ -3,15 +3,14 @@
 // while different VMs proceed in parallel. A VM that fails half-way through `create`
 // leaves nothing behind: no row, no disk, no runtime directory, no VMM process.
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
-import { mkdir, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { chooseCloneStrategy, cloneDisk, type DiskFormat } from "../disk/index.ts";
 import type { VmNetPolicy, VmRecord, VmState } from "../store/index.ts";
 import { BangerError, ErrorCode, alreadyExists, errorLine, invalidArgument, notFound } from "../util/errors.ts";
 import { generateName } from "../util/namegen.ts";
 import { validateName } from "../util/names.ts";
-import { adoptVm, cleanupDeadVm, getDriver, type VmmName, type VmHandle } from "../vmm/index.ts";
+import { adoptVm, cleanupDeadVm, consoleLogPath, getDriver, readConsoleTail, type VmmName, type VmHandle } from "../vmm/index.ts";
 import { bootSpec } from "./boot.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { installSshKeys } from "./network.ts";
@@ -161,8 +160,8 @@ async function bootVm(ctx: DaemonContext, name: string, call: CallEnv): Promise<
 }
 
 async function consoleTail(path: string, lines = 8): Promise<string> {
-  const text = await readFile(path, "utf8").catch(() => "");
-  return text.trimEnd().split("\n").slice(-lines).join("\n");
+  const { data } = await readConsoleTail(path, 16 * 1024).catch(() => ({ data: Buffer.alloc(0) }));
+  return data.toString("utf8").trimEnd().split("\n").slice(-lines).join("\n");
 }
 
 /** Removes everything a VM has: VMM, runtime dir, disk dir, row. Never throws. */
@@ -287,11 +286,10 @@ async function processRss(pid: number): Promise<number | null> {
   return m ? Number(m[1]) * 1024 : null;
 }
 
-export async function consoleLog(ctx: DaemonContext, name: string): Promise<{ path: string; size: number }> {
+/** Where the VM's console log is (its runtime dir: per boot, capped, see vmm/console.ts). */
+export function consoleLog(ctx: DaemonContext, name: string): string {
   const vm = getVm(ctx, name);
-  const path = join(vmPaths(ctx.paths, name, vm.id).runtimeDir, "console.log");
-  const size = existsSync(path) ? (await stat(path)).size : 0;
-  return { path, size };
+  return consoleLogPath(vmPaths(ctx.paths, name, vm.id).runtimeDir);
 }
 
 /**

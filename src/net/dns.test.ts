@@ -1,8 +1,9 @@
-// The `.vm` DNS server on loopback, queried by the real dig, and fed garbage.
+// The `.vm` DNS server on loopback, queried by the real dig, fed garbage and flooded.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createSocket } from "node:dgram";
-import { connect } from "node:net";
+import diagnostics from "node:diagnostics_channel";
+import { connect, type Socket } from "node:net";
 import { randomBytes } from "node:crypto";
 import { run } from "../util/exec.ts";
 import { ErrorCode } from "../util/errors.ts";
@@ -10,6 +11,8 @@ import { answerQuery, startDnsServer, type DnsServer, type VmAddresses } from ".
 
 const VMS: Record<string, VmAddresses> = {
   alpha: { ipv4: ["172.30.0.2"], ipv6: ["fd00::2"] },
+  // Many addresses: a ~1.3 KiB answer to a 28-byte query, so a non-reading client's replies pile up fast.
+  wide: { ipv4: Array.from({ length: 40 }, (_, i) => `172.30.1.${i + 1}`), ipv6: Array.from({ length: 20 }, (_, i) => `fd00::1:${i + 1}`) },
   "beta.v2": { ipv4: ["172.30.0.3"] },
 };
 let server: DnsServer;
@@ -82,4 +85,84 @@ test("a port already in use is a clear error", async () => {
     assert.match(err.message, /cannot serve DNS on 127\.0\.0\.1:\d+: EADDRINUSE/);
     return true;
   });
+});
+
+/** One TCP-framed query for wide.vm ANY. */
+const FRAMED_QUERY = (() => {
+  const q = Buffer.from("123401000001000000000000047769646502766d0000ff0001", "hex");
+  return Buffer.concat([Buffer.from([0, q.length]), q]);
+})();
+
+/** A client that pipelines queries as fast as the server takes them and never reads a reply. */
+function floodWithoutReading(port: number, ms: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1", () => {
+      socket.pause(); // never read: replies pile up in the server unless it stops reading
+      const burst = Buffer.concat(Array.from({ length: 2048 }, () => FRAMED_QUERY));
+      const deadline = Date.now() + ms;
+      const pump = (): void => {
+        while (Date.now() < deadline && socket.write(burst));
+        if (Date.now() < deadline) socket.once("drain", pump);
+      };
+      pump();
+      resolve(socket);
+    });
+    socket.once("error", () => undefined);
+    socket.once("connect", () => socket.removeListener("error", reject));
+  });
+}
+
+/** The server side of every TCP connection accepted while `fn` runs (node's documented net.server.socket channel). */
+async function watchingServerSockets<T>(fn: (sockets: Socket[]) => Promise<T>): Promise<T> {
+  const sockets: Socket[] = [];
+  const onSocket = (msg: unknown) => void sockets.push((msg as { socket: Socket }).socket);
+  diagnostics.subscribe("net.server.socket", onSocket);
+  try {
+    return await fn(sockets);
+  } finally {
+    diagnostics.unsubscribe("net.server.socket", onSocket);
+  }
+}
+
+test("TCP clients that pipeline and never read are pushed back: the server buffers little per connection and keeps answering", async () => {
+  await watchingServerSockets(async (sockets) => {
+    const floods = await Promise.all(Array.from({ length: 4 }, () => floodWithoutReading(server.port, 3000)));
+    let maxQueued = 0; // reply bytes waiting in the server for a client that does not read
+    let maxUnread = 0; // query bytes the server took in but has not answered
+    const deadline = Date.now() + 3000;
+    while (Date.now() < deadline) {
+      for (const s of sockets) {
+        maxQueued = Math.max(maxQueued, s.writableLength);
+        maxUnread = Math.max(maxUnread, s.readableLength);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(sockets.length, 4);
+    // The old server read every query and queued every reply: megabytes per connection in a few seconds.
+    assert.ok(maxQueued <= 16 * 1024 + 512, `a connection held ${maxQueued} bytes of unsent replies`);
+    assert.ok(maxUnread <= 128 * 1024, `a connection held ${maxUnread} bytes of unread queries`);
+    assert.deepEqual(await dig("alpha.vm", "A", "+tcp"), { status: "NOERROR", answers: ["A 172.30.0.2"] }, "another client is still answered");
+    for (const f of floods) f.destroy();
+  });
+});
+
+test("a connection that stops reading is closed after the idle limit; one that lives too long after the lifetime", async () => {
+  const short = await startDnsServer({ host: "127.0.0.1", port: 0, lookup: (name) => VMS[name], tcp: { idleMs: 300, lifetimeMs: 1500 } });
+  try {
+    const closedAfter = (socket: Socket): Promise<number> => {
+      const t0 = Date.now();
+      return new Promise((r) => socket.once("close", () => r(Date.now() - t0)));
+    };
+    const stuck = await floodWithoutReading(short.port, 500);
+    assert.ok((await closedAfter(stuck)) < 2000, "a stalled pipelining client is dropped");
+    // A slow drip that never goes idle still ends at the lifetime limit.
+    const drip = connect(short.port, "127.0.0.1");
+    drip.resume();
+    const timer = setInterval(() => drip.write(FRAMED_QUERY), 100);
+    const lived = await closedAfter(drip);
+    clearInterval(timer);
+    assert.ok(lived >= 1400 && lived < 3000, `a chatty connection lived ${lived} ms`);
+  } finally {
+    await short.close();
+  }
 });

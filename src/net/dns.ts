@@ -3,6 +3,8 @@
 // nothing: any other name gets REFUSED, so a guest cannot use it as an open resolver and
 // the host's own resolver keeps answering everything else. Queries come from guests, so
 // they are untrusted: sizes are bounded, undecodable packets are dropped, nothing throws.
+// Over TCP each connection holds at most a few KiB of replies (it stops reading while they
+// wait), lives at most 60 s (10 s idle), and at most 64 connections are open.
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { createServer, isIP, type Server, type Socket } from "node:net";
 import dnsPacket from "dns-packet";
@@ -21,8 +23,17 @@ export const VM_DOMAIN = "vm";
 const UDP_LIMIT = 512;
 /** Queries are a header and one question; anything bigger is not worth decoding. */
 const MAX_QUERY = 4096;
-const TCP_IDLE_MS = 10_000;
 const TCP_MAX_CONNECTIONS = 64;
+
+/** Per TCP connection: how long it may sit idle or live in all, and how many reply bytes may wait. */
+export interface TcpLimits {
+  idleMs: number;
+  lifetimeMs: number;
+  writeBound: number;
+}
+const TCP_LIMITS: TcpLimits = { idleMs: 10_000, lifetimeMs: 60_000, writeBound: 16 * 1024 };
+/** Unanswered query bytes held per connection: one socket read (64 KiB) plus a partial query. */
+const MAX_PENDING = 128 * 1024;
 
 const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
 const FLAG_AA = 1 << 10;
@@ -82,6 +93,8 @@ export interface DnsServerOptions {
   port?: number;
   lookup: VmLookup;
   ttl?: number;
+  /** TCP connection limits (tests shorten them). */
+  tcp?: Partial<TcpLimits>;
 }
 
 export interface DnsServer {
@@ -97,7 +110,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
   const port = udp.address().port; // port 0 (tests): TCP takes the port UDP got
   let tcp: Server;
   try {
-    tcp = await listenTcp(opts.host, port, answer);
+    tcp = await listenTcp(opts.host, port, answer, { ...TCP_LIMITS, ...opts.tcp });
   } catch (err) {
     udp.close();
     throw err;
@@ -107,7 +120,9 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     port,
     close: async () => {
       await new Promise<void>((r) => udp.close(() => r()));
-      await new Promise<void>((r) => tcp.close(() => r()));
+      const closed = new Promise<void>((r) => tcp.close(() => r()));
+      for (const conn of connections.get(tcp) ?? []) conn.destroy();
+      await closed;
     },
   };
 }
@@ -133,8 +148,17 @@ function listenUdp(host: string, port: number, answer: (m: Buffer) => Buffer | u
   });
 }
 
-function listenTcp(host: string, port: number, answer: (m: Buffer) => Buffer | undefined): Promise<Server> {
-  const server = createServer((conn) => serveTcpConnection(conn, answer));
+/** Open connections per server, so close() ends them instead of waiting on them. */
+const connections = new WeakMap<Server, Set<Socket>>();
+
+function listenTcp(host: string, port: number, answer: (m: Buffer) => Buffer | undefined, limits: TcpLimits): Promise<Server> {
+  const open = new Set<Socket>();
+  const server = createServer((conn) => {
+    open.add(conn);
+    conn.on("close", () => open.delete(conn));
+    serveTcpConnection(conn, answer, limits);
+  });
+  connections.set(server, open);
   server.maxConnections = TCP_MAX_CONNECTIONS;
   return new Promise((resolve, reject) => {
     server.once("error", (err) => reject(bindError(host, port, err)));
@@ -146,25 +170,43 @@ function listenTcp(host: string, port: number, answer: (m: Buffer) => Buffer | u
   });
 }
 
-/** RFC 1035 TCP framing: each message is preceded by its 16-bit length. */
-function serveTcpConnection(conn: Socket, answer: (m: Buffer) => Buffer | undefined): void {
-  let pending = Buffer.alloc(0);
-  conn.setTimeout(TCP_IDLE_MS, () => conn.destroy());
+/**
+ * RFC 1035 TCP framing: each message is preceded by its 16-bit length. A client may pipeline
+ * queries without reading the replies, so the connection stops reading (TCP pushes back on
+ * the client) while more than TCP_WRITE_BOUND bytes of replies wait to be sent, and resumes
+ * on drain: per connection the server holds at most that plus one read of queries.
+ */
+function serveTcpConnection(conn: Socket, answer: (m: Buffer) => Buffer | undefined, limits: TcpLimits): void {
+  let pending: Buffer = Buffer.alloc(0);
+  conn.setTimeout(limits.idleMs, () => conn.destroy());
+  const lifetime = setTimeout(() => conn.destroy(), limits.lifetimeMs);
+  conn.on("close", () => clearTimeout(lifetime));
   conn.on("error", () => conn.destroy());
-  conn.on("data", (chunk: Buffer) => {
-    pending = Buffer.concat([pending, chunk]);
-    while (pending.length >= 2) {
+  const serve = (): void => {
+    while (pending.length >= 2 && conn.writableLength <= limits.writeBound) {
       const len = pending.readUInt16BE(0);
-      if (len > MAX_QUERY) return conn.destroy();
+      if (len > MAX_QUERY) return void conn.destroy();
       if (pending.length < 2 + len) break;
       const msg = pending.subarray(2, 2 + len);
       pending = pending.subarray(2 + len);
       const reply = answer(msg);
-      if (!reply) return conn.destroy();
+      if (!reply) return void conn.destroy();
       const framed = Buffer.alloc(2 + reply.length);
       framed.writeUInt16BE(reply.length, 0);
       reply.copy(framed, 2);
       conn.write(framed);
     }
+    if (pending.length > MAX_PENDING) return void conn.destroy(); // unreachable while paused; a guard
+    if (conn.writableLength > limits.writeBound) {
+      conn.pause();
+      conn.once("drain", () => {
+        conn.resume();
+        serve();
+      });
+    }
+  };
+  conn.on("data", (chunk: Buffer) => {
+    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+    serve();
   });
 }

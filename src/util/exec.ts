@@ -91,6 +91,14 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
   });
 }
 
+/** Rejects with a Timeout error when `p` has not settled within `ms` (it keeps running: the caller cancels it). */
+export function withDeadline<T>(p: Promise<T>, ms: number, what = "an answer"): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new BangerError(ErrorCode.Timeout, `no ${what} within ${ms} ms`)), ms);
+    p.then((v) => (clearTimeout(t), resolve(v)), (e) => (clearTimeout(t), reject(e)));
+  });
+}
+
 /** Like run, but a non-zero exit is an error carrying the tool's last stderr line. */
 export async function runChecked(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const res = await run(argv, opts);

@@ -8,6 +8,7 @@ import { basename, join } from "node:path";
 import type { Duplex } from "node:stream";
 import type { Socket } from "node:net";
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
+import { consoleLogFiles } from "./console.ts";
 import { fcCall } from "./fcapi.ts";
 import { BaseHandle } from "./handle.ts";
 import {
@@ -93,7 +94,7 @@ async function startFirecracker(binary: string, spec: VmSpec, opts: StartOptions
   const apiSock = checkSocketPath(jail ? join(jail, "run", "firecracker.socket") : p.api);
   const vsockHost = checkSocketPath(jail ? join(jail, "vsock.sock") : p.vsock);
   // Firecracker opens its log and metrics files without truncating; the console log holds the current boot only.
-  await prepareRuntimeDir(spec.runtimeDir, [apiSock, vsockHost, p.fcLog, p.metrics, p.console]);
+  await prepareRuntimeDir(spec.runtimeDir, [apiSock, vsockHost, p.fcLog, p.metrics, ...consoleLogFiles(spec.runtimeDir)]);
   const view = jail && spec.jailer ? await stageJail(jail, spec, spec.jailer) : hostView(spec, p);
   const argv = spec.jailer ? buildJailerArgv(spec.jailer) : [binary, "--api-sock", apiSock, "--id", id];
   opts.progress?.({ phase: "boot", message: spec.jailer ? "firecracker (jailed)" : "firecracker" });

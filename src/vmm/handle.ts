@@ -1,8 +1,8 @@
 // What every VMM handle shares: a detached process identified by pid and runtime dir,
-// waiting for it, killing it, and cleaning its sockets once it is gone.
+// waiting for it, killing it, cleaning its sockets once it is gone, and capping its console log.
 import type { Duplex } from "node:stream";
-import { join } from "node:path";
-import { CONSOLE_LOG, isAlive, killAndWait, removeRuntimeLeftovers, waitForExit, type VmmState } from "./process.ts";
+import { consoleLogPath, watchConsoleLog } from "./console.ts";
+import { isAlive, killAndWait, removeRuntimeLeftovers, waitForExit, type VmmState } from "./process.ts";
 import type { AgentStreamOptions, StopOutcome, VmHandle, VmRunState, VmmName } from "./types.ts";
 
 export abstract class BaseHandle implements VmHandle {
@@ -16,7 +16,9 @@ export abstract class BaseHandle implements VmHandle {
   ) {
     this.driver = state.driver;
     this.pid = state.pid;
-    this.consoleLogPath = join(runtimeDir, CONSOLE_LOG);
+    this.consoleLogPath = consoleLogPath(runtimeDir);
+    // Started or re-adopted: the console log is capped for as long as this VMM lives.
+    watchConsoleLog(this.consoleLogPath, this.pid);
   }
 
   isRunning(): boolean {

@@ -3,7 +3,8 @@
 // (status, pause, resume, stop, kill), handing out a byte stream to the guest agent, and
 // re-adopting VMMs that outlived a daemon restart. VMM processes run detached; everything
 // they need at run time (sockets, pid and state files, console and VMM logs) lives in the
-// spec's runtime directory.
+// spec's runtime directory. The console log is bounded (console.ts: rotated at 1 MiB while
+// a handle watches the VMM) and read by its tail, never whole.
 //
 // It does not own disks (disk), networking (net: it only receives a tap name), the agent
 // protocol spoken over the stream (guest), or VM records and state (daemon/store).
@@ -13,6 +14,7 @@ import { invalidArgument } from "../util/errors.ts";
 import { firecrackerDriver } from "./firecracker.ts";
 import { STATE_FILE } from "./process.ts";
 export { cleanupDeadVm } from "./process.ts";
+export { CONSOLE_LOG_CAP, consoleLogPath, readConsoleFrom, readConsoleTail } from "./console.ts";
 import { qemuDriver } from "./qemu.ts";
 import type { VmHandle, VmmDriver, VmmName } from "./types.ts";
 

@@ -10,6 +10,7 @@ import { chooseAccel, hasVhostVsock, type Accel } from "../host/index.ts";
 import { resolvePaths } from "../config/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { which } from "../util/exec.ts";
+import { consoleLogFiles } from "./console.ts";
 import { BaseHandle } from "./handle.ts";
 import {
   CONSOLE_LOG,
@@ -100,7 +101,7 @@ export function buildQemuArgv(spec: VmSpec, opts: QemuOptions): string[] {
     "-kernel", spec.kernelPath,
     ...(spec.initrdPath ? ["-initrd", spec.initrdPath] : []),
     "-append", kernelCmdline(spec, opts),
-    // append=on (O_APPEND): whoever caps the log can truncate it while QEMU keeps writing.
+    // append=on (O_APPEND): the console watcher (console.ts) truncates it while QEMU keeps writing.
     "-chardev", `file,id=console,path=${p.console},append=on`,
     "-serial", "chardev:console",
     "-qmp", `unix:${p.qmp},server=on,wait=off`,
@@ -138,7 +139,7 @@ async function startQemu(spec: VmSpec, opts: StartOptions = {}): Promise<VmHandl
   const resolved = await resolveQemuOptions(spec);
   opts.progress?.({ phase: "boot", message: `qemu (${resolved.accel}: ${resolved.accelReason})` });
   // The console log holds the current boot only.
-  await prepareRuntimeDir(spec.runtimeDir, [p.qmp, p.agent, p.console]);
+  await prepareRuntimeDir(spec.runtimeDir, [p.qmp, p.agent, ...consoleLogFiles(spec.runtimeDir)]);
   const state = await launchVmm({
     runtimeDir: spec.runtimeDir,
     argv: buildQemuArgv(spec, resolved),

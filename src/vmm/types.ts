@@ -69,8 +69,9 @@ export interface VmHandle {
   readonly pid: number;
   readonly runtimeDir: string;
   /**
-   * The guest's serial console for the current boot. Written with O_APPEND and unbounded
-   * (a guest can print forever): the owner may truncate it at any time to cap its size.
+   * The guest's serial console for the current boot, written by the VMM with O_APPEND and
+   * capped by a watcher while the VMM lives (console.ts: older output moves to `<path>.1`).
+   * Read it with readConsoleTail/readConsoleFrom, never whole.
    */
   readonly consoleLogPath: string;
   /** The VMM process is alive. */
