@@ -10,6 +10,7 @@ import type { ExitStatus } from "../guest/index.ts";
 import type { Call, RpcClient } from "../rpc/index.ts";
 import type { ImageRecord, VmRecord } from "../store/index.ts";
 import { errorLine, invalidArgument } from "../util/errors.ts";
+import { inert } from "../util/text.ts";
 import { validateName } from "../util/names.ts";
 import { parseSize } from "../util/size.ts";
 import { attachWith } from "./attach.ts";
@@ -173,7 +174,7 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
       await timed("teardown", async () => {
         await client.call("vm.rm", { name: vmName, force: true });
         if (hostRepo) await (await import("../workspace/index.ts")).releaseWorkspace(hostRepo, vmName!);
-      }).catch((err: unknown) => process.stderr.write(`banger: could not remove vm ${vmName}: ${errorLine(err)}\n`));
+      }).catch((err: unknown) => process.stderr.write(`banger: could not remove vm ${vmName}: ${inert(errorLine(err))}\n`));
     } else if (vmName && opts.keep) {
       process.stderr.write(`vm ${vmName} kept (banger vm rm -f ${vmName} when done)\n`);
     }

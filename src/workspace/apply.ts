@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { alreadyExists, failed, invalidArgument, notFound } from "../util/errors.ts";
-import { findRepo, git, gitFailed, gitLine, gitRaw, metadataEnv, openView, userIdent, type GitOptions } from "./git.ts";
+import { checkRepoOwner, findRepo, git, gitFailed, gitLine, gitRaw, metadataEnv, openView, userIdent, type GitOptions } from "./git.ts";
 
 export interface ApplyOptions {
   /** The branch to create, e.g. banger/<vm>. */
@@ -42,6 +42,7 @@ export async function applyPatch(hostRepo: string, patch: string | Buffer, opts:
   if (typeof opts.base !== "string" || !COMMIT_ID.test(opts.base)) throw invalidArgument("applying a patch needs the copied commit as its base (a full commit id)");
   const repo = await findRepo(hostRepo, opts.signal);
   if (!repo) throw invalidArgument(`${hostRepo} is not a git repository`, "apply in the repository the workspace was copied from");
+  await checkRepoOwner(repo.top);
   const meta: GitOptions = { cwd: repo.top, env: metadataEnv(), signal: opts.signal };
   const branchCheck = await gitRaw(["check-ref-format", "--branch", opts.branch], meta);
   if (branchCheck.code !== 0) throw invalidArgument(`${JSON.stringify(opts.branch)} is not a valid branch name`);

@@ -241,6 +241,20 @@ export async function findRepo(dir: string, signal?: AbortSignal): Promise<RepoL
   };
 }
 
+/**
+ * The CLI acts on a VM's recorded repository (apply, dropping its ref on rm) only when it
+ * belongs to the user running it: any client of the socket may record a workspace, so another
+ * member of the socket's group could otherwise point one of their VMs at this user's
+ * repository. Root may act anywhere, as it could anyway.
+ */
+export async function checkRepoOwner(top: string, uid = process.getuid?.() ?? 0): Promise<void> {
+  if (uid === 0) return;
+  const st = await lstat(top).catch(() => undefined);
+  if (st && st.uid !== uid) {
+    throw invalidArgument(`the repository ${JSON.stringify(top)} is not yours (owner uid ${st.uid})`, "apply or remove a workspace from the account that copied it");
+  }
+}
+
 /** git's own default when core.excludesFile is unset. */
 function defaultExcludesFile(): string {
   return join(process.env.XDG_CONFIG_HOME || join(homedir(), ".config"), "git", "ignore");

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { makeTempHome } from "../../test/helpers.ts";
 import type { AgentClient } from "../guest/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
-import { applyPatch, copyIn, exportPatch, packWorkspace, type PackedWorkspace } from "./index.ts";
+import { applyPatch, checkRepoOwner, copyIn, exportPatch, packWorkspace, type PackedWorkspace } from "./index.ts";
 import { gitRaw, metadataEnv, METADATA_TIMEOUT_MS } from "./git.ts";
 import { canaryRepo, committedRepo, guestSh, hostGit, useAgent, type CanaryRepo } from "./testkit.ts";
 
@@ -201,3 +201,22 @@ async function tarNames(stream: NodeJS.ReadableStream): Promise<string[]> {
   }
   return names;
 }
+
+describe("workspace: a recorded repository is acted on only by its owner", () => {
+  const { home, cleanup } = makeTempHome();
+  after(cleanup);
+
+  test("another user's repository is refused with one line; the owner and root may act on it", async () => {
+    const repo = join(home, "theirs");
+    mkdirSync(repo);
+    execFileSync("chown", ["65534:65534", repo]);
+    await assert.rejects(checkRepoOwner(repo, 1000), (err: BangerError) => {
+      assert.equal(err.code, ErrorCode.InvalidArgument);
+      assert.match(err.message, /is not yours \(owner uid 65534\)/);
+      assert.doesNotMatch(err.message, /\n/);
+      return true;
+    });
+    await checkRepoOwner(repo, 65534);
+    await checkRepoOwner(repo, 0);
+  });
+});

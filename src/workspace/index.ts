@@ -16,6 +16,7 @@
 // host files. Everything coming back from a guest is untrusted: bounded, extracted without
 // following symlinks, and git never reads the guest's config or hooks; --apply's base is the
 // copied commit the host recorded, never a line of the patch.
+export { checkRepoOwner } from "./git.ts";
 export { copiedRef, packWorkspace, releaseWorkspace, type PackOptions, type PackedWorkspace } from "./pack.ts";
 export { copyIn, DEFAULT_GUEST_WORKSPACE, type CopyInOptions } from "./copyin.ts";
 export { exportPatch, type ExportOptions, type ExportedPatch } from "./export.ts";

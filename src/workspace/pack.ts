@@ -16,7 +16,7 @@ import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
 import { cancelled, invalidArgument } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
-import { findRepo, git, gitLine, gitRaw, metadataEnv, openView, type GitView, type RepoLayout } from "./git.ts";
+import { checkRepoOwner, findRepo, git, gitLine, gitRaw, metadataEnv, openView, type GitView, type RepoLayout } from "./git.ts";
 
 export interface PackOptions {
   /** Ship the repository's .git too (so git works in the guest). Default true. */
@@ -82,6 +82,7 @@ export async function packWorkspace(dir: string, opts: PackOptions = {}): Promis
 /** Drops refs/banger/copied/<vmName> (when the VM is gone), letting git collect its copied commit. */
 export async function releaseWorkspace(hostRepo: string, vmName: string): Promise<void> {
   validateName("vm", vmName);
+  await checkRepoOwner(hostRepo);
   const res = await gitRaw(["update-ref", "-d", copiedRef(vmName)], { cwd: hostRepo, env: metadataEnv() });
   if (res.code !== 0 && !/not a git repository/i.test(res.stderr)) throw invalidArgument(`cannot drop ${copiedRef(vmName)} in ${hostRepo}: ${res.stderr.trim()}`);
 }
