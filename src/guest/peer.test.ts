@@ -11,34 +11,10 @@ import { makeTempHome } from "../../test/helpers.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { connectAgent, dialFirecrackerVsock, dialUnix } from "./index.ts";
 import { FrameDecoder, FrameType, MAX_PAYLOAD, encodeFrame, encodeJSON, magic } from "./frame.ts";
-import { startAgent } from "./testkit.ts";
+import { startAgent } from "../../test/agent-process.ts";
+import { answer, fakePeer, helloThen } from "../../test/hostile-agent/fake.ts";
 
 const isBanger = (code: number, re: RegExp) => (e: unknown) => e instanceof BangerError && e.code === code && re.test(e.message);
-
-/** A fake guest: `onConn` scripts what it sends back. */
-async function fakePeer(path: string, onConn: (s: Socket) => void): Promise<Server> {
-  const server = createServer(onConn);
-  server.listen(path);
-  await once(server, "listening");
-  return server;
-}
-
-/** The agent's answer to a host handshake (magic + HELLO echoing the host's nonce). */
-function answer(hostHello: Buffer, nonce?: string): Buffer {
-  const [f] = new FrameDecoder().push(hostHello.subarray(8));
-  const theirs = (JSON.parse(f!.payload.toString()) as { nonce: string }).nonce;
-  return Buffer.concat([magic(), encodeJSON(0, FrameType.Hello, { version: 1, agent_version: "fake", arch: "amd64", pid1: true, nonce: nonce ?? theirs })]);
-}
-
-/** Answers the handshake like a real agent, then hands over to `after`. */
-function helloThen(afterHello: (s: Socket) => void) {
-  return (s: Socket) => {
-    s.once("data", (d: Buffer) => {
-      s.write(answer(d));
-      afterHello(s);
-    });
-  };
-}
 
 describe("untrusted peers", () => {
   const { home, cleanup } = makeTempHome();

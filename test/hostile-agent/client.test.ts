@@ -1,0 +1,169 @@
+// The real agent client (src/guest) against a hostile fake agent (fake.ts): whatever the
+// guest sends, the host gets one clear error for that connection (or drops the frame), never
+// an exception that escapes to the process, and never memory beyond the stated bound.
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import type { Server } from "node:net";
+import { join } from "node:path";
+import { text } from "node:stream/consumers";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import { REPO, makeTempHome } from "../helpers.ts";
+import { spawnUntilReady } from "../agent-process.ts";
+import { BangerError, ErrorCode } from "../../src/util/errors.ts";
+import { connectAgent, dialUnix, type AgentClient } from "../../src/guest/index.ts";
+import { MAX_BUFFERED_BYTES, MAX_CHANNELS } from "../../src/guest/client.ts";
+import { FrameType, INITIAL_WINDOW, Stream, magic } from "../../src/guest/frame.ts";
+import { MISBEHAVIOURS, answer, answerNeverClose, eofThenData, fakeAgent, fakePeer, type FakeConn, type Opened } from "./fake.ts";
+
+setFlagsFromString("--expose-gc");
+const gc = runInNewContext("gc") as () => void;
+
+/** What an exec against a misbehaving agent came to: its output and status, or the error. */
+async function execOutcome(client: AgentClient): Promise<{ out?: string; status?: unknown; error?: BangerError }> {
+  try {
+    const h = await client.exec({ argv: ["x"] });
+    h.stderr.resume();
+    const [status, out] = await Promise.all([h.wait(), text(h.stdout).catch(() => "")]);
+    return { out, status };
+  } catch (err) {
+    assert.ok(err instanceof BangerError, `a BangerError, not ${String(err)}`);
+    return { error: err };
+  }
+}
+
+/** Lets any error Node emits asynchronously (an unhandled stream 'error') surface first. */
+const settle = () => new Promise((r) => setTimeout(r, 50));
+
+const violation = (re: RegExp) => ({ code: ErrorCode.Integrity, message: re });
+
+/** What the host must make of each misbehaviour: the exec's outcome. */
+const EXPECTED: Record<string, { ok?: string; error?: { code: number; message: RegExp } }> = {
+  "data-after-eof": { error: violation(/protocol violation: data on stream 1 of a exec channel after its EOF/) },
+  "unknown-channel": { error: violation(/channel 2147483647, which the host never opened/) },
+  "duplicate-replies": { ok: "ok\n" },
+  "window-ignored": { error: violation(/exceeded its flow-control window/) },
+  "oversized-length": { error: violation(/frame of 4294967295 bytes exceeds the 1048576-byte limit/) },
+  "wrong-type": { error: violation(/frame type 2 not allowed from the agent/) },
+  "unknown-type": { error: violation(/unknown frame type 99/) },
+  "unknown-stream": { error: violation(/unknown stream 7/) },
+  "session-error": { error: { code: ErrorCode.Failed, message: /^guest agent: session: bye \[2J$/ } },
+  "garbled-result": { error: violation(/reply is not valid JSON/) },
+  "slow-drip": { ok: "drip\n" },
+  "half-frame": { error: violation(/a frame did not arrive whole within 300 ms \(6 bytes of it came\)/) },
+};
+
+describe("the agent client against a hostile agent", () => {
+  const { home, cleanup } = makeTempHome();
+  const servers: Server[] = [];
+  after(() => {
+    for (const s of servers) s.close();
+    cleanup();
+  });
+  const agent = async (name: string, onOpen: (c: FakeConn, o: Opened) => void) => {
+    const path = join(home, name);
+    servers.push(await fakeAgent(path, onOpen));
+    return path;
+  };
+
+  test("every misbehaviour ends that connection with one clear error (or is dropped); none escapes", async () => {
+    assert.deepEqual(Object.keys(EXPECTED).sort(), Object.keys(MISBEHAVIOURS).sort(), "every misbehaviour has an expectation");
+    for (const [name, want] of Object.entries(EXPECTED)) {
+      const path = await agent(`${name}.sock`, (c, o) => void MISBEHAVIOURS[name]!(c, o));
+      const client = await connectAgent(await dialUnix(path), { replyTimeoutMs: 300 });
+      const got = await execOutcome(client);
+      await settle();
+      if (want.ok !== undefined) {
+        assert.equal(got.error, undefined, `${name}: ${got.error?.message}`);
+        assert.equal(got.out, want.ok, name);
+        assert.deepEqual(got.status, { exitCode: 0 }, name);
+        assert.deepEqual(client.usage(), { channels: 0, bufferedBytes: 0 }, `${name}: nothing held after the outcome`);
+        client.close();
+      } else {
+        assert.equal(got.error?.code, want.error!.code, `${name}: ${got.error?.message}`);
+        assert.match(got.error!.message, want.error!.message, name);
+        assert.doesNotMatch(got.error!.message, /\n/, `${name}: one line`);
+        const reason = await client.done;
+        assert.equal(reason?.message, got.error!.message, `${name}: the connection ended with that error`);
+        await assert.rejects(client.health(), (e: unknown) => e === reason, `${name}: the dead connection says why`);
+      }
+    }
+  });
+
+  test("EOF then data on a stream nobody reads (the stats poll) is dropped, and the process survives", async () => {
+    const path = await agent("stats.sock", eofThenData);
+    const client = await connectAgent(await dialUnix(path));
+    for (let i = 0; i < 3; i++) assert.equal((await client.stats()).memory.total, 1 << 30);
+    await settle();
+    assert.deepEqual(client.usage(), { channels: 0, bufferedBytes: 0 });
+    client.close();
+  });
+
+  test("channels the guest never closes are released when the host is done: 600 health calls hold nothing", async () => {
+    const path = await agent("never-close.sock", answerNeverClose);
+    const client = await connectAgent(await dialUnix(path));
+    for (let i = 0; i < 600; i += 50) await Promise.all(Array.from({ length: 50 }, () => client.health()));
+    assert.deepEqual(client.usage(), { channels: 0, bufferedBytes: 0 });
+    client.close();
+  });
+
+  test("a guest flooding one-shot replies is cut off; 200 such requests leave no memory behind", async () => {
+    // The fake runs as its own process, so only the host side's memory is measured here.
+    const path = join(home, "flood.sock");
+    const fake = await spawnUntilReady(process.execPath, ["--import", "tsx", join(REPO, "test/hostile-agent/serve.ts"), path, "flood"]);
+    try {
+      gc();
+      const before = process.memoryUsage().arrayBuffers;
+      const clients: AgentClient[] = [];
+      let refused = 0;
+      for (let i = 0; i < 200; i++) {
+        const client = await connectAgent(await dialUnix(path)); // a fresh connection each time, as the daemon makes after one ends
+        clients.push(client);
+        await client.health().catch((err: unknown) => {
+          assert.match((err as Error).message, /data on stream 1 of a health channel \(it has none\)/);
+          refused++;
+        });
+      }
+      await settle();
+      gc();
+      const grown = process.memoryUsage().arrayBuffers - before;
+      for (const c of clients) c.close();
+      assert.equal(refused, 200, "every flooded reply is a violation");
+      // Held, 200 x 512 KiB would be 100 MiB; what may linger is a socket's last read per connection.
+      assert.ok(grown < 16 << 20, `memory grew by ${grown} bytes`);
+    } finally {
+      fake.kill("SIGKILL");
+    }
+  });
+
+  test(`unread output is bounded: ${MAX_CHANNELS} channels with full windows, then a clear refusal`, async () => {
+    const full = Buffer.alloc(INITIAL_WINDOW, 0x62);
+    const path = await agent("unread.sock", (c, o) => {
+      c.json(o.id, FrameType.Opened, { pid: o.id });
+      c.frame(o.id, FrameType.Data, full, Stream.Out);
+      c.frame(o.id, FrameType.Data, full, Stream.Err);
+    });
+    const client = await connectAgent(await dialUnix(path));
+    const handles = [];
+    for (let i = 0; i < MAX_CHANNELS; i++) handles.push(await client.exec({ argv: ["x"] }));
+    await settle();
+    const usage = client.usage();
+    assert.equal(usage.channels, MAX_CHANNELS);
+    assert.equal(usage.bufferedBytes, MAX_CHANNELS * 2 * INITIAL_WINDOW);
+    assert.ok(usage.bufferedBytes <= MAX_BUFFERED_BYTES);
+    await assert.rejects(client.exec({ argv: ["x"] }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.Unavailable && /already has 64 operations open/.test(e.message));
+    for (const h of handles) h.close();
+    assert.deepEqual(client.usage(), { channels: 0, bufferedBytes: 0 });
+    assert.equal((await client.exec({ argv: ["x"] })).pid > 0, true, "closing frees the slots");
+    client.close();
+  });
+
+  test("wrong versions are refused at the handshake", async () => {
+    const magicV2 = join(home, "magic-v2.sock");
+    servers.push(await fakePeer(magicV2, (s) => s.once("data", () => s.write(magic(2)))));
+    await assert.rejects(connectAgent(await dialUnix(magicV2)), /not a banger agent/);
+    const helloV2 = join(home, "hello-v2.sock");
+    servers.push(await fakePeer(helloV2, (s) => s.once("data", (d: Buffer) => s.write(answer(d, { version: 2 })))));
+    await assert.rejects(connectAgent(await dialUnix(helloV2)), /agent speaks protocol 2, banger speaks 1/);
+  });
+});
