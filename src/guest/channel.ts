@@ -65,7 +65,7 @@ class Inbound {
   push(payload: Buffer): void {
     // Checked on our own flag, never on the Readable's: pushing after push(null) makes Node
     // emit an 'error' that nobody may be listening for, and that kills the process.
-    if (this.ended) throw protocolError(`data on stream ${this.stream} of a ${this.ch.kind} channel ${this.ended}`);
+    if (this.ended) throw protocolError(`data on stream ${this.stream} of channel ${this.ch.id} (${this.ch.kind})${this.ended}`);
     if (this.received + payload.length - this.granted > INITIAL_WINDOW) throw protocolError("agent exceeded its flow-control window");
     this.received += payload.length;
     if (this.readable.destroyed) return; // the consumer is gone: drop the bytes (and grant no more credit)
@@ -73,7 +73,7 @@ class Inbound {
     this.grant();
   }
 
-  end(why = "after its EOF"): void {
+  end(why = " after its EOF"): void {
     if (this.ended) return;
     this.ended = why;
     if (!this.readable.destroyed) this.readable.push(null);
@@ -82,7 +82,7 @@ class Inbound {
   /** Fails the stream; an 'error' event only reaches someone listening (else it would crash). */
   abort(err: unknown): void {
     if (this.ended) return;
-    this.ended = "after the channel failed";
+    this.ended = " after the channel failed";
     if (this.readable.destroyed) return;
     this.readable.destroy(this.readable.listenerCount("error") > 0 ? (err as Error) : undefined);
   }
@@ -129,7 +129,7 @@ export class Channel {
   constructor(readonly host: ChannelHost, readonly id: number, readonly kind: string) {
     this.inbound = [undefined, new Inbound(this, Stream.Out), new Inbound(this, Stream.Err)];
     const has = OUTPUT_STREAMS[kind] ?? [];
-    for (const s of [Stream.Out, Stream.Err] as const) if (!has.includes(s)) this.inbound[s].end("(it has none)");
+    for (const s of [Stream.Out, Stream.Err] as const) if (!has.includes(s)) this.inbound[s].end(", which has no such stream");
   }
 
   /** Guest bytes not yet taken by their consumers on this channel. */

@@ -5,6 +5,7 @@
 // of a "VM" adopted by a real bangerd (daemon.test.ts).
 import { createServer, type Server, type Socket } from "node:net";
 import { once } from "node:events";
+import { ErrorCode } from "../../src/util/errors.ts";
 import { FrameDecoder, FrameType, INITIAL_WINDOW, Stream, encodeFrame, encodeJSON, magic, type Frame } from "../../src/guest/frame.ts";
 
 /** A channel the host opened: its id, kind and parameters. */
@@ -183,6 +184,24 @@ export const MISBEHAVIOURS: Record<string, (c: FakeConn, o: Opened) => void | Pr
     c.json(o.id, FrameType.Opened, { pid: 1 });
     c.raw(c.header(o.id, FrameType.Data, 10, Stream.Out).subarray(0, 6));
   },
+};
+
+const violation = (re: RegExp) => ({ code: ErrorCode.Integrity, message: re });
+
+/** What the host must make of each misbehaviour: the exec's outcome. */
+export const EXPECTED: Record<string, { ok?: string; error?: { code: number; message: RegExp } }> = {
+  "data-after-eof": { error: violation(/protocol violation: data on stream 1 of channel \d+ \(exec\) after its EOF$/) },
+  "unknown-channel": { error: violation(/channel 2147483647, which the host never opened/) },
+  "duplicate-replies": { ok: "ok\n" },
+  "window-ignored": { error: violation(/exceeded its flow-control window/) },
+  "oversized-length": { error: violation(/frame of 4294967295 bytes exceeds the 1048576-byte limit/) },
+  "wrong-type": { error: violation(/frame type 2 not allowed from the agent/) },
+  "unknown-type": { error: violation(/unknown frame type 99/) },
+  "unknown-stream": { error: violation(/unknown stream 7/) },
+  "session-error": { error: { code: ErrorCode.Failed, message: /^guest agent: session: bye \[2J$/ } },
+  "garbled-result": { error: violation(/reply is not valid JSON/) },
+  "slow-drip": { ok: "drip\n" },
+  "half-frame": { error: violation(/a frame did not arrive whole within 300 ms \(6 bytes of it came\)/) },
 };
 
 /**
