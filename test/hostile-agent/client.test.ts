@@ -140,6 +140,26 @@ describe("the agent client against a hostile agent", () => {
     client.close();
   });
 
+  test("replies whose text would reach the store or a terminal must follow the protocol's rules", async () => {
+    const session = (over: Record<string, unknown>) => ({ name: "ok", pid: 1, argv: ["sh"], state: "running", started: "2026-01-02T03:04:05Z", bytes: 0, ...over });
+    const replies: Array<[unknown, RegExp]> = [
+      [{ sessions: [session({ name: "evil\u001b[31m" })] }, /session: a name that breaks the name rule/],
+      [{ sessions: [session({ name: "../../x" })] }, /session: a name that breaks the name rule/],
+      [{ sessions: [session({ started: "yesterday\u001b[2J" })] }, /"started" is not an RFC 3339 UTC time/],
+      [{ sessions: Array.from({ length: 65 }, (_, i) => session({ name: `s${i}` })) }, /at most 64 sessions/],
+    ];
+    let next = 0;
+    const path = await agent("replies.sock", (c, o) => {
+      if (o.kind === "ports") return c.json(o.id, FrameType.Result, { ports: [{ proto: "tcp", address: "0.0.0.0\u001b]0;pwned\u0007", port: 80 }] });
+      c.json(o.id, FrameType.Result, replies[next++]![0]);
+    });
+    const client = await connectAgent(await dialUnix(path));
+    for (const [, why] of replies) await assert.rejects(client.sessionList(), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.Integrity && why.test(e.message));
+    await assert.rejects(client.ports(), /ports: an address that is not an IP address/);
+    assert.deepEqual(client.usage(), { channels: 0, bufferedBytes: 0 }, "a bad reply fails its request; the connection stays");
+    client.close();
+  });
+
   test("wrong versions are refused at the handshake", async () => {
     const magicV2 = join(home, "magic-v2.sock");
     servers.push(await fakePeer(magicV2, (s) => s.once("data", () => s.write(magic(2)))));
