@@ -12,22 +12,12 @@ import { BangerError, ErrorCode } from "../util/errors.ts";
 import { connectAgent, dialFirecrackerVsock, dialUnix } from "./index.ts";
 import { FrameDecoder, FrameType, MAX_PAYLOAD, encodeFrame, encodeJSON, magic } from "./frame.ts";
 import { startAgent } from "../../test/agent-process.ts";
-import { answer, fakePeer, helloThen } from "../../test/hostile-agent/fake.ts";
+import { answer, helloThen, useFakes } from "../../test/hostile-agent/fake.ts";
 
 const isBanger = (code: number, re: RegExp) => (e: unknown) => e instanceof BangerError && e.code === code && re.test(e.message);
 
 describe("untrusted peers", () => {
-  const { home, cleanup } = makeTempHome();
-  const servers: Server[] = [];
-  after(() => {
-    for (const s of servers) s.close();
-    cleanup();
-  });
-  const peer = async (name: string, onConn: (s: Socket) => void) => {
-    const path = join(home, name);
-    servers.push(await fakePeer(path, onConn));
-    return path;
-  };
+  const { peer } = useFakes();
 
   test("a garbage handshake is refused with a clear error", async () => {
     const path = await peer("garbage.sock", (s) => s.write("SSH-2.0-OpenSSH_9.2\r\n"));

@@ -1,20 +1,18 @@
 // The real agent client (src/guest) against a hostile fake agent (fake.ts): whatever the
 // guest sends, the host gets one clear error for that connection (or drops the frame), never
 // an exception that escapes to the process, and never memory beyond the stated bound.
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import type { Server } from "node:net";
 import { join } from "node:path";
 import { text } from "node:stream/consumers";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { REPO, makeTempHome } from "../helpers.ts";
+import { REPO } from "../helpers.ts";
 import { spawnUntilReady } from "../agent-process.ts";
 import { BangerError, ErrorCode } from "../../src/util/errors.ts";
-import { connectAgent, dialUnix, type AgentClient } from "../../src/guest/index.ts";
-import { MAX_BUFFERED_BYTES, MAX_CHANNELS } from "../../src/guest/client.ts";
-import { FrameType, INITIAL_WINDOW, Stream, magic } from "../../src/guest/frame.ts";
-import { EXPECTED, MISBEHAVIOURS, answer, answerNeverClose, eofThenData, fakeAgent, fakePeer, type FakeConn, type Opened } from "./fake.ts";
+import { MAX_BUFFERED_BYTES, MAX_CHANNELS, connectAgent, dialUnix, type AgentClient } from "../../src/guest/index.ts";
+import { FrameType, INITIAL_WINDOW, Stream, magic } from "../../src/guest/frame.ts"; // the wire format itself, as the fake agent speaks it
+import { EXPECTED, MISBEHAVIOURS, answer, answerNeverClose, eofThenData, useFakes } from "./fake.ts";
 
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
@@ -36,17 +34,7 @@ async function execOutcome(client: AgentClient): Promise<{ out?: string; status?
 const settle = () => new Promise((r) => setTimeout(r, 50));
 
 describe("the agent client against a hostile agent", () => {
-  const { home, cleanup } = makeTempHome();
-  const servers: Server[] = [];
-  after(() => {
-    for (const s of servers) s.close();
-    cleanup();
-  });
-  const agent = async (name: string, onOpen: (c: FakeConn, o: Opened) => void) => {
-    const path = join(home, name);
-    servers.push(await fakeAgent(path, onOpen));
-    return path;
-  };
+  const { home, agent, peer } = useFakes();
 
   test("every misbehaviour ends that connection with one clear error (or is dropped); none escapes", async () => {
     assert.deepEqual(Object.keys(EXPECTED).sort(), Object.keys(MISBEHAVIOURS).sort(), "every misbehaviour has an expectation");
@@ -161,11 +149,9 @@ describe("the agent client against a hostile agent", () => {
   });
 
   test("wrong versions are refused at the handshake", async () => {
-    const magicV2 = join(home, "magic-v2.sock");
-    servers.push(await fakePeer(magicV2, (s) => s.once("data", () => s.write(magic(2)))));
+    const magicV2 = await peer("magic-v2.sock", (s) => s.once("data", () => s.write(magic(2))));
     await assert.rejects(connectAgent(await dialUnix(magicV2)), /not a banger agent/);
-    const helloV2 = join(home, "hello-v2.sock");
-    servers.push(await fakePeer(helloV2, (s) => s.once("data", (d: Buffer) => s.write(answer(d, { version: 2 })))));
+    const helloV2 = await peer("hello-v2.sock", (s) => s.once("data", (d: Buffer) => s.write(answer(d, { version: 2 }))));
     await assert.rejects(connectAgent(await dialUnix(helloV2)), /agent speaks protocol 2, banger speaks 1/);
   });
 });

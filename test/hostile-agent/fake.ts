@@ -5,6 +5,9 @@
 // of a "VM" adopted by a real bangerd (daemon.test.ts).
 import { createServer, type Server, type Socket } from "node:net";
 import { once } from "node:events";
+import { join } from "node:path";
+import { after } from "node:test";
+import { makeTempHome } from "../helpers.ts";
 import { ErrorCode } from "../../src/util/errors.ts";
 import { FrameDecoder, FrameType, INITIAL_WINDOW, Stream, encodeFrame, encodeJSON, magic, type Frame } from "../../src/guest/frame.ts";
 
@@ -38,6 +41,33 @@ export function helloThen(afterHello: (s: Socket) => void) {
       s.write(answer(d));
       afterHello(s);
     });
+  };
+}
+
+/**
+ * For a test file: a temporary home for sockets, and fake peers (raw) or fake agents
+ * (protocol-speaking) listening there, all removed after the file's tests.
+ */
+export function useFakes(): {
+  home: string;
+  peer(name: string, onConn: (s: Socket) => void): Promise<string>;
+  agent(name: string, onOpen: (c: FakeConn, o: Opened) => void): Promise<string>;
+} {
+  const { home, cleanup } = makeTempHome();
+  const servers: Server[] = [];
+  after(() => {
+    for (const s of servers) s.close();
+    cleanup();
+  });
+  const listen = async (name: string, start: (path: string) => Promise<Server>) => {
+    const path = join(home, name);
+    servers.push(await start(path));
+    return path;
+  };
+  return {
+    home,
+    peer: (name, onConn) => listen(name, (p) => fakePeer(p, onConn)),
+    agent: (name, onOpen) => listen(name, (p) => fakeAgent(p, onOpen)),
   };
 }
 
