@@ -102,6 +102,14 @@ describe("a real daemon with a hostile guest agent", () => {
     await stillServing("stats");
   });
 
+  test("a port forward whose guest breaks the protocol after its EOF: the forward ends, the connection is dropped, nothing else", async () => {
+    // Everything up to the EOF was valid, so the forward itself ended cleanly; the data after it ends the VM's connection.
+    assert.deepEqual(await rpc.call("vm.tcp", { name: "hostile", port: 8080 }), { closed: true });
+    await stillServing("tcp");
+    const log = readFileSync(join(home, "logs", "bangerd.log"), "utf8");
+    assert.match(log, /"vm":"hostile","error":"guest agent protocol violation: data on stream 1 of channel \d+ \(tcp\) after its EOF/);
+  });
+
   // half-frame waits out the daemon's 30 s reply deadline; the client test covers it.
   for (const [name, want] of Object.entries(EXPECTED).filter(([n]) => n !== "half-frame")) {
     test(`exec misbehaviour "${name}": one clear answer, the daemon stays up`, async () => {

@@ -4,7 +4,8 @@
 //
 //   node --import tsx test/hostile-agent/serve.ts SOCKET [ONE_SHOT]
 //
-// exec runs the misbehaviour its argv[0] names (MISBEHAVIOURS), else answers "hostile-ok".
+// exec runs the misbehaviour its argv[0] names (MISBEHAVIOURS), else answers "hostile-ok";
+// tcp (a port forward) gets "data-after-eof".
 // One-shot kinds (stats, ports, health, ...) get ONE_SHOT: "flood" (full windows on streams
 // they do not have, no CLOSE), "eof-then-data" (RESULT, then EOF and DATA on a stream nobody
 // reads), "never-close" (a valid RESULT, no CLOSE). Default: stats "eof-then-data", ports "flood".
@@ -35,6 +36,7 @@ await fakeAgent(sock, (c, o) => {
     const bad = MISBEHAVIOURS[String(argv[0])];
     return void (bad ? bad(c, o) : wellBehavedExec(c, o));
   }
+  if (o.kind === "tcp") return void MISBEHAVIOURS["data-after-eof"]!(c, o);
   const oneShot = (oneShotMode ? ONE_SHOT[oneShotMode] : DEFAULT_ONE_SHOT[o.kind]) ?? answerNeverClose;
   oneShot(c, o);
 });
