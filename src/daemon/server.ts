@@ -54,7 +54,7 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
     store,
     log,
     locks: new KeyedLock(),
-    runtime: new VmRuntime(),
+    runtime: new VmRuntime((vm, err) => log.warn("guest agent connection ended", { vm, error: errorLine(err) })),
     network,
     startedAt: Date.now(),
     requestShutdown: () => shutdownRequested(),

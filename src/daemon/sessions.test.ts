@@ -6,7 +6,7 @@ import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { isAlive, makeTempHome } from "../../test/helpers.ts";
 import { connectAgent, dialUnix, type AgentClient } from "../guest/index.ts";
-import { startAgent } from "../guest/testkit.ts";
+import { startAgent } from "../../test/agent-process.ts";
 import type { CallContext } from "../rpc/index.ts";
 import { openStore, type Store } from "../store/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";

@@ -22,6 +22,9 @@ export class VmRuntime {
   private readonly handles = new Map<string, VmHandle>();
   private readonly agents = new Map<string, Promise<AgentClient>>();
 
+  /** `onAgentFailure` hears why a VM's agent connection ended badly (a misbehaving guest): one line per connection. */
+  constructor(private readonly onAgentFailure: (vm: string, err: Error) => void = () => undefined) {}
+
   setHandle(name: string, handle: VmHandle): void {
     this.handles.set(name, handle);
   }
@@ -52,8 +55,10 @@ export class VmRuntime {
         client: "bangerd",
         serial: handle.agentOverSerial,
       });
-      void client.done.then(() => {
+      // The next operation reconnects; a guest that broke the protocol affects only its own VM.
+      void client.done.then((err) => {
         if (this.agents.get(name) === connecting) this.agents.delete(name);
+        if (err) this.onAgentFailure(name, err);
       });
       return client;
     })();

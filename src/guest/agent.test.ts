@@ -14,7 +14,7 @@ import * as tarStream from "tar-stream";
 import { makeTempHome } from "../../test/helpers.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { connectAgent, dialUnix, type AgentClient } from "./index.ts";
-import { startAgent } from "./testkit.ts";
+import { startAgent } from "../../test/agent-process.ts";
 
 function makeTar(entries: Array<{ name: string; type?: "file" | "directory" | "symlink" | "link"; mode?: number; body?: string; linkname?: string }>): Readable {
   const pack = tarStream.pack();

@@ -1,35 +1,25 @@
-// The host's agent client: handshake, channel multiplexing, flow control, typed operations.
+// The host's agent client: channel multiplexing, flow control, typed operations.
 // Every byte from the guest is untrusted: frames are bounded by the decoder, buffering by
-// the credit windows, waiting by timeouts, and every reply is validated before use.
+// the credit windows, waiting by timeouts, and every reply is validated before use. Any
+// frame a guest may send, in any state, is either dropped (a late frame for a channel the
+// host is done with) or ends this connection with one protocol-violation error: nothing a
+// guest sends can throw past the connection or grow the host's memory without bound.
+//
+// The bound, per agent connection (so per VM in the daemon): at most MAX_CHANNELS (64)
+// channels open at once; a channel is released as soon as its outcome arrives or the host
+// gives up on it, whatever the guest does next; each channel buffers at most two output
+// streams of one window (256 KiB) each, because a guest that sends beyond its window is cut
+// off. So at most 64 x 2 x 256 KiB = 32 MiB of guest data is held per connection, plus
+// one frame (1 MiB) being decoded, which must complete within the reply deadline.
 import { Duplex, Readable, Writable } from "node:stream";
 import { constants as osConstants } from "node:os";
-import { randomBytes } from "node:crypto";
 import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
-import {
-  BULK_CHUNK,
-  DATA_CHUNK,
-  FrameDecoder,
-  FrameType,
-  HEADER_SIZE,
-  INITIAL_WINDOW,
-  MAX_PAYLOAD,
-  MAGIC_SIZE,
-  PROTO_VERSION,
-  Stream,
-  encodeFrame,
-  encodeHeader,
-  encodeJSON,
-  magic,
-  protocolError,
-  type Frame,
-} from "./frame.ts";
+import { BULK_CHUNK, FrameDecoder, FrameType, INITIAL_WINDOW, MAX_PAYLOAD, Stream, encodeFrame, encodeHeader, protocolError, type Frame } from "./frame.ts";
 import {
   parseExit,
   parseHealth,
-  parseHello,
   parsePorts,
   parseStats,
-  parseJSON,
   parseSessionInfo,
   parseSessionList,
   type AgentHealth,
@@ -39,6 +29,14 @@ import {
   type ListeningPort,
   type SessionInfo,
 } from "./messages.ts";
+import { Channel, deferred, type ChannelHost } from "./channel.ts";
+import { agentError, closedError, timeoutError } from "./errors.ts";
+import { handshake } from "./handshake.ts";
+
+/** Channels open at once on one connection; see the bound above. */
+export const MAX_CHANNELS = 64;
+/** The most guest data one connection holds: every channel's output streams full, plus a frame being decoded. */
+export const MAX_BUFFERED_BYTES = MAX_CHANNELS * 2 * INITIAL_WINDOW + MAX_PAYLOAD;
 
 export interface ConnectOptions {
   /** Handshake deadline (the agent may still be booting on a serial port). Default 10 s. */
@@ -146,13 +144,8 @@ export interface AgentClient {
   /** Forgets an exited session; force kills a running one first. */
   sessionRemove(name: string, opts?: { force?: boolean }): Promise<void>;
   close(): void;
-}
-
-const closedError = () =>
-  new BangerError(ErrorCode.Unavailable, "guest agent connection closed", "check the VM is running: banger vm ls");
-
-function timeoutError(what: string, ms: number): BangerError {
-  return new BangerError(ErrorCode.Timeout, `guest agent did not answer ${what} within ${ms} ms`, "check the VM console log: banger vm logs");
+  /** What this connection holds now: open channels, and guest bytes buffered (at most MAX_BUFFERED_BYTES). */
+  usage(): { channels: number; bufferedBytes: number };
 }
 
 /** Runs the versioned handshake over a connected byte stream and returns the client. */
@@ -162,341 +155,15 @@ export async function connectAgent(stream: Duplex, opts: ConnectOptions = {}): P
   return new Client(stream, info, rest, opts.replyTimeoutMs ?? 30_000);
 }
 
-async function handshake(stream: Duplex, timeoutMs: number, opts: ConnectOptions): Promise<{ info: AgentInfo; rest: Buffer }> {
-  const nonce = randomBytes(8).toString("hex");
-  const scanner = new HelloScanner(nonce, opts.serial === true);
-  return new Promise((resolve, reject) => {
-    const finish = (err?: unknown, value?: { info: AgentInfo; rest: Buffer }) => {
-      clearTimeout(timer);
-      stream.off("data", onData);
-      stream.off("close", onClose);
-      stream.off("error", onError);
-      opts.signal?.removeEventListener("abort", onAbort);
-      if (err) {
-        stream.destroy();
-        reject(err);
-      } else resolve(value!);
-    };
-    const onData = (chunk: Buffer) => {
-      try {
-        const done = scanner.push(chunk);
-        if (!done) return;
-        stream.pause();
-        finish(undefined, done);
-      } catch (err) {
-        finish(err);
-      }
-    };
-    const onClose = () => finish(new BangerError(ErrorCode.Unavailable, "guest agent closed the connection during the handshake", "check the VM console log: banger vm logs"));
-    const onError = (err: Error) => finish(new BangerError(ErrorCode.Unavailable, `guest agent connection failed: ${err.message}`));
-    const onAbort = () => finish(cancelled());
-    const timer = setTimeout(() => finish(timeoutError("the handshake", timeoutMs)), timeoutMs);
-    if (opts.signal?.aborted) return finish(cancelled());
-    opts.signal?.addEventListener("abort", onAbort, { once: true });
-    stream.on("data", onData);
-    stream.on("close", onClose);
-    stream.on("error", onError);
-    stream.resume(); // a dialer may have paused it (explicitly paused streams ignore new 'data' listeners)
-    const hello = { version: PROTO_VERSION, client: opts.client ?? "banger", nonce };
-    stream.write(Buffer.concat([magic(PROTO_VERSION), encodeJSON(0, FrameType.Hello, hello)]));
-  });
-}
-
-/** How many stale bytes a serial-port handshake may skip before giving up. */
-const MAX_SERIAL_SKIP = 8 << 20;
-
-/**
- * Finds the agent's answer: the magic, then a HELLO echoing our nonce. On a socket it must
- * come first. On a virtio-serial port, bytes an earlier session left in the pipe come
- * first, so they are skipped (bounded), and a magic not followed by our HELLO is stale too.
- */
-class HelloScanner {
-  private buf = Buffer.alloc(0);
-  private skipped = 0;
-  private readonly want = magic(PROTO_VERSION);
-  constructor(private readonly nonce: string, private readonly serial: boolean) {}
-
-  push(chunk: Buffer): { info: AgentInfo; rest: Buffer } | undefined {
-    this.buf = Buffer.concat([this.buf, chunk]);
-    for (;;) {
-      if (!this.alignToMagic()) return undefined;
-      if (this.buf.length < MAGIC_SIZE) return undefined;
-      let frames: Frame[];
-      try {
-        frames = new FrameDecoder().push(this.buf.subarray(MAGIC_SIZE, MAGIC_SIZE + HEADER_SIZE + MAX_PAYLOAD));
-      } catch (err) {
-        if (!this.serial) throw err;
-        this.skip(1);
-        continue;
-      }
-      const first = frames[0];
-      if (!first) return undefined; // the HELLO is still arriving
-      if (first.channel === 0 && first.type === FrameType.Error && !this.serial) throw agentError(first.payload, "handshake");
-      const info = first.channel === 0 && first.type === FrameType.Hello ? parseHello(first.payload) : undefined;
-      if (info && info.nonce === this.nonce) {
-        return { info, rest: this.buf.subarray(MAGIC_SIZE + HEADER_SIZE + first.payload.length) };
-      }
-      if (!this.serial) throw protocolError("the agent's HELLO does not answer ours");
-      this.skip(1);
-    }
-  }
-
-  /** Drops bytes before the magic; false when more input is needed. */
-  private alignToMagic(): boolean {
-    if (!this.serial) {
-      const n = Math.min(this.buf.length, MAGIC_SIZE);
-      if (!this.buf.subarray(0, n).equals(this.want.subarray(0, n))) {
-        throw new BangerError(
-          ErrorCode.Integrity,
-          `guest agent handshake failed: not a banger agent (first bytes ${JSON.stringify(this.buf.subarray(0, 16).toString("latin1"))})`,
-          "make sure the image carries the banger agent and the VM booted it",
-        );
-      }
-      return true;
-    }
-    const at = this.buf.indexOf(this.want);
-    if (at >= 0) {
-      this.skip(at);
-      return true;
-    }
-    this.skip(Math.max(0, this.buf.length - (MAGIC_SIZE - 1))); // keep a possible partial magic
-    return false;
-  }
-
-  private skip(n: number): void {
-    this.buf = this.buf.subarray(n);
-    this.skipped += n;
-    if (this.skipped > MAX_SERIAL_SKIP) {
-      throw new BangerError(ErrorCode.Integrity, `guest agent handshake failed: no answer in ${MAX_SERIAL_SKIP} bytes from the serial port`, "check the VM console log: banger vm logs");
-    }
-  }
-}
-
-/** An ERROR payload from the agent as a BangerError with a one-line, bounded message. */
-function agentError(payload: Buffer, what: string): BangerError {
-  let code = "failed";
-  let message = "unknown error";
-  try {
-    const v = parseJSON(payload) as { code?: unknown; message?: unknown };
-    if (typeof v.code === "string") code = v.code;
-    if (typeof v.message === "string") message = v.message;
-  } catch {
-    /* keep the defaults: a garbled error is still an error */
-  }
-  const line = oneLine(message);
-  const errCode =
-    code === "not_found" ? ErrorCode.NotFound : code === "invalid" ? ErrorCode.InvalidArgument : code === "exists" ? ErrorCode.AlreadyExists : ErrorCode.Failed;
-  return new BangerError(errCode, `guest agent: ${what}: ${line}`, code === "protocol" ? "the host and agent disagree on the protocol; rebuild the image's agent" : undefined);
-}
-
-function oneLine(s: string): string {
-  // eslint-disable-next-line no-control-regex
-  const clean = s.replace(/[\x00-\x1f\x7f]+/g, " ").trim();
-  return clean.length > 300 ? `${clean.slice(0, 300)}…` : clean;
-}
-
-interface Deferred<T> {
-  promise: Promise<T>;
-  resolve(v: T): void;
-  reject(e: unknown): void;
-}
-
-function deferred<T>(): Deferred<T> {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  promise.catch(() => undefined); // a rejection nobody awaited is not a crash
-  return { promise, resolve, reject };
-}
-
-/** One guest→host stream: a Readable whose consumption returns credit to the agent. */
-class Inbound {
-  readonly readable: Readable;
-  private received = 0;
-  private granted = 0;
-  /** The agent sent EOF: what is buffered is the whole stream. */
-  eof = false;
-  constructor(private readonly ch: Channel, private readonly stream: Stream) {
-    this.readable = new Readable({ highWaterMark: INITIAL_WINDOW, read: () => this.onRead() });
-  }
-
-  push(payload: Buffer): void {
-    if (this.readable.destroyed) return;
-    if (this.readable.readableEnded) throw protocolError("data after EOF");
-    if (this.received + payload.length - this.granted > INITIAL_WINDOW) throw protocolError("agent exceeded its flow-control window");
-    this.received += payload.length;
-    this.readable.push(payload);
-    this.grant();
-  }
-
-  end(): void {
-    if (this.eof) return;
-    this.eof = true;
-    if (!this.readable.destroyed) this.readable.push(null);
-  }
-
-  /** Fails the stream; an 'error' event only reaches someone listening (else it would crash). */
-  abort(err: unknown): void {
-    if (this.eof || this.readable.destroyed) return;
-    this.readable.destroy(this.readable.listenerCount("error") > 0 ? (err as Error) : undefined);
-  }
-
-  /**
-   * Node calls read() once and then waits for a push before calling it again. So it returns
-   * whatever was consumed at once; when nothing was yet, an empty push re-arms read() for the
-   * consumer's next read — else a reader that drains the buffer later and an agent waiting
-   * for credit deadlock.
-   */
-  private onRead(): void {
-    if (!this.grant(true) && !this.eof && !this.readable.destroyed) this.readable.push(Buffer.alloc(0));
-  }
-
-  /** Returns credit for bytes the consumer took: in batches, at once when drained, or when asked to. */
-  private grant(now = false): boolean {
-    const consumed = this.received - this.readable.readableLength;
-    const delta = consumed - this.granted;
-    if (delta <= 0) return false;
-    if (now || delta >= INITIAL_WINDOW / 4 || this.readable.readableLength === 0) {
-      this.granted += delta;
-      const b = Buffer.alloc(4);
-      b.writeUInt32BE(delta);
-      this.ch.client.send(encodeFrame(this.ch.id, FrameType.Window, b, this.stream));
-      return true;
-    }
-    return false;
-  }
-}
-
-class Channel {
-  readonly opened = deferred<unknown>();
-  readonly result = deferred<unknown>();
-  readonly inbound: [undefined, Inbound, Inbound];
-  private credit = INITIAL_WINDOW;
-  private creditWaiters: Array<() => void> = [];
-  /** Largest DATA payload sent: DATA_CHUNK, or BULK_CHUNK on channels that move files. */
-  chunk = DATA_CHUNK;
-  closed = false;
-  private failure: unknown;
-  private resultSeen = false;
-
-  constructor(readonly client: Client, readonly id: number) {
-    this.inbound = [undefined, new Inbound(this, Stream.Out), new Inbound(this, Stream.Err)];
-  }
-
-  handle(f: Frame): void {
-    switch (f.type) {
-      case FrameType.Opened:
-        this.opened.resolve(parseJSON(f.payload));
-        return;
-      case FrameType.Data:
-      case FrameType.Eof: {
-        const inb = this.inbound[f.stream];
-        if (!inb) throw protocolError(`agent sent data on input stream ${f.stream}`);
-        if (f.type === FrameType.Data) inb.push(f.payload);
-        else inb.end();
-        return;
-      }
-      case FrameType.Window: {
-        if (f.stream !== Stream.In || f.payload.length !== 4) throw protocolError("malformed WINDOW frame");
-        this.credit += f.payload.readUInt32BE(0);
-        if (this.credit > 2 ** 31) throw protocolError("flow-control window overflow");
-        this.wakeWriters();
-        return;
-      }
-      case FrameType.Result:
-        this.resultSeen = true;
-        this.result.resolve(parseJSON(f.payload));
-        this.opened.resolve(undefined);
-        return;
-      case FrameType.Error:
-        this.fail(agentError(f.payload, this.client.kindOf(this.id)));
-        return;
-      case FrameType.Close:
-        this.finish(closedError());
-        return;
-      default:
-        throw protocolError(`frame type ${f.type} not allowed from the agent`);
-    }
-  }
-
-  fail(err: unknown): void {
-    this.failure ??= err;
-    this.opened.reject(err);
-    this.result.reject(err);
-    this.inbound[1].abort(this.failure);
-    this.inbound[2].abort(this.failure);
-  }
-
-  /** The channel is over. After a RESULT its output streams simply end; otherwise they fail with `err`. */
-  finish(err: unknown): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.client.forget(this.id);
-    if (this.resultSeen && this.failure === undefined) {
-      this.inbound[1].end();
-      this.inbound[2].end();
-    } else this.fail(this.failure ?? err);
-    this.wakeWriters();
-  }
-
-  /** Sends bytes on the input stream, waiting for credit; fails once the channel is over. */
-  async sendData(data: Buffer): Promise<void> {
-    let off = 0;
-    while (off < data.length) {
-      while (this.credit === 0 && !this.closed) await new Promise<void>((r) => this.creditWaiters.push(r));
-      if (this.closed) throw this.failure ?? closedError();
-      const n = Math.min(data.length - off, this.credit, this.chunk);
-      this.credit -= n;
-      this.client.sendData(this.id, data.subarray(off, off + n));
-      off += n;
-    }
-  }
-
-  sendEof(): void {
-    if (!this.closed) this.client.send(encodeFrame(this.id, FrameType.Eof));
-  }
-
-  control(msg: object): void {
-    if (!this.closed) this.client.send(encodeJSON(this.id, FrameType.Control, msg));
-  }
-
-  /** Host-side close: the agent aborts whatever runs on the channel. */
-  close(): void {
-    if (this.closed) return;
-    this.client.send(encodeFrame(this.id, FrameType.Close));
-    this.finish(closedError());
-  }
-
-  /** A Writable feeding the input stream, with end() sending EOF. */
-  writable(): Writable {
-    return new Writable({
-      highWaterMark: DATA_CHUNK,
-      write: (chunk: Buffer, _enc, cb) => void this.sendData(chunk).then(() => cb(), cb),
-      final: (cb) => {
-        this.sendEof();
-        cb();
-      },
-    });
-  }
-
-  private wakeWriters(): void {
-    const waiters = this.creditWaiters;
-    this.creditWaiters = [];
-    for (const w of waiters) w();
-  }
-}
-
-class Client implements AgentClient {
-  private readonly decoder = new FrameDecoder();
+class Client implements AgentClient, ChannelHost {
+  private decoder = new FrameDecoder();
   private readonly channels = new Map<number, Channel>();
-  private readonly kinds = new Map<number, string>();
   private nextId = 1;
   private dead: BangerError | undefined;
   private readonly doneD = deferred<BangerError | undefined>();
   readonly done = this.doneD.promise;
+  /** Armed while a frame is half received: a guest that starts a frame must finish it. */
+  private frameTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly stream: Duplex,
@@ -525,39 +192,58 @@ class Client implements AgentClient {
     this.stream.uncork();
   }
 
-  kindOf(id: number): string {
-    return this.kinds.get(id) ?? "request";
+  release(id: number): void {
+    this.channels.delete(id);
   }
 
-  forget(id: number): void {
-    this.channels.delete(id);
-    this.kinds.delete(id);
+  usage(): { channels: number; bufferedBytes: number } {
+    let bytes = this.decoder.buffered;
+    for (const ch of this.channels.values()) bytes += ch.buffered;
+    return { channels: this.channels.size, bufferedBytes: bytes };
   }
 
   private onData(chunk: Buffer): void {
     if (this.dead) return;
     try {
-      for (const f of this.decoder.push(chunk)) this.route(f);
+      const frames = this.decoder.push(chunk);
+      this.watchPartialFrame(frames.length > 0);
+      for (const f of frames) this.route(f);
     } catch (err) {
       const e = err instanceof BangerError ? err : protocolError((err as Error).message);
       this.teardown(e);
     }
   }
 
+  /** A frame's bytes must all arrive within the reply deadline of its first byte (no half frame then silence, no endless drip). */
+  private watchPartialFrame(completedOne: boolean): void {
+    if (this.decoder.buffered === 0 || completedOne) {
+      clearTimeout(this.frameTimer);
+      this.frameTimer = undefined;
+    }
+    if (this.decoder.buffered > 0 && !this.frameTimer) {
+      const ms = this.replyTimeoutMs;
+      this.frameTimer = setTimeout(() => this.teardown(protocolError(`a frame did not arrive whole within ${ms} ms (${this.decoder.buffered} bytes of it came)`)), ms);
+      this.frameTimer.unref();
+    }
+  }
+
   private route(f: Frame): void {
+    if (this.dead) return; // an earlier frame in the same chunk ended the connection
     if (f.channel === 0) {
       if (f.type === FrameType.Error) throw agentError(f.payload, "session");
       throw protocolError(`frame type ${f.type} on channel 0 after the handshake`);
     }
     if (f.channel >= this.nextId) throw protocolError(`frame for channel ${f.channel}, which the host never opened`);
     const ch = this.channels.get(f.channel);
-    if (!ch) return; // closed by us a moment ago; late frames are harmless
+    if (!ch) return; // the host is done with it (outcome in, or abandoned): late frames are dropped
     ch.handle(f);
   }
 
   private teardown(err: BangerError): void {
     if (this.dead) return;
     this.dead = err;
+    clearTimeout(this.frameTimer);
+    this.decoder = new FrameDecoder(); // a dead connection holds no guest bytes
     for (const ch of [...this.channels.values()]) ch.finish(err);
     this.stream.destroy();
     this.doneD.resolve(err.code === ErrorCode.Unavailable ? undefined : err);
@@ -569,14 +255,20 @@ class Client implements AgentClient {
 
   private open(kind: string, params: Record<string, unknown> = {}): Channel {
     if (this.dead) throw this.dead;
+    if (this.channels.size >= MAX_CHANNELS) {
+      throw new BangerError(
+        ErrorCode.Unavailable,
+        `the guest agent already has ${MAX_CHANNELS} operations open on this connection`,
+        "wait for running commands, copies, forwards or attaches to end, or close some",
+      );
+    }
     const id = this.nextId++;
     const request = Buffer.from(JSON.stringify({ ...params, kind }));
     if (request.length > MAX_PAYLOAD) {
       throw new BangerError(ErrorCode.InvalidArgument, `${kind} request is ${request.length} bytes; the agent protocol allows ${MAX_PAYLOAD}`, "pass large data through stdin or files instead of argv/env");
     }
-    const ch = new Channel(this, id);
+    const ch = new Channel(this, id, kind);
     this.channels.set(id, ch);
-    this.kinds.set(id, kind);
     this.send(encodeFrame(id, FrameType.Open, request));
     return ch;
   }

@@ -6,8 +6,11 @@
 // and where the agent binaries are built. It does not start VMs (vmm), pick sockets or
 // cmdlines (vmm/daemon), or put the agent into images (rootfs). The guest is untrusted:
 // frames are bounded, buffering is bounded by flow control, replies are validated, and
-// every wait has a deadline.
-export { connectAgent } from "./client.ts";
+// every wait has a deadline. Whatever a guest sends, it is dropped or ends its own
+// connection with one protocol-violation error; it never throws past the connection, and
+// one connection holds at most MAX_BUFFERED_BYTES (64 channels x 2 x 256 KiB + one 1 MiB
+// frame, ~33 MiB) of guest data (client.ts says how).
+export { connectAgent, MAX_BUFFERED_BYTES, MAX_CHANNELS } from "./client.ts";
 export type { AgentClient, ConnectOptions, ExecHandle, ExecOptions, PutOptions, SessionAttachment, SessionOutput, SessionStartOptions } from "./client.ts";
 export type { AgentHealth, AgentInfo, ExitStatus, GuestStats, ListeningPort, SessionInfo } from "./messages.ts";
 export { dialFirecrackerVsock, dialUnix, AGENT_VSOCK_PORT, AGENT_SERIAL_NAME } from "./dial.ts";

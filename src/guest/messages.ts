@@ -1,6 +1,8 @@
 // Typed replies from the agent, validated field by field: the guest is untrusted, so a
 // reply of the wrong shape is a protocol error, never a crash or a silently wrong value.
+import { isIP } from "node:net";
 import { constants as osConstants } from "node:os";
+import { isValidName } from "../util/names.ts";
 import { PROTO_VERSION, protocolError } from "./frame.ts";
 
 export interface AgentInfo {
@@ -108,7 +110,9 @@ export function parsePorts(v: unknown): ListeningPort[] {
     const proto = o.proto === "tcp6" ? "tcp6" : o.proto === "tcp" ? "tcp" : undefined;
     const port = num(o, "port", "port");
     if (!proto || !Number.isInteger(port) || port < 0 || port > 65535) throw protocolError("ports: bad entry");
-    const out: ListeningPort = { proto, address: str(o, "address", "port", 64), port };
+    const address = str(o, "address", "port", 64);
+    if (isIP(address) === 0) throw protocolError("ports: an address that is not an IP address");
+    const out: ListeningPort = { proto, address, port };
     if (typeof o.pid === "number" && Number.isInteger(o.pid)) out.pid = o.pid;
     if (typeof o.command === "string") out.command = str(o, "command", "port", 512);
     return out;
@@ -171,16 +175,29 @@ export function parseSessionInfo(v: unknown): SessionInfo {
   const state = o.state === "exited" ? "exited" : o.state === "running" ? "running" : undefined;
   if (!state) throw protocolError("session: bad state");
   const argv = Array.isArray(o.argv) ? o.argv.slice(0, 4096).map((a) => (typeof a === "string" ? a.slice(0, 4096) : "")) : [];
-  const info: SessionInfo = { name: str(o, "name", w, 64), pid: num(o, "pid", w), argv, tty: o.tty === true, started: str(o, "started", w, 64), state, bytes: num(o, "bytes", w, true) };
+  // The name and times go into the store and onto terminals: only what the protocol allows.
+  const name = str(o, "name", w, 64);
+  if (!isValidName(name)) throw protocolError("session: a name that breaks the name rule");
+  const info: SessionInfo = { name, pid: num(o, "pid", w), argv, tty: o.tty === true, started: time(o, "started"), state, bytes: num(o, "bytes", w, true) };
   if (state === "exited") {
-    info.ended = str(o, "ended", w, 64);
+    info.ended = time(o, "ended");
     info.exit = parseExit(o);
   }
   return info;
 }
 
+/** An RFC 3339 UTC time as the agent writes it (2026-01-02T03:04:05Z). */
+function time(o: Obj, key: string): string {
+  const v = str(o, key, "session", 64);
+  if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/.test(v)) throw protocolError(`session: "${key}" is not an RFC 3339 UTC time`);
+  return v;
+}
+
+/** The agent keeps at most this many sessions (agent/sessions.go maxSessions). */
+const MAX_SESSIONS = 64;
+
 export function parseSessionList(v: unknown): SessionInfo[] {
   const list = obj(v, "session list").sessions ?? [];
-  if (!Array.isArray(list) || list.length > 1024) throw protocolError("session list: expected a bounded list");
+  if (!Array.isArray(list) || list.length > MAX_SESSIONS) throw protocolError(`session list: expected at most ${MAX_SESSIONS} sessions`);
   return list.map(parseSessionInfo);
 }

@@ -11,47 +11,13 @@ import { makeTempHome } from "../../test/helpers.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { connectAgent, dialFirecrackerVsock, dialUnix } from "./index.ts";
 import { FrameDecoder, FrameType, MAX_PAYLOAD, encodeFrame, encodeJSON, magic } from "./frame.ts";
-import { startAgent } from "./testkit.ts";
+import { startAgent } from "../../test/agent-process.ts";
+import { answer, helloThen, useFakes } from "../../test/hostile-agent/fake.ts";
 
 const isBanger = (code: number, re: RegExp) => (e: unknown) => e instanceof BangerError && e.code === code && re.test(e.message);
 
-/** A fake guest: `onConn` scripts what it sends back. */
-async function fakePeer(path: string, onConn: (s: Socket) => void): Promise<Server> {
-  const server = createServer(onConn);
-  server.listen(path);
-  await once(server, "listening");
-  return server;
-}
-
-/** The agent's answer to a host handshake (magic + HELLO echoing the host's nonce). */
-function answer(hostHello: Buffer, nonce?: string): Buffer {
-  const [f] = new FrameDecoder().push(hostHello.subarray(8));
-  const theirs = (JSON.parse(f!.payload.toString()) as { nonce: string }).nonce;
-  return Buffer.concat([magic(), encodeJSON(0, FrameType.Hello, { version: 1, agent_version: "fake", arch: "amd64", pid1: true, nonce: nonce ?? theirs })]);
-}
-
-/** Answers the handshake like a real agent, then hands over to `after`. */
-function helloThen(afterHello: (s: Socket) => void) {
-  return (s: Socket) => {
-    s.once("data", (d: Buffer) => {
-      s.write(answer(d));
-      afterHello(s);
-    });
-  };
-}
-
 describe("untrusted peers", () => {
-  const { home, cleanup } = makeTempHome();
-  const servers: Server[] = [];
-  after(() => {
-    for (const s of servers) s.close();
-    cleanup();
-  });
-  const peer = async (name: string, onConn: (s: Socket) => void) => {
-    const path = join(home, name);
-    servers.push(await fakePeer(path, onConn));
-    return path;
-  };
+  const { peer } = useFakes();
 
   test("a garbage handshake is refused with a clear error", async () => {
     const path = await peer("garbage.sock", (s) => s.write("SSH-2.0-OpenSSH_9.2\r\n"));

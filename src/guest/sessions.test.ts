@@ -9,7 +9,7 @@ import { buffer as collect } from "node:stream/consumers";
 import { makeTempHome, isAlive } from "../../test/helpers.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { connectAgent, dialUnix, type AgentClient } from "./index.ts";
-import { startAgent } from "./testkit.ts";
+import { startAgent } from "../../test/agent-process.ts";
 
 /** Accumulates a stream's text; waitFor resolves once `re` matches all text so far. */
 function textOf(stream: Readable) {

@@ -6,7 +6,7 @@ import type { ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connectAgent, dialUnix, type AgentClient } from "./index.ts";
-import { startAgent } from "./testkit.ts";
+import { startAgent } from "../../test/agent-process.ts";
 import { makeTempHome } from "../../test/helpers.ts";
 
 describe("guest client flow control", () => {

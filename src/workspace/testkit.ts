@@ -7,7 +7,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync,
 import { join } from "node:path";
 import { buffer as collect } from "node:stream/consumers";
 import { connectAgent, dialUnix, type AgentClient } from "../guest/index.ts";
-import { startAgent } from "../guest/testkit.ts"; // the guest folder's test support: the real agent as a process
+import { startAgent } from "../../test/agent-process.ts"; // the real agent as a process
 
 const IDENT = {
   GIT_AUTHOR_NAME: "Test User",
