@@ -1,6 +1,9 @@
 // Test support: agents as processes. The real agent (`banger-agent serve --unix SOCK`), and
-// any test program that says "ready" on stderr once it listens (the hostile fake agent).
+// any test program that says "ready" on stderr once it listens (the hostile fake agent); and
+// either one recorded as a running VM's VMM, for a real bangerd to adopt.
 import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { buildAgent } from "../src/guest/agentbin.ts";
 
 /** Builds the agent if needed (agent/build.sh) and starts `serve --unix sock`; resolves once it is ready. */
@@ -22,4 +25,20 @@ export async function spawnUntilReady(cmd: string, args: string[]): Promise<Chil
     await new Promise((r) => setTimeout(r, 20));
   }
   return child;
+}
+
+/**
+ * Serves `<runtimeDir>/agent.sock` with `serve` and records the server as that runtime dir's
+ * running qemu VMM (vmm.json, vmm.pid: what the qemu driver records for adopt()), so a bangerd
+ * that starts afterwards adopts it as a VM's agent. Its command line names the socket, which
+ * lies in the runtime dir: that is how the daemon tells it from a recycled pid.
+ */
+export async function adoptableVmm(runtimeDir: string, serve: (sock: string) => Promise<ChildProcess>): Promise<ChildProcess> {
+  mkdirSync(runtimeDir, { recursive: true, mode: 0o700 });
+  const sock = join(runtimeDir, "agent.sock");
+  const proc = await serve(sock);
+  const state = { driver: "qemu", pid: proc.pid, controlSocket: join(runtimeDir, "qmp.sock"), agentSocket: sock, sockets: [sock] };
+  writeFileSync(join(runtimeDir, "vmm.json"), JSON.stringify(state));
+  writeFileSync(join(runtimeDir, "vmm.pid"), `${proc.pid}\n`);
+  return proc;
 }

@@ -1,36 +1,28 @@
 // A hostile guest against the real daemon and the real CLI: what the guest reports (port
 // listings, session names and argv, error messages) reaches the terminal inert and the store
 // only under the name rule, and `ssh-config` ends within its bound when a guest never
-// finishes or floods output. The guest is test/hostile-guest-agent.ts (a fake speaking the real
-// protocol: see its header for why); everything else is real: bangerd adopts it as a running
-// VM's VMM at start-up, the CLI talks to bangerd over its socket.
+// finishes or floods output. The guest is test/hostile-agent/serve-text.ts (the fake agent
+// speaking the real protocol: see fake.ts for why); everything else is real: bangerd adopts it
+// as a running VM's VMM at start-up, the CLI talks to bangerd over its socket. Text the
+// protocol's rules forbid (a port address, a session name) is refused by the host's agent
+// client with the whole reply; that refusal is checked here as the user and the store see it.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
-import { appendFileSync, mkdirSync, truncateSync, writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { appendFileSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { openStore } from "../src/store/index.ts";
-import { makeTempHome, runBanger, stopDaemon } from "./helpers.ts";
-import { HOSTILE } from "./hostile-guest-agent.ts";
+import { REPO, makeTempHome, runBanger, stopDaemon } from "./helpers.ts";
+import { adoptableVmm, spawnUntilReady } from "./agent-process.ts";
+import { HOSTILE } from "./hostile-agent/fake.ts";
 
 /** Anything a terminal could act on, or that reorders text: must never be printed raw. */
 const RAW_CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
 
-function startHostileAgent(runtimeDir: string, mode: "hang" | "flood"): Promise<ChildProcess> {
-  mkdirSync(runtimeDir, { recursive: true, mode: 0o700 });
-  const sock = join(runtimeDir, "agent.sock");
-  const child = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "hostile-guest-agent.ts"), sock, runtimeDir, mode], { stdio: ["ignore", "pipe", "inherit"] });
-  return new Promise((resolve, reject) => {
-    child.stdout!.on("data", (b: Buffer) => {
-      if (!b.toString().includes("ready")) return;
-      // What the qemu driver records for adopt(): bangerd re-adopts this "VMM" when it starts.
-      const state = { driver: "qemu", pid: child.pid, controlSocket: join(runtimeDir, "qmp.sock"), agentSocket: sock, sockets: [sock] };
-      writeFileSync(join(runtimeDir, "vmm.json"), JSON.stringify(state));
-      writeFileSync(join(runtimeDir, "vmm.pid"), `${child.pid}\n`);
-      resolve(child);
-    });
-    child.once("exit", (code) => reject(new Error(`hostile agent exited: ${code}`)));
-  });
+/** The hostile guest (serve-text.ts) as the agent of VM `id-<name>`'s runtime dir under `home`. */
+function startHostileAgent(home: string, name: string, exec: "hang" | "flood", replies: "valid" | "rule-breaking"): Promise<ChildProcess> {
+  const serve = (sock: string) => spawnUntilReady(process.execPath, ["--import", "tsx", join(REPO, "test/hostile-agent/serve-text.ts"), sock, exec, replies]);
+  return adoptableVmm(join(home, "run", "vms", `id-${name}`), serve);
 }
 
 describe("a hostile guest", () => {
@@ -43,9 +35,10 @@ describe("a hostile guest", () => {
     const store = openStore(join(home, "banger.db"));
     store.putKernel({ name: "k", source: "test", kernelVersion: "6.1", distro: "debian", arch: "x86_64", vmlinuxSha256: "a".repeat(64), hasInitrd: false, modules: [], sizeBytes: 1 });
     store.putImage({ name: "i", source: "test", digest: "", kernelRef: "k", distro: "busybox", arch: "x86_64", sizeBytes: 1, config: {} });
-    for (const [name, mode] of [["evil", "hang"], ["flood", "flood"]] as const) {
+    // evil: replies within the rules, exec hangs; flood: replies that break them, exec floods.
+    for (const [name, exec, replies] of [["evil", "hang", "valid"], ["flood", "flood", "rule-breaking"]] as const) {
       store.insertVm({ name, id: `id-${name}`, state: "running", image: "i", kernel: "k", vmm: "qemu", cpus: 1, memoryMib: 256, diskBytes: 0, pid: 1, ip: null, error: null, config: {} });
-      agents.push(await startHostileAgent(join(home, "run", "vms", `id-${name}`), mode));
+      agents.push(await startHostileAgent(home, name, exec, replies));
     }
     // A stopped VM whose console log grew huge (8 GiB, sparse) while nothing capped it.
     store.insertVm({ name: "quiet", id: "id-quiet", state: "stopped", image: "i", kernel: "k", vmm: "qemu", cpus: 1, memoryMib: 256, diskBytes: 0, pid: null, ip: null, error: `guest said ${HOSTILE}`, config: {} });
@@ -66,7 +59,7 @@ describe("a hostile guest", () => {
     cleanup();
   });
 
-  it("`vm ports` prints process names and addresses inert; --json keeps them exact and inert", async () => {
+  it("`vm ports` prints process names inert, --json keeps them exact and inert; an address that is not an IP is refused, inertly", async () => {
     const res = await runBanger(["vm", "ports", "evil"], { home, env });
     assert.equal(res.code, 0, res.stderr);
     assert.doesNotMatch(res.stdout, RAW_CONTROL);
@@ -74,6 +67,11 @@ describe("a hostile guest", () => {
     const json = await runBanger(["vm", "ports", "evil", "--json"], { home, env });
     assert.doesNotMatch(json.stdout.replace(/\n/g, ""), RAW_CONTROL);
     assert.equal(JSON.parse(json.stdout)[0].command, HOSTILE);
+    const bad = await runBanger(["vm", "ports", "flood"], { home, env });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^banger: guest agent protocol violation: ports: an address that is not an IP address \(.*\)\n$/);
+    assert.doesNotMatch(bad.stderr.trimEnd(), RAW_CONTROL);
+    assert.doesNotMatch(bad.stdout + bad.stderr, /evil/, "nothing of the hostile reply is printed");
   });
 
   it("`session ls` shows argv inert and never stores a guest session name that breaks the name rule", async () => {
@@ -81,11 +79,20 @@ describe("a hostile guest", () => {
     assert.equal(res.code, 0, res.stderr);
     assert.doesNotMatch(res.stdout, RAW_CONTROL);
     assert.match(res.stdout, /ok-1/);
+    assert.match(res.stdout, /x\\e\[2J\\e\]52;c;cm0gLXJmIH4=\\x07\\x9b31m/, "the argv is shown, escaped");
     const rows = res.stdout.trim().split("\n").slice(1);
-    assert.equal(rows.length, 1, `only the well-named session is listed:\n${res.stdout}`);
+    assert.equal(rows.length, 1, `the one session reported is listed once:\n${res.stdout}`);
+    // A list with one hostile name is refused whole (the agent client's rule): nothing of it is listed or stored.
+    const bad = await runBanger(["session", "ls", "flood"], { home, env });
+    assert.equal(bad.code, 0, bad.stderr);
+    assert.doesNotMatch(bad.stdout + bad.stderr, RAW_CONTROL);
+    assert.doesNotMatch(bad.stdout, /ok-1|evil/);
+    const log = readFileSync(join(home, "logs", "bangerd.log"), "utf8");
+    assert.match(log, /"vm":"flood","error":"guest agent protocol violation: session: a name that breaks the name rule \(/, "the reply came and was refused");
     const store = openStore(join(home, "banger.db"));
     try {
       assert.deepEqual(store.listSessions("evil").map((s) => s.name), ["ok-1"]);
+      assert.deepEqual(store.listSessions("flood").map((s) => s.name), []);
     } finally {
       store.close();
     }

@@ -8,10 +8,10 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO, isAlive, makeTempHome, mustRun, runBanger, stopDaemon } from "../helpers.ts";
-import { spawnUntilReady, startAgent } from "../agent-process.ts";
+import { adoptableVmm, spawnUntilReady, startAgent } from "../agent-process.ts";
 import { RpcClient } from "../../src/rpc/index.ts";
 import { openStore } from "../../src/store/index.ts";
 import { EXPECTED } from "./fake.ts";
@@ -22,13 +22,7 @@ const rssBytes = (pid: number) => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync
 /** Records a running qemu VM whose agent socket is `<runtime dir>/agent.sock`, served by `serve(sock)`. */
 async function fakeVm(home: string, name: string, serve: (sock: string) => Promise<ChildProcess>): Promise<ChildProcess> {
   const id = `id-${name}`;
-  const runtimeDir = join(home, "run", "vms", id);
-  mkdirSync(runtimeDir, { recursive: true });
-  const sock = join(runtimeDir, "agent.sock");
-  const proc = await serve(sock);
-  const state = { driver: "qemu", pid: proc.pid, controlSocket: join(runtimeDir, "qmp.sock"), agentSocket: sock, sockets: [sock] };
-  writeFileSync(join(runtimeDir, "vmm.json"), JSON.stringify(state));
-  writeFileSync(join(runtimeDir, "vmm.pid"), `${proc.pid}\n`);
+  const proc = await adoptableVmm(join(home, "run", "vms", id), serve);
   const store = openStore(join(home, "banger.db"));
   try {
     store.insertVm({ name, id, state: "running", image: "none", kernel: "none", vmm: "qemu", cpus: 1, memoryMib: 64, diskBytes: 1 << 20, pid: proc.pid!, ip: null, error: null, config: {} });

@@ -1,15 +1,21 @@
 // Test support: a fake guest agent on a Unix socket that speaks the real protocol
 // (agent/PROTOCOL.md, encoded with the host's own src/guest/frame.ts) and then misbehaves
-// as a hostile guest would. Mocks by necessity: no real agent can be made to misbehave.
-// Used by the client tests (client.test.ts) and, run as a program (serve.ts), as the agent
-// of a "VM" adopted by a real bangerd (daemon.test.ts).
+// as a hostile guest would. Mocks by necessity: no real agent can be made to misbehave, and
+// making a real guest list a process named with escape sequences, or hang its shell, would
+// need a whole VM. The only fake agent of the tests: used by the client tests
+// (client.test.ts) and, run as a program, as the agent of a "VM" adopted by a real bangerd:
+// serve.ts (protocol misbehaviours, daemon.test.ts) and serve-text.ts (hostile text, an exec
+// that never ends or floods: test/hostile-guest.test.ts).
 import { createServer, type Server, type Socket } from "node:net";
 import { once } from "node:events";
 import { join } from "node:path";
 import { after } from "node:test";
 import { makeTempHome } from "../helpers.ts";
 import { ErrorCode } from "../../src/util/errors.ts";
-import { FrameDecoder, FrameType, INITIAL_WINDOW, Stream, encodeFrame, encodeJSON, magic, type Frame } from "../../src/guest/frame.ts";
+import { DATA_CHUNK, FrameDecoder, FrameType, INITIAL_WINDOW, Stream, encodeFrame, encodeJSON, magic, type Frame } from "../../src/guest/frame.ts";
+
+/** Every kind of terminal attack: C0 bytes, CSI, OSC 52 clipboard write, C1 CSI, bidi override, DEL. */
+export const HOSTILE = `x\x1b[2J\x1b]52;c;cm0gLXJmIH4=\x07\u009b31m\u202eevil\u2066\x7f${String.fromCharCode(...Array.from({ length: 32 }, (_, i) => i))}`;
 
 /** A channel the host opened: its id, kind and parameters. */
 export interface Opened {
@@ -73,6 +79,9 @@ export function useFakes(): {
 
 /** One host connection to the fake agent, after the handshake. */
 export class FakeConn {
+  /** Output streams being flooded ("channel:stream"): what is sent again and the credit left. */
+  private readonly floods = new Map<string, { chunk: Buffer; credit: number }>();
+
   constructor(readonly socket: Socket) {}
 
   frame(channel: number, type: FrameType, payload: Buffer = Buffer.alloc(0), stream: Stream = Stream.In): void {
@@ -96,6 +105,32 @@ export class FakeConn {
     }
   }
 
+  /**
+   * Sends `chunk` on an output stream for ever, as fast as the host's credit allows: a guest
+   * that floods but follows the protocol. The host's WINDOW frames refill the credit (grant);
+   * its CLOSE ends the flood (release).
+   */
+  flood(channel: number, stream: Stream, chunk: Buffer = Buffer.alloc(DATA_CHUNK, HOSTILE)): void {
+    this.floods.set(`${channel}:${stream}`, { chunk, credit: INITIAL_WINDOW });
+    this.pump(channel, stream);
+  }
+
+  grant(channel: number, stream: Stream, bytes: number): void {
+    const flood = this.floods.get(`${channel}:${stream}`);
+    if (!flood) return;
+    flood.credit += bytes;
+    this.pump(channel, stream);
+  }
+
+  release(channel: number): void {
+    for (const stream of [Stream.Out, Stream.Err]) this.floods.delete(`${channel}:${stream}`);
+  }
+
+  private pump(channel: number, stream: Stream): void {
+    const flood = this.floods.get(`${channel}:${stream}`)!;
+    for (; flood.credit >= flood.chunk.length; flood.credit -= flood.chunk.length) this.frame(channel, FrameType.Data, flood.chunk, stream);
+  }
+
   /** A header announcing `length` bytes (beyond the limit, for the oversized-length case). */
   header(channel: number, type: number, length: number, stream = 0): Buffer {
     const h = Buffer.alloc(12);
@@ -108,8 +143,9 @@ export class FakeConn {
 }
 
 /**
- * A fake agent: answers handshakes, decodes the host's frames (the real decoder), and calls
- * `onOpen` for every channel the host opens. What it does then is the test's choice.
+ * A fake agent: answers handshakes, decodes the host's frames (the real decoder), keeps the
+ * credit the host grants (for FakeConn.flood), and calls `onOpen` for every channel the host
+ * opens. What it does then is the test's choice.
  */
 export async function fakeAgent(path: string, onOpen: (conn: FakeConn, open: Opened) => void): Promise<Server> {
   return fakePeer(
@@ -126,6 +162,8 @@ export async function fakeAgent(path: string, onOpen: (conn: FakeConn, open: Ope
           return void s.destroy();
         }
         for (const f of frames) {
+          if (f.type === FrameType.Window) conn.grant(f.channel, f.stream, f.payload.readUInt32BE(0));
+          if (f.type === FrameType.Close) conn.release(f.channel);
           if (f.type !== FrameType.Open) continue;
           const params = JSON.parse(f.payload.toString()) as Record<string, unknown>;
           onOpen(conn, { id: f.channel, kind: String(params.kind), params });
