@@ -10,7 +10,7 @@ import type { AgentClient, ExitStatus, SessionInfo } from "../guest/index.ts";
 import type { SessionRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, errorLine, invalidArgument } from "../util/errors.ts";
 import { withDeadline } from "../util/exec.ts";
-import { isValidName, validateName } from "../util/names.ts";
+import { validateName } from "../util/names.ts";
 import type { DaemonContext } from "./context.ts";
 import { parseExecParams } from "./exec.ts";
 import { emitStream, inputStream, type StreamEvent } from "./streams.ts";
@@ -139,23 +139,16 @@ async function sessionsOfVm(ctx: DaemonContext, vm: string, running: boolean): P
     const agent = await ctx.runtime.agent(vm, { timeoutMs: LIST_TIMEOUT_MS });
     live = await withDeadline(agent.sessionList(), LIST_TIMEOUT_MS);
   } catch (err) {
-    ctx.log.warn("session list: agent did not answer", { vm, error: errorLine(err) });
+    ctx.log.warn("session list: no usable answer from the agent", { vm, error: errorLine(err) });
     return ctx.store.listSessions(vm).map((row) => ({ ...row, live: false }));
   }
-  live = acceptableSessions(ctx, vm, live);
+  // The guest client already refused any list whose names break the name rule (guest/messages.ts).
   reconcile(ctx, vm, live);
   const byName = new Map(live.map((s) => [s.name, s]));
   return ctx.store.listSessions(vm).map((row) => {
     const s = byName.get(row.name);
     return s ? { ...row, pid: s.pid, exit: s.exit, bytes: s.bytes, live: true } : { ...row, live: true };
   });
-}
-
-/** Sessions whose guest-reported name breaks the name rule never reach the store (or a terminal): dropped, with a warning. */
-function acceptableSessions(ctx: DaemonContext, vm: string, live: SessionInfo[]): SessionInfo[] {
-  const ok = live.filter((s) => isValidName(s.name));
-  if (ok.length < live.length) ctx.log.warn("session list: ignored sessions with invalid names", { vm, ignored: live.length - ok.length });
-  return ok;
 }
 
 /** The agent is the truth for what it reports; stored rows it no longer has are lost. */
