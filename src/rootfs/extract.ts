@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { pipeline, type Readable } from "node:stream";
 import tar from "tar-stream";
 import { BangerError, ErrorCode, cancelled, invalidArgument } from "../util/errors.ts";
-import { keptXattrs, linkTarget, memberPath, orThrow, shown } from "../util/paths.ts";
+import { MetadataBudget, keptXattrs, linkTarget, memberPath, orThrow, shown } from "../util/paths.ts";
 import { noProgress, type Progress } from "../util/progress.ts";
 import { PaxXattrSniffer } from "./paxsniff.ts";
 import type { Tree, TreeEntry, TreeEntryType } from "./tree.ts";
@@ -24,6 +24,8 @@ export interface ExtractOptions {
   maxEntries?: number;
   /** Most bytes of file content accepted in total (default 32 GiB). */
   maxBytes?: number;
+  /** Most bytes of names, link targets and xattrs held (default MAX_TREE_METADATA_BYTES). */
+  maxMetadataBytes?: number;
 }
 
 const MAX_ID = 0xfffffffe;
@@ -40,7 +42,8 @@ export async function extractRootfsTar(tarStream: Readable, stagingDir: string, 
   // directory) must not emit an error nobody handles.
   mkdirSync(stagingDir, { recursive: true, mode: 0o700 });
   const tree: Tree = { dir: stagingDir, entries: new Map() };
-  const sniffer = new PaxXattrSniffer();
+  const budget = new MetadataBudget(opts.maxMetadataBytes);
+  const sniffer = new PaxXattrSniffer(budget, invalidArgument);
   const extract = tar.extract();
   const onAbort = () => extract.destroy(cancelled());
   opts.signal?.addEventListener("abort", onAbort, { once: true });
@@ -48,13 +51,16 @@ export async function extractRootfsTar(tarStream: Readable, stagingDir: string, 
   pipeline(tarStream, sniffer, extract as unknown as NodeJS.WritableStream, (err) => {
     if (err) streamError = err;
   });
-  const writer = new TreeWriter(tree, opts);
+  const writer = new TreeWriter(tree, opts, budget);
   try {
     if (opts.signal?.aborted) throw cancelled();
     for await (const entry of extract) {
       if (opts.signal?.aborted) throw cancelled();
       const header = entry.header as TarHeader;
-      await writer.add(header, entry as AsyncIterable<Buffer>, sniffer.xattrsByOffset.get(header.byteOffset ?? -1));
+      const offset = header.byteOffset ?? -1;
+      const xattrs = sniffer.xattrsByOffset.get(offset);
+      sniffer.xattrsByOffset.delete(offset);
+      await writer.add(header, entry as AsyncIterable<Buffer>, xattrs);
       entry.resume();
     }
     if (opts.signal?.aborted) throw cancelled();
@@ -87,6 +93,7 @@ class TreeWriter {
   constructor(
     private readonly tree: Tree,
     opts: ExtractOptions,
+    private readonly budget: MetadataBudget,
   ) {
     this.maxEntries = opts.maxEntries ?? 500_000;
     this.maxBytes = opts.maxBytes ?? 32 * 1024 ** 3;
@@ -94,6 +101,7 @@ class TreeWriter {
   }
 
   async add(header: TarHeader, body: AsyncIterable<Buffer>, rawXattrs: Map<string, Buffer> | undefined): Promise<void> {
+    orThrow(this.budget.spend([header.name, header.linkname]), invalidArgument);
     const path = orThrow(memberPath(header.name, "tar member"), invalidArgument);
     const type = entryType(header);
     if (path === "") {

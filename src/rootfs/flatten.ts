@@ -12,7 +12,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import tar from "tar-stream";
 import { BangerError, ErrorCode, cancelled, integrity, invalidArgument } from "../util/errors.ts";
-import { keptXattrs, linkTarget, memberPath, orThrow, parentOf, shown } from "../util/paths.ts";
+import { MetadataBudget, keptXattrs, linkTarget, memberPath, orThrow, parentOf, shown } from "../util/paths.ts";
 import { PaxXattrSniffer } from "./paxsniff.ts";
 import type { Tree, TreeEntry, TreeEntryType } from "./tree.ts";
 
@@ -25,6 +25,8 @@ export interface FlattenOptions {
   maxEntries?: number;
   /** Cap on file bytes written over all layers. Default 64 GiB. */
   maxBytes?: number;
+  /** Cap on names, link targets and xattrs held over all layers. Default MAX_TREE_METADATA_BYTES. */
+  maxMetadataBytes?: number;
 }
 
 const WHITEOUT = ".wh.";
@@ -85,16 +87,19 @@ class Flattener {
   private layer = 0;
   private count = 0;
   private bytes = 0;
+  private readonly budget: MetadataBudget;
 
   constructor(
     private readonly root: string,
     private readonly opts: FlattenOptions,
-  ) {}
+  ) {
+    this.budget = new MetadataBudget(opts.maxMetadataBytes);
+  }
 
   async applyLayer(stream: Readable, index: number): Promise<void> {
     this.layer = index;
     this.layerPaths = new Set();
-    const sniffer = new PaxXattrSniffer();
+    const sniffer = new PaxXattrSniffer(this.budget, (reason) => this.reject(reason));
     const extract = tar.extract();
     const fail = (err: Error) => extract.destroy(err);
     const onAbort = () => fail(cancelled());
@@ -128,6 +133,7 @@ class Flattener {
   private async applyEntry(entry: Entry, xattrs: Map<string, Buffer> | undefined): Promise<void> {
     const h = entry.header;
     if (++this.count > (this.opts.maxEntries ?? 2_000_000)) throw this.reject("too many entries");
+    orThrow(this.budget.spend([h.name, h.linkname]), (reason) => this.reject(reason));
     const path = this.normalise(h.name, "path");
     const type = TAR_TYPES[h.type];
     const name = path.slice(path.lastIndexOf("/") + 1);

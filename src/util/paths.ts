@@ -26,6 +26,13 @@ export type Checked<T> = T | Refused;
 
 export const MAX_PATH_BYTES = 4095;
 export const MAX_NAME_BYTES = 255;
+/**
+ * Most bytes of member names, link targets and xattrs (names and values, kept or dropped) one
+ * tar reader holds for a tree: they stay in memory until its image is built, and a small
+ * compressed layer of long names or big xattr records decodes to gigabytes of them. A large
+ * real image holds a few tens of MiB.
+ */
+export const MAX_TREE_METADATA_BYTES = 256 * 1024 * 1024;
 /** Namespaces applied from images; trusted.* and system.* (ACLs) never come from untrusted input. */
 export const KEPT_XATTR_NAMESPACES = ["user.", "security."] as const;
 export const MAX_XATTRS = 32;
@@ -124,6 +131,20 @@ export function keptXattrs(raw: ReadonlyMap<string, Buffer> | undefined): Checke
     out[name] = value;
   }
   return Object.keys(out).length > 0 ? out : undefined;
+}
+
+/** Counts a tree's metadata bytes (see MAX_TREE_METADATA_BYTES) over every entry read. */
+export class MetadataBudget {
+  private used = 0;
+
+  constructor(readonly max = MAX_TREE_METADATA_BYTES) {}
+
+  /** Adds the bytes of `strings` and `buffers`: the total so far, or the refusal once it passes the cap. */
+  spend(strings: readonly (string | null | undefined)[], buffers: Iterable<Buffer> = []): Checked<number> {
+    for (const s of strings) this.used += s ? Buffer.byteLength(s) : 0;
+    for (const b of buffers) this.used += b.length;
+    return this.used > this.max ? { refused: `the tree's names, link targets and xattrs take more than ${this.max} bytes` } : this.used;
+  }
 }
 
 /** The checked value, or the refusal thrown as the caller's error. */

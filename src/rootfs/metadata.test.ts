@@ -1,0 +1,57 @@
+// The metadata a tar reader holds in memory for a tree (member names, link targets, xattr
+// names and values, kept or dropped) is bounded: a small compressed layer of long names or
+// big xattr records would otherwise decode to gigabytes of them in the daemon's heap.
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { after, describe, it } from "node:test";
+import { BangerError } from "../util/errors.ts";
+import { MAX_TREE_METADATA_BYTES } from "../util/paths.ts";
+import { extractRootfsTar, flattenLayers, type Tree } from "./index.ts";
+import { buildTar, type RawTarEntry } from "./testtar.ts";
+
+const root = mkdtempSync(join(tmpdir(), "bgr-metadata-"));
+after(() => rmSync(root, { recursive: true, force: true }));
+let n = 0;
+
+const CAP = 1024 * 1024;
+const PIPELINES: Record<string, (tar: Buffer, staging: string) => Promise<Tree>> = {
+  "OCI layer": (tar, staging) => flattenLayers([Readable.from([tar])], staging, { maxMetadataBytes: CAP }),
+  "docker export": (tar, staging) => extractRootfsTar(Readable.from([tar]), staging, { maxMetadataBytes: CAP }),
+};
+
+const big = (bytes: number) => Buffer.alloc(bytes, "v");
+/** Each shape with about `count` x 32 KiB of metadata. */
+const SHAPES: Record<string, (count: number) => RawTarEntry[]> = {
+  "xattrs in a dropped namespace": (count) => [...Array(count).keys()].map((i) => ({ name: `f${i}`, type: "0" as const, pax: { "SCHILY.xattr.trusted.x": big(32 * 1024) } })),
+  "kept xattrs": (count) => [...Array(count).keys()].map((i) => ({ name: `f${i}`, type: "0" as const, pax: { "SCHILY.xattr.user.x": big(32 * 1024) } })),
+  "long names": (count) => [
+    { name: "d/", type: "5" as const, pax: { path: Buffer.from(`${"d".repeat(250)}/`) } },
+    ...[...Array(count * 64).keys()].map((i) => ({ name: "p", type: "0" as const, pax: { path: Buffer.from(`${"d".repeat(250)}/${String(i).padStart(250, "n")}`) } })),
+  ],
+  "long symlink targets": (count) => [...Array(count * 8).keys()].map((i) => ({ name: `l${i}`, type: "2" as const, linkname: "x", pax: { linkpath: Buffer.from("t".repeat(4000)) } })),
+};
+
+describe("tar readers bound the metadata they hold for a tree", () => {
+  it(`by default at ${MAX_TREE_METADATA_BYTES} bytes`, () => assert.equal(MAX_TREE_METADATA_BYTES, 256 * 1024 * 1024));
+  for (const [pipeline, read] of Object.entries(PIPELINES)) {
+    for (const [shape, entries] of Object.entries(SHAPES)) {
+      it(`${pipeline}: ${shape} past the cap are refused with one line, nothing left`, async () => {
+        const staging = join(root, `case-${n++}`);
+        await assert.rejects(read(buildTar(entries(40)), staging), (err: unknown) => {
+          assert.ok(err instanceof BangerError, String(err));
+          assert.match(err.message, new RegExp(`names, link targets and xattrs .*more than ${CAP} bytes`));
+          assert.doesNotMatch(err.message, /[\x00-\x1f\x7f-\x9f]/);
+          return true;
+        });
+        assert.equal(existsSync(staging), false, "staging removed");
+      });
+      it(`${pipeline}: ${shape} under the cap are read`, async () => {
+        const tree = await read(buildTar(entries(20)), join(root, `case-${n++}`));
+        assert.ok(tree.entries.size >= 20);
+      });
+    }
+  }
+});
