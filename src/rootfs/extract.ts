@@ -114,7 +114,7 @@ class TreeWriter {
     const existing = this.tree.entries.get(path);
     if (existing) {
       if (existing.type === "dir" && type === "dir") return void this.tree.entries.set(path, entry);
-      throw invalidArgument(`tar member ${JSON.stringify(path)} appears twice`);
+      throw invalidArgument(`tar member ${shown(path)} appears twice`);
     }
     const abs = join(this.tree.dir, path);
     switch (type) {
@@ -152,7 +152,7 @@ class TreeWriter {
       mode: (header.mode ?? 0o644) & 0o7777,
       mtime: mtimeSeconds(header.mtime),
     };
-    const xattrs = orThrow(keptXattrs(rawXattrs), (reason) => invalidArgument(`tar member ${JSON.stringify(path)}: ${reason}`));
+    const xattrs = orThrow(keptXattrs(rawXattrs), (reason) => invalidArgument(`tar member ${shown(path)}: ${reason}`));
     if (xattrs) entry.xattrs = xattrs;
     return entry;
   }
@@ -165,7 +165,7 @@ class TreeWriter {
       sofar = sofar === "" ? part : `${sofar}/${part}`;
       const e = this.tree.entries.get(sofar);
       if (e) {
-        if (e.type !== "dir") throw invalidArgument(`tar member ${JSON.stringify(path)} lies under ${JSON.stringify(sofar)}, which is a ${e.type}, not a directory`);
+        if (e.type !== "dir") throw invalidArgument(`tar member ${shown(path)} lies under ${shown(sofar)}, which is a ${e.type}, not a directory`);
         continue;
       }
       if (this.tree.entries.size >= this.maxEntries) throw invalidArgument(`the tar has more than ${this.maxEntries} entries`);
@@ -191,12 +191,12 @@ class TreeWriter {
 
   /** A hardlink must name an earlier regular file; chains resolve to that file. */
   private hardlinkTarget(path: string, linkname: string | null | undefined): string {
-    if (!linkname) throw invalidArgument(`hardlink ${JSON.stringify(path)} has no target`);
-    const target = orThrow(memberPath(linkname, `hardlink target of ${JSON.stringify(path)}:`), invalidArgument);
+    if (!linkname) throw invalidArgument(`hardlink ${shown(path)} has no target`);
+    const target = orThrow(memberPath(linkname, `hardlink target of ${shown(path)}:`), invalidArgument);
     const e = this.tree.entries.get(target);
-    if (!e) throw invalidArgument(`hardlink ${JSON.stringify(path)} points to ${JSON.stringify(target)}, which is not earlier in the tar`);
+    if (!e) throw invalidArgument(`hardlink ${shown(path)} points to ${shown(target)}, which is not earlier in the tar`);
     if (e.type === "hardlink" && e.linkTarget) return e.linkTarget;
-    if (e.type !== "file") throw invalidArgument(`hardlink ${JSON.stringify(path)} points to a ${e.type}, not a regular file`);
+    if (e.type !== "file") throw invalidArgument(`hardlink ${shown(path)} points to a ${e.type}, not a regular file`);
     return target;
   }
 }
@@ -225,12 +225,12 @@ function entryType(header: TarHeader): TreeEntryType {
 
 /** Symlink targets are stored as written (absolute ones resolve inside the image at run time). */
 function symlinkTarget(path: string, linkname: string | null | undefined): string {
-  return orThrow(linkTarget(linkname ?? "", `symlink target of ${JSON.stringify(path)}:`), invalidArgument);
+  return orThrow(linkTarget(linkname ?? "", `symlink target of ${shown(path)}:`), invalidArgument);
 }
 
 function idFrom(paxValue: string | undefined, headerValue: number | undefined, path: string): number {
   const id = paxValue !== undefined ? Number(paxValue) : (headerValue ?? 0);
-  if (!Number.isSafeInteger(id) || id < 0 || id > MAX_ID) throw invalidArgument(`tar member ${JSON.stringify(path)} has an invalid uid/gid`);
+  if (!Number.isSafeInteger(id) || id < 0 || id > MAX_ID) throw invalidArgument(`tar member ${shown(path)} has an invalid uid/gid`);
   return id;
 }
 

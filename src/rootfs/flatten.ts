@@ -163,7 +163,7 @@ class Flattener {
     await this.ensureParents(dir, 0); // a marker's directory must be real (never a symlink)
     if (name === OPAQUE) return this.clearLower(dir);
     const target = join2(dir, name.slice(WHITEOUT.length));
-    if (target === dir || name === `${WHITEOUT}.` || name === `${WHITEOUT}..`) throw this.reject(`invalid whiteout ${path}`);
+    if (target === dir || name === `${WHITEOUT}.` || name === `${WHITEOUT}..`) throw this.reject(`invalid whiteout ${shown(path)}`);
     if (!this.layerPaths.has(target)) await this.removeAll(target);
   }
 
@@ -183,8 +183,8 @@ class Flattener {
       prefix = join2(prefix, part);
       const e = this.entries.get(prefix);
       if (e?.type === "dir") continue;
-      if (e?.type === "symlink") throw this.reject(`${dir} goes through the symlink ${prefix}`);
-      if (e) throw this.reject(`${dir} goes through ${prefix}, which is a ${e.type}, not a directory`);
+      if (e?.type === "symlink") throw this.reject(`${shown(dir)} goes through the symlink ${shown(prefix)}`);
+      if (e) throw this.reject(`${shown(dir)} goes through ${shown(prefix)}, which is a ${e.type}, not a directory`);
       await mkdir(join(this.root, prefix), { mode: 0o755 });
       this.add({ path: prefix, type: "dir", uid: 0, gid: 0, mode: 0o755, mtime });
     }
@@ -226,11 +226,11 @@ class Flattener {
 
   private async writeHardlink(path: string, rawTarget: string): Promise<void> {
     const target = this.normalise(rawTarget, "hardlink target");
-    if (target === path) throw this.reject(`hardlink ${path} points at itself`);
+    if (target === path) throw this.reject(`hardlink ${shown(path)} points at itself`);
     if (this.entries.has(path)) await this.removeAll(path);
     const te = this.entries.get(target);
-    if (!te) throw this.reject(`hardlink ${path} points at ${target}, which does not exist`);
-    if (te.type === "dir") throw this.reject(`hardlink ${path} points at the directory ${target}`);
+    if (!te) throw this.reject(`hardlink ${shown(path)} points at ${shown(target)}, which does not exist`);
+    if (te.type === "dir") throw this.reject(`hardlink ${shown(path)} points at the directory ${shown(target)}`);
     const primaryPath = te.type === "hardlink" ? te.linkTarget! : target;
     const primary = this.entries.get(primaryPath)!;
     // link(2) does not follow a symlink source; specials have no file to link.
