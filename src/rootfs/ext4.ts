@@ -41,6 +41,7 @@ export async function buildExt4(tree: Tree, outPath: string, opts: BuildExt4Opti
   const progress = opts.progress ?? noProgress;
   const label = opts.label ?? "rootfs";
   if (Buffer.byteLength(label) > 16 || /[\0\n"]/.test(label)) throw invalidArgument(`filesystem label ${JSON.stringify(label)} is longer than 16 bytes`);
+  refuseReservedNames(tree);
   throwIfAborted(opts.signal);
   const need = await estimateImage(tree, opts.signal);
   const sizeBytes = chooseSize(need, opts);
@@ -63,6 +64,15 @@ export async function buildExt4(tree: Tree, outPath: string, opts: BuildExt4Opti
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * mkfs.ext4 makes /lost+found itself: a file or symlink there fails mkfs, and a hardlink,
+ * fifo or device there (linked in without a name check) gives the root two entries of that name.
+ */
+function refuseReservedNames(tree: Tree): void {
+  const e = tree.entries.get("lost+found");
+  if (e && e.type !== "dir") throw invalidArgument(`the image has a ${e.type} at /lost+found, where mkfs.ext4 makes its own directory`, "remove it from the image, or make it a directory");
 }
 
 interface ImageNeeds {
