@@ -10,6 +10,7 @@ import { dirname, join } from "node:path";
 import { type Readable, pipeline } from "node:stream";
 import tar from "tar-stream";
 import { BangerError, cancelled, invalidArgument } from "../util/errors.ts";
+import { shown as showText } from "../util/paths.ts";
 import { compressionOfName, decodeStream } from "./decode.ts";
 
 const AR_MAGIC = "!<arch>\n";
@@ -51,7 +52,7 @@ export async function listArMembers(path: string, shown = path): Promise<ArMembe
       const sizeText = hdr.toString("latin1", 48, 58).trim();
       const size = /^\d{1,10}$/.test(sizeText) ? Number(sizeText) : NaN;
       const offset = pos + AR_HEADER;
-      if (!Number.isSafeInteger(size) || offset + size > fileSize) throw badDeb(shown, `ar member ${JSON.stringify(name)} is truncated`);
+      if (!Number.isSafeInteger(size) || offset + size > fileSize) throw badDeb(shown, `ar member ${showText(name)} is truncated`);
       members.push({ name, offset, size });
       pos = offset + size + (size % 2); // members are 2-byte aligned
     }

@@ -107,6 +107,13 @@ describe("kernel import: hostile module trees and packages", () => {
     await rejectsClean(dir, /modules\.builtin is larger than 1048576 bytes/);
   });
 
+  it("a .deb whose ar member name holds C1 controls: the message shows it escaped", async () => {
+    const deb = join(root, "c1.deb");
+    const member = Buffer.concat([Buffer.from("\x9b2J\x85/", "latin1"), Buffer.from("".padEnd(11) + "0".padEnd(12) + "0".padEnd(6) + "0".padEnd(6) + "100644".padEnd(8) + "999".padEnd(10) + "`\n")]);
+    writeFileSync(deb, Buffer.concat([Buffer.from("!<arch>\n"), member, Buffer.from("short")]));
+    await rejectsClean(deb, /ar member "\\u009b2J\\u0085" is truncated/);
+  });
+
   it("a .deb whose data.tar declares more than 4 GiB is refused at that header, not read through", async () => {
     const dataTar = Buffer.concat([tarHeader("./usr/share/doc/huge", 5 * 1024 ** 3), Buffer.alloc(64 * 1024)]);
     const deb = join(root, "huge.deb");
