@@ -7,7 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { BangerError } from "../util/errors.ts";
-import { importKernel } from "./index.ts";
+import { Readable } from "node:stream";
+import tar from "tar-stream";
+import { importKernel, receiveKernelUpload } from "./index.ts";
 
 const root = mkdtempSync(join(tmpdir(), "bgr-kernel-hostile-"));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -105,6 +107,19 @@ describe("kernel import: hostile module trees and packages", () => {
   it("a modules.builtin larger than 1 MiB is refused, not read into memory", async () => {
     const dir = kernelDir({ "modules.builtin": Buffer.alloc(2 * 1024 * 1024, "kernel/fs/ext4/ext4.ko\n"), "kernel/virtio.ko": moduleElf(["depends="]) });
     await rejectsClean(dir, /modules\.builtin is larger than 1048576 bytes/);
+  });
+
+  it("a directory upload holding a symlink named with C1 controls: the refusal shows the name escaped", async () => {
+    const pack = tar.pack();
+    pack.entry({ name: "vmlinux" }, "k");
+    pack.entry({ name: "modules/\u009b2J\u0085.ko", type: "symlink", linkname: "/etc/shadow" });
+    pack.finalize();
+    await assert.rejects(receiveKernelUpload("dir", Readable.from(pack as AsyncIterable<Buffer>), join(root, `work-${n++}`)), (err: unknown) => {
+      assert.ok(err instanceof BangerError, String(err));
+      assert.match(err.message, /holds a symlink \("modules\/\\u009b2J\\u0085\.ko"\)/);
+      assert.doesNotMatch(err.message, /[\x00-\x1f\x7f-\x9f]/);
+      return true;
+    });
   });
 
   it("a .deb whose ar member name holds C1 controls: the message shows it escaped", async () => {
