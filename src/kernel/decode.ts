@@ -11,7 +11,9 @@ import { installHint, which } from "../util/exec.ts";
 export type Compression = "none" | "gzip" | "xz" | "zstd" | "lz4";
 
 const TOOL_ARGS: Record<Exclude<Compression, "none" | "gzip">, [string, string[]]> = {
-  xz: ["xz", ["-dc", "--single-stream"]],
+  // A stream's header names its dictionary (up to 1.5 GiB) and xz allocates it; Debian's
+  // packages, kernels and modules need at most 64 MiB. (zstd's own default limit is 128 MiB.)
+  xz: ["xz", ["-dc", "--single-stream", "--memlimit=256MiB"]],
   zstd: ["zstd", ["-dc"]],
   lz4: ["lz4", ["-dc"]],
 };
@@ -32,12 +34,20 @@ export function decodeStream(format: Compression, input: Readable, signal?: Abor
   if (!bin) throw new BangerError(ErrorCode.MissingDependency, `${tool} not found`, installHint(tool));
   const child = spawn(bin, args, { stdio: ["pipe", "pipe", "ignore"], signal });
   child.on("error", fail);
+  // `out` ends only once the exit status is known: a decoder that fails (or refuses a stream
+  // over its memory limit) must not look like data that simply ended.
   child.on("close", (code) => {
-    if (code !== 0) out.destroy(new Error(`${tool} could not decode the data (status ${code})`));
+    if (code === 0) out.end();
+    else out.destroy(new Error(`${tool} could not decode the data (status ${code})`));
+  });
+  // A reader that stops early (output over its cap, a bad header) destroys `out`: the decoder
+  // would otherwise block on a full pipe for the daemon's lifetime.
+  out.on("close", () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   });
   child.stdin.on("error", () => undefined); // the decoder may stop reading early; its exit code tells
   pipeline(input, child.stdin, () => undefined);
-  child.stdout.pipe(out);
+  child.stdout.pipe(out, { end: false });
   return out;
 }
 

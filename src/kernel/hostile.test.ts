@@ -2,12 +2,14 @@
 // metadata that would reach the terminal, and sizes that would hold the daemon's memory or
 // time. Each is refused with one printable line, and nothing is left in kernelsDir.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { BangerError } from "../util/errors.ts";
 import { Readable } from "node:stream";
+import { crc32 } from "node:zlib";
 import tar from "tar-stream";
 import { importKernel, receiveKernelUpload } from "./index.ts";
 
@@ -80,6 +82,16 @@ function tarHeader(name: string, size: number): Buffer {
   return b;
 }
 
+/** `data` as .xz whose LZMA2 header asks for a `dictBits`-coded dictionary (37: 1.5 GiB, the most .xz allows). */
+function xzAskingFor(data: Buffer, dictBits: number): Buffer {
+  const xz = execFileSync("xz", ["-c", "--lzma2=dict=4KiB"], { input: data });
+  const size = (xz[12]! + 1) * 4; // the block header follows the 12-byte stream header
+  const header = xz.subarray(12, 12 + size);
+  header[header.indexOf(0x21, 2) + 2] = dictBits; // LZMA2 filter: id 0x21, props size 1, dictionary byte
+  header.writeUInt32LE(crc32(header.subarray(0, size - 4)), size - 4);
+  return xz;
+}
+
 async function rejectsClean(source: string, pattern: RegExp): Promise<void> {
   const kernelsDir = join(root, `kernels-${n++}`);
   await assert.rejects(importKernel(source, { name: "hostile", kernelsDir, agentPath: "/bin/busybox" }), (err: unknown) => {
@@ -102,6 +114,15 @@ describe("kernel import: hostile module trees and packages", () => {
   it("a module file under a directory whose name holds C1 controls: messages stay printable", async () => {
     const dir = kernelDir({ "\u009b31m/virtio_blk.ko": Buffer.alloc(70 * 1024 * 1024) });
     await rejectsClean(dir, /virtio_blk\.ko.* is larger than/);
+  });
+
+  it("a module that decodes past 64 MiB is refused, and its decoder does not linger", async () => {
+    const bomb = execFileSync("xz", ["-c", "-0"], { input: Buffer.alloc(65 * 1024 * 1024), maxBuffer: 64 * 1024 * 1024 });
+    const dir = kernelDir({ "kernel/virtio_blk.ko.xz": bomb });
+    await rejectsClean(dir, /decompressed data is larger than 67108864 bytes/);
+    await new Promise((r) => setTimeout(r, 500));
+    const children = execFileSync("ps", ["-o", "args=", "--ppid", String(process.pid)], { encoding: "utf8" });
+    assert.doesNotMatch(children, /^\S*xz /m, "no xz left running");
   });
 
   it("a modules.builtin larger than 1 MiB is refused, not read into memory", async () => {
@@ -127,6 +148,13 @@ describe("kernel import: hostile module trees and packages", () => {
     const member = Buffer.concat([Buffer.from("\x9b2J\x85/", "latin1"), Buffer.from("".padEnd(11) + "0".padEnd(12) + "0".padEnd(6) + "0".padEnd(6) + "100644".padEnd(8) + "999".padEnd(10) + "`\n")]);
     writeFileSync(deb, Buffer.concat([Buffer.from("!<arch>\n"), member, Buffer.from("short")]));
     await rejectsClean(deb, /ar member "\\u009b2J\\u0085" is truncated/);
+  });
+
+  it("a .deb whose data.tar.xz asks xz for a 1.5 GiB dictionary is refused, not decoded", async () => {
+    const deb = join(root, "dict.deb");
+    const dataTar = Buffer.concat([tarHeader("./boot/vmlinuz-6.1.0-test", 0), Buffer.alloc(1024)]);
+    writeFileSync(deb, ar({ "debian-binary": Buffer.from("2.0\n"), "data.tar.xz": xzAskingFor(dataTar, 37) }));
+    await rejectsClean(deb, /data\.tar: xz could not decode the data/);
   });
 
   it("a .deb whose data.tar declares more than 4 GiB is refused at that header, not read through", async () => {
