@@ -25,6 +25,8 @@ export interface BuildExt4Options {
   minSizeBytes?: number;
   /** Free space to leave when sizing automatically (default: max(64 MiB, 25% of content)). */
   headroom?: number;
+  /** Most bytes of the debugfs script (default MAX_SCRIPT_BYTES, see debugfs.ts). */
+  maxScriptBytes?: number;
   /** Filesystem label (at most 16 bytes). Default "rootfs". */
   label?: string;
   signal?: AbortSignal;
@@ -54,7 +56,7 @@ export async function buildExt4(tree: Tree, outPath: string, opts: BuildExt4Opti
     // Inodes for the content, or one per 64 KiB when the image has room to fill.
     await runMkfs(tree, tmpImage, label, Math.max(need.inodes, Math.floor(sizeBytes / (64 * 1024))), sizeBytes, opts.signal);
     progress({ phase: "ownership", total: tree.entries.size });
-    const script = await writeDebugfsScript(tree, work, host);
+    const script = await writeDebugfsScript(tree, work, host, opts.maxScriptBytes);
     await runDebugfs(tmpImage, script, opts.signal);
     await rename(tmpImage, outPath);
     return { path: outPath, sizeBytes };

@@ -2,14 +2,15 @@
 // names and values, kept or dropped) is bounded: a small compressed layer of long names or
 // big xattr records would otherwise decode to gigabytes of them in the daemon's heap.
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { after, describe, it } from "node:test";
 import { BangerError } from "../util/errors.ts";
 import { MAX_TREE_METADATA_BYTES } from "../util/paths.ts";
-import { extractRootfsTar, flattenLayers, type Tree } from "./index.ts";
+import { MAX_SCRIPT_BYTES } from "./debugfs.ts";
+import { buildExt4, extractRootfsTar, flattenLayers, type Tree } from "./index.ts";
 import { buildTar, type RawTarEntry } from "./testtar.ts";
 
 const root = mkdtempSync(join(tmpdir(), "bgr-metadata-"));
@@ -54,4 +55,34 @@ describe("tar readers bound the metadata they hold for a tree", () => {
       });
     }
   }
+});
+
+describe("the debugfs script is bounded and written to disk as it is made", () => {
+  // Every ea_set line repeats its path: 32 one-byte xattrs on a 4 KiB path cost ~130 KiB of
+  // script for ~4 KiB of metadata, so the metadata cap alone would let a layer ask for
+  // gigabytes of script (it was built in memory).
+  const deep = Array(15).fill("d".repeat(250)).join("/");
+  const xattrs = Object.fromEntries([...Array(32).keys()].map((i) => [`SCHILY.xattr.user.${i}`, Buffer.from("v")]));
+  const entries = (count: number): RawTarEntry[] => [...Array(count).keys()].map((i) => ({ name: "p", type: "0" as const, pax: { path: Buffer.from(`${deep}/${String(i).padStart(200, "f")}`), ...xattrs } }));
+
+  it("a tree whose script would pass the cap is refused with one line, nothing left", async () => {
+    const dir = join(root, `case-${n++}`);
+    mkdirSync(join(dir, "out"), { recursive: true });
+    const tree = await extractRootfsTar(Readable.from([buildTar(entries(40))]), join(dir, "staging"));
+    await assert.rejects(buildExt4(tree, join(dir, "out", "rootfs.ext4"), { maxScriptBytes: CAP }), (err: unknown) => {
+      assert.ok(err instanceof BangerError, String(err));
+      assert.match(err.message, new RegExp(`debugfs script would pass ${CAP} bytes`));
+      return true;
+    });
+    assert.deepEqual(readdirSync(join(dir, "out")), [], "no image or work files left");
+  });
+
+  it(`by default at ${MAX_SCRIPT_BYTES} bytes: the same tree builds`, async () => {
+    assert.equal(MAX_SCRIPT_BYTES, 2 * 1024 ** 3);
+    const dir = join(root, `case-${n++}`);
+    mkdirSync(join(dir, "out"), { recursive: true });
+    const tree = await extractRootfsTar(Readable.from([buildTar(entries(40))]), join(dir, "staging"));
+    await buildExt4(tree, join(dir, "out", "rootfs.ext4"));
+    assert.deepEqual(readdirSync(join(dir, "out")), ["rootfs.ext4"]);
+  });
 });
