@@ -23,6 +23,7 @@
 // directory): do_mknod reads argv[1] as the name and parses no options, so it is still only a name. (Linking a fixed-name node into place with
 // `ln` would avoid it, but debugfs's `ln` never grows a full directory: make_link calls
 // ext2fs_link without EXT2FS_LINK_EXPAND, and /dev holds many nodes.)
+import { createHash } from "node:crypto";
 import { type FileHandle, open, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
@@ -53,6 +54,16 @@ export const MAX_LINE_BYTES = 8000;
 /** The whole script: a large real image (500k entries, a daemon not running as root) needs a few hundred MiB. */
 export const MAX_SCRIPT_BYTES = 2 * 1024 ** 3;
 const FLUSH_BYTES = 1024 * 1024;
+/**
+ * Distinct xattr values (one work file each, which ea_set -f reads). Values repeat (an
+ * SELinux image labels every file with a handful), so each distinct one is written once.
+ */
+export const MAX_XATTR_VALUES = 100_000;
+
+export interface ScriptLimits {
+  maxBytes?: number;
+  maxXattrValues?: number;
+}
 const CONTROL = /[\x00-\x1f\x7f]/;
 
 /** The permission bits a staging file gets on the host (never setuid; the owner can always read). */
@@ -120,20 +131,41 @@ class Script {
   }
 }
 
+/** One work file per distinct xattr value, at most `max` of them. */
+class XattrValues {
+  private readonly files = new Map<string, string>();
+
+  constructor(
+    private readonly work: string,
+    private readonly max: number,
+  ) {}
+
+  async fileFor(value: Buffer): Promise<string> {
+    const key = createHash("sha256").update(value).digest("hex");
+    const known = this.files.get(key);
+    if (known) return known;
+    if (this.files.size >= this.max) throw invalidArgument(`the image has more than ${this.max} distinct xattr values`);
+    const file = join(this.work, `xattr-${this.files.size}`);
+    await writeFile(file, value, { flag: "wx" });
+    this.files.set(key, file);
+    return file;
+  }
+}
+
 /** Writes the debugfs script (and xattr value files) into `work`; returns the script path. */
-export async function writeDebugfsScript(tree: Tree, work: string, host: StagingStamp, maxBytes = MAX_SCRIPT_BYTES): Promise<string> {
+export async function writeDebugfsScript(tree: Tree, work: string, host: StagingStamp, limits: ScriptLimits = {}): Promise<string> {
   const path = join(work, "ownership.debugfs");
   const fh = await open(path, "wx", 0o600);
   try {
-    await writeScript(tree, work, host, new Script(fh, maxBytes));
+    const values = new XattrValues(work, limits.maxXattrValues ?? MAX_XATTR_VALUES);
+    await writeScript(tree, host, new Script(fh, limits.maxBytes ?? MAX_SCRIPT_BYTES), values);
   } finally {
     await fh.close();
   }
   return path;
 }
 
-async function writeScript(tree: Tree, work: string, host: StagingStamp, script: Script): Promise<void> {
-  let xattrFiles = 0;
+async function writeScript(tree: Tree, host: StagingStamp, script: Script, values: XattrValues): Promise<void> {
   const sorted = [...tree.entries.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   for (const e of sorted) {
     if (e.type === "hardlink") continue; // shares its target's inode
@@ -153,9 +185,7 @@ async function writeScript(tree: Tree, work: string, host: StagingStamp, script:
     }
     if (special) await script.push(e.path, `sif ${p} mtime @${e.mtime}`);
     for (const [name, value] of Object.entries(e.xattrs ?? {})) {
-      const file = join(work, `xattr-${xattrFiles++}`);
-      await writeFile(file, value);
-      await script.push(e.path, `ea_set -f ${pathArg(file)} -- ${p} ${xattrArg(name)}`);
+      await script.push(e.path, `ea_set -f ${pathArg(await values.fileFor(value))} -- ${p} ${xattrArg(name)}`);
     }
   }
   await script.flush();

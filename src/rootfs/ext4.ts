@@ -27,6 +27,8 @@ export interface BuildExt4Options {
   headroom?: number;
   /** Most bytes of the debugfs script (default MAX_SCRIPT_BYTES, see debugfs.ts). */
   maxScriptBytes?: number;
+  /** Most distinct xattr values (default MAX_XATTR_VALUES, see debugfs.ts). */
+  maxXattrValues?: number;
   /** Filesystem label (at most 16 bytes). Default "rootfs". */
   label?: string;
   signal?: AbortSignal;
@@ -56,7 +58,7 @@ export async function buildExt4(tree: Tree, outPath: string, opts: BuildExt4Opti
     // Inodes for the content, or one per 64 KiB when the image has room to fill.
     await runMkfs(tree, tmpImage, label, Math.max(need.inodes, Math.floor(sizeBytes / (64 * 1024))), sizeBytes, opts.signal);
     progress({ phase: "ownership", total: tree.entries.size });
-    const script = await writeDebugfsScript(tree, work, host, opts.maxScriptBytes);
+    const script = await writeDebugfsScript(tree, work, host, { maxBytes: opts.maxScriptBytes, maxXattrValues: opts.maxXattrValues });
     await runDebugfs(tmpImage, script, opts.signal);
     await rename(tmpImage, outPath);
     return { path: outPath, sizeBytes };

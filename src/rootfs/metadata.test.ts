@@ -2,14 +2,15 @@
 // names and values, kept or dropped) is bounded: a small compressed layer of long names or
 // big xattr records would otherwise decode to gigabytes of them in the daemon's heap.
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { after, describe, it } from "node:test";
 import { BangerError } from "../util/errors.ts";
 import { MAX_TREE_METADATA_BYTES } from "../util/paths.ts";
-import { MAX_SCRIPT_BYTES } from "./debugfs.ts";
+import { MAX_SCRIPT_BYTES, MAX_XATTR_VALUES } from "./debugfs.ts";
 import { buildExt4, extractRootfsTar, flattenLayers, type Tree } from "./index.ts";
 import { buildTar, type RawTarEntry } from "./testtar.ts";
 
@@ -84,5 +85,36 @@ describe("the debugfs script is bounded and written to disk as it is made", () =
     const tree = await extractRootfsTar(Readable.from([buildTar(entries(40))]), join(dir, "staging"));
     await buildExt4(tree, join(dir, "out", "rootfs.ext4"));
     assert.deepEqual(readdirSync(join(dir, "out")), ["rootfs.ext4"]);
+  });
+});
+
+describe("xattr values become one work file per distinct value, and not too many", () => {
+  const tar = (values: (i: number) => string) =>
+    buildTar([...Array(40).keys()].map((i) => ({ name: `f${i}`, type: "0" as const, pax: { "SCHILY.xattr.security.selinux": Buffer.from(values(i)) } })));
+
+  it("many entries sharing labels (an SELinux image) build, each keeping its value", async () => {
+    const dir = join(root, `case-${n++}`);
+    mkdirSync(join(dir, "out"), { recursive: true });
+    const tree = await extractRootfsTar(Readable.from([tar((i) => `system_u:object_r:type${i % 3}_t:s0`)]), join(dir, "staging"));
+    const image = join(dir, "out", "rootfs.ext4");
+    await buildExt4(tree, image, { maxXattrValues: 3 });
+    for (const i of [0, 1, 2, 39]) {
+      const out = join(dir, `v${i}`);
+      execFileSync("debugfs", ["-R", `ea_get -f ${out} /f${i} security.selinux`, image], { stdio: "ignore" });
+      assert.equal(readFileSync(out, "utf8"), `system_u:object_r:type${i % 3}_t:s0`);
+    }
+  });
+
+  it("more distinct values than the cap are refused with one line, nothing left", async () => {
+    assert.equal(MAX_XATTR_VALUES, 100_000);
+    const dir = join(root, `case-${n++}`);
+    mkdirSync(join(dir, "out"), { recursive: true });
+    const tree = await extractRootfsTar(Readable.from([tar((i) => `v${i}`)]), join(dir, "staging"));
+    await assert.rejects(buildExt4(tree, join(dir, "out", "rootfs.ext4"), { maxXattrValues: 39 }), (err: unknown) => {
+      assert.ok(err instanceof BangerError, String(err));
+      assert.match(err.message, /more than 39 distinct xattr values/);
+      return true;
+    });
+    assert.deepEqual(readdirSync(join(dir, "out")), [], "no image or work files left");
   });
 });
