@@ -14,8 +14,9 @@
 // - '/' separates components; "" and "." components are dropped; ".." is refused outright
 //   (never resolved: "a/../b" through a symlink "a" is not "b").
 // Paths are at most MAX_PATH_BYTES bytes with components of at most MAX_NAME_BYTES (Linux's
-// PATH_MAX and NAME_MAX). Messages show strings through `shown` (escaped, bounded), so a
-// refusal is one line a terminal cannot be steered by.
+// PATH_MAX and NAME_MAX), and a MetadataBudget bounds all a reader holds for one tree (names,
+// link targets, xattrs). Messages show strings through `shown` (escaped, C1 controls too,
+// bounded), so a refusal is one line a terminal cannot be steered by.
 
 /** Why a string was refused: one line, the string shown escaped. */
 export interface Refused {
