@@ -51,8 +51,8 @@ export function decodeStream(format: Compression, input: Readable, signal?: Abor
   return out;
 }
 
-/** Decodes `input` into a new file at `outPath`; more than `maxBytes` of output is an error. */
-export async function decodeToFile(format: Compression, input: Buffer | Readable, outPath: string, maxBytes: number, signal?: AbortSignal): Promise<number> {
+/** Decodes `input` into a new file at `outPath`; more than `maxBytes` of output is an error (`overMessage`, if given). */
+export async function decodeToFile(format: Compression, input: Buffer | Readable, outPath: string, maxBytes: number, signal?: AbortSignal, overMessage?: string): Promise<number> {
   const source = Buffer.isBuffer(input) ? Readable.from([input]) : input;
   const decoded = decodeStream(format, source, signal);
   const fh = await open(outPath, "wx", 0o644);
@@ -60,7 +60,7 @@ export async function decodeToFile(format: Compression, input: Buffer | Readable
   try {
     for await (const chunk of decoded as AsyncIterable<Buffer>) {
       total += chunk.length;
-      if (total > maxBytes) throw invalidArgument(`decompressed data is larger than ${maxBytes} bytes`);
+      if (total > maxBytes) throw invalidArgument(overMessage ?? `decompressed data is larger than ${maxBytes} bytes`);
       await fh.write(chunk);
     }
   } catch (err) {

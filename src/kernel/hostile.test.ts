@@ -125,6 +125,18 @@ describe("kernel import: hostile module trees and packages", () => {
     assert.doesNotMatch(children, /^\S*xz /m, "no xz left running");
   });
 
+  it("modules the guest needs that decode to more than 256 MiB together are refused, nothing left", async () => {
+    // A chain of dependencies, each module under the 64 MiB one-module cap: before, every link
+    // was decoded into the kernel directory and read into the initramfs (a disk and memory bomb).
+    const chain = ["virtio_blk", "m1", "m2", "m3", "m4"];
+    const files: Record<string, Buffer> = {};
+    for (const [i, name] of chain.entries()) {
+      const ko = Buffer.concat([moduleElf([`depends=${chain[i + 1] ?? ""}`]), Buffer.alloc(60 * 1024 * 1024)]);
+      files[`kernel/${name}.ko.xz`] = execFileSync("xz", ["-c", "-0"], { input: ko, maxBuffer: 64 * 1024 * 1024 });
+    }
+    await rejectsClean(kernelDir(files), /the guest's modules decode to more than 268435456 bytes/);
+  });
+
   it("a modules.builtin larger than 1 MiB is refused, not read into memory", async () => {
     const dir = kernelDir({ "modules.builtin": Buffer.alloc(2 * 1024 * 1024, "kernel/fs/ext4/ext4.ko\n"), "kernel/virtio.ko": moduleElf(["depends="]) });
     await rejectsClean(dir, /modules\.builtin is larger than 1048576 bytes/);

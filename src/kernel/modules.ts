@@ -27,6 +27,12 @@ export const GUEST_MODULES = [
 ] as const;
 
 const MAX_MODULE_BYTES = 64 * 1024 * 1024;
+/**
+ * All the modules one guest needs, decoded (a real set is a few MiB): they are written to the
+ * kernel directory and read whole into the initramfs, so a dependency chain of big modules
+ * would otherwise fill the disk and the daemon's memory.
+ */
+const MAX_MODULES_TOTAL = 256 * 1024 * 1024;
 export const MAX_TREE_FILES = 20_000;
 /** A real modules.builtin is a few KiB; it is read whole, so no more than this. */
 const MAX_BUILTIN_BYTES = 1024 * 1024;
@@ -123,6 +129,7 @@ export async function collectModules(
   const order: string[] = [];
   const notFound: string[] = [];
   const state = new Map<string, "visiting" | "done">();
+  let decoded = 0;
   const visit = async (name: string, neededBy: string | undefined): Promise<void> => {
     if (state.get(name) === "done" || builtin.has(name)) return;
     if (state.get(name) === "visiting") throw invalidArgument(`kernel modules ${name} and ${neededBy} depend on each other`);
@@ -134,7 +141,9 @@ export async function collectModules(
     }
     state.set(name, "visiting");
     const out = join(outDir, `${name}.ko`);
-    await decodeToFile(compressionOfName(file.path), await readBounded(file.path), out, MAX_MODULE_BYTES, signal);
+    const left = MAX_MODULES_TOTAL - decoded;
+    const tooMuch = left < MAX_MODULE_BYTES ? `the guest's modules decode to more than ${MAX_MODULES_TOTAL} bytes` : undefined;
+    decoded += await decodeToFile(compressionOfName(file.path), await readBounded(file.path), out, Math.min(MAX_MODULE_BYTES, left), signal, tooMuch);
     const info = readModinfo(await readFile(out), relative(outDir, out));
     const deps = (info.get("depends") ?? []).flatMap((d) => d.split(",")).filter(Boolean).map(moduleNameOf);
     const bad = deps.find((d) => !MODULE_NAME.test(d));
