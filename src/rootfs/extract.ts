@@ -80,7 +80,8 @@ function asTarError(err: unknown, signal: AbortSignal | undefined): unknown {
   if (signal?.aborted) return cancelled();
   if (err instanceof BangerError) return err;
   const msg = err instanceof Error ? err.message : String(err);
-  return new BangerError(ErrorCode.InvalidArgument, `not a valid rootfs tar: ${msg}`, "pass an uncompressed tar such as `docker export` writes");
+  // Host errors name host paths built from member names: shown, like every name.
+  return new BangerError(ErrorCode.InvalidArgument, `not a valid rootfs tar: ${shown(msg)}`, "pass an uncompressed tar such as `docker export` writes");
 }
 
 /** Applies tar entries to the staging directory and the entry map, one at a time. */

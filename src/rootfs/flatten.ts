@@ -118,7 +118,8 @@ class Flattener {
     } catch (err) {
       if (this.opts.signal?.aborted) throw cancelled();
       if (err instanceof BangerError) throw err;
-      throw integrity(`layer ${index + 1}: not a valid tar: ${(err as Error).message}`, "the image is corrupt; pull it again or report it");
+      // Host errors name host paths built from member names: shown, like every name.
+      throw integrity(`layer ${index + 1}: not a valid tar: ${shown((err as Error).message)}`, "the image is corrupt; pull it again or report it");
     } finally {
       this.opts.signal?.removeEventListener("abort", onAbort);
       stream.destroy();

@@ -55,6 +55,12 @@ describe("refusals show image paths escaped", () => {
   ];
   for (const [what, entries, pattern] of layerCases) it(`OCI layer: ${what}`, () => refusedPrintably(ociLayer(entries), pattern));
 
+  // Within the name rule (4095 bytes), but past PATH_MAX once under the host staging directory:
+  // the host's own error names the path, and must show it escaped too.
+  const deep = `${Array(16).fill(`${H}${"d".repeat(247)}`).join("/")}/${"f".repeat(26)}`; // 4090 bytes
+  it("docker export: a path the host cannot stage", () => refusedPrintably(dockerExport([{ name: "p", type: "0", pax: pax({ path: deep }) }]), /ENAMETOOLONG/));
+  it("OCI layer: a path the host cannot stage", () => refusedPrintably(ociLayer([{ name: "p", type: "0", pax: pax({ path: deep }) }]), /ENAMETOOLONG/));
+
   it("agent injection: /sbin resolving to a file", async () => {
     const tree = await dockerExport([{ name: "sbin", type: "2", linkname: H }, { name: H, type: "0" }]);
     await refusedPrintably(injectAgent(tree, { agentPath: "/bin/sh" }), /where banger needs a directory/);

@@ -52,6 +52,15 @@ export function shown(s: string): string {
   return JSON.stringify(cut).replace(/[\x7f-\x9f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
+/**
+ * A system error (ENOSPC, ENAMETOOLONG, ...) with its code, syscall and path kept and its
+ * message shown: the message names a host path made from an untrusted member name.
+ */
+export function systemErrorShown(err: Error): Error {
+  const { code, syscall, path } = err as NodeJS.ErrnoException;
+  return Object.assign(new Error(shown(err.message)), { code, syscall, path });
+}
+
 /** The first control byte of `s` as "0x0a", or undefined. */
 function controlByte(s: string): string | undefined {
   const m = CONTROL.exec(s);

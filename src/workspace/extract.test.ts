@@ -144,3 +144,13 @@ test("refusals show member names escaped: C1 controls (CSI, NEL) never reach the
     });
   }
 });
+
+test("a member path the host cannot hold (past PATH_MAX under the work tree): the error shows it escaped", async () => {
+  const H = "\u009b2J\u0085";
+  const deep = `workspace/${Array(16).fill(`${H}${"d".repeat(247)}`).join("/")}/${"f".repeat(16)}`; // within the name rule's 4095 bytes
+  await assert.rejects(extractGuestTree(archive([{ name: deep, body: "x" }]), dirs(), limits), (err: unknown) => {
+    assert.match((err as Error).message, /ENAMETOOLONG/);
+    assert.doesNotMatch((err as Error).message, /[\x00-\x1f\x7f-\x9f]/, "one printable line");
+    return true;
+  });
+});

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import tar from "tar-stream";
 import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
-import { linkTarget, memberPath, orThrow, shown } from "../util/paths.ts";
+import { linkTarget, memberPath, orThrow, shown, systemErrorShown } from "../util/paths.ts";
 
 export interface GuestTreeLimits {
   /** Total file content. */
@@ -93,7 +93,8 @@ export async function extractGuestTree(archive: Readable, dirs: GuestTreeDirs, l
     }
   } catch (err) {
     archive.destroy();
-    throw signal?.aborted ? cancelled() : err;
+    if (signal?.aborted) throw cancelled();
+    throw err instanceof BangerError || !(err as NodeJS.ErrnoException).syscall ? err : systemErrorShown(err as Error);
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
