@@ -168,4 +168,21 @@ describe("a member of the socket's group", { skip: !asRoot && "needs root: it cr
     assert.ok(!(await kernels()).some((k) => k.name === "stolen-link"));
     assert.deepEqual(readdirSync(join(home, "tmp")), []);
   });
+
+  it("an upload cut off midway leaves nothing, and the name is free again", async () => {
+    const deb = readFileSync(join(open, "linux-image-6.1.0-test-cloud-amd64_1_amd64.deb"));
+    for (const kind of ["deb", "dir"] as const) {
+      const client = await RpcClient.connect(join(home, "run", "bangerd.sock"));
+      const call = client.start("kernel.import", { upload: kind, label: "/cut", name: "cut-off" });
+      call.result.catch(() => undefined);
+      call.input({ t: "in" }, deb.subarray(0, 4 * 1024 * 1024));
+      await new Promise((r) => setTimeout(r, 500));
+      client.close(); // the CLI died: no eof, no error
+      for (let i = 0; i < 50 && readdirSync(join(home, "tmp")).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(readdirSync(join(home, "tmp")), [], `${kind}: nothing left in the daemon's scratch space`);
+    }
+    const r = await asMember(["kernel", "import", join(open, "kdir"), "--name", "cut-off", "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok((await kernels()).some((k) => k.name === "cut-off"));
+  });
 });

@@ -11,7 +11,7 @@ import { dirname, join, relative } from "node:path";
 import { BangerError, ErrorCode, integrity } from "../util/errors.ts";
 import { installHint, which } from "../util/exec.ts";
 import { type HeaderOverrides, type TarHeader, decodeTarHeader, longName, paxOverrides } from "../util/tar.ts";
-import { isRefused, linkTarget, memberPath, shown, symlinkEscapeProblem } from "../util/paths.ts";
+import { isRefused, linkTarget, memberPath, shown, symlinkEscapeProblem, systemErrorShown } from "../util/paths.ts";
 import { type BundleRules, type Member, memberType, placementProblem, symlinkEscapes } from "./members.ts";
 import { type UnpackerOrder, type UnpackerReport, UnpackerFailure, startUnpacker } from "./unpacker.ts";
 
@@ -182,13 +182,15 @@ function explain(opts: DecoderOptions, err: unknown): unknown {
     return integrity(`${opts.rules.kind}: decodes to more than ${opts.maxUncompressedBytes} bytes (decompression bomb cap)`, `no genuine ${opts.rules.kind} is that large; nothing was installed`);
   }
   if (err.code === "EEXIST" && err.path) return memberError(opts.rules, relative(opts.staging, err.path), "conflicts with an earlier member");
-  if (err.code) return Object.assign(new Error(err.message), { code: err.code, syscall: "write", path: err.path }); // ENOSPC and friends
+  if (err.code) return systemErrorShown(Object.assign(new Error(err.message), { code: err.code, syscall: "write", path: err.path })); // ENOSPC and friends
   return asTarError(opts.rules, err);
 }
 
+
 /** Plain Errors (a bad header, a short archive) mean a damaged tar; system errors (ENOSPC, ...) keep their identity. */
 function asTarError(rules: BundleRules, err: unknown): unknown {
-  if (err instanceof BangerError || !(err instanceof Error) || (err as NodeJS.ErrnoException).syscall) return err;
+  if (err instanceof BangerError || !(err instanceof Error)) return err;
+  if ((err as NodeJS.ErrnoException).syscall) return systemErrorShown(err);
   return integrity(`${rules.kind}: not a valid tar archive: ${err.message}`, "the download is damaged or is not a bundle");
 }
 

@@ -33,4 +33,6 @@ test("members may not repeat nor sit beneath a file or symlink", () => {
   assert.equal(placementProblem(members, "l/x"), 'member is beneath symlink "l"');
   assert.equal(placementProblem(members, "f/x"), 'member is beneath file "f"');
   assert.equal(placementProblem(members, "d/x"), undefined);
+  // Names may hold C1 controls (CSI, NEL); the reason reaches a terminal, so it shows them escaped.
+  assert.equal(placementProblem(tree([["\u009b2J\u0085"]]), "\u009b2J\u0085/x"), 'member is beneath file "\\u009b2J\\u0085"');
 });

@@ -6,6 +6,8 @@
 // beneath a symlink or a file, never twice; symlinks must stay inside the target, lexically
 // and following other symlinks in the bundle.
 // On top of that each caller (image or kernel catalog) says which paths and types it accepts.
+import { shown } from "../util/paths.ts";
+
 export type MemberType = "file" | "directory" | "symlink";
 
 export interface Member {
@@ -89,7 +91,7 @@ export function placementProblem(members: ReadonlyMap<string, Member>, path: str
   const parts = path.split("/");
   for (let i = 1; i < parts.length; i++) {
     const parent = members.get(parts.slice(0, i).join("/"));
-    if (parent && parent.type !== "directory") return `member is beneath ${parent.type} ${JSON.stringify(parent.path)}`;
+    if (parent && parent.type !== "directory") return `member is beneath ${parent.type} ${shown(parent.path)}`;
   }
   return undefined;
 }

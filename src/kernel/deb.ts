@@ -10,13 +10,15 @@ import { dirname, join } from "node:path";
 import { type Readable, pipeline } from "node:stream";
 import tar from "tar-stream";
 import { BangerError, cancelled, invalidArgument } from "../util/errors.ts";
+import { shown as showText } from "../util/paths.ts";
 import { compressionOfName, decodeStream } from "./decode.ts";
 
 const AR_MAGIC = "!<arch>\n";
 const AR_HEADER = 60;
 const MAX_AR_MEMBERS = 16;
 const MAX_VMLINUZ = 128 * 1024 * 1024;
-const MAX_MODULE_TREE = 4 * 1024 * 1024 * 1024;
+/** All of data.tar's members, kept (the module tree) or skipped: a decompression bomb is stopped at its header, not read through. */
+const MAX_DATA_BYTES = 4 * 1024 * 1024 * 1024;
 const MAX_TAR_ENTRIES = 100_000;
 /** Module tree paths: plain names only (no "..", no odd characters). */
 const SAFE_REL = /^(?:[A-Za-z0-9_+,@-][A-Za-z0-9._+,@-]*\/)*[A-Za-z0-9_+,@-][A-Za-z0-9._+,@-]*$/;
@@ -50,7 +52,7 @@ export async function listArMembers(path: string, shown = path): Promise<ArMembe
       const sizeText = hdr.toString("latin1", 48, 58).trim();
       const size = /^\d{1,10}$/.test(sizeText) ? Number(sizeText) : NaN;
       const offset = pos + AR_HEADER;
-      if (!Number.isSafeInteger(size) || offset + size > fileSize) throw badDeb(shown, `ar member ${JSON.stringify(name)} is truncated`);
+      if (!Number.isSafeInteger(size) || offset + size > fileSize) throw badDeb(shown, `ar member ${showText(name)} is truncated`);
       members.push({ name, offset, size });
       pos = offset + size + (size % 2); // members are 2-byte aligned
     }
@@ -96,12 +98,14 @@ async function readDataTar(input: Readable, workDir: string, found: Partial<DebC
     if (err) extract.destroy(err);
   });
   let entries = 0;
-  let moduleBytes = 0;
+  let dataBytes = 0;
   for await (const entry of extract) {
     if (signal?.aborted) throw cancelled();
     if (++entries > MAX_TAR_ENTRIES) throw invalidArgument("the package has too many files");
     const name = entry.header.name.replace(/^\.\//, "");
     const size = entry.header.size ?? 0;
+    dataBytes += size;
+    if (dataBytes > MAX_DATA_BYTES) throw invalidArgument(`the package's data is larger than ${MAX_DATA_BYTES} bytes`);
     const boot = /^boot\/vmlinuz-([A-Za-z0-9._+-]+)$/.exec(name);
     const mod = /^(?:usr\/)?lib\/modules\/([A-Za-z0-9._+-]+)\/(.+)$/.exec(name);
     if (boot && entry.header.type === "file") {
@@ -110,8 +114,6 @@ async function readDataTar(input: Readable, workDir: string, found: Partial<DebC
       found.vmlinuzVersion = boot[1];
     } else if (mod && entry.header.type === "file" && SAFE_REL.test(mod[2]!) && /(\.ko(\.xz|\.zst|\.gz)?|^modules\.[a-z.]+)$/.test(mod[2]!)) {
       if (found.modulesVersion && found.modulesVersion !== mod[1]) throw invalidArgument("the package holds modules for more than one kernel version");
-      moduleBytes += size;
-      if (moduleBytes > MAX_MODULE_TREE) throw invalidArgument("the package's module tree is too large");
       found.modulesVersion = mod[1];
       found.modulesDir = join(workDir, "modules-tree");
       await writeExclusive(join(found.modulesDir, mod[2]!), entry as AsyncIterable<Buffer>);

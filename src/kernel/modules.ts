@@ -5,6 +5,7 @@
 import { readFile, readdir, stat } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { invalidArgument } from "../util/errors.ts";
+import { shown } from "../util/paths.ts";
 import { compressionOfName, decodeToFile } from "./decode.ts";
 
 /**
@@ -26,7 +27,17 @@ export const GUEST_MODULES = [
 ] as const;
 
 const MAX_MODULE_BYTES = 64 * 1024 * 1024;
+/**
+ * All the modules one guest needs, decoded (a real set is a few MiB): they are written to the
+ * kernel directory and read whole into the initramfs, so a dependency chain of big modules
+ * would otherwise fill the disk and the daemon's memory.
+ */
+const MAX_MODULES_TOTAL = 256 * 1024 * 1024;
 export const MAX_TREE_FILES = 20_000;
+/** A real modules.builtin is a few KiB; it is read whole, so no more than this. */
+const MAX_BUILTIN_BYTES = 1024 * 1024;
+/** A module name (after '-' -> '_'); Linux's own are shorter than 64 bytes (MODULE_NAME_LEN). */
+const MODULE_NAME = /^[A-Za-z0-9_]{1,64}$/;
 
 /** One module file found in a tree. */
 export interface ModuleFile {
@@ -55,7 +66,10 @@ export async function scanModuleTree(dir: string): Promise<Map<string, ModuleFil
 
 /** Module names listed in modules.builtin ("kernel/fs/ext4/ext4.ko" -> "ext4"). */
 export async function readBuiltin(treeDir: string): Promise<Set<string>> {
-  const text = await readFile(join(treeDir, "modules.builtin"), "utf8").catch(() => "");
+  const path = join(treeDir, "modules.builtin");
+  const size = await stat(path).then((st) => st.size, () => 0);
+  if (size > MAX_BUILTIN_BYTES) throw invalidArgument(`modules.builtin is larger than ${MAX_BUILTIN_BYTES} bytes`);
+  const text = await readFile(path, "utf8").catch(() => "");
   return new Set(text.split("\n").filter(Boolean).map((l) => moduleNameOf(l.slice(l.lastIndexOf("/") + 1))));
 }
 
@@ -115,6 +129,7 @@ export async function collectModules(
   const order: string[] = [];
   const notFound: string[] = [];
   const state = new Map<string, "visiting" | "done">();
+  let decoded = 0;
   const visit = async (name: string, neededBy: string | undefined): Promise<void> => {
     if (state.get(name) === "done" || builtin.has(name)) return;
     if (state.get(name) === "visiting") throw invalidArgument(`kernel modules ${name} and ${neededBy} depend on each other`);
@@ -126,9 +141,13 @@ export async function collectModules(
     }
     state.set(name, "visiting");
     const out = join(outDir, `${name}.ko`);
-    await decodeToFile(compressionOfName(file.path), await readBounded(file.path), out, MAX_MODULE_BYTES, signal);
+    const left = MAX_MODULES_TOTAL - decoded;
+    const tooMuch = left < MAX_MODULE_BYTES ? `the guest's modules decode to more than ${MAX_MODULES_TOTAL} bytes` : undefined;
+    decoded += await decodeToFile(compressionOfName(file.path), await readBounded(file.path), out, Math.min(MAX_MODULE_BYTES, left), signal, tooMuch);
     const info = readModinfo(await readFile(out), relative(outDir, out));
     const deps = (info.get("depends") ?? []).flatMap((d) => d.split(",")).filter(Boolean).map(moduleNameOf);
+    const bad = deps.find((d) => !MODULE_NAME.test(d));
+    if (bad !== undefined) throw invalidArgument(`module ${name} depends on ${shown(bad)}, which is not a module name`);
     for (const dep of deps) await visit(dep, name);
     state.set(name, "done");
     order.push(name);
@@ -138,6 +157,6 @@ export async function collectModules(
 }
 
 async function readBounded(path: string): Promise<Buffer> {
-  if ((await stat(path)).size > MAX_MODULE_BYTES) throw invalidArgument(`${path} is larger than ${MAX_MODULE_BYTES} bytes`);
+  if ((await stat(path)).size > MAX_MODULE_BYTES) throw invalidArgument(`${shown(path)} is larger than ${MAX_MODULE_BYTES} bytes`);
   return readFile(path);
 }

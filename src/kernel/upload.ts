@@ -20,6 +20,7 @@ import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
 import { extractRootfsTar } from "../rootfs/index.ts";
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
+import { shown } from "../util/paths.ts";
 import type { Progress } from "../util/progress.ts";
 import { MAX_TREE_FILES } from "./modules.ts";
 
@@ -122,7 +123,7 @@ export async function receiveKernelUpload(kind: KernelUploadKind, input: Readabl
     const dir = join(workDir, "dir");
     const tree = await extractRootfsTar(input, dir, { signal: opts.signal, progress: opts.progress, maxEntries: MAX_DIR_ENTRIES, maxBytes: MAX_DIR_UPLOAD });
     for (const e of tree.entries.values()) {
-      if (e.type !== "file" && e.type !== "dir") throw invalidArgument(`the kernel directory sent holds a ${e.type} (${JSON.stringify(e.path)})`, "only regular files and directories are taken");
+      if (e.type !== "file" && e.type !== "dir") throw invalidArgument(`the kernel directory sent holds a ${e.type} (${shown(e.path)})`, "only regular files and directories are taken");
     }
     return dir;
   }

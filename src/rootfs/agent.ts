@@ -4,7 +4,7 @@ import { constants } from "node:fs";
 import { copyFile, lstat, mkdir, rm, stat } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
-import { memberPath, orThrow } from "../util/paths.ts";
+import { memberPath, orThrow, shown } from "../util/paths.ts";
 import type { Tree } from "./tree.ts";
 
 /** Where the agent lives inside every image (the kernel command line's `init=`). */
@@ -66,7 +66,7 @@ async function ensureTreeDir(tree: Tree, path: string): Promise<string> {
   for (const part of path.split("/").filter(Boolean)) {
     sofar = sofar ? `${sofar}/${part}` : part;
     const e = tree.entries.get(sofar);
-    if (e && e.type !== "dir") throw invalidArgument(`the image has a ${e.type} at /${sofar} where banger needs a directory`);
+    if (e && e.type !== "dir") throw invalidArgument(`the image has a ${e.type} at ${shown(`/${sofar}`)} where banger needs a directory`);
     if (!e) {
       await mkdir(join(tree.dir, sofar), { mode: 0o700 });
       tree.entries.set(sofar, { path: sofar, type: "dir", uid: 0, gid: 0, mode: 0o755, mtime: 0 });

@@ -17,12 +17,14 @@
 // holds no control byte (no NUL, 0x01-0x1f, 0x7f), so it can neither end its line nor its
 // quotes; every untrusted argument starts with '/' (an image path) or an allowed xattr
 // namespace ("user.", "security."), so it is never an option nor "<N>", and ea_set also gets
-// `--` before them; no line reaches MAX_LINE_BYTES. The one bare name is mknod's (it links
-// its literal argument into the current directory): do_mknod reads argv[1] as the name and
-// parses no options, so it is still only a name. (Linking a fixed-name node into place with
+// `--` before them; no line reaches MAX_LINE_BYTES. The script goes to disk as it is made and
+// stops at MAX_SCRIPT_BYTES (lines repeat their paths: it may be many times the tree's
+// metadata). The one bare name is mknod's (it links its literal argument into the current
+// directory): do_mknod reads argv[1] as the name and parses no options, so it is still only a name. (Linking a fixed-name node into place with
 // `ln` would avoid it, but debugfs's `ln` never grows a full directory: make_link calls
 // ext2fs_link without EXT2FS_LINK_EXPAND, and /dev holds many nodes.)
-import { writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { type FileHandle, open, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
 import { runChecked } from "../util/exec.ts";
@@ -49,6 +51,19 @@ const TYPE_BITS: Record<TreeEntry["type"], number> = {
 
 /** Well under fgets' BUFSIZ (8192, counting the newline and NUL). */
 export const MAX_LINE_BYTES = 8000;
+/** The whole script: a large real image (500k entries, a daemon not running as root) needs a few hundred MiB. */
+export const MAX_SCRIPT_BYTES = 2 * 1024 ** 3;
+const FLUSH_BYTES = 1024 * 1024;
+/**
+ * Distinct xattr values (one work file each, which ea_set -f reads). Values repeat (an
+ * SELinux image labels every file with a handful), so each distinct one is written once.
+ */
+export const MAX_XATTR_VALUES = 100_000;
+
+export interface ScriptLimits {
+  maxBytes?: number;
+  maxXattrValues?: number;
+}
 const CONTROL = /[\x00-\x1f\x7f]/;
 
 /** The permission bits a staging file gets on the host (never setuid; the owner can always read). */
@@ -82,22 +97,75 @@ export function nodeNameArg(name: string): string {
   return arg("node name", name, name !== "" && name !== "." && name !== ".." && !name.includes("/"));
 }
 
-/** Collects script lines, refusing any line that fgets would split. */
+/**
+ * Writes script lines to `fh` as they are made, refusing any line that fgets would split and
+ * a script past `maxBytes`: every ea_set line repeats its path, so a tree's script may be many
+ * times its metadata, and it must cost neither that much memory nor unbounded disk.
+ */
 class Script {
-  readonly lines: string[] = ["sif / uid 0", "sif / gid 0", "sif / mode 040755"];
+  private pending: string[] = ["sif / uid 0", "sif / gid 0", "sif / mode 040755"];
+  private pendingBytes = 0;
+  private bytes = 0;
 
-  push(path: string, ...lines: string[]): void {
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly maxBytes: number,
+  ) {}
+
+  async push(path: string, ...lines: string[]): Promise<void> {
     for (const line of lines) {
-      if (Buffer.byteLength(line) >= MAX_LINE_BYTES) throw invalidArgument(`image path ${shown(`/${path}`)} is too long for the image builder (its debugfs line would pass ${MAX_LINE_BYTES} bytes)`);
-      this.lines.push(line);
+      const size = Buffer.byteLength(line);
+      if (size >= MAX_LINE_BYTES) throw invalidArgument(`image path ${shown(`/${path}`)} is too long for the image builder (its debugfs line would pass ${MAX_LINE_BYTES} bytes)`);
+      this.bytes += size + 1;
+      if (this.bytes > this.maxBytes) throw invalidArgument(`the image's debugfs script would pass ${this.maxBytes} bytes (too many long paths or xattrs)`);
+      this.pending.push(line);
+      this.pendingBytes += size + 1;
+      if (this.pendingBytes >= FLUSH_BYTES) await this.flush();
     }
+  }
+
+  async flush(): Promise<void> {
+    if (this.pending.length > 0) await this.fh.write(`${this.pending.join("\n")}\n`);
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+}
+
+/** One work file per distinct xattr value, at most `max` of them. */
+class XattrValues {
+  private readonly files = new Map<string, string>();
+
+  constructor(
+    private readonly work: string,
+    private readonly max: number,
+  ) {}
+
+  async fileFor(value: Buffer): Promise<string> {
+    const key = createHash("sha256").update(value).digest("hex");
+    const known = this.files.get(key);
+    if (known) return known;
+    if (this.files.size >= this.max) throw invalidArgument(`the image has more than ${this.max} distinct xattr values`);
+    const file = join(this.work, `xattr-${this.files.size}`);
+    await writeFile(file, value, { flag: "wx" });
+    this.files.set(key, file);
+    return file;
   }
 }
 
 /** Writes the debugfs script (and xattr value files) into `work`; returns the script path. */
-export async function writeDebugfsScript(tree: Tree, work: string, host: StagingStamp): Promise<string> {
-  const script = new Script();
-  let xattrFiles = 0;
+export async function writeDebugfsScript(tree: Tree, work: string, host: StagingStamp, limits: ScriptLimits = {}): Promise<string> {
+  const path = join(work, "ownership.debugfs");
+  const fh = await open(path, "wx", 0o600);
+  try {
+    const values = new XattrValues(work, limits.maxXattrValues ?? MAX_XATTR_VALUES);
+    await writeScript(tree, host, new Script(fh, limits.maxBytes ?? MAX_SCRIPT_BYTES), values);
+  } finally {
+    await fh.close();
+  }
+  return path;
+}
+
+async function writeScript(tree: Tree, host: StagingStamp, script: Script, values: XattrValues): Promise<void> {
   const sorted = [...tree.entries.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   for (const e of sorted) {
     if (e.type === "hardlink") continue; // shares its target's inode
@@ -106,25 +174,21 @@ export async function writeDebugfsScript(tree: Tree, work: string, host: Staging
     if (special) {
       const spec = e.type === "fifo" ? "p" : `${e.type === "chardev" ? "c" : "b"} ${e.devMajor ?? 0} ${e.devMinor ?? 0}`;
       const base = e.path.slice(e.path.lastIndexOf("/") + 1);
-      script.push(e.path, `cd ${pathArg(`/${parentOf(e.path)}`)}`, `mknod ${nodeNameArg(base)} ${spec}`, "cd /");
+      await script.push(e.path, `cd ${pathArg(`/${parentOf(e.path)}`)}`, `mknod ${nodeNameArg(base)} ${spec}`, "cd /");
     }
     const copied = !special && host.owners;
-    if (!copied && (special || e.uid !== host.uid)) script.push(e.path, `sif ${p} uid ${e.uid}`);
-    if (!copied && (special || e.gid !== host.gid)) script.push(e.path, `sif ${p} gid ${e.gid}`);
+    if (!copied && (special || e.uid !== host.uid)) await script.push(e.path, `sif ${p} uid ${e.uid}`);
+    if (!copied && (special || e.gid !== host.gid)) await script.push(e.path, `sif ${p} gid ${e.gid}`);
     const symlinkMode = e.type === "symlink" && (e.mode & 0o7777) !== 0o777;
     if (special || (e.mode & 0o7000) !== 0 || symlinkMode || (e.type !== "symlink" && hostMode(e, host.owners) !== (e.mode & 0o777))) {
-      script.push(e.path, `sif ${p} mode 0${(TYPE_BITS[e.type] | (e.mode & 0o7777)).toString(8)}`);
+      await script.push(e.path, `sif ${p} mode 0${(TYPE_BITS[e.type] | (e.mode & 0o7777)).toString(8)}`);
     }
-    if (special) script.push(e.path, `sif ${p} mtime @${e.mtime}`);
+    if (special) await script.push(e.path, `sif ${p} mtime @${e.mtime}`);
     for (const [name, value] of Object.entries(e.xattrs ?? {})) {
-      const file = join(work, `xattr-${xattrFiles++}`);
-      await writeFile(file, value);
-      script.push(e.path, `ea_set -f ${pathArg(file)} -- ${p} ${xattrArg(name)}`);
+      await script.push(e.path, `ea_set -f ${pathArg(await values.fileFor(value))} -- ${p} ${xattrArg(name)}`);
     }
   }
-  const path = join(work, "ownership.debugfs");
-  await writeFile(path, `${script.lines.join("\n")}\n`);
-  return path;
+  await script.flush();
 }
 
 /**

@@ -25,6 +25,10 @@ export interface BuildExt4Options {
   minSizeBytes?: number;
   /** Free space to leave when sizing automatically (default: max(64 MiB, 25% of content)). */
   headroom?: number;
+  /** Most bytes of the debugfs script (default MAX_SCRIPT_BYTES, see debugfs.ts). */
+  maxScriptBytes?: number;
+  /** Most distinct xattr values (default MAX_XATTR_VALUES, see debugfs.ts). */
+  maxXattrValues?: number;
   /** Filesystem label (at most 16 bytes). Default "rootfs". */
   label?: string;
   signal?: AbortSignal;
@@ -41,6 +45,7 @@ export async function buildExt4(tree: Tree, outPath: string, opts: BuildExt4Opti
   const progress = opts.progress ?? noProgress;
   const label = opts.label ?? "rootfs";
   if (Buffer.byteLength(label) > 16 || /[\0\n"]/.test(label)) throw invalidArgument(`filesystem label ${JSON.stringify(label)} is longer than 16 bytes`);
+  refuseReservedNames(tree);
   throwIfAborted(opts.signal);
   const need = await estimateImage(tree, opts.signal);
   const sizeBytes = chooseSize(need, opts);
@@ -53,7 +58,7 @@ export async function buildExt4(tree: Tree, outPath: string, opts: BuildExt4Opti
     // Inodes for the content, or one per 64 KiB when the image has room to fill.
     await runMkfs(tree, tmpImage, label, Math.max(need.inodes, Math.floor(sizeBytes / (64 * 1024))), sizeBytes, opts.signal);
     progress({ phase: "ownership", total: tree.entries.size });
-    const script = await writeDebugfsScript(tree, work, host);
+    const script = await writeDebugfsScript(tree, work, host, { maxBytes: opts.maxScriptBytes, maxXattrValues: opts.maxXattrValues });
     await runDebugfs(tmpImage, script, opts.signal);
     await rename(tmpImage, outPath);
     return { path: outPath, sizeBytes };
@@ -63,6 +68,15 @@ export async function buildExt4(tree: Tree, outPath: string, opts: BuildExt4Opti
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * mkfs.ext4 makes /lost+found itself: a file or symlink there fails mkfs, and a hardlink,
+ * fifo or device there (linked in without a name check) gives the root two entries of that name.
+ */
+function refuseReservedNames(tree: Tree): void {
+  const e = tree.entries.get("lost+found");
+  if (e && e.type !== "dir") throw invalidArgument(`the image has a ${e.type} at /lost+found, where mkfs.ext4 makes its own directory`, "remove it from the image, or make it a directory");
 }
 
 interface ImageNeeds {

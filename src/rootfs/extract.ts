@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { pipeline, type Readable } from "node:stream";
 import tar from "tar-stream";
 import { BangerError, ErrorCode, cancelled, invalidArgument } from "../util/errors.ts";
-import { keptXattrs, linkTarget, memberPath, orThrow, shown } from "../util/paths.ts";
+import { MetadataBudget, keptXattrs, linkTarget, memberPath, orThrow, shown } from "../util/paths.ts";
 import { noProgress, type Progress } from "../util/progress.ts";
 import { PaxXattrSniffer } from "./paxsniff.ts";
 import type { Tree, TreeEntry, TreeEntryType } from "./tree.ts";
@@ -24,6 +24,8 @@ export interface ExtractOptions {
   maxEntries?: number;
   /** Most bytes of file content accepted in total (default 32 GiB). */
   maxBytes?: number;
+  /** Most bytes of names, link targets and xattrs held (default MAX_TREE_METADATA_BYTES). */
+  maxMetadataBytes?: number;
 }
 
 const MAX_ID = 0xfffffffe;
@@ -40,7 +42,8 @@ export async function extractRootfsTar(tarStream: Readable, stagingDir: string, 
   // directory) must not emit an error nobody handles.
   mkdirSync(stagingDir, { recursive: true, mode: 0o700 });
   const tree: Tree = { dir: stagingDir, entries: new Map() };
-  const sniffer = new PaxXattrSniffer();
+  const budget = new MetadataBudget(opts.maxMetadataBytes);
+  const sniffer = new PaxXattrSniffer(budget, invalidArgument);
   const extract = tar.extract();
   const onAbort = () => extract.destroy(cancelled());
   opts.signal?.addEventListener("abort", onAbort, { once: true });
@@ -48,13 +51,16 @@ export async function extractRootfsTar(tarStream: Readable, stagingDir: string, 
   pipeline(tarStream, sniffer, extract as unknown as NodeJS.WritableStream, (err) => {
     if (err) streamError = err;
   });
-  const writer = new TreeWriter(tree, opts);
+  const writer = new TreeWriter(tree, opts, budget);
   try {
     if (opts.signal?.aborted) throw cancelled();
     for await (const entry of extract) {
       if (opts.signal?.aborted) throw cancelled();
       const header = entry.header as TarHeader;
-      await writer.add(header, entry as AsyncIterable<Buffer>, sniffer.xattrsByOffset.get(header.byteOffset ?? -1));
+      const offset = header.byteOffset ?? -1;
+      const xattrs = sniffer.xattrsByOffset.get(offset);
+      sniffer.xattrsByOffset.delete(offset);
+      await writer.add(header, entry as AsyncIterable<Buffer>, xattrs);
       entry.resume();
     }
     if (opts.signal?.aborted) throw cancelled();
@@ -74,7 +80,8 @@ function asTarError(err: unknown, signal: AbortSignal | undefined): unknown {
   if (signal?.aborted) return cancelled();
   if (err instanceof BangerError) return err;
   const msg = err instanceof Error ? err.message : String(err);
-  return new BangerError(ErrorCode.InvalidArgument, `not a valid rootfs tar: ${msg}`, "pass an uncompressed tar such as `docker export` writes");
+  // Host errors name host paths built from member names: shown, like every name.
+  return new BangerError(ErrorCode.InvalidArgument, `not a valid rootfs tar: ${shown(msg)}`, "pass an uncompressed tar such as `docker export` writes");
 }
 
 /** Applies tar entries to the staging directory and the entry map, one at a time. */
@@ -87,6 +94,7 @@ class TreeWriter {
   constructor(
     private readonly tree: Tree,
     opts: ExtractOptions,
+    private readonly budget: MetadataBudget,
   ) {
     this.maxEntries = opts.maxEntries ?? 500_000;
     this.maxBytes = opts.maxBytes ?? 32 * 1024 ** 3;
@@ -94,6 +102,7 @@ class TreeWriter {
   }
 
   async add(header: TarHeader, body: AsyncIterable<Buffer>, rawXattrs: Map<string, Buffer> | undefined): Promise<void> {
+    orThrow(this.budget.spend([header.name, header.linkname]), invalidArgument);
     const path = orThrow(memberPath(header.name, "tar member"), invalidArgument);
     const type = entryType(header);
     if (path === "") {
@@ -106,7 +115,7 @@ class TreeWriter {
     const existing = this.tree.entries.get(path);
     if (existing) {
       if (existing.type === "dir" && type === "dir") return void this.tree.entries.set(path, entry);
-      throw invalidArgument(`tar member ${JSON.stringify(path)} appears twice`);
+      throw invalidArgument(`tar member ${shown(path)} appears twice`);
     }
     const abs = join(this.tree.dir, path);
     switch (type) {
@@ -144,7 +153,7 @@ class TreeWriter {
       mode: (header.mode ?? 0o644) & 0o7777,
       mtime: mtimeSeconds(header.mtime),
     };
-    const xattrs = orThrow(keptXattrs(rawXattrs), (reason) => invalidArgument(`tar member ${JSON.stringify(path)}: ${reason}`));
+    const xattrs = orThrow(keptXattrs(rawXattrs), (reason) => invalidArgument(`tar member ${shown(path)}: ${reason}`));
     if (xattrs) entry.xattrs = xattrs;
     return entry;
   }
@@ -157,7 +166,7 @@ class TreeWriter {
       sofar = sofar === "" ? part : `${sofar}/${part}`;
       const e = this.tree.entries.get(sofar);
       if (e) {
-        if (e.type !== "dir") throw invalidArgument(`tar member ${JSON.stringify(path)} lies under ${JSON.stringify(sofar)}, which is a ${e.type}, not a directory`);
+        if (e.type !== "dir") throw invalidArgument(`tar member ${shown(path)} lies under ${shown(sofar)}, which is a ${e.type}, not a directory`);
         continue;
       }
       if (this.tree.entries.size >= this.maxEntries) throw invalidArgument(`the tar has more than ${this.maxEntries} entries`);
@@ -183,12 +192,12 @@ class TreeWriter {
 
   /** A hardlink must name an earlier regular file; chains resolve to that file. */
   private hardlinkTarget(path: string, linkname: string | null | undefined): string {
-    if (!linkname) throw invalidArgument(`hardlink ${JSON.stringify(path)} has no target`);
-    const target = orThrow(memberPath(linkname, `hardlink target of ${JSON.stringify(path)}:`), invalidArgument);
+    if (!linkname) throw invalidArgument(`hardlink ${shown(path)} has no target`);
+    const target = orThrow(memberPath(linkname, `hardlink target of ${shown(path)}:`), invalidArgument);
     const e = this.tree.entries.get(target);
-    if (!e) throw invalidArgument(`hardlink ${JSON.stringify(path)} points to ${JSON.stringify(target)}, which is not earlier in the tar`);
+    if (!e) throw invalidArgument(`hardlink ${shown(path)} points to ${shown(target)}, which is not earlier in the tar`);
     if (e.type === "hardlink" && e.linkTarget) return e.linkTarget;
-    if (e.type !== "file") throw invalidArgument(`hardlink ${JSON.stringify(path)} points to a ${e.type}, not a regular file`);
+    if (e.type !== "file") throw invalidArgument(`hardlink ${shown(path)} points to a ${e.type}, not a regular file`);
     return target;
   }
 }
@@ -217,12 +226,12 @@ function entryType(header: TarHeader): TreeEntryType {
 
 /** Symlink targets are stored as written (absolute ones resolve inside the image at run time). */
 function symlinkTarget(path: string, linkname: string | null | undefined): string {
-  return orThrow(linkTarget(linkname ?? "", `symlink target of ${JSON.stringify(path)}:`), invalidArgument);
+  return orThrow(linkTarget(linkname ?? "", `symlink target of ${shown(path)}:`), invalidArgument);
 }
 
 function idFrom(paxValue: string | undefined, headerValue: number | undefined, path: string): number {
   const id = paxValue !== undefined ? Number(paxValue) : (headerValue ?? 0);
-  if (!Number.isSafeInteger(id) || id < 0 || id > MAX_ID) throw invalidArgument(`tar member ${JSON.stringify(path)} has an invalid uid/gid`);
+  if (!Number.isSafeInteger(id) || id < 0 || id > MAX_ID) throw invalidArgument(`tar member ${shown(path)} has an invalid uid/gid`);
   return id;
 }
 

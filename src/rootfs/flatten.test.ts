@@ -139,10 +139,10 @@ describe("flattenLayers", () => {
   const hostile: Array<[string, TarEntry[][], RegExp]> = [
     ["dot-dot traversal", [[{ name: "a/../../escape", content: "x" }]], /"a\/\.\.\/\.\.\/escape" has a "\.\." component/],
     ["absolute path", [[{ name: "/etc/evil", content: "x" }]], /path "\/etc\/evil" is absolute/],
-    ["write through an absolute symlink parent", [[{ name: "etc", type: "symlink", linkname: "/etc" }], [{ name: "etc/evil", content: "x" }]], /goes through the symlink etc/],
-    ["write through a relative symlink parent", [[{ name: "up", type: "symlink", linkname: "../.." }, { name: "up/evil", content: "x" }]], /goes through the symlink up/],
+    ["write through an absolute symlink parent", [[{ name: "etc", type: "symlink", linkname: "/etc" }], [{ name: "etc/evil", content: "x" }]], /goes through the symlink "etc"/],
+    ["write through a relative symlink parent", [[{ name: "up", type: "symlink", linkname: "../.." }, { name: "up/evil", content: "x" }]], /goes through the symlink "up"/],
     ["hardlink out of the tree", [[{ name: "h", type: "link", linkname: "../../etc/shadow" }]], /hardlink target "\.\.\/\.\.\/etc\/shadow" has a "\.\." component/],
-    ["hardlink to nothing", [[{ name: "h", type: "link", linkname: "missing" }]], /points at missing, which does not exist/],
+    ["hardlink to nothing", [[{ name: "h", type: "link", linkname: "missing" }]], /points at "missing", which does not exist/],
     ["file as a parent dir", [[{ name: "f", content: "x" }, { name: "f/g", content: "y" }]], /which is a file, not a directory/],
   ];
   for (const [what, ls, message] of hostile) {

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import tar from "tar-stream";
 import { BangerError, ErrorCode, cancelled, integrity, invalidArgument } from "../util/errors.ts";
-import { keptXattrs, linkTarget, memberPath, orThrow, parentOf, shown } from "../util/paths.ts";
+import { MetadataBudget, keptXattrs, linkTarget, memberPath, orThrow, parentOf, shown } from "../util/paths.ts";
 import { PaxXattrSniffer } from "./paxsniff.ts";
 import type { Tree, TreeEntry, TreeEntryType } from "./tree.ts";
 
@@ -25,6 +25,8 @@ export interface FlattenOptions {
   maxEntries?: number;
   /** Cap on file bytes written over all layers. Default 64 GiB. */
   maxBytes?: number;
+  /** Cap on names, link targets and xattrs held over all layers. Default MAX_TREE_METADATA_BYTES. */
+  maxMetadataBytes?: number;
 }
 
 const WHITEOUT = ".wh.";
@@ -85,16 +87,19 @@ class Flattener {
   private layer = 0;
   private count = 0;
   private bytes = 0;
+  private readonly budget: MetadataBudget;
 
   constructor(
     private readonly root: string,
     private readonly opts: FlattenOptions,
-  ) {}
+  ) {
+    this.budget = new MetadataBudget(opts.maxMetadataBytes);
+  }
 
   async applyLayer(stream: Readable, index: number): Promise<void> {
     this.layer = index;
     this.layerPaths = new Set();
-    const sniffer = new PaxXattrSniffer();
+    const sniffer = new PaxXattrSniffer(this.budget, (reason) => this.reject(reason));
     const extract = tar.extract();
     const fail = (err: Error) => extract.destroy(err);
     const onAbort = () => fail(cancelled());
@@ -113,7 +118,8 @@ class Flattener {
     } catch (err) {
       if (this.opts.signal?.aborted) throw cancelled();
       if (err instanceof BangerError) throw err;
-      throw integrity(`layer ${index + 1}: not a valid tar: ${(err as Error).message}`, "the image is corrupt; pull it again or report it");
+      // Host errors name host paths built from member names: shown, like every name.
+      throw integrity(`layer ${index + 1}: not a valid tar: ${shown((err as Error).message)}`, "the image is corrupt; pull it again or report it");
     } finally {
       this.opts.signal?.removeEventListener("abort", onAbort);
       stream.destroy();
@@ -128,6 +134,7 @@ class Flattener {
   private async applyEntry(entry: Entry, xattrs: Map<string, Buffer> | undefined): Promise<void> {
     const h = entry.header;
     if (++this.count > (this.opts.maxEntries ?? 2_000_000)) throw this.reject("too many entries");
+    orThrow(this.budget.spend([h.name, h.linkname]), (reason) => this.reject(reason));
     const path = this.normalise(h.name, "path");
     const type = TAR_TYPES[h.type];
     const name = path.slice(path.lastIndexOf("/") + 1);
@@ -157,7 +164,7 @@ class Flattener {
     await this.ensureParents(dir, 0); // a marker's directory must be real (never a symlink)
     if (name === OPAQUE) return this.clearLower(dir);
     const target = join2(dir, name.slice(WHITEOUT.length));
-    if (target === dir || name === `${WHITEOUT}.` || name === `${WHITEOUT}..`) throw this.reject(`invalid whiteout ${path}`);
+    if (target === dir || name === `${WHITEOUT}.` || name === `${WHITEOUT}..`) throw this.reject(`invalid whiteout ${shown(path)}`);
     if (!this.layerPaths.has(target)) await this.removeAll(target);
   }
 
@@ -177,8 +184,8 @@ class Flattener {
       prefix = join2(prefix, part);
       const e = this.entries.get(prefix);
       if (e?.type === "dir") continue;
-      if (e?.type === "symlink") throw this.reject(`${dir} goes through the symlink ${prefix}`);
-      if (e) throw this.reject(`${dir} goes through ${prefix}, which is a ${e.type}, not a directory`);
+      if (e?.type === "symlink") throw this.reject(`${shown(dir)} goes through the symlink ${shown(prefix)}`);
+      if (e) throw this.reject(`${shown(dir)} goes through ${shown(prefix)}, which is a ${e.type}, not a directory`);
       await mkdir(join(this.root, prefix), { mode: 0o755 });
       this.add({ path: prefix, type: "dir", uid: 0, gid: 0, mode: 0o755, mtime });
     }
@@ -220,11 +227,11 @@ class Flattener {
 
   private async writeHardlink(path: string, rawTarget: string): Promise<void> {
     const target = this.normalise(rawTarget, "hardlink target");
-    if (target === path) throw this.reject(`hardlink ${path} points at itself`);
+    if (target === path) throw this.reject(`hardlink ${shown(path)} points at itself`);
     if (this.entries.has(path)) await this.removeAll(path);
     const te = this.entries.get(target);
-    if (!te) throw this.reject(`hardlink ${path} points at ${target}, which does not exist`);
-    if (te.type === "dir") throw this.reject(`hardlink ${path} points at the directory ${target}`);
+    if (!te) throw this.reject(`hardlink ${shown(path)} points at ${shown(target)}, which does not exist`);
+    if (te.type === "dir") throw this.reject(`hardlink ${shown(path)} points at the directory ${shown(target)}`);
     const primaryPath = te.type === "hardlink" ? te.linkTarget! : target;
     const primary = this.entries.get(primaryPath)!;
     // link(2) does not follow a symlink source; specials have no file to link.

@@ -2,8 +2,10 @@
 // values such as `SCHILY.xattr.security.capability`. This pass-through stream walks the same
 // tar block structure alongside tar-stream and keeps the raw bytes of every SCHILY.xattr.*
 // record, keyed by the byte offset where the owning entry's data starts (tar-stream reports
-// the same number as `header.byteOffset`), so the two can be joined exactly.
+// the same number as `header.byteOffset`), so the two can be joined exactly. Every record it
+// keeps counts against the reader's MetadataBudget, so no tar makes it hold more than that.
 import { Transform, type TransformCallback } from "node:stream";
+import { type MetadataBudget, orThrow } from "../util/paths.ts";
 import { TAR_BLOCK as BLOCK, decodeTarNumber, isZeroBlock, paddedSize, parsePaxRecords } from "../util/tar.ts";
 
 const XATTR_PREFIX = "SCHILY.xattr.";
@@ -21,6 +23,14 @@ export class PaxXattrSniffer extends Transform {
   private paxChunks: Buffer[] = [];
   private pendingXattrs: Map<string, Buffer> | undefined;
   private pendingSize: number | undefined;
+
+  /** `fail` makes the reader's error from a refusal (thrown here, it errors the stream). */
+  constructor(
+    private readonly budget: MetadataBudget,
+    private readonly fail: (reason: string) => Error,
+  ) {
+    super();
+  }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     try {
@@ -96,7 +106,10 @@ export class PaxXattrSniffer extends Transform {
   private onPaxData(buf: Buffer): void {
     const xattrs = new Map<string, Buffer>();
     for (const [key, value] of parsePaxRecords(buf)) {
-      if (key.startsWith(XATTR_PREFIX)) xattrs.set(key.slice(XATTR_PREFIX.length), value);
+      if (key.startsWith(XATTR_PREFIX)) {
+        orThrow(this.budget.spend([key], [value]), this.fail);
+        xattrs.set(key.slice(XATTR_PREFIX.length), value);
+      }
       else if (key === "size") this.pendingSize = Number.parseInt(value.toString("latin1"), 10);
     }
     this.pendingXattrs = xattrs;

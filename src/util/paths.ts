@@ -14,8 +14,9 @@
 // - '/' separates components; "" and "." components are dropped; ".." is refused outright
 //   (never resolved: "a/../b" through a symlink "a" is not "b").
 // Paths are at most MAX_PATH_BYTES bytes with components of at most MAX_NAME_BYTES (Linux's
-// PATH_MAX and NAME_MAX). Messages show strings through `shown` (escaped, bounded), so a
-// refusal is one line a terminal cannot be steered by.
+// PATH_MAX and NAME_MAX), and a MetadataBudget bounds all a reader holds for one tree (names,
+// link targets, xattrs). Messages show strings through `shown` (escaped, C1 controls too,
+// bounded), so a refusal is one line a terminal cannot be steered by.
 
 /** Why a string was refused: one line, the string shown escaped. */
 export interface Refused {
@@ -26,6 +27,13 @@ export type Checked<T> = T | Refused;
 
 export const MAX_PATH_BYTES = 4095;
 export const MAX_NAME_BYTES = 255;
+/**
+ * Most bytes of member names, link targets and xattrs (names and values, kept or dropped) one
+ * tar reader holds for a tree: they stay in memory until its image is built, and a small
+ * compressed layer of long names or big xattr records decodes to gigabytes of them. A large
+ * real image holds a few tens of MiB.
+ */
+export const MAX_TREE_METADATA_BYTES = 256 * 1024 * 1024;
 /** Namespaces applied from images; trusted.* and system.* (ACLs) never come from untrusted input. */
 export const KEPT_XATTR_NAMESPACES = ["user.", "security."] as const;
 export const MAX_XATTRS = 32;
@@ -42,6 +50,15 @@ export function isRefused<T>(v: Checked<T>): v is Refused {
 export function shown(s: string): string {
   const cut = s.length > 200 ? `${s.slice(0, 200)}...` : s;
   return JSON.stringify(cut).replace(/[\x7f-\x9f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/**
+ * A system error (ENOSPC, ENAMETOOLONG, ...) with its code, syscall and path kept and its
+ * message shown: the message names a host path made from an untrusted member name.
+ */
+export function systemErrorShown(err: Error): Error {
+  const { code, syscall, path } = err as NodeJS.ErrnoException;
+  return Object.assign(new Error(shown(err.message)), { code, syscall, path });
 }
 
 /** The first control byte of `s` as "0x0a", or undefined. */
@@ -124,6 +141,20 @@ export function keptXattrs(raw: ReadonlyMap<string, Buffer> | undefined): Checke
     out[name] = value;
   }
   return Object.keys(out).length > 0 ? out : undefined;
+}
+
+/** Counts a tree's metadata bytes (see MAX_TREE_METADATA_BYTES) over every entry read. */
+export class MetadataBudget {
+  private used = 0;
+
+  constructor(readonly max = MAX_TREE_METADATA_BYTES) {}
+
+  /** Adds the bytes of `strings` and `buffers`: the total so far, or the refusal once it passes the cap. */
+  spend(strings: readonly (string | null | undefined)[], buffers: Iterable<Buffer> = []): Checked<number> {
+    for (const s of strings) this.used += s ? Buffer.byteLength(s) : 0;
+    for (const b of buffers) this.used += b.length;
+    return this.used > this.max ? { refused: `the tree's names, link targets and xattrs take more than ${this.max} bytes` } : this.used;
+  }
 }
 
 /** The checked value, or the refusal thrown as the caller's error. */

@@ -128,3 +128,29 @@ test("names and symlink targets with control bytes are refused with one line; ot
   }
   assert.equal(existsSync(join(home, "pwned")), false);
 });
+
+test("refusals show member names escaped: C1 controls (CSI, NEL) never reach the terminal raw", async () => {
+  const H = "\u009b2J\u0085";
+  for (const members of [
+    [{ name: `workspace/${H}`, type: "symlink" as const, linkname: "x" }, { name: `workspace/${H}/f`, body: "x" }],
+    [{ name: `workspace/${H}`, type: "directory" as const }, { name: `workspace/${H}`, type: "symlink" as const, linkname: "x" }],
+    [{ name: `workspace/${H}`, type: "symlink" as const, linkname: "a\nb" }],
+  ]) {
+    await assert.rejects(extractGuestTree(archive(members), dirs(), limits), (err: unknown) => {
+      assert.ok(isRefusal(err), String(err));
+      assert.doesNotMatch((err as BangerError).message, /[\x00-\x1f\x7f-\x9f]/, JSON.stringify((err as BangerError).message));
+      assert.ok((err as BangerError).message.includes("\\u009b2J\\u0085"), JSON.stringify((err as BangerError).message));
+      return true;
+    });
+  }
+});
+
+test("a member path the host cannot hold (past PATH_MAX under the work tree): the error shows it escaped", async () => {
+  const H = "\u009b2J\u0085";
+  const deep = `workspace/${Array(16).fill(`${H}${"d".repeat(247)}`).join("/")}/${"f".repeat(16)}`; // within the name rule's 4095 bytes
+  await assert.rejects(extractGuestTree(archive([{ name: deep, body: "x" }]), dirs(), limits), (err: unknown) => {
+    assert.match((err as Error).message, /ENAMETOOLONG/);
+    assert.doesNotMatch((err as Error).message, /[\x00-\x1f\x7f-\x9f]/, "one printable line");
+    return true;
+  });
+});

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import tar from "tar-stream";
 import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
-import { linkTarget, memberPath, orThrow } from "../util/paths.ts";
+import { linkTarget, memberPath, orThrow, shown, systemErrorShown } from "../util/paths.ts";
 
 export interface GuestTreeLimits {
   /** Total file content. */
@@ -93,7 +93,8 @@ export async function extractGuestTree(archive: Readable, dirs: GuestTreeDirs, l
     }
   } catch (err) {
     archive.destroy();
-    throw signal?.aborted ? cancelled() : err;
+    if (signal?.aborted) throw cancelled();
+    throw err instanceof BangerError || !(err as NodeJS.ErrnoException).syscall ? err : systemErrorShown(err as Error);
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
@@ -141,7 +142,7 @@ async function writeEntry(place: Place, h: tar.Header, body: Readable): Promise<
     case "symlink":
       if (place.inGit) return; // git's own files are never symlinks
       await clear(target);
-      await symlink(orThrow(linkTarget(h.linkname ?? "", `symlink target of ${JSON.stringify(place.rel)}:`), refused), target);
+      await symlink(orThrow(linkTarget(h.linkname ?? "", `symlink target of ${shown(place.rel)}:`), refused), target);
       return;
     default:
       return; // hard links, devices, fifos: not part of a patch
@@ -156,7 +157,7 @@ async function safeTarget(root: string, rel: string): Promise<string> {
     dir = join(dir, part);
     const st = await lstat(dir).catch(() => undefined);
     if (!st) await mkdir(dir, { mode: 0o755 });
-    else if (!st.isDirectory()) throw refused(`member ${JSON.stringify(rel.slice(0, 200))} would be written through ${st.isSymbolicLink() ? "a symlink" : "a file"}`);
+    else if (!st.isDirectory()) throw refused(`member ${shown(rel)} would be written through ${st.isSymbolicLink() ? "a symlink" : "a file"}`);
   }
   return join(root, rel);
 }
@@ -165,7 +166,7 @@ async function safeTarget(root: string, rel: string): Promise<string> {
 async function clear(target: string): Promise<void> {
   const st = await lstat(target).catch(() => undefined);
   if (!st) return;
-  if (st.isDirectory()) throw refused(`member ${JSON.stringify(target)} replaces a directory`);
+  if (st.isDirectory()) throw refused(`member ${shown(target)} replaces a directory`);
   await rm(target, { force: true });
 }
 
