@@ -15,8 +15,10 @@
 //   (never resolved: "a/../b" through a symlink "a" is not "b").
 // Paths are at most MAX_PATH_BYTES bytes with components of at most MAX_NAME_BYTES (Linux's
 // PATH_MAX and NAME_MAX), and a MetadataBudget bounds all a reader holds for one tree (names,
-// link targets, xattrs). Messages show strings through `shown` (escaped, C1 controls too,
+// link targets, xattrs). Messages show strings through `shown` (the terminal rule of util/text.ts, quoted and
 // bounded), so a refusal is one line a terminal cannot be steered by.
+
+import { inertJson } from "./text.ts";
 
 /** Why a string was refused: one line, the string shown escaped. */
 export interface Refused {
@@ -46,10 +48,9 @@ export function isRefused<T>(v: Checked<T>): v is Refused {
   return typeof v === "object" && v !== null && "refused" in v && typeof (v as Refused).refused === "string";
 }
 
-/** A string made safe to print: JSON-escaped (C0 controls), C1 controls and DEL escaped too, at most ~200 characters. */
+/** A name made safe to print, quoted: the terminal rule's JSON form (util/text.ts), at most ~200 characters. */
 export function shown(s: string): string {
-  const cut = s.length > 200 ? `${s.slice(0, 200)}...` : s;
-  return JSON.stringify(cut).replace(/[\x7f-\x9f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return inertJson(s.length > 200 ? `${s.slice(0, 200)}...` : s);
 }
 
 /**
