@@ -4,6 +4,7 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import assert from "node:assert/strict";
 import { after, before } from "node:test";
 import { startTestServer, type TestServer } from "../src/bundle/testkit.ts";
 import { TEST_CACHE } from "../src/vmm/testkit.ts";
@@ -76,6 +77,44 @@ export function runBin(bin: "banger" | "bangerd", args: string[], opts: { home: 
     child.on("error", reject);
     child.on("close", (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr }));
   });
+}
+
+export interface Closed {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** What the CLI wrote on the stream that stayed open. */
+  other: string;
+}
+
+/**
+ * Runs bin/banger with `closed` a pipe whose read end is closed before the CLI writes
+ * anything, so its first write there fails with EPIPE every time (no race with `| true`).
+ */
+export function runWithClosed(closed: "stdout" | "stderr", args: string[], home: string, env: NodeJS.ProcessEnv): Promise<Closed> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(join(REPO, "bin", "banger"), args, { env: { ...process.env, ...env, BANGER_HOME: home }, stdio: ["ignore", "pipe", "pipe"], timeout: 60_000 });
+    child[closed].destroy();
+    let other = "";
+    child[closed === "stdout" ? "stderr" : "stdout"].on("data", (b) => (other += b));
+    child.on("error", reject);
+    child.on("close", (code, signal) => resolve({ code, signal, other }));
+  });
+}
+
+/** Calls in flight in the daemon, not counting the status call asking. */
+async function otherActiveCalls(home: string, env: NodeJS.ProcessEnv): Promise<number> {
+  const status = JSON.parse((await mustRun(runBanger(["daemon", "status", "--json"], { home, env }))).stdout) as { activeCalls: number };
+  return status.activeCalls - 1;
+}
+
+/** Polls until the daemon has no call in flight but the asking one (a cancel takes a moment to land). */
+export async function assertNoCallLeft(home: string, env: NodeJS.ProcessEnv): Promise<void> {
+  let n = -1;
+  for (let i = 0; i < 40 && n !== 0; i++) {
+    n = await otherActiveCalls(home, env);
+    if (n !== 0) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(n, 0, "a call was left running in the daemon");
 }
 
 /** Stops the daemon of a test root (if any) so no process outlives the test. */

@@ -5,6 +5,7 @@ import { constants } from "node:os";
 import type { ExitStatus } from "../guest/index.ts";
 import type { RpcClient } from "../rpc/index.ts";
 import { withClient } from "./daemon-client.ts";
+import { cancelledForReader, readerGone } from "./output.ts";
 import { Uploader, streamEvents } from "./streams.ts";
 
 export interface AttachOptions {
@@ -12,6 +13,14 @@ export interface AttachOptions {
   /** Forward local stdin (otherwise the command sees EOF at once). */
   stdin: boolean;
 }
+
+/**
+ * The status when the reader of the command's output went away (`vm exec vm -- cat big | head`):
+ * the call is cancelled, which ends the command in the guest, and banger exits 128+SIGPIPE as
+ * the command itself would have in a local pipeline. Not 0: the command did not finish, and a
+ * script (`set -o pipefail`) must not take its cut-short output for a success.
+ */
+export const READER_GONE_STATUS = 128 + constants.signals.SIGPIPE;
 
 export function exitCodeOf(status: ExitStatus): number {
   if ("exitCode" in status) return status.exitCode;
@@ -36,6 +45,7 @@ export async function attachWith(client: RpcClient, method: string, params: Reco
   };
   const call = client.start<ExitStatus>(method, { ...params, stdin: opts.stdin, ...(opts.tty ? { tty: size() } : {}) }, {
     onEvent: (e) => handler(e),
+    signal: readerGone,
   });
   if (opts.stdin) uploader = new Uploader(call, stdin);
   const handler = streamEvents({ 1: process.stdout, 2: process.stderr }, uploader, startStdin);
@@ -49,6 +59,9 @@ export async function attachWith(client: RpcClient, method: string, params: Reco
   process.on("SIGTERM", onSigterm);
   try {
     return exitCodeOf(await call.result);
+  } catch (err) {
+    if (cancelledForReader(err)) return READER_GONE_STATUS;
+    throw err;
   } finally {
     process.off("SIGINT", onSigint);
     process.off("SIGTERM", onSigterm);

@@ -4,12 +4,13 @@ import type { Readable } from "node:stream";
 import { resolvePaths } from "../config/index.ts";
 import { connectOrStart } from "../daemon/launch.ts";
 import type { CallOptions, RpcClient } from "../rpc/index.ts";
-import { ProgressView } from "./output.ts";
+import { ProgressView, readerGone } from "./output.ts";
 import { Uploader, streamEvents } from "./streams.ts";
 
 export interface CallSettings {
   /** Show progress events on stderr (off under --json, which prints only the result). */
   showProgress?: boolean;
+  /** The call's output (`out` events): the call is cancelled when its reader goes away (output.ts readerGone). */
   onEvent?: CallOptions["onEvent"];
   /** Bytes sent as the call's input (daemon/streams.ts inputStream); a read error cancels the call. */
   input?: Readable;
@@ -29,12 +30,14 @@ export function callDaemon<T>(method: string, params?: unknown, settings: CallSe
     const controller = new AbortController();
     const onSigint = () => controller.abort();
     process.once("SIGINT", onSigint);
-    const view = settings.showProgress ? new ProgressView() : undefined;
+    const signal = settings.onEvent ? AbortSignal.any([controller.signal, readerGone]) : controller.signal;
+    const call = (onProgress?: CallOptions["onProgress"]) => {
+      const opts: CallOptions = { signal, onProgress, onEvent: settings.onEvent };
+      return settings.input ? callWithInput<T>(client, method, params, settings.input, opts) : client.call<T>(method, params, opts);
+    };
     try {
-      const opts: CallOptions = { signal: controller.signal, onProgress: view ? (p) => view.update(p) : undefined, onEvent: settings.onEvent };
-      return await (settings.input ? callWithInput<T>(client, method, params, settings.input, opts) : client.call<T>(method, params, opts));
+      return await (settings.showProgress ? new ProgressView().track(call) : call());
     } finally {
-      view?.finish();
       process.off("SIGINT", onSigint);
     }
   });

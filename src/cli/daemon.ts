@@ -6,7 +6,7 @@ import { RpcClient } from "../rpc/index.ts";
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
 import { connectOrStart, waitSocketGone } from "../daemon/launch.ts";
 import { callDaemon } from "./daemon-client.ts";
-import { printFields, printJson } from "./output.ts";
+import { printFields, printJson, readerGone } from "./output.ts";
 
 interface Status {
   pid: number;
@@ -98,7 +98,7 @@ function parseCount(v: string): number {
   return n;
 }
 
-/** Streams what is appended to file from offset on, until Ctrl-C. */
+/** Streams what is appended to file from offset on, until Ctrl-C or its reader goes away. */
 function follow(file: string, offset: number): Promise<void> {
   return new Promise((resolve) => {
     let pos = offset;
@@ -118,10 +118,12 @@ function follow(file: string, offset: number): Promise<void> {
     };
     const watcher = watch(file, readMore);
     const timer = setInterval(readMore, 1000);
-    process.once("SIGINT", () => {
+    const stop = () => {
       watcher.close();
       clearInterval(timer);
       resolve();
-    });
+    };
+    process.once("SIGINT", stop);
+    readerGone.addEventListener("abort", stop, { once: true });
   });
 }

@@ -4,6 +4,7 @@ import { resolve } from "node:path";
 import type { Command } from "commander";
 import { invalidArgument } from "../util/errors.ts";
 import { humanBytes } from "../util/fsx.ts";
+import type { Progress } from "../util/progress.ts";
 import { validateName } from "../util/names.ts";
 import { parseSize } from "../util/size.ts";
 import { printJson, ProgressView } from "./output.ts";
@@ -25,13 +26,15 @@ export function registerInternal(program: Command): void {
     .option("--json", "print JSON")
     .action(async (opts: { rootfsTar: string; name: string; kernelRef: string; distro: string; arch: string; description: string; size?: number; out: string; json?: boolean }) => {
       if (opts.arch !== "amd64" && opts.arch !== "arm64") throw invalidArgument("--arch takes amd64 or arm64");
+      const arch = opts.arch;
       const { makeBundle } = await import("../rootfs/index.ts");
-      const view = opts.json ? undefined : new ProgressView();
-      const made = await makeBundle({
-        rootfsTar: opts.rootfsTar === "-" ? process.stdin : resolve(opts.rootfsTar),
-        name: opts.name, distro: opts.distro, arch: opts.arch, kernelRef: opts.kernelRef, description: opts.description,
-        sizeBytes: opts.size, outDir: resolve(opts.out), progress: view ? (p) => view.update(p) : undefined,
-      }).finally(() => view?.finish());
+      const make = (progress?: Progress) =>
+        makeBundle({
+          rootfsTar: opts.rootfsTar === "-" ? process.stdin : resolve(opts.rootfsTar),
+          name: opts.name, distro: opts.distro, arch, kernelRef: opts.kernelRef, description: opts.description,
+          sizeBytes: opts.size, outDir: resolve(opts.out), progress,
+        });
+      const made = await (opts.json ? make() : new ProgressView().track(make));
       if (opts.json) return printJson({ path: made.path, sha256: made.sha256, size_bytes: made.sizeBytes });
       process.stdout.write(`bundle: ${made.path}\nsha256: ${made.sha256}\nsize:   ${made.sizeBytes} (${humanBytes(made.sizeBytes)})\n`);
     });

@@ -4,6 +4,7 @@ import { Command, CommanderError } from "commander";
 import { BangerError, errorLine, isUsageError } from "../util/errors.ts";
 import { versionLine } from "../util/buildinfo.ts";
 import { inert } from "../util/text.ts";
+import { cancelledForReader, watchOutputs } from "./output.ts";
 import { registerConfig } from "./config.ts";
 import { registerDaemon } from "./daemon.ts";
 import { registerDoctor } from "./doctor.ts";
@@ -53,6 +54,7 @@ function fullName(cmd: Command): string {
 }
 
 async function main(): Promise<void> {
+  watchOutputs();
   const program = buildProgram();
   try {
     await program.parseAsync(process.argv);
@@ -62,6 +64,8 @@ async function main(): Promise<void> {
       process.exitCode = err.exitCode === 0 ? 0 : 2;
       return;
     }
+    // The reader went away and the call streaming to it was cancelled: as quiet as `ls | true`.
+    if (cancelledForReader(err)) return void (process.exitCode ??= 0);
     // Errors can quote a guest or an image (a console tail, an agent's message): made inert, lines kept.
     process.stderr.write(`banger: ${inert(errorLine(err), { newlines: true, max: 8192 })}\n`);
     if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);

@@ -1,9 +1,46 @@
 // How the CLI shows things: aligned tables, --json, one-line errors, and progress on stderr.
 // Table cells, field values, JSON and progress messages can come from a guest, an image or
 // a catalog: all of it goes through util/text.ts's inert() before reaching the terminal.
+import { ConnectionLostError } from "../rpc/index.ts";
+import { BangerError, ErrorCode } from "../util/errors.ts";
 import { humanBytes } from "../util/fsx.ts";
-import type { ProgressEvent } from "../util/progress.ts";
+import type { Progress, ProgressEvent } from "../util/progress.ts";
 import { inert, inertJson } from "../util/text.ts";
+
+const outputGone = new AbortController();
+
+/**
+ * Aborted once stdout or stderr cannot be written any more: its reader went away
+ * (`banger vm ls | head`, a closed terminal). Calls that exist for their output (`vm logs`,
+ * `vm exec`, session attach) listen to it and cancel themselves, so the daemon stops
+ * streaming to no one; calls whose output is only progress go on to their end.
+ */
+export const readerGone: AbortSignal = outputGone.signal;
+
+/**
+ * Makes a write error on stdout or stderr end that output quietly instead of crashing the
+ * CLI (an 'error' event nobody handles prints a stack trace and exits 1). EPIPE is a reader
+ * that had enough, as for any Unix tool: nothing is said, and the exit status is the
+ * command's. Any other write error is a real failure: exit 1, with a line on stderr if it can
+ * take one.
+ * Call once, before anything is written.
+ */
+export function watchOutputs(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", (err: NodeJS.ErrnoException) => {
+      if (err.code !== "EPIPE") {
+        process.exitCode = 1;
+        if (stream === process.stdout) process.stderr.write(`banger: cannot write the output: ${err.message}\n`);
+      }
+      outputGone.abort();
+    });
+  }
+}
+
+/** True when `err` is a call's cancellation because its output went away (see readerGone). */
+export function cancelledForReader(err: unknown): boolean {
+  return readerGone.aborted && err instanceof BangerError && err.code === ErrorCode.Cancelled;
+}
 
 export function printJson(value: unknown): void {
   process.stdout.write(`${inertJson(value, 2)}\n`);
@@ -36,28 +73,58 @@ export function age(iso: string | null | undefined): string {
   return `${Math.floor(s / 86400)}d`;
 }
 
+/** Where a ProgressView writes: stderr, or a test's sink. */
+export interface ProgressSink {
+  write(text: string): unknown;
+  isTTY?: boolean;
+}
+
 /**
  * Renders progress events on stderr: a redrawn bar on a terminal, one line per phase
- * change otherwise (so logs stay readable). Each finished phase prints its duration.
+ * change otherwise (so logs stay readable). Each finished phase prints its duration; the
+ * last one says how the call ended (see phaseEnd), never "done" for a step that failed.
  */
 export class ProgressView {
+  /** The running phase, already made inert. */
   private phase: string | undefined;
   private phaseStarted = 0;
   private lastDraw = 0;
-  private readonly tty = process.stderr.isTTY === true;
+  private readonly tty: boolean;
+
+  constructor(private readonly out: ProgressSink = process.stderr) {
+    this.tty = out.isTTY === true;
+  }
+
+  /** Runs `work` with this view as its progress, ending the last phase by how `work` ended. */
+  async track<T>(work: (progress: Progress) => Promise<T>): Promise<T> {
+    let result: T;
+    try {
+      result = await work((p) => this.update(p));
+    } catch (err) {
+      this.finish(err);
+      throw err;
+    }
+    this.finish();
+    return result;
+  }
 
   update(p: ProgressEvent): void {
-    if (p.phase !== this.phase) {
-      this.endPhase();
-      this.phase = p.phase;
+    if (inert(p.phase) !== this.phase) {
+      this.endPhase(phaseEnd()); // the daemon moved on: the previous phase succeeded
+      this.phase = inert(p.phase);
       this.phaseStarted = Date.now();
-      if (!this.tty) process.stderr.write(`${inert(p.phase)}${p.message ? `: ${inert(p.message)}` : ""}...\n`);
+      if (!this.tty) this.out.write(`${this.phase}${p.message ? `: ${inert(p.message)}` : ""}...\n`);
     }
     if (!this.tty) return;
     const now = Date.now();
     if (now - this.lastDraw < 80 && p.done !== p.total) return;
     this.lastDraw = now;
-    process.stderr.write(`\r\x1b[2K${this.describe(p)}`);
+    this.out.write(`\r\x1b[2K${this.describe(p)}`);
+  }
+
+  /** Ends the running phase: done, or as `error` says (the caller prints the error line itself). */
+  finish(error?: unknown): void {
+    this.endPhase(phaseEnd(error));
   }
 
   private describe(p: ProgressEvent): string {
@@ -66,21 +133,27 @@ export class ProgressView {
       const frac = Math.min(1, p.done / p.total);
       const width = 30;
       const filled = Math.round(frac * width);
-      return `${inert(p.phase)} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${(frac * 100).toFixed(0)}% ${humanBytes(p.done)}/${humanBytes(p.total)}${msg}`;
+      return `${this.phase} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${(frac * 100).toFixed(0)}% ${humanBytes(p.done)}/${humanBytes(p.total)}${msg}`;
     }
-    if (p.done !== undefined) return `${inert(p.phase)} ${humanBytes(p.done)}${msg}`;
-    return `${inert(p.phase)}${msg}`;
+    if (p.done !== undefined) return `${this.phase} ${humanBytes(p.done)}${msg}`;
+    return `${this.phase}${msg}`;
   }
 
-  private endPhase(): void {
+  private endPhase(end: { word: string; note?: string }): void {
     if (this.phase === undefined) return;
     const secs = ((Date.now() - this.phaseStarted) / 1000).toFixed(1);
-    if (this.tty) process.stderr.write(`\r\x1b[2K${this.phase} done (${secs}s)\n`);
-    else process.stderr.write(`${this.phase} done (${secs}s)\n`);
+    this.out.write(`${this.tty ? "\r\x1b[2K" : ""}${this.phase} ${end.word} (${secs}s${end.note ? `, ${end.note}` : ""})\n`);
     this.phase = undefined;
   }
+}
 
-  finish(): void {
-    this.endPhase();
-  }
+/**
+ * How a phase ended, from how its call ended: done (no error), interrupted when the daemon
+ * went away under it (nobody knows how the step ended), cancelled, or failed.
+ */
+export function phaseEnd(error?: unknown): { word: string; note?: string } {
+  if (error === undefined) return { word: "done" };
+  if (error instanceof ConnectionLostError) return { word: "interrupted", note: "daemon connection lost" };
+  if (error instanceof BangerError && error.code === ErrorCode.Cancelled) return { word: "cancelled" };
+  return { word: "failed" };
 }

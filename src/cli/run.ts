@@ -125,9 +125,8 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
   const forwards: { close(): Promise<void> }[] = [];
   try {
     if (!opts.image) await timed("defaults", () => ensureDefaults(client, opts.yes === true));
-    const view = new ProgressView();
     const created = await timed("create", () =>
-      client.call<VmRecord>("vm.create", { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryMib: opts.memory, diskBytes: opts.diskSize, ...netParams(opts) }, { onProgress: (p) => view.update(p) }).finally(() => view.finish()),
+      new ProgressView().track((onProgress) => client.call<VmRecord>("vm.create", { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryMib: opts.memory, diskBytes: opts.diskSize, ...netParams(opts) }, { onProgress })),
     );
     vmName = created.name;
     const name = created.name;
@@ -198,8 +197,7 @@ async function ensureDefaults(client: RpcClient, yes: boolean): Promise<void> {
     rl.close();
     if (answer !== "" && answer !== "y" && answer !== "yes") throw invalidArgument("nothing built", "build them yourself: banger kernel import --debian; banger image build --preset busybox");
   }
-  const view = new ProgressView();
-  const made = await client.call<{ kernel: string; image: string }>("defaults.ensure", {}, { onProgress: (p) => view.update(p) }).finally(() => view.finish());
+  const made = await new ProgressView().track((onProgress) => client.call<{ kernel: string; image: string }>("defaults.ensure", {}, { onProgress }));
   process.stderr.write(`defaults ready: kernel ${made.kernel}, image ${made.image}\n`);
 }
 

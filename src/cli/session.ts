@@ -10,7 +10,7 @@ import { validateName } from "../util/names.ts";
 import { inert } from "../util/text.ts";
 import { exitCodeOf } from "./attach.ts";
 import { callDaemon, withClient } from "./daemon-client.ts";
-import { age, printJson, printTable } from "./output.ts";
+import { age, printJson, printTable, readerGone } from "./output.ts";
 import { Uploader, streamEvents } from "./streams.ts";
 import { parseEnv } from "./args.ts";
 
@@ -67,7 +67,8 @@ async function attachTerminal(vm: string, name: string): Promise<number> {
     const raw = stdin.isTTY === true;
     const size = () => ({ rows: process.stdout.rows || 24, cols: process.stdout.columns || 80 });
     const filter = new DetachFilter(() => call.input({ t: "detach" }));
-    const call = client.start<AttachResult>("session.attach", { vm, name }, { onEvent: (e) => handler(e) });
+    // A reader gone (`| head`) cancels the call: the daemon detaches and the session runs on.
+    const call = client.start<AttachResult>("session.attach", { vm, name }, { onEvent: (e) => handler(e), signal: readerGone });
     const uploader = new Uploader(call, filter);
     const onResize = () => uploader.send({ t: "resize", ...size() });
     const handler = streamEvents({ 1: process.stdout, 2: process.stderr }, uploader, () => {

@@ -18,6 +18,16 @@ import {
   type RpcErrorObject,
 } from "./protocol.ts";
 
+/**
+ * What every call in flight fails with when the connection closes under it (the daemon was
+ * killed or stopped mid-call): the CLI tells it apart from the call's own failure.
+ */
+export class ConnectionLostError extends BangerError {
+  constructor() {
+    super(ErrorCode.Unavailable, "connection to bangerd lost", "see `banger daemon logs`");
+  }
+}
+
 export interface CallOptions {
   signal?: AbortSignal;
   onProgress?: (p: ProgressEvent) => void;
@@ -54,7 +64,7 @@ export class RpcClient {
       }
     });
     socket.on("error", () => undefined);
-    socket.on("close", () => this.failAll(new BangerError(ErrorCode.Unavailable, "connection to bangerd lost", "see `banger daemon logs`")));
+    socket.on("close", () => this.failAll(new ConnectionLostError()));
   }
 
   /** Connects to a daemon socket; rejects with the raw errno error (ENOENT, ECONNREFUSED, ...). */

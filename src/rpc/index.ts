@@ -5,6 +5,6 @@
 // CLI makes calls by name. Cancellation (a `$/cancel` notification or the client going
 // away) aborts the handler's AbortSignal; cleaning up is the handler's job.
 export { RpcServer, type CallContext, type Handler, type MethodTable, type ServerLogger } from "./server.ts";
-export { RpcClient, type Call, type CallOptions } from "./client.ts";
+export { ConnectionLostError, RpcClient, type Call, type CallOptions } from "./client.ts";
 export { MAX_LINE_BYTES, type RequestId } from "./protocol.ts";
 export { optionalString, requireString, optionalInt, optionalBool, requireObject } from "./params.ts";
