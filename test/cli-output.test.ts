@@ -32,9 +32,9 @@ describe("cli output under faults", () => {
     });
   }
 
-  for (const follow of [false, true]) {
-    it(`a closed stdout cancels \`vm logs${follow ? " -f" : " --all"}\` in the daemon and exits 0`, async () => {
-      const r = await runWithClosed("stdout", ["vm", "logs", "alpha", follow ? "-f" : "--all"], home, env);
+  for (const args of [["vm", "logs", "alpha", "--all"], ["vm", "logs", "alpha", "-f"], ["daemon", "logs", "-f"]]) {
+    it(`a closed stdout cancels \`${args.join(" ")}\` (in the daemon too) and exits 0`, async () => {
+      const r = await runWithClosed("stdout", args, home, env);
       assert.deepEqual(r, { code: 0, signal: null, other: "" }, `stderr: ${r.other}`);
       await assertNoCallLeft(home, env);
     });

@@ -125,5 +125,6 @@ function follow(file: string, offset: number): Promise<void> {
     };
     process.once("SIGINT", stop);
     readerGone.addEventListener("abort", stop, { once: true });
+    if (readerGone.aborted) stop();
   });
 }
