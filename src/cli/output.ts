@@ -1,4 +1,5 @@
-// How the CLI shows things: aligned tables, --json, one-line errors, and progress on stderr.
+// How the CLI shows things: aligned tables, --json, progress on stderr (each step ending as
+// its call did), and what happens when the reader of that output goes away (readerGone).
 // Table cells, field values, JSON and progress messages can come from a guest, an image or
 // a catalog: all of it goes through util/text.ts's inert() before reaching the terminal.
 import { ConnectionLostError } from "../rpc/index.ts";

@@ -1,6 +1,7 @@
 // `vm exec` whose output reader goes away (`banger vm exec vm -- yes | head`), on a real VM
 // under QEMU: the call is cancelled, so the command stops in the guest and the daemon streams
-// to no one; the CLI exits 141 (128+SIGPIPE, as the command would in a local pipeline), quietly.
+// to no one; the CLI exits 141 (128+SIGPIPE, as the command would in a local pipeline), quietly;
+// `vm run` then removes its VM as after any command.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { assertNoCallLeft, makeTempHome, mustRun, prepareBootableHome, runBanger, runWithClosed, stopDaemon } from "../helpers.ts";
@@ -45,4 +46,14 @@ describe("vm exec when its reader goes away (real VM under QEMU)", () => {
       await assertStoppedInGuest("yes");
     });
   }
+
+  it("vm run whose reader goes away cancels the command, removes its VM, and exits 141", async () => {
+    const r = await runWithClosed("stdout", ["vm", "run", "--no-workspace", "--image", "busybox", "--memory", "256M", "--name", "gone", "--", "yes"], home, env);
+    assert.equal(r.code, 141, r.other);
+    assert.doesNotMatch(r.other, /banger:|Error|failed/, "progress only, no error");
+    assert.match(r.other, /^agent done \(/m);
+    await assertNoCallLeft(home, env);
+    const vms = JSON.parse((await mustRun(runBanger(["vm", "ls", "--json"], { home, env }))).stdout) as { name: string }[];
+    assert.deepEqual(vms.map((v) => v.name), ["pipes"]);
+  });
 });
