@@ -23,8 +23,7 @@ export const readerGone: AbortSignal = outputGone.signal;
  * CLI (an 'error' event nobody handles prints a stack trace and exits 1). EPIPE is a reader
  * that had enough, as for any Unix tool: nothing is said, and the exit status is the
  * command's. Any other write error is a real failure: exit 1, with a line on stderr if it can
- * take one.
- * Call once, before anything is written.
+ * take one. Call once, before anything is written.
  */
 export function watchOutputs(): void {
   for (const stream of [process.stdout, process.stderr]) {
@@ -102,17 +101,18 @@ export class ProgressView {
     try {
       result = await work((p) => this.update(p));
     } catch (err) {
-      this.finish(err);
+      this.endPhase(phaseEnd(err)); // the caller prints the error line, once
       throw err;
     }
-    this.finish();
+    this.endPhase(phaseEnd());
     return result;
   }
 
   update(p: ProgressEvent): void {
-    if (inert(p.phase) !== this.phase) {
+    const phase = inert(p.phase);
+    if (phase !== this.phase) {
       this.endPhase(phaseEnd()); // the daemon moved on: the previous phase succeeded
-      this.phase = inert(p.phase);
+      this.phase = phase;
       this.phaseStarted = Date.now();
       if (!this.tty) this.out.write(`${this.phase}${p.message ? `: ${inert(p.message)}` : ""}...\n`);
     }
@@ -121,11 +121,6 @@ export class ProgressView {
     if (now - this.lastDraw < 80 && p.done !== p.total) return;
     this.lastDraw = now;
     this.out.write(`\r\x1b[2K${this.describe(p)}`);
-  }
-
-  /** Ends the running phase: done, or as `error` says (the caller prints the error line itself). */
-  finish(error?: unknown): void {
-    this.endPhase(phaseEnd(error));
   }
 
   private describe(p: ProgressEvent): string {
