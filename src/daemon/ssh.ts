@@ -6,7 +6,7 @@
 // gets one error line saying so and naming `banger vm shell`. Every guest command here is a
 // fixed argv, bounded in time and output.
 import { join } from "node:path";
-import type { Duplex } from "node:stream";
+import type { Duplex, Readable } from "node:stream";
 import { pack } from "tar-stream";
 import type { Paths } from "../config/index.ts";
 import type { AgentClient, ExitStatus, SessionInfo } from "../guest/index.ts";
@@ -140,25 +140,43 @@ async function findSshServer(agent: AgentClient): Promise<SshServer | undefined>
   return undefined;
 }
 
-/** Whether `ssh NAME.vm` can work in this guest: something listens on 22, or a server can start. */
-export async function hasSshServer(agent: AgentClient): Promise<boolean> {
-  return (await sshListens(agent)) || (await findSshServer(agent)) !== undefined;
+/**
+ * Whether `ssh NAME.vm` can work in this guest: something listens on 22, or a server can
+ * start. Answers within `timeoutMs` (each probe is killed by its own bound).
+ */
+export async function hasSshServer(agent: AgentClient, timeoutMs = SSH_KEYS_TIMEOUT_MS): Promise<boolean> {
+  const look = async () => (await sshListens(agent)) || (await findSshServer(agent)) !== undefined;
+  return withDeadline(look(), timeoutMs, "answer to where the guest's ssh server is");
 }
 
+/** Starts in progress, by VM id: concurrent `ssh NAME.vm` share one start (one ssh-keygen). */
+const starting = new Map<string, Promise<void>>();
+
 /** A connection to the guest's ssh server, starting it first when nothing listens on 22. */
-export async function openSsh(agent: AgentClient, vm: Pick<VmRecord, "name" | "image">): Promise<Duplex> {
-  if (!(await sshListens(agent))) {
-    const server = await findSshServer(agent);
-    if (!server) throw noSshServer(vm);
-    await startSshServer(agent, server);
+export async function openSsh(agent: AgentClient, vm: Pick<VmRecord, "id" | "name" | "image">): Promise<Duplex> {
+  let start = starting.get(vm.id);
+  if (!start) {
+    start = ensureStarted(agent, vm).finally(() => starting.delete(vm.id));
+    starting.set(vm.id, start);
   }
+  await start;
   return agent.openTcp(SSH_PORT);
 }
 
+async function ensureStarted(agent: AgentClient, vm: Pick<VmRecord, "name" | "image">): Promise<void> {
+  if (await sshListens(agent)) return;
+  const server = await findSshServer(agent);
+  if (!server) throw noSshServer(vm);
+  await startSshServer(agent, server);
+}
+
 async function startSshServer(agent: AgentClient, server: SshServer): Promise<void> {
-  const empty = pack();
-  empty.finalize();
-  for (const dir of server.dirs) await agent.putFiles(dir, empty as never);
+  for (const dir of server.dirs) {
+    // An empty archive: files.put creates the directory (no mkdir needed in the image).
+    const empty = pack();
+    empty.finalize();
+    await agent.putFiles(dir, empty as unknown as Readable);
+  }
   if (server.prepare) {
     const res = await runInGuest(agent, server.prepare, { timeoutMs: HOST_KEYS_TIMEOUT_MS, what: `${server.prepare.join(" ")} in the guest` });
     if (!("exitCode" in res.status) || res.status.exitCode !== 0) throw failed(`${server.prepare.join(" ")} failed in the guest: ${res.lastLine || JSON.stringify(res.status)}`);
