@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUNTIME_PACKAGES=(qemu-system-x86 qemu-utils e2fsprogs zstd xz-utils lz4 kmod golang-go nftables iproute2 procps git ca-certificates openssh-client busybox-static debootstrap)
-TEST_PACKAGES=(docker-registry skopeo dnsutils curl openssl cpio hyperfine bsdutils umoci dropbear-bin chromium iperf3)
+RUNTIME_PACKAGES=(qemu-system-x86 qemu-utils e2fsprogs zstd xz-utils lz4 kmod golang-go nftables iproute2 procps git ca-certificates openssh-client busybox-static dropbear-bin debootstrap)
+TEST_PACKAGES=(docker-registry skopeo dnsutils curl openssl cpio hyperfine bsdutils umoci chromium iperf3)
 
 packages=("${RUNTIME_PACKAGES[@]}")
 if [[ "${1:-}" == "--test" ]]; then packages+=("${TEST_PACKAGES[@]}"); fi

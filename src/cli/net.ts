@@ -180,14 +180,18 @@ function proxyCommand(): string {
   return `${home ? `env BANGER_HOME=${home} ` : ""}${self} vm ssh-proxy %h`;
 }
 
-/** Bridges this process's stdin/stdout to a guest port (ssh's ProxyCommand end). */
-async function proxyStdio(vm: string, port: number): Promise<void> {
+/**
+ * Bridges this process's stdin/stdout to the VM's ssh server (`vm.ssh`: started on demand) or,
+ * with a port, to whatever listens there (`vm.tcp`). ssh's ProxyCommand end.
+ */
+async function proxyStdio(vm: string, port: number | undefined): Promise<void> {
   await withClient(async (client) => {
     const abort = new AbortController();
     const onSignal = () => abort.abort();
     process.once("SIGTERM", onSignal);
     let uploader: Uploader | undefined;
-    const call = client.start("vm.tcp", { name: vm, port }, { signal: abort.signal, onEvent: (e) => handler(e) });
+    const [method, params] = port === undefined ? ["vm.ssh", { name: vm }] : ["vm.tcp", { name: vm, port }];
+    const call = client.start(method, params, { signal: abort.signal, onEvent: (e) => handler(e) });
     uploader = new Uploader(call, process.stdin);
     const handler = streamEvents({ 1: process.stdout, 2: process.stderr }, uploader, () => uploader?.start());
     try {
@@ -243,10 +247,18 @@ export function registerVmNet(vm: Command): void {
     });
 
   vm.command("ssh-proxy")
-    .description("pipe stdin/stdout to a VM's sshd over the agent channel (ssh's ProxyCommand; see `banger ssh-config`)")
+    .description("pipe stdin/stdout to a VM's ssh server over the agent channel, starting the image's sshd or dropbear on demand (ssh's ProxyCommand; see `banger ssh-config`)")
     .argument("<host>", "NAME.vm or NAME")
-    .option("--port <port>", "guest port", (v: string) => parsePort(v, "--port", false), 22)
-    .action((host: string, opts: { port: number }) => proxyStdio(vmNameFromHost(host), opts.port));
+    .option("--port <port>", "connect to this guest port instead (nothing is started)", (v: string) => parsePort(v, "--port", false))
+    .action((host: string, opts: { port?: number }) => proxyStdio(vmNameFromHost(host), opts.port));
+}
+
+/** What `ssh.authorize` answers: VMs ready for `ssh NAME.vm`, VMs whose image has no ssh server, failures. */
+interface AuthorizeResult {
+  keys: number;
+  installed: string[];
+  noServer: { vm: string; image: string }[];
+  failed: { vm: string; error: string }[];
 }
 
 /** `ssh-config`, `dns setup`, `net status` (top level). */
@@ -267,10 +279,11 @@ export function registerNet(program: Command): void {
         includePath: files.config, keyPath: key.privateKeyPath, knownHostsPath: files.knownHosts, user: opts.user,
         ...(opts.direct ? {} : { proxyCommand: proxyCommand() }),
       });
-      const res = await callDaemon<{ keys: number; installed: string[]; failed: { vm: string; error: string }[] }>("ssh.authorize", { publicKey: key.publicKey });
+      const res = await callDaemon<AuthorizeResult>("ssh.authorize", { publicKey: key.publicKey });
       if (opts.json) return printJson({ config: files.config, include, key: key.privateKeyPath, managedKey: key.managed, ...res });
       process.stdout.write(`wrote ${files.config}\nadd this line at the top of ~/.ssh/config:\n  ${include}\n`);
-      process.stdout.write(`key: ${key.publicKeyPath}${key.managed ? " (banger's own)" : ""}; installed in ${res.installed.length} running VM(s), new VMs get it at boot\n`);
+      process.stdout.write(`key: ${key.publicKeyPath}${key.managed ? " (banger's own)" : ""}; installed in ${res.installed.length} running VM(s) with an ssh server, new VMs get it at boot\n`);
+      for (const n of res.noServer) process.stdout.write(`${n.vm}: no ssh server in image ${n.image}; use \`banger vm shell ${n.vm}\`\n`);
       for (const f of res.failed) process.stderr.write(`banger: key not installed in ${f.vm}: ${inert(f.error, { max: 1024 })}\n`);
     });
 

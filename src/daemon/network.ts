@@ -7,26 +7,25 @@
 // `daemon stop --cleanup-network`. With networking off it never touches the host's network:
 // every VM boots without a NIC (as with `--net none`).
 //
-// It also installs the user's SSH public key in guests (through the agent, at boot and on
-// `banger ssh-config`) and bridges `vm.tcp` calls (port forwards, the ssh ProxyCommand)
-// onto the agent's tcp channel.
+// Its method table includes ssh.ts's (keys in guests, `vm.tcp`, `vm.ssh`); the SSH names
+// are re-exported from here for the rest of the daemon and the CLI.
 import { performance } from "node:perf_hooks";
-import { join } from "node:path";
 import type { Config, Paths } from "../config/index.ts";
-import type { AgentClient, ExitStatus } from "../guest/index.ts";
+import type { AgentClient } from "../guest/index.ts";
 import {
   DEFAULT_BRIDGE, DEFAULT_TAP_PREFIX, TapPool, allocateAddress, applyNat, chooseSubnet, deleteTap, ensureBridge, forgetKnownHost,
   formatSubnet, gatewayOf, getLink, guestKernelParams, listRoutes, macForVm, parseSubnet, setupDns, startDnsServer,
   subnetContains, sweepTaps, teardownHostNetwork, validateIfname, type DnsServer, type DnsSetupPlan, type NetTarget,
   type Subnet, type VmNetRule,
 } from "../net/index.ts";
-import { optionalInt, requireString, type CallContext, type MethodTable } from "../rpc/index.ts";
+import { requireString, type MethodTable } from "../rpc/index.ts";
 import type { Store, VmNetPolicy, VmRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, errorLine, invalidArgument } from "../util/errors.ts";
-import { withDeadline } from "../util/exec.ts";
 import type { DaemonContext } from "./context.ts";
 import type { Logger } from "./logger.ts";
-import { emitStream, inputStream, type StreamEvent } from "./streams.ts";
+import { sshMethods, sshPaths, validatePublicKey } from "./ssh.ts";
+
+export { installSshKeys, sshPaths, validatePublicKey } from "./ssh.ts";
 
 /** What the network section of config.json may hold (validated here: config keeps it opaque). */
 interface NetworkConfig {
@@ -51,9 +50,6 @@ const MAX_TAP_POOL = 64;
 const SUBNET_SETTING = "net.subnet";
 const DNS_SETUP_SETTING = "net.dns_setup";
 const SSH_KEYS_SETTING = "ssh.authorized_keys";
-/** Installing keys is a few file appends: a guest that takes longer is stuck or hostile. */
-const SSH_KEYS_TIMEOUT_MS = Number(process.env.BANGER_SSH_KEYS_TIMEOUT_MS ?? 15_000);
-const SSH_KEYS_MAX_STDERR = 4096;
 
 /**
  * Networking settings from the environment and config.json. On by default for the system
@@ -389,95 +385,6 @@ function networkError(what: string, err: unknown): BangerError {
   );
 }
 
-/** Where `banger ssh-config` keeps its files: <root>/ssh/{config,known_hosts,id_ed25519}. */
-export function sshPaths(paths: Paths): { dir: string; config: string; knownHosts: string } {
-  const dir = join(paths.root, "ssh");
-  return { dir, config: join(dir, "config"), knownHosts: join(dir, "known_hosts") };
-}
-
-const PUBLIC_KEY = /^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/=]{16,16384}( [^\n\r\0]{0,256})?$/;
-
-/** One OpenSSH public key line; anything else (several lines, options) is refused. */
-export function validatePublicKey(text: string): string {
-  const key = text.trim();
-  if (!PUBLIC_KEY.test(key)) throw invalidArgument("not an OpenSSH public key line", "pass the contents of a .pub file, e.g. ~/.ssh/id_ed25519.pub");
-  return key;
-}
-
-/**
- * Appends the keys to root's authorized_keys in the guest (and the dev user's, when the
- * image has one), skipping keys already there. Keys travel as environment, never as code.
- */
-export async function installSshKeys(agent: AgentClient, keys: readonly string[], opts: { timeoutMs?: number } = {}): Promise<void> {
-  if (keys.length === 0) return;
-  const timeoutMs = opts.timeoutMs ?? SSH_KEYS_TIMEOUT_MS;
-  const script = [
-    "set -e",
-    'install_keys() { home="$1"; owner="$2"; mkdir -p "$home/.ssh"; chmod 700 "$home/.ssh"; f="$home/.ssh/authorized_keys"; touch "$f"; chmod 600 "$f";',
-    '  printf "%s\\n" "$BANGER_KEYS" | while IFS= read -r k; do [ -z "$k" ] || grep -qxF "$k" "$f" || printf "%s\\n" "$k" >> "$f"; done;',
-    '  chown -R "$owner" "$home/.ssh"; }',
-    "install_keys /root 0:0",
-    'if grep -q "^dev:" /etc/passwd && [ -d /home/dev ]; then install_keys /home/dev dev; fi',
-  ].join("\n");
-  const started = Date.now();
-  const exec = await withDeadline(agent.exec({ argv: ["/bin/sh", "-c", script], env: { BANGER_KEYS: keys.join("\n") }, stdin: false }), timeoutMs, "start of the key install");
-  // Output is read (so the guest is not blocked) but at most SSH_KEYS_MAX_STDERR bytes are kept.
-  const stderr = new BoundedText(SSH_KEYS_MAX_STDERR);
-  exec.stderr.on("data", (b: Buffer) => stderr.add(b));
-  exec.stdout.resume();
-  let status: ExitStatus;
-  try {
-    status = await withDeadline(exec.wait(), Math.max(1, timeoutMs - (Date.now() - started)), "end of the key install");
-  } catch (err) {
-    exec.close();
-    if (err instanceof BangerError && err.code === ErrorCode.Timeout) {
-      throw new BangerError(ErrorCode.Timeout, `installing SSH keys in the guest did not finish within ${timeoutMs} ms`, "is the guest overloaded or its shell stuck? restart the VM and run `banger ssh-config` again");
-    }
-    throw err;
-  }
-  if (!("exitCode" in status) || status.exitCode !== 0) throw new BangerError(ErrorCode.Failed, `installing SSH keys in the guest failed: ${stderr.lastLine() || JSON.stringify(status)}`);
-}
-
-/** Keeps the first `max` bytes of a stream's output; its last line is the message to show. */
-class BoundedText {
-  private readonly chunks: Buffer[] = [];
-  private size = 0;
-  constructor(private readonly max: number) {}
-  add(b: Buffer): void {
-    if (this.size >= this.max) return;
-    const part = b.subarray(0, this.max - this.size);
-    this.chunks.push(part);
-    this.size += part.length;
-  }
-  lastLine(): string {
-    return Buffer.concat(this.chunks).toString("utf8").trim().split("\n").pop()?.trim() ?? "";
-  }
-}
-
-/**
- * `vm.tcp`: one TCP connection to 127.0.0.1:port in the guest, bridged onto the call (bytes
- * in as `$/input`, out as events; see streams.ts). Ends when the guest side closes or the
- * caller cancels.
- */
-export async function bridgeTcp(agent: AgentClient, port: number, call: CallContext): Promise<{ closed: true }> {
-  const conn = await agent.openTcp(port);
-  const onAbort = () => conn.destroy();
-  call.signal.addEventListener("abort", onAbort, { once: true });
-  try {
-    const input = inputStream(call);
-    input.on("error", () => conn.destroy());
-    input.pipe(conn);
-    void call.emit({ t: "started" } satisfies StreamEvent);
-    await emitStream(conn, call).catch((err: unknown) => {
-      if (!call.signal.aborted) throw err;
-    });
-    return { closed: true };
-  } finally {
-    call.signal.removeEventListener("abort", onAbort);
-    conn.destroy();
-  }
-}
-
 type RunningAgent = (ctx: DaemonContext, name: string, signal?: AbortSignal) => Promise<AgentClient>;
 
 /** The network methods of the method table (daemon/methods.ts spreads them in). */
@@ -486,26 +393,6 @@ export function networkMethods(ctx: DaemonContext, runningAgent: RunningAgent): 
     "net.status": () => ctx.network.status(),
     "net.dns.setup": () => ctx.network.setupDns(),
     "vm.ports": async (p, call) => (await runningAgent(ctx, requireString(p, "name"), call.signal)).ports(),
-    "vm.tcp": async (p, call) => {
-      const port = optionalInt(p, "port", 1, 65535);
-      if (port === undefined) throw invalidArgument("a guest port is required");
-      const agent = await runningAgent(ctx, requireString(p, "name"), call.signal);
-      return bridgeTcp(agent, port, call);
-    },
-    "ssh.authorize": async (p) => {
-      const keys = ctx.network.authorizeKey(requireString(p, "publicKey"));
-      const installed: string[] = [];
-      const failed: { vm: string; error: string }[] = [];
-      // In parallel, each bounded in time: one stuck guest does not hold up the others.
-      await Promise.all(ctx.store.listVms().filter((v) => v.state === "running").map(async (vm) => {
-        try {
-          await installSshKeys(await runningAgent(ctx, vm.name), keys);
-          installed.push(vm.name);
-        } catch (err) {
-          failed.push({ vm: vm.name, error: errorLine(err) });
-        }
-      }));
-      return { keys: keys.length, installed: installed.sort(), failed: failed.sort((a, b) => a.vm.localeCompare(b.vm)) };
-    },
+    ...sshMethods(ctx, runningAgent),
   };
 }

@@ -1,9 +1,11 @@
 // Package presets makes banger's own root filesystems from distribution packages, with no
-// download beyond Debian's archive: `busybox` (busybox-static; tiny, boots in seconds),
-// `debian` and `debian-dev` (debootstrap of Debian stable, run as root, .debs cached in
-// <cacheDir>/debootstrap between builds). Each preset yields a `docker export`-style tar;
-// turning it into an image (agent, ext4, store) is the daemon's job via rootfs. It does not
-// own kernels, image storage, or the host packages it needs (busybox-static, debootstrap).
+// download beyond Debian's archive: `busybox` (busybox-static plus the host's dropbear for
+// ssh; tiny, boots in seconds), `debian` and `debian-dev` (debootstrap of Debian stable with
+// openssh-server, run as root, .debs cached in <cacheDir>/debootstrap between builds). Each
+// preset yields a `docker export`-style tar; turning it into an image (agent, ext4, store) is
+// the daemon's job via rootfs. It does not own kernels, image storage, starting the ssh
+// server (daemon/ssh.ts), or the host packages it needs (busybox-static, dropbear-bin,
+// debootstrap).
 import type { Readable } from "node:stream";
 import { invalidArgument } from "../util/errors.ts";
 import type { Progress } from "../util/progress.ts";
@@ -12,7 +14,7 @@ import { debianRootfsTar } from "./debian.ts";
 import { DEBIAN_DEV_PACKAGES, DEBIAN_PACKAGES } from "./debian-files.ts";
 
 export const PRESETS = {
-  busybox: { description: "busybox-static: a shell and core tools; boots in seconds", distro: "busybox" },
+  busybox: { description: "busybox-static: a shell and core tools, dropbear for ssh; boots in seconds", distro: "busybox" },
   debian: { description: "Debian 12 (bookworm) minbase: bash, git, curl, ssh, sudo; user dev", distro: "debian" },
   "debian-dev": { description: "debian plus build-essential, python3, nodejs, make, pkg-config", distro: "debian" },
 } as const;
@@ -41,7 +43,7 @@ export interface PresetOptions {
 export async function presetRootfsTar(preset: PresetName, opts: PresetOptions): Promise<Readable> {
   switch (preset) {
     case "busybox":
-      return busyboxRootfsTar();
+      return busyboxRootfsTar({ progress: opts.progress });
     case "debian":
       return debianRootfsTar({ ...opts, packages: DEBIAN_PACKAGES });
     case "debian-dev":
@@ -54,6 +56,6 @@ export function presetPackages(preset: PresetName): readonly string[] {
   return preset === "debian" ? DEBIAN_PACKAGES : preset === "debian-dev" ? DEBIAN_DEV_PACKAGES : [];
 }
 
-export { busyboxRootfsTar, BUSYBOX_PATH } from "./busybox.ts";
+export { busyboxRootfsTar, BUSYBOX_PATH, DROPBEAR_PATH } from "./busybox.ts";
 export { DEBIAN_SUITE, DEV_USER, WORKSPACE_DIR } from "./debian-files.ts";
 export { detectMirror } from "./mirror.ts";
