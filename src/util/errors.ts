@@ -84,6 +84,7 @@ export function resourceErrno(err: unknown): string | undefined {
     if (e instanceof BangerError && e.code === ErrorCode.ResourceExhausted) return (e as { errno?: string }).errno ?? "ENOSPC";
     const code = (e as { code?: unknown }).code;
     if (typeof code === "string" && code in RESOURCE_ERRNOS) return code;
+    if (code === "SQLITE_FULL") return "ENOSPC"; // the store's own write
     // Any other BangerError already says whose fault it is; text only from a host tool's failure.
     if (e instanceof BangerError && e.code !== ErrorCode.Failed) return undefined;
     const text = e instanceof Error ? e.message : "";
