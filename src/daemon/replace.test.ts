@@ -46,10 +46,19 @@ function assertSettled(ctx: DaemonContext, which: "old" | "new"): void {
   assert.equal(ctx.store.getImage("img")?.digest, `sha256:${which}`);
 }
 
+/** The disk (and store) as a daemon killed after `steps` of install()'s steps 1-4 leaves them. */
+function killedAfter(ctx: DaemonContext, steps: number): string {
+  const { dest, fresh } = oldAndNew(ctx);
+  intent(ctx, fresh);
+  if (steps >= 2) renameSync(dest, join(ctx.paths.imagesDir, ".replaced-img"));
+  if (steps >= 3) renameSync(fresh, dest);
+  if (steps >= 4) ctx.store.putImage(row("sha256:new"));
+  return fresh;
+}
+
 test("killed after the intent, before the old one moved aside: undone, the old one stays", async () => {
   const ctx = freshCtx();
-  const { fresh } = oldAndNew(ctx);
-  intent(ctx, fresh);
+  const fresh = killedAfter(ctx, 1);
   assert.deepEqual(await recoverSwaps(ctx), { undone: ["image img"], finished: [] });
   assertSettled(ctx, "old");
   assert.equal(existsSync(fresh), false);
@@ -57,30 +66,21 @@ test("killed after the intent, before the old one moved aside: undone, the old o
 
 test("killed with the old one aside and the new one not in: the old one is put back", async () => {
   const ctx = freshCtx();
-  const { dest, fresh } = oldAndNew(ctx);
-  intent(ctx, fresh);
-  renameSync(dest, join(ctx.paths.imagesDir, ".replaced-img"));
+  killedAfter(ctx, 2);
   await recoverSwaps(ctx);
   assertSettled(ctx, "old");
 });
 
 test("killed with the new one in but not recorded: finished, the row names the new one", async () => {
   const ctx = freshCtx();
-  const { dest, fresh } = oldAndNew(ctx);
-  intent(ctx, fresh);
-  renameSync(dest, join(ctx.paths.imagesDir, ".replaced-img"));
-  renameSync(fresh, dest);
+  killedAfter(ctx, 3);
   assert.deepEqual(await recoverSwaps(ctx), { undone: [], finished: ["image img"] });
   assertSettled(ctx, "new");
 });
 
 test("killed after recording, before the old one was removed: finished", async () => {
   const ctx = freshCtx();
-  const { dest, fresh } = oldAndNew(ctx);
-  intent(ctx, fresh);
-  renameSync(dest, join(ctx.paths.imagesDir, ".replaced-img"));
-  renameSync(fresh, dest);
-  ctx.store.putImage(row("sha256:new"));
+  killedAfter(ctx, 4);
   await recoverSwaps(ctx);
   assertSettled(ctx, "new");
 });
