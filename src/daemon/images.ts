@@ -68,7 +68,7 @@ export function resolveImageKernel(ctx: DaemonContext, candidates: (string | und
 
 /** Refuses to replace an image unless forced, or one VMs use; the old one stays until the new one is complete. */
 export function checkImageReplaceable(ctx: DaemonContext, name: string, force: boolean): Promise<void> {
-  return checkReplaceable(ctx, "image", name, force, "use --force to replace it (the old one stays until the new one is complete), or --name to pull under another name");
+  return checkReplaceable(ctx, "image", name, force, "use --force to replace it, or --name to pull under another name");
 }
 
 export async function pullImage(ctx: DaemonContext, p: PullParams, call: CallEnv): Promise<PullResult> {

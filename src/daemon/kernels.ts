@@ -35,7 +35,7 @@ export async function kernelCatalog(ctx: DaemonContext, signal: AbortSignal): Pr
   return catalog.entries.map((e) => ({ ...e, state: ctx.store.getKernel(e.name) ? "pulled" : "available" }));
 }
 
-const KERNEL_EXISTS_HINT = "use --force to replace it (the old one stays until the new one is complete)";
+const KERNEL_EXISTS_HINT = "use --force to replace it";
 
 export function pullKernel(ctx: DaemonContext, name: string, force: boolean, call: CallEnv): Promise<KernelRecord> {
   validateName("kernel", name);

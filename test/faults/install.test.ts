@@ -1,6 +1,6 @@
 // Fault injection for everything that installs a kernel or an image: the daemon is SIGKILLed
-// at each phase of `image build --force`, `kernel import --force` and a catalog `image pull
-// --force` (seen by the staging or temp file that phase makes), then started again. After each:
+// at each phase of `image build --force`, `kernel import --force`, a catalog and an OCI `image
+// pull --force` (seen by the staging or temp file that phase makes), then started again. After each:
 // `kernel ls`/`image ls` tell the same truth as before, the kernel and image that existed are
 // the very same files, nothing is left under the root, and doctor reports no leftovers.
 // Then a full filesystem under the root: the --force build and import fail with ENOSPC named
@@ -11,6 +11,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } fr
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon, testKernelDeb, type CliResult } from "../helpers.ts";
+import { startRegistry, type RunningRegistry } from "../registry/harness.ts";
+import { pushTestImage } from "../registry/images.ts";
 
 const KERNEL = "debian-6.1-cloud";
 const IMAGE = "busybox";
@@ -36,12 +38,12 @@ async function snapshot(home: string, env: NodeJS.ProcessEnv): Promise<Snapshot>
 /** Everything under the root that is neither state nor a store entry: must be nothing. */
 function strays(home: string): string[] {
   const out: string[] = [];
-  const expect: Record<string, string[]> = { kernels: [KERNEL], images: [IMAGE], tmp: [] };
+  const expect: Record<string, string[]> = { kernels: [KERNEL], images: [IMAGE], tmp: [], vms: [] };
   for (const [dir, names] of Object.entries(expect)) {
     for (const name of readdirSync(join(home, dir))) if (!names.includes(name)) out.push(join(dir, name));
   }
-  for (const dir of ["cache", join("cache", "bundles"), join("cache", "initrd")]) {
-    for (const name of existsSync(join(home, dir)) ? readdirSync(join(home, dir)) : []) if (/\.(partial|tmp)-|^\./.test(name)) out.push(join(dir, name));
+  for (const dir of ["cache", join("cache", "bundles"), join("cache", "initrd"), join("cache", "blobs", "tmp")]) {
+    for (const name of existsSync(join(home, dir)) ? readdirSync(join(home, dir)) : []) if (/\.(partial|tmp)-|^\.|blobs\/tmp/.test(join(dir, name))) out.push(join(dir, name));
   }
   return out;
 }
@@ -81,16 +83,22 @@ describe("SIGKILL of the daemon while it installs a kernel or an image", () => {
   let env: NodeJS.ProcessEnv;
   let deb: string;
   let before0: Snapshot;
+  let registry: RunningRegistry;
 
   before(async () => {
     deb = await testKernelDeb();
+    registry = await startRegistry();
+    await pushTestImage({ url: registry.url }, "bgr/test", "1", "amd64", "oci");
     ({ env } = await prepareBootableHome(home));
     before0 = await snapshot(home, env);
   });
   after(async () => {
+    await runBanger(["vm", "rm", "-f", "fv"], { home, env }).catch(() => undefined);
     await stopDaemon(home);
+    await registry?.stop();
     bed.cleanup();
   });
+  const ociPull = () => ["image", "pull", `${registry.host}/bgr/test:1`, "--name", IMAGE, "--kernel-ref", KERNEL, "--force"];
 
   const phases: { what: string; args: () => string[]; at: () => () => boolean }[] = [
     { what: "image build --force: work dir made", args: () => ["image", "build", "--preset", "busybox", "--kernel-ref", KERNEL, "--force"], at: () => under(join(home, "tmp"), /^image-busybox-/) },
@@ -98,6 +106,8 @@ describe("SIGKILL of the daemon while it installs a kernel or an image", () => {
     { what: "kernel import --force: upload arriving", args: () => ["kernel", "import", "--debian", "--deb", deb, "--force"], at: () => under(join(home, "tmp"), /^kernel-upload-/) },
     { what: "kernel import --force: kernel staged", args: () => ["kernel", "import", "--debian", "--deb", deb, "--force"], at: () => under(join(home, "kernels"), /^\.staging-/) },
     { what: "catalog image pull --force: bundle staged", args: () => ["image", "pull", "busybox", "--force"], at: () => under(join(home, "images"), /^\.staging-/) },
+    { what: "OCI image pull --force: layers flattening", args: ociPull, at: () => inside(join(home, "tmp"), /^image-busybox-/, /^tree$/) },
+    { what: "OCI image pull --force: mkfs.ext4 running", args: ociPull, at: () => inside(join(home, "tmp"), /^image-busybox-/, /^\.rootfs\.ext4\.tmp-/) },
   ];
 
   for (const p of phases) {
@@ -114,6 +124,17 @@ describe("SIGKILL of the daemon while it installs a kernel or an image", () => {
   it("the daemon log says what the start-up sweep removed and how much", () => {
     const log = readFileSync(join(home, "logs", "bangerd.log"), "utf8");
     assert.match(log, /"msg":"removed leftovers of interrupted operations","count":\d+,"bytes":\d+/);
+  });
+
+  it("the kept kernel and image boot a VM; --force refuses to replace an image a VM uses", async () => {
+    await mustRun(runBanger(["vm", "create", "--name", "fv", "--image", IMAGE, "--memory", "256M"], { home, env }));
+    const uname = await mustRun(runBanger(["vm", "exec", "fv", "--", "uname", "-r"], { home, env }));
+    assert.match(uname.stdout, /^6\.1\./);
+    const refused = await runBanger(["image", "build", "--preset", "busybox", "--kernel-ref", KERNEL, "--force"], { home, env });
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /cannot replace image busybox: it is used by vm fv \(their disks are overlays of its rootfs\.ext4\)/);
+    await mustRun(runBanger(["vm", "rm", "-f", "fv"], { home, env }));
+    assert.deepEqual(await snapshot(home, env), before0);
   });
 
   it("a --force that completes replaces the image, and the image still checks clean", async () => {
