@@ -87,7 +87,7 @@ export async function readKernelDeb(path: string, workDir: string, signal?: Abor
     if (signal?.aborted) throw cancelled();
     if (err instanceof BangerError) throw err;
     // A full disk while unpacking is the host's problem, not the package's.
-    throw resourceError(err, { path: workDir, neededBytes: data.size }) ?? badDeb(shown, `data.tar: ${(err as Error).message}`);
+    throw resourceError(err, { path: workDir }) ?? badDeb(shown, `data.tar: ${(err as Error).message}`);
   });
   if (!found.vmlinuz || !found.vmlinuzVersion) throw badDeb(shown, "no boot/vmlinuz-* in the package");
   return found as DebContents;

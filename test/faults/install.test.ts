@@ -43,7 +43,9 @@ function strays(home: string): string[] {
     for (const name of readdirSync(join(home, dir))) if (!names.includes(name)) out.push(join(dir, name));
   }
   for (const dir of ["cache", join("cache", "bundles"), join("cache", "initrd"), join("cache", "blobs", "tmp")]) {
-    for (const name of existsSync(join(home, dir)) ? readdirSync(join(home, dir)) : []) if (/\.(partial|tmp)-|^\.|blobs\/tmp/.test(join(dir, name))) out.push(join(dir, name));
+    for (const name of existsSync(join(home, dir)) ? readdirSync(join(home, dir)) : []) {
+      if (/\.(partial|tmp)-|^\./.test(name) || dir.endsWith(join("blobs", "tmp"))) out.push(join(dir, name));
+    }
   }
   return out;
 }
