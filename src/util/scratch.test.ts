@@ -31,7 +31,7 @@ test("the sweep removes banger's stale staging and temp names, and nothing else"
   for (const p of [...stale, ...kept]) p.endsWith("txt") || p.includes(".tmp-") || p.includes(".partial") ? writeFileSync(p, "x".repeat(10000)) : mkdirSync(p);
   writeFileSync(join(paths.tmpDir, "image-img-x1Y2z3", "rootfs.ext4"), Buffer.alloc(64 * 1024, 1));
   assert.deepEqual((await findLeftovers(paths)).map((l) => l.path).sort(), [...stale].sort());
-  const swept = await sweepLeftovers(paths);
+  const swept = await sweepLeftovers(paths, (pid) => pid === process.pid);
   assert.ok(swept.bytes >= 64 * 1024, `counts the space held: ${swept.bytes}`);
   for (const p of stale) assert.equal(existsSync(p), false, p);
   for (const p of kept) assert.equal(existsSync(p), true, p);

@@ -74,8 +74,10 @@ export interface Leftover {
   bytes: number;
 }
 
-function pidAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
+/** Whether a process runs. The daemon passes a zombie-aware check (a killed daemon's parent may never reap it). */
+export type PidAlive = (pid: number) => boolean;
+
+function signalable(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -105,9 +107,9 @@ export async function diskUsage(path: string): Promise<number> {
 }
 
 /** Whether a match is stale: never while the pid in its name lives; a daemon's file otherwise; anyone's once old. */
-function isStale(pattern: ScratchPattern, m: RegExpExecArray, mtimeMs: number): boolean {
+function isStale(pattern: ScratchPattern, m: RegExpExecArray, mtimeMs: number, alive: PidAlive): boolean {
   const pid = m[1] !== undefined ? Number(m[1]) : undefined;
-  if (pid !== undefined) return !pidAlive(pid);
+  if (pid !== undefined) return pid !== process.pid && !alive(pid);
   return pattern.maker === "daemon" || Date.now() - mtimeMs > ANY_MAKER_MIN_AGE_MS;
 }
 
@@ -116,7 +118,7 @@ function isStale(pattern: ScratchPattern, m: RegExpExecArray, mtimeMs: number): 
  * scratch counts whatever its age: at the daemon's start (it holds the root's lock) none is in
  * use; seen by doctor while a daemon runs an operation, some may still be in use.
  */
-export async function findLeftovers(paths: Paths): Promise<Leftover[]> {
+export async function findLeftovers(paths: Paths, alive: PidAlive = signalable): Promise<Leftover[]> {
   const found: Leftover[] = [];
   for (const pattern of SCRATCH) {
     for (const dir of await dirsOf(pattern, paths)) {
@@ -125,7 +127,7 @@ export async function findLeftovers(paths: Paths): Promise<Leftover[]> {
         if (!m) continue;
         const path = join(dir, name);
         const st = await lstat(path).catch(() => undefined);
-        if (!st || !isStale(pattern, m, st.mtimeMs)) continue;
+        if (!st || !isStale(pattern, m, st.mtimeMs, alive)) continue;
         found.push({ path, bytes: await diskUsage(path) });
       }
     }
@@ -134,9 +136,9 @@ export async function findLeftovers(paths: Paths): Promise<Leftover[]> {
 }
 
 /** Removes what findLeftovers finds; only the daemon calls it, at start, holding the root's lock. */
-export async function sweepLeftovers(paths: Paths): Promise<{ removed: Leftover[]; bytes: number }> {
+export async function sweepLeftovers(paths: Paths, alive: PidAlive): Promise<{ removed: Leftover[]; bytes: number }> {
   const removed: Leftover[] = [];
-  for (const left of await findLeftovers(paths)) {
+  for (const left of await findLeftovers(paths, alive)) {
     await rm(left.path, { recursive: true, force: true }).then(() => removed.push(left), () => undefined);
   }
   return { removed, bytes: removed.reduce((n, l) => n + l.bytes, 0) };
