@@ -7,7 +7,7 @@ import { validateName } from "../util/names.ts";
 import type { Progress } from "../util/progress.ts";
 import type { DaemonContext } from "./context.ts";
 import { buildAndPublishImage } from "./image-publish.ts";
-import { makeRoomForImage, resolveImageKernel } from "./images.ts";
+import { checkImageReplaceable, resolveImageKernel } from "./images.ts";
 import { recordOperation } from "./operations.ts";
 
 export interface BuildParams {
@@ -25,7 +25,7 @@ export async function buildPresetImage(ctx: DaemonContext, p: BuildParams, call:
   return ctx.locks.run(`image:${name}`, () =>
     recordOperation(ctx, "image.build", name, async () => {
       const kernel = resolveImageKernel(ctx, [p.kernelRef], name);
-      await makeRoomForImage(ctx, name, p.force ?? false);
+      await checkImageReplaceable(ctx, name, p.force ?? false);
       return buildAndPublishImage(
         ctx,
         { name, source: `preset:${preset}`, digest: "", kernelRef: kernel, distro: PRESETS[preset].distro, arch: process.arch === "arm64" ? "arm64" : "amd64", config: {}, sizeBytes: p.sizeBytes },

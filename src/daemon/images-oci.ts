@@ -11,7 +11,7 @@ import { flattenLayers, type Tree } from "../rootfs/index.ts";
 import { invalidArgument } from "../util/errors.ts";
 import { isValidName, validateName } from "../util/names.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
-import { getImage, makeRoomForImage, resolveImageKernel, type PullParams, type PullResult } from "./images.ts";
+import { checkImageReplaceable, getImage, resolveImageKernel, type PullParams, type PullResult } from "./images.ts";
 import { buildAndPublishImage } from "./image-publish.ts";
 import { recordOperation } from "./operations.ts";
 
@@ -41,12 +41,8 @@ export async function pullOciImage(ctx: DaemonContext, p: PullParams, call: Call
       if (existing && existing.digest === resolved.manifestDigest && !p.force) {
         return { image: existing, via: "oci" as const, unchanged: true, seconds: (Date.now() - started) / 1000, details: { digest: resolved.manifestDigest, platform: resolved.platform } };
       }
-      if (existing && existing.digest !== resolved.manifestDigest && !p.force) {
-        // A newer digest under the same tag replaces the image when no VM depends on it.
-        await makeRoomForImage(ctx, name, true);
-      } else {
-        await makeRoomForImage(ctx, name, p.force ?? false);
-      }
+      // A newer digest under the same tag replaces the image when no VM depends on it.
+      await checkImageReplaceable(ctx, name, p.force === true || (existing !== undefined && existing.digest !== resolved.manifestDigest));
       const pullCtl = linkedController(call.signal);
       const pulled = await startPull(ref, { ...ociOpts, signal: pullCtl.signal, progress: call.progress });
       let fetched: Awaited<StartedPull["done"]> | undefined;

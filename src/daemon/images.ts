@@ -6,11 +6,12 @@ import { join } from "node:path";
 import { catalogOverride } from "../config/index.ts";
 import * as imagecat from "../imagecat/index.ts";
 import type { ImageRecord } from "../store/index.ts";
-import { BangerError, ErrorCode, alreadyExists, notFound } from "../util/errors.ts";
+import { BangerError, ErrorCode, notFound } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
 import { pullOciImage } from "./images-oci.ts";
+import { buildAside, checkReplaceable, refuseIfUsed } from "./replace.ts";
 
 
 export interface PullParams {
@@ -65,22 +66,9 @@ export function resolveImageKernel(ctx: DaemonContext, candidates: (string | und
   return name;
 }
 
-/** Refuses to replace an image unless forced; with force, removes the old one first. */
-export async function makeRoomForImage(ctx: DaemonContext, name: string, force: boolean): Promise<void> {
-  const dir = join(ctx.paths.imagesDir, name);
-  if (!ctx.store.getImage(name)) {
-    await rm(dir, { recursive: true, force: true });
-    return;
-  }
-  if (!force) throw alreadyExists(`image ${name} already exists`, "use --force to replace it, or --name to pull under another name");
-  refuseIfUsed(ctx, name);
-  await rm(dir, { recursive: true, force: true });
-  ctx.store.deleteImage(name);
-}
-
-function refuseIfUsed(ctx: DaemonContext, name: string): void {
-  const users = ctx.store.vmsUsingImage(name);
-  if (users.length > 0) throw new BangerError(ErrorCode.InUse, `image ${name} is used by vm ${users.join(", ")}`, "remove those VMs first (their disks are clones of it)");
+/** Refuses to replace an image unless forced, or one VMs use; the old one stays until the new one is complete. */
+export function checkImageReplaceable(ctx: DaemonContext, name: string, force: boolean): Promise<void> {
+  return checkReplaceable(ctx, "image", name, force, "use --force to replace it, or --name to pull under another name");
 }
 
 export async function pullImage(ctx: DaemonContext, p: PullParams, call: CallEnv): Promise<PullResult> {
@@ -97,12 +85,14 @@ export async function pullImage(ctx: DaemonContext, p: PullParams, call: CallEnv
   return ctx.locks.run(`image:${name}`, () =>
     recordOperation(ctx, "image.pull", name, async () => {
       const kernel = resolveImageKernel(ctx, [p.kernelRef, entry.kernel_ref, p.kernel], name);
-      await makeRoomForImage(ctx, name, p.force ?? false);
-      const pulled = await imagecat.pullImageBundle(entry, { imagesDir: ctx.paths.imagesDir, cacheDir: ctx.paths.cacheDir, tmpDir: ctx.paths.tmpDir, name, signal: call.signal, progress: call.progress });
-      const size = (await stat(pulled.rootfs)).size;
-      ctx.store.putImage({
-        name, source: `catalog:${entry.tarball_url}`, digest: `sha256:${entry.tarball_sha256}`, kernelRef: kernel,
-        distro: pulled.manifest.distro ?? entry.distro ?? "", arch: pulled.manifest.arch ?? entry.arch ?? "x86_64", sizeBytes: size, config: {},
+      await checkImageReplaceable(ctx, name, p.force ?? false);
+      const pulled = await buildAside(ctx, "image", name, async (staging) => {
+        const got = await imagecat.pullImageBundle(entry, { imagesDir: staging, cacheDir: ctx.paths.cacheDir, tmpDir: ctx.paths.tmpDir, name, signal: call.signal, progress: call.progress });
+        const row = {
+          name, source: `catalog:${entry.tarball_url}`, digest: `sha256:${entry.tarball_sha256}`, kernelRef: kernel,
+          distro: got.manifest.distro ?? entry.distro ?? "", arch: got.manifest.arch ?? entry.arch ?? "x86_64", sizeBytes: (await stat(got.rootfs)).size, config: {},
+        };
+        return { result: got, row };
       });
       return { image: getImage(ctx, name), via: "catalog" as const, unchanged: false, seconds: (Date.now() - started) / 1000, details: { cached: pulled.cached, bundle: entry.tarball_url } };
     }),
@@ -113,7 +103,7 @@ export function removeImage(ctx: DaemonContext, name: string): Promise<{ removed
   validateName("image", name);
   return ctx.locks.run(`image:${name}`, async () => {
     getImage(ctx, name);
-    refuseIfUsed(ctx, name);
+    refuseIfUsed(ctx, "image", name, "remove");
     ctx.store.deleteImage(name);
     await rm(join(ctx.paths.imagesDir, name), { recursive: true, force: true });
     return { removed: name };

@@ -1,7 +1,7 @@
 // Kernel operations: list (local, and the catalog with what is pulled), pull from the
 // catalog, import from a directory or a Debian kernel package, show, rm. The files are made
 // by kernelcat (pull) and kernel (import); this file records them in the store.
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { catalogOverride } from "../config/index.ts";
@@ -10,11 +10,13 @@ import {
   fetchDebianKernelDeb, importKernel as importKernelFiles, receiveKernelUpload, removeBootInitramfs, type DebianFlavor, type KernelUploadKind,
 } from "../kernel/index.ts";
 import type { KernelRecord } from "../store/index.ts";
-import { BangerError, ErrorCode, alreadyExists, invalidArgument, notFound } from "../util/errors.ts";
+import { invalidArgument, notFound } from "../util/errors.ts";
+import { KERNEL_UPLOAD_PREFIX } from "../util/scratch.ts";
 import { validateName } from "../util/names.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
 import { bootInitramfsDir } from "./boot.ts";
+import { buildAside, checkReplaceable, refuseIfUsed } from "./replace.ts";
 
 
 export function getKernel(ctx: DaemonContext, name: string): KernelRecord {
@@ -33,23 +35,7 @@ export async function kernelCatalog(ctx: DaemonContext, signal: AbortSignal): Pr
   return catalog.entries.map((e) => ({ ...e, state: ctx.store.getKernel(e.name) ? "pulled" : "available" }));
 }
 
-/** Refuses to replace a kernel unless forced; with force, removes the old files first. */
-async function makeRoomForKernel(ctx: DaemonContext, name: string, force: boolean): Promise<void> {
-  if (!ctx.store.getKernel(name)) {
-    // No record: leftover files from an interrupted run are not the user's data.
-    await rm(join(ctx.paths.kernelsDir, name), { recursive: true, force: true });
-    return;
-  }
-  if (!force) throw alreadyExists(`kernel ${name} already exists`, `use --force to replace it`);
-  refuseIfUsed(ctx, name);
-  await rm(join(ctx.paths.kernelsDir, name), { recursive: true, force: true });
-  ctx.store.deleteKernel(name);
-}
-
-function refuseIfUsed(ctx: DaemonContext, name: string): void {
-  const users = ctx.store.vmsUsingKernel(name);
-  if (users.length > 0) throw new BangerError(ErrorCode.InUse, `kernel ${name} is used by vm ${users.join(", ")}`, "remove those VMs first");
-}
+const KERNEL_EXISTS_HINT = "use --force to replace it";
 
 export function pullKernel(ctx: DaemonContext, name: string, force: boolean, call: CallEnv): Promise<KernelRecord> {
   validateName("kernel", name);
@@ -58,12 +44,14 @@ export function pullKernel(ctx: DaemonContext, name: string, force: boolean, cal
       const catalog = await kernelcat.loadCatalog(catalogOverride("kernel", ctx.config()), call.signal);
       const entry = kernelcat.lookup(catalog, name);
       if (!entry) throw notFound(`kernel ${name} in the catalog`, "see `banger kernel list --available`, or `banger kernel import`");
-      await makeRoomForKernel(ctx, name, force);
-      const m = await kernelcat.pullKernelBundle(entry, { kernelsDir: ctx.paths.kernelsDir, cacheDir: ctx.paths.cacheDir, tmpDir: ctx.paths.tmpDir, signal: call.signal, progress: call.progress });
-      const size = await stat(join(ctx.paths.kernelsDir, name, "vmlinux")).then((s) => s.size, () => 0);
-      ctx.store.putKernel({
-        name, source: m.source, kernelVersion: m.kernel_version, distro: m.distro ?? "", arch: m.arch ?? "x86_64",
-        vmlinuxSha256: m.vmlinux_sha256, hasInitrd: m.has_initrd, modules: [], sizeBytes: size,
+      await checkReplaceable(ctx, "kernel", name, force, KERNEL_EXISTS_HINT);
+      await buildAside(ctx, "kernel", name, async (staging) => {
+        const m = await kernelcat.pullKernelBundle(entry, { kernelsDir: staging, cacheDir: ctx.paths.cacheDir, tmpDir: ctx.paths.tmpDir, signal: call.signal, progress: call.progress });
+        const row = {
+          name, source: m.source, kernelVersion: m.kernel_version, distro: m.distro ?? "", arch: m.arch ?? "x86_64",
+          vmlinuxSha256: m.vmlinux_sha256, hasInitrd: m.has_initrd, modules: [], sizeBytes: await vmlinuxSize(staging, name),
+        };
+        return { result: undefined, row };
       });
       return getKernel(ctx, name);
     }),
@@ -74,7 +62,7 @@ export function removeKernel(ctx: DaemonContext, name: string): Promise<{ remove
   validateName("kernel", name);
   return ctx.locks.run(`kernel:${name}`, async () => {
     getKernel(ctx, name);
-    refuseIfUsed(ctx, name);
+    refuseIfUsed(ctx, "kernel", name, "remove");
     // Record first, files second: a crash in between leaves files without a record,
     // which the next pull or import of that name clears.
     ctx.store.deleteKernel(name);
@@ -118,16 +106,19 @@ export async function importKernel(ctx: DaemonContext, p: ImportParams, call: Ca
   if (!name) throw invalidArgument("--name is required when importing a directory or .deb");
   return ctx.locks.run(`kernel:${name}`, () =>
     recordOperation(ctx, "kernel.import", name, async () => {
-      await makeRoomForKernel(ctx, name, p.force ?? false);
-      const work = await mkdtemp(join(ctx.paths.tmpDir, "kernel-upload-"));
+      await checkReplaceable(ctx, "kernel", name, p.force ?? false, KERNEL_EXISTS_HINT);
+      await mkdir(ctx.paths.tmpDir, { recursive: true });
+      const work = await mkdtemp(join(ctx.paths.tmpDir, KERNEL_UPLOAD_PREFIX));
       try {
         const source = p.upload ? await receiveKernelUpload(p.upload.kind, p.upload.input, work, call) : fetched!;
-        const opts = { name, kernelsDir: ctx.paths.kernelsDir, label: p.upload?.label, signal: call.signal, progress: call.progress };
-        const { manifest: m } = await importKernelFiles(source, opts);
-        const size = await stat(join(ctx.paths.kernelsDir, name, "vmlinux")).then((s) => s.size, () => 0);
-        ctx.store.putKernel({
-          name, source: m.source, kernelVersion: m.kernel_version, distro: p.debian ? "debian" : "", arch: "x86_64",
-          vmlinuxSha256: m.vmlinux_sha256, hasInitrd: m.has_initrd, modules: m.modules, sizeBytes: size,
+        await buildAside(ctx, "kernel", name, async (staging) => {
+          const opts = { name, kernelsDir: staging, label: p.upload?.label, signal: call.signal, progress: call.progress };
+          const { manifest: m } = await importKernelFiles(source, opts);
+          const row = {
+            name, source: m.source, kernelVersion: m.kernel_version, distro: p.debian ? "debian" : "", arch: "x86_64",
+            vmlinuxSha256: m.vmlinux_sha256, hasInitrd: m.has_initrd, modules: m.modules, sizeBytes: await vmlinuxSize(staging, name),
+          };
+          return { result: undefined, row };
         });
         return getKernel(ctx, name);
       } finally {
@@ -135,6 +126,10 @@ export async function importKernel(ctx: DaemonContext, p: ImportParams, call: Ca
       }
     }),
   );
+}
+
+function vmlinuxSize(dir: string, name: string): Promise<number> {
+  return stat(join(dir, name, "vmlinux")).then((s) => s.size, () => 0);
 }
 
 /** Debian's kernel package for the flavour, through apt, into the daemon's own cache (a path it chose). */

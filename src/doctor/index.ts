@@ -7,6 +7,7 @@ import { accessSync, constants, existsSync, statfsSync } from "node:fs";
 import type { Paths } from "../config/index.ts";
 import { installHint, which } from "../util/exec.ts";
 import { humanBytes } from "../util/fsx.ts";
+import { findLeftovers } from "../util/scratch.ts";
 
 export type CheckStatus = "pass" | "warn" | "fail";
 
@@ -107,5 +108,19 @@ export async function runDoctor(paths: Paths, probes: DoctorProbes = {}): Promis
         : { name: "guest-agent", status: "fail", detail: "the guest agent is not built", fix: "bash scripts/setup.sh (in the banger repository)", neededToBoot: true },
     );
   }
+  checks.push(await leftoversCheck(paths));
   return { checks, canBoot: !checks.some((c) => c.status === "fail" && c.neededToBoot) };
+}
+
+/** Staging and temp files killed builds, imports and pulls left under the root, and the space they hold. */
+async function leftoversCheck(paths: Paths): Promise<Check> {
+  const left = await findLeftovers(paths);
+  if (left.length === 0) return { name: "leftovers", status: "pass", detail: `no staging or temp files left under ${paths.root}`, neededToBoot: false };
+  const bytes = left.reduce((n, l) => n + l.bytes, 0);
+  const shown = left.slice(0, 3).map((l) => l.path).join(", ") + (left.length > 3 ? ", ..." : "");
+  return {
+    name: "leftovers", status: "warn", neededToBoot: false,
+    detail: `${left.length} staging/temp file(s) of interrupted operations hold ${humanBytes(bytes)}: ${shown}`,
+    fix: "restart the daemon (`banger daemon stop`; the next command starts it): it removes them at start (unless an operation is running now)",
+  };
 }

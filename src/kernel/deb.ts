@@ -9,7 +9,7 @@ import { mkdir, open } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { type Readable, pipeline } from "node:stream";
 import tar from "tar-stream";
-import { BangerError, cancelled, invalidArgument } from "../util/errors.ts";
+import { BangerError, cancelled, invalidArgument, resourceError } from "../util/errors.ts";
 import { shown as showText } from "../util/paths.ts";
 import { compressionOfName, decodeStream } from "./decode.ts";
 
@@ -86,7 +86,8 @@ export async function readKernelDeb(path: string, workDir: string, signal?: Abor
     tarStream.destroy();
     if (signal?.aborted) throw cancelled();
     if (err instanceof BangerError) throw err;
-    throw badDeb(shown, `data.tar: ${(err as Error).message}`);
+    // A full disk while unpacking is the host's problem, not the package's.
+    throw resourceError(err, { path: workDir }) ?? badDeb(shown, `data.tar: ${(err as Error).message}`);
   });
   if (!found.vmlinuz || !found.vmlinuzVersion) throw badDeb(shown, "no boot/vmlinuz-* in the package");
   return found as DebContents;

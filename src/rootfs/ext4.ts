@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, lchownSync, lstatSync, lutimesSync } from "node:fs";
 import { mkdtemp, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { BangerError, ErrorCode, invalidArgument, throwIfAborted } from "../util/errors.ts";
+import { BangerError, ErrorCode, freeBytesUnder, invalidArgument, resourceErrno, resourceError, throwIfAborted } from "../util/errors.ts";
 import { runChecked } from "../util/exec.ts";
 import { humanBytes } from "../util/fsx.ts";
 import { noProgress, type Progress } from "../util/progress.ts";
@@ -56,7 +56,7 @@ export async function buildExt4(tree: Tree, outPath: string, opts: BuildExt4Opti
     const host = await stampStaging(tree, opts.signal);
     progress({ phase: "mkfs", message: `${humanBytes(sizeBytes)} ext4` });
     // Inodes for the content, or one per 64 KiB when the image has room to fill.
-    await runMkfs(tree, tmpImage, label, Math.max(need.inodes, Math.floor(sizeBytes / (64 * 1024))), sizeBytes, opts.signal);
+    await runMkfs(tree, tmpImage, label, Math.max(need.inodes, Math.floor(sizeBytes / (64 * 1024))), sizeBytes, need.minBytes, opts.signal);
     progress({ phase: "ownership", total: tree.entries.size });
     const script = await writeDebugfsScript(tree, work, host, { maxBytes: opts.maxScriptBytes, maxXattrValues: opts.maxXattrValues });
     await runDebugfs(tmpImage, script, opts.signal);
@@ -64,10 +64,23 @@ export async function buildExt4(tree: Tree, outPath: string, opts: BuildExt4Opti
     return { path: outPath, sizeBytes };
   } catch (err) {
     await rm(tmpImage, { force: true });
-    throw err;
+    // The image file is sparse: what the host must hold is about the content.
+    throw hostOutOfSpace(err, dirname(outPath), need.minBytes) ?? err;
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * The host's filesystem ran out (not the image: a full image says "Could not allocate" or
+ * "No space" too, but the host then still has room for the content).
+ */
+function hostOutOfSpace(err: unknown, dir: string, neededBytes: number): BangerError | undefined {
+  const errno = resourceErrno(err);
+  if (!errno) return undefined;
+  const free = freeBytesUnder(dir);
+  if (errno === "ENOSPC" && free !== undefined && free > neededBytes) return undefined;
+  return resourceError(err, { path: dir, neededBytes });
 }
 
 /**
@@ -132,12 +145,13 @@ async function createSizedFile(path: string, size: number): Promise<void> {
   }
 }
 
-async function runMkfs(tree: Tree, image: string, label: string, inodes: number, sizeBytes: number, signal?: AbortSignal): Promise<void> {
+async function runMkfs(tree: Tree, image: string, label: string, inodes: number, sizeBytes: number, contentBytes: number, signal?: AbortSignal): Promise<void> {
   const argv = ["mkfs.ext4", "-F", "-q", "-b", String(BLOCK), "-I", String(INODE_SIZE), "-N", String(inodes), "-m", "0", "-L", label];
   argv.push("-E", "root_owner=0:0", "-d", tree.dir, image, `${sizeBytes / 1024}k`);
   try {
     await runChecked(argv, { signal });
   } catch (err) {
+    if (hostOutOfSpace(err, dirname(image), contentBytes)) throw err; // buildExt4 names it
     if (err instanceof BangerError && /No space|Could not allocate|too many/i.test(err.message)) {
       throw new BangerError(ErrorCode.InvalidArgument, `the content does not fit in a ${humanBytes(sizeBytes)} image`, "pass a larger --size", { cause: err });
     }

@@ -11,7 +11,7 @@ import { link, mkdir, open, rm, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline, type Readable } from "node:stream";
 import tar from "tar-stream";
-import { BangerError, ErrorCode, cancelled, invalidArgument } from "../util/errors.ts";
+import { BangerError, ErrorCode, cancelled, invalidArgument, resourceError } from "../util/errors.ts";
 import { MetadataBudget, keptXattrs, linkTarget, memberPath, orThrow, shown } from "../util/paths.ts";
 import { noProgress, type Progress } from "../util/progress.ts";
 import { PaxXattrSniffer } from "./paxsniff.ts";
@@ -70,15 +70,18 @@ export async function extractRootfsTar(tarStream: Readable, stagingDir: string, 
     extract.destroy();
     tarStream.destroy();
     await rm(stagingDir, { recursive: true, force: true });
-    throw asTarError(err, opts.signal);
+    throw asTarError(err, stagingDir, opts.signal);
   } finally {
     opts.signal?.removeEventListener("abort", onAbort);
   }
 }
 
-function asTarError(err: unknown, signal: AbortSignal | undefined): unknown {
+function asTarError(err: unknown, stagingDir: string, signal: AbortSignal | undefined): unknown {
   if (signal?.aborted) return cancelled();
   if (err instanceof BangerError) return err;
+  // A full disk while extracting is the host's problem, not the tar's.
+  const resource = resourceError(err, { path: stagingDir });
+  if (resource) return resource;
   const msg = err instanceof Error ? err.message : String(err);
   // Host errors name host paths built from member names: shown, like every name.
   return new BangerError(ErrorCode.InvalidArgument, `not a valid rootfs tar: ${shown(msg)}`, "pass an uncompressed tar such as `docker export` writes");

@@ -11,7 +11,7 @@ import { link, mkdir, readdir, rm, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import tar from "tar-stream";
-import { BangerError, ErrorCode, cancelled, integrity, invalidArgument } from "../util/errors.ts";
+import { BangerError, ErrorCode, cancelled, integrity, invalidArgument, resourceError } from "../util/errors.ts";
 import { MetadataBudget, keptXattrs, linkTarget, memberPath, orThrow, parentOf, shown } from "../util/paths.ts";
 import { PaxXattrSniffer } from "./paxsniff.ts";
 import type { Tree, TreeEntry, TreeEntryType } from "./tree.ts";
@@ -118,6 +118,9 @@ class Flattener {
     } catch (err) {
       if (this.opts.signal?.aborted) throw cancelled();
       if (err instanceof BangerError) throw err;
+      // A full disk while applying a layer is the host's problem, not the image's.
+      const resource = resourceError(err, { path: this.root });
+      if (resource) throw resource;
       // Host errors name host paths built from member names: shown, like every name.
       throw integrity(`layer ${index + 1}: not a valid tar: ${shown((err as Error).message)}`, "the image is corrupt; pull it again or report it");
     } finally {

@@ -1,6 +1,9 @@
 // One error type for everything the user can see. A BangerError carries a stable code
 // (also used as the JSON-RPC error code across the socket), a one-line message and an
 // optional hint: the next thing the user should do.
+import { statfsSync } from "node:fs";
+import { dirname } from "node:path";
+import { humanBytes } from "./fsx.ts";
 
 export const ErrorCode = {
   // JSON-RPC 2.0 reserved codes.
@@ -20,6 +23,8 @@ export const ErrorCode = {
   Unavailable: 1008,
   Failed: 1009,
   Timeout: 1010,
+  /** The host ran out of something (disk space, quota, memory, file descriptors): not the input's fault. */
+  ResourceExhausted: 1011,
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -54,6 +59,79 @@ export function errorLine(err: unknown): string {
   if (err instanceof BangerError) return err.hint ? `${err.message} (${err.hint})` : err.message;
   if (err instanceof Error) return err.message;
   return String(err);
+}
+
+/** The system errors that mean "the host ran out", with how to say each. */
+const RESOURCE_ERRNOS: Record<string, { what: string; hint: string }> = {
+  ENOSPC: { what: "no space left on", hint: "free space on that filesystem (or move BANGER_HOME), then retry; nothing was replaced" },
+  EDQUOT: { what: "disk quota exceeded on", hint: "free space or raise the quota, then retry; nothing was replaced" },
+  ENOMEM: { what: "out of memory while writing", hint: "free memory (stop VMs or other programs), then retry" },
+  EMFILE: { what: "too many open files in the daemon while writing", hint: "raise the daemon's open-file limit (LimitNOFILE= / ulimit -n), then retry" },
+  ENFILE: { what: "too many open files on this host while writing", hint: "raise fs.file-max or close files elsewhere, then retry" },
+};
+/** The same, as a host tool prints them (strerror text in a failed command's stderr). */
+const RESOURCE_TEXT: [RegExp, string][] = [
+  [/No space left on device/i, "ENOSPC"],
+  [/Disk quota exceeded/i, "EDQUOT"],
+  [/Cannot allocate memory/i, "ENOMEM"],
+  [/Too many open files in system/i, "ENFILE"],
+  [/Too many open files/i, "EMFILE"],
+];
+
+/** The resource errno an error (or one of its causes) carries, or undefined. */
+export function resourceErrno(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof BangerError && e.code === ErrorCode.ResourceExhausted) return (e as { errno?: string }).errno ?? "ENOSPC";
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && code in RESOURCE_ERRNOS) return code;
+    if (code === "SQLITE_FULL") return "ENOSPC"; // the store's own write
+    // Any other BangerError already says whose fault it is; text only from a host tool's failure.
+    if (e instanceof BangerError && e.code !== ErrorCode.Failed) return undefined;
+    const text = e instanceof Error ? e.message : "";
+    for (const [re, errno] of RESOURCE_TEXT) if (re.test(text)) return errno;
+  }
+  return undefined;
+}
+
+export interface ResourceWhere {
+  /** The directory (or file) banger was writing under; its filesystem's free space is shown. */
+  path?: string;
+  /** Bytes the step needed, when known. */
+  neededBytes?: number;
+}
+
+/**
+ * A resource error (ENOSPC, EDQUOT, ENOMEM, EMFILE, ENFILE) named as such, with the path and,
+ * for space, how much was needed and is free: "no space left on /var/lib/banger/tmp: needs
+ * ~512 MiB, 20 MiB free". Undefined for any other error. Code ResourceExhausted: exit 1.
+ */
+export function resourceError(err: unknown, where: ResourceWhere = {}): BangerError | undefined {
+  const errno = resourceErrno(err);
+  if (!errno) return undefined;
+  if (err instanceof BangerError && err.code === ErrorCode.ResourceExhausted) return err;
+  const { what, hint } = RESOURCE_ERRNOS[errno]!;
+  const path = where.path ?? "the state root";
+  const space = errno === "ENOSPC" || errno === "EDQUOT" ? spaceNote(where) : "";
+  const e = new BangerError(ErrorCode.ResourceExhausted, `${what} ${path}${space} (${errno})`, hint, { cause: err });
+  return Object.assign(e, { errno });
+}
+
+function spaceNote(where: ResourceWhere): string {
+  const free = where.path ? freeBytesUnder(where.path) : undefined;
+  const parts = [where.neededBytes !== undefined ? `needs ~${humanBytes(where.neededBytes)}` : "", free !== undefined ? `${humanBytes(free)} free` : ""].filter((p) => p !== "");
+  return parts.length > 0 ? `: ${parts.join(", ")}` : "";
+}
+
+/** Free bytes (for this user) on the filesystem holding `path` or its nearest existing parent. */
+export function freeBytesUnder(path: string): number | undefined {
+  for (let dir = path; ; dir = dirname(dir)) {
+    try {
+      const st = statfsSync(dir);
+      return st.bavail * st.bsize;
+    } catch {
+      if (dir === dirname(dir)) return undefined;
+    }
+  }
 }
 
 /** Throws the signal's reason as a Cancelled error when it has been aborted. */

@@ -2,11 +2,12 @@
 // publish with one rename, and remove the staging on any failure.
 import { mkdtemp, rename, rm, mkdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { stagingPrefix } from "./scratch.ts";
 
 /** Creates a staging directory beside `dest` (same filesystem, so publishing is a rename). */
 export async function makeStagingDir(dest: string): Promise<string> {
   await mkdir(dirname(dest), { recursive: true });
-  return mkdtemp(join(dirname(dest), `.staging-${basename(dest)}-`));
+  return mkdtemp(join(dirname(dest), stagingPrefix(basename(dest))));
 }
 
 /** Runs `fill(staging)` and renames the staging dir to `dest`; on any error nothing remains. */

@@ -1,0 +1,121 @@
+// Every crash point of an install (replace.ts steps 1-5), made on disk as a killed daemon
+// leaves it, then recovered as the next start does: the old or the new one is complete, and
+// the store row names the one on disk.
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { makeTempHome } from "../../test/helpers.ts";
+import { ensureDirs, resolvePaths } from "../config/index.ts";
+import { openStore } from "../store/index.ts";
+import type { DaemonContext } from "./context.ts";
+import { install, recoverSwaps, type ImageRow } from "./replace.ts";
+
+const bed = makeTempHome();
+after(() => bed.cleanup());
+let n = 0;
+
+function freshCtx(): DaemonContext {
+  const paths = resolvePaths({ BANGER_HOME: join(bed.home, `r${++n}`) });
+  ensureDirs(paths);
+  return { paths, store: openStore(paths.db) } as unknown as DaemonContext;
+}
+
+const row = (digest: string): ImageRow => ({ name: "img", source: "test", digest, kernelRef: "k", distro: "", arch: "x86_64", sizeBytes: 3, config: {} });
+
+/** An installed "old" image and a built "new" one in tmp, as before step 1. */
+function oldAndNew(ctx: DaemonContext): { dest: string; fresh: string } {
+  const dest = join(ctx.paths.imagesDir, "img");
+  mkdirSync(dest);
+  writeFileSync(join(dest, "rootfs.ext4"), "old");
+  ctx.store.putImage(row("sha256:old"));
+  const fresh = join(ctx.paths.tmpDir, "image-img-abcdef");
+  mkdirSync(fresh);
+  writeFileSync(join(fresh, "rootfs.ext4"), "new");
+  return { dest, fresh };
+}
+
+function intent(ctx: DaemonContext, fresh: string): void {
+  writeFileSync(join(ctx.paths.imagesDir, ".swap-img.json"), JSON.stringify({ kind: "image", name: "img", fresh, row: row("sha256:new") }));
+}
+
+/** After recovery: exactly the image dir, holding `which`, and a row that says so. */
+function assertSettled(ctx: DaemonContext, which: "old" | "new"): void {
+  assert.deepEqual(readdirSync(ctx.paths.imagesDir), ["img"]);
+  assert.equal(readFileSync(join(ctx.paths.imagesDir, "img", "rootfs.ext4"), "utf8"), which);
+  assert.equal(ctx.store.getImage("img")?.digest, `sha256:${which}`);
+}
+
+/** The disk (and store) as a daemon killed after `steps` of install()'s steps 1-4 leaves them. */
+function killedAfter(ctx: DaemonContext, steps: number): string {
+  const { dest, fresh } = oldAndNew(ctx);
+  intent(ctx, fresh);
+  if (steps >= 2) renameSync(dest, join(ctx.paths.imagesDir, ".replaced-img"));
+  if (steps >= 3) renameSync(fresh, dest);
+  if (steps >= 4) ctx.store.putImage(row("sha256:new"));
+  return fresh;
+}
+
+test("killed after the intent, before the old one moved aside: undone, the old one stays", async () => {
+  const ctx = freshCtx();
+  const fresh = killedAfter(ctx, 1);
+  assert.deepEqual(await recoverSwaps(ctx), { undone: ["image img"], finished: [] });
+  assertSettled(ctx, "old");
+  assert.equal(existsSync(fresh), false);
+});
+
+test("killed with the old one aside and the new one not in: the old one is put back", async () => {
+  const ctx = freshCtx();
+  killedAfter(ctx, 2);
+  await recoverSwaps(ctx);
+  assertSettled(ctx, "old");
+});
+
+test("killed with the new one in but not recorded: finished, the row names the new one", async () => {
+  const ctx = freshCtx();
+  killedAfter(ctx, 3);
+  assert.deepEqual(await recoverSwaps(ctx), { undone: [], finished: ["image img"] });
+  assertSettled(ctx, "new");
+});
+
+test("killed after recording, before the old one was removed: finished", async () => {
+  const ctx = freshCtx();
+  killedAfter(ctx, 4);
+  await recoverSwaps(ctx);
+  assertSettled(ctx, "new");
+});
+
+test("a first install killed after its rename: recorded at the next start, not left without a row", async () => {
+  const ctx = freshCtx();
+  const fresh = join(ctx.paths.tmpDir, "image-img-abcdef");
+  mkdirSync(fresh);
+  writeFileSync(join(fresh, "rootfs.ext4"), "new");
+  intent(ctx, fresh);
+  renameSync(fresh, join(ctx.paths.imagesDir, "img"));
+  await recoverSwaps(ctx);
+  assertSettled(ctx, "new");
+});
+
+test("an unreadable intent is undone, never followed to a path outside the root", async () => {
+  const ctx = freshCtx();
+  const { fresh } = oldAndNew(ctx);
+  writeFileSync(join(ctx.paths.imagesDir, ".swap-img.json"), JSON.stringify({ kind: "image", name: "img", fresh: "/etc", row: row("sha256:new") }));
+  await recoverSwaps(ctx);
+  assertSettled(ctx, "old");
+  assert.ok(existsSync("/etc/hostname") || existsSync("/etc/passwd"));
+  assert.ok(existsSync(fresh), "left for the sweep: the intent did not name it");
+});
+
+test("install: a failure moving the new one in puts the old one back and leaves no intent", async () => {
+  const ctx = freshCtx();
+  oldAndNew(ctx);
+  await assert.rejects(install(ctx, "image", "img", join(ctx.paths.tmpDir, "missing"), row("sha256:new")), /ENOENT/);
+  assertSettled(ctx, "old");
+});
+
+test("install: replaces and records", async () => {
+  const ctx = freshCtx();
+  const { fresh } = oldAndNew(ctx);
+  await install(ctx, "image", "img", fresh, row("sha256:new"));
+  assertSettled(ctx, "new");
+});

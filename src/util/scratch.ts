@@ -1,0 +1,145 @@
+// Every name banger gives a staging, work or temporary file under its root, in one table, so
+// that leftovers of a killed process can be found (doctor) and removed (the daemon at start)
+// without ever touching a file banger did not make. New code that stages or writes a
+// temporary file under the root uses a name maker below, or adds its pattern to SCRATCH.
+//
+// Files made while publishing (staging directories, work directories) are the daemon's: it
+// holds the root's lock (daemon/lock.ts), so at its start none of them is in use. Files other
+// processes make (the CLI's config.json, doctor's probes) carry the maker's pid, or are only
+// taken once old, so a live process's temporary file is never removed.
+import { lstat, readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { Paths } from "../config/index.ts";
+
+/** `<dir>/.staging-<base>-XXXXXX` (mkdtemp suffix): util/fsx.ts makeStagingDir, for every publish by rename. */
+export const stagingPrefix = (base: string) => `.staging-${base}-`;
+/** `<tmpDir>/image-<name>-XXXXXX`: an image being built (tree + rootfs.ext4, 4 GiB sparse). */
+export const imageWorkPrefix = (name: string) => `image-${name}-`;
+/** `<tmpDir>/kernel-upload-XXXXXX`: the files of a `kernel import` upload. */
+export const KERNEL_UPLOAD_PREFIX = "kernel-upload-";
+/** `<dir>/.swap-<name>.json`: a replace in progress (daemon/replace.ts), read back at start. */
+export const swapIntentName = (name: string) => `.swap-${name}.json`;
+/** `<dir>/.replaced-<name>`: the kernel or image being replaced, kept until the swap is recorded. */
+export const replacedName = (name: string) => `.replaced-${name}`;
+/** `<file>.tmp-<pid>`: a file written whole, then renamed over `<file>`. */
+export const pidTempName = (file: string) => `${file}.tmp-${process.pid}`;
+
+/** Who may be writing a match: only the daemon (stale at its start), or any process (check pid/age). */
+type Maker = "daemon" | "any";
+
+interface ScratchPattern {
+  /** The directory the names appear in; `perEntry` means inside each subdirectory of it. */
+  dir: (paths: Paths) => string;
+  perEntry?: boolean;
+  match: RegExp;
+  maker: Maker;
+  /** What makes such names (for the table's readers). */
+  madeBy: string;
+}
+
+const MKDTEMP = "[A-Za-z0-9]{6}";
+const NAME = "[A-Za-z0-9][A-Za-z0-9._-]*";
+
+/** Every staging/temp name under the root. The pid, when a name has one, is match group 1. */
+export const SCRATCH: readonly ScratchPattern[] = [
+  { dir: (p) => p.kernelsDir, match: new RegExp(`^\\.staging-${NAME}-${MKDTEMP}$`), maker: "daemon", madeBy: "fsx.publishDir (kernel import, kernel bundle fetch)" },
+  { dir: (p) => p.kernelsDir, match: new RegExp(`^\\.${NAME}\\.(?:new|old)-(\\d+)$`), maker: "daemon", madeBy: "kernel/import.ts replace" },
+  { dir: (p) => p.kernelsDir, match: new RegExp(`^\\.replaced-${NAME}$`), maker: "daemon", madeBy: "daemon/replace.ts" },
+  { dir: (p) => p.kernelsDir, match: new RegExp(`^\\.swap-${NAME}\\.json(?:\\.tmp-(\\d+))?$`), maker: "daemon", madeBy: "daemon/replace.ts (only after recovery read it)" },
+  { dir: (p) => p.imagesDir, match: new RegExp(`^\\.staging-${NAME}-${MKDTEMP}$`), maker: "daemon", madeBy: "fsx.publishDir (image bundle fetch)" },
+  { dir: (p) => p.imagesDir, match: new RegExp(`^\\.replaced-${NAME}$`), maker: "daemon", madeBy: "daemon/replace.ts" },
+  { dir: (p) => p.imagesDir, match: new RegExp(`^\\.swap-${NAME}\\.json(?:\\.tmp-(\\d+))?$`), maker: "daemon", madeBy: "daemon/replace.ts (only after recovery read it)" },
+  { dir: (p) => p.tmpDir, match: new RegExp(`^image-${NAME}-${MKDTEMP}$`), maker: "daemon", madeBy: "daemon/image-publish.ts (OCI pull, preset build)" },
+  { dir: (p) => p.tmpDir, match: new RegExp(`^kernel-upload-${MKDTEMP}$`), maker: "daemon", madeBy: "daemon/kernels.ts (kernel import)" },
+  { dir: (p) => p.tmpDir, match: /^bundle-[0-9a-f]{16}-(\d+)-[0-9a-f]+(?:\.partial|\.in\.fifo|\.out\.fifo)$/, maker: "daemon", madeBy: "bundle/fetch.ts (download, FIFOs)" },
+  { dir: (p) => join(p.cacheDir, "bundles"), match: /^[0-9a-f]{64}\.tar\.zst\.partial-(\d+)$/, maker: "daemon", madeBy: "bundle/fetch.ts keepInCache" },
+  { dir: (p) => join(p.cacheDir, "blobs", "tmp"), match: /^[0-9a-f]{16}-(\d+)-[0-9a-f]+$/, maker: "daemon", madeBy: "oci/blobs.ts" },
+  { dir: (p) => join(p.cacheDir, "initrd"), match: /^.+\.tmp-(\d+)(?:-\d+)?$/, maker: "daemon", madeBy: "kernel/initramfs.ts (boot initramfs)" },
+  { dir: (p) => join(p.cacheDir, "debs"), match: new RegExp(`^\\.apt-download-${MKDTEMP}$`), maker: "daemon", madeBy: "kernel/apt.ts" },
+  { dir: (p) => join(p.cacheDir, "presets", "work"), match: new RegExp(`^debian-${MKDTEMP}$`), maker: "daemon", madeBy: "presets/debian.ts" },
+  { dir: (p) => p.vmsDir, perEntry: true, match: /^\.root\.(?:qcow2|ext4)\.partial-[0-9a-f]+$/, maker: "daemon", madeBy: "disk/clone.ts" },
+  { dir: (p) => p.vmsDir, perEntry: true, match: new RegExp(`^\\.reflink-probe-${MKDTEMP}$`), maker: "daemon", madeBy: "disk/strategies.ts" },
+  { dir: (p) => p.root, match: new RegExp(`^\\.reflink-probe-${MKDTEMP}$`), maker: "any", madeBy: "disk/strategies.ts (doctor's probe)" },
+  { dir: (p) => p.root, match: /^config\.json\.tmp-(\d+)$/, maker: "any", madeBy: "config saveConfig (the CLI)" },
+  { dir: (p) => join(p.root, "ssh"), match: /^.+\.tmp-(\d+)(?:\.pub)?$/, maker: "any", madeBy: "net/ssh.ts" },
+  { dir: (p) => join(p.root, "host"), match: /^kvm-probe\.json\.tmp-(\d+)$/, maker: "any", madeBy: "host/kvm.ts" },
+];
+
+/** Files of makers other than the daemon without a pid in their name are taken once this old. */
+const ANY_MAKER_MIN_AGE_MS = 3600_000;
+
+export interface Leftover {
+  path: string;
+  /** Bytes on disk (allocated blocks, so a 4 GiB sparse image counts what it really holds). */
+  bytes: number;
+}
+
+/** Whether a process runs. The daemon passes a zombie-aware check (a killed daemon's parent may never reap it). */
+export type PidAlive = (pid: number) => boolean;
+
+function signalable(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+async function listDir(dir: string): Promise<string[]> {
+  return readdir(dir).catch(() => [] as string[]);
+}
+
+async function dirsOf(pattern: ScratchPattern, paths: Paths): Promise<string[]> {
+  const dir = pattern.dir(paths);
+  if (!pattern.perEntry) return [dir];
+  const subs = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  return subs.filter((d) => d.isDirectory()).map((d) => join(dir, d.name));
+}
+
+/** Bytes a path holds on disk; a directory counts everything under it (symlinks not followed). */
+export async function diskUsage(path: string): Promise<number> {
+  const st = await lstat(path).catch(() => undefined);
+  if (!st) return 0;
+  let total = st.blocks * 512;
+  if (st.isDirectory()) for (const name of await listDir(path)) total += await diskUsage(join(path, name));
+  return total;
+}
+
+/** Whether a match is stale: never while the pid in its name lives; a daemon's file otherwise; anyone's once old. */
+function isStale(pattern: ScratchPattern, m: RegExpExecArray, mtimeMs: number, alive: PidAlive): boolean {
+  const pid = m[1] !== undefined ? Number(m[1]) : undefined;
+  if (pid !== undefined) return pid !== process.pid && !alive(pid);
+  return pattern.maker === "daemon" || Date.now() - mtimeMs > ANY_MAKER_MIN_AGE_MS;
+}
+
+/**
+ * Staging and temp files under the root that no live process is writing. The daemon's own
+ * scratch counts whatever its age: at the daemon's start (it holds the root's lock) none is in
+ * use; seen by doctor while a daemon runs an operation, some may still be in use.
+ */
+export async function findLeftovers(paths: Paths, alive: PidAlive = signalable): Promise<Leftover[]> {
+  const found: Leftover[] = [];
+  for (const pattern of SCRATCH) {
+    for (const dir of await dirsOf(pattern, paths)) {
+      for (const name of await listDir(dir)) {
+        const m = pattern.match.exec(name);
+        if (!m) continue;
+        const path = join(dir, name);
+        const st = await lstat(path).catch(() => undefined);
+        if (!st || !isStale(pattern, m, st.mtimeMs, alive)) continue;
+        found.push({ path, bytes: await diskUsage(path) });
+      }
+    }
+  }
+  return found;
+}
+
+/** Removes what findLeftovers finds; only the daemon calls it, at start, holding the root's lock. */
+export async function sweepLeftovers(paths: Paths, alive: PidAlive): Promise<{ removed: Leftover[]; bytes: number }> {
+  const removed: Leftover[] = [];
+  for (const left of await findLeftovers(paths, alive)) {
+    await rm(left.path, { recursive: true, force: true }).then(() => removed.push(left), () => undefined);
+  }
+  return { removed, bytes: removed.reduce((n, l) => n + l.bytes, 0) };
+}
