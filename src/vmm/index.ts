@@ -14,6 +14,7 @@ import { invalidArgument } from "../util/errors.ts";
 import { firecrackerDriver } from "./firecracker.ts";
 import { STATE_FILE } from "./process.ts";
 export { cleanupDeadVm } from "./process.ts";
+export { findPanicLine } from "./ending.ts";
 export { CONSOLE_LOG_CAP, consoleLogPath, readConsoleFrom, readConsoleTail } from "./console.ts";
 import { qemuDriver } from "./qemu.ts";
 import type { VmHandle, VmmDriver, VmmName } from "./types.ts";
@@ -29,6 +30,7 @@ export type {
   VmmName,
   VmRunState,
   VmSpec,
+  VmmEvent,
 } from "./types.ts";
 export { buildQemuArgv, qemuDriver, qemuPaths, resolveQemuOptions } from "./qemu.ts";
 export type { AgentChannel, QemuOptions } from "./qemu.ts";
