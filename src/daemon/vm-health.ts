@@ -34,7 +34,7 @@ async function onVmmEvent(ctx: DaemonContext, name: string, handle: VmHandle, ev
     ctx.store.updateVm(name, { state: event.state, pid: null, stateReason: event.reason });
     ctx.log.warn("vm ended on its own", { vm: name, state: event.state, reason: event.reason });
     // The VMM is gone: what it leaves (sockets, pid file, its tap) goes now, not at rm.
-    await handle.kill().catch(() => undefined);
+    await handle.stop().catch(() => undefined); // gone: stop() only removes its files
     await ctx.network.detach(name);
   } else if (event.kind === "paused") {
     const reason = `${event.reason}: free space under ${ctx.paths.root}, then \`banger vm resume ${name}\``;

@@ -81,7 +81,8 @@ export abstract class BaseHandle implements VmHandle {
   }
 
   async kill(): Promise<void> {
-    await killAndWait(this.pid);
+    // Never signal a pid that is no longer this VMM's (it may be another process's now).
+    if (this.isRunning()) await killAndWait(this.pid);
     await this.cleanup();
   }
 

@@ -10,10 +10,9 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Duplex } from "node:stream";
 import { REPO, makeTempHome } from "../../test/helpers.ts";
-import { forcedAccel } from "../host/index.ts";
 import { BangerError } from "../util/errors.ts";
 import { buildQemuArgv, cleanupDeadVm, qemuDriver, qmpCommand, type VmHandle, type VmSpec } from "./index.ts";
-import { buildTestInitramfs, ensureTestKernel, killProcessesMentioning, type TestKernel } from "./testkit.ts";
+import { buildTestInitramfs, ensureTestKernel, killProcessesMentioning, qemuTestSpec, type TestKernel } from "./testkit.ts";
 
 const MARKER = "BANGER-QEMU-TEST-MARKER";
 
@@ -62,16 +61,7 @@ after(async () => {
 
 function specFor(name: string, extraCmdline = ""): VmSpec {
   assert.ok(typeof kernel !== "string");
-  return {
-    kernelPath: kernel.vmlinuz,
-    initrdPath: initrd,
-    cmdline: `console=ttyS0 quiet panic=-1 ${extraCmdline}`.trim(),
-    rootDisk: { path: disk, format: "raw" },
-    cpus: 1,
-    memoryMib: 256,
-    runtimeDir: join(home.home, name),
-    accel: forcedAccel() ?? "tcg",
-  };
+  return qemuTestSpec(kernel, { initrd, disk }, join(home.home, name), extraCmdline);
 }
 
 async function waitForConsole(handle: VmHandle, text: string, timeoutMs = 30_000): Promise<string> {

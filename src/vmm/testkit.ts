@@ -9,6 +9,8 @@ import { basename, join } from "node:path";
 import { fetchDebianKernelDeb } from "../kernel/index.ts";
 import { errorLine } from "../util/errors.ts";
 import { run, runChecked, which } from "../util/exec.ts";
+import { forcedAccel } from "../host/index.ts";
+import type { VmSpec } from "./types.ts";
 
 export const TEST_CACHE = "/var/cache/banger-test";
 
@@ -136,4 +138,18 @@ export async function killProcessesMentioning(text: string): Promise<void> {
       // Already gone.
     }
   }
+}
+
+/** A small VM spec booting the test kernel and initramfs under QEMU (TCG unless BANGER_ACCEL says). */
+export function qemuTestSpec(kernel: TestKernel, files: { initrd: string; disk: string }, runtimeDir: string, extraCmdline = ""): VmSpec {
+  return {
+    kernelPath: kernel.vmlinuz,
+    initrdPath: files.initrd,
+    cmdline: `console=ttyS0 quiet panic=-1 ${extraCmdline}`.trim(),
+    rootDisk: { path: files.disk, format: "raw" },
+    cpus: 1,
+    memoryMib: 256,
+    runtimeDir,
+    accel: forcedAccel() ?? "tcg",
+  };
 }

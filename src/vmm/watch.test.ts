@@ -8,11 +8,10 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { makeTempHome } from "../../test/helpers.ts";
-import { forcedAccel } from "../host/index.ts";
 import { describeEnd, findPanicLine } from "./ending.ts";
 import { qemuDriver, qmpCommand, type VmHandle, type VmmEvent, type VmSpec } from "./index.ts";
 import { forgetChildExit } from "./process.ts";
-import { buildTestInitramfs, ensureTestKernel, killProcessesMentioning, type TestKernel } from "./testkit.ts";
+import { buildTestInitramfs, ensureTestKernel, killProcessesMentioning, qemuTestSpec, type TestKernel } from "./testkit.ts";
 
 // /init: panics on request (sysrq c; panic=-1 then resets the guest and -no-reboot ends QEMU).
 const SCRIPT = `
@@ -41,18 +40,9 @@ after(async () => {
   home?.cleanup();
 });
 
-function specFor(name: string, extra = ""): VmSpec {
+function specFor(name: string, extraCmdline = ""): VmSpec {
   assert.ok(typeof kernel !== "string");
-  return {
-    kernelPath: kernel.vmlinuz,
-    initrdPath: initrd,
-    cmdline: `console=ttyS0 quiet panic=-1 ${extra}`.trim(),
-    rootDisk: { path: disk, format: "raw" },
-    cpus: 1,
-    memoryMib: 256,
-    runtimeDir: join(home.home, name),
-    accel: forcedAccel() ?? "tcg",
-  };
+  return qemuTestSpec(kernel, { initrd, disk }, join(home.home, name), extraCmdline);
 }
 
 /** Collects a handle's events; `next(kind)` waits for the next one of that kind. */

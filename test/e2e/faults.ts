@@ -61,10 +61,10 @@ export function faultHome() {
 }
 
 /** The VM's row as the store has it this instant (the test reads the daemon's state file). */
-export function storedState(home: string, name: string): string | undefined {
+export function storedVm(home: string, name: string): { state: string; id: string } | undefined {
   const db = new Database(join(home, "banger.db"), { readonly: true, fileMustExist: true });
   try {
-    return (db.prepare("SELECT state FROM vms WHERE name = ?").get(name) as { state: string } | undefined)?.state;
+    return db.prepare("SELECT state, id FROM vms WHERE name = ?").get(name) as { state: string; id: string } | undefined;
   } finally {
     db.close();
   }

@@ -3,10 +3,10 @@
 // tells the truth within a second and nothing is left of a VM that is not listed.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { isAlive, mustRun } from "../helpers.ts";
-import { faultHome, storedState, until } from "./faults.ts";
+import { faultHome, storedVm, until } from "./faults.ts";
 
 describe("a VM that ends on its own is shown as it is (real VMs under QEMU)", () => {
   const t = faultHome();
@@ -68,12 +68,12 @@ describe("a VM that ends on its own is shown as it is (real VMs under QEMU)", ()
 
   it("a daemon SIGKILLed while `vm create` boots: after restart the VM is gone and nothing is left", async () => {
     const create = t.create("half");
+    // This VM's VMM, once it runs (the create then waits for the guest agent).
     const pidFile = () => {
-      const run = join(t.home, "run", "vms");
-      const ids = existsSync(run) ? readdirSync(run) : [];
-      return ids.map((id) => join(run, id, "vmm.pid")).find((f) => existsSync(f));
+      const id = storedVm(t.home, "half")?.id;
+      return id ? join(t.home, "run", "vms", id, "vmm.pid") : undefined;
     };
-    await until(() => pidFile() !== undefined, 60_000, "the VMM to start");
+    await until(() => existsSync(pidFile() ?? "/nonexistent"), 60_000, "the VMM to start");
     const vmm = Number.parseInt(readFileSync(pidFile()!, "utf8"), 10);
     process.kill(t.daemonPid(), "SIGKILL");
     assert.notEqual((await create).code, 0, "the create fails with its daemon");
@@ -85,7 +85,7 @@ describe("a VM that ends on its own is shown as it is (real VMs under QEMU)", ()
     await mustRun(t.create("gone"));
     const { pid } = await t.show("gone");
     const rm = t.banger(["vm", "rm", "-f", "gone"]);
-    await until(() => storedState(t.home, "gone") === "removing", 30_000, "the rm to begin");
+    await until(() => storedVm(t.home, "gone")?.state === "removing", 30_000, "the rm to begin");
     process.kill(t.daemonPid(), "SIGKILL");
     await rm;
     assert.equal((await t.list()).some((v) => v.name === "gone"), false, "a half-done rm is finished");
