@@ -16,6 +16,8 @@ import type { AgentStreamOptions, StopOutcome, VmHandle, VmRunState, VmmEvent, V
 
 /** How often an adopted VMM's pid is checked: an end is reported within this. */
 const POLL_MS = 200;
+/** How long an end waits for the VMM's last events, which say why it ended. */
+const EVENTS_DRAIN_MS = 250;
 
 export abstract class BaseHandle implements VmHandle {
   readonly driver: VmmName;
@@ -44,9 +46,11 @@ export abstract class BaseHandle implements VmHandle {
 
   watch(listener: (event: VmmEvent) => void): () => void {
     const stop = new AbortController();
-    this.followGuest(listener, stop.signal);
+    const guestDone = this.followGuest(listener, stop.signal);
     void this.awaitEnd(stop.signal).then(async (status) => {
       if (stop.signal.aborted) return;
+      // The exit can be seen before the monitor's last events (SHUTDOWN's reason) are read.
+      await Promise.race([guestDone, sleep(EVENTS_DRAIN_MS)]);
       const event = describeEnd({
         pid: this.pid,
         ...(status ? { status } : {}),
@@ -73,8 +77,10 @@ export abstract class BaseHandle implements VmHandle {
     return undefined;
   }
 
-  /** Driver hook: report the guest's pauses and resumes (QEMU's QMP events) until aborted. */
-  protected followGuest(_listener: (event: VmmEvent) => void, _signal: AbortSignal): void {}
+  /** Driver hook: report the guest's pauses and resumes (QEMU's QMP events) until aborted; resolves when they end. */
+  protected followGuest(_listener: (event: VmmEvent) => void, _signal: AbortSignal): Promise<void> {
+    return Promise.resolve();
+  }
 
   waitExit(signal?: AbortSignal): Promise<void> {
     return waitForExit(this.pid, undefined, signal).then(() => undefined);

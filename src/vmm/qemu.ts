@@ -187,10 +187,10 @@ class QemuHandle extends BaseHandle {
   }
 
   /** Follows the events monitor: SHUTDOWN's reason (for the end), pauses on I/O errors, resumes. */
-  protected override followGuest(listener: (event: VmmEvent) => void, signal: AbortSignal): void {
+  protected override followGuest(listener: (event: VmmEvent) => void, signal: AbortSignal): Promise<void> {
     const path = this.state.eventsSocket;
-    if (!path) return; // a VMM started before the events monitor existed: its end is still watched
-    void followQmpEvents(path, signal, {
+    if (!path) return Promise.resolve(); // a VMM started before the events monitor existed: its end is still watched
+    return followQmpEvents(path, signal, {
       shutdown: (reason) => (this.shutdownReason = reason),
       event: listener,
     }).catch(() => undefined); // the monitor is gone with the VMM; the end is reported by the pid watch
