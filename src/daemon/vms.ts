@@ -11,7 +11,7 @@ import type { VmNetPolicy, VmRecord, VmState } from "../store/index.ts";
 import { BangerError, ErrorCode, alreadyExists, errorLine, invalidArgument, notFound } from "../util/errors.ts";
 import { generateName } from "../util/namegen.ts";
 import { validateName } from "../util/names.ts";
-import { adoptVm, cleanupDeadVm, consoleLogPath, findPanicLine, getDriver, readConsoleTail, type VmmName, type VmHandle } from "../vmm/index.ts";
+import { adoptVm, cleanupDeadVm, consoleLogPath, findPanicLine, getDriver, killUnrecordedVmms, readConsoleTail, type VmmName, type VmHandle } from "../vmm/index.ts";
 import { bootSpec } from "./boot.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { installSshKeys } from "./network.ts";
@@ -173,6 +173,7 @@ async function destroyVm(ctx: DaemonContext, name: string, dir: string, runtimeD
   const handle = ctx.runtime.handle(name);
   ctx.runtime.forget(name);
   if (handle) await handle.kill().catch(() => undefined);
+  await killUnrecordedVmms(runtimeDir).catch(() => undefined);
   await ctx.network.forget(name).catch((err: unknown) => ctx.log.warn("network cleanup failed", { vm: name, error: errorLine(err) }));
   await rm(runtimeDir, { recursive: true, force: true }).catch(() => undefined);
   await rm(dir, { recursive: true, force: true }).catch(() => undefined);
@@ -336,6 +337,7 @@ export async function reconcileVms(ctx: DaemonContext): Promise<{ adopted: strin
     } else {
       // Dead, or caught starting or stopping (a boot the daemon no longer waits for): at rest.
       if (handle) await handle.kill().catch(() => undefined);
+      await killUnrecordedVmms(paths.runtimeDir).catch(() => undefined);
       await cleanupDeadVm(paths.runtimeDir).catch((err: unknown) => ctx.log.warn("cleanup of a dead vm failed", { vm: vm.name, error: errorLine(err) }));
       ctx.store.updateVm(vm.name, { pid: null, ...(await restingState(vm, paths.runtimeDir)) });
       result.stopped.push(vm.name);

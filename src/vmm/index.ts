@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { invalidArgument } from "../util/errors.ts";
 import { firecrackerDriver } from "./firecracker.ts";
 import { STATE_FILE } from "./process.ts";
-export { cleanupDeadVm } from "./process.ts";
+export { cleanupDeadVm, killUnrecordedVmms } from "./process.ts";
 export { findPanicLine } from "./ending.ts";
 export { CONSOLE_LOG_CAP, consoleLogPath, readConsoleFrom, readConsoleTail } from "./console.ts";
 import { qemuDriver } from "./qemu.ts";

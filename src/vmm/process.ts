@@ -3,9 +3,9 @@
 // line (which names the runtime directory), so a recycled pid is never mistaken for a VM.
 import { spawn } from "node:child_process";
 import { accessSync, closeSync, constants, openSync, readFileSync } from "node:fs";
-import { mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BangerError, ErrorCode, cancelled, invalidArgument } from "../util/errors.ts";
 import { installHint, which } from "../util/exec.ts";
@@ -149,6 +149,36 @@ export async function cleanupDeadVm(runtimeDir: string): Promise<void> {
   }
   const sockets = Array.isArray(state.sockets) ? state.sockets.filter((s) => typeof s === "string") : KNOWN_SOCKETS.map((n) => join(runtimeDir, n));
   await removeRuntimeLeftovers(runtimeDir, sockets);
+}
+
+/** Pids (not this process) whose command line mentions `text`. */
+export async function processesMentioning(text: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    const cmdline = await readFile(`/proc/${name}/cmdline`, "utf8").catch(() => "");
+    if (cmdline.includes(text)) pids.push(Number(name));
+  }
+  return pids;
+}
+
+const VMM_PROGRAM = /^(qemu-system-|firecracker)/;
+
+/**
+ * SIGKILLs the VMMs of a runtime dir that no state file records: a daemon killed between
+ * spawning a VMM and writing vmm.json leaves one that adopt() cannot find. A VMM's command
+ * line names its runtime dir (QEMU's sockets, Firecracker's --api-sock), so it is found by
+ * that, and by its program name, so nothing else that mentions the dir is touched.
+ */
+export async function killUnrecordedVmms(runtimeDir: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const pid of await processesMentioning(`${runtimeDir}/`)) {
+    const argv0 = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).split("\0")[0] ?? "";
+    if (!VMM_PROGRAM.test(basename(argv0)) || !isAlive(pid)) continue;
+    found.push(pid);
+    await killAndWait(pid);
+  }
+  return found;
 }
 
 /** Removes what a dead VMM leaves behind: sockets, pid and state files (logs stay). */

@@ -4,14 +4,14 @@
 // pause and resume come from its QMP events; a guest that panics is reported with the panic
 // line. Plus the pure rules: how an end is described, and guest text kept bounded and inert.
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
-import { makeTempHome } from "../../test/helpers.ts";
+import { describe, test } from "node:test";
 import { describeEnd, findPanicLine } from "./ending.ts";
-import { qemuDriver, qmpCommand, type VmHandle, type VmmEvent, type VmSpec } from "./index.ts";
-import { forgetChildExit } from "./process.ts";
-import { buildTestInitramfs, ensureTestKernel, killProcessesMentioning, qemuTestSpec, type TestKernel } from "./testkit.ts";
+import { buildQemuArgv, killUnrecordedVmms, qemuDriver, qmpCommand, type VmHandle, type VmmEvent, type VmSpec } from "./index.ts";
+import { forgetChildExit, isAlive, spawnDetached } from "./process.ts";
+import { qemuTestBed } from "./testkit.ts";
 
 // /init: panics on request (sysrq c; panic=-1 then resets the guest and -no-reboot ends QEMU).
 const SCRIPT = `
@@ -20,30 +20,8 @@ grep -q panicnow=1 /proc/cmdline && { sleep 1; echo c > /proc/sysrq-trigger; }
 while true; do sleep 1; done
 `;
 
-let kernel: TestKernel | string;
-let home: { home: string; cleanup: () => void };
-let initrd = "";
-let disk = "";
-
-before(async () => {
-  home = makeTempHome();
-  kernel = await ensureTestKernel();
-  if (typeof kernel === "string") return;
-  initrd = join(home.home, "initrd.cpio");
-  await buildTestInitramfs(kernel, initrd, { modules: [], script: SCRIPT });
-  disk = join(home.home, "disk.raw");
-  await writeFile(disk, Buffer.alloc(1024 * 1024));
-});
-
-after(async () => {
-  await killProcessesMentioning(home.home);
-  home?.cleanup();
-});
-
-function specFor(name: string, extraCmdline = ""): VmSpec {
-  assert.ok(typeof kernel !== "string");
-  return qemuTestSpec(kernel, { initrd, disk }, join(home.home, name), extraCmdline);
-}
+const bed = qemuTestBed({ modules: [], script: SCRIPT }, 1024 * 1024);
+const specFor = (name: string, extraCmdline = ""): VmSpec => bed.spec(name, extraCmdline);
 
 /** Collects a handle's events; `next(kind)` waits for the next one of that kind. */
 function collect(handle: VmHandle) {
@@ -66,7 +44,7 @@ function collect(handle: VmHandle) {
 
 describe("watching a VMM (real boots under QEMU)", () => {
   test("a child killed with SIGKILL is reported crashed at once, with the signal", async (t) => {
-    if (typeof kernel === "string") return t.skip(kernel);
+    if (typeof bed.kernel === "string") return t.skip(bed.kernel);
     const vm = await qemuDriver.start(specFor("w1"));
     const w = collect(vm);
     const killedAt = Date.now();
@@ -77,7 +55,7 @@ describe("watching a VMM (real boots under QEMU)", () => {
   });
 
   test("an adopted VMM: pause and resume from QMP events, its end noticed by pid within a second", async (t) => {
-    if (typeof kernel === "string") return t.skip(kernel);
+    if (typeof bed.kernel === "string") return t.skip(bed.kernel);
     const started = await qemuDriver.start(specFor("w2"));
     // As after a daemon restart: this process is not its parent, so no exit status.
     forgetChildExit(started.pid);
@@ -97,7 +75,7 @@ describe("watching a VMM (real boots under QEMU)", () => {
   });
 
   test("a guest that panics is reported crashed with its panic line", async (t) => {
-    if (typeof kernel === "string") return t.skip(kernel);
+    if (typeof bed.kernel === "string") return t.skip(bed.kernel);
     const vm = await qemuDriver.start(specFor("w3", "panicnow=1"));
     const w = collect(vm);
     const ended = (await w.next("ended")) as Extract<VmmEvent, { kind: "ended" }>;
@@ -106,13 +84,31 @@ describe("watching a VMM (real boots under QEMU)", () => {
   });
 
   test("unwatching stops the reports: an operation that ends the VMM itself hears nothing", async (t) => {
-    if (typeof kernel === "string") return t.skip(kernel);
+    if (typeof bed.kernel === "string") return t.skip(bed.kernel);
     const vm = await qemuDriver.start(specFor("w4"));
     const w = collect(vm);
     w.unwatch();
     await vm.kill();
     await new Promise((r) => setTimeout(r, 500));
     assert.deepEqual(w.events, []);
+  });
+});
+
+describe("a VMM no state file records (its daemon was killed right after spawning it)", () => {
+  test("is found by its runtime dir and killed; other processes naming the dir are left alone", async (t) => {
+    if (typeof bed.kernel === "string") return t.skip(bed.kernel);
+    const spec = specFor("w5");
+    await mkdir(spec.runtimeDir, { recursive: true });
+    const vmm = spawnDetached(buildQemuArgv(spec, { accel: spec.accel!, agentChannel: "virtio-serial" }), join(spec.runtimeDir, "vmm.log"), join(spec.runtimeDir, "vmm.log"), spec.runtimeDir);
+    const bystander = spawn("sh", ["-c", "sleep 30", join(spec.runtimeDir, "console.log")], { stdio: "ignore" });
+    try {
+      assert.equal(await qemuDriver.adopt(spec.runtimeDir), undefined, "nothing recorded: adopt cannot find it");
+      assert.deepEqual(await killUnrecordedVmms(spec.runtimeDir), [vmm]);
+      assert.equal(isAlive(vmm), false);
+      assert.equal(isAlive(bystander.pid!), true, "a process that only mentions the dir is not a VMM");
+    } finally {
+      bystander.kill("SIGKILL");
+    }
   });
 });
 
@@ -131,12 +127,12 @@ describe("describing an end", () => {
   });
 
   test("a panic line from the guest is kept as one bounded line without controls", async () => {
-    const path = join(home.home, "hostile-console.log");
+    const path = join(bed.home, "hostile-console.log");
     await writeFile(path, `boot\n[ 1.0] Kernel panic - not syncing: \x1b]52;c;AAAA\x07evil\r${"x".repeat(10_000)}\nafter\n`);
     const line = (await findPanicLine(path))!;
     assert.ok(line.startsWith("Kernel panic - not syncing: "), line);
     assert.doesNotMatch(line, /[\u0000-\u001f\u007f-\u009f]/);
     assert.ok(line.length <= 160, `${line.length} characters`);
-    assert.equal(await findPanicLine(join(home.home, "no-such-console.log")), undefined);
+    assert.equal(await findPanicLine(join(bed.home, "no-such-console.log")), undefined);
   });
 });

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
+import { killProcessesMentioning } from "../../src/vmm/testkit.ts";
 import { isAlive, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
 
 export interface VmJson {
@@ -55,6 +56,7 @@ export function faultHome() {
     async teardown(names: string[]) {
       for (const n of names) await banger(["vm", "rm", "-f", n]).catch(() => undefined);
       await stopDaemon(home);
+      await killProcessesMentioning(home); // safety net: a failed test's VMMs
       cleanup();
     },
   };
