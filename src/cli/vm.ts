@@ -27,10 +27,16 @@ const vmName = (v: string) => validateName("vm", v);
 
 const parseDisk = (v: string) => parseSize(v, "--disk-size", "b");
 
+/** The state, with why when the VM got there on its own (crashed, paused, stopped by its guest). */
+function stateText(v: VmRecord): string {
+  return v.stateReason ? `${v.state}: ${v.stateReason}` : v.state;
+}
+
 function printVm(v: VmRecord): void {
   printFields([
     ["name", v.name],
-    ["state", v.error ? `${v.state} (last error: ${v.error})` : v.state],
+    ["state", stateText(v)],
+    ["last error", v.error],
     ["image", v.image],
     ["kernel", v.kernel],
     ["vmm", v.vmm],
@@ -71,7 +77,7 @@ export function registerVm(program: Command): void {
       }
       printTable(
         ["NAME", "STATE", "IMAGE", "KERNEL", "VMM", "CPUS", "MEMORY", "IP", "AGE"],
-        vms.map((v) => [v.name, v.state, v.image, v.kernel, v.vmm, v.cpus, `${v.memoryMib} MiB`, v.ip, age(v.createdAt)]),
+        vms.map((v) => [v.name, stateText(v), v.image, v.kernel, v.vmm, v.cpus, `${v.memoryMib} MiB`, v.ip, age(v.createdAt)]),
       );
     });
 
@@ -111,6 +117,12 @@ export function registerVm(program: Command): void {
     .option("--json", "print JSON")
     .action((name: string, opts: { json?: boolean }) => vmAction("vm.start", { name }, opts.json, (v) => `vm ${v.name} ${v.state}`));
 
+  vm.command("resume")
+    .description("continue a VM its VMM paused (a full host disk): free space first")
+    .argument("<name>", "VM name", vmName)
+    .option("--json", "print JSON")
+    .action((name: string, opts: { json?: boolean }) => vmAction("vm.resume", { name }, opts.json, (v) => `vm ${v.name} ${v.state}`));
+
   vm.command("stop")
     .description("power a VM off cleanly (the guest is asked first, then the VMM)")
     .argument("<name>", "VM name", vmName)
@@ -127,9 +139,9 @@ export function registerVm(program: Command): void {
     .action((name: string, opts: { json?: boolean }) => vmAction("vm.kill", { name }, opts.json, (v) => `vm ${v.name} killed`));
 
   vm.command("rm")
-    .description("remove a stopped VM and its disk")
+    .description("remove a stopped or crashed VM and its disk")
     .argument("<name...>", "VM names")
-    .option("-f, --force", "stop running VMs first")
+    .option("-f, --force", "stop running or paused VMs first")
     .option("--json", "print JSON")
     .action(async (names: string[], opts: { force?: boolean; json?: boolean }) => {
       names.forEach(vmName);

@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { invalidArgument } from "../util/errors.ts";
 import { NAME_PATTERN } from "../util/names.ts";
+import { parseSize } from "../util/size.ts";
 
 export interface Paths {
   root: string;
@@ -69,6 +70,15 @@ export interface Config {
   vmm?: string;
   web?: { enabled?: boolean; port?: number; address?: string };
   network?: { enabled?: boolean; subnet?: string; bridge?: string; tap_pool?: number };
+  /** Free space kept under the root: `vm create`/`start`/`resume` refuse below it, `doctor` fails. */
+  min_free_bytes?: number;
+}
+
+/** The free-space floor when none is configured: 1 GiB (a fixed size, not a share of the disk). */
+export const DEFAULT_MIN_FREE_BYTES = 1024 ** 3;
+
+export function minFreeBytes(config: Config): number {
+  return config.min_free_bytes ?? DEFAULT_MIN_FREE_BYTES;
 }
 
 const STRING_KEYS = ["kernel_catalog", "image_catalog", "default_kernel", "default_image", "vmm"] as const;
@@ -88,6 +98,7 @@ export const CONFIG_KEYS: Record<string, string> = {
   "network.subnet": "the VMs' /24 (default: one inside 172.16.0.0/12 that no route uses)",
   "network.bridge": "bridge name (default banger0)",
   "network.tap_pool": "taps kept ready for new VMs (default 2)",
+  min_free_bytes: "free space kept under the root, e.g. 2G: vm create/start/resume refuse below it (default 1G)",
 };
 
 /** Reads one key (dotted for nested ones) from a config. */
@@ -134,6 +145,8 @@ function parseConfigText(key: string, text: string): unknown {
       if (!Number.isInteger(n) || n < 1 || n > 65535) throw invalidArgument(`${key} takes a port number from 1 to 65535`);
       return n;
     }
+    case "min_free_bytes":
+      return parseSize(text, key);
     case "vmm":
       if (text !== "qemu" && text !== "firecracker") throw invalidArgument(`${key} takes qemu or firecracker`);
       return text;
@@ -161,6 +174,10 @@ export function parseConfig(text: string, source: string): Config {
   const insecure = obj.insecure_registries;
   if (insecure !== undefined && (!Array.isArray(insecure) || insecure.some((r) => typeof r !== "string"))) {
     throw invalidArgument(`${source}: "insecure_registries" must be a list of strings`);
+  }
+  const floor = obj.min_free_bytes;
+  if (floor !== undefined && (typeof floor !== "number" || !Number.isSafeInteger(floor) || floor < 0)) {
+    throw invalidArgument(`${source}: "min_free_bytes" must be a whole number of bytes`);
   }
   const web = obj.web;
   if (web !== undefined && (typeof web !== "object" || web === null || Array.isArray(web))) {

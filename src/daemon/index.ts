@@ -1,7 +1,9 @@
 // Package daemon is bangerd: the composition root that wires config, store, rpc and the
 // owning modules together; the method table; operation records; per-name locks; and
-// reconciliation at start (interrupted operations, VMs whose VMM died, half-done installs and
-// leftover staging files: sweep.ts); installing kernels and images atomically (replace.ts).
+// reconciliation at start (interrupted operations, VMs whose VMM died, VMs caught mid-create
+// or mid-rm, half-done installs and leftover staging files: sweep.ts); installing kernels and
+// images atomically (replace.ts); what VMs do on their own while it runs (vm-health.ts: ends,
+// pauses, the free-space floor).
 //
 // It holds no business logic of its own in the method table: each method calls one
 // operation, and each operation calls the module that owns the work.

@@ -11,6 +11,7 @@ import { parseEgressPolicy } from "../net/index.ts";
 import { CONSOLE_LOG_CAP, readConsoleFrom, readConsoleTail } from "../vmm/index.ts";
 import { type StreamEvent, emitStream, inputStream } from "./streams.ts";
 import { workspaceMethods } from "./workspace.ts";
+import { resumeVm } from "./vm-health.ts";
 import { defaultsMethods } from "./defaults.ts";
 import { sessionMethods } from "./sessions.ts";
 import { getImage, imageCatalog, pullImage, removeImage } from "./images.ts";
@@ -101,6 +102,7 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
     "vm.start": (p, call) => startVm(ctx, requireString(p, "name"), call),
     "vm.stop": (p) => stopVm(ctx, requireString(p, "name"), { timeoutMs: optionalInt(p, "timeoutMs", 0, 600_000) }),
     "vm.kill": (p) => killVm(ctx, requireString(p, "name")),
+    "vm.resume": (p) => resumeVm(ctx, requireString(p, "name")),
     "vm.rm": (p) => removeVm(ctx, requireString(p, "name"), { force: optionalBool(p, "force") }),
     "vm.set": (p) => setVm(ctx, requireString(p, "name"), { cpus: optionalInt(p, "cpus", 1, MAX_CPUS), memoryMib: optionalInt(p, "memoryMib", 64, MAX_MEMORY_MIB) }),
     "vm.stats": (p) => vmStats(ctx, requireString(p, "name")),

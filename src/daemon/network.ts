@@ -290,7 +290,8 @@ export class NetworkManager {
   async reconcile(): Promise<{ released: string[] }> {
     const released: string[] = [];
     for (const vm of this.#store.listVms()) {
-      if (vm.tap && vm.state !== "running") {
+      // A paused VM (QEMU stopped it on a full disk) keeps its tap: `vm resume` continues it.
+      if (vm.tap && vm.state !== "running" && vm.state !== "paused") {
         this.#store.updateVm(vm.name, { tap: null });
         released.push(vm.tap);
       }
@@ -338,7 +339,7 @@ export class NetworkManager {
    */
   async teardown(): Promise<{ cleaned: boolean; reason?: string }> {
     if (!this.enabled) return { cleaned: false, reason: "networking is off: nothing of banger's is on the host's network" };
-    const attached = this.#store.listVms().filter((v) => v.tap && v.state === "running").map((v) => v.name);
+    const attached = this.#store.listVms().filter((v) => v.tap && (v.state === "running" || v.state === "paused")).map((v) => v.name);
     if (attached.length > 0) {
       throw new BangerError(ErrorCode.InUse, `VMs are running with networking: ${attached.join(", ")}`, "stop them first (banger vm stop NAME), then run this again");
     }

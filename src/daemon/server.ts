@@ -17,6 +17,7 @@ import { NetworkManager, networkSettings } from "./network.ts";
 import { VmRuntime } from "./vm-runtime.ts";
 import { reconcileVms } from "./vms.ts";
 import { tidyRoot } from "./sweep.ts";
+import { watchVms } from "./vm-health.ts";
 import { startWebServer, webEnabled, webMethods } from "../webui/index.ts";
 
 /**
@@ -62,6 +63,7 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
     activeCalls: () => server?.activeCalls ?? 0,
   };
   await tidyRoot(ctx);
+  watchVms(ctx); // before adoption: an adopted VMM is watched from then on
   const reconciled = await reconcileVms(ctx);
   if (reconciled.adopted.length + reconciled.stopped.length + reconciled.removed.length > 0) log.info("reconciled vms", reconciled);
   // A network that cannot come back up must not keep the daemon from serving (or stopping).

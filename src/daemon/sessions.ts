@@ -124,7 +124,11 @@ export async function startSession(ctx: DaemonContext, vmName: string, p: StartS
 /** Every session of one VM (or of all VMs): live from each running agent, else as stored. */
 export async function listSessions(ctx: DaemonContext, vmName?: string): Promise<SessionView[]> {
   const vms = vmName === undefined ? ctx.store.listVms() : [getVm(ctx, vmName)];
-  const views = await Promise.all(vms.map((vm) => sessionsOfVm(ctx, vm.name, vm.state === "running" && ctx.runtime.handle(vm.name) !== undefined)));
+  const views = await Promise.all(vms.map((vm) =>
+    // A paused guest keeps its sessions (they go on after `vm resume`): shown as stored, not lost.
+    vm.state === "paused"
+      ? ctx.store.listSessions(vm.name).map((row) => ({ ...row, live: false }))
+      : sessionsOfVm(ctx, vm.name, vm.state === "running" && ctx.runtime.handle(vm.name) !== undefined)));
   return views.flat();
 }
 

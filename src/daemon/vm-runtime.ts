@@ -1,11 +1,13 @@
 // What the daemon holds in memory for running VMs: the VMM handle and the one agent
 // connection per VM (a virtio-serial port takes a single host connection, so every
-// operation on a VM shares it). Everything here can be rebuilt from the store and the
-// runtime directories, which is what reconciliation at start does.
+// operation on a VM shares it). Every handle set here is watched (vmm's watch: its end,
+// QEMU's pauses) until it is forgotten; what it reports goes to `onVmmEvent`. Everything
+// here can be rebuilt from the store and the runtime directories, which is what
+// reconciliation at start does.
 import { join } from "node:path";
 import type { Paths } from "../config/index.ts";
 import { connectAgent, type AgentClient } from "../guest/index.ts";
-import type { VmHandle } from "../vmm/index.ts";
+import type { VmHandle, VmmEvent } from "../vmm/index.ts";
 
 export interface VmPaths {
   /** <root>/vms/<name>: the VM's root disk and anything kept across boots. */
@@ -21,12 +23,17 @@ export function vmPaths(paths: Paths, name: string, id: string): VmPaths {
 export class VmRuntime {
   private readonly handles = new Map<string, VmHandle>();
   private readonly agents = new Map<string, Promise<AgentClient>>();
+  private readonly unwatch = new Map<string, () => void>();
+  /** Set by the daemon once its operations exist (vm-health.ts); until then events are dropped. */
+  onVmmEvent: (vm: string, handle: VmHandle, event: VmmEvent) => void = () => undefined;
 
   /** `onAgentFailure` hears why a VM's agent connection ended badly (a misbehaving guest): one line per connection. */
   constructor(private readonly onAgentFailure: (vm: string, err: Error) => void = () => undefined) {}
 
   setHandle(name: string, handle: VmHandle): void {
+    this.unwatch.get(name)?.();
     this.handles.set(name, handle);
+    this.unwatch.set(name, handle.watch((event) => this.onVmmEvent(name, handle, event)));
   }
 
   handle(name: string): VmHandle | undefined {
@@ -35,6 +42,8 @@ export class VmRuntime {
 
   /** Forgets a VM's handle and closes its agent connection (after stop, kill, rm). */
   forget(name: string): void {
+    this.unwatch.get(name)?.();
+    this.unwatch.delete(name);
     this.handles.delete(name);
     const agent = this.agents.get(name);
     this.agents.delete(name);

@@ -1,7 +1,8 @@
 // VM operations: create, start, stop, kill, rm, set, list, show, logs, stats. Each one
 // that changes a VM runs under that VM's lock, so operations on one VM are serialized
 // while different VMs proceed in parallel. A VM that fails half-way through `create`
-// leaves nothing behind: no row, no disk, no runtime directory, no VMM process.
+// (or `rm`), even with the daemon killed, leaves nothing behind: no row, no disk, no
+// runtime directory, no VMM process. What VMs do on their own is vm-health.ts.
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -10,11 +11,12 @@ import type { VmNetPolicy, VmRecord, VmState } from "../store/index.ts";
 import { BangerError, ErrorCode, alreadyExists, errorLine, invalidArgument, notFound } from "../util/errors.ts";
 import { generateName } from "../util/namegen.ts";
 import { validateName } from "../util/names.ts";
-import { adoptVm, cleanupDeadVm, consoleLogPath, getDriver, readConsoleTail, type VmmName, type VmHandle } from "../vmm/index.ts";
+import { adoptVm, cleanupDeadVm, consoleLogPath, findPanicLine, getDriver, killUnrecordedVmms, readConsoleTail, type VmmName, type VmHandle } from "../vmm/index.ts";
 import { bootSpec } from "./boot.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { installSshKeys } from "./network.ts";
 import { recordOperation } from "./operations.ts";
+import { ensureFreeSpace } from "./vm-health.ts";
 import { vmPaths } from "./vm-runtime.ts";
 
 export const DEFAULT_CPUS = 1;
@@ -89,6 +91,7 @@ export async function createVm(ctx: DaemonContext, p: CreateParams, call: CallEn
   return ctx.locks.run(`vm:${name}`, () =>
     recordOperation(ctx, "vm.create", name, async () => {
       if (ctx.store.getVm(name)) throw alreadyExists(`vm ${name} already exists`, "pick another --name, or `banger vm rm` it");
+      ensureFreeSpace(ctx, "create", name);
       const id = randomBytes(6).toString("hex");
       const vmm = pickVmm(ctx);
       const paths = vmPaths(ctx.paths, name, id);
@@ -132,7 +135,8 @@ async function bootVm(ctx: DaemonContext, name: string, call: CallEnv): Promise<
   const vm = getVm(ctx, name);
   const paths = vmPaths(ctx.paths, name, vm.id);
   const disk = vm.config.disk as VmDiskConfig;
-  ctx.store.updateVm(name, { state: "starting", error: null });
+  // A create's boot stays `creating`: a daemon killed meanwhile removes it all at start.
+  if (vm.state !== "creating") ctx.store.updateVm(name, { state: "starting", error: null, stateReason: null });
   let handle: VmHandle | undefined;
   try {
     call.progress({ phase: "boot", message: `${vm.vmm}, ${vm.cpus} cpu, ${vm.memoryMib} MiB` });
@@ -151,7 +155,7 @@ async function bootVm(ctx: DaemonContext, name: string, call: CallEnv): Promise<
     if (handle) await handle.kill().catch(() => undefined);
     await ctx.network.detach(name);
     const tail = handle ? await consoleTail(handle.consoleLogPath) : "";
-    ctx.store.updateVm(name, { state: "stopped", pid: null, error: errorLine(err) });
+    ctx.store.updateVm(name, { state: "stopped", pid: null, error: errorLine(err), stateReason: null });
     if (tail && !(err instanceof BangerError && err.code === ErrorCode.Cancelled)) {
       throw new BangerError(ErrorCode.Failed, `vm ${name} did not boot: ${errorLine(err)}`, `last console lines:\n${tail}`);
     }
@@ -169,6 +173,7 @@ async function destroyVm(ctx: DaemonContext, name: string, dir: string, runtimeD
   const handle = ctx.runtime.handle(name);
   ctx.runtime.forget(name);
   if (handle) await handle.kill().catch(() => undefined);
+  await killUnrecordedVmms(runtimeDir).catch(() => undefined);
   await ctx.network.forget(name).catch((err: unknown) => ctx.log.warn("network cleanup failed", { vm: name, error: errorLine(err) }));
   await rm(runtimeDir, { recursive: true, force: true }).catch(() => undefined);
   await rm(dir, { recursive: true, force: true }).catch(() => undefined);
@@ -181,17 +186,28 @@ export function startVm(ctx: DaemonContext, name: string, call: CallEnv): Promis
     recordOperation(ctx, "vm.start", name, async () => {
       const vm = getVm(ctx, name);
       if (vm.state === "running") return vm;
-      requireState(vm, ["stopped"], "start", "wait for the operation in progress to finish");
+      requireState(vm, DEAD_STATES, "start", vm.state === "paused" ? `resume it: banger vm resume ${name}` : "wait for the operation in progress to finish");
+      ensureFreeSpace(ctx, "start", name);
       await bootVm(ctx, name, call);
       return getVm(ctx, name);
     }),
   );
 }
 
-/** Asks the guest to power off through the agent, then falls back to the VMM's stop. */
+/** States with no VMM: start boots them, rm needs no -f. */
+const DEAD_STATES: VmState[] = ["stopped", "crashed"];
+
+/**
+ * Asks the guest to power off through the agent, then falls back to the VMM's stop. A paused
+ * guest can do neither (QEMU would wait on its stuck disk too): its VMM is killed at once.
+ */
 async function stopRunning(ctx: DaemonContext, vm: VmRecord, timeoutMs: number): Promise<string> {
   const handle = ctx.runtime.handle(vm.name);
   if (!handle) return "not-running";
+  if (vm.state === "paused") {
+    await handle.kill();
+    return "killed";
+  }
   let outcome: string | undefined;
   try {
     const agent = await ctx.runtime.agent(vm.name, { timeoutMs: 2000 });
@@ -212,12 +228,12 @@ export function stopVm(ctx: DaemonContext, name: string, opts: { timeoutMs?: num
   return ctx.locks.run(`vm:${name}`, () =>
     recordOperation(ctx, "vm.stop", name, async () => {
       const vm = getVm(ctx, name);
-      if (vm.state === "stopped") return { ...vm, outcome: "already-stopped" };
+      if (DEAD_STATES.includes(vm.state)) return { ...vm, outcome: "already-stopped" };
       ctx.store.updateVm(name, { state: "stopping" });
       const outcome = await stopRunning(ctx, vm, opts.timeoutMs ?? 15_000);
       ctx.runtime.forget(name);
       await ctx.network.detach(name);
-      ctx.store.updateVm(name, { state: "stopped", pid: null });
+      ctx.store.updateVm(name, { state: "stopped", pid: null, stateReason: null });
       return { ...getVm(ctx, name), outcome };
     }),
   );
@@ -232,7 +248,8 @@ export function killVm(ctx: DaemonContext, name: string): Promise<VmRecord> {
       ctx.runtime.forget(name);
       if (handle) await handle.kill();
       await ctx.network.detach(name);
-      ctx.store.updateVm(vm.name, { state: "stopped", pid: null });
+      if (DEAD_STATES.includes(vm.state)) return vm;
+      ctx.store.updateVm(vm.name, { state: "stopped", pid: null, stateReason: null });
       return getVm(ctx, name);
     }),
   );
@@ -243,9 +260,11 @@ export function removeVm(ctx: DaemonContext, name: string, opts: { force?: boole
   return ctx.locks.run(`vm:${name}`, () =>
     recordOperation(ctx, "vm.rm", name, async () => {
       const vm = getVm(ctx, name);
-      if (vm.state !== "stopped" && !opts.force) {
+      if (!DEAD_STATES.includes(vm.state) && vm.state !== "removing" && !opts.force) {
         throw new BangerError(ErrorCode.InUse, `vm ${name} is ${vm.state}`, `stop it first (\`banger vm stop ${name}\`) or use \`banger vm rm -f ${name}\``);
       }
+      // From here the VM is going: a daemon killed before the row is deleted finishes it at start.
+      ctx.store.updateVm(name, { state: "removing" });
       if (ctx.runtime.handle(name)) await stopRunning(ctx, vm, 5000);
       const paths = vmPaths(ctx.paths, name, vm.id);
       await destroyVm(ctx, name, paths.dir, paths.runtimeDir);
@@ -259,7 +278,7 @@ export function setVm(ctx: DaemonContext, name: string, p: { cpus?: number; memo
   if (p.cpus === undefined && p.memoryMib === undefined) throw invalidArgument("nothing to change", "pass --cpus and/or --memory");
   return ctx.locks.run(`vm:${name}`, async () => {
     const vm = getVm(ctx, name);
-    requireState(vm, ["stopped"], "change", `stop it first: banger vm stop ${name}`);
+    requireState(vm, DEAD_STATES, "change", `stop it first: banger vm stop ${name}`);
     ctx.store.updateVm(name, { cpus: p.cpus, memoryMib: p.memoryMib });
     return getVm(ctx, name);
   });
@@ -269,7 +288,9 @@ export function setVm(ctx: DaemonContext, name: string, p: { cpus?: number; memo
 export async function runningAgent(ctx: DaemonContext, name: string, signal?: AbortSignal) {
   const vm = getVm(ctx, name);
   if (vm.state !== "running" || !ctx.runtime.handle(name)) {
-    throw new BangerError(ErrorCode.InUse, `vm ${name} is ${vm.state}, not running`, `start it: banger vm start ${name}`);
+    const why = vm.stateReason ? ` (${vm.stateReason})` : "";
+    const hint = vm.state === "paused" ? `after freeing space: banger vm resume ${name}` : `start it: banger vm start ${name}`;
+    throw new BangerError(ErrorCode.InUse, `vm ${name} is ${vm.state}${why}, not running`, hint);
   }
   return ctx.runtime.agent(name, { timeoutMs: 10_000, signal });
 }
@@ -293,31 +314,42 @@ export function consoleLog(ctx: DaemonContext, name: string): string {
 }
 
 /**
- * At daemon start: VMs whose VMM still runs are adopted again; the rest are marked stopped
- * and their leftovers removed; VMs caught half-created are removed entirely.
+ * At daemon start: VMs whose VMM still runs are adopted again (paused ones stay paused);
+ * the rest are marked stopped, or crashed when their console shows a panic, and their
+ * leftovers removed. A VM caught in an operation is brought to rest: half-created or
+ * half-removed ones are removed entirely, half-started or half-stopped ones stopped.
  */
 export async function reconcileVms(ctx: DaemonContext): Promise<{ adopted: string[]; stopped: string[]; removed: string[] }> {
   const result = { adopted: [] as string[], stopped: [] as string[], removed: [] as string[] };
   for (const vm of ctx.store.listVms()) {
     const paths = vmPaths(ctx.paths, vm.name, vm.id);
-    if (vm.state === "creating") {
-      const handle = await adoptVm(paths.runtimeDir).catch(() => undefined);
+    if (DEAD_STATES.includes(vm.state)) continue;
+    const handle = await adoptVm(paths.runtimeDir).catch(() => undefined);
+    if (vm.state === "creating" || vm.state === "removing") {
       if (handle) ctx.runtime.setHandle(vm.name, handle);
       await destroyVm(ctx, vm.name, paths.dir, paths.runtimeDir);
       result.removed.push(vm.name);
-      continue;
-    }
-    if (vm.state === "stopped") continue;
-    const handle = await adoptVm(paths.runtimeDir).catch(() => undefined);
-    if (handle && handle.isRunning()) {
+    } else if (handle?.isRunning() && (vm.state === "running" || vm.state === "paused")) {
       ctx.runtime.setHandle(vm.name, handle);
-      ctx.store.updateVm(vm.name, { state: "running", pid: handle.pid });
+      const paused = (await handle.status().catch(() => "running")) === "paused";
+      ctx.store.updateVm(vm.name, { state: paused ? "paused" : "running", pid: handle.pid, ...(paused ? {} : { stateReason: null }) });
       result.adopted.push(vm.name);
     } else {
+      // Dead, or caught starting or stopping (a boot the daemon no longer waits for): at rest.
+      if (handle) await handle.kill().catch(() => undefined);
+      await killUnrecordedVmms(paths.runtimeDir).catch(() => undefined);
       await cleanupDeadVm(paths.runtimeDir).catch((err: unknown) => ctx.log.warn("cleanup of a dead vm failed", { vm: vm.name, error: errorLine(err) }));
-      ctx.store.updateVm(vm.name, { state: "stopped", pid: null, error: vm.state === "running" ? "the VMM exited while the daemon was down" : null });
+      ctx.store.updateVm(vm.name, { pid: null, ...(await restingState(vm, paths.runtimeDir)) });
       result.stopped.push(vm.name);
     }
   }
   return result;
+}
+
+/** Where a VM whose VMM is gone (or was just ended) comes to rest after a daemon restart, and why. */
+async function restingState(vm: VmRecord, runtimeDir: string): Promise<Pick<VmRecord, "state" | "stateReason">> {
+  if (vm.state === "starting" || vm.state === "stopping") return { state: "stopped", stateReason: `the daemon stopped while the VM was ${vm.state}` };
+  const panic = await findPanicLine(consoleLogPath(runtimeDir));
+  if (panic) return { state: "crashed", stateReason: `guest kernel panic: ${panic}` };
+  return { state: "stopped", stateReason: "the VMM exited while the daemon was down" };
 }

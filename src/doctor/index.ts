@@ -4,7 +4,7 @@
 // It only looks; it never installs or changes anything. Probes that other modules also need
 // (KVM speed, clone strategies) live with those modules; doctor just reports them.
 import { accessSync, constants, existsSync, statfsSync } from "node:fs";
-import type { Paths } from "../config/index.ts";
+import { DEFAULT_MIN_FREE_BYTES, loadConfig, minFreeBytes, type Paths } from "../config/index.ts";
 import { installHint, which } from "../util/exec.ts";
 import { humanBytes } from "../util/fsx.ts";
 import { findLeftovers } from "../util/scratch.ts";
@@ -57,14 +57,26 @@ function bridgeCheck(): Check {
     : { name: "bridge", status: "warn", detail: "bridge module not loaded (VM networking)", fix: "modprobe bridge", neededToBoot: false };
 }
 
-function diskCheck(root: string): Check {
-  let dir = root;
+/** The floor the daemon keeps (config min_free_bytes); an unreadable config is reported elsewhere. */
+function configuredFloor(paths: Paths): number {
+  try {
+    return minFreeBytes(loadConfig(paths));
+  } catch {
+    return DEFAULT_MIN_FREE_BYTES;
+  }
+}
+
+/** Free space where VM disks live (the root unless vms/ is its own filesystem) against the floor. */
+function diskCheck(paths: Paths): Check {
+  let dir = existsSync(paths.vmsDir) ? paths.vmsDir : paths.root;
   while (!existsSync(dir) && dir !== "/") dir = dir.replace(/\/[^/]*$/, "") || "/";
   const st = statfsSync(dir);
   const free = st.bavail * st.bsize;
-  const detail = `${humanBytes(free)} free under ${root}`;
-  if (free < 1024 ** 3) return { name: "disk", status: "fail", detail, fix: `free space on the filesystem holding ${root}`, neededToBoot: true };
-  if (free < 10 * 1024 ** 3) return { name: "disk", status: "warn", detail: `${detail} (images want several GiB)`, fix: `free space on the filesystem holding ${root}`, neededToBoot: false };
+  const floor = configuredFloor(paths);
+  const detail = `${humanBytes(free)} free under ${paths.root}; the floor (min_free_bytes) is ${humanBytes(floor)}`;
+  const fix = `free space on the filesystem holding ${paths.root}`;
+  if (free < floor) return { name: "disk", status: "fail", detail: `${detail}: vm create, start and resume refuse`, fix, neededToBoot: true };
+  if (free < 10 * 1024 ** 3) return { name: "disk", status: "warn", detail: `${detail} (images want several GiB)`, fix, neededToBoot: false };
   return { name: "disk", status: "pass", detail, neededToBoot: false };
 }
 
@@ -94,7 +106,7 @@ export async function runDoctor(paths: Paths, probes: DoctorProbes = {}): Promis
   checks.push(toolCheck("nft", false, "NAT for VM networking"));
   checks.push(toolCheck("ip", false, "bridge and tap setup"));
   checks.push(bridgeCheck());
-  checks.push(diskCheck(paths.root));
+  checks.push(diskCheck(paths));
 
   if (probes.cloneStrategy) {
     const clone = await probes.cloneStrategy(paths.root);

@@ -7,7 +7,12 @@
 import Database from "better-sqlite3";
 import { MIGRATIONS } from "./migrations.ts";
 
-export type VmState = "creating" | "stopped" | "starting" | "running" | "stopping" | "error";
+/**
+ * `crashed`: the VMM died on its own (a signal, a failed exit, a guest panic); `paused`: the
+ * VMM paused the guest (a host disk full); `removing`: an rm in progress (finished at start
+ * when a daemon dies half-way). `stateReason` says why.
+ */
+export type VmState = "creating" | "stopped" | "starting" | "running" | "stopping" | "error" | "crashed" | "paused" | "removing";
 export type SessionState = "running" | "exited" | "lost";
 export type OperationState = "running" | "succeeded" | "failed" | "cancelled";
 /** A VM's egress policy (net/nat.ts says what each one allows). */
@@ -61,6 +66,8 @@ export interface VmRecord {
   netPeer: boolean;
   /** The tap the VM is attached to while it runs; null when stopped or without networking. */
   tap: string | null;
+  /** Why the VM is in its state when it got there on its own (exit status, panic line, io-error); null otherwise. */
+  stateReason: string | null;
 }
 
 export interface SessionRecord {
@@ -135,6 +142,7 @@ function vmFromRow(r: Row): VmRecord {
     net: ((r.net as string | undefined) ?? "full") as VmNetPolicy,
     netPeer: r.net_peer === 1,
     tap: (r.tap as string | null | undefined) ?? null,
+    stateReason: (r.state_reason as string | null | undefined) ?? null,
   };
 }
 
@@ -181,11 +189,22 @@ export class Store {
     if (current > MIGRATIONS.length) {
       throw new Error(`the store is from a newer banger (schema ${current}, this one knows ${MIGRATIONS.length}); upgrade banger`);
     }
-    for (let v = current; v < MIGRATIONS.length; v++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[v]!);
-        this.db.pragma(`user_version = ${v + 1}`);
-      })();
+    if (current === MIGRATIONS.length) return;
+    // A migration may rebuild a table others reference (SQLite's way to change a CHECK):
+    // with foreign keys on, its DROP would cascade. The pragma is a no-op inside a
+    // transaction, so it is switched here, and each migration proves the keys still hold.
+    this.db.pragma("foreign_keys = OFF");
+    try {
+      for (let v = current; v < MIGRATIONS.length; v++) {
+        this.db.transaction(() => {
+          this.db.exec(MIGRATIONS[v]!);
+          const broken = this.db.pragma("foreign_key_check") as unknown[];
+          if (broken.length > 0) throw new Error(`migration ${v + 1} broke ${broken.length} foreign key(s)`);
+          this.db.pragma(`user_version = ${v + 1}`);
+        })();
+      }
+    } finally {
+      this.db.pragma("foreign_keys = ON");
     }
   }
 
@@ -261,7 +280,7 @@ export class Store {
   vmsUsingKernel(kernel: string): string[] {
     return (this.db.prepare("SELECT name FROM vms WHERE kernel = ? ORDER BY name").all(kernel) as Row[]).map((r) => r.name as string);
   }
-  insertVm(v: Omit<VmRecord, "createdAt" | "startedAt" | "net" | "netPeer" | "tap"> & Partial<Pick<VmRecord, "net" | "netPeer">> & { createdAt?: string }): void {
+  insertVm(v: Omit<VmRecord, "createdAt" | "startedAt" | "net" | "netPeer" | "tap" | "stateReason"> & Partial<Pick<VmRecord, "net" | "netPeer">> & { createdAt?: string }): void {
     this.db
       .prepare(
         `INSERT INTO vms (name, id, state, image, kernel, vmm, cpus, memory_mib, disk_bytes, pid, ip, error, config, created_at, net, net_peer)
@@ -270,10 +289,10 @@ export class Store {
       .run({ ...v, config: JSON.stringify(v.config), createdAt: v.createdAt ?? now(), net: v.net ?? "full", netPeer: v.netPeer ? 1 : 0 });
   }
   /** Updates the given fields of one VM; returns false when it does not exist. */
-  updateVm(name: string, fields: Partial<Pick<VmRecord, "state" | "cpus" | "memoryMib" | "diskBytes" | "pid" | "ip" | "error" | "config" | "startedAt" | "tap">>): boolean {
+  updateVm(name: string, fields: Partial<Pick<VmRecord, "state" | "cpus" | "memoryMib" | "diskBytes" | "pid" | "ip" | "error" | "config" | "startedAt" | "tap" | "stateReason">>): boolean {
     const columns: Record<string, string> = {
       state: "state", cpus: "cpus", memoryMib: "memory_mib", diskBytes: "disk_bytes", pid: "pid", ip: "ip",
-      error: "error", config: "config", startedAt: "started_at", tap: "tap",
+      error: "error", config: "config", startedAt: "started_at", tap: "tap", stateReason: "state_reason",
     };
     const sets: string[] = [];
     const values: Record<string, unknown> = { name };

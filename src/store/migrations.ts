@@ -81,4 +81,37 @@ export const MIGRATIONS: readonly string[] = [
     value  TEXT NOT NULL
   ) STRICT;
   `,
+  // 3: VMs that end or stop on their own. New states: `crashed` (the VMM died: killed, a
+  // guest panic, a failed exit), `paused` (the VMM paused the guest, e.g. on a host disk
+  // full) and `removing` (an rm in progress: a daemon killed half-way finishes it at start);
+  // `state_reason` says why the VM is in its state. SQLite cannot change a CHECK in place:
+  // the table is rebuilt (Store.migrate turns foreign keys off around it, so the sessions
+  // that reference vms survive the DROP).
+  `
+  CREATE TABLE vms_new (
+    name          TEXT PRIMARY KEY,
+    id            TEXT NOT NULL UNIQUE,
+    state         TEXT NOT NULL CHECK (state IN ('creating','stopped','starting','running','stopping','error','crashed','paused','removing')),
+    image         TEXT NOT NULL,
+    kernel        TEXT NOT NULL,
+    vmm           TEXT NOT NULL,
+    cpus          INTEGER NOT NULL,
+    memory_mib    INTEGER NOT NULL,
+    disk_bytes    INTEGER NOT NULL DEFAULT 0,
+    pid           INTEGER,
+    ip            TEXT,
+    error         TEXT,
+    config        TEXT NOT NULL DEFAULT '{}',
+    created_at    TEXT NOT NULL,
+    started_at    TEXT,
+    net           TEXT NOT NULL DEFAULT 'full' CHECK (net IN ('full','none','public')),
+    net_peer      INTEGER NOT NULL DEFAULT 0,
+    tap           TEXT,
+    state_reason  TEXT
+  ) STRICT;
+  INSERT INTO vms_new (name, id, state, image, kernel, vmm, cpus, memory_mib, disk_bytes, pid, ip, error, config, created_at, started_at, net, net_peer, tap)
+    SELECT name, id, state, image, kernel, vmm, cpus, memory_mib, disk_bytes, pid, ip, error, config, created_at, started_at, net, net_peer, tap FROM vms;
+  DROP TABLE vms;
+  ALTER TABLE vms_new RENAME TO vms;
+  `,
 ];

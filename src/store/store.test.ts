@@ -104,4 +104,34 @@ describe("store", () => {
       cleanup();
     }
   });
+
+  it("migrates a schema-2 store to VM states crashed/paused/removing with a reason, keeping VMs and their sessions", () => {
+    const { home, cleanup } = makeTempHome();
+    try {
+      const path = join(home, "banger.db");
+      const old = new Database(path);
+      old.pragma("foreign_keys = ON");
+      for (const m of MIGRATIONS.slice(0, 2)) old.exec(m);
+      old.pragma("user_version = 2");
+      old.prepare("INSERT INTO vms (name, id, state, image, kernel, vmm, cpus, memory_mib, config, created_at, net, tap) VALUES ('v1', 'id1', 'running', 'i', 'k', 'qemu', 1, 256, '{}', 'now', 'none', 'tap3')").run();
+      old.prepare("INSERT INTO sessions (vm, name, command, state, created_at) VALUES ('v1', 's1', 'sleep 9', 'running', 'now')").run();
+      old.close();
+
+      const s = openStore(path);
+      assert.equal(s.schemaVersion, MIGRATIONS.length);
+      const v = s.getVm("v1")!;
+      assert.deepEqual([v.state, v.net, v.tap, v.stateReason], ["running", "none", "tap3", null]);
+      assert.equal(s.listSessions("v1")[0]?.command, "sleep 9", "the rebuild of vms kept the sessions that reference it");
+      for (const state of ["crashed", "paused", "removing"] as const) {
+        assert.equal(s.updateVm("v1", { state, stateReason: `why ${state}` }), true);
+        assert.deepEqual([s.getVm("v1")!.state, s.getVm("v1")!.stateReason], [state, `why ${state}`]);
+      }
+      assert.equal(s.db.pragma("foreign_keys", { simple: true }), 1, "foreign keys are on again after migrating");
+      s.deleteVm("v1");
+      assert.deepEqual(s.listSessions(), [], "and still cascade");
+      s.close();
+    } finally {
+      cleanup();
+    }
+  });
 });

@@ -1,7 +1,9 @@
 // Package vmm owns the VMM drivers: starting a VM from a VmSpec under QEMU (microvm + QMP)
 // or Firecracker (REST API over its Unix socket, optionally jailed), controlling it
-// (status, pause, resume, stop, kill), handing out a byte stream to the guest agent, and
-// re-adopting VMMs that outlived a daemon restart. VMM processes run detached; everything
+// (status, pause, resume, stop, kill), handing out a byte stream to the guest agent,
+// re-adopting VMMs that outlived a daemon restart, and watching each one (handle.watch: its
+// end with why, from its exit status, QEMU's QMP events or a panic line on the console;
+// QEMU's pauses on host I/O errors). VMM processes run detached; everything
 // they need at run time (sockets, pid and state files, console and VMM logs) lives in the
 // spec's runtime directory. The console log is bounded (console.ts: rotated at 1 MiB while
 // a handle watches the VMM) and read by its tail, never whole.
@@ -13,7 +15,8 @@ import { join } from "node:path";
 import { invalidArgument } from "../util/errors.ts";
 import { firecrackerDriver } from "./firecracker.ts";
 import { STATE_FILE } from "./process.ts";
-export { cleanupDeadVm } from "./process.ts";
+export { cleanupDeadVm, killUnrecordedVmms } from "./process.ts";
+export { findPanicLine } from "./ending.ts";
 export { CONSOLE_LOG_CAP, consoleLogPath, readConsoleFrom, readConsoleTail } from "./console.ts";
 import { qemuDriver } from "./qemu.ts";
 import type { VmHandle, VmmDriver, VmmName } from "./types.ts";
@@ -29,6 +32,7 @@ export type {
   VmmName,
   VmRunState,
   VmSpec,
+  VmmEvent,
 } from "./types.ts";
 export { buildQemuArgv, qemuDriver, qemuPaths, resolveQemuOptions } from "./qemu.ts";
 export type { AgentChannel, QemuOptions } from "./qemu.ts";

@@ -3,9 +3,9 @@
 // line (which names the runtime directory), so a recycled pid is never mistaken for a VM.
 import { spawn } from "node:child_process";
 import { accessSync, closeSync, constants, openSync, readFileSync } from "node:fs";
-import { mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BangerError, ErrorCode, cancelled, invalidArgument } from "../util/errors.ts";
 import { installHint, which } from "../util/exec.ts";
@@ -25,6 +25,8 @@ export interface VmmState {
   pid: number;
   /** Control socket (QMP or Firecracker API). */
   controlSocket: string;
+  /** qemu: the QMP monitor kept open for events (absent for VMMs started before it existed). */
+  eventsSocket?: string;
   /** Agent socket: qemu virtio-serial chardev, or the Firecracker vsock UDS. */
   agentSocket?: string;
   /** qemu with vhost-vsock: the guest CID to dial. */
@@ -62,8 +64,11 @@ export function spawnDetached(argv: readonly string[], stdoutPath: string, stder
     // Reported asynchronously; the start sequence notices the dead pid instead.
     child.on("error", () => undefined);
     if (child.pid === undefined) throw new BangerError(ErrorCode.Failed, `could not start ${cmd}`);
+    const pid = child.pid;
+    // Our own child: its exit status is known (an adopted VMM's is not: see childExit).
+    childExits.set(pid, new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal }))));
     child.unref();
-    return child.pid;
+    return pid;
   } finally {
     closeSync(out);
     if (err !== out) closeSync(err);
@@ -126,7 +131,7 @@ export async function readLiveState(runtimeDir: string, driver: VmmName): Promis
 }
 
 /** Socket names the drivers use, for cleaning a runtime dir whose state file is gone. */
-const KNOWN_SOCKETS = ["qmp.sock", "agent.sock", "fc.sock", "vsock.sock"];
+const KNOWN_SOCKETS = ["qmp.sock", "qmp-events.sock", "agent.sock", "fc.sock", "vsock.sock"];
 
 /**
  * After a VM died on its own (or while no daemon ran): removes its sockets, pid and state
@@ -146,9 +151,70 @@ export async function cleanupDeadVm(runtimeDir: string): Promise<void> {
   await removeRuntimeLeftovers(runtimeDir, sockets);
 }
 
+/** Pids (not this process) whose command line mentions `text`. */
+export async function processesMentioning(text: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    const cmdline = await readFile(`/proc/${name}/cmdline`, "utf8").catch(() => "");
+    if (cmdline.includes(text)) pids.push(Number(name));
+  }
+  return pids;
+}
+
+const VMM_PROGRAM = /^(qemu-system-|firecracker)/;
+
+/**
+ * SIGKILLs the VMMs of a runtime dir that no state file records: a daemon killed between
+ * spawning a VMM and writing vmm.json leaves one that adopt() cannot find. A VMM's command
+ * line names its runtime dir (QEMU's sockets, Firecracker's --api-sock), so it is found by
+ * that, and by its program name, so nothing else that mentions the dir is touched.
+ */
+export async function killUnrecordedVmms(runtimeDir: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const pid of await processesMentioning(`${runtimeDir}/`)) {
+    const argv0 = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).split("\0")[0] ?? "";
+    if (!VMM_PROGRAM.test(basename(argv0)) || !isAlive(pid)) continue;
+    found.push(pid);
+    await killAndWait(pid);
+  }
+  return found;
+}
+
 /** Removes what a dead VMM leaves behind: sockets, pid and state files (logs stay). */
 export async function removeRuntimeLeftovers(runtimeDir: string, sockets: string[]): Promise<void> {
   for (const f of [...sockets, join(runtimeDir, PID_FILE), join(runtimeDir, STATE_FILE)]) await rm(f, { force: true });
+}
+
+/** How a VMM process ended, when this daemon started it (an adopted one's parent is init). */
+export interface ExitStatus {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+const childExits = new Map<number, Promise<ExitStatus>>();
+
+/** The exit of a VMM this process spawned (resolves once Node reaped it); undefined for others. */
+export function childExit(pid: number): Promise<ExitStatus> | undefined {
+  return childExits.get(pid);
+}
+
+/** Forgets a reaped child's status (the pid may be reused by another process). */
+export function forgetChildExit(pid: number): void {
+  childExits.delete(pid);
+}
+
+/**
+ * The process's start time in clock ticks since boot (/proc/PID/stat field 22): with the
+ * pid it names one process for good, so a recycled pid is never taken for the VMM.
+ */
+export function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
 }
 
 /** Alive and not a zombie (a zombie has exited; its parent just has not reaped it). */

@@ -4,16 +4,15 @@
 // and kill.
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdir, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Duplex } from "node:stream";
-import { REPO, makeTempHome } from "../../test/helpers.ts";
-import { forcedAccel } from "../host/index.ts";
+import { REPO } from "../../test/helpers.ts";
 import { BangerError } from "../util/errors.ts";
 import { buildQemuArgv, cleanupDeadVm, qemuDriver, qmpCommand, type VmHandle, type VmSpec } from "./index.ts";
-import { buildTestInitramfs, ensureTestKernel, killProcessesMentioning, type TestKernel } from "./testkit.ts";
+import { qemuTestBed } from "./testkit.ts";
 
 const MARKER = "BANGER-QEMU-TEST-MARKER";
 
@@ -36,43 +35,8 @@ echo ${MARKER}
 while true; do sleep 1; done
 `;
 
-let kernel: TestKernel | string;
-let home: { home: string; cleanup: () => void };
-let initrd = "";
-let disk = "";
-
-before(async () => {
-  home = makeTempHome();
-  kernel = await ensureTestKernel();
-  if (typeof kernel === "string") return;
-  initrd = join(home.home, "initrd.cpio");
-  await buildTestInitramfs(kernel, initrd, {
-    modules: ["virtio_mmio", "virtio_console", "virtio_blk", "evdev", "button"],
-    script: SCRIPT,
-  });
-  disk = join(home.home, "disk.raw");
-  await writeFile(disk, "");
-  await truncate(disk, 8 * 1024 * 1024);
-});
-
-after(async () => {
-  await killProcessesMentioning(home.home);
-  home?.cleanup();
-});
-
-function specFor(name: string, extraCmdline = ""): VmSpec {
-  assert.ok(typeof kernel !== "string");
-  return {
-    kernelPath: kernel.vmlinuz,
-    initrdPath: initrd,
-    cmdline: `console=ttyS0 quiet panic=-1 ${extraCmdline}`.trim(),
-    rootDisk: { path: disk, format: "raw" },
-    cpus: 1,
-    memoryMib: 256,
-    runtimeDir: join(home.home, name),
-    accel: forcedAccel() ?? "tcg",
-  };
-}
+const bed = qemuTestBed({ modules: ["virtio_mmio", "virtio_console", "virtio_blk", "evdev", "button"], script: SCRIPT }, 8 * 1024 * 1024);
+const specFor = (name: string, extraCmdline = ""): VmSpec => bed.spec(name, extraCmdline);
 
 async function waitForConsole(handle: VmHandle, text: string, timeoutMs = 30_000): Promise<string> {
   const deadline = Date.now() + timeoutMs;
@@ -105,7 +69,7 @@ async function echoRoundTrip(stream: Duplex, text: string): Promise<string> {
 
 describe("qemu driver (real TCG boots)", () => {
   test("boots, reports status, pauses, streams to the agent port, is adopted, powers off cleanly", async (t) => {
-    if (typeof kernel === "string") return t.skip(kernel);
+    if (typeof bed.kernel === "string") return t.skip(bed.kernel);
     const spec = specFor("vm1", "powerbutton=1");
     const vm = await qemuDriver.start(spec);
     try {
@@ -146,10 +110,10 @@ describe("qemu driver (real TCG boots)", () => {
   });
 
   test("a VM started by a process that then dies (a daemon SIGKILLed) is adopted and stopped via QMP quit", async (t) => {
-    if (typeof kernel === "string") return t.skip(kernel);
+    if (typeof bed.kernel === "string") return t.skip(bed.kernel);
     const spec = specFor("vm2");
     // The "daemon": a separate node process that starts the VM, reports, and is killed.
-    const script = join(home.home, "daemon.mts");
+    const script = join(bed.home, "daemon.mts");
     await writeFile(
       script,
       `import { qemuDriver } from ${JSON.stringify(join(REPO, "src/vmm/index.ts"))};\n` +
@@ -176,7 +140,7 @@ describe("qemu driver (real TCG boots)", () => {
   });
 
   test("kill ends the VMM at once and cleans its sockets", async (t) => {
-    if (typeof kernel === "string") return t.skip(kernel);
+    if (typeof bed.kernel === "string") return t.skip(bed.kernel);
     const spec = specFor("vm3");
     const vm = await qemuDriver.start(spec);
     await vm.kill();
@@ -189,17 +153,17 @@ describe("qemu driver (real TCG boots)", () => {
 
 describe("qemu driver (no boot)", () => {
   test("adopt ignores a pid that is not this VM's qemu", async () => {
-    const dir = join(home.home, "fake");
+    const dir = join(bed.home, "fake");
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir);
     // Our own pid is alive but its command line does not name the runtime dir.
     await writeFile(join(dir, "vmm.json"), JSON.stringify({ driver: "qemu", pid: process.pid, controlSocket: "x", sockets: [] }));
     assert.equal(await qemuDriver.adopt(dir), undefined);
-    assert.equal(await qemuDriver.adopt(join(home.home, "missing")), undefined);
+    assert.equal(await qemuDriver.adopt(join(bed.home, "missing")), undefined);
   });
 
   test("cleanupDeadVm removes a dead VM's sockets and pid file, keeps logs, refuses a live one", async () => {
-    const dir = join(home.home, "dead");
+    const dir = join(bed.home, "dead");
     await mkdir(dir, { recursive: true });
     const dead = spawnSync("true").pid; // a pid that has exited
     for (const f of ["qmp.sock", "agent.sock", "console.log", "vmm.log", "vmm.pid"]) await writeFile(join(dir, f), "");
@@ -217,21 +181,21 @@ describe("qemu driver (no boot)", () => {
   });
 
   test("bad specs fail before anything starts", async (t) => {
-    if (typeof kernel === "string") return t.skip(kernel);
+    if (typeof bed.kernel === "string") return t.skip(bed.kernel);
     await assert.rejects(qemuDriver.start({ ...specFor("bad1"), cpus: 0 }), /cpus must be 1-32/);
     await assert.rejects(qemuDriver.start({ ...specFor("bad2"), kernelPath: "/nonexistent/vmlinuz" }), BangerError);
     // A missing tap is refused up front (QEMU as root would create one of its own).
     await assert.rejects(qemuDriver.start({ ...specFor("bad4"), tap: "bgnosuchtap0" }), /tap device bgnosuchtap0 not found/);
     // QEMU itself refuses (a raw file called qcow2): the error carries its last log line, nothing stays behind.
     const notQcow = specFor("bad5");
-    await assert.rejects(qemuDriver.start({ ...notQcow, rootDisk: { path: disk, format: "qcow2" } }), /the VMM exited while waiting for QMP: .*qcow2/i);
+    await assert.rejects(qemuDriver.start({ ...notQcow, rootDisk: { path: bed.disk, format: "qcow2" } }), /the VMM exited while waiting for QMP: .*qcow2/i);
     assert.deepEqual((await readdir(notQcow.runtimeDir)).filter((n) => !n.endsWith(".log")), [], "only logs remain");
-    const long = join(home.home, "x".repeat(100));
+    const long = join(bed.home, "x".repeat(100));
     await assert.rejects(qemuDriver.start({ ...specFor("bad3"), runtimeDir: long }), /socket path too long/);
   });
 
   test("the argv wires the console, QMP, disk, network and agent port", (t) => {
-    if (typeof kernel === "string") return t.skip(kernel);
+    if (typeof bed.kernel === "string") return t.skip(bed.kernel);
     const spec = { ...specFor("argv"), tap: "tap0", mac: "06:00:ac:10:00:02" };
     const argv = buildQemuArgv(spec, { accel: "tcg", agentChannel: "virtio-serial" });
     const joined = argv.join(" ");

@@ -22,6 +22,7 @@ import {
   readLiveState,
   retryUntil,
 } from "./process.ts";
+import { followQmpEvents } from "./qmp-events.ts";
 import { qmpCommand } from "./qmp.ts";
 import { validateSpec } from "./spec.ts";
 import {
@@ -34,6 +35,7 @@ import {
   type VmRunState,
   type VmSpec,
   type VmmDriver,
+  type VmmEvent,
 } from "./types.ts";
 
 export const QEMU_BINARY = "qemu-system-x86_64";
@@ -54,6 +56,8 @@ export interface QemuOptions {
 export function qemuPaths(runtimeDir: string) {
   return {
     qmp: join(runtimeDir, "qmp.sock"),
+    /** A second QMP monitor the daemon keeps open for events (the first takes one client at a time). */
+    events: join(runtimeDir, "qmp-events.sock"),
     agent: join(runtimeDir, "agent.sock"),
     console: join(runtimeDir, CONSOLE_LOG),
     log: join(runtimeDir, VMM_LOG),
@@ -105,6 +109,7 @@ export function buildQemuArgv(spec: VmSpec, opts: QemuOptions): string[] {
     "-chardev", `file,id=console,path=${p.console},append=on`,
     "-serial", "chardev:console",
     "-qmp", `unix:${p.qmp},server=on,wait=off`,
+    "-qmp", `unix:${p.events},server=on,wait=off`,
     "-drive", `id=root,file=${disk.path},format=${disk.format},if=none,discard=unmap${disk.readOnly ? ",readonly=on" : ""}`,
     "-device", "virtio-blk-device,drive=root",
   ];
@@ -136,10 +141,11 @@ async function startQemu(spec: VmSpec, opts: StartOptions = {}): Promise<VmHandl
   const p = qemuPaths(spec.runtimeDir);
   checkSocketPath(p.qmp);
   checkSocketPath(p.agent);
+  checkSocketPath(p.events);
   const resolved = await resolveQemuOptions(spec);
   opts.progress?.({ phase: "boot", message: `qemu (${resolved.accel}: ${resolved.accelReason})` });
   // The console log holds the current boot only.
-  await prepareRuntimeDir(spec.runtimeDir, [p.qmp, p.agent, ...consoleLogFiles(spec.runtimeDir)]);
+  await prepareRuntimeDir(spec.runtimeDir, [p.qmp, p.agent, p.events, ...consoleLogFiles(spec.runtimeDir)]);
   const state = await launchVmm({
     runtimeDir: spec.runtimeDir,
     argv: buildQemuArgv(spec, resolved),
@@ -148,8 +154,9 @@ async function startQemu(spec: VmSpec, opts: StartOptions = {}): Promise<VmHandl
     state: {
       driver: "qemu",
       controlSocket: p.qmp,
+      eventsSocket: p.events,
       ...(resolved.agentChannel === "vhost-vsock" ? { vsockCid: spec.vsockCid } : { agentSocket: p.agent }),
-      sockets: [p.qmp, p.agent],
+      sockets: [p.qmp, p.agent, p.events],
     },
     ready: (pid) =>
       retryUntil("QMP", () => qmpCommand(p.qmp, "query-status", undefined, 2000), {
@@ -175,8 +182,18 @@ class QemuHandle extends BaseHandle {
     if (!this.isRunning()) return "stopped";
     const res = await this.qmp<{ status?: string }>("query-status");
     if (res.status === "running") return "running";
-    if (res.status === "paused") return "paused";
+    if (res.status === "paused" || res.status === "io-error") return "paused";
     return "other";
+  }
+
+  /** Follows the events monitor: SHUTDOWN's reason (for the end), pauses on I/O errors, resumes. */
+  protected override followGuest(listener: (event: VmmEvent) => void, signal: AbortSignal): Promise<void> {
+    const path = this.state.eventsSocket;
+    if (!path) return Promise.resolve(); // a VMM started before the events monitor existed: its end is still watched
+    return followQmpEvents(path, signal, {
+      shutdown: (reason) => (this.shutdownReason = reason),
+      event: listener,
+    }).catch(() => undefined); // the monitor is gone with the VMM; the end is reported by the pid watch
   }
 
   async pause(): Promise<void> {

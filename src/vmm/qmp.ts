@@ -1,7 +1,8 @@
 // A small QMP (QEMU Machine Protocol) client: newline-delimited JSON over a Unix socket.
 // Connect, read the greeting, negotiate capabilities, then run commands one at a time,
-// each with a timeout. Events are ignored. QEMU's QMP socket takes one client at a time,
-// so callers connect per operation (qmpCommand) rather than holding a connection open.
+// each with a timeout. Events go to the `onEvent` listener, if any. QEMU's QMP socket takes
+// one client at a time, so callers connect per operation (qmpCommand) rather than holding a
+// connection open; the one held open (events) is a second QMP monitor (qemu.ts).
 import type { Socket } from "node:net";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { connectUnix } from "./process.ts";
@@ -18,7 +19,16 @@ interface Pending {
   closeIsSuccess: boolean;
 }
 
+/** A QMP event: its name and data, as QEMU sent them (untrusted shapes: check before use). */
+export interface QmpEvent {
+  event: string;
+  data: Record<string, unknown>;
+}
+
 export class QmpClient {
+  /** Hears every event; `onClose` hears the connection end. */
+  onEvent: ((event: QmpEvent) => void) | undefined;
+  onClose: (() => void) | undefined;
   private buffer = "";
   private nextId = 1;
   private pending: Pending | undefined;
@@ -28,7 +38,7 @@ export class QmpClient {
   private constructor(private readonly sock: Socket) {
     sock.setEncoding("utf8");
     sock.on("data", (chunk: string) => this.onData(chunk));
-    sock.on("close", () => this.onClose());
+    sock.on("close", () => this.handleClose());
     sock.on("error", () => undefined); // close follows
   }
 
@@ -90,7 +100,7 @@ export class QmpClient {
   }
 
   private onMessage(line: string): void {
-    let msg: { QMP?: unknown; event?: unknown; id?: unknown; return?: unknown; error?: { class?: string; desc?: string } };
+    let msg: { QMP?: unknown; event?: unknown; data?: unknown; id?: unknown; return?: unknown; error?: { class?: string; desc?: string } };
     try {
       msg = JSON.parse(line);
     } catch {
@@ -98,7 +108,11 @@ export class QmpClient {
       return;
     }
     if (msg.QMP !== undefined) return this.greeting?.(true);
-    if (msg.event !== undefined) return;
+    if (msg.event !== undefined) {
+      const data = typeof msg.data === "object" && msg.data !== null ? (msg.data as Record<string, unknown>) : {};
+      if (typeof msg.event === "string") this.onEvent?.({ event: msg.event, data });
+      return;
+    }
     const p = this.pending;
     if (!p || msg.id !== p.id) return;
     clearTimeout(p.timer);
@@ -107,8 +121,9 @@ export class QmpClient {
     else p.resolve(msg.return);
   }
 
-  private onClose(): void {
+  private handleClose(): void {
     this.closed = true;
+    this.onClose?.();
     this.greeting?.(false);
     const p = this.pending;
     if (!p) return;

@@ -4,11 +4,17 @@
 // archives with busybox-static as /init's shell and any kernel modules a test needs
 // (with their dependencies, loaded in order by the generated /init).
 import { existsSync } from "node:fs";
-import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { after, before } from "node:test";
+import { chmod, copyFile, mkdir, mkdtemp, readdir, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { fetchDebianKernelDeb } from "../kernel/index.ts";
 import { errorLine } from "../util/errors.ts";
 import { run, runChecked, which } from "../util/exec.ts";
+import { forcedAccel } from "../host/index.ts";
+import type { VmSpec } from "./types.ts";
+import { processesMentioning } from "./process.ts";
+export { processesMentioning };
 
 export const TEST_CACHE = "/var/cache/banger-test";
 
@@ -116,17 +122,6 @@ async function moduleIndex(dir: string): Promise<Map<string, string>> {
   return map;
 }
 
-/** Pids whose command line mentions `text` (a test's temp dir: its VMMs, stand-ins). */
-export async function processesMentioning(text: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const name of await readdir("/proc")) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    const cmdline = await readFile(`/proc/${name}/cmdline`, "utf8").catch(() => "");
-    if (cmdline.includes(text)) pids.push(Number(name));
-  }
-  return pids;
-}
-
 /** Safety net for `after` hooks: SIGKILLs whatever a failed test left running under `text`. */
 export async function killProcessesMentioning(text: string): Promise<void> {
   for (const pid of await processesMentioning(text)) {
@@ -136,4 +131,65 @@ export async function killProcessesMentioning(text: string): Promise<void> {
       // Already gone.
     }
   }
+}
+
+/** A small VM spec booting the test kernel and initramfs under QEMU (TCG unless BANGER_ACCEL says). */
+export function qemuTestSpec(kernel: TestKernel, files: { initrd: string; disk: string }, runtimeDir: string, extraCmdline = ""): VmSpec {
+  return {
+    kernelPath: kernel.vmlinuz,
+    initrdPath: files.initrd,
+    cmdline: `console=ttyS0 quiet panic=-1 ${extraCmdline}`.trim(),
+    rootDisk: { path: files.disk, format: "raw" },
+    cpus: 1,
+    memoryMib: 256,
+    runtimeDir,
+    accel: forcedAccel() ?? "tcg",
+  };
+}
+
+/** What a file of QEMU boot tests shares; filled in by its before hook. */
+export interface QemuTestBed {
+  /** A temporary directory (short, for socket paths), removed after the file's tests. */
+  home: string;
+  /** The test kernel, or why there is none (tests skip with it). */
+  kernel: TestKernel | string;
+  initrd: string;
+  /** An empty raw disk. */
+  disk: string;
+  /** A spec booting the bed's kernel and initramfs, its runtime dir `name` under home. */
+  spec(name: string, extraCmdline?: string): VmSpec;
+}
+
+/**
+ * For a test file that boots QEMU: before its tests, a temporary directory, the test kernel,
+ * an initramfs from `initramfs` and a raw disk of `diskBytes`; after them, every process
+ * naming the directory killed and the directory removed.
+ */
+export function qemuTestBed(initramfs: InitramfsOptions, diskBytes: number): QemuTestBed {
+  const bed: QemuTestBed = {
+    home: "",
+    kernel: "not set up",
+    initrd: "",
+    disk: "",
+    spec(name, extraCmdline = "") {
+      if (typeof bed.kernel === "string") throw new Error(bed.kernel);
+      return qemuTestSpec(bed.kernel, bed, join(bed.home, name), extraCmdline);
+    },
+  };
+  before(async () => {
+    bed.home = await mkdtemp(join(tmpdir(), "bgr-"));
+    bed.kernel = await ensureTestKernel();
+    if (typeof bed.kernel === "string") return;
+    bed.initrd = join(bed.home, "initrd.cpio");
+    await buildTestInitramfs(bed.kernel, bed.initrd, initramfs);
+    bed.disk = join(bed.home, "disk.raw");
+    await writeFile(bed.disk, "");
+    await truncate(bed.disk, diskBytes);
+  });
+  after(async () => {
+    if (!bed.home) return;
+    await killProcessesMentioning(bed.home);
+    await rm(bed.home, { recursive: true, force: true });
+  });
+  return bed;
 }

@@ -58,6 +58,16 @@ export type VmRunState = "running" | "paused" | "stopped" | "other";
 /** How stop() ended the VM: the guest powered off, the VMM was told to quit, or it was killed. */
 export type StopOutcome = "powerdown" | "quit" | "killed" | "not-running";
 
+/**
+ * What a watched VMM reports on its own: it ended (`stopped` when the guest or the host asked,
+ * `crashed` when it died), the guest was paused by the VMM (QEMU stops it on a host disk
+ * full: `nospace`) or continued.
+ */
+export type VmmEvent =
+  | { kind: "ended"; state: "stopped" | "crashed"; reason: string }
+  | { kind: "paused"; reason: string; nospace: boolean }
+  | { kind: "resumed" };
+
 export interface AgentStreamOptions {
   /** Keep retrying the connection this long (the guest may still be booting). Default 10 s. */
   timeoutMs?: number;
@@ -86,6 +96,12 @@ export interface VmHandle {
   resume(): Promise<void>;
   /** Resolves when the VMM process has exited. */
   waitExit(signal?: AbortSignal): Promise<void>;
+  /**
+   * Reports the VMM's own changes to `listener` until the returned function is called: its
+   * end (once, with why, within ~200 ms; a recycled pid counts as ended) and, for QEMU,
+   * pauses and resumes from its QMP events.
+   */
+  watch(listener: (event: VmmEvent) => void): () => void;
   /** A connected byte stream to the guest agent (vsock port 52 or the banger.agent serial port). */
   agentStream(opts?: AgentStreamOptions): Promise<Duplex>;
   /**

@@ -33,6 +33,8 @@ export interface VmView {
   memoryMib: number;
   ip: string | null;
   error: string | null;
+  /** Why the VM is stopped, crashed or paused when it got there on its own (vm.list's stateReason). */
+  stateReason: string | null;
   createdAt: string;
   startedAt: string | null;
   stats: VmStatsView | null;
@@ -125,6 +127,6 @@ export class LiveVms {
 }
 
 function pickVm(vm: VmRecord): Omit<VmView, "stats"> {
-  const { name, state, image, kernel, vmm, cpus, memoryMib, ip, error, createdAt, startedAt } = vm;
-  return { name, state, image, kernel, vmm, cpus, memoryMib, ip, error, createdAt, startedAt };
+  const { name, state, image, kernel, vmm, cpus, memoryMib, ip, error, stateReason, createdAt, startedAt } = vm;
+  return { name, state, image, kernel, vmm, cpus, memoryMib, ip, error, stateReason, createdAt, startedAt };
 }

@@ -68,7 +68,7 @@ function vmButtons(vm: Vm, withRemove: boolean): HTMLElement {
   const path = `/api/vms/${seg(vm.name)}`;
   const buttons: HTMLElement[] = [];
   if (vm.state === "running") buttons.push(act("Stop", "", () => api("POST", `${path}/stop`)));
-  if (vm.state === "stopped" || vm.state === "error") buttons.push(act("Start", "primary", () => api("POST", `${path}/start`)));
+  if (vm.state === "stopped" || vm.state === "crashed" || vm.state === "error") buttons.push(act("Start", "primary", () => api("POST", `${path}/start`)));
   if (withRemove) {
     buttons.push(act("Remove", "danger", async () => {
       if (!confirm(`Remove vm ${vm.name} and its disk?`)) throw new Error("not removed");
@@ -146,6 +146,7 @@ export function vmPage(name: string): Page {
       field("Guest memory", memory(vm)),
       field("VMM RSS", bytes(vm.stats?.vmmRssBytes)),
       field("Created", when(vm.createdAt)),
+      vm.stateReason ? field("Why " + vm.state, h("span", { class: "error-text" }, vm.stateReason)) : null,
       vm.error ? field("Error", h("span", { class: "error-text" }, vm.error)) : null,
     );
   };
