@@ -118,6 +118,19 @@ export async function assertNoCallLeft(home: string, env: NodeJS.ProcessEnv): Pr
 }
 
 /** Stops the daemon of a test root (if any) so no process outlives the test. */
+/** The pid of the daemon serving `home` (from its pid file). */
+export function daemonPid(home: string): number {
+  return Number.parseInt(readFileSync(join(home, "run", "bangerd.pid"), "utf8"), 10);
+}
+
+/** `doctor`'s leftovers check: "pass" when nothing of an interrupted operation is left under the root. */
+export async function doctorLeftovers(home: string, env: NodeJS.ProcessEnv): Promise<{ status: string; detail: string }> {
+  const res = await runBanger(["doctor", "--json"], { home, env });
+  const check = (JSON.parse(res.stdout) as { checks: { name: string; status: string; detail: string }[] }).checks.find((c) => c.name === "leftovers");
+  assert.ok(check, "doctor has a leftovers check");
+  return check;
+}
+
 export async function stopDaemon(home: string): Promise<void> {
   const pidFile = join(home, "run", "bangerd.pid");
   let pid: number | undefined;

@@ -11,6 +11,7 @@ import { lstat, readdir, readlink, rename, rm } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
+import { packEntry } from "../util/tarpack.ts";
 import { failed, invalidArgument } from "../util/errors.ts";
 import { isRefused, memberPath, shown } from "../util/paths.ts";
 import { requireZstd } from "./extract.ts";
@@ -92,8 +93,8 @@ async function compressTar(members: readonly PackMember[], outPath: string, leve
 async function addMember(pack: tar.Pack, m: PackMember): Promise<void> {
   const st = await lstat(m.abs);
   const base = { name: m.path, mode: st.mode & 0o7777, mtime: new Date(0), uid: 0, gid: 0, uname: "", gname: "" };
-  if (st.isDirectory()) return entry(pack, { ...base, type: "directory" });
-  if (st.isSymbolicLink()) return entry(pack, { ...base, type: "symlink", linkname: await readlink(m.abs) });
+  if (st.isDirectory()) return packEntry(pack, { ...base, type: "directory" });
+  if (st.isSymbolicLink()) return packEntry(pack, { ...base, type: "symlink", linkname: await readlink(m.abs) });
   if (!st.isFile()) throw invalidArgument(`cannot pack ${m.abs}: only regular files, directories and symlinks go into bundles`);
   await new Promise<void>((resolve, reject) => {
     const sink = pack.entry({ ...base, type: "file", size: st.size }, (err) => (err ? reject(err) : resolve()));
@@ -101,6 +102,3 @@ async function addMember(pack: tar.Pack, m: PackMember): Promise<void> {
   });
 }
 
-function entry(pack: tar.Pack, header: tar.Header | Parameters<tar.Pack["entry"]>[0]): Promise<void> {
-  return new Promise((resolve, reject) => pack.entry(header, (err) => (err ? reject(err) : resolve())));
-}

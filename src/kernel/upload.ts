@@ -18,6 +18,7 @@ import { join, relative } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
+import { queueEntry } from "../util/tarpack.ts";
 import { extractRootfsTar } from "../rootfs/index.ts";
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
 import { shown } from "../util/paths.ts";
@@ -106,7 +107,7 @@ function packKernelDir(listing: DirListing): Readable {
     }
   };
   void (async () => {
-    for (const d of listing.dirs) pack.entry({ ...header, mode: 0o755, name: d, type: "directory" });
+    for (const d of listing.dirs) queueEntry(pack, { ...header, mode: 0o755, name: d, type: "directory" });
     for (const f of listing.files) await addFile(f);
     pack.finalize();
   })().catch((err: unknown) => pack.destroy(err as Error));

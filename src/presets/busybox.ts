@@ -7,6 +7,7 @@ import { readFile, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { Readable } from "node:stream";
 import { pack } from "tar-stream";
+import { queueEntry } from "../util/tarpack.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { runChecked } from "../util/exec.ts";
 import type { Progress } from "../util/progress.ts";
@@ -49,14 +50,14 @@ export async function busyboxRootfsTar(o: BusyboxOptions = {}): Promise<Readable
   const tar = pack();
   const mtime = new Date(0);
   const dirs = [...DIRS, ...extraDirs(ssh.map((f) => f.name))];
-  for (const [name, mode] of dirs) tar.entry({ name: `${name}/`, type: "directory", mode, uid: name === "home/dev" ? 1000 : 0, gid: name === "home/dev" ? 1000 : 0, mtime });
-  tar.entry({ name: "bin/busybox", mode: 0o755, uid: 0, gid: 0, mtime }, binary);
-  for (const [name, text, mode] of FILES) tar.entry({ name, mode, uid: 0, gid: name === "etc/shadow" ? 42 : 0, mtime }, text);
-  for (const f of ssh) tar.entry({ name: f.name, mode: 0o755, uid: 0, gid: 0, mtime }, f.data);
+  for (const [name, mode] of dirs) queueEntry(tar, { name: `${name}/`, type: "directory", mode, uid: name === "home/dev" ? 1000 : 0, gid: name === "home/dev" ? 1000 : 0, mtime });
+  queueEntry(tar, { name: "bin/busybox", mode: 0o755, uid: 0, gid: 0, mtime }, binary);
+  for (const [name, text, mode] of FILES) queueEntry(tar, { name, mode, uid: 0, gid: name === "etc/shadow" ? 42 : 0, mtime }, text);
+  for (const f of ssh) queueEntry(tar, { name: f.name, mode: 0o755, uid: 0, gid: 0, mtime }, f.data);
   for (const applet of applets) {
     if (applet === "bin/busybox") continue;
     const depth = applet.split("/").length - 1;
-    tar.entry({ name: applet, type: "symlink", linkname: `${"../".repeat(depth)}bin/busybox`, mode: 0o777, uid: 0, gid: 0, mtime });
+    queueEntry(tar, { name: applet, type: "symlink", linkname: `${"../".repeat(depth)}bin/busybox`, mode: 0o777, uid: 0, gid: 0, mtime });
   }
   tar.finalize();
   // tar-stream's Pack is a streamx Readable, which Node's stream consumers accept.

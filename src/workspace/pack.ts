@@ -14,6 +14,7 @@ import { join, posix, resolve } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
+import { packEntry, type PackHeader } from "../util/tarpack.ts";
 import { cancelled, invalidArgument } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
 import { checkRepoOwner, findRepo, git, gitLine, gitRaw, metadataEnv, openView, type GitView, type RepoLayout } from "./git.ts";
@@ -341,7 +342,7 @@ function streamEntries(entries: readonly Entry[], signal?: AbortSignal): Readabl
       ahead.delete(i);
       if (small) {
         const data = await small;
-        if (data) await addEntry(pack, headerOf(e, data.length), data);
+        if (data) await packEntry(pack, headerOf(e, data.length), data);
       } else await writeEntry(pack, e);
     }
     pack.finalize();
@@ -355,26 +356,18 @@ function streamEntries(entries: readonly Entry[], signal?: AbortSignal): Readabl
 const SMALL_FILE = 256 * 1024;
 const READ_AHEAD = 32;
 
-type TarHeader = Parameters<tar.Pack["entry"]>[0];
 
-function headerOf(e: Entry, size?: number): TarHeader {
+function headerOf(e: Entry, size?: number): PackHeader {
   const base = { name: e.kind === "dir" ? `${e.name}/` : e.name, mode: e.mode, mtime: e.mtime, uid: 0, gid: 0 };
   if (e.kind === "dir") return { ...base, type: "directory" };
   if (e.kind === "symlink") return { ...base, type: "symlink", linkname: e.target };
   return { ...base, type: "file", size: size ?? (e.kind === "data" ? e.data.length : e.size) };
 }
 
-function addEntry(pack: tar.Pack, header: TarHeader, body?: Buffer): Promise<void> {
-  return new Promise((res, rej) => {
-    const cb = (err?: Error | null) => (err ? rej(err) : res());
-    const sink = body ? pack.entry(header, body, cb) : pack.entry(header, cb);
-    sink.on("error", () => undefined); // an aborted pack fails its current entry; cb reports it
-  });
-}
 
 async function writeEntry(pack: tar.Pack, e: Entry): Promise<void> {
-  if (e.kind === "data") return addEntry(pack, headerOf(e), e.data);
-  if (e.kind !== "file") return addEntry(pack, headerOf(e));
+  if (e.kind === "data") return packEntry(pack, headerOf(e), e.data);
+  if (e.kind !== "file") return packEntry(pack, headerOf(e));
   const fh = await openIfPresent(e.abs);
   if (!fh) return;
   try {

@@ -1,11 +1,11 @@
 // Shared by the fault tests (vm-faults, vm-diskfull): a booted root, `vm show`/`vm ls` as
 // JSON, waiting for a state, and the check that nothing is left of VMs that are not listed.
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { killProcessesMentioning } from "../../src/vmm/testkit.ts";
-import { isAlive, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
+import { daemonPid, doctorLeftovers, isAlive, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
 
 export interface VmJson {
   name: string;
@@ -22,7 +22,6 @@ export function faultHome() {
   const banger = (args: string[], input?: string) => runBanger(args, { home, env, input });
   const show = async (name: string): Promise<VmJson> => JSON.parse((await mustRun(banger(["vm", "show", name, "--json"]))).stdout) as VmJson;
   const list = async (): Promise<VmJson[]> => JSON.parse((await mustRun(banger(["vm", "ls", "--json"]))).stdout) as VmJson[];
-  const daemonPid = () => Number.parseInt(readFileSync(join(home, "run", "bangerd.pid"), "utf8"), 10);
   /** Polls `vm show` until `done`; returns the VM and when the call that saw it started (ms after `since`). */
   const waitFor = async (name: string, done: (vm: VmJson) => boolean, since: number, timeoutMs = 30_000): Promise<{ vm: VmJson; seenAfterMs: number }> => {
     for (;;) {
@@ -33,7 +32,7 @@ export function faultHome() {
       await new Promise((r) => setTimeout(r, 100));
     }
   };
-  /** Nothing of VMs that are not listed: no disk dir, no runtime dir, no live VMM. */
+  /** Nothing of VMs that are not listed: no disk dir, no runtime dir, no live VMM; doctor finds no leftovers. */
   const assertNothingLeft = async (pids: number[]) => {
     const listed = await list();
     const dirs = existsSync(join(home, "vms")) ? readdirSync(join(home, "vms")) : [];
@@ -41,6 +40,8 @@ export function faultHome() {
     const runtime = existsSync(join(home, "run", "vms")) ? readdirSync(join(home, "run", "vms")) : [];
     assert.deepEqual(runtime.filter((id) => !listed.some((v) => v.id === id)), [], "no runtime directory of an unlisted VM");
     for (const pid of pids) assert.equal(isAlive(pid), false, `VMM ${pid} is gone`);
+    const leftovers = await doctorLeftovers(home, env);
+    assert.equal(leftovers.status, "pass", leftovers.detail);
   };
   /** `vm create` of the test image, small. */
   const create = (name: string, extra: string[] = []) => banger(["vm", "create", "--name", name, "--image", "busybox", "--memory", "256M", ...extra]);
@@ -49,7 +50,7 @@ export function faultHome() {
     get env() {
       return env;
     },
-    banger, show, list, daemonPid, waitFor, assertNothingLeft,
+    banger, show, list, daemonPid: () => daemonPid(home), waitFor, assertNothingLeft,
     async setup(extra: NodeJS.ProcessEnv = {}) {
       ({ env } = await prepareBootableHome(home, extra));
     },

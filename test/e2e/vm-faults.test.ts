@@ -1,6 +1,7 @@
 // Faults from outside banger, with real VMs under QEMU: the VMM killed, the guest rebooting
 // or panicking, the daemon SIGKILLed half-way through create and rm. After each, `vm ls`
-// tells the truth within a second and nothing is left of a VM that is not listed.
+// tells the truth within a second, nothing is left of a VM that is not listed (doctor agrees),
+// and a VM that was running before a daemon kill is re-adopted untouched.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
@@ -10,8 +11,19 @@ import { faultHome, storedVm, until } from "./faults.ts";
 
 describe("a VM that ends on its own is shown as it is (real VMs under QEMU)", () => {
   const t = faultHome();
-  before(() => t.setup());
-  after(() => t.teardown(["k", "r", "half", "gone"]));
+  // A VM that exists before the daemon is killed, and must come through each kill untouched.
+  before(async () => {
+    await t.setup();
+    await mustRun(t.create("keep"));
+  });
+  after(() => t.teardown(["keep", "k", "r", "half", "gone"]));
+
+  async function assertKeptVmRuns(pidBefore: number): Promise<void> {
+    const keep = await t.show("keep");
+    assert.equal(keep.state, "running");
+    assert.equal(keep.pid, pidBefore, "the same VMM, re-adopted");
+    assert.equal((await t.banger(["vm", "exec", "keep", "--", "echo", "kept"])).stdout, "kept\n");
+  }
 
   it("kill -9 of the VMM: crashed with the signal within a second; rm needs no -f; start boots it again", async () => {
     await mustRun(t.create("k"));
@@ -75,10 +87,12 @@ describe("a VM that ends on its own is shown as it is (real VMs under QEMU)", ()
     };
     await until(() => existsSync(pidFile() ?? "/nonexistent"), 60_000, "the VMM to start");
     const vmm = Number.parseInt(readFileSync(pidFile()!, "utf8"), 10);
+    const kept = (await t.show("keep")).pid!;
     process.kill(t.daemonPid(), "SIGKILL");
     assert.notEqual((await create).code, 0, "the create fails with its daemon");
     assert.equal((await t.list()).some((v) => v.name === "half"), false, "an interrupted create is not listed");
     await t.assertNothingLeft([vmm]);
+    await assertKeptVmRuns(kept);
   });
 
   it("a daemon SIGKILLed during `vm rm`: after restart the VM is gone and nothing is left", async () => {
@@ -86,9 +100,11 @@ describe("a VM that ends on its own is shown as it is (real VMs under QEMU)", ()
     const { pid } = await t.show("gone");
     const rm = t.banger(["vm", "rm", "-f", "gone"]);
     await until(() => storedVm(t.home, "gone")?.state === "removing", 30_000, "the rm to begin");
+    const kept = (await t.show("keep")).pid!;
     process.kill(t.daemonPid(), "SIGKILL");
     await rm;
     assert.equal((await t.list()).some((v) => v.name === "gone"), false, "a half-done rm is finished");
     await t.assertNothingLeft([pid!]);
+    await assertKeptVmRuns(kept);
   });
 });

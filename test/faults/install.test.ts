@@ -10,7 +10,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon, testKernelDeb, type CliResult } from "../helpers.ts";
+import { daemonPid, doctorLeftovers, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon, testKernelDeb, type CliResult } from "../helpers.ts";
 import { startRegistry, type RunningRegistry } from "../registry/harness.ts";
 import { pushTestImage } from "../registry/images.ts";
 
@@ -48,17 +48,6 @@ function strays(home: string): string[] {
     }
   }
   return out;
-}
-
-async function doctorLeftovers(home: string, env: NodeJS.ProcessEnv): Promise<{ status: string; detail: string }> {
-  const res = await runBanger(["doctor", "--json"], { home, env });
-  const check = (JSON.parse(res.stdout) as { checks: { name: string; status: string; detail: string }[] }).checks.find((c) => c.name === "leftovers");
-  assert.ok(check, "doctor has a leftovers check");
-  return check;
-}
-
-function daemonPid(home: string): number {
-  return Number.parseInt(readFileSync(join(home, "run", "bangerd.pid"), "utf8"), 10);
 }
 
 /** Runs the CLI and SIGKILLs the daemon as soon as `phase` (a path test) shows; the CLI's result and whether it did. */
