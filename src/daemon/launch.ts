@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import type { Paths } from "../config/index.ts";
 import { RpcClient } from "../rpc/index.ts";
 import { buildInfo } from "../util/buildinfo.ts";
-import { isAlive } from "../vmm/process.ts";
+import { isAlive } from "../util/pids.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 
 /** dist/bangerd.js beside the running bundle, or in the repo's dist/ when run from sources. */

@@ -5,7 +5,6 @@
 import { errorLine } from "../util/errors.ts";
 import { humanBytes } from "../util/fsx.ts";
 import { sweepLeftovers } from "../util/scratch.ts";
-import { isAlive } from "../vmm/process.ts"; // as launch.ts: zombie-aware
 import type { DaemonContext } from "./context.ts";
 import { recoverSwaps } from "./replace.ts";
 
@@ -13,7 +12,7 @@ export async function tidyRoot(ctx: DaemonContext): Promise<void> {
   try {
     const swaps = await recoverSwaps(ctx);
     if (swaps.undone.length + swaps.finished.length > 0) ctx.log.info("recovered interrupted installs", { ...swaps });
-    const swept = await sweepLeftovers(ctx.paths, isAlive);
+    const swept = await sweepLeftovers(ctx.paths);
     if (swept.removed.length > 0) {
       ctx.log.info("removed leftovers of interrupted operations", { count: swept.removed.length, bytes: swept.bytes, size: humanBytes(swept.bytes), paths: swept.removed.map((l) => l.path) });
     }

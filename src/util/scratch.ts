@@ -10,6 +10,7 @@
 import { lstat, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Paths } from "../config/index.ts";
+import { isAlive } from "./pids.ts";
 
 /** `<dir>/.staging-<base>-XXXXXX` (mkdtemp suffix): util/fsx.ts makeStagingDir, for every publish by rename. */
 export const stagingPrefix = (base: string) => `.staging-${base}-`;
@@ -74,17 +75,8 @@ export interface Leftover {
   bytes: number;
 }
 
-/** Whether a process runs. The daemon passes a zombie-aware check (a killed daemon's parent may never reap it). */
+/** Whether a process runs (util/pids.ts by default; tests pass their own). */
 export type PidAlive = (pid: number) => boolean;
-
-function signalable(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 async function listDir(dir: string): Promise<string[]> {
   return readdir(dir).catch(() => [] as string[]);
@@ -118,7 +110,7 @@ function isStale(pattern: ScratchPattern, m: RegExpExecArray, mtimeMs: number, a
  * scratch counts whatever its age: at the daemon's start (it holds the root's lock) none is in
  * use; seen by doctor while a daemon runs an operation, some may still be in use.
  */
-export async function findLeftovers(paths: Paths, alive: PidAlive = signalable): Promise<Leftover[]> {
+export async function findLeftovers(paths: Paths, alive: PidAlive = isAlive): Promise<Leftover[]> {
   const found: Leftover[] = [];
   for (const pattern of SCRATCH) {
     for (const dir of await dirsOf(pattern, paths)) {
@@ -136,7 +128,7 @@ export async function findLeftovers(paths: Paths, alive: PidAlive = signalable):
 }
 
 /** Removes what findLeftovers finds; only the daemon calls it, at start, holding the root's lock. */
-export async function sweepLeftovers(paths: Paths, alive: PidAlive): Promise<{ removed: Leftover[]; bytes: number }> {
+export async function sweepLeftovers(paths: Paths, alive: PidAlive = isAlive): Promise<{ removed: Leftover[]; bytes: number }> {
   const removed: Leftover[] = [];
   for (const left of await findLeftovers(paths, alive)) {
     await rm(left.path, { recursive: true, force: true }).then(() => removed.push(left), () => undefined);

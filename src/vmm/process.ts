@@ -9,7 +9,10 @@ import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BangerError, ErrorCode, cancelled, invalidArgument } from "../util/errors.ts";
 import { installHint, which } from "../util/exec.ts";
+import { isAlive } from "../util/pids.ts";
 import type { VmmName } from "./types.ts";
+
+export { isAlive };
 
 export const PID_FILE = "vmm.pid";
 export const STATE_FILE = "vmm.json";
@@ -214,26 +217,6 @@ export function processStartTime(pid: number): string | undefined {
     return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
   } catch {
     return undefined;
-  }
-}
-
-/** Alive and not a zombie (a zombie has exited; its parent just has not reaped it). */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-  return !isZombie(pid);
-}
-
-function isZombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    return state === "Z" || state === "X";
-  } catch {
-    return false;
   }
 }
 
