@@ -124,10 +124,10 @@ describe("importKernel from Debian's cloud kernel package", () => {
     assert.deepEqual(imported.manifest.modules_not_found, ["crc32c_generic", "ext4"]);
     await assert.rejects(importKernel(src, { name: "from-dir", kernelsDir, agentPath: AGENT }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.AlreadyExists);
     rmSync(join(src, "modules"), { recursive: true });
-    const replaced = await importKernel(src, { name: "from-dir", kernelsDir, agentPath: AGENT, replace: true });
-    assert.deepEqual([replaced.manifest.modules, replaced.manifest.has_initrd], [[], false]);
-    assert.deepEqual(readdirSync(join(kernelsDir, "from-dir")).sort(), ["manifest.json", "vmlinux"]);
-    assert.deepEqual(readdirSync(kernelsDir).sort(), ["debian-cloud", "from-dir"]);
+    const bare = await importKernel(src, { name: "from-dir-bare", kernelsDir, agentPath: AGENT });
+    assert.deepEqual([bare.manifest.modules, bare.manifest.has_initrd], [[], false]);
+    assert.deepEqual(readdirSync(join(kernelsDir, "from-dir-bare")).sort(), ["manifest.json", "vmlinux"]);
+    assert.deepEqual(readdirSync(kernelsDir).sort(), ["debian-cloud", "from-dir", "from-dir-bare"]);
   });
 });
 

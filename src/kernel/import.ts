@@ -1,12 +1,12 @@
 // `kernel import`: a kernel directory or a Debian/Ubuntu linux-image .deb becomes a kernel
 // directory `<kernelsDir>/<name>/` with vmlinux (ELF), the needed modules, the generated
 // initramfs and manifest.json, published with one rename (nothing left on failure).
-import { copyFile, mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { agentBinary, hostAgentArch, type AgentArch } from "../guest/index.ts";
 import { requireAgentBinary, sha256File } from "../rootfs/index.ts";
 import { alreadyExists, invalidArgument, throwIfAborted } from "../util/errors.ts";
-import { publishDir, removeQuietly } from "../util/fsx.ts";
+import { publishDir } from "../util/fsx.ts";
 import { validateName } from "../util/names.ts";
 import { noProgress, type Progress } from "../util/progress.ts";
 import { extractVmlinux, kernelReleaseOf } from "./bzimage.ts";
@@ -33,8 +33,6 @@ export interface ImportKernelOptions {
   /** The agent that becomes the initramfs /init. Default: the built agent for arch. */
   agentPath?: string;
   arch?: AgentArch;
-  /** Replace an existing kernel of that name (only once the new one is complete). */
-  replace?: boolean;
   /** The path to name in messages and the manifest when `source` is a staged copy (an upload). */
   label?: string;
   signal?: AbortSignal;
@@ -60,16 +58,15 @@ export async function importKernel(source: string, opts: ImportKernelOptions): P
   const name = validateName("kernel", opts.name);
   const dest = join(opts.kernelsDir, name);
   const exists = await stat(dest).catch(() => undefined);
-  if (exists && !opts.replace) throw alreadyExists(`kernel ${name} already exists`, `remove it first (banger kernel rm ${name}) or pass --force`);
+  if (exists) throw alreadyExists(`kernel ${name} already exists`, `remove it first (banger kernel rm ${name}) or pass --force`);
   const src = resolve(source);
   const st = await stat(src).catch(() => undefined);
   if (!st) throw invalidArgument(`${source} does not exist`, "pass a kernel directory or a linux-image-*.deb");
   const agentPath = opts.agentPath ?? agentBinary(opts.arch ?? hostAgentArch());
   const progress = opts.progress ?? noProgress;
   const shown = opts.label ?? src;
-  // Dot-prefixed names are never taken for kernels by anything listing kernelsDir.
-  const target = exists ? join(opts.kernelsDir, `.${name}.new-${process.pid}`) : dest;
-  const manifest = await publishDir(target, async (staging) => {
+  // Replacing an existing kernel is the daemon's journaled swap (daemon/replace.ts), not ours.
+  const manifest = await publishDir(dest, async (staging) => {
     const parts = st.isDirectory()
       ? await importDirectory(src, shown, staging, agentPath, progress, opts.signal)
       : await importDeb(src, shown, staging, agentPath, progress, opts.signal);
@@ -86,15 +83,7 @@ export async function importKernel(source: string, opts: ImportKernelOptions): P
     throwIfAborted(opts.signal);
     return m;
   });
-  if (target !== dest) await swapInto(target, dest, join(opts.kernelsDir, `.${name}.old-${process.pid}`));
   return { dir: dest, manifest };
-}
-
-/** Replaces `dest` by `fresh`: the old directory is moved aside first, then removed. */
-async function swapInto(fresh: string, dest: string, old: string): Promise<void> {
-  await rename(dest, old);
-  await rename(fresh, dest);
-  await removeQuietly(old);
 }
 
 async function importDeb(deb: string, shown: string, staging: string, agentPath: string, progress: Progress, signal?: AbortSignal): Promise<Parts> {
