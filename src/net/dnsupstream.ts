@@ -41,7 +41,7 @@ export function formatUpstream(u: Upstream): string {
   return u.port === 53 ? u.host : `${host}:${u.port}`;
 }
 
-/** The `nameserver` addresses of a resolv.conf text (scoped IPv6 link-local ones are skipped). */
+/** The `nameserver` addresses of a resolv.conf text (a scoped link-local one keeps its %interface). */
 export function parseResolvConf(text: string): Upstream[] {
   const out: Upstream[] = [];
   for (const line of text.split("\n")) {
