@@ -16,7 +16,7 @@ import { createServer, isIP, type Server, type Socket } from "node:net";
 import dnsPacket from "dns-packet";
 import type { Answer, Packet, Question } from "dns-packet";
 import { BangerError, ErrorCode } from "../util/errors.ts";
-import type { Forwarder } from "./dnsforward.ts";
+import { NoUpstreams, type Forwarder } from "./dnsforward.ts";
 
 export interface VmAddresses {
   ipv4?: readonly string[];
@@ -98,7 +98,7 @@ function handleQuery(message: Buffer, client: string, ctx: Context): Packet | un
   if (NOT_FORWARDED.has(q.type)) return reply(RCODE.NOTIMP);
   return ctx.forwarder.resolve({ name: q.name, type: q.type, class: "IN" }, client).then(
     (r) => ({ ...base, answers: r.answers, authorities: r.authorities, flags: rd | FLAG_RA | r.rcode }),
-    () => ({ ...base, flags: rd | FLAG_RA | RCODE.SERVFAIL }),
+    (err: unknown) => ({ ...base, flags: rd | FLAG_RA | (err instanceof NoUpstreams ? RCODE.REFUSED : RCODE.SERVFAIL) }),
   );
 }
 

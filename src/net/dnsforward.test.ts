@@ -134,6 +134,8 @@ test("queries from an address that is no guest are refused, whatever the name; a
   assert.equal(none.status, "REFUSED");
   assert.doesNotMatch(none.flags, /\bra\b/);
   assert.deepEqual((await dig(server, "127.0.0.4", "alpha.vm")).answers, ["A 172.30.0.2"]);
+  const off = await serve({}, []); // no resolver in resolv.conf, or dns.upstream = []
+  assert.equal((await dig(off.server, "127.0.0.2", "example.test")).status, "REFUSED");
   assert.equal(upstream.questions.length, 0, "nothing was forwarded");
 });
 

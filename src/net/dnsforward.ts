@@ -48,6 +48,8 @@ interface CacheEntry extends Resolved {
 
 /** The forwarder is out of room for this client or for everyone: answer SERVFAIL, ask nobody. */
 export class ForwarderBusy extends Error {}
+/** There is no upstream to ask (none in resolv.conf, or `dns.upstream` is empty): REFUSED. */
+export class NoUpstreams extends Error {}
 
 export interface ForwarderOptions {
   /** Read on every question, so a changed resolv.conf is used at once. */
@@ -91,6 +93,7 @@ export class Forwarder {
     const key = `${q.class ?? "IN"} ${q.type} ${q.name.toLowerCase().replace(/\.$/, "")}`;
     const cached = this.#fromCache(key);
     if (cached) return cached;
+    if (this.#upstreams().length === 0) throw new NoUpstreams("no upstream resolvers (none in resolv.conf, or dns.upstream is empty)");
     const waiting = this.#perClient.get(client) ?? 0;
     if (waiting >= this.limits.inflightPerClient) throw new ForwarderBusy(`${client} has ${waiting} questions waiting`);
     let pending = this.#inflight.get(key);
@@ -120,7 +123,6 @@ export class Forwarder {
     const deadline = Date.now() + this.limits.timeoutMs;
     const now = Date.now();
     const all = this.#upstreams();
-    if (all.length === 0) throw new UpstreamError("no upstream resolvers (none in resolv.conf or dns.upstream)", false);
     const order = [...all].sort((a, b) => Number(this.#isDown(a, now)) - Number(this.#isDown(b, now)));
     let last: unknown;
     for (const up of order) {
