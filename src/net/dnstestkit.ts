@@ -2,8 +2,8 @@
 // a zone it is given (A/AAAA, one TTL; other names NXDOMAIN with an SOA). It records every
 // question it gets, and can misbehave on demand: stay silent, send spoofed replies (wrong
 // id, wrong question) before the real one, or truncate every UDP reply. Run as a script
-// (`node --import tsx dnstestkit.ts HOST ZONE_JSON`) it serves port 53 until killed and
-// prints "ready" (the e2e's "internet" resolver inside a network namespace).
+// (`node --import tsx dnstestkit.ts HOST ZONE_JSON`) it serves port 53 until killed, and
+// prints "ready" then a line per question: the e2e's "internet" resolver in a namespace.
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { createServer, type Server } from "node:net";
 import { pathToFileURL } from "node:url";
@@ -27,6 +27,7 @@ export class FakeUpstream {
   /** Delay before answering (ms): lets tests hold questions in flight. */
   delayMs = 0;
   readonly questions: FakeQuestion[] = [];
+  onQuestion?: (q: FakeQuestion) => void;
   #udp!: UdpSocket;
   #tcp!: Server;
   port = 0;
@@ -85,7 +86,9 @@ export class FakeUpstream {
     const q = query.questions?.[0];
     if (!q) return [];
     const opt = query.additionals?.find((a) => a.type === "OPT") as { options?: unknown[] } | undefined;
-    this.questions.push({ name: q.name, type: q.type, transport, id: query.id ?? 0, ednsOptions: opt?.options?.length ?? 0 });
+    const asked = { name: q.name, type: q.type, transport, id: query.id ?? 0, ednsOptions: opt?.options?.length ?? 0 };
+    this.questions.push(asked);
+    this.onQuestion?.(asked);
     if (this.behaviour === "silent") return [];
     const real = this.#answer(query);
     if (this.behaviour === "truncate-udp" && transport === "udp") {
@@ -125,6 +128,7 @@ export class FakeUpstream {
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const [host, zoneJson] = process.argv.slice(2);
-  await new FakeUpstream(host!, JSON.parse(zoneJson ?? "{}") as FakeZone).start(53);
+  const upstream = await new FakeUpstream(host!, JSON.parse(zoneJson ?? "{}") as FakeZone).start(53);
+  upstream.onQuestion = (q) => console.log(`question ${q.name} ${q.type} ${q.transport}`);
   console.log("ready");
 }

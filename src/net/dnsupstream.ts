@@ -156,6 +156,7 @@ function exchangeTcp(up: Upstream, q: Question, timeoutMs: number): Promise<Upst
     const conn = connect(up.port, up.host);
     let buf = Buffer.alloc(0);
     const fail = (why: string) => {
+      clearTimeout(timer);
       conn.destroy();
       reject(new UpstreamError(`${formatUpstream(up)} over TCP: ${why}`, true));
     };
