@@ -82,7 +82,12 @@ function handleQuery(message: Buffer, client: string, ctx: Context): Packet | un
   if (((query.flags ?? 0) >> 11) & 0xf) return reply(RCODE.NOTIMP);
   const q = query.questions?.[0];
   if (!q || query.questions!.length !== 1) return reply(RCODE.FORMERR);
-  const access = ctx.access(client);
+  let access: DnsAccess | undefined;
+  try {
+    access = ctx.access(client);
+  } catch {
+    return reply(RCODE.SERVFAIL); // the store failing must not take the server down either
+  }
   if (!access) return reply(RCODE.REFUSED);
   const name = q.name.toLowerCase().replace(/\.$/, "");
   if (name === VM_DOMAIN || name.endsWith(`.${VM_DOMAIN}`)) {

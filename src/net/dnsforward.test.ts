@@ -139,6 +139,22 @@ test("queries from an address that is no guest are refused, whatever the name; a
   assert.equal(upstream.questions.length, 0, "nothing was forwarded");
 });
 
+test("a store that fails while telling who asks is a SERVFAIL, and the server keeps answering", async () => {
+  let broken = true;
+  const server = await startDnsServer({
+    host: "127.0.0.1", port: 0, lookup: () => ({ ipv4: ["172.30.0.2"] }),
+    access: () => {
+      if (broken) throw new Error("store gone");
+      return "local";
+    },
+  });
+  servers.push(server);
+  assert.equal((await dig(server, "127.0.0.2", "alpha.vm")).status, "SERVFAIL");
+  assert.equal((await dig(server, "127.0.0.2", "alpha.vm", "A", "+tcp")).status, "SERVFAIL");
+  broken = false;
+  assert.deepEqual((await dig(server, "127.0.0.2", "alpha.vm")).answers, ["A 172.30.0.2"]);
+});
+
 test("replies with the wrong id or question are ignored; only spoofs is a SERVFAIL", async () => {
   upstream.behaviour = "spoof-first";
   const { server } = await serve({ timeoutMs: 800, attemptMs: 800 });
