@@ -70,6 +70,8 @@ export interface Config {
   vmm?: string;
   web?: { enabled?: boolean; port?: number; address?: string };
   network?: { enabled?: boolean; subnet?: string; bridge?: string; tap_pool?: number };
+  /** Resolvers the guests' DNS forwards to (validated by the daemon); unset: the host's resolv.conf. */
+  dns?: { upstream?: string[] };
   /** Free space kept under the root: `vm create`/`start`/`resume` refuse below it, `doctor` fails. */
   min_free_bytes?: number;
 }
@@ -98,6 +100,7 @@ export const CONFIG_KEYS: Record<string, string> = {
   "network.subnet": "the VMs' /24 (default: one inside 172.16.0.0/12 that no route uses)",
   "network.bridge": "bridge name (default banger0)",
   "network.tap_pool": "taps kept ready for new VMs (default 2)",
+  "dns.upstream": "comma-separated resolvers (IP or IP:PORT) guests' names go to (default: the host's /etc/resolv.conf)",
   min_free_bytes: "free space kept under the root, e.g. 2G: vm create/start/resume refuse below it (default 1G)",
 };
 
@@ -130,6 +133,7 @@ export function setConfigValue(config: Config, key: string, text: string | undef
 function parseConfigText(key: string, text: string): unknown {
   switch (key) {
     case "insecure_registries":
+    case "dns.upstream":
       return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
     case "web.enabled":
     case "network.enabled":

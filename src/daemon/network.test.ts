@@ -29,10 +29,29 @@ describe("networkSettings", () => {
       [{ network: { subnet: "172.31.5.1/24" } }, {}],
       [{ network: { enabled: "yes" } }, {}],
       [{ network: "on" }, {}],
+      [{ dns: { upstream: ["dns.google"] } }, {}],
+      [{ dns: { upstream: 53 } }, {}],
+      [{ dns: "1.1.1.1" }, {}],
+      [{}, { BANGER_DNS_UPSTREAM: "1.1.1.1:99999" }],
     ];
     for (const [config, env] of bad) {
       assert.throws(() => networkSettings(config as never, env), (err: any) => err.code === ErrorCode.InvalidArgument, JSON.stringify([config, env]));
     }
+  });
+});
+
+describe("networkSettings: the guests' DNS upstreams", () => {
+  it("are unset by default (the host's resolv.conf), chosen by config, and the environment wins", () => {
+    assert.equal(networkSettings({}, {}).dnsUpstream, undefined);
+    assert.deepEqual(networkSettings({ dns: { upstream: ["192.0.2.53", "[2001:db8::53]:5353"] } }, {}).dnsUpstream, [
+      { host: "192.0.2.53", port: 53 },
+      { host: "2001:db8::53", port: 5353 },
+    ]);
+    assert.deepEqual(networkSettings({ dns: { upstream: ["192.0.2.53"] } }, { BANGER_DNS_UPSTREAM: "127.0.0.1:5353, 198.51.100.53" }).dnsUpstream, [
+      { host: "127.0.0.1", port: 5353 },
+      { host: "198.51.100.53", port: 53 },
+    ]);
+    assert.deepEqual(networkSettings({ dns: { upstream: [] } }, {}).dnsUpstream, [], "an empty list: nothing forwarded");
   });
 });
 

@@ -2,7 +2,8 @@
 // whether networking is on (BANGER_NETWORK / config `network.enabled`), chooses and
 // persists the bridge subnet, hands out guest addresses at create (stored in vms.ip) and
 // taps at boot (vms.tap, from a pool of pre-created ones), re-renders the nftables rules
-// from the store after every change, serves `.vm` DNS on the gateway, and undoes it all:
+// from the store after every change, serves the guests' DNS on the gateway (guestdns.ts:
+// `.vm` names, and other names through the host's resolvers for VMs allowed out), and undoes it all:
 // per VM on stop/kill/rm, for VMs that are gone at daemon start, and entirely on
 // `daemon stop --cleanup-network`. With networking off it never touches the host's network:
 // every VM boots without a NIC (as with `--net none`).
@@ -14,14 +15,15 @@ import type { Config, Paths } from "../config/index.ts";
 import type { AgentClient } from "../guest/index.ts";
 import {
   DEFAULT_BRIDGE, DEFAULT_TAP_PREFIX, TapPool, allocateAddress, applyNat, chooseSubnet, deleteTap, ensureBridge, forgetKnownHost,
-  formatSubnet, gatewayOf, getLink, guestKernelParams, listRoutes, macForVm, parseSubnet, setupDns, startDnsServer,
-  subnetContains, sweepTaps, teardownHostNetwork, validateIfname, type DnsServer, type DnsSetupPlan, type NetTarget,
-  type Subnet, type VmNetRule,
+  formatSubnet, gatewayOf, getLink, guestKernelParams, listRoutes, macForVm, parseSubnet, setupDns,
+  subnetContains, sweepTaps, teardownHostNetwork, validateIfname, type DnsSetupPlan, type NetTarget,
+  type Subnet, type Upstream, type VmNetRule,
 } from "../net/index.ts";
 import { requireString, type MethodTable } from "../rpc/index.ts";
 import type { Store, VmNetPolicy, VmRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, errorLine, invalidArgument } from "../util/errors.ts";
 import type { DaemonContext } from "./context.ts";
+import { describeUpstreams, dnsUpstreamSetting, startGuestDns, type GuestDns } from "./guestdns.ts";
 import type { Logger } from "./logger.ts";
 import { sshMethods, sshPaths, validatePublicKey } from "./ssh.ts";
 
@@ -43,6 +45,8 @@ export interface NetworkSettings {
   /** Idle taps kept ready; 0 creates each VM's tap at boot. */
   tapPool: number;
   tapPrefix: string;
+  /** Resolvers the guests' DNS forwards to, when chosen (env or config); else the host's resolv.conf. */
+  dnsUpstream?: Upstream[];
 }
 
 const DEFAULT_TAP_POOL = 2;
@@ -55,7 +59,8 @@ const SSH_KEYS_SETTING = "ssh.authorized_keys";
  * Networking settings from the environment and config.json. On by default for the system
  * root only; `BANGER_NETWORK=off` or `network.enabled: false` turn it off; `BANGER_NETWORK=on`
  * or `network.enabled: true` turn it on (e.g. inside a test's network namespace);
- * `BANGER_TAP_POOL=N` overrides `network.tap_pool`.
+ * `BANGER_TAP_POOL=N` overrides `network.tap_pool`; `BANGER_DNS_UPSTREAM` / `dns.upstream`
+ * choose the guests' upstream resolvers (guestdns.ts).
  */
 export function networkSettings(config: Config, env: NodeJS.ProcessEnv = process.env): NetworkSettings {
   const raw = ((config as { network?: unknown }).network ?? {}) as NetworkConfig;
@@ -73,12 +78,14 @@ export function networkSettings(config: Config, env: NodeJS.ProcessEnv = process
   const poolText = env.BANGER_TAP_POOL ?? (raw.tap_pool === undefined ? undefined : String(raw.tap_pool));
   const tapPool = poolText === undefined || poolText === "" ? DEFAULT_TAP_POOL : Number(poolText);
   if (!Number.isInteger(tapPool) || tapPool < 0 || tapPool > MAX_TAP_POOL) throw invalidArgument(`tap pool size must be a whole number from 0 to ${MAX_TAP_POOL}`);
+  const dnsUpstream = dnsUpstreamSetting(config, env);
   return {
     enabled,
     bridge: validateIfname((raw.bridge as string | undefined) ?? DEFAULT_BRIDGE, "bridge name"),
     ...(raw.subnet === undefined ? {} : { subnet: parseSubnet(raw.subnet as string) }),
     tapPool,
     tapPrefix: DEFAULT_TAP_PREFIX,
+    ...(dnsUpstream === undefined ? {} : { dnsUpstream }),
   };
 }
 
@@ -96,6 +103,8 @@ export interface NetworkStatus {
   subnet: string | null;
   gateway: string | null;
   dns: string | null;
+  /** Where names outside `.vm` are resolved for guests allowed out. */
+  dnsUpstream: string[];
   idleTaps: string[];
 }
 
@@ -117,7 +126,7 @@ export class NetworkManager {
   #subnet: Subnet | undefined;
   #up: Promise<void> | undefined;
   #pool: TapPool | undefined;
-  #dns: DnsServer | undefined;
+  #dns: GuestDns | undefined;
   /** Serializes host changes (setup, nft applies, teardown): each waits for the previous. */
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -265,20 +274,15 @@ export class NetworkManager {
     await this.#pool.fill();
     const gateway = gatewayOf(subnet);
     try {
-      this.#dns = await startDnsServer({ host: gateway, port: 53, lookup: (name) => this.#lookup(name) });
+      this.#dns = await startGuestDns({ gateway, store: this.#store, upstreams: this.settings.dnsUpstream });
     } catch (err) {
-      this.#log.warn("no .vm DNS", { error: errorLine(err) });
+      this.#log.warn("no DNS for guests", { error: errorLine(err) });
     }
     // Link settings for systemd-resolved vanish with the bridge: put them back if asked once.
     if (this.#store.getSetting(DNS_SETUP_SETTING) === "1") {
       await setupDns(this.#target, bridge, gateway).catch((err: unknown) => this.#log.warn("dns setup failed", { error: errorLine(err) }));
     }
-    this.#log.info("vm network up", { bridge, subnet: formatSubnet(subnet), gateway, taps: tapPool, sweptTaps: swept, ms: round(performance.now() - started) });
-  }
-
-  #lookup(name: string) {
-    const vm = this.#store.listVms().find((v) => v.ip && v.name.toLowerCase() === name);
-    return vm ? { ipv4: [vm.ip!] } : undefined;
+    this.#log.info("vm network up", { bridge, subnet: formatSubnet(subnet), gateway, taps: tapPool, sweptTaps: swept, dnsUpstream: describeUpstreams(this.#dns), ms: round(performance.now() - started) });
   }
 
   /**
@@ -319,7 +323,8 @@ export class NetworkManager {
       bridge: this.settings.bridge,
       subnet: subnet ? formatSubnet(subnet) : null,
       gateway: subnet ? gatewayOf(subnet) : null,
-      dns: this.#dns ? `${this.#dns.host}:${this.#dns.port}` : null,
+      dns: this.#dns ? `${this.#dns.server.host}:${this.#dns.server.port}` : null,
+      dnsUpstream: describeUpstreams(this.#dns),
       idleTaps: this.#pool ? [...this.#pool.idle] : [],
     };
   }
@@ -327,7 +332,7 @@ export class NetworkManager {
   /** Daemon shutdown: stop serving DNS and delete idle taps. Running VMs keep their taps and rules. */
   async close(): Promise<void> {
     await this.#serial(async () => {
-      await this.#dns?.close().catch(() => undefined);
+      await this.#dns?.server.close().catch(() => undefined);
       this.#dns = undefined;
       await this.#pool?.close().catch(() => undefined);
     });

@@ -1,6 +1,7 @@
 // Package net owns the host side of VM networking: the bridge subnet choice and guest
 // address allocation, the bridge itself, a pool of pre-created taps, NAT plus per-VM egress
-// policy and guest isolation in nftables tables of banger's own, the `.vm` DNS server,
+// policy and guest isolation in nftables tables of banger's own, the guests' DNS server
+// (`.vm` names, other names forwarded to the host's resolvers for guests allowed out),
 // `banger dns setup` through systemd-resolved, the SSH include file and key, and the
 // guest's network parameters (kernel command line, MAC).
 //
@@ -26,7 +27,11 @@ export {
 export type { EgressPolicy, NatSpec, VmNetRule } from "./nat.ts";
 export { setupHostNetwork, teardownHostNetwork } from "./network.ts";
 export { VM_DOMAIN, answerQuery, startDnsServer } from "./dns.ts";
-export type { DnsServer, DnsServerOptions, VmAddresses, VmLookup } from "./dns.ts";
+export type { ClientAccess, DnsAccess, DnsServer, DnsServerOptions, VmAddresses, VmLookup } from "./dns.ts";
+export { FORWARDER_LIMITS, Forwarder } from "./dnsforward.ts";
+export type { ForwarderLimits, ForwarderOptions } from "./dnsforward.ts";
+export { RESOLV_CONF, formatUpstream, parseResolvConf, parseUpstream, resolvConfUpstreams } from "./dnsupstream.ts";
+export type { Upstream } from "./dnsupstream.ts";
 export { detectResolved, planDnsSetup, setupDns } from "./dnssetup.ts";
 export type { DnsSetupFacts, DnsSetupPlan } from "./dnssetup.ts";
 export { ensureSshKey, forgetKnownHost, renderSshConfig, sshIncludeLine, writeSshConfig } from "./ssh.ts";

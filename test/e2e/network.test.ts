@@ -1,7 +1,9 @@
 // VM networking for real: the daemon runs inside a network namespace this file creates
 // (the first CLI call starts it there, so it inherits the namespace), with a second
-// namespace on a veth pair standing in for the internet. Three busybox VMs: `full`,
-// `public` and `none`. Checks addresses, NAT, egress policy, isolation, `.vm` DNS, port
+// namespace on a veth pair standing in for the internet, with a web server and a resolver
+// of the test's own (the daemon is told to use it: BANGER_DNS_UPSTREAM, so the host's
+// /etc/resolv.conf plays no part). Three busybox VMs: `full`, `public` and `none`. Checks
+// addresses, NAT, egress policy, isolation, `.vm` DNS, names resolved for guests, port
 // forwarding over the agent channel, OpenSSH through the ProxyCommand, and that
 // `daemon stop --cleanup-network` leaves no table, tap or bridge. Nothing here touches
 // the host's own network: every namespace is removed at the end.
@@ -10,12 +12,16 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { ChildProcess } from "node:child_process";
 import { NetnsLab, canUseNetns, waitForLine } from "../../src/net/testkit.ts";
 import { which } from "../../src/util/exec.ts";
 import { REPO, type CliResult, isAlive, makeTempHome, prepareBootableHome, stopDaemon } from "../helpers.ts";
 
 const skip = !(await canUseNetns()) && "needs root and iproute2 to create network namespaces";
 const BRIDGE = "banger0";
+/** The "internet's" resolver, and the name it serves for the web server. */
+const RESOLVER = "198.51.100.53";
+const WEB_NAME = "web.example.test";
 
 describe("vm networking (real VMs, daemon inside a network namespace)", { skip }, () => {
   const lab = new NetnsLab();
@@ -25,12 +31,16 @@ describe("vm networking (real VMs, daemon inside a network namespace)", { skip }
   let ns = "";
   let gateway = "";
   const ips: Record<string, string> = {};
+  /** Questions the "internet's" resolver got ("NAME TYPE TRANSPORT"). */
+  const upstreamQuestions: string[] = [];
+  let resolver: ChildProcess | undefined;
 
   /** bin/banger inside the daemon's namespace, networking on. */
   function banger(args: string[], opts: { input?: Buffer | string; timeoutMs?: number } = {}): Promise<CliResult> {
     return new Promise((resolve, reject) => {
       const child = spawn("ip", ["netns", "exec", ns, join(REPO, "bin/banger"), ...args], {
-        env: { ...process.env, ...env, BANGER_NETWORK: "on", BANGER_HOME: home, HOME: userHome },
+        // 127.0.0.53 first: a loopback stub that nothing answers in this namespace is skipped.
+        env: { ...process.env, ...env, BANGER_NETWORK: "on", BANGER_HOME: home, HOME: userHome, BANGER_DNS_UPSTREAM: `127.0.0.53,${RESOLVER}` },
         timeout: opts.timeoutMs ?? 120_000,
       });
       let stdout = "";
@@ -75,9 +85,13 @@ describe("vm networking (real VMs, daemon inside a network namespace)", { skip }
     await lab.ip(outside, "link", "set", "wan0", "up");
     // The "internet": a public, a private and the cloud metadata address, one HTTP server
     // answering with the client's address.
-    for (const a of ["198.51.100.1/32", "10.200.0.1/32", "169.254.169.254/32"]) await lab.ip(outside, "addr", "add", a, "dev", "lo");
+    for (const a of ["198.51.100.1/32", "10.200.0.1/32", "169.254.169.254/32", `${RESOLVER}/32`]) await lab.ip(outside, "addr", "add", a, "dev", "lo");
     const server = lab.spawn(outside, [process.execPath, "-e", `require("http").createServer((q, r) => r.end("seen " + q.socket.remoteAddress)).listen(8080, "0.0.0.0", () => console.log("ready"))`]);
     await waitForLine(server, /ready/);
+    // Its resolver: WEB_NAME is the web server.
+    resolver = lab.spawn(outside, [process.execPath, "--import", "tsx", join(REPO, "src/net/dnstestkit.ts"), RESOLVER, JSON.stringify({ [WEB_NAME]: { A: ["198.51.100.1"], ttl: 120 } })]);
+    await waitForLine(resolver, /^ready$/, 20_000);
+    resolver.stdout!.on("data", (b: Buffer) => upstreamQuestions.push(...b.toString().split("\n").filter((l) => l.startsWith("question ")).map((l) => l.slice(9))));
 
     for (const [name, net] of [["full", "full"], ["pub", "public"], ["nonet", "none"]] as const) {
       await ok(["vm", "create", "--name", name, "--image", "busybox", "--memory", "256M", "--net", net]);
@@ -150,6 +164,29 @@ describe("vm networking (real VMs, daemon inside a network namespace)", { skip }
     if (!which("resolvectl")) assert.match(await ok(["dns", "setup"]), new RegExp(`dig @${gateway.replace(/\./g, "\\.")} <vm-name>\\.vm`));
     // Guests use it too (the agent wrote it into resolv.conf).
     assert.match((await guest("full", "nslookup pub.vm")).stdout, new RegExp(ips.pub!.replace(/\./g, "\\.")));
+  });
+
+  it("guests resolve names outside .vm through the host's resolvers: full and public yes, none and the host no", async () => {
+    const lookedUp = await guest("full", `nslookup ${WEB_NAME}`);
+    assert.equal(lookedUp.code, 0, lookedUp.stdout + lookedUp.stderr);
+    assert.match(lookedUp.stdout, /Address:\s+198\.51\.100\.1\b/);
+    // Fetched by name (nc resolves through the guest's resolv.conf: the gateway).
+    const r = await guest("full", `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 ${WEB_NAME} 8080`);
+    assert.equal(r.stdout.split("\r\n\r\n")[1], "seen 192.0.2.2", `fetched by name (${r.code} ${r.stderr})`);
+    assert.match((await guest("pub", `nslookup ${WEB_NAME}`)).stdout, /Address:\s+198\.51\.100\.1\b/, "public: names too");
+    const nx = await guest("full", "nslookup nosuch.example.test");
+    assert.match(nx.stdout + nx.stderr, /NXDOMAIN/);
+    // Asked again: answered from the daemon's cache, the resolver saw the A question once.
+    await guest("pub", `nslookup ${WEB_NAME}`);
+    assert.equal(upstreamQuestions.filter((q) => q.startsWith(`${WEB_NAME} A `)).length, 1, upstreamQuestions.join("\n"));
+    assert.ok(!upstreamQuestions.some((q) => /\.vm /.test(q)), "`.vm` names never leave");
+
+    const none = await guest("nonet", `nslookup ${WEB_NAME}`);
+    assert.notEqual(none.code, 0, "--net none: no name resolves");
+    assert.doesNotMatch(none.stdout, /198\.51\.100\.1/);
+    // The host (not a guest) gets `.vm` names only: banger is no resolver for anyone else.
+    assert.match(await lab.exec(ns, ["dig", `@${gateway}`, WEB_NAME, "+time=3", "+tries=1"]), /status: REFUSED/);
+    assert.match(await ok(["net", "status"]), new RegExp(`dnsUpstream:\\s+127\\.0\\.0\\.53 ${RESOLVER.replace(/\./g, "\\.")}`));
   });
 
   it("lists guest ports and forwards a host loopback port to a guest httpd (--net none)", async () => {
