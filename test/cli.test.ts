@@ -43,6 +43,22 @@ describe("cli", () => {
     }
   });
 
+  for (const args of [["vm", "create", "--memory", "10"], ["vm", "set", "some-vm", "--memory", "300G"], ["vm", "run", "--memory", "32M", "--", "true"]]) {
+    it(`names the flag and its range in human units: banger ${args.join(" ")}`, async () => {
+      const { home: fresh, cleanup: done } = makeTempHome();
+      try {
+        const r = await runBanger(args, { home: fresh });
+        assert.equal(r.code, 2, r.stderr);
+        assert.match(r.stderr, /^banger: --memory must be 64M\.\.256G, not "\w+"/);
+        assert.doesNotMatch(r.stderr, /memoryMib/);
+        const status = await runBanger(["daemon", "status"], { home: fresh });
+        assert.match(status.stdout, /not running/, "refused before contacting the daemon (nothing built, nothing booted)");
+      } finally {
+        done();
+      }
+    });
+  }
+
   it("reports a failed operation as one line on stderr with exit 1", async () => {
     const r = await runBanger(["vm", "show", "ghost"], { home });
     assert.equal(r.code, 1);

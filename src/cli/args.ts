@@ -22,5 +22,9 @@ export function parseCount(flag: string, min: number, max: number): (v: string) 
   };
 }
 
-/** `--memory 512M` / `2G` / `512` (MiB) as MiB. */
-export const parseMemoryMib = (v: string): number => Math.round(parseSize(v, "--memory", "m") / 1024 ** 2);
+/** `--memory 512M` / `2G` / `512` (MiB) as MiB, within what the daemon accepts (64 MiB to 256 GiB). */
+export const parseMemoryMib = (v: string): number => {
+  const mib = Math.round(parseSize(v, "--memory", "m") / 1024 ** 2);
+  if (mib < 64 || mib > 256 * 1024) throw invalidArgument(`--memory must be 64M..256G, not ${JSON.stringify(v)}`, "e.g. --memory 512M or --memory 2G (a bare number is MiB)");
+  return mib;
+};

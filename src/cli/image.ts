@@ -1,7 +1,7 @@
 // `banger image ...`: root disk images from the catalog or any OCI registry.
 import type { Command } from "commander";
 import type { ImageRecord } from "../store/index.ts";
-import { humanBytes } from "../util/fsx.ts";
+import { humanBytes } from "../util/human.ts";
 import { validateName } from "../util/names.ts";
 import { parseSize } from "../util/size.ts";
 import { callDaemon } from "./daemon-client.ts";

@@ -4,7 +4,7 @@
 // a catalog: all of it goes through util/text.ts's inert() before reaching the terminal.
 import { ConnectionLostError } from "../rpc/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
-import { humanBytes } from "../util/fsx.ts";
+import { humanBytes } from "../util/human.ts";
 import type { Progress, ProgressEvent } from "../util/progress.ts";
 import { inert, inertJson } from "../util/text.ts";
 

@@ -2,7 +2,7 @@
 import { Option, type Command } from "commander";
 import type { VmRecord } from "../store/index.ts";
 import { ErrorCode, invalidArgument } from "../util/errors.ts";
-import { humanBytes } from "../util/fsx.ts";
+import { humanBytes } from "../util/human.ts";
 import { validateName } from "../util/names.ts";
 import { parseSize } from "../util/size.ts";
 import { attachExec } from "./attach.ts";
