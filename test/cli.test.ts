@@ -43,14 +43,20 @@ describe("cli", () => {
     }
   });
 
-  for (const args of [["vm", "create", "--memory", "10"], ["vm", "set", "some-vm", "--memory", "300G"], ["vm", "run", "--memory", "32M", "--", "true"]]) {
+  for (const [args, error] of [
+    [["vm", "create", "--memory", "10"], /^banger: --memory must be 64M\.\.256G, not "10"/],
+    [["vm", "set", "some-vm", "--memory", "300G"], /^banger: --memory must be 64M\.\.256G, not "300G"/],
+    [["vm", "run", "--memory", "32M", "--", "true"], /^banger: --memory must be 64M\.\.256G, not "32M"/],
+    [["vm", "create", "--disk-size", "0"], /^banger: --disk-size must be more than 0/],
+    [["image", "build", "--preset", "busybox", "--size", "0"], /^banger: --size must be more than 0/],
+  ] as const) {
     it(`names the flag and its range in human units: banger ${args.join(" ")}`, async () => {
       const { home: fresh, cleanup: done } = makeTempHome();
       try {
-        const r = await runBanger(args, { home: fresh });
+        const r = await runBanger([...args], { home: fresh });
         assert.equal(r.code, 2, r.stderr);
-        assert.match(r.stderr, /^banger: --memory must be 64M\.\.256G, not "\w+"/);
-        assert.doesNotMatch(r.stderr, /memoryMib/);
+        assert.match(r.stderr, error);
+        assert.doesNotMatch(r.stderr, /memoryMib|diskBytes|sizeBytes/);
         const status = await runBanger(["daemon", "status"], { home: fresh });
         assert.match(status.stdout, /not running/, "refused before contacting the daemon (nothing built, nothing booted)");
       } finally {

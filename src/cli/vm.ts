@@ -11,7 +11,7 @@ import { registerWorkspace } from "./workspace.ts";
 import { callDaemon } from "./daemon-client.ts";
 import { addNetOptions, netParams, registerVmNet } from "./net.ts";
 import { age, printFields, printJson, printTable } from "./output.ts";
-import { parseCount, parseEnv, parseMemoryMib } from "./args.ts";
+import { parseCount, parseDiskSize, parseEnv, parseMemoryMib } from "./args.ts";
 import { outBytes } from "../daemon/streams.ts";
 
 /** The most `vm logs` asks for: the daemon refuses more. */
@@ -24,8 +24,6 @@ function parseTailBytes(v: string): number {
 }
 
 const vmName = (v: string) => validateName("vm", v);
-
-const parseDisk = (v: string) => parseSize(v, "--disk-size", "b");
 
 /** The state, with why when the VM got there on its own (crashed, paused, stopped by its guest). */
 function stateText(v: VmRecord): string {
@@ -98,7 +96,7 @@ export function registerVm(program: Command): void {
     .option("--kernel <kernel>", "kernel (default: the image's kernel, else config default_kernel)")
     .option("--cpus <n>", "virtual CPUs (default 1)", parseCount("--cpus", 1, 64))
     .option("--memory <size>", "memory, e.g. 512M or 2G (default 512M)", parseMemoryMib)
-    .option("--disk-size <size>", "grow the root disk to this size, e.g. 4G", parseDisk)
+    .option("--disk-size <size>", "grow the root disk to this size, e.g. 4G", parseDiskSize("--disk-size"))
     .option("--no-start", "create the disk and record, but do not boot")
     .option("--json", "print JSON")
     .action(async (opts: { name?: string; image?: string; kernel?: string; cpus?: number; memory?: number; diskSize?: number; start: boolean; json?: boolean; net?: string; netPeer?: boolean }) => {
