@@ -7,6 +7,7 @@ import { validateName } from "../util/names.ts";
 import { parseSize } from "../util/size.ts";
 import { attachExec } from "./attach.ts";
 import { registerRun } from "./run.ts";
+import { registerStats } from "./stats.ts";
 import { registerWorkspace } from "./workspace.ts";
 import { callDaemon } from "./daemon-client.ts";
 import { addNetOptions, netParams, registerVmNet } from "./net.ts";
@@ -187,15 +188,7 @@ export function registerVm(program: Command): void {
       });
     });
 
-  vm.command("stats")
-    .description("memory, CPU and disk use inside the VM, and the VMM's own memory")
-    .argument("<name>", "VM name", vmName)
-    .option("--json", "print JSON")
-    .action(async (name: string, opts: { json?: boolean }) => {
-      const s = await callDaemon<{ name: string; pid: number; vmmRssBytes: number | null; guest: Record<string, unknown> }>("vm.stats", { name });
-      if (opts.json) return printJson(s);
-      printFields([["vm", s.name], ["vmm pid", s.pid], ["vmm rss", s.vmmRssBytes === null ? null : humanBytes(s.vmmRssBytes)], ...Object.entries(s.guest)]);
-    });
+  registerStats(vm);
 
   vm.command("exec")
     .description("run a command in a running VM; its exit status becomes banger's")
