@@ -46,7 +46,6 @@ export function registerStats(vm: Command): void {
     .description("CPU (over one second), memory and disk use inside the VM, its uptime, and the VMM's own memory")
     .argument("<name>", "VM name", (v: string) => validateName("vm", v))
     .option("--json", "print one raw sample as JSON (bytes; CPU as cumulative jiffies)")
-    .addHelpText("after", "\nExamples:\n  banger vm stats dev\n  banger vm stats dev --json | jq .guest.memory\n")
     .action(async (name: string, opts: { json?: boolean }) => {
       const first = await callDaemon<VmStatsReply>("vm.stats", { name });
       if (opts.json) return printJson(first);
