@@ -92,12 +92,12 @@ export function registerVm(program: Command): void {
 
   addNetOptions(vm.command("create"))
     .description("create a VM from an image and boot it (progress: disk, boot, agent)")
+    .option("--image <image>", "image (default: config default_image)")
+    .option("--kernel <kernel>", "kernel (default: the image's, else config default_kernel)")
     .option("--name <name>", "VM name (default: a generated adjective-noun)", vmName)
-    .option("--image <image>", "image to boot (default: config default_image)")
-    .option("--kernel <kernel>", "kernel (default: the image's kernel, else config default_kernel)")
-    .option("--cpus <n>", "virtual CPUs (default 1)", parseCount("--cpus", 1, 64))
-    .option("--memory <size>", "memory, e.g. 512M or 2G (default 512M)", parseMemoryMib)
-    .option("--disk-size <size>", "grow the root disk to this size, e.g. 4G", parseDiskSize("--disk-size"))
+    .option("--cpus <n>", "virtual CPUs (default: 1)", parseCount("--cpus", 1, 64))
+    .option("--memory <size>", "memory, e.g. 512M or 2G (default: 512M)", parseMemoryMib)
+    .option("--disk-size <size>", "root disk size, e.g. 8G (default: the image's; disks grow, never shrink)", parseDiskSize("--disk-size"))
     .option("--no-start", "create the disk and record, but do not boot")
     .option("--json", "print JSON")
     .action(async (opts: { name?: string; image?: string; kernel?: string; cpus?: number; memory?: number; diskSize?: number; start: boolean; json?: boolean; net?: string; netPeer?: boolean }) => {
@@ -106,7 +106,11 @@ export function registerVm(program: Command): void {
         "vm.create",
         { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryMib: opts.memory, diskBytes: opts.diskSize, noStart: !opts.start, ...netParams(opts) },
         opts.json,
-        (v) => `vm ${v.name} ${v.state} (${((Date.now() - started) / 1000).toFixed(1)}s); try: banger vm exec ${v.name} -- uname -a`,
+        (v) => {
+          const secs = ((Date.now() - started) / 1000).toFixed(1);
+          if (opts.start) return `vm ${v.name} ${v.state} (${secs}s); try: banger vm exec ${v.name} -- uname -a`;
+          return `vm ${v.name} created, not started (${secs}s); start it: banger vm start ${v.name}`;
+        },
       );
     });
 
@@ -160,7 +164,7 @@ export function registerVm(program: Command): void {
     .description("change CPUs or memory of a stopped VM")
     .argument("<name>", "VM name", vmName)
     .option("--cpus <n>", "virtual CPUs", parseCount("--cpus", 1, 64))
-    .option("--memory <size>", "memory, e.g. 1G", parseMemoryMib)
+    .option("--memory <size>", "memory, e.g. 512M or 2G", parseMemoryMib)
     .option("--json", "print JSON")
     .action((name: string, opts: { cpus?: number; memory?: number; json?: boolean }) =>
       vmAction("vm.set", { name, cpus: opts.cpus, memoryMib: opts.memory }, opts.json, (v) => `vm ${v.name}: ${v.cpus} cpu, ${v.memoryMib} MiB`),
