@@ -49,6 +49,7 @@ describe("cli", () => {
     [["vm", "run", "--memory", "32M", "--", "true"], /^banger: --memory must be 64M\.\.256G, not "32M"/],
     [["vm", "create", "--disk-size", "0"], /^banger: --disk-size must be more than 0/],
     [["image", "build", "--preset", "busybox", "--size", "0"], /^banger: --size must be more than 0/],
+    [["vm", "logs", "some-vm", "--bytes", "100M"], /^banger: --bytes must be 1\.\.16M, not "100M"/],
   ] as const) {
     it(`names the flag and its range in human units: banger ${args.join(" ")}`, async () => {
       const { home: fresh, cleanup: done } = makeTempHome();

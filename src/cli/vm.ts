@@ -20,7 +20,7 @@ const MAX_LOG_TAIL = 16 * 1024 * 1024;
 
 function parseTailBytes(v: string): number {
   const n = parseSize(v, "--bytes");
-  if (n < 1 || n > MAX_LOG_TAIL) throw invalidArgument(`--bytes: ${v} is outside 1 byte to 16M`);
+  if (n < 1 || n > MAX_LOG_TAIL) throw invalidArgument(`--bytes must be 1..16M, not ${JSON.stringify(v)}`, "or --all for everything the VM kept");
   return n;
 }
 
@@ -174,7 +174,7 @@ export function registerVm(program: Command): void {
     .description("print the end of the VM's serial console (the guest's own bytes, unfiltered; the VM keeps the last 1-2 MiB)")
     .argument("<name>", "VM name", vmName)
     .option("-f, --follow", "keep printing new output (Ctrl-C to stop)")
-    .option("--bytes <size>", "how much of the end to print, e.g. 64K, 2M (at most 16M)", parseTailBytes, 64 * 1024)
+    .addOption(new Option("--bytes <size>", "how much of the end to print, e.g. 64K, 2M (at most 16M)").argParser(parseTailBytes).default(64 * 1024, "64K"))
     .option("--all", "print everything the VM kept (same as --bytes 16M)")
     .action(async (name: string, opts: { follow?: boolean; bytes: number; all?: boolean }) => {
       await callDaemon(
