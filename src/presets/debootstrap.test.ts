@@ -64,7 +64,7 @@ describe("debootstrap progress", () => {
       writeFileSync(join(target, "debootstrap", "required"), "adduser apt base-files bash\n");
       writeFileSync(join(target, "debootstrap", "base"), "openssh-server ca-certificates\n");
       for (const line of [
-        "I: Extracting adduser...", "I: Extracting apt...",
+        "I: Extracting adduser...", "I: Extracting base-files...",
         "I: Unpacking required packages...", "I: Unpacking adduser...",
         "I: Configuring required packages...", "I: Configuring adduser...", "I: Configuring apt...", "I: Configuring bash...",
         "I: Unpacking the base system...", "I: Unpacking openssh-server...",
@@ -73,7 +73,7 @@ describe("debootstrap progress", () => {
       const shown = events.map((e) => `${e.message} ${e.done ?? "-"}/${e.total ?? "?"} ${e.unit ?? ""}`.trim());
       assert.deepEqual(shown, [
         "downloading adduser 1/? packages",
-        "extracting adduser 1/4 packages", "extracting apt 2/4 packages",
+        "extracting adduser 1/4 packages", "extracting base-files 2/4 packages",
         "installing 0/4 packages", "installing adduser 1/4 packages",
         "configuring 0/4 packages", "configuring adduser 1/4 packages", "configuring apt 2/4 packages", "configuring bash 3/4 packages",
         "installing 0/2 packages", "installing openssh-server 1/2 packages",

@@ -182,8 +182,9 @@ export class DebootstrapProgress {
   line(line: string): void {
     const step = parseDebootstrapLine(line);
     if (!step) return;
-    // "Unpacking the base system...", "Configuring required packages...": which list follows.
-    const group = /\b(base|required)\b/.exec(line)?.[1] as "required" | "base" | undefined;
+    // "Unpacking the base system...", "Configuring required packages...": which list follows
+    // (only such lines, which name no package: "Extracting base-files..." says nothing of it).
+    const group = step.item === undefined ? (/ (base|required) /.exec(line)?.[1] as "required" | "base" | undefined) : undefined;
     const changed = step.stage !== this.stage || (group !== undefined && group !== this.group);
     if (changed) {
       this.stage = step.stage;
