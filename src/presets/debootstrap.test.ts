@@ -31,7 +31,7 @@ describe("debootstrap progress", () => {
     assert.deepEqual(parseDebootstrapLine("I: Unpacking the base system..."), { stage: "installing" });
     assert.deepEqual(parseDebootstrapLine("I: Retrieving InRelease "), { stage: "downloading" });
     assert.deepEqual(parseDebootstrapLine("I: Checking Release signature"), { stage: "checking" });
-    assert.equal(parseDebootstrapLine("I: Validating bash 5.2.15-2+b7"), undefined);
+    assert.deepEqual(parseDebootstrapLine("I: Validating bash 5.2.15-2+b7"), { stage: "downloading", item: "bash" }, "a cached .deb is only validated");
     assert.equal(parseDebootstrapLine("random noise"), undefined);
   });
 

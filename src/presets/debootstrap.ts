@@ -144,6 +144,8 @@ const STAGES: [RegExp, string][] = [
   [/^I: Unpacking (\S+)/, "installing"],
   [/^I: Configuring (\S+)/, "configuring"],
   [/^I: (Checking Release signature|Validating Packages|Resolving dependencies)/, "checking"],
+  // A .deb already in the shared cache is only validated, never retrieved: it counts as got.
+  [/^I: Validating (\S+) \S/, "downloading"],
 ];
 
 /** What one debootstrap output line says, or undefined for lines not worth showing. */
