@@ -68,7 +68,7 @@ describe("debootstrap progress", () => {
         "I: Unpacking required packages...", "I: Unpacking adduser...",
         "I: Configuring required packages...", "I: Configuring adduser...", "I: Configuring apt...", "I: Configuring bash...",
         "I: Unpacking the base system...", "I: Unpacking openssh-server...",
-        "I: Configuring the base system...", "I: Configuring ca-certificates...",
+        "I: Configuring the base system...", "I: Configuring ca-certificates...", "I: Configuring bash:amd64...", "I: Configuring openssh-server:amd64...",
       ]) p.line(line);
       const shown = events.map((e) => `${e.message} ${e.done ?? "-"}/${e.total ?? "?"} ${e.unit ?? ""}`.trim());
       assert.deepEqual(shown, [
@@ -78,6 +78,8 @@ describe("debootstrap progress", () => {
         "configuring 0/4 packages", "configuring adduser 1/4 packages", "configuring apt 2/4 packages", "configuring bash 3/4 packages",
         "installing 0/2 packages", "installing openssh-server 1/2 packages",
         "configuring 0/2 packages", "configuring ca-certificates 1/2 packages",
+        // bash's triggers run again while the base system is configured: not one of base's packages.
+        "configuring bash:amd64 1/2 packages", "configuring openssh-server:amd64 2/2 packages",
       ]);
     } finally {
       rmSync(target, { recursive: true, force: true });

@@ -165,20 +165,21 @@ export function parseDebootstrapLine(line: string): DebootstrapStep | undefined 
  * every `everyMs`. debootstrap names no total while it downloads (the count grows); from
  * extraction on, each stage works through its list of required or base packages, which
  * debootstrap writes to <target>/debootstrap/{required,base} once the downloads are done:
- * `lists` reads them, and the stage shows packages N/M.
+ * `lists` reads them, and the stage shows packages N/M, counting only that list's packages
+ * (dpkg also reconfigures a required package's triggers while configuring the base system).
  */
 export class DebootstrapProgress {
   private stage = "";
   private group: "required" | "base" = "required";
   private readonly seen = new Set<string>();
   private lastEmit = 0;
-  private sizes: { required: number; base: number } | undefined;
+  private named: PackageLists | undefined;
 
   constructor(
     private readonly progress: Progress,
     private readonly everyMs = 500,
     private readonly now: () => number = Date.now,
-    private readonly lists: () => { required: number; base: number } | undefined = () => undefined,
+    private readonly lists: () => PackageLists | undefined = () => undefined,
   ) {}
 
   line(line: string): void {
@@ -194,32 +195,38 @@ export class DebootstrapProgress {
       else if (step.stage === "extracting" || step.stage === "downloading") this.group = "required";
       this.seen.clear();
     }
-    if (step.item) this.seen.add(step.item);
+    if (step.item) this.seen.add(step.item.replace(/:.*$/, "")); // dpkg says libc6:amd64
     const t = this.now();
     if (!changed && t - this.lastEmit < this.everyMs) return;
     this.lastEmit = t;
-    if (!this.sizes && step.stage !== "downloading" && step.stage !== "checking") this.sizes = this.lists();
-    const total = step.stage === "downloading" || step.stage === "checking" ? undefined : this.sizes?.[this.group];
+    if (!this.named && step.stage !== "downloading" && step.stage !== "checking") this.named = this.lists();
+    const list = step.stage === "downloading" || step.stage === "checking" ? undefined : this.named?.[this.group];
+    const total = list?.size;
     const counted = step.item !== undefined || total !== undefined;
     this.progress({
       phase: "debootstrap",
       message: step.item ? `${step.stage} ${step.item}` : step.stage,
-      ...(counted ? { done: this.seen.size, total, unit: "packages" } : {}),
+      ...(counted ? { done: list ? [...this.seen].filter((p) => list.has(p)).length : this.seen.size, total, unit: "packages" } : {}),
     });
   }
 }
 
-/** The sizes of debootstrap's required and base package lists, once it has written them. */
-export function readPackageLists(target: string): { required: number; base: number } | undefined {
-  const count = (name: string) => {
+export interface PackageLists {
+  required: Set<string>;
+  base: Set<string>;
+}
+
+/** debootstrap's required and base package lists, once it has written them. */
+export function readPackageLists(target: string): PackageLists | undefined {
+  const names = (name: string) => {
     try {
-      return readFileSync(join(target, "debootstrap", name), "utf8").split(/\s+/).filter((w) => w !== "").length;
+      return new Set(readFileSync(join(target, "debootstrap", name), "utf8").split(/\s+/).filter((w) => w !== ""));
     } catch {
       return undefined;
     }
   };
-  const required = count("required");
-  const base = count("base");
+  const required = names("required");
+  const base = names("base");
   return required === undefined || base === undefined ? undefined : { required, base };
 }
 
