@@ -1,7 +1,8 @@
 // The Examples section of every main command's --help, in one place so they read alike.
-// main.ts adds them after all commands are registered; cli.test.ts checks each main command
-// has exactly one. A command that gains options should gain an example here.
+// main.ts adds them after all commands are registered (a command that adds its own Examples
+// keeps those); cli.test.ts checks each main command has exactly one.
 import type { Command } from "commander";
+import type { EventEmitter } from "node:events";
 
 export const EXAMPLES: Record<string, string[]> = {
   "vm run": [
@@ -69,11 +70,23 @@ export function examplesText(lines: readonly string[]): string {
   return `\nExamples:\n${lines.map((l) => `  ${l}`).join("\n")}\n`;
 }
 
-/** Adds each command's Examples, found by its path under the program by name or alias ("image ls" is `image list`). */
+/** The text a command's own addHelpText("after", ...) adds (what commander's listeners would write). */
+function ownAfterHelp(cmd: Command): string {
+  let text = "";
+  // Commander's Command is an EventEmitter, though its types do not say so.
+  for (const listener of (cmd as unknown as EventEmitter).listeners("afterHelp")) (listener as (context: unknown) => void)({ error: false, command: cmd, write: (s: string) => void (text += s) });
+  return text;
+}
+
+/**
+ * Adds each command's Examples, found by its path under the program by name or alias ("image
+ * ls" is `image list`). A command whose own file already adds an Examples section keeps that
+ * one alone, so a section written beside its command never shows twice.
+ */
 export function addExamples(program: Command): void {
   const visit = (cmd: Command, parents: string[]) => {
     const key = [cmd.name(), ...cmd.aliases()].map((n) => [...parents, n].join(" ")).find((k) => EXAMPLES[k]);
-    if (key) cmd.addHelpText("after", examplesText(EXAMPLES[key]!));
+    if (key && !/^Examples:$/m.test(ownAfterHelp(cmd))) cmd.addHelpText("after", examplesText(EXAMPLES[key]!));
     for (const sub of cmd.commands) visit(sub, [...parents, cmd.name()]);
   };
   for (const sub of program.commands) visit(sub, []);
