@@ -43,6 +43,29 @@ describe("cli", () => {
     }
   });
 
+  for (const [args, error] of [
+    [["vm", "create", "--memory", "10"], /^banger: --memory must be 64M\.\.256G, not "10"/],
+    [["vm", "set", "some-vm", "--memory", "300G"], /^banger: --memory must be 64M\.\.256G, not "300G"/],
+    [["vm", "run", "--memory", "32M", "--", "true"], /^banger: --memory must be 64M\.\.256G, not "32M"/],
+    [["vm", "create", "--disk-size", "0"], /^banger: --disk-size must be more than 0/],
+    [["image", "build", "--preset", "busybox", "--size", "0"], /^banger: --size must be more than 0/],
+    [["vm", "logs", "some-vm", "--bytes", "100M"], /^banger: --bytes must be 1\.\.16M, not "100M"/],
+  ] as const) {
+    it(`names the flag and its range in human units: banger ${args.join(" ")}`, async () => {
+      const { home: fresh, cleanup: done } = makeTempHome();
+      try {
+        const r = await runBanger([...args], { home: fresh });
+        assert.equal(r.code, 2, r.stderr);
+        assert.match(r.stderr, error);
+        assert.doesNotMatch(r.stderr, /memoryMib|diskBytes|sizeBytes/);
+        const status = await runBanger(["daemon", "status"], { home: fresh });
+        assert.match(status.stdout, /not running/, "refused before contacting the daemon (nothing built, nothing booted)");
+      } finally {
+        done();
+      }
+    });
+  }
+
   it("reports a failed operation as one line on stderr with exit 1", async () => {
     const r = await runBanger(["vm", "show", "ghost"], { home });
     assert.equal(r.code, 1);
@@ -66,6 +89,21 @@ describe("cli", () => {
       const r = await runBanger(args, { home });
       assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
       assert.match(r.stdout, /^Usage: banger/);
+    }
+  });
+
+  it("has one Examples section in the --help of every main command", async () => {
+    const main = [
+      "vm run", "vm create", "vm exec", "vm shell", "vm ls", "vm rm", "vm stats", "vm logs",
+      "image pull", "image build", "image ls", "image rm", "kernel pull", "kernel import", "kernel ls", "kernel rm",
+      "session start", "session attach", "session ls", "session logs", "config", "doctor", "web",
+    ];
+    for (const command of main) {
+      const r = await runBanger([...command.split(" "), "--help"], { home });
+      assert.equal(r.code, 0, `${command}: ${r.stderr}`);
+      assert.equal(r.stdout.match(/^Examples:$/gm)?.length, 1, `banger ${command} --help:\n${r.stdout}`);
+      const block = r.stdout.slice(r.stdout.indexOf("Examples:\n") + 10).split("\n").filter((l) => l !== "");
+      assert.ok(block.length > 0 && block.every((l) => l.startsWith("  ") && l.includes(`banger ${command.split(" ")[0]}`)), `${command}: examples are commands:\n${block.join("\n")}`);
     }
   });
 

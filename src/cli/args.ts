@@ -22,5 +22,18 @@ export function parseCount(flag: string, min: number, max: number): (v: string) 
   };
 }
 
-/** `--memory 512M` / `2G` / `512` (MiB) as MiB. */
-export const parseMemoryMib = (v: string): number => Math.round(parseSize(v, "--memory", "m") / 1024 ** 2);
+/** `--memory 512M` / `2G` / `512` (MiB) as MiB, within what the daemon accepts (64 MiB to 256 GiB). */
+export const parseMemoryMib = (v: string): number => {
+  const mib = Math.round(parseSize(v, "--memory", "m") / 1024 ** 2);
+  if (mib < 64 || mib > 256 * 1024) throw invalidArgument(`--memory must be 64M..256G, not ${JSON.stringify(v)}`, "e.g. --memory 512M or --memory 2G (a bare number is MiB)");
+  return mib;
+};
+
+/** A disk or image size option (`--disk-size 8G`, `--size 2G`): bytes, more than zero. */
+export function parseDiskSize(flag: string): (v: string) => number {
+  return (v: string) => {
+    const n = parseSize(v, flag);
+    if (n < 1) throw invalidArgument(`${flag} must be more than 0, not ${JSON.stringify(v)}`, `e.g. ${flag} 8G`);
+    return n;
+  };
+}

@@ -1,12 +1,12 @@
 // `banger image ...`: root disk images from the catalog or any OCI registry.
 import type { Command } from "commander";
 import type { ImageRecord } from "../store/index.ts";
-import { humanBytes } from "../util/fsx.ts";
+import { humanBytes } from "../util/human.ts";
 import { validateName } from "../util/names.ts";
-import { parseSize } from "../util/size.ts";
 import { callDaemon } from "./daemon-client.ts";
 import { inert } from "../util/text.ts";
 import { age, printFields, printJson, printTable } from "./output.ts";
+import { parseDiskSize } from "./args.ts";
 
 const imageName = (v: string) => validateName("image", v);
 const kernelName = (v: string) => validateName("kernel", v);
@@ -80,7 +80,7 @@ export function registerImage(program: Command): void {
     .option("--kernel-ref <kernel>", "kernel to boot it with (overrides the catalog's)", kernelName)
     .option("--kernel <kernel>", "kernel when the catalog entry names none", kernelName)
     .option("--platform <os/arch[/variant]>", "platform to pick from a multi-arch image (default: this host's)")
-    .option("--size <size>", "root disk size for OCI images, e.g. 2G (default: content + headroom)", (v: string) => parseSize(v, "--size"))
+    .option("--size <size>", "root disk size for OCI images, e.g. 2G (default: content + headroom)", parseDiskSize("--size"))
     .option("--force", "replace an image of the same name")
     .option("--json", "print the result as JSON instead of progress")
     .action(async (ref: string, opts: { name?: string; kernelRef?: string; kernel?: string; platform?: string; size?: number; force?: boolean; json?: boolean }) => {
@@ -99,7 +99,7 @@ export function registerImage(program: Command): void {
     .requiredOption("--preset <preset>", "busybox, debian or debian-dev")
     .option("--name <name>", "image name (default: the preset's name)", imageName)
     .option("--kernel-ref <kernel>", "kernel to boot it with (default: config default_kernel)", kernelName)
-    .option("--size <size>", "root disk size, e.g. 1G (default: content + headroom)", (v: string) => parseSize(v, "--size"))
+    .option("--size <size>", "root disk size, e.g. 1G (default: content + headroom)", parseDiskSize("--size"))
     .option("--force", "replace an image of the same name")
     .option("--json", "print the result as JSON instead of progress")
     .action(async (opts: { preset: string; name?: string; kernelRef?: string; size?: number; force?: boolean; json?: boolean }) => {

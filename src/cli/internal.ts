@@ -3,7 +3,7 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { invalidArgument } from "../util/errors.ts";
-import { humanBytes } from "../util/fsx.ts";
+import { humanBytes } from "../util/human.ts";
 import type { Progress } from "../util/progress.ts";
 import { validateName } from "../util/names.ts";
 import { parseSize } from "../util/size.ts";

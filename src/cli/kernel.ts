@@ -3,7 +3,7 @@ import { resolve } from "node:path";
 import type { Command } from "commander";
 import type { KernelRecord } from "../store/index.ts";
 import { invalidArgument } from "../util/errors.ts";
-import { humanBytes } from "../util/fsx.ts";
+import { humanBytes } from "../util/human.ts";
 import { validateName } from "../util/names.ts";
 import { callDaemon } from "./daemon-client.ts";
 import { age, printFields, printJson, printTable } from "./output.ts";

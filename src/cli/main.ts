@@ -8,6 +8,7 @@ import { cancelledForReader, watchOutputs } from "./output.ts";
 import { registerConfig } from "./config.ts";
 import { registerDaemon } from "./daemon.ts";
 import { registerDoctor } from "./doctor.ts";
+import { addExamples } from "./examples.ts";
 import { registerImage } from "./image.ts";
 import { registerInternal } from "./internal.ts";
 import { registerKernel } from "./kernel.ts";
@@ -34,6 +35,7 @@ function buildProgram(): Command {
   registerWeb(program);
   registerDaemon(program);
   registerInternal(program);
+  addExamples(program);
   applyToAll(program, (cmd) => {
     cmd.exitOverride();
     cmd.configureOutput({ outputError: (str, write) => write(`banger: ${str.replace(/^error: /, "")}`) });

@@ -86,3 +86,31 @@ describe("ProgressView (terminal)", () => {
     assert.match(out.writes.join(""), /\r\x1b\[2Kagent interrupted \(\d+\.\ds, daemon connection lost\)\n$/);
   });
 });
+
+describe("ProgressView (piped, long phases)", () => {
+  it("prints a heartbeat line with the latest count while a phase runs, counting items in their unit, never a carriage return", async () => {
+    const out = sink(false);
+    await new ProgressView(out, 40).track(async (progress) => {
+      progress({ phase: "debootstrap", message: "checking" });
+      progress({ phase: "debootstrap", done: 12, total: 80, unit: "packages", message: "configuring bash" });
+      // Until two heartbeats are out (timers run late on a loaded machine; bounded at 5 s).
+      for (let t = 0; t < 100 && out.lines().filter((l) => l.startsWith("debootstrap [")).length < 2; t++) await new Promise((r) => setTimeout(r, 50));
+    });
+    const lines = out.lines();
+    assert.equal(lines[0], "debootstrap: checking...");
+    const beats = lines.filter((l) => /^debootstrap \[/.test(l));
+    assert.ok(beats.length >= 2, `a heartbeat every interval: ${JSON.stringify(lines)}`);
+    assert.match(beats[0]!, /^debootstrap \[#{5}\.{25}\] 15% 12\/80 packages configuring bash \(\d+\.\ds\)$/);
+    assert.match(lines.at(-1)!, new RegExp(`^debootstrap done ${DURATION}$`));
+    assert.ok(!out.writes.join("").includes("\r"), "no carriage returns in a log");
+    const count = lines.length;
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(out.lines().length, count, "no heartbeat after the phase ended");
+  });
+
+  it("shows bytes in human units when no unit is given", async () => {
+    const out = sink(true);
+    await new ProgressView(out).track(async (progress) => progress({ phase: "download", done: 3 * 1024 ** 2, total: 12 * 1024 ** 2 }));
+    assert.match(out.writes.join(""), /download \[#{8}\.{22}\] 25% 3\.0 MiB\/12 MiB/);
+  });
+});

@@ -1,10 +1,11 @@
 // How the CLI shows things: aligned tables, --json, progress on stderr (each step ending as
-// its call did), and what happens when the reader of that output goes away (readerGone).
+// its call did; piped, a line per phase and a heartbeat on long ones), and what happens when
+// the reader of that output goes away (readerGone).
 // Table cells, field values, JSON and progress messages can come from a guest, an image or
 // a catalog: all of it goes through util/text.ts's inert() before reaching the terminal.
 import { ConnectionLostError } from "../rpc/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
-import { humanBytes } from "../util/fsx.ts";
+import { humanBytes } from "../util/human.ts";
 import type { Progress, ProgressEvent } from "../util/progress.ts";
 import { inert, inertJson } from "../util/text.ts";
 
@@ -79,19 +80,28 @@ export interface ProgressSink {
   isTTY?: boolean;
 }
 
+/** How often a piped ProgressView says a long phase is still running. */
+const HEARTBEAT_MS = 5000;
+
 /**
- * Renders progress events on stderr: a redrawn bar on a terminal, one line per phase
- * change otherwise (so logs stay readable). Each finished phase prints its duration; the
- * last one says how the call ended (see phaseEnd), never "done" for a step that failed.
+ * Renders progress events on stderr: a redrawn bar on a terminal; piped (a log, CI), one line
+ * per phase change and, while a phase runs long, a heartbeat line every few seconds with its
+ * latest count, never a carriage return. Each finished phase prints its duration; the last one
+ * says how the call ended (see phaseEnd), never "done" for a step that failed.
  */
 export class ProgressView {
   /** The running phase, already made inert. */
   private phase: string | undefined;
   private phaseStarted = 0;
   private lastDraw = 0;
+  private latest: ProgressEvent | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
   private readonly tty: boolean;
 
-  constructor(private readonly out: ProgressSink = process.stderr) {
+  constructor(
+    private readonly out: ProgressSink = process.stderr,
+    private readonly heartbeatMs = HEARTBEAT_MS,
+  ) {
     this.tty = out.isTTY === true;
   }
 
@@ -110,11 +120,16 @@ export class ProgressView {
 
   update(p: ProgressEvent): void {
     const phase = inert(p.phase);
+    this.latest = p;
     if (phase !== this.phase) {
       this.endPhase(phaseEnd()); // the daemon moved on: the previous phase succeeded
       this.phase = phase;
       this.phaseStarted = Date.now();
-      if (!this.tty) this.out.write(`${this.phase}${p.message ? `: ${inert(p.message)}` : ""}...\n`);
+      if (!this.tty) {
+        this.out.write(`${this.phase}${p.message ? `: ${inert(p.message)}` : ""}...\n`);
+        this.heartbeat = setInterval(() => this.beat(), this.heartbeatMs);
+        this.heartbeat.unref();
+      }
     }
     if (!this.tty) return;
     const now = Date.now();
@@ -123,23 +138,37 @@ export class ProgressView {
     this.out.write(`\r\x1b[2K${this.describe(p)}`);
   }
 
+  /** Piped: the running phase's latest state and how long it has run, on a line of its own. */
+  private beat(): void {
+    if (this.phase === undefined || this.latest === undefined) return;
+    this.out.write(`${this.describe(this.latest)} (${this.elapsed()}s)\n`);
+  }
+
   private describe(p: ProgressEvent): string {
     const msg = p.message ? ` ${inert(p.message)}` : "";
+    const count = (n: number) => (p.unit ? String(n) : humanBytes(n));
+    const unit = p.unit ? ` ${inert(p.unit)}` : "";
     if (p.total && p.total > 0 && p.done !== undefined) {
       const frac = Math.min(1, p.done / p.total);
       const width = 30;
       const filled = Math.round(frac * width);
-      return `${this.phase} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${(frac * 100).toFixed(0)}% ${humanBytes(p.done)}/${humanBytes(p.total)}${msg}`;
+      return `${this.phase} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${(frac * 100).toFixed(0)}% ${count(p.done)}/${count(p.total)}${unit}${msg}`;
     }
-    if (p.done !== undefined) return `${this.phase} ${humanBytes(p.done)}${msg}`;
+    if (p.done !== undefined) return `${this.phase} ${count(p.done)}${unit}${msg}`;
     return `${this.phase}${msg}`;
   }
 
+  private elapsed(): string {
+    return ((Date.now() - this.phaseStarted) / 1000).toFixed(1);
+  }
+
   private endPhase(end: { word: string; note?: string }): void {
+    clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
     if (this.phase === undefined) return;
-    const secs = ((Date.now() - this.phaseStarted) / 1000).toFixed(1);
-    this.out.write(`${this.tty ? "\r\x1b[2K" : ""}${this.phase} ${end.word} (${secs}s${end.note ? `, ${end.note}` : ""})\n`);
+    this.out.write(`${this.tty ? "\r\x1b[2K" : ""}${this.phase} ${end.word} (${this.elapsed()}s${end.note ? `, ${end.note}` : ""})\n`);
     this.phase = undefined;
+    this.latest = undefined;
   }
 }
 

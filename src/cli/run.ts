@@ -12,12 +12,11 @@ import type { ImageRecord, VmRecord } from "../store/index.ts";
 import { errorLine, invalidArgument } from "../util/errors.ts";
 import { inert } from "../util/text.ts";
 import { validateName } from "../util/names.ts";
-import { parseSize } from "../util/size.ts";
 import { attachWith } from "./attach.ts";
 import { ProgressView } from "./output.ts";
 import { addNetOptions, netParams, parseForwardSpec, startForward } from "./net.ts";
 import { Uploader, streamEvents } from "./streams.ts";
-import { parseCount, parseEnv, parseMemoryMib } from "./args.ts";
+import { parseCount, parseDiskSize, parseEnv, parseMemoryMib } from "./args.ts";
 import { outBytes } from "../daemon/streams.ts";
 
 export const GUEST_WORKSPACE = "/workspace";
@@ -89,10 +88,10 @@ export function registerRun(vm: Command): void {
     .argument("[command...]", "command to run in /workspace (after --); none: an interactive shell")
     .option("--image <image>", "image (default: config default_image)")
     .option("--kernel <kernel>", "kernel (default: the image's)")
-    .option("--name <name>", "VM name (default: generated)", (v: string) => validateName("vm", v))
-    .option("--cpus <n>", "virtual CPUs", parseCount("--cpus", 1, 64))
-    .option("--memory <size>", "memory, e.g. 1G", parseMemoryMib)
-    .option("--disk-size <size>", "root disk size, e.g. 4G", (v: string) => parseSize(v, "--disk-size"))
+    .option("--name <name>", "VM name (default: a generated adjective-noun)", (v: string) => validateName("vm", v))
+    .option("--cpus <n>", "virtual CPUs (default: 1)", parseCount("--cpus", 1, 64))
+    .option("--memory <size>", "memory, e.g. 512M or 2G (default: 512M)", parseMemoryMib)
+    .option("--disk-size <size>", "root disk size, e.g. 8G (default: the image's; disks grow, never shrink)", parseDiskSize("--disk-size"))
     .addOption(new Option("-e, --env <KEY=VALUE...>", "environment variables for the command").default([]))
     .option("--keep", "keep the VM afterwards")
     .option("-d, --detach", "start the command as a session that outlives this CLI; the VM stays")

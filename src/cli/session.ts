@@ -72,6 +72,9 @@ async function attachTerminal(vm: string, name: string): Promise<number> {
     const uploader = new Uploader(call, filter);
     const onResize = () => uploader.send({ t: "resize", ...size() });
     const handler = streamEvents({ 1: process.stdout, 2: process.stderr }, uploader, () => {
+      // Said once the daemon has the session, before its scrollback; without a terminal there
+      // are no keys to type, and Ctrl-C (a signal here) detaches.
+      process.stderr.write(`[attached to session ${name} in ${vm}; detach: ${raw ? "Ctrl-] d" : "Ctrl-C"}]\n`);
       if (raw) {
         stdin.setRawMode(true);
         onResize(); // the session's terminal takes this one's size

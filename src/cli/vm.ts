@@ -2,16 +2,17 @@
 import { Option, type Command } from "commander";
 import type { VmRecord } from "../store/index.ts";
 import { ErrorCode, invalidArgument } from "../util/errors.ts";
-import { humanBytes } from "../util/fsx.ts";
+import { humanBytes } from "../util/human.ts";
 import { validateName } from "../util/names.ts";
 import { parseSize } from "../util/size.ts";
 import { attachExec } from "./attach.ts";
 import { registerRun } from "./run.ts";
+import { registerStats } from "./stats.ts";
 import { registerWorkspace } from "./workspace.ts";
 import { callDaemon } from "./daemon-client.ts";
 import { addNetOptions, netParams, registerVmNet } from "./net.ts";
 import { age, printFields, printJson, printTable } from "./output.ts";
-import { parseCount, parseEnv, parseMemoryMib } from "./args.ts";
+import { parseCount, parseDiskSize, parseEnv, parseMemoryMib } from "./args.ts";
 import { outBytes } from "../daemon/streams.ts";
 
 /** The most `vm logs` asks for: the daemon refuses more. */
@@ -19,13 +20,11 @@ const MAX_LOG_TAIL = 16 * 1024 * 1024;
 
 function parseTailBytes(v: string): number {
   const n = parseSize(v, "--bytes");
-  if (n < 1 || n > MAX_LOG_TAIL) throw invalidArgument(`--bytes: ${v} is outside 1 byte to 16M`);
+  if (n < 1 || n > MAX_LOG_TAIL) throw invalidArgument(`--bytes must be 1..16M, not ${JSON.stringify(v)}`, "or --all for everything the VM kept");
   return n;
 }
 
 const vmName = (v: string) => validateName("vm", v);
-
-const parseDisk = (v: string) => parseSize(v, "--disk-size", "b");
 
 /** The state, with why when the VM got there on its own (crashed, paused, stopped by its guest). */
 function stateText(v: VmRecord): string {
@@ -93,12 +92,12 @@ export function registerVm(program: Command): void {
 
   addNetOptions(vm.command("create"))
     .description("create a VM from an image and boot it (progress: disk, boot, agent)")
+    .option("--image <image>", "image (default: config default_image)")
+    .option("--kernel <kernel>", "kernel (default: the image's, else config default_kernel)")
     .option("--name <name>", "VM name (default: a generated adjective-noun)", vmName)
-    .option("--image <image>", "image to boot (default: config default_image)")
-    .option("--kernel <kernel>", "kernel (default: the image's kernel, else config default_kernel)")
-    .option("--cpus <n>", "virtual CPUs (default 1)", parseCount("--cpus", 1, 64))
-    .option("--memory <size>", "memory, e.g. 512M or 2G (default 512M)", parseMemoryMib)
-    .option("--disk-size <size>", "grow the root disk to this size, e.g. 4G", parseDisk)
+    .option("--cpus <n>", "virtual CPUs (default: 1)", parseCount("--cpus", 1, 64))
+    .option("--memory <size>", "memory, e.g. 512M or 2G (default: 512M)", parseMemoryMib)
+    .option("--disk-size <size>", "root disk size, e.g. 8G (default: the image's; disks grow, never shrink)", parseDiskSize("--disk-size"))
     .option("--no-start", "create the disk and record, but do not boot")
     .option("--json", "print JSON")
     .action(async (opts: { name?: string; image?: string; kernel?: string; cpus?: number; memory?: number; diskSize?: number; start: boolean; json?: boolean; net?: string; netPeer?: boolean }) => {
@@ -107,7 +106,11 @@ export function registerVm(program: Command): void {
         "vm.create",
         { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryMib: opts.memory, diskBytes: opts.diskSize, noStart: !opts.start, ...netParams(opts) },
         opts.json,
-        (v) => `vm ${v.name} ${v.state} (${((Date.now() - started) / 1000).toFixed(1)}s); try: banger vm exec ${v.name} -- uname -a`,
+        (v) => {
+          const secs = ((Date.now() - started) / 1000).toFixed(1);
+          if (opts.start) return `vm ${v.name} ${v.state} (${secs}s); try: banger vm exec ${v.name} -- uname -a`;
+          return `vm ${v.name} created, not started (${secs}s); start it: banger vm start ${v.name}`;
+        },
       );
     });
 
@@ -161,7 +164,7 @@ export function registerVm(program: Command): void {
     .description("change CPUs or memory of a stopped VM")
     .argument("<name>", "VM name", vmName)
     .option("--cpus <n>", "virtual CPUs", parseCount("--cpus", 1, 64))
-    .option("--memory <size>", "memory, e.g. 1G", parseMemoryMib)
+    .option("--memory <size>", "memory, e.g. 512M or 2G", parseMemoryMib)
     .option("--json", "print JSON")
     .action((name: string, opts: { cpus?: number; memory?: number; json?: boolean }) =>
       vmAction("vm.set", { name, cpus: opts.cpus, memoryMib: opts.memory }, opts.json, (v) => `vm ${v.name}: ${v.cpus} cpu, ${v.memoryMib} MiB`),
@@ -171,7 +174,7 @@ export function registerVm(program: Command): void {
     .description("print the end of the VM's serial console (the guest's own bytes, unfiltered; the VM keeps the last 1-2 MiB)")
     .argument("<name>", "VM name", vmName)
     .option("-f, --follow", "keep printing new output (Ctrl-C to stop)")
-    .option("--bytes <size>", "how much of the end to print, e.g. 64K, 2M (at most 16M)", parseTailBytes, 64 * 1024)
+    .addOption(new Option("--bytes <size>", "how much of the end to print, e.g. 64K, 2M (at most 16M)").argParser(parseTailBytes).default(64 * 1024, "64K"))
     .option("--all", "print everything the VM kept (same as --bytes 16M)")
     .action(async (name: string, opts: { follow?: boolean; bytes: number; all?: boolean }) => {
       await callDaemon(
@@ -189,15 +192,7 @@ export function registerVm(program: Command): void {
       });
     });
 
-  vm.command("stats")
-    .description("memory, CPU and disk use inside the VM, and the VMM's own memory")
-    .argument("<name>", "VM name", vmName)
-    .option("--json", "print JSON")
-    .action(async (name: string, opts: { json?: boolean }) => {
-      const s = await callDaemon<{ name: string; pid: number; vmmRssBytes: number | null; guest: Record<string, unknown> }>("vm.stats", { name });
-      if (opts.json) return printJson(s);
-      printFields([["vm", s.name], ["vmm pid", s.pid], ["vmm rss", s.vmmRssBytes === null ? null : humanBytes(s.vmmRssBytes)], ...Object.entries(s.guest)]);
-    });
+  registerStats(vm);
 
   vm.command("exec")
     .description("run a command in a running VM; its exit status becomes banger's")

@@ -3,7 +3,7 @@
 // temp files killed builds, imports and pulls left (util/scratch.ts names them all), and
 // say in the log what went and how much space it held.
 import { errorLine } from "../util/errors.ts";
-import { humanBytes } from "../util/fsx.ts";
+import { humanBytes } from "../util/human.ts";
 import { sweepLeftovers } from "../util/scratch.ts";
 import type { DaemonContext } from "./context.ts";
 import { recoverSwaps } from "./replace.ts";

@@ -7,7 +7,7 @@ import { statfsSync } from "node:fs";
 import { minFreeBytes } from "../config/index.ts";
 import type { VmRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, errorLine } from "../util/errors.ts";
-import { humanBytes } from "../util/fsx.ts";
+import { humanBytes } from "../util/human.ts";
 import { validateName } from "../util/names.ts";
 import type { VmHandle, VmmEvent } from "../vmm/index.ts";
 import type { DaemonContext } from "./context.ts";

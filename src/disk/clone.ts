@@ -7,6 +7,7 @@ import { copyFile, lstat, rename, rm, stat, truncate } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { BangerError, ErrorCode, alreadyExists, invalidArgument, notFound, throwIfAborted } from "../util/errors.ts";
 import { run, runChecked } from "../util/exec.ts";
+import { humanBytes } from "../util/human.ts";
 import type { CloneStrategy } from "./strategies.ts";
 
 export type DiskFormat = "raw" | "qcow2";
@@ -105,8 +106,13 @@ async function regularFileSize(path: string): Promise<number> {
   return st.size;
 }
 
+/** The smallest size at or above `bytes` as a user would type it: 4G, else 4097M. */
+function typedSize(bytes: number): string {
+  return bytes % 1024 ** 3 === 0 ? `${bytes / 1024 ** 3}G` : `${Math.ceil(bytes / 1024 ** 2)}M`;
+}
+
 function validateSize(sizeBytes: number, baseSize: number): void {
   if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) throw invalidArgument(`disk size must be a positive number of bytes, got ${sizeBytes}`);
-  if (sizeBytes < baseSize) throw invalidArgument(`disk size ${sizeBytes} is smaller than the image (${baseSize} bytes)`, "disks can grow, not shrink");
-  if (sizeBytes % 512 !== 0) throw invalidArgument(`disk size ${sizeBytes} is not a multiple of 512 bytes`);
+  if (sizeBytes < baseSize) throw invalidArgument(`disk size ${humanBytes(sizeBytes)} is smaller than the image (${humanBytes(baseSize)})`, `pass --disk-size ${typedSize(baseSize)} or more, or leave it out (disks can grow, not shrink)`);
+  if (sizeBytes % 512 !== 0) throw invalidArgument(`disk size ${humanBytes(sizeBytes)} (${sizeBytes} bytes) is not a multiple of 512 bytes`, "pass --disk-size in whole KiB, MiB or GiB, e.g. 8G");
 }

@@ -111,7 +111,9 @@ describe("cloneDisk", () => {
 
   test("bad requests fail clearly and leave nothing behind", async () => {
     const dest = join(home.home, "bad.ext4");
-    await assert.rejects(cloneDisk(small, dest, "sparse-copy", { sizeBytes: 32 * MiB }), /smaller than the image/);
+    // Sizes as the user reads and types them, and the flag that sets them.
+    await assert.rejects(cloneDisk(small, dest, "sparse-copy", { sizeBytes: 32 * MiB }), (e: unknown) =>
+      e instanceof BangerError && /^disk size 32 MiB is smaller than the image \(64 MiB\)$/.test(e.message) && /--disk-size 64M or more/.test(e.hint ?? ""));
     await assert.rejects(cloneDisk(join(home.home, "nope"), dest, "qcow2"), /not found/);
     await assert.rejects(cloneDisk(small, join(home.home, "vm1.qcow2"), "qcow2"), /already exists/);
     // Growing a raw file that is not ext4 fails in e2fsck/resize2fs: no partial clone stays.

@@ -6,7 +6,7 @@
 import { accessSync, constants, existsSync, statfsSync } from "node:fs";
 import { DEFAULT_MIN_FREE_BYTES, loadConfig, minFreeBytes, type Paths } from "../config/index.ts";
 import { installHint, which } from "../util/exec.ts";
-import { humanBytes } from "../util/fsx.ts";
+import { humanBytes } from "../util/human.ts";
 import { findLeftovers } from "../util/scratch.ts";
 
 export type CheckStatus = "pass" | "warn" | "fail";

@@ -2,7 +2,10 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { BangerError } from "../util/errors.ts";
 import type { ProgressEvent } from "../util/progress.ts";
-import { DebootstrapProgress, debootstrapArgv, parseDebootstrapLine, requireRoot, staleDebs } from "./debootstrap.ts";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DebootstrapProgress, debootstrapArgv, parseDebootstrapLine, readPackageLists, requireRoot, staleDebs } from "./debootstrap.ts";
 
 describe("debootstrap command line", () => {
   const argv = debootstrapArgv("/usr/sbin/debootstrap", "/c/work/x/root", { suite: "bookworm", mirror: "http://deb.debian.org/debian", packages: ["bash", "curl"], cacheDir: "/c/debootstrap" });
@@ -28,7 +31,7 @@ describe("debootstrap progress", () => {
     assert.deepEqual(parseDebootstrapLine("I: Unpacking the base system..."), { stage: "installing" });
     assert.deepEqual(parseDebootstrapLine("I: Retrieving InRelease "), { stage: "downloading" });
     assert.deepEqual(parseDebootstrapLine("I: Checking Release signature"), { stage: "checking" });
-    assert.equal(parseDebootstrapLine("I: Validating bash 5.2.15-2+b7"), undefined);
+    assert.deepEqual(parseDebootstrapLine("I: Validating bash 5.2.15-2+b7"), { stage: "downloading", item: "bash" }, "a cached .deb is only validated");
     assert.equal(parseDebootstrapLine("random noise"), undefined);
   });
 
@@ -44,10 +47,43 @@ describe("debootstrap progress", () => {
     t = 750;
     p.line("I: Extracting adduser..."); // new stage: shown at once
     assert.deepEqual(events, [
-      { phase: "debootstrap", done: 1, message: "downloading adduser (1 packages)" },
-      { phase: "debootstrap", done: 3, message: "downloading bash (3 packages)" },
-      { phase: "debootstrap", done: 1, message: "extracting adduser (1 packages)" },
+      { phase: "debootstrap", done: 1, total: undefined, unit: "packages", message: "downloading adduser" },
+      { phase: "debootstrap", done: 3, total: undefined, unit: "packages", message: "downloading bash" },
+      { phase: "debootstrap", done: 1, total: undefined, unit: "packages", message: "extracting adduser" },
     ]);
+  });
+
+  it("counts each stage against its list of required or base packages once debootstrap has written them", async () => {
+    const target = mkdtempSync(join(tmpdir(), "banger-debootstrap-"));
+    try {
+      const events: ProgressEvent[] = [];
+      const p = new DebootstrapProgress((e) => events.push(e), 0, () => 0, () => readPackageLists(target));
+      p.line("I: Retrieving adduser 3.134");
+      // What debootstrap's save_variables phase writes after the downloads.
+      mkdirSync(join(target, "debootstrap"));
+      writeFileSync(join(target, "debootstrap", "required"), "adduser apt base-files bash\n");
+      writeFileSync(join(target, "debootstrap", "base"), "openssh-server ca-certificates\n");
+      for (const line of [
+        "I: Extracting adduser...", "I: Extracting base-files...",
+        "I: Unpacking required packages...", "I: Unpacking adduser...",
+        "I: Configuring required packages...", "I: Configuring adduser...", "I: Configuring apt...", "I: Configuring bash...",
+        "I: Unpacking the base system...", "I: Unpacking openssh-server...",
+        "I: Configuring the base system...", "I: Configuring ca-certificates...", "I: Configuring bash:amd64...", "I: Configuring openssh-server:amd64...",
+      ]) p.line(line);
+      const shown = events.map((e) => `${e.message} ${e.done ?? "-"}/${e.total ?? "?"} ${e.unit ?? ""}`.trim());
+      assert.deepEqual(shown, [
+        "downloading adduser 1/? packages",
+        "extracting adduser 1/4 packages", "extracting base-files 2/4 packages",
+        "installing 0/4 packages", "installing adduser 1/4 packages",
+        "configuring 0/4 packages", "configuring adduser 1/4 packages", "configuring apt 2/4 packages", "configuring bash 3/4 packages",
+        "installing 0/2 packages", "installing openssh-server 1/2 packages",
+        "configuring 0/2 packages", "configuring ca-certificates 1/2 packages",
+        // bash's triggers run again while the base system is configured: not one of base's packages.
+        "configuring bash:amd64 1/2 packages", "configuring openssh-server:amd64 2/2 packages",
+      ]);
+    } finally {
+      rmSync(target, { recursive: true, force: true });
+    }
   });
 });
 

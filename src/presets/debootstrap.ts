@@ -9,6 +9,7 @@
 // /proc or /dev. debootstrap itself installs a policy-rc.d that answers 101 (and a fake
 // start-stop-daemon) while it configures packages, and removes them when done.
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdir, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { BangerError, ErrorCode, cancelled, failed } from "../util/errors.ts";
@@ -55,7 +56,7 @@ export async function runDebootstrap(target: string, o: DebootstrapOptions): Pro
   const debootstrap = requireDebootstrap();
   await mkdir(o.cacheDir, { recursive: true, mode: 0o700 });
   const argv = debootstrapArgv(debootstrap, target, o);
-  const report = new DebootstrapProgress(o.progress ?? noProgress);
+  const report = new DebootstrapProgress(o.progress ?? noProgress, undefined, undefined, () => readPackageLists(target));
   const tail: string[] = [];
   const code = await spawnLines(argv, o.signal, (line) => {
     report.line(line);
@@ -143,6 +144,8 @@ const STAGES: [RegExp, string][] = [
   [/^I: Unpacking (\S+)/, "installing"],
   [/^I: Configuring (\S+)/, "configuring"],
   [/^I: (Checking Release signature|Validating Packages|Resolving dependencies)/, "checking"],
+  // A .deb already in the shared cache is only validated, never retrieved: it counts as got.
+  [/^I: Validating (\S+) \S/, "downloading"],
 ];
 
 /** What one debootstrap output line says, or undefined for lines not worth showing. */
@@ -157,33 +160,74 @@ export function parseDebootstrapLine(line: string): DebootstrapStep | undefined 
   return undefined;
 }
 
-/** Forwards a throttled summary: a stage change at once, otherwise at most every `everyMs`. */
+/**
+ * Forwards a throttled summary, counted in packages: a stage change at once, otherwise at most
+ * every `everyMs`. debootstrap names no total while it downloads (the count grows); from
+ * extraction on, each stage works through its list of required or base packages, which
+ * debootstrap writes to <target>/debootstrap/{required,base} once the downloads are done:
+ * `lists` reads them, and the stage shows packages N/M, counting only that list's packages
+ * (dpkg also reconfigures a required package's triggers while configuring the base system).
+ */
 export class DebootstrapProgress {
   private stage = "";
-  private count = 0;
+  private group: "required" | "base" = "required";
+  private readonly seen = new Set<string>();
   private lastEmit = 0;
+  private named: PackageLists | undefined;
 
   constructor(
     private readonly progress: Progress,
     private readonly everyMs = 500,
     private readonly now: () => number = Date.now,
+    private readonly lists: () => PackageLists | undefined = () => undefined,
   ) {}
 
   line(line: string): void {
     const step = parseDebootstrapLine(line);
     if (!step) return;
-    const changed = step.stage !== this.stage;
+    // "Unpacking the base system...", "Configuring required packages...": which list follows
+    // (only such lines, which name no package: "Extracting base-files..." says nothing of it).
+    const group = step.item === undefined ? (/ (base|required) /.exec(line)?.[1] as "required" | "base" | undefined) : undefined;
+    const changed = step.stage !== this.stage || (group !== undefined && group !== this.group);
     if (changed) {
       this.stage = step.stage;
-      this.count = 0;
+      if (group) this.group = group;
+      else if (step.stage === "extracting" || step.stage === "downloading") this.group = "required";
+      this.seen.clear();
     }
-    if (step.item) this.count++;
+    if (step.item) this.seen.add(step.item.replace(/:.*$/, "")); // dpkg says libc6:amd64
     const t = this.now();
     if (!changed && t - this.lastEmit < this.everyMs) return;
     this.lastEmit = t;
-    const what = step.item ? `${step.stage} ${step.item} (${this.count} packages)` : step.stage;
-    this.progress({ phase: "debootstrap", done: step.item ? this.count : undefined, message: what });
+    if (!this.named && step.stage !== "downloading" && step.stage !== "checking") this.named = this.lists();
+    const list = step.stage === "downloading" || step.stage === "checking" ? undefined : this.named?.[this.group];
+    const total = list?.size;
+    const counted = step.item !== undefined || total !== undefined;
+    this.progress({
+      phase: "debootstrap",
+      message: step.item ? `${step.stage} ${step.item}` : step.stage,
+      ...(counted ? { done: list ? [...this.seen].filter((p) => list.has(p)).length : this.seen.size, total, unit: "packages" } : {}),
+    });
   }
+}
+
+export interface PackageLists {
+  required: Set<string>;
+  base: Set<string>;
+}
+
+/** debootstrap's required and base package lists, once it has written them. */
+export function readPackageLists(target: string): PackageLists | undefined {
+  const names = (name: string) => {
+    try {
+      return new Set(readFileSync(join(target, "debootstrap", name), "utf8").split(/\s+/).filter((w) => w !== ""));
+    } catch {
+      return undefined;
+    }
+  };
+  const required = names("required");
+  const base = names("base");
+  return required === undefined || base === undefined ? undefined : { required, base };
 }
 
 export function debootstrapCacheDir(presetCacheDir: string): string {

@@ -10,7 +10,7 @@ import { mkdtemp, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { BangerError, ErrorCode, freeBytesUnder, invalidArgument, resourceErrno, resourceError, throwIfAborted } from "../util/errors.ts";
 import { runChecked } from "../util/exec.ts";
-import { humanBytes } from "../util/fsx.ts";
+import { humanBytes } from "../util/human.ts";
 import { noProgress, type Progress } from "../util/progress.ts";
 import { hostMode, runDebugfs, type StagingStamp, writeDebugfsScript } from "./debugfs.ts";
 import type { Tree, TreeEntry } from "./tree.ts";

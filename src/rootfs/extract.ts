@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { pipeline, type Readable } from "node:stream";
 import tar from "tar-stream";
 import { BangerError, ErrorCode, cancelled, invalidArgument, resourceError } from "../util/errors.ts";
+import { humanBytes } from "../util/human.ts";
 import { MetadataBudget, keptXattrs, linkTarget, memberPath, orThrow, shown } from "../util/paths.ts";
 import { noProgress, type Progress } from "../util/progress.ts";
 import { PaxXattrSniffer } from "./paxsniff.ts";
@@ -180,7 +181,7 @@ class TreeWriter {
 
   private async writeFile(abs: string, size: number, body: AsyncIterable<Buffer>): Promise<void> {
     if (!Number.isSafeInteger(size) || size < 0) throw invalidArgument("tar member has an invalid size");
-    if (this.bytes + size > this.maxBytes) throw invalidArgument(`the tar holds more than ${this.maxBytes} bytes of files`);
+    if (this.bytes + size > this.maxBytes) throw invalidArgument(`the tar holds more than ${humanBytes(this.maxBytes)} of files`);
     const fh = await open(abs, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     try {
       for await (const chunk of body) {

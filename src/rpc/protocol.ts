@@ -1,7 +1,7 @@
 // Wire format: JSON-RPC 2.0, one message per line (NDJSON) over a Unix socket.
 //
 // Besides requests and responses, three notifications carry the rest of a call's life:
-//   server → client  "$/progress" {id, phase, done?, total?, message?}  progress of call `id`
+//   server → client  "$/progress" {id, phase, done?, total?, unit?, message?}  progress of call `id`
 //   server → client  "$/event"    {id, event}                          handler-defined output
 //   client → server  "$/cancel"   {id}                                 abort call `id`
 //   client → server  "$/input"    {id, input}                          handler-defined input

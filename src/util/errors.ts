@@ -3,7 +3,7 @@
 // optional hint: the next thing the user should do.
 import { statfsSync } from "node:fs";
 import { dirname } from "node:path";
-import { humanBytes } from "./fsx.ts";
+import { humanBytes } from "./human.ts";
 
 export const ErrorCode = {
   // JSON-RPC 2.0 reserved codes.

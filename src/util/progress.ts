@@ -3,9 +3,11 @@
 export interface ProgressEvent {
   /** A short phase name: "download", "extract", "disk", "boot", "agent". */
   phase: string;
-  /** Bytes or items done and expected, when countable. */
+  /** Bytes (or `unit`s) done and expected, when countable. */
   done?: number;
   total?: number;
+  /** What done/total count when not bytes, plural: "packages". */
+  unit?: string;
   message?: string;
 }
 

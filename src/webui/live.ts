@@ -1,5 +1,6 @@
 // The live VM list: while anyone watches, polls vm.list (and vm.stats for running VMs)
 // about once a second and pushes each changed snapshot to the watchers (SSE streams).
+import { cpuBusyPercent, cpuJiffies, memUsedBytes, type GuestStats } from "../guest/index.ts";
 import type { MethodTable } from "../rpc/index.ts";
 import type { VmRecord } from "../store/index.ts";
 import { invoke } from "./invoke.ts";
@@ -8,11 +9,7 @@ const POLL_MS = 1000;
 /** A guest that does not answer its stats in time shows none this round. */
 const STATS_TIMEOUT_MS = 2500;
 
-interface GuestStatsLike {
-  memory: { total: number; available: number };
-  cpu: { count: number; user: number; nice: number; system: number; idle: number; iowait: number; irq: number; softirq: number; steal: number };
-  uptimeSeconds: number;
-}
+type GuestStatsLike = Pick<GuestStats, "memory" | "cpu" | "uptimeSeconds">;
 
 export interface VmStatsView {
   /** Share of the VM's CPUs busy since the previous sample, 0-100; null on the first sample. */
@@ -108,7 +105,7 @@ export class LiveVms {
     const { memory, cpu, uptimeSeconds } = raw.guest;
     return {
       cpuPercent: this.cpuPercent(name, cpu),
-      memUsedBytes: Math.max(0, memory.total - memory.available),
+      memUsedBytes: memUsedBytes(memory),
       memTotalBytes: memory.total,
       uptimeSeconds,
       vmmRssBytes: raw.vmmRssBytes,
@@ -117,12 +114,10 @@ export class LiveVms {
 
   /** Busy jiffies over all jiffies since the last sample (the counters are cumulative). */
   private cpuPercent(name: string, cpu: GuestStatsLike["cpu"]): number | null {
-    const idle = cpu.idle + cpu.iowait;
-    const total = idle + cpu.user + cpu.nice + cpu.system + cpu.irq + cpu.softirq + cpu.steal;
+    const cur = cpuJiffies(cpu);
     const prev = this.lastCpu.get(name);
-    this.lastCpu.set(name, { busy: total - idle, total });
-    if (!prev || total <= prev.total) return null;
-    return Math.round((1000 * (total - idle - prev.busy)) / (total - prev.total)) / 10;
+    this.lastCpu.set(name, cur);
+    return prev ? cpuBusyPercent(prev, cur) : null;
   }
 }
 

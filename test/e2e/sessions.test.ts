@@ -101,6 +101,8 @@ describe("sessions (real VM under QEMU)", () => {
     const [ready, hello] = [out.text.indexOf("ready"), out.text.indexOf("echo:hello there")];
     assert.ok(ready >= 0 && hello > ready, "the scrollback from before the attach is replayed first");
     assert.match(out.text, /echo:typed live/);
+    assert.match(out.text, /\[attached to session sh-1 in sess; detach: Ctrl-\] d\]\r?\n/, "a banner says where and how to detach");
+    assert.ok(out.text.indexOf("[attached to session") < ready, "the banner comes before the scrollback");
     assert.match(out.text, /detached from session sh-1/);
     assert.equal(out.code, 0);
     assert.equal((await row("sh-1"))?.state, "running", "detaching leaves it running");

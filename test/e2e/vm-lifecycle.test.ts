@@ -57,6 +57,18 @@ describe("vm lifecycle (real VM under QEMU)", () => {
     assert.equal(get.stdout.split(" ")[0], createHash("md5").update(payload).digest("hex"));
   });
 
+  it("shows stats in human units, and the raw sample with --json", async () => {
+    const human = await banger(["vm", "stats", "e2e"]);
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(human.stdout, /^cpu: +\d+% of 1 CPU$/m);
+    assert.match(human.stdout, /^memory: +\d+(\.\d)? MiB used of 3\d\d MiB \(\d+%\)$/m, "384M VM: its kernel keeps a little");
+    assert.match(human.stdout, /^disk: +.* used of .*iB \(\d+%\), .* free on \/$/m);
+    assert.match(human.stdout, /^uptime: +\d+(s|m \d+s)$/m);
+    const raw = JSON.parse((await banger(["vm", "stats", "e2e", "--json"])).stdout);
+    assert.equal(typeof raw.guest.memory.total, "number");
+    assert.equal(typeof raw.guest.cpu.idle, "number", "cumulative jiffies, as the daemon answers");
+  });
+
   it("gives a PTY that echoes and knows its size", async () => {
     // `script` gives the CLI a real terminal on its stdin, as a user's shell would.
     const out = await new Promise<string>((resolve, reject) => {

@@ -1,4 +1,6 @@
 // DOM building and formatting helpers for the page (no framework: elements made directly).
+// Sizes and durations read as in the CLI: util/human.ts formats both.
+import { humanBytes, humanDuration } from "../../util/human.ts";
 
 export type Child = Node | string | number | null | undefined | false;
 type Attrs = Record<string, string | number | boolean | ((ev: Event) => void) | undefined>;
@@ -44,24 +46,11 @@ export function table(headers: string[], rows: Child[][], empty: string, rowAttr
 }
 
 export function bytes(n: number | null | undefined): string {
-  if (n === null || n === undefined) return "–";
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v >= 100 || u === 0 ? Math.round(v) : v.toFixed(1)} ${units[u]}`;
+  return n === null || n === undefined ? "–" : humanBytes(n);
 }
 
 export function duration(seconds: number | null | undefined): string {
-  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "–";
-  const s = Math.max(0, Math.floor(seconds));
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
-  return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
+  return seconds === null || seconds === undefined || !Number.isFinite(seconds) ? "–" : humanDuration(seconds);
 }
 
 export function since(iso: string | null | undefined): string {

@@ -338,7 +338,7 @@ function pullButton(kind: "kernel" | "image", name: string, reload: () => void):
     cell.dataset.state = task.state;
     if (task.state === "failed") fill(label, h("span", { class: "error-text" }, task.error?.message ?? "failed"));
     else if (task.state === "done") fill(label, badge("done"), " 100%");
-    else fill(label, `${p?.phase ?? "starting"} ${p?.total ? `${best}%` : p?.done ? bytes(p.done) : ""}`);
+    else fill(label, `${p?.phase ?? "starting"} ${p?.total ? `${best}%` : p?.done ? (p.unit ? `${p.done} ${p.unit}` : bytes(p.done)) : ""}`);
     if (task.state !== "running") setTimeout(reload, 1500);
   };
   const button = h("button", {

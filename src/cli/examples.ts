@@ -1,0 +1,93 @@
+// The Examples section of every main command's --help, in one place so they read alike.
+// main.ts adds them after all commands are registered (a command that adds its own Examples
+// keeps those); cli.test.ts checks each main command has exactly one.
+import type { Command } from "commander";
+import type { EventEmitter } from "node:events";
+
+export const EXAMPLES: Record<string, string[]> = {
+  "vm run": [
+    "banger vm run                          # a shell in a fresh VM with this repository in /workspace",
+    "banger vm run -- make test             # run one command; the VM is kept if the workspace changed",
+    "banger vm run --image debian --memory 2G --cpus 2 -- ./build.sh",
+    "banger vm run -d -- npm run dev        # a detached session: banger session attach VM SESSION",
+    "banger vm run -p 8080 -- python3 -m http.server 8080",
+  ],
+  "vm create": [
+    "banger vm create --name dev --image busybox",
+    "banger vm create --name big --image debian --cpus 4 --memory 4G --disk-size 20G",
+    "banger vm create --name later --no-start   # then: banger vm start later",
+  ],
+  "vm exec": [
+    "banger vm exec dev -- uname -a",
+    "banger vm exec -t dev -- top            # under a terminal",
+    "echo hi | banger vm exec dev -- tee /tmp/hi",
+    "banger vm exec dev -w /workspace -e CI=1 -- make test",
+  ],
+  "vm shell": ["banger vm shell dev", "banger vm shell -u root dev"],
+  "vm ls": ["banger vm ls", "banger vm ls --json | jq -r '.[].name'"],
+  "vm rm": ["banger vm rm dev", "banger vm rm -f dev other   # stop running ones first"],
+  "vm stats": ["banger vm stats dev", "banger vm stats dev --json | jq .guest.memory"],
+  "vm logs": ["banger vm logs dev", "banger vm logs -f dev", "banger vm logs --bytes 1M dev"],
+  "image pull": [
+    "banger image ls --available             # what the catalog offers",
+    "banger image pull debian",
+    "banger image pull alpine:3.20 --name alpine --kernel debian-6.1-cloud",
+    "banger image pull ghcr.io/owner/repo:tag --size 4G",
+  ],
+  "image build": [
+    "banger image build --preset busybox",
+    "banger image build --preset debian-dev --name dev --size 8G",
+  ],
+  "image ls": ["banger image ls", "banger image ls --available", "banger image ls --json"],
+  "image rm": ["banger image rm alpine"],
+  "kernel pull": ["banger kernel ls --available             # what the catalog offers", "banger kernel pull debian-6.1-cloud"],
+  "kernel import": [
+    "banger kernel import --debian                 # Debian's cloud kernel, fetched with apt",
+    "banger kernel import --debian --deb ./linux-image-6.1.0-28-cloud-amd64.deb",
+    "banger kernel import ./my-kernel --name mine    # a directory with vmlinux, initrd.img, modules/",
+  ],
+  "kernel ls": ["banger kernel ls", "banger kernel ls --available"],
+  "kernel rm": ["banger kernel rm mine"],
+  "session start": [
+    "banger session start dev -- npm run dev     # prints the session's name",
+    "banger session start --name build dev -- make",
+  ],
+  "session attach": ["banger session attach dev build"],
+  "session ls": ["banger session ls", "banger session ls dev"],
+  "session logs": ["banger session logs dev build", "banger session logs -f dev build"],
+  config: [
+    "banger config get",
+    "banger config get default_image",
+    "banger config set default_image debian",
+    "banger config unset web.port",
+  ],
+  doctor: ["banger doctor", "banger doctor --json"],
+  web: ["banger web                 # opens the dashboard in a browser", "banger web --no-open      # only print the link"],
+};
+
+/** The text of one command's Examples section. */
+export function examplesText(lines: readonly string[]): string {
+  return `\nExamples:\n${lines.map((l) => `  ${l}`).join("\n")}\n`;
+}
+
+/** The text a command's own addHelpText("after", ...) adds (what commander's listeners would write). */
+function ownAfterHelp(cmd: Command): string {
+  let text = "";
+  // Commander's Command is an EventEmitter, though its types do not say so.
+  for (const listener of (cmd as unknown as EventEmitter).listeners("afterHelp")) (listener as (context: unknown) => void)({ error: false, command: cmd, write: (s: string) => void (text += s) });
+  return text;
+}
+
+/**
+ * Adds each command's Examples, found by its path under the program by name or alias ("image
+ * ls" is `image list`). A command whose own file already adds an Examples section keeps that
+ * one alone, so a section written beside its command never shows twice.
+ */
+export function addExamples(program: Command): void {
+  const visit = (cmd: Command, parents: string[]) => {
+    const key = [cmd.name(), ...cmd.aliases()].map((n) => [...parents, n].join(" ")).find((k) => EXAMPLES[k]);
+    if (key && !/^Examples:$/m.test(ownAfterHelp(cmd))) cmd.addHelpText("after", examplesText(EXAMPLES[key]!));
+    for (const sub of cmd.commands) visit(sub, [...parents, cmd.name()]);
+  };
+  for (const sub of program.commands) visit(sub, []);
+}
