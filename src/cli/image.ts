@@ -7,12 +7,14 @@ import { parseSize } from "../util/size.ts";
 import { callDaemon } from "./daemon-client.ts";
 import { inert } from "../util/text.ts";
 import { age, printFields, printJson, printTable } from "./output.ts";
+import { noteBecameDefault, reportRemoval } from "./kernel.ts";
 
 const imageName = (v: string) => validateName("image", v);
 const kernelName = (v: string) => validateName("kernel", v);
 
 interface PullResult {
   image: ImageRecord;
+  becameDefault?: boolean;
   via: "catalog" | "oci";
   unchanged: boolean;
   seconds: number;
@@ -89,6 +91,7 @@ export function registerImage(program: Command): void {
         { ref, name: opts.name, kernelRef: opts.kernelRef, kernel: opts.kernel, platform: opts.platform, sizeBytes: opts.size, force: opts.force },
         { showProgress: !opts.json },
       );
+      noteBecameDefault("image", r.image.name, r);
       if (opts.json) return printJson(r);
       printPull(r);
     });
@@ -104,11 +107,12 @@ export function registerImage(program: Command): void {
     .option("--json", "print the result as JSON instead of progress")
     .action(async (opts: { preset: string; name?: string; kernelRef?: string; size?: number; force?: boolean; json?: boolean }) => {
       const started = Date.now();
-      const i = await callDaemon<ImageRecord>(
+      const i = await callDaemon<ImageRecord & { becameDefault?: boolean }>(
         "image.build",
         { preset: opts.preset, name: opts.name, kernelRef: opts.kernelRef, sizeBytes: opts.size, force: opts.force },
         { showProgress: !opts.json },
       );
+      noteBecameDefault("image", i.name, i);
       if (opts.json) return printJson(i);
       process.stdout.write(`image ${i.name} built from preset ${opts.preset} (${humanBytes(i.sizeBytes)}, kernel ${i.kernelRef}, ${((Date.now() - started) / 1000).toFixed(1)}s)\n`);
     });
@@ -129,12 +133,13 @@ export function registerImage(program: Command): void {
 
   image
     .command("rm")
-    .description("remove an image (refused while a VM uses it)")
+    .description("remove an image (refused while a VM or default_image uses it)")
     .argument("<name>", "image name", imageName)
+    .option("-f, --force", "remove it even while it is default_image, which is then unset (never while a VM uses it)")
     .option("--json", "print JSON")
-    .action(async (name: string, opts: { json?: boolean }) => {
-      const r = await callDaemon<{ removed: string }>("image.rm", { name });
+    .action(async (name: string, opts: { force?: boolean; json?: boolean }) => {
+      const r = await callDaemon<{ removed: string; broken: string[] }>("image.rm", { name, force: opts.force });
       if (opts.json) return printJson(r);
-      process.stdout.write(`image ${r.removed} removed\n`);
+      reportRemoval("image", r);
     });
 }
