@@ -13,6 +13,7 @@ const KERNEL = "debian-6.1-cloud";
 describe("defaults on the manual path (kernel import, image build, vm create)", () => {
   const { home, cleanup } = makeTempHome();
   const banger = (...args: string[]) => runBanger(args, { home });
+  const firstVm = async () => (JSON.parse((await banger("doctor", "--json")).stdout) as { checks: { name: string; status: string; detail: string; fix?: string }[] }).checks.find((c) => c.name === "first-vm");
   const configGet = async (key: string) => (await mustRun(banger("config", "get", key, "--json"))).stdout;
   let deb = "";
   before(async () => {
@@ -28,6 +29,13 @@ describe("defaults on the manual path (kernel import, image build, vm create)", 
     const r = await banger("vm", "create", "--no-start");
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /^banger: no image given: no default image is configured and there are no images yet \(.*banger image build --preset busybox/);
+    assert.deepEqual(await firstVm(), {
+      name: "first-vm", status: "warn", neededToBoot: false, detail: "no kernel and no image yet: a first VM needs a kernel and an image",
+      fix: "banger kernel import --debian && banger image build --preset busybox (or just `banger vm run`, which offers to build what is missing)",
+    });
+    const text = await banger("doctor");
+    assert.match(text.stdout, /^warn {2}first-vm +no kernel and no image yet/m);
+    assert.match(text.stdout, /for a first VM: banger kernel import --debian && banger image build --preset busybox/);
   });
 
   it("makes the first imported kernel the default, and says so once", async () => {
@@ -35,6 +43,8 @@ describe("defaults on the manual path (kernel import, image build, vm create)", 
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, new RegExp(`^kernel ${KERNEL} is now the default \\(banger config set default_kernel NAME to change it\\)$`, "m"));
     assert.equal(JSON.parse(await configGet("default_kernel")).value, KERNEL);
+    assert.equal((await firstVm())?.detail, "no image yet: a first VM needs a kernel and an image");
+    assert.match((await firstVm())?.fix ?? "", /^banger image build --preset busybox \(/);
   });
 
   it("builds an image with the only kernel, and makes it the default image", async () => {
@@ -43,6 +53,7 @@ describe("defaults on the manual path (kernel import, image build, vm create)", 
     assert.equal(JSON.parse(r.stdout).kernelRef, KERNEL);
     assert.match(r.stderr, /^image busybox is now the default \(banger config set default_image NAME to change it\)$/m);
     assert.equal(JSON.parse(await configGet("default_image")).value, "busybox");
+    assert.deepEqual(await firstVm(), { name: "first-vm", status: "pass", neededToBoot: false, detail: `image busybox, kernel ${KERNEL} (1 kernel, 1 image)` });
   });
 
   it("creates a VM naming neither image nor kernel", async () => {

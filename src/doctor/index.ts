@@ -145,7 +145,7 @@ function firstVmCheck(paths: Paths): Check {
   const missing = [...(kernels.length ? [] : ["kernel"]), ...(images.length ? [] : ["image"])];
   if (missing.length > 0) {
     const fix = [...(kernels.length ? [] : ["banger kernel import --debian"]), ...(images.length ? [] : ["banger image build --preset busybox"])].join(" && ");
-    return { name, status: "warn", detail: `no ${missing.join(" and no ")} yet: a first VM needs both`, fix: `${fix} (or just \`banger vm run\`, which offers to build what is missing)`, neededToBoot: false };
+    return { name, status: "warn", detail: `no ${missing.join(" and no ")} yet: a first VM needs a kernel and an image`, fix: `${fix} (or just \`banger vm run\`, which offers to build what is missing)`, neededToBoot: false };
   }
   let config: Config = {};
   try {

@@ -20,9 +20,9 @@ describe("defaults on an empty state root", () => {
     assert.match(r.stderr, /kernel debian-<version>-cloud: Debian's cloud kernel package/);
     assert.match(r.stderr, /image busybox: preset busybox/);
     assert.match(r.stderr, /defaults ready: kernel debian-\d+\.\d+-cloud, image busybox/);
-    const kernel = (await runBanger(["config", "get", "default_kernel"], { home })).stdout.trim();
+    const kernel = JSON.parse((await runBanger(["config", "get", "default_kernel", "--json"], { home })).stdout).value;
     assert.match(kernel, /^debian-\d+\.\d+-cloud$/);
-    assert.equal((await runBanger(["config", "get", "default_image"], { home })).stdout, "busybox\n");
+    assert.equal(JSON.parse((await runBanger(["config", "get", "default_image", "--json"], { home })).stdout).value, "busybox");
     // The second run finds everything in place and builds nothing.
     const again = await runBanger(["vm", "run", "--yes", "--no-workspace", "--", "echo", "again"], { home });
     assert.equal(again.stdout, "again\n");
