@@ -55,7 +55,22 @@ export function reportRemoval(kind: "kernel" | "image", r: { removed: string; br
 }
 
 export function registerKernel(program: Command): void {
-  const kernel = program.command("kernel").description("kernels VMs boot: pulled from the catalog or imported");
+  const kernel = program
+    .command("kernel")
+    .description("kernels VMs boot: pulled from the catalog or imported")
+    .addHelpText("after", `
+The first kernel pulled or imported while default_kernel is unset becomes the default; with
+exactly one kernel and none configured, that one is used.
+
+Examples:
+  banger kernel import --debian              Debian's cloud kernel through apt (debian-<version>-cloud)
+  banger kernel import ./linux-image-6.1.0-27-cloud-amd64.deb --name deb61
+  banger kernel import ./kdir --name mine    a directory with vmlinux (initrd.img, modules/ optional)
+  banger kernel list --available             the catalog, with what is pulled
+  banger config set default_kernel mine      the kernel used when an image or VM names none
+  banger kernel rm mine                      refused while a VM, an image or default_kernel uses it
+  banger kernel rm -f mine                   removes it anyway (not while a VM uses it) and says what broke
+`);
 
   kernel
     .command("list")
