@@ -101,7 +101,7 @@ export function registerImage(program: Command): void {
     .description("build one of banger's own images from Debian packages: busybox (seconds), debian or debian-dev (debootstrap, a minute or more)")
     .requiredOption("--preset <preset>", "busybox, debian or debian-dev")
     .option("--name <name>", "image name (default: the preset's name)", imageName)
-    .option("--kernel-ref <kernel>", "kernel to boot it with (default: config default_kernel)", kernelName)
+    .option("--kernel-ref <kernel>", "kernel to boot it with (default: config default_kernel, else the only kernel)", kernelName)
     .option("--size <size>", "root disk size, e.g. 1G (default: content + headroom)", (v: string) => parseSize(v, "--size"))
     .option("--force", "replace an image of the same name")
     .option("--json", "print the result as JSON instead of progress")

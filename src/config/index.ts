@@ -8,7 +8,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { invalidArgument } from "../util/errors.ts";
-import { DEFAULT_MIN_FREE_BYTES, getConfigValue, parseConfigText } from "./keys.ts";
+import { DEFAULT_MIN_FREE_BYTES, effectiveValue, getConfigValue, parseConfigText } from "./keys.ts";
 
 export {
   CONFIG_KEYS, CONFIG_KEY_SPECS, DEFAULT_MIN_FREE_BYTES, DEFAULT_WEB_PORT, effectiveValue, getConfigValue, keySpec, parseConfigText,
@@ -150,7 +150,5 @@ export function saveConfig(paths: Paths, config: Config): void {
 
 /** Environment overrides win over the config file for catalogs (mirrors, tests). */
 export function catalogOverride(kind: "kernel" | "image", config: Config, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const fromEnv = kind === "kernel" ? env.BANGER_KERNEL_CATALOG : env.BANGER_IMAGE_CATALOG;
-  if (fromEnv) return fromEnv;
-  return kind === "kernel" ? config.kernel_catalog : config.image_catalog;
+  return (effectiveValue(config, kind === "kernel" ? "kernel_catalog" : "image_catalog", env).value as string | null) ?? undefined;
 }

@@ -8,7 +8,7 @@
 // cookies, CSRF and Origin checks) and the page's sources under app/ (built by
 // scripts/build.mjs into dist/webui/). It does not own any operation: every route calls a
 // method of the daemon's method table, the same handler the CLI reaches over the socket.
-import type { Config, Paths } from "../config/index.ts";
+import { effectiveValue, type Config, type Paths } from "../config/index.ts";
 import type { MethodTable } from "../rpc/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { isLoopback, WebServer, type WebLogger } from "./server.ts";
@@ -40,7 +40,7 @@ export interface WebHandle {
 
 /** True when the dashboard should be served: `web.enabled` in the config, or BANGER_WEB=1 (`bangerd --web`). */
 export function webEnabled(config: Config, env: NodeJS.ProcessEnv = process.env): boolean {
-  return config.web?.enabled === true || env.BANGER_WEB === "1";
+  return effectiveValue(config, "web.enabled", env).value === true;
 }
 
 export async function startWebServer(opts: StartWebOptions): Promise<WebHandle> {
