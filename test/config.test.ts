@@ -49,7 +49,9 @@ describe("config", () => {
     const all = await banger(["config", "get"]);
     assert.match(all.stdout, /^KEY +VALUE +SOURCE$/m);
     assert.match(all.stdout, /^min_free_bytes +2147483648 +config file$/m);
-    assert.match(all.stdout, /^default_image +- +default$/m);
+    assert.match(all.stdout, /^default_image +- +default: the only image, when there is one$/m);
+    assert.equal((await banger(["config", "get", "default_image"])).stdout, "unset (default: the only image, when there is one)\n");
+    assert.equal((await banger(["config", "get", "insecure_registries"])).stdout, "none (default)\n");
     const json = JSON.parse((await banger(["config", "get", "--json"])).stdout) as { key: string; source: string }[];
     assert.equal(json.length, 14);
     assert.deepEqual(json.find((e) => e.key === "web.address"), { key: "web.address", value: "127.0.0.1", source: "default" });

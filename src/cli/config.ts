@@ -68,11 +68,15 @@ function envNote(spec: KeySpec): string {
 
 function showValue(v: unknown): string {
   if (v === null || v === undefined) return "unset";
-  return Array.isArray(v) ? v.join(",") : String(v);
+  if (Array.isArray(v)) return v.length ? v.join(",") : "none";
+  return String(v);
 }
 
 function sourceText(e: EffectiveValue): string {
-  return e.source === "env" ? `env ${e.env}` : e.source === "config" ? "config file" : "default";
+  if (e.source === "env") return `env ${e.env}`;
+  if (e.source === "config") return "config file";
+  const unset = e.value === null ? keySpec(e.key).unset : undefined;
+  return unset ? `default: ${unset}` : "default";
 }
 
 async function changeKey(key: string, text: string | undefined): Promise<void> {
