@@ -70,6 +70,8 @@ describe("defaults on the manual path (kernel import, image build, vm create)", 
     assert.equal(r.code, 0, r.stderr);
     assert.equal((JSON.parse(r.stdout) as { image: string }).image, "busybox");
     await mustRun(banger("vm", "rm", "-f", "only"));
+    assert.deepEqual(JSON.parse(await configGet("default_image")), { key: "default_image", value: "busybox", source: "default", only: true });
+    assert.equal((await mustRun(banger("config", "get", "default_image"))).stdout, "busybox (default: the only image)\n");
     await mustRun(banger("config", "set", "default_image", "busybox"));
   });
 

@@ -35,15 +35,16 @@ export function registerConfig(program: Command): void {
     .command("get")
     .description("print a key's value in effect and its source (default, config file, env var); without a key, all of them")
     .argument("[key]", "a config key")
-    .option("--json", "print JSON: {key, value, source, env?} (a list without a key)")
-    .action((key: string | undefined, opts: { json?: boolean }) => {
-      const cfg = loadConfig(resolvePaths());
+    .option("--json", "print JSON: {key, value, source, env?, only?} (a list without a key)")
+    .action(async (key: string | undefined, opts: { json?: boolean }) => {
+      const paths = resolvePaths();
+      const cfg = loadConfig(paths);
       if (key !== undefined) {
-        const e = effectiveValue(cfg, key);
+        const e = await withOnlyOne(paths, effectiveValue(cfg, key));
         if (opts.json) return printJson(e);
         return void process.stdout.write(`${inert(showValue(e.value))} (${sourceText(e)})\n`);
       }
-      const all = Object.keys(CONFIG_KEY_SPECS).map((k) => effectiveValue(cfg, k));
+      const all = await Promise.all(Object.keys(CONFIG_KEY_SPECS).map((k) => withOnlyOne(paths, effectiveValue(cfg, k))));
       if (opts.json) return printJson(all);
       printTable(["KEY", "VALUE", "SOURCE"], all.map((e) => [e.key, e.value === null ? null : showValue(e.value), sourceText(e)]));
     });
@@ -62,6 +63,24 @@ export function registerConfig(program: Command): void {
     .action((key: string) => changeKey(key, undefined));
 }
 
+/**
+ * An unset default_kernel/default_image is in effect the only kernel/image there is: asked
+ * of the daemon when one runs (none is started just to answer `config get`).
+ */
+async function withOnlyOne(paths: Paths, e: EffectiveValue): Promise<EffectiveValue & { only?: true }> {
+  if (e.value !== null || (e.key !== "default_kernel" && e.key !== "default_image")) return e;
+  const client = await RpcClient.connect(paths.socket).catch(() => undefined);
+  if (!client) return e;
+  try {
+    const names = (await client.call<{ name: string }[]>(e.key === "default_kernel" ? "kernel.list" : "image.list")).map((r) => r.name);
+    return names.length === 1 ? { ...e, value: names[0], only: true } : e;
+  } catch {
+    return e;
+  } finally {
+    client.close();
+  }
+}
+
 function envNote(spec: KeySpec): string {
   return spec.env ? ` [${spec.env.name}]` : "";
 }
@@ -72,7 +91,8 @@ function showValue(v: unknown): string {
   return String(v);
 }
 
-function sourceText(e: EffectiveValue): string {
+function sourceText(e: EffectiveValue & { only?: true }): string {
+  if (e.only) return `default: the only ${e.key === "default_kernel" ? "kernel" : "image"}`;
   if (e.source === "env") return `env ${e.env}`;
   if (e.source === "config") return "config file";
   const unset = e.value === null ? keySpec(e.key).unset : undefined;
