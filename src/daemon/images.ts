@@ -11,9 +11,8 @@ import { validateName } from "../util/names.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
 import { pullOciImage } from "./images-oci.ts";
-import { buildAside, checkReplaceable, refuseIfUsed } from "./replace.ts";
+import { buildAside, checkReplaceable, refuseIfUsed, type Removed } from "./replace.ts";
 import { adoptFirstDefault, chooseDefault, dropDefault, noDefaultReason } from "./default-choice.ts";
-import type { Removed } from "./kernels.ts";
 
 
 export interface PullParams {

@@ -16,7 +16,7 @@ import { validateName } from "../util/names.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
 import { bootInitramfsDir } from "./boot.ts";
-import { buildAside, checkReplaceable, refuseIfUsed } from "./replace.ts";
+import { buildAside, checkReplaceable, refuseIfUsed, type Removed } from "./replace.ts";
 import { adoptFirstDefault, dropDefault } from "./default-choice.ts";
 
 
@@ -65,13 +65,6 @@ export function pullKernel(ctx: DaemonContext, name: string, force: boolean, cal
       return installedKernel(ctx, name);
     }),
   );
-}
-
-/** What a removed kernel leaves behind: images that boot it, and the config naming it. */
-export interface Removed {
-  removed: string;
-  /** What no longer works (forced removal): `image NAME`, `default_kernel`. */
-  broken: string[];
 }
 
 /** Images that boot `name` and the config key naming it: what a removal breaks. VMs are refuseIfUsed's. */

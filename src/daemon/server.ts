@@ -68,7 +68,8 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
   if (reconciled.adopted.length + reconciled.stopped.length + reconciled.removed.length > 0) log.info("reconciled vms", reconciled);
   // A network that cannot come back up must not keep the daemon from serving (or stopping).
   await network.reconcile().catch((err: unknown) => log.warn("network reconcile failed", { error: errorLine(err) }));
-  // The dashboard (web.enabled or BANGER_WEB=1) serves the same method table; a port in use must not stop the daemon.
+  // The dashboard (web.enabled or BANGER_WEB=1) serves the same method table; a port in use must not stop
+  // the daemon. web.reload (config set web.*) starts, stops or moves it later.
   const methods = buildMethodTable(ctx);
   const web = new Dashboard({ methods, paths, config: ctx.config, log });
   await web.apply();
