@@ -44,11 +44,12 @@ describe("config", () => {
   it("prints the value in effect and its source: default, config file, env var", async () => {
     assert.equal((await banger(["config", "get", "web.port"])).stdout, "2264 (default)\n", "the dashboard's port is fixed by default");
     assert.equal((await banger(["config", "set", "min_free_bytes", "2G"])).code, 0);
-    assert.equal((await banger(["config", "get", "min_free_bytes"])).stdout, `${2 * 1024 ** 3} (config file)\n`);
+    assert.equal((await banger(["config", "get", "min_free_bytes"])).stdout, "2.0 GiB (config file)\n");
+    assert.deepEqual(JSON.parse((await banger(["config", "get", "min_free_bytes", "--json"])).stdout), { key: "min_free_bytes", value: 2 * 1024 ** 3, source: "config" });
     assert.deepEqual(JSON.parse((await banger(["config", "get", "vmm", "--json"], { BANGER_VMM: "firecracker" })).stdout), { key: "vmm", value: "firecracker", source: "env", env: "BANGER_VMM" });
     const all = await banger(["config", "get"]);
     assert.match(all.stdout, /^KEY +VALUE +SOURCE$/m);
-    assert.match(all.stdout, /^min_free_bytes +2147483648 +config file$/m);
+    assert.match(all.stdout, /^min_free_bytes +2\.0 GiB +config file$/m);
     assert.match(all.stdout, /^default_image +- +default: the only image, when there is one$/m);
     assert.equal((await banger(["config", "get", "default_image"])).stdout, "unset (default: the only image, when there is one)\n");
     assert.equal((await banger(["config", "get", "insecure_registries"])).stdout, "none (default)\n");
@@ -56,7 +57,7 @@ describe("config", () => {
     assert.equal(json.length, 14);
     assert.deepEqual(json.find((e) => e.key === "web.address"), { key: "web.address", value: "127.0.0.1", source: "default" });
     assert.equal((await banger(["config", "unset", "min_free_bytes"])).code, 0);
-    assert.equal((await banger(["config", "get", "min_free_bytes"])).stdout, `${1024 ** 3} (default)\n`);
+    assert.equal((await banger(["config", "get", "min_free_bytes"])).stdout, "1.0 GiB (default)\n");
   });
 
   it("says a network change applies when the running daemon restarts", async () => {

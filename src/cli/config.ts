@@ -11,6 +11,7 @@ import {
 } from "../config/index.ts";
 import { RpcClient } from "../rpc/index.ts";
 import { errorLine, invalidArgument } from "../util/errors.ts";
+import { humanBytes } from "../util/fsx.ts";
 import { inert } from "../util/text.ts";
 import { callDaemon } from "./daemon-client.ts";
 import { printJson, printTable } from "./output.ts";
@@ -42,11 +43,11 @@ export function registerConfig(program: Command): void {
       if (key !== undefined) {
         const e = await withOnlyOne(paths, effectiveValue(cfg, key));
         if (opts.json) return printJson(e);
-        return void process.stdout.write(`${inert(showValue(e.value))} (${sourceText(e)})\n`);
+        return void process.stdout.write(`${inert(showValue(e.value, e.key))} (${sourceText(e)})\n`);
       }
       const all = await Promise.all(Object.keys(CONFIG_KEY_SPECS).map((k) => withOnlyOne(paths, effectiveValue(cfg, k))));
       if (opts.json) return printJson(all);
-      printTable(["KEY", "VALUE", "SOURCE"], all.map((e) => [e.key, e.value === null ? null : showValue(e.value), sourceText(e)]));
+      printTable(["KEY", "VALUE", "SOURCE"], all.map((e) => [e.key, e.value === null ? null : showValue(e.value, e.key), sourceText(e)]));
     });
 
   config
@@ -85,8 +86,10 @@ function envNote(spec: KeySpec): string {
   return spec.env ? ` [${spec.env.name}]` : "";
 }
 
-function showValue(v: unknown): string {
+/** A value as text; sizes human (`--json` keeps bytes). */
+function showValue(v: unknown, key?: string): string {
   if (v === null || v === undefined) return "unset";
+  if (key === "min_free_bytes" && typeof v === "number") return humanBytes(v);
   if (Array.isArray(v)) return v.length ? v.join(",") : "none";
   return String(v);
 }
