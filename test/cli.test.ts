@@ -106,19 +106,4 @@ describe("cli", () => {
       assert.ok(block.length > 0 && block.every((l) => l.startsWith("  ") && l.includes(`banger ${command.split(" ")[0]}`)), `${command}: examples are commands:\n${block.join("\n")}`);
     }
   });
-
-  it("sets, gets and unsets config keys, refusing unknown keys and bad values", async () => {
-    assert.equal((await runBanger(["config", "set", "default_image", "busybox"], { home })).code, 0);
-    assert.equal((await runBanger(["config", "set", "web.port", "8123"], { home })).code, 0);
-    assert.equal((await runBanger(["config", "get", "default_image"], { home })).stdout, "busybox\n");
-    assert.deepEqual(JSON.parse((await runBanger(["config", "get"], { home })).stdout), { default_image: "busybox", web: { port: 8123 } });
-    const badKey = await runBanger(["config", "set", "colour", "blue"], { home });
-    assert.equal(badKey.code, 2);
-    assert.match(badKey.stderr, /unknown config key "colour"/);
-    const badValue = await runBanger(["config", "set", "web.port", "http"], { home });
-    assert.equal(badValue.code, 2);
-    assert.match(badValue.stderr, /web\.port takes a port number/);
-    assert.equal((await runBanger(["config", "unset", "web.port"], { home })).code, 0);
-    assert.deepEqual(JSON.parse((await runBanger(["config", "get", "--json"], { home })).stdout), { default_image: "busybox", web: {} });
-  });
 });

@@ -63,7 +63,8 @@ export function runBin(bin: "banger" | "bangerd", args: string[], opts: { home: 
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), {
       // Networking off unless a test asks for it (only inside a namespace it made: network.test.ts).
-      env: { ...process.env, BANGER_NETWORK: "off", ...opts.env, BANGER_HOME: opts.home },
+      // A dashboard on an ephemeral port unless a test names one: the default port is fixed.
+      env: { ...process.env, BANGER_NETWORK: "off", BANGER_WEB_PORT: "0", ...opts.env, BANGER_HOME: opts.home },
       cwd: opts.cwd,
       stdio: ["pipe", "pipe", "pipe"],
       timeout: opts.timeoutMs ?? 180_000,

@@ -46,7 +46,9 @@ export function registerDoctor(program: Command): void {
           process.stdout.write(`${MARK[c.status]}  ${c.name.padEnd(width)}  ${c.detail}\n`);
           if (c.fix && c.status !== "pass") process.stdout.write(`${" ".repeat(width + 8)}fix: ${c.fix}\n`);
         }
-        process.stdout.write(report.canBoot ? "\nthis host can boot banger VMs\n" : "\nthis host cannot boot banger VMs yet: fix the FAIL lines above\n");
+        const firstVm = report.checks.find((c) => c.name === "first-vm");
+        const next = firstVm?.status === "warn" && firstVm.fix ? `; for a first VM: ${firstVm.fix}` : "";
+        process.stdout.write(report.canBoot ? `\nthis host can boot banger VMs${next}\n` : "\nthis host cannot boot banger VMs yet: fix the FAIL lines above\n");
       }
       if (!report.canBoot) process.exitCode = 1;
     });

@@ -7,12 +7,14 @@ import { callDaemon } from "./daemon-client.ts";
 import { inert } from "../util/text.ts";
 import { age, printFields, printJson, printTable } from "./output.ts";
 import { parseDiskSize } from "./args.ts";
+import { noteBecameDefault, reportRemoval } from "./kernel.ts";
 
 const imageName = (v: string) => validateName("image", v);
 const kernelName = (v: string) => validateName("kernel", v);
 
 interface PullResult {
   image: ImageRecord;
+  becameDefault?: boolean;
   via: "catalog" | "oci";
   unchanged: boolean;
   seconds: number;
@@ -89,6 +91,7 @@ export function registerImage(program: Command): void {
         { ref, name: opts.name, kernelRef: opts.kernelRef, kernel: opts.kernel, platform: opts.platform, sizeBytes: opts.size, force: opts.force },
         { showProgress: !opts.json },
       );
+      noteBecameDefault("image", r.image.name, r);
       if (opts.json) return printJson(r);
       printPull(r);
     });
@@ -98,17 +101,18 @@ export function registerImage(program: Command): void {
     .description("build one of banger's own images from Debian packages: busybox (seconds), debian or debian-dev (debootstrap, a minute or more)")
     .requiredOption("--preset <preset>", "busybox, debian or debian-dev")
     .option("--name <name>", "image name (default: the preset's name)", imageName)
-    .option("--kernel-ref <kernel>", "kernel to boot it with (default: config default_kernel)", kernelName)
+    .option("--kernel-ref <kernel>", "kernel to boot it with (default: config default_kernel, else the only kernel)", kernelName)
     .option("--size <size>", "root disk size, e.g. 1G (default: content + headroom)", parseDiskSize("--size"))
     .option("--force", "replace an image of the same name")
     .option("--json", "print the result as JSON instead of progress")
     .action(async (opts: { preset: string; name?: string; kernelRef?: string; size?: number; force?: boolean; json?: boolean }) => {
       const started = Date.now();
-      const i = await callDaemon<ImageRecord>(
+      const i = await callDaemon<ImageRecord & { becameDefault?: boolean }>(
         "image.build",
         { preset: opts.preset, name: opts.name, kernelRef: opts.kernelRef, sizeBytes: opts.size, force: opts.force },
         { showProgress: !opts.json },
       );
+      noteBecameDefault("image", i.name, i);
       if (opts.json) return printJson(i);
       process.stdout.write(`image ${i.name} built from preset ${opts.preset} (${humanBytes(i.sizeBytes)}, kernel ${i.kernelRef}, ${((Date.now() - started) / 1000).toFixed(1)}s)\n`);
     });
@@ -129,12 +133,13 @@ export function registerImage(program: Command): void {
 
   image
     .command("rm")
-    .description("remove an image (refused while a VM uses it)")
+    .description("remove an image (refused while a VM or default_image uses it)")
     .argument("<name>", "image name", imageName)
+    .option("-f, --force", "remove it even while it is default_image, which is then unset (never while a VM uses it)")
     .option("--json", "print JSON")
-    .action(async (name: string, opts: { json?: boolean }) => {
-      const r = await callDaemon<{ removed: string }>("image.rm", { name });
+    .action(async (name: string, opts: { force?: boolean; json?: boolean }) => {
+      const r = await callDaemon<{ removed: string; broken: string[] }>("image.rm", { name, force: opts.force });
       if (opts.json) return printJson(r);
-      process.stdout.write(`image ${r.removed} removed\n`);
+      reportRemoval("image", r);
     });
 }

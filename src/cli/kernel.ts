@@ -35,8 +35,42 @@ function printKernel(k: KernelRecord): void {
   ]);
 }
 
+/** Says once, on stderr, that the kernel or image just installed became the configured default. */
+export function noteBecameDefault(kind: "kernel" | "image", name: string, r: { becameDefault?: boolean }): void {
+  if (r.becameDefault) process.stderr.write(`${kind} ${name} is now the default (banger config set default_${kind} NAME to change it)\n`);
+}
+
+/** `kernel rm` / `image rm`: what was removed, and on stderr what a forced removal broke. */
+export function reportRemoval(kind: "kernel" | "image", r: { removed: string; broken?: string[] }): void {
+  process.stdout.write(`${kind} ${r.removed} removed\n`);
+  const broken = r.broken ?? [];
+  if (broken.length === 0) return;
+  const keys = broken.filter((b) => b.startsWith("default_"));
+  const images = broken.filter((b) => b.startsWith("image "));
+  const lines = [
+    ...(images.length ? [`${images.join(", ")} named it: VMs from them need --kernel NAME (or the kernel back under this name)`] : []),
+    ...keys.map((k) => `${k} named it and is now unset (banger config set ${k} NAME)`),
+  ];
+  process.stderr.write(lines.map((l) => `banger: ${l}\n`).join(""));
+}
+
 export function registerKernel(program: Command): void {
-  const kernel = program.command("kernel").description("kernels VMs boot: pulled from the catalog or imported");
+  const kernel = program
+    .command("kernel")
+    .description("kernels VMs boot: pulled from the catalog or imported")
+    .addHelpText("after", `
+The first kernel pulled or imported while default_kernel is unset becomes the default; with
+exactly one kernel and none configured, that one is used.
+
+Examples:
+  banger kernel import --debian              Debian's cloud kernel through apt (debian-<version>-cloud)
+  banger kernel import ./linux-image-6.1.0-27-cloud-amd64.deb --name deb61
+  banger kernel import ./kdir --name mine    a directory with vmlinux (initrd.img, modules/ optional)
+  banger kernel list --available             the catalog, with what is pulled
+  banger config set default_kernel mine      the kernel used when an image or VM names none
+  banger kernel rm mine                      refused while a VM, an image or default_kernel uses it
+  banger kernel rm -f mine                   removes it anyway (not while a VM uses it) and says what broke
+`);
 
   kernel
     .command("list")
@@ -71,7 +105,8 @@ export function registerKernel(program: Command): void {
     .option("--force", "replace a kernel of the same name")
     .option("--json", "print the result as JSON instead of progress")
     .action(async (name: string, opts: { force?: boolean; json?: boolean }) => {
-      const k = await callDaemon<KernelRecord>("kernel.pull", { name, force: opts.force }, { showProgress: !opts.json });
+      const k = await callDaemon<KernelRecord & { becameDefault?: boolean }>("kernel.pull", { name, force: opts.force }, { showProgress: !opts.json });
+      noteBecameDefault("kernel", k.name, k);
       if (opts.json) return printJson(k);
       process.stdout.write(`kernel ${k.name} pulled (${k.kernelVersion || "version unknown"}, vmlinux sha256 ${k.vmlinuxSha256.slice(0, 12)})\n`);
     });
@@ -91,11 +126,12 @@ export function registerKernel(program: Command): void {
       const path = source ?? opts.deb;
       // Read here, as the user, and sent to the daemon: it opens no path a caller names (kernel/upload.ts).
       const upload = path === undefined ? undefined : await (await import("../kernel/index.ts")).openKernelSource(resolve(path));
-      const k = await callDaemon<KernelRecord>(
+      const k = await callDaemon<KernelRecord & { becameDefault?: boolean }>(
         "kernel.import",
         { upload: upload?.kind, label: upload?.label, debian: opts.debian, flavor: opts.debian ? opts.flavor : undefined, name: opts.name, force: opts.force },
         { showProgress: !opts.json, input: upload?.stream },
       );
+      noteBecameDefault("kernel", k.name, k);
       if (opts.json) return printJson(k);
       process.stdout.write(`kernel ${k.name} imported (${k.kernelVersion}, ${k.modules.length} modules, initrd ${k.hasInitrd ? "yes" : "no"})\n`);
     });
@@ -113,12 +149,13 @@ export function registerKernel(program: Command): void {
 
   kernel
     .command("rm")
-    .description("remove a kernel (refused while a VM uses it)")
+    .description("remove a kernel (refused while a VM, an image or default_kernel uses it)")
     .argument("<name>", "kernel name", kernelName)
+    .option("-f, --force", "remove it even while images or default_kernel use it, and say what that breaks (never while a VM does)")
     .option("--json", "print JSON")
-    .action(async (name: string, opts: { json?: boolean }) => {
-      const r = await callDaemon<{ removed: string }>("kernel.rm", { name });
+    .action(async (name: string, opts: { force?: boolean; json?: boolean }) => {
+      const r = await callDaemon<{ removed: string; broken: string[] }>("kernel.rm", { name, force: opts.force });
       if (opts.json) return printJson(r);
-      process.stdout.write(`kernel ${r.removed} removed\n`);
+      reportRemoval("kernel", r);
     });
 }

@@ -92,8 +92,8 @@ export function registerVm(program: Command): void {
 
   addNetOptions(vm.command("create"))
     .description("create a VM from an image and boot it (progress: disk, boot, agent)")
-    .option("--image <image>", "image (default: config default_image)")
-    .option("--kernel <kernel>", "kernel (default: the image's, else config default_kernel)")
+    .option("--image <image>", "image to boot (default: config default_image, else the only image)")
+    .option("--kernel <kernel>", "kernel (default: the image's kernel, else config default_kernel, else the only kernel)")
     .option("--name <name>", "VM name (default: a generated adjective-noun)", vmName)
     .option("--cpus <n>", "virtual CPUs (default: 1)", parseCount("--cpus", 1, 64))
     .option("--memory <size>", "memory, e.g. 512M or 2G (default: 512M)", parseMemoryMib)

@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { DEFAULT_MIN_FREE_BYTES, minFreeBytes, parseConfig, setConfigValue } from "./index.ts";
+import { DEFAULT_MIN_FREE_BYTES, DEFAULT_WEB_PORT, effectiveValue, minFreeBytes, parseConfig, setConfigValue } from "./index.ts";
 
 describe("config: the free-space floor", () => {
   it("defaults to 1 GiB and takes sizes as people type them", () => {
@@ -16,5 +16,21 @@ describe("config: the free-space floor", () => {
     for (const bad of ['"1G"', "-1", "1.5", "true"]) {
       assert.throws(() => parseConfig(`{"min_free_bytes": ${bad}}`, "config.json"), /config.json: "min_free_bytes" must be a whole number of bytes/);
     }
+  });
+});
+
+describe("config: the value in effect", () => {
+  it("takes the daemon's environment over the file over the default", () => {
+    assert.deepEqual(effectiveValue({}, "web.port", {}), { key: "web.port", value: DEFAULT_WEB_PORT, source: "default" });
+    assert.deepEqual(effectiveValue({ web: { port: 8123 } }, "web.port", {}), { key: "web.port", value: 8123, source: "config" });
+    assert.deepEqual(effectiveValue({ web: { port: 8123 } }, "web.port", { BANGER_WEB_PORT: "0" }), { key: "web.port", value: 0, source: "env", env: "BANGER_WEB_PORT" });
+    assert.deepEqual(effectiveValue({}, "network.enabled", { BANGER_HOME: "/tmp/x" }), { key: "network.enabled", value: false, source: "default" });
+    assert.deepEqual(effectiveValue({}, "network.enabled", { BANGER_NETWORK: "on" }), { key: "network.enabled", value: true, source: "env", env: "BANGER_NETWORK" });
+    // BANGER_WEB only turns the dashboard on (bangerd --web); anything else leaves the file's word.
+    assert.equal(effectiveValue({ web: { enabled: false } }, "web.enabled", { BANGER_WEB: "0" }).source, "config");
+  });
+
+  it("refuses an unknown key", () => {
+    assert.throws(() => effectiveValue({}, "colour", {}), /unknown config key "colour"/);
   });
 });

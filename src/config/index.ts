@@ -3,12 +3,17 @@
 // Every path banger writes to is derived here from one state root: $BANGER_HOME when set
 // (tests always set it), else /var/lib/banger with sockets under /run/banger. The config
 // file is <root>/config.json. This module reads and writes only that file; the directories
-// it names belong to the modules that fill them (store, bundle, vmm, ...).
+// it names belong to the modules that fill them (store, bundle, vmm, ...). keys.ts says what
+// each key means, its default, the environment variable overriding it and when a change applies.
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { invalidArgument } from "../util/errors.ts";
-import { NAME_PATTERN } from "../util/names.ts";
-import { parseSize } from "../util/size.ts";
+import { DEFAULT_MIN_FREE_BYTES, effectiveValue, getConfigValue, parseConfigText } from "./keys.ts";
+
+export {
+  CONFIG_KEYS, CONFIG_KEY_SPECS, DEFAULT_MIN_FREE_BYTES, DEFAULT_WEB_PORT, effectiveValue, getConfigValue, keySpec, parseConfigText,
+  type Applies, type EffectiveValue, type KeySpec,
+} from "./keys.ts";
 
 export interface Paths {
   root: string;
@@ -76,41 +81,11 @@ export interface Config {
   min_free_bytes?: number;
 }
 
-/** The free-space floor when none is configured: 1 GiB (a fixed size, not a share of the disk). */
-export const DEFAULT_MIN_FREE_BYTES = 1024 ** 3;
-
 export function minFreeBytes(config: Config): number {
   return config.min_free_bytes ?? DEFAULT_MIN_FREE_BYTES;
 }
 
 const STRING_KEYS = ["kernel_catalog", "image_catalog", "default_kernel", "default_image", "vmm"] as const;
-
-/** The keys `banger config get|set` knows, with what each one means. */
-export const CONFIG_KEYS: Record<string, string> = {
-  default_kernel: "kernel used when a VM or image names none",
-  default_image: "image used by `vm run` / `vm create` without --image",
-  kernel_catalog: "path or URL of a kernel catalog.json replacing the embedded one",
-  image_catalog: "path or URL of an image catalog.json replacing the embedded one",
-  vmm: "qemu or firecracker (unset: firecracker when usable, else qemu)",
-  insecure_registries: "comma-separated registries that may be reached over plain HTTP",
-  "web.enabled": "serve the dashboard (true/false)",
-  "web.port": "dashboard port on 127.0.0.1",
-  "web.address": "dashboard listen address (non-loopback needs care)",
-  "network.enabled": "VM networking (bridge, NAT, DNS): default on for the system root, off under $BANGER_HOME",
-  "network.subnet": "the VMs' /24 (default: one inside 172.16.0.0/12 that no route uses)",
-  "network.bridge": "bridge name (default banger0)",
-  "network.tap_pool": "taps kept ready for new VMs (default 2)",
-  "dns.upstream": "comma-separated resolvers (IP or IP:PORT) guests' names go to (default: the host's /etc/resolv.conf)",
-  min_free_bytes: "free space kept under the root, e.g. 2G: vm create/start/resume refuse below it (default 1G)",
-};
-
-/** Reads one key (dotted for nested ones) from a config. */
-export function getConfigValue(config: Config, key: string): unknown {
-  if (!(key in CONFIG_KEYS)) throw invalidArgument(`unknown config key ${JSON.stringify(key)}`, `known keys: ${Object.keys(CONFIG_KEYS).join(", ")}`);
-  const [head, sub] = key.split(".");
-  const v = (config as Record<string, unknown>)[head!];
-  return sub === undefined ? v : (v as Record<string, unknown> | undefined)?.[sub];
-}
 
 /** Returns a copy of config with key set from its command-line text (undefined unsets). */
 export function setConfigValue(config: Config, key: string, text: string | undefined): Config {
@@ -128,39 +103,6 @@ export function setConfigValue(config: Config, key: string, text: string | undef
     next[head] = obj;
   }
   return parseConfig(JSON.stringify(next), "config");
-}
-
-function parseConfigText(key: string, text: string): unknown {
-  switch (key) {
-    case "insecure_registries":
-    case "dns.upstream":
-      return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
-    case "web.enabled":
-    case "network.enabled":
-      if (text !== "true" && text !== "false") throw invalidArgument(`${key} takes true or false`);
-      return text === "true";
-    case "network.tap_pool": {
-      const n = Number(text);
-      if (!Number.isInteger(n) || n < 0 || n > 64) throw invalidArgument(`${key} takes a whole number from 0 to 64`);
-      return n;
-    }
-    case "web.port": {
-      const n = Number(text);
-      if (!Number.isInteger(n) || n < 1 || n > 65535) throw invalidArgument(`${key} takes a port number from 1 to 65535`);
-      return n;
-    }
-    case "min_free_bytes":
-      return parseSize(text, key);
-    case "vmm":
-      if (text !== "qemu" && text !== "firecracker") throw invalidArgument(`${key} takes qemu or firecracker`);
-      return text;
-    case "default_kernel":
-    case "default_image":
-      if (!NAME_PATTERN.test(text)) throw invalidArgument(`${key}: invalid name ${JSON.stringify(text)}`);
-      return text;
-    default:
-      return text;
-  }
 }
 
 export function parseConfig(text: string, source: string): Config {
@@ -210,7 +152,5 @@ export function saveConfig(paths: Paths, config: Config): void {
 
 /** Environment overrides win over the config file for catalogs (mirrors, tests). */
 export function catalogOverride(kind: "kernel" | "image", config: Config, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const fromEnv = kind === "kernel" ? env.BANGER_KERNEL_CATALOG : env.BANGER_IMAGE_CATALOG;
-  if (fromEnv) return fromEnv;
-  return kind === "kernel" ? config.kernel_catalog : config.image_catalog;
+  return (effectiveValue(config, kind === "kernel" ? "kernel_catalog" : "image_catalog", env).value as string | null) ?? undefined;
 }

@@ -8,6 +8,7 @@ import type { MethodTable } from "../rpc/index.ts";
 import { notFound } from "../util/errors.ts";
 import type { Progress } from "../util/progress.ts";
 import type { DaemonContext } from "./context.ts";
+import { chooseDefault } from "./default-choice.ts";
 import { buildPresetImage } from "./images-build.ts";
 import { importKernel } from "./kernels.ts";
 
@@ -31,14 +32,18 @@ function defaultKernelName(ctx: DaemonContext): string | undefined {
   return (local.find((k) => k.distro === "debian") ?? local[0])?.name;
 }
 
+/** The configured default image, else the only image here, else the default preset (built when missing). */
+function defaultImageName(ctx: DaemonContext): string {
+  return chooseDefault(ctx, "image")?.name ?? DEFAULT_PRESET;
+}
+
 export function planDefaults(ctx: DaemonContext): DefaultsPlan {
-  const config = ctx.config();
   const steps: DefaultsPlan["steps"] = [];
   const kernel = defaultKernelName(ctx);
   if (!kernel || !ctx.store.getKernel(kernel)) {
     steps.push({ what: "kernel", name: kernel ?? "debian-<version>-cloud", how: "Debian's cloud kernel package, fetched with apt" });
   }
-  const image = config.default_image ?? DEFAULT_PRESET;
+  const image = defaultImageName(ctx);
   if (!ctx.store.getImage(image)) {
     if (!isPreset(image)) throw notFound(`default image ${image}`, `pull or build it (banger image pull ${image}), or \`banger config set default_image ${DEFAULT_PRESET}\``);
     steps.push({ what: "image", name: image, how: `preset ${image}: ${PRESETS[image].description}` });
@@ -50,7 +55,7 @@ export function planDefaults(ctx: DaemonContext): DefaultsPlan {
 export async function ensureDefaults(ctx: DaemonContext, call: { signal: AbortSignal; progress: Progress }): Promise<{ kernel: string; image: string }> {
   const plan = planDefaults(ctx);
   let kernel = defaultKernelName(ctx);
-  const image = ctx.config().default_image ?? DEFAULT_PRESET;
+  const image = defaultImageName(ctx);
   if (plan.steps.some((s) => s.what === "kernel")) {
     kernel = (await importKernel(ctx, { debian: true, flavor: "cloud", force: false, name: kernel }, call)).name;
     saveConfig(ctx.paths, { ...loadConfig(ctx.paths), default_kernel: kernel });

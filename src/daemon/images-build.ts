@@ -7,7 +7,7 @@ import { validateName } from "../util/names.ts";
 import type { Progress } from "../util/progress.ts";
 import type { DaemonContext } from "./context.ts";
 import { buildAndPublishImage } from "./image-publish.ts";
-import { checkImageReplaceable, resolveImageKernel } from "./images.ts";
+import { adoptedMark, checkImageReplaceable, resolveImageKernel } from "./images.ts";
 import { recordOperation } from "./operations.ts";
 
 export interface BuildParams {
@@ -18,7 +18,7 @@ export interface BuildParams {
   force?: boolean;
 }
 
-export async function buildPresetImage(ctx: DaemonContext, p: BuildParams, call: { signal: AbortSignal; progress: Progress }): Promise<ImageRecord> {
+export async function buildPresetImage(ctx: DaemonContext, p: BuildParams, call: { signal: AbortSignal; progress: Progress }): Promise<ImageRecord & { becameDefault?: true }> {
   const preset = validatePreset(p.preset);
   const name = validateName("image", p.name ?? preset);
   if (p.kernelRef !== undefined) validateName("kernel", p.kernelRef);
@@ -26,7 +26,7 @@ export async function buildPresetImage(ctx: DaemonContext, p: BuildParams, call:
     recordOperation(ctx, "image.build", name, async () => {
       const kernel = resolveImageKernel(ctx, [p.kernelRef], name);
       await checkImageReplaceable(ctx, name, p.force ?? false);
-      return buildAndPublishImage(
+      const image = await buildAndPublishImage(
         ctx,
         { name, source: `preset:${preset}`, digest: "", kernelRef: kernel, distro: PRESETS[preset].distro, arch: process.arch === "arm64" ? "arm64" : "amd64", config: {}, sizeBytes: p.sizeBytes },
         async (treeDir) => {
@@ -36,6 +36,7 @@ export async function buildPresetImage(ctx: DaemonContext, p: BuildParams, call:
         },
         call,
       );
+      return { ...image, ...adoptedMark(ctx, name) };
     }),
   );
 }

@@ -11,7 +11,7 @@ import { flattenLayers, type Tree } from "../rootfs/index.ts";
 import { invalidArgument } from "../util/errors.ts";
 import { isValidName, validateName } from "../util/names.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
-import { checkImageReplaceable, getImage, resolveImageKernel, type PullParams, type PullResult } from "./images.ts";
+import { adoptedMark, checkImageReplaceable, getImage, resolveImageKernel, type PullParams, type PullResult } from "./images.ts";
 import { buildAndPublishImage } from "./image-publish.ts";
 import { recordOperation } from "./operations.ts";
 
@@ -66,6 +66,7 @@ export async function pullOciImage(ctx: DaemonContext, p: PullParams, call: Call
       });
       return {
         image: getImage(ctx, name),
+        ...adoptedMark(ctx, name),
         via: "oci" as const,
         unchanged: false,
         seconds: (Date.now() - started) / 1000,

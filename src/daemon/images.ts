@@ -11,7 +11,8 @@ import { validateName } from "../util/names.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
 import { pullOciImage } from "./images-oci.ts";
-import { buildAside, checkReplaceable, refuseIfUsed } from "./replace.ts";
+import { buildAside, checkReplaceable, refuseIfUsed, type Removed } from "./replace.ts";
+import { adoptFirstDefault, chooseDefault, dropDefault, noDefaultReason } from "./default-choice.ts";
 
 
 export interface PullParams {
@@ -26,6 +27,8 @@ export interface PullParams {
 
 export interface PullResult {
   image: ImageRecord;
+  /** The first image, now the configured default (the CLI says so once). */
+  becameDefault?: true;
   /** "catalog" (bundle) or "oci". */
   via: "catalog" | "oci";
   /** True when nothing had to be done: the same digest was already pulled under this name. */
@@ -52,12 +55,12 @@ export async function imageCatalog(ctx: DaemonContext, signal: AbortSignal): Pro
 
 /**
  * The kernel an image boots with: --kernel-ref > the catalog entry's kernel_ref > --kernel
- * > the configured default. It must already be present locally.
+ * > the configured default > the only kernel there is. It must already be present locally.
  */
 export function resolveImageKernel(ctx: DaemonContext, candidates: (string | undefined)[], forImage: string): string {
-  const name = candidates.find((c) => c !== undefined && c !== "") ?? ctx.config().default_kernel;
+  const name = candidates.find((c) => c !== undefined && c !== "") ?? chooseDefault(ctx, "kernel")?.name;
   if (!name) {
-    throw new BangerError(ErrorCode.NotFound, `no kernel for image ${forImage}`, "pass --kernel-ref NAME, or set one: `banger kernel import --debian` then `banger config set default_kernel NAME`");
+    throw new BangerError(ErrorCode.NotFound, `no kernel for image ${forImage}: ${noDefaultReason(ctx, "kernel")}`, "pass --kernel-ref NAME, or `banger config set default_kernel NAME` (no kernel yet: `banger kernel import --debian`)");
   }
   validateName("kernel", name);
   if (!ctx.store.getKernel(name)) {
@@ -94,18 +97,28 @@ export async function pullImage(ctx: DaemonContext, p: PullParams, call: CallEnv
         };
         return { result: got, row };
       });
-      return { image: getImage(ctx, name), via: "catalog" as const, unchanged: false, seconds: (Date.now() - started) / 1000, details: { cached: pulled.cached, bundle: entry.tarball_url } };
+      return { image: getImage(ctx, name), ...adoptedMark(ctx, name), via: "catalog" as const, unchanged: false, seconds: (Date.now() - started) / 1000, details: { cached: pulled.cached, bundle: entry.tarball_url } };
     }),
   );
 }
 
-export function removeImage(ctx: DaemonContext, name: string): Promise<{ removed: string }> {
+export function removeImage(ctx: DaemonContext, name: string, force = false): Promise<Removed> {
   validateName("image", name);
   return ctx.locks.run(`image:${name}`, async () => {
     getImage(ctx, name);
     refuseIfUsed(ctx, "image", name, "remove");
+    const broken = ctx.config().default_image === name ? ["default_image"] : [];
+    if (broken.length > 0 && !force) {
+      throw new BangerError(ErrorCode.InUse, `cannot remove image ${name}: used by ${broken.join(", ")}`, `\`banger image rm --force ${name}\` removes it anyway`);
+    }
     ctx.store.deleteImage(name);
+    dropDefault(ctx, "image", name);
     await rm(join(ctx.paths.imagesDir, name), { recursive: true, force: true });
-    return { removed: name };
+    return { removed: name, broken };
   });
+}
+
+/** `{ becameDefault: true }` when the image just installed is the first and now the configured default. */
+export function adoptedMark(ctx: DaemonContext, name: string): { becameDefault?: true } {
+  return adoptFirstDefault(ctx, "image", name) ? { becameDefault: true } : {};
 }

@@ -2,8 +2,9 @@
 // owning modules together; the method table; operation records; per-name locks; and
 // reconciliation at start (interrupted operations, VMs whose VMM died, VMs caught mid-create
 // or mid-rm, half-done installs and leftover staging files: sweep.ts); installing kernels and
-// images atomically (replace.ts); what VMs do on their own while it runs (vm-health.ts: ends,
-// pauses, the free-space floor).
+// images atomically (replace.ts); which kernel and image are used when none is named, the
+// first one installed becoming the configured default (default-choice.ts); what VMs do on
+// their own while it runs (vm-health.ts: ends, pauses, the free-space floor).
 //
 // It holds no business logic of its own in the method table: each method calls one
 // operation, and each operation calls the module that owns the work.

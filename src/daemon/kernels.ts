@@ -10,13 +10,14 @@ import {
   fetchDebianKernelDeb, importKernel as importKernelFiles, receiveKernelUpload, removeBootInitramfs, type DebianFlavor, type KernelUploadKind,
 } from "../kernel/index.ts";
 import type { KernelRecord } from "../store/index.ts";
-import { invalidArgument, notFound } from "../util/errors.ts";
+import { BangerError, ErrorCode, invalidArgument, notFound } from "../util/errors.ts";
 import { KERNEL_UPLOAD_PREFIX } from "../util/scratch.ts";
 import { validateName } from "../util/names.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
 import { bootInitramfsDir } from "./boot.ts";
-import { buildAside, checkReplaceable, refuseIfUsed } from "./replace.ts";
+import { buildAside, checkReplaceable, refuseIfUsed, type Removed } from "./replace.ts";
+import { adoptFirstDefault, dropDefault } from "./default-choice.ts";
 
 
 export function getKernel(ctx: DaemonContext, name: string): KernelRecord {
@@ -35,9 +36,17 @@ export async function kernelCatalog(ctx: DaemonContext, signal: AbortSignal): Pr
   return catalog.entries.map((e) => ({ ...e, state: ctx.store.getKernel(e.name) ? "pulled" : "available" }));
 }
 
+/** A kernel just pulled or imported; `becameDefault` when it is the first and now the configured default. */
+export type InstalledKernel = KernelRecord & { becameDefault?: true };
+
+function installedKernel(ctx: DaemonContext, name: string): InstalledKernel {
+  const k = getKernel(ctx, name);
+  return adoptFirstDefault(ctx, "kernel", name) ? { ...k, becameDefault: true } : k;
+}
+
 const KERNEL_EXISTS_HINT = "use --force to replace it";
 
-export function pullKernel(ctx: DaemonContext, name: string, force: boolean, call: CallEnv): Promise<KernelRecord> {
+export function pullKernel(ctx: DaemonContext, name: string, force: boolean, call: CallEnv): Promise<InstalledKernel> {
   validateName("kernel", name);
   return ctx.locks.run(`kernel:${name}`, () =>
     recordOperation(ctx, "kernel.pull", name, async () => {
@@ -53,22 +62,33 @@ export function pullKernel(ctx: DaemonContext, name: string, force: boolean, cal
         };
         return { result: undefined, row };
       });
-      return getKernel(ctx, name);
+      return installedKernel(ctx, name);
     }),
   );
 }
 
-export function removeKernel(ctx: DaemonContext, name: string): Promise<{ removed: string }> {
+/** Images that boot `name` and the config key naming it: what a removal breaks. VMs are refuseIfUsed's. */
+function kernelDependents(ctx: DaemonContext, name: string): string[] {
+  const images = ctx.store.listImages().filter((i) => i.kernelRef === name).map((i) => `image ${i.name}`);
+  return ctx.config().default_kernel === name ? [...images, "default_kernel"] : images;
+}
+
+export function removeKernel(ctx: DaemonContext, name: string, force = false): Promise<Removed> {
   validateName("kernel", name);
   return ctx.locks.run(`kernel:${name}`, async () => {
     getKernel(ctx, name);
     refuseIfUsed(ctx, "kernel", name, "remove");
+    const broken = kernelDependents(ctx, name);
+    if (broken.length > 0 && !force) {
+      throw new BangerError(ErrorCode.InUse, `cannot remove kernel ${name}: used by ${broken.join(", ")}`, `\`banger kernel rm --force ${name}\` removes it anyway`);
+    }
     // Record first, files second: a crash in between leaves files without a record,
     // which the next pull or import of that name clears.
     ctx.store.deleteKernel(name);
+    dropDefault(ctx, "kernel", name);
     await rm(join(ctx.paths.kernelsDir, name), { recursive: true, force: true });
     await removeBootInitramfs(bootInitramfsDir(ctx.paths), name);
-    return { removed: name };
+    return { removed: name, broken };
   });
 }
 
@@ -96,7 +116,7 @@ export function debianKernelName(debPath: string, flavor: DebianFlavor): string 
   return `debian-${m?.[1] ?? "kernel"}-${flavor}`;
 }
 
-export async function importKernel(ctx: DaemonContext, p: ImportParams, call: CallEnv): Promise<KernelRecord> {
+export async function importKernel(ctx: DaemonContext, p: ImportParams, call: CallEnv): Promise<InstalledKernel> {
   if (p.name !== undefined) validateName("kernel", p.name);
   if (!p.debian && !p.upload) throw invalidArgument("nothing to import", "pass a kernel directory or .deb, or --debian");
   if (p.debian && p.upload && p.upload.kind !== "deb") throw invalidArgument("pass either a kernel directory or --debian, not both");
@@ -120,7 +140,7 @@ export async function importKernel(ctx: DaemonContext, p: ImportParams, call: Ca
           };
           return { result: undefined, row };
         });
-        return getKernel(ctx, name);
+        return installedKernel(ctx, name);
       } finally {
         await rm(work, { recursive: true, force: true });
       }

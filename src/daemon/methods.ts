@@ -49,7 +49,7 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
     "kernel.catalog": (_p, call) => kernelCatalog(ctx, call.signal),
     "kernel.show": (p) => getKernel(ctx, requireString(p, "name")),
     "kernel.pull": (p, call) => pullKernel(ctx, requireString(p, "name"), optionalBool(p, "force") ?? false, call),
-    "kernel.rm": (p) => removeKernel(ctx, requireString(p, "name")),
+    "kernel.rm": (p) => removeKernel(ctx, requireString(p, "name"), optionalBool(p, "force") ?? false),
     "kernel.import": (p, call) => importKernel(ctx, importParams(p, call), call),
 
     "image.list": () => ctx.store.listImages(),
@@ -69,7 +69,7 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
         },
         call,
       ),
-    "image.rm": (p) => removeImage(ctx, requireString(p, "name")),
+    "image.rm": (p) => removeImage(ctx, requireString(p, "name"), optionalBool(p, "force") ?? false),
     "image.build": (p, call) =>
       buildPresetImage(
         ctx,

@@ -18,7 +18,7 @@ import { VmRuntime } from "./vm-runtime.ts";
 import { reconcileVms } from "./vms.ts";
 import { tidyRoot } from "./sweep.ts";
 import { watchVms } from "./vm-health.ts";
-import { startWebServer, webEnabled, webMethods } from "../webui/index.ts";
+import { Dashboard } from "../webui/index.ts";
 
 /**
  * The group whose members may use the socket: `banger`, or $BANGER_GROUP (tests name a
@@ -68,10 +68,12 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
   if (reconciled.adopted.length + reconciled.stopped.length + reconciled.removed.length > 0) log.info("reconciled vms", reconciled);
   // A network that cannot come back up must not keep the daemon from serving (or stopping).
   await network.reconcile().catch((err: unknown) => log.warn("network reconcile failed", { error: errorLine(err) }));
-  // The dashboard (web.enabled or BANGER_WEB=1) serves the same method table; a port in use must not stop the daemon.
+  // The dashboard (web.enabled or BANGER_WEB=1) serves the same method table; a port in use must not stop
+  // the daemon. web.reload (config set web.*) starts, stops or moves it later.
   const methods = buildMethodTable(ctx);
-  const web = webEnabled(ctx.config()) ? await startWebServer({ methods, paths, config: ctx.config(), log }).catch((err: unknown) => void log.warn("web: dashboard not started", { error: errorLine(err) })) : undefined;
-  const rpc = new RpcServer({ ...methods, ...webMethods(web ?? undefined) }, log);
+  const web = new Dashboard({ methods, paths, config: ctx.config, log });
+  await web.apply();
+  const rpc = new RpcServer({ ...methods, ...web.methods() }, log);
   server = rpc;
   const gid = socketGroupId(socketGroupName());
   await rpc.listen(paths.socket, gid === undefined ? { mode: 0o600 } : { mode: 0o660, gid });
@@ -83,7 +85,7 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
     if (stopping) return;
     stopping = true;
     log.info("bangerd stopping", { reason });
-    await web?.close();
+    await web.close();
     await rpc.close();
     rmSync(daemonBuildFile(paths), { force: true });
     await network.close();

@@ -13,6 +13,7 @@ import { generateName } from "../util/namegen.ts";
 import { validateName } from "../util/names.ts";
 import { adoptVm, cleanupDeadVm, consoleLogPath, findPanicLine, getDriver, killUnrecordedVmms, readConsoleTail, type VmmName, type VmHandle } from "../vmm/index.ts";
 import { bootSpec } from "./boot.ts";
+import { chooseDefault, noDefaultReason } from "./default-choice.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { installSshKeys } from "./network.ts";
 import { recordOperation } from "./operations.ts";
@@ -70,16 +71,16 @@ function pickVmm(ctx: DaemonContext): VmmName {
   return configured === "firecracker" ? "firecracker" : "qemu";
 }
 
-/** Resolves image and kernel names: flags > the image's kernel_ref > configured defaults. */
+/** Resolves image and kernel names: flags > the image's kernel_ref > configured defaults > the only one there is. */
 function resolveImageAndKernel(ctx: DaemonContext, p: CreateParams): { image: string; kernel: string } {
   const config = ctx.config();
-  const imageName = p.image ?? config.default_image;
-  if (!imageName) throw invalidArgument("no image given and no default image configured", "pass --image NAME, or `banger config set default_image NAME`");
+  const imageName = p.image ?? chooseDefault(ctx, "image", config)?.name;
+  if (!imageName) throw invalidArgument(`no image given: ${noDefaultReason(ctx, "image")}`, "pass --image NAME, or `banger config set default_image NAME` (no image yet: `banger image build --preset busybox`)");
   validateName("image", imageName);
   const image = ctx.store.getImage(imageName);
   if (!image) throw notFound(`image ${imageName}`, "see `banger image list`, or `banger image pull`");
-  const kernelName = p.kernel ?? image.kernelRef ?? config.default_kernel;
-  if (!kernelName) throw invalidArgument(`image ${imageName} names no kernel and no default kernel is configured`, "pass --kernel NAME, or `banger kernel import --debian`");
+  const kernelName = p.kernel ?? image.kernelRef ?? chooseDefault(ctx, "kernel", config)?.name;
+  if (!kernelName) throw invalidArgument(`image ${imageName} names no kernel and ${noDefaultReason(ctx, "kernel")}`, "pass --kernel NAME, or `banger kernel import --debian`");
   validateName("kernel", kernelName);
   if (!ctx.store.getKernel(kernelName)) throw notFound(`kernel ${kernelName}`, "see `banger kernel list`, or `banger kernel pull`/`kernel import`");
   return { image: imageName, kernel: kernelName };

@@ -3,8 +3,10 @@
 //
 // It only looks; it never installs or changes anything. Probes that other modules also need
 // (KVM speed, clone strategies) live with those modules; doctor just reports them.
-import { accessSync, constants, existsSync, statfsSync } from "node:fs";
-import { DEFAULT_MIN_FREE_BYTES, loadConfig, minFreeBytes, type Paths } from "../config/index.ts";
+import { accessSync, constants, existsSync, readdirSync, statfsSync } from "node:fs";
+import { join } from "node:path";
+import { DEFAULT_MIN_FREE_BYTES, loadConfig, minFreeBytes, type Config, type Paths } from "../config/index.ts";
+import { isValidName } from "../util/names.ts";
 import { installHint, which } from "../util/exec.ts";
 import { humanBytes } from "../util/human.ts";
 import { findLeftovers } from "../util/scratch.ts";
@@ -121,7 +123,47 @@ export async function runDoctor(paths: Paths, probes: DoctorProbes = {}): Promis
     );
   }
   checks.push(await leftoversCheck(paths));
+  checks.push(firstVmCheck(paths));
   return { checks, canBoot: !checks.some((c) => c.status === "fail" && c.neededToBoot) };
+}
+
+/** Names under `dir` holding `file` (installed kernels or images; staging dirs start with a dot); undefined when unreadable. */
+function installedNames(dir: string, file: string): string[] | undefined {
+  try {
+    return readdirSync(dir).filter((n) => isValidName(n) && existsSync(join(dir, n, file))).sort();
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "ENOENT" ? [] : undefined;
+  }
+}
+
+/** What a first VM still needs: a kernel and an image (a fresh root has neither), and defaults that exist. */
+function firstVmCheck(paths: Paths): Check {
+  const name = "first-vm";
+  const kernels = installedNames(paths.kernelsDir, "vmlinux");
+  const images = installedNames(paths.imagesDir, "rootfs.ext4");
+  if (!kernels || !images) return { name, status: "warn", detail: `cannot look for kernels and images under ${paths.root} as this user`, fix: "run banger doctor as root", neededToBoot: false };
+  const missing = [...(kernels.length ? [] : ["kernel"]), ...(images.length ? [] : ["image"])];
+  if (missing.length > 0) {
+    const fix = [...(kernels.length ? [] : ["banger kernel import --debian"]), ...(images.length ? [] : ["banger image build --preset busybox"])].join(" && ");
+    return { name, status: "warn", detail: `no ${missing.join(" and no ")} yet: a first VM needs a kernel and an image`, fix: `${fix} (or just \`banger vm run\`, which offers to build what is missing)`, neededToBoot: false };
+  }
+  let config: Config = {};
+  try {
+    config = loadConfig(paths);
+  } catch {
+    /* an unreadable config is the daemon's error to report */
+  }
+  for (const [key, have, kind] of [["default_kernel", kernels, "kernel"], ["default_image", images, "image"]] as const) {
+    const named = config[key];
+    if (named && !have.includes(named)) {
+      return { name, status: "warn", detail: `${key} names ${kind} ${named}, which is not here (${kind}s: ${have.join(", ")})`, fix: `banger config set ${key} ${have[0]}`, neededToBoot: false };
+    }
+  }
+  const chosen = (key: "default_kernel" | "default_image", have: string[]) => config[key] ?? (have.length === 1 ? have[0] : undefined);
+  const kernel = chosen("default_kernel", kernels);
+  const image = chosen("default_image", images);
+  if (!image) return { name, status: "warn", detail: `${images.length} images (${images.join(", ")}) and no default_image: VMs need --image`, fix: `banger config set default_image ${images[0]}`, neededToBoot: false };
+  return { name, status: "pass", detail: `image ${image}${kernel ? `, kernel ${kernel}` : ""} (${kernels.length} kernel${kernels.length === 1 ? "" : "s"}, ${images.length} image${images.length === 1 ? "" : "s"})`, neededToBoot: false };
 }
 
 /** Staging and temp files killed builds, imports and pulls left under the root, and the space they hold. */

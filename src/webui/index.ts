@@ -1,18 +1,20 @@
 // Package webui is the dashboard bangerd serves on loopback: a small page (VMs, one VM with
 // its console, ports, sessions and a terminal, images and kernels with pulls, operations),
 // the JSON API it uses (documented in openapi.json), live updates over SSE and the terminal
-// over a WebSocket.
+// over a WebSocket. control.ts starts, stops and moves it while the daemon runs (web.reload),
+// on a fixed default port (config/keys.ts DEFAULT_WEB_PORT).
 //
 // It owns the HTTP server, its authentication (API token, one-time login codes, session
 // cookies, CSRF and Origin checks) and the page's sources under app/ (built by
 // scripts/build.mjs into dist/webui/). It does not own any operation: every route calls a
 // method of the daemon's method table, the same handler the CLI reaches over the socket.
-import type { Config, Paths } from "../config/index.ts";
+import { effectiveValue, type Config, type Paths } from "../config/index.ts";
 import type { MethodTable } from "../rpc/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { isLoopback, WebServer, type WebLogger } from "./server.ts";
 
 export { CSRF_HEADER } from "./auth.ts";
+export { Dashboard, dashboardSettings, type DashboardSettings, type DashboardState } from "./control.ts";
 export type { WebLogger } from "./server.ts";
 
 export interface StartWebOptions {
@@ -22,7 +24,7 @@ export interface StartWebOptions {
   log: WebLogger;
   /** Default: config web.address, else 127.0.0.1. */
   host?: string;
-  /** Default: config web.port, else 0 (an ephemeral port). */
+  /** Default: config web.port, else 0 (an ephemeral port); the daemon passes dashboardSettings()'s. */
   port?: number;
 }
 
@@ -38,7 +40,7 @@ export interface WebHandle {
 
 /** True when the dashboard should be served: `web.enabled` in the config, or BANGER_WEB=1 (`bangerd --web`). */
 export function webEnabled(config: Config, env: NodeJS.ProcessEnv = process.env): boolean {
-  return config.web?.enabled === true || env.BANGER_WEB === "1";
+  return effectiveValue(config, "web.enabled", env).value === true;
 }
 
 export async function startWebServer(opts: StartWebOptions): Promise<WebHandle> {
@@ -57,7 +59,7 @@ export function webMethods(web: WebHandle | undefined): MethodTable {
   return {
     "web.info": () => {
       if (!web) {
-        throw new BangerError(ErrorCode.Unavailable, "the dashboard is off", "turn it on: banger config set web.enabled true && banger daemon stop (it restarts on the next command)");
+        throw new BangerError(ErrorCode.Unavailable, "the dashboard is off", "turn it on: banger config set web.enabled true");
       }
       return { url: web.url, loginUrl: web.loginUrl(), token: web.token };
     },

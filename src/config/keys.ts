@@ -1,0 +1,128 @@
+// The keys `banger config get|set|unset` knows: what each means, the environment variable
+// that overrides it, its built-in default, and when a change takes effect. Also the
+// effective value of a key (env > config file > default) and the text → value parsing
+// `config set` does. Whether a kernel or image name exists is the daemon's to say.
+import { invalidArgument } from "../util/errors.ts";
+import { NAME_PATTERN } from "../util/names.ts";
+import { parseSize } from "../util/size.ts";
+import type { Config } from "./index.ts";
+
+/**
+ * The dashboard's port when none is configured: fixed, so a bookmark keeps working across
+ * daemon restarts (B-A-N-G on a phone keypad). BANGER_WEB_PORT overrides it (tests use 0).
+ */
+export const DEFAULT_WEB_PORT = 2264;
+
+/** The free-space floor when none is configured: 1 GiB (a fixed size, not a share of the disk). */
+export const DEFAULT_MIN_FREE_BYTES = 1024 ** 3;
+
+/**
+ * When a change applies: "live" (the daemon reads the config per operation), "web" (the
+ * dashboard is restarted in place by `config set`), "restart" (read when the daemon starts).
+ */
+export type Applies = "live" | "web" | "restart";
+
+export interface KeySpec {
+  description: string;
+  applies: Applies;
+  /** The built-in value when neither the environment nor the file sets it (null: `unset` says what happens). */
+  default: unknown;
+  /** What banger does when the key is unset and has no fixed default. */
+  unset?: string;
+  /** An environment variable of the daemon that wins over the file, and how it reads. */
+  env?: { name: string; read: (text: string) => unknown };
+}
+
+const onOff = (text: string): boolean | undefined => {
+  const t = text.toLowerCase();
+  return ["on", "1", "true"].includes(t) ? true : ["off", "0", "false"].includes(t) ? false : undefined;
+};
+
+export const CONFIG_KEY_SPECS: Record<string, KeySpec> = {
+  default_kernel: { description: "kernel used when a VM or image names none (unset: the only kernel, when there is one)", applies: "live", default: null, unset: "the only kernel, when there is one" },
+  default_image: { description: "image used by `vm run` / `vm create` without --image (unset: the only image, when there is one)", applies: "live", default: null, unset: "the only image, when there is one" },
+  kernel_catalog: { description: "path or URL of a kernel catalog.json replacing the embedded one", applies: "live", default: null, unset: "the embedded catalog", env: { name: "BANGER_KERNEL_CATALOG", read: (t) => t } },
+  image_catalog: { description: "path or URL of an image catalog.json replacing the embedded one", applies: "live", default: null, unset: "the embedded catalog", env: { name: "BANGER_IMAGE_CATALOG", read: (t) => t } },
+  vmm: { description: "qemu or firecracker, for VMs created from now on (default qemu)", applies: "live", default: "qemu", env: { name: "BANGER_VMM", read: (t) => t } },
+  insecure_registries: { description: "comma-separated registries that may be reached over plain HTTP", applies: "live", default: [] },
+  "web.enabled": { description: "serve the dashboard (true/false); `config set` starts or stops it at once", applies: "web", default: false, env: { name: "BANGER_WEB", read: (t) => (t === "1" ? true : undefined) } },
+  "web.port": { description: `dashboard port (default ${DEFAULT_WEB_PORT}, fixed)`, applies: "web", default: DEFAULT_WEB_PORT, env: { name: "BANGER_WEB_PORT", read: (t) => Number(t) } },
+  "web.address": { description: "dashboard listen address (non-loopback needs care)", applies: "web", default: "127.0.0.1" },
+  "network.enabled": { description: "VM networking (bridge, NAT, DNS): default on for the system root, off under $BANGER_HOME", applies: "restart", default: null, env: { name: "BANGER_NETWORK", read: onOff } },
+  "network.subnet": { description: "the VMs' /24 (default: one inside 172.16.0.0/12 that no route uses)", applies: "restart", default: null, unset: "a /24 inside 172.16.0.0/12 that no route uses" },
+  "network.bridge": { description: "bridge name (default banger0)", applies: "restart", default: "banger0" },
+  "network.tap_pool": { description: "taps kept ready for new VMs (default 2)", applies: "restart", default: 2, env: { name: "BANGER_TAP_POOL", read: (t) => Number(t) } },
+  "dns.upstream": { description: "comma-separated resolvers (IP or IP:PORT) guests' names go to (default: the host's /etc/resolv.conf)", applies: "restart", default: null, unset: "the host's /etc/resolv.conf", env: { name: "BANGER_DNS_UPSTREAM", read: (t) => t.split(",").map((s) => s.trim()).filter((s) => s !== "") } },
+  min_free_bytes: { description: "free space kept under the root, e.g. 2G: vm create/start/resume refuse below it (default 1G)", applies: "live", default: DEFAULT_MIN_FREE_BYTES },
+};
+
+/** The keys with what each one means (for --help). */
+export const CONFIG_KEYS: Record<string, string> = Object.fromEntries(Object.entries(CONFIG_KEY_SPECS).map(([k, s]) => [k, s.description]));
+
+export function keySpec(key: string): KeySpec {
+  const spec = Object.hasOwn(CONFIG_KEY_SPECS, key) ? CONFIG_KEY_SPECS[key] : undefined;
+  if (!spec) throw invalidArgument(`unknown config key ${JSON.stringify(key)}`, `known keys: ${Object.keys(CONFIG_KEY_SPECS).join(", ")}`);
+  return spec;
+}
+
+/** Reads one key (dotted for nested ones) from a config file's contents. */
+export function getConfigValue(config: Config, key: string): unknown {
+  keySpec(key);
+  const [head, sub] = key.split(".");
+  const v = (config as Record<string, unknown>)[head!];
+  return sub === undefined ? v : (v as Record<string, unknown> | undefined)?.[sub];
+}
+
+export interface EffectiveValue {
+  key: string;
+  /** What the daemon uses; null when unset with no fixed default (the description says what happens). */
+  value: unknown;
+  source: "env" | "config" | "default";
+  /** The variable, when source is "env". */
+  env?: string;
+}
+
+/** The value in effect for a daemon with this environment: env > config file > default. */
+export function effectiveValue(config: Config, key: string, env: NodeJS.ProcessEnv = process.env): EffectiveValue {
+  const spec = keySpec(key);
+  const fromEnv = spec.env && env[spec.env.name] ? spec.env.read(env[spec.env.name]!) : undefined;
+  if (fromEnv !== undefined) return { key, value: fromEnv, source: "env", env: spec.env!.name };
+  const fromFile = getConfigValue(config, key);
+  if (fromFile !== undefined) return { key, value: fromFile, source: "config" };
+  if (key === "network.enabled") return { key, value: !env.BANGER_HOME, source: "default" };
+  return { key, value: spec.default, source: "default" };
+}
+
+/** The value `config set KEY TEXT` stores, checked by the key's type. */
+export function parseConfigText(key: string, text: string): unknown {
+  switch (key) {
+    case "insecure_registries":
+    case "dns.upstream":
+      return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    case "web.enabled":
+    case "network.enabled":
+      if (text !== "true" && text !== "false") throw invalidArgument(`${key} takes true or false`);
+      return text === "true";
+    case "network.tap_pool": {
+      const n = Number(text);
+      if (!Number.isInteger(n) || n < 0 || n > 64) throw invalidArgument(`${key} takes a whole number from 0 to 64`);
+      return n;
+    }
+    case "web.port": {
+      const n = Number(text);
+      if (!Number.isInteger(n) || n < 1 || n > 65535) throw invalidArgument(`${key} takes a port number from 1 to 65535`);
+      return n;
+    }
+    case "min_free_bytes":
+      return parseSize(text, key);
+    case "vmm":
+      if (text !== "qemu" && text !== "firecracker") throw invalidArgument(`${key} takes qemu or firecracker`);
+      return text;
+    case "default_kernel":
+    case "default_image":
+      if (!NAME_PATTERN.test(text)) throw invalidArgument(`${key}: invalid name ${JSON.stringify(text)}`);
+      return text;
+    default:
+      return text;
+  }
+}
