@@ -23,6 +23,8 @@ export {
   archField,
   type Catalog,
   type CatalogEntry,
+  type CatalogEntryView,
+  catalogEntryView,
   type FieldRule,
   type FieldRules,
   isObject,

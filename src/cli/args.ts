@@ -22,5 +22,5 @@ export function parseCount(flag: string, min: number, max: number): (v: string) 
   };
 }
 
-/** `--memory 512M` / `2G` / `512` (MiB) as MiB. */
-export const parseMemoryMib = (v: string): number => Math.round(parseSize(v, "--memory", "m") / 1024 ** 2);
+/** `--memory 512M` / `2G` / `512` (MiB) as bytes, rounded to whole MiB (the VMMs' unit). */
+export const parseMemory = (v: string): number => Math.round(parseSize(v, "--memory", "m") / 1024 ** 2) * 1024 ** 2;

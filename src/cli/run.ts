@@ -17,7 +17,7 @@ import { attachWith } from "./attach.ts";
 import { ProgressView } from "./output.ts";
 import { addNetOptions, netParams, parseForwardSpec, startForward } from "./net.ts";
 import { Uploader, streamEvents } from "./streams.ts";
-import { parseCount, parseEnv, parseMemoryMib } from "./args.ts";
+import { parseCount, parseEnv, parseMemory } from "./args.ts";
 import { outBytes } from "../daemon/streams.ts";
 
 export const GUEST_WORKSPACE = "/workspace";
@@ -91,7 +91,7 @@ export function registerRun(vm: Command): void {
     .option("--kernel <kernel>", "kernel (default: the image's)")
     .option("--name <name>", "VM name (default: generated)", (v: string) => validateName("vm", v))
     .option("--cpus <n>", "virtual CPUs", parseCount("--cpus", 1, 64))
-    .option("--memory <size>", "memory, e.g. 1G", parseMemoryMib)
+    .option("--memory <size>", "memory, e.g. 1G", parseMemory)
     .option("--disk-size <size>", "root disk size, e.g. 4G", (v: string) => parseSize(v, "--disk-size"))
     .addOption(new Option("-e, --env <KEY=VALUE...>", "environment variables for the command").default([]))
     .option("--keep", "keep the VM afterwards")
@@ -126,7 +126,7 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
   try {
     if (!opts.image) await timed("defaults", () => ensureDefaults(client, opts.yes === true));
     const created = await timed("create", () =>
-      new ProgressView().track((onProgress) => client.call<VmRecord>("vm.create", { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryMib: opts.memory, diskBytes: opts.diskSize, ...netParams(opts) }, { onProgress })),
+      new ProgressView().track((onProgress) => client.call<VmRecord>("vm.create", { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryBytes: opts.memory, diskBytes: opts.diskSize, ...netParams(opts) }, { onProgress })),
     );
     vmName = created.name;
     const name = created.name;

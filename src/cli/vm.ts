@@ -11,7 +11,7 @@ import { registerWorkspace } from "./workspace.ts";
 import { callDaemon } from "./daemon-client.ts";
 import { addNetOptions, netParams, registerVmNet } from "./net.ts";
 import { age, printFields, printJson, printTable } from "./output.ts";
-import { parseCount, parseEnv, parseMemoryMib } from "./args.ts";
+import { parseCount, parseEnv, parseMemory } from "./args.ts";
 import { outBytes } from "../daemon/streams.ts";
 
 /** The most `vm logs` asks for: the daemon refuses more. */
@@ -41,7 +41,7 @@ function printVm(v: VmRecord): void {
     ["kernel", v.kernel],
     ["vmm", v.vmm],
     ["cpus", v.cpus],
-    ["memory", `${v.memoryMib} MiB`],
+    ["memory", humanBytes(v.memoryBytes)],
     ["disk", v.diskBytes ? humanBytes(v.diskBytes) : null],
     ["ip", v.ip],
     ["net", v.net ? `${v.net}${v.netPeer ? " (peer)" : ""}` : null],
@@ -77,7 +77,7 @@ export function registerVm(program: Command): void {
       }
       printTable(
         ["NAME", "STATE", "IMAGE", "KERNEL", "VMM", "CPUS", "MEMORY", "IP", "AGE"],
-        vms.map((v) => [v.name, stateText(v), v.image, v.kernel, v.vmm, v.cpus, `${v.memoryMib} MiB`, v.ip, age(v.createdAt)]),
+        vms.map((v) => [v.name, stateText(v), v.image, v.kernel, v.vmm, v.cpus, humanBytes(v.memoryBytes), v.ip, age(v.createdAt)]),
       );
     });
 
@@ -97,7 +97,7 @@ export function registerVm(program: Command): void {
     .option("--image <image>", "image to boot (default: config default_image)")
     .option("--kernel <kernel>", "kernel (default: the image's kernel, else config default_kernel)")
     .option("--cpus <n>", "virtual CPUs (default 1)", parseCount("--cpus", 1, 64))
-    .option("--memory <size>", "memory, e.g. 512M or 2G (default 512M)", parseMemoryMib)
+    .option("--memory <size>", "memory, e.g. 512M or 2G (default 512M)", parseMemory)
     .option("--disk-size <size>", "grow the root disk to this size, e.g. 4G", parseDisk)
     .option("--no-start", "create the disk and record, but do not boot")
     .option("--json", "print JSON")
@@ -105,7 +105,7 @@ export function registerVm(program: Command): void {
       const started = Date.now();
       await vmAction(
         "vm.create",
-        { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryMib: opts.memory, diskBytes: opts.diskSize, noStart: !opts.start, ...netParams(opts) },
+        { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryBytes: opts.memory, diskBytes: opts.diskSize, noStart: !opts.start, ...netParams(opts) },
         opts.json,
         (v) => `vm ${v.name} ${v.state} (${((Date.now() - started) / 1000).toFixed(1)}s); try: banger vm exec ${v.name} -- uname -a`,
       );
@@ -161,10 +161,10 @@ export function registerVm(program: Command): void {
     .description("change CPUs or memory of a stopped VM")
     .argument("<name>", "VM name", vmName)
     .option("--cpus <n>", "virtual CPUs", parseCount("--cpus", 1, 64))
-    .option("--memory <size>", "memory, e.g. 1G", parseMemoryMib)
+    .option("--memory <size>", "memory, e.g. 1G", parseMemory)
     .option("--json", "print JSON")
     .action((name: string, opts: { cpus?: number; memory?: number; json?: boolean }) =>
-      vmAction("vm.set", { name, cpus: opts.cpus, memoryMib: opts.memory }, opts.json, (v) => `vm ${v.name}: ${v.cpus} cpu, ${v.memoryMib} MiB`),
+      vmAction("vm.set", { name, cpus: opts.cpus, memoryBytes: opts.memory }, opts.json, (v) => `vm ${v.name}: ${v.cpus} cpu, ${humanBytes(v.memoryBytes)}`),
     );
 
   vm.command("logs")

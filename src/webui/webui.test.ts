@@ -15,7 +15,7 @@ import openapi from "./openapi.json" with { type: "json" };
 const quietLog = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
 const methods: MethodTable = {
-  "vm.list": () => [{ name: "a1", state: "stopped", image: "busybox", kernel: "k", vmm: "qemu", cpus: 1, memoryMib: 256, ip: null, error: null, createdAt: "2026-01-01T00:00:00Z", startedAt: null }],
+  "vm.list": () => [{ name: "a1", state: "stopped", image: "busybox", kernel: "k", vmm: "qemu", cpus: 1, memoryBytes: 256 * 1024 ** 2, ip: null, error: null, createdAt: "2026-01-01T00:00:00Z", startedAt: null }],
   "vm.show": (p) => {
     throw notFound(`vm ${(p as { name: string }).name}`, "see `banger vm ls`");
   },
