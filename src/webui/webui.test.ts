@@ -118,7 +118,7 @@ describe("webui", () => {
   it("answers method errors with their status, message and hint", async () => {
     const missing = await send(`${web.url}/api/vms/nope`, { headers: bearer });
     assert.equal(missing.status, 404);
-    assert.deepEqual(JSON.parse(missing.body), { error: { code: 1001, message: "vm nope not found", hint: "see `banger vm ls`" } });
+    assert.deepEqual(JSON.parse(missing.body), { error: { code: 1001, name: "NotFound", message: "vm nope not found", hint: "see `banger vm ls`" } });
     const form = await send(`${web.url}/api/kernels/pull`, { method: "POST", headers: { ...bearer, "Content-Type": "application/x-www-form-urlencoded" }, body: "name=k" });
     assert.equal(form.status, 400, "only JSON bodies");
     const big = await send(`${web.url}/api/kernels/pull`, { method: "POST", headers: { ...bearer, "Content-Type": "application/json" }, body: JSON.stringify({ name: "x".repeat(70_000) }) });
