@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { ConnectionLostError } from "../rpc/index.ts";
 import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
 import type { Progress } from "../util/progress.ts";
-import { ProgressView } from "./output.ts";
+import { ProgressView, jsonRequested } from "./output.ts";
 
 /** A sink standing in for stderr: piped (isTTY false) or a terminal. */
 function sink(isTTY: boolean) {
@@ -84,5 +84,14 @@ describe("ProgressView (terminal)", () => {
     const out = sink(true);
     await assert.rejects(new ProgressView(out).track(call(["agent"], new ConnectionLostError())));
     assert.match(out.writes.join(""), /\r\x1b\[2Kagent interrupted \(\d+\.\ds, daemon connection lost\)\n$/);
+  });
+});
+
+describe("jsonRequested", () => {
+  it("sees --json among banger's own arguments, not in the guest command after --", () => {
+    assert.equal(jsonRequested(["vm", "ls", "--json"]), true);
+    assert.equal(jsonRequested(["vm", "ls"]), false);
+    assert.equal(jsonRequested(["vm", "exec", "a", "--", "jq", "--json"]), false);
+    assert.equal(jsonRequested(["vm", "run", "--json", "--", "true"]), true);
   });
 });
