@@ -121,6 +121,7 @@ describe("--json errors", () => {
       [["vm", "ls", "--nope", "--json"], /^unknown option '--nope'$/],
       [["vm", "show", "../etc", "--json"], /^invalid vm name "\.\.\/etc"/],
       [["vm", "create", "--memory", "lots", "--json"], /^--memory: cannot read size "lots"$/],
+      [["vm", "set", "x", "--memory", "32M", "--json"], /^--memory must be 64M\.\.256G, not 32M$/],
       [["image", "show", "--json"], /^missing required argument 'name'$/],
     ] as const) {
       const r = await runBanger([...args], { home });

@@ -22,5 +22,9 @@ export function parseCount(flag: string, min: number, max: number): (v: string) 
   };
 }
 
-/** `--memory 512M` / `2G` / `512` (MiB) as bytes, rounded to whole MiB (the VMMs' unit). */
-export const parseMemory = (v: string): number => Math.round(parseSize(v, "--memory", "m") / 1024 ** 2) * 1024 ** 2;
+/** `--memory 512M` / `2G` / `512` (MiB) as bytes, rounded to whole MiB (the VMMs' unit), 64M to 256G as the daemon takes. */
+export function parseMemory(v: string): number {
+  const bytes = Math.round(parseSize(v, "--memory", "m") / 1024 ** 2) * 1024 ** 2;
+  if (bytes < 64 * 1024 ** 2 || bytes > 256 * 1024 ** 3) throw invalidArgument(`--memory must be 64M..256G, not ${v}`);
+  return bytes;
+}
