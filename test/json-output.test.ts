@@ -4,7 +4,9 @@
 // record and its disk only.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { CONFIG_KEYS } from "../src/config/index.ts";
+import { RpcClient } from "../src/rpc/index.ts";
 import { makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "./helpers.ts";
 
 /** Config file keys are what users type (`banger config set default_image`): the one snake_case vocabulary kept. */
@@ -79,6 +81,18 @@ describe("--json output", () => {
     const set = (await json(["vm", "set", "j1", "--memory", "1G", "--json"])) as { memoryBytes: number };
     assert.equal(set.memoryBytes, 1024 ** 3);
     assert.match((await banger(["vm", "show", "j1"])).stdout, /^memory:\s+1\.0 GiB$/m);
+  });
+
+  it("takes memoryBytes over the socket in whole MiB, and refuses the old memoryMib rather than ignore it", async () => {
+    const rpc = await RpcClient.connect(join(home, "run", "bangerd.sock"));
+    try {
+      await assert.rejects(rpc.call("vm.set", { name: "j1", memoryMib: 512 }), /"memoryMib" is now "memoryBytes"/);
+      await assert.rejects(rpc.call("vm.set", { name: "j1", memoryBytes: 512 * 1024 ** 2 + 1 }), /whole number of MiB/);
+      const v = (await rpc.call("vm.set", { name: "j1", memoryBytes: 768 * 1024 ** 2 })) as { memoryBytes: number };
+      assert.equal(v.memoryBytes, 768 * 1024 ** 2);
+    } finally {
+      rpc.close();
+    }
   });
 
   it("shows an image's used and virtual size, in bytes and humanized", async () => {

@@ -28,6 +28,8 @@ const MAX_MEMORY_BYTES = 256 * 1024 * MIB;
 
 /** `memoryBytes`: 64 MiB to 256 GiB in whole MiB (what QEMU and Firecracker take). */
 function memoryParam(p: unknown): number | undefined {
+  // An older caller's MiB would otherwise be ignored without a word, and the VM get the default.
+  if (requireObject(p).memoryMib !== undefined) throw invalidArgument(`"memoryMib" is now "memoryBytes" (in bytes)`, "use a banger CLI of the daemon's version");
   const bytes = optionalInt(p, "memoryBytes", MIN_MEMORY_BYTES, MAX_MEMORY_BYTES);
   if (bytes !== undefined && bytes % MIB !== 0) throw invalidArgument(`memoryBytes must be a whole number of MiB, not ${bytes}`);
   return bytes;
