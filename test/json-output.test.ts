@@ -56,7 +56,7 @@ describe("--json output", () => {
       ["vm", "ls", "--json"], ["vm", "show", "j1", "--json"],
       ["image", "ls", "--json"], ["image", "show", "busybox", "--json"], ["image", "ls", "--available", "--json"],
       ["kernel", "ls", "--json"], ["kernel", "show", "debian-6.1-cloud", "--json"], ["kernel", "ls", "--available", "--json"],
-      ["session", "ls", "--json"], ["daemon", "status", "--json"],
+      ["session", "ls", "--json"], ["daemon", "status", "--json"], ["net", "status", "--json"],
     ]) {
       outputs.push([args, await json(args)]);
     }
