@@ -117,6 +117,11 @@ describe("a hostile guest", () => {
     assert.equal(res.code, 1);
     assert.doesNotMatch(res.stderr, RAW_CONTROL);
     assert.match(res.stderr, /\\x9b31m\\u\{202e\}evil/);
+    // Under --json the error is JSON on stdout: inert on the terminal, the guest's text exact once parsed.
+    const json = await runBanger(["vm", "stats", "evil", "--json"], { home, env });
+    assert.equal(json.code, 1);
+    assert.doesNotMatch(json.stdout, RAW_CONTROL);
+    assert.match((JSON.parse(json.stdout) as { error: { message: string } }).error.message, /\x9b31m\u202eevil/);
   });
 
   it("`vm logs` of a huge console log prints only its end, quickly", async () => {
