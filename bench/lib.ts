@@ -156,7 +156,7 @@ export interface BareVm {
  * to the agent's answer; the socket is polled every 2 ms so the baseline is not penalized
  * by a retry back-off.
  */
-export async function bootBareQemu(h: BenchHome, o: { id: string; image: string; kernel: string; cpus: number; memoryMib: number }): Promise<BareVm> {
+export async function bootBareQemu(h: BenchHome, o: { id: string; image: string; kernel: string; cpus: number; memoryBytes: number }): Promise<BareVm> {
   // Same state root as banger's daemon: the accelerator probe's cached verdict is shared.
   process.env.BANGER_HOME = h.home;
   const paths = resolvePaths({ BANGER_HOME: h.home });
@@ -167,7 +167,7 @@ export async function bootBareQemu(h: BenchHome, o: { id: string; image: string;
   const disk = join(diskDir, `${o.id}.qcow2`);
   await runChecked(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", join(paths.imagesDir, o.image, "rootfs.ext4"), disk]);
   const ctx = { paths } as unknown as DaemonContext; // bootSpec reads only ctx.paths.kernelsDir
-  const record = { name: o.id, kernel: o.kernel, cpus: o.cpus, memoryMib: o.memoryMib } as VmRecord;
+  const record = { name: o.id, kernel: o.kernel, cpus: o.cpus, memoryBytes: o.memoryBytes } as VmRecord;
   const spec: VmSpec = await bootSpec(ctx, record, { path: disk, format: "qcow2" }, runtimeDir);
   const argv = buildQemuArgv(spec, await resolveQemuOptions(spec));
   const p = qemuPaths(runtimeDir);

@@ -24,7 +24,7 @@ await runBench(async () => {
   const warm = await showVm(h, "warm");
   const bangerArgv = processArgv(warm.pid!);
   await h.banger(["vm", "rm", "-f", "warm"]);
-  const warmBare = await bootBareQemu(h, { id: "bare-warm", image: "busybox", kernel, cpus: warm.cpus, memoryMib: warm.memoryMib });
+  const warmBare = await bootBareQemu(h, { id: "bare-warm", image: "busybox", kernel, cpus: warm.cpus, memoryBytes: warm.memoryBytes });
   warmBare.agent.close();
   await warmBare.kill();
   const diff = argvDiff(bangerArgv, warmBare.argv);
@@ -42,7 +42,7 @@ await runBench(async () => {
     const name = `boot${i}`;
     const wallStart = performance.timeOrigin + performance.now();
     const t = process.hrtime.bigint();
-    const created = await h.banger(["vm", "create", "--name", name, "--image", "busybox", "--cpus", String(warm.cpus), "--memory", `${warm.memoryMib}M`]);
+    const created = await h.banger(["vm", "create", "--name", name, "--image", "busybox", "--cpus", String(warm.cpus), "--memory", String(warm.memoryBytes / 1024 ** 2)]);
     ours.push(since(t));
     // The driver writes vmm.pid right after spawning qemu: its mtime splits banger's time
     // into before the VMM exists (CLI, RPC, clone) and the boot itself.
@@ -54,7 +54,7 @@ await runBench(async () => {
     const phases = [...created.stderr.matchAll(/^(\S+) done \((\d+\.\d+)s\)$/gm)].map((m) => `${m[1]} ${m[2]}s`).join(", ");
     await h.banger(["vm", "rm", "-f", name]);
 
-    const bareVm = await bootBareQemu(h, { id: `bare${i}`, image: "busybox", kernel, cpus: warm.cpus, memoryMib: warm.memoryMib });
+    const bareVm = await bootBareQemu(h, { id: `bare${i}`, image: "busybox", kernel, cpus: warm.cpus, memoryBytes: warm.memoryBytes });
     bareVm.agent.close();
     await bareVm.kill();
     bare.push(bareVm.firstByteMs);
@@ -70,7 +70,7 @@ await runBench(async () => {
   const q = median(bare);
   const overhead = b - q;
   const budget = 0.1 * q + 100;
-  console.log(`median: banger vm create ${fmt(b)}, bare qemu first byte ${fmt(q)} (handshake ${fmt(median(bareHandshake))}), ${warm.cpus} cpu, ${warm.memoryMib} MiB`);
+  console.log(`median: banger vm create ${fmt(b)}, bare qemu first byte ${fmt(q)} (handshake ${fmt(median(bareHandshake))}), ${warm.cpus} cpu, ${warm.memoryBytes / 1024 ** 2} MiB`);
   console.log(`where banger's time goes (medians): qemu spawned at +${median(spawnAt).toFixed(0)} ms (any CLI call costs ${median(cliFloor).toFixed(0)} ms: banger vm ls, 10 runs);`);
   console.log(`  spawn → the console's last line (agent listening) ${median(guestBoot).toFixed(0)} ms under banger vs ${median(bareGuestBoot).toFixed(0)} ms bare; spawn → done ${(b - median(spawnAt)).toFixed(0)} ms`);
   console.log(`overhead = banger - bare = ${overhead.toFixed(0)} ms; target <= 0.10*bare + 100 ms = ${budget.toFixed(0)} ms -> ${overhead <= budget ? "met" : "NOT met"}`);

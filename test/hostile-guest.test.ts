@@ -37,11 +37,11 @@ describe("a hostile guest", () => {
     store.putImage({ name: "i", source: "test", digest: "", kernelRef: "k", distro: "busybox", arch: "x86_64", sizeBytes: 1, config: {} });
     // evil: replies within the rules, exec hangs; flood: replies that break them, exec floods.
     for (const [name, exec, replies] of [["evil", "hang", "valid"], ["flood", "flood", "rule-breaking"]] as const) {
-      store.insertVm({ name, id: `id-${name}`, state: "running", image: "i", kernel: "k", vmm: "qemu", cpus: 1, memoryMib: 256, diskBytes: 0, pid: 1, ip: null, error: null, config: {} });
+      store.insertVm({ name, id: `id-${name}`, state: "running", image: "i", kernel: "k", vmm: "qemu", cpus: 1, memoryBytes: 256 * 1024 ** 2, diskBytes: 0, pid: 1, ip: null, error: null, config: {} });
       agents.push(await startHostileAgent(home, name, exec, replies));
     }
     // A stopped VM whose console log grew huge (8 GiB, sparse) while nothing capped it.
-    store.insertVm({ name: "quiet", id: "id-quiet", state: "stopped", image: "i", kernel: "k", vmm: "qemu", cpus: 1, memoryMib: 256, diskBytes: 0, pid: null, ip: null, error: `guest said ${HOSTILE}`, config: {} });
+    store.insertVm({ name: "quiet", id: "id-quiet", state: "stopped", image: "i", kernel: "k", vmm: "qemu", cpus: 1, memoryBytes: 256 * 1024 ** 2, diskBytes: 0, pid: null, ip: null, error: `guest said ${HOSTILE}`, config: {} });
     // Image metadata comes from an OCI config, catalog descriptions from a catalog: hostile too.
     store.putImage({ name: "oci-evil", source: "oci:example/evil", digest: "", kernelRef: "k", distro: "alpine", arch: "x86_64", sizeBytes: 1, config: { labels: { "org.evil": HOSTILE }, entrypoint: [HOSTILE], env: [`A=${HOSTILE}`] } });
     const entry = { name: "evilcat", distro: "busybox", arch: "x86_64", kernel_ref: "k", tarball_url: "x.tar.zst", tarball_sha256: "0".repeat(64), size_bytes: 1, description: HOSTILE };
@@ -117,6 +117,11 @@ describe("a hostile guest", () => {
     assert.equal(res.code, 1);
     assert.doesNotMatch(res.stderr, RAW_CONTROL);
     assert.match(res.stderr, /\\x9b31m\\u\{202e\}evil/);
+    // Under --json the error is JSON on stdout: inert on the terminal, the guest's text exact once parsed.
+    const json = await runBanger(["vm", "stats", "evil", "--json"], { home, env });
+    assert.equal(json.code, 1);
+    assert.doesNotMatch(json.stdout, RAW_CONTROL);
+    assert.match((JSON.parse(json.stdout) as { error: { message: string } }).error.message, /\x9b31m\u202eevil/);
   });
 
   it("`vm logs` of a huge console log prints only its end, quickly", async () => {

@@ -7,6 +7,7 @@
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { BangerError, ErrorCode, integrity } from "../util/errors.ts";
+import { normalizeArch } from "../util/arch.ts";
 import { isValidName } from "../util/names.ts";
 import { openSource, parseSourceUrl, readAllBounded } from "./source.ts";
 
@@ -52,7 +53,33 @@ export function textField(max: number, pattern?: RegExp, what?: string): FieldRu
 export const nameField: FieldRule["check"] = (v) =>
   typeof v === "string" && isValidName(v) ? undefined : "expected a name: letters, digits, '.', '_' or '-', starting with a letter or digit, at most 64 characters";
 
-export const archField: FieldRule["check"] = textField(32, /^[a-z0-9_]+$/, "an architecture like x86_64 or arm64");
+export const archField: FieldRule["check"] = textField(32, /^[a-z0-9_]+$/, "an architecture like amd64 or arm64 (x86_64 and aarch64 are read as those)");
+
+/**
+ * The fields every entry has, as banger prints them (CLI --json, the web API): camelCase,
+ * sizes in bytes, arch as amd64/arm64. The catalog file keeps its own snake_case format.
+ */
+export interface CatalogEntryView {
+  name: string;
+  distro?: string;
+  arch?: string;
+  tarballUrl: string;
+  tarballSha256: string;
+  sizeBytes: number;
+  description?: string;
+}
+
+export function catalogEntryView(e: CatalogEntry): CatalogEntryView {
+  return {
+    name: e.name,
+    ...(e.distro !== undefined ? { distro: e.distro } : {}),
+    ...(e.arch !== undefined ? { arch: normalizeArch(e.arch) } : {}),
+    tarballUrl: e.tarball_url,
+    tarballSha256: e.tarball_sha256,
+    sizeBytes: e.size_bytes,
+    ...(e.description !== undefined ? { description: e.description } : {}),
+  };
+}
 
 /** A byte count: a positive integer of at most `max` (the bundle kind's cap). */
 export function sizeField(max: number): FieldRule["check"] {

@@ -10,7 +10,8 @@
 // (HTTP, truncation, oversize, sha256, unsafe member, decompression bomb, cancellation) is
 // one BangerError and leaves nothing behind but verified downloads in the cache.
 // makeTarZst is the reproducible producer side. The catalog helpers parse and validate the
-// shared `{version, entries}` format and read override catalogs from paths or URLs.
+// shared `{version, entries}` format and read override catalogs from paths or URLs; the file
+// is snake_case, and catalogEntryView gives an entry as banger prints it (camelCase).
 //
 // Member names and link targets pass the shared path rule (util/paths.ts). It does not own
 // which members a bundle may hold nor how big it may decode (the caller's BundleRules:
@@ -23,6 +24,8 @@ export {
   archField,
   type Catalog,
   type CatalogEntry,
+  type CatalogEntryView,
+  catalogEntryView,
   type FieldRule,
   type FieldRules,
   isObject,

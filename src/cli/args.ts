@@ -22,12 +22,12 @@ export function parseCount(flag: string, min: number, max: number): (v: string) 
   };
 }
 
-/** `--memory 512M` / `2G` / `512` (MiB) as MiB, within what the daemon accepts (64 MiB to 256 GiB). */
-export const parseMemoryMib = (v: string): number => {
-  const mib = Math.round(parseSize(v, "--memory", "m") / 1024 ** 2);
-  if (mib < 64 || mib > 256 * 1024) throw invalidArgument(`--memory must be 64M..256G, not ${JSON.stringify(v)}`, "e.g. --memory 512M or --memory 2G (a bare number is MiB)");
-  return mib;
-};
+/** `--memory 512M` / `2G` / `512` (MiB) as bytes, rounded to whole MiB (the VMMs' unit), 64M to 256G as the daemon takes. */
+export function parseMemory(v: string): number {
+  const bytes = Math.round(parseSize(v, "--memory", "m") / 1024 ** 2) * 1024 ** 2;
+  if (bytes < 64 * 1024 ** 2 || bytes > 256 * 1024 ** 3) throw invalidArgument(`--memory must be 64M..256G, not ${JSON.stringify(v)}`, "e.g. --memory 512M or --memory 2G (a bare number is MiB)");
+  return bytes;
+}
 
 /** A disk or image size option (`--disk-size 8G`, `--size 2G`): bytes, more than zero. */
 export function parseDiskSize(flag: string): (v: string) => number {

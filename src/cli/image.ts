@@ -12,8 +12,14 @@ import { noteBecameDefault, reportRemoval } from "./kernel.ts";
 const imageName = (v: string) => validateName("image", v);
 const kernelName = (v: string) => validateName("kernel", v);
 
+/** image.list/show/pull/build: the record plus usedBytes, what the sparse rootfs.ext4 takes on the host (sizeBytes is its virtual size). */
+type ImageView = ImageRecord & { usedBytes: number | null };
+
+/** "81 MiB used, 1.0 GiB virtual". */
+const sizeText = (i: ImageView) => `${i.usedBytes === null ? "?" : humanBytes(i.usedBytes)} used, ${humanBytes(i.sizeBytes)} virtual`;
+
 interface PullResult {
-  image: ImageRecord;
+  image: ImageView;
   becameDefault?: boolean;
   via: "catalog" | "oci";
   unchanged: boolean;
@@ -25,8 +31,8 @@ interface AvailableImage {
   name: string;
   distro?: string;
   arch?: string;
-  kernel_ref?: string;
-  size_bytes?: number;
+  kernelRef?: string;
+  sizeBytes?: number;
   description?: string;
   state: "pulled" | "available";
 }
@@ -41,7 +47,7 @@ function printPull(r: PullResult): void {
   if (r.details.digest) fields.push(["digest", r.details.digest]);
   if (r.details.platform) fields.push(["platform", r.details.platform]);
   if (r.details.layers) fields.push(["layers", `${r.details.layers.length} (${humanBytes(r.details.compressedBytes ?? 0)} compressed, ${humanBytes(r.details.downloadedBytes ?? 0)} downloaded)`]);
-  fields.push(["kernel", i.kernelRef], ["rootfs", humanBytes(i.sizeBytes)], ["time", `${r.seconds.toFixed(1)}s`]);
+  fields.push(["kernel", i.kernelRef], ["rootfs", sizeText(i)], ["time", `${r.seconds.toFixed(1)}s`]);
   printFields(fields);
 }
 
@@ -61,16 +67,16 @@ export function registerImage(program: Command): void {
         if (entries.length === 0) return void process.stdout.write("the image catalog is empty (pull any OCI image: banger image pull alpine)\n");
         printTable(
           ["NAME", "STATE", "DISTRO", "ARCH", "KERNEL", "SIZE", "DESCRIPTION"],
-          entries.map((e) => [e.name, e.state, e.distro, e.arch, e.kernel_ref, e.size_bytes ? humanBytes(e.size_bytes) : null, e.description]),
+          entries.map((e) => [e.name, e.state, e.distro, e.arch, e.kernelRef, e.sizeBytes ? humanBytes(e.sizeBytes) : null, e.description]),
         );
         return;
       }
-      const images = await callDaemon<ImageRecord[]>("image.list");
+      const images = await callDaemon<ImageView[]>("image.list");
       if (opts.json) return printJson(images);
       if (images.length === 0) return void process.stdout.write("no images (pull one: banger image pull <name|oci-ref>)\n");
       printTable(
-        ["NAME", "KERNEL", "ARCH", "SIZE", "SOURCE", "AGE"],
-        images.map((i) => [i.name, i.kernelRef, i.arch, humanBytes(i.sizeBytes), i.source, age(i.createdAt)]),
+        ["NAME", "KERNEL", "ARCH", "USED", "VIRTUAL", "SOURCE", "AGE"],
+        images.map((i) => [i.name, i.kernelRef, i.arch, i.usedBytes === null ? null : humanBytes(i.usedBytes), humanBytes(i.sizeBytes), i.source, age(i.createdAt)]),
       );
     });
 
@@ -107,14 +113,14 @@ export function registerImage(program: Command): void {
     .option("--json", "print the result as JSON instead of progress")
     .action(async (opts: { preset: string; name?: string; kernelRef?: string; size?: number; force?: boolean; json?: boolean }) => {
       const started = Date.now();
-      const i = await callDaemon<ImageRecord & { becameDefault?: boolean }>(
+      const i = await callDaemon<ImageView & { becameDefault?: boolean }>(
         "image.build",
         { preset: opts.preset, name: opts.name, kernelRef: opts.kernelRef, sizeBytes: opts.size, force: opts.force },
         { showProgress: !opts.json },
       );
       noteBecameDefault("image", i.name, i);
       if (opts.json) return printJson(i);
-      process.stdout.write(`image ${i.name} built from preset ${opts.preset} (${humanBytes(i.sizeBytes)}, kernel ${i.kernelRef}, ${((Date.now() - started) / 1000).toFixed(1)}s)\n`);
+      process.stdout.write(`image ${i.name} built from preset ${opts.preset} (${sizeText(i)}, kernel ${i.kernelRef}, ${((Date.now() - started) / 1000).toFixed(1)}s)\n`);
     });
 
   image
@@ -123,11 +129,11 @@ export function registerImage(program: Command): void {
     .argument("<name>", "image name", imageName)
     .option("--json", "print JSON")
     .action(async (name: string, opts: { json?: boolean }) => {
-      const i = await callDaemon<ImageRecord>("image.show", { name });
+      const i = await callDaemon<ImageView>("image.show", { name });
       if (opts.json) return printJson(i);
       printFields([
         ["name", i.name], ["source", i.source], ["digest", i.digest], ["kernel", i.kernelRef], ["distro", i.distro],
-        ["arch", i.arch], ["size", humanBytes(i.sizeBytes)], ["config", Object.keys(i.config).length ? i.config : null], ["created", i.createdAt],
+        ["arch", i.arch], ["size", sizeText(i)], ["config", Object.keys(i.config).length ? i.config : null], ["created", i.createdAt],
       ]);
     });
 

@@ -2,8 +2,8 @@
 // and are loaded only when used, so everyday commands stay quick to start.
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import { invalidArgument } from "../util/errors.ts";
 import { humanBytes } from "../util/human.ts";
+import { type Arch, parseArch } from "../util/arch.ts";
 import type { Progress } from "../util/progress.ts";
 import { validateName } from "../util/names.ts";
 import { parseSize } from "../util/size.ts";
@@ -19,13 +19,12 @@ export function registerInternal(program: Command): void {
     .requiredOption("--name <name>", "image name", (v: string) => validateName("image", v))
     .requiredOption("--kernel-ref <kernel>", "kernel the image boots with", (v: string) => validateName("kernel", v))
     .option("--distro <distro>", "distribution name", "")
-    .option("--arch <arch>", "amd64 or arm64", "amd64")
+    .option("--arch <arch>", "amd64 or arm64 (x86_64, aarch64 accepted)", (v: string) => parseArch(v), "amd64")
     .option("--description <text>", "one line for the catalog", "")
     .option("--size <size>", "rootfs.ext4 size, e.g. 1G (default: content + headroom)", (v: string) => parseSize(v, "--size"))
     .requiredOption("--out <dir>", "directory to write the bundle to")
     .option("--json", "print JSON")
-    .action(async (opts: { rootfsTar: string; name: string; kernelRef: string; distro: string; arch: string; description: string; size?: number; out: string; json?: boolean }) => {
-      if (opts.arch !== "amd64" && opts.arch !== "arm64") throw invalidArgument("--arch takes amd64 or arm64");
+    .action(async (opts: { rootfsTar: string; name: string; kernelRef: string; distro: string; arch: Arch; description: string; size?: number; out: string; json?: boolean }) => {
       const arch = opts.arch;
       const { makeBundle } = await import("../rootfs/index.ts");
       const make = (progress?: Progress) =>
@@ -35,7 +34,7 @@ export function registerInternal(program: Command): void {
           sizeBytes: opts.size, outDir: resolve(opts.out), progress,
         });
       const made = await (opts.json ? make() : new ProgressView().track(make));
-      if (opts.json) return printJson({ path: made.path, sha256: made.sha256, size_bytes: made.sizeBytes });
+      if (opts.json) return printJson({ path: made.path, sha256: made.sha256, sizeBytes: made.sizeBytes });
       process.stdout.write(`bundle: ${made.path}\nsha256: ${made.sha256}\nsize:   ${made.sizeBytes} (${humanBytes(made.sizeBytes)})\n`);
     });
 
@@ -49,7 +48,7 @@ export function registerInternal(program: Command): void {
     .action(async (dir: string, opts: { name: string; out: string; json?: boolean }) => {
       const { makeKernelBundle } = await import("../rootfs/index.ts");
       const made = await makeKernelBundle(resolve(dir), { name: opts.name, outDir: resolve(opts.out) });
-      if (opts.json) return printJson({ path: made.path, sha256: made.sha256, size_bytes: made.sizeBytes, kernel_version: made.kernelVersion });
+      if (opts.json) return printJson({ path: made.path, sha256: made.sha256, sizeBytes: made.sizeBytes, kernelVersion: made.kernelVersion });
       process.stdout.write(`bundle: ${made.path}\nsha256: ${made.sha256}\nsize:   ${made.sizeBytes} (${humanBytes(made.sizeBytes)})\n`);
     });
 }

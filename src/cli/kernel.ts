@@ -14,8 +14,8 @@ interface AvailableKernel {
   name: string;
   distro?: string;
   arch?: string;
-  kernel_version?: string;
-  size_bytes?: number;
+  kernelVersion?: string;
+  sizeBytes?: number;
   description?: string;
   state: "pulled" | "available";
 }
@@ -85,7 +85,7 @@ Examples:
         if (entries.length === 0) return void process.stdout.write("the kernel catalog is empty (import one: banger kernel import --debian)\n");
         printTable(
           ["NAME", "STATE", "VERSION", "DISTRO", "ARCH", "SIZE", "DESCRIPTION"],
-          entries.map((e) => [e.name, e.state, e.kernel_version, e.distro, e.arch, e.size_bytes ? humanBytes(e.size_bytes) : null, e.description]),
+          entries.map((e) => [e.name, e.state, e.kernelVersion, e.distro, e.arch, e.sizeBytes ? humanBytes(e.sizeBytes) : null, e.description]),
         );
         return;
       }

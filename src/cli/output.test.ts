@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { ConnectionLostError } from "../rpc/index.ts";
 import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
 import type { Progress } from "../util/progress.ts";
-import { ProgressView } from "./output.ts";
+import { ProgressView, jsonRequested } from "./output.ts";
 
 /** A sink standing in for stderr: piped (isTTY false) or a terminal. */
 function sink(isTTY: boolean) {
@@ -112,5 +112,14 @@ describe("ProgressView (piped, long phases)", () => {
     const out = sink(true);
     await new ProgressView(out).track(async (progress) => progress({ phase: "download", done: 3 * 1024 ** 2, total: 12 * 1024 ** 2 }));
     assert.match(out.writes.join(""), /download \[#{8}\.{22}\] 25% 3\.0 MiB\/12 MiB/);
+  });
+});
+
+describe("jsonRequested", () => {
+  it("sees --json among banger's own arguments, not in the guest command after --", () => {
+    assert.equal(jsonRequested(["vm", "ls", "--json"]), true);
+    assert.equal(jsonRequested(["vm", "ls"]), false);
+    assert.equal(jsonRequested(["vm", "exec", "a", "--", "jq", "--json"]), false);
+    assert.equal(jsonRequested(["vm", "run", "--json", "--", "true"]), true);
   });
 });

@@ -43,6 +43,16 @@ export function cancelledForReader(err: unknown): boolean {
   return readerGone.aborted && err instanceof BangerError && err.code === ErrorCode.Cancelled;
 }
 
+/**
+ * True when the command line asks for JSON (`--json` before any `--`: what follows `--` is the
+ * guest's command). Decided from argv, not the parsed options, so that a usage error found
+ * while parsing is printed as JSON too.
+ */
+export function jsonRequested(args: readonly string[]): boolean {
+  const end = args.indexOf("--");
+  return (end === -1 ? args : args.slice(0, end)).includes("--json");
+}
+
 export function printJson(value: unknown): void {
   process.stdout.write(`${inertJson(value, 2)}\n`);
 }

@@ -16,7 +16,7 @@ import { attachWith } from "./attach.ts";
 import { ProgressView } from "./output.ts";
 import { addNetOptions, netParams, parseForwardSpec, startForward } from "./net.ts";
 import { Uploader, streamEvents } from "./streams.ts";
-import { parseCount, parseDiskSize, parseEnv, parseMemoryMib } from "./args.ts";
+import { parseCount, parseDiskSize, parseEnv, parseMemory } from "./args.ts";
 import { outBytes } from "../daemon/streams.ts";
 
 export const GUEST_WORKSPACE = "/workspace";
@@ -90,7 +90,7 @@ export function registerRun(vm: Command): void {
     .option("--kernel <kernel>", "kernel (default: the image's)")
     .option("--name <name>", "VM name (default: a generated adjective-noun)", (v: string) => validateName("vm", v))
     .option("--cpus <n>", "virtual CPUs (default: 1)", parseCount("--cpus", 1, 64))
-    .option("--memory <size>", "memory, e.g. 512M or 2G (default: 512M)", parseMemoryMib)
+    .option("--memory <size>", "memory, e.g. 512M or 2G (default: 512M)", parseMemory)
     .option("--disk-size <size>", "root disk size, e.g. 8G (default: the image's; disks grow, never shrink)", parseDiskSize("--disk-size"))
     .addOption(new Option("-e, --env <KEY=VALUE...>", "environment variables for the command").default([]))
     .option("--keep", "keep the VM afterwards")
@@ -125,7 +125,7 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
   try {
     if (!opts.image) await timed("defaults", () => ensureDefaults(client, opts.yes === true));
     const created = await timed("create", () =>
-      new ProgressView().track((onProgress) => client.call<VmRecord>("vm.create", { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryMib: opts.memory, diskBytes: opts.diskSize, ...netParams(opts) }, { onProgress })),
+      new ProgressView().track((onProgress) => client.call<VmRecord>("vm.create", { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryBytes: opts.memory, diskBytes: opts.diskSize, ...netParams(opts) }, { onProgress })),
     );
     vmName = created.name;
     const name = created.name;

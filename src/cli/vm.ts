@@ -12,7 +12,7 @@ import { registerWorkspace } from "./workspace.ts";
 import { callDaemon } from "./daemon-client.ts";
 import { addNetOptions, netParams, registerVmNet } from "./net.ts";
 import { age, printFields, printJson, printTable } from "./output.ts";
-import { parseCount, parseDiskSize, parseEnv, parseMemoryMib } from "./args.ts";
+import { parseCount, parseDiskSize, parseEnv, parseMemory } from "./args.ts";
 import { outBytes } from "../daemon/streams.ts";
 
 /** The most `vm logs` asks for: the daemon refuses more. */
@@ -40,7 +40,7 @@ function printVm(v: VmRecord): void {
     ["kernel", v.kernel],
     ["vmm", v.vmm],
     ["cpus", v.cpus],
-    ["memory", `${v.memoryMib} MiB`],
+    ["memory", humanBytes(v.memoryBytes)],
     ["disk", v.diskBytes ? humanBytes(v.diskBytes) : null],
     ["ip", v.ip],
     ["net", v.net ? `${v.net}${v.netPeer ? " (peer)" : ""}` : null],
@@ -76,7 +76,7 @@ export function registerVm(program: Command): void {
       }
       printTable(
         ["NAME", "STATE", "IMAGE", "KERNEL", "VMM", "CPUS", "MEMORY", "IP", "AGE"],
-        vms.map((v) => [v.name, stateText(v), v.image, v.kernel, v.vmm, v.cpus, `${v.memoryMib} MiB`, v.ip, age(v.createdAt)]),
+        vms.map((v) => [v.name, stateText(v), v.image, v.kernel, v.vmm, v.cpus, humanBytes(v.memoryBytes), v.ip, age(v.createdAt)]),
       );
     });
 
@@ -96,7 +96,7 @@ export function registerVm(program: Command): void {
     .option("--kernel <kernel>", "kernel (default: the image's kernel, else config default_kernel, else the only kernel)")
     .option("--name <name>", "VM name (default: a generated adjective-noun)", vmName)
     .option("--cpus <n>", "virtual CPUs (default: 1)", parseCount("--cpus", 1, 64))
-    .option("--memory <size>", "memory, e.g. 512M or 2G (default: 512M)", parseMemoryMib)
+    .option("--memory <size>", "memory, e.g. 512M or 2G (default: 512M)", parseMemory)
     .option("--disk-size <size>", "root disk size, e.g. 8G (default: the image's; disks grow, never shrink)", parseDiskSize("--disk-size"))
     .option("--no-start", "create the disk and record, but do not boot")
     .option("--json", "print JSON")
@@ -104,7 +104,7 @@ export function registerVm(program: Command): void {
       const started = Date.now();
       await vmAction(
         "vm.create",
-        { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryMib: opts.memory, diskBytes: opts.diskSize, noStart: !opts.start, ...netParams(opts) },
+        { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryBytes: opts.memory, diskBytes: opts.diskSize, noStart: !opts.start, ...netParams(opts) },
         opts.json,
         (v) => {
           const secs = ((Date.now() - started) / 1000).toFixed(1);
@@ -164,10 +164,10 @@ export function registerVm(program: Command): void {
     .description("change CPUs or memory of a stopped VM")
     .argument("<name>", "VM name", vmName)
     .option("--cpus <n>", "virtual CPUs", parseCount("--cpus", 1, 64))
-    .option("--memory <size>", "memory, e.g. 512M or 2G", parseMemoryMib)
+    .option("--memory <size>", "memory, e.g. 512M or 2G", parseMemory)
     .option("--json", "print JSON")
     .action((name: string, opts: { cpus?: number; memory?: number; json?: boolean }) =>
-      vmAction("vm.set", { name, cpus: opts.cpus, memoryMib: opts.memory }, opts.json, (v) => `vm ${v.name}: ${v.cpus} cpu, ${v.memoryMib} MiB`),
+      vmAction("vm.set", { name, cpus: opts.cpus, memoryBytes: opts.memory }, opts.json, (v) => `vm ${v.name}: ${v.cpus} cpu, ${humanBytes(v.memoryBytes)}`),
     );
 
   vm.command("logs")

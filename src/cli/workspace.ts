@@ -57,7 +57,7 @@ export function registerWorkspace(vm: Command): void {
       await withClient(async (client) => {
         const exported = await exportWorkspace(client, name);
         const summary: Record<string, unknown> = {
-          vm: name, base_commit: exported.baseCommit, copied_commit: exported.copiedCommit, commits: exported.commits,
+          vm: name, baseCommit: exported.baseCommit, copiedCommit: exported.copiedCommit, commits: exported.commits,
           uncommitted: exported.hasUncommitted, squashed: exported.squashed, bytes: exported.patch.length,
         };
         if (opts.out) await writeFile(opts.out, exported.patch);

@@ -64,7 +64,11 @@ export function ensureDirs(paths: Paths): void {
   }
 }
 
-/** What the user can set in config.json (and `banger config set`). */
+/**
+ * What the user can set in config.json (and `banger config set`). Its keys stay snake_case,
+ * unlike banger's JSON output (camelCase): they are a user-edited file format and the names
+ * users type, so `config get --json` prints them as they are.
+ */
 export interface Config {
   kernel_catalog?: string;
   image_catalog?: string;

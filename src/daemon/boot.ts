@@ -44,7 +44,7 @@ export async function bootSpec(ctx: DaemonContext, vm: VmRecord, disk: { path: s
     cmdline,
     rootDisk: { path: disk.path, format: disk.format },
     cpus: vm.cpus,
-    memoryMib: vm.memoryMib,
+    memoryMib: vm.memoryBytes / 1024 ** 2, // the store keeps whole MiB: the VMMs' unit
     runtimeDir,
     ...(nic ? { tap: nic.tap, mac: nic.mac } : {}),
   };

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { presetRootfsTar, PRESETS, validatePreset } from "../presets/index.ts";
 import { extractRootfsTar } from "../rootfs/index.ts";
 import type { ImageRecord } from "../store/index.ts";
+import { hostArch } from "../util/arch.ts";
 import { validateName } from "../util/names.ts";
 import type { Progress } from "../util/progress.ts";
 import type { DaemonContext } from "./context.ts";
@@ -28,7 +29,7 @@ export async function buildPresetImage(ctx: DaemonContext, p: BuildParams, call:
       await checkImageReplaceable(ctx, name, p.force ?? false);
       const image = await buildAndPublishImage(
         ctx,
-        { name, source: `preset:${preset}`, digest: "", kernelRef: kernel, distro: PRESETS[preset].distro, arch: process.arch === "arm64" ? "arm64" : "amd64", config: {}, sizeBytes: p.sizeBytes },
+        { name, source: `preset:${preset}`, digest: "", kernelRef: kernel, distro: PRESETS[preset].distro, arch: hostArch(), config: {}, sizeBytes: p.sizeBytes },
         async (treeDir) => {
           call.progress({ phase: "rootfs", message: `preset ${preset}` });
           const tar = await presetRootfsTar(preset, { cacheDir: join(ctx.paths.cacheDir, "presets"), signal: call.signal, progress: call.progress });

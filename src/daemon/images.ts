@@ -3,6 +3,7 @@
 // imagecat / oci + rootfs; this file resolves kernels and records images in the store.
 import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { type CatalogEntryView, catalogEntryView } from "../bundle/index.ts";
 import { catalogOverride } from "../config/index.ts";
 import * as imagecat from "../imagecat/index.ts";
 import type { ImageRecord } from "../store/index.ts";
@@ -44,13 +45,30 @@ export function getImage(ctx: DaemonContext, name: string): ImageRecord {
   return i;
 }
 
-export interface AvailableImage extends imagecat.ImageCatalogEntry {
+/**
+ * An image as banger shows it: its record (sizeBytes: the rootfs.ext4's virtual size) and
+ * usedBytes, the host space the sparse file really takes (allocated blocks); null when the
+ * file cannot be read.
+ */
+export type ImageView = ImageRecord & { usedBytes: number | null };
+
+export async function imageView<T extends ImageRecord>(ctx: DaemonContext, image: T): Promise<T & { usedBytes: number | null }> {
+  const st = await stat(join(ctx.paths.imagesDir, image.name, "rootfs.ext4")).catch(() => undefined);
+  return { ...image, usedBytes: st ? st.blocks * 512 : null };
+}
+
+export interface AvailableImage extends CatalogEntryView {
+  kernelRef?: string;
   state: "pulled" | "available";
 }
 
 export async function imageCatalog(ctx: DaemonContext, signal: AbortSignal): Promise<AvailableImage[]> {
   const catalog = await imagecat.loadCatalog(catalogOverride("image", ctx.config()), signal);
-  return catalog.entries.map((e) => ({ ...e, state: ctx.store.getImage(e.name) ? "pulled" : "available" }));
+  return catalog.entries.map((e) => ({
+    ...catalogEntryView(e),
+    ...(e.kernel_ref !== undefined ? { kernelRef: e.kernel_ref } : {}),
+    state: ctx.store.getImage(e.name) ? "pulled" : "available",
+  }));
 }
 
 /**
@@ -93,7 +111,7 @@ export async function pullImage(ctx: DaemonContext, p: PullParams, call: CallEnv
         const got = await imagecat.pullImageBundle(entry, { imagesDir: staging, cacheDir: ctx.paths.cacheDir, tmpDir: ctx.paths.tmpDir, name, signal: call.signal, progress: call.progress });
         const row = {
           name, source: `catalog:${entry.tarball_url}`, digest: `sha256:${entry.tarball_sha256}`, kernelRef: kernel,
-          distro: got.manifest.distro ?? entry.distro ?? "", arch: got.manifest.arch ?? entry.arch ?? "x86_64", sizeBytes: (await stat(got.rootfs)).size, config: {},
+          distro: got.manifest.distro ?? entry.distro ?? "", arch: got.manifest.arch ?? entry.arch ?? "amd64", sizeBytes: (await stat(got.rootfs)).size, config: {},
         };
         return { result: got, row };
       });

@@ -4,12 +4,14 @@
 import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
+import { type CatalogEntryView, catalogEntryView } from "../bundle/index.ts";
 import { catalogOverride } from "../config/index.ts";
 import * as kernelcat from "../kernelcat/index.ts";
 import {
   fetchDebianKernelDeb, importKernel as importKernelFiles, receiveKernelUpload, removeBootInitramfs, type DebianFlavor, type KernelUploadKind,
 } from "../kernel/index.ts";
 import type { KernelRecord } from "../store/index.ts";
+import { hostArch } from "../util/arch.ts";
 import { BangerError, ErrorCode, invalidArgument, notFound } from "../util/errors.ts";
 import { KERNEL_UPLOAD_PREFIX } from "../util/scratch.ts";
 import { validateName } from "../util/names.ts";
@@ -27,13 +29,14 @@ export function getKernel(ctx: DaemonContext, name: string): KernelRecord {
   return k;
 }
 
-export interface AvailableKernel extends kernelcat.KernelCatalogEntry {
+export interface AvailableKernel extends CatalogEntryView {
+  kernelVersion: string;
   state: "pulled" | "available";
 }
 
 export async function kernelCatalog(ctx: DaemonContext, signal: AbortSignal): Promise<AvailableKernel[]> {
   const catalog = await kernelcat.loadCatalog(catalogOverride("kernel", ctx.config()), signal);
-  return catalog.entries.map((e) => ({ ...e, state: ctx.store.getKernel(e.name) ? "pulled" : "available" }));
+  return catalog.entries.map((e) => ({ ...catalogEntryView(e), kernelVersion: e.kernel_version, state: ctx.store.getKernel(e.name) ? "pulled" : "available" }));
 }
 
 /** A kernel just pulled or imported; `becameDefault` when it is the first and now the configured default. */
@@ -57,7 +60,7 @@ export function pullKernel(ctx: DaemonContext, name: string, force: boolean, cal
       await buildAside(ctx, "kernel", name, async (staging) => {
         const m = await kernelcat.pullKernelBundle(entry, { kernelsDir: staging, cacheDir: ctx.paths.cacheDir, tmpDir: ctx.paths.tmpDir, signal: call.signal, progress: call.progress });
         const row = {
-          name, source: m.source, kernelVersion: m.kernel_version, distro: m.distro ?? "", arch: m.arch ?? "x86_64",
+          name, source: m.source, kernelVersion: m.kernel_version, distro: m.distro ?? "", arch: m.arch ?? "amd64",
           vmlinuxSha256: m.vmlinux_sha256, hasInitrd: m.has_initrd, modules: [], sizeBytes: await vmlinuxSize(staging, name),
         };
         return { result: undefined, row };
@@ -135,7 +138,7 @@ export async function importKernel(ctx: DaemonContext, p: ImportParams, call: Ca
           const opts = { name, kernelsDir: staging, label: p.upload?.label, signal: call.signal, progress: call.progress };
           const { manifest: m } = await importKernelFiles(source, opts);
           const row = {
-            name, source: m.source, kernelVersion: m.kernel_version, distro: p.debian ? "debian" : "", arch: "x86_64",
+            name, source: m.source, kernelVersion: m.kernel_version, distro: p.debian ? "debian" : "", arch: hostArch(), // its initramfs holds this host's agent
             vmlinuxSha256: m.vmlinux_sha256, hasInitrd: m.has_initrd, modules: m.modules, sizeBytes: await vmlinuxSize(staging, name),
           };
           return { result: undefined, row };

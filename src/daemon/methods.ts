@@ -14,7 +14,7 @@ import { workspaceMethods } from "./workspace.ts";
 import { resumeVm } from "./vm-health.ts";
 import { defaultsMethods } from "./defaults.ts";
 import { sessionMethods } from "./sessions.ts";
-import { getImage, imageCatalog, pullImage, removeImage } from "./images.ts";
+import { getImage, imageCatalog, imageView, pullImage, removeImage } from "./images.ts";
 import { buildPresetImage } from "./images-build.ts";
 import { type ImportParams, getKernel, importKernel, kernelCatalog, pullKernel, removeKernel } from "./kernels.ts";
 import {
@@ -22,7 +22,18 @@ import {
 } from "./vms.ts";
 
 const MAX_CPUS = 64;
-const MAX_MEMORY_MIB = 256 * 1024;
+const MIB = 1024 ** 2;
+const MIN_MEMORY_BYTES = 64 * MIB;
+const MAX_MEMORY_BYTES = 256 * 1024 * MIB;
+
+/** `memoryBytes`: 64 MiB to 256 GiB in whole MiB (what QEMU and Firecracker take). */
+function memoryParam(p: unknown): number | undefined {
+  // An older caller's MiB would otherwise be ignored without a word, and the VM get the default.
+  if (requireObject(p).memoryMib !== undefined) throw invalidArgument(`"memoryMib" is now "memoryBytes" (in bytes)`, "use a banger CLI of the daemon's version");
+  const bytes = optionalInt(p, "memoryBytes", MIN_MEMORY_BYTES, MAX_MEMORY_BYTES);
+  if (bytes !== undefined && bytes % MIB !== 0) throw invalidArgument(`memoryBytes must be a whole number of MiB, not ${bytes}`);
+  return bytes;
+}
 
 export function buildMethodTable(ctx: DaemonContext): MethodTable {
   return {
@@ -52,11 +63,11 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
     "kernel.rm": (p) => removeKernel(ctx, requireString(p, "name"), optionalBool(p, "force") ?? false),
     "kernel.import": (p, call) => importKernel(ctx, importParams(p, call), call),
 
-    "image.list": () => ctx.store.listImages(),
+    "image.list": () => Promise.all(ctx.store.listImages().map((i) => imageView(ctx, i))),
     "image.catalog": (_p, call) => imageCatalog(ctx, call.signal),
-    "image.show": (p) => getImage(ctx, requireString(p, "name")),
-    "image.pull": (p, call) =>
-      pullImage(
+    "image.show": (p) => imageView(ctx, getImage(ctx, requireString(p, "name"))),
+    "image.pull": async (p, call) => {
+      const r = await pullImage(
         ctx,
         {
           ref: requireString(p, "ref"),
@@ -68,14 +79,16 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
           force: optionalBool(p, "force"),
         },
         call,
-      ),
+      );
+      return { ...r, image: await imageView(ctx, r.image) };
+    },
     "image.rm": (p) => removeImage(ctx, requireString(p, "name"), optionalBool(p, "force") ?? false),
-    "image.build": (p, call) =>
-      buildPresetImage(
+    "image.build": async (p, call) =>
+      imageView(ctx, await buildPresetImage(
         ctx,
         { preset: requireString(p, "preset"), name: optionalString(p, "name"), kernelRef: optionalString(p, "kernelRef"), sizeBytes: optionalInt(p, "sizeBytes", 1), force: optionalBool(p, "force") },
         call,
-      ),
+      )),
 
     ...workspaceMethods(ctx),
     ...defaultsMethods(ctx),
@@ -91,7 +104,7 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
           image: optionalString(p, "image"),
           kernel: optionalString(p, "kernel"),
           cpus: optionalInt(p, "cpus", 1, MAX_CPUS),
-          memoryMib: optionalInt(p, "memoryMib", 64, MAX_MEMORY_MIB),
+          memoryBytes: memoryParam(p),
           diskBytes: optionalInt(p, "diskBytes", 1),
           noStart: optionalBool(p, "noStart"),
           net: optionalString(p, "net") === undefined ? undefined : parseEgressPolicy(optionalString(p, "net")!),
@@ -104,7 +117,7 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
     "vm.kill": (p) => killVm(ctx, requireString(p, "name")),
     "vm.resume": (p) => resumeVm(ctx, requireString(p, "name")),
     "vm.rm": (p) => removeVm(ctx, requireString(p, "name"), { force: optionalBool(p, "force") }),
-    "vm.set": (p) => setVm(ctx, requireString(p, "name"), { cpus: optionalInt(p, "cpus", 1, MAX_CPUS), memoryMib: optionalInt(p, "memoryMib", 64, MAX_MEMORY_MIB) }),
+    "vm.set": (p) => setVm(ctx, requireString(p, "name"), { cpus: optionalInt(p, "cpus", 1, MAX_CPUS), memoryBytes: memoryParam(p) }),
     "vm.stats": (p) => vmStats(ctx, requireString(p, "name")),
     "vm.logs": (p, call) =>
       streamConsole(ctx, requireString(p, "name"), { follow: optionalBool(p, "follow") ?? false, tailBytes: optionalInt(p, "bytes", 1, CONSOLE_MAX_TAIL) ?? CONSOLE_DEFAULT_TAIL }, call),

@@ -53,7 +53,7 @@ describe("daemon session operations", () => {
     store = openStore(join(home, "banger.db"));
     store.putKernel({ name: "k", source: "test", kernelVersion: "6.1", distro: "debian", arch: "x86_64", vmlinuxSha256: "a".repeat(64), hasInitrd: false, modules: [], sizeBytes: 1 });
     store.putImage({ name: "i", source: "test", digest: "", kernelRef: "k", distro: "busybox", arch: "x86_64", sizeBytes: 1, config: {} });
-    store.insertVm({ name: "vm1", id: "id1", state: "running", image: "i", kernel: "k", vmm: "qemu", cpus: 1, memoryMib: 256, diskBytes: 0, pid: 1, ip: null, error: null, config: {} });
+    store.insertVm({ name: "vm1", id: "id1", state: "running", image: "i", kernel: "k", vmm: "qemu", cpus: 1, memoryBytes: 256 * 1024 ** 2, diskBytes: 0, pid: 1, ip: null, error: null, config: {} });
     const runtime = {
       handle: (name: string) => (name === "vm1" && store.getVm("vm1")?.state === "running" ? {} : undefined),
       agent: async () => {

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { chooseCloneStrategy, cloneDisk, type DiskFormat } from "../disk/index.ts";
 import type { VmNetPolicy, VmRecord, VmState } from "../store/index.ts";
 import { BangerError, ErrorCode, alreadyExists, errorLine, invalidArgument, notFound } from "../util/errors.ts";
+import { humanBytes } from "../util/human.ts";
 import { generateName } from "../util/namegen.ts";
 import { validateName } from "../util/names.ts";
 import { adoptVm, cleanupDeadVm, consoleLogPath, findPanicLine, getDriver, killUnrecordedVmms, readConsoleTail, type VmmName, type VmHandle } from "../vmm/index.ts";
@@ -21,7 +22,7 @@ import { ensureFreeSpace } from "./vm-health.ts";
 import { vmPaths } from "./vm-runtime.ts";
 
 export const DEFAULT_CPUS = 1;
-export const DEFAULT_MEMORY_MIB = 512;
+export const DEFAULT_MEMORY_BYTES = 512 * 1024 ** 2;
 /** TCG boots take seconds; a slow host or a big image more. */
 const AGENT_READY_TIMEOUT_MS = Number(process.env.BANGER_AGENT_TIMEOUT_MS ?? 120_000);
 
@@ -30,7 +31,8 @@ export interface CreateParams {
   image?: string;
   kernel?: string;
   cpus?: number;
-  memoryMib?: number;
+  /** Bytes, a whole number of MiB (methods.ts checks). */
+  memoryBytes?: number;
   diskBytes?: number;
   /** Create the VM's disk and record without booting it. */
   noStart?: boolean;
@@ -101,7 +103,7 @@ export async function createVm(ctx: DaemonContext, p: CreateParams, call: CallEn
       // allocate() and insertVm() in one tick: no other create can take the same address.
       ctx.store.insertVm({
         name, id, state: "creating", image, kernel, vmm,
-        cpus: p.cpus ?? DEFAULT_CPUS, memoryMib: p.memoryMib ?? DEFAULT_MEMORY_MIB, diskBytes: 0,
+        cpus: p.cpus ?? DEFAULT_CPUS, memoryBytes: p.memoryBytes ?? DEFAULT_MEMORY_BYTES, diskBytes: 0,
         pid: null, ip: ctx.network.allocate(net), error: null, config: {}, net, netPeer: p.netPeer ?? false,
       });
       try {
@@ -140,7 +142,7 @@ async function bootVm(ctx: DaemonContext, name: string, call: CallEnv): Promise<
   if (vm.state !== "creating") ctx.store.updateVm(name, { state: "starting", error: null, stateReason: null });
   let handle: VmHandle | undefined;
   try {
-    call.progress({ phase: "boot", message: `${vm.vmm}, ${vm.cpus} cpu, ${vm.memoryMib} MiB` });
+    call.progress({ phase: "boot", message: `${vm.vmm}, ${vm.cpus} cpu, ${humanBytes(vm.memoryBytes)}` });
     const nic = await ctx.network.attach(vm);
     const spec = await bootSpec(ctx, vm, { path: disk.path, format: disk.format }, paths.runtimeDir, nic);
     handle = await getDriver(vm.vmm).start(spec, { signal: call.signal });
@@ -274,13 +276,13 @@ export function removeVm(ctx: DaemonContext, name: string, opts: { force?: boole
   );
 }
 
-export function setVm(ctx: DaemonContext, name: string, p: { cpus?: number; memoryMib?: number }): Promise<VmRecord> {
+export function setVm(ctx: DaemonContext, name: string, p: { cpus?: number; memoryBytes?: number }): Promise<VmRecord> {
   validateName("vm", name);
-  if (p.cpus === undefined && p.memoryMib === undefined) throw invalidArgument("nothing to change", "pass --cpus and/or --memory");
+  if (p.cpus === undefined && p.memoryBytes === undefined) throw invalidArgument("nothing to change", "pass --cpus and/or --memory");
   return ctx.locks.run(`vm:${name}`, async () => {
     const vm = getVm(ctx, name);
     requireState(vm, DEAD_STATES, "change", `stop it first: banger vm stop ${name}`);
-    ctx.store.updateVm(name, { cpus: p.cpus, memoryMib: p.memoryMib });
+    ctx.store.updateVm(name, { cpus: p.cpus, memoryBytes: p.memoryBytes });
     return getVm(ctx, name);
   });
 }

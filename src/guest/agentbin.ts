@@ -2,14 +2,15 @@
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { hostArch } from "../util/arch.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { runChecked } from "../util/exec.ts";
 
 export type AgentArch = "amd64" | "arm64";
 
 export function hostAgentArch(): AgentArch {
-  if (process.arch === "x64") return "amd64";
-  if (process.arch === "arm64") return "arm64";
+  const arch = hostArch();
+  if (arch === "amd64" || arch === "arm64") return arch;
   throw new BangerError(ErrorCode.Unavailable, `no guest agent for host architecture ${process.arch}`);
 }
 

@@ -1,5 +1,6 @@
 // Platforms ("linux/arm64/v8") and picking one manifest out of an OCI index or Docker
 // manifest list, with the same defaults Docker uses (arm64 means v8, arm means v7).
+import { normalizeArch } from "../util/arch.ts";
 import { invalidArgument } from "../util/errors.ts";
 
 export interface Platform {
@@ -9,7 +10,6 @@ export interface Platform {
 }
 
 const PART_RE = /^[a-z0-9][a-z0-9_.-]{0,31}$/;
-const ARCH_ALIASES: Record<string, string> = { x86_64: "amd64", "x86-64": "amd64", aarch64: "arm64", armhf: "arm", armel: "arm" };
 
 /** Parses "os/arch[/variant]" (e.g. "linux/arm64/v8"). */
 export function parsePlatform(text: string): Platform {
@@ -18,7 +18,7 @@ export function parsePlatform(text: string): Platform {
     throw invalidArgument(`invalid platform ${JSON.stringify(text)}`, "use os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8");
   }
   const [os, arch, variant] = parts as [string, string, string?];
-  return { os, architecture: ARCH_ALIASES[arch] ?? arch, ...(variant ? { variant } : {}) };
+  return { os, architecture: normalizeArch(arch), ...(variant ? { variant } : {}) };
 }
 
 export function formatPlatform(p: Platform): string {

@@ -5,6 +5,7 @@
 // mid-write leaves the previous consistent state. The store records what exists; the files
 // (disks, kernels, sockets) belong to the modules that make them.
 import Database from "better-sqlite3";
+import { normalizeArch } from "../util/arch.ts";
 import { MIGRATIONS } from "./migrations.ts";
 
 /**
@@ -52,7 +53,8 @@ export interface VmRecord {
   kernel: string;
   vmm: string;
   cpus: number;
-  memoryMib: number;
+  /** Guest memory in bytes (a whole number of MiB: the VMMs' unit). */
+  memoryBytes: number;
   diskBytes: number;
   pid: number | null;
   ip: string | null;
@@ -91,6 +93,11 @@ export interface OperationRecord {
 
 type Row = Record<string, unknown>;
 
+// Records are what the daemon answers (JSON: camelCase, sizes in bytes, arch amd64/arm64); the
+// columns keep their names and units (memory_mib, arch as first stored): mapped here, both ways.
+const MIB = 1024 ** 2;
+const mibFromBytes = (bytes: number) => Math.ceil(bytes / MIB);
+
 const now = () => new Date().toISOString();
 
 function kernelFromRow(r: Row): KernelRecord {
@@ -99,7 +106,7 @@ function kernelFromRow(r: Row): KernelRecord {
     source: r.source as string,
     kernelVersion: r.kernel_version as string,
     distro: r.distro as string,
-    arch: r.arch as string,
+    arch: normalizeArch(r.arch as string),
     vmlinuxSha256: r.vmlinux_sha256 as string,
     hasInitrd: r.has_initrd === 1,
     modules: JSON.parse(r.modules as string) as string[],
@@ -115,7 +122,7 @@ function imageFromRow(r: Row): ImageRecord {
     digest: r.digest as string,
     kernelRef: (r.kernel_ref as string | null) ?? null,
     distro: r.distro as string,
-    arch: r.arch as string,
+    arch: normalizeArch(r.arch as string),
     sizeBytes: r.size_bytes as number,
     config: JSON.parse(r.config as string) as Record<string, unknown>,
     createdAt: r.created_at as string,
@@ -131,7 +138,7 @@ function vmFromRow(r: Row): VmRecord {
     kernel: r.kernel as string,
     vmm: r.vmm as string,
     cpus: r.cpus as number,
-    memoryMib: r.memory_mib as number,
+    memoryBytes: (r.memory_mib as number) * MIB,
     diskBytes: r.disk_bytes as number,
     pid: (r.pid as number | null) ?? null,
     ip: (r.ip as string | null) ?? null,
@@ -238,7 +245,7 @@ export class Store {
            arch=excluded.arch, vmlinux_sha256=excluded.vmlinux_sha256, has_initrd=excluded.has_initrd, modules=excluded.modules,
            size_bytes=excluded.size_bytes, created_at=excluded.created_at`,
       )
-      .run({ ...k, hasInitrd: k.hasInitrd ? 1 : 0, modules: JSON.stringify(k.modules), createdAt: k.createdAt ?? now() });
+      .run({ ...k, arch: normalizeArch(k.arch), hasInitrd: k.hasInitrd ? 1 : 0, modules: JSON.stringify(k.modules), createdAt: k.createdAt ?? now() });
   }
   deleteKernel(name: string): boolean {
     return this.db.prepare("DELETE FROM kernels WHERE name = ?").run(name).changes > 0;
@@ -260,7 +267,7 @@ export class Store {
          ON CONFLICT(name) DO UPDATE SET source=excluded.source, digest=excluded.digest, kernel_ref=excluded.kernel_ref,
            distro=excluded.distro, arch=excluded.arch, size_bytes=excluded.size_bytes, config=excluded.config, created_at=excluded.created_at`,
       )
-      .run({ ...i, config: JSON.stringify(i.config), createdAt: i.createdAt ?? now() });
+      .run({ ...i, arch: normalizeArch(i.arch), config: JSON.stringify(i.config), createdAt: i.createdAt ?? now() });
   }
   deleteImage(name: string): boolean {
     return this.db.prepare("DELETE FROM images WHERE name = ?").run(name).changes > 0;
@@ -286,12 +293,12 @@ export class Store {
         `INSERT INTO vms (name, id, state, image, kernel, vmm, cpus, memory_mib, disk_bytes, pid, ip, error, config, created_at, net, net_peer)
          VALUES (@name, @id, @state, @image, @kernel, @vmm, @cpus, @memoryMib, @diskBytes, @pid, @ip, @error, @config, @createdAt, @net, @netPeer)`,
       )
-      .run({ ...v, config: JSON.stringify(v.config), createdAt: v.createdAt ?? now(), net: v.net ?? "full", netPeer: v.netPeer ? 1 : 0 });
+      .run({ ...v, memoryMib: mibFromBytes(v.memoryBytes), config: JSON.stringify(v.config), createdAt: v.createdAt ?? now(), net: v.net ?? "full", netPeer: v.netPeer ? 1 : 0 });
   }
   /** Updates the given fields of one VM; returns false when it does not exist. */
-  updateVm(name: string, fields: Partial<Pick<VmRecord, "state" | "cpus" | "memoryMib" | "diskBytes" | "pid" | "ip" | "error" | "config" | "startedAt" | "tap" | "stateReason">>): boolean {
+  updateVm(name: string, fields: Partial<Pick<VmRecord, "state" | "cpus" | "memoryBytes" | "diskBytes" | "pid" | "ip" | "error" | "config" | "startedAt" | "tap" | "stateReason">>): boolean {
     const columns: Record<string, string> = {
-      state: "state", cpus: "cpus", memoryMib: "memory_mib", diskBytes: "disk_bytes", pid: "pid", ip: "ip",
+      state: "state", cpus: "cpus", memoryBytes: "memory_mib", diskBytes: "disk_bytes", pid: "pid", ip: "ip",
       error: "error", config: "config", startedAt: "started_at", tap: "tap", stateReason: "state_reason",
     };
     const sets: string[] = [];
@@ -300,7 +307,7 @@ export class Store {
       const col = columns[key];
       if (!col || value === undefined) continue;
       sets.push(`${col} = @${key}`);
-      values[key] = key === "config" ? JSON.stringify(value) : value;
+      values[key] = key === "config" ? JSON.stringify(value) : key === "memoryBytes" ? mibFromBytes(value as number) : value;
     }
     if (sets.length === 0) return this.getVm(name) !== undefined;
     return this.db.prepare(`UPDATE vms SET ${sets.join(", ")} WHERE name = @name`).run(values).changes > 0;

@@ -45,7 +45,7 @@ describe("store", () => {
       const s = openStore(join(home, "banger.db"));
       s.putKernel({ name: "k1", source: "pull:http://x/k.tar.zst", kernelVersion: "6.1.0", distro: "debian", arch: "x86_64", vmlinuxSha256: "a".repeat(64), hasInitrd: true, modules: ["virtio_blk"], sizeBytes: 10 });
       s.putImage({ name: "i1", source: "oci:alpine", digest: "sha256:abc", kernelRef: "k1", distro: "alpine", arch: "x86_64", sizeBytes: 20, config: { Cmd: ["sh"] } });
-      s.insertVm({ name: "v1", id: "id1", state: "stopped", image: "i1", kernel: "k1", vmm: "qemu", cpus: 2, memoryMib: 512, diskBytes: 0, pid: null, ip: null, error: null, config: {} });
+      s.insertVm({ name: "v1", id: "id1", state: "stopped", image: "i1", kernel: "k1", vmm: "qemu", cpus: 2, memoryBytes: 512 * 1024 ** 2, diskBytes: 0, pid: null, ip: null, error: null, config: {} });
       s.putSession({ vm: "v1", name: "s1", command: "sleep 1", state: "running", exitCode: null });
       const op = s.startOperation("vm.create", "v1");
       s.finishOperation(op, "failed", "it broke");
@@ -60,6 +60,15 @@ describe("store", () => {
       const v = s.getVm("v1")!;
       assert.equal(v.state, "running");
       assert.equal(v.pid, 42);
+      // Records speak bytes and amd64/arm64 whatever the columns hold (memory_mib, arch as first stored).
+      assert.equal(v.memoryBytes, 512 * 1024 ** 2);
+      assert.equal(s.db.prepare("SELECT memory_mib FROM vms WHERE name = 'v1'").pluck().get(), 512);
+      assert.equal(s.updateVm("v1", { memoryBytes: 1024 ** 3 }), true);
+      assert.equal(s.getVm("v1")!.memoryBytes, 1024 ** 3);
+      assert.equal(s.getKernel("k1")?.arch, "amd64");
+      assert.equal(s.getImage("i1")?.arch, "amd64");
+      s.db.prepare("UPDATE images SET arch = 'aarch64' WHERE name = 'i1'").run();
+      assert.equal(s.getImage("i1")?.arch, "arm64", "a row written by an older banger reads as arm64 too");
       assert.equal(s.listSessions("v1")[0]?.command, "sleep 1");
       const [o] = s.listOperations();
       assert.equal(o?.state, "failed");

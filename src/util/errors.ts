@@ -61,6 +61,28 @@ export function errorLine(err: unknown): string {
   return String(err);
 }
 
+/** ErrorCode's names by number: NotFound for 1001, ... */
+const CODE_NAMES = new Map<number, string>(Object.entries(ErrorCode).map(([name, code]) => [code, name]));
+
+/**
+ * An error as JSON shows it, the same for the CLI's `--json` and the web API: `code` is the
+ * number the JSON-RPC socket carries (stable), `name` says it in words (NotFound, InUse,
+ * InvalidArgument, ...), `hint` is what to do next when there is one.
+ */
+export interface ErrorJson {
+  code: number;
+  name: string;
+  message: string;
+  hint?: string;
+}
+
+export function errorJson(err: unknown): { error: ErrorJson } {
+  const code = err instanceof BangerError ? err.code : ErrorCode.Internal;
+  const message = err instanceof Error ? err.message : String(err);
+  const hint = err instanceof BangerError ? err.hint : undefined;
+  return { error: { code, name: CODE_NAMES.get(code) ?? "Internal", message, ...(hint ? { hint } : {}) } };
+}
+
 /** The system errors that mean "the host ran out", with how to say each. */
 const RESOURCE_ERRNOS: Record<string, { what: string; hint: string }> = {
   ENOSPC: { what: "no space left on", hint: "free space on that filesystem (or move BANGER_HOME), then retry; nothing was replaced" },

@@ -2,8 +2,8 @@
 // (one code path per operation); this file only maps URLs and query/body fields to params.
 // Documented in openapi.json (served at /api/openapi.json); keep the two in step.
 import type { MethodTable } from "../rpc/index.ts";
-import { invalidArgument } from "../util/errors.ts";
-import { invoke } from "./invoke.ts";
+import { invalidArgument, notFound } from "../util/errors.ts";
+import { errorBody, invoke } from "./invoke.ts";
 import type { LiveVms } from "./live.ts";
 import type { Tasks } from "./tasks.ts";
 import { outBytes } from "../daemon/streams.ts";
@@ -67,7 +67,7 @@ export function buildRoutes(methods: MethodTable, live: LiveVms, tasks: Tasks, o
     get("/api/sessions", "session.list"),
     route("GET", "/api/tasks/:id", (i) => {
       const task = tasks.get(i.params.id!);
-      return task ? { json: task } : { status: 404, json: { error: { code: 1001, message: `task ${i.params.id} not found` } } };
+      return task ? { json: task } : { status: 404, json: errorBody(notFound(`task ${i.params.id}`)) };
     }),
     route("GET", "/api/tasks/:id/events", (i) => ({ sse: taskEvents(tasks, i.params.id!) })),
     route("GET", "/api/events", () => ({ sse: (send) => live.watch((snapshot) => send("vms", snapshot)) })),

@@ -1,7 +1,7 @@
 // Calling a daemon method from HTTP: the same handler the CLI's RPC call reaches, given a
 // CallContext made here (abort signal, progress, events, input) instead of the socket's.
 import type { CallContext, MethodTable } from "../rpc/index.ts";
-import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
+import { BangerError, ErrorCode, cancelled, errorJson } from "../util/errors.ts";
 import type { ProgressEvent } from "../util/progress.ts";
 
 export interface InvokeOptions {
@@ -79,8 +79,5 @@ export function httpStatus(err: unknown): number {
   }
 }
 
-/** The JSON body of an error answer: what the CLI would print, split in fields. */
-export function errorBody(err: unknown): { error: { code: number; message: string; hint?: string } } {
-  if (err instanceof BangerError) return { error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } };
-  return { error: { code: ErrorCode.Internal, message: err instanceof Error ? err.message : String(err) } };
-}
+/** The JSON body of an error answer: the same as the CLI's `--json` error (util/errors.ts errorJson). */
+export const errorBody = errorJson;

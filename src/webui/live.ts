@@ -27,7 +27,7 @@ export interface VmView {
   kernel: string;
   vmm: string;
   cpus: number;
-  memoryMib: number;
+  memoryBytes: number;
   ip: string | null;
   error: string | null;
   /** Why the VM is stopped, crashed or paused when it got there on its own (vm.list's stateReason). */
@@ -122,6 +122,6 @@ export class LiveVms {
 }
 
 function pickVm(vm: VmRecord): Omit<VmView, "stats"> {
-  const { name, state, image, kernel, vmm, cpus, memoryMib, ip, error, stateReason, createdAt, startedAt } = vm;
-  return { name, state, image, kernel, vmm, cpus, memoryMib, ip, error, stateReason, createdAt, startedAt };
+  const { name, state, image, kernel, vmm, cpus, memoryBytes, ip, error, stateReason, createdAt, startedAt } = vm;
+  return { name, state, image, kernel, vmm, cpus, memoryBytes, ip, error, stateReason, createdAt, startedAt };
 }

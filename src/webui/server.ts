@@ -138,12 +138,12 @@ export class WebServer {
   }
 
   private refuse(res: ServerResponse, verdict: Extract<Verdict, { ok: false }>, api: boolean): void {
-    if (api) return sendJson(res, verdict.status, { error: { code: ErrorCode.InvalidRequest, message: verdict.message } });
+    if (api) return sendJson(res, verdict.status, errorBody(new BangerError(ErrorCode.InvalidRequest, verdict.message)));
     sendHtml(res, verdict.status, verdict.status === 401 ? "Not signed in. Run <code>banger web</code> and open the link it prints." : "Request refused.");
   }
 
   private serveAsset(req: IncomingMessage, res: ServerResponse, pathname: string): void {
-    if (req.method !== "GET" && req.method !== "HEAD") return sendJson(res, 405, { error: { code: ErrorCode.InvalidRequest, message: "method not allowed" } });
+    if (req.method !== "GET" && req.method !== "HEAD") return sendJson(res, 405, errorBody(new BangerError(ErrorCode.InvalidRequest, "method not allowed")));
     const asset = this.assets.get(pathname === "/" ? "/index.html" : pathname);
     if (!asset) {
       if (this.assets.size === 0) return sendHtml(res, 503, "The dashboard's page was not built: run <code>npm run build</code>.");
@@ -158,7 +158,7 @@ export class WebServer {
     res.on("close", () => abort.abort());
     try {
       const found = this.match(req.method ?? "GET", url.pathname);
-      if (!found) return sendJson(res, 404, { error: { code: ErrorCode.NotFound, message: `no API route ${req.method} ${url.pathname}` } });
+      if (!found) return sendJson(res, 404, errorBody(new BangerError(ErrorCode.NotFound, `no API route ${req.method} ${url.pathname}`)));
       const body = req.method === "GET" ? {} : await readJsonBody(req);
       const result = await found.route.run({ params: found.params, query: url.searchParams, body, signal: abort.signal });
       this.answer(res, result);

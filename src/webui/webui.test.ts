@@ -15,7 +15,7 @@ import openapi from "./openapi.json" with { type: "json" };
 const quietLog = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
 const methods: MethodTable = {
-  "vm.list": () => [{ name: "a1", state: "stopped", image: "busybox", kernel: "k", vmm: "qemu", cpus: 1, memoryMib: 256, ip: null, error: null, createdAt: "2026-01-01T00:00:00Z", startedAt: null }],
+  "vm.list": () => [{ name: "a1", state: "stopped", image: "busybox", kernel: "k", vmm: "qemu", cpus: 1, memoryBytes: 256 * 1024 ** 2, ip: null, error: null, createdAt: "2026-01-01T00:00:00Z", startedAt: null }],
   "vm.show": (p) => {
     throw notFound(`vm ${(p as { name: string }).name}`, "see `banger vm ls`");
   },
@@ -118,7 +118,7 @@ describe("webui", () => {
   it("answers method errors with their status, message and hint", async () => {
     const missing = await send(`${web.url}/api/vms/nope`, { headers: bearer });
     assert.equal(missing.status, 404);
-    assert.deepEqual(JSON.parse(missing.body), { error: { code: 1001, message: "vm nope not found", hint: "see `banger vm ls`" } });
+    assert.deepEqual(JSON.parse(missing.body), { error: { code: 1001, name: "NotFound", message: "vm nope not found", hint: "see `banger vm ls`" } });
     const form = await send(`${web.url}/api/kernels/pull`, { method: "POST", headers: { ...bearer, "Content-Type": "application/x-www-form-urlencoded" }, body: "name=k" });
     assert.equal(form.status, 400, "only JSON bodies");
     const big = await send(`${web.url}/api/kernels/pull`, { method: "POST", headers: { ...bearer, "Content-Type": "application/json" }, body: JSON.stringify({ name: "x".repeat(70_000) }) });

@@ -33,7 +33,7 @@ describe("vm lifecycle (real VM under QEMU)", () => {
     assert.match(r.stdout, /vm e2e running/);
     const show = JSON.parse((await banger(["vm", "show", "e2e", "--json"])).stdout);
     assert.equal(show.state, "running");
-    assert.equal(show.memoryMib, 384);
+    assert.equal(show.memoryBytes, 384 * 1024 ** 2);
     assert.ok(isAlive(show.pid), "the VMM process runs");
   });
 

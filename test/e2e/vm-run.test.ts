@@ -109,7 +109,7 @@ describe("vm run (real VMs under QEMU)", () => {
     assert.equal(first.code, 0, first.stderr);
     assert.equal(second.code, 0, second.stderr);
     const s1 = JSON.parse(first.stdout);
-    assert.equal(s1.base_commit, git(repo, "rev-parse", "HEAD").trim());
+    assert.equal(s1.baseCommit, git(repo, "rev-parse", "HEAD").trim());
     assert.equal(s1.uncommitted, true);
     const { readFileSync } = await import("node:fs");
     assert.deepEqual(readFileSync(join(home, "p1.patch")), readFileSync(join(home, "p2.patch")), "exporting twice gives the same patch");

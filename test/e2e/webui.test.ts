@@ -184,7 +184,8 @@ describe("web dashboard (real VM, real browser)", { skip: existsSync(CHROMIUM) ?
 async function makeKernelCatalog(home: string, banger: (args: string[]) => Promise<CliResult>): Promise<void> {
   const kernelDir = join(home, "kernels", "debian-6.1-cloud");
   const { vmlinux_sha256: sha } = JSON.parse(await readFile(join(kernelDir, "manifest.json"), "utf8")) as { vmlinux_sha256: string };
-  const cached = join(TEST_CACHE, "webui-kernel-bundle", sha.slice(0, 16));
+  // -v2: made.json's keys became camelCase (sizeBytes, kernelVersion); older caches have snake_case.
+  const cached = join(TEST_CACHE, "webui-kernel-bundle-v2", sha.slice(0, 16));
   if (!existsSync(join(cached, "made.json"))) {
     await mkdir(dirname(cached), { recursive: true });
     const work = await mkdtemp(`${cached}.tmp-`);
@@ -196,11 +197,11 @@ async function makeKernelCatalog(home: string, banger: (args: string[]) => Promi
       await rm(work, { recursive: true, force: true });
     }
   }
-  const made = JSON.parse(await readFile(join(cached, "made.json"), "utf8")) as { path: string; sha256: string; size_bytes: number; kernel_version: string };
+  const made = JSON.parse(await readFile(join(cached, "made.json"), "utf8")) as { path: string; sha256: string; sizeBytes: number; kernelVersion: string };
   const dir = join(home, "kernel-catalog");
   await mkdir(dir, { recursive: true });
   await copyFile(join(cached, basename(made.path)), join(dir, "test-kernel.tar.zst"));
-  const entry = { name: "test-kernel", arch: "x86_64", kernel_version: made.kernel_version, tarball_url: "test-kernel.tar.zst", tarball_sha256: made.sha256, size_bytes: made.size_bytes, description: "test kernel bundle" };
+  const entry = { name: "test-kernel", arch: "x86_64", kernel_version: made.kernelVersion, tarball_url: "test-kernel.tar.zst", tarball_sha256: made.sha256, size_bytes: made.sizeBytes, description: "test kernel bundle" };
   await writeFile(join(dir, "catalog.json"), JSON.stringify({ version: 1, entries: [entry] }));
   await mustRun(banger(["config", "set", "kernel_catalog", join(dir, "catalog.json")]));
 }

@@ -25,7 +25,7 @@ async function fakeVm(home: string, name: string, serve: (sock: string) => Promi
   const proc = await adoptableVmm(join(home, "run", "vms", id), serve);
   const store = openStore(join(home, "banger.db"));
   try {
-    store.insertVm({ name, id, state: "running", image: "none", kernel: "none", vmm: "qemu", cpus: 1, memoryMib: 64, diskBytes: 1 << 20, pid: proc.pid!, ip: null, error: null, config: {} });
+    store.insertVm({ name, id, state: "running", image: "none", kernel: "none", vmm: "qemu", cpus: 1, memoryBytes: 64 * 1024 ** 2, diskBytes: 1 << 20, pid: proc.pid!, ip: null, error: null, config: {} });
   } finally {
     store.close();
   }

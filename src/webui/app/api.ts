@@ -79,6 +79,6 @@ export function followTask(id: string, onUpdate: (task: TaskUpdate) => void): vo
     handle(ev);
   });
   source.addEventListener("error", () => {
-    if (source.readyState === EventSource.CLOSED) onUpdate({ state: "failed", progress: null, error: { code: 1008, message: "lost the connection to the dashboard" } });
+    if (source.readyState === EventSource.CLOSED) onUpdate({ state: "failed", progress: null, error: { code: 1008, name: "Unavailable", message: "lost the connection to the dashboard" } });
   });
 }

@@ -42,7 +42,7 @@ function cpu(vm: Vm): Child {
 }
 
 function memory(vm: Vm): Child {
-  if (!vm.stats) return vm.state === "running" ? "–" : `${vm.memoryMib} MiB`;
+  if (!vm.stats) return vm.state === "running" ? "–" : bytes(vm.memoryBytes);
   return meter(vm.stats.memUsedBytes / vm.stats.memTotalBytes, `${bytes(vm.stats.memUsedBytes)} / ${bytes(vm.stats.memTotalBytes)}`);
 }
 
@@ -140,7 +140,7 @@ export function vmPage(name: string): Page {
       field("Address", vm.ip ?? "–"),
       field("VMM", vm.vmm),
       field("CPUs", String(vm.cpus)),
-      field("Memory", `${vm.memoryMib} MiB`),
+      field("Memory", bytes(vm.memoryBytes)),
       field("Uptime", uptime(vm)),
       field("CPU use", cpu(vm)),
       field("Guest memory", memory(vm)),
@@ -263,10 +263,10 @@ interface Image {
 
 interface CatalogEntry {
   name: string;
-  kernel_version?: string;
+  kernelVersion?: string;
   distro?: string;
   description?: string;
-  size_bytes?: number;
+  sizeBytes?: number;
   state: "pulled" | "available";
 }
 
@@ -313,7 +313,7 @@ export function imagesPage(): Page {
 function catalogTable(entries: CatalogEntry[], kind: "kernel" | "image", reload: () => void): HTMLElement {
   return table(
     ["Name", kind === "kernel" ? "Version" : "Distro", "Size", "Description", ""],
-    entries.map((e) => [e.name, (kind === "kernel" ? e.kernel_version : e.distro) ?? "–", bytes(e.size_bytes), e.description ?? "", e.state === "pulled" ? badge("pulled") : pullButton(kind, e.name, reload)]),
+    entries.map((e) => [e.name, (kind === "kernel" ? e.kernelVersion : e.distro) ?? "–", bytes(e.sizeBytes), e.description ?? "", e.state === "pulled" ? badge("pulled") : pullButton(kind, e.name, reload)]),
     "The catalog is empty.",
     (i) => ({ "data-entry": entries[i]!.name }),
   );
