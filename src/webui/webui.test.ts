@@ -266,6 +266,17 @@ describe("webui", () => {
     }
   });
 
+  it("builds the page's DOM from text only: no source under app/ parses markup from strings", async () => {
+    const { readdirSync, readFileSync } = await import("node:fs");
+    const dir = new URL("./app/", import.meta.url);
+    const sources = readdirSync(dir).filter((f) => f.endsWith(".ts"));
+    assert.ok(sources.includes("dom.ts") && sources.length >= 5, sources.join(" "));
+    for (const file of sources) {
+      const text = readFileSync(new URL(file, dir), "utf8");
+      assert.doesNotMatch(text, /\.(innerHTML|outerHTML)\b|insertAdjacentHTML|document\.write|createContextualFragment|DOMParser/, `${file} builds markup from a string`);
+    }
+  });
+
   it("answers web.info with the URL, a fresh login link and the token; says how to turn it on when off", async () => {
     const info = (await webMethods(web)["web.info"]!({}, {} as never)) as { url: string; loginUrl: string; token: string };
     assert.equal(info.url, web.url);
