@@ -38,7 +38,7 @@ export function operationsPage(): Page {
           list,
           table(
             ["#", "Operation", "Target", "State", "Started", "Took", "Error"],
-            ops.map((o) => [String(o.id), o.kind, o.target, badge(o.state === "running" ? "running-op" : o.state), when(o.startedAt), o.finishedAt ? duration((Date.parse(o.finishedAt) - Date.parse(o.startedAt)) / 1000) : "…", o.error ? h("span", { class: "error-text wrap" }, o.error) : ""]),
+            ops.map((o) => [`#${o.id}`, o.kind, o.target, badge(o.state === "running" ? "running-op" : o.state), when(o.startedAt), o.finishedAt ? duration((Date.parse(o.finishedAt) - Date.parse(o.startedAt)) / 1000) : "…", o.error ? h("span", { class: "error-text wrap" }, o.error) : ""]),
             "No operations yet.",
           ),
         ),
