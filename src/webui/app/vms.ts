@@ -57,7 +57,7 @@ function createForm(): HTMLElement {
         fill(status, h("span", { class: "muted" }, "No images yet: pull one on "), h("a", { href: "#/images" }, "Images & kernels"), ".");
       }
     },
-    (err: Error) => fill(status, h("span", { class: "error-text" }, err.message)),
+    (err: Error) => fill(status, errorLine(err)),
   );
 
   async function create(ev: Event): Promise<void> {
