@@ -3,7 +3,7 @@
 // one-time link, see the VM running, use its terminal, stop it live, pull a kernel from a
 // local catalog with progress, pull an image, make it the default and remove it, remove a
 // kernel, create a VM with the form, resume it after its VMM paused it, remove it from the
-// list, fit a 375px screen, and have unauthenticated and cross-site requests refused.
+// list, fit 1024/768/375px screens, and have unauthenticated and cross-site requests refused.
 // Screenshots of every page go to .test-artifacts/webui/.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -231,22 +231,33 @@ describe("web dashboard (real VM, real browser)", { skip: existsSync(CHROMIUM) ?
     assert.deepEqual(vms.map((v) => v.name), [VM]);
   });
 
-  it("fits a 375px-wide screen: no page or card scrolls sideways", async () => {
-    await page.setViewportSize({ width: 375, height: 800 });
+  it("fits 1024, 768 and 375px-wide screens: nothing scrolls sideways, no button or badge wraps", async () => {
     try {
-      for (const [hash, ready] of [["#/vms", `tr[data-vm="${VM}"]`], ["#/images", 'tr[data-image="busybox"]'], [`#/vm/${VM}`, "[data-console]"], ["#/operations", "tbody tr"]] as const) {
-        await page.goto(`${web.url}/${hash}`);
-        await page.locator(ready).first().waitFor({ timeout: 10_000 });
-        await page.waitForTimeout(500); // the lists fill in after their calls answer
-        const widths = await page.evaluate(() => ({
-          page: document.documentElement.scrollWidth,
-          view: window.innerWidth,
-          wide: [...document.querySelectorAll("section.card, header, main")].filter((el) => el.scrollWidth > el.clientWidth + 1).map((el) => el.className || el.tagName),
-        }));
-        assert.equal(widths.view, 375);
-        assert.ok(widths.page <= widths.view, `${hash}: the page is ${widths.page}px wide`);
-        assert.deepEqual(widths.wide, [], `${hash}: these scroll sideways`);
-        await shot(`narrow-${hash.replace(/\W+/g, "-").replace(/^-|-$/g, "")}`);
+      for (const width of [1024, 768, 375]) {
+        await page.setViewportSize({ width, height: 800 });
+        for (const [hash, ready] of [["#/vms", `tr[data-vm="${VM}"]`], ["#/images", 'tr[data-image="busybox"]'], [`#/vm/${VM}`, "[data-console]"], ["#/operations", "tbody tr"]] as const) {
+          await page.goto(`${web.url}/${hash}`);
+          await page.locator(ready).first().waitFor({ timeout: 10_000 });
+          await page.waitForTimeout(500); // the lists fill in after their calls answer
+          const seen = await page.evaluate(() => ({
+            page: document.documentElement.scrollWidth,
+            view: window.innerWidth,
+            wide: [...document.querySelectorAll("section.card, header, main")].filter((el) => el.scrollWidth > el.clientWidth + 1).map((el) => el.className || el.tagName),
+            // Buttons and badges hold one line of text: more lines means a label wrapped.
+            wrapped: [...document.querySelectorAll<HTMLElement>("button, .badge")]
+              .filter((el) => {
+                const cs = getComputedStyle(el);
+                const line = cs.lineHeight === "normal" ? 1.2 * parseFloat(cs.fontSize) : parseFloat(cs.lineHeight);
+                return el.offsetParent !== null && (el.clientHeight - parseFloat(cs.paddingTop) - parseFloat(cs.paddingBottom)) / line > 1.5;
+              })
+              .map((el) => el.textContent),
+          }));
+          assert.equal(seen.view, width);
+          assert.ok(seen.page <= seen.view, `${width}px ${hash}: the page is ${seen.page}px wide`);
+          assert.deepEqual(seen.wide, [], `${width}px ${hash}: these scroll sideways`);
+          assert.deepEqual(seen.wrapped, [], `${width}px ${hash}: these wrap`);
+          await shot(`w${width}-${hash.replace(/\W+/g, "-").replace(/^-|-$/g, "")}`);
+        }
       }
     } finally {
       await page.setViewportSize({ width: 1280, height: 860 });
