@@ -13,6 +13,7 @@ import { type StreamEvent, emitStream, inputStream } from "./streams.ts";
 import { workspaceMethods } from "./workspace.ts";
 import { resumeVm } from "./vm-health.ts";
 import { defaultsMethods } from "./defaults.ts";
+import { configDefaultsMethods } from "./config-defaults.ts";
 import { sessionMethods } from "./sessions.ts";
 import { getImage, imageCatalog, imageView, pullImage, removeImage } from "./images.ts";
 import { buildPresetImage } from "./images-build.ts";
@@ -92,6 +93,7 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
 
     ...workspaceMethods(ctx),
     ...defaultsMethods(ctx),
+    ...configDefaultsMethods(ctx),
     ...sessionMethods(ctx),
     ...networkMethods(ctx, runningAgent),
     "vm.list": () => listVms(ctx),

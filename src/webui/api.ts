@@ -3,6 +3,7 @@
 // Documented in openapi.json (served at /api/openapi.json); keep the two in step.
 import type { MethodTable } from "../rpc/index.ts";
 import { invalidArgument, notFound } from "../util/errors.ts";
+import { parseSize } from "../util/size.ts";
 import { errorBody, invoke } from "./invoke.ts";
 import type { LiveVms } from "./live.ts";
 import type { Tasks } from "./tasks.ts";
@@ -48,6 +49,7 @@ export function buildRoutes(methods: MethodTable, live: LiveVms, tasks: Tasks, o
     route("GET", "/api/openapi.json", () => ({ json: openapi })),
     get("/api/daemon", "daemon.status"),
     route("GET", "/api/vms", (i) => json(i.query.get("stats") === "1" ? live.snapshot(i.signal) : call("vm.list", {}, i.signal))),
+    route("POST", "/api/vms", async (i) => ({ status: 202, json: await tasks.start("vm.create", String(i.body.name ?? i.body.image ?? ""), createParams(i.body)) })),
     get("/api/vms/:name", "vm.show", (i) => ({ name: i.params.name })),
     get("/api/vms/:name/stats", "vm.stats", (i) => ({ name: i.params.name })),
     get("/api/vms/:name/ports", "vm.ports", (i) => ({ name: i.params.name })),
@@ -56,13 +58,18 @@ export function buildRoutes(methods: MethodTable, live: LiveVms, tasks: Tasks, o
     route("POST", "/api/vms/:name/start", (i) => json(call("vm.start", { name: i.params.name }, i.signal))),
     route("POST", "/api/vms/:name/stop", (i) => json(call("vm.stop", { name: i.params.name, timeoutMs: i.body.timeoutMs }, i.signal))),
     route("POST", "/api/vms/:name/kill", (i) => json(call("vm.kill", { name: i.params.name }, i.signal))),
+    route("POST", "/api/vms/:name/resume", (i) => json(call("vm.resume", { name: i.params.name }, i.signal))),
     route("DELETE", "/api/vms/:name", (i) => json(call("vm.rm", { name: i.params.name, force: i.query.get("force") === "1" }, i.signal))),
     get("/api/kernels", "kernel.list"),
     get("/api/kernels/catalog", "kernel.catalog"),
-    route("POST", "/api/kernels/pull", (i) => ({ status: 202, json: tasks.start("kernel.pull", requireField(i.body, "name"), { name: i.body.name, force: i.body.force }) })),
+    route("POST", "/api/kernels/pull", async (i) => ({ status: 202, json: await tasks.start("kernel.pull", requireField(i.body, "name"), { name: i.body.name, force: i.body.force }) })),
+    route("DELETE", "/api/kernels/:name", (i) => json(call("kernel.rm", { name: i.params.name, force: i.query.get("force") === "1" }, i.signal))),
     get("/api/images", "image.list"),
     get("/api/images/catalog", "image.catalog"),
-    route("POST", "/api/images/pull", (i) => ({ status: 202, json: tasks.start("image.pull", requireField(i.body, "ref"), { ref: i.body.ref, name: i.body.name, force: i.body.force }) })),
+    route("POST", "/api/images/pull", async (i) => ({ status: 202, json: await tasks.start("image.pull", requireField(i.body, "ref"), { ref: i.body.ref, name: i.body.name, force: i.body.force }) })),
+    route("DELETE", "/api/images/:name", (i) => json(call("image.rm", { name: i.params.name }, i.signal))),
+    get("/api/defaults", "defaults.get"),
+    route("POST", "/api/defaults", (i) => json(call("defaults.set", { image: i.body.image, kernel: i.body.kernel }, i.signal))),
     get("/api/operations", "ops.list", (i) => ({ limit: i.query.has("limit") ? Number(i.query.get("limit")) : undefined })),
     get("/api/sessions", "session.list"),
     route("GET", "/api/tasks/:id", (i) => {
@@ -72,6 +79,18 @@ export function buildRoutes(methods: MethodTable, live: LiveVms, tasks: Tasks, o
     route("GET", "/api/tasks/:id/events", (i) => ({ sse: taskEvents(tasks, i.params.id!) })),
     route("GET", "/api/events", () => ({ sse: (send) => live.watch((snapshot) => send("vms", snapshot)) })),
   ];
+}
+
+/**
+ * vm.create's params from the page's form: `memory` as people type it ("512M", "2G"; a bare
+ * number is MiB, as `--memory` takes it); the rest go to the daemon, which checks them.
+ */
+function createParams(body: Record<string, unknown>): Record<string, unknown> {
+  const { name, image, cpus, memory, start } = body;
+  if (memory !== undefined && memory !== null && typeof memory !== "string") throw invalidArgument(`"memory" must be a size like "512M" or "2G"`);
+  const memoryBytes = typeof memory === "string" && memory.trim() !== "" ? Math.round(parseSize(memory, "memory", "m") / 1024 ** 2) * 1024 ** 2 : undefined;
+  if (start !== undefined && typeof start !== "boolean") throw invalidArgument(`"start" must be true or false`);
+  return { name, image, cpus, memoryBytes, noStart: start === false };
 }
 
 function requireField(body: Record<string, unknown>, field: string): string {

@@ -1,5 +1,7 @@
-// Long calls started from the page (pulls): each runs as a task the page can follow over
-// SSE, carrying the method's own progress events, then its result or error.
+// Long calls started from the page (pulls, creating a VM): each runs as a task the page can
+// follow over SSE, carrying the method's own progress events, then its result or error. A
+// call that fails before it does any work (the daemon's own parameter checks) is answered as
+// the request's error instead, so bad input is a 4xx, not a task that failed.
 import type { MethodTable } from "../rpc/index.ts";
 import type { ProgressEvent } from "../util/progress.ts";
 import { errorBody, invoke } from "./invoke.ts";
@@ -27,7 +29,11 @@ export class Tasks {
 
   constructor(private readonly methods: MethodTable) {}
 
-  start(method: string, target: string, params: unknown): TaskView {
+  /**
+   * Starts `method` as a task. Rejects with the method's error when it fails before its first
+   * await on I/O (parameter checks run synchronously): that task is dropped, never listed.
+   */
+  async start(method: string, target: string, params: unknown): Promise<TaskView> {
     const id = String(this.next++);
     const view: TaskView = { id, method, target, state: "running", progress: null, startedAt: new Date().toISOString(), finishedAt: null };
     const entry = { view, listeners: new Set<TaskListener>(), abort: new AbortController() };
@@ -35,6 +41,7 @@ export class Tasks {
     const notify = (kind: "progress" | "end") => {
       for (const l of entry.listeners) l(kind, view);
     };
+    let failure: { err: unknown } | undefined;
     void invoke(this.methods, method, params, {
       signal: entry.abort.signal,
       progress: (p) => {
@@ -43,13 +50,22 @@ export class Tasks {
       },
     }).then(
       (result) => Object.assign(view, { state: "done", result }),
-      (err: unknown) => Object.assign(view, { state: "failed", error: errorBody(err).error }),
+      (err: unknown) => {
+        failure = { err };
+        Object.assign(view, { state: "failed", error: errorBody(err).error });
+      },
     ).finally(() => {
       view.finishedAt = new Date().toISOString();
       notify("end");
       entry.listeners.clear();
       this.dropOldFinished();
     });
+    // Synchronous checks have settled once the microtasks queued by the call have run.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (failure && view.progress === null) {
+      this.tasks.delete(id);
+      throw failure.err;
+    }
     return view;
   }
 

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { request } from "node:http";
 import { WebSocket } from "ws";
 import type { MethodTable } from "../rpc/index.ts";
-import { notFound } from "../util/errors.ts";
+import { BangerError, ErrorCode, notFound } from "../util/errors.ts";
+import { optionalInt, optionalString, requireString } from "../rpc/index.ts";
 import { resolvePaths } from "../config/index.ts";
 import { startWebServer, webMethods, type WebHandle } from "./index.ts";
 import openapi from "./openapi.json" with { type: "json" };
@@ -20,6 +21,30 @@ const methods: MethodTable = {
     throw notFound(`vm ${(p as { name: string }).name}`, "see `banger vm ls`");
   },
   "vm.start": (p) => ({ name: (p as { name: string }).name, state: "running" }),
+  // vm.create checks its params with the daemon's accessors (as daemon/methods.ts does), then
+  // reports progress: a bad field is refused before any work, a good call runs as a task.
+  "vm.create": async (p, call) => {
+    const name = optionalString(p, "name") ?? "gen-1";
+    const image = requireString(p, "image");
+    const cpus = optionalInt(p, "cpus", 1, 64);
+    const memoryBytes = optionalInt(p, "memoryBytes", 64 * 1024 ** 2, 256 * 1024 ** 3);
+    if (image !== "busybox") throw notFound(`image ${image}`, "see `banger image list`, or `banger image pull`");
+    call.progress({ phase: "disk", message: `cloning image ${image}` });
+    await new Promise((r) => setTimeout(r, 20));
+    call.progress({ phase: "boot" });
+    return { name, image, cpus: cpus ?? 1, memoryBytes: memoryBytes ?? 512 * 1024 ** 2, state: "running" };
+  },
+  "vm.resume": (p) => {
+    throw new BangerError(ErrorCode.InUse, `cannot resume vm ${requireString(p, "name")}: it is stopped`, "start it: banger vm start a1");
+  },
+  "image.rm": (p) => ({ removed: requireString(p, "name") }),
+  "kernel.rm": (p) => ({ removed: requireString(p, "name"), force: (p as { force?: boolean }).force }),
+  "defaults.get": () => ({ image: "busybox", kernel: null }),
+  "defaults.set": (p) => {
+    const image = optionalString(p, "image");
+    if (image !== undefined && image !== "busybox") throw notFound(`image ${image}`, "see `banger image list`, or `banger image pull`");
+    return { image: image ?? "busybox", kernel: null };
+  },
   "kernel.pull": async (p, call) => {
     for (let done = 25; done <= 100; done += 25) {
       call.progress({ phase: "download", done, total: 100 });
@@ -140,6 +165,69 @@ describe("webui", () => {
     assert.deepEqual(last.progress, { phase: "download", done: 100, total: 100 });
   });
 
+  it("refuses the create, resume, remove and default routes without credentials (401)", async () => {
+    const json = { "Content-Type": "application/json" };
+    for (const [method, path, body] of [
+      ["POST", "/api/vms", { image: "busybox" }],
+      ["POST", "/api/vms/a1/resume", undefined],
+      ["DELETE", "/api/images/busybox", undefined],
+      ["DELETE", "/api/kernels/k", undefined],
+      ["GET", "/api/defaults", undefined],
+      ["POST", "/api/defaults", { image: "busybox" }],
+    ] as const) {
+      const answer = await send(`${web.url}${path}`, { method, headers: json, body: body && JSON.stringify(body) });
+      assert.equal(answer.status, 401, `${method} ${path}`);
+    }
+  });
+
+  it("creates a VM as a task with progress; memory is read like --memory", async () => {
+    const started = await send(`${web.url}/api/vms`, { method: "POST", headers: { ...bearer, "Content-Type": "application/json" }, body: JSON.stringify({ image: "busybox", name: "n1", cpus: 2, memory: "1G" }) });
+    assert.equal(started.status, 202);
+    const task = JSON.parse(started.body) as { id: string; method: string; target: string };
+    assert.equal(task.method, "vm.create");
+    assert.equal(task.target, "n1");
+    const events = await send(`${web.url}/api/tasks/${task.id}/events`, { headers: bearer });
+    const last = JSON.parse(events.body.trim().split("\n").at(-1)!.replace(/^data: /, ""));
+    assert.equal(last.state, "done");
+    assert.deepEqual(last.result, { name: "n1", image: "busybox", cpus: 2, memoryBytes: 1024 ** 3, state: "running" });
+    assert.match(events.body, /cloning image busybox/);
+  });
+
+  it("answers bad input to the new routes at once: 400 (or 404) with the daemon's one line and hint, no task", async () => {
+    const post = (path: string, body: unknown) => send(`${web.url}${path}`, { method: "POST", headers: { ...bearer, "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    const expect = async (answer: Promise<Answer>, status: number, message: RegExp) => {
+      const a = await answer;
+      assert.equal(a.status, status, a.body);
+      const { error } = JSON.parse(a.body) as { error: { message: string; hint?: string } };
+      assert.match(error.message, message);
+      assert.ok(!error.message.includes("\n"), "one line");
+      return error;
+    };
+    const size = await expect(post("/api/vms", { image: "busybox", memory: "lots" }), 400, /^memory: cannot read size "lots"$/);
+    assert.equal(size.hint, "use e.g. 512M, 2G or a number of bytes");
+    await expect(post("/api/vms", { image: "busybox", memory: 512 }), 400, /"memory" must be a size/);
+    await expect(post("/api/vms", { image: "busybox", cpus: "two" }), 400, /^"cpus" must be an integer from 1 to 64$/);
+    await expect(post("/api/vms", { image: "busybox", memory: "1M" }), 400, /memory/i); // the daemon's own range check
+    await expect(post("/api/vms", { image: "busybox", start: "yes" }), 400, /"start" must be true or false/);
+    await expect(post("/api/vms", {}), 400, /"image" is required/);
+    const missing = await expect(post("/api/vms", { image: "nosuch" }), 404, /^image nosuch not found$/);
+    assert.match(missing.hint ?? "", /image pull/);
+    await expect(post("/api/defaults", { image: "nosuch" }), 404, /^image nosuch not found$/);
+    const resume = await expect(post("/api/vms/a1/resume", {}), 409, /^cannot resume vm a1: it is stopped$/);
+    assert.equal(resume.hint, "start it: banger vm start a1");
+  });
+
+  it("removes images and kernels (force passed on for kernels) and reads and sets the defaults", async () => {
+    const del = async (path: string) => JSON.parse((await send(`${web.url}${path}`, { method: "DELETE", headers: bearer })).body);
+    assert.deepEqual(await del("/api/images/busybox"), { removed: "busybox" });
+    assert.deepEqual(await del("/api/kernels/k?force=1"), { removed: "k", force: true });
+    assert.deepEqual(await del("/api/kernels/k"), { removed: "k", force: false });
+    const defaults = await send(`${web.url}/api/defaults`, { headers: bearer });
+    assert.deepEqual(JSON.parse(defaults.body), { image: "busybox", kernel: null });
+    const set = await send(`${web.url}/api/defaults`, { method: "POST", headers: { ...bearer, "Content-Type": "application/json" }, body: JSON.stringify({ image: "busybox" }) });
+    assert.equal(set.status, 200);
+  });
+
   it("bridges a terminal WebSocket both ways, refusing foreign origins", async () => {
     const wsUrl = `${web.url.replace("http", "ws")}/api/vms/a1/terminal?rows=30&cols=100`;
     const refused = await new Promise<number>((resolve) => {
@@ -175,6 +263,17 @@ describe("webui", () => {
       const template = route.pattern.source.replace(/^\^|\$$/g, "").replace(/\(\?<(\w+)>\[\^\/\]\+\)/g, "{$1}").replace(/\\\//g, "/");
       const entry = (doc.paths as Record<string, Record<string, unknown>>)[template];
       assert.ok(entry?.[route.method.toLowerCase()], `${route.method} ${template} is documented`);
+    }
+  });
+
+  it("builds the page's DOM from text only: no source under app/ parses markup from strings", async () => {
+    const { readdirSync, readFileSync } = await import("node:fs");
+    const dir = new URL("./app/", import.meta.url);
+    const sources = readdirSync(dir).filter((f) => f.endsWith(".ts"));
+    assert.ok(sources.includes("dom.ts") && sources.length >= 5, sources.join(" "));
+    for (const file of sources) {
+      const text = readFileSync(new URL(file, dir), "utf8");
+      assert.doesNotMatch(text, /\.(innerHTML|outerHTML)\b|insertAdjacentHTML|document\.write|createContextualFragment|DOMParser/, `${file} builds markup from a string`);
     }
   });
 

@@ -1,7 +1,9 @@
 // The dashboard in a real browser (Debian's chromium, driven by playwright-core) against a
 // daemon started with BANGER_WEB=1 and a real VM under QEMU (TCG here): sign in with the
 // one-time link, see the VM running, use its terminal, stop it live, pull a kernel from a
-// local catalog with progress, and have unauthenticated and cross-site requests refused.
+// local catalog with progress, pull an image, make it the default and remove it, remove a
+// kernel, create a VM with the form, resume it after its VMM paused it, remove it from the
+// list, fit 1024/768/375px screens, and have unauthenticated and cross-site requests refused.
 // Screenshots of every page go to .test-artifacts/webui/.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -11,11 +13,14 @@ import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
+import { qmpCommand } from "../../src/vmm/index.ts";
 import { REPO, TEST_CACHE, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon, type CliResult } from "../helpers.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const SHOTS = join(REPO, ".test-artifacts", "webui");
 const VM = "web1";
+/** Created from the dashboard's form. */
+const VM2 = "web2";
 
 describe("web dashboard (real VM, real browser)", { skip: existsSync(CHROMIUM) ? false : "needs Debian's chromium (apt-get install chromium)" }, () => {
   const { home, cleanup } = makeTempHome();
@@ -48,7 +53,7 @@ describe("web dashboard (real VM, real browser)", { skip: existsSync(CHROMIUM) ?
     await context?.close().catch(() => undefined);
     elsewhere?.close();
     if (profile) await rm(profile, { recursive: true, force: true });
-    await runBanger(["vm", "rm", "-f", VM], { home, env }).catch(() => undefined);
+    for (const vm of [VM, VM2]) await runBanger(["vm", "rm", "-f", vm], { home, env }).catch(() => undefined);
     await stopDaemon(home);
     cleanup();
   });
@@ -138,6 +143,126 @@ describe("web dashboard (real VM, real browser)", { skip: existsSync(CHROMIUM) ?
     await page.goto(`${web.url}/#/operations`);
     await page.waitForFunction(() => /kernel\.pull\s*test-kernel\s*succeeded/.test(document.querySelector("main")?.textContent ?? ""), undefined, { timeout: 10_000 });
     await shot("operations");
+  });
+
+  it("pulls an image under another name, makes it the default (config changes) and removes it", async () => {
+    await page.goto(`${web.url}/#/images`);
+    await page.locator('input[name="ref"]').fill("busybox");
+    await page.locator('.by-ref input[name="name"]').fill("bb2");
+    await page.locator('.by-ref button[type="submit"]').click();
+    await page.locator('.by-ref .pull[data-state="done"]').waitFor({ timeout: 60_000 });
+    const row = page.locator('tr[data-image="bb2"]');
+    await row.locator('[data-action="default"]').click();
+    await row.locator('[data-state="default"]').waitFor({ timeout: 10_000 });
+    assert.equal((await mustRun(banger(["config", "get", "default_image"]))).stdout.trim(), "bb2");
+    await shot("images-default");
+    page.once("dialog", (d) => void d.accept());
+    await row.locator('[data-action="remove"]').click();
+    await row.waitFor({ state: "detached", timeout: 10_000 });
+    const images = JSON.parse((await mustRun(banger(["image", "list", "--json"]))).stdout) as { name: string }[];
+    assert.deepEqual(images.map((i) => i.name), ["busybox"]);
+    await mustRun(banger(["config", "set", "default_image", "busybox"]));
+  });
+
+  it("removes an unused kernel; an image's kernel is refused with the daemon's reason", async () => {
+    await page.goto(`${web.url}/#/images`);
+    page.once("dialog", (d) => void d.accept());
+    await page.locator('tr[data-kernel="test-kernel"] [data-action="remove"]').click();
+    await page.locator('tr[data-kernel="test-kernel"]').waitFor({ state: "detached", timeout: 10_000 });
+    const kernels = JSON.parse((await mustRun(banger(["kernel", "list", "--json"]))).stdout) as { name: string }[];
+    assert.ok(!kernels.some((k) => k.name === "test-kernel"));
+    page.once("dialog", (d) => void d.accept());
+    await page.locator('tr[data-kernel="debian-6.1-cloud"] [data-action="remove"]').click();
+    const toast = page.locator(".toast");
+    await toast.waitFor({ timeout: 10_000 });
+    assert.match((await toast.textContent()) ?? "", /kernel debian-6\.1-cloud.*used/);
+    assert.ok((await mustRun(banger(["kernel", "show", "debian-6.1-cloud", "--json"]))).stdout.includes("debian-6.1-cloud"));
+  });
+
+  it("creates a VM from an image with the form: bad input shows the daemon's line and hint, a good one boots", async () => {
+    await page.goto(`${web.url}/#/vms`);
+    const form = page.locator("form.create");
+    await form.locator('select[name="image"] option[value="busybox"]').waitFor({ state: "attached" });
+    assert.equal(await form.locator('select[name="image"]').inputValue(), "busybox", "the default image is preselected");
+    await form.locator('input[name="name"]').fill(VM2);
+    await form.locator('input[name="memory"]').fill("lots");
+    await form.locator('[data-action="create"]').click();
+    const status = page.locator("[data-create]");
+    await page.locator('[data-create][data-state="refused"]').waitFor({ timeout: 10_000 });
+    assert.match((await status.textContent()) ?? "", /memory: cannot read size "lots"use e\.g\. 512M/);
+    await form.locator('input[name="memory"]').fill("256M");
+    await form.locator('[data-action="create"]').click();
+    await page.locator('[data-create][data-state="done"]').waitFor({ timeout: 180_000 });
+    assert.ok(Number(await status.getAttribute("data-events")) >= 2, "the create's progress arrived live");
+    await page.locator(`tr[data-vm="${VM2}"] [data-state="running"]`).waitFor({ timeout: 15_000 });
+    const show = JSON.parse((await mustRun(banger(["vm", "show", VM2, "--json"]))).stdout) as { state: string; image: string; memoryMib?: number; memoryBytes?: number };
+    assert.equal(show.state, "running");
+    assert.equal(show.image, "busybox");
+    assert.equal(show.memoryBytes ?? show.memoryMib! * 1024 ** 2, 256 * 1024 ** 2, "the form's memory reached the daemon");
+    await shot("vms-created");
+  });
+
+  it("resumes a VM its VMM paused, from the list", async () => {
+    const { id } = JSON.parse((await mustRun(banger(["vm", "show", VM2, "--json"]))).stdout) as { id: string };
+    // QEMU's own "stop": the VMM pauses the guest, as it does on a full host disk.
+    await qmpCommand(join(home, "run", "vms", id, "qmp.sock"), "stop");
+    const row = page.locator(`tr[data-vm="${VM2}"]`);
+    await row.locator('[data-state="paused"]').waitFor({ timeout: 15_000 });
+    await row.locator('[data-action="resume"]').click();
+    await row.locator('[data-state="running"]').waitFor({ timeout: 15_000 });
+    const { status } = await qmpCommand<{ status: string }>(join(home, "run", "vms", id, "qmp.sock"), "query-status");
+    assert.equal(status, "running");
+    assert.match((await mustRun(banger(["vm", "exec", VM2, "--", "echo", "alive"]))).stdout, /alive/);
+  });
+
+  it("removes a running VM from the list after a confirm", async () => {
+    const row = page.locator(`tr[data-vm="${VM2}"]`);
+    let question = "";
+    page.once("dialog", (d) => {
+      question = d.message();
+      void d.dismiss();
+    });
+    await row.locator('[data-action="remove"]').click();
+    assert.match(question, new RegExp(`Remove vm ${VM2}\\? It is running`));
+    assert.equal(JSON.parse((await mustRun(banger(["vm", "show", VM2, "--json"]))).stdout).state, "running", "a dismissed confirm removes nothing");
+    page.once("dialog", (d) => void d.accept());
+    await row.locator('[data-action="remove"]').click();
+    await row.waitFor({ state: "detached", timeout: 60_000 });
+    const vms = JSON.parse((await mustRun(banger(["vm", "list", "--json"]))).stdout) as { name: string }[];
+    assert.deepEqual(vms.map((v) => v.name), [VM]);
+  });
+
+  it("fits 1024, 768 and 375px-wide screens: nothing scrolls sideways, no button or badge wraps", async () => {
+    try {
+      for (const width of [1024, 768, 375]) {
+        await page.setViewportSize({ width, height: 800 });
+        for (const [hash, ready] of [["#/vms", `tr[data-vm="${VM}"]`], ["#/images", 'tr[data-image="busybox"]'], [`#/vm/${VM}`, "[data-console]"], ["#/operations", "tbody tr"]] as const) {
+          await page.goto(`${web.url}/${hash}`);
+          await page.locator(ready).first().waitFor({ timeout: 10_000 });
+          await page.waitForTimeout(500); // the lists fill in after their calls answer
+          const seen = await page.evaluate(() => ({
+            page: document.documentElement.scrollWidth,
+            view: window.innerWidth,
+            wide: [...document.querySelectorAll("section.card, header, main")].filter((el) => el.scrollWidth > el.clientWidth + 1).map((el) => el.className || el.tagName),
+            // Buttons and badges hold one line of text: more lines means a label wrapped.
+            wrapped: [...document.querySelectorAll<HTMLElement>("button, .badge")]
+              .filter((el) => {
+                const cs = getComputedStyle(el);
+                const line = cs.lineHeight === "normal" ? 1.2 * parseFloat(cs.fontSize) : parseFloat(cs.lineHeight);
+                return el.offsetParent !== null && (el.clientHeight - parseFloat(cs.paddingTop) - parseFloat(cs.paddingBottom)) / line > 1.5;
+              })
+              .map((el) => el.textContent),
+          }));
+          assert.equal(seen.view, width);
+          assert.ok(seen.page <= seen.view, `${width}px ${hash}: the page is ${seen.page}px wide`);
+          assert.deepEqual(seen.wide, [], `${width}px ${hash}: these scroll sideways`);
+          assert.deepEqual(seen.wrapped, [], `${width}px ${hash}: these wrap`);
+          await shot(`w${width}-${hash.replace(/\W+/g, "-").replace(/^-|-$/g, "")}`);
+        }
+      }
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 860 });
+    }
   });
 
   it("refuses requests without the token (401) and serves the API to the token", async () => {

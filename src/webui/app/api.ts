@@ -3,14 +3,20 @@
 
 let csrf: string | null = null;
 
+/** The daemon's error: its one-line message, and its hint apart (the page shows it below). */
 export class ApiError extends Error {
   constructor(
     readonly status: number,
     message: string,
     readonly hint?: string,
   ) {
-    super(hint ? `${message} (${hint})` : message);
+    super(message);
   }
+}
+
+/** The hint of an error the API answered, if it had one. */
+export function hintOf(err: unknown): string | undefined {
+  return err instanceof ApiError ? err.hint : undefined;
 }
 
 /** Reads the session (CSRF token); false when the browser is not signed in. */

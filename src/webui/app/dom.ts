@@ -1,4 +1,7 @@
 // DOM building and formatting helpers for the page (no framework: elements made directly).
+// The page's one rule for text: names, catalog text, guest output and error messages are
+// untrusted, so they go in only as text (text nodes, textContent, attribute values through
+// setAttribute); nothing in the page uses innerHTML or builds markup from strings.
 // Sizes and durations read as in the CLI: util/human.ts formats both.
 import { humanBytes, humanDuration } from "../../util/human.ts";
 
@@ -34,15 +37,24 @@ export function badge(state: string): HTMLElement {
   return h("span", { class: `badge ${state}`, "data-state": state }, state);
 }
 
-/** A table with a header row; `rows` are cells. An empty list shows `empty` instead. */
+/**
+ * A table with a header row; `rows` are cells. An empty list shows `empty` instead. Each cell
+ * carries its column's name (data-label): on narrow screens the rows stack as cards with
+ * the names beside the values (style.css), so nothing is squeezed or scrolls sideways.
+ */
 export function table(headers: string[], rows: Child[][], empty: string, rowAttrs?: (i: number) => Attrs): HTMLElement {
   if (rows.length === 0) return h("div", { class: "empty" }, empty);
   return h(
     "table",
-    {},
+    { class: "stack" },
     h("thead", {}, h("tr", {}, ...headers.map((t) => h("th", {}, t)))),
-    h("tbody", {}, ...rows.map((cells, i) => h("tr", rowAttrs?.(i) ?? {}, ...cells.map((c) => h("td", {}, c))))),
+    h("tbody", {}, ...rows.map((cells, i) => h("tr", rowAttrs?.(i) ?? {}, ...cells.map((c, col) => h("td", { "data-label": headers[col] || undefined }, c))))),
   );
+}
+
+/** An error as the daemon said it: its one line, and the hint (what to do next) under it. */
+export function errorBox(message: string, hint?: string): HTMLElement {
+  return h("div", { class: "error-box", role: "alert" }, h("div", { class: "error-text" }, message), hint ? h("div", { class: "hint" }, hint) : null);
 }
 
 export function bytes(n: number | null | undefined): string {
@@ -64,12 +76,12 @@ export function when(iso: string | null | undefined): string {
 /** A small bar and a label, for CPU and memory. */
 export function meter(fraction: number | null, label: string): HTMLElement {
   const pct = fraction === null ? 0 : Math.max(0, Math.min(1, fraction)) * 100;
-  return h("span", {}, h("span", { class: "meter" }, h("span", { style: `width:${pct.toFixed(0)}%` })), label);
+  return h("span", { class: "metered" }, h("span", { class: "meter" }, h("span", { style: `width:${pct.toFixed(0)}%` })), h("span", {}, label));
 }
 
-/** Shows an error for a few seconds in the corner. */
-export function toast(message: string): void {
-  const el = h("div", { class: "toast", role: "alert" }, message);
+/** Shows an error (and its hint) for a few seconds in the corner. */
+export function toast(message: string, hint?: string): void {
+  const el = h("div", { class: "toast", role: "alert" }, message, hint ? h("div", { class: "hint" }, hint) : null);
   document.body.append(el);
   setTimeout(() => el.remove(), 6000);
 }

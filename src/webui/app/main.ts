@@ -4,7 +4,10 @@ import "@xterm/xterm/css/xterm.css";
 import "./style.css";
 import { connectLive, startSession } from "./api.ts";
 import { h, fill } from "./dom.ts";
-import { imagesPage, operationsPage, vmPage, vmsPage, type Page } from "./pages.ts";
+import { imagesPage } from "./images.ts";
+import { operationsPage, type Page } from "./pages.ts";
+import { vmPage } from "./vm.ts";
+import { vmsPage } from "./vms.ts";
 
 const main = document.getElementById("main")!;
 let current: Page | undefined;
