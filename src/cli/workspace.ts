@@ -66,8 +66,9 @@ export function registerWorkspace(vm: Command): void {
             summary.applied = null;
           } else {
             const { applyPatch } = await import("../workspace/index.ts");
-            // The base is the copied commit the daemon recorded at copy-in, never a line of the patch.
-            const applied = await applyPatch(exported.hostRepo, exported.patch, { branch: opts.branch ?? `banger/${name}`, base: exported.copiedCommit, force: opts.force });
+            // The base is the HEAD the daemon recorded at copy-in (checked against the copied
+            // commit by the export), never a line of the patch.
+            const applied = await applyPatch(exported.hostRepo, exported.patch, { branch: opts.branch ?? `banger/${name}`, base: exported.baseCommit, force: opts.force });
             summary.applied = applied;
           }
         }

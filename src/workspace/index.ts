@@ -17,7 +17,8 @@
 // following symlinks, and git never reads the guest's config or hooks; --apply's base is the
 // copied commit the host recorded, never a line of the patch.
 export { checkRepoOwner } from "./git.ts";
-export { copiedRef, packWorkspace, releaseWorkspace, type PackOptions, type PackedWorkspace } from "./pack.ts";
+export { copiedRef, releaseWorkspace } from "./pack.ts";
+export { LARGE_COPY, packWorkspace, planWorkspace, startCopy, type PackOptions, type PackedWorkspace, type PlanOptions, type WorkspacePlan } from "./plan.ts";
 export { copyIn, DEFAULT_GUEST_WORKSPACE, type CopyInOptions } from "./copyin.ts";
 export { exportPatch, type ExportOptions, type ExportedPatch } from "./export.ts";
 export { applyPatch, type ApplyOptions, type AppliedPatch } from "./apply.ts";
