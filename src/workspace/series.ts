@@ -9,7 +9,10 @@
 //   host still has that work in its own checkout);
 // - a path both changed: the guest's edit is merged onto H's version (`git merge-file`, H +
 //   (W - S)); when the edits overlap, or for binaries, symlinks and files H lacks, the path
-//   comes back as the guest left it, host work included, and is reported in `carried`.
+//   comes back as the guest left it, host work included, and is reported in `carried`;
+// - what cannot be said relative to H is not said: a guest that undoes the host's work
+//   (`git checkout -- f`, `git stash`) or deletes a file the host had not committed yet
+//   leaves that path as H has it.
 // Guest commits become one commit each (same message, author and dates) when their changes
 // separate from the host's work: a guest commit that merely commits the host's staged or
 // unstaged changes becomes empty and is dropped. The rest of the guest's work tree becomes a
