@@ -35,7 +35,7 @@ interface RunOptions {
   keep?: boolean;
   detach?: boolean;
   workspace?: string | false;
-  include: string[];
+  include?: string[];
   timings?: boolean;
   yes?: boolean;
   net?: string;
@@ -99,9 +99,9 @@ export function registerRun(vm: Command): void {
     .addOption(new Option("-e, --env <KEY=VALUE...>", "environment variables for the command").default([]))
     .option("--keep", "keep the VM afterwards")
     .option("-d, --detach", "start the command as a session that outlives this CLI; the VM stays")
-    .option("--workspace <dir>", "copy this directory instead of the current repository")
+    .option("--workspace <dir>", "copy this directory instead of the current repository (needed outside git)")
     .option("--no-workspace", "copy nothing in")
-    .option("--include <path>", "copy a secret path the workspace copy skips (.env, .ssh, ...); repeatable", (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option("--include <path>", "copy a secret path the workspace copy skips (.env, .ssh, ...); repeatable", (v: string, prev: string[] = []) => [...prev, v])
     .option("--timings", "print how long each phase took")
     .option("-y, --yes", "on a fresh host, build the default kernel and image without asking")
     .addOption(new Option("-p, --publish <[HOST:]PORT[:GUESTPORT]...>", "forward a loopback port into the guest for the life of the run").default([]));

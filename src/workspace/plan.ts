@@ -76,11 +76,11 @@ export async function planWorkspace(dir: string, opts: PlanOptions = {}): Promis
   if (real === "/") throw invalidArgument("refusing to copy the root directory", "run in a project directory, or pass --no-workspace");
   const home = await realpath(homedir()).catch(() => homedir());
   if (!opts.explicit && real === home) {
-    throw invalidArgument("refusing to copy your home directory without --workspace", "name it to copy it: --workspace ~ (secrets such as .ssh are skipped), or run with --no-workspace");
+    throw invalidArgument("refusing to copy your home directory without --workspace", "copy it with --workspace ~ or run with --no-workspace; secrets such as .ssh are left out");
   }
   const repo = await findRepo(real, opts.signal);
   if (!repo && !opts.explicit) {
-    throw invalidArgument(`${real} is not in a git repository; refusing to copy it without --workspace`, "copy it anyway with --workspace . (secrets such as .ssh are skipped), or run with --no-workspace");
+    throw invalidArgument(`${real} is not in a git repository; refusing to copy it without --workspace`, "copy it with --workspace . or run with --no-workspace; secrets such as .ssh are left out");
   }
   const root = repo?.top ?? real;
   const filter = new SecretFilter(includePaths(opts.include ?? [], root, real));

@@ -38,7 +38,7 @@ describe("vm run: the workspace copy (real VMs under QEMU)", () => {
     mkdirSync(join(plain, ".ssh"), { recursive: true });
     writeFileSync(join(plain, ".ssh", "id_ed25519"), "PRIVATE\n");
     const cases: Array<[string[], RegExp]> = [
-      [["vm", "run", "--", "true"], /is not in a git repository; refusing to copy it without --workspace \(.*--workspace \..*--no-workspace\)$/],
+      [["vm", "run", "--", "true"], /is not in a git repository; refusing to copy it without --workspace \(copy it with --workspace \. or run with --no-workspace; .*\)$/],
       [["vm", "run", "--workspace", join(home, "nonexistent"), "--", "true"], /no such directory: .*nonexistent/],
       [["vm", "run", "--workspace", "/proc", "--", "true"], /refusing to copy \/proc/],
       [["vm", "run", "--workspace", "/", "--", "true"], /refusing to copy the root directory/],
