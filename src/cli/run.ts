@@ -18,6 +18,8 @@ import { addNetOptions, netParams, parseForwardSpec, startForward } from "./net.
 import { Uploader, streamEvents } from "./streams.ts";
 import { parseCount, parseDiskSize, parseEnv, parseMemory } from "./args.ts";
 import { outBytes } from "../daemon/streams.ts";
+import type { WorkspacePlan } from "../workspace/index.ts";
+import { planRunWorkspace } from "./workspace.ts";
 
 export const GUEST_WORKSPACE = "/workspace";
 
@@ -32,6 +34,7 @@ interface RunOptions {
   keep?: boolean;
   detach?: boolean;
   workspace?: string | false;
+  include?: string[];
   timings?: boolean;
   yes?: boolean;
   net?: string;
@@ -95,8 +98,9 @@ export function registerRun(vm: Command): void {
     .addOption(new Option("-e, --env <KEY=VALUE...>", "environment variables for the command").default([]))
     .option("--keep", "keep the VM afterwards")
     .option("-d, --detach", "start the command as a session that outlives this CLI; the VM stays")
-    .option("--workspace <dir>", "copy this directory instead of the current repository")
+    .option("--workspace <dir>", "copy this directory instead of the current repository (needed outside git)")
     .option("--no-workspace", "copy nothing in")
+    .option("--include <path>", "copy a secret path the workspace copy skips (.env, .ssh, ...); repeatable", (v: string, prev: string[] = []) => [...prev, v])
     .option("--timings", "print how long each phase took")
     .option("-y, --yes", "on a fresh host, build the default kernel and image without asking")
     .addOption(new Option("-p, --publish <[HOST:]PORT[:GUESTPORT]...>", "forward a loopback port into the guest for the life of the run").default([]));
@@ -117,6 +121,7 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
       timings.push([phase, Date.now() - started]);
     }
   };
+  const plan = await timed("plan", () => planRunWorkspace(opts)); // before anything boots
   const client = await connectOrStart(resolvePaths());
   let vmName: string | undefined;
   let hostRepo: string | undefined;
@@ -133,8 +138,8 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
     const imageConfig = image.config as { env?: string[]; user?: string; workingDir?: string };
     const user = await guestUser(client, name, imageConfig.user || undefined);
     let cwd: string | undefined;
-    if (opts.workspace !== false) {
-      const ws = await timed("workspace", () => copyWorkspace(client, name, opts.workspace || process.cwd(), user));
+    if (plan) {
+      const ws = await timed("workspace", () => copyWorkspace(client, name, plan, user));
       cwd = GUEST_WORKSPACE;
       if (ws.isRepo) hostRepo = ws.root;
     }
@@ -201,9 +206,9 @@ async function ensureDefaults(client: RpcClient, yes: boolean): Promise<void> {
 }
 
 /** Packs the repository (or directory) and copies it to /workspace; undefined when skipped. */
-async function copyWorkspace(client: RpcClient, name: string, dir: string, owner: { uid: number; gid: number }) {
-  const { packWorkspace } = await import("../workspace/index.ts");
-  const packed = await packWorkspace(dir, { vmName: name });
+async function copyWorkspace(client: RpcClient, name: string, plan: WorkspacePlan, owner: { uid: number; gid: number }) {
+  const { startCopy } = await import("../workspace/index.ts");
+  const packed = await startCopy(plan, { vmName: name });
   const copied = await uploadTar(client, name, GUEST_WORKSPACE, packed.stream, owner);
   await client.call("vm.workspace.record", { name, hostRepo: packed.root, guestPath: GUEST_WORKSPACE, baseCommit: packed.baseCommit ?? undefined, copiedCommit: packed.copiedCommit ?? undefined, uid: owner.uid, gid: owner.gid });
   return { ...packed, copied };

@@ -1,6 +1,7 @@
 // `banger vm workspace export`: the guest's changes as a git patch, computed here with the
 // host's git (the image needs none) from the guest's files fetched through the daemon;
 // `--apply` puts them on a new branch banger/<vm> without touching the working tree.
+// Also `vm run`'s workspace step: the plan (validated and announced before anything boots).
 import { writeFile } from "node:fs/promises";
 import { PassThrough, type Readable } from "node:stream";
 import type { Command } from "commander";
@@ -11,6 +12,35 @@ import { validateName } from "../util/names.ts";
 import { withClient } from "./daemon-client.ts";
 import { printJson } from "./output.ts";
 import { outBytes } from "../daemon/streams.ts";
+import type { WorkspacePlan } from "../workspace/index.ts";
+import { humanBytes } from "../util/human.ts";
+import { inert } from "../util/text.ts";
+
+/**
+ * `vm run`'s workspace, planned before any VM exists: undefined with --no-workspace. Outside
+ * a repository only a directory named with --workspace is copied (workspace/plan.ts).
+ */
+export async function planRunWorkspace(opts: { workspace?: string | false; include?: string[] }): Promise<WorkspacePlan | undefined> {
+  if (opts.workspace === false) return undefined;
+  const { planWorkspace } = await import("../workspace/index.ts");
+  const plan = await planWorkspace(opts.workspace || process.cwd(), { explicit: typeof opts.workspace === "string", include: opts.include ?? [] });
+  process.stderr.write(describePlan(plan));
+  return plan;
+}
+
+/** What a copy holds, for the terminal: one line, preceded by its heaviest parts when large. Names are the repository's: inert. */
+export function describePlan(plan: WorkspacePlan): string {
+  const n = (v: number) => v.toLocaleString("en-US");
+  const lines: string[] = [];
+  if (plan.large) {
+    lines.push(`large copy: ${plan.heaviest.map((h) => `${inert(h.name)} ${humanBytes(h.bytes)} (${n(h.files)} entries)`).join(", ")}`);
+  }
+  let line = `copying ${inert(plan.root)}${plan.isRepo ? " (git: HEAD, index and uncommitted work)" : ""}: ${n(plan.files)} files and directories, ${humanBytes(plan.bytes)}`;
+  if (plan.skipped.length > 0) line += `; ${plan.skipped.length} secret path(s) skipped: ${plan.skipped.map((s) => inert(s)).join(", ")} (--include PATH copies one)`;
+  if (plan.otherMounts.length > 0) line += `; other file systems not copied: ${plan.otherMounts.map((s) => inert(s)).join(", ")}`;
+  lines.push(line);
+  return lines.map((l) => `${l}\n`).join("");
+}
 
 /** The guest's files as a tar stream, through the daemon's `vm.files.get`. */
 function guestFiles(client: RpcClient, name: string): Pick<AgentClient, "getFiles"> {
@@ -58,7 +88,7 @@ export function registerWorkspace(vm: Command): void {
         const exported = await exportWorkspace(client, name);
         const summary: Record<string, unknown> = {
           vm: name, baseCommit: exported.baseCommit, copiedCommit: exported.copiedCommit, commits: exported.commits,
-          uncommitted: exported.hasUncommitted, squashed: exported.squashed, bytes: exported.patch.length,
+          uncommitted: exported.hasUncommitted, squashed: exported.squashed, bytes: exported.patch.length, carried: exported.carried,
         };
         if (opts.out) await writeFile(opts.out, exported.patch);
         if (opts.apply) {
@@ -66,15 +96,19 @@ export function registerWorkspace(vm: Command): void {
             summary.applied = null;
           } else {
             const { applyPatch } = await import("../workspace/index.ts");
-            // The base is the copied commit the daemon recorded at copy-in, never a line of the patch.
-            const applied = await applyPatch(exported.hostRepo, exported.patch, { branch: opts.branch ?? `banger/${name}`, base: exported.copiedCommit, force: opts.force });
+            // The base is the HEAD the daemon recorded at copy-in (checked against the copied
+            // commit by the export), never a line of the patch.
+            const applied = await applyPatch(exported.hostRepo, exported.patch, { branch: opts.branch ?? `banger/${name}`, base: exported.baseCommit, force: opts.force });
             summary.applied = applied;
           }
         }
         if (opts.json) return printJson(summary);
         if (!opts.out && !opts.apply) process.stdout.write(exported.patch);
         const note = exported.patch.length === 0 ? "no changes in the guest" : `${exported.commits} commit(s)${exported.hasUncommitted ? " + uncommitted changes" : ""}`;
-        process.stderr.write(`base_commit: ${exported.baseCommit ?? "(none)"}\n${note}${opts.out ? `, written to ${opts.out}` : ""}\n`);
+        process.stderr.write(`base_commit: ${exported.baseCommit ?? "(none: a root series)"}\n${note}${opts.out ? `, written to ${opts.out}` : ""}\n`);
+        if (exported.carried.length > 0) {
+          process.stderr.write(`also carries your uncommitted changes (the guest edited the same lines): ${exported.carried.map((p) => inert(p)).join(", ")}\n`);
+        }
         const applied = summary.applied as { branch: string; head: string } | undefined | null;
         if (applied) process.stderr.write(`applied on branch ${applied.branch} (${applied.head.slice(0, 12)})\n`);
       });

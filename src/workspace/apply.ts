@@ -1,5 +1,8 @@
-// applyPatch: an exported patch onto a new branch of the host repository, in a temporary
-// work tree, so the user's working tree, index and current branch are never touched. Neither
+// applyPatch: an exported patch onto a new branch of the host repository, starting at the
+// HEAD the workspace was copied from, in a temporary work tree, so the user's working tree,
+// index and current branch are never touched. The branch holds only the guest's changes
+// (series.ts), so merging or checking it out does not collide with the host's own
+// uncommitted or untracked files unless the guest changed those same files. Neither
 // the repository's config nor its hooks are obeyed (see git.ts); the patch came from a guest.
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -11,10 +14,12 @@ export interface ApplyOptions {
   /** The branch to create, e.g. banger/<vm>. */
   branch: string;
   /**
-   * The commit the patch applies to: the copied commit the host recorded. Never taken from
-   * the patch, whose text (a `base-commit:` line in a guest's commit message) the guest writes.
+   * The commit the patch applies to: the host's HEAD when the workspace was copied, as the
+   * host recorded it (null: the repository had no commit, the series starts at the root).
+   * Never taken from the patch, whose text (a `base-commit:` line in a guest's commit
+   * message) the guest writes.
    */
-  base: string;
+  base: string | null;
   /** Replace the branch if it exists. */
   force?: boolean;
   signal?: AbortSignal;
@@ -24,7 +29,7 @@ export interface AppliedPatch {
   branch: string;
   /** The new branch's tip. */
   head: string;
-  base: string;
+  base: string | null;
   /** Commits on the branch above base. */
   commits: number;
 }
@@ -32,14 +37,14 @@ export interface AppliedPatch {
 const COMMIT_ID = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
 
 /**
- * Applies `patch` (exportPatch's mbox) on `opts.branch` starting at the copied commit. `git am`
+ * Applies `patch` (exportPatch's mbox) on `opts.branch` starting at the recorded base. `git am`
  * runs in a view (see git.ts) over a temporary work tree; only the final branch update
  * touches the repository itself.
  */
 export async function applyPatch(hostRepo: string, patch: string | Buffer, opts: ApplyOptions): Promise<AppliedPatch> {
   const body = Buffer.isBuffer(patch) ? patch : Buffer.from(patch, "utf8");
   if (body.length === 0) throw invalidArgument("the patch is empty: the guest changed nothing", "nothing to apply");
-  if (typeof opts.base !== "string" || !COMMIT_ID.test(opts.base)) throw invalidArgument("applying a patch needs the copied commit as its base (a full commit id)");
+  if (opts.base !== null && (typeof opts.base !== "string" || !COMMIT_ID.test(opts.base))) throw invalidArgument("applying a patch needs the recorded base commit (a full commit id, or null for a root series)");
   const repo = await findRepo(hostRepo, opts.signal);
   if (!repo) throw invalidArgument(`${hostRepo} is not a git repository`, "apply in the repository the workspace was copied from");
   await checkRepoOwner(repo.top);
@@ -54,20 +59,20 @@ export async function applyPatch(hostRepo: string, patch: string | Buffer, opts:
   const wt = join(tmp, "wt");
   try {
     await mkdir(wt);
-    const view = await openView(repo, { workTree: wt, head: opts.base });
+    const view = await openView(repo, { workTree: wt, head: opts.base ?? undefined });
     let head: string;
     let commits: number;
     try {
       const run: GitOptions = { cwd: wt, env: { ...view.env, ...(await userIdent(repo)) }, signal: opts.signal };
-      const base = await resolveBase(opts.base, run, repo.top);
-      await git(["read-tree", "--reset", "-u", base], run);
+      const base = opts.base === null ? null : await resolveBase(opts.base, run, repo.top);
+      await git(base === null ? ["read-tree", "--empty"] : ["read-tree", "--reset", "-u", base], run);
       const am = await gitRaw(["am", "--quiet", "--keep-cr", "--no-3way"], { ...run, input: body });
       if (am.code !== 0) {
         const why = gitFailed(["am"], am).message;
-        throw failed(`the patch does not apply to ${base.slice(0, 12)}: ${why}`, "export it again from the VM, or apply it by hand with git am");
+        throw failed(`the patch does not apply to ${base?.slice(0, 12) ?? "an empty tree"}: ${why}`, "export it again from the VM, or apply it by hand with git am");
       }
       head = await gitLine(["rev-parse", "HEAD"], run);
-      commits = Number(await gitLine(["rev-list", "--count", `${base}..${head}`], run));
+      commits = Number(await gitLine(["rev-list", "--count", base === null ? head : `${base}..${head}`], run));
     } finally {
       await view.close();
     }
@@ -81,7 +86,7 @@ export async function applyPatch(hostRepo: string, patch: string | Buffer, opts:
 async function resolveBase(base: string, run: GitOptions, where: string): Promise<string> {
   const res = await gitRaw(["rev-parse", "-q", "--verify", `${base}^{commit}`], run);
   if (res.code !== 0) {
-    throw notFound(`commit ${base.slice(0, 12)} (the copied workspace state) in ${where}`, "it is kept as refs/banger/copied/<vm> while the VM exists; apply in the repository the workspace came from");
+    throw notFound(`commit ${base.slice(0, 12)} (the HEAD the workspace was copied from) in ${where}`, "apply in the repository the workspace came from");
   }
   return res.stdout.toString("utf8").trim();
 }

@@ -281,7 +281,7 @@ async function checkOwnsWorkTree(top: string, gitDir: string, env: NodeJS.Proces
 }
 
 /** A regular file's bytes up to `max` (never through a symlink, never blocking on a fifo); undefined otherwise. */
-async function readSmall(path: string, max: number): Promise<Buffer | undefined> {
+export async function readSmall(path: string, max: number): Promise<Buffer | undefined> {
   const fh = await open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK).catch(() => undefined);
   if (!fh) return undefined;
   try {

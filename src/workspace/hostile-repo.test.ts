@@ -48,21 +48,26 @@ describe("workspace: a repository's config, includes and hooks run nothing on th
     }
   });
 
-  test("export and apply: no canary runs; the guest's edits land on the branch byte for byte", async () => {
+  test("export and apply: no canary runs; the guest's edits land on the branch byte for byte, the host's own work does not", async () => {
     // The guest edits without git: its git would obey the shipped config, which is its own business.
     await guestSh(agent, "printf 'guest line\\n' >> a.txt && printf 'guest data\\n' >> b.dat && printf 'fresh\\n' > e.txt", { cwd: guest, env: { PATH: "/usr/bin:/bin" } });
     let applied: Awaited<ReturnType<typeof applyPatch>> | undefined;
     const outcome = await settle(async () => {
       const exported = await exportPatch(agent, { vmName: "canary", workspace: guest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: canary.repo });
-      applied = await applyPatch(canary.repo, exported.patch, { branch: "banger/canary", base: packed.copiedCommit! });
+      applied = await applyPatch(canary.repo, exported.patch, { branch: "banger/canary", base: exported.baseCommit });
     });
     assert.deepEqual(canary.ran(), [], "programs the repository named ran on the host");
     outcome.rethrow();
     assert.ok(applied);
-    assert.equal(applied.base, packed.copiedCommit);
-    for (const name of [...FILES, "e.txt"]) {
+    assert.equal(applied.base, packed.baseCommit);
+    // a.txt and b.dat had host edits too and the guest's lines touch them: they come back whole.
+    for (const name of ["a.txt", "b.dat", "e.txt"]) {
       assert.deepEqual(blob(canary.repo, `${applied.head}:${name}`), readFileSync(join(guest, name)), `${name} on the branch is the guest's file`);
     }
+    for (const name of ["c.inc", "d.incif"]) {
+      assert.deepEqual(blob(canary.repo, `${applied.head}:${name}`), blob(canary.repo, `${packed.baseCommit}:${name}`), `${name}: the host's uncommitted edit stays the host's`);
+    }
+    assert.throws(() => blob(canary.repo, `${applied!.head}:new.txt`), "the host's untracked file stays the host's");
   });
 });
 
@@ -109,7 +114,7 @@ describe("workspace: a partial clone's missing object is never fetched", () => {
     await copyIn(client(), packed.stream, { dest: guest });
     writeFileSync(join(guest, "a.txt"), "a, from the guest\n");
     const exported = await exportPatch(client(), { vmName: "partial", workspace: guest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: repo });
-    await assert.rejects(applyPatch(repo, exported.patch, { branch: "banger/partial", base: exported.copiedCommit }), (err: BangerError) => {
+    await assert.rejects(applyPatch(repo, exported.patch, { branch: "banger/partial", base: exported.baseCommit }), (err: BangerError) => {
       assert.match(err.message, new RegExp(gone));
       assert.doesNotMatch(err.message, /\n/);
       return true;

@@ -40,8 +40,6 @@ function checkoutBranch(repo: string, branch: string, into: string): void {
   execFileSync("tar", ["-x", "-C", into], { input: tarBytes });
 }
 
-/** The guest's state as a patch should carry it: no .git, no ignored files, no submodule insides. */
-const notInPatch = (rel: string) => rel === ".git" || rel === "sub" || rel === "debug.log" || rel === "build" || rel.endsWith(".log");
 
 describe("workspace: copy in, change in the guest, export, apply", () => {
   const { home, cleanup } = makeTempHome();
@@ -92,50 +90,60 @@ describe("workspace: copy in, change in the guest, export, apply", () => {
     assert.deepEqual(hostState(host), initial, "packing leaves the user's checkout alone");
   });
 
-  test("git works in the guest: history is there, the copied state is clean, the submodule resolves", async () => {
-    const log = await asGuest("git log --format=%s");
-    assert.deepEqual(log.trim().split("\n"), ["banger: uncommitted changes copied into vm1", "add submodule", "initial"]);
-    assert.equal(await asGuest("git rev-parse --abbrev-ref HEAD"), "main\n");
-    // (the submodule's untracked file is still untracked there, as on the host)
-    assert.equal(await asGuest("git status --porcelain --ignore-submodules=untracked"), "", "the guest starts from a clean copy of the user's state");
+  test("the guest's git shows the host's work in progress as work in progress: same HEAD, index, dirty and untracked files", async () => {
+    assert.equal(await asGuest("git rev-parse HEAD"), hostGit(host, "rev-parse", "HEAD"));
+    assert.equal(await asGuest("git symbolic-ref HEAD"), "refs/heads/main\n");
+    assert.deepEqual((await asGuest("git log --format=%s")).trim().split("\n"), ["add submodule", "initial"], "no commit of banger's in the guest's history");
+    for (const cmd of ["status --porcelain", "diff --cached --stat", "diff --stat", "ls-files --stage"]) {
+      assert.equal(await asGuest(`git ${cmd}`), hostGit(host, ...cmd.split(" ")), `git ${cmd} in the guest is the host's`);
+    }
+    assert.match(await asGuest("git status --porcelain"), /^M  src\/app\.js$/m, "staged stays staged");
+    assert.match(await asGuest("git status --porcelain"), /^\?\? notes\.txt$/m, "untracked stays untracked");
     assert.equal(await asGuest("git -C sub log --format=%s"), "lib\n");
     assert.equal(await asGuest("git -C sub status --porcelain"), "?? scratch.txt\n");
+    assert.equal(await asGuest("git show-ref | grep -c refs/banger/ || true"), "0\n", "banger's own refs stay on the host");
   });
 
-  test("the guest's commits, edits, new files, chmod and binary changes come back on banger/<vm>", async () => {
+  test("the guest's commits (even `commit -a`, which sweeps in the host's work) come back without the host's work, on the host's HEAD", async () => {
     await asGuest(
       [
-        "printf 'console.log(\"guest commit\");\\n' > src/app.js",
-        "git commit -q -am 'guest: change app'",
-        "printf 'guest edit\\n' >> README.md",
+        "printf '#!/bin/sh\\necho guest run\\n' > bin/run.sh",
+        "git commit -q -am 'guest: change run'", // also commits README's, app.js's and to-delete's host changes
         "mkdir -p docs && printf 'new file\\n' > docs/new.md",
         "chmod +x data.bin",
         "printf '\\000\\377binary tail' >> data.bin",
-        "rm notes.txt",
         "ln -s src/app.js applink",
         "printf 'ignored\\n' > guest.log",
       ].join(" && "),
     );
+    const head = hostGit(host, "rev-parse", "HEAD").trim();
     const exported = await exportPatch(agent, { vmName: "vm1", workspace: guest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: host });
-    assert.equal(exported.commits, 1);
-    assert.equal(exported.hasUncommitted, true);
-    assert.equal(exported.squashed, false);
-    assert.equal(exported.copiedCommit, packed.copiedCommit);
-    assert.match(exported.patch.toString("latin1"), new RegExp(`^base-commit: ${packed.copiedCommit}$`, "m"));
-    assert.doesNotMatch(exported.patch.toString("latin1"), /guest\.log|^\+unstaged edit$|^\+console\.log\('v2 staged'\)/m, "ignored files and the copied state are not in the patch");
+    assert.deepEqual([exported.commits, exported.hasUncommitted, exported.squashed, exported.carried], [1, true, false, []]);
+    assert.equal(exported.baseCommit, head);
+    const text = exported.patch.toString("latin1");
+    assert.deepEqual(text.match(/^base-commit: .*$/gm), [`base-commit: ${head}`], "the base printed is the one in the patch");
+    assert.doesNotMatch(text, /guest\.log|unstaged edit|v2 staged|notes\.txt|to-delete/, "neither ignored files nor the host's own work");
 
-    const applied = await applyPatch(host, exported.patch, { branch: "banger/vm1", base: exported.copiedCommit });
-    assert.equal(applied.base, packed.copiedCommit);
+    const applied = await applyPatch(host, exported.patch, { branch: "banger/vm1", base: exported.baseCommit });
+    assert.equal(applied.base, head);
     assert.equal(applied.commits, 2);
-    assert.deepEqual(
-      hostGit(host, "log", "--format=%s", `${packed.copiedCommit}..banger/vm1`).trim().split("\n"),
-      ["banger: uncommitted changes in vm1", "guest: change app"],
-    );
+    assert.deepEqual(hostGit(host, "log", "--format=%s", `${head}..banger/vm1`).trim().split("\n"), ["banger: uncommitted changes in vm1", "guest: change run"]);
+    assert.equal(hostGit(host, "log", "-1", "--format=%an <%ae>", "banger/vm1~1"), "Guest Agent <agent@guest>\n", "the guest's authorship is kept");
+    assert.deepEqual(hostGit(host, "diff", "--name-only", head, "banger/vm1").trim().split("\n"), ["applink", "bin/run.sh", "data.bin", "docs/new.md"]);
     const out = join(home, "applied1");
     checkoutBranch(host, "refs/heads/banger/vm1", out);
-    assert.deepEqual(viewTree(out, notInPatch), viewTree(guest, notInPatch));
+    for (const rel of ["applink", "bin/run.sh", "data.bin", "docs/new.md"]) assert.deepEqual(viewTree(out).get(rel), viewTree(guest).get(rel), rel);
     assert.equal(lstatSync(join(out, "data.bin")).mode & 0o100, 0o100, "chmod +x survives");
     assert.deepEqual(hostState(host), initial, "the user's working tree, index and branch are untouched");
+
+    // Merging the branch into a checkout with the same work in progress does not collide with it.
+    const other = join(home, "host-merge");
+    execFileSync("cp", ["-a", host, other]);
+    hostGit(other, "merge", "-q", "--ff-only", "banger/vm1");
+    assert.equal(readFileSync(join(other, "notes.txt"), "utf8"), "untracked notes\n");
+    assert.equal(readFileSync(join(other, "README.md"), "utf8"), "# project\nunstaged edit\n");
+    assert.match(hostGit(other, "status", "--porcelain"), /^M  src\/app\.js$/m);
+    assert.equal(readFileSync(join(other, "docs/new.md"), "utf8"), "new file\n");
   });
 
   test("exporting twice gives the same bytes; a later export carries old and new changes exactly once", async () => {
@@ -145,30 +153,28 @@ describe("workspace: copy in, change in the guest, export, apply", () => {
     assert.ok(first.patch.length > 0);
     assert.deepEqual(second.patch, first.patch);
 
-    await asGuest("printf 'second round\\n' > docs/later.md && git add docs/later.md && git commit -q -m 'guest: later' && printf 'more\\n' >> README.md");
+    await asGuest("printf 'second round\\n' > docs/later.md && git add docs/later.md && git commit -q -m 'guest: later' && printf 'more\\n' >> bin/run.sh");
     const later = await exportPatch(agent, opts);
     assert.equal(later.commits, 2);
     const text = later.patch.toString("latin1");
-    assert.equal(text.match(/^\+guest edit$/gm)?.length, 1, "the first round's edit once");
+    assert.equal(text.match(/^\+new file$/gm)?.length, 1, "the first round's file once");
     assert.equal(text.match(/^\+second round$/gm)?.length, 1, "the new file once");
     assert.equal(text.match(/^\+more$/gm)?.length, 1);
-    await applyPatch(host, later.patch, { branch: "banger/vm1-later", base: later.copiedCommit });
-    const out = join(home, "applied2");
-    checkoutBranch(host, "refs/heads/banger/vm1-later", out);
-    assert.deepEqual(viewTree(out, notInPatch), viewTree(guest, notInPatch));
+    const applied = await applyPatch(host, later.patch, { branch: "banger/vm1-later", base: later.baseCommit });
+    assert.equal(hostGit(host, "show", `${applied.head}:bin/run.sh`), "#!/bin/sh\necho guest run\nmore\n");
   });
 
   test("an existing branch is refused unless forced", async () => {
     const exported = await exportPatch(agent, { vmName: "vm1", workspace: guest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: host });
     const tip = hostGit(host, "rev-parse", "banger/vm1");
-    await assert.rejects(applyPatch(host, exported.patch, { branch: "banger/vm1", base: exported.copiedCommit }), (err: BangerError) => {
+    await assert.rejects(applyPatch(host, exported.patch, { branch: "banger/vm1", base: exported.baseCommit }), (err: BangerError) => {
       assert.equal(err.code, ErrorCode.AlreadyExists);
       assert.match(err.hint ?? "", /--force/);
       return true;
     });
     assert.equal(hostGit(host, "rev-parse", "banger/vm1"), tip);
     assert.equal(hostGit(host, "worktree", "list", "--porcelain").match(/^worktree /gm)?.length, 1, "no worktree left behind");
-    const forced = await applyPatch(host, exported.patch, { branch: "banger/vm1", base: exported.copiedCommit, force: true });
+    const forced = await applyPatch(host, exported.patch, { branch: "banger/vm1", base: exported.baseCommit, force: true });
     assert.equal(hostGit(host, "rev-parse", "banger/vm1").trim(), forced.head);
   });
 
@@ -178,19 +184,21 @@ describe("workspace: copy in, change in the guest, export, apply", () => {
     await asGuest(`printf '[core]\\n\\tfsmonitor = "touch ${marker}"\\n\\thooksPath = .git/hooks\\n[diff]\\n\\texternal = "touch ${marker}"\\n' >> .git/config`);
     await asGuest(`printf '* diff=evil\\n' > .gitattributes && printf '[diff "evil"]\\n\\ttextconv = touch ${marker}\\n' >> .git/config`);
     const exported = await exportPatch(agent, { vmName: "vm1", workspace: guest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: host });
-    await applyPatch(host, exported.patch, { branch: "banger/vm1-evil", base: exported.copiedCommit });
+    await applyPatch(host, exported.patch, { branch: "banger/vm1-evil", base: exported.baseCommit });
     assert.equal(existsSync(marker), false);
   });
 
   test("history the guest rewrote below the copied commit comes back as one squashed patch", async () => {
-    await asGuest("git reset -q --soft HEAD~4 && printf 'after reset\\n' > reset.txt");
+    await asGuest("git reset -q --soft HEAD~3 && printf 'after reset\\n' > reset.txt");
     const exported = await exportPatch(agent, { vmName: "vm1", workspace: guest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: host });
     assert.deepEqual([exported.squashed, exported.commits, exported.hasUncommitted], [true, 0, true]);
     assert.equal(exported.patch.toString("latin1").match(/^From [0-9a-f]{40} /gm)?.length, 1);
-    await applyPatch(host, exported.patch, { branch: "banger/vm1-squashed", base: exported.copiedCommit });
-    const out = join(home, "applied3");
-    checkoutBranch(host, "refs/heads/banger/vm1-squashed", out);
-    assert.deepEqual(viewTree(out, notInPatch), viewTree(guest, notInPatch));
+    const applied = await applyPatch(host, exported.patch, { branch: "banger/vm1-squashed", base: exported.baseCommit });
+    const head = hostGit(host, "rev-parse", "HEAD").trim();
+    const names = hostGit(host, "diff", "--name-only", head, applied.head).trim().split("\n");
+    // (the guest's reset dropped the submodule's gitlink, so its files come back as files)
+    for (const rel of ["applink", "bin/run.sh", "data.bin", "docs/later.md", "docs/new.md", "reset.txt"]) assert.ok(names.includes(rel), rel);
+    for (const rel of ["README.md", "notes.txt", "src/app.js", "to-delete.txt"]) assert.ok(!names.includes(rel), `${rel}: the host's own work is not in it`);
   });
 
   test("releaseWorkspace drops the ref that keeps the copied commit", async () => {
@@ -224,15 +232,18 @@ describe("workspace: a guest image without git", () => {
     const env = { PATH: noGitBin };
     const probe = await agent.exec({ argv: ["sh", "-c", "git --version"], env, cwd: guest });
     assert.notDeepEqual(await probe.wait(), { exitCode: 0 }, "git is not reachable in this guest");
-    await guestSh(agent, "printf 'edited without git\\n' > README.md && chmod +x src/app.js && printf 'fresh\\n' > fresh.txt && rm data.bin", { cwd: guest, env });
+    await guestSh(agent, "printf 'edited without git\\n' > bin/run.sh && chmod +x .gitignore && printf 'fresh\\n' > fresh.txt && rm data.bin", { cwd: guest, env });
 
     const exported = await exportPatch(agent, { vmName: "nogit", workspace: guest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: host });
     assert.equal(exported.commits, 0);
     assert.equal(exported.hasUncommitted, true);
-    await applyPatch(host, exported.patch, { branch: "banger/nogit", base: exported.copiedCommit });
+    await applyPatch(host, exported.patch, { branch: "banger/nogit", base: exported.baseCommit });
     const out = join(home, "applied");
     checkoutBranch(host, "refs/heads/banger/nogit", out);
-    assert.deepEqual(viewTree(out, notInPatch), viewTree(guest, notInPatch));
+    const changed = [".gitignore", "bin/run.sh", "fresh.txt"];
+    for (const rel of changed) assert.deepEqual(viewTree(out).get(rel), viewTree(guest).get(rel), rel);
+    assert.equal(existsSync(join(out, "data.bin")), false);
+    assert.deepEqual(hostGit(host, "diff", "--name-only", packed.baseCommit!, "banger/nogit").trim().split("\n"), [...changed, "data.bin"].sort());
   });
 
   test("a guest that lost its .git is compared as plain files against the copied commit", async () => {
@@ -316,20 +327,25 @@ describe("workspace: plain directories and empty repositories", () => {
     const wt = join(home, "wt-feature");
     hostGit(main, "worktree", "add", "-q", "-b", "feature", wt);
     writeFileSync(join(wt, "dirty.txt"), "dirty\n");
+    writeFileSync(join(wt, "a.txt"), "a, staged in the worktree\n");
+    hostGit(wt, "add", "a.txt");
     const packed = await packWorkspace(wt, { vmName: "wt" });
     const dest = join(home, "wt-guest");
     await copyIn(agent, packed.stream, { dest });
     assert.ok(lstatSync(join(dest, ".git")).isDirectory());
     assert.equal(existsSync(join(dest, ".git", "worktrees")), false);
     assert.equal(hostGit(dest, "rev-parse", "--abbrev-ref", "HEAD"), "feature\n");
-    assert.equal(hostGit(dest, "log", "--format=%s"), "banger: uncommitted changes copied into wt\nfirst\n");
-    assert.equal(hostGit(dest, "status", "--porcelain"), "");
+    assert.equal(hostGit(dest, "log", "--format=%s"), "first\n");
+    assert.equal(hostGit(dest, "status", "--porcelain"), "M  a.txt\n?? dirty.txt\n", "the worktree's own index and files, not the main checkout's");
     assert.equal(hostGit(main, "rev-parse", "--abbrev-ref", "HEAD"), "main\n");
   });
 
   test("a base-commit line in a guest's commit message does not move where the patch is applied", async () => {
     const repo = committedRepo(join(home, "forge"), { "a.txt": "a\n" }, "first");
     const forged = hostGit(repo, "rev-parse", "HEAD").trim(); // a real host commit, below the copied one
+    writeFileSync(join(repo, "b.txt"), "b\n");
+    hostGit(repo, "add", "b.txt");
+    hostGit(repo, "commit", "-q", "-m", "second");
     writeFileSync(join(repo, "a.txt"), "a, dirty\n");
     const packed = await packWorkspace(repo, { vmName: "forge" });
     const dest = join(home, "forge-guest");
@@ -337,17 +353,17 @@ describe("workspace: plain directories and empty repositories", () => {
     await guestSh(agent, `printf 'forge\\n' > forge.txt && git add forge.txt && git commit -q -m 'guest: innocent' -m 'base-commit: ${forged}'`, { cwd: dest, env: { HOME: dest, ...GUEST_GIT_ENV } });
     const exported = await exportPatch(agent, { vmName: "forge", workspace: dest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: repo });
     const lines = exported.patch.toString("latin1").match(/^base-commit: .*$/gm) ?? [];
-    assert.deepEqual(lines, [`base-commit: ${forged}`, `base-commit: ${packed.copiedCommit}`], "the guest's line comes first in the mbox");
+    assert.deepEqual(lines, [`base-commit: ${forged}`, `base-commit: ${packed.baseCommit}`], "the guest's line comes first in the mbox");
     // Only the host's record says where the patch goes: without it, nothing is applied.
     await assert.rejects(applyPatch(repo, exported.patch, { branch: "banger/forge" } as never), (err: BangerError) => err.code === ErrorCode.InvalidArgument);
     assert.throws(() => hostGit(repo, "rev-parse", "-q", "--verify", "refs/heads/banger/forge"), "no branch was made");
-    const applied = await applyPatch(repo, exported.patch, { branch: "banger/forge", base: exported.copiedCommit });
-    assert.equal(applied.base, packed.copiedCommit);
-    assert.equal(hostGit(repo, "rev-parse", `${applied.head}~1`).trim(), packed.copiedCommit, "the guest's commit sits on the copied commit");
-    assert.equal(hostGit(repo, "show", `${applied.head}:a.txt`), "a, dirty\n");
+    const applied = await applyPatch(repo, exported.patch, { branch: "banger/forge", base: exported.baseCommit });
+    assert.equal(applied.base, packed.baseCommit);
+    assert.equal(hostGit(repo, "rev-parse", `${applied.head}~1`).trim(), packed.baseCommit, "the guest's commit sits on the host's HEAD");
+    assert.equal(hostGit(repo, "show", `${applied.head}:a.txt`), "a\n", "the host's uncommitted edit is not carried");
   });
 
-  test("a repository without commits gets a root copied commit and no base", async () => {
+  test("a repository without commits: the guest's branch is unborn too, and its work comes back as a root series", async () => {
     const repo = join(home, "fresh");
     mkdirSync(repo);
     hostGit(repo, "init", "-q", "-b", "main");
@@ -358,11 +374,14 @@ describe("workspace: plain directories and empty repositories", () => {
     const dest = join(home, "fresh-guest");
     await copyIn(agent, packed.stream, { dest });
     assert.equal(readFileSync(join(dest, "a.txt"), "utf8"), "a\n");
-    assert.equal(readFileSync(join(dest, ".git", "refs", "heads", "main"), "utf8").trim(), packed.copiedCommit);
+    assert.equal(existsSync(join(dest, ".git", "refs", "heads", "main")), false);
+    assert.equal(hostGit(dest, "status", "--porcelain"), "?? a.txt\n");
     writeFileSync(join(dest, "b.txt"), "b\n");
     const exported = await exportPatch(agent, { vmName: "fresh", workspace: dest, baseCommit: null, copiedCommit: packed.copiedCommit, hostRepo: repo });
-    const applied = await applyPatch(repo, exported.patch, { branch: "banger/fresh", base: exported.copiedCommit });
+    assert.equal(exported.baseCommit, null);
+    const applied = await applyPatch(repo, exported.patch, { branch: "banger/fresh", base: exported.baseCommit });
     assert.equal(hostGit(repo, "show", `${applied.head}:b.txt`), "b\n");
+    assert.equal(hostGit(repo, "ls-tree", "--name-only", applied.head), "b.txt\n", "the host's untracked a.txt stays the host's");
     assert.throws(() => hostGit(repo, "rev-parse", "-q", "--verify", "HEAD"), "the user's unborn branch stays unborn");
   });
 });
