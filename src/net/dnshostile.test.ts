@@ -1,0 +1,137 @@
+// The guests' DNS server against hostile packets: queries built to blow up when answered,
+// upstream replies that re-encode larger than they arrived (compression), records that cost
+// far more memory than wire bytes, and fuzz through the real sockets. Everything on
+// loopback: the server, a raw upstream of the test's own (dnstestkit.ts), and the "guests".
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { createSocket } from "node:dgram";
+import { connect } from "node:net";
+import dnsPacket from "dns-packet";
+import { Forwarder, startDnsServer, type DnsAccess, type DnsServer, type ForwarderLimits } from "./index.ts";
+import { RawUpstream, rawRecord, rawResponse, type RawReply } from "./dnstestkit.ts";
+
+const GUESTS: Record<string, DnsAccess> = { "127.0.0.2": "forward", "127.0.0.4": "local" };
+const STRANGER = "127.0.0.9";
+
+let upstream: RawUpstream;
+const servers: DnsServer[] = [];
+/** What the upstream answers; each test sets it. */
+let upstreamReply: RawReply = () => undefined;
+
+before(async () => {
+  upstream = await new RawUpstream("127.0.0.1", (q, t) => upstreamReply(q, t)).start();
+});
+after(async () => {
+  for (const s of servers) await s.close();
+  await upstream.close();
+});
+
+async function serve(limits: Partial<ForwarderLimits> = {}) {
+  const forwarder = new Forwarder({ upstreams: () => [{ host: "127.0.0.1", port: upstream.port }], limits });
+  const server = await startDnsServer({
+    host: "127.0.0.1", port: 0, forwarder,
+    lookup: (name) => (name === "alpha" ? { ipv4: ["172.30.0.2"] } : undefined),
+    access: (addr) => GUESTS[addr],
+  });
+  servers.push(server);
+  return { server, forwarder };
+}
+
+/** One message over UDP from `from`; the reply's bytes, or undefined after `ms`. */
+async function askUdp(server: DnsServer, from: string, msg: Buffer, ms = 2000): Promise<Buffer | undefined> {
+  const sock = createSocket("udp4");
+  await new Promise<void>((r) => sock.bind(0, from, () => r()));
+  try {
+    return await new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), ms);
+      sock.once("message", (m) => {
+        clearTimeout(timer);
+        resolve(m);
+      });
+      sock.send(msg, server.port, "127.0.0.1");
+    });
+  } finally {
+    sock.close();
+  }
+}
+
+/** One message over TCP from `from`; the reply's bytes, or undefined if the connection ends first. */
+function askTcp(server: DnsServer, from: string, msg: Buffer, ms = 5000): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const conn = connect({ port: server.port, host: "127.0.0.1", localAddress: from });
+    let buf = Buffer.alloc(0);
+    const done = (r: Buffer | undefined) => {
+      clearTimeout(timer);
+      conn.destroy();
+      resolve(r);
+    };
+    const timer = setTimeout(() => done(undefined), ms);
+    conn.on("error", () => done(undefined));
+    conn.on("close", () => done(undefined));
+    conn.on("connect", () => {
+      const len = Buffer.alloc(2);
+      len.writeUInt16BE(msg.length);
+      conn.write(Buffer.concat([len, msg]));
+    });
+    conn.on("data", (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) done(buf.subarray(2, 2 + buf.readUInt16BE(0)));
+    });
+  });
+}
+
+const query = (name: string, type = "A", id = 7) => dnsPacket.encode({ type: "query", id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name, type: type as "A" }] });
+const rcodeOf = (reply: Buffer) => reply.readUInt16BE(2) & 0xf;
+
+/** A query of `n` questions: the first a 254-byte name, the others 2-byte pointers to it (6 bytes each). */
+function questionBomb(n: number): Buffer {
+  const head = Buffer.alloc(12);
+  head.writeUInt16BE(0x1234, 0);
+  head.writeUInt16BE(0x0100, 2);
+  head.writeUInt16BE(n, 4);
+  const label = Buffer.concat([Buffer.from([62]), Buffer.alloc(62, 0x61)]);
+  const first = Buffer.concat([label, label, label, label, Buffer.from([0, 0, 1, 0, 1])]);
+  const rest = Buffer.alloc(6 * (n - 1));
+  for (let i = 0; i < n - 1; i++) {
+    rest.writeUInt16BE(0xc00c, i * 6);
+    rest.writeUInt32BE(0x00010001, i * 6 + 2);
+  }
+  return Buffer.concat([head, first, rest]);
+}
+
+test("a query whose questions decompress to a huge reply gets a small FORMERR, from anyone, over UDP and TCP", async () => {
+  const { server } = await serve();
+  const bomb = questionBomb(300); // 2 KiB that used to come back as 77 KiB (over TCP: a RangeError that killed the daemon)
+  for (const from of [STRANGER, "127.0.0.2"]) {
+    const udp = await askUdp(server, from, bomb);
+    assert.ok(udp, "answered over UDP");
+    assert.equal(rcodeOf(udp), 1, "FORMERR");
+    assert.ok(udp.length <= bomb.length, `a ${bomb.length}-byte query got ${udp.length} bytes back: no amplification`);
+    const tcp = await askTcp(server, from, bomb);
+    assert.ok(tcp, "answered over TCP");
+    assert.equal(rcodeOf(tcp), 1);
+    assert.ok(tcp.length <= bomb.length);
+  }
+  const ok = await askTcp(server, "127.0.0.4", query("alpha.vm"));
+  assert.deepEqual(dnsPacket.decode(ok!).answers?.map((a) => (a as { data?: unknown }).data), ["172.30.0.2"], "still serving");
+});
+
+test("an upstream reply that re-encodes past 64 KiB reaches a TCP guest truncated, and the server keeps serving", async () => {
+  // 4000 A records each naming the 200-byte question by a 2-byte pointer: 64 KiB on the wire
+  // from the upstream, about 1 MiB once dns-packet writes every name out in full.
+  upstreamReply = (q, transport) => {
+    if (transport === "udp") return rawResponse(q, Buffer.alloc(0), 0, dnsPacket.TRUNCATED_RESPONSE);
+    const rr = rawRecord(1, 60, Buffer.from([198, 51, 100, 1]));
+    return rawResponse(q, Buffer.concat(Array.from({ length: 4000 }, () => rr)), 4000);
+  };
+  const { server } = await serve();
+  const name = `${"b".repeat(60)}.${"c".repeat(60)}.${"d".repeat(60)}.big.test`;
+  const tcp = await askTcp(server, "127.0.0.2", query(name));
+  assert.ok(tcp, "answered over TCP");
+  const decoded = dnsPacket.decode(tcp);
+  assert.ok(decoded.flag_tc, "cut, with TC");
+  assert.ok((decoded.answers?.length ?? 0) > 100, `${decoded.answers?.length} records fit`);
+  const udp = await askUdp(server, "127.0.0.2", query(name));
+  assert.ok(udp && udp.length <= 512 && dnsPacket.decode(udp).flag_tc, "UDP: 512 bytes at most, with TC");
+  assert.equal(rcodeOf((await askTcp(server, "127.0.0.4", query("alpha.vm")))!), 0, "still serving");
+});
