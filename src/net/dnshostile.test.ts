@@ -6,6 +6,8 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createSocket } from "node:dgram";
 import { connect } from "node:net";
+import v8 from "node:v8";
+import { runInNewContext } from "node:vm";
 import dnsPacket from "dns-packet";
 import { Forwarder, startDnsServer, type DnsAccess, type DnsServer, type ForwarderLimits } from "./index.ts";
 import { RawUpstream, rawRecord, rawResponse, type RawReply } from "./dnstestkit.ts";
@@ -134,4 +136,32 @@ test("an upstream reply that re-encodes past 64 KiB reaches a TCP guest truncate
   const udp = await askUdp(server, "127.0.0.2", query(name));
   assert.ok(udp && udp.length <= 512 && dnsPacket.decode(udp).flag_tc, "UDP: 512 bytes at most, with TC");
   assert.equal(rcodeOf((await askTcp(server, "127.0.0.4", query("alpha.vm")))!), 0, "still serving");
+});
+
+/** Heap in use after a full collection (gc exposed the documented way for a running process). */
+function heapAfterGc(): number {
+  v8.setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  gc();
+  gc();
+  return process.memoryUsage().heapUsed;
+}
+
+test("the cache's 4 MiB is memory: records of many tiny pieces are counted by what they hold, not their wire bytes", async () => {
+  // One TXT record of 20,000 empty strings: 20 KB on the wire, about 2 MB of JS objects once
+  // decoded. Counted by wire bytes, 24 of them passed for 0.5 MB of a 4 MiB cache.
+  upstreamReply = (q, transport) => {
+    if (transport === "udp") return rawResponse(q, Buffer.alloc(0), 0, dnsPacket.TRUNCATED_RESPONSE);
+    return rawResponse(q, rawRecord(16, 300, Buffer.alloc(20_000)), 1);
+  };
+  const forwarder = new Forwarder({ upstreams: () => [{ host: "127.0.0.1", port: upstream.port }] });
+  const before = heapAfterGc();
+  for (let i = 0; i < 24; i++) {
+    const r = await forwarder.resolve({ name: `t${i}.txt.test`, type: "TXT" }, "127.0.0.2");
+    assert.equal(r.answers.length, 1);
+  }
+  const grown = heapAfterGc() - before;
+  assert.ok(forwarder.cacheSize.bytes <= forwarder.limits.cacheBytes);
+  assert.ok(grown < 12 * 1024 * 1024, `the cache grew the heap by ${(grown / 1048576).toFixed(1)} MiB`);
+  assert.ok(forwarder.cacheSize.bytes >= grown / 2, `it counts ${forwarder.cacheSize.bytes} bytes for ${grown} bytes of heap`);
 });
