@@ -10,7 +10,7 @@
 // are untrusted: sizes are bounded, undecodable packets are dropped, nothing throws.
 // Over TCP each connection holds at most a few KiB of replies (it stops reading while they
 // wait, and while its one question waits on an upstream), lives at most 60 s (10 s idle),
-// and at most 64 connections are open.
+// and at most 64 connections are open, 8 per source address.
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { createServer, isIP, type Server, type Socket } from "node:net";
 import dnsPacket from "dns-packet";
@@ -33,6 +33,8 @@ const TCP_LIMIT = 65535;
 /** Queries are a header and one question; anything bigger is not worth decoding. */
 const MAX_QUERY = 4096;
 const TCP_MAX_CONNECTIONS = 64;
+/** TCP connections one source address may hold. */
+const TCP_PER_CLIENT = 8;
 
 /** Per TCP connection: how long it may sit idle or live in all, and how many reply bytes may wait. */
 export interface TcpLimits {
@@ -253,9 +255,20 @@ const connections = new WeakMap<Server, Set<Socket>>();
 
 function listenTcp(host: string, port: number, answer: Answerer, limits: TcpLimits): Promise<Server> {
   const open = new Set<Socket>();
+  const perClient = new Map<string, number>();
   const server = createServer((conn) => {
+    // One client (a guest, or any address that reaches the gateway) must not hold every slot.
+    const who = conn.remoteAddress ?? "";
+    const held = perClient.get(who) ?? 0;
+    if (held >= TCP_PER_CLIENT) return void conn.destroy();
+    perClient.set(who, held + 1);
     open.add(conn);
-    conn.on("close", () => open.delete(conn));
+    conn.on("close", () => {
+      open.delete(conn);
+      const left = (perClient.get(who) ?? 1) - 1;
+      if (left <= 0) perClient.delete(who);
+      else perClient.set(who, left);
+    });
     serveTcpConnection(conn, answer, limits);
   });
   connections.set(server, open);

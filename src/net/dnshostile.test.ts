@@ -165,3 +165,20 @@ test("the cache's 4 MiB is memory: records of many tiny pieces are counted by wh
   assert.ok(grown < 12 * 1024 * 1024, `the cache grew the heap by ${(grown / 1048576).toFixed(1)} MiB`);
   assert.ok(forwarder.cacheSize.bytes >= grown / 2, `it counts ${forwarder.cacheSize.bytes} bytes for ${grown} bytes of heap`);
 });
+
+test("one client holding every TCP connection it can does not lock other guests out of TCP", async () => {
+  const { server } = await serve();
+  const held = await Promise.all(Array.from({ length: 70 }, () => new Promise<import("node:net").Socket>((resolve) => {
+    const c = connect({ port: server.port, host: "127.0.0.1", localAddress: "127.0.0.2" }, () => resolve(c));
+    c.on("error", () => resolve(c));
+  })));
+  try {
+    await new Promise((r) => setTimeout(r, 200)); // let the server take (or turn away) them all
+    const open = held.filter((c) => !c.destroyed && c.readyState === "open").length;
+    const reply = await askTcp(server, "127.0.0.4", query("alpha.vm"));
+    assert.ok(reply, `another guest is answered over TCP while the first holds ${open} connections`);
+    assert.equal(rcodeOf(reply), 0);
+  } finally {
+    for (const c of held) c.destroy();
+  }
+});
