@@ -9,6 +9,7 @@ import { connect } from "node:net";
 import v8 from "node:v8";
 import { runInNewContext } from "node:vm";
 import dnsPacket from "dns-packet";
+import fc from "fast-check";
 import { Forwarder, startDnsServer, type DnsAccess, type DnsServer, type ForwarderLimits } from "./index.ts";
 import { RawUpstream, rawRecord, rawResponse, type RawReply } from "./dnstestkit.ts";
 
@@ -181,4 +182,99 @@ test("one client holding every TCP connection it can does not lock other guests 
   } finally {
     for (const c of held) c.destroy();
   }
+});
+
+/** Bytes of a valid query with some of them overwritten, or plain noise. */
+const hostileQuery = fc.oneof(
+  fc.uint8Array({ maxLength: 600 }).map((a) => Buffer.from(a)),
+  fc.tuple(fc.constantFrom("example.test", "alpha.vm", "a.b.c.d.test", "x"), fc.constantFrom("A", "AAAA", "TXT", "ANY", "MX", "OPT", "AXFR"), fc.array(fc.tuple(fc.nat(), fc.nat({ max: 255 })), { maxLength: 8 }))
+    .map(([name, type, edits]) => {
+      const q = Buffer.from(query(name, type));
+      for (const [at, byte] of edits) q[at % q.length] = byte;
+      return q;
+    }),
+);
+
+test("fuzz: no query a guest or stranger sends, over UDP or TCP, takes the server down", async () => {
+  upstreamReply = (q) => rawResponse(q, rawRecord(1, 60, Buffer.from([198, 51, 100, 3])), 1);
+  const { server } = await serve({ timeoutMs: 300, attemptMs: 300 });
+  await fc.assert(
+    fc.asyncProperty(hostileQuery, fc.constantFrom("127.0.0.2", "127.0.0.4", STRANGER), fc.boolean(), async (msg, from, tcp) => {
+      const reply = tcp ? await askTcp(server, from, msg, 1000) : await askUdp(server, from, msg, 250);
+      if (reply && reply.length >= 2 && msg.length >= 2) assert.equal(reply.readUInt16BE(0), msg.readUInt16BE(0), "a reply carries the query's id");
+      if (reply && !tcp) assert.ok(reply.length <= 512, "UDP replies fit in 512 bytes");
+    }),
+    { numRuns: 100 },
+  );
+  assert.equal(rcodeOf((await askUdp(server, "127.0.0.4", query("alpha.vm")))!), 0, "still serving");
+});
+
+/** Record types dns-packet decodes into structures (and a few it keeps as bytes). */
+const RR_TYPES = [1, 2, 5, 6, 12, 13, 15, 16, 28, 33, 35, 39, 41, 43, 46, 47, 48, 50, 52, 99, 257, 65280];
+const owner = fc.constantFrom("q.fuzz.test", "alpha.vm", "other.test", "x", "vm");
+const text = fc.string({ maxLength: 30 });
+/** A record dns-packet writes itself (any owner, `.vm` ones included), as wire bytes. */
+const wellFormed = fc.tuple(owner, fc.nat(), fc.oneof(
+  fc.ipV4().map((data) => ({ type: "A", data })),
+  fc.ipV6().map((data) => ({ type: "AAAA", data })),
+  owner.map((data) => ({ type: "CNAME", data })),
+  owner.map((data) => ({ type: "NS", data })),
+  fc.array(text, { maxLength: 4 }).map((data) => ({ type: "TXT", data })),
+  fc.tuple(fc.nat({ max: 65535 }), owner).map(([preference, exchange]) => ({ type: "MX", data: { preference, exchange } })),
+  fc.tuple(fc.nat({ max: 65535 }), owner).map(([port, target]) => ({ type: "SRV", data: { port, target, priority: 1, weight: 1 } })),
+  fc.tuple(owner, fc.nat()).map(([mname, minimum]) => ({ type: "SOA", data: { mname, rname: "r.test", serial: 1, refresh: 1, retry: 1, expire: 1, minimum } })),
+  text.map((value) => ({ type: "CAA", data: { flags: 0, tag: "issue", value } })),
+)).map(([name, ttl, rec]) => Buffer.from(dnsPacket.encode({ type: "response", answers: [{ name, ttl, ...rec } as never] }).subarray(12)));
+/** A record of any type with random rdata, owned by the question through a pointer. */
+const randomRdata = fc.tuple(fc.constantFrom(...RR_TYPES), fc.nat(), fc.uint8Array({ maxLength: 80 }))
+  .map(([type, ttl, rdata]) => rawRecord(type, ttl, Buffer.from(rdata)));
+const hostileRecord = fc.oneof({ arbitrary: wellFormed, weight: 4 }, { arbitrary: randomRdata, weight: 1 });
+const hostileReply = fc.record({
+  rcode: fc.constantFrom(0, 0, 0, 3, 2, 5),
+  tc: fc.boolean(),
+  records: fc.oneof({ arbitrary: fc.array(wellFormed, { maxLength: 12 }), weight: 3 }, { arbitrary: fc.array(hostileRecord, { maxLength: 12 }), weight: 1 }),
+  // Section counts: usually the records' own split, sometimes lies.
+  counts: fc.oneof({ arbitrary: fc.constant(undefined), weight: 4 }, fc.tuple(fc.nat({ max: 14 }), fc.nat({ max: 6 }), fc.nat({ max: 6 }))),
+  split: fc.tuple(fc.nat(), fc.nat()),
+  noise: fc.oneof({ arbitrary: fc.constant(new Uint8Array()), weight: 5 }, { arbitrary: fc.uint8Array({ maxLength: 40 }), weight: 1 }),
+});
+
+test("fuzz: no reply an upstream sends (records of every shape, wrong counts, noise) crashes the server; the guest gets an answer or SERVFAIL", async () => {
+  let current: typeof hostileReply extends fc.Arbitrary<infer T> ? T | undefined : never;
+  upstreamReply = (q, transport) => {
+    if (!current) return undefined;
+    const n = current.records.length;
+    const ns = n === 0 ? 0 : current.split[0] % (n + 1);
+    const ar = n - ns === 0 ? 0 : current.split[1] % (n - ns + 1);
+    const [an, nsCount, arCount] = current.counts ?? [n - ns - ar, ns, ar];
+    const body = Buffer.concat([...current.records, Buffer.from(current.noise)]);
+    const out = rawResponse(q, body, an, current.rcode | (current.tc && transport === "udp" ? dnsPacket.TRUNCATED_RESPONSE : 0));
+    out.writeUInt16BE(nsCount, 8);
+    out.writeUInt16BE(arCount, 10);
+    return out;
+  };
+  const { server } = await serve({ timeoutMs: 200, attemptMs: 200 });
+  let n = 0;
+  const answered: Record<number, number> = {};
+  await fc.assert(
+    fc.asyncProperty(hostileReply, fc.boolean(), async (r, tcp) => {
+      current = r;
+      const id = ++n;
+      const msg = query(`q${id}.fuzz.test`, "A", id);
+      for (const round of [1, 2]) { // the second from the cache when the first was cached
+        const reply = tcp ? await askTcp(server, "127.0.0.2", msg, 2000) : await askUdp(server, "127.0.0.2", msg, 2000);
+        assert.ok(reply, `round ${round}: a reply`);
+        assert.equal(reply.readUInt16BE(0), id);
+        const decoded = dnsPacket.decode(reply);
+        assert.ok([0, 2, 3].includes(rcodeOf(reply)), `rcode ${rcodeOf(reply)}`);
+        if (!tcp) assert.ok(reply.length <= 512);
+        assert.deepEqual(decoded.questions?.map((q) => q.name), [`q${id}.fuzz.test`]);
+        answered[rcodeOf(reply)] = (answered[rcodeOf(reply)] ?? 0) + 1;
+      }
+    }),
+    { numRuns: 100 },
+  );
+  current = undefined;
+  assert.ok((answered[0] ?? 0) + (answered[3] ?? 0) > 40, `most hostile replies decoded and went through the cache and encoder (${JSON.stringify(answered)})`);
+  assert.equal(rcodeOf((await askUdp(server, "127.0.0.4", query("alpha.vm")))!), 0, "still serving");
 });
