@@ -7,7 +7,7 @@
 // others for a while.
 import dnsPacket from "dns-packet";
 import type { Answer, Question } from "dns-packet";
-import { exchange, UpstreamError, type Upstream, type UpstreamReply } from "./dnsupstream.ts";
+import { dnsName, exchange, UpstreamError, type Upstream, type UpstreamReply } from "./dnsupstream.ts";
 
 export interface ForwarderLimits {
   /** Longest an answer is cached, and the largest TTL handed to a guest (s). */
@@ -90,7 +90,7 @@ export class Forwarder {
 
   /** The answer to `q` for `client` (its address): from the cache, or from an upstream. */
   async resolve(q: Question, client: string): Promise<Resolved> {
-    const key = `${q.class ?? "IN"} ${q.type} ${q.name.toLowerCase().replace(/\.$/, "")}`;
+    const key = `${q.class ?? "IN"} ${q.type} ${dnsName(q.name)}`;
     const cached = this.#fromCache(key);
     if (cached) return cached;
     if (this.#upstreams().length === 0) throw new NoUpstreams("no upstream resolvers (none in resolv.conf, or dns.upstream is empty)");

@@ -278,3 +278,23 @@ test("fuzz: no reply an upstream sends (records of every shape, wrong counts, no
   assert.ok((answered[0] ?? 0) + (answered[3] ?? 0) > 40, `most hostile replies decoded and went through the cache and encoder (${JSON.stringify(answered)})`);
   assert.equal(rcodeOf((await askUdp(server, "127.0.0.4", query("alpha.vm")))!), 0, "still serving");
 });
+
+test("a name that only folds to another outside ASCII (the Kelvin sign K) does not answer for it from the cache", async () => {
+  // DNS folds case for ASCII letters only; JavaScript's toLowerCase() also folds U+212A to
+  // "k". The upstream, rightly, has no such name: its NXDOMAIN must not become
+  // "kernel.test"'s answer for every guest.
+  upstreamReply = (q) => {
+    const name = q.questions![0]!.name;
+    if (/^[\x00-\x7f]*$/.test(name)) return rawResponse(q, rawRecord(1, 300, Buffer.from([198, 51, 100, 5])), 1);
+    return rawResponse(q, Buffer.alloc(0), 0, 3);
+  };
+  const { server } = await serve();
+  const kelvin = await askUdp(server, "127.0.0.2", query("\u212Aernel.test"));
+  assert.equal(rcodeOf(kelvin!), 3, "the Kelvin name does not exist");
+  const realBytes = (await askUdp(server, "127.0.0.2", query("kernel.test")))!;
+  assert.equal(rcodeOf(realBytes), 0, "kernel.test still resolves for the next guest");
+  const real = dnsPacket.decode(realBytes);
+  assert.deepEqual(real.answers?.map((a) => (a as { data?: unknown }).data), ["198.51.100.5"]);
+  const upper = dnsPacket.decode((await askUdp(server, "127.0.0.2", query("KERNEL.test")))!);
+  assert.deepEqual(upper.answers?.map((a) => (a as { data?: unknown }).data), ["198.51.100.5"], "ASCII case still shares the entry");
+});
