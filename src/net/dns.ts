@@ -17,6 +17,9 @@ import dnsPacket from "dns-packet";
 import type { Answer, Packet, Question } from "dns-packet";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { NoUpstreams, type Forwarder } from "./dnsforward.ts";
+import { VM_DOMAIN, inVmDomain } from "./dnsupstream.ts";
+
+export { VM_DOMAIN };
 
 export interface VmAddresses {
   ipv4?: readonly string[];
@@ -26,7 +29,6 @@ export interface VmAddresses {
 /** Addresses of the VM with this (lowercased) name, or undefined when there is no such VM. */
 export type VmLookup = (vmName: string) => VmAddresses | undefined;
 
-export const VM_DOMAIN = "vm";
 const UDP_LIMIT = 512;
 /** The largest message a TCP length prefix can carry. */
 const TCP_LIMIT = 65535;
@@ -97,8 +99,8 @@ function handleQuery(message: Buffer, client: string, ctx: Context): Packet | un
     return reply(RCODE.SERVFAIL); // the store failing must not take the server down either
   }
   if (!access) return reply(RCODE.REFUSED);
-  const name = q.name.toLowerCase().replace(/\.$/, "");
-  if (name === VM_DOMAIN || name.endsWith(`.${VM_DOMAIN}`)) {
+  if (inVmDomain(q.name)) {
+    const name = q.name.toLowerCase().replace(/\.$/, "");
     if (q.class !== "IN") return reply(RCODE.REFUSED);
     try {
       return answerVm(q, name, ctx, reply);

@@ -7,7 +7,7 @@
 // others for a while.
 import dnsPacket from "dns-packet";
 import type { Answer, Question } from "dns-packet";
-import { dnsName, exchange, UpstreamError, type Upstream, type UpstreamReply } from "./dnsupstream.ts";
+import { dnsName, exchange, inVmDomain, UpstreamError, type Upstream, type UpstreamReply } from "./dnsupstream.ts";
 
 export interface ForwarderLimits {
   /** Longest an answer is cached, and the largest TTL handed to a guest (s). */
@@ -134,7 +134,7 @@ export class Forwarder {
         const rcode = (reply.flags ?? 0) & 0xf;
         if (rcode === RCODE_NOERROR || rcode === RCODE_NXDOMAIN) {
           this.#downUntil.delete(upstreamKey(up));
-          return this.#clamp(reply, rcode);
+          return this.#clamp(reply, rcode, q);
         }
         last = new UpstreamError(`upstream answered ${reply.rcode ?? rcode}`, false);
       } catch (err) {
@@ -149,12 +149,17 @@ export class Forwarder {
     return (this.#downUntil.get(upstreamKey(up)) ?? 0) > now;
   }
 
-  /** The reply's records for a guest: OPT and the additional section dropped, TTLs at most maxTtl. */
-  #clamp(reply: UpstreamReply, rcode: number): Resolved {
-    const max = rcode === RCODE_NOERROR && (reply.answers?.length ?? 0) > 0 ? this.limits.maxTtl : this.limits.maxNegativeTtl;
-    const clampAll = (rs: Answer[] | undefined) =>
-      (rs ?? []).filter((r) => r.type !== "OPT").map((r) => ({ ...r, ttl: Math.min((r as { ttl?: number }).ttl ?? 0, max) }) as Answer);
-    const resolved = { rcode, answers: clampAll(reply.answers), authorities: clampAll(reply.authorities) };
+  /**
+   * The reply's records for a guest: OPT and the additional section dropped, answers only on
+   * the question's CNAME chain (records for names nobody asked are a poisoning attempt on
+   * any cache a guest runs), nothing owned by a `.vm` name, TTLs at most maxTtl.
+   */
+  #clamp(reply: UpstreamReply, rcode: number, q: Question): Resolved {
+    const wanted = (rs: Answer[]) => rs.filter((r) => r.type !== "OPT" && !inVmDomain(r.name));
+    const answers = wanted(onChain(q, reply.answers ?? []));
+    const max = rcode === RCODE_NOERROR && answers.length > 0 ? this.limits.maxTtl : this.limits.maxNegativeTtl;
+    const clampAll = (rs: Answer[]) => rs.map((r) => ({ ...r, ttl: Math.min((r as { ttl?: number }).ttl ?? 0, max) }) as Answer);
+    const resolved = { rcode, answers: clampAll(answers), authorities: clampAll(wanted(reply.authorities ?? [])) };
     dnsPacket.encode({ type: "response", ...resolved }); // throws (SERVFAIL, nothing cached) if a record cannot be re-encoded
     return resolved;
   }
@@ -201,6 +206,29 @@ export class Forwarder {
 }
 
 const upstreamKey = (up: Upstream) => `${up.host}#${up.port}`;
+
+/** The answers owned by the question's name or a CNAME target reached from it, in order; DNAMEs above the name. */
+function onChain(q: Question, answers: Answer[]): Answer[] {
+  const byOwner = new Map<string, Answer[]>();
+  for (const a of answers) {
+    const owner = dnsName(a.name);
+    const list = byOwner.get(owner);
+    if (list) list.push(a);
+    else byOwner.set(owner, [a]);
+  }
+  const start = dnsName(q.name);
+  const keep = new Set<Answer>();
+  const reached = new Set([start]);
+  for (const name of reached) { // a Set iterates what is added during the loop
+    for (const a of byOwner.get(name) ?? []) {
+      keep.add(a);
+      if (a.type === "CNAME" && typeof a.data === "string") reached.add(dnsName(a.data));
+    }
+  }
+  const labels = start.split(".");
+  for (let i = 1; i < labels.length; i++) for (const a of byOwner.get(labels.slice(i).join(".")) ?? []) if (a.type === "DNAME") keep.add(a);
+  return answers.filter((a) => keep.has(a));
+}
 
 /**
  * Heap bytes each JS object, array or Buffer of a cached answer holds beyond its wire bytes

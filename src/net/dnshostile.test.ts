@@ -298,3 +298,29 @@ test("a name that only folds to another outside ASCII (the Kelvin sign K) does n
   const upper = dnsPacket.decode((await askUdp(server, "127.0.0.2", query("KERNEL.test")))!);
   assert.deepEqual(upper.answers?.map((a) => (a as { data?: unknown }).data), ["198.51.100.5"], "ASCII case still shares the entry");
 });
+
+test("a forwarded answer keeps only the question's CNAME chain, and no record of a .vm name in any section", async () => {
+  const records = (answers: object[]) => Buffer.from(dnsPacket.encode({ type: "response", answers: answers as never }).subarray(12));
+  upstreamReply = (q) => {
+    const name = q.questions![0]!.name;
+    const answers = records([
+      { name, type: "CNAME", ttl: 60, data: "mid.test" },
+      { name: "other.test", type: "A", ttl: 60, data: "203.0.113.66" }, // nobody asked
+      { name: "mid.test", type: "CNAME", ttl: 60, data: "alpha.vm" }, // kept: it names the guest's own .vm
+      { name: "alpha.vm", type: "A", ttl: 60, data: "203.0.113.66" }, // never: .vm is the daemon's
+      { name: "MID.test", type: "A", ttl: 60, data: "198.51.100.4" },
+    ]);
+    const authorities = records([
+      { name: "vm", type: "NS", ttl: 60, data: "ns.evil.test" },
+      { name: "test", type: "NS", ttl: 60, data: "ns.test" },
+    ]);
+    const out = rawResponse(q, Buffer.concat([answers, authorities]), 5);
+    out.writeUInt16BE(2, 8);
+    return out;
+  };
+  const { server } = await serve();
+  const reply = dnsPacket.decode((await askTcp(server, "127.0.0.2", query("Evil.test")))!);
+  const show = (rs: unknown[] | undefined) => (rs ?? []).map((r) => { const a = r as { name: string; type: string; data: unknown }; return `${a.name} ${a.type} ${String(a.data)}`; });
+  assert.deepEqual(show(reply.answers), ["Evil.test CNAME mid.test", "mid.test CNAME alpha.vm", "MID.test A 198.51.100.4"]);
+  assert.deepEqual(show(reply.authorities), ["test NS ns.test"]);
+});

@@ -94,6 +94,14 @@ export class UpstreamError extends Error {
  */
 export const dnsName = (name: string) => name.replace(/[A-Z]+/g, (s) => s.toLowerCase()).replace(/\.$/, "");
 
+/** The guests' own domain: names under it are answered by the daemon and never forwarded. */
+export const VM_DOMAIN = "vm";
+
+export function inVmDomain(name: string): boolean {
+  const n = dnsName(name);
+  return n === VM_DOMAIN || n.endsWith(`.${VM_DOMAIN}`);
+}
+
 /** Whether `reply` answers query `id` for question `q` (same id, one question, same name, type and class). */
 export function replyMatches(reply: Packet, id: number, q: Question): boolean {
   const rq = reply.questions;
