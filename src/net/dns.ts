@@ -10,13 +10,16 @@
 // are untrusted: sizes are bounded, undecodable packets are dropped, nothing throws.
 // Over TCP each connection holds at most a few KiB of replies (it stops reading while they
 // wait, and while its one question waits on an upstream), lives at most 60 s (10 s idle),
-// and at most 64 connections are open.
+// and at most 64 connections are open, 8 per source address.
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { createServer, isIP, type Server, type Socket } from "node:net";
 import dnsPacket from "dns-packet";
 import type { Answer, Packet, Question } from "dns-packet";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { NoUpstreams, type Forwarder } from "./dnsforward.ts";
+import { VM_DOMAIN, inVmDomain } from "./dnsupstream.ts";
+
+export { VM_DOMAIN };
 
 export interface VmAddresses {
   ipv4?: readonly string[];
@@ -26,11 +29,14 @@ export interface VmAddresses {
 /** Addresses of the VM with this (lowercased) name, or undefined when there is no such VM. */
 export type VmLookup = (vmName: string) => VmAddresses | undefined;
 
-export const VM_DOMAIN = "vm";
 const UDP_LIMIT = 512;
+/** The largest message a TCP length prefix can carry. */
+const TCP_LIMIT = 65535;
 /** Queries are a header and one question; anything bigger is not worth decoding. */
 const MAX_QUERY = 4096;
 const TCP_MAX_CONNECTIONS = 64;
+/** TCP connections one source address may hold. */
+const TCP_PER_CLIENT = 8;
 
 /** Per TCP connection: how long it may sit idle or live in all, and how many reply bytes may wait. */
 export interface TcpLimits {
@@ -76,12 +82,16 @@ function handleQuery(message: Buffer, client: string, ctx: Context): Packet | un
     return undefined;
   }
   if (query.type !== "query" || typeof query.id !== "number") return undefined;
-  const base: Packet = { type: "response", id: query.id, questions: query.questions ?? [] };
+  // Echo the question only when there is exactly one that re-encodes as it came: names
+  // decompress, so echoing hundreds of 2-byte pointers would send back 30 times the query
+  // (to any source address, before access is known).
+  const one = query.questions?.length === 1 && nameFits(query.questions[0]!.name);
+  const base: Packet = { type: "response", id: query.id, questions: one ? query.questions : [] };
   const rd = (query.flags ?? 0) & FLAG_RD;
   const reply = (rcode: number, answers: Answer[] = [], aa = false): Packet => ({ ...base, answers, flags: (aa ? FLAG_AA : 0) | rd | rcode });
   if (((query.flags ?? 0) >> 11) & 0xf) return reply(RCODE.NOTIMP);
   const q = query.questions?.[0];
-  if (!q || query.questions!.length !== 1) return reply(RCODE.FORMERR);
+  if (!q || !one) return reply(RCODE.FORMERR);
   let access: DnsAccess | undefined;
   try {
     access = ctx.access(client);
@@ -89,8 +99,8 @@ function handleQuery(message: Buffer, client: string, ctx: Context): Packet | un
     return reply(RCODE.SERVFAIL); // the store failing must not take the server down either
   }
   if (!access) return reply(RCODE.REFUSED);
-  const name = q.name.toLowerCase().replace(/\.$/, "");
-  if (name === VM_DOMAIN || name.endsWith(`.${VM_DOMAIN}`)) {
+  if (inVmDomain(q.name)) {
+    const name = q.name.toLowerCase().replace(/\.$/, "");
     if (q.class !== "IN") return reply(RCODE.REFUSED);
     try {
       return answerVm(q, name, ctx, reply);
@@ -119,6 +129,12 @@ function answerVm(q: Question, name: string, ctx: Context, reply: (rcode: number
   return reply(RCODE.NOERROR, answers, true);
 }
 
+/** Whether dns-packet writes `name` back as a valid name (a non-UTF-8 label grows threefold). */
+function nameFits(name: string): boolean {
+  const labels = name.replace(/^\.|\.$/g, "").split(".");
+  return labels.every((l) => Buffer.byteLength(l) <= 63) && labels.reduce((n, l) => n + Buffer.byteLength(l) + 1, 1) <= 255;
+}
+
 /** dns-packet encodes a malformed address without complaint; refuse to serve one. */
 function checked(ip: string, family: 4 | 6): string {
   if (isIP(ip) !== family) throw new Error(`lookup returned a bad IPv${family} address`);
@@ -126,19 +142,21 @@ function checked(ip: string, family: 4 | 6): string {
 }
 
 /**
- * The reply's bytes. Over UDP (`limit`), one larger than 512 bytes loses its authority and
+ * The reply's bytes. Over UDP (`limit` 512), one larger than 512 bytes loses its authority and
  * additional sections, then the answers that do not fit, with TC set: a client that retries
  * on TCP gets it all, and one that does not (musl before 1.2.4) still has the first answers.
- * A reply that cannot be encoded becomes a SERVFAIL.
+ * Over TCP the same cut happens at 65535 bytes, the most a length prefix can say (an
+ * upstream's compressed reply can re-encode far larger). A reply that cannot be encoded
+ * becomes a SERVFAIL.
  */
-function encodeReply(reply: Packet, limit?: number): Buffer {
+function encodeReply(reply: Packet, limit: number): Buffer {
   let out: Buffer;
   try {
     out = dnsPacket.encode(reply);
   } catch {
     return dnsPacket.encode({ type: "response", id: reply.id, questions: reply.questions, flags: ((reply.flags ?? 0) & ~0xf) | RCODE.SERVFAIL });
   }
-  if (limit === undefined || out.length <= limit) return out;
+  if (out.length <= limit) return out;
   const slim: Packet = { ...reply, authorities: [], additionals: [] };
   let size = dnsPacket.encodingLength({ ...slim, answers: [] });
   const kept: Answer[] = [];
@@ -154,7 +172,7 @@ function encodeReply(reply: Packet, limit?: number): Buffer {
 /** The `.vm` reply to one query message (everyone asking may ask `.vm`), or undefined when it should be dropped. */
 export function answerQuery(message: Buffer, lookup: VmLookup, ttl = 5): Buffer | undefined {
   const reply = handleQuery(message, "", { lookup, ttl, access: () => "local" }) as Packet | undefined;
-  return reply && encodeReply(reply);
+  return reply && encodeReply(reply, TCP_LIMIT);
 }
 
 export interface DnsServerOptions {
@@ -239,9 +257,20 @@ const connections = new WeakMap<Server, Set<Socket>>();
 
 function listenTcp(host: string, port: number, answer: Answerer, limits: TcpLimits): Promise<Server> {
   const open = new Set<Socket>();
+  const perClient = new Map<string, number>();
   const server = createServer((conn) => {
+    // One client (a guest, or any address that reaches the gateway) must not hold every slot.
+    const who = conn.remoteAddress ?? "";
+    const held = perClient.get(who) ?? 0;
+    if (held >= TCP_PER_CLIENT) return void conn.destroy();
+    perClient.set(who, held + 1);
     open.add(conn);
-    conn.on("close", () => open.delete(conn));
+    conn.on("close", () => {
+      open.delete(conn);
+      const left = (perClient.get(who) ?? 1) - 1;
+      if (left <= 0) perClient.delete(who);
+      else perClient.set(who, left);
+    });
     serveTcpConnection(conn, answer, limits);
   });
   connections.set(server, open);
@@ -272,7 +301,7 @@ function serveTcpConnection(conn: Socket, answer: Answerer, limits: TcpLimits): 
   conn.on("close", () => clearTimeout(lifetime));
   conn.on("error", () => conn.destroy());
   const send = (reply: Packet): void => {
-    const bytes = encodeReply(reply);
+    const bytes = encodeReply(reply, TCP_LIMIT);
     const framed = Buffer.alloc(2 + bytes.length);
     framed.writeUInt16BE(bytes.length, 0);
     bytes.copy(framed, 2);

@@ -242,9 +242,9 @@ test("the cache is capped in entries and bytes", async () => {
     await byCount.resolve({ name: "h0.test", type: "A" }, "127.0.0.2");
     assert.equal(byCount.upstreamQueries, 41, "the oldest was dropped");
 
-    const byBytes = new Forwarder({ upstreams: ups, limits: { cacheBytes: 300 } });
+    const byBytes = new Forwarder({ upstreams: ups, limits: { cacheBytes: 1500 } }); // about 4 entries of one A record
     for (let i = 0; i < 40; i++) await byBytes.resolve({ name: `h${i}.test`, type: "A" }, "127.0.0.2");
-    assert.ok(byBytes.cacheSize.bytes <= 300, `${byBytes.cacheSize.bytes} bytes cached`);
+    assert.ok(byBytes.cacheSize.bytes <= 1500, `${byBytes.cacheSize.bytes} bytes cached`);
     assert.ok(byBytes.cacheSize.entries >= 3, "it still caches what fits");
   } finally {
     await many.close();

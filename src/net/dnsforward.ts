@@ -1,13 +1,13 @@
 // Resolving names outside `.vm` for guests, through the host's upstream resolvers. Guests
 // are untrusted, so everything is bounded: answers are cached (TTLs clamped, a cap on
-// entries and on bytes, oldest out first), one upstream query serves every guest asking the
+// entries and on bytes of memory, oldest out first), one upstream query serves every guest asking the
 // same question at once, each client has a cap on questions waiting and so does the whole
 // forwarder, and an answer that does not come within the deadline is a SERVFAIL. Upstreams
 // are asked in order; one that fails (refused, silent, unreachable) waits its turn behind the
 // others for a while.
 import dnsPacket from "dns-packet";
 import type { Answer, Question } from "dns-packet";
-import { exchange, UpstreamError, type Upstream, type UpstreamReply } from "./dnsupstream.ts";
+import { dnsName, exchange, inVmDomain, UpstreamError, type Upstream, type UpstreamReply } from "./dnsupstream.ts";
 
 export interface ForwarderLimits {
   /** Longest an answer is cached, and the largest TTL handed to a guest (s). */
@@ -90,7 +90,7 @@ export class Forwarder {
 
   /** The answer to `q` for `client` (its address): from the cache, or from an upstream. */
   async resolve(q: Question, client: string): Promise<Resolved> {
-    const key = `${q.class ?? "IN"} ${q.type} ${q.name.toLowerCase().replace(/\.$/, "")}`;
+    const key = `${q.class ?? "IN"} ${q.type} ${dnsName(q.name)}`;
     const cached = this.#fromCache(key);
     if (cached) return cached;
     if (this.#upstreams().length === 0) throw new NoUpstreams("no upstream resolvers (none in resolv.conf, or dns.upstream is empty)");
@@ -134,7 +134,7 @@ export class Forwarder {
         const rcode = (reply.flags ?? 0) & 0xf;
         if (rcode === RCODE_NOERROR || rcode === RCODE_NXDOMAIN) {
           this.#downUntil.delete(upstreamKey(up));
-          return this.#clamp(reply, rcode);
+          return this.#clamp(reply, rcode, q);
         }
         last = new UpstreamError(`upstream answered ${reply.rcode ?? rcode}`, false);
       } catch (err) {
@@ -149,12 +149,17 @@ export class Forwarder {
     return (this.#downUntil.get(upstreamKey(up)) ?? 0) > now;
   }
 
-  /** The reply's records for a guest: OPT and the additional section dropped, TTLs at most maxTtl. */
-  #clamp(reply: UpstreamReply, rcode: number): Resolved {
-    const max = rcode === RCODE_NOERROR && (reply.answers?.length ?? 0) > 0 ? this.limits.maxTtl : this.limits.maxNegativeTtl;
-    const clampAll = (rs: Answer[] | undefined) =>
-      (rs ?? []).filter((r) => r.type !== "OPT").map((r) => ({ ...r, ttl: Math.min((r as { ttl?: number }).ttl ?? 0, max) }) as Answer);
-    const resolved = { rcode, answers: clampAll(reply.answers), authorities: clampAll(reply.authorities) };
+  /**
+   * The reply's records for a guest: OPT and the additional section dropped, answers only on
+   * the question's CNAME chain (records for names nobody asked are a poisoning attempt on
+   * any cache a guest runs), nothing owned by a `.vm` name, TTLs at most maxTtl.
+   */
+  #clamp(reply: UpstreamReply, rcode: number, q: Question): Resolved {
+    const wanted = (rs: Answer[]) => rs.filter((r) => r.type !== "OPT" && !inVmDomain(r.name));
+    const answers = wanted(onChain(q, reply.answers ?? []));
+    const max = rcode === RCODE_NOERROR && answers.length > 0 ? this.limits.maxTtl : this.limits.maxNegativeTtl;
+    const clampAll = (rs: Answer[]) => rs.map((r) => ({ ...r, ttl: Math.min((r as { ttl?: number }).ttl ?? 0, max) }) as Answer);
+    const resolved = { rcode, answers: clampAll(answers), authorities: clampAll(wanted(reply.authorities ?? [])) };
     dnsPacket.encode({ type: "response", ...resolved }); // throws (SERVFAIL, nothing cached) if a record cannot be re-encoded
     return resolved;
   }
@@ -164,7 +169,7 @@ export class Forwarder {
     // A negative answer without an SOA to say how long: cache it briefly.
     const ttl = ttls.length > 0 ? Math.min(...ttls) : Math.min(5, this.limits.maxNegativeTtl);
     if (ttl <= 0) return;
-    const bytes = k.length + dnsPacket.encodingLength({ answers: r.answers, authorities: r.authorities });
+    const bytes = k.length + dnsPacket.encodingLength({ answers: r.answers, authorities: r.authorities }) + HEAP_PER_OBJECT * objects([...r.answers, ...r.authorities]);
     if (bytes > this.limits.cacheBytes) return;
     this.#drop(k);
     const now = this.#now();
@@ -201,3 +206,42 @@ export class Forwarder {
 }
 
 const upstreamKey = (up: Upstream) => `${up.host}#${up.port}`;
+
+/** The answers owned by the question's name or a CNAME target reached from it, in order; DNAMEs above the name. */
+function onChain(q: Question, answers: Answer[]): Answer[] {
+  const byOwner = new Map<string, Answer[]>();
+  for (const a of answers) {
+    const owner = dnsName(a.name);
+    const list = byOwner.get(owner);
+    if (list) list.push(a);
+    else byOwner.set(owner, [a]);
+  }
+  const start = dnsName(q.name);
+  const keep = new Set<Answer>();
+  const reached = new Set([start]);
+  for (const name of reached) { // a Set iterates what is added during the loop
+    for (const a of byOwner.get(name) ?? []) {
+      keep.add(a);
+      if (a.type === "CNAME" && typeof a.data === "string") reached.add(dnsName(a.data));
+    }
+  }
+  const labels = start.split(".");
+  for (let i = 1; i < labels.length; i++) for (const a of byOwner.get(labels.slice(i).join(".")) ?? []) if (a.type === "DNAME") keep.add(a);
+  return answers.filter((a) => keep.has(a));
+}
+
+/**
+ * Heap bytes each JS object, array or Buffer of a cached answer holds beyond its wire bytes
+ * (Node 20, measured: an A record is ~160 bytes of heap for 20 on the wire, an empty TXT
+ * string ~105 for 1), so a reply of many tiny pieces cannot pass 100 times its size for the
+ * wire bytes it came in.
+ */
+const HEAP_PER_OBJECT = 144;
+
+function objects(v: unknown): number {
+  if (typeof v !== "object" || v === null) return 0;
+  if (Buffer.isBuffer(v)) return 1;
+  let n = 1;
+  for (const x of Array.isArray(v) ? v : Object.values(v)) n += objects(x);
+  return n;
+}

@@ -4,6 +4,8 @@
 // id, wrong question) before the real one, or truncate every UDP reply. Run as a script
 // (`node --import tsx dnstestkit.ts HOST ZONE_JSON`) it serves port 53 until killed, and
 // prints "ready" then a line per question: the e2e's "internet" resolver in a namespace.
+// RawUpstream is the hostile one: it answers each query with whatever bytes a test builds
+// (compression tricks, record shapes dns-packet would never write, fuzz).
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { createServer, type Server } from "node:net";
 import { pathToFileURL } from "node:url";
@@ -124,6 +126,78 @@ export class FakeUpstream {
     await new Promise<void>((r) => this.#udp.close(() => r()));
     await new Promise<void>((r) => this.#tcp.close(() => r()));
   }
+}
+
+/** Builds the raw reply bytes to a query (undefined: stay silent). */
+export type RawReply = (query: Packet, transport: "udp" | "tcp") => Buffer | undefined;
+
+/** An upstream on `host` that answers UDP and TCP with bytes of the test's making. */
+export class RawUpstream {
+  #udp!: UdpSocket;
+  #tcp!: Server;
+  port = 0;
+
+  constructor(readonly host: string, public reply: RawReply) {}
+
+  async start(): Promise<this> {
+    this.#udp = createSocket("udp4");
+    await new Promise<void>((r) => this.#udp.bind(0, this.host, () => r()));
+    this.port = this.#udp.address().port;
+    this.#udp.on("message", (msg, rinfo) => {
+      const out = this.#answer(msg, "udp");
+      if (out) this.#udp.send(out, rinfo.port, rinfo.address);
+    });
+    this.#tcp = createServer((conn) => {
+      let buf = Buffer.alloc(0);
+      conn.on("error", () => undefined);
+      conn.on("data", (chunk: Buffer) => {
+        buf = Buffer.concat([buf, chunk]);
+        if (buf.length < 2 || buf.length < 2 + buf.readUInt16BE(0)) return;
+        const out = this.#answer(buf.subarray(2, 2 + buf.readUInt16BE(0)), "tcp");
+        if (!out) return;
+        const len = Buffer.alloc(2);
+        len.writeUInt16BE(out.length);
+        conn.end(Buffer.concat([len, out]));
+      });
+    });
+    await new Promise<void>((r) => this.#tcp.listen(this.port, this.host, () => r()));
+    return this;
+  }
+
+  #answer(msg: Buffer, transport: "udp" | "tcp"): Buffer | undefined {
+    try {
+      return this.reply(dnsPacket.decode(msg), transport);
+    } catch {
+      return undefined;
+    }
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((r) => this.#udp.close(() => r()));
+    await new Promise<void>((r) => this.#tcp.close(() => r()));
+  }
+}
+
+/**
+ * The wire bytes of a response to `query` (its id and question, QR and RA set, `flags` added)
+ * followed by `records` raw resource records and an ANCOUNT of `count`. The question starts
+ * at offset 12, so a record may name it with the compression pointer 0xc00c.
+ */
+export function rawResponse(query: Packet, records: Buffer, count: number, flags = 0): Buffer {
+  const head = dnsPacket.encode({ type: "response", id: query.id, questions: query.questions, flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE | flags });
+  head.writeUInt16BE(count, 6);
+  return Buffer.concat([head, records]);
+}
+
+/** One raw record owned by the question's name (pointer 0xc00c): type, class IN, `ttl`, rdata. */
+export function rawRecord(type: number, ttl: number, rdata: Buffer): Buffer {
+  const rr = Buffer.alloc(12);
+  rr.writeUInt16BE(0xc00c, 0);
+  rr.writeUInt16BE(type, 2);
+  rr.writeUInt16BE(1, 4);
+  rr.writeUInt32BE(ttl, 6);
+  rr.writeUInt16BE(rdata.length, 10);
+  return Buffer.concat([rr, rdata]);
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

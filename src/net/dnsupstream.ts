@@ -88,13 +88,25 @@ export class UpstreamError extends Error {
   }
 }
 
-const lower = (name: string) => name.toLowerCase().replace(/\.$/, "");
+/**
+ * A name as DNS compares it: ASCII letters folded, nothing else (toLowerCase() would also
+ * fold the Kelvin sign U+212A to "k", making two different names one cache entry).
+ */
+export const dnsName = (name: string) => name.replace(/[A-Z]+/g, (s) => s.toLowerCase()).replace(/\.$/, "");
+
+/** The guests' own domain: names under it are answered by the daemon and never forwarded. */
+export const VM_DOMAIN = "vm";
+
+export function inVmDomain(name: string): boolean {
+  const n = dnsName(name);
+  return n === VM_DOMAIN || n.endsWith(`.${VM_DOMAIN}`);
+}
 
 /** Whether `reply` answers query `id` for question `q` (same id, one question, same name, type and class). */
 export function replyMatches(reply: Packet, id: number, q: Question): boolean {
   const rq = reply.questions;
   return reply.type === "response" && reply.id === id && rq?.length === 1 &&
-    lower(rq[0]!.name) === lower(q.name) && rq[0]!.type === q.type && (rq[0]!.class ?? "IN") === (q.class ?? "IN");
+    dnsName(rq[0]!.name) === dnsName(q.name) && rq[0]!.type === q.type && (rq[0]!.class ?? "IN") === (q.class ?? "IN");
 }
 
 function buildQuery(q: Question): { id: number; message: Buffer } {

@@ -11,6 +11,8 @@
 //            metadata 169.254.169.254), multicast and reserved ranges are dropped; of the
 //            host only DNS (53) and ping on the gateway address.
 //   none   — nothing routed; of the host only DNS and ping on the gateway address.
+// The guests' DNS on the gateway takes packets from the bridge and the host only: it tells
+// guests apart by source address, which a machine on another link could forge.
 // Every policy: nothing unsolicited comes in from outside, no IPv6 (guests are IPv4-only),
 // and guests reach each other only when both have `peer` set. Guest-to-guest traffic is the
 // bridge table's job: frames between ports are dropped unless both are peers, and packets
@@ -92,6 +94,7 @@ ${setDecl("egress_public", "ipv4_addr", ips("public"))}
 ${setDecl("non_public", "ipv4_addr", [...NON_PUBLIC_V4], "interval")}
   chain input {
     type filter hook input priority filter; policy accept;
+    iifname != { ${br}, "lo" } ip daddr ${gw} meta l4proto { tcp, udp } th dport 53 drop
     iifname ${br} ip saddr @egress_full accept
     iifname ${br} jump guest_to_host_limited
   }

@@ -200,6 +200,31 @@ describe("packets from stand-in guests", { skip }, () => {
     assert.ok(await pings("alpha", gw), "the gateway still answers");
   });
 
+  test("the guests' DNS answers only the bridge and the host: a machine outside cannot reach it, with its own address or a guest's", async () => {
+    await policy({});
+    const ask = async (ns: string, ...extra: string[]) => (await lab.try(ns, ["dig", `@${gw}`, "alpha.vm", "A", "+time=1", "+tries=1", ...extra])).stdout;
+    // The outside routes the guests' subnet through the host (a LAN neighbour can), and holds
+    // a guest's address too: access is by source address, so a spoofed one must never arrive.
+    await lab.ip(outside, "route", "add", `${subnet.network}/${subnet.prefix}`, "via", "192.0.2.2");
+    await lab.ip(outside, "addr", "add", `${guests.beta!.ip}/32`, "dev", "lo");
+    // beta counts DNS replies reaching it (it asks nothing meanwhile).
+    await lab.exec(guests.beta!.ns, ["nft", "add table inet count; add chain inet count in { type filter hook input priority 0; }; add rule inet count in udp sport 53 counter"]);
+    const repliesAtBeta = async () => Number(/packets (\d+)/.exec(await lab.exec(guests.beta!.ns, ["nft", "list", "chain", "inet", "count", "in"]))?.[1]);
+    try {
+      assert.doesNotMatch(await ask(outside), /status:/, "no answer to the outside's own address");
+      assert.doesNotMatch(await ask(outside, "+tcp"), /status:/);
+      await ask(outside, "-b", guests.beta!.ip); // the reply, if any, goes to beta
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(await repliesAtBeta(), 0, "beta got no reply to a query it never sent");
+      assert.match(await ask(host), /status: NOERROR/, "the host still asks");
+      assert.match(await ask(guests.alpha!.ns), /status: NOERROR/, "and so do guests");
+    } finally {
+      await lab.exec(guests.beta!.ns, ["nft", "delete table inet count"]);
+      await lab.ip(outside, "addr", "del", `${guests.beta!.ip}/32`, "dev", "lo");
+      await lab.ip(outside, "route", "del", `${subnet.network}/${subnet.prefix}`, "via", "192.0.2.2");
+    }
+  });
+
   /** Sends one UDP datagram from `source` inside the guest to the outside's port 9999. */
   async function sendUdp(guest: string, source: string, text: string): Promise<void> {
     await lab.exec(guests[guest]!.ns, [process.execPath, "-e", `const s = require("dgram").createSocket("udp4");
