@@ -1,11 +1,11 @@
 // How `vm run` ends, one rule for every mode: a VM whose workspace the guest changed is kept
 // and banger says what changed and how to get it, unless the user asked for the changes
 // (--export FILE, --apply) or for removal (--rm, which says what it discarded). A run
-// interrupted mid-way follows the same rule; a run whose daemon went away, or whose
+// interrupted mid-way follows the same rule; a run whose daemon or VM went away, or whose
 // workspace cannot be looked at, keeps its VM. An unchanged workspace is removed as before.
 import { writeFile } from "node:fs/promises";
-import type { RpcClient } from "../rpc/index.ts";
-import { errorLine } from "../util/errors.ts";
+import { ConnectionLostError, type RpcClient } from "../rpc/index.ts";
+import { BangerError, ErrorCode, errorLine } from "../util/errors.ts";
 import { inert } from "../util/text.ts";
 import { onInterrupts, type InterruptSignal } from "./interrupts.ts";
 import { changeLine, statLines, summarizePatch, type PatchSummary } from "./patch-summary.ts";
@@ -27,8 +27,8 @@ export interface RunEnd {
   hostRepo?: string;
   /** The signal that interrupted the command, if one did. */
   interrupted?: InterruptSignal;
-  /** The daemon went away mid-run. */
-  connectionLost: boolean;
+  /** What ended the run instead of the command's exit status (e.g. the daemon went away), if anything. */
+  failure?: unknown;
 }
 
 const say = (text: string) => void process.stderr.write(`${text}\n`);
@@ -37,7 +37,7 @@ const say = (text: string) => void process.stderr.write(`${text}\n`);
 export async function endRun(end: RunEnd): Promise<void> {
   const { name } = end;
   if (end.mode === "keep") return say(`vm ${name} kept (banger vm rm -f ${name} when done)`);
-  if (end.connectionLost) return keep(end, "the connection to bangerd was lost mid-run (it takes the VM back when it runs again)");
+  if (daemonWentAway(end.failure)) return keep(end, "bangerd went away mid-run (it takes the VM back when it runs again)");
   if (!end.ran || !end.workspace) return remove(end);
   if (!end.hostRepo) {
     if (end.mode === "auto") say(`note: the workspace of ${name} was not a git repository, so its changes cannot be told apart; the VM is removed (--keep keeps it)`);
@@ -65,6 +65,15 @@ export async function endRun(end: RunEnd): Promise<void> {
     return remove(end);
   }
   return keep(end, end.interrupted ? `the command was interrupted (${end.interrupted}) and its workspace changed` : "its workspace changed", summary);
+}
+
+/**
+ * A failure that means bangerd went away: the connection dropped (killed, crashed), or the
+ * daemon cancelled the call while shutting down. vm run's own cancels (a forced interrupt, a
+ * reader gone) end with a status, not an error.
+ */
+function daemonWentAway(err: unknown): boolean {
+  return err instanceof ConnectionLostError || (err instanceof BangerError && err.code === ErrorCode.Cancelled);
 }
 
 /** --export FILE and --apply: the changes out of the VM, said as they land. */

@@ -10,7 +10,7 @@ import { Option, type Command } from "commander";
 import { resolvePaths } from "../config/index.ts";
 import { connectOrStart } from "../daemon/launch.ts";
 import type { ExitStatus } from "../guest/index.ts";
-import { ConnectionLostError, type Call, type RpcClient } from "../rpc/index.ts";
+import type { Call, RpcClient } from "../rpc/index.ts";
 import type { ImageRecord, VmRecord } from "../store/index.ts";
 import { invalidArgument } from "../util/errors.ts";
 import { inert } from "../util/text.ts";
@@ -215,7 +215,7 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
     if (vmName && !opts.detach) {
       const mode = opts.keep ? "keep" : opts.rm ? "rm" : "auto";
       await timed("teardown", () =>
-        endRun({ client, name: vmName!, mode, exportTo: opts.export, apply: opts.apply === true, ran, workspace: copied, hostRepo, interrupted, connectionLost: failure instanceof ConnectionLostError }),
+        endRun({ client, name: vmName!, mode, exportTo: opts.export, apply: opts.apply === true, ran, workspace: copied, hostRepo, interrupted, failure }),
       );
     }
     client.close();
