@@ -27,6 +27,8 @@ export interface RunEnd {
   hostRepo?: string;
   /** The signal that interrupted the command, if one did. */
   interrupted?: InterruptSignal;
+  /** The fast check (run-probe.ts): resolves true when the workspace surely did not change. */
+  unchanged?: () => Promise<boolean>;
   /** What ended the run instead of the command's exit status (e.g. the daemon went away), if anything. */
   failure?: unknown;
 }
@@ -43,7 +45,9 @@ export async function endRun(end: RunEnd): Promise<void> {
     if (end.mode === "auto") say(`note: the workspace of ${name} was not a git repository, so its changes cannot be told apart; the VM is removed (--keep keeps it)`);
     return remove(end);
   }
-  const looked = await interruptible(end.client, () => exportWorkspace(end.client, name));
+  // The fast path first (not when the changes were asked for: those need the export anyway).
+  const quick = end.unchanged && !end.exportTo && !end.apply ? end.unchanged : undefined;
+  const looked = await interruptible(end.client, async () => ((await quick?.()) ? null : exportWorkspace(end.client, name)));
   if ("interrupted" in looked) return keep(end, `interrupted (${looked.interrupted}) while looking at its workspace`);
   if ("error" in looked && end.mode === "rm") {
     await remove(end);
@@ -51,6 +55,7 @@ export async function endRun(end: RunEnd): Promise<void> {
   }
   if ("error" in looked) return keep(end, `banger could not tell whether its workspace changed: ${inert(errorLine(looked.error))}`);
   const exported = looked.value;
+  if (exported === null) return remove(end);
   const summary = summarizePatch(exported.patch);
   const changed = exported.patch.length > 0;
   if (!changed && !end.exportTo && !end.apply) return remove(end);

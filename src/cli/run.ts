@@ -19,6 +19,7 @@ import { parseSize } from "../util/size.ts";
 import { attachWith } from "./attach.ts";
 import type { InterruptSignal } from "./interrupts.ts";
 import { endRun } from "./run-end.ts";
+import { guestMark, unchangedSince, type GuestRun } from "./run-probe.ts";
 import { ProgressView } from "./output.ts";
 import { addNetOptions, netParams, parseForwardSpec, startForward } from "./net.ts";
 import { Uploader, streamEvents } from "./streams.ts";
@@ -163,10 +164,13 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
   let vmName: string | undefined;
   let hostRepo: string | undefined;
   let copied = false;
+  /** The guest's clock right after the copy (run-probe.ts: the fast "unchanged" check). */
+  let mark: string | undefined;
   let ran = false;
   let interrupted: InterruptSignal | undefined;
   let failure: unknown;
   const onInterrupt = (sig: InterruptSignal) => void (interrupted ??= sig);
+  let asRoot: GuestRun = async () => ({ code: 1, stdout: "" });
   const forwards: { close(): Promise<void> }[] = [];
   try {
     if (!opts.image) await timed("defaults", () => ensureDefaults(client, opts.yes === true));
@@ -175,6 +179,7 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
     );
     vmName = created.name;
     const name = created.name;
+    asRoot = (argv) => execCapture(client, name, argv);
     const image = await client.call<ImageRecord>("image.show", { name: created.image });
     const imageConfig = image.config as { env?: string[]; user?: string; workingDir?: string };
     const user = await guestUser(client, name, imageConfig.user || undefined);
@@ -184,6 +189,7 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
       cwd = GUEST_WORKSPACE;
       copied = true;
       if (ws.isRepo) hostRepo = ws.root;
+      if (ws.isRepo) mark = await guestMark(asRoot);
     }
     if (!cwd && imageConfig.workingDir) cwd = imageConfig.workingDir;
     for (const spec of opts.publish.map(parseForwardSpec)) {
@@ -215,7 +221,7 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
     if (vmName && !opts.detach) {
       const mode = opts.keep ? "keep" : opts.rm ? "rm" : "auto";
       await timed("teardown", () =>
-        endRun({ client, name: vmName!, mode, exportTo: opts.export, apply: opts.apply === true, ran, workspace: copied, hostRepo, interrupted, failure }),
+        endRun({ client, name: vmName!, mode, exportTo: opts.export, apply: opts.apply === true, ran, workspace: copied, hostRepo, interrupted, failure, unchanged: mark ? () => unchangedSince(asRoot, GUEST_WORKSPACE, mark!) : undefined }),
       );
     }
     client.close();

@@ -103,6 +103,13 @@ describe("vm run keeps the guest's work (real VMs under QEMU)", () => {
     await mustRun(banger(["vm", "rm", "-f", "kept"]));
   });
 
+  it("a change of mode alone (no new content or time) is a change too", async () => {
+    const r = await banger(["vm", "run", "--name", "modes", "--", "chmod", "+x", "README.md"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^vm modes is kept: its workspace changed \(1 file changed, \+0 -0\)$/m);
+    await mustRun(banger(["vm", "rm", "-f", "modes"]));
+  });
+
   it("an unchanged run removes the VM without a word about it", async () => {
     const r = await banger(["vm", "run", "--", "cat", "README.md"]);
     assert.equal(r.code, 0, r.stderr);

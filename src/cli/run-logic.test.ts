@@ -1,5 +1,6 @@
-// summarizePatch on patches real git wrote (format-patch series, binary files, quoted paths),
-// and the interrupt policy vm run and vm exec follow.
+// The pure logic of how `vm run` ends: summarizePatch on patches real git wrote (format-patch
+// series, binary files, quoted paths), the fast unchanged check's time comparison, and the
+// interrupt policy vm run and vm exec follow.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -8,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FORCE_WINDOW_MS, InterruptPolicy, signalStatus } from "./interrupts.ts";
 import { changeLine, statLines, summarizePatch } from "./patch-summary.ts";
+import { allOlder, parseStatTime } from "./run-probe.ts";
 
 const git = (cwd: string, ...args: string[]) =>
   execFileSync("git", ["-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "core.quotePath=true", ...args], { cwd });
@@ -63,5 +65,25 @@ describe("InterruptPolicy", () => {
     assert.equal(signalStatus("SIGINT"), 130);
     assert.equal(signalStatus("SIGTERM"), 143);
     assert.equal(signalStatus("SIGHUP"), 129);
+  });
+});
+
+describe("the fast unchanged check", () => {
+  const mark = "2026-12-03 18:14:06.686094672 +0000";
+
+  it("reads stat's change times to the nanosecond, in any offset", () => {
+    assert.equal(parseStatTime(mark), 1796321646686094672n);
+    assert.equal(parseStatTime("2026-12-03 19:14:06.686094672 +0100"), 1796321646686094672n);
+    assert.equal(parseStatTime("2026-12-03 18:14:06 +0000"), undefined, "no nanoseconds: no verdict");
+    assert.equal(parseStatTime("garbage"), undefined);
+  });
+
+  it("says unchanged only when every entry is strictly older than the mark", () => {
+    const older = "2026-12-03 18:14:06.686094671 +0000";
+    assert.equal(allOlder(`${older}\n${older}\n`, mark), true);
+    assert.equal(allOlder(`${older}\n${mark}\n`, mark), false, "the same instant may be a change");
+    assert.equal(allOlder(`${older}\n2026-12-03 18:14:07.000000000 +0000\n`, mark), false);
+    assert.equal(allOlder(`${older}\nstat: can't stat 'x'\n`, mark), false, "anything unreadable means: look properly");
+    assert.equal(allOlder("", mark), false, "no listing at all: look properly");
   });
 });
