@@ -25,9 +25,20 @@ function inPty(args: string[], steps: [RegExp, string][], opts: { home: string; 
     const child = spawn("script", ["-qfec", line, "/dev/null"], { cwd: opts.cwd, env: { ...process.env, BANGER_NETWORK: "off", ...opts.env, BANGER_HOME: opts.home }, stdio: ["pipe", "pipe", "inherit"] });
     let text = "";
     let step = 0;
+    let waiting = false;
+    // Keys go 300 ms apart: two Ctrl-Cs typed at once are one pending SIGINT to banger.
+    const advance = () => {
+      if (waiting || step >= steps.length || !steps[step]![0].test(text)) return;
+      waiting = true;
+      setTimeout(() => {
+        child.stdin.write(steps[step++]![1]);
+        waiting = false;
+        advance();
+      }, step === 0 ? 0 : 300);
+    };
     child.stdout.on("data", (b) => {
       text += b;
-      while (step < steps.length && steps[step]![0].test(text)) child.stdin.write(steps[step++]![1]);
+      advance();
     });
     child.on("error", reject);
     child.on("close", (code) => resolve({ text, code }));
@@ -191,6 +202,19 @@ describe("vm run keeps the guest's work (real VMs under QEMU)", () => {
     const r = await inPty(["vm", "run", "--no-workspace", "--", "sh", "-c", 'trap "echo got-int; exit 7" INT; echo ready; sleep 60'], [[/ready/, "\x03"]], { home, env, cwd: repo });
     assert.match(r.text, /got-int/);
     assert.equal(r.code, 7, r.text);
+  });
+
+  it("vm exec does the same: Ctrl-C on a terminal without -t reaches the command; a second one within a second gives up (130)", async () => {
+    await mustRun(banger(["vm", "create", "--name", "execs", "--image", "busybox", "--memory", "256M"]));
+    const once = await inPty(["vm", "exec", "execs", "--", "sh", "-c", 'trap "echo got-int; exit 7" INT; echo ready; sleep 60'], [[/ready/, "\x03"]], { home, env, cwd: repo });
+    assert.match(once.text, /got-int/);
+    assert.equal(once.code, 7, once.text);
+    const started = Date.now();
+    const twice = await inPty(["vm", "exec", "execs", "--", "sh", "-c", 'trap "" INT; echo ready; exec sleep 600'], [[/ready/, "\x03"], [/ready/, "\x03"]], { home, env, cwd: repo });
+    assert.equal(twice.code, 130, twice.text);
+    assert.ok(Date.now() - started < 60_000);
+    await assertNoCallLeft(home, env);
+    await mustRun(banger(["vm", "rm", "-f", "execs"]));
   });
 
   it("the interactive shell (a PTY) follows the same rule: changes keep the VM", async () => {
