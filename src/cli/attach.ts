@@ -1,17 +1,21 @@
 // Running a command in a VM from the terminal: the local stdin, stdout, stderr, window
-// size and Ctrl-C are wired to a `vm.exec` call. Returns the exit status to leave with
-// (the command's own, or 128+N when a signal ended it).
+// size and Ctrl-C / SIGTERM / SIGHUP are wired to a `vm.exec` call (signals whether or not
+// stdin is forwarded; see interrupts.ts for the second-one-force-stops rule). Returns the
+// exit status to leave with (the command's own, or 128+N when a signal ended it).
 import { constants } from "node:os";
 import type { ExitStatus } from "../guest/index.ts";
 import type { RpcClient } from "../rpc/index.ts";
 import { withClient } from "./daemon-client.ts";
 import { cancelledForReader, readerGone } from "./output.ts";
+import { InterruptPolicy, onInterrupts, signalStatus, type InterruptSignal } from "./interrupts.ts";
 import { Uploader, streamEvents } from "./streams.ts";
 
 export interface AttachOptions {
   tty: boolean;
   /** Forward local stdin (otherwise the command sees EOF at once). */
   stdin: boolean;
+  /** Told of every interrupt banger gets while the command runs (vm run keeps an interrupted VM). */
+  onInterrupt?: (sig: InterruptSignal, action: "forward" | "force") => void;
 }
 
 /**
@@ -43,28 +47,35 @@ export async function attachWith(client: RpcClient, method: string, params: Reco
     if (raw) stdin.setRawMode(true);
     uploader.start();
   };
+  // Aborted by a second interrupt: stops waiting at once, and the daemon ends the command.
+  const forced = new AbortController();
+  let forcedBy: InterruptSignal | undefined;
   const call = client.start<ExitStatus>(method, { ...params, stdin: opts.stdin, ...(opts.tty ? { tty: size() } : {}) }, {
     onEvent: (e) => handler(e),
-    signal: readerGone,
+    signal: AbortSignal.any([readerGone, forced.signal]),
   });
   if (opts.stdin) uploader = new Uploader(call, stdin);
   const handler = streamEvents({ 1: process.stdout, 2: process.stderr }, uploader, startStdin);
   const onResize = () => uploader?.send({ t: "resize", ...size() }) ?? call.input({ t: "resize", ...size() });
-  let interrupts = 0;
-  // Without a TTY, Ctrl-C interrupts the remote command; a second one gives up on it.
-  const onSigint = () => (++interrupts === 1 ? call.input({ t: "signal", name: "SIGINT" }) : call.cancel());
-  const onSigterm = () => call.cancel();
+  // Ctrl-C (SIGINT without a raw TTY), SIGTERM, SIGHUP go to the remote command; a second
+  // one within a second gives up on it.
+  const policy = new InterruptPolicy();
+  const stopInterrupts = onInterrupts((sig) => {
+    const action = policy.next(sig, Date.now());
+    opts.onInterrupt?.(sig, action);
+    if (action === "forward") return call.input({ t: "signal", name: sig });
+    forcedBy ??= sig;
+    forced.abort();
+  });
   if (opts.tty) process.stdout.on("resize", onResize);
-  process.on("SIGINT", onSigint);
-  process.on("SIGTERM", onSigterm);
   try {
     return exitCodeOf(await call.result);
   } catch (err) {
     if (cancelledForReader(err)) return READER_GONE_STATUS;
+    if (forcedBy) return signalStatus(forcedBy);
     throw err;
   } finally {
-    process.off("SIGINT", onSigint);
-    process.off("SIGTERM", onSigterm);
+    stopInterrupts();
     process.stdout.off("resize", onResize);
     uploader?.stop();
     if (raw) stdin.setRawMode(false);

@@ -1,7 +1,10 @@
 // `banger vm run`: the front door. A fresh VM, the current repository copied in, then one of
 // three modes — an interactive shell, a command (its exit status becomes banger's), or a
-// detached session — and the VM removed afterwards unless --keep (or detached).
+// detached session. Afterwards (run-end.ts) the VM is removed, unless the guest changed the
+// workspace (kept, or its changes exported with --export/--apply), --keep, or detached.
 // Packing the workspace runs here, as the user, since it reads the user's repository.
+import { stat } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { Option, type Command } from "commander";
 import { resolvePaths } from "../config/index.ts";
@@ -9,10 +12,13 @@ import { connectOrStart } from "../daemon/launch.ts";
 import type { ExitStatus } from "../guest/index.ts";
 import type { Call, RpcClient } from "../rpc/index.ts";
 import type { ImageRecord, VmRecord } from "../store/index.ts";
-import { errorLine, invalidArgument } from "../util/errors.ts";
+import { invalidArgument } from "../util/errors.ts";
 import { inert } from "../util/text.ts";
 import { validateName } from "../util/names.ts";
 import { attachWith } from "./attach.ts";
+import type { InterruptSignal } from "./interrupts.ts";
+import { endRun } from "./run-end.ts";
+import { guestMark, unchangedSince, type GuestRun } from "./run-probe.ts";
 import { ProgressView } from "./output.ts";
 import { addNetOptions, netParams, parseForwardSpec, startForward } from "./net.ts";
 import { Uploader, streamEvents } from "./streams.ts";
@@ -32,6 +38,9 @@ interface RunOptions {
   diskSize?: number;
   env: string[];
   keep?: boolean;
+  rm?: boolean;
+  export?: string;
+  apply?: boolean;
   detach?: boolean;
   workspace?: string | false;
   include?: string[];
@@ -85,6 +94,21 @@ function imageCommand(image: ImageRecord): string[] {
   return [...(cfg.entrypoint ?? []), ...(cfg.cmd ?? [])];
 }
 
+const RUN_EXAMPLES = `
+Afterwards the VM is removed, unless the command changed the workspace: then it is kept and
+banger prints what changed and how to get it (also when interrupted). Ctrl-C, SIGTERM and
+SIGHUP are passed to the command; a second Ctrl-C within a second stops it (exit 130).
+
+Examples:
+  banger vm run                                   a shell in a fresh VM with this repository in /workspace
+  banger vm run -- make test                      run the tests; exit with their status
+  banger vm run --apply -- ./fix.sh               its changes onto a new branch banger/<vm>, VM removed
+  banger vm run --export out.patch -- ./fix.sh    its changes as a patch file, VM removed
+  banger vm run --rm -- ./build.sh                remove the VM whatever it changed
+  banger vm run --keep --name dev                 keep the VM (banger vm rm -f dev when done)
+  banger vm run -d -- ./agent.sh                  a detached session; the VM stays
+`;
+
 export function registerRun(vm: Command): void {
   const run = vm.command("run")
     .description("a fresh VM with this repository copied in, then a shell, a command, or a detached session (-d)")
@@ -97,20 +121,38 @@ export function registerRun(vm: Command): void {
     .option("--disk-size <size>", "root disk size, e.g. 8G (default: the image's; disks grow, never shrink)", parseDiskSize("--disk-size"))
     .addOption(new Option("-e, --env <KEY=VALUE...>", "environment variables for the command").default([]))
     .option("--keep", "keep the VM afterwards")
+    .option("--rm", "remove the VM afterwards even if the workspace changed (says what is discarded)")
+    .option("--export <file>", "write the workspace's changes to this patch file, then remove the VM")
+    .option("--apply", "apply the workspace's changes on a new branch banger/<vm> (working tree untouched), then remove the VM")
     .option("-d, --detach", "start the command as a session that outlives this CLI; the VM stays")
     .option("--workspace <dir>", "copy this directory instead of the current repository (needed outside git)")
     .option("--no-workspace", "copy nothing in")
     .option("--include <path>", "copy a secret path the workspace copy skips (.env, .ssh, ...); repeatable", (v: string, prev: string[] = []) => [...prev, v])
     .option("--timings", "print how long each phase took")
     .option("-y, --yes", "on a fresh host, build the default kernel and image without asking")
-    .addOption(new Option("-p, --publish <[HOST:]PORT[:GUESTPORT]...>", "forward a loopback port into the guest for the life of the run").default([]));
+    .addOption(new Option("-p, --publish <[HOST:]PORT[:GUESTPORT]...>", "forward a loopback port into the guest for the life of the run").default([]))
+    .addHelpText("after", RUN_EXAMPLES);
   addNetOptions(run).action(async (argv: string[], opts: RunOptions) => {
     process.exitCode = await vmRun(argv, opts);
   });
 }
 
+/** The flags that say how the run ends, checked before anything boots. */
+async function checkEndFlags(opts: RunOptions): Promise<void> {
+  if (opts.rm && (opts.keep || opts.detach || opts.export || opts.apply)) throw invalidArgument("--rm goes with none of --keep, -d, --export, --apply", "--rm removes the VM whatever its workspace holds");
+  if (opts.keep && (opts.export || opts.apply)) throw invalidArgument("--keep goes with neither --export nor --apply (they remove the VM)", "export later: banger vm workspace export NAME");
+  if (opts.detach && (opts.export || opts.apply)) throw invalidArgument("-d goes with neither --export nor --apply: the command outlives this CLI", "export later: banger vm workspace export NAME");
+  if (opts.workspace === false && (opts.export || opts.apply)) throw invalidArgument("--no-workspace leaves nothing to export");
+  if (opts.export) {
+    opts.export = resolve(opts.export);
+    const dir = await stat(dirname(opts.export)).catch(() => undefined);
+    if (!dir?.isDirectory()) throw invalidArgument(`--export ${inert(opts.export)}: no such directory ${inert(dirname(opts.export))}`);
+  }
+}
+
 async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
   if (opts.detach && argv.length === 0) throw invalidArgument("-d needs a command to run", "e.g. banger vm run -d -- my-agent");
+  await checkEndFlags(opts);
   const env = parseEnv(opts.env);
   const timings: [string, number][] = [];
   const timed = async <T>(phase: string, fn: () => Promise<T>): Promise<T> => {
@@ -125,7 +167,14 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
   const client = await connectOrStart(resolvePaths());
   let vmName: string | undefined;
   let hostRepo: string | undefined;
-  let keepVm = opts.keep === true || opts.detach === true;
+  let copied = false;
+  /** The guest's clock right after the copy (run-probe.ts: the fast "unchanged" check). */
+  let mark: string | undefined;
+  let ran = false;
+  let interrupted: InterruptSignal | undefined;
+  let failure: unknown;
+  const onInterrupt = (sig: InterruptSignal) => void (interrupted ??= sig);
+  let asRoot: GuestRun = async () => ({ code: 1, stdout: "" });
   const forwards: { close(): Promise<void> }[] = [];
   try {
     if (!opts.image) await timed("defaults", () => ensureDefaults(client, opts.yes === true));
@@ -134,6 +183,7 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
     );
     vmName = created.name;
     const name = created.name;
+    asRoot = (argv) => execCapture(client, name, argv);
     const image = await client.call<ImageRecord>("image.show", { name: created.image });
     const imageConfig = image.config as { env?: string[]; user?: string; workingDir?: string };
     const user = await guestUser(client, name, imageConfig.user || undefined);
@@ -141,7 +191,9 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
     if (plan) {
       const ws = await timed("workspace", () => copyWorkspace(client, name, plan, user));
       cwd = GUEST_WORKSPACE;
+      copied = true;
       if (ws.isRepo) hostRepo = ws.root;
+      if (ws.isRepo) mark = await guestMark(asRoot);
     }
     if (!cwd && imageConfig.workingDir) cwd = imageConfig.workingDir;
     for (const spec of opts.publish.map(parseForwardSpec)) {
@@ -159,27 +211,22 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
     }
     const interactive = argv.length === 0 && process.stdin.isTTY === true;
     const command = argv.length > 0 ? argv : interactive ? [] : imageCommand(image);
-    let code: number;
+    if (!interactive && command.length === 0) throw invalidArgument("no command given, stdin is not a terminal, and the image has no Entrypoint/Cmd", "pass one after --");
+    ran = true;
     if (interactive) {
-      code = await timed("shell", () => attachWith(client, "vm.exec", { ...common, argv: ["/bin/sh", "-c", "if command -v bash >/dev/null; then exec bash -l; else exec sh -l; fi"], env: { TERM: process.env.TERM ?? "xterm-256color", ...common.env } }, { tty: true, stdin: true }));
-      if (!keepVm && cwd && (await hasGuestChanges(client, name))) {
-        keepVm = true;
-        process.stderr.write(`the workspace in ${name} has changes; the VM is kept so you can get them:\n  banger vm workspace export ${name} --apply   (or --out FILE)\n  banger vm rm -f ${name}                      when done\n`);
-      }
-    } else {
-      if (command.length === 0) throw invalidArgument("no command given, stdin is not a terminal, and the image has no Entrypoint/Cmd", "pass one after --");
-      code = await timed("command", () => attachWith(client, "vm.exec", { ...common, argv: command }, { tty: false, stdin: !process.stdin.isTTY }));
+      return await timed("shell", () => attachWith(client, "vm.exec", { ...common, argv: ["/bin/sh", "-c", "if command -v bash >/dev/null; then exec bash -l; else exec sh -l; fi"], env: { TERM: process.env.TERM ?? "xterm-256color", ...common.env } }, { tty: true, stdin: true, onInterrupt }));
     }
-    return code;
+    return await timed("command", () => attachWith(client, "vm.exec", { ...common, argv: command }, { tty: false, stdin: !process.stdin.isTTY, onInterrupt }));
+  } catch (err) {
+    failure = err;
+    throw err;
   } finally {
     await Promise.all(forwards.map((f) => f.close().catch(() => undefined)));
-    if (vmName && !keepVm) {
-      await timed("teardown", async () => {
-        await client.call("vm.rm", { name: vmName, force: true });
-        if (hostRepo) await (await import("../workspace/index.ts")).releaseWorkspace(hostRepo, vmName!);
-      }).catch((err: unknown) => process.stderr.write(`banger: could not remove vm ${vmName}: ${inert(errorLine(err))}\n`));
-    } else if (vmName && opts.keep) {
-      process.stderr.write(`vm ${vmName} kept (banger vm rm -f ${vmName} when done)\n`);
+    if (vmName && !opts.detach) {
+      const mode = opts.keep ? "keep" : opts.rm ? "rm" : "auto";
+      await timed("teardown", () =>
+        endRun({ client, name: vmName!, mode, exportTo: opts.export, apply: opts.apply === true, ran, workspace: copied, hostRepo, interrupted, failure, unchanged: mark ? () => unchangedSince(asRoot, GUEST_WORKSPACE, mark!) : undefined }),
+      );
     }
     client.close();
     if (opts.timings) process.stderr.write(`timings: ${timings.map(([p, ms]) => `${p} ${(ms / 1000).toFixed(2)}s`).join(", ")}\n`);
@@ -212,11 +259,4 @@ async function copyWorkspace(client: RpcClient, name: string, plan: WorkspacePla
   const copied = await uploadTar(client, name, GUEST_WORKSPACE, packed.stream, owner);
   await client.call("vm.workspace.record", { name, hostRepo: packed.root, guestPath: GUEST_WORKSPACE, baseCommit: packed.baseCommit ?? undefined, copiedCommit: packed.copiedCommit ?? undefined, uid: owner.uid, gid: owner.gid });
   return { ...packed, copied };
-}
-
-/** True when the guest's workspace differs from what was copied in (as export would report). */
-async function hasGuestChanges(client: RpcClient, name: string): Promise<boolean> {
-  const { exportWorkspace } = await import("./workspace.ts");
-  const exported = await exportWorkspace(client, name).catch(() => undefined);
-  return exported !== undefined && exported.patch.length > 0;
 }

@@ -72,6 +72,18 @@ export async function exportWorkspace(client: RpcClient, name: string) {
   return { ...exported, hostRepo: ws.hostRepo };
 }
 
+/**
+ * Puts an export on a new branch of the host repository (banger/<vm> unless named); null when
+ * the guest changed nothing. `vm run --apply` uses it too.
+ */
+export async function applyExported(exported: Awaited<ReturnType<typeof exportWorkspace>>, name: string, opts: { branch?: string; force?: boolean } = {}) {
+  if (exported.patch.length === 0) return null;
+  const { applyPatch } = await import("../workspace/index.ts");
+  // The base is the HEAD the daemon recorded at copy-in (checked against the copied commit by
+  // the export), never a line of the patch.
+  return applyPatch(exported.hostRepo, exported.patch, { branch: opts.branch ?? `banger/${name}`, base: exported.baseCommit, force: opts.force });
+}
+
 export function registerWorkspace(vm: Command): void {
   const workspace = vm.command("workspace").description("the repository copy inside a VM");
   workspace
@@ -91,17 +103,7 @@ export function registerWorkspace(vm: Command): void {
           uncommitted: exported.hasUncommitted, squashed: exported.squashed, bytes: exported.patch.length, carried: exported.carried,
         };
         if (opts.out) await writeFile(opts.out, exported.patch);
-        if (opts.apply) {
-          if (exported.patch.length === 0) {
-            summary.applied = null;
-          } else {
-            const { applyPatch } = await import("../workspace/index.ts");
-            // The base is the HEAD the daemon recorded at copy-in (checked against the copied
-            // commit by the export), never a line of the patch.
-            const applied = await applyPatch(exported.hostRepo, exported.patch, { branch: opts.branch ?? `banger/${name}`, base: exported.baseCommit, force: opts.force });
-            summary.applied = applied;
-          }
-        }
+        if (opts.apply) summary.applied = await applyExported(exported, name, opts);
         if (opts.json) return printJson(summary);
         if (!opts.out && !opts.apply) process.stdout.write(exported.patch);
         const note = exported.patch.length === 0 ? "no changes in the guest" : `${exported.commits} commit(s)${exported.hasUncommitted ? " + uncommitted changes" : ""}`;

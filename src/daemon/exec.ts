@@ -1,10 +1,10 @@
 // Running a command in a VM for a CLI caller: the agent's exec streams are bridged onto
-// the RPC call (see streams.ts): output out as events, stdin in with an ack window,
-// resizes and signals in as control input.
+// the RPC call (see streams.ts): output out as events, stdin in with an ack window (when
+// the caller forwards it), resizes and signals in as control input (always).
 import type { CallContext } from "../rpc/index.ts";
 import type { ExecHandle, ExitStatus } from "../guest/index.ts";
 import { invalidArgument } from "../util/errors.ts";
-import { emitStream, inputStream, type StreamEvent } from "./streams.ts";
+import { controlInput, emitStream, inputStream, type StreamEvent, type StreamInput } from "./streams.ts";
 
 export interface ExecParams {
   argv: string[];
@@ -42,14 +42,17 @@ export async function bridgeExec(handle: ExecHandle, params: ExecParams, call: C
   const onAbort = () => handle.close();
   call.signal.addEventListener("abort", onAbort, { once: true });
   try {
+    const onControl = (input: StreamInput) => {
+      if (input.t === "resize") handle.resize(input.rows, input.cols);
+      else if (input.t === "signal") handle.signal(input.name as NodeJS.Signals);
+    };
     if (params.stdin) {
-      const stdin = inputStream(call, (input) => {
-        if (input.t === "resize") handle.resize(input.rows, input.cols);
-        else if (input.t === "signal") handle.signal(input.name as NodeJS.Signals);
-      });
+      const stdin = inputStream(call, onControl);
       stdin.pipe(handle.stdin);
       stdin.on("error", () => undefined);
     } else {
+      // Resizes and signals flow without stdin too: Ctrl-C must reach `vm run -- CMD </dev/null`.
+      controlInput(call, onControl);
       handle.stdin.end();
     }
     void call.emit({ t: "started", pid: handle.pid } satisfies StreamEvent);

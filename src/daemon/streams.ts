@@ -42,8 +42,31 @@ export async function emitStream(stream: Readable, call: CallContext, fd: 1 | 2 
 }
 
 /**
+ * Feeds the caller's control input (resize, signal: anything but bytes and eof) to
+ * `onControl`, for a call whose bytes nobody reads: a command without stdin still gets
+ * Ctrl-C. Register it or inputStream, not both: the server hands input that came early to
+ * the first listener only.
+ */
+export function controlInput(call: CallContext, onControl: (input: StreamInput) => void): void {
+  call.onInput((raw) => {
+    const input = raw as StreamInput | null;
+    if (input && input.t !== "in" && input.t !== "eof") control(onControl, input);
+  });
+}
+
+/** A listener that throws (an unknown signal name) drops that one input, nothing more. */
+function control(onControl: (input: StreamInput) => void, input: StreamInput): void {
+  try {
+    onControl(input);
+  } catch {
+    // a bad control message from the caller ends nothing
+  }
+}
+
+/**
  * A Readable of the bytes the caller sends. Other input kinds (resize, signal) go to
- * `onControl`. The stream ends at the caller's eof; it errors if the call is aborted.
+ * `onControl` (see controlInput). The stream ends at the caller's eof; it errors if the call
+ * is aborted.
  */
 export function inputStream(call: CallContext, onControl?: (input: StreamInput) => void): Readable {
   const out = new PassThrough({ highWaterMark: INPUT_WINDOW_BYTES });
@@ -66,7 +89,7 @@ export function inputStream(call: CallContext, onControl?: (input: StreamInput) 
     } else if (input?.t === "eof") {
       if (!out.writableEnded) out.end();
     } else if (input && onControl) {
-      onControl(input);
+      control(onControl, input);
     }
   });
   return out;

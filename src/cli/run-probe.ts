@@ -1,0 +1,49 @@
+// The fast path of `vm run`'s end: telling, without fetching the workspace back, that the
+// guest changed nothing in it. Right after the copy the guest's clock is read as a file's
+// change time (ctime, nanoseconds); afterwards every entry's ctime is listed. Any write,
+// create, delete, rename, chmod or chown sets some entry's ctime (a deletion its
+// directory's) to the kernel's now, and no program can set a ctime back, so: every ctime
+// older than the mark means unchanged. Anything else (an equal or newer time, a tool
+// missing in the image, output that does not parse) means "look properly" (a full export).
+// The guest's output is untrusted: it can only make banger look properly.
+
+/** Runs argv in the guest as root; its exit code and stdout. */
+export type GuestRun = (argv: string[]) => Promise<{ code: number; stdout: string }>;
+
+/** Prints the guest's now as a ctime (a fresh file's): the mark taken right after the copy. */
+const MARK_SCRIPT = 'f=/tmp/.banger-mark-$$ && : > "$f" && stat -c %z "$f"; s=$?; rm -f "$f"; exit $s';
+
+/** The guest's now, or undefined when the image cannot tell (no sh, stat or /tmp). */
+export async function guestMark(run: GuestRun): Promise<string | undefined> {
+  const r = await run(["sh", "-c", MARK_SCRIPT]).catch(() => undefined);
+  const mark = r?.code === 0 ? r.stdout.trim() : "";
+  return parseStatTime(mark) === undefined ? undefined : mark;
+}
+
+/** True when nothing under `dir` changed since `mark`; false when it may have (or cannot be told). */
+export async function unchangedSince(run: GuestRun, dir: string, mark: string): Promise<boolean> {
+  const r = await run(["find", dir, "-exec", "stat", "-c", "%z", "{}", "+"]).catch(() => undefined);
+  return r?.code === 0 && allOlder(r.stdout, mark);
+}
+
+/** Every line of `listing` a time strictly before `mark` (and at least one line). */
+export function allOlder(listing: string, mark: string): boolean {
+  const limit = parseStatTime(mark);
+  const lines = listing.split("\n").filter((l) => l !== "");
+  if (limit === undefined || lines.length === 0) return false;
+  return lines.every((l) => {
+    const t = parseStatTime(l);
+    return t !== undefined && t < limit;
+  });
+}
+
+/** `stat -c %z`'s `2026-12-03 18:14:06.686094672 +0000` as nanoseconds since the epoch. */
+export function parseStatTime(s: string): bigint | undefined {
+  const m = /^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{9}) ([+-])(\d\d)(\d\d)$/.exec(s.trim());
+  if (!m) return undefined;
+  const [, y, mo, d, h, mi, sec, ns, sign, oh, om] = m;
+  const utcMs = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(sec));
+  if (Number.isNaN(utcMs)) return undefined;
+  const offsetMin = (sign === "-" ? -1 : 1) * (Number(oh) * 60 + Number(om));
+  return (BigInt(utcMs) - BigInt(offsetMin) * 60_000n) * 1_000_000n + BigInt(ns!);
+}
