@@ -41,10 +41,7 @@ export async function endRun(end: RunEnd): Promise<void> {
   if (end.mode === "keep") return say(`vm ${name} kept (banger vm rm -f ${name} when done)`);
   if (daemonWentAway(end.failure)) return keep(end, "bangerd went away mid-run (it takes the VM back when it runs again)");
   if (!end.ran || !end.workspace) return remove(end);
-  if (!end.hostRepo) {
-    if (end.mode === "auto") say(`note: the workspace of ${name} was not a git repository, so its changes cannot be told apart; the VM is removed (--keep keeps it)`);
-    return remove(end);
-  }
+  if (!end.hostRepo) return endPlainDirectory(end);
   // The fast path first (not when the changes were asked for: those need the export anyway).
   const quick = end.unchanged && !end.exportTo && !end.apply ? end.unchanged : undefined;
   const looked = await interruptible(end.client, async () => ((await quick?.()) ? null : exportWorkspace(end.client, name)));
@@ -70,6 +67,21 @@ export async function endRun(end: RunEnd): Promise<void> {
     return remove(end);
   }
   return keep(end, end.interrupted ? `the command was interrupted (${end.interrupted}) and its workspace changed` : "its workspace changed", summary);
+}
+
+/**
+ * A workspace that is not a git repository has no patch to show, but whether it changed can
+ * still be told (run-probe.ts): unchanged is removed, changed or unknown is kept.
+ */
+async function endPlainDirectory(end: RunEnd): Promise<void> {
+  if (end.mode === "rm") {
+    await remove(end);
+    return say("whatever its workspace held was discarded");
+  }
+  const looked = await interruptible(end.client, async () => (end.unchanged ? end.unchanged() : false));
+  if ("value" in looked && looked.value) return remove(end);
+  const why = "interrupted" in looked ? `interrupted (${looked.interrupted}) while looking at its workspace` : "its workspace (not a git repository) may have changed";
+  keep(end, why);
 }
 
 /**
@@ -102,6 +114,8 @@ function keep(end: RunEnd, why: string, summary?: PatchSummary): void {
   if (end.hostRepo) {
     say(`get the changes:  banger vm workspace export ${name} --apply      (onto a new branch banger/${name})`);
     say(`              or  banger vm workspace export ${name} --out FILE`);
+  } else if (end.workspace) {
+    say(`copy it out:      banger vm exec ${name} -- tar -C /workspace -c . > workspace.tar`);
   }
   say(`remove it:        banger vm rm -f ${name}`);
 }

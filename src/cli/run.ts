@@ -164,6 +164,7 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
     }
   };
   const plan = await timed("plan", () => planRunWorkspace(opts)); // before anything boots
+  if (plan && !plan.isRepo && (opts.export || opts.apply)) throw invalidArgument(`--export and --apply need a git repository; ${inert(plan.root)} is not one`, "--keep keeps the VM to copy files out of it");
   const client = await connectOrStart(resolvePaths());
   let vmName: string | undefined;
   let hostRepo: string | undefined;
@@ -193,7 +194,7 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
       cwd = GUEST_WORKSPACE;
       copied = true;
       if (ws.isRepo) hostRepo = ws.root;
-      if (ws.isRepo) mark = await guestMark(asRoot);
+      mark = await guestMark(asRoot);
     }
     if (!cwd && imageConfig.workingDir) cwd = imageConfig.workingDir;
     for (const spec of opts.publish.map(parseForwardSpec)) {

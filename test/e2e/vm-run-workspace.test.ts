@@ -61,6 +61,24 @@ describe("vm run: the workspace copy (real VMs under QEMU)", () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, "./data.txt\n");
     assert.match(r.stderr, /^copying .*plain: 2 files and directories, 5 B; 1 secret path\(s\) skipped: \.ssh \(--include PATH copies one\)$/m);
+    assert.deepEqual(await vms(), [], "an unchanged plain directory's VM is removed");
+  });
+
+  it("keeps the VM when a plain directory may have changed, and says how to copy it out; --export needs git", async () => {
+    const plain = join(home, "plain");
+    const r = await banger(["vm", "run", "--workspace", ".", "--", "sh", "-c", "echo new > made.txt"], plain);
+    assert.equal(r.code, 0, r.stderr);
+    const kept = (await vms()).map((v) => v.name);
+    assert.equal(kept.length, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`^vm ${kept[0]} is kept: its workspace \\(not a git repository\\) may have changed$`, "m"));
+    assert.match(r.stderr, new RegExp(`^copy it out: +banger vm exec ${kept[0]} -- tar -C /workspace -c \\. > workspace\\.tar$`, "m"));
+    const tar = await banger(["vm", "exec", kept[0]!, "--", "cat", "/workspace/made.txt"], plain);
+    assert.equal(tar.stdout, "new\n", "the guest's work is still there");
+    await banger(["vm", "rm", "-f", kept[0]!], plain);
+    const refused = await banger(["vm", "run", "--workspace", ".", "--export", join(home, "p.patch"), "--", "true"], plain);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /--export and --apply need a git repository/);
+    assert.deepEqual(await vms(), []);
   });
 
   it("the guest's repository is the host's checkout, work in progress included; export and --apply carry only the guest's change", async () => {
