@@ -1,7 +1,8 @@
 // banger: the CLI. Parses the command line, calls bangerd over its socket, prints results.
-// Exit status: 0 success, 1 a failed operation, 2 bad usage.
+// Exit status: 0 success, 1 a failed operation, 2 bad usage; a guest command: its own status,
+// 127 when it does not exist, 126 when it cannot run (as a shell).
 import { Command, CommanderError } from "commander";
-import { BangerError, errorLine, isUsageError } from "../util/errors.ts";
+import { BangerError, errorLine, exitStatusOf } from "../util/errors.ts";
 import { versionLine } from "../util/buildinfo.ts";
 import { inert } from "../util/text.ts";
 import { cancelledForReader, watchOutputs } from "./output.ts";
@@ -69,7 +70,7 @@ async function main(): Promise<void> {
     // Errors can quote a guest or an image (a console tail, an agent's message): made inert, lines kept.
     process.stderr.write(`banger: ${inert(errorLine(err), { newlines: true, max: 8192 })}\n`);
     if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
-    process.exitCode = isUsageError(err) ? 2 : 1;
+    process.exitCode = exitStatusOf(err);
     if (!(err instanceof BangerError) && !debug) process.stderr.write("banger: (run with --debug for details)\n");
   }
 }

@@ -12,7 +12,7 @@ import { exitCodeOf } from "./attach.ts";
 import { callDaemon, withClient } from "./daemon-client.ts";
 import { age, printJson, printTable, readerGone } from "./output.ts";
 import { Uploader, streamEvents } from "./streams.ts";
-import { parseEnv } from "./args.ts";
+import { USER_HELP, WORKDIR_HELP, examples, parseEnv } from "./args.ts";
 
 const vmName = (v: string) => validateName("vm", v);
 const sessionName = (v: string) => validateName("session", v);
@@ -143,9 +143,10 @@ export function registerSession(program: Command): void {
     .option("--name <name>", "session name (default: the command's name and a number)", sessionName)
     .option("--no-tty", "run on pipes instead of a terminal")
     .addOption(new Option("-e, --env <KEY=VALUE...>", "environment variables").default([]))
-    .option("-w, --workdir <dir>", "working directory in the guest")
-    .option("-u, --user <user>", "user in the guest (name or uid)")
+    .option("-w, --workdir <dir>", WORKDIR_HELP)
+    .option("-u, --user <user>", USER_HELP)
     .option("--json", "print JSON")
+    .addHelpText("after", examples(["banger session start dev -- npm run dev", "banger session start dev --name build --no-tty -- make", "banger session start dev --user root -w / -- top"]))
     .action(async (vm: string, argv: string[], opts: { name?: string; tty: boolean; env: string[]; workdir?: string; user?: string; json?: boolean }) => {
       const res = await callDaemon<{ vm: string; name: string; pid: number }>("session.start", {
         vm, name: opts.name, argv, env: parseEnv(opts.env), cwd: opts.workdir, user: opts.user,

@@ -11,7 +11,7 @@ import { registerWorkspace } from "./workspace.ts";
 import { callDaemon } from "./daemon-client.ts";
 import { addNetOptions, netParams, registerVmNet } from "./net.ts";
 import { age, printFields, printJson, printTable } from "./output.ts";
-import { parseCount, parseEnv, parseMemoryMib } from "./args.ts";
+import { USER_HELP, WORKDIR_HELP, examples, parseCount, parseEnv, parseMemoryMib } from "./args.ts";
 import { outBytes } from "../daemon/streams.ts";
 
 /** The most `vm logs` asks for: the daemon refuses more. */
@@ -206,8 +206,9 @@ export function registerVm(program: Command): void {
     .option("-t, --tty", "run it under a terminal")
     .option("-i, --interactive", "forward stdin even when it is a terminal")
     .addOption(new Option("-e, --env <KEY=VALUE...>", "environment variables").default([]))
-    .option("-w, --workdir <dir>", "working directory in the guest")
-    .option("-u, --user <user>", "user in the guest (name or uid)")
+    .option("-w, --workdir <dir>", WORKDIR_HELP)
+    .option("-u, --user <user>", USER_HELP)
+    .addHelpText("after", examples(["banger vm exec dev -- make test", "banger vm exec dev --user root -w /tmp -- apk add git", "banger vm exec -t dev -- top"]))
     .action(async (name: string, argv: string[], opts: { tty?: boolean; interactive?: boolean; env: string[]; workdir?: string; user?: string }) => {
       const env = parseEnv(opts.env);
       const forwardStdin = opts.interactive === true || opts.tty === true || !process.stdin.isTTY;
@@ -215,11 +216,13 @@ export function registerVm(program: Command): void {
     });
 
   vm.command("shell")
-    .description("an interactive login shell in a running VM")
+    .description("an interactive login shell in a running VM, as and where `vm run` would start one")
     .argument("<name>", "VM name", vmName)
-    .option("-u, --user <user>", "user in the guest (name or uid)")
-    .action(async (name: string, opts: { user?: string }) => {
+    .option("-u, --user <user>", USER_HELP)
+    .option("-w, --workdir <dir>", WORKDIR_HELP)
+    .addHelpText("after", examples(["banger vm shell dev", "banger vm shell dev --user root -w /"]))
+    .action(async (name: string, opts: { user?: string; workdir?: string }) => {
       const argv = ["/bin/sh", "-c", "if command -v bash >/dev/null; then exec bash -l; else exec sh -l; fi"];
-      process.exitCode = await attachExec("vm.exec", { name, argv, user: opts.user, env: { TERM: process.env.TERM ?? "xterm-256color" } }, { tty: true, stdin: true });
+      process.exitCode = await attachExec("vm.exec", { name, argv, user: opts.user, cwd: opts.workdir, env: { TERM: process.env.TERM ?? "xterm-256color" } }, { tty: true, stdin: true });
     });
 }

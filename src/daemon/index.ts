@@ -3,7 +3,8 @@
 // reconciliation at start (interrupted operations, VMs whose VMM died, VMs caught mid-create
 // or mid-rm, half-done installs and leftover staging files: sweep.ts); installing kernels and
 // images atomically (replace.ts); what VMs do on their own while it runs (vm-health.ts: ends,
-// pauses, the free-space floor).
+// pauses, the free-space floor); where commands land in a VM when the caller does not say
+// (landing.ts: the same user and directory for vm run, exec, shell, sessions, web terminal).
 //
 // It holds no business logic of its own in the method table: each method calls one
 // operation, and each operation calls the module that owns the work.

@@ -14,6 +14,7 @@ import { workspaceMethods } from "./workspace.ts";
 import { resumeVm } from "./vm-health.ts";
 import { defaultsMethods } from "./defaults.ts";
 import { sessionMethods } from "./sessions.ts";
+import { landingMethods, withLanding } from "./landing.ts";
 import { getImage, imageCatalog, pullImage, removeImage } from "./images.ts";
 import { buildPresetImage } from "./images-build.ts";
 import { type ImportParams, getKernel, importKernel, kernelCatalog, pullKernel, removeKernel } from "./kernels.ts";
@@ -80,6 +81,7 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
     ...workspaceMethods(ctx),
     ...defaultsMethods(ctx),
     ...sessionMethods(ctx),
+    ...landingMethods(ctx),
     ...networkMethods(ctx, runningAgent),
     "vm.list": () => listVms(ctx),
     "vm.show": (p) => getVm(ctx, requireString(p, "name")),
@@ -120,8 +122,11 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
       return { done: true };
     },
     "vm.exec": async (p, call) => {
-      const params = parseExecParams(requireObject(p));
-      const agent = await runningAgent(ctx, requireString(p, "name"), call.signal);
+      const asked = parseExecParams(requireObject(p));
+      const name = requireString(p, "name");
+      const agent = await runningAgent(ctx, name, call.signal);
+      // Unless the caller says, commands land where `vm run` puts them (landing.ts).
+      const params = await withLanding(ctx, name, agent, asked);
       const handle = await agent.exec({ ...params, stdin: true });
       return bridgeExec(handle, params, call);
     },
