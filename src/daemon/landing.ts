@@ -6,8 +6,9 @@
 // channel, or `id` run with an argv on older agents): image text never reaches a shell.
 import type { MethodTable } from "../rpc/index.ts";
 import { requireString } from "../rpc/index.ts";
-import type { AgentClient, GuestUser } from "../guest/index.ts";
+import type { AgentClient, ExecHandle, GuestUser } from "../guest/index.ts";
 import { BangerError, ErrorCode, errorLine } from "../util/errors.ts";
+import { withDeadline } from "../util/exec.ts";
 import type { DaemonContext } from "./context.ts";
 import { getVm, runningAgent } from "./vms.ts";
 
@@ -107,19 +108,25 @@ async function lookupById(agent: AgentClient, spec: string): Promise<GuestUser |
   return uid === undefined || gid === undefined ? undefined : { name, uid, gid, home: "" };
 }
 
+/** How long an old agent's `id` may take: a guest that never answers must not hold up exec. */
+const ID_TIMEOUT_MS = 5000;
+
 async function idOf(agent: AgentClient, flag: "-u" | "-g", name: string): Promise<number | undefined> {
+  let h: ExecHandle | undefined;
   try {
-    const h = await agent.exec({ argv: ["id", flag, name], stdin: false });
+    h = await agent.exec({ argv: ["id", flag, name], stdin: false });
     let out = "";
     h.stdout.on("data", (d: Buffer) => {
       if (out.length < 64) out += d.toString("utf8");
     });
     h.stderr.resume();
-    const status = await h.wait();
+    const status = await withDeadline(h.wait(), ID_TIMEOUT_MS, `answer from id ${flag} ${name}`);
     const n = Number(out.trim());
     return "exitCode" in status && status.exitCode === 0 && /^\d+$/.test(out.trim()) && n <= 0xffffffff ? n : undefined;
   } catch (err) {
-    if (err instanceof BangerError && (err.code === ErrorCode.NotFound || err.code === ErrorCode.CommandNotFound)) return undefined;
+    if (err instanceof BangerError && [ErrorCode.NotFound, ErrorCode.CommandNotFound, ErrorCode.Timeout].includes(err.code as never)) return undefined;
     throw new BangerError(ErrorCode.Failed, `could not look up guest user ${name}: ${errorLine(err)}`);
+  } finally {
+    h?.close();
   }
 }

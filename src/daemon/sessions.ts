@@ -53,7 +53,8 @@ export function sessionMethods(ctx: DaemonContext): MethodTable {
   return {
     "session.start": (p, call) => {
       const o = requireObject(p);
-      const exec = parseExecParams(o);
+      // tty null (pipes, `--no-tty`) is the sessions' own value: exec's parser knows only sizes.
+      const exec = parseExecParams({ ...o, tty: o.tty === null ? undefined : o.tty });
       const tty = o.tty === null ? null : exec.tty;
       return startSession(ctx, requireString(p, "vm"), { name: optionalString(p, "name"), argv: exec.argv, env: exec.env, cwd: exec.cwd, user: exec.user, tty }, call.signal);
     },

@@ -86,7 +86,7 @@ describe("landing: exec, shell, sessions and the web terminal start where vm run
         let sent = false;
         child.stdout.on("data", (b) => {
           text += b;
-          if (!sent && /[$#] $/.test(text)) {
+          if (!sent && /[$#] /.test(text)) { // the prompt (ash asks for the cursor position after it)
             sent = true;
             child.stdin.write(WHERE_LINE);
           }
@@ -108,7 +108,7 @@ describe("landing: exec, shell, sessions and the web terminal start where vm run
       ws.on("message", (data, isBinary) => {
         if (!isBinary) return;
         out += data.toString();
-        if (!sent && /[$#] $/.test(out)) {
+        if (!sent && /[$#] /.test(out)) {
           sent = true;
           ws.send(Buffer.from(WHERE_LINE), { binary: true });
         }
