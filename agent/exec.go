@@ -4,11 +4,9 @@ package main
 // flow control, feed stdin, deliver signals and resizes, report how it ended.
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -32,21 +30,9 @@ func handleExec(c *channel, req *openReq) (interface{}, error) {
 	if len(req.Argv) == 0 {
 		return nil, invalid("exec: argv is empty")
 	}
-	acct, err := lookupUser(req.User, "/etc/passwd", "/etc/group")
+	path, env, cwd, acct, err := prepareCommand(req)
 	if err != nil {
 		return nil, err
-	}
-	env := buildEnv(req.Env, acct, req.Tty != nil)
-	path, err := lookPath(req.Argv[0], envValue(env, "PATH"), req.Cwd)
-	if err != nil {
-		return nil, err
-	}
-	cwd := req.Cwd
-	if cwd == "" {
-		cwd = acct.home
-		if st, err := os.Stat(cwd); err != nil || !st.IsDir() {
-			cwd = "/"
-		}
 	}
 	var p *proc
 	if req.Tty != nil {
@@ -55,7 +41,7 @@ func handleExec(c *channel, req *openReq) (interface{}, error) {
 		p, err = startPiped(c.s.srv.reaper, path, req, env, cwd, acct)
 	}
 	if err != nil {
-		return nil, &opError{errorCode(err), fmt.Sprintf("exec %s: %v", req.Argv[0], err)}
+		return nil, startError(req.Argv[0], err)
 	}
 	return p.serve(c)
 }
@@ -318,39 +304,4 @@ func envValue(env []string, key string) string {
 		}
 	}
 	return ""
-}
-
-// lookPath searches the command's PATH (not the agent's own environment).
-func lookPath(name, path, cwd string) (string, error) {
-	if strings.Contains(name, "/") {
-		full := name
-		if !filepath.IsAbs(name) && cwd != "" {
-			full = filepath.Join(cwd, name)
-		}
-		if err := checkExecutable(full); err != nil {
-			return "", &opError{"not_found", fmt.Sprintf("%s: %v", name, err)}
-		}
-		return name, nil
-	}
-	for _, dir := range filepath.SplitList(path) {
-		if dir == "" {
-			dir = "."
-		}
-		full := filepath.Join(dir, name)
-		if checkExecutable(full) == nil {
-			return full, nil
-		}
-	}
-	return "", &opError{"not_found", fmt.Sprintf("%s: command not found in PATH", name)}
-}
-
-func checkExecutable(path string) error {
-	st, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if st.IsDir() || st.Mode()&0o111 == 0 {
-		return errors.New("not an executable file")
-	}
-	return nil
 }

@@ -177,26 +177,6 @@ func handleSessionStart(c *channel, req *openReq) (interface{}, error) {
 	return map[string]interface{}{"name": s.name, "pid": s.pid}, nil
 }
 
-// prepareCommand resolves what exec and session.start share: the account, a clean
-// environment, the program in that environment's PATH, and the working directory.
-func prepareCommand(req *openReq) (path string, env []string, cwd string, acct *account, err error) {
-	if acct, err = lookupUser(req.User, "/etc/passwd", "/etc/group"); err != nil {
-		return
-	}
-	env = buildEnv(req.Env, acct, req.Tty != nil)
-	if path, err = lookPath(req.Argv[0], envValue(env, "PATH"), req.Cwd); err != nil {
-		return
-	}
-	cwd = req.Cwd
-	if cwd == "" {
-		cwd = acct.home
-		if st, statErr := os.Stat(cwd); statErr != nil || !st.IsDir() {
-			cwd = "/"
-		}
-	}
-	return
-}
-
 // startSessionProcess is exec's start, always with an input (pipe or PTY) to send to.
 func startSessionProcess(r *reaper, req *openReq) (*proc, error) {
 	path, env, cwd, acct, err := prepareCommand(req)
@@ -212,7 +192,7 @@ func startSessionProcess(r *reaper, req *openReq) (*proc, error) {
 		p, err = startPiped(r, path, &withInput, env, cwd, acct)
 	}
 	if err != nil {
-		return nil, &opError{errorCode(err), fmt.Sprintf("session %s: %v", req.Argv[0], err)}
+		return nil, startError(req.Argv[0], err)
 	}
 	return p, nil
 }

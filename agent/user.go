@@ -142,3 +142,29 @@ func (a *account) credential() *syscall.Credential {
 	}
 	return &syscall.Credential{Uid: a.uid, Gid: a.gid, Groups: a.groups}
 }
+
+func init() {
+	handlers["user"] = handleUser
+	features = append(features, "user")
+}
+
+// userInfo is the RESULT of a `user` channel: whom exec would run as for that spec.
+type userInfo struct {
+	Name string `json:"name"`
+	UID  uint32 `json:"uid"`
+	GID  uint32 `json:"gid"`
+	Home string `json:"home"`
+}
+
+// handleUser looks a user up the way exec does, so the host can choose whom to land as
+// (and own files for) without running anything in the guest.
+func handleUser(c *channel, req *openReq) (interface{}, error) {
+	if req.User == "" {
+		return nil, invalid("user: no user given")
+	}
+	a, err := lookupUser(req.User, "/etc/passwd", "/etc/group")
+	if err != nil {
+		return nil, err
+	}
+	return userInfo{Name: a.name, UID: a.uid, GID: a.gid, Home: a.home}, nil
+}

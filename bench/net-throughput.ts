@@ -55,8 +55,8 @@ await runBench(async () => {
 
   await banger(["vm", "create", "--name", VM, "--image", "busybox", "--memory", "256M"]);
   const gateway = (JSON.parse((await banger(["net", "status", "--json"])).stdout) as { gateway: string }).gateway;
-  await banger(["vm", "exec", VM, "--", "tar", "-x", "-f", "-", "-C", "/"], iperfTarball());
-  await banger(["vm", "exec", VM, "--", "mkdir", "-p", "/tmp"]);
+  await banger(["vm", "exec", VM, "--user", "root", "--", "tar", "-x", "-f", "-", "-C", "/"], iperfTarball());
+  await banger(["vm", "exec", VM, "--user", "root", "--", "mkdir", "-p", "/tmp"]);
   await startServer(lab, ns, gateway);
   const { pid } = JSON.parse((await banger(["vm", "show", VM, "--json"])).stdout) as { pid: number };
   const accel = accelOf(processArgv(pid));

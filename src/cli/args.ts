@@ -1,4 +1,4 @@
-// Parsers for command-line values shared by several commands.
+// Parsers and help text for command-line values shared by several commands.
 import { invalidArgument } from "../util/errors.ts";
 import { parseSize } from "../util/size.ts";
 
@@ -37,3 +37,7 @@ export function parseDiskSize(flag: string): (v: string) => number {
     return n;
   };
 }
+
+/** `--user` and `-w` where commands run in a VM: the defaults are the daemon's (daemon/landing.ts), the same as `vm run`'s. */
+export const USER_HELP = "user in the guest, name or uid[:gid] (default: the image's user, else dev when it has one, else root: as `vm run`)";
+export const WORKDIR_HELP = "working directory in the guest (default: /workspace when `vm run` copied one in, else the image's WorkingDir, else the user's home)";

@@ -1,8 +1,9 @@
 // banger: the CLI. Parses the command line, calls bangerd over its socket, prints results.
-// Exit status: 0 success, 1 a failed operation, 2 bad usage. With --json, a failure is
+// Exit status: 0 success, 1 a failed operation, 2 bad usage; a guest command: its own status,
+// 127 when it does not exist, 126 when it cannot run (as a shell). With --json, a failure is
 // printed as JSON on stdout too ({"error": {code, name, message, hint}}), usage errors included.
 import { Command, CommanderError } from "commander";
-import { BangerError, ErrorCode, errorJson, errorLine, isUsageError } from "../util/errors.ts";
+import { BangerError, ErrorCode, errorJson, errorLine, exitStatusOf } from "../util/errors.ts";
 import { versionLine } from "../util/buildinfo.ts";
 import { inert } from "../util/text.ts";
 import { cancelledForReader, jsonRequested, printJson, watchOutputs } from "./output.ts";
@@ -77,7 +78,7 @@ async function main(): Promise<void> {
     }
     // The reader went away and the call streaming to it was cancelled: as quiet as `ls | true`.
     if (cancelledForReader(err)) return void (process.exitCode ??= 0);
-    process.exitCode = isUsageError(err) ? 2 : 1;
+    process.exitCode = exitStatusOf(err);
     if (json) {
       printJson(errorJson(err)); // printJson makes it inert
       if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);

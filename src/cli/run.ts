@@ -52,31 +52,16 @@ interface RunOptions {
 }
 
 
-/** Runs a command in the guest and collects its output (for small internal queries). */
+/** Runs a command in the guest as root and collects its output (for the workspace probe, run-probe.ts). */
 async function execCapture(client: RpcClient, name: string, argv: string[]): Promise<{ code: number; stdout: string }> {
   let stdout = "";
-  const status = await client.call<ExitStatus>("vm.exec", { name, argv, stdin: false }, {
+  const status = await client.call<ExitStatus>("vm.exec", { name, argv, user: "root", stdin: false }, {
     onEvent: (e) => {
       const out = outBytes(e);
       if (out?.fd === 1) stdout += out.data.toString("utf8");
     },
   });
   return { code: "exitCode" in status ? status.exitCode : 128, stdout };
-}
-
-/**
- * The guest user commands run as: the image's own User (OCI images), else its `dev` user when
- * it has one, else root; with the ids the workspace is owned by.
- */
-async function guestUser(client: RpcClient, name: string, imageUser: string | undefined): Promise<{ user: string; uid: number; gid: number }> {
-  const numeric = imageUser ? /^(\d+)(?::(\d+))?$/.exec(imageUser) : null;
-  if (numeric) return { user: imageUser!, uid: Number(numeric[1]), gid: Number(numeric[2] ?? numeric[1]) };
-  const candidate = imageUser?.split(":")[0] || "dev";
-  if (!/^[a-z_][a-z0-9_-]*$/i.test(candidate)) return { user: "root", uid: 0, gid: 0 };
-  const r = await execCapture(client, name, ["sh", "-c", `id -u ${candidate} && id -g ${candidate}`]).catch(() => ({ code: 1, stdout: "" }));
-  const [uid, gid] = r.stdout.trim().split("\n").map(Number);
-  if (r.code === 0 && Number.isInteger(uid) && Number.isInteger(gid)) return { user: imageUser ?? candidate, uid: uid!, gid: gid! };
-  return { user: "root", uid: 0, gid: 0 };
 }
 
 /** Streams a local tar into the guest directory through the daemon. */
@@ -187,7 +172,8 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
     asRoot = (argv) => execCapture(client, name, argv);
     const image = await client.call<ImageRecord>("image.show", { name: created.image });
     const imageConfig = image.config as { env?: string[]; user?: string; workingDir?: string };
-    const user = await guestUser(client, name, imageConfig.user || undefined);
+    // Whom commands run as (and the workspace belongs to): the daemon's rule for every command (daemon/landing.ts).
+    const user = await client.call<{ user: string; uid: number; gid: number }>("vm.landing", { name });
     let cwd: string | undefined;
     if (plan) {
       const ws = await timed("workspace", () => copyWorkspace(client, name, plan, user));

@@ -12,7 +12,7 @@ import { exitCodeOf } from "./attach.ts";
 import { callDaemon, withClient } from "./daemon-client.ts";
 import { age, printJson, printTable, readerGone } from "./output.ts";
 import { Uploader, streamEvents } from "./streams.ts";
-import { parseEnv } from "./args.ts";
+import { USER_HELP, WORKDIR_HELP, parseEnv } from "./args.ts";
 
 const vmName = (v: string) => validateName("vm", v);
 const sessionName = (v: string) => validateName("session", v);
@@ -146,8 +146,8 @@ export function registerSession(program: Command): void {
     .option("--name <name>", "session name (default: the command's name and a number)", sessionName)
     .option("--no-tty", "run on pipes instead of a terminal")
     .addOption(new Option("-e, --env <KEY=VALUE...>", "environment variables").default([]))
-    .option("-w, --workdir <dir>", "working directory in the guest")
-    .option("-u, --user <user>", "user in the guest (name or uid)")
+    .option("-w, --workdir <dir>", WORKDIR_HELP)
+    .option("-u, --user <user>", USER_HELP)
     .option("--json", "print JSON")
     .action(async (vm: string, argv: string[], opts: { name?: string; tty: boolean; env: string[]; workdir?: string; user?: string; json?: boolean }) => {
       const res = await callDaemon<{ vm: string; name: string; pid: number }>("session.start", {

@@ -12,7 +12,7 @@ import { registerWorkspace } from "./workspace.ts";
 import { callDaemon } from "./daemon-client.ts";
 import { addNetOptions, netParams, registerVmNet } from "./net.ts";
 import { age, printFields, printJson, printTable } from "./output.ts";
-import { parseCount, parseDiskSize, parseEnv, parseMemory } from "./args.ts";
+import { USER_HELP, WORKDIR_HELP, parseCount, parseDiskSize, parseEnv, parseMemory } from "./args.ts";
 import { outBytes } from "../daemon/streams.ts";
 
 /** The most `vm logs` asks for: the daemon refuses more. */
@@ -201,8 +201,8 @@ export function registerVm(program: Command): void {
     .option("-t, --tty", "run it under a terminal")
     .option("-i, --interactive", "forward stdin even when it is a terminal")
     .addOption(new Option("-e, --env <KEY=VALUE...>", "environment variables").default([]))
-    .option("-w, --workdir <dir>", "working directory in the guest")
-    .option("-u, --user <user>", "user in the guest (name or uid)")
+    .option("-w, --workdir <dir>", WORKDIR_HELP)
+    .option("-u, --user <user>", USER_HELP)
     .action(async (name: string, argv: string[], opts: { tty?: boolean; interactive?: boolean; env: string[]; workdir?: string; user?: string }) => {
       const env = parseEnv(opts.env);
       const forwardStdin = opts.interactive === true || opts.tty === true || !process.stdin.isTTY;
@@ -210,11 +210,12 @@ export function registerVm(program: Command): void {
     });
 
   vm.command("shell")
-    .description("an interactive login shell in a running VM")
+    .description("an interactive login shell in a running VM, as and where `vm run` would start one")
     .argument("<name>", "VM name", vmName)
-    .option("-u, --user <user>", "user in the guest (name or uid)")
-    .action(async (name: string, opts: { user?: string }) => {
+    .option("-u, --user <user>", USER_HELP)
+    .option("-w, --workdir <dir>", WORKDIR_HELP)
+    .action(async (name: string, opts: { user?: string; workdir?: string }) => {
       const argv = ["/bin/sh", "-c", "if command -v bash >/dev/null; then exec bash -l; else exec sh -l; fi"];
-      process.exitCode = await attachExec("vm.exec", { name, argv, user: opts.user, env: { TERM: process.env.TERM ?? "xterm-256color" } }, { tty: true, stdin: true });
+      process.exitCode = await attachExec("vm.exec", { name, argv, user: opts.user, cwd: opts.workdir, env: { TERM: process.env.TERM ?? "xterm-256color" } }, { tty: true, stdin: true });
     });
 }

@@ -4,7 +4,9 @@
 // or mid-rm, half-done installs and leftover staging files: sweep.ts); installing kernels and
 // images atomically (replace.ts); which kernel and image are used when none is named, the
 // first one installed becoming the configured default (default-choice.ts); what VMs do on
-// their own while it runs (vm-health.ts: ends, pauses, the free-space floor).
+// their own while it runs (vm-health.ts: ends, pauses, the free-space floor); where commands
+// land in a VM when the caller does not say (landing.ts: the same user and directory for vm
+// run, exec, shell, sessions, web terminal).
 //
 // It holds no business logic of its own in the method table: each method calls one
 // operation, and each operation calls the module that owns the work.

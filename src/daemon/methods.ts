@@ -15,6 +15,7 @@ import { resumeVm } from "./vm-health.ts";
 import { defaultsMethods } from "./defaults.ts";
 import { configDefaultsMethods } from "./config-defaults.ts";
 import { sessionMethods } from "./sessions.ts";
+import { landingMethods, withLanding } from "./landing.ts";
 import { getImage, imageCatalog, imageView, pullImage, removeImage } from "./images.ts";
 import { buildPresetImage } from "./images-build.ts";
 import { type ImportParams, getKernel, importKernel, kernelCatalog, pullKernel, removeKernel } from "./kernels.ts";
@@ -95,6 +96,7 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
     ...defaultsMethods(ctx),
     ...configDefaultsMethods(ctx),
     ...sessionMethods(ctx),
+    ...landingMethods(ctx),
     ...networkMethods(ctx, runningAgent),
     "vm.list": () => listVms(ctx),
     "vm.show": (p) => getVm(ctx, requireString(p, "name")),
@@ -135,8 +137,11 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
       return { done: true };
     },
     "vm.exec": async (p, call) => {
-      const params = parseExecParams(requireObject(p));
-      const agent = await runningAgent(ctx, requireString(p, "name"), call.signal);
+      const asked = parseExecParams(requireObject(p));
+      const name = requireString(p, "name");
+      const agent = await runningAgent(ctx, name, call.signal);
+      // Unless the caller says, commands land where `vm run` puts them (landing.ts).
+      const params = await withLanding(ctx, name, agent, asked);
       const handle = await agent.exec({ ...params, stdin: true });
       return bridgeExec(handle, params, call);
     },

@@ -13,6 +13,7 @@ import { withDeadline } from "../util/exec.ts";
 import { validateName } from "../util/names.ts";
 import type { DaemonContext } from "./context.ts";
 import { parseExecParams } from "./exec.ts";
+import { withLanding } from "./landing.ts";
 import { emitStream, inputStream, type StreamEvent } from "./streams.ts";
 import { getVm, runningAgent } from "./vms.ts";
 
@@ -52,7 +53,8 @@ export function sessionMethods(ctx: DaemonContext): MethodTable {
   return {
     "session.start": (p, call) => {
       const o = requireObject(p);
-      const exec = parseExecParams(o);
+      // tty null (pipes, `--no-tty`) is the sessions' own value: exec's parser knows only sizes.
+      const exec = parseExecParams({ ...o, tty: o.tty === null ? undefined : o.tty });
       const tty = o.tty === null ? null : exec.tty;
       return startSession(ctx, requireString(p, "vm"), { name: optionalString(p, "name"), argv: exec.argv, env: exec.env, cwd: exec.cwd, user: exec.user, tty }, call.signal);
     },
@@ -108,7 +110,9 @@ export async function startSession(ctx: DaemonContext, vmName: string, p: StartS
     const taken = new Set([...ctx.store.listSessions(vmName).map((s) => s.name), ...(await agent.sessionList()).map((s) => s.name)]);
     name = defaultName(p.argv, taken);
   }
-  const { pid } = await agent.sessionStart({ name, argv: p.argv, env: p.env, cwd: p.cwd, user: p.user, tty: p.tty }).catch((err: unknown) => {
+  // Unless the caller says, a session lands where `vm run` puts commands (landing.ts).
+  const { user, cwd } = await withLanding(ctx, vmName, agent, { user: p.user, cwd: p.cwd });
+  const { pid } = await agent.sessionStart({ name, argv: p.argv, env: p.env, cwd, user, tty: p.tty }).catch((err: unknown) => {
     if (err instanceof BangerError && err.code === ErrorCode.AlreadyExists) {
       throw new BangerError(ErrorCode.AlreadyExists, `session ${name} already exists in vm ${vmName}`, `pick another --name, or remove it: banger session kill ${vmName} ${name}`);
     }

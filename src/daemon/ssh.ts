@@ -126,7 +126,7 @@ async function sshListens(agent: AgentClient): Promise<boolean> {
   return (await agent.ports()).some((p) => p.port === SSH_PORT);
 }
 
-/** The first server of SSH_SERVERS the image has: the agent answers not_found for a missing program. */
+/** The first server of SSH_SERVERS the image has: the agent answers command_not_found for a missing program. */
 async function findSshServer(agent: AgentClient): Promise<SshServer | undefined> {
   for (const server of SSH_SERVERS) {
     try {
@@ -134,7 +134,8 @@ async function findSshServer(agent: AgentClient): Promise<SshServer | undefined>
       await runInGuest(agent, [server.path, "-V"], { timeoutMs: PROBE_TIMEOUT_MS, what: `${server.path} -V` });
       return server;
     } catch (err) {
-      if (!(err instanceof BangerError && err.code === ErrorCode.NotFound)) throw err;
+      // CommandNotFound from this agent; NotFound from an older one.
+      if (!(err instanceof BangerError && (err.code === ErrorCode.CommandNotFound || err.code === ErrorCode.NotFound))) throw err;
     }
   }
   return undefined;

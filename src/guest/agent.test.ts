@@ -100,7 +100,16 @@ describe("guest agent over a Unix socket", () => {
   test("exec honours env and cwd, and a missing command is a clear error", async () => {
     const h = await client.exec({ argv: ["sh", "-c", 'echo "$FOO $(pwd)"'], env: { FOO: "bar" }, cwd: home });
     assert.equal(await text(h.stdout), `bar ${home}\n`);
-    await assert.rejects(client.exec({ argv: ["no-such-command-xyz"] }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.NotFound && /no-such-command-xyz/.test(e.message));
+    await assert.rejects(client.exec({ argv: ["no-such-command-xyz"] }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.CommandNotFound && e.message === "no-such-command-xyz: command not found");
+    await assert.rejects(client.exec({ argv: ["/etc"] }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.NotExecutable && e.message === "/etc: is a directory");
+    await assert.rejects(client.exec({ argv: ["true"], cwd: "/nonexist" }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.NotFound && e.message === "no such directory: /nonexist");
+  });
+
+  test("user answers whom exec would run as", async () => {
+    assert.ok(client.info.features.includes("user"));
+    assert.deepEqual(await client.user("nobody"), { name: "nobody", uid: 65534, gid: 65534, home: "/nonexistent" });
+    assert.equal((await client.user("0"))?.uid, 0);
+    await assert.rejects(client.user("no-such-user"), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.NotFound);
   });
 
   test("exec runs as another user from /etc/passwd", async () => {

@@ -17,6 +17,7 @@ import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
 import { BULK_CHUNK, FrameDecoder, FrameType, INITIAL_WINDOW, MAX_PAYLOAD, Stream, encodeFrame, encodeHeader, protocolError, type Frame } from "./frame.ts";
 import {
   parseExit,
+  parseGuestUser,
   parseHealth,
   parsePorts,
   parseStats,
@@ -26,6 +27,7 @@ import {
   type AgentInfo,
   type ExitStatus,
   type GuestStats,
+  type GuestUser,
   type ListeningPort,
   type SessionInfo,
 } from "./messages.ts";
@@ -124,6 +126,8 @@ export interface AgentClient {
   /** Resolves once the connection is gone, with the reason if it failed. */
   readonly done: Promise<BangerError | undefined>;
   health(): Promise<AgentHealth>;
+  /** Whom exec would run as for `spec` (name, uid, either with :group); undefined when the agent cannot say (feature "user"). */
+  user(spec: string): Promise<GuestUser | undefined>;
   exec(opts: ExecOptions): Promise<ExecHandle>;
   putFiles(destDir: string, tar: Readable, opts?: PutOptions): Promise<{ files: number; bytes: number }>;
   getFiles(path: string): Promise<Readable>;
@@ -295,6 +299,11 @@ class Client implements AgentClient, ChannelHost {
 
   async health(): Promise<AgentHealth> {
     return parseHealth(await this.request("health"));
+  }
+
+  async user(spec: string): Promise<GuestUser | undefined> {
+    if (!this.info.features.includes("user")) return undefined;
+    return parseGuestUser(await this.request("user", { user: spec }));
   }
 
   async ports(): Promise<ListeningPort[]> {

@@ -11,6 +11,13 @@ export function timeoutError(what: string, ms: number): BangerError {
 }
 
 
+/** The agent's reasons a command did not start (exec, session.start): see agent/PROTOCOL.md. */
+const START_FAILURES: Record<string, { code: ErrorCode; hint?: string }> = {
+  command_not_found: { code: ErrorCode.CommandNotFound },
+  not_executable: { code: ErrorCode.NotExecutable },
+  bad_cwd: { code: ErrorCode.NotFound, hint: "pick another with -w/--workdir" },
+};
+
 /** An ERROR payload from the agent as a BangerError with a one-line, bounded message. */
 export function agentError(payload: Buffer, what: string): BangerError {
   let code = "failed";
@@ -23,6 +30,9 @@ export function agentError(payload: Buffer, what: string): BangerError {
     /* keep the defaults: a garbled error is still an error */
   }
   const line = oneLine(message);
+  // Why a command did not start: the guest's own words are the whole message, like a shell's.
+  const cause = START_FAILURES[code];
+  if (cause) return new BangerError(cause.code, line, cause.hint);
   const errCode =
     code === "not_found" ? ErrorCode.NotFound : code === "invalid" ? ErrorCode.InvalidArgument : code === "exists" ? ErrorCode.AlreadyExists : ErrorCode.Failed;
   return new BangerError(errCode, `guest agent: ${what}: ${line}`, code === "protocol" ? "the host and agent disagree on the protocol; rebuild the image's agent" : undefined);

@@ -1,7 +1,7 @@
 // Package guest owns the host side of the guest agent protocol (agent/PROTOCOL.md): the
 // handshake, one multiplexed stream of channels with credit-based flow control, and typed
 // operations (health, exec with PTY, files as tar, ports, stats, shutdown, tcp forward,
-// detached sessions), and what the stats mean (stats.ts: memory used, CPU busy between samples).
+// detached sessions, user lookup), and what the stats mean (stats.ts: memory used, CPU busy between samples).
 // It also knows how to reach the agent's stream (Firecracker hybrid vsock, Unix sockets)
 // and where the agent binaries are built. It does not start VMs (vmm), pick sockets or
 // cmdlines (vmm/daemon), or put the agent into images (rootfs). The guest is untrusted:
@@ -12,7 +12,7 @@
 // frame, ~33 MiB) of guest data (client.ts says how).
 export { connectAgent, MAX_BUFFERED_BYTES, MAX_CHANNELS } from "./client.ts";
 export type { AgentClient, ConnectOptions, ExecHandle, ExecOptions, PutOptions, SessionAttachment, SessionOutput, SessionStartOptions } from "./client.ts";
-export type { AgentHealth, AgentInfo, ExitStatus, GuestStats, ListeningPort, SessionInfo } from "./messages.ts";
+export type { AgentHealth, AgentInfo, ExitStatus, GuestStats, GuestUser, ListeningPort, SessionInfo } from "./messages.ts";
 export { cpuBusyPercent, cpuJiffies, memUsedBytes } from "./stats.ts";
 export { dialFirecrackerVsock, dialUnix, AGENT_VSOCK_PORT, AGENT_SERIAL_NAME } from "./dial.ts";
 export type { DialOptions } from "./dial.ts";

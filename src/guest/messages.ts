@@ -24,6 +24,14 @@ export interface AgentHealth {
   agentUptimeMs: number;
 }
 
+/** Whom the agent's exec runs as for a user spec (the `user` channel). */
+export interface GuestUser {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
 export type ExitStatus = { exitCode: number } | { signal: string; signalNumber: number };
 
 export interface ListeningPort {
@@ -77,6 +85,16 @@ export function parseHello(payload: Buffer): AgentInfo {
   if (version !== PROTO_VERSION) throw protocolError(`agent speaks protocol ${version}, banger speaks ${PROTO_VERSION}`);
   const features = Array.isArray(o.features) ? o.features.filter((f): f is string => typeof f === "string").slice(0, 64) : [];
   return { version, agentVersion: str(o, "agent_version", "HELLO", 128), arch: str(o, "arch", "HELLO", 32), pid1: o.pid1 === true, features, nonce: str(o, "nonce", "HELLO", 64) };
+}
+
+export function parseGuestUser(v: unknown): GuestUser {
+  const o = obj(v, "user");
+  const id = (key: string) => {
+    const n = num(o, key, "user");
+    if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw protocolError(`user: "${key}" must be a 32-bit id`);
+    return n;
+  };
+  return { name: str(o, "name", "user", 256), uid: id("uid"), gid: id("gid"), home: str(o, "home", "user", 4096) };
 }
 
 export function parseHealth(v: unknown): AgentHealth {

@@ -109,13 +109,13 @@ describe("guest sessions over a Unix socket", () => {
     await c.sessionRemove("shell");
   });
 
-  test("names are unique, the name rule holds, and a missing program is NotFound", async () => {
+  test("names are unique, the name rule holds, and a missing program is CommandNotFound", async () => {
     const c = await connect();
     const { pid } = await c.sessionStart({ name: "dup", argv: ["sleep", "30"] });
     pids.push(pid);
     await assert.rejects(c.sessionStart({ name: "dup", argv: ["true"] }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.AlreadyExists);
     await assert.rejects(c.sessionStart({ name: "bad/name", argv: ["true"] }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.InvalidArgument);
-    await assert.rejects(c.sessionStart({ name: "ghost", argv: ["no-such-cmd-xyz"] }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.NotFound);
+    await assert.rejects(c.sessionStart({ name: "ghost", argv: ["no-such-cmd-xyz"] }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.CommandNotFound && e.message === "no-such-cmd-xyz: command not found");
     await assert.rejects(c.sessionAttach("nobody"), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.NotFound);
     await assert.rejects(c.sessionRemove("dup"), /still running/);
     await c.sessionRemove("dup", { force: true });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { BangerError, ErrorCode, failed, invalidArgument, isUsageError, resourceError } from "./errors.ts";
+import { BangerError, ErrorCode, exitStatusOf, failed, invalidArgument, isUsageError, resourceError } from "./errors.ts";
 
 const sys = (code: string) => Object.assign(new Error(`${code}: something, write`), { code });
 
@@ -24,4 +24,12 @@ test("never from an input's own message, nor an error already classified", () =>
   assert.equal(resourceError(invalidArgument("tar member \"No space left on device\" is bad")), undefined);
   assert.equal(resourceError(new BangerError(ErrorCode.InvalidArgument, "image too small", undefined, { cause: sys("ENOSPC") })), undefined);
   assert.equal(resourceError(sys("ENOENT")), undefined);
+});
+
+test("exit status: 127 for a guest command not found, 126 for one that cannot run, 2 only for usage, else 1", () => {
+  assert.equal(exitStatusOf(new BangerError(ErrorCode.CommandNotFound, "x: command not found")), 127);
+  assert.equal(exitStatusOf(new BangerError(ErrorCode.NotExecutable, "x: is a directory")), 126);
+  assert.equal(exitStatusOf(invalidArgument("--cpus takes a whole number")), 2);
+  assert.equal(exitStatusOf(new BangerError(ErrorCode.NotFound, "no such directory: /nonexist")), 1);
+  assert.equal(exitStatusOf(new Error("anything else")), 1);
 });

@@ -25,6 +25,10 @@ export const ErrorCode = {
   Timeout: 1010,
   /** The host ran out of something (disk space, quota, memory, file descriptors): not the input's fault. */
   ResourceExhausted: 1011,
+  /** A guest command that does not exist (the CLI exits 127, as a shell does). */
+  CommandNotFound: 1012,
+  /** A guest command that exists but cannot run: a directory, no execute bit, a bad interpreter (exit 126). */
+  NotExecutable: 1013,
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -52,6 +56,13 @@ export const failed = (message: string, hint?: string, cause?: unknown) =>
 /** Bad usage maps to exit status 2 in the CLI; every other failure to 1. */
 export function isUsageError(err: unknown): boolean {
   return err instanceof BangerError && (err.code === ErrorCode.InvalidArgument || err.code === ErrorCode.InvalidParams);
+}
+
+/** The CLI's exit status for a failure: 127/126 for a command that could not run (as a shell), 2 for bad usage, else 1. */
+export function exitStatusOf(err: unknown): number {
+  if (err instanceof BangerError && err.code === ErrorCode.CommandNotFound) return 127;
+  if (err instanceof BangerError && err.code === ErrorCode.NotExecutable) return 126;
+  return isUsageError(err) ? 2 : 1;
 }
 
 /** The one line shown to a user for any thrown value. */

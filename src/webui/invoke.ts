@@ -63,6 +63,7 @@ export function httpStatus(err: unknown): number {
       return 400;
     case ErrorCode.NotFound:
     case ErrorCode.MethodNotFound:
+    case ErrorCode.CommandNotFound:
       return 404;
     case ErrorCode.AlreadyExists:
     case ErrorCode.InUse:

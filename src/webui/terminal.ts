@@ -1,5 +1,7 @@
 // The browser terminal: one WebSocket bridged to one streaming daemon call (`vm.exec` with
-// a PTY for a shell, or `session.attach`), exactly as the CLI's `vm ssh`/`session attach`.
+// a PTY for a shell, or `session.attach`), exactly as the CLI's `vm shell`/`session attach`.
+// The shell names no user or directory: the daemon's vm.exec lands it where `vm run` would
+// (daemon/landing.ts), the image's user in /workspace when there is one.
 //
 // Browser → server: binary frames are keystrokes; text frames are JSON control messages
 // ({"t":"resize","rows":R,"cols":C}). Server → browser: binary frames are terminal output;

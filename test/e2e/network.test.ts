@@ -58,7 +58,7 @@ describe("vm networking (real VMs, daemon inside a network namespace)", { skip }
     return r.stdout;
   }
   /** A shell command in a guest; resolves with its exit code and output. */
-  const guest = (vm: string, script: string) => banger(["vm", "exec", vm, "--", "sh", "-c", script]);
+  const guest = (vm: string, script: string) => banger(["vm", "exec", vm, "--user", "root", "--", "sh", "-c", script]);
   /**
    * GET http://addr:8080/ from a guest with busybox nc (busybox-static's wget segfaults in
    * the guest); resolves with the body and nc's status and error text.
@@ -190,7 +190,7 @@ describe("vm networking (real VMs, daemon inside a network namespace)", { skip }
   });
 
   it("lists guest ports and forwards a host loopback port to a guest httpd (--net none)", async () => {
-    await ok(["vm", "exec", "nonet", "--", "sh", "-c", "mkdir -p /www && echo hello-from-guest > /www/index.html && httpd -p 8080 -h /www"]);
+    await ok(["vm", "exec", "nonet", "--user", "root", "--", "sh", "-c", "mkdir -p /www && echo hello-from-guest > /www/index.html && httpd -p 8080 -h /www"]);
     const ports = JSON.parse(await ok(["vm", "ports", "nonet", "--json"])) as { port: number; command?: string }[];
     const httpd = ports.find((p) => p.port === 8080);
     assert.ok(httpd, `8080 is listed: ${JSON.stringify(ports)}`);

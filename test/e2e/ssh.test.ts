@@ -68,7 +68,7 @@ describe("ssh NAME.vm with OpenSSH (busybox preset, real VM under QEMU)", () => 
 
   it("without an ssh server in the image: ssh fails with one line naming `vm shell`; ssh-config says no ssh server", async () => {
     await mustRun(banger(["session", "rm", "box", "sshd", "--force"]));
-    await mustRun(banger(["vm", "exec", "box", "--", "rm", "/usr/sbin/dropbear"]));
+    await mustRun(banger(["vm", "exec", "box", "--user", "root", "--", "rm", "/usr/sbin/dropbear"]));
 
     const res = await ssh(["box.vm", "echo unreachable"]);
     assert.equal(res.code, 255);

@@ -25,7 +25,7 @@ describe("a guest that fills the host disk is paused, reported, resumed, removed
   /** Fills the small filesystem until `leave` bytes are free. */
   const fill = (leave: number) => runChecked(["fallocate", "-l", String(Math.max(MiB, free() - leave)), ballast]);
   /** The guest writes 32 MiB of random data to its disk and syncs it (more than the host has). */
-  const guestWrite = (file: string) => t.banger(["vm", "exec", "full", "--", "sh", "-c", `dd if=/dev/urandom of=/root/${file} bs=1M count=32 conv=fsync 2>/dev/null && echo written`]);
+  const guestWrite = (file: string) => t.banger(["vm", "exec", "full", "--user", "root", "--", "sh", "-c", `dd if=/dev/urandom of=/root/${file} bs=1M count=32 conv=fsync 2>/dev/null && echo written`]);
   /** Waits until QEMU itself says io-error, then until banger says paused: returns how long banger took. */
   const waitPaused = async (qmp: string) => {
     const deadline = Date.now() + 120_000;

@@ -61,7 +61,7 @@ describe("a VM that ends on its own is shown as it is (real VMs under QEMU)", ()
     await mustRun(t.create("r"));
     // sysrq b resets the guest at once; QEMU runs with -no-reboot, so the VM ends.
     const since = Date.now();
-    await t.banger(["vm", "exec", "r", "--", "sh", "-c", "echo b > /proc/sysrq-trigger"]);
+    await t.banger(["vm", "exec", "r", "--user", "root", "--", "sh", "-c", "echo b > /proc/sysrq-trigger"]);
     const rebooted = await t.waitFor("r", (v) => v.state !== "running", since);
     assert.equal(rebooted.vm.state, "stopped");
     assert.equal(rebooted.vm.stateReason, "the guest rebooted (a VM ends on reboot)");
@@ -69,7 +69,7 @@ describe("a VM that ends on its own is shown as it is (real VMs under QEMU)", ()
     await mustRun(t.banger(["vm", "start", "r"]));
     const { pid } = await t.show("r");
     const panicAt = Date.now();
-    await t.banger(["vm", "exec", "r", "--", "sh", "-c", "echo c > /proc/sysrq-trigger"]);
+    await t.banger(["vm", "exec", "r", "--user", "root", "--", "sh", "-c", "echo c > /proc/sysrq-trigger"]);
     const panicked = await t.waitFor("r", (v) => v.state !== "running", panicAt);
     assert.equal(panicked.vm.state, "crashed");
     assert.match(panicked.vm.stateReason ?? "", /^guest kernel panic: Kernel panic - not syncing: sysrq triggered crash/);

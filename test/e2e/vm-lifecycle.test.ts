@@ -51,9 +51,9 @@ describe("vm lifecycle (real VM under QEMU)", () => {
   it("streams stdin in and files out byte for byte", async () => {
     const payload = Buffer.alloc(3 * 1024 * 1024);
     for (let i = 0; i < payload.length; i++) payload[i] = (i * 7919) % 251;
-    const put = await runBanger(["vm", "exec", "e2e", "--", "sh", "-c", "cat > /root/blob && wc -c < /root/blob"], { home, env, input: payload });
+    const put = await runBanger(["vm", "exec", "e2e", "--user", "root", "--", "sh", "-c", "cat > /root/blob && wc -c < /root/blob"], { home, env, input: payload });
     assert.equal(put.stdout.trim(), String(payload.length));
-    const get = await banger(["vm", "exec", "e2e", "--", "md5sum", "/root/blob"]);
+    const get = await banger(["vm", "exec", "e2e", "--user", "root", "--", "md5sum", "/root/blob"]);
     assert.equal(get.stdout.split(" ")[0], createHash("md5").update(payload).digest("hex"));
   });
 
@@ -91,7 +91,7 @@ describe("vm lifecycle (real VM under QEMU)", () => {
   });
 
   it("stops, and starts again with its disk intact", async () => {
-    await mustRun(banger(["vm", "exec", "e2e", "--", "sh", "-c", "echo kept > /root/marker; sync"]));
+    await mustRun(banger(["vm", "exec", "e2e", "--user", "root", "--", "sh", "-c", "echo kept > /root/marker; sync"]));
     const stop = await banger(["vm", "stop", "e2e", "--json"]);
     assert.equal(stop.code, 0, stop.stderr);
     const stopped = JSON.parse(stop.stdout);
@@ -100,7 +100,7 @@ describe("vm lifecycle (real VM under QEMU)", () => {
     assert.equal(running.code, 1);
     assert.match(running.stderr, /vm e2e is stopped, not running \(start it: banger vm start e2e\)/);
     assert.equal((await banger(["vm", "start", "e2e"])).code, 0);
-    const marker = await banger(["vm", "exec", "e2e", "--", "cat", "/root/marker"]);
+    const marker = await banger(["vm", "exec", "e2e", "--user", "root", "--", "cat", "/root/marker"]);
     assert.equal(marker.stdout, "kept\n");
   });
 
