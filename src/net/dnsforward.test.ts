@@ -10,7 +10,7 @@ import { join } from "node:path";
 import dnsPacket from "dns-packet";
 import { run } from "../util/exec.ts";
 import { Forwarder, parseResolvConf, parseUpstream, resolvConfUpstreams, startDnsServer, type DnsAccess, type DnsServer, type ForwarderLimits, type Upstream } from "./index.ts";
-import { FakeUpstream } from "./dnstestkit.ts";
+import { FakeUpstream, serveGuests } from "./dnstestkit.ts";
 
 const ZONE = {
   "example.test": { A: ["198.51.100.7"], AAAA: ["2001:db8::7"], ttl: 120 },
@@ -40,14 +40,9 @@ beforeEach(() => {
 });
 
 async function serve(limits: Partial<ForwarderLimits> = {}, upstreams: Upstream[] = [{ host: "127.0.0.1", port: upstream.port }], now?: () => number) {
-  const forwarder = new Forwarder({ upstreams: () => upstreams, limits, ...(now ? { now } : {}) });
-  const server = await startDnsServer({
-    host: "127.0.0.1", port: 0, forwarder,
-    lookup: (name) => (name === "alpha" ? { ipv4: ["172.30.0.2"] } : undefined),
-    access: (addr) => GUESTS[addr],
-  });
-  servers.push(server);
-  return { server, forwarder };
+  const served = await serveGuests({ guests: GUESTS, upstreams: () => upstreams, limits, now });
+  servers.push(served.server);
+  return served;
 }
 
 interface Dig {

@@ -10,8 +10,8 @@ import v8 from "node:v8";
 import { runInNewContext } from "node:vm";
 import dnsPacket from "dns-packet";
 import fc from "fast-check";
-import { Forwarder, startDnsServer, type DnsAccess, type DnsServer, type ForwarderLimits } from "./index.ts";
-import { RawUpstream, rawRecord, rawResponse, type RawReply } from "./dnstestkit.ts";
+import { Forwarder, type DnsAccess, type DnsServer, type ForwarderLimits } from "./index.ts";
+import { RawUpstream, rawRecord, rawResponse, serveGuests, type RawReply } from "./dnstestkit.ts";
 
 const GUESTS: Record<string, DnsAccess> = { "127.0.0.2": "forward", "127.0.0.4": "local" };
 const STRANGER = "127.0.0.9";
@@ -30,14 +30,9 @@ after(async () => {
 });
 
 async function serve(limits: Partial<ForwarderLimits> = {}) {
-  const forwarder = new Forwarder({ upstreams: () => [{ host: "127.0.0.1", port: upstream.port }], limits });
-  const server = await startDnsServer({
-    host: "127.0.0.1", port: 0, forwarder,
-    lookup: (name) => (name === "alpha" ? { ipv4: ["172.30.0.2"] } : undefined),
-    access: (addr) => GUESTS[addr],
-  });
-  servers.push(server);
-  return { server, forwarder };
+  const served = await serveGuests({ guests: GUESTS, upstreams: () => [{ host: "127.0.0.1", port: upstream.port }], limits });
+  servers.push(served.server);
+  return served;
 }
 
 /** One message over UDP from `from`; the reply's bytes, or undefined after `ms`. */

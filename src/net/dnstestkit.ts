@@ -5,12 +5,16 @@
 // (`node --import tsx dnstestkit.ts HOST ZONE_JSON`) it serves port 53 until killed, and
 // prints "ready" then a line per question: the e2e's "internet" resolver in a namespace.
 // RawUpstream is the hostile one: it answers each query with whatever bytes a test builds
-// (compression tricks, record shapes dns-packet would never write, fuzz).
+// (compression tricks, record shapes dns-packet would never write, fuzz). serveGuests starts
+// the guests' DNS server the unit tests talk to.
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { createServer, type Server } from "node:net";
 import { pathToFileURL } from "node:url";
 import dnsPacket from "dns-packet";
 import type { Answer, Packet } from "dns-packet";
+import { Forwarder, type ForwarderLimits } from "./dnsforward.ts";
+import type { Upstream } from "./dnsupstream.ts";
+import { startDnsServer, type DnsAccess, type DnsServer } from "./dns.ts";
 
 export type FakeZone = Record<string, { A?: string[]; AAAA?: string[]; ttl?: number }>;
 export type FakeBehaviour = "answer" | "silent" | "spoof-first" | "spoof-only" | "truncate-udp";
@@ -205,4 +209,18 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   const upstream = await new FakeUpstream(host!, JSON.parse(zoneJson ?? "{}") as FakeZone).start(53);
   upstream.onQuestion = (q) => console.log(`question ${q.name} ${q.type} ${q.transport}`);
   console.log("ready");
+}
+
+/**
+ * The guests' DNS server on 127.0.0.1 as the unit tests see it: `alpha.vm` is 172.30.0.2,
+ * `guests` says who may ask what, names outside `.vm` go to `upstreams`.
+ */
+export async function serveGuests(opts: { guests: Record<string, DnsAccess>; upstreams: () => Upstream[]; limits?: Partial<ForwarderLimits>; now?: () => number }): Promise<{ server: DnsServer; forwarder: Forwarder }> {
+  const forwarder = new Forwarder({ upstreams: opts.upstreams, limits: opts.limits ?? {}, ...(opts.now ? { now: opts.now } : {}) });
+  const server = await startDnsServer({
+    host: "127.0.0.1", port: 0, forwarder,
+    lookup: (name) => (name === "alpha" ? { ipv4: ["172.30.0.2"] } : undefined),
+    access: (addr) => opts.guests[addr],
+  });
+  return { server, forwarder };
 }
