@@ -230,12 +230,14 @@ export async function findRepo(dir: string, signal?: AbortSignal): Promise<RepoL
     throw invalidArgument(`cannot read the layout of the repository at ${JSON.stringify(dir)}`, "a path with a newline in it is not supported");
   }
   await checkOwnsWorkTree(top, gitDir, run.env);
+  const commonDir = resolve(dir, commonRel);
+  await checkOwnsCommonDir(top, gitDir, commonDir);
   const excludes = await gitRaw(["config", "--path", "--get", "core.excludesFile"], run);
   const excludesFile = excludes.code === 0 ? excludes.stdout.toString("utf8").replace(/\n$/, "") : defaultExcludesFile();
   return {
     top,
     gitDir,
-    commonDir: resolve(dir, commonRel),
+    commonDir,
     objectFormat: format,
     excludesFile: excludesFile && isAbsolute(excludesFile) ? excludesFile : undefined,
   };
@@ -277,6 +279,22 @@ async function checkOwnsWorkTree(top: string, gitDir: string, env: NodeJS.Proces
   throw invalidArgument(
     `${top} is not the work tree of its git directory ${gitDir}`,
     "its .git or core.worktree points elsewhere; copy a checkout whose .git belongs to it, or use --no-workspace",
+  );
+}
+
+/**
+ * The common directory (config, refs, objects: what is shipped as .git) must be the git
+ * directory itself, or the repository a linked worktree belongs to (its git directory is
+ * <common>/worktrees/<name>). Otherwise a `commondir` file, which any git directory may hold,
+ * would ship another host repository's history and config.
+ */
+async function checkOwnsCommonDir(top: string, gitDir: string, commonDir: string): Promise<void> {
+  const real = (p: string) => realpath(p).catch(() => p);
+  const [realGit, realCommon] = [await real(gitDir), await real(commonDir)];
+  if (realGit === realCommon || dirname(realGit) === join(realCommon, "worktrees")) return;
+  throw invalidArgument(
+    `${top} is not the work tree of its git directory ${gitDir}: it shares the git directory ${commonDir}`,
+    "its git directory's commondir file points at another repository; copy a checkout whose .git belongs to it, or use --no-workspace",
   );
 }
 

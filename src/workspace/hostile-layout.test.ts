@@ -1,0 +1,104 @@
+// A repository's git directory layout and index are untrusted too: a `commondir` file, an
+// index naming "../x", a tracked path under a symlinked directory or a submodule that is a
+// symlink must not make the copy read host files outside the repository.
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { makeTempHome } from "../../test/helpers.ts";
+import type { BangerError } from "../util/errors.ts";
+import { ErrorCode } from "../util/errors.ts";
+import { planWorkspace, type WorkspacePlan } from "./index.ts";
+import { committedRepo, handWrittenIndex, hostGit } from "./testkit.ts";
+
+describe("workspace: a repository's layout and index cannot reach other host files", () => {
+  const { home, cleanup } = makeTempHome();
+  after(cleanup);
+
+  /** What the plan would read from the host for each archive name (files only). */
+  const sources = (plan: WorkspacePlan) => plan.entries.flatMap((e) => (e.kind === "file" ? [e.abs] : []));
+  const outside = (plan: WorkspacePlan, top: string) => sources(plan).filter((abs) => !abs.startsWith(`${top}/`));
+
+  test("a commondir file naming another repository is refused; that repository is left alone", async () => {
+    const victim = committedRepo(join(home, "victim"), { "private.txt": "private history\n" }, "private");
+    hostGit(victim, "config", "remote.origin.url", "https://user:TOKEN@example.com/x");
+    const refsBefore = hostGit(victim, "for-each-ref");
+    const evil = committedRepo(join(home, "evil-commondir"), { "a.txt": "a\n" }, "first");
+    writeFileSync(join(evil, ".git", "commondir"), `${join(victim, ".git")}\n`);
+    await assert.rejects(planWorkspace(evil), (err: BangerError) => {
+      assert.equal(err.code, ErrorCode.InvalidArgument);
+      assert.match(err.message, /not the work tree of its git directory|shares its git directory/);
+      assert.doesNotMatch(err.message, /\n/);
+      return true;
+    });
+    // The same through a linked-worktree-looking .git file whose gitdir names the work tree back.
+    const wt = join(home, "evil-wt");
+    mkdirSync(join(wt, "meta"), { recursive: true });
+    writeFileSync(join(wt, ".git"), `gitdir: ${join(wt, "meta")}\n`);
+    writeFileSync(join(wt, "meta", "gitdir"), `${join(wt, ".git")}\n`);
+    writeFileSync(join(wt, "meta", "HEAD"), "ref: refs/heads/main\n");
+    writeFileSync(join(wt, "meta", "commondir"), `${join(victim, ".git")}\n`);
+    await assert.rejects(planWorkspace(wt), (err: BangerError) => err.code === ErrorCode.InvalidArgument);
+    assert.equal(hostGit(victim, "for-each-ref"), refsBefore, "nothing was recorded in the other repository");
+  });
+
+  test("a real linked worktree still copies (its common directory is its own repository's)", async () => {
+    const main = committedRepo(join(home, "main-repo"), { "a.txt": "a\n" }, "first");
+    hostGit(main, "worktree", "add", "-q", join(home, "linked"), "-b", "side");
+    const plan = await planWorkspace(join(home, "linked"));
+    assert.equal(plan.root, join(home, "linked"));
+    assert.ok(plan.entries.some((e) => e.name === ".git/config"));
+  });
+
+  test("index entries naming ../ paths or paths under a symlinked directory are never read", async () => {
+    const priv = join(home, "private");
+    mkdirSync(priv);
+    writeFileSync(join(priv, "id_rsa"), "PRIVATE KEY\n");
+    const evil = committedRepo(join(home, "evil-index"), { readme: "hi\n" }, "first");
+    const oid = hostGit(evil, "rev-parse", "HEAD:readme").trim();
+    symlinkSync(priv, join(evil, "dir"));
+    writeFileSync(join(evil, ".git", "index"), handWrittenIndex(["readme", "dir/id_rsa", "../private/id_rsa"], oid));
+    const plan = await planWorkspace(evil).catch((err: BangerError) => err);
+    if (plan instanceof Error) assert.equal(plan.code, ErrorCode.InvalidArgument);
+    else assert.deepEqual(outside(plan, evil), []);
+  });
+
+  test("a nested repository's index cannot name ../ paths, paths under a symlink, or a symlinked submodule", async () => {
+    const priv = committedRepo(join(home, "private-repo"), { "secret.txt": "private source\n" }, "private");
+    writeFileSync(join(priv, "id_rsa"), "PRIVATE KEY\n");
+    const evil = committedRepo(join(home, "evil-nested"), { readme: "hi\n" }, "first");
+    const sub = committedRepo(join(evil, "sub"), { f: "f\n" }, "sub");
+    hostGit(evil, "update-index", "--add", "--cacheinfo", `160000,${hostGit(sub, "rev-parse", "HEAD").trim()},sub`);
+    symlinkSync(priv, join(sub, "dir"));
+    const oid = hostGit(sub, "rev-parse", "HEAD:f").trim();
+    writeFileSync(join(sub, ".git", "index"), handWrittenIndex(["f", "dir/id_rsa", "../../private-repo/id_rsa"], oid));
+    const plan = await planWorkspace(evil).catch((err: BangerError) => err);
+    if (plan instanceof Error) assert.equal(plan.code, ErrorCode.InvalidArgument);
+    else assert.deepEqual(outside(plan, evil), []);
+    // A gitlink at a symlink to another repository: its files and .git are not copied.
+    hostGit(sub, "read-tree", "HEAD");
+    hostGit(sub, "update-index", "--add", "--cacheinfo", `160000,${hostGit(priv, "rev-parse", "HEAD").trim()},gl`);
+    symlinkSync(priv, join(sub, "gl"));
+    const plan2 = await planWorkspace(evil);
+    assert.deepEqual(outside(plan2, evil), []);
+    assert.ok(!plan2.entries.some((e) => e.name.startsWith("sub/gl/")), "nothing is copied through the symlink");
+  });
+
+  test("a submodule's own config (filters, textconv) runs nothing while the copy is planned", async () => {
+    const log = join(home, "sub-canary.log");
+    const canary = join(home, "sub-canary.sh");
+    writeFileSync(canary, `#!/bin/sh\necho ran >> '${log}'\ncat\n`, { mode: 0o755 });
+    const evil = committedRepo(join(home, "evil-subconfig"), { readme: "hi\n" }, "first");
+    const sub = committedRepo(join(evil, "sub"), { "a.txt": "aaaa\n", ".gitattributes": "*.txt filter=canary diff=canary\n" }, "sub");
+    hostGit(sub, "config", "filter.canary.clean", canary);
+    hostGit(sub, "config", "diff.canary.textconv", canary);
+    // Same bytes, another mtime: git must hash a.txt again to tell whether the submodule is dirty.
+    utimesSync(join(sub, "a.txt"), new Date(2001, 1, 1), new Date(2001, 1, 1));
+    hostGit(evil, "update-index", "--add", "--cacheinfo", `160000,${hostGit(sub, "rev-parse", "HEAD").trim()},sub`);
+    hostGit(evil, "commit", "-q", "-m", "add sub");
+    writeFileSync(join(evil, "readme"), "dirty\n");
+    const plan = await planWorkspace(evil);
+    assert.equal(existsSync(log) ? readFileSync(log, "utf8") : "", "", "the submodule's filter ran on the host");
+    assert.ok(plan.entries.some((e) => e.name === "sub/a.txt"), "the submodule's files are still copied");
+  });
+});
