@@ -358,10 +358,20 @@ function viewConfig(format: "sha1" | "sha256"): string {
   return format === "sha256" ? `${core}[extensions]\n\tobjectformat = sha256\n` : core;
 }
 
+/**
+ * The largest index copied (and shipped, held in memory): a 3.5-million-file index is about
+ * 400 MiB. A larger one, such as a sparse file a hostile repository holds, would fill the
+ * temporary directory before git found it corrupt.
+ */
+export const MAX_INDEX_BYTES = 1024 ** 3;
+
 /** The repository's index (a regular file) and, for a split index, the shared parts it names. */
 async function copyIndex(gitDir: string, viewDir: string, index: string): Promise<void> {
   const st = await lstat(join(gitDir, "index")).catch(() => undefined);
   if (!st?.isFile()) return;
+  if (st.size > MAX_INDEX_BYTES) {
+    throw invalidArgument(`the index ${join(gitDir, "index")} is larger than ${MAX_INDEX_BYTES / 1024 ** 2} MiB (${st.size} bytes)`, "copying a repository with an index this big is not supported; use --no-workspace");
+  }
   await copyFile(join(gitDir, "index"), index);
   for (const name of await readdir(gitDir)) {
     if (/^sharedindex\.[0-9a-f]{40,64}$/.test(name)) await symlink(join(gitDir, name), join(viewDir, name));

@@ -3,7 +3,8 @@
 // symlink must not make the copy read host files outside the repository.
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeTempHome } from "../../test/helpers.ts";
 import type { BangerError } from "../util/errors.ts";
@@ -100,5 +101,20 @@ describe("workspace: a repository's layout and index cannot reach other host fil
     const plan = await planWorkspace(evil);
     assert.equal(existsSync(log) ? readFileSync(log, "utf8") : "", "", "the submodule's filter ran on the host");
     assert.ok(plan.entries.some((e) => e.name === "sub/a.txt"), "the submodule's files are still copied");
+  });
+
+  test("a huge (sparse) index is refused at once, before anything copies it", async () => {
+    const evil = committedRepo(join(home, "evil-bigindex"), { readme: "hi\n" }, "first");
+    truncateSync(join(evil, ".git", "index"), 4 * 1024 ** 3);
+    const views = () => readdirSync(tmpdir()).filter((n) => n.startsWith("banger-git-")).length;
+    const before = views();
+    const started = Date.now();
+    await assert.rejects(planWorkspace(evil), (err: BangerError) => {
+      assert.equal(err.code, ErrorCode.InvalidArgument);
+      assert.match(err.message, /index .* is larger than/);
+      return true;
+    });
+    assert.ok(Date.now() - started < 3000, "refused before copying gigabytes");
+    assert.equal(views(), before, "the view was removed");
   });
 });
