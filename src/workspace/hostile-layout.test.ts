@@ -1,7 +1,7 @@
 // A repository's git directory layout and index are untrusted too: a `commondir` file, an
 // index naming "../x", a tracked path under a symlinked directory or a submodule that is a
 // symlink must not make the copy read host files outside the repository.
-import { after, describe, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,8 +9,9 @@ import { join } from "node:path";
 import { makeTempHome } from "../../test/helpers.ts";
 import type { BangerError } from "../util/errors.ts";
 import { ErrorCode } from "../util/errors.ts";
-import { planWorkspace, type WorkspacePlan } from "./index.ts";
-import { committedRepo, handWrittenIndex, hostGit } from "./testkit.ts";
+import type { AgentClient } from "../guest/index.ts";
+import { copyIn, exportPatch, packWorkspace, planWorkspace, type WorkspacePlan } from "./index.ts";
+import { committedRepo, guestSh, handWrittenIndex, hostGit, useAgent } from "./testkit.ts";
 
 describe("workspace: a repository's layout and index cannot reach other host files", () => {
   const { home, cleanup } = makeTempHome();
@@ -116,5 +117,45 @@ describe("workspace: a repository's layout and index cannot reach other host fil
     });
     assert.ok(Date.now() - started < 3000, "refused before copying gigabytes");
     assert.equal(views(), before, "the view was removed");
+  });
+});
+
+describe("workspace: a guest's objects cannot make host git hold more than the patch may", () => {
+  const { home, cleanup } = makeTempHome();
+  const { agent: client } = useAgent(home);
+  after(cleanup);
+  let agent: AgentClient;
+  before(() => {
+    agent = client();
+  });
+
+  test("an object that inflates past the patch bound (a few KiB sent) is refused before git reads it", async () => {
+    const repo = committedRepo(join(home, "host"), { "a.txt": "a\n" }, "first");
+    const packed = await packWorkspace(repo, { vmName: "bomb" });
+    const dest = join(home, "guest");
+    await copyIn(agent, packed.stream, { dest });
+    // 64 MiB of zeros: about 64 KiB as a loose object, committed then removed from the work tree.
+    await guestSh(agent, "head -c 67108864 /dev/zero > big && git add big && git -c user.name=g -c user.email=g@g commit -q -m big && rm big && du -sk .git/objects | cut -f1", { cwd: dest, env: { HOME: dest } });
+    await assert.rejects(
+      exportPatch(agent, { vmName: "bomb", workspace: dest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: repo, maxPatchBytes: 1024 * 1024 }),
+      (err: BangerError) => {
+        assert.match(err.message, /object .* of 67108864 bytes/);
+        assert.doesNotMatch(err.message, /\n/);
+        return true;
+      },
+    );
+  });
+
+  test("the host's own big objects (shipped in its .git) do not count against the bound", async () => {
+    const repo = committedRepo(join(home, "host-big"), { "a.txt": "a\n" }, "first");
+    writeFileSync(join(repo, "big"), Buffer.alloc(2 * 1024 * 1024));
+    hostGit(repo, "add", "big");
+    hostGit(repo, "commit", "-q", "-m", "big");
+    const packed = await packWorkspace(repo, { vmName: "hostbig" });
+    const dest = join(home, "guest-hostbig");
+    await copyIn(agent, packed.stream, { dest });
+    writeFileSync(join(dest, "a.txt"), "a, guest\n");
+    const exported = await exportPatch(agent, { vmName: "hostbig", workspace: dest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: repo, maxPatchBytes: 1024 * 1024 });
+    assert.match(exported.patch.toString("utf8"), /^\+a, guest$/m);
   });
 });
