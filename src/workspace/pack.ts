@@ -2,8 +2,8 @@
 //
 // What the guest gets is the host's checkout as it is, work in progress included:
 // - files: what `git add -A` would see (tracked files plus untracked, not ignored ones, minus
-//   tracked files deleted on disk), submodules with their content and git metadata, minus
-//   untracked secrets (secrets.ts);
+//   tracked files deleted on disk), submodules with their content and git metadata (each
+//   recorded at the commit the index names), minus untracked secrets (secrets.ts);
 // - .git: the repository's own, with HEAD on the same branch and commit as the host's and
 //   the user's own index, so in the guest `git status` and `git diff` show the same staged,
 //   unstaged and untracked changes as on the host; config gains the user's effective
