@@ -6,7 +6,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { unlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { makeTempHome } from "../../test/helpers.ts";
 import type { AgentClient } from "../guest/index.ts";
@@ -47,11 +47,11 @@ describe("workspace: export and apply with the host's work in progress in place"
     const dest = join(home, `${vm}-guest`);
     await copyIn(agent, packed.stream, { dest });
     await guestSh(agent, script, { cwd: dest, env: { HOME: dest, ...GUEST_ENV } });
-    const hostBefore = { status: hostGit(repo, "status", "--porcelain=v1", "-uall"), tree: viewTree(repo, (r) => r === ".git"), head: hostGit(repo, "rev-parse", "HEAD") };
+    const hostBefore = { status: hostGit(repo, "status", "--porcelain=v1", "-uall"), tree: viewTree(repo, (r) => r === ".git"), head: headOf(repo) };
     const exported = await exportPatch(agent, { vmName: vm, workspace: dest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: repo });
     const applied = exported.patch.length === 0 ? undefined : await applyPatch(repo, exported.patch, { branch: `banger/${vm}`, base: exported.baseCommit });
     assert.deepEqual(
-      { status: hostGit(repo, "status", "--porcelain=v1", "-uall"), tree: viewTree(repo, (r) => r === ".git"), head: hostGit(repo, "rev-parse", "HEAD") },
+      { status: hostGit(repo, "status", "--porcelain=v1", "-uall"), tree: viewTree(repo, (r) => r === ".git"), head: headOf(repo) },
       hostBefore,
       "the host's checkout (work tree, index, HEAD) is untouched",
     );
@@ -120,7 +120,42 @@ describe("workspace: export and apply with the host's work in progress in place"
     assert.equal(got["f2.txt"], edit(2, "host"), "the moved file is the guest's, host edit included");
     assert.ok(exported.squashed || exported.carried.includes("f2.txt"), "the host's work in f2.txt is named (carried), not silent");
   });
+
+  test("a repository with no commit yet: the guest's commit comes back as a root commit without the host's untracked files", async () => {
+    const repo = join(home, "unborn");
+    mkdirSync(repo);
+    hostGit(repo, "init", "-q", "-b", "main");
+    writeFileSync(join(repo, "host.txt"), "host, never committed\n");
+    const { exported, applied, files } = await roundTrip(repo, "unborn", "printf 'guest\\n' > guest.txt && git add guest.txt && git commit -q -m 'guest: first'");
+    assert.equal(exported.baseCommit, null);
+    assert.deepEqual([exported.commits, exported.hasUncommitted], [1, false]);
+    assert.deepEqual(files(applied!.head), { "guest.txt": "guest\n" });
+  });
+
+  test("a host in the middle of a conflicted merge: the guest's edit to another file comes back alone", async () => {
+    const repo = committedRepo(join(home, "conflict"), { "c.txt": "base\n", "t.txt": "t\n" }, "first");
+    hostGit(repo, "checkout", "-q", "-b", "other");
+    writeFileSync(join(repo, "c.txt"), "other\n");
+    hostGit(repo, "commit", "-q", "-am", "other");
+    hostGit(repo, "checkout", "-q", "main");
+    writeFileSync(join(repo, "c.txt"), "main\n");
+    hostGit(repo, "commit", "-q", "-am", "main");
+    assert.throws(() => hostGit(repo, "merge", "-q", "other"));
+    const { exported, applied, files } = await roundTrip(repo, "conflict", "printf 't, guest\\n' > t.txt");
+    assert.deepEqual(exported.carried, []);
+    assert.deepEqual(files(applied!.head), { "c.txt": "main\n", "t.txt": "t, guest\n" });
+  });
 });
+
+/** HEAD's ref and commit ("unborn" before the first commit). */
+function headOf(repo: string): string {
+  const ref = hostGit(repo, "symbolic-ref", "-q", "HEAD").trim();
+  try {
+    return `${ref} ${hostGit(repo, "rev-parse", "-q", "--verify", "HEAD").trim()}`;
+  } catch {
+    return `${ref} unborn`;
+  }
+}
 
 function execGitBytes(cwd: string, args: string[]): Buffer {
   return execFileSync("git", args, { cwd });
