@@ -10,7 +10,7 @@ import { makeTempHome } from "../../test/helpers.ts";
 import type { BangerError } from "../util/errors.ts";
 import { ErrorCode } from "../util/errors.ts";
 import type { AgentClient } from "../guest/index.ts";
-import { copyIn, exportPatch, packWorkspace, planWorkspace, type WorkspacePlan } from "./index.ts";
+import { applyPatch, copyIn, exportPatch, packWorkspace, planWorkspace, type WorkspacePlan } from "./index.ts";
 import { committedRepo, guestSh, handWrittenIndex, hostGit, useAgent } from "./testkit.ts";
 
 describe("workspace: a repository's layout and index cannot reach other host files", () => {
@@ -157,5 +157,20 @@ describe("workspace: a guest's objects cannot make host git hold more than the p
     writeFileSync(join(dest, "a.txt"), "a, guest\n");
     const exported = await exportPatch(agent, { vmName: "hostbig", workspace: dest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: repo, maxPatchBytes: 1024 * 1024 });
     assert.match(exported.patch.toString("utf8"), /^\+a, guest$/m);
+  });
+
+  test("a guest series that commits a symlink to a host directory, then a file under that name, writes nothing there on apply", async () => {
+    const target = join(home, "host-target");
+    mkdirSync(target);
+    const repo = committedRepo(join(home, "host-symlink"), { "a.txt": "a\n" }, "first");
+    const packed = await packWorkspace(repo, { vmName: "through" });
+    const dest = join(home, "guest-through");
+    await copyIn(agent, packed.stream, { dest });
+    const commit = "git -c user.name=g -c user.email=g@g commit -q";
+    await guestSh(agent, `ln -s '${target}' l && git add l && ${commit} -m link && rm l && mkdir l && echo pwned > l/x && git add -A && ${commit} -m through && ln -s '${target}' m && mkdir -p n && echo pwned > n/y`, { cwd: dest, env: { HOME: dest } });
+    const exported = await exportPatch(agent, { vmName: "through", workspace: dest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: repo });
+    const applied = await applyPatch(repo, exported.patch, { branch: "banger/through", base: exported.baseCommit }).catch((err: Error) => err);
+    assert.deepEqual(readdirSync(target), [], "nothing was written through the guest's symlink");
+    if (!(applied instanceof Error)) assert.equal(hostGit(repo, "show", `${applied.head}:l/x`), "pwned\n", "the branch holds l/x as a file in the repository");
   });
 });
