@@ -118,12 +118,25 @@ async function hostObjectsDir(hostRepo: string): Promise<string> {
  */
 async function checkObjectSizes(run: GitOptions, hostObjects: string, max: number): Promise<void> {
   const check = ["cat-file", "--batch-check=%(objectname) %(objectsize)"];
-  const sizes = (out: Buffer) => new Map(out.toString("utf8").split("\n").filter((l) => / \d+$/.test(l)).map((l) => l.split(" ") as [string, string]));
-  const big = [...sizes(await git([...check, "--batch-all-objects", "--unordered"], { ...run, maxOutput: 1024 ** 3 }))].filter(([, size]) => Number(size) > max);
-  if (big.length === 0) return;
+  // Streamed, keeping only what is too big: a large repository's shipped history is millions of objects.
+  const big = new Map<string, string>();
+  let partial = "";
+  await git([...check, "--batch-all-objects", "--unordered"], {
+    ...run,
+    onStdout: (chunk) => {
+      const lines = (partial + chunk.toString("latin1")).split("\n");
+      partial = lines.pop()!;
+      for (const line of lines) {
+        const [oid, size] = line.split(" ");
+        if (oid && Number(size) > max) big.set(oid, size!);
+      }
+    },
+  });
+  if (big.size === 0) return;
   // The host's own big objects (shipped with its .git) come back as they went.
-  const host = sizes(await git(check, { ...run, env: { ...run.env, GIT_OBJECT_DIRECTORY: hostObjects }, input: big.map(([oid]) => `${oid}\n`).join("") }));
-  const [oid, size] = big.find(([o, s]) => host.get(o) !== s) ?? [];
+  const host = await git(check, { ...run, env: { ...run.env, GIT_OBJECT_DIRECTORY: hostObjects }, input: [...big.keys()].map((oid) => `${oid}\n`).join("") });
+  const hostSizes = new Map(host.toString("utf8").split("\n").map((l) => l.split(" ") as [string, string]));
+  const [oid, size] = [...big].find(([o, s]) => hostSizes.get(o) !== s) ?? [];
   if (oid) {
     throw new BangerError(ErrorCode.Integrity, `guest workspace refused: object ${oid.slice(0, 12)} of ${size} bytes is larger than the ${max}-byte patch bound`, "the guest's change is too large to export as a patch; copy it out of the VM another way");
   }

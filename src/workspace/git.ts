@@ -39,6 +39,8 @@ export interface GitOptions {
   signal?: AbortSignal;
   /** Output beyond this is an error, never a truncated answer. Default 64 MiB. */
   maxOutput?: number;
+  /** Receives stdout as it arrives instead of keeping it (the result's stdout is then empty, and maxOutput does not apply). */
+  onStdout?: (chunk: Buffer) => void;
 }
 
 export interface GitResult {
@@ -96,6 +98,7 @@ export function gitRaw(args: readonly string[], opts: GitOptions): Promise<GitRe
     let timedOut = false;
     const timer = inView ? undefined : setTimeout(() => ((timedOut = true), child.kill("SIGKILL")), METADATA_TIMEOUT_MS);
     child.stdout!.on("data", (b: Buffer) => {
+      if (opts.onStdout) return opts.onStdout(b);
       outLen += b.length;
       if (outLen > max) {
         tooBig = true;
