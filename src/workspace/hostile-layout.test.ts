@@ -11,6 +11,7 @@ import type { BangerError } from "../util/errors.ts";
 import { ErrorCode } from "../util/errors.ts";
 import type { AgentClient } from "../guest/index.ts";
 import { applyPatch, copyIn, exportPatch, packWorkspace, planWorkspace, type WorkspacePlan } from "./index.ts";
+import { MAX_SERIES_COMMITS } from "./series.ts";
 import { committedRepo, guestSh, handWrittenIndex, hostGit, useAgent } from "./testkit.ts";
 
 describe("workspace: a repository's layout and index cannot reach other host files", () => {
@@ -172,5 +173,24 @@ describe("workspace: a guest's objects cannot make host git hold more than the p
     const applied = await applyPatch(repo, exported.patch, { branch: "banger/through", base: exported.baseCommit }).catch((err: Error) => err);
     assert.deepEqual(readdirSync(target), [], "nothing was written through the guest's symlink");
     if (!(applied instanceof Error)) assert.equal(hostGit(repo, "show", `${applied.head}:l/x`), "pwned\n", "the branch holds l/x as a file in the repository");
+  });
+
+  test(`a guest history of more than ${MAX_SERIES_COMMITS} commits comes back squashed, in bounded time`, async () => {
+    const repo = committedRepo(join(home, "host-many"), { "a.txt": "a\n" }, "first");
+    const packed = await packWorkspace(repo, { vmName: "many" });
+    const dest = join(home, "guest-many");
+    await copyIn(agent, packed.stream, { dest });
+    // One fast-import stream on the guest's branch; each commit adds a file, so none is dropped as empty.
+    const n = MAX_SERIES_COMMITS + 1;
+    const stream = Array.from({ length: n }, (_, k) => `commit refs/heads/main\ncommitter g <g@g> 0 +0000\ndata 2\nc\n${k === 0 ? `from ${packed.baseCommit}\n` : ""}M 100644 inline f${k + 1}\ndata <<END\n${k + 1}\nEND\n\n`).join("");
+    writeFileSync(join(home, "many.fi"), stream);
+    await guestSh(agent, `git fast-import --quiet < '${join(home, "many.fi")}' && git reset -q --hard`, { cwd: dest, env: { HOME: dest } });
+    const started = Date.now();
+    const exported = await exportPatch(agent, { vmName: "many", workspace: dest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: repo });
+    const took = Date.now() - started;
+    assert.deepEqual([exported.squashed, exported.commits], [true, 0]);
+    assert.match(exported.patch.toString("utf8"), new RegExp(`more than ${MAX_SERIES_COMMITS} commits`));
+    assert.match(exported.patch.toString("utf8"), new RegExp(`^\\+${n}$`, "m"));
+    assert.ok(took < 20_000, `export took ${took} ms`);
   });
 });
