@@ -23,7 +23,7 @@ import { inert } from "../util/text.ts";
 export async function planRunWorkspace(opts: { workspace?: string | false; include?: string[] }): Promise<WorkspacePlan | undefined> {
   if (opts.workspace === false) return undefined;
   const { planWorkspace } = await import("../workspace/index.ts");
-  const plan = await planWorkspace(opts.workspace || process.cwd(), { explicit: typeof opts.workspace === "string", include: opts.include ?? [] });
+  const plan = await planWorkspace(typeof opts.workspace === "string" ? opts.workspace : process.cwd(), { explicit: typeof opts.workspace === "string", include: opts.include ?? [] });
   process.stderr.write(describePlan(plan));
   return plan;
 }

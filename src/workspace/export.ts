@@ -14,7 +14,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { isAbsolute, join } from "node:path";
 import type { AgentClient } from "../guest/index.ts";
-import { invalidArgument } from "../util/errors.ts";
+import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
 import { DEFAULT_GUEST_WORKSPACE } from "./copyin.ts";
 import { extractGuestTree, spoolArchive } from "./extract.ts";
@@ -77,9 +77,13 @@ export async function exportPatch(agent: AgentClient, opts: ExportOptions): Prom
     const archive = await spoolArchive(await agent.getFiles(workspace), spool, spoolLimit, opts.signal);
     await extractGuestTree(archive, dirs, limits, opts.signal);
     await rm(spool);
-    await prepareGitDir(dirs.gitDir, hostObjects, opts.copiedCommit, opts.baseCommit);
+    await prepareGitDir(dirs.gitDir, opts.copiedCommit, opts.baseCommit);
     const env = isolatedGitEnv(dirs.gitDir, { GIT_WORK_TREE: dirs.work, GIT_INDEX_FILE: join(tmp, "index") });
     const run: GitOptions = { cwd: dirs.work, env, signal: opts.signal };
+    const maxPatchBytes = opts.maxPatchBytes ?? 2 * 1024 ** 3;
+    await checkObjectSizes(run, hostObjects, maxPatchBytes);
+    // Only now: the check above must see the guest's objects alone.
+    await writeFile(join(dirs.gitDir, "objects", "info", "alternates"), `${hostObjects}\n`);
     const copied = await gitLine(["rev-parse", "--verify", `${opts.copiedCommit}^{commit}`], run);
     const base = opts.baseCommit === null ? null : await gitLine(["rev-parse", "--verify", `${opts.baseCommit}^{commit}`], run);
     const state = await copiedState(copied, base, run);
@@ -93,7 +97,7 @@ export async function exportPatch(agent: AgentClient, opts: ExportOptions): Prom
         ? Buffer.alloc(0)
         : await git(["format-patch", "--stdout", "--binary", "--no-signature", "--no-renames", ...range], {
             ...run,
-            maxOutput: opts.maxPatchBytes ?? 2 * 1024 ** 3,
+            maxOutput: maxPatchBytes,
           });
     return { patch, baseCommit: base, copiedCommit: copied, commits: series.commits, hasUncommitted: series.hasUncommitted, squashed: series.squashed, carried: series.carried };
   } finally {
@@ -107,14 +111,44 @@ async function hostObjectsDir(hostRepo: string): Promise<string> {
   return join(repo.commonDir, "objects");
 }
 
-/** A minimal repository around the guest's objects and refs: our config, the host's objects as a fallback. */
-async function prepareGitDir(gitDir: string, hostObjects: string, copied: string, base: string | null): Promise<void> {
+/**
+ * Refuses a guest object that inflates past `max` bytes. Host git holds an object whole to
+ * diff or format it, and a few KiB of zeros sent as a loose object or a pack entry inflate
+ * to gigabytes: the archive's bounds say nothing about that. Reads object headers only.
+ */
+async function checkObjectSizes(run: GitOptions, hostObjects: string, max: number): Promise<void> {
+  const check = ["cat-file", "--batch-check=%(objectname) %(objectsize)"];
+  // Streamed, keeping only what is too big: a large repository's shipped history is millions of objects.
+  const big = new Map<string, string>();
+  let partial = "";
+  await git([...check, "--batch-all-objects", "--unordered"], {
+    ...run,
+    onStdout: (chunk) => {
+      const lines = (partial + chunk.toString("latin1")).split("\n");
+      partial = lines.pop()!;
+      for (const line of lines) {
+        const [oid, size] = line.split(" ");
+        if (oid && Number(size) > max) big.set(oid, size!);
+      }
+    },
+  });
+  if (big.size === 0) return;
+  // The host's own big objects (shipped with its .git) come back as they went.
+  const host = await git(check, { ...run, env: { ...run.env, GIT_OBJECT_DIRECTORY: hostObjects }, input: [...big.keys()].map((oid) => `${oid}\n`).join("") });
+  const hostSizes = new Map(host.toString("utf8").split("\n").map((l) => l.split(" ") as [string, string]));
+  const [oid, size] = [...big].find(([o, s]) => hostSizes.get(o) !== s) ?? [];
+  if (oid) {
+    throw new BangerError(ErrorCode.Integrity, `guest workspace refused: object ${oid.slice(0, 12)} of ${size} bytes is larger than the ${max}-byte patch bound`, "the guest's change is too large to export as a patch; copy it out of the VM another way");
+  }
+}
+
+/** A minimal repository around the guest's objects and refs, with our config (the host's objects are added later, as alternates). */
+async function prepareGitDir(gitDir: string, copied: string, base: string | null): Promise<void> {
   await mkdir(join(gitDir, "objects", "info"), { recursive: true });
   await mkdir(join(gitDir, "refs"), { recursive: true });
   const sha256 = copied.length === 64;
   const config = sha256 ? "[core]\n\trepositoryformatversion = 1\n\tbare = false\n[extensions]\n\tobjectformat = sha256\n" : "[core]\n\trepositoryformatversion = 0\n\tbare = false\n";
   await writeFile(join(gitDir, "config"), config);
-  await writeFile(join(gitDir, "objects", "info", "alternates"), `${hostObjects}\n`);
   // A guest without .git (or without HEAD) is compared as a plain tree, as if it had not moved HEAD.
   await writeFile(join(gitDir, "HEAD"), base === null ? "ref: refs/heads/banger-unborn\n" : `${base}\n`, { flag: "wx" }).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== "EEXIST") throw err;

@@ -39,6 +39,8 @@ export interface GitOptions {
   signal?: AbortSignal;
   /** Output beyond this is an error, never a truncated answer. Default 64 MiB. */
   maxOutput?: number;
+  /** Receives stdout as it arrives instead of keeping it (the result's stdout is then empty, and maxOutput does not apply). */
+  onStdout?: (chunk: Buffer) => void;
 }
 
 export interface GitResult {
@@ -96,6 +98,7 @@ export function gitRaw(args: readonly string[], opts: GitOptions): Promise<GitRe
     let timedOut = false;
     const timer = inView ? undefined : setTimeout(() => ((timedOut = true), child.kill("SIGKILL")), METADATA_TIMEOUT_MS);
     child.stdout!.on("data", (b: Buffer) => {
+      if (opts.onStdout) return opts.onStdout(b);
       outLen += b.length;
       if (outLen > max) {
         tooBig = true;
@@ -230,12 +233,14 @@ export async function findRepo(dir: string, signal?: AbortSignal): Promise<RepoL
     throw invalidArgument(`cannot read the layout of the repository at ${JSON.stringify(dir)}`, "a path with a newline in it is not supported");
   }
   await checkOwnsWorkTree(top, gitDir, run.env);
+  const commonDir = resolve(dir, commonRel);
+  await checkOwnsCommonDir(top, gitDir, commonDir);
   const excludes = await gitRaw(["config", "--path", "--get", "core.excludesFile"], run);
   const excludesFile = excludes.code === 0 ? excludes.stdout.toString("utf8").replace(/\n$/, "") : defaultExcludesFile();
   return {
     top,
     gitDir,
-    commonDir: resolve(dir, commonRel),
+    commonDir,
     objectFormat: format,
     excludesFile: excludesFile && isAbsolute(excludesFile) ? excludesFile : undefined,
   };
@@ -277,6 +282,22 @@ async function checkOwnsWorkTree(top: string, gitDir: string, env: NodeJS.Proces
   throw invalidArgument(
     `${top} is not the work tree of its git directory ${gitDir}`,
     "its .git or core.worktree points elsewhere; copy a checkout whose .git belongs to it, or use --no-workspace",
+  );
+}
+
+/**
+ * The common directory (config, refs, objects: what is shipped as .git) must be the git
+ * directory itself, or the repository a linked worktree belongs to (its git directory is
+ * <common>/worktrees/<name>). Otherwise a `commondir` file, which any git directory may hold,
+ * would ship another host repository's history and config.
+ */
+async function checkOwnsCommonDir(top: string, gitDir: string, commonDir: string): Promise<void> {
+  const real = (p: string) => realpath(p).catch(() => p);
+  const [realGit, realCommon] = [await real(gitDir), await real(commonDir)];
+  if (realGit === realCommon || dirname(realGit) === join(realCommon, "worktrees")) return;
+  throw invalidArgument(
+    `${top} is not the work tree of its git directory ${gitDir}: it shares the git directory ${commonDir}`,
+    "its git directory's commondir file points at another repository; copy a checkout whose .git belongs to it, or use --no-workspace",
   );
 }
 
@@ -340,10 +361,20 @@ function viewConfig(format: "sha1" | "sha256"): string {
   return format === "sha256" ? `${core}[extensions]\n\tobjectformat = sha256\n` : core;
 }
 
+/**
+ * The largest index copied (and shipped, held in memory): a 3.5-million-file index is about
+ * 400 MiB. A larger one, such as a sparse file a hostile repository holds, would fill the
+ * temporary directory before git found it corrupt.
+ */
+export const MAX_INDEX_BYTES = 1024 ** 3;
+
 /** The repository's index (a regular file) and, for a split index, the shared parts it names. */
 async function copyIndex(gitDir: string, viewDir: string, index: string): Promise<void> {
   const st = await lstat(join(gitDir, "index")).catch(() => undefined);
   if (!st?.isFile()) return;
+  if (st.size > MAX_INDEX_BYTES) {
+    throw invalidArgument(`the index ${join(gitDir, "index")} is larger than ${MAX_INDEX_BYTES / 1024 ** 2} MiB (${st.size} bytes)`, "copying a repository with an index this big is not supported; use --no-workspace");
+  }
   await copyFile(join(gitDir, "index"), index);
   for (const name of await readdir(gitDir)) {
     if (/^sharedindex\.[0-9a-f]{40,64}$/.test(name)) await symlink(join(gitDir, name), join(viewDir, name));

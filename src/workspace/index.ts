@@ -23,8 +23,8 @@
 // It does not own the agent protocol (guest), which VM or user a workspace belongs to or
 // where the copied commit ids are stored (daemon/store), or CLI output. The repository is
 // untrusted too: no git that reads objects, an index or a work tree obeys its config, include
-// files or hooks (git.ts says how), and a .git or core.worktree cannot point the copy at other
-// host files. Everything coming back from a guest is untrusted: bounded, extracted without
+// files or hooks (git.ts says how), and a .git, commondir, core.worktree or index entry cannot
+// point the copy at other host files. Everything coming back from a guest is untrusted: bounded, extracted without
 // following symlinks, and git never reads the guest's config or hooks; --apply's base is the
 // HEAD the host recorded, never a line of the patch.
 export { checkRepoOwner } from "./git.ts";

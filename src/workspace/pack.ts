@@ -2,8 +2,8 @@
 //
 // What the guest gets is the host's checkout as it is, work in progress included:
 // - files: what `git add -A` would see (tracked files plus untracked, not ignored ones, minus
-//   tracked files deleted on disk), submodules with their content and git metadata, minus
-//   untracked secrets (secrets.ts);
+//   tracked files deleted on disk), submodules with their content and git metadata (each
+//   recorded at the commit the index names), minus untracked secrets (secrets.ts);
 // - .git: the repository's own, with HEAD on the same branch and commit as the host's and
 //   the user's own index, so in the guest `git status` and `git diff` show the same staged,
 //   unstaged and untracked changes as on the host; config gains the user's effective
@@ -18,6 +18,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { cancelled, invalidArgument } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
+import { shown } from "../util/paths.ts";
 import { EntryList, joinName } from "./entries.ts";
 import { checkRepoOwner, findRepo, git, gitLine, gitRaw, metadataEnv, openView, readSmall, type GitView, type RepoLayout } from "./git.ts";
 import type { SecretFilter } from "./secrets.ts";
@@ -84,7 +85,13 @@ async function snapshot(view: GitView, head: string | null, filter: SecretFilter
   const indexTree = wt.code === 0 ? wt.stdout.toString("utf8").trim() : headTree;
   const others = await git(["ls-files", "-z", "--others", "--exclude-standard"], { ...run, maxOutput: 1024 * 1024 * 1024 });
   const secrets = splitZ(others).filter((path) => filter.verdict(path, false) === "skip");
-  await git(["add", "-A", "--", "."], run);
+  // Submodules are left as the index records them: for a gitlink, `git add -A` runs `git
+  // status` inside the submodule, and that child obeys the submodule's own config (its
+  // filters, textconv), which nothing here controls. export.ts's worktreeTree does the same.
+  const gitlinks = parseStages(await git(["ls-files", "-s", "-z"], { ...run, maxOutput: 1024 * 1024 * 1024 }))
+    .filter((e) => e.mode === "160000")
+    .map((e) => `:(exclude,literal)${e.path}`);
+  await git(["add", "-A", "--", ".", ...gitlinks], run);
   if (secrets.length > 0) await git(["update-index", "--force-remove", "-z", "--stdin"], { ...run, input: Buffer.from(`${secrets.join("\0")}\0`) });
   const tree = await gitLine(["write-tree", "--missing-ok"], run);
   let commit = base;
@@ -102,15 +109,40 @@ export async function emptyTree(run: { cwd?: string; env: NodeJS.ProcessEnv; sig
   return gitLine(["hash-object", "-t", "tree", "-w", "--stdin"], { ...run, input: "" });
 }
 
-/** Adds the files an index lists (`ls-files -s -z` output), recursing into submodules. */
+/**
+ * Adds the files an index lists (`ls-files -s -z` output), recursing into submodules. The
+ * index is the repository's: a name git would never record ("../x", "/x", ".git/x") is
+ * refused, and a path under a symlink or a file is absent, as git itself sees it (a nested
+ * repository's index is not re-read by `git add -A`, so this is the only check it gets).
+ */
 async function addRepoFiles(list: EntryList, prefix: string, top: string, stages: Buffer, filter: SecretFilter, signal?: AbortSignal): Promise<void> {
+  const realDirs = new Map<string, boolean>();
   for (const { mode, path } of parseStages(stages)) {
     if (signal?.aborted) throw cancelled();
     const name = joinName(prefix, path);
+    if (path.split("/").some((part) => part === "" || part === "." || part === ".." || part.toLowerCase() === ".git")) {
+      throw invalidArgument(`the index of ${top} names ${shown(path)}, a path git never records`, "the repository's index was written by hand; rebuild it with git read-tree HEAD, or use --no-workspace");
+    }
+    if (!(await underRealDirs(top, path, realDirs))) continue;
     const abs = join(top, path);
     if (mode === "160000") await addSubmodule(list, name, abs, filter, signal);
     else await list.addPath(name, abs); // a tracked file deleted on disk is simply absent
   }
+}
+
+/** True when every directory above `path` inside `top` is a real directory, not a symlink (memoised in `seen`). */
+async function underRealDirs(top: string, path: string, seen: Map<string, boolean>): Promise<boolean> {
+  let dir = top;
+  for (const part of path.split("/").slice(0, -1)) {
+    dir = join(dir, part);
+    let ok = seen.get(dir);
+    if (ok === undefined) {
+      ok = (await lstat(dir).catch(() => undefined))?.isDirectory() ?? false;
+      seen.set(dir, ok);
+    }
+    if (!ok) return false;
+  }
+  return true;
 }
 
 /**
@@ -121,6 +153,7 @@ async function addRepoFiles(list: EntryList, prefix: string, top: string, stages
  */
 async function addSubmodule(list: EntryList, name: string, abs: string, filter: SecretFilter, signal?: AbortSignal): Promise<void> {
   if (!(await list.addPath(name, abs))) return;
+  if (!(await lstat(abs)).isDirectory()) return; // a symlink (to another repository, say) is copied as a symlink
   const dotGit = await lstat(join(abs, ".git")).catch(() => undefined);
   if (!dotGit) return;
   const repo = await findRepo(abs, signal);

@@ -77,6 +77,8 @@ describe("workspace plan: what may be copied", () => {
     await assert.rejects(planWorkspace(join(home, "nope"), { explicit: true }), refusal(/^no such directory: .*nope$/, /--no-workspace/));
     writeFileSync(join(home, "file"), "x\n");
     await assert.rejects(planWorkspace(join(home, "file"), { explicit: true }), refusal(/file is not a directory$/));
+    // `--workspace "$DIR"` with DIR unset must not quietly mean the current directory (maybe $HOME).
+    await assert.rejects(planWorkspace("", { explicit: true }), refusal(/^--workspace names no directory \(an empty path\)$/, /--workspace \./));
   });
 
   test("/, /proc, /sys and /dev are refused at once, even when named; nothing is walked", async () => {

@@ -65,6 +65,7 @@ export interface PackedWorkspace extends Omit<WorkspacePlan, "entries"> {
 
 /** Validates `dir` and lists what a copy of it holds; boots nothing and changes nothing on the host but objects. */
 export async function planWorkspace(dir: string, opts: PlanOptions = {}): Promise<WorkspacePlan> {
+  if (dir === "") throw invalidArgument("--workspace names no directory (an empty path)", "name one, e.g. --workspace ., or pass --no-workspace");
   const abs = resolve(dir);
   const st = await stat(abs).catch((err: NodeJS.ErrnoException) => {
     if (err.code === "ENOENT" || err.code === "ENOTDIR") throw invalidArgument(`no such directory: ${abs}`, "pass an existing directory with --workspace, or --no-workspace");

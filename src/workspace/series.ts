@@ -18,12 +18,15 @@
 // unstaged changes becomes empty and is dropped. The rest of the guest's work tree becomes a
 // last commit "banger: uncommitted changes in <vm>". A history that does not continue H
 // (merges, a reset below it) or a commit that edits a file with host work in progress comes
-// back as one squashed commit instead.
+// back as one squashed commit instead, as does a history of more than MAX_SERIES_COMMITS.
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { invalidArgument } from "../util/errors.ts";
 import { git, gitLine, gitRaw, type GitOptions } from "./git.ts";
 import { emptyTree } from "./pack.ts";
+
+/** A longer guest history comes back as one squashed commit: each commit costs several git runs, and a guest can send hundreds of thousands. */
+export const MAX_SERIES_COMMITS = 500;
 
 interface TreeEntry {
   mode: string;
@@ -84,10 +87,12 @@ export async function guestSeries(c: Copied, guestHead: string | null, worktree:
   }
   const finalTree = await updateTree(c.headTree, finalUpdates, run);
 
-  const guestCommits = guestHead === null || guestHead === c.head ? [] : await linearCommits(c.head, guestHead, run);
+  const moved = guestHead !== null && guestHead !== c.head;
+  const tooMany = moved && Number(await gitLine(["rev-list", "--count", c.head === null ? guestHead : `${c.head}..${guestHead}`], run)) > MAX_SERIES_COMMITS;
+  const guestCommits = !moved || tooMany ? [] : await linearCommits(c.head, guestHead, run);
   let tip = c.head;
   let commits = 0;
-  let squashed = guestCommits === undefined;
+  let squashed = guestCommits === undefined || tooMany;
   if (guestCommits !== undefined) {
     let tree = c.headTree;
     let prevGuestTree = c.headTree;
@@ -109,7 +114,8 @@ export async function guestSeries(c: Copied, guestHead: string | null, worktree:
     }
   }
   if (squashed) {
-    const message = `banger: all changes in ${vmName} (squashed: the guest's history does not separate from the host's HEAD and work in progress)`;
+    const why = tooMany ? `more than ${MAX_SERIES_COMMITS} commits` : "the guest's history does not separate from the host's HEAD and work in progress";
+    const message = `banger: all changes in ${vmName} (squashed: ${why})`;
     const changed = finalTree !== c.headTree;
     return { tip: changed ? await commitTree(finalTree, c.head, message, await dateOf(c.head, run, c), run) : c.head, commits: 0, hasUncommitted: changed, squashed: true, carried };
   }

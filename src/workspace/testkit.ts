@@ -258,3 +258,26 @@ export function canaryRepo(root: string): CanaryRepo {
   writeFileSync(join(repo, "new.txt"), "untracked on the host\n");
   return { repo, ran: () => (existsSync(log) ? readFileSync(log, "utf8").trim().split("\n") : []) };
 }
+
+/**
+ * A version 2 index listing `paths` (each a regular file, or `mode`, with blob `oid`), written
+ * byte by byte: git itself refuses to record names such as "../x", which is the point.
+ */
+export function handWrittenIndex(paths: readonly string[], oid: string, mode = 0o100644): Buffer {
+  const header = Buffer.alloc(12);
+  header.write("DIRC", 0);
+  header.writeUInt32BE(2, 4);
+  header.writeUInt32BE(paths.length, 8);
+  const entries = [...paths].sort().map((path) => {
+    const name = Buffer.from(path);
+    // 62 bytes of stat data, id and flags, the name, then 1 to 8 NULs to a multiple of 8.
+    const entry = Buffer.alloc(Math.ceil((62 + name.length + 1) / 8) * 8);
+    entry.writeUInt32BE(mode, 24);
+    entry.write(oid, 40, "hex");
+    entry.writeUInt16BE(Math.min(name.length, 0xfff), 60);
+    name.copy(entry, 62);
+    return entry;
+  });
+  const body = Buffer.concat([header, ...entries]);
+  return Buffer.concat([body, createHash("sha1").update(body).digest()]);
+}
