@@ -154,13 +154,14 @@ describe("web dashboard (real VM, real browser)", { skip: existsSync(CHROMIUM) ?
     const row = page.locator('tr[data-image="bb2"]');
     await row.locator('[data-action="default"]').click();
     await row.locator('[data-state="default"]').waitFor({ timeout: 10_000 });
-    assert.equal((await mustRun(banger(["config", "get", "default_image"]))).stdout.trim(), "bb2");
+    assert.equal((await mustRun(banger(["config", "get", "default_image"]))).stdout.trim(), "bb2 (config file)");
     await shot("images-default");
     page.once("dialog", (d) => void d.accept());
     await row.locator('[data-action="remove"]').click();
     await row.waitFor({ state: "detached", timeout: 10_000 });
     const images = JSON.parse((await mustRun(banger(["image", "list", "--json"]))).stdout) as { name: string }[];
     assert.deepEqual(images.map((i) => i.name), ["busybox"]);
+    assert.equal((await mustRun(banger(["config", "get", "default_image"]))).stdout, "busybox (default: the only image)\n", "removing the default image unset it");
     await mustRun(banger(["config", "set", "default_image", "busybox"]));
   });
 

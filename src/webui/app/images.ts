@@ -107,8 +107,11 @@ function installedActions(kind: Kind, name: string, isDefault: boolean, reload: 
     { class: "actions" },
     isDefault ? badge("default") : act("Set default", "default", "", () => api("POST", "/api/defaults", { [kind]: name })),
     act("Remove", "remove", "danger", async () => {
-      if (!confirm(`Remove ${kind} ${name}?${isDefault ? ` It is the default ${kind}.` : ""}`)) return false;
-      return api("DELETE", `/api/${kind}s/${encodeURIComponent(name)}`);
+      if (!confirm(`Remove ${kind} ${name}?${isDefault ? ` It is the default ${kind}: removing it unsets the default.` : ""}`)) return false;
+      // Confirmed with the default named: an image is removed anyway (VMs using it still refuse);
+      // a kernel is not forced, since that would also break the images booting it.
+      const force = kind === "image" && isDefault ? "?force=1" : "";
+      return api("DELETE", `/api/${kind}s/${encodeURIComponent(name)}${force}`);
     }),
   );
 }
