@@ -23,7 +23,7 @@ $banger doctor || { echo "demo: this host cannot boot VMs yet (see the FAIL line
 
 phase "default kernel: Debian's cloud kernel, imported from its package"
 s=$(date +%s.%N)
-kernel=$($banger config get default_kernel)
+kernel=$($banger config get default_kernel --json | node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0,"utf8")).value ?? "")')
 if [[ -z "$kernel" ]] || ! $banger kernel show "$kernel" >/dev/null 2>&1; then
   $banger kernel import --debian --flavor cloud --force
   kernel=$($banger kernel list --json | node -e 'const k=JSON.parse(require("fs").readFileSync(0,"utf8")).find(k=>k.distro==="debian"); process.stdout.write(k.name)')
