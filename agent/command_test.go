@@ -86,10 +86,7 @@ func TestLookPathLikeAShell(t *testing.T) {
 func (h *testHost) requestError(ch uint32, req openReq) (string, string) {
 	h.sendJSON(ch, tOpen, req)
 	for {
-		f := h.next()
-		if f.channel != ch {
-			continue
-		}
+		f := h.nextOn(ch)
 		switch f.typ {
 		case tError:
 			var e struct{ Code, Message string }

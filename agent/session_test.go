@@ -43,6 +43,15 @@ func (h *testHost) next() frame {
 	return f
 }
 
+// nextOn skips frames of other channels and returns the next one of ch.
+func (h *testHost) nextOn(ch uint32) frame {
+	for {
+		if f := h.next(); f.channel == ch {
+			return f
+		}
+	}
+}
+
 func (h *testHost) handshake(prefix string) {
 	go h.conn.Write(append([]byte(prefix), magic(protoVersion)...))
 	h.conn.SetReadDeadline(time.Now().Add(5 * time.Second))

@@ -60,10 +60,7 @@ func TestRingBoundedUnderManyWrites(t *testing.T) {
 func (h *testHost) request(ch uint32, req openReq) []byte {
 	h.sendJSON(ch, tOpen, req)
 	for {
-		f := h.next()
-		if f.channel != ch {
-			continue
-		}
+		f := h.nextOn(ch)
 		switch f.typ {
 		case tResult:
 			if c := h.next(); c.typ != tClose {
@@ -80,10 +77,7 @@ func (h *testHost) request(ch uint32, req openReq) []byte {
 func (h *testHost) stream(ch uint32, until string) (string, []byte) {
 	var out strings.Builder
 	for {
-		f := h.next()
-		if f.channel != ch {
-			continue
-		}
+		f := h.nextOn(ch)
 		switch f.typ {
 		case tData:
 			out.Write(f.payload)
