@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildAgent } from "../src/guest/agentbin.ts";
+import { openStore } from "../src/store/index.ts";
 
 /** Builds the agent if needed (agent/build.sh) and starts `serve --unix sock`; resolves once it is ready. */
 export async function startAgent(sock: string): Promise<ChildProcess> {
@@ -40,5 +41,21 @@ export async function adoptableVmm(runtimeDir: string, serve: (sock: string) => 
   const state = { driver: "qemu", pid: proc.pid, controlSocket: join(runtimeDir, "qmp.sock"), agentSocket: sock, sockets: [sock] };
   writeFileSync(join(runtimeDir, "vmm.json"), JSON.stringify(state));
   writeFileSync(join(runtimeDir, "vmm.pid"), `${proc.pid}\n`);
+  return proc;
+}
+
+/**
+ * Records in `<home>/banger.db` (which must exist) a running qemu VM named `name`, booted from
+ * `image`, whose agent is served by `serve` (adoptableVmm): a bangerd started afterwards adopts it.
+ */
+export async function recordFakeVm(home: string, name: string, serve: (sock: string) => Promise<ChildProcess>, image = "none"): Promise<ChildProcess> {
+  const id = `id-${name}`;
+  const proc = await adoptableVmm(join(home, "run", "vms", id), serve);
+  const store = openStore(join(home, "banger.db"));
+  try {
+    store.insertVm({ name, id, state: "running", image, kernel: "none", vmm: "qemu", cpus: 1, memoryBytes: 64 * 1024 ** 2, diskBytes: 1 << 20, pid: proc.pid!, ip: null, error: null, config: {} });
+  } finally {
+    store.close();
+  }
   return proc;
 }

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { makeTempHome, mustRun, runBanger, stopDaemon } from "./helpers.ts";
-import { adoptableVmm, startAgent } from "./agent-process.ts";
+import { recordFakeVm, startAgent } from "./agent-process.ts";
 import { RpcClient } from "../src/rpc/index.ts";
 import { openStore } from "../src/store/index.ts";
 
@@ -42,14 +42,10 @@ describe("where commands land (real daemon, real agent, no VM)", () => {
       image("as-nobody", { user: "nobody", workingDir: "/tmp" });
       image("plain", {});
       image("hostile", { user: "nobody; touch /tmp/pwned", workingDir: "tmp" });
-      for (const [vm, img] of [["oci", "as-nobody"], ["plain", "plain"], ["evil", "hostile"]] as const) {
-        const id = `id-${vm}`;
-        procs.push(await adoptableVmm(join(home, "run", "vms", id), startAgent));
-        store.insertVm({ name: vm, id, state: "running", image: img, kernel: "k", vmm: "qemu", cpus: 1, memoryBytes: 64 * 1024 ** 2, diskBytes: 1 << 20, pid: procs.at(-1)!.pid!, ip: null, error: null, config: {} });
-      }
     } finally {
       store.close();
     }
+    for (const [vm, img] of [["oci", "as-nobody"], ["plain", "plain"], ["evil", "hostile"]] as const) procs.push(await recordFakeVm(home, vm, startAgent, img));
     await mustRun(runBanger(["daemon", "start"], { home }));
     rpc = await RpcClient.connect(join(home, "run", "bangerd.sock"));
   });

@@ -11,26 +11,12 @@ import type { ChildProcess } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO, isAlive, makeTempHome, mustRun, runBanger, stopDaemon } from "../helpers.ts";
-import { adoptableVmm, spawnUntilReady, startAgent } from "../agent-process.ts";
+import { recordFakeVm, spawnUntilReady, startAgent } from "../agent-process.ts";
 import { RpcClient } from "../../src/rpc/index.ts";
-import { openStore } from "../../src/store/index.ts";
 import { EXPECTED } from "./fake.ts";
 
 const daemonPid = (home: string) => Number.parseInt(readFileSync(join(home, "run", "bangerd.pid"), "utf8"), 10);
 const rssBytes = (pid: number) => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
-
-/** Records a running qemu VM whose agent socket is `<runtime dir>/agent.sock`, served by `serve(sock)`. */
-async function fakeVm(home: string, name: string, serve: (sock: string) => Promise<ChildProcess>): Promise<ChildProcess> {
-  const id = `id-${name}`;
-  const proc = await adoptableVmm(join(home, "run", "vms", id), serve);
-  const store = openStore(join(home, "banger.db"));
-  try {
-    store.insertVm({ name, id, state: "running", image: "none", kernel: "none", vmm: "qemu", cpus: 1, memoryBytes: 64 * 1024 ** 2, diskBytes: 1 << 20, pid: proc.pid!, ip: null, error: null, config: {} });
-  } finally {
-    store.close();
-  }
-  return proc;
-}
 
 /** `vm.exec` as the CLI makes it (no stdin): the output, or the error's message. */
 async function exec(rpc: RpcClient, vm: string, argv: string[]): Promise<{ out: string; status?: unknown; error?: { code: number; message: string } }> {
@@ -59,8 +45,8 @@ describe("a real daemon with a hostile guest agent", () => {
     // The store exists before the VMs are recorded: a first daemon run creates it.
     await mustRun(runBanger(["daemon", "start"], { home }));
     await stopDaemon(home);
-    procs.push(await fakeVm(home, "hostile", (sock) => spawnUntilReady(process.execPath, ["--import", "tsx", join(REPO, "test/hostile-agent/serve.ts"), sock])));
-    procs.push(await fakeVm(home, "good", startAgent));
+    procs.push(await recordFakeVm(home, "hostile", (sock) => spawnUntilReady(process.execPath, ["--import", "tsx", join(REPO, "test/hostile-agent/serve.ts"), sock])));
+    procs.push(await recordFakeVm(home, "good", startAgent));
     await mustRun(runBanger(["daemon", "start"], { home }));
     pid = daemonPid(home);
     rpc = await RpcClient.connect(join(home, "run", "bangerd.sock"));
