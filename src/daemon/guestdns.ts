@@ -46,12 +46,12 @@ export async function startGuestDns(opts: { gateway: string; store: Store; upstr
   const access = (address: string): DnsAccess | undefined => {
     if (address === gateway || address.startsWith("127.")) return "local";
     // Only a VM holding a tap: the bridge drops frames whose source is not its port's address.
-    const vm = store.listVms().find((v) => v.tap && v.ip === address);
+    const vm = store.vmOnTap(address);
     if (!vm) return undefined;
     return vm.net === "none" ? "local" : "forward";
   };
   const lookup = (name: string) => {
-    const vm = store.listVms().find((v) => v.ip && v.name.toLowerCase() === name);
+    const vm = store.vmWithAddressNamed(name);
     return vm ? { ipv4: [vm.ip!] } : undefined;
   };
   const server = await startDnsServer({ host: gateway, port: 53, lookup, access, forwarder });

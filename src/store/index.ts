@@ -281,6 +281,16 @@ export class Store {
     const r = this.db.prepare("SELECT * FROM vms WHERE name = ?").get(name) as Row | undefined;
     return r && vmFromRow(r);
   }
+  /** The VM holding a tap whose address is `ip` (the guests' DNS asks this per query, so one row rather than the whole table). */
+  vmOnTap(ip: string): VmRecord | undefined {
+    const r = this.db.prepare("SELECT * FROM vms WHERE ip = ? AND tap IS NOT NULL ORDER BY created_at, name LIMIT 1").get(ip) as Row | undefined;
+    return r && vmFromRow(r);
+  }
+  /** The VM with an address whose name, ASCII-lowercased, is `lowerName` (`<name>.vm` lookups). */
+  vmWithAddressNamed(lowerName: string): VmRecord | undefined {
+    const r = this.db.prepare("SELECT * FROM vms WHERE lower(name) = ? AND ip IS NOT NULL ORDER BY created_at, name LIMIT 1").get(lowerName) as Row | undefined;
+    return r && vmFromRow(r);
+  }
   vmsUsingImage(image: string): string[] {
     return (this.db.prepare("SELECT name FROM vms WHERE image = ? ORDER BY name").all(image) as Row[]).map((r) => r.name as string);
   }

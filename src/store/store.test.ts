@@ -84,6 +84,26 @@ describe("store", () => {
     }
   });
 
+  it("finds the VM on a tap by address and a VM by its name in any ASCII case, as the guests' DNS asks", () => {
+    const { home, cleanup } = makeTempHome();
+    try {
+      const s = openStore(join(home, "banger.db"));
+      const vm = (name: string, ip: string | null) => s.insertVm({ name, id: `id-${name}`, state: "running", image: "i", kernel: "k", vmm: "qemu", cpus: 1, memoryBytes: 64 * 1024 ** 2, diskBytes: 0, pid: null, ip, error: null, config: {} });
+      vm("Alpha", "172.30.0.2");
+      vm("beta", null);
+      assert.equal(s.vmOnTap("172.30.0.2"), undefined, "an address without a tap is not a guest asking");
+      s.updateVm("Alpha", { tap: "tap0" });
+      assert.equal(s.vmOnTap("172.30.0.2")?.name, "Alpha");
+      assert.equal(s.vmOnTap("172.30.0.3"), undefined);
+      assert.equal(s.vmWithAddressNamed("alpha")?.ip, "172.30.0.2");
+      assert.equal(s.vmWithAddressNamed("beta"), undefined, "a VM without an address has no name to resolve");
+      assert.equal(s.vmWithAddressNamed("gamma"), undefined);
+      s.close();
+    } finally {
+      cleanup();
+    }
+  });
+
   it("is consistent after SIGKILL in the middle of a burst of writes", async () => {
     const { home, cleanup } = makeTempHome();
     try {
