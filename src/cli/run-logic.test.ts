@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FORCE_WINDOW_MS, InterruptPolicy, signalStatus } from "./interrupts.ts";
 import { changeLine, statLines, summarizePatch } from "./patch-summary.ts";
-import { allOlder, parseStatTime } from "./run-probe.ts";
+import { ProbeOutput, allOlder, parseStatTime } from "./run-probe.ts";
 
 const git = (cwd: string, ...args: string[]) =>
   execFileSync("git", ["-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "core.quotePath=true", ...args], { cwd });
@@ -85,5 +85,19 @@ describe("the fast unchanged check", () => {
     assert.equal(allOlder(`${older}\n2026-12-03 18:14:07.000000000 +0000\n`, mark), false);
     assert.equal(allOlder(`${older}\nstat: can't stat 'x'\n`, mark), false, "anything unreadable means: look properly");
     assert.equal(allOlder("", mark), false, "no listing at all: look properly");
+  });
+});
+
+describe("ProbeOutput", () => {
+  it("holds a guest's output up to its bound, then nothing, and says it overflowed", () => {
+    const out = new ProbeOutput(10);
+    out.push(Buffer.from("12345"));
+    out.push(Buffer.from("67890"));
+    assert.equal(out.text(), "1234567890");
+    assert.equal(out.over, false);
+    out.push(Buffer.from("x"));
+    assert.equal(out.over, true);
+    out.push(Buffer.alloc(1024 ** 2, 0x61));
+    assert.equal(out.text(), "", "nothing of an overflowing listing is kept or judged");
   });
 });

@@ -10,6 +10,34 @@
 /** Runs argv in the guest as root; its exit code and stdout. */
 export type GuestRun = (argv: string[]) => Promise<{ code: number; stdout: string }>;
 
+/**
+ * What a probe may cost: the guest's output is untrusted, so at most this much is held (a
+ * `find` of ~1M entries fits) and the guest gets this long; past either the probe gives up,
+ * which means "look properly".
+ */
+export const PROBE_LIMITS = { maxBytes: 64 * 1024 ** 2, timeoutMs: 120_000 };
+
+/** Collects a guest command's stdout up to `maxBytes`; `over` turns true (and stays) once more came. */
+export class ProbeOutput {
+  #chunks: Buffer[] = [];
+  #bytes = 0;
+  over = false;
+  constructor(private readonly maxBytes: number) {}
+  push(data: Buffer): void {
+    if (this.over) return;
+    if (this.#bytes + data.length > this.maxBytes) {
+      this.over = true;
+      this.#chunks = [];
+      return;
+    }
+    this.#chunks.push(data);
+    this.#bytes += data.length;
+  }
+  text(): string {
+    return Buffer.concat(this.#chunks).toString("utf8");
+  }
+}
+
 /** Prints the guest's now as a ctime (a fresh file's): the mark taken right after the copy. */
 const MARK_SCRIPT = 'f=/tmp/.banger-mark-$$ && : > "$f" && stat -c %z "$f"; s=$?; rm -f "$f"; exit $s';
 

@@ -18,7 +18,7 @@ import { validateName } from "../util/names.ts";
 import { attachWith } from "./attach.ts";
 import type { InterruptSignal } from "./interrupts.ts";
 import { endRun } from "./run-end.ts";
-import { guestMark, unchangedSince, type GuestRun } from "./run-probe.ts";
+import { PROBE_LIMITS, ProbeOutput, guestMark, unchangedSince, type GuestRun } from "./run-probe.ts";
 import { ProgressView } from "./output.ts";
 import { addNetOptions, netParams, parseForwardSpec, startForward } from "./net.ts";
 import { Uploader, streamEvents } from "./streams.ts";
@@ -52,16 +52,28 @@ interface RunOptions {
 }
 
 
-/** Runs a command in the guest as root and collects its output (for the workspace probe, run-probe.ts). */
+/**
+ * Runs a command in the guest as root and collects its output, bounded (PROBE_LIMITS), for
+ * the workspace probe (run-probe.ts); too much output or too long is a failure.
+ */
 async function execCapture(client: RpcClient, name: string, argv: string[]): Promise<{ code: number; stdout: string }> {
-  let stdout = "";
-  const status = await client.call<ExitStatus>("vm.exec", { name, argv, user: "root", stdin: false }, {
-    onEvent: (e) => {
-      const out = outBytes(e);
-      if (out?.fd === 1) stdout += out.data.toString("utf8");
-    },
-  });
-  return { code: "exitCode" in status ? status.exitCode : 128, stdout };
+  const out = new ProbeOutput(PROBE_LIMITS.maxBytes);
+  const stop = new AbortController();
+  const timer = setTimeout(() => stop.abort(), PROBE_LIMITS.timeoutMs);
+  try {
+    const status = await client.call<ExitStatus>("vm.exec", { name, argv, user: "root", stdin: false }, {
+      signal: stop.signal,
+      onEvent: (e) => {
+        const data = outBytes(e);
+        if (data?.fd !== 1) return;
+        out.push(data.data);
+        if (out.over) stop.abort();
+      },
+    });
+    return { code: "exitCode" in status ? status.exitCode : 128, stdout: out.text() };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Streams a local tar into the guest directory through the daemon. */
