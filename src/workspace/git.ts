@@ -383,11 +383,17 @@ async function copyIndex(gitDir: string, viewDir: string, index: string): Promis
 
 /** The committer the user's own config names, for commits made on their behalf; banger's when none. */
 export async function userIdent(repo: RepoLayout): Promise<NodeJS.ProcessEnv> {
+  const { name, email } = await userConfig(repo);
+  const [n, e] = [name.trim(), email.trim()];
+  if (!n || !e) return { GIT_COMMITTER_NAME: BANGER_IDENT.GIT_COMMITTER_NAME, GIT_COMMITTER_EMAIL: BANGER_IDENT.GIT_COMMITTER_EMAIL };
+  return { GIT_COMMITTER_NAME: n, GIT_COMMITTER_EMAIL: e };
+}
+
+/** The user's effective `user.name` and `user.email` for this repository ("" when unset), read as metadata. */
+export async function userConfig(repo: RepoLayout, signal?: AbortSignal): Promise<{ name: string; email: string }> {
   const get = async (key: string) => {
-    const res = await gitRaw(["config", "--get", key], { cwd: repo.top, env: metadataEnv() });
-    return res.code === 0 ? res.stdout.toString("utf8").trim() : "";
+    const res = await gitRaw(["config", "--get", key], { cwd: repo.top, env: metadataEnv(), signal });
+    return res.code === 0 ? res.stdout.toString("utf8").replace(/\n$/, "") : "";
   };
-  const [name, email] = [await get("user.name"), await get("user.email")];
-  if (!name || !email) return { GIT_COMMITTER_NAME: BANGER_IDENT.GIT_COMMITTER_NAME, GIT_COMMITTER_EMAIL: BANGER_IDENT.GIT_COMMITTER_EMAIL };
-  return { GIT_COMMITTER_NAME: name, GIT_COMMITTER_EMAIL: email };
+  return { name: await get("user.name"), email: await get("user.email") };
 }

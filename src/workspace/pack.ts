@@ -20,7 +20,7 @@ import { cancelled, invalidArgument } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
 import { shown } from "../util/paths.ts";
 import { EntryList, joinName } from "./entries.ts";
-import { checkRepoOwner, findRepo, git, gitLine, gitRaw, metadataEnv, openView, readSmall, type GitView, type RepoLayout } from "./git.ts";
+import { checkRepoOwner, findRepo, git, gitLine, gitRaw, metadataEnv, openView, readSmall, userConfig, type GitView, type RepoLayout } from "./git.ts";
 import type { SecretFilter } from "./secrets.ts";
 
 /** Drops refs/banger/copied/<vmName> (when the VM is gone), letting git collect its copied commit. */
@@ -206,17 +206,15 @@ async function addGitDir(list: EntryList, repo: RepoLayout, snap: Snapshot, sign
  * git would use them here. Values are written by git itself, so they stay values.
  */
 async function guestConfig(repo: RepoLayout, signal?: AbortSignal): Promise<Buffer> {
-  const meta = { cwd: repo.top, env: metadataEnv(), signal };
   const tmp = await mkdtemp(join(tmpdir(), "banger-ws-"));
   try {
     const file = join(tmp, "config");
     await writeFile(file, (await readSmall(join(repo.commonDir, "config"), 16 * 1024 * 1024)) ?? "");
     const edit = { cwd: tmp, env: metadataEnv(), signal };
     await gitRaw(["config", "--file", file, "--unset-all", "core.worktree"], edit); // status 5: was not set
-    for (const key of ["user.name", "user.email"]) {
-      const value = await gitRaw(["config", "--get", key], meta);
-      const text = value.stdout.toString("utf8").replace(/\n$/, "");
-      if (value.code === 0 && text !== "") await git(["config", "--file", file, "--replace-all", key, text], edit);
+    const { name, email } = await userConfig(repo, signal);
+    for (const [key, text] of [["user.name", name], ["user.email", email]] as const) {
+      if (text !== "") await git(["config", "--file", file, "--replace-all", key, text], edit);
     }
     return await readFile(file);
   } finally {
