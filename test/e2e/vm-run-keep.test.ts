@@ -46,6 +46,15 @@ function inPty(args: string[], steps: [RegExp, string][], opts: { home: string; 
   });
 }
 
+/**
+ * A guest command that sets `traps`, says "ready" and waits for a background sleep. `wait` is
+ * what a trapped signal interrupts at once (POSIX); busybox sh runs a foreground `sleep` inside
+ * itself and would hold the trap until the sleep ends (60 s, and racy).
+ */
+function waiting(traps: string): string {
+  return `${traps}; sleep 60 & echo ready; wait $!`;
+}
+
 /** A running `banger` (stdin a pipe, not a terminal) to send signals to. */
 function startBanger(args: string[], opts: { home: string; env: NodeJS.ProcessEnv; cwd: string }) {
   const child = spawn(join(REPO, "bin", "banger"), args, { cwd: opts.cwd, env: { ...process.env, BANGER_NETWORK: "off", ...opts.env, BANGER_HOME: opts.home }, stdio: ["pipe", "pipe", "pipe"] });
@@ -166,21 +175,25 @@ describe("vm run keeps the guest's work (real VMs under QEMU)", () => {
   });
 
   it("Ctrl-C reaches a command whose stdin is not a terminal", async () => {
-    const run = startBanger(["vm", "run", "--no-workspace", "--", "sh", "-c", 'trap "echo got-int; exit 7" INT; echo ready; sleep 60'], { home, env, cwd: repo });
+    const run = startBanger(["vm", "run", "--no-workspace", "--", "sh", "-c", waiting("trap 'echo got-int; kill $!; exit 7' INT")], { home, env, cwd: repo });
     await run.stdoutMatches(/ready/);
     run.child.kill("SIGINT");
+    const sent = Date.now();
     const r = await run.done;
     assert.equal(r.code, 7, r.stderr);
+    assert.ok(r.at - sent < 20_000, `the trap ran ${r.at - sent} ms after Ctrl-C (the command sleeps 60 s)`);
     assert.match(r.stdout, /got-int/);
     assert.deepEqual(await vmNames(), []);
   });
 
   it("SIGTERM and SIGHUP reach it too", async () => {
-    const term = startBanger(["vm", "run", "--no-workspace", "--", "sh", "-c", 'trap "echo got-term; exit 8" TERM; trap "echo got-hup; exit 9" HUP; echo ready; sleep 60'], { home, env, cwd: repo });
+    const term = startBanger(["vm", "run", "--no-workspace", "--", "sh", "-c", waiting("trap 'echo got-term; kill $!; exit 8' TERM; trap 'echo got-hup; kill $!; exit 9' HUP")], { home, env, cwd: repo });
     await term.stdoutMatches(/ready/);
     term.child.kill("SIGHUP");
+    const sent = Date.now();
     const r = await term.done;
     assert.equal(r.code, 9, r.stderr);
+    assert.ok(r.at - sent < 20_000, `the trap ran ${r.at - sent} ms after SIGHUP`);
     assert.match(r.stdout, /got-hup/);
   });
 
@@ -199,14 +212,14 @@ describe("vm run keeps the guest's work (real VMs under QEMU)", () => {
   });
 
   it("Ctrl-C typed on a terminal reaches a command run without -t (stdin not forwarded)", async () => {
-    const r = await inPty(["vm", "run", "--no-workspace", "--", "sh", "-c", 'trap "echo got-int; exit 7" INT; echo ready; sleep 60'], [[/ready/, "\x03"]], { home, env, cwd: repo });
+    const r = await inPty(["vm", "run", "--no-workspace", "--", "sh", "-c", waiting("trap 'echo got-int; kill $!; exit 7' INT")], [[/ready/, "\x03"]], { home, env, cwd: repo });
     assert.match(r.text, /got-int/);
     assert.equal(r.code, 7, r.text);
   });
 
   it("vm exec does the same: Ctrl-C on a terminal without -t reaches the command; a second one within a second gives up (130)", async () => {
     await mustRun(banger(["vm", "create", "--name", "execs", "--image", "busybox", "--memory", "256M"]));
-    const once = await inPty(["vm", "exec", "execs", "--", "sh", "-c", 'trap "echo got-int; exit 7" INT; echo ready; sleep 60'], [[/ready/, "\x03"]], { home, env, cwd: repo });
+    const once = await inPty(["vm", "exec", "execs", "--", "sh", "-c", waiting("trap 'echo got-int; kill $!; exit 7' INT")], [[/ready/, "\x03"]], { home, env, cwd: repo });
     assert.match(once.text, /got-int/);
     assert.equal(once.code, 7, once.text);
     const started = Date.now();
