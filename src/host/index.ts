@@ -10,7 +10,7 @@ import { detectCloneStrategies } from "../disk/index.ts";
 import type { StrategyReport } from "../disk/index.ts";
 import { run, which } from "../util/exec.ts";
 
-export { chooseAccel, forcedAccel, probeFirmware, probeKvm } from "./kvm.ts";
+export { chooseAccel, forcedAccel, kvmUsable, probeFirmware, probeKvm } from "./kvm.ts";
 export type { Accel, KvmProbe, ProbeKvmOptions } from "./kvm.ts";
 
 export const VHOST_VSOCK_DEVICE = "/dev/vhost-vsock";
