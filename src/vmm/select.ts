@@ -32,10 +32,10 @@ export const HOST_VMM_PROBES: VmmProbes = { firecracker: () => probeFirecracker(
 export async function chooseVmm(setting: EffectiveValue, probes: VmmProbes = HOST_VMM_PROBES): Promise<VmmChoice> {
   if (setting.value === null || setting.value === undefined) return chooseForHost(probes);
   const named = setting.source === "env" ? `${setting.env}=${String(setting.value)}` : "set in the config file";
-  const unset = setting.source === "env" ? `unset ${setting.env}` : "`banger config unset vmm`";
+  const undo = setting.source === "env" ? `unset ${setting.env}` : "`banger config unset vmm` to let banger pick";
   if (setting.value !== "qemu" && setting.value !== "firecracker") {
     // Only the environment can hold another value: `config set` refuses it.
-    const problem = new BangerError(ErrorCode.InvalidArgument, `vmm ${JSON.stringify(setting.value)} (${named}) is neither qemu nor firecracker`, `${unset} to let banger pick`);
+    const problem = new BangerError(ErrorCode.InvalidArgument, `vmm ${JSON.stringify(setting.value)} (${named}) is neither qemu nor firecracker`, undo);
     return { vmm: "qemu", reason: named, problem };
   }
   const vmm: VmmName = setting.value;
@@ -43,10 +43,10 @@ export async function chooseVmm(setting: EffectiveValue, probes: VmmProbes = HOS
   if (!binary.found) {
     const tool = vmm === "qemu" ? "qemu-system-x86_64" : "firecracker";
     const install = vmm === "qemu" ? installHint(tool) : "put a Firecracker release binary on PATH (no Debian package ships one)";
-    return { vmm, reason: named, problem: new BangerError(ErrorCode.MissingDependency, `vmm is ${vmm} (${named}) but ${tool} is not on PATH`, `${install}, or ${unset} to let banger pick`) };
+    return { vmm, reason: named, problem: new BangerError(ErrorCode.MissingDependency, `vmm is ${vmm} (${named}) but ${tool} is not on PATH`, `${install}, or ${undo}`) };
   }
   if (vmm === "firecracker" && !(await probes.kvmUsable())) {
-    const problem = new BangerError(ErrorCode.Unavailable, `vmm is firecracker (${named}) but /dev/kvm cannot be opened read-write (Firecracker needs KVM)`, `load kvm and run bangerd as root or in the kvm group, or ${unset} to use qemu`);
+    const problem = new BangerError(ErrorCode.Unavailable, `vmm is firecracker (${named}) but /dev/kvm cannot be opened read-write (Firecracker needs KVM)`, `load kvm and run bangerd as root or in the kvm group, or ${undo}`);
     return { vmm, reason: named, problem };
   }
   return { vmm, reason: named };
