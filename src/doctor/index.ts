@@ -2,7 +2,8 @@
 // each pass / warn / fail with the exact command that fixes a failure.
 //
 // It only looks; it never installs or changes anything. Probes that other modules also need
-// (KVM speed, clone strategies) live with those modules; doctor just reports them.
+// (KVM speed, clone strategies, which VMM new VMs get) live with those modules and are passed
+// in (cli/doctor.ts); doctor just reports them.
 import { accessSync, constants, existsSync, readdirSync, statfsSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig, minFreeBytes, type Config, type Paths } from "../config/index.ts";
