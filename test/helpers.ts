@@ -195,6 +195,10 @@ export async function prepareBootableHome(home: string, env: NodeJS.ProcessEnv =
   await writeFile(join(catalogDir, "catalog.json"), JSON.stringify(catalog));
   // BANGER_NETWORK=off also for commands a test spawns itself with this env (under `script`).
   const fullEnv = { BANGER_NETWORK: "off", ...env, BANGER_IMAGE_CATALOG: join(catalogDir, "catalog.json") };
+  // These VMs boot under QEMU (tests look at its QMP socket and events): pinned in the config
+  // file, not the environment, so a test can still set vmm itself. Unset, a host with
+  // Firecracker and KVM would give new VMs Firecracker.
+  await mustRun(runBanger(["config", "set", "vmm", "qemu"], { home, env: fullEnv }));
   await mustRun(runBanger(["kernel", "import", "--debian", "--deb", deb, "--json"], { home, env: fullEnv }));
   await mustRun(runBanger(["image", "pull", "busybox", "--json"], { home, env: fullEnv }));
   return { env: fullEnv, kernel: "debian-6.1-cloud", image: "busybox" };

@@ -2,7 +2,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Command } from "commander";
-import { resolvePaths } from "../config/index.ts";
+import { effectiveValue, resolvePaths } from "../config/index.ts";
 import { runDoctor } from "../doctor/index.ts";
 import { printJson } from "./output.ts";
 
@@ -16,19 +16,22 @@ export function registerDoctor(program: Command): void {
     .action(async (opts: { json?: boolean }) => {
       const paths = resolvePaths();
       // The probes live with the modules that use them; loaded only for doctor.
-      const [{ probeKvm }, { chooseCloneStrategy }, { agentBinary }] = await Promise.all([
+      const [{ probeKvm }, { chooseCloneStrategy }, { agentBinary }, { chooseVmm }] = await Promise.all([
         import("../host/index.ts"),
         import("../disk/index.ts"),
         import("../guest/index.ts"),
+        import("../vmm/index.ts"),
       ]);
       const report = await runDoctor(paths, {
+        // The choice a daemon started from this environment makes for a new VM.
+        vmm: (config) => chooseVmm(effectiveValue(config, "vmm")),
         kvmSpeed: async () => {
           const probe = await probeKvm({ cacheDir: join(paths.root, "host") });
           return { fast: probe.fast, detail: probe.fast ? `fast (${probe.detail})` : `slow or unusable: ${probe.detail}; VMs use QEMU TCG` };
         },
-        cloneStrategy: async (dir) => {
+        cloneStrategy: async (dir, vmm) => {
           mkdirSync(dir, { recursive: true, mode: 0o700 });
-          const choice = await chooseCloneStrategy("qemu", dir);
+          const choice = await chooseCloneStrategy(vmm, dir);
           return { strategy: choice.strategy, detail: choice.reason };
         },
         agentBinary: () => {

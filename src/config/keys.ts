@@ -43,7 +43,7 @@ export const CONFIG_KEY_SPECS: Record<string, KeySpec> = {
   default_image: { description: "image used by `vm run` / `vm create` without --image (unset: the only image, when there is one)", applies: "live", default: null, unset: "the only image, when there is one" },
   kernel_catalog: { description: "path or URL of a kernel catalog.json replacing the embedded one", applies: "live", default: null, unset: "the embedded catalog", env: { name: "BANGER_KERNEL_CATALOG", read: (t) => t } },
   image_catalog: { description: "path or URL of an image catalog.json replacing the embedded one", applies: "live", default: null, unset: "the embedded catalog", env: { name: "BANGER_IMAGE_CATALOG", read: (t) => t } },
-  vmm: { description: "qemu or firecracker, for VMs created from now on (default qemu)", applies: "live", default: "qemu", env: { name: "BANGER_VMM", read: (t) => t } },
+  vmm: { description: "qemu or firecracker, for VMs created from now on (unset: firecracker when on PATH and /dev/kvm is usable, else qemu; doctor says which)", applies: "live", default: null, unset: "firecracker when it is on PATH and /dev/kvm is usable, else qemu", env: { name: "BANGER_VMM", read: (t) => t } },
   insecure_registries: { description: "comma-separated registries that may be reached over plain HTTP", applies: "live", default: [] },
   "web.enabled": { description: "serve the dashboard (true/false); `config set` starts or stops it at once", applies: "web", default: false, env: { name: "BANGER_WEB", read: (t) => (t === "1" ? true : undefined) } },
   "web.port": { description: `dashboard port (default ${DEFAULT_WEB_PORT}, fixed)`, applies: "web", default: DEFAULT_WEB_PORT, env: { name: "BANGER_WEB_PORT", read: (t) => Number(t) } },

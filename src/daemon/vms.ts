@@ -6,13 +6,14 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { effectiveValue } from "../config/index.ts";
 import { chooseCloneStrategy, cloneDisk, type DiskFormat } from "../disk/index.ts";
 import type { VmNetPolicy, VmRecord, VmState } from "../store/index.ts";
 import { BangerError, ErrorCode, alreadyExists, errorLine, invalidArgument, notFound } from "../util/errors.ts";
 import { humanBytes } from "../util/human.ts";
 import { generateName } from "../util/namegen.ts";
 import { validateName } from "../util/names.ts";
-import { adoptVm, cleanupDeadVm, consoleLogPath, findPanicLine, getDriver, killUnrecordedVmms, readConsoleTail, type VmmName, type VmHandle } from "../vmm/index.ts";
+import { adoptVm, chooseVmm, cleanupDeadVm, consoleLogPath, findPanicLine, getDriver, killUnrecordedVmms, readConsoleTail, type VmmName, type VmHandle } from "../vmm/index.ts";
 import { bootSpec } from "./boot.ts";
 import { chooseDefault, noDefaultReason } from "./default-choice.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
@@ -68,9 +69,12 @@ function requireState(vm: VmRecord, allowed: VmState[], action: string, hint: st
   }
 }
 
-function pickVmm(ctx: DaemonContext): VmmName {
-  const configured = process.env.BANGER_VMM ?? ctx.config().vmm;
-  return configured === "firecracker" ? "firecracker" : "qemu";
+/** The VMM for a new VM (vmm/select.ts says how); an explicit setting this host cannot run is refused. */
+async function pickVmm(ctx: DaemonContext, name: string): Promise<VmmName> {
+  const choice = await chooseVmm(effectiveValue(ctx.config(), "vmm"));
+  if (choice.problem) throw choice.problem;
+  ctx.log.info("vmm chosen", { vm: name, vmm: choice.vmm, reason: choice.reason });
+  return choice.vmm;
 }
 
 /** Resolves image and kernel names: flags > the image's kernel_ref > configured defaults > the only one there is. */
@@ -96,7 +100,7 @@ export async function createVm(ctx: DaemonContext, p: CreateParams, call: CallEn
       if (ctx.store.getVm(name)) throw alreadyExists(`vm ${name} already exists`, "pick another --name, or `banger vm rm` it");
       ensureFreeSpace(ctx, "create", name);
       const id = randomBytes(6).toString("hex");
-      const vmm = pickVmm(ctx);
+      const vmm = await pickVmm(ctx, name);
       const paths = vmPaths(ctx.paths, name, id);
       const net = p.net ?? "full";
       await ctx.network.prepare(net);

@@ -2,10 +2,11 @@
 // each pass / warn / fail with the exact command that fixes a failure.
 //
 // It only looks; it never installs or changes anything. Probes that other modules also need
-// (KVM speed, clone strategies) live with those modules; doctor just reports them.
+// (KVM speed, clone strategies, which VMM new VMs get) live with those modules and are passed
+// in (cli/doctor.ts); doctor just reports them.
 import { accessSync, constants, existsSync, readdirSync, statfsSync } from "node:fs";
 import { join } from "node:path";
-import { DEFAULT_MIN_FREE_BYTES, loadConfig, minFreeBytes, type Config, type Paths } from "../config/index.ts";
+import { loadConfig, minFreeBytes, type Config, type Paths } from "../config/index.ts";
 import { isValidName } from "../util/names.ts";
 import { installHint, which } from "../util/exec.ts";
 import { humanBytes } from "../util/human.ts";
@@ -25,14 +26,26 @@ export interface Check {
 
 export interface DoctorReport {
   checks: Check[];
+  /** The VMM new VMs get here and why (also the "vmm" check), when the vmm probe ran. */
+  vmm?: { name: string; reason: string };
   /** True when every check needed to boot a VM passes. */
   canBoot: boolean;
 }
 
-/** Extra probes supplied by the modules that own them (KVM speed, disk cloning). */
+/** Which VMM new VMs get and why (vmm's chooseVmm); `problem` when the configured one cannot run here. */
+export interface VmmVerdict {
+  vmm: "qemu" | "firecracker";
+  reason: string;
+  problem?: { message: string; hint?: string };
+}
+
+/** Extra probes supplied by the modules that own them (KVM speed, disk cloning, the VMM choice). */
 export interface DoctorProbes {
   kvmSpeed?: () => Promise<{ fast: boolean; detail: string }>;
-  cloneStrategy?: (dir: string) => Promise<{ strategy: string; detail: string }>;
+  /** Given the config file's contents (empty when unreadable). */
+  vmm?: (config: Config) => Promise<VmmVerdict>;
+  /** For disks of VMs run by `vmm`. */
+  cloneStrategy?: (dir: string, vmm: VmmVerdict["vmm"]) => Promise<{ strategy: string; detail: string }>;
   agentBinary?: () => string | undefined;
 }
 
@@ -59,12 +72,12 @@ function bridgeCheck(): Check {
     : { name: "bridge", status: "warn", detail: "bridge module not loaded (VM networking)", fix: "modprobe bridge", neededToBoot: false };
 }
 
-/** The floor the daemon keeps (config min_free_bytes); an unreadable config is reported elsewhere. */
-function configuredFloor(paths: Paths): number {
+/** The config file's contents; an unreadable one is the daemon's error to report, doctor checks the rest. */
+function readableConfig(paths: Paths): Config {
   try {
-    return minFreeBytes(loadConfig(paths));
+    return loadConfig(paths);
   } catch {
-    return DEFAULT_MIN_FREE_BYTES;
+    return {};
   }
 }
 
@@ -74,7 +87,7 @@ function diskCheck(paths: Paths): Check {
   while (!existsSync(dir) && dir !== "/") dir = dir.replace(/\/[^/]*$/, "") || "/";
   const st = statfsSync(dir);
   const free = st.bavail * st.bsize;
-  const floor = configuredFloor(paths);
+  const floor = minFreeBytes(readableConfig(paths));
   const detail = `${humanBytes(free)} free under ${paths.root}; the floor (min_free_bytes) is ${humanBytes(floor)}`;
   const fix = `free space on the filesystem holding ${paths.root}`;
   if (free < floor) return { name: "disk", status: "fail", detail: `${detail}: vm create, start and resume refuse`, fix, neededToBoot: true };
@@ -94,10 +107,13 @@ export async function runDoctor(paths: Paths, probes: DoctorProbes = {}): Promis
   }
   checks.push(kvm);
 
-  const firecracker = toolCheck("firecracker", false, "Firecracker VMM, optional: QEMU is used without it");
-  if (firecracker.status !== "pass") firecracker.fix = "install a firecracker release binary on PATH (no Debian package); QEMU works meanwhile";
+  const verdict = await probes.vmm?.(readableConfig(paths));
+  if (verdict) checks.push(vmmCheck(verdict));
+  const firecrackerNeeded = verdict?.vmm === "firecracker";
+  const firecracker = toolCheck("firecracker", firecrackerNeeded, firecrackerNeeded ? "Firecracker VMM" : "Firecracker VMM, optional: QEMU is used without it");
+  if (firecracker.status !== "pass") firecracker.fix = `install a firecracker release binary on PATH (no Debian package)${firecrackerNeeded ? "" : "; QEMU works meanwhile"}`;
   checks.push(firecracker);
-  checks.push(toolCheck("qemu-system-x86_64", firecracker.status !== "pass", "QEMU microvm VMM"));
+  checks.push(toolCheck("qemu-system-x86_64", verdict ? verdict.vmm === "qemu" : firecracker.status !== "pass", "QEMU microvm VMM"));
   checks.push(toolCheck("qemu-img", true, "copy-on-write qcow2 root disks"));
   checks.push(toolCheck("mkfs.ext4", true, "building root disks"));
   checks.push(toolCheck("debugfs", true, "ownership and modes inside root disks"));
@@ -111,7 +127,7 @@ export async function runDoctor(paths: Paths, probes: DoctorProbes = {}): Promis
   checks.push(diskCheck(paths));
 
   if (probes.cloneStrategy) {
-    const clone = await probes.cloneStrategy(paths.root);
+    const clone = await probes.cloneStrategy(paths.root, verdict?.vmm ?? "qemu");
     checks.push({ name: "disk-clone", status: clone.strategy === "sparse-copy" ? "warn" : "pass", detail: `${clone.strategy}: ${clone.detail}`, neededToBoot: false });
   }
   if (probes.agentBinary) {
@@ -124,7 +140,14 @@ export async function runDoctor(paths: Paths, probes: DoctorProbes = {}): Promis
   }
   checks.push(await leftoversCheck(paths));
   checks.push(firstVmCheck(paths));
-  return { checks, canBoot: !checks.some((c) => c.status === "fail" && c.neededToBoot) };
+  const vmm = verdict && { name: verdict.vmm, reason: verdict.reason };
+  return { checks, ...(vmm && { vmm }), canBoot: !checks.some((c) => c.status === "fail" && c.neededToBoot) };
+}
+
+/** "new VMs get qemu (vmm unset; firecracker not on PATH)"; a configured VMM that cannot run fails. */
+function vmmCheck(v: VmmVerdict): Check {
+  if (v.problem) return { name: "vmm", status: "fail", detail: `new VMs are refused: ${v.problem.message}`, fix: v.problem.hint, neededToBoot: true };
+  return { name: "vmm", status: "pass", detail: `new VMs get ${v.vmm} (${v.reason})`, neededToBoot: true };
 }
 
 /** Names under `dir` holding `file` (installed kernels or images; staging dirs start with a dot); undefined when unreadable. */
@@ -147,12 +170,7 @@ function firstVmCheck(paths: Paths): Check {
     const fix = [...(kernels.length ? [] : ["banger kernel import --debian"]), ...(images.length ? [] : ["banger image build --preset busybox"])].join(" && ");
     return { name, status: "warn", detail: `no ${missing.join(" and no ")} yet: a first VM needs a kernel and an image`, fix: `${fix} (or just \`banger vm run\`, which offers to build what is missing)`, neededToBoot: false };
   }
-  let config: Config = {};
-  try {
-    config = loadConfig(paths);
-  } catch {
-    /* an unreadable config is the daemon's error to report */
-  }
+  const config = readableConfig(paths);
   for (const [key, have, kind] of [["default_kernel", kernels, "kernel"], ["default_image", images, "image"]] as const) {
     const named = config[key];
     if (named && !have.includes(named)) {

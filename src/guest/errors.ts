@@ -39,7 +39,7 @@ export function agentError(payload: Buffer, what: string): BangerError {
 }
 
 export function oneLine(s: string): string {
-  // eslint-disable-next-line no-control-regex
+  // C0 control bytes (the guest chose them) become spaces, so the message stays one line.
   const clean = s.replace(/[\x00-\x1f\x7f]+/g, " ").trim();
   return clean.length > 300 ? `${clean.slice(0, 300)}…` : clean;
 }

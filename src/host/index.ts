@@ -1,16 +1,18 @@
 // Package host owns probes of what this machine can do for VMs: whether KVM is there and
 // fast (or TCG must be used), whether /dev/vhost-vsock exists, which copy-on-write clone
-// methods work in a directory, and whether a firecracker binary is installed.
+// methods work in a directory, whether /dev/kvm opens read-write (what Firecracker needs), and
+// whether the firecracker and qemu binaries are installed.
 //
 // It does not print anything (doctor does) and does not decide policy beyond "which
-// accelerator"; drivers and doctor call these and explain the results.
+// accelerator" (which VMM a new VM gets is vmm's select.ts); drivers, vmm and doctor call
+// these and explain the results.
 import { constants } from "node:fs";
 import { access } from "node:fs/promises";
 import { detectCloneStrategies } from "../disk/index.ts";
 import type { StrategyReport } from "../disk/index.ts";
 import { run, which } from "../util/exec.ts";
 
-export { chooseAccel, forcedAccel, probeFirmware, probeKvm } from "./kvm.ts";
+export { chooseAccel, forcedAccel, kvmUsable, probeFirmware, probeKvm } from "./kvm.ts";
 export type { Accel, KvmProbe, ProbeKvmOptions } from "./kvm.ts";
 
 export const VHOST_VSOCK_DEVICE = "/dev/vhost-vsock";

@@ -4,8 +4,7 @@
 // we time a tiny guest (a 64 KiB firmware that spins ~2M loop iterations in real mode and
 // exits through isa-debug-exit) under KVM. Fast KVM finishes in milliseconds; the slow kind
 // takes seconds and is cut off by the timeout. The verdict is cached per host kernel.
-import { constants } from "node:fs";
-import { access, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { run, which } from "../util/exec.ts";
@@ -65,6 +64,11 @@ export async function probeKvm(opts: ProbeKvmOptions = {}): Promise<KvmProbe> {
   const probe: KvmProbe = { present, accessible, ...result };
   await writeCache(opts.cacheDir, probe);
   return probe;
+}
+
+/** /dev/kvm opens read-write for this process: enough for Firecracker, which has no TCG to fall back to. */
+export function kvmUsable(): Promise<boolean> {
+  return canOpenReadWrite(KVM_DEVICE);
 }
 
 /** The accelerator a VM should use here, with the reason. */
@@ -151,9 +155,12 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
+/** Really opens it (not access(2)): a device node on a nodev mount passes access and fails open. */
 async function canOpenReadWrite(path: string): Promise<boolean> {
-  return access(path, constants.R_OK | constants.W_OK).then(
-    () => true,
-    () => false,
-  );
+  try {
+    await (await open(path, "r+")).close();
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -1,11 +1,12 @@
-// Package vmm owns the VMM drivers: starting a VM from a VmSpec under QEMU (microvm + QMP)
-// or Firecracker (REST API over its Unix socket, optionally jailed), controlling it
-// (status, pause, resume, stop, kill), handing out a byte stream to the guest agent,
-// re-adopting VMMs that outlived a daemon restart, and watching each one (handle.watch: its
-// end with why, from its exit status, QEMU's QMP events or a panic line on the console;
-// QEMU's pauses on host I/O errors). VMM processes run detached; everything
-// they need at run time (sockets, pid and state files, console and VMM logs) lives in the
-// spec's runtime directory. The console log is bounded (console.ts: rotated at 1 MiB while
+// Package vmm owns the VMM drivers: which one a new VM gets (select.ts: the `vmm` setting,
+// else Firecracker when it is on PATH and KVM is usable, else QEMU), starting a VM from a
+// VmSpec under QEMU (microvm + QMP) or Firecracker (REST API over its Unix socket,
+// optionally jailed), controlling it (status, pause, resume, stop, kill), handing out a
+// byte stream to the guest agent, re-adopting VMMs that outlived a daemon restart, and
+// watching each one (handle.watch: its end with why, from its exit status, QEMU's QMP
+// events or a panic line on the console; QEMU's pauses on host I/O errors). VMM processes
+// run detached; everything they need at run time (sockets, pid and state files, console and
+// VMM logs) lives in the spec's runtime directory. The console log is bounded (console.ts: rotated at 1 MiB while
 // a handle watches the VMM) and read by its tail, never whole.
 //
 // It does not own disks (disk), networking (net: it only receives a tap name), the agent
@@ -38,6 +39,8 @@ export { buildQemuArgv, qemuDriver, qemuPaths, resolveQemuOptions } from "./qemu
 export type { AgentChannel, QemuOptions } from "./qemu.ts";
 export { buildJailerArgv, firecrackerDriver, firecrackerPaths, jailerChrootDir } from "./firecracker.ts";
 export { QmpClient, qmpCommand } from "./qmp.ts";
+export { chooseVmm, HOST_VMM_PROBES } from "./select.ts";
+export type { VmmChoice, VmmProbes } from "./select.ts";
 
 const DRIVERS: Record<VmmName, VmmDriver> = { qemu: qemuDriver, firecracker: firecrackerDriver };
 

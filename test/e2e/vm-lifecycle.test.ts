@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { runChecked } from "../../src/util/exec.ts";
+import { runChecked, which } from "../../src/util/exec.ts";
 import { REPO, isAlive, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
 
 describe("vm lifecycle (real VM under QEMU)", () => {
@@ -99,7 +99,20 @@ describe("vm lifecycle (real VM under QEMU)", () => {
     const running = await banger(["vm", "exec", "e2e", "--", "true"]);
     assert.equal(running.code, 1);
     assert.match(running.stderr, /vm e2e is stopped, not running \(start it: banger vm start e2e\)/);
-    assert.equal((await banger(["vm", "start", "e2e"])).code, 0);
+    // The configured VMM is for new VMs: this one keeps the VMM its record names.
+    await mustRun(banger(["config", "set", "vmm", "firecracker"]));
+    try {
+      assert.equal((await banger(["vm", "start", "e2e"])).code, 0);
+      assert.equal(JSON.parse((await banger(["vm", "show", "e2e", "--json"])).stdout).vmm, "qemu");
+      if (!which("firecracker")) {
+        const refused = await banger(["vm", "create", "--no-start", "--name", "fc", "--image", "busybox"]);
+        assert.equal(refused.code, 1);
+        assert.match(refused.stderr, /^banger: vmm is firecracker \(set in the config file\) but firecracker is not on PATH \(.*, or `banger config unset vmm` to let banger pick\)$/m);
+        assert.deepEqual((JSON.parse((await banger(["vm", "ls", "--json"])).stdout) as { name: string }[]).map((v) => v.name), ["e2e"], "nothing left of the refused VM");
+      }
+    } finally {
+      await mustRun(banger(["config", "set", "vmm", "qemu"]));
+    }
     const marker = await banger(["vm", "exec", "e2e", "--user", "root", "--", "cat", "/root/marker"]);
     assert.equal(marker.stdout, "kept\n");
   });
