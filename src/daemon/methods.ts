@@ -6,7 +6,7 @@ import type { CallContext, MethodTable } from "../rpc/index.ts";
 import { optionalBool, optionalInt, optionalString, requireObject, requireString } from "../rpc/index.ts";
 import type { DaemonContext } from "./context.ts";
 import { bridgeExec, parseExecParams } from "./exec.ts";
-import { networkMethods } from "./network.ts";
+import { networkMethods } from "./network-methods.ts";
 import { parseEgressPolicy } from "../net/index.ts";
 import { CONSOLE_LOG_CAP, readConsoleFrom, readConsoleTail } from "../vmm/index.ts";
 import { type StreamEvent, emitStream, inputStream } from "./streams.ts";
@@ -97,7 +97,7 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
     ...configDefaultsMethods(ctx),
     ...sessionMethods(ctx),
     ...landingMethods(ctx),
-    ...networkMethods(ctx, runningAgent),
+    ...networkMethods(ctx),
     "vm.list": () => listVms(ctx),
     "vm.show": (p) => getVm(ctx, requireString(p, "name")),
     "vm.create": (p, call) =>
