@@ -16,7 +16,8 @@ import { defaultsMethods } from "./defaults.ts";
 import { configDefaultsMethods } from "./config-defaults.ts";
 import { sessionMethods } from "./sessions.ts";
 import { landingMethods, withLanding } from "./landing.ts";
-import { getImage, imageCatalog, imageView, pullImage, removeImage } from "./images.ts";
+import { getImage } from "./image-install.ts";
+import { imageCatalog, imageView, pullImage, removeImage } from "./images.ts";
 import { buildPresetImage } from "./images-build.ts";
 import { type ImportParams, getKernel, importKernel, kernelCatalog, pullKernel, removeKernel } from "./kernels.ts";
 import {
