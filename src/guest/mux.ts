@@ -101,7 +101,7 @@ export class Mux implements ChannelHost {
   private route(f: Frame): void {
     if (this.dead) return; // an earlier frame in the same chunk ended the connection
     if (f.channel === 0) {
-      if (f.type === FrameType.Error) throw agentError(f.payload, "session");
+      if (f.type === FrameType.Error) throw agentError(f.payload, "connection");
       throw protocolError(`frame type ${f.type} on channel 0 after the handshake`);
     }
     if (f.channel >= this.nextId) throw protocolError(`frame for channel ${f.channel}, which the host never opened`);
