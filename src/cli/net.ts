@@ -9,7 +9,7 @@ import { realpathSync } from "node:fs";
 import { createServer, isIP, type Server, type Socket } from "node:net";
 import { homedir } from "node:os";
 import { Option, type Command } from "commander";
-import { resolvePaths } from "../config/index.ts";
+import { resolvePaths, sshPaths } from "../config/index.ts";
 import type { ListeningPort } from "../guest/index.ts";
 import type { Call, RpcClient } from "../rpc/index.ts";
 import { BangerError, ErrorCode, errorLine, invalidArgument } from "../util/errors.ts";
@@ -272,7 +272,6 @@ export function registerNet(program: Command): void {
     .action(async (opts: { user: string; direct?: boolean; json?: boolean }) => {
       if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(opts.user)) throw invalidArgument(`--user: not a user name: ${JSON.stringify(opts.user)}`);
       const { ensureSshKey, writeSshConfig } = await import("../net/index.ts");
-      const { sshPaths } = await import("../daemon/network.ts");
       const files = sshPaths(resolvePaths());
       const key = await ensureSshKey(files.dir, { userSshDir: `${homedir()}/.ssh` });
       const include = await writeSshConfig({

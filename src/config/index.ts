@@ -58,6 +58,12 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env): Paths {
   };
 }
 
+/** Where `banger ssh-config` keeps its files: <root>/ssh/{config,known_hosts,id_ed25519}. */
+export function sshPaths(paths: Paths): { dir: string; config: string; knownHosts: string } {
+  const dir = join(paths.root, "ssh");
+  return { dir, config: join(dir, "config"), knownHosts: join(dir, "known_hosts") };
+}
+
 export function ensureDirs(paths: Paths): void {
   for (const dir of [paths.root, paths.runDir, paths.logsDir, paths.kernelsDir, paths.imagesDir, paths.vmsDir, paths.cacheDir, paths.tmpDir]) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });

@@ -8,7 +8,7 @@ import { validateName } from "../util/names.ts";
 import type { Progress } from "../util/progress.ts";
 import type { DaemonContext } from "./context.ts";
 import { buildAndPublishImage } from "./image-publish.ts";
-import { adoptedMark, checkImageReplaceable, resolveImageKernel } from "./images.ts";
+import { adoptedMark, checkImageReplaceable, resolveImageKernel } from "./image-install.ts";
 import { recordOperation } from "./operations.ts";
 
 export interface BuildParams {

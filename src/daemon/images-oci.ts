@@ -11,7 +11,7 @@ import { flattenLayers, type Tree } from "../rootfs/index.ts";
 import { invalidArgument } from "../util/errors.ts";
 import { isValidName, validateName } from "../util/names.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
-import { adoptedMark, checkImageReplaceable, getImage, resolveImageKernel, type PullParams, type PullResult } from "./images.ts";
+import { adoptedMark, checkImageReplaceable, getImage, resolveImageKernel, type PullParams, type PullResult } from "./image-install.ts";
 import { buildAndPublishImage } from "./image-publish.ts";
 import { recordOperation } from "./operations.ts";
 

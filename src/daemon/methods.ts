@@ -6,7 +6,7 @@ import type { CallContext, MethodTable } from "../rpc/index.ts";
 import { optionalBool, optionalInt, optionalString, requireObject, requireString } from "../rpc/index.ts";
 import type { DaemonContext } from "./context.ts";
 import { bridgeExec, parseExecParams } from "./exec.ts";
-import { networkMethods } from "./network.ts";
+import { networkMethods } from "./network-methods.ts";
 import { parseEgressPolicy } from "../net/index.ts";
 import { CONSOLE_LOG_CAP, readConsoleFrom, readConsoleTail } from "../vmm/index.ts";
 import { type StreamEvent, emitStream, inputStream } from "./streams.ts";
@@ -16,7 +16,8 @@ import { defaultsMethods } from "./defaults.ts";
 import { configDefaultsMethods } from "./config-defaults.ts";
 import { sessionMethods } from "./sessions.ts";
 import { landingMethods, withLanding } from "./landing.ts";
-import { getImage, imageCatalog, imageView, pullImage, removeImage } from "./images.ts";
+import { getImage } from "./image-install.ts";
+import { imageCatalog, imageView, pullImage, removeImage } from "./images.ts";
 import { buildPresetImage } from "./images-build.ts";
 import { type ImportParams, getKernel, importKernel, kernelCatalog, pullKernel, removeKernel } from "./kernels.ts";
 import {
@@ -97,7 +98,7 @@ export function buildMethodTable(ctx: DaemonContext): MethodTable {
     ...configDefaultsMethods(ctx),
     ...sessionMethods(ctx),
     ...landingMethods(ctx),
-    ...networkMethods(ctx, runningAgent),
+    ...networkMethods(ctx),
     "vm.list": () => listVms(ctx),
     "vm.show": (p) => getVm(ctx, requireString(p, "name")),
     "vm.create": (p, call) =>

@@ -3,7 +3,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { ErrorCode } from "../util/errors.ts";
-import { networkSettings, validatePublicKey } from "./network.ts";
+import { networkSettings } from "./network.ts";
+import { validatePublicKey } from "./ssh-keys.ts";
 
 describe("networkSettings", () => {
   it("is on by default, with banger0, a pool of 2 and no fixed subnet", () => {

@@ -6,28 +6,20 @@
 // `.vm` names, and other names through the host's resolvers for VMs allowed out), and undoes it all:
 // per VM on stop/kill/rm, for VMs that are gone at daemon start, and entirely on
 // `daemon stop --cleanup-network`. With networking off it never touches the host's network:
-// every VM boots without a NIC (as with `--net none`).
-//
-// Its method table includes ssh.ts's (keys in guests, `vm.tcp`, `vm.ssh`); the SSH names
-// are re-exported from here for the rest of the daemon and the CLI.
+// every VM boots without a NIC (as with `--net none`). Its RPC methods are in
+// network-methods.ts; SSH keys in guests in ssh-keys.ts.
 import { performance } from "node:perf_hooks";
-import type { Config, Paths } from "../config/index.ts";
-import type { AgentClient } from "../guest/index.ts";
+import { sshPaths, type Config, type Paths } from "../config/index.ts";
 import {
   DEFAULT_BRIDGE, DEFAULT_TAP_PREFIX, TapPool, allocateAddress, applyNat, chooseSubnet, deleteTap, ensureBridge, forgetKnownHost,
   formatSubnet, gatewayOf, getLink, guestKernelParams, listRoutes, macForVm, parseSubnet, setupDns,
   subnetContains, sweepTaps, teardownHostNetwork, validateIfname, type DnsSetupPlan, type NetTarget,
   type Subnet, type Upstream, type VmNetRule,
 } from "../net/index.ts";
-import { requireString, type MethodTable } from "../rpc/index.ts";
 import type { Store, VmNetPolicy, VmRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, errorLine, invalidArgument } from "../util/errors.ts";
-import type { DaemonContext } from "./context.ts";
 import { describeUpstreams, dnsUpstreamSetting, startGuestDns, type GuestDns } from "./guestdns.ts";
 import type { Logger } from "./logger.ts";
-import { sshMethods, sshPaths, validatePublicKey } from "./ssh.ts";
-
-export { installSshKeys, sshPaths, validatePublicKey } from "./ssh.ts";
 
 /** What the network section of config.json may hold (validated here: config keeps it opaque). */
 interface NetworkConfig {
@@ -53,7 +45,6 @@ const DEFAULT_TAP_POOL = 2;
 const MAX_TAP_POOL = 64;
 const SUBNET_SETTING = "net.subnet";
 const DNS_SETUP_SETTING = "net.dns_setup";
-const SSH_KEYS_SETTING = "ssh.authorized_keys";
 
 /**
  * Networking settings from the environment and config.json. On by default for the system
@@ -356,25 +347,6 @@ export class NetworkManager {
     });
     return { cleaned: true };
   }
-
-  // --- SSH keys in guests ---
-
-  /** Public keys `banger ssh-config` registered (installed in every guest at boot). */
-  authorizedKeys(): string[] {
-    const text = this.#store.getSetting(SSH_KEYS_SETTING);
-    return text ? (JSON.parse(text) as string[]) : [];
-  }
-
-  /** Registers a public key for every VM; returns the current list. */
-  authorizeKey(publicKey: string): string[] {
-    const key = validatePublicKey(publicKey);
-    const keys = this.authorizedKeys();
-    if (!keys.includes(key)) {
-      keys.push(key);
-      this.#store.setSetting(SSH_KEYS_SETTING, JSON.stringify(keys));
-    }
-    return keys;
-  }
 }
 
 function round(ms: number): number {
@@ -389,16 +361,4 @@ function networkError(what: string, err: unknown): BangerError {
     "networking needs root, iproute2 and nftables; or create the VM with --net none, or turn networking off (BANGER_NETWORK=off)",
     { cause: err },
   );
-}
-
-type RunningAgent = (ctx: DaemonContext, name: string, signal?: AbortSignal) => Promise<AgentClient>;
-
-/** The network methods of the method table (daemon/methods.ts spreads them in). */
-export function networkMethods(ctx: DaemonContext, runningAgent: RunningAgent): MethodTable {
-  return {
-    "net.status": () => ctx.network.status(),
-    "net.dns.setup": () => ctx.network.setupDns(),
-    "vm.ports": async (p, call) => (await runningAgent(ctx, requireString(p, "name"), call.signal)).ports(),
-    ...sshMethods(ctx, runningAgent),
-  };
 }

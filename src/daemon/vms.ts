@@ -17,7 +17,7 @@ import { adoptVm, chooseVmm, cleanupDeadVm, consoleLogPath, findPanicLine, getDr
 import { bootSpec } from "./boot.ts";
 import { chooseDefault, noDefaultReason } from "./default-choice.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
-import { installSshKeys } from "./network.ts";
+import { authorizedKeys, installSshKeys } from "./ssh-keys.ts";
 import { recordOperation } from "./operations.ts";
 import { ensureFreeSpace } from "./vm-health.ts";
 import { vmPaths } from "./vm-runtime.ts";
@@ -154,7 +154,7 @@ async function bootVm(ctx: DaemonContext, name: string, call: CallEnv): Promise<
     ctx.store.updateVm(name, { pid: handle.pid });
     call.progress({ phase: "agent", message: "waiting for the guest agent" });
     const agent = await ctx.runtime.agent(name, { timeoutMs: AGENT_READY_TIMEOUT_MS, signal: call.signal });
-    await installSshKeys(agent, ctx.network.authorizedKeys()).catch((err: unknown) => ctx.log.warn("ssh keys not installed", { vm: name, error: errorLine(err) }));
+    await installSshKeys(agent, authorizedKeys(ctx.store)).catch((err: unknown) => ctx.log.warn("ssh keys not installed", { vm: name, error: errorLine(err) }));
     ctx.store.updateVm(name, { state: "running", startedAt: new Date().toISOString() });
     ctx.log.info("vm running", { vm: name, pid: handle.pid, agent: agent.info.version });
   } catch (err) {

@@ -120,7 +120,7 @@ describe("guest agent over a Unix socket", () => {
 
   test("a request bigger than a frame is refused before sending", async () => {
     await assert.rejects(client.exec({ argv: ["echo", "x".repeat(2 << 20)] }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.InvalidArgument);
-    assert.equal((await client.health()).pid1, false); // the session is fine
+    assert.equal((await client.health()).pid1, false); // the connection is fine
   });
 
   test("a signal ends the command and is reported as that signal", async () => {
@@ -136,7 +136,7 @@ describe("guest agent over a Unix socket", () => {
     c2.close();
     const deadline = Date.now() + 5000;
     while (isAlive(h.pid)) {
-      assert.ok(Date.now() < deadline, "command survived its session");
+      assert.ok(Date.now() < deadline, "command survived its connection");
       await new Promise((r) => setTimeout(r, 20));
     }
   });

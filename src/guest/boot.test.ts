@@ -177,7 +177,7 @@ describe("agent as PID 1 in a real VM (QEMU TCG, virtio-serial)", { skip }, () =
     viaVsock.close();
     pipe.close();
 
-    // A busy session abandoned mid-output, then a new host connection on the same port.
+    // A busy connection abandoned mid-output, then a new host connection on the same port.
     const spam = await client.exec({ argv: ["sh", "-c", "while true; do echo spam; done"] });
     spam.stdout.resume();
     await new Promise((r) => setTimeout(r, 300));

@@ -4,7 +4,7 @@
 //
 // Every frame the guest sends for a channel is checked against the channel's state: data
 // on a stream the kind does not have, after EOF, or beyond the window is a violation that
-// the connection (client.ts) turns into one error for this VM. A channel is released as
+// the connection (mux.ts) turns into one error for this VM. A channel is released as
 // soon as its outcome (RESULT or ERROR) arrives or the host gives up on it, whether or not
 // the guest ever sends CLOSE; late frames for it are then dropped by the connection.
 import { Readable, Writable } from "node:stream";
@@ -242,4 +242,28 @@ export class Channel {
     this.creditWaiters = [];
     for (const w of waiters) w();
   }
+}
+
+/**
+ * Copies a Readable into the channel's input with credit-based backpressure, then EOF.
+ * Chunks already queued in the source go out together (up to the channel's chunk size):
+ * a tar of small files arrives as many small pieces, and each DATA frame costs the guest
+ * a wake-up. Nothing waits for more input, so interactive bytes are not delayed.
+ */
+export async function pumpInto(ch: Channel, src: Readable): Promise<void> {
+  let batch: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of src) {
+    const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
+    batch.push(b);
+    size += b.length;
+    // A Node Readable says what it still holds; other streams (streamx) go chunk by chunk.
+    if (size >= ch.chunk || !((src as { readableLength?: number }).readableLength! > 0)) {
+      await ch.sendData(batch.length === 1 ? batch[0]! : Buffer.concat(batch, size));
+      batch = [];
+      size = 0;
+    }
+  }
+  if (size > 0) await ch.sendData(Buffer.concat(batch, size));
+  ch.sendEof();
 }

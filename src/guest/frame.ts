@@ -40,7 +40,7 @@ export interface Frame {
   payload: Buffer;
 }
 
-/** "BNGR", the protocol version, three zero bytes: opens the session in both directions. */
+/** "BNGR", the protocol version, three zero bytes: opens the connection in both directions. */
 export function magic(version = PROTO_VERSION): Buffer {
   return Buffer.from([0x42, 0x4e, 0x47, 0x52, version, 0, 0, 0]);
 }

@@ -1,4 +1,4 @@
-// The opening of a session (agent/PROTOCOL.md "Handshake"): the host's magic and HELLO,
+// The opening of an agent connection (agent/PROTOCOL.md "Handshake"): the host's magic and HELLO,
 // then the agent's, found at the very start of a socket, or after bounded stale bytes on a
 // virtio-serial port, and validated before any channel exists.
 import type { Duplex } from "node:stream";
@@ -60,7 +60,7 @@ const MAX_SERIAL_SKIP = 8 << 20;
 
 /**
  * Finds the agent's answer: the magic, then a HELLO echoing our nonce. On a socket it must
- * come first. On a virtio-serial port, bytes an earlier session left in the pipe come
+ * come first. On a virtio-serial port, bytes an earlier connection left in the pipe come
  * first, so they are skipped (bounded), and a magic not followed by our HELLO is stale too.
  */
 class HelloScanner {

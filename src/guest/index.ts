@@ -1,7 +1,10 @@
 // Package guest owns the host side of the guest agent protocol (agent/PROTOCOL.md): the
-// handshake, one multiplexed stream of channels with credit-based flow control, and typed
-// operations (health, exec with PTY, files as tar, ports, stats, shutdown, tcp forward,
-// detached sessions, user lookup), and what the stats mean (stats.ts: memory used, CPU busy between samples).
+// handshake (handshake.ts), one multiplexed stream of channels with credit-based flow control
+// (mux.ts, channel.ts), and typed operations (client.ts: health, exec with PTY, files as tar,
+// ports, stats, shutdown, tcp forward, detached sessions, user lookup), and what the stats
+// mean (stats.ts: memory used, CPU busy between samples). Words: a *connection* is one
+// handshaken stream to the agent; a *session* is only a detached process in the guest
+// (`session.start`, ...), which outlives connections.
 // It also knows how to reach the agent's stream (Firecracker hybrid vsock, Unix sockets)
 // and where the agent binaries are built. It does not start VMs (vmm), pick sockets or
 // cmdlines (vmm/daemon), or put the agent into images (rootfs). The guest is untrusted:
@@ -9,8 +12,9 @@
 // every wait has a deadline. Whatever a guest sends, it is dropped or ends its own
 // connection with one protocol-violation error; it never throws past the connection, and
 // one connection holds at most MAX_BUFFERED_BYTES (64 channels x 2 x 256 KiB + one 1 MiB
-// frame, ~33 MiB) of guest data (client.ts says how).
-export { connectAgent, MAX_BUFFERED_BYTES, MAX_CHANNELS } from "./client.ts";
+// frame, ~33 MiB) of guest data (mux.ts says how).
+export { connectAgent } from "./client.ts";
+export { MAX_BUFFERED_BYTES, MAX_CHANNELS } from "./mux.ts";
 export type { AgentClient, ConnectOptions, ExecHandle, ExecOptions, PutOptions, SessionAttachment, SessionOutput, SessionStartOptions } from "./client.ts";
 export type { AgentHealth, AgentInfo, ExitStatus, GuestStats, GuestUser, ListeningPort, SessionInfo } from "./messages.ts";
 export { cpuBusyPercent, cpuJiffies, memUsedBytes } from "./stats.ts";

@@ -43,7 +43,7 @@ describe("untrusted peers", () => {
     await assert.rejects(connectAgent(await dialUnix(path)), isBanger(ErrorCode.Integrity, /not a banger agent/));
   });
 
-  test("an oversized frame ends the session before anything is buffered", async () => {
+  test("an oversized frame ends the connection before anything is buffered", async () => {
     const path = await peer(
       "big.sock",
       helloThen((s) => {
@@ -123,7 +123,7 @@ describe("the agent refuses a misbehaving host", () => {
     cleanup();
   });
 
-  async function rawSession(): Promise<{ s: Socket; frames: () => Promise<FrameType[]> }> {
+  async function rawConnection(): Promise<{ s: Socket; frames: () => Promise<FrameType[]> }> {
     const s = connect(sock);
     await once(s, "connect");
     const chunks: Buffer[] = [];
@@ -141,13 +141,13 @@ describe("the agent refuses a misbehaving host", () => {
   }
 
   test("garbage instead of the magic: the agent hangs up", async () => {
-    const { s, frames } = await rawSession();
+    const { s, frames } = await rawConnection();
     s.write("GET / HTTP/1.1\r\n\r\n");
     assert.deepEqual(await frames(), []);
   });
 
   test("an oversized frame after the handshake: ERROR on channel 0, then hang up", async () => {
-    const { s, frames } = await rawSession();
+    const { s, frames } = await rawConnection();
     const hdr = Buffer.alloc(12);
     hdr.writeUInt32BE(16 << 20, 0);
     hdr.writeUInt8(FrameType.Open, 8);

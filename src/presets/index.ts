@@ -4,7 +4,7 @@
 // openssh-server, run as root, .debs cached in <cacheDir>/debootstrap between builds). Each
 // preset yields a `docker export`-style tar; turning it into an image (agent, ext4, store) is
 // the daemon's job via rootfs. It does not own kernels, image storage, starting the ssh
-// server (daemon/ssh.ts), or the host packages it needs (busybox-static, dropbear-bin,
+// server (daemon/ssh-server.ts), or the host packages it needs (busybox-static, dropbear-bin,
 // debootstrap).
 import type { Readable } from "node:stream";
 import { invalidArgument } from "../util/errors.ts";

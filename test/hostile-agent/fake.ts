@@ -232,8 +232,8 @@ export const MISBEHAVIOURS: Record<string, (c: FakeConn, o: Opened) => void | Pr
   /** A frame type that does not exist, and a stream that does not: violations the decoder catches. */
   "unknown-type": (c, o) => c.raw(c.header(o.id, 99, 0)),
   "unknown-stream": (c, o) => c.raw(c.header(o.id, FrameType.Data, 0, 7)),
-  /** An ERROR on channel 0 mid-session: the agent ended the session. */
-  "session-error": (c) => c.json(0, FrameType.Error, { code: "protocol", message: "bye\u001b[2J" }),
+  /** An ERROR on channel 0 mid-connection: the agent ended the connection. */
+  "connection-error": (c) => c.json(0, FrameType.Error, { code: "protocol", message: "bye\u001b[2J" }),
   /** A RESULT that is not JSON: a violation. */
   "garbled-result": (c, o) => c.frame(o.id, FrameType.Result, Buffer.from("{not json")),
   /** The whole exec, one byte every 2 ms: slow, but whole; it succeeds. */
@@ -266,7 +266,7 @@ export const EXPECTED: Record<string, { ok?: string; error?: { code: number; mes
   "wrong-type": { error: violation(/frame type 2 not allowed from the agent/) },
   "unknown-type": { error: violation(/unknown frame type 99/) },
   "unknown-stream": { error: violation(/unknown stream 7/) },
-  "session-error": { error: { code: ErrorCode.Failed, message: /^guest agent: session: bye \[2J$/ } },
+  "connection-error": { error: { code: ErrorCode.Failed, message: /^guest agent: connection: bye \[2J$/ } },
   "garbled-result": { error: violation(/reply is not valid JSON/) },
   "slow-drip": { ok: "drip\n" },
   "half-frame": { error: violation(/a frame did not arrive whole within 300 ms \(6 bytes of it came\)/) },
