@@ -12,7 +12,8 @@
 import { effectiveValue, type Config, type Paths } from "../config/index.ts";
 import type { MethodTable } from "../rpc/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
-import { isLoopback, WebServer, type WebLogger } from "./server.ts";
+import { isLoopbackHost } from "../util/loopback.ts";
+import { WebServer, type WebLogger } from "./server.ts";
 
 export { CSRF_HEADER } from "./auth.ts";
 export { Dashboard, dashboardSettings, type DashboardSettings, type DashboardState } from "./control.ts";
@@ -50,7 +51,7 @@ export async function startWebServer(opts: StartWebOptions): Promise<WebHandle> 
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new BangerError(ErrorCode.InvalidArgument, `web.port ${port} is not a port number`, "banger config set web.port 8080");
   const server = new WebServer(opts.methods, opts.log);
   await server.listen(host, port);
-  if (!isLoopback(host)) opts.log.warn("web: dashboard listens beyond loopback; every request still needs the token", { address: host });
+  if (!isLoopbackHost(host)) opts.log.warn("web: dashboard listens beyond loopback; every request still needs the token", { address: host });
   opts.log.info("web: dashboard listening", { url: server.url });
   return { url: server.url, token: server.token, close: () => server.close(), loginUrl: () => server.loginUrl() };
 }

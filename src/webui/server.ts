@@ -6,6 +6,7 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
 import type { MethodTable } from "../rpc/index.ts";
 import { BangerError, ErrorCode, errorLine, invalidArgument } from "../util/errors.ts";
+import { isLoopbackHost } from "../util/loopback.ts";
 import { buildRoutes, type Route, type RouteResult } from "./api.ts";
 import { loadAssets, type Asset } from "./assets.ts";
 import { Auth, type Verdict } from "./auth.ts";
@@ -36,15 +37,11 @@ const SECURITY_HEADERS: Record<string, string> = {
   "Cache-Control": "no-store",
 };
 
-export function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
 /** The `host:port` values a browser may put in Host/Origin for this server. */
 function allowedHosts(host: string, port: number): Set<string> {
   const names = new Set<string>();
   const add = (h: string) => names.add(`${h.includes(":") ? `[${h}]` : h}:${port}`.toLowerCase());
-  if (isLoopback(host)) ["127.0.0.1", "localhost", "::1"].forEach(add);
+  if (isLoopbackHost(host)) ["127.0.0.1", "localhost", "::1"].forEach(add);
   else if (host === "0.0.0.0" || host === "::") {
     ["127.0.0.1", "localhost", "::1"].forEach(add);
     for (const addrs of Object.values(networkInterfaces())) for (const a of addrs ?? []) add(a.address);
