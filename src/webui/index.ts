@@ -5,8 +5,8 @@
 // over a WebSocket. control.ts starts, stops and moves it while the daemon runs (web.reload),
 // on a fixed default port (config/keys.ts DEFAULT_WEB_PORT).
 //
-// It owns the HTTP server, its authentication (API token, one-time login codes, session
-// cookies, CSRF and Origin checks) and the page's sources under app/ (built by
+// It owns the HTTP server, its authentication (API token, one-time login codes, browser
+// login cookies, CSRF and Origin checks) and the page's sources under app/ (built by
 // scripts/build.mjs into dist/webui/). It does not own any operation: every route calls a
 // method of the daemon's method table, the same handler the CLI reaches over the socket.
 import { effectiveValue, type Config, type Paths } from "../config/index.ts";

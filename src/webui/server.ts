@@ -95,6 +95,7 @@ export class WebServer {
     const bound = (this.server.address() as { port: number }).port;
     const urlHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
     this.origin = `http://${urlHost}:${bound}`;
+    // The cookie keeps its old name (a browser login, auth.ts): renaming it would sign every browser out.
     this.auth = new Auth(`banger_session_${bound}`, allowedHosts(host, bound));
   }
 
@@ -118,8 +119,9 @@ export class WebServer {
     if (url.pathname === "/login" && req.method === "GET") return this.login(auth, url, req, res);
     const verdict = auth.check(req);
     if (!verdict.ok) return this.refuse(res, verdict, url.pathname.startsWith("/api/"));
+    // The browser login's CSRF token; the path keeps its published name (openapi.json, app/api.ts).
     if (url.pathname === "/api/session") {
-      const csrf = verdict.principal.kind === "session" ? verdict.principal.session.csrf : null;
+      const csrf = verdict.principal.kind === "login" ? verdict.principal.login.csrf : null;
       return sendJson(res, 200, { csrf, url: this.origin });
     }
     if (!url.pathname.startsWith("/api/")) return this.serveAsset(req, res, url.pathname);
@@ -128,9 +130,9 @@ export class WebServer {
 
   private login(auth: Auth, url: URL, req: IncomingMessage, res: ServerResponse): void {
     if (!auth.hostAllowed(req)) return sendHtml(res, 403, "Request refused.");
-    const session = auth.redeemLoginCode(url.searchParams.get("code") ?? "");
-    if (!session) return sendHtml(res, 401, "This login link is used or expired. Run <code>banger web</code> for a new one.");
-    res.setHeader("Set-Cookie", auth.sessionCookie(session));
+    const login = auth.redeemLoginCode(url.searchParams.get("code") ?? "");
+    if (!login) return sendHtml(res, 401, "This login link is used or expired. Run <code>banger web</code> for a new one.");
+    res.setHeader("Set-Cookie", auth.loginCookie(login));
     res.writeHead(303, { Location: "/" }).end();
   }
 
@@ -195,10 +197,10 @@ export class WebServer {
     };
     const auth = this.auth;
     if (!auth) return fail(503, "Service Unavailable");
-    // Browsers cannot add headers to a WebSocket: a cookie session must show its own Origin instead.
+    // Browsers cannot add headers to a WebSocket: a browser login must show its own Origin instead.
     const verdict = auth.check(req, { mutating: false });
     if (!verdict.ok) return fail(verdict.status, verdict.status === 401 ? "Unauthorized" : "Forbidden");
-    if (verdict.principal.kind === "session" && req.headers.origin === undefined) return fail(403, "Forbidden");
+    if (verdict.principal.kind === "login" && req.headers.origin === undefined) return fail(403, "Forbidden");
     const url = new URL(req.url ?? "/", "http://dashboard.invalid");
     const target = terminalTarget(url);
     if (!target) return fail(404, "Not Found");
