@@ -9,7 +9,7 @@
 // login cookies, CSRF and Origin checks) and the page's sources under app/ (built by
 // scripts/build.mjs into dist/webui/). It does not own any operation: every route calls a
 // method of the daemon's method table, the same handler the CLI reaches over the socket.
-import { effectiveValue, type Config, type Paths } from "../config/index.ts";
+import { checkWebPort, effectiveValue, type Config, type Paths } from "../config/index.ts";
 import type { MethodTable } from "../rpc/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { isLoopbackHost } from "../util/loopback.ts";
@@ -48,7 +48,7 @@ export function webEnabled(config: Config, env: NodeJS.ProcessEnv = process.env)
 export async function startWebServer(opts: StartWebOptions): Promise<WebHandle> {
   const host = opts.host ?? opts.config.web?.address ?? "127.0.0.1";
   const port = opts.port ?? opts.config.web?.port ?? 0;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new BangerError(ErrorCode.InvalidArgument, `web.port ${port} is not a port number`, "banger config set web.port 8080");
+  checkWebPort(port, { ephemeralOk: true });
   const server = new WebServer(opts.methods, opts.log);
   await server.listen(host, port);
   if (!isLoopbackHost(host)) opts.log.warn("web: dashboard listens beyond loopback; every request still needs the token", { address: host });
