@@ -1,6 +1,7 @@
 // Package vmm owns the VMM drivers: starting a VM from a VmSpec under QEMU (microvm + QMP)
 // or Firecracker (REST API over its Unix socket, optionally jailed), controlling it
-// (status, pause, resume, stop, kill), handing out a byte stream to the guest agent,
+// (status, pause, resume, stop, kill), handing out a byte stream to the guest agent (dial.ts:
+// the agent's Unix socket or Firecracker's hybrid vsock; types.ts: its vsock port and serial name),
 // re-adopting VMMs that outlived a daemon restart, and watching each one (handle.watch: its
 // end with why, from its exit status, QEMU's QMP events or a panic line on the console;
 // QEMU's pauses on host I/O errors). VMM processes run detached; everything
@@ -22,6 +23,7 @@ import { qemuDriver } from "./qemu.ts";
 import type { VmHandle, VmmDriver, VmmName } from "./types.ts";
 
 export { AGENT_PORT_NAME, AGENT_VSOCK_PORT } from "./types.ts";
+export { dialFirecrackerVsock, dialUnix, type DialOptions } from "./dial.ts";
 export type {
   AgentStreamOptions,
   JailerSpec,

@@ -11,12 +11,12 @@ import { resolvePaths } from "../config/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { which } from "../util/exec.ts";
 import { consoleLogFiles } from "./console.ts";
+import { dialUnix } from "./dial.ts";
 import { BaseHandle } from "./handle.ts";
 import {
   CONSOLE_LOG,
   VMM_LOG,
   checkSocketPath,
-  connectUnix,
   launchVmm,
   prepareRuntimeDir,
   readLiveState,
@@ -218,7 +218,7 @@ class QemuHandle extends BaseHandle {
     const timeoutMs = opts.timeoutMs ?? 10_000;
     if (this.state.agentSocket) {
       const path = this.state.agentSocket;
-      return retryUntil("the agent socket", () => connectUnix(path), { pid: this.pid, timeoutMs, signal: opts.signal });
+      return dialUnix(path, { pid: this.pid, timeoutMs, signal: opts.signal });
     }
     return Promise.resolve(dialVsockWithSocat(this.state.vsockCid ?? 0));
   }
