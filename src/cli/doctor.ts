@@ -1,6 +1,5 @@
 // `banger doctor`: runs locally, without the daemon, so it works before anything else does.
 import { mkdirSync } from "node:fs";
-import { join } from "node:path";
 import type { Command } from "commander";
 import { resolvePaths } from "../config/index.ts";
 import { runDoctor } from "../doctor/index.ts";
@@ -23,7 +22,7 @@ export function registerDoctor(program: Command): void {
       ]);
       const report = await runDoctor(paths, {
         kvmSpeed: async () => {
-          const probe = await probeKvm({ cacheDir: join(paths.root, "host") });
+          const probe = await probeKvm({ cacheDir: paths.hostCacheDir });
           return { fast: probe.fast, detail: probe.fast ? `fast (${probe.detail})` : `slow or unusable: ${probe.detail}; VMs use QEMU TCG` };
         },
         cloneStrategy: async (dir) => {

@@ -23,7 +23,7 @@ export function daemonEntry(): string {
 /** Spawns a detached `bangerd --foreground`; its stderr goes to <root>/logs/bangerd.stderr. */
 function spawnDaemon(paths: Paths, env: NodeJS.ProcessEnv = process.env): number {
   mkdirSync(paths.logsDir, { recursive: true, mode: 0o700 });
-  const errFd = openSync(join(paths.logsDir, "bangerd.stderr"), "a", 0o600);
+  const errFd = openSync(paths.daemonStderr, "a", 0o600);
   try {
     const child = spawn(process.execPath, [daemonEntry(), "--foreground", "--quiet"], {
       detached: true,
@@ -44,7 +44,7 @@ function isAbsent(err: unknown): boolean {
 
 /** `<run>/bangerd.build`: the build of the daemon serving this root, written once it listens. */
 export function daemonBuildFile(paths: Paths): string {
-  return join(paths.runDir, "bangerd.build");
+  return paths.buildFile;
 }
 
 /** This program's build: version, commit and build date (a rebuild changes it). */
@@ -144,6 +144,6 @@ function unavailable(paths: Paths, err: unknown): BangerError {
   return new BangerError(
     ErrorCode.Unavailable,
     `bangerd is not answering on ${paths.socket}: ${(err as Error).message}`,
-    `see ${join(paths.logsDir, "bangerd.stderr")} and \`banger daemon logs\``,
+    `see ${paths.daemonStderr} and \`banger daemon logs\``,
   );
 }

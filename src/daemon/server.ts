@@ -2,7 +2,6 @@
 // SIGTERM/SIGINT/`daemon.stop` stop serving, let cancelled handlers clean up, and exit.
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
-import { join } from "node:path";
 import { ensureDirs, loadConfig, type Paths } from "../config/index.ts";
 import { RpcServer } from "../rpc/index.ts";
 import { openStore } from "../store/index.ts";
@@ -43,7 +42,7 @@ function socketGroupId(name: string): number | undefined {
 
 export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): Promise<void> {
   ensureDirs(paths);
-  const lock = acquireDaemonLock(paths.lockFile, join(paths.runDir, "bangerd.pid"), paths.root);
+  const lock = acquireDaemonLock(paths.lockFile, paths.pidFile, paths.root);
   const log = new Logger(paths.daemonLog, opts.logToStderr);
   const store = openStore(paths.db);
   const interrupted = store.failInterruptedOperations();

@@ -68,7 +68,7 @@ export function qemuPaths(runtimeDir: string) {
 export async function resolveQemuOptions(spec: VmSpec, env: NodeJS.ProcessEnv = process.env): Promise<QemuOptions & { accelReason: string }> {
   const { accel, reason } = spec.accel
     ? { accel: spec.accel, reason: "set for this VM" }
-    : await chooseAccel({ env, cacheDir: join(resolvePaths(env).root, "host") });
+    : await chooseAccel({ env, cacheDir: resolvePaths(env).hostCacheDir });
   // Node cannot open AF_VSOCK sockets itself, so a vsock agent channel needs socat to dial it.
   const vsock = spec.vsockCid !== undefined && (await hasVhostVsock()) && which("socat") !== undefined;
   const tscKhz = accel === "tcg" ? await hostTscKhz() : undefined;
