@@ -42,11 +42,6 @@ function isAbsent(err: unknown): boolean {
   return code === "ENOENT" || code === "ECONNREFUSED";
 }
 
-/** `<run>/bangerd.build`: the build of the daemon serving this root, written once it listens. */
-export function daemonBuildFile(paths: Paths): string {
-  return paths.buildFile;
-}
-
 /** This program's build: version, commit and build date (a rebuild changes it). */
 export function buildId(): string {
   return `${buildInfo.version} ${buildInfo.commit} ${buildInfo.buildDate}`;
@@ -94,7 +89,7 @@ async function replaceIfStale(client: RpcClient, paths: Paths, timeoutMs: number
   if (buildInfo.version === "dev") return client; // running from sources: no build to compare
   let theirs: string;
   try {
-    theirs = readFileSync(daemonBuildFile(paths), "utf8").trim();
+    theirs = readFileSync(paths.buildFile, "utf8").trim();
   } catch {
     return client; // a daemon older than this check, or one still starting
   }
