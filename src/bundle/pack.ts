@@ -13,9 +13,9 @@ import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
 import { packEntry } from "../util/tarpack.ts";
 import { failed, invalidArgument } from "../util/errors.ts";
+import { sha256File } from "../util/hash.ts";
 import { isRefused, memberPath, shown } from "../util/paths.ts";
 import { requireZstd } from "./extract.ts";
-import { sha256File } from "./io.ts";
 
 export interface PackOptions {
   /** zstd level 1..22 (20+ implies --ultra). Default 19. */

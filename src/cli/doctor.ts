@@ -1,6 +1,5 @@
 // `banger doctor`: runs locally, without the daemon, so it works before anything else does.
 import { mkdirSync } from "node:fs";
-import { join } from "node:path";
 import type { Command } from "commander";
 import { effectiveValue, resolvePaths } from "../config/index.ts";
 import { runDoctor } from "../doctor/index.ts";
@@ -26,7 +25,7 @@ export function registerDoctor(program: Command): void {
         // The choice a daemon started from this environment makes for a new VM.
         vmm: (config) => chooseVmm(effectiveValue(config, "vmm")),
         kvmSpeed: async () => {
-          const probe = await probeKvm({ cacheDir: join(paths.root, "host") });
+          const probe = await probeKvm({ cacheDir: paths.hostCacheDir });
           return { fast: probe.fast, detail: probe.fast ? `fast (${probe.detail})` : `slow or unusable: ${probe.detail}; VMs use QEMU TCG` };
         },
         cloneStrategy: async (dir, vmm) => {

@@ -6,13 +6,14 @@
 // connection to the guest port over the agent channel (one `vm.tcp` call per connection, so
 // it works with `--net none`); `await fw.close()` stops it.
 import { realpathSync } from "node:fs";
-import { createServer, isIP, type Server, type Socket } from "node:net";
+import { createServer, type Server, type Socket } from "node:net";
 import { homedir } from "node:os";
 import { Option, type Command } from "commander";
 import { resolvePaths, sshPaths } from "../config/index.ts";
 import type { ListeningPort } from "../guest/index.ts";
 import type { Call, RpcClient } from "../rpc/index.ts";
 import { BangerError, ErrorCode, errorLine, invalidArgument } from "../util/errors.ts";
+import { isLoopbackHost } from "../util/loopback.ts";
 import { validateName } from "../util/names.ts";
 import { inert } from "../util/text.ts";
 import { callDaemon, withClient } from "./daemon-client.ts";
@@ -52,10 +53,6 @@ function parsePort(text: string, what: string, allowZero: boolean): number {
   return n;
 }
 
-function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || (isIP(host) === 4 && host.startsWith("127."));
-}
-
 /** "[HOST:]PORT[:GUESTPORT]": 8080, 8080:80, 127.0.0.2:8080, 127.0.0.1:8080:80, [::1]:8080:80. */
 export function parseForwardSpec(text: string): ForwardSpec {
   const bracketed = /^\[([^\]]+)\]:(.*)$/.exec(text);
@@ -65,7 +62,7 @@ export function parseForwardSpec(text: string): ForwardSpec {
   if (parts.length < 1 || parts.length > 2 || parts.some((p) => p === "")) {
     throw invalidArgument(`cannot read forward ${JSON.stringify(text)}`, "use [HOST:]PORT[:GUESTPORT], e.g. 8080 or 8080:80");
   }
-  if (!isLoopback(host)) throw invalidArgument(`forward ${JSON.stringify(text)}: ${host} is not a loopback address`, "forwards listen on the host's loopback only (127.0.0.1 or ::1)");
+  if (!isLoopbackHost(host)) throw invalidArgument(`forward ${JSON.stringify(text)}: ${host} is not a loopback address`, "forwards listen on the host's loopback only (127.0.0.1 or ::1)");
   const port = parsePort(parts[0]!, "host port", true);
   const guestPort = parts[1] === undefined ? port : parsePort(parts[1], "guest port", false);
   if (guestPort === 0) throw invalidArgument("host port 0 needs an explicit guest port, e.g. 0:80");

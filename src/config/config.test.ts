@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { DEFAULT_MIN_FREE_BYTES, DEFAULT_WEB_PORT, effectiveValue, minFreeBytes, parseConfig, setConfigValue } from "./index.ts";
+import { DEFAULT_MIN_FREE_BYTES, DEFAULT_WEB_PORT, checkWebPort, effectiveValue, minFreeBytes, parseConfig, setConfigValue, tapPoolSize } from "./index.ts";
 
 describe("config: the free-space floor", () => {
   it("defaults to 1 GiB and takes sizes as people type them", () => {
@@ -32,5 +32,23 @@ describe("config: the value in effect", () => {
 
   it("refuses an unknown key", () => {
     assert.throws(() => effectiveValue({}, "colour", {}), /unknown config key "colour"/);
+  });
+});
+
+describe("config: tap_pool and web.port, checked in one place", () => {
+  it("the tap pool: BANGER_TAP_POOL over the file over 2, 0 to 64, the same rule as config set", () => {
+    assert.equal(tapPoolSize({}, {}), 2);
+    assert.equal(tapPoolSize({ network: { tap_pool: 5 } }, {}), 5);
+    assert.equal(tapPoolSize({ network: { tap_pool: 5 } }, { BANGER_TAP_POOL: "0" }), 0);
+    assert.throws(() => tapPoolSize({ network: { tap_pool: 65 } }, {}), /network\.tap_pool takes a whole number from 0 to 64/);
+    assert.throws(() => tapPoolSize({}, { BANGER_TAP_POOL: "many" }), /BANGER_TAP_POOL takes a whole number from 0 to 64/);
+    assert.throws(() => setConfigValue({}, "network.tap_pool", "65"), /network\.tap_pool takes a whole number from 0 to 64/);
+  });
+
+  it("web.port: config set wants 1-65535; where the dashboard starts, 0 (any free port) is fine", () => {
+    assert.equal(setConfigValue({}, "web.port", "8080").web?.port, 8080);
+    assert.throws(() => setConfigValue({}, "web.port", "0"), /web\.port takes a port number from 1 to 65535/);
+    assert.equal(checkWebPort(0, { ephemeralOk: true }), 0);
+    for (const bad of [65536, -1, 1.5, Number.NaN, "8080"]) assert.throws(() => checkWebPort(bad, { ephemeralOk: true }), /web\.port takes a port number from 0 to 65535/, String(bad));
   });
 });

@@ -3,7 +3,8 @@
 // Every path banger writes to is derived here from one state root: $BANGER_HOME when set
 // (tests always set it), else /var/lib/banger with sockets under /run/banger. The config
 // file is <root>/config.json. This module reads and writes only that file; the directories
-// it names belong to the modules that fill them (store, bundle, vmm, ...). keys.ts says what
+// it names belong to the modules that fill them (store, bundle, vmm, ...), which lay out
+// their own files inside (bundle: cache/bundles, oci: cache/blobs). keys.ts says what
 // each key means, its default, the environment variable overriding it and when a change applies.
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -11,7 +12,8 @@ import { invalidArgument } from "../util/errors.ts";
 import { DEFAULT_MIN_FREE_BYTES, effectiveValue, getConfigValue, parseConfigText } from "./keys.ts";
 
 export {
-  CONFIG_KEYS, CONFIG_KEY_SPECS, DEFAULT_MIN_FREE_BYTES, DEFAULT_WEB_PORT, effectiveValue, getConfigValue, keySpec, parseConfigText,
+  CONFIG_KEYS, CONFIG_KEY_SPECS, DEFAULT_MIN_FREE_BYTES, DEFAULT_WEB_PORT, MAX_TAP_POOL, checkTapPool, checkWebPort, effectiveValue, getConfigValue,
+  keySpec, parseConfigText, tapPoolSize,
   type Applies, type EffectiveValue, type KeySpec,
 } from "./keys.ts";
 
@@ -20,16 +22,30 @@ export interface Paths {
   /** Sockets and pid files: <root>/run, or /run/banger for the system root. */
   runDir: string;
   socket: string;
+  /** The running daemon's pid (beside its socket). */
+  pidFile: string;
+  /** The build id of the daemon that runs (launch.ts restarts one built from other sources). */
+  buildFile: string;
   lockFile: string;
   db: string;
   logsDir: string;
   daemonLog: string;
+  /** The detached daemon's stdout and stderr (what it says before its log is open). */
+  daemonStderr: string;
   configFile: string;
   kernelsDir: string;
   imagesDir: string;
   vmsDir: string;
   /** Content-addressed downloads (bundles by sha256, OCI blobs by digest). */
   cacheDir: string;
+  /** Each kernel's initramfs with the current agent appended (kernel/initramfs.ts bootInitramfs). */
+  initrdCacheDir: string;
+  /** Downloaded Debian kernel packages (kernel/apt.ts). */
+  debsCacheDir: string;
+  /** Image presets' build cache (debootstrap's .debs, work trees). */
+  presetsCacheDir: string;
+  /** Host probes worth keeping between runs (host/kvm.ts: the KVM probe). */
+  hostCacheDir: string;
   /** Scratch space on the same filesystem as the stores, so publishing is a rename. */
   tmpDir: string;
 }
@@ -45,15 +61,22 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env): Paths {
     root,
     runDir,
     socket: join(runDir, "bangerd.sock"),
+    pidFile: join(runDir, "bangerd.pid"),
+    buildFile: join(runDir, "bangerd.build"),
     lockFile: join(root, "bangerd.lock"),
     db: join(root, "banger.db"),
     logsDir: join(root, "logs"),
     daemonLog: join(root, "logs", "bangerd.log"),
+    daemonStderr: join(root, "logs", "bangerd.stderr"),
     configFile: join(root, "config.json"),
     kernelsDir: join(root, "kernels"),
     imagesDir: join(root, "images"),
     vmsDir: join(root, "vms"),
     cacheDir: join(root, "cache"),
+    initrdCacheDir: join(root, "cache", "initrd"),
+    debsCacheDir: join(root, "cache", "debs"),
+    presetsCacheDir: join(root, "cache", "presets"),
+    hostCacheDir: join(root, "host"),
     tmpDir: join(root, "tmp"),
   };
 }
@@ -62,6 +85,31 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env): Paths {
 export function sshPaths(paths: Paths): { dir: string; config: string; knownHosts: string } {
   const dir = join(paths.root, "ssh");
   return { dir, config: join(dir, "config"), knownHosts: join(dir, "known_hosts") };
+}
+
+/** <root>/vms/<name>: a VM's root disk and anything kept across boots. */
+export function vmDir(paths: Paths, name: string): string {
+  return join(paths.vmsDir, name);
+}
+
+/** <run>/vms/<id>: the VMM's sockets, pid and logs while it runs (by id: short, for socket paths). */
+export function vmRuntimeDir(paths: Paths, id: string): string {
+  return join(paths.runDir, "vms", id);
+}
+
+/** <root>/kernels/<name>: vmlinux, initrd.img, modules, manifest.json. */
+export function kernelDir(paths: Paths, name: string): string {
+  return join(paths.kernelsDir, name);
+}
+
+/** <root>/images/<name>: rootfs.ext4 and manifest.json. */
+export function imageDir(paths: Paths, name: string): string {
+  return join(paths.imagesDir, name);
+}
+
+/** <root>/images/<name>/rootfs.ext4: the disk every VM of that image is cloned from. */
+export function imageRootfs(paths: Paths, name: string): string {
+  return join(paths.imagesDir, name, "rootfs.ext4");
 }
 
 export function ensureDirs(paths: Paths): void {

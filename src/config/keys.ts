@@ -13,6 +13,9 @@ import type { Config } from "./index.ts";
  */
 export const DEFAULT_WEB_PORT = 2264;
 
+/** How many idle taps `network.tap_pool` may keep ready. */
+export const MAX_TAP_POOL = 64;
+
 /** The free-space floor when none is configured: 1 GiB (a fixed size, not a share of the disk). */
 export const DEFAULT_MIN_FREE_BYTES = 1024 ** 3;
 
@@ -103,16 +106,10 @@ export function parseConfigText(key: string, text: string): unknown {
     case "network.enabled":
       if (text !== "true" && text !== "false") throw invalidArgument(`${key} takes true or false`);
       return text === "true";
-    case "network.tap_pool": {
-      const n = Number(text);
-      if (!Number.isInteger(n) || n < 0 || n > 64) throw invalidArgument(`${key} takes a whole number from 0 to 64`);
-      return n;
-    }
-    case "web.port": {
-      const n = Number(text);
-      if (!Number.isInteger(n) || n < 1 || n > 65535) throw invalidArgument(`${key} takes a port number from 1 to 65535`);
-      return n;
-    }
+    case "network.tap_pool":
+      return checkTapPool(text, key);
+    case "web.port":
+      return checkWebPort(Number(text));
     case "min_free_bytes":
       return parseSize(text, key);
     case "vmm":
@@ -125,4 +122,33 @@ export function parseConfigText(key: string, text: string): unknown {
     default:
       return text;
   }
+}
+
+/**
+ * network.tap_pool's one check, for `config set`, the file and BANGER_TAP_POOL alike: a whole
+ * number from 0 to MAX_TAP_POOL (a numeric string counts, as the daemon always read it).
+ */
+export function checkTapPool(value: unknown, what = "network.tap_pool"): number {
+  const n = typeof value === "number" ? value : typeof value === "string" && value.trim() !== "" ? Number(value) : NaN;
+  if (!Number.isInteger(n) || n < 0 || n > MAX_TAP_POOL) throw invalidArgument(`${what} takes a whole number from 0 to ${MAX_TAP_POOL}`);
+  return n;
+}
+
+/** The tap pool size the daemon uses: BANGER_TAP_POOL > network.tap_pool > 2, checked. */
+export function tapPoolSize(config: Config, env: NodeJS.ProcessEnv = process.env): number {
+  const v = effectiveValue(config, "network.tap_pool", env);
+  return checkTapPool(v.value, v.env ?? "network.tap_pool");
+}
+
+/**
+ * web.port's one check. `config set` stores 1-65535 (a fixed port keeps bookmarks working);
+ * where the dashboard starts, 0 (any free port, what tests set through BANGER_WEB_PORT) is
+ * fine too, and the error says how to fix the file.
+ */
+export function checkWebPort(value: unknown, opts: { ephemeralOk?: boolean } = {}): number {
+  const min = opts.ephemeralOk ? 0 : 1;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > 65535) {
+    throw invalidArgument(`web.port takes a port number from ${min} to 65535`, opts.ephemeralOk ? "banger config set web.port 8080" : undefined);
+  }
+  return value;
 }

@@ -5,23 +5,18 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { agentBinary } from "../guest/index.ts";
 import { bootInitramfs } from "../kernel/index.ts";
-import type { Paths } from "../config/index.ts";
+import { kernelDir } from "../config/index.ts";
 import type { VmRecord } from "../store/index.ts";
 import { notFound } from "../util/errors.ts";
 import type { VmSpec } from "../vmm/index.ts";
 import type { DaemonContext } from "./context.ts";
 import type { VmNic } from "./network.ts";
 
-/** Where bootInitramfs keeps each kernel's initramfs with the current agent appended. */
-export function bootInitramfsDir(paths: Paths): string {
-  return join(paths.cacheDir, "initrd");
-}
-
 export async function bootSpec(ctx: DaemonContext, vm: VmRecord, disk: { path: string; format: "raw" | "qcow2" }, runtimeDir: string, nic?: VmNic): Promise<VmSpec> {
-  const kernelDir = join(ctx.paths.kernelsDir, vm.kernel);
-  const kernelPath = join(kernelDir, "vmlinux");
+  const dir = kernelDir(ctx.paths, vm.kernel);
+  const kernelPath = join(dir, "vmlinux");
   if (!existsSync(kernelPath)) throw notFound(`kernel ${vm.kernel} files (${kernelPath})`, `re-import or re-pull the kernel: banger kernel rm ${vm.kernel} && banger kernel pull ${vm.kernel}`);
-  const initrd = join(kernelDir, "initrd.img");
+  const initrd = join(dir, "initrd.img");
   const hasInitrd = existsSync(initrd);
   const cmdline = [
     "console=ttyS0",
@@ -36,7 +31,7 @@ export async function bootSpec(ctx: DaemonContext, vm: VmRecord, disk: { path: s
   ].join(" ");
   // The guest runs the agent this daemon ships, whatever agent the kernel was imported with.
   const initrdPath = hasInitrd
-    ? await bootInitramfs({ initrd, agentPath: agentBinary(), cacheDir: bootInitramfsDir(ctx.paths), kernelName: vm.kernel })
+    ? await bootInitramfs({ initrd, agentPath: agentBinary(), cacheDir: ctx.paths.initrdCacheDir, kernelName: vm.kernel })
     : undefined;
   return {
     kernelPath,

@@ -1,5 +1,4 @@
 // `image build --preset NAME`: banger's own images from distribution packages.
-import { join } from "node:path";
 import { presetRootfsTar, PRESETS, validatePreset } from "../presets/index.ts";
 import { extractRootfsTar } from "../rootfs/index.ts";
 import type { ImageRecord } from "../store/index.ts";
@@ -32,7 +31,7 @@ export async function buildPresetImage(ctx: DaemonContext, p: BuildParams, call:
         { name, source: `preset:${preset}`, digest: "", kernelRef: kernel, distro: PRESETS[preset].distro, arch: hostArch(), config: {}, sizeBytes: p.sizeBytes },
         async (treeDir) => {
           call.progress({ phase: "rootfs", message: `preset ${preset}` });
-          const tar = await presetRootfsTar(preset, { cacheDir: join(ctx.paths.cacheDir, "presets"), signal: call.signal, progress: call.progress });
+          const tar = await presetRootfsTar(preset, { cacheDir: ctx.paths.presetsCacheDir, signal: call.signal, progress: call.progress });
           return extractRootfsTar(tar, treeDir, { signal: call.signal });
         },
         call,

@@ -2,9 +2,8 @@
 // pulled from an OCI registry and built into an ext4), list, show, rm. The files are made by
 // imagecat / oci + rootfs; this file resolves kernels and records images in the store.
 import { rm, stat } from "node:fs/promises";
-import { join } from "node:path";
 import { type CatalogEntryView, catalogEntryView } from "../bundle/index.ts";
-import { catalogOverride } from "../config/index.ts";
+import { catalogOverride, imageDir, imageRootfs } from "../config/index.ts";
 import * as imagecat from "../imagecat/index.ts";
 import type { ImageRecord } from "../store/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
@@ -24,7 +23,7 @@ import { dropDefault } from "./default-choice.ts";
 export type ImageView = ImageRecord & { usedBytes: number | null };
 
 export async function imageView<T extends ImageRecord>(ctx: DaemonContext, image: T): Promise<T & { usedBytes: number | null }> {
-  const st = await stat(join(ctx.paths.imagesDir, image.name, "rootfs.ext4")).catch(() => undefined);
+  const st = await stat(imageRootfs(ctx.paths, image.name)).catch(() => undefined);
   return { ...image, usedBytes: st ? st.blocks * 512 : null };
 }
 
@@ -81,7 +80,7 @@ export function removeImage(ctx: DaemonContext, name: string, force = false): Pr
     }
     ctx.store.deleteImage(name);
     dropDefault(ctx, "image", name);
-    await rm(join(ctx.paths.imagesDir, name), { recursive: true, force: true });
+    await rm(imageDir(ctx.paths, name), { recursive: true, force: true });
     return { removed: name, broken };
   });
 }

@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { type CatalogEntryView, catalogEntryView } from "../bundle/index.ts";
-import { catalogOverride } from "../config/index.ts";
+import { catalogOverride, kernelDir } from "../config/index.ts";
 import * as kernelcat from "../kernelcat/index.ts";
 import {
   fetchDebianKernelDeb, importKernel as importKernelFiles, receiveKernelUpload, removeBootInitramfs, type DebianFlavor, type KernelUploadKind,
@@ -17,7 +17,6 @@ import { KERNEL_UPLOAD_PREFIX } from "../util/scratch.ts";
 import { validateName } from "../util/names.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
-import { bootInitramfsDir } from "./boot.ts";
 import { buildAside, checkReplaceable, refuseIfUsed, type Removed } from "./replace.ts";
 import { adoptFirstDefault, dropDefault } from "./default-choice.ts";
 
@@ -89,8 +88,8 @@ export function removeKernel(ctx: DaemonContext, name: string, force = false): P
     // which the next pull or import of that name clears.
     ctx.store.deleteKernel(name);
     dropDefault(ctx, "kernel", name);
-    await rm(join(ctx.paths.kernelsDir, name), { recursive: true, force: true });
-    await removeBootInitramfs(bootInitramfsDir(ctx.paths), name);
+    await rm(kernelDir(ctx.paths, name), { recursive: true, force: true });
+    await removeBootInitramfs(ctx.paths.initrdCacheDir, name);
     return { removed: name, broken };
   });
 }
@@ -158,5 +157,5 @@ function vmlinuxSize(dir: string, name: string): Promise<number> {
 /** Debian's kernel package for the flavour, through apt, into the daemon's own cache (a path it chose). */
 function fetchDebianDeb(ctx: DaemonContext, flavor: DebianFlavor, call: CallEnv): Promise<string> {
   call.progress({ phase: "apt", message: `Debian ${flavor} kernel package` });
-  return fetchDebianKernelDeb({ flavor, cacheDir: join(ctx.paths.cacheDir, "debs"), signal: call.signal, progress: call.progress });
+  return fetchDebianKernelDeb({ flavor, cacheDir: ctx.paths.debsCacheDir, signal: call.signal, progress: call.progress });
 }

@@ -23,7 +23,7 @@ export function daemonEntry(): string {
 /** Spawns a detached `bangerd --foreground`; its stderr goes to <root>/logs/bangerd.stderr. */
 function spawnDaemon(paths: Paths, env: NodeJS.ProcessEnv = process.env): number {
   mkdirSync(paths.logsDir, { recursive: true, mode: 0o700 });
-  const errFd = openSync(join(paths.logsDir, "bangerd.stderr"), "a", 0o600);
+  const errFd = openSync(paths.daemonStderr, "a", 0o600);
   try {
     const child = spawn(process.execPath, [daemonEntry(), "--foreground", "--quiet"], {
       detached: true,
@@ -40,11 +40,6 @@ function spawnDaemon(paths: Paths, env: NodeJS.ProcessEnv = process.env): number
 function isAbsent(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
   return code === "ENOENT" || code === "ECONNREFUSED";
-}
-
-/** `<run>/bangerd.build`: the build of the daemon serving this root, written once it listens. */
-export function daemonBuildFile(paths: Paths): string {
-  return join(paths.runDir, "bangerd.build");
 }
 
 /** This program's build: version, commit and build date (a rebuild changes it). */
@@ -94,7 +89,7 @@ async function replaceIfStale(client: RpcClient, paths: Paths, timeoutMs: number
   if (buildInfo.version === "dev") return client; // running from sources: no build to compare
   let theirs: string;
   try {
-    theirs = readFileSync(daemonBuildFile(paths), "utf8").trim();
+    theirs = readFileSync(paths.buildFile, "utf8").trim();
   } catch {
     return client; // a daemon older than this check, or one still starting
   }
@@ -144,6 +139,6 @@ function unavailable(paths: Paths, err: unknown): BangerError {
   return new BangerError(
     ErrorCode.Unavailable,
     `bangerd is not answering on ${paths.socket}: ${(err as Error).message}`,
-    `see ${join(paths.logsDir, "bangerd.stderr")} and \`banger daemon logs\``,
+    `see ${paths.daemonStderr} and \`banger daemon logs\``,
   );
 }

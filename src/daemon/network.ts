@@ -9,7 +9,7 @@
 // every VM boots without a NIC (as with `--net none`). Its RPC methods are in
 // network-methods.ts; SSH keys in guests in ssh-keys.ts.
 import { performance } from "node:perf_hooks";
-import { sshPaths, type Config, type Paths } from "../config/index.ts";
+import { sshPaths, tapPoolSize, type Config, type Paths } from "../config/index.ts";
 import {
   DEFAULT_BRIDGE, DEFAULT_TAP_PREFIX, TapPool, allocateAddress, applyNat, chooseSubnet, deleteTap, ensureBridge, forgetKnownHost,
   formatSubnet, gatewayOf, getLink, guestKernelParams, listRoutes, macForVm, parseSubnet, setupDns,
@@ -21,12 +21,11 @@ import { BangerError, ErrorCode, errorLine, invalidArgument } from "../util/erro
 import { describeUpstreams, dnsUpstreamSetting, startGuestDns, type GuestDns } from "./guestdns.ts";
 import type { Logger } from "./logger.ts";
 
-/** What the network section of config.json may hold (validated here: config keeps it opaque). */
+/** What the network section of config.json may hold (validated here, but tap_pool: config/keys.ts tapPoolSize). */
 interface NetworkConfig {
   enabled?: unknown;
   subnet?: unknown;
   bridge?: unknown;
-  tap_pool?: unknown;
 }
 
 export interface NetworkSettings {
@@ -41,8 +40,6 @@ export interface NetworkSettings {
   dnsUpstream?: Upstream[];
 }
 
-const DEFAULT_TAP_POOL = 2;
-const MAX_TAP_POOL = 64;
 const SUBNET_SETTING = "net.subnet";
 const DNS_SETUP_SETTING = "net.dns_setup";
 
@@ -66,9 +63,7 @@ export function networkSettings(config: Config, env: NodeJS.ProcessEnv = process
   const enabled = envSwitch ? ["on", "1", "true"].includes(envSwitch) : (raw.enabled ?? !env.BANGER_HOME);
   if (raw.bridge !== undefined && typeof raw.bridge !== "string") throw invalidArgument("config: network.bridge must be a string");
   if (raw.subnet !== undefined && typeof raw.subnet !== "string") throw invalidArgument("config: network.subnet must be a string like 172.30.0.0/24");
-  const poolText = env.BANGER_TAP_POOL ?? (raw.tap_pool === undefined ? undefined : String(raw.tap_pool));
-  const tapPool = poolText === undefined || poolText === "" ? DEFAULT_TAP_POOL : Number(poolText);
-  if (!Number.isInteger(tapPool) || tapPool < 0 || tapPool > MAX_TAP_POOL) throw invalidArgument(`tap pool size must be a whole number from 0 to ${MAX_TAP_POOL}`);
+  const tapPool = tapPoolSize(config, env);
   const dnsUpstream = dnsUpstreamSetting(config, env);
   return {
     enabled,

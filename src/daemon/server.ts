@@ -2,13 +2,12 @@
 // SIGTERM/SIGINT/`daemon.stop` stop serving, let cancelled handlers clean up, and exit.
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
-import { join } from "node:path";
 import { ensureDirs, loadConfig, type Paths } from "../config/index.ts";
 import { RpcServer } from "../rpc/index.ts";
 import { openStore } from "../store/index.ts";
 import { buildInfo } from "../util/buildinfo.ts";
 import { errorLine } from "../util/errors.ts";
-import { buildId, daemonBuildFile } from "./launch.ts";
+import { buildId } from "./launch.ts";
 import { acquireDaemonLock } from "./lock.ts";
 import { Logger } from "./logger.ts";
 import { KeyedLock, type DaemonContext } from "./context.ts";
@@ -43,7 +42,7 @@ function socketGroupId(name: string): number | undefined {
 
 export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): Promise<void> {
   ensureDirs(paths);
-  const lock = acquireDaemonLock(paths.lockFile, join(paths.runDir, "bangerd.pid"), paths.root);
+  const lock = acquireDaemonLock(paths.lockFile, paths.pidFile, paths.root);
   const log = new Logger(paths.daemonLog, opts.logToStderr);
   const store = openStore(paths.db);
   const interrupted = store.failInterruptedOperations();
@@ -77,7 +76,7 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
   server = rpc;
   const gid = socketGroupId(socketGroupName());
   await rpc.listen(paths.socket, gid === undefined ? { mode: 0o600 } : { mode: 0o660, gid });
-  writeFileSync(daemonBuildFile(paths), `${buildId()}\n`); // CLIs of another build replace this daemon (launch.ts)
+  writeFileSync(paths.buildFile, `${buildId()}\n`); // CLIs of another build replace this daemon (launch.ts)
   log.info("bangerd ready", { pid: process.pid, version: buildInfo.version, commit: buildInfo.commit, root: paths.root, socket: paths.socket, interruptedOperations: interrupted });
 
   let stopping = false;
@@ -87,7 +86,7 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
     log.info("bangerd stopping", { reason });
     await web.close();
     await rpc.close();
-    rmSync(daemonBuildFile(paths), { force: true });
+    rmSync(paths.buildFile, { force: true });
     await network.close();
     await rm(paths.socket, { force: true });
     store.close();

@@ -4,8 +4,7 @@
 // QEMU's pauses) until it is forgotten; what it reports goes to `onVmmEvent`. Everything
 // here can be rebuilt from the store and the runtime directories, which is what
 // reconciliation at start does.
-import { join } from "node:path";
-import type { Paths } from "../config/index.ts";
+import { vmDir, vmRuntimeDir, type Paths } from "../config/index.ts";
 import { connectAgent, type AgentClient } from "../guest/index.ts";
 import type { VmHandle, VmmEvent } from "../vmm/index.ts";
 
@@ -17,7 +16,7 @@ export interface VmPaths {
 }
 
 export function vmPaths(paths: Paths, name: string, id: string): VmPaths {
-  return { dir: join(paths.vmsDir, name), runtimeDir: join(paths.runDir, "vms", id) };
+  return { dir: vmDir(paths, name), runtimeDir: vmRuntimeDir(paths, id) };
 }
 
 export class VmRuntime {

@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { effectiveValue } from "../config/index.ts";
+import { effectiveValue, imageRootfs } from "../config/index.ts";
 import { chooseCloneStrategy, cloneDisk, type DiskFormat } from "../disk/index.ts";
 import type { VmNetPolicy, VmRecord, VmState } from "../store/index.ts";
 import { BangerError, ErrorCode, alreadyExists, errorLine, invalidArgument, notFound } from "../util/errors.ts";
@@ -131,7 +131,7 @@ async function makeRootDisk(ctx: DaemonContext, name: string, image: string, vmm
   call.progress({ phase: "disk", message: `cloning image ${image}` });
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const choice = await chooseCloneStrategy(vmm, dir);
-  const base = join(ctx.paths.imagesDir, image, "rootfs.ext4");
+  const base = imageRootfs(ctx.paths, image);
   const dest = join(dir, choice.strategy === "qcow2" ? "root.qcow2" : "root.ext4");
   ctx.log.info("cloning root disk", { vm: name, strategy: choice.strategy, reason: choice.reason });
   return cloneDisk(base, dest, choice.strategy, { sizeBytes, signal: call.signal });

@@ -13,7 +13,8 @@ import { once } from "node:events";
 import * as tarStream from "tar-stream";
 import { makeTempHome } from "../../test/helpers.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
-import { connectAgent, dialUnix, type AgentClient } from "./index.ts";
+import { connectAgent, type AgentClient } from "./index.ts";
+import { dialUnix } from "../vmm/index.ts";
 import { startAgent } from "../../test/agent-process.ts";
 
 function makeTar(entries: Array<{ name: string; type?: "file" | "directory" | "symlink" | "link"; mode?: number; body?: string; linkname?: string }>): Readable {

@@ -15,7 +15,8 @@ import * as tarStream from "tar-stream";
 import { makeTempHome } from "../../test/helpers.ts";
 import { runChecked, which } from "../util/exec.ts";
 import { ensureTestKernel, type TestKernel } from "../vmm/testkit.ts";
-import { buildAgent, connectAgent, dialUnix, type AgentClient } from "./index.ts";
+import { buildAgent, connectAgent, type AgentClient } from "./index.ts";
+import { AGENT_PORT_NAME, dialUnix } from "../vmm/index.ts";
 
 /** Loaded in this order by the agent (dependencies first). */
 const MODULES = ["virtio_ring", "virtio", "virtio_mmio", "virtio_blk", "virtio_console", "vsock", "vmw_vsock_virtio_transport_common", "vsock_loopback"];
@@ -95,7 +96,7 @@ describe("agent as PID 1 in a real VM (QEMU TCG, virtio-serial)", { skip }, () =
         "-drive", `id=root,file=${disk},format=raw,if=none`, "-device", "virtio-blk-device,drive=root",
         "-device", "virtio-serial-device",
         "-chardev", `socket,id=agent,path=${sock},server=on,wait=off`,
-        "-device", "virtserialport,chardev=agent,name=banger.agent",
+        "-device", `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
       ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );

@@ -8,7 +8,8 @@ import type { Readable } from "node:stream";
 import { buffer as collect } from "node:stream/consumers";
 import { makeTempHome, isAlive } from "../../test/helpers.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
-import { connectAgent, dialUnix, type AgentClient } from "./index.ts";
+import { connectAgent, type AgentClient } from "./index.ts";
+import { dialUnix } from "../vmm/index.ts";
 import { startAgent } from "../../test/agent-process.ts";
 
 /** Accumulates a stream's text; waitFor resolves once `re` matches all text so far. */

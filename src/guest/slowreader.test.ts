@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { connectAgent, dialUnix, type AgentClient } from "./index.ts";
+import { connectAgent, type AgentClient } from "./index.ts";
+import { dialUnix } from "../vmm/index.ts";
 import { startAgent } from "../../test/agent-process.ts";
 import { makeTempHome } from "../../test/helpers.ts";
 

@@ -4,9 +4,10 @@
 import { copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { agentBinary, hostAgentArch, type AgentArch } from "../guest/index.ts";
-import { requireAgentBinary, sha256File } from "../rootfs/index.ts";
+import { requireAgentBinary } from "../rootfs/index.ts";
 import { alreadyExists, invalidArgument, throwIfAborted } from "../util/errors.ts";
 import { publishDir } from "../util/fsx.ts";
+import { sha256File } from "../util/hash.ts";
 import { validateName } from "../util/names.ts";
 import { noProgress, type Progress } from "../util/progress.ts";
 import { extractVmlinux, kernelReleaseOf } from "./bzimage.ts";
@@ -74,7 +75,7 @@ export async function importKernel(source: string, opts: ImportKernelOptions): P
       name,
       source: `import:${shown}`,
       kernel_version: parts.kernelVersion,
-      vmlinux_sha256: await sha256File(join(staging, "vmlinux")),
+      vmlinux_sha256: (await sha256File(join(staging, "vmlinux"))).sha256,
       modules: parts.modules,
       has_initrd: parts.hasInitrd,
       ...(parts.notFound.length > 0 ? { modules_not_found: parts.notFound } : {}),

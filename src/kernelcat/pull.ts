@@ -1,7 +1,8 @@
 // Pulling a kernel bundle from the catalog into <kernelsDir>/<name>/ and writing its manifest.
 import { stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { type BundleRules, fetchBundle, type Member, sha256File } from "../bundle/index.ts";
+import { type BundleRules, fetchBundle, type Member } from "../bundle/index.ts";
+import { sha256File } from "../util/hash.ts";
 import { integrity } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
 import type { Progress } from "../util/progress.ts";

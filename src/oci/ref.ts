@@ -2,6 +2,7 @@
 // domain, a repository path, an optional tag and an optional digest. Docker Hub names get the
 // `library/` namespace and talk to registry-1.docker.io, as `docker pull` does.
 import { invalidArgument } from "../util/errors.ts";
+import { isLoopbackHost } from "../util/loopback.ts";
 
 export const DOCKER_HUB_DOMAIN = "docker.io";
 export const DOCKER_HUB_REGISTRY = "registry-1.docker.io";
@@ -98,6 +99,5 @@ export function registryHost(registry: string): string {
 
 /** localhost, 127.0.0.0/8 and ::1: the only registries spoken to over plain HTTP by default. */
 export function isLoopbackRegistry(registry: string): boolean {
-  const host = registryHost(registry).toLowerCase();
-  return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+  return isLoopbackHost(registryHost(registry).toLowerCase());
 }

@@ -1,12 +1,12 @@
 // make-bundle: a rootfs tar (or a kernel directory) -> a catalog `.tar.zst` bundle.
 // Image bundles hold exactly `rootfs.ext4` and `manifest.json`; kernel bundles hold `vmlinux`,
 // optionally `initrd.img`, and optionally a `modules/` tree (issue 3's bundle formats).
-import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { invalidArgument, throwIfAborted } from "../util/errors.ts";
+import { sha256File } from "../util/hash.ts";
 import { validateName } from "../util/names.ts";
 import { noProgress, type Progress } from "../util/progress.ts";
 import { agentBinary, type AgentArch } from "../guest/index.ts";
@@ -76,7 +76,7 @@ export async function makeBundle(opts: MakeBundleOptions): Promise<MadeBundle> {
       kernel_ref: opts.kernelRef,
       ...(opts.description ? { description: opts.description } : {}),
       rootfs_size_bytes: built.sizeBytes,
-      rootfs_sha256: await sha256File(image),
+      rootfs_sha256: (await sha256File(image)).sha256,
     };
     await writeFile(join(work, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
     progress({ phase: "compress" });
@@ -125,10 +125,4 @@ async function readKernelVersion(dir: string): Promise<string | undefined> {
 
 function checkArch(arch: string): asserts arch is AgentArch {
   if (arch !== "amd64" && arch !== "arm64") throw invalidArgument(`unsupported arch ${JSON.stringify(arch)}`, "use amd64 or arm64");
-}
-
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest("hex");
 }

@@ -25,7 +25,6 @@ export {
   IMAGE_MANIFEST_VERSION,
   makeBundle,
   makeKernelBundle,
-  sha256File,
   type ImageManifest,
   type MadeBundle,
   type MadeKernelBundle,

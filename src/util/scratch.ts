@@ -55,15 +55,15 @@ export const SCRATCH: readonly ScratchPattern[] = [
   { dir: (p) => p.tmpDir, match: /^bundle-[0-9a-f]{16}-(\d+)-[0-9a-f]+(?:\.partial|\.in\.fifo|\.out\.fifo)$/, maker: "daemon", madeBy: "bundle/fetch.ts (download, FIFOs)" },
   { dir: (p) => join(p.cacheDir, "bundles"), match: /^[0-9a-f]{64}\.tar\.zst\.partial-(\d+)$/, maker: "daemon", madeBy: "bundle/fetch.ts keepInCache" },
   { dir: (p) => join(p.cacheDir, "blobs", "tmp"), match: /^[0-9a-f]{16}-(\d+)-[0-9a-f]+$/, maker: "daemon", madeBy: "oci/blobs.ts" },
-  { dir: (p) => join(p.cacheDir, "initrd"), match: /^.+\.tmp-(\d+)(?:-\d+)?$/, maker: "daemon", madeBy: "kernel/initramfs.ts (boot initramfs)" },
-  { dir: (p) => join(p.cacheDir, "debs"), match: new RegExp(`^\\.apt-download-${MKDTEMP}$`), maker: "daemon", madeBy: "kernel/apt.ts" },
-  { dir: (p) => join(p.cacheDir, "presets", "work"), match: new RegExp(`^debian-${MKDTEMP}$`), maker: "daemon", madeBy: "presets/debian.ts" },
+  { dir: (p) => p.initrdCacheDir, match: /^.+\.tmp-(\d+)(?:-\d+)?$/, maker: "daemon", madeBy: "kernel/initramfs.ts (boot initramfs)" },
+  { dir: (p) => p.debsCacheDir, match: new RegExp(`^\\.apt-download-${MKDTEMP}$`), maker: "daemon", madeBy: "kernel/apt.ts" },
+  { dir: (p) => join(p.presetsCacheDir, "work"), match: new RegExp(`^debian-${MKDTEMP}$`), maker: "daemon", madeBy: "presets/debian.ts" },
   { dir: (p) => p.vmsDir, perEntry: true, match: /^\.root\.(?:qcow2|ext4)\.partial-[0-9a-f]+$/, maker: "daemon", madeBy: "disk/clone.ts" },
   { dir: (p) => p.vmsDir, perEntry: true, match: new RegExp(`^\\.reflink-probe-${MKDTEMP}$`), maker: "daemon", madeBy: "disk/strategies.ts" },
   { dir: (p) => p.root, match: new RegExp(`^\\.reflink-probe-${MKDTEMP}$`), maker: "any", madeBy: "disk/strategies.ts (doctor's probe)" },
   { dir: (p) => p.root, match: /^config\.json\.tmp-(\d+)$/, maker: "any", madeBy: "config saveConfig (the CLI)" },
   { dir: (p) => join(p.root, "ssh"), match: /^.+\.tmp-(\d+)(?:\.pub)?$/, maker: "any", madeBy: "net/ssh.ts" },
-  { dir: (p) => join(p.root, "host"), match: /^kvm-probe\.json\.tmp-(\d+)$/, maker: "any", madeBy: "host/kvm.ts" },
+  { dir: (p) => p.hostCacheDir, match: /^kvm-probe\.json\.tmp-(\d+)$/, maker: "any", madeBy: "host/kvm.ts" },
 ];
 
 /** Files of makers other than the daemon without a pid in their name are taken once this old. */

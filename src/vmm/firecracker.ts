@@ -2,20 +2,19 @@
 // then configure it through its REST API exactly as its swagger describes: logger, metrics,
 // boot-source, the root drive, machine-config, network-interfaces, vsock, InstanceStart.
 // The guest's serial console is Firecracker's stdout, which goes to console.log. The agent
-// stream is Firecracker's hybrid vsock: connect to the UDS, send `CONNECT 52\n`, read `OK n\n`.
+// stream is Firecracker's hybrid vsock (dial.ts): connect to the UDS, send `CONNECT 52\n`, read `OK n\n`.
 import { chown, link, mkdir, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { Duplex } from "node:stream";
-import type { Socket } from "node:net";
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
 import { consoleLogFiles } from "./console.ts";
+import { dialFirecrackerVsock } from "./dial.ts";
 import { fcCall } from "./fcapi.ts";
 import { BaseHandle } from "./handle.ts";
 import {
   CONSOLE_LOG,
   VMM_LOG,
   checkSocketPath,
-  connectUnix,
   launchVmm,
   prepareRuntimeDir,
   readLiveState,
@@ -37,9 +36,6 @@ import {
 export const DEFAULT_GUEST_CID = 3;
 const ROOT_DRIVE_ID = "rootfs";
 const NET_IFACE_ID = "eth0";
-/** Firecracker's own answer to "host port" is round-robin from 2^30; we only check the shape. */
-const OK_LINE = /^OK \d+$/;
-const MAX_OK_LINE = 32;
 
 export function firecrackerPaths(runtimeDir: string) {
   return {
@@ -187,58 +183,8 @@ class FirecrackerHandle extends BaseHandle {
   agentStream(opts: AgentStreamOptions = {}): Promise<Duplex> {
     const uds = this.state.agentSocket;
     if (!uds) return Promise.reject(new BangerError(ErrorCode.Failed, "this VM has no vsock socket recorded"));
-    // The guest's listener may not be up yet (firecracker#1253): retry with backoff.
-    return retryUntil(`the agent on vsock port ${AGENT_VSOCK_PORT}`, () => vsockConnect(uds, AGENT_VSOCK_PORT), {
-      pid: this.pid,
-      timeoutMs: opts.timeoutMs ?? 10_000,
-      signal: opts.signal,
-    });
+    return dialFirecrackerVsock(uds, AGENT_VSOCK_PORT, { pid: this.pid, timeoutMs: opts.timeoutMs, signal: opts.signal });
   }
-}
-
-/** Hybrid vsock handshake: `CONNECT <port>\n` in one write, then `OK <hostport>\n`. */
-export async function vsockConnect(udsPath: string, port: number, timeoutMs = 3000): Promise<Socket> {
-  const sock = await connectUnix(udsPath);
-  return new Promise((resolve, reject) => {
-    let line = Buffer.alloc(0);
-    const fail = (why: string) => {
-      cleanup();
-      sock.destroy();
-      reject(new BangerError(ErrorCode.Unavailable, `vsock CONNECT ${port}: ${why}`));
-    };
-    const timer = setTimeout(() => fail("no answer"), timeoutMs);
-    // Read with 'readable' (paused mode), not 'data': once our listener is gone the socket
-    // is neither flowing nor paused, so whoever takes it next gets the unshifted bytes.
-    const onReadable = () => {
-      let chunk: Buffer | null;
-      while ((chunk = sock.read() as Buffer | null) !== null) {
-        line = Buffer.concat([line, chunk]);
-        const nl = line.indexOf(0x0a);
-        if (nl < 0) {
-          if (line.length > MAX_OK_LINE) return fail("answer too long");
-          continue;
-        }
-        const answer = line.subarray(0, nl).toString("latin1");
-        if (!OK_LINE.test(answer)) return fail(`unexpected answer ${JSON.stringify(answer.slice(0, MAX_OK_LINE))}`);
-        cleanup();
-        // Guest bytes can ride in the same read as the OK line: hand them back to the stream.
-        const rest = line.subarray(nl + 1);
-        if (rest.length > 0) sock.unshift(rest);
-        return resolve(sock);
-      }
-    };
-    const onClose = () => fail("connection closed (nothing listening in the guest yet)");
-    const cleanup = () => {
-      clearTimeout(timer);
-      sock.removeListener("readable", onReadable);
-      sock.removeListener("close", onClose);
-      sock.removeListener("error", onClose);
-    };
-    sock.on("readable", onReadable);
-    sock.once("close", onClose);
-    sock.once("error", onClose);
-    sock.write(`CONNECT ${port}\n`);
-  });
 }
 
 // ---- jailer (NOTES.md §8) ----

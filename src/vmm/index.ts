@@ -2,11 +2,12 @@
 // else Firecracker when it is on PATH and KVM is usable, else QEMU), starting a VM from a
 // VmSpec under QEMU (microvm + QMP) or Firecracker (REST API over its Unix socket,
 // optionally jailed), controlling it (status, pause, resume, stop, kill), handing out a
-// byte stream to the guest agent, re-adopting VMMs that outlived a daemon restart, and
-// watching each one (handle.watch: its end with why, from its exit status, QEMU's QMP
-// events or a panic line on the console; QEMU's pauses on host I/O errors). VMM processes
-// run detached; everything they need at run time (sockets, pid and state files, console and
-// VMM logs) lives in the spec's runtime directory. The console log is bounded (console.ts: rotated at 1 MiB while
+// byte stream to the guest agent (dial.ts: the agent's Unix socket or Firecracker's hybrid
+// vsock; types.ts: its vsock port and serial name), re-adopting VMMs that outlived a daemon
+// restart, and watching each one (handle.watch: its end with why, from its exit status,
+// QEMU's QMP events or a panic line on the console; QEMU's pauses on host I/O errors). VMM
+// processes run detached; everything they need at run time (sockets, pid and state files,
+// console and VMM logs) lives in the spec's runtime directory. The console log is bounded (console.ts: rotated at 1 MiB while
 // a handle watches the VMM) and read by its tail, never whole.
 //
 // It does not own disks (disk), networking (net: it only receives a tap name), the agent
@@ -23,6 +24,7 @@ import { qemuDriver } from "./qemu.ts";
 import type { VmHandle, VmmDriver, VmmName } from "./types.ts";
 
 export { AGENT_PORT_NAME, AGENT_VSOCK_PORT } from "./types.ts";
+export { dialFirecrackerVsock, dialUnix, type DialOptions } from "./dial.ts";
 export type {
   AgentStreamOptions,
   JailerSpec,

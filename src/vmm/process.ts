@@ -286,6 +286,8 @@ export async function retryUntil<T>(
     try {
       return await attempt();
     } catch (err) {
+      // The wrong peer (not the handshake expected) stays wrong: no use waiting.
+      if (err instanceof BangerError && err.code === ErrorCode.Integrity) throw err;
       lastError = err;
     }
     if (opts.pid !== undefined && !isAlive(opts.pid)) {

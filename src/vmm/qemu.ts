@@ -11,12 +11,12 @@ import { resolvePaths } from "../config/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { which } from "../util/exec.ts";
 import { consoleLogFiles } from "./console.ts";
+import { dialUnix } from "./dial.ts";
 import { BaseHandle } from "./handle.ts";
 import {
   CONSOLE_LOG,
   VMM_LOG,
   checkSocketPath,
-  connectUnix,
   launchVmm,
   prepareRuntimeDir,
   readLiveState,
@@ -68,7 +68,7 @@ export function qemuPaths(runtimeDir: string) {
 export async function resolveQemuOptions(spec: VmSpec, env: NodeJS.ProcessEnv = process.env): Promise<QemuOptions & { accelReason: string }> {
   const { accel, reason } = spec.accel
     ? { accel: spec.accel, reason: "set for this VM" }
-    : await chooseAccel({ env, cacheDir: join(resolvePaths(env).root, "host") });
+    : await chooseAccel({ env, cacheDir: resolvePaths(env).hostCacheDir });
   // Node cannot open AF_VSOCK sockets itself, so a vsock agent channel needs socat to dial it.
   const vsock = spec.vsockCid !== undefined && (await hasVhostVsock()) && which("socat") !== undefined;
   const tscKhz = accel === "tcg" ? await hostTscKhz() : undefined;
@@ -218,7 +218,7 @@ class QemuHandle extends BaseHandle {
     const timeoutMs = opts.timeoutMs ?? 10_000;
     if (this.state.agentSocket) {
       const path = this.state.agentSocket;
-      return retryUntil("the agent socket", () => connectUnix(path), { pid: this.pid, timeoutMs, signal: opts.signal });
+      return dialUnix(path, { pid: this.pid, timeoutMs, signal: opts.signal });
     }
     return Promise.resolve(dialVsockWithSocat(this.state.vsockCid ?? 0));
   }

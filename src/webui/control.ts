@@ -71,7 +71,7 @@ export class Dashboard {
     const config = this.opts.config();
     const want = dashboardSettings(config, this.opts.env);
     const key = JSON.stringify(want);
-    // Unchanged and in the wanted state: leave it (a restart would end the browsers' sessions).
+    // Unchanged and in the wanted state: leave it (a restart would end the browsers' logins).
     if (key === this.applied && (this.handle !== undefined) === want.enabled) return this.state();
     const wasOn = this.handle !== undefined;
     await this.handle?.close();

@@ -5,14 +5,15 @@
 // over a WebSocket. control.ts starts, stops and moves it while the daemon runs (web.reload),
 // on a fixed default port (config/keys.ts DEFAULT_WEB_PORT).
 //
-// It owns the HTTP server, its authentication (API token, one-time login codes, session
-// cookies, CSRF and Origin checks) and the page's sources under app/ (built by
+// It owns the HTTP server, its authentication (API token, one-time login codes, browser
+// login cookies, CSRF and Origin checks) and the page's sources under app/ (built by
 // scripts/build.mjs into dist/webui/). It does not own any operation: every route calls a
 // method of the daemon's method table, the same handler the CLI reaches over the socket.
-import { effectiveValue, type Config, type Paths } from "../config/index.ts";
+import { checkWebPort, effectiveValue, type Config, type Paths } from "../config/index.ts";
 import type { MethodTable } from "../rpc/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
-import { isLoopback, WebServer, type WebLogger } from "./server.ts";
+import { isLoopbackHost } from "../util/loopback.ts";
+import { WebServer, type WebLogger } from "./server.ts";
 
 export { CSRF_HEADER } from "./auth.ts";
 export { Dashboard, dashboardSettings, type DashboardSettings, type DashboardState } from "./control.ts";
@@ -47,10 +48,10 @@ export function webEnabled(config: Config, env: NodeJS.ProcessEnv = process.env)
 export async function startWebServer(opts: StartWebOptions): Promise<WebHandle> {
   const host = opts.host ?? opts.config.web?.address ?? "127.0.0.1";
   const port = opts.port ?? opts.config.web?.port ?? 0;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new BangerError(ErrorCode.InvalidArgument, `web.port ${port} is not a port number`, "banger config set web.port 8080");
+  checkWebPort(port, { ephemeralOk: true });
   const server = new WebServer(opts.methods, opts.log);
   await server.listen(host, port);
-  if (!isLoopback(host)) opts.log.warn("web: dashboard listens beyond loopback; every request still needs the token", { address: host });
+  if (!isLoopbackHost(host)) opts.log.warn("web: dashboard listens beyond loopback; every request still needs the token", { address: host });
   opts.log.info("web: dashboard listening", { url: server.url });
   return { url: server.url, token: server.token, close: () => server.close(), loginUrl: () => server.loginUrl() };
 }

@@ -6,6 +6,7 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
 import type { MethodTable } from "../rpc/index.ts";
 import { BangerError, ErrorCode, errorLine, invalidArgument } from "../util/errors.ts";
+import { isLoopbackHost } from "../util/loopback.ts";
 import { buildRoutes, type Route, type RouteResult } from "./api.ts";
 import { loadAssets, type Asset } from "./assets.ts";
 import { Auth, type Verdict } from "./auth.ts";
@@ -36,15 +37,11 @@ const SECURITY_HEADERS: Record<string, string> = {
   "Cache-Control": "no-store",
 };
 
-export function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
 /** The `host:port` values a browser may put in Host/Origin for this server. */
 function allowedHosts(host: string, port: number): Set<string> {
   const names = new Set<string>();
   const add = (h: string) => names.add(`${h.includes(":") ? `[${h}]` : h}:${port}`.toLowerCase());
-  if (isLoopback(host)) ["127.0.0.1", "localhost", "::1"].forEach(add);
+  if (isLoopbackHost(host)) ["127.0.0.1", "localhost", "::1"].forEach(add);
   else if (host === "0.0.0.0" || host === "::") {
     ["127.0.0.1", "localhost", "::1"].forEach(add);
     for (const addrs of Object.values(networkInterfaces())) for (const a of addrs ?? []) add(a.address);
@@ -98,6 +95,7 @@ export class WebServer {
     const bound = (this.server.address() as { port: number }).port;
     const urlHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
     this.origin = `http://${urlHost}:${bound}`;
+    // The cookie keeps its old name (a browser login, auth.ts): renaming it would sign every browser out.
     this.auth = new Auth(`banger_session_${bound}`, allowedHosts(host, bound));
   }
 
@@ -121,8 +119,9 @@ export class WebServer {
     if (url.pathname === "/login" && req.method === "GET") return this.login(auth, url, req, res);
     const verdict = auth.check(req);
     if (!verdict.ok) return this.refuse(res, verdict, url.pathname.startsWith("/api/"));
+    // The browser login's CSRF token; the path keeps its published name (openapi.json, app/api.ts).
     if (url.pathname === "/api/session") {
-      const csrf = verdict.principal.kind === "session" ? verdict.principal.session.csrf : null;
+      const csrf = verdict.principal.kind === "login" ? verdict.principal.login.csrf : null;
       return sendJson(res, 200, { csrf, url: this.origin });
     }
     if (!url.pathname.startsWith("/api/")) return this.serveAsset(req, res, url.pathname);
@@ -131,9 +130,9 @@ export class WebServer {
 
   private login(auth: Auth, url: URL, req: IncomingMessage, res: ServerResponse): void {
     if (!auth.hostAllowed(req)) return sendHtml(res, 403, "Request refused.");
-    const session = auth.redeemLoginCode(url.searchParams.get("code") ?? "");
-    if (!session) return sendHtml(res, 401, "This login link is used or expired. Run <code>banger web</code> for a new one.");
-    res.setHeader("Set-Cookie", auth.sessionCookie(session));
+    const login = auth.redeemLoginCode(url.searchParams.get("code") ?? "");
+    if (!login) return sendHtml(res, 401, "This login link is used or expired. Run <code>banger web</code> for a new one.");
+    res.setHeader("Set-Cookie", auth.loginCookie(login));
     res.writeHead(303, { Location: "/" }).end();
   }
 
@@ -198,10 +197,10 @@ export class WebServer {
     };
     const auth = this.auth;
     if (!auth) return fail(503, "Service Unavailable");
-    // Browsers cannot add headers to a WebSocket: a cookie session must show its own Origin instead.
+    // Browsers cannot add headers to a WebSocket: a browser login must show its own Origin instead.
     const verdict = auth.check(req, { mutating: false });
     if (!verdict.ok) return fail(verdict.status, verdict.status === 401 ? "Unauthorized" : "Forbidden");
-    if (verdict.principal.kind === "session" && req.headers.origin === undefined) return fail(403, "Forbidden");
+    if (verdict.principal.kind === "login" && req.headers.origin === undefined) return fail(403, "Forbidden");
     const url = new URL(req.url ?? "/", "http://dashboard.invalid");
     const target = terminalTarget(url);
     if (!target) return fail(404, "Not Found");

@@ -6,7 +6,8 @@ import { createHash } from "node:crypto";
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buffer as collect } from "node:stream/consumers";
-import { connectAgent, dialUnix, type AgentClient } from "../guest/index.ts";
+import { connectAgent, type AgentClient } from "../guest/index.ts";
+import { dialUnix } from "../vmm/index.ts";
 import { startAgent } from "../../test/agent-process.ts"; // the real agent as a process
 
 const IDENT = {

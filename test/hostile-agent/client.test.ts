@@ -10,7 +10,8 @@ import { runInNewContext } from "node:vm";
 import { REPO } from "../helpers.ts";
 import { spawnUntilReady } from "../agent-process.ts";
 import { BangerError, ErrorCode } from "../../src/util/errors.ts";
-import { MAX_BUFFERED_BYTES, MAX_CHANNELS, connectAgent, dialUnix, type AgentClient } from "../../src/guest/index.ts";
+import { MAX_BUFFERED_BYTES, MAX_CHANNELS, connectAgent, type AgentClient } from "../../src/guest/index.ts";
+import { dialUnix } from "../../src/vmm/index.ts";
 import { FrameType, INITIAL_WINDOW, Stream, magic } from "../../src/guest/frame.ts"; // the wire format itself, as the fake agent speaks it
 import { EXPECTED, MISBEHAVIOURS, answer, answerNeverClose, eofThenData, useFakes } from "./fake.ts";
 

@@ -1,4 +1,4 @@
-// Talking to the dashboard's JSON API: the session's CSRF token on every mutating request,
+// Talking to the dashboard's JSON API: the browser login's CSRF token on every mutating request,
 // errors turned into exceptions carrying the daemon's message and hint.
 
 let csrf: string | null = null;
@@ -19,8 +19,8 @@ export function hintOf(err: unknown): string | undefined {
   return err instanceof ApiError ? err.hint : undefined;
 }
 
-/** Reads the session (CSRF token); false when the browser is not signed in. */
-export async function startSession(): Promise<boolean> {
+/** Reads the browser login's CSRF token (GET /api/session); false when the browser is not signed in. */
+export async function startLogin(): Promise<boolean> {
   const res = await fetch("/api/session", { credentials: "same-origin" });
   if (!res.ok) return false;
   csrf = ((await res.json()) as { csrf: string | null }).csrf;

@@ -1,8 +1,8 @@
-// The dashboard page: signs in with the session cookie, opens the live feed, and shows
+// The dashboard page: signs in with the browser login cookie, opens the live feed, and shows
 // one page per URL hash (#/vms, #/vm/NAME, #/images, #/operations).
 import "@xterm/xterm/css/xterm.css";
 import "./style.css";
-import { connectLive, startSession } from "./api.ts";
+import { connectLive, startLogin } from "./api.ts";
 import { h, fill } from "./dom.ts";
 import { imagesPage } from "./images.ts";
 import { operationsPage, type Page } from "./pages.ts";
@@ -30,7 +30,7 @@ function render(): void {
 }
 
 async function boot(): Promise<void> {
-  if (!(await startSession())) {
+  if (!(await startLogin())) {
     fill(main, h("section", { class: "card" }, "Not signed in. Run ", h("code", {}, "banger web"), " and open the link it prints."));
     return;
   }
