@@ -22,7 +22,8 @@ import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { makeTarZst, startTestServer } from "../src/bundle/index.ts";
+import { makeTarZst } from "../src/bundle/index.ts";
+import { startTestServer } from "../test/kits/bundle.ts";
 import { pullImageBundle } from "../src/imagecat/index.ts";
 
 const MiB = 1024 * 1024;

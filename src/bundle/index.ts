@@ -41,5 +41,3 @@ export {
   textField,
 } from "./catalog.ts";
 export { sha256File } from "./io.ts";
-// Test support (loopback bundle server, raw tar.zst builder) for this folder's and the catalogs' tests.
-export { rawTarZst, type RawMember, type Route, startTestServer, type TestServer, zstdCompress } from "./testkit.ts";

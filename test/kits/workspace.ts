@@ -6,8 +6,8 @@ import { createHash } from "node:crypto";
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buffer as collect } from "node:stream/consumers";
-import { connectAgent, dialUnix, type AgentClient } from "../guest/index.ts";
-import { startAgent } from "../../test/agent-process.ts"; // the real agent as a process
+import { connectAgent, dialUnix, type AgentClient } from "../../src/guest/index.ts";
+import { startAgent } from "../agent-process.ts"; // the real agent as a process
 
 const IDENT = {
   GIT_AUTHOR_NAME: "Test User",
