@@ -61,7 +61,9 @@ function workerEntries(srcDir) {
   const entries = {};
   for (const file of readdirSync(srcDir, { recursive: true })) {
     const m = /(?:^|\/)([a-z0-9-]+)-worker\.ts$/.exec(file);
-    if (m) entries[m[1]] = `${srcDir}/${file}`;
+    if (!m) continue;
+    if (entries[m[1]]) throw new Error(`two workers named ${m[1]}: ${entries[m[1]]} and ${file}`);
+    entries[m[1]] = `${srcDir}/${file}`;
   }
   return entries;
 }
