@@ -22,7 +22,8 @@ import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { makeTarZst, startTestServer } from "../src/bundle/index.ts";
+import { makeTarZst } from "../src/bundle/index.ts";
+import { startTestServer } from "../test/kits/bundle.ts";
 import { pullImageBundle } from "../src/imagecat/index.ts";
 
 const MiB = 1024 * 1024;
@@ -112,13 +113,14 @@ async function makeBundle(work: string, level: number, dense: boolean) {
   return makeTarZst(src, ["rootfs.ext4", "manifest.json"], join(work, "bundle.tar.zst"), { level });
 }
 
-/** This file as one ESM bundle, built the way scripts/build.mjs builds bangerd. */
+/** This file as one ESM bundle, with the bundle folder's workers beside it (workers/), built the way scripts/build.mjs builds bangerd. */
 async function bundleChild(work: string): Promise<string> {
-  const outfile = join(work, "pull-child.mjs");
   const { build } = await import("esbuild"); // only here: the bundled child never loads it
+  const bundleDir = new URL("../src/bundle/", import.meta.url).pathname;
+  writeFileSync(join(work, "package.json"), '{"type":"module"}\n'); // the workers' .js files are ES modules
   await build({
-    entryPoints: [new URL(import.meta.url).pathname],
-    outfile,
+    entryPoints: { "pull-child": new URL(import.meta.url).pathname, "workers/feeder": `${bundleDir}feeder-worker.ts`, "workers/unpacker": `${bundleDir}unpacker-worker.ts` },
+    outdir: work,
     bundle: true,
     platform: "node",
     target: "node20",
@@ -127,7 +129,7 @@ async function bundleChild(work: string): Promise<string> {
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
     logLevel: "warning",
   });
-  return outfile;
+  return join(work, "pull-child.js");
 }
 
 /** Reads /usr/bin/time's last stderr line (TIME_FORMAT): peak RSS (KiB) and CPU seconds of the command's process tree. */

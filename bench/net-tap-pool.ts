@@ -10,7 +10,7 @@
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { NetnsLab } from "../src/net/testkit.ts";
+import { NetnsLab } from "../test/kits/netns.ts";
 import { REPO, prepareBootableHome, stopDaemon, type CliResult } from "../test/helpers.ts";
 import { benchHome, fmt, median, onCleanup, runBench, since } from "./lib.ts";
 

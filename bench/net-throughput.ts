@@ -13,7 +13,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { NetnsLab, canUseNetns, waitForLine } from "../src/net/testkit.ts";
+import { NetnsLab, canUseNetns, waitForLine } from "../test/kits/netns.ts";
 import { REPO, prepareBootableHome, stopDaemon, type CliResult } from "../test/helpers.ts";
 import { benchHome, median, onCleanup, processArgv, runBench } from "./lib.ts";
 

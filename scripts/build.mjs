@@ -1,8 +1,9 @@
 // Builds dist/banger.js (CLI) and dist/bangerd.js (daemon) with esbuild, stamping
-// version, git commit and build date; then the guest agent when Go is present.
+// version, git commit and build date, and dist/workers/<name>.js from every worker thread's
+// module (src/<folder>/<name>-worker.ts); then the guest agent when Go is present.
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { copyFileSync, readFileSync, existsSync, renameSync, rmSync } from "node:fs";
+import { copyFileSync, readFileSync, readdirSync, existsSync, renameSync, rmSync } from "node:fs";
 
 const root = new URL("..", import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(`${root}package.json`, "utf8"));
@@ -54,6 +55,19 @@ async function buildDashboard(outdir) {
   copyFileSync(`${root}src/webui/app/index.html`, `${outdir}/index.html`);
 }
 
+// Worker threads run a file of their own (src/bundle/workers.ts finds it): each one is a
+// self-contained entry point, no chunks shared with the CLI or the daemon.
+function workerEntries(srcDir) {
+  const entries = {};
+  for (const file of readdirSync(srcDir, { recursive: true })) {
+    const m = /(?:^|\/)([a-z0-9-]+)-worker\.ts$/.exec(file);
+    if (!m) continue;
+    if (entries[m[1]]) throw new Error(`two workers named ${m[1]}: ${entries[m[1]]} and ${file}`);
+    entries[m[1]] = `${srcDir}/${file}`;
+  }
+  return entries;
+}
+
 // One build with code splitting: what only some commands use (make-bundle, the daemon's
 // modules) sits in chunks loaded on demand, so `banger vm ls` parses little.
 // Built beside dist/ and swapped in with renames, so a CLI or daemon starting meanwhile never
@@ -68,6 +82,7 @@ try {
     splitting: true,
     chunkNames: "chunks/[name]-[hash]",
   });
+  await build({ ...common, entryPoints: workerEntries(`${root}src`), outdir: `${next}/workers` });
   await buildDashboard(`${next}/webui`);
   if (existsSync(`${root}dist`)) renameSync(`${root}dist`, old);
   renameSync(next, `${root}dist`);

@@ -6,8 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
 import { after, before } from "node:test";
-import { startTestServer, type TestServer } from "../src/bundle/testkit.ts";
-import { TEST_CACHE } from "../src/vmm/testkit.ts";
+import { startTestServer, type TestServer } from "./kits/bundle.ts";
+import { TEST_CACHE } from "./kits/vm.ts";
 
 export const REPO = new URL("..", import.meta.url).pathname;
 

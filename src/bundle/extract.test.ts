@@ -11,7 +11,7 @@ import { makeTempHome } from "../../test/helpers.ts";
 import { which } from "../util/exec.ts";
 import { DECODED_PIPE_BYTES, decoderCommand, requireZstd } from "./extract.ts";
 import { makeFifos } from "./feeder.ts";
-import { zstdCompress } from "./testkit.ts";
+import { zstdCompress } from "../../test/kits/bundle.ts";
 
 let home: { home: string; cleanup: () => void };
 before(() => {

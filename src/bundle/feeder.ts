@@ -7,12 +7,13 @@
 // the hash (with one thread doing both, zstd sat idle whenever that thread was hashing; batches
 // in shared memory, read by both workers at once, made the main thread's copies slow).
 //
-// The workers are plain JavaScript with only node: built-ins, started from a string: they need
-// no build step and no TypeScript loader, so they start in a few milliseconds everywhere.
+// The workers' code is feeder-worker.ts, started through workers.ts.
 import { closeSync, constants, openSync } from "node:fs";
-import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
+import { MessageChannel, type MessagePort, type Worker } from "node:worker_threads";
 import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
 import { runChecked } from "../util/exec.ts";
+import type { FeederWorkerData, FeederWorkerMessage } from "./feeder-worker.ts";
+import { startWorker } from "./workers.ts";
 
 const BATCH_BYTES = 1024 * 1024;
 /** A batch with less room than this goes out, so socket reads stay large. */
@@ -20,56 +21,7 @@ const MIN_ROOM = 64 * 1024;
 /** Batches in flight to the workers before commit() makes the caller wait (about as many MiB). */
 const MAX_INFLIGHT = 8;
 
-type Role = "fifo" | "hash";
-
-const WORKER_SOURCE = `
-const { parentPort, workerData } = require("node:worker_threads");
-const { createHash } = require("node:crypto");
-const { closeSync, constants, openSync, writeSync } = require("node:fs");
-const { role, fifo, teeFd, next } = workerData;
-let failed = false;
-const writeAll = (fd, b) => { for (let off = 0; off < b.length; ) off += writeSync(fd, b, off, b.length - off); };
-const fail = (err) => {
-  failed = true;
-  parentPort.postMessage({ t: "error", message: err.message, code: err.code });
-};
-if (role === "fifo") {
-  // First link: into zstd's FIFO, then on to the hasher.
-  let out = -1;
-  parentPort.on("message", (m) => {
-    if (failed) return;
-    try {
-      if (out < 0) out = openSync(fifo, constants.O_WRONLY);
-      if (m === "end") {
-        closeSync(out);
-        parentPort.postMessage({ t: "ended" });
-        return next.postMessage("end");
-      }
-      writeAll(out, m);
-      next.postMessage(m, [m.buffer]);
-    } catch (err) {
-      if (out >= 0) try { closeSync(out); } catch {}
-      fail(err);
-    }
-  });
-} else {
-  // Second link: hash, copy to the cache file, and the batch goes back for reuse.
-  const hash = createHash("sha256");
-  workerData.from.on("message", (m) => {
-    if (failed) return;
-    try {
-      if (m === "end") return parentPort.postMessage({ t: "digest", hex: hash.digest("hex") });
-      hash.update(m);
-      if (teeFd >= 0) writeAll(teeFd, m);
-      parentPort.postMessage({ t: "ack", buf: m }, [m.buffer]);
-    } catch (err) {
-      fail(err);
-    }
-  });
-}
-`;
-
-type WorkerMessage = { t: "ack"; buf: Uint8Array } | { t: "ended" } | { t: "digest"; hex: string } | { t: "error"; message: string; code?: string };
+type Role = FeederWorkerData["role"];
 
 /**
  * Lets a thread blocked opening `path` through by opening the other end for an instant:
@@ -156,10 +108,9 @@ export class Feeder {
     await Promise.all([this.workers.fifo.terminate(), this.workers.hash.terminate()]);
   }
 
-  private startWorker(role: Role, workerData: object, transferList: MessagePort[]): Worker {
-    // execArgv: [] so a TypeScript loader of the parent is not started again in the worker.
-    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData, transferList, execArgv: [] });
-    worker.on("message", (m: WorkerMessage) => this.onMessage(role, m));
+  private startWorker(role: Role, workerData: FeederWorkerData, transferList: MessagePort[]): Worker {
+    const worker = startWorker("feeder", { workerData, transferList });
+    worker.on("message", (m: FeederWorkerMessage) => this.onMessage(role, m));
     worker.on("error", (err) => this.fail(err));
     worker.on("exit", () => this.fail(new Error("feeder thread stopped")));
     return worker;
@@ -179,7 +130,7 @@ export class Feeder {
     this.workers.fifo.postMessage(out, [out.buffer as ArrayBuffer]);
   }
 
-  private onMessage(role: Role, m: WorkerMessage): void {
+  private onMessage(role: Role, m: FeederWorkerMessage): void {
     if (m.t === "ack") {
       this.inflight--;
       this.spare.push(Buffer.from(m.buf.buffer, 0, m.buf.buffer.byteLength));

@@ -8,8 +8,8 @@ import { servedHome, sha256Hex } from "../../test/helpers.ts";
 import { runChecked } from "../util/exec.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import type { ProgressEvent } from "../util/progress.ts";
-import { type BundleRules, bundleCachePath, fetchBundle, type FetchBundleOptions, makeTarZst, rawTarZst, type RawMember, type TestServer } from "./index.ts";
-import { zstdCompress } from "./testkit.ts";
+import { type BundleRules, bundleCachePath, fetchBundle, type FetchBundleOptions, makeTarZst } from "./index.ts";
+import { rawTarZst, type RawMember, type TestServer, zstdCompress } from "../../test/kits/bundle.ts";
 
 const anything: BundleRules = { kind: "test bundle", check: () => undefined, required: [], maxDecodedBytes: 64 * 1024 ** 3, maxMembers: 200_000 };
 const imageLike: BundleRules = {

@@ -9,7 +9,8 @@ import { after, test } from "node:test";
 import { pathToFileURL } from "node:url";
 import { makeTempHome, sha256Hex } from "../../test/helpers.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
-import { type BundleRules, fetchBundle, rawTarZst, type RawMember } from "./index.ts";
+import { type BundleRules, fetchBundle } from "./index.ts";
+import { rawTarZst, type RawMember } from "../../test/kits/bundle.ts";
 
 const anything: BundleRules = { kind: "test bundle", check: () => undefined, required: [], maxDecodedBytes: 64 * 1024 ** 3, maxMembers: 200_000 };
 const { home, cleanup } = makeTempHome();

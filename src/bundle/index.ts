@@ -8,7 +8,9 @@
 // and every member check passed. Verified downloads are cached by sha256 under
 // `<cacheDir>/bundles/`, so a retry or a second pull does not download again. Every failure
 // (HTTP, truncation, oversize, sha256, unsafe member, decompression bomb, cancellation) is
-// one BangerError and leaves nothing behind but verified downloads in the cache.
+// one BangerError and leaves nothing behind but verified downloads in the cache. The threads
+// that move the bytes (feeder.ts, unpacker.ts) run modules of their own, `<name>-worker.ts`:
+// workers.ts starts them, scripts/build.mjs builds them to dist/workers/.
 // makeTarZst is the reproducible producer side. The catalog helpers parse and validate the
 // shared `{version, entries}` format and read override catalogs from paths or URLs; the file
 // is snake_case, and catalogEntryView gives an entry as banger prints it (camelCase).
@@ -40,5 +42,3 @@ export {
   sizeField,
   textField,
 } from "./catalog.ts";
-// Test support (loopback bundle server, raw tar.zst builder) for this folder's and the catalogs' tests.
-export { rawTarZst, type RawMember, type Route, startTestServer, type TestServer, zstdCompress } from "./testkit.ts";

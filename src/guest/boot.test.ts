@@ -2,7 +2,7 @@
 // an initramfs whose /init is the agent (loading virtio modules from modules.list), which
 // switch_roots to an ext4 root disk (busybox + the agent) and serves the virtio-serial
 // port "banger.agent". The kernel is Debian's cloud kernel, fetched once into the test
-// cache (src/vmm/testkit.ts); the test skips only where QEMU or the kernel can't be had.
+// cache (test/kits/vm.ts); the test skips only where QEMU or the kernel can't be had.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -14,7 +14,7 @@ import { once } from "node:events";
 import * as tarStream from "tar-stream";
 import { makeTempHome } from "../../test/helpers.ts";
 import { runChecked, which } from "../util/exec.ts";
-import { ensureTestKernel, type TestKernel } from "../vmm/testkit.ts";
+import { ensureTestKernel, type TestKernel } from "../../test/kits/vm.ts";
 import { buildAgent, connectAgent, type AgentClient } from "./index.ts";
 import { AGENT_PORT_NAME, dialUnix } from "../vmm/index.ts";
 

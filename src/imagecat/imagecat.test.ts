@@ -4,7 +4,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from "node:path";
 import { before, test } from "node:test";
 import { servedHome, sha256Hex } from "../../test/helpers.ts";
-import { makeTarZst, rawTarZst, type RawMember } from "../bundle/index.ts";
+import { makeTarZst } from "../bundle/index.ts";
+import { rawTarZst, type RawMember } from "../../test/kits/bundle.ts";
 import { catalogOverride } from "../config/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { type ImageCatalogEntry, loadCatalog, lookup, lookupName, parseCatalog, pullImageBundle } from "./index.ts";

@@ -7,7 +7,8 @@ import { join } from "node:path";
 import { test } from "node:test";
 import tar from "tar-stream";
 import { servedHome, sha256Hex } from "../../test/helpers.ts";
-import { makeTarZst, rawTarZst, type RawMember } from "../bundle/index.ts";
+import { makeTarZst } from "../bundle/index.ts";
+import { rawTarZst, type RawMember } from "../../test/kits/bundle.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { loadCatalog, lookup, parseCatalog, pullKernelBundle } from "./index.ts";
 

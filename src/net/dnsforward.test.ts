@@ -1,5 +1,5 @@
 // The guests' DNS server forwarding names outside `.vm`: a real server on loopback, a real
-// upstream of the test's own (dnstestkit.ts) on another loopback port, queried by the real
+// upstream of the test's own (test/kits/dns.ts) on another loopback port, queried by the real
 // dig from chosen source addresses (127.0.0.x stand for guests).
 import { after, before, beforeEach, test } from "node:test";
 import assert from "node:assert/strict";
@@ -10,7 +10,7 @@ import { join } from "node:path";
 import dnsPacket from "dns-packet";
 import { run } from "../util/exec.ts";
 import { Forwarder, parseResolvConf, parseUpstream, resolvConfUpstreams, startDnsServer, type DnsAccess, type DnsServer, type ForwarderLimits, type Upstream } from "./index.ts";
-import { FakeUpstream, serveGuests } from "./dnstestkit.ts";
+import { FakeUpstream, serveGuests } from "../../test/kits/dns.ts";
 
 const ZONE = {
   "example.test": { A: ["198.51.100.7"], AAAA: ["2001:db8::7"], ttl: 120 },

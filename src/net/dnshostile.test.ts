@@ -1,7 +1,7 @@
 // The guests' DNS server against hostile packets: queries built to blow up when answered,
 // upstream replies that re-encode larger than they arrived (compression), records that cost
 // far more memory than wire bytes, and fuzz through the real sockets. Everything on
-// loopback: the server, a raw upstream of the test's own (dnstestkit.ts), and the "guests".
+// loopback: the server, a raw upstream of the test's own (test/kits/dns.ts), and the "guests".
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createSocket } from "node:dgram";
@@ -11,7 +11,7 @@ import { runInNewContext } from "node:vm";
 import dnsPacket from "dns-packet";
 import fc from "fast-check";
 import { Forwarder, type DnsAccess, type DnsServer, type ForwarderLimits } from "./index.ts";
-import { RawUpstream, rawRecord, rawResponse, serveGuests, type RawReply } from "./dnstestkit.ts";
+import { RawUpstream, rawRecord, rawResponse, serveGuests, type RawReply } from "../../test/kits/dns.ts";
 
 const GUESTS: Record<string, DnsAccess> = { "127.0.0.2": "forward", "127.0.0.4": "local" };
 const STRANGER = "127.0.0.9";

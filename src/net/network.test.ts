@@ -10,7 +10,7 @@ import {
   TapPool, allocateAddress, bridgeMac, chooseSubnet, createTap, deleteTap, gatewayOf, listLinks, listNatTables, listRoutes,
   listTaps, setupHostNetwork, teardownHostNetwork, type NatSpec, type Subnet, type VmNetRule,
 } from "./index.ts";
-import { NetnsLab, canUseNetns, waitForLine } from "./testkit.ts";
+import { NetnsLab, canUseNetns, waitForLine } from "../../test/kits/netns.ts";
 
 const skip = !(await canUseNetns()) && "needs root and iproute2 to create network namespaces";
 const BRIDGE = "banger0";
@@ -140,7 +140,7 @@ describe("packets from stand-in guests", { skip }, () => {
       await lab.ip(ns, "route", "add", "default", "via", gw);
       guests[name] = { ns, ip, port };
     }
-    const dns = lab.spawn(host, [process.execPath, "--import", "tsx", join(import.meta.dirname, "dnsfixture.ts"), gw,
+    const dns = lab.spawn(host, [process.execPath, "--import", "tsx", join(import.meta.dirname, "..", "..", "test", "fixtures", "dns-server.ts"), gw,
       JSON.stringify({ alpha: guests.alpha!.ip, beta: guests.beta!.ip })]);
     await waitForLine(dns, /ready/, 20_000);
   });

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { makeBundle, makeKernelBundle } from "./index.ts";
-import { buildTar, type RawTarEntry } from "./testtar.ts";
+import { buildTar, type RawTarEntry } from "../../test/kits/tar.ts";
 import { debugfs, statInode } from "../../test/ext4.ts";
 
 const BUSYBOX = "/bin/busybox";

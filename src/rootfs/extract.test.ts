@@ -6,7 +6,7 @@ import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { buildExt4, extractRootfsTar } from "./index.ts";
-import { buildTar, type RawTarEntry } from "./testtar.ts";
+import { buildTar, type RawTarEntry } from "../../test/kits/tar.ts";
 
 let dir: string;
 before(() => {

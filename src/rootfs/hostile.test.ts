@@ -15,7 +15,7 @@ import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { BangerError } from "../util/errors.ts";
 import { buildExt4, extractRootfsTar, flattenLayers, type Tree } from "./index.ts";
-import { buildTar, type RawTarEntry } from "./testtar.ts";
+import { buildTar, type RawTarEntry } from "../../test/kits/tar.ts";
 
 let root: string;
 let canary: string;

@@ -9,7 +9,7 @@ import { Readable } from "node:stream";
 import { after, describe, it } from "node:test";
 import { BangerError } from "../util/errors.ts";
 import { extractRootfsTar, flattenLayers, injectAgent } from "./index.ts";
-import { buildTar, type RawTarEntry } from "./testtar.ts";
+import { buildTar, type RawTarEntry } from "../../test/kits/tar.ts";
 
 const root = mkdtempSync(join(tmpdir(), "bgr-messages-"));
 after(() => rmSync(root, { recursive: true, force: true }));

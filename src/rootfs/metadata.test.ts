@@ -12,7 +12,7 @@ import { BangerError } from "../util/errors.ts";
 import { MAX_TREE_METADATA_BYTES } from "../util/paths.ts";
 import { MAX_SCRIPT_BYTES, MAX_XATTR_VALUES } from "./debugfs.ts";
 import { buildExt4, extractRootfsTar, flattenLayers, type Tree } from "./index.ts";
-import { buildTar, type RawTarEntry } from "./testtar.ts";
+import { buildTar, type RawTarEntry } from "../../test/kits/tar.ts";
 
 const root = mkdtempSync(join(tmpdir(), "bgr-metadata-"));
 after(() => rmSync(root, { recursive: true, force: true }));

@@ -11,7 +11,7 @@ import { after, describe, it } from "node:test";
 import { execFileSync } from "node:child_process";
 import { BangerError } from "../util/errors.ts";
 import { buildExt4, extractRootfsTar, flattenLayers, type Tree } from "./index.ts";
-import { buildTar, type RawTarEntry } from "./testtar.ts";
+import { buildTar, type RawTarEntry } from "../../test/kits/tar.ts";
 
 const root = mkdtempSync(join(tmpdir(), "bgr-reserved-"));
 after(() => rmSync(root, { recursive: true, force: true }));

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { makeTempHome } from "../../test/helpers.ts";
 import { forcedAccel } from "../host/index.ts";
 import { CONSOLE_LOG_CAP, qemuDriver, type VmSpec } from "./index.ts";
-import { buildTestInitramfs, ensureTestKernel, killProcessesMentioning, type TestKernel } from "./testkit.ts";
+import { buildTestInitramfs, ensureTestKernel, killProcessesMentioning, type TestKernel } from "../../test/kits/vm.ts";
 
 let kernel: TestKernel | string;
 const home = makeTempHome();

@@ -1,4 +1,4 @@
-// The firecracker driver against a stand-in for the firecracker binary (fcfake.ts): a mock
+// The firecracker driver against a stand-in for the firecracker binary (test/fixtures/firecracker/fake.ts): a mock
 // by necessity, as no firecracker binary and no fast KVM exist on this host. The stand-in
 // validates every request against Firecracker's official swagger file and records it, so
 // these tests assert both that each call is one Firecracker accepts and the call sequence.
@@ -15,9 +15,9 @@ import { probeKvm } from "../host/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { which } from "../util/exec.ts";
 import { fcCall } from "./fcapi.ts";
-import { SwaggerValidator } from "./fcswagger.ts";
+import { SwaggerValidator } from "../../test/fixtures/firecracker/swagger.ts";
 import { createFirecrackerDriver } from "./firecracker.ts";
-import { killProcessesMentioning, processesMentioning } from "./testkit.ts";
+import { killProcessesMentioning, processesMentioning } from "../../test/kits/vm.ts";
 import { buildJailerArgv, firecrackerDriver, jailerChrootDir, type VmSpec } from "./index.ts";
 
 const SWAGGER = join(REPO, "test", "fixtures", "firecracker", "firecracker.yaml");
@@ -39,7 +39,7 @@ before(async () => {
   home = makeTempHome();
   fakeBinary = join(home.home, "firecracker");
   const loader = pathToFileURL(join(REPO, "node_modules", "tsx", "dist", "loader.mjs")).href;
-  const program = join(REPO, "src", "vmm", "fcfake.ts");
+  const program = join(REPO, "test", "fixtures", "firecracker", "fake.ts");
   await writeFile(fakeBinary, `#!/bin/sh\nexec "${process.execPath}" --import "${loader}" "${program}" "$@"\n`);
   await chmod(fakeBinary, 0o755);
   files = { kernel: join(home.home, "vmlinux"), initrd: join(home.home, "initrd"), disk: join(home.home, "rootfs.ext4") };

@@ -12,7 +12,7 @@ import type { Duplex } from "node:stream";
 import { REPO } from "../../test/helpers.ts";
 import { BangerError } from "../util/errors.ts";
 import { buildQemuArgv, cleanupDeadVm, qemuDriver, qmpCommand, type VmHandle, type VmSpec } from "./index.ts";
-import { qemuTestBed } from "./testkit.ts";
+import { qemuTestBed } from "../../test/kits/vm.ts";
 
 const MARKER = "BANGER-QEMU-TEST-MARKER";
 

@@ -11,7 +11,7 @@ import { describe, test } from "node:test";
 import { describeEnd, findPanicLine } from "./ending.ts";
 import { buildQemuArgv, killUnrecordedVmms, qemuDriver, qmpCommand, type VmHandle, type VmmEvent, type VmSpec } from "./index.ts";
 import { forgetChildExit, isAlive, spawnDetached } from "./process.ts";
-import { qemuTestBed } from "./testkit.ts";
+import { qemuTestBed } from "../../test/kits/vm.ts";
 
 // /init: panics on request (sysrq c; panic=-1 then resets the guest and -no-reboot ends QEMU).
 const SCRIPT = `

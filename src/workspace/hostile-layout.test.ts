@@ -12,7 +12,7 @@ import { ErrorCode } from "../util/errors.ts";
 import type { AgentClient } from "../guest/index.ts";
 import { applyPatch, copyIn, exportPatch, packWorkspace, planWorkspace, type WorkspacePlan } from "./index.ts";
 import { MAX_SERIES_COMMITS } from "./series.ts";
-import { committedRepo, guestSh, handWrittenIndex, hostGit, useAgent } from "./testkit.ts";
+import { committedRepo, guestSh, handWrittenIndex, hostGit, useAgent } from "../../test/kits/workspace.ts";
 
 describe("workspace: a repository's layout and index cannot reach other host files", () => {
   const { home, cleanup } = makeTempHome();

@@ -11,7 +11,7 @@ import type { AgentClient } from "../guest/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { applyPatch, checkRepoOwner, copyIn, exportPatch, packWorkspace, type PackedWorkspace } from "./index.ts";
 import { gitRaw, metadataEnv, METADATA_TIMEOUT_MS } from "./git.ts";
-import { canaryRepo, committedRepo, guestSh, hostGit, useAgent, type CanaryRepo } from "./testkit.ts";
+import { canaryRepo, committedRepo, guestSh, hostGit, useAgent, type CanaryRepo } from "../../test/kits/workspace.ts";
 
 const FILES = ["a.txt", "b.dat", "c.inc", "d.incif", "new.txt"];
 

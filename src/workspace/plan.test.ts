@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { makeTempHome } from "../../test/helpers.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { LARGE_COPY, planWorkspace, startCopy, type WorkspacePlan } from "./index.ts";
-import { committedRepo, hostGit } from "./testkit.ts";
+import { committedRepo, hostGit } from "../../test/kits/workspace.ts";
 
 /** The archive's member names (without the "./" root), in order. */
 async function copiedNames(plan: WorkspacePlan, vmName?: string): Promise<string[]> {

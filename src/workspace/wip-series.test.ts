@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { makeTempHome } from "../../test/helpers.ts";
 import type { AgentClient } from "../guest/index.ts";
 import { applyPatch, copyIn, exportPatch, packWorkspace } from "./index.ts";
-import { BINARY, committedRepo, guestSh, hostGit, useAgent, viewTree } from "./testkit.ts";
+import { BINARY, committedRepo, guestSh, hostGit, useAgent, viewTree } from "../../test/kits/workspace.ts";
 
 const LINES = Array.from({ length: 12 }, (_, i) => `line ${i + 1}`);
 const text = (lines: string[]) => `${lines.join("\n")}\n`;

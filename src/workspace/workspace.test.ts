@@ -11,7 +11,7 @@ import { makeTempHome } from "../../test/helpers.ts";
 import type { AgentClient } from "../guest/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { applyPatch, copyIn, exportPatch, packWorkspace, releaseWorkspace, type PackedWorkspace } from "./index.ts";
-import { BIG, BINARY, committedRepo, EXPECTED_FILES, guestSh, hostGit, makeHostRepo, useAgent, viewTree } from "./testkit.ts";
+import { BIG, BINARY, committedRepo, EXPECTED_FILES, guestSh, hostGit, makeHostRepo, useAgent, viewTree } from "../../test/kits/workspace.ts";
 
 const GUEST_UID = 4242;
 const GUEST_USER = `${GUEST_UID}:${GUEST_UID}`;

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { killProcessesMentioning } from "../../src/vmm/testkit.ts";
+import { killProcessesMentioning } from "../kits/vm.ts";
 import { daemonPid, doctorLeftovers, isAlive, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
 
 export interface VmJson {

@@ -13,7 +13,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ChildProcess } from "node:child_process";
-import { NetnsLab, canUseNetns, waitForLine } from "../../src/net/testkit.ts";
+import { NetnsLab, canUseNetns, waitForLine } from "../kits/netns.ts";
 import { which } from "../../src/util/exec.ts";
 import { REPO, type CliResult, isAlive, makeTempHome, prepareBootableHome, stopDaemon } from "../helpers.ts";
 
@@ -89,7 +89,7 @@ describe("vm networking (real VMs, daemon inside a network namespace)", { skip }
     const server = lab.spawn(outside, [process.execPath, "-e", `require("http").createServer((q, r) => r.end("seen " + q.socket.remoteAddress)).listen(8080, "0.0.0.0", () => console.log("ready"))`]);
     await waitForLine(server, /ready/);
     // Its resolver: WEB_NAME is the web server.
-    resolver = lab.spawn(outside, [process.execPath, "--import", "tsx", join(REPO, "src/net/dnstestkit.ts"), RESOLVER, JSON.stringify({ [WEB_NAME]: { A: ["198.51.100.1"], ttl: 120 } })]);
+    resolver = lab.spawn(outside, [process.execPath, "--import", "tsx", join(REPO, "test/kits/dns.ts"), RESOLVER, JSON.stringify({ [WEB_NAME]: { A: ["198.51.100.1"], ttl: 120 } })]);
     await waitForLine(resolver, /^ready$/, 20_000);
     resolver.stdout!.on("data", (b: Buffer) => upstreamQuestions.push(...b.toString().split("\n").filter((l) => l.startsWith("question ")).map((l) => l.slice(9))));
 

@@ -2,8 +2,8 @@
 // process so cleanup (and the sweep of leftovers) only ever touches this run's namespaces.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { run, runChecked } from "../util/exec.ts";
-import { inNetns, type NetTarget } from "./exec.ts";
+import { run, runChecked } from "../../src/util/exec.ts";
+import { inNetns, type NetTarget } from "../../src/net/index.ts";
 
 export class NetnsLab {
   readonly prefix = `bgr-test-${process.pid}-${randomBytes(3).toString("hex")}-`;

@@ -8,12 +8,12 @@ import { tmpdir } from "node:os";
 import { after, before } from "node:test";
 import { chmod, copyFile, mkdir, mkdtemp, readdir, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { fetchDebianKernelDeb } from "../kernel/index.ts";
-import { errorLine } from "../util/errors.ts";
-import { run, runChecked, which } from "../util/exec.ts";
-import { forcedAccel } from "../host/index.ts";
-import type { VmSpec } from "./types.ts";
-import { processesMentioning } from "./process.ts";
+import { fetchDebianKernelDeb } from "../../src/kernel/index.ts";
+import { errorLine } from "../../src/util/errors.ts";
+import { run, runChecked, which } from "../../src/util/exec.ts";
+import { forcedAccel } from "../../src/host/index.ts";
+import type { VmSpec } from "../../src/vmm/index.ts";
+import { processesMentioning } from "../../src/vmm/process.ts";
 export { processesMentioning };
 
 export const TEST_CACHE = "/var/cache/banger-test";

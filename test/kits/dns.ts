@@ -2,7 +2,7 @@
 // a zone it is given (A/AAAA, one TTL; other names NXDOMAIN with an SOA). It records every
 // question it gets, and can misbehave on demand: stay silent, send spoofed replies (wrong
 // id, wrong question) before the real one, or truncate every UDP reply. Run as a script
-// (`node --import tsx dnstestkit.ts HOST ZONE_JSON`) it serves port 53 until killed, and
+// (`node --import tsx test/kits/dns.ts HOST ZONE_JSON`) it serves port 53 until killed, and
 // prints "ready" then a line per question: the e2e's "internet" resolver in a namespace.
 // RawUpstream is the hostile one: it answers each query with whatever bytes a test builds
 // (compression tricks, record shapes dns-packet would never write, fuzz). serveGuests starts
@@ -12,9 +12,7 @@ import { createServer, type Server } from "node:net";
 import { pathToFileURL } from "node:url";
 import dnsPacket from "dns-packet";
 import type { Answer, Packet } from "dns-packet";
-import { Forwarder, type ForwarderLimits } from "./dnsforward.ts";
-import type { Upstream } from "./dnsupstream.ts";
-import { startDnsServer, type DnsAccess, type DnsServer } from "./dns.ts";
+import { Forwarder, type ForwarderLimits, startDnsServer, type DnsAccess, type DnsServer, type Upstream } from "../../src/net/index.ts";
 
 export type FakeZone = Record<string, { A?: string[]; AAAA?: string[]; ttl?: number }>;
 export type FakeBehaviour = "answer" | "silent" | "spoof-first" | "spoof-only" | "truncate-udp";

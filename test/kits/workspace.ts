@@ -6,9 +6,9 @@ import { createHash } from "node:crypto";
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buffer as collect } from "node:stream/consumers";
-import { connectAgent, type AgentClient } from "../guest/index.ts";
-import { dialUnix } from "../vmm/index.ts";
-import { startAgent } from "../../test/agent-process.ts"; // the real agent as a process
+import { connectAgent, type AgentClient } from "../../src/guest/index.ts";
+import { dialUnix } from "../../src/vmm/index.ts";
+import { startAgent } from "../agent-process.ts"; // the real agent as a process
 
 const IDENT = {
   GIT_AUTHOR_NAME: "Test User",
