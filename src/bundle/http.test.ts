@@ -12,7 +12,8 @@ import tls from "node:tls";
 import { after, before, test } from "node:test";
 import { makeTempHome } from "../../test/helpers.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
-import { ChunkDecoder, type ByteSink, MAX_HEAD_BYTES, httpGet, parseHead } from "./http.ts";
+import { type ByteSink, MAX_HEAD_BYTES, httpGet } from "./http.ts";
+import { ChunkDecoder, parseHead } from "./http-wire.ts";
 import { openSource, readAllBounded } from "./source.ts";
 
 let home: { home: string; cleanup: () => void };
