@@ -11,5 +11,4 @@
 // It holds no business logic of its own in the method table: each method calls one
 // operation, and each operation calls the module that owns the work.
 export { runDaemon } from "./server.ts";
-export { connectOrStart, startDaemon, daemonEntry } from "./launch.ts";
 export { KeyedLock, type DaemonContext } from "./context.ts";

@@ -14,7 +14,8 @@ import { validateName } from "../util/names.ts";
 import type { DaemonContext } from "./context.ts";
 import { parseExecParams } from "./exec.ts";
 import { withLanding } from "./landing.ts";
-import { emitStream, inputStream, type StreamEvent } from "./streams.ts";
+import type { StreamEvent } from "../api/index.ts";
+import { emitStream, inputStream } from "./streams.ts";
 import { getVm, runningAgent } from "./vms.ts";
 
 export interface StartSessionParams {

@@ -15,7 +15,8 @@ import type { VmRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, errorLine, failed, invalidArgument } from "../util/errors.ts";
 import { withDeadline } from "../util/exec.ts";
 import type { DaemonContext } from "./context.ts";
-import { emitStream, inputStream, type StreamEvent } from "./streams.ts";
+import type { StreamEvent } from "../api/index.ts";
+import { emitStream, inputStream } from "./streams.ts";
 
 /** Installing keys is a few file appends: a guest that takes longer is stuck or hostile. */
 const SSH_KEYS_TIMEOUT_MS = Number(process.env.BANGER_SSH_KEYS_TIMEOUT_MS ?? 15_000);

@@ -7,7 +7,7 @@ import { parseSize } from "../util/size.ts";
 import { errorBody, invoke } from "./invoke.ts";
 import type { LiveVms } from "./live.ts";
 import type { Tasks } from "./tasks.ts";
-import { outBytes } from "../daemon/streams.ts";
+import { outBytes } from "../api/index.ts";
 
 export interface RouteInput {
   params: Record<string, string>;

@@ -9,7 +9,7 @@
 import type { WebSocket } from "ws";
 import type { MethodTable } from "../rpc/index.ts";
 import { errorBody, InputQueue, invoke } from "./invoke.ts";
-import { outBytes } from "../daemon/streams.ts";
+import { outBytes } from "../api/index.ts";
 
 /** Keystrokes sent and not yet taken by the guest before we stop reading the socket. */
 const INPUT_WINDOW_BYTES = 1024 * 1024;
