@@ -48,7 +48,11 @@ export interface PullResult {
 /** How a pull went: OCI pulls name the manifest, platform and layers; catalog pulls the bundle. */
 export interface PullDetails {
   digest?: string;
-  platform?: string;
+  /**
+   * "os/arch[/variant]" after a pull; an unchanged pull (same digest already here) sends the
+   * OCI platform object as it is (the typed contract found this; kept so --json stays the same).
+   */
+  platform?: string | { os: string; architecture: string; variant?: string };
   layers?: { digest: string; size: number }[];
   compressedBytes?: number;
   downloadedBytes?: number;

@@ -4,7 +4,7 @@
 // another preset). The CLI asks before building; this file plans and builds.
 import { loadConfig, saveConfig } from "../config/index.ts";
 import { PRESETS } from "../presets/index.ts";
-import type { MethodTable } from "../rpc/index.ts";
+import type { Handlers } from "../api/index.ts";
 import { notFound } from "../util/errors.ts";
 import type { Progress } from "../util/progress.ts";
 import type { DaemonContext } from "./context.ts";
@@ -67,7 +67,7 @@ export async function ensureDefaults(ctx: DaemonContext, call: { signal: AbortSi
   return { kernel: kernel!, image };
 }
 
-export function defaultsMethods(ctx: DaemonContext): MethodTable {
+export function defaultsMethods(ctx: DaemonContext): Handlers<"defaults.plan" | "defaults.ensure"> {
   return {
     "defaults.plan": () => planDefaults(ctx),
     "defaults.ensure": (_p, call) => ensureDefaults(ctx, call),

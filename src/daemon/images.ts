@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { type CatalogEntryView, catalogEntryView } from "../bundle/index.ts";
 import { catalogOverride } from "../config/index.ts";
 import * as imagecat from "../imagecat/index.ts";
+import type { PullDetails } from "../api/index.ts";
 import type { ImageRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, notFound } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
@@ -35,7 +36,7 @@ export interface PullResult {
   /** True when nothing had to be done: the same digest was already pulled under this name. */
   unchanged: boolean;
   seconds: number;
-  details: Record<string, unknown>;
+  details: PullDetails;
 }
 
 export function getImage(ctx: DaemonContext, name: string): ImageRecord {

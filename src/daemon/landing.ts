@@ -4,7 +4,7 @@
 // workspace `vm run` copied in (as recorded by vm.workspace.record), else the image's
 // WorkingDir, else the user's home. Users are looked up by the guest agent (its `user`
 // channel, or `id` run with an argv on older agents): image text never reaches a shell.
-import type { MethodTable } from "../rpc/index.ts";
+import type { Handlers } from "../api/index.ts";
 import { requireString } from "../rpc/index.ts";
 import type { AgentClient, ExecHandle, GuestUser } from "../guest/index.ts";
 import { BangerError, ErrorCode, errorLine } from "../util/errors.ts";
@@ -28,7 +28,7 @@ type LandingUser = Omit<Landing, "cwd" | "cwdFrom"> & { home: string };
 /** The resolved user per VM boot (id + start time): /etc/passwd is read once per boot, not per exec. */
 const cache = new WeakMap<DaemonContext, Map<string, { key: string; user: LandingUser }>>();
 
-export function landingMethods(ctx: DaemonContext): MethodTable {
+export function landingMethods(ctx: DaemonContext): Handlers<"vm.landing"> {
   return {
     "vm.landing": async (p, call) => {
       const name = requireString(p, "name");

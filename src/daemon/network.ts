@@ -19,7 +19,8 @@ import {
   subnetContains, sweepTaps, teardownHostNetwork, validateIfname, type DnsSetupPlan, type NetTarget,
   type Subnet, type Upstream, type VmNetRule,
 } from "../net/index.ts";
-import { requireString, type MethodTable } from "../rpc/index.ts";
+import type { Handlers } from "../api/index.ts";
+import { requireString } from "../rpc/index.ts";
 import type { Store, VmNetPolicy, VmRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, errorLine, invalidArgument } from "../util/errors.ts";
 import type { DaemonContext } from "./context.ts";
@@ -394,7 +395,7 @@ function networkError(what: string, err: unknown): BangerError {
 type RunningAgent = (ctx: DaemonContext, name: string, signal?: AbortSignal) => Promise<AgentClient>;
 
 /** The network methods of the method table (daemon/methods.ts spreads them in). */
-export function networkMethods(ctx: DaemonContext, runningAgent: RunningAgent): MethodTable {
+export function networkMethods(ctx: DaemonContext, runningAgent: RunningAgent): Handlers<"net.status" | "net.dns.setup" | "vm.ports" | "vm.tcp" | "vm.ssh" | "ssh.authorize"> {
   return {
     "net.status": () => ctx.network.status(),
     "net.dns.setup": () => ctx.network.setupDns(),

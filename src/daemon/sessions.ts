@@ -4,7 +4,7 @@
 // does not, and `session.list` reconciles those rows with what the agent reports.
 import { basename } from "node:path";
 import { constants as osConstants } from "node:os";
-import type { CallContext, MethodTable } from "../rpc/index.ts";
+import type { CallContext } from "../rpc/index.ts";
 import { optionalBool, optionalString, requireObject, requireString } from "../rpc/index.ts";
 import type { AgentClient, ExitStatus, SessionInfo } from "../guest/index.ts";
 import type { SessionRecord } from "../store/index.ts";
@@ -14,7 +14,7 @@ import { validateName } from "../util/names.ts";
 import type { DaemonContext } from "./context.ts";
 import { parseExecParams } from "./exec.ts";
 import { withLanding } from "./landing.ts";
-import type { StreamEvent } from "../api/index.ts";
+import type { Handlers, StreamEvent } from "../api/index.ts";
 import { emitStream, inputStream } from "./streams.ts";
 import { getVm, runningAgent } from "./vms.ts";
 
@@ -50,7 +50,7 @@ const LIST_TIMEOUT_MS = 5000;
 /** How long `session kill` waits to report that the session ended. */
 const KILL_WAIT_MS = 3000;
 
-export function sessionMethods(ctx: DaemonContext): MethodTable {
+export function sessionMethods(ctx: DaemonContext): Handlers<"session.start" | "session.list" | "session.attach" | "session.logs" | "session.send" | "session.kill" | "session.rm"> {
   return {
     "session.start": (p, call) => {
       const o = requireObject(p);

@@ -10,12 +10,12 @@ import type { Duplex, Readable } from "node:stream";
 import { pack } from "tar-stream";
 import type { Paths } from "../config/index.ts";
 import type { AgentClient, ExitStatus, SessionInfo } from "../guest/index.ts";
-import { optionalInt, requireString, type CallContext, type MethodTable } from "../rpc/index.ts";
+import { optionalInt, requireString, type CallContext } from "../rpc/index.ts";
 import type { VmRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, errorLine, failed, invalidArgument } from "../util/errors.ts";
 import { withDeadline } from "../util/exec.ts";
 import type { DaemonContext } from "./context.ts";
-import type { StreamEvent } from "../api/index.ts";
+import type { Handlers, StreamEvent } from "../api/index.ts";
 import { emitStream, inputStream } from "./streams.ts";
 
 /** Installing keys is a few file appends: a guest that takes longer is stuck or hostile. */
@@ -255,7 +255,7 @@ export async function bridgeConnection(conn: Duplex, call: CallContext): Promise
 type RunningAgent = (ctx: DaemonContext, name: string, signal?: AbortSignal) => Promise<AgentClient>;
 
 /** `vm.tcp`, `vm.ssh` and `ssh.authorize` (network.ts's method table spreads them in). */
-export function sshMethods(ctx: DaemonContext, runningAgent: RunningAgent): MethodTable {
+export function sshMethods(ctx: DaemonContext, runningAgent: RunningAgent): Handlers<"vm.tcp" | "vm.ssh" | "ssh.authorize"> {
   return {
     "vm.tcp": async (p, call) => {
       const port = optionalInt(p, "port", 1, 65535);

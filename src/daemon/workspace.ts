@@ -3,7 +3,7 @@
 // changes later. Packing, copying and patching run in the CLI, as the user, because they
 // read and write the user's repository; the daemon only stores these facts.
 import { isAbsolute } from "node:path";
-import type { MethodTable } from "../rpc/index.ts";
+import type { Handlers } from "../api/index.ts";
 import { optionalInt, optionalString, requireString } from "../rpc/index.ts";
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
 import type { DaemonContext } from "./context.ts";
@@ -28,7 +28,7 @@ function optionalCommit(p: unknown, key: string): string | null {
   return v;
 }
 
-export function workspaceMethods(ctx: DaemonContext): MethodTable {
+export function workspaceMethods(ctx: DaemonContext): Handlers<"vm.workspace.record" | "vm.workspace.info"> {
   return {
     "vm.workspace.record": (p) => {
       const name = requireString(p, "name");
