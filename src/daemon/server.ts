@@ -77,7 +77,7 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
   server = rpc;
   const gid = socketGroupId(socketGroupName());
   await rpc.listen(paths.socket, gid === undefined ? { mode: 0o600 } : { mode: 0o660, gid });
-  writeFileSync(daemonBuildFile(paths), `${buildId()}\n`); // CLIs of another build replace this daemon (launch.ts)
+  writeFileSync(daemonBuildFile(paths), `${buildId()}\n`); // CLIs of another build replace this daemon (launch/launch.ts)
   log.info("bangerd ready", { pid: process.pid, version: buildInfo.version, commit: buildInfo.commit, root: paths.root, socket: paths.socket, interruptedOperations: interrupted });
 
   let stopping = false;
