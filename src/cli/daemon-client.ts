@@ -37,6 +37,7 @@ export function callDaemon<M extends MethodName>(method: M, ...[params, settings
     const signal = settings.onEvent ? AbortSignal.any([controller.signal, readerGone]) : controller.signal;
     const call = (onProgress?: CallOptions["onProgress"]) => {
       const opts: CallOptions = { signal, onProgress, onEvent: settings.onEvent };
+      // M is generic here, so the rest-tuple type is asserted; callers were checked by callDaemon's own signature.
       return settings.input ? callWithInput(client, method, params, settings.input, opts) : client.call(method, ...([params, opts] as CallArgs<ParamsOf<M>>));
     };
     try {
