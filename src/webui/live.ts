@@ -97,10 +97,10 @@ export class LiveVms {
 
   private async stats(name: string, signal: AbortSignal): Promise<VmStatsView | null> {
     const deadline = AbortSignal.any([signal, AbortSignal.timeout(STATS_TIMEOUT_MS)]);
-    const raw = (await Promise.race([
+    const raw = await Promise.race([
       invoke(this.methods, "vm.stats", { name }, { signal: deadline }),
-      new Promise((resolve) => deadline.addEventListener("abort", () => resolve(undefined), { once: true })),
-    ]).catch(() => undefined)) as { vmmRssBytes: number | null; guest: GuestStatsLike } | undefined;
+      new Promise<undefined>((resolve) => deadline.addEventListener("abort", () => resolve(undefined), { once: true })),
+    ]).catch(() => undefined);
     if (!raw?.guest) return null;
     const { memory, cpu, uptimeSeconds } = raw.guest;
     return {
