@@ -7,14 +7,13 @@ import { constants as osConstants } from "node:os";
 import type { CallContext } from "../rpc/index.ts";
 import { optionalBool, optionalString, requireObject, requireString } from "../rpc/index.ts";
 import type { AgentClient, ExitStatus, SessionInfo } from "../guest/index.ts";
-import type { SessionRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, errorLine, invalidArgument } from "../util/errors.ts";
 import { withDeadline } from "../util/exec.ts";
 import { validateName } from "../util/names.ts";
 import type { DaemonContext } from "./context.ts";
 import { parseExecParams } from "./exec.ts";
 import { withLanding } from "./landing.ts";
-import type { Handlers, StreamEvent } from "../api/index.ts";
+import type { AttachResult, Handlers, SessionView, StreamEvent } from "../api/index.ts";
 import { emitStream, inputStream } from "./streams.ts";
 import { getVm, runningAgent } from "./vms.ts";
 
@@ -29,21 +28,6 @@ export interface StartSessionParams {
   tty?: { rows: number; cols: number } | null;
 }
 
-/** A session as `session ls` shows it: the store's row, refreshed from the agent when it answers. */
-export interface SessionView {
-  vm: string;
-  name: string;
-  command: string;
-  state: SessionRecord["state"];
-  exitCode: number | null;
-  createdAt: string;
-  pid?: number;
-  exit?: ExitStatus;
-  /** Output produced so far (the guest keeps the last 1 MiB). */
-  bytes?: number;
-  /** False when the VM's agent did not answer: the row is what the store last knew. */
-  live: boolean;
-}
 
 /** How long `session ls` waits for each guest before showing stored rows instead. */
 const LIST_TIMEOUT_MS = 5000;
@@ -182,12 +166,6 @@ async function agentFor(ctx: DaemonContext, vm: string, signal?: AbortSignal): P
   return runningAgent(ctx, vm, signal);
 }
 
-export interface AttachResult {
-  /** True when the caller detached; the session keeps running. */
-  detached: boolean;
-  state?: "running" | "exited";
-  exit?: ExitStatus;
-}
 
 /**
  * Bridges a session to the call: scrollback then live output as `out` events, `$/input`
