@@ -11,6 +11,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { resolvePaths } from "../src/config/index.ts";
 import { connectAgent, type AgentClient } from "../src/guest/index.ts";
+import type { Methods } from "../src/api/index.ts";
 import { RpcClient } from "../src/rpc/index.ts";
 import { REPO } from "../test/helpers.ts";
 import { benchHome, median, pollConnect, runBench, runChecked, showVm, timed } from "./lib.ts";
@@ -74,11 +75,11 @@ async function hyperfineCli(home: string, env: NodeJS.ProcessEnv): Promise<Recor
 }
 
 async function daemonExecTimes(home: string): Promise<number[]> {
-  const client = await RpcClient.connect(resolvePaths({ BANGER_HOME: home }).socket);
+  const client = await RpcClient.connect<Methods>(resolvePaths({ BANGER_HOME: home }).socket);
   try {
     return await repeat(DIRECT_EXECS, 5, async () => {
-      const status = await client.call<{ exitCode?: number }>("vm.exec", { name: VM, argv: ["true"], stdin: false });
-      if (status.exitCode !== 0) throw new Error(`vm.exec true: ${JSON.stringify(status)}`);
+      const status = await client.call("vm.exec", { name: VM, argv: ["true"], stdin: false });
+      if (!("exitCode" in status) || status.exitCode !== 0) throw new Error(`vm.exec true: ${JSON.stringify(status)}`);
     });
   } finally {
     client.close();

@@ -38,7 +38,8 @@ import { connectAgent, type AgentClient } from "../src/guest/index.ts";
 import { RpcClient, RpcServer } from "../src/rpc/index.ts";
 import { packWorkspace } from "../src/workspace/index.ts";
 import { Uploader, streamEvents } from "../src/cli/streams.ts";
-import { INPUT_WINDOW_BYTES, inputStream } from "../src/daemon/streams.ts";
+import { INPUT_WINDOW_BYTES } from "../src/api/index.ts";
+import { inputStream } from "../src/daemon/streams.ts";
 import { REPO, runBanger } from "../test/helpers.ts";
 import { MiB, type BenchHome, benchHome, median, onCleanup, pollConnect, runBench, runChecked, showVm, since, timed } from "./lib.ts";
 
@@ -203,7 +204,7 @@ async function rpcLeg(repo: string): Promise<number> {
       return await timed(async () => {
         const packed = await packWorkspace(repo);
         let uploader: Uploader | undefined;
-        const call = client.start<{ bytes: number }>("sink", {}, { onEvent: (e) => streamEvents({ 1: process.stdout, 2: process.stderr }, uploader)(e) });
+        const call = client.start("sink", {}, { onEvent: (e) => streamEvents({ 1: process.stdout, 2: process.stderr }, uploader)(e) });
         uploader = new Uploader(call, packed.stream);
         uploader.start();
         await call.result;

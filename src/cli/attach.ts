@@ -3,8 +3,7 @@
 // stdin is forwarded; see interrupts.ts for the second-one-force-stops rule). Returns the
 // exit status to leave with (the command's own, or 128+N when a signal ended it).
 import { constants } from "node:os";
-import type { ExitStatus } from "../guest/index.ts";
-import type { RpcClient } from "../rpc/index.ts";
+import type { Client, ExecRequest, ExitStatus } from "../api/index.ts";
 import { withClient } from "./daemon-client.ts";
 import { cancelledForReader, readerGone } from "./output.ts";
 import { InterruptPolicy, onInterrupts, signalStatus, type InterruptSignal } from "./interrupts.ts";
@@ -31,12 +30,15 @@ export function exitCodeOf(status: ExitStatus): number {
   return 128 + (status.signalNumber || (constants.signals as Record<string, number>)[status.signal] || 0);
 }
 
-export function attachExec(method: string, params: Record<string, unknown>, opts: AttachOptions): Promise<number> {
+/** vm.exec's params but stdin and tty, which come from `opts`. */
+export type AttachParams = Omit<ExecRequest, "stdin" | "tty"> & { name: string };
+
+export function attachExec(method: "vm.exec", params: AttachParams, opts: AttachOptions): Promise<number> {
   return withClient((client) => attachWith(client, method, params, opts));
 }
 
 /** The same as attachExec on an existing connection (vm run makes several calls on one). */
-export async function attachWith(client: RpcClient, method: string, params: Record<string, unknown>, opts: AttachOptions): Promise<number> {
+export async function attachWith(client: Client, method: "vm.exec", params: AttachParams, opts: AttachOptions): Promise<number> {
   const stdin = process.stdin;
   const raw = opts.tty && stdin.isTTY === true;
   const size = () => ({ rows: process.stdout.rows || 24, cols: process.stdout.columns || 80 });
@@ -50,7 +52,7 @@ export async function attachWith(client: RpcClient, method: string, params: Reco
   // Aborted by a second interrupt: stops waiting at once, and the daemon ends the command.
   const forced = new AbortController();
   let forcedBy: InterruptSignal | undefined;
-  const call = client.start<ExitStatus>(method, { ...params, stdin: opts.stdin, ...(opts.tty ? { tty: size() } : {}) }, {
+  const call = client.start(method, { ...params, stdin: opts.stdin, ...(opts.tty ? { tty: size() } : {}) }, {
     onEvent: (e) => handler(e),
     signal: AbortSignal.any([readerGone, forced.signal]),
   });

@@ -9,6 +9,7 @@ import {
   CONFIG_KEY_SPECS, CONFIG_KEYS, DEFAULT_WEB_PORT, effectiveValue, keySpec, loadConfig, resolvePaths, saveConfig, setConfigValue,
   type Config, type EffectiveValue, type KeySpec, type Paths,
 } from "../config/index.ts";
+import type { Methods } from "../api/index.ts";
 import { RpcClient } from "../rpc/index.ts";
 import { errorLine, invalidArgument } from "../util/errors.ts";
 import { humanBytes } from "../util/human.ts";
@@ -70,10 +71,10 @@ export function registerConfig(program: Command): void {
  */
 async function withOnlyOne(paths: Paths, e: EffectiveValue): Promise<EffectiveValue & { only?: true }> {
   if (e.value !== null || (e.key !== "default_kernel" && e.key !== "default_image")) return e;
-  const client = await RpcClient.connect(paths.socket).catch(() => undefined);
+  const client = await RpcClient.connect<Methods>(paths.socket).catch(() => undefined);
   if (!client) return e;
   try {
-    const names = (await client.call<{ name: string }[]>(e.key === "default_kernel" ? "kernel.list" : "image.list")).map((r) => r.name);
+    const names = (await client.call(e.key === "default_kernel" ? "kernel.list" : "image.list")).map((r) => r.name);
     return names.length === 1 ? { ...e, value: names[0], only: true } : e;
   } catch {
     return e;
@@ -116,7 +117,7 @@ async function changeKey(key: string, text: string | undefined): Promise<void> {
 
 /** A default kernel or image must exist: refused with one line naming those there are. */
 async function checkExists(kind: "kernel" | "image", key: string, name: string): Promise<void> {
-  const names = (await callDaemon<{ name: string }[]>(`${kind}.list`)).map((r) => r.name);
+  const names = (await callDaemon(`${kind}.list`)).map((r) => r.name);
   if (names.includes(name)) return;
   const make = kind === "kernel" ? "banger kernel import --debian" : "banger image build --preset busybox";
   const there = names.length ? `${kind}s here: ${names.join(", ")}` : `there are no ${kind}s yet: ${make}`;
@@ -134,14 +135,14 @@ async function checkNetwork(next: Config): Promise<void> {
 /** Says when the change takes effect, applying the dashboard's at once when a daemon runs. */
 async function applyChange(paths: Paths, key: string, spec: KeySpec): Promise<void> {
   if (spec.applies === "live") return;
-  const client = await RpcClient.connect(paths.socket).catch(() => undefined);
+  const client = await RpcClient.connect<Methods>(paths.socket).catch(() => undefined);
   if (!client) return; // the next daemon reads it when it starts
   try {
     if (spec.applies === "restart") {
       process.stderr.write(`banger: ${key} applies when the daemon restarts: banger daemon stop (running VMs keep running; the next command starts it)\n`);
       return;
     }
-    const state = await client.call<{ enabled: boolean; url?: string; error?: string }>("web.reload").catch((err: unknown) => {
+    const state = await client.call("web.reload").catch((err: unknown) => {
       process.stderr.write(`banger: the running daemon could not apply ${key} (${inert(errorLine(err))}): banger daemon stop, and the next command starts one that does\n`);
       return undefined;
     });

@@ -2,8 +2,9 @@
 // one call, show its progress, and turn Ctrl-C into a cancellation the daemon sees.
 import type { Readable } from "node:stream";
 import { resolvePaths } from "../config/index.ts";
-import { connectOrStart } from "../daemon/launch.ts";
-import type { CallOptions, RpcClient } from "../rpc/index.ts";
+import type { Client, MethodName, ParamsOf, ResultOf } from "../api/index.ts";
+import { connectOrStart } from "../launch/index.ts";
+import type { CallArgs, CallOptions } from "../rpc/index.ts";
 import { ProgressView, readerGone } from "./output.ts";
 import { Uploader, streamEvents } from "./streams.ts";
 
@@ -16,7 +17,10 @@ export interface CallSettings {
   input?: Readable;
 }
 
-export async function withClient<T>(fn: (client: RpcClient) => Promise<T>): Promise<T> {
+/** The params (optional when the method takes none) and the settings of one call. */
+type CallDaemonArgs<M extends MethodName> = undefined extends ParamsOf<M> ? [params?: ParamsOf<M>, settings?: CallSettings] : [params: ParamsOf<M>, settings?: CallSettings];
+
+export async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
   const client = await connectOrStart(resolvePaths());
   try {
     return await fn(client);
@@ -25,7 +29,7 @@ export async function withClient<T>(fn: (client: RpcClient) => Promise<T>): Prom
   }
 }
 
-export function callDaemon<T>(method: string, params?: unknown, settings: CallSettings = {}): Promise<T> {
+export function callDaemon<M extends MethodName>(method: M, ...[params, settings = {}]: CallDaemonArgs<M>): Promise<ResultOf<M>> {
   return withClient(async (client) => {
     const controller = new AbortController();
     const onSigint = () => controller.abort();
@@ -33,7 +37,8 @@ export function callDaemon<T>(method: string, params?: unknown, settings: CallSe
     const signal = settings.onEvent ? AbortSignal.any([controller.signal, readerGone]) : controller.signal;
     const call = (onProgress?: CallOptions["onProgress"]) => {
       const opts: CallOptions = { signal, onProgress, onEvent: settings.onEvent };
-      return settings.input ? callWithInput<T>(client, method, params, settings.input, opts) : client.call<T>(method, params, opts);
+      // M is generic here, so the rest-tuple type is asserted; callers were checked by callDaemon's own signature.
+      return settings.input ? callWithInput(client, method, params, settings.input, opts) : client.call(method, ...([params, opts] as CallArgs<ParamsOf<M>>));
     };
     try {
       return await (settings.showProgress ? new ProgressView().track(call) : call());
@@ -44,10 +49,10 @@ export function callDaemon<T>(method: string, params?: unknown, settings: CallSe
 }
 
 /** One call fed with `input`'s bytes within the acknowledged window; fails with input's error, if any. */
-async function callWithInput<T>(client: RpcClient, method: string, params: unknown, input: Readable, opts: CallOptions): Promise<T> {
+async function callWithInput<M extends MethodName>(client: Client, method: M, params: ParamsOf<M> | undefined, input: Readable, opts: CallOptions): Promise<ResultOf<M>> {
   let uploader: Uploader | undefined;
   const toSinks = (e: unknown) => streamEvents({ 1: process.stdout, 2: process.stderr }, uploader)(e);
-  const call = client.start<T>(method, params, { ...opts, onEvent: (e) => (toSinks(e), opts.onEvent?.(e)) });
+  const call = client.start(method, ...([params, { ...opts, onEvent: (e: unknown) => (toSinks(e), opts.onEvent?.(e)) }] as CallArgs<ParamsOf<M>>));
   const readFailed = new Promise<never>((_resolve, reject) =>
     input.on("error", (err) => {
       call.cancel();

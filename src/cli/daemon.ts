@@ -2,22 +2,12 @@
 import { createReadStream, existsSync, readFileSync, statSync, watch } from "node:fs";
 import type { Command } from "commander";
 import { resolvePaths } from "../config/index.ts";
+import type { Methods } from "../api/index.ts";
 import { RpcClient } from "../rpc/index.ts";
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
-import { connectOrStart, waitSocketGone } from "../daemon/launch.ts";
+import { connectOrStart, waitSocketGone } from "../launch/index.ts";
 import { callDaemon } from "./daemon-client.ts";
 import { printFields, printJson, readerGone } from "./output.ts";
-
-interface Status {
-  pid: number;
-  version: string;
-  commit: string;
-  root: string;
-  socket: string;
-  uptimeSeconds: number;
-  schemaVersion: number;
-  vms: { total: number; running: number };
-}
 
 export function registerDaemon(program: Command): void {
   const daemon = program.command("daemon").description("control bangerd, the daemon that owns all state");
@@ -28,14 +18,14 @@ export function registerDaemon(program: Command): void {
     .option("--json", "print JSON")
     .action(async (opts: { json?: boolean }) => {
       const paths = resolvePaths();
-      const client = await RpcClient.connect(paths.socket).catch(() => undefined);
+      const client = await RpcClient.connect<Methods>(paths.socket).catch(() => undefined);
       if (!client) {
         if (opts.json) printJson({ running: false, root: paths.root, socket: paths.socket });
         else process.stdout.write(`bangerd is not running for ${paths.root}\n`);
         process.exitCode = 1;
         return;
       }
-      const status = await client.call<Status>("daemon.status").finally(() => client.close());
+      const status = await client.call("daemon.status").finally(() => client.close());
       if (opts.json) return printJson({ running: true, ...status });
       printFields([
         ["running", `yes (pid ${status.pid})`],
@@ -51,7 +41,7 @@ export function registerDaemon(program: Command): void {
     .command("start")
     .description("start bangerd for this root if it is not running (commands do this by themselves)")
     .action(async () => {
-      const status = await callDaemon<Status>("daemon.status");
+      const status = await callDaemon("daemon.status");
       process.stdout.write(`bangerd running (pid ${status.pid}) on ${status.socket}\n`);
     });
 
@@ -63,13 +53,13 @@ export function registerDaemon(program: Command): void {
     .action(async (opts: { json?: boolean; cleanupNetwork?: boolean }) => {
       const paths = resolvePaths();
       // Cleaning up needs a daemon (it knows the bridge and taps): start one if none runs.
-      const client = opts.cleanupNetwork ? await connectOrStart(paths) : await RpcClient.connect(paths.socket).catch(() => undefined);
+      const client = opts.cleanupNetwork ? await connectOrStart(paths) : await RpcClient.connect<Methods>(paths.socket).catch(() => undefined);
       if (!client) {
         if (opts.json) printJson({ stopped: false, running: false });
         else process.stdout.write("bangerd is not running\n");
         return;
       }
-      const res = await client.call<{ pid: number; network?: { cleaned: boolean; reason?: string } }>("daemon.stop", opts.cleanupNetwork ? { cleanupNetwork: true } : undefined).finally(() => client.close());
+      const res = await client.call("daemon.stop", opts.cleanupNetwork ? { cleanupNetwork: true } : undefined).finally(() => client.close());
       await waitSocketGone(paths.socket, 15000);
       if (opts.json) return printJson({ stopped: true, pid: res.pid, ...(res.network ? { network: res.network } : {}) });
       process.stdout.write(`bangerd (pid ${res.pid}) stopped\n`);

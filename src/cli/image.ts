@@ -1,6 +1,6 @@
 // `banger image ...`: root disk images from the catalog or any OCI registry.
 import type { Command } from "commander";
-import type { ImageRecord } from "../store/index.ts";
+import type { ImageView, PullResult } from "../api/index.ts";
 import { humanBytes } from "../util/human.ts";
 import { validateName } from "../util/names.ts";
 import { callDaemon } from "./daemon-client.ts";
@@ -12,30 +12,8 @@ import { noteBecameDefault, reportRemoval } from "./kernel.ts";
 const imageName = (v: string) => validateName("image", v);
 const kernelName = (v: string) => validateName("kernel", v);
 
-/** image.list/show/pull/build: the record plus usedBytes, what the sparse rootfs.ext4 takes on the host (sizeBytes is its virtual size). */
-type ImageView = ImageRecord & { usedBytes: number | null };
-
 /** "81 MiB used, 1.0 GiB virtual". */
 const sizeText = (i: ImageView) => `${i.usedBytes === null ? "?" : humanBytes(i.usedBytes)} used, ${humanBytes(i.sizeBytes)} virtual`;
-
-interface PullResult {
-  image: ImageView;
-  becameDefault?: boolean;
-  via: "catalog" | "oci";
-  unchanged: boolean;
-  seconds: number;
-  details: { digest?: string; platform?: string; layers?: { digest: string; size: number }[]; compressedBytes?: number; downloadedBytes?: number; cached?: boolean };
-}
-
-interface AvailableImage {
-  name: string;
-  distro?: string;
-  arch?: string;
-  kernelRef?: string;
-  sizeBytes?: number;
-  description?: string;
-  state: "pulled" | "available";
-}
 
 function printPull(r: PullResult): void {
   const i = r.image;
@@ -62,7 +40,7 @@ export function registerImage(program: Command): void {
     .option("--json", "print JSON")
     .action(async (opts: { available?: boolean; json?: boolean }) => {
       if (opts.available) {
-        const entries = await callDaemon<AvailableImage[]>("image.catalog");
+        const entries = await callDaemon("image.catalog");
         if (opts.json) return printJson(entries);
         if (entries.length === 0) return void process.stdout.write("the image catalog is empty (pull any OCI image: banger image pull alpine)\n");
         printTable(
@@ -71,7 +49,7 @@ export function registerImage(program: Command): void {
         );
         return;
       }
-      const images = await callDaemon<ImageView[]>("image.list");
+      const images = await callDaemon("image.list");
       if (opts.json) return printJson(images);
       if (images.length === 0) return void process.stdout.write("no images (pull one: banger image pull <name|oci-ref>)\n");
       printTable(
@@ -92,7 +70,7 @@ export function registerImage(program: Command): void {
     .option("--force", "replace an image of the same name")
     .option("--json", "print the result as JSON instead of progress")
     .action(async (ref: string, opts: { name?: string; kernelRef?: string; kernel?: string; platform?: string; size?: number; force?: boolean; json?: boolean }) => {
-      const r = await callDaemon<PullResult>(
+      const r = await callDaemon(
         "image.pull",
         { ref, name: opts.name, kernelRef: opts.kernelRef, kernel: opts.kernel, platform: opts.platform, sizeBytes: opts.size, force: opts.force },
         { showProgress: !opts.json },
@@ -113,7 +91,7 @@ export function registerImage(program: Command): void {
     .option("--json", "print the result as JSON instead of progress")
     .action(async (opts: { preset: string; name?: string; kernelRef?: string; size?: number; force?: boolean; json?: boolean }) => {
       const started = Date.now();
-      const i = await callDaemon<ImageView & { becameDefault?: boolean }>(
+      const i = await callDaemon(
         "image.build",
         { preset: opts.preset, name: opts.name, kernelRef: opts.kernelRef, sizeBytes: opts.size, force: opts.force },
         { showProgress: !opts.json },
@@ -129,7 +107,7 @@ export function registerImage(program: Command): void {
     .argument("<name>", "image name", imageName)
     .option("--json", "print JSON")
     .action(async (name: string, opts: { json?: boolean }) => {
-      const i = await callDaemon<ImageView>("image.show", { name });
+      const i = await callDaemon("image.show", { name });
       if (opts.json) return printJson(i);
       printFields([
         ["name", i.name], ["source", i.source], ["digest", i.digest], ["kernel", i.kernelRef], ["distro", i.distro],
@@ -144,7 +122,7 @@ export function registerImage(program: Command): void {
     .option("-f, --force", "remove it even while it is default_image, which is then unset (never while a VM uses it)")
     .option("--json", "print JSON")
     .action(async (name: string, opts: { force?: boolean; json?: boolean }) => {
-      const r = await callDaemon<{ removed: string; broken: string[] }>("image.rm", { name, force: opts.force });
+      const r = await callDaemon("image.rm", { name, force: opts.force });
       if (opts.json) return printJson(r);
       reportRemoval("image", r);
     });

@@ -1,7 +1,7 @@
 // `banger kernel ...`: kernels from the catalog or imported locally.
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import type { KernelRecord } from "../store/index.ts";
+import type { KernelView } from "../api/index.ts";
 import { invalidArgument } from "../util/errors.ts";
 import { humanBytes } from "../util/human.ts";
 import { validateName } from "../util/names.ts";
@@ -10,17 +10,7 @@ import { age, printFields, printJson, printTable } from "./output.ts";
 
 const kernelName = (v: string) => validateName("kernel", v);
 
-interface AvailableKernel {
-  name: string;
-  distro?: string;
-  arch?: string;
-  kernelVersion?: string;
-  sizeBytes?: number;
-  description?: string;
-  state: "pulled" | "available";
-}
-
-function printKernel(k: KernelRecord): void {
+function printKernel(k: KernelView): void {
   printFields([
     ["name", k.name],
     ["version", k.kernelVersion],
@@ -80,7 +70,7 @@ Examples:
     .option("--json", "print JSON")
     .action(async (opts: { available?: boolean; json?: boolean }) => {
       if (opts.available) {
-        const entries = await callDaemon<AvailableKernel[]>("kernel.catalog");
+        const entries = await callDaemon("kernel.catalog");
         if (opts.json) return printJson(entries);
         if (entries.length === 0) return void process.stdout.write("the kernel catalog is empty (import one: banger kernel import --debian)\n");
         printTable(
@@ -89,7 +79,7 @@ Examples:
         );
         return;
       }
-      const kernels = await callDaemon<KernelRecord[]>("kernel.list");
+      const kernels = await callDaemon("kernel.list");
       if (opts.json) return printJson(kernels);
       if (kernels.length === 0) return void process.stdout.write("no kernels (see `banger kernel list --available`, or `banger kernel import`)\n");
       printTable(
@@ -105,7 +95,7 @@ Examples:
     .option("--force", "replace a kernel of the same name")
     .option("--json", "print the result as JSON instead of progress")
     .action(async (name: string, opts: { force?: boolean; json?: boolean }) => {
-      const k = await callDaemon<KernelRecord & { becameDefault?: boolean }>("kernel.pull", { name, force: opts.force }, { showProgress: !opts.json });
+      const k = await callDaemon("kernel.pull", { name, force: opts.force }, { showProgress: !opts.json });
       noteBecameDefault("kernel", k.name, k);
       if (opts.json) return printJson(k);
       process.stdout.write(`kernel ${k.name} pulled (${k.kernelVersion || "version unknown"}, vmlinux sha256 ${k.vmlinuxSha256.slice(0, 12)})\n`);
@@ -126,7 +116,7 @@ Examples:
       const path = source ?? opts.deb;
       // Read here, as the user, and sent to the daemon: it opens no path a caller names (kernel/upload.ts).
       const upload = path === undefined ? undefined : await (await import("../kernel/index.ts")).openKernelSource(resolve(path));
-      const k = await callDaemon<KernelRecord & { becameDefault?: boolean }>(
+      const k = await callDaemon(
         "kernel.import",
         { upload: upload?.kind, label: upload?.label, debian: opts.debian, flavor: opts.debian ? opts.flavor : undefined, name: opts.name, force: opts.force },
         { showProgress: !opts.json, input: upload?.stream },
@@ -142,7 +132,7 @@ Examples:
     .argument("<name>", "kernel name", kernelName)
     .option("--json", "print JSON")
     .action(async (name: string, opts: { json?: boolean }) => {
-      const k = await callDaemon<KernelRecord>("kernel.show", { name });
+      const k = await callDaemon("kernel.show", { name });
       if (opts.json) return printJson(k);
       printKernel(k);
     });
@@ -154,7 +144,7 @@ Examples:
     .option("-f, --force", "remove it even while images or default_kernel use it, and say what that breaks (never while a VM does)")
     .option("--json", "print JSON")
     .action(async (name: string, opts: { force?: boolean; json?: boolean }) => {
-      const r = await callDaemon<{ removed: string; broken: string[] }>("kernel.rm", { name, force: opts.force });
+      const r = await callDaemon("kernel.rm", { name, force: opts.force });
       if (opts.json) return printJson(r);
       reportRemoval("kernel", r);
     });

@@ -10,8 +10,8 @@ import { createServer, type Server, type Socket } from "node:net";
 import { homedir } from "node:os";
 import { Option, type Command } from "commander";
 import { resolvePaths, sshPaths } from "../config/index.ts";
-import type { ListeningPort } from "../guest/index.ts";
-import type { Call, RpcClient } from "../rpc/index.ts";
+import type { Client } from "../api/index.ts";
+import type { Call } from "../rpc/index.ts";
 import { BangerError, ErrorCode, errorLine, invalidArgument } from "../util/errors.ts";
 import { isLoopbackHost } from "../util/loopback.ts";
 import { validateName } from "../util/names.ts";
@@ -86,7 +86,7 @@ export interface Forward {
  * of one connection (e.g. nothing listens in the guest) close that connection and go to
  * `onError` (default: a line on stderr); the forward keeps serving.
  */
-export async function startForward(client: RpcClient, vm: string, spec: ForwardSpec, opts: { onError?: (err: unknown) => void } = {}): Promise<Forward> {
+export async function startForward(client: Client, vm: string, spec: ForwardSpec, opts: { onError?: (err: unknown) => void } = {}): Promise<Forward> {
   const onError = opts.onError ?? ((err: unknown) => process.stderr.write(`banger: forward to ${vm}:${spec.guestPort}: ${inert(errorLine(err), { max: 1024 })}\n`));
   const open = new Set<{ sock: Socket; abort: AbortController }>();
   let count = 0;
@@ -132,7 +132,7 @@ export async function startForward(client: RpcClient, vm: string, spec: ForwardS
 }
 
 /** One connection: a `vm.tcp` call carrying bytes both ways; resolves when the guest side closes. */
-async function pipeConnection(client: RpcClient, vm: string, guestPort: number, sock: Socket, signal: AbortSignal): Promise<void> {
+async function pipeConnection(client: Client, vm: string, guestPort: number, sock: Socket, signal: AbortSignal): Promise<void> {
   sock.pause();
   sock.on("error", () => undefined);
   let uploader: Uploader | undefined;
@@ -187,8 +187,8 @@ async function proxyStdio(vm: string, port: number | undefined): Promise<void> {
     const onSignal = () => abort.abort();
     process.once("SIGTERM", onSignal);
     let uploader: Uploader | undefined;
-    const [method, params] = port === undefined ? ["vm.ssh", { name: vm }] : ["vm.tcp", { name: vm, port }];
-    const call = client.start(method, params, { signal: abort.signal, onEvent: (e) => handler(e) });
+    const opts = { signal: abort.signal, onEvent: (e: unknown) => handler(e) };
+    const call = port === undefined ? client.start("vm.ssh", { name: vm }, opts) : client.start("vm.tcp", { name: vm, port }, opts);
     uploader = new Uploader(call, process.stdin);
     const handler = streamEvents({ 1: process.stdout, 2: process.stderr }, uploader, () => uploader?.start());
     try {
@@ -210,7 +210,7 @@ export function registerVmNet(vm: Command): void {
     .argument("<name>", "VM name", vmName)
     .option("--json", "print JSON")
     .action(async (name: string, opts: { json?: boolean }) => {
-      const ports = await callDaemon<ListeningPort[]>("vm.ports", { name });
+      const ports = await callDaemon("vm.ports", { name });
       if (opts.json) return printJson(ports);
       if (ports.length === 0) {
         process.stdout.write(`nothing listens in ${name}\n`);
@@ -225,7 +225,7 @@ export function registerVmNet(vm: Command): void {
     .argument("<ports...>", "[HOST:]PORT[:GUESTPORT], e.g. 8080, 8080:80, 127.0.0.1:0:80 (0: any free host port)")
     .action(async (name: string, specs: string[]) => {
       const parsed = specs.map(parseForwardSpec);
-      const vmInfo = await callDaemon<{ state: string }>("vm.show", { name });
+      const vmInfo = await callDaemon("vm.show", { name });
       if (vmInfo.state !== "running") throw new BangerError(ErrorCode.InUse, `vm ${name} is ${vmInfo.state}, not running`, `start it: banger vm start ${name}`);
       await withClient(async (client) => {
         const forwards: Forward[] = [];
@@ -251,13 +251,6 @@ export function registerVmNet(vm: Command): void {
 }
 
 /** What `ssh.authorize` answers: VMs ready for `ssh NAME.vm`, VMs whose image has no ssh server, failures. */
-interface AuthorizeResult {
-  keys: number;
-  installed: string[];
-  noServer: { vm: string; image: string }[];
-  failed: { vm: string; error: string }[];
-}
-
 /** `ssh-config`, `dns setup`, `net status` (top level). */
 export function registerNet(program: Command): void {
   program
@@ -275,7 +268,7 @@ export function registerNet(program: Command): void {
         includePath: files.config, keyPath: key.privateKeyPath, knownHostsPath: files.knownHosts, user: opts.user,
         ...(opts.direct ? {} : { proxyCommand: proxyCommand() }),
       });
-      const res = await callDaemon<AuthorizeResult>("ssh.authorize", { publicKey: key.publicKey });
+      const res = await callDaemon("ssh.authorize", { publicKey: key.publicKey });
       if (opts.json) return printJson({ config: files.config, include, key: key.privateKeyPath, managedKey: key.managed, ...res });
       process.stdout.write(`wrote ${files.config}\nadd this line at the top of ~/.ssh/config:\n  ${include}\n`);
       process.stdout.write(`key: ${key.publicKeyPath}${key.managed ? " (banger's own)" : ""}; installed in ${res.installed.length} running VM(s) with an ssh server, new VMs get it at boot\n`);
@@ -290,7 +283,7 @@ export function registerNet(program: Command): void {
     .description("make the host resolve NAME.vm through banger's DNS server (systemd-resolved), or print what to configure")
     .option("--json", "print JSON")
     .action(async (opts: { json?: boolean }) => {
-      const plan = await callDaemon<{ kind: string; text: string; commands?: string[][] }>("net.dns.setup");
+      const plan = await callDaemon("net.dns.setup");
       if (opts.json) return printJson(plan);
       process.stdout.write(`${plan.text}\n`);
     });
@@ -302,7 +295,7 @@ export function registerNet(program: Command): void {
     .description("bridge, subnet, gateway, DNS and idle taps")
     .option("--json", "print JSON")
     .action(async (opts: { json?: boolean }) => {
-      const s = await callDaemon<Record<string, unknown>>("net.status");
+      const s = await callDaemon("net.status");
       if (opts.json) return printJson(s);
       printFields(Object.entries(s).map(([k, v]) => [k, Array.isArray(v) ? v.join(" ") : v]));
     });

@@ -4,7 +4,8 @@
 // interrupted mid-way follows the same rule; a run whose daemon or VM went away, or whose
 // workspace cannot be looked at, keeps its VM. An unchanged workspace is removed as before.
 import { writeFile } from "node:fs/promises";
-import { ConnectionLostError, type RpcClient } from "../rpc/index.ts";
+import type { Client } from "../api/index.ts";
+import { ConnectionLostError } from "../rpc/index.ts";
 import { BangerError, ErrorCode, errorLine } from "../util/errors.ts";
 import { inert } from "../util/text.ts";
 import { onInterrupts, type InterruptSignal } from "./interrupts.ts";
@@ -12,7 +13,7 @@ import { changeLine, statLines, summarizePatch, type PatchSummary } from "./patc
 import { applyExported, exportWorkspace } from "./workspace.ts";
 
 export interface RunEnd {
-  client: RpcClient;
+  client: Client;
   name: string;
   /** What the user asked for: --keep (or -d), --rm, or the rule above. */
   mode: "keep" | "rm" | "auto";
@@ -135,7 +136,7 @@ async function remove(end: RunEnd): Promise<void> {
  * Runs `fn` with SIGINT/SIGTERM/SIGHUP taken as "stop looking, keep the VM": the connection
  * is closed (every call on it fails at once) and the signal is reported instead of a result.
  */
-async function interruptible<T>(client: RpcClient, fn: () => Promise<T>): Promise<{ value: T } | { error: unknown } | { interrupted: InterruptSignal }> {
+async function interruptible<T>(client: Client, fn: () => Promise<T>): Promise<{ value: T } | { error: unknown } | { interrupted: InterruptSignal }> {
   let interrupted: InterruptSignal | undefined;
   const stop = onInterrupts((sig) => {
     interrupted ??= sig;

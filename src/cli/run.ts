@@ -8,10 +8,9 @@ import { dirname, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { Option, type Command } from "commander";
 import { resolvePaths } from "../config/index.ts";
-import { connectOrStart } from "../daemon/launch.ts";
-import type { ExitStatus } from "../guest/index.ts";
-import type { Call, RpcClient } from "../rpc/index.ts";
-import type { ImageRecord, VmRecord } from "../store/index.ts";
+import { connectOrStart } from "../launch/index.ts";
+import { type Client, type ImageView, outBytes } from "../api/index.ts";
+import type { Call } from "../rpc/index.ts";
 import { invalidArgument } from "../util/errors.ts";
 import { inert } from "../util/text.ts";
 import { validateName } from "../util/names.ts";
@@ -23,7 +22,6 @@ import { ProgressView } from "./output.ts";
 import { addNetOptions, netParams, parseForwardSpec, startForward } from "./net.ts";
 import { Uploader, streamEvents } from "./streams.ts";
 import { parseCount, parseDiskSize, parseEnv, parseMemory } from "./args.ts";
-import { outBytes } from "../daemon/streams.ts";
 import type { WorkspacePlan } from "../workspace/index.ts";
 import { planRunWorkspace } from "./workspace.ts";
 
@@ -56,12 +54,12 @@ interface RunOptions {
  * Runs a command in the guest as root and collects its output, bounded (PROBE_LIMITS), for
  * the workspace probe (run-probe.ts); too much output or too long is a failure.
  */
-async function execCapture(client: RpcClient, name: string, argv: string[]): Promise<{ code: number; stdout: string }> {
+async function execCapture(client: Client, name: string, argv: string[]): Promise<{ code: number; stdout: string }> {
   const out = new ProbeOutput(PROBE_LIMITS.maxBytes);
   const stop = new AbortController();
   const timer = setTimeout(() => stop.abort(), PROBE_LIMITS.timeoutMs);
   try {
-    const status = await client.call<ExitStatus>("vm.exec", { name, argv, user: "root", stdin: false }, {
+    const status = await client.call("vm.exec", { name, argv, user: "root", stdin: false }, {
       signal: stop.signal,
       onEvent: (e) => {
         const data = outBytes(e);
@@ -77,7 +75,7 @@ async function execCapture(client: RpcClient, name: string, argv: string[]): Pro
 }
 
 /** Streams a local tar into the guest directory through the daemon. */
-async function uploadTar(client: RpcClient, name: string, dest: string, tar: Readable, owner: { uid: number; gid: number }): Promise<{ files: number; bytes: number }> {
+async function uploadTar(client: Client, name: string, dest: string, tar: Readable, owner: { uid: number; gid: number }): Promise<{ files: number; bytes: number }> {
   let uploader: Uploader | undefined;
   const call: Call<{ files: number; bytes: number }> = client.start("vm.files.put", { name, dest, ...owner }, { onEvent: (e) => streamEvents({ 1: process.stdout, 2: process.stderr }, uploader)(e) });
   uploader = new Uploader(call, tar);
@@ -86,7 +84,7 @@ async function uploadTar(client: RpcClient, name: string, dest: string, tar: Rea
 }
 
 /** The argv to run when none was given: the image's Entrypoint + Cmd (OCI images). */
-function imageCommand(image: ImageRecord): string[] {
+function imageCommand(image: ImageView): string[] {
   const cfg = image.config as { entrypoint?: string[] | null; cmd?: string[] | null };
   return [...(cfg.entrypoint ?? []), ...(cfg.cmd ?? [])];
 }
@@ -177,15 +175,15 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
   try {
     if (!opts.image) await timed("defaults", () => ensureDefaults(client, opts.yes === true));
     const created = await timed("create", () =>
-      new ProgressView().track((onProgress) => client.call<VmRecord>("vm.create", { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryBytes: opts.memory, diskBytes: opts.diskSize, ...netParams(opts) }, { onProgress })),
+      new ProgressView().track((onProgress) => client.call("vm.create", { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryBytes: opts.memory, diskBytes: opts.diskSize, ...netParams(opts) }, { onProgress })),
     );
     vmName = created.name;
     const name = created.name;
     asRoot = (argv) => execCapture(client, name, argv);
-    const image = await client.call<ImageRecord>("image.show", { name: created.image });
+    const image = await client.call("image.show", { name: created.image });
     const imageConfig = image.config as { env?: string[]; user?: string; workingDir?: string };
     // Whom commands run as (and the workspace belongs to): the daemon's rule for every command (daemon/landing.ts).
-    const user = await client.call<{ user: string; uid: number; gid: number }>("vm.landing", { name });
+    const user = await client.call("vm.landing", { name });
     let cwd: string | undefined;
     if (plan) {
       const ws = await timed("workspace", () => copyWorkspace(client, name, plan, user));
@@ -204,7 +202,7 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
     const common = { name, env: { ...imageEnv, ...env }, cwd, user: user.user };
 
     if (opts.detach) {
-      const session = await client.call<{ name: string }>("session.start", { vm: name, argv, env: common.env, cwd, user: user.user });
+      const session = await client.call("session.start", { vm: name, argv, env: common.env, cwd, user: user.user });
       process.stdout.write(`vm ${name}, session ${session.name}\nattach: banger session attach ${name} ${session.name}\nlogs:   banger session logs ${name} ${session.name}\n`);
       return 0;
     }
@@ -236,8 +234,8 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
  * On a host without a default kernel or image, says what will be built, asks (on a terminal,
  * unless --yes), and builds it with progress.
  */
-async function ensureDefaults(client: RpcClient, yes: boolean): Promise<void> {
-  const plan = await client.call<{ steps: { what: string; name: string; how: string }[] }>("defaults.plan");
+async function ensureDefaults(client: Client, yes: boolean): Promise<void> {
+  const plan = await client.call("defaults.plan");
   if (plan.steps.length === 0) return;
   process.stderr.write(`banger has no default ${plan.steps.map((s) => s.what).join(" or ")} yet and will build:\n${plan.steps.map((s) => `  ${s.what} ${s.name}: ${s.how}\n`).join("")}`);
   if (!yes && process.stdin.isTTY) {
@@ -247,12 +245,12 @@ async function ensureDefaults(client: RpcClient, yes: boolean): Promise<void> {
     rl.close();
     if (answer !== "" && answer !== "y" && answer !== "yes") throw invalidArgument("nothing built", "build them yourself: banger kernel import --debian; banger image build --preset busybox");
   }
-  const made = await new ProgressView().track((onProgress) => client.call<{ kernel: string; image: string }>("defaults.ensure", {}, { onProgress }));
+  const made = await new ProgressView().track((onProgress) => client.call("defaults.ensure", {}, { onProgress }));
   process.stderr.write(`defaults ready: kernel ${made.kernel}, image ${made.image}\n`);
 }
 
 /** Packs the repository (or directory) and copies it to /workspace; undefined when skipped. */
-async function copyWorkspace(client: RpcClient, name: string, plan: WorkspacePlan, owner: { uid: number; gid: number }) {
+async function copyWorkspace(client: Client, name: string, plan: WorkspacePlan, owner: { uid: number; gid: number }) {
   const { startCopy } = await import("../workspace/index.ts");
   const packed = await startCopy(plan, { vmName: name });
   const copied = await uploadTar(client, name, GUEST_WORKSPACE, packed.stream, owner);

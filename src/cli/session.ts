@@ -3,8 +3,7 @@
 // detach keys; everything else is one daemon call.
 import { Option, type Command } from "commander";
 import { Transform, type TransformCallback } from "node:stream";
-import type { AttachResult, SessionView } from "../daemon/sessions.ts";
-import type { ExitStatus } from "../guest/index.ts";
+import type { ExitStatus, SessionView } from "../api/index.ts";
 import { ErrorCode } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
 import { inert } from "../util/text.ts";
@@ -68,7 +67,7 @@ async function attachTerminal(vm: string, name: string): Promise<number> {
     const size = () => ({ rows: process.stdout.rows || 24, cols: process.stdout.columns || 80 });
     const filter = new DetachFilter(() => call.input({ t: "detach" }));
     // A reader gone (`| head`) cancels the call: the daemon detaches and the session runs on.
-    const call = client.start<AttachResult>("session.attach", { vm, name }, { onEvent: (e) => handler(e), signal: readerGone });
+    const call = client.start("session.attach", { vm, name }, { onEvent: (e) => handler(e), signal: readerGone });
     const uploader = new Uploader(call, filter);
     const onResize = () => uploader.send({ t: "resize", ...size() });
     const handler = streamEvents({ 1: process.stdout, 2: process.stderr }, uploader, () => {
@@ -126,7 +125,7 @@ export function registerSession(program: Command): void {
     .argument("[vm]", "VM name", vmName)
     .option("--json", "print JSON")
     .action(async (vm: string | undefined, opts: { json?: boolean }) => {
-      const list = await callDaemon<SessionView[]>("session.list", { vm });
+      const list = await callDaemon("session.list", { vm });
       if (opts.json) return printJson(list);
       if (list.length === 0) {
         process.stdout.write("no sessions (start one with `banger session start VM -- CMD`)\n");
@@ -150,7 +149,7 @@ export function registerSession(program: Command): void {
     .option("-u, --user <user>", USER_HELP)
     .option("--json", "print JSON")
     .action(async (vm: string, argv: string[], opts: { name?: string; tty: boolean; env: string[]; workdir?: string; user?: string; json?: boolean }) => {
-      const res = await callDaemon<{ vm: string; name: string; pid: number }>("session.start", {
+      const res = await callDaemon("session.start", {
         vm, name: opts.name, argv, env: parseEnv(opts.env), cwd: opts.workdir, user: opts.user,
         ...(opts.tty ? {} : { tty: null }),
       });
@@ -183,7 +182,7 @@ export function registerSession(program: Command): void {
     .option("-s, --signal <signal>", "signal name or number, e.g. INT, KILL, 9", "TERM")
     .option("--json", "print JSON")
     .action(async (vm: string, name: string, opts: { signal: string; json?: boolean }) => {
-      const res = await callDaemon<{ state: string; exit?: ExitStatus }>("session.kill", { vm, name, signal: opts.signal });
+      const res = await callDaemon("session.kill", { vm, name, signal: opts.signal });
       if (opts.json) return printJson(res);
       if (res.state === "running") process.stdout.write(`session ${name} signalled but still running (try --signal KILL)\n`);
       else if (res.state === "removed") process.stdout.write(`session ${name} removed\n`);

@@ -3,19 +3,15 @@
 // counters are cumulative). `--json` prints one raw sample, unchanged.
 import type { Command } from "commander";
 import { setTimeout as sleep } from "node:timers/promises";
-import { cpuBusyPercent, cpuJiffies, memUsedBytes, type GuestStats } from "../guest/index.ts";
+import type { VmStats } from "../api/index.ts";
+import { cpuBusyPercent, cpuJiffies, memUsedBytes } from "../guest/index.ts";
 import { humanBytes, humanDuration } from "../util/human.ts";
 import { validateName } from "../util/names.ts";
 import { callDaemon } from "./daemon-client.ts";
 import { printFields, printJson } from "./output.ts";
 
 /** What the daemon's vm.stats answers. */
-export interface VmStatsReply {
-  name: string;
-  pid: number;
-  vmmRssBytes: number | null;
-  guest: GuestStats;
-}
+export type VmStatsReply = VmStats;
 
 /** How long between the two samples CPU use is measured over. */
 const CPU_WINDOW_MS = 1000;
@@ -47,10 +43,10 @@ export function registerStats(vm: Command): void {
     .argument("<name>", "VM name", (v: string) => validateName("vm", v))
     .option("--json", "print one raw sample as JSON (bytes; CPU as cumulative jiffies)")
     .action(async (name: string, opts: { json?: boolean }) => {
-      const first = await callDaemon<VmStatsReply>("vm.stats", { name });
+      const first = await callDaemon("vm.stats", { name });
       if (opts.json) return printJson(first);
       await sleep(CPU_WINDOW_MS);
-      const s = await callDaemon<VmStatsReply>("vm.stats", { name });
+      const s = await callDaemon("vm.stats", { name });
       printFields(statsFields(s, cpuBusyPercent(cpuJiffies(first.guest.cpu), cpuJiffies(s.guest.cpu))));
     });
 }

@@ -2,7 +2,7 @@
 // bytes go up as `$/input` chunks (raw payloads) within an acknowledged window; `out` events
 // come down.
 import { Readable, type Writable } from "node:stream";
-import { INPUT_CHUNK_BYTES, INPUT_WINDOW_BYTES, outBytes, type StreamEvent, type StreamInput } from "../daemon/streams.ts";
+import { INPUT_CHUNK_BYTES, INPUT_WINDOW_BYTES, outBytes, type StreamEvent, type StreamInput } from "../api/index.ts";
 import type { Call } from "../rpc/index.ts";
 
 /**

@@ -1,6 +1,6 @@
 // `banger vm ...`: VM lifecycle commands.
 import { Option, type Command } from "commander";
-import type { VmRecord } from "../store/index.ts";
+import { type ParamsOf, type VmView, outBytes } from "../api/index.ts";
 import { ErrorCode, invalidArgument } from "../util/errors.ts";
 import { humanBytes } from "../util/human.ts";
 import { validateName } from "../util/names.ts";
@@ -13,7 +13,6 @@ import { callDaemon } from "./daemon-client.ts";
 import { addNetOptions, netParams, registerVmNet } from "./net.ts";
 import { age, printFields, printJson, printTable } from "./output.ts";
 import { USER_HELP, WORKDIR_HELP, parseCount, parseDiskSize, parseEnv, parseMemory } from "./args.ts";
-import { outBytes } from "../daemon/streams.ts";
 
 /** The most `vm logs` asks for: the daemon refuses more. */
 const MAX_LOG_TAIL = 16 * 1024 * 1024;
@@ -27,11 +26,11 @@ function parseTailBytes(v: string): number {
 const vmName = (v: string) => validateName("vm", v);
 
 /** The state, with why when the VM got there on its own (crashed, paused, stopped by its guest). */
-function stateText(v: VmRecord): string {
+function stateText(v: VmView): string {
   return v.stateReason ? `${v.state}: ${v.stateReason}` : v.state;
 }
 
-function printVm(v: VmRecord): void {
+function printVm(v: VmView): void {
   printFields([
     ["name", v.name],
     ["state", stateText(v)],
@@ -50,9 +49,12 @@ function printVm(v: VmRecord): void {
   ]);
 }
 
+/** The calls that answer with the VM they acted on. */
+type VmAction = "vm.create" | "vm.start" | "vm.resume" | "vm.stop" | "vm.kill" | "vm.set";
+
 /** Runs a call that returns a VM and prints it (or its JSON). */
-async function vmAction(method: string, params: Record<string, unknown>, json: boolean | undefined, done: (v: VmRecord) => string): Promise<void> {
-  const v = await callDaemon<VmRecord>(method, params, { showProgress: !json });
+async function vmAction<M extends VmAction>(method: M, params: ParamsOf<M>, json: boolean | undefined, done: (v: VmView) => string): Promise<void> {
+  const v: VmView = await callDaemon<VmAction>(method, params, { showProgress: !json });
   if (json) printJson(v);
   else process.stdout.write(`${done(v)}\n`);
 }
@@ -68,7 +70,7 @@ export function registerVm(program: Command): void {
     .description("list VMs")
     .option("--json", "print JSON")
     .action(async (opts: { json?: boolean }) => {
-      const vms = await callDaemon<VmRecord[]>("vm.list");
+      const vms = await callDaemon("vm.list");
       if (opts.json) return printJson(vms);
       if (vms.length === 0) {
         process.stdout.write("no VMs (create one with `banger vm create`)\n");
@@ -85,7 +87,7 @@ export function registerVm(program: Command): void {
     .argument("<name>", "VM name", vmName)
     .option("--json", "print JSON")
     .action(async (name: string, opts: { json?: boolean }) => {
-      const v = await callDaemon<VmRecord>("vm.show", { name });
+      const v = await callDaemon("vm.show", { name });
       if (opts.json) return printJson(v);
       printVm(v);
     });
@@ -150,7 +152,7 @@ export function registerVm(program: Command): void {
       names.forEach(vmName);
       const removed: string[] = [];
       for (const name of names) {
-        const ws = await callDaemon<{ hostRepo: string }>("vm.workspace.info", { name }).catch(() => undefined);
+        const ws = await callDaemon("vm.workspace.info", { name }).catch(() => undefined);
         await callDaemon("vm.rm", { name, force: opts.force });
         // The copied commit was kept alive for export; nothing needs it now.
         if (ws) await (await import("../workspace/index.ts")).releaseWorkspace(ws.hostRepo, name).catch(() => undefined);

@@ -6,12 +6,6 @@ import { which } from "../util/exec.ts";
 import { callDaemon } from "./daemon-client.ts";
 import { printJson } from "./output.ts";
 
-interface WebInfo {
-  url: string;
-  loginUrl: string;
-  token: string;
-}
-
 export function registerWeb(program: Command): void {
   program
     .command("web")
@@ -20,7 +14,7 @@ export function registerWeb(program: Command): void {
     .option("--token", "also print the API token for scripts (Authorization: Bearer TOKEN)")
     .option("--json", "print JSON (url, loginUrl, token)")
     .action(async (opts: { open: boolean; token?: boolean; json?: boolean }) => {
-      const info = await callDaemon<WebInfo>("web.info");
+      const info = await callDaemon("web.info");
       if (opts.json) return printJson(info);
       process.stdout.write(`dashboard: ${info.url}\nlogin (once, within 5 minutes): ${info.loginUrl}\n`);
       if (opts.token) process.stdout.write(`api token: ${info.token}\n`);

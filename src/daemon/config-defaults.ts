@@ -2,16 +2,12 @@
 // "Set default" buttons. Setting goes through the config module's own setConfigValue (the
 // rule `banger config set default_image NAME` applies) and refuses a name that is not here.
 import { loadConfig, saveConfig, setConfigValue } from "../config/index.ts";
-import type { MethodTable } from "../rpc/index.ts";
+import type { ConfiguredDefaults, Handlers } from "../api/index.ts";
 import { optionalString } from "../rpc/index.ts";
 import { invalidArgument, notFound } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
 import type { DaemonContext } from "./context.ts";
 
-export interface ConfiguredDefaults {
-  image: string | null;
-  kernel: string | null;
-}
 
 function configuredDefaults(ctx: DaemonContext): ConfiguredDefaults {
   const config = ctx.config();
@@ -34,7 +30,7 @@ function setDefaults(ctx: DaemonContext, p: { image?: string; kernel?: string })
   return configuredDefaults(ctx);
 }
 
-export function configDefaultsMethods(ctx: DaemonContext): MethodTable {
+export function configDefaultsMethods(ctx: DaemonContext): Handlers<"defaults.get" | "defaults.set"> {
   return {
     "defaults.get": () => configuredDefaults(ctx),
     "defaults.set": (p) => setDefaults(ctx, { image: optionalString(p, "image"), kernel: optionalString(p, "kernel") }),

@@ -4,7 +4,7 @@
 // another preset). The CLI asks before building; this file plans and builds.
 import { loadConfig, saveConfig } from "../config/index.ts";
 import { PRESETS } from "../presets/index.ts";
-import type { MethodTable } from "../rpc/index.ts";
+import type { DefaultsPlan, Handlers } from "../api/index.ts";
 import { notFound } from "../util/errors.ts";
 import type { Progress } from "../util/progress.ts";
 import type { DaemonContext } from "./context.ts";
@@ -15,10 +15,6 @@ import { importKernel } from "./kernels.ts";
 /** The preset the default image is built from when the config names none. */
 export const DEFAULT_PRESET = "busybox";
 
-export interface DefaultsPlan {
-  /** What will be built; empty when the defaults are ready. */
-  steps: { what: "kernel" | "image"; name: string; how: string }[];
-}
 
 function isPreset(name: string): name is keyof typeof PRESETS {
   return Object.hasOwn(PRESETS, name);
@@ -67,7 +63,7 @@ export async function ensureDefaults(ctx: DaemonContext, call: { signal: AbortSi
   return { kernel: kernel!, image };
 }
 
-export function defaultsMethods(ctx: DaemonContext): MethodTable {
+export function defaultsMethods(ctx: DaemonContext): Handlers<"defaults.plan" | "defaults.ensure"> {
   return {
     "defaults.plan": () => planDefaults(ctx),
     "defaults.ensure": (_p, call) => ensureDefaults(ctx, call),

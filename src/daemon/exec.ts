@@ -4,7 +4,8 @@
 import type { CallContext } from "../rpc/index.ts";
 import type { ExecHandle, ExitStatus } from "../guest/index.ts";
 import { invalidArgument } from "../util/errors.ts";
-import { controlInput, emitStream, inputStream, type StreamEvent, type StreamInput } from "./streams.ts";
+import type { StreamEvent, StreamInput } from "../api/index.ts";
+import { controlInput, emitStream, inputStream } from "./streams.ts";
 
 export interface ExecParams {
   argv: string[];

@@ -1,6 +1,7 @@
 // What every way of installing an image shares (catalog pull in images.ts, OCI pull in
 // images-oci.ts, preset build in images-build.ts): the pull's params and result, the image
 // looked up by name, the kernel it boots with, the replace check and the first-default mark.
+import type { PullDetails } from "../api/index.ts";
 import type { ImageRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, notFound } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
@@ -27,7 +28,7 @@ export interface PullResult {
   /** True when nothing had to be done: the same digest was already pulled under this name. */
   unchanged: boolean;
   seconds: number;
-  details: Record<string, unknown>;
+  details: PullDetails;
 }
 
 export function getImage(ctx: DaemonContext, name: string): ImageRecord {

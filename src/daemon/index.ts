@@ -8,8 +8,10 @@
 // land in a VM when the caller does not say (landing.ts: the same user and directory for vm
 // run, exec, shell, sessions, web terminal).
 //
-// It holds no business logic of its own in the method table: each method calls one
-// operation, and each operation calls the module that owns the work.
+// It holds no business logic of its own in the method table (methods.ts composes the
+// methods-*.ts tables, typed against api/'s method map): each method checks its params and
+// calls one operation, and each operation calls the module that owns the work. It does not
+// own the wire contract (api/: store rows become api's views in views.ts) nor finding or
+// starting a daemon (launch/, the client side).
 export { runDaemon } from "./server.ts";
-export { connectOrStart, startDaemon, daemonEntry } from "./launch.ts";
 export { KeyedLock, type DaemonContext } from "./context.ts";

@@ -4,7 +4,7 @@
 // workspace `vm run` copied in (as recorded by vm.workspace.record), else the image's
 // WorkingDir, else the user's home. Users are looked up by the guest agent (its `user`
 // channel, or `id` run with an argv on older agents): image text never reaches a shell.
-import type { MethodTable } from "../rpc/index.ts";
+import type { Handlers, Landing } from "../api/index.ts";
 import { requireString } from "../rpc/index.ts";
 import type { AgentClient, ExecHandle, GuestUser } from "../guest/index.ts";
 import { BangerError, ErrorCode, errorLine } from "../util/errors.ts";
@@ -12,23 +12,13 @@ import { withDeadline } from "../util/exec.ts";
 import type { DaemonContext } from "./context.ts";
 import { getVm, runningAgent } from "./vms.ts";
 
-export interface Landing {
-  /** The user exec is told: the image's spec as written, "dev", or root. */
-  user: string;
-  uid: number;
-  gid: number;
-  /** The directory commands start in. */
-  cwd: string;
-  /** Where cwd comes from; "home" is the landing user's, so another --user gets its own. */
-  cwdFrom: "workspace" | "image" | "home";
-}
 
 type LandingUser = Omit<Landing, "cwd" | "cwdFrom"> & { home: string };
 
 /** The resolved user per VM boot (id + start time): /etc/passwd is read once per boot, not per exec. */
 const cache = new WeakMap<DaemonContext, Map<string, { key: string; user: LandingUser }>>();
 
-export function landingMethods(ctx: DaemonContext): MethodTable {
+export function landingMethods(ctx: DaemonContext): Handlers<"vm.landing"> {
   return {
     "vm.landing": async (p, call) => {
       const name = requireString(p, "name");

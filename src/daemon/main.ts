@@ -5,7 +5,7 @@ import { resolvePaths } from "../config/index.ts";
 import { errorLine } from "../util/errors.ts";
 import { versionLine } from "../util/buildinfo.ts";
 import { runDaemon } from "./server.ts";
-import { startDaemon } from "./launch.ts";
+import { startDaemon } from "../launch/index.ts";
 
 const program = new Command("bangerd")
   .description("banger's daemon: owns VMs, images, kernels and all state under one root ($BANGER_HOME or /var/lib/banger)")

@@ -1,7 +1,8 @@
 // The network and SSH methods of the method table (methods.ts spreads them in): the VM
 // network's status and DNS setup, a guest's listening ports, TCP into a guest (`vm.tcp`,
 // `vm.ssh`) and registering an SSH key for every VM (`ssh.authorize`).
-import { optionalInt, requireString, type MethodTable } from "../rpc/index.ts";
+import type { Handlers } from "../api/index.ts";
+import { optionalInt, requireString } from "../rpc/index.ts";
 import { errorLine, invalidArgument } from "../util/errors.ts";
 import type { DaemonContext } from "./context.ts";
 import { authorizeKey, installSshKeys } from "./ssh-keys.ts";
@@ -9,7 +10,7 @@ import { hasSshServer, openSsh } from "./ssh-server.ts";
 import { bridgeConnection } from "./tcp-bridge.ts";
 import { runningAgent } from "./vms.ts";
 
-export function networkMethods(ctx: DaemonContext): MethodTable {
+export function networkMethods(ctx: DaemonContext): Handlers<"net.status" | "net.dns.setup" | "vm.ports" | "vm.tcp" | "vm.ssh" | "ssh.authorize"> {
   return {
     "net.status": () => ctx.network.status(),
     "net.dns.setup": () => ctx.network.setupDns(),

@@ -7,7 +7,7 @@ import { RpcServer } from "../rpc/index.ts";
 import { openStore } from "../store/index.ts";
 import { buildInfo } from "../util/buildinfo.ts";
 import { errorLine } from "../util/errors.ts";
-import { buildId } from "./launch.ts";
+import { buildId } from "../launch/index.ts";
 import { acquireDaemonLock } from "./lock.ts";
 import { Logger } from "./logger.ts";
 import { KeyedLock, type DaemonContext } from "./context.ts";

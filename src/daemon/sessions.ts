@@ -4,17 +4,17 @@
 // does not, and `session.list` reconciles those rows with what the agent reports.
 import { basename } from "node:path";
 import { constants as osConstants } from "node:os";
-import type { CallContext, MethodTable } from "../rpc/index.ts";
+import type { CallContext } from "../rpc/index.ts";
 import { optionalBool, optionalString, requireObject, requireString } from "../rpc/index.ts";
 import type { AgentClient, ExitStatus, SessionInfo } from "../guest/index.ts";
-import type { SessionRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, errorLine, invalidArgument } from "../util/errors.ts";
 import { withDeadline } from "../util/exec.ts";
 import { validateName } from "../util/names.ts";
 import type { DaemonContext } from "./context.ts";
 import { parseExecParams } from "./exec.ts";
 import { withLanding } from "./landing.ts";
-import { emitStream, inputStream, type StreamEvent } from "./streams.ts";
+import type { AttachResult, Handlers, SessionView, StreamEvent } from "../api/index.ts";
+import { emitStream, inputStream } from "./streams.ts";
 import { getVm, runningAgent } from "./vms.ts";
 
 export interface StartSessionParams {
@@ -28,28 +28,13 @@ export interface StartSessionParams {
   tty?: { rows: number; cols: number } | null;
 }
 
-/** A session as `session ls` shows it: the store's row, refreshed from the agent when it answers. */
-export interface SessionView {
-  vm: string;
-  name: string;
-  command: string;
-  state: SessionRecord["state"];
-  exitCode: number | null;
-  createdAt: string;
-  pid?: number;
-  exit?: ExitStatus;
-  /** Output produced so far (the guest keeps the last 1 MiB). */
-  bytes?: number;
-  /** False when the VM's agent did not answer: the row is what the store last knew. */
-  live: boolean;
-}
 
 /** How long `session ls` waits for each guest before showing stored rows instead. */
 const LIST_TIMEOUT_MS = 5000;
 /** How long `session kill` waits to report that the session ended. */
 const KILL_WAIT_MS = 3000;
 
-export function sessionMethods(ctx: DaemonContext): MethodTable {
+export function sessionMethods(ctx: DaemonContext): Handlers<"session.start" | "session.list" | "session.attach" | "session.logs" | "session.send" | "session.kill" | "session.rm"> {
   return {
     "session.start": (p, call) => {
       const o = requireObject(p);
@@ -181,12 +166,6 @@ async function agentFor(ctx: DaemonContext, vm: string, signal?: AbortSignal): P
   return runningAgent(ctx, vm, signal);
 }
 
-export interface AttachResult {
-  /** True when the caller detached; the session keeps running. */
-  detached: boolean;
-  state?: "running" | "exited";
-  exit?: ExitStatus;
-}
 
 /**
  * Bridges a session to the call: scrollback then live output as `out` events, `$/input`

@@ -4,35 +4,11 @@
 //   in:  `$/input` `{t:"in"}` with raw bytes (rpc's payload: `data`) or `{t:"in", b64}` (the
 //        web terminal), and `{t:"eof"}`, become a Readable; each chunk is acknowledged
 //        (`{t:"ack", n}`) once taken, so the caller keeps a bounded window in flight.
-// Exec stdio, file copies and session attach all use these.
+// Exec stdio, file copies and session attach all use these. The events, the input and the
+// window are the wire contract's (api/streams.ts); this file is the daemon's side of them.
 import { PassThrough, type Readable } from "node:stream";
+import { INPUT_WINDOW_BYTES, type StreamEvent, type StreamInput } from "../api/index.ts";
 import type { CallContext } from "../rpc/index.ts";
-
-/** What the CLI sends with `$/input` while streaming. */
-export type StreamInput =
-  | { t: "in"; data: Buffer }
-  | { t: "in"; b64: string }
-  | { t: "eof" }
-  | { t: "resize"; rows: number; cols: number }
-  | { t: "signal"; name: string };
-
-/** What the daemon emits while streaming. */
-export type StreamEvent = { t: "out"; fd: 1 | 2; data: Buffer } | { t: "started"; pid?: number } | { t: "ack"; n: number };
-
-/** The bytes of an `out` event, or undefined for any other event. */
-export function outBytes(event: unknown): { fd: 1 | 2; data: Buffer } | undefined {
-  const ev = event as Partial<Extract<StreamEvent, { t: "out" }>> | null;
-  return ev?.t === "out" && Buffer.isBuffer(ev.data) && (ev.fd === 1 || ev.fd === 2) ? { fd: ev.fd, data: ev.data } : undefined;
-}
-
-/**
- * Most bytes the CLI may have sent and not yet seen acknowledged. Enough to keep a
- * workspace copy flowing while the daemon forwards to the guest; also the bound on what
- * the daemon buffers per call.
- */
-export const INPUT_WINDOW_BYTES = 4 * 1024 * 1024;
-/** Largest `in` chunk the CLI sends (before base64): small pieces are batched up to this. */
-export const INPUT_CHUNK_BYTES = 256 * 1024;
 
 /** Emits every chunk of `stream` to the caller; resolves at its end. */
 export async function emitStream(stream: Readable, call: CallContext, fd: 1 | 2 = 1): Promise<void> {

@@ -2,7 +2,8 @@
 // `vm.ssh` (the ssh ProxyCommand) answer with.
 import type { Duplex } from "node:stream";
 import type { CallContext } from "../rpc/index.ts";
-import { emitStream, inputStream, type StreamEvent } from "./streams.ts";
+import type { StreamEvent } from "../api/index.ts";
+import { emitStream, inputStream } from "./streams.ts";
 
 /**
  * Bytes in as `$/input`, out as events (see streams.ts). Ends when the guest side closes or

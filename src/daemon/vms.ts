@@ -32,7 +32,7 @@ export interface CreateParams {
   image?: string;
   kernel?: string;
   cpus?: number;
-  /** Bytes, a whole number of MiB (methods.ts checks). */
+  /** Bytes, a whole number of MiB (methods-vm.ts checks). */
   memoryBytes?: number;
   diskBytes?: number;
   /** Create the VM's disk and record without booting it. */

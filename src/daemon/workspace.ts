@@ -3,21 +3,12 @@
 // changes later. Packing, copying and patching run in the CLI, as the user, because they
 // read and write the user's repository; the daemon only stores these facts.
 import { isAbsolute } from "node:path";
-import type { MethodTable } from "../rpc/index.ts";
+import type { Handlers, WorkspaceView } from "../api/index.ts";
 import { optionalInt, optionalString, requireString } from "../rpc/index.ts";
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
 import type { DaemonContext } from "./context.ts";
 import { getVm } from "./vms.ts";
 
-export interface WorkspaceRecord {
-  hostRepo: string;
-  guestPath: string;
-  baseCommit: string | null;
-  copiedCommit: string | null;
-  uid: number;
-  gid: number;
-  copiedAt: string;
-}
 
 const COMMIT = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
 
@@ -28,11 +19,11 @@ function optionalCommit(p: unknown, key: string): string | null {
   return v;
 }
 
-export function workspaceMethods(ctx: DaemonContext): MethodTable {
+export function workspaceMethods(ctx: DaemonContext): Handlers<"vm.workspace.record" | "vm.workspace.info"> {
   return {
     "vm.workspace.record": (p) => {
       const name = requireString(p, "name");
-      const record: WorkspaceRecord = {
+      const record: WorkspaceView = {
         hostRepo: requireString(p, "hostRepo"),
         guestPath: requireString(p, "guestPath"),
         baseCommit: optionalCommit(p, "baseCommit"),
@@ -50,7 +41,7 @@ export function workspaceMethods(ctx: DaemonContext): MethodTable {
     },
     "vm.workspace.info": (p) => {
       const name = requireString(p, "name");
-      const ws = getVm(ctx, name).config.workspace as WorkspaceRecord | undefined;
+      const ws = getVm(ctx, name).config.workspace as WorkspaceView | undefined;
       if (!ws) throw new BangerError(ErrorCode.NotFound, `vm ${name} has no workspace`, "workspaces come from `banger vm run` in a repository");
       return ws;
     },

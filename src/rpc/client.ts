@@ -34,6 +34,16 @@ export interface CallOptions {
   onEvent?: (event: unknown) => void;
 }
 
+/**
+ * A map of method name -> `{ params; result }` a client and a method table are typed against
+ * (the caller's contract: banger's is api/). Untyped: any name, unknown params and result.
+ */
+export type MethodMap<M> = { [K in keyof M]: { params: unknown; result: unknown } };
+export type Untyped = Record<string, { params: unknown; result: unknown }>;
+
+/** The params (optional when the method's params may be undefined) and the call's options. */
+export type CallArgs<P> = undefined extends P ? [params?: P, opts?: CallOptions] : [params: P, opts?: CallOptions];
+
 export interface Call<T> {
   id: RequestId;
   result: Promise<T>;
@@ -48,7 +58,7 @@ interface Pending {
   opts: CallOptions;
 }
 
-export class RpcClient {
+export class RpcClient<M extends MethodMap<M> = Untyped> {
   private nextId = 1;
   private readonly pending = new Map<RequestId, Pending>();
   private closedError: BangerError | undefined;
@@ -68,7 +78,7 @@ export class RpcClient {
   }
 
   /** Connects to a daemon socket; rejects with the raw errno error (ENOENT, ECONNREFUSED, ...). */
-  static connect(path: string, timeoutMs = 5000): Promise<RpcClient> {
+  static connect<M extends MethodMap<M> = Untyped>(path: string, timeoutMs = 5000): Promise<RpcClient<M>> {
     return new Promise((resolve, reject) => {
       const socket = connect(path);
       const timer = setTimeout(() => {
@@ -78,7 +88,7 @@ export class RpcClient {
       socket.once("connect", () => {
         clearTimeout(timer);
         socket.off("error", reject);
-        resolve(new RpcClient(socket));
+        resolve(new RpcClient<M>(socket));
       });
       socket.once("error", (err) => {
         clearTimeout(timer);
@@ -87,11 +97,12 @@ export class RpcClient {
     });
   }
 
-  call<T = unknown>(method: string, params?: unknown, opts: CallOptions = {}): Promise<T> {
-    return this.start<T>(method, params, opts).result;
+  call<K extends keyof M & string>(method: K, ...args: CallArgs<M[K]["params"]>): Promise<M[K]["result"]> {
+    return this.start(method, ...args).result;
   }
 
-  start<T = unknown>(method: string, params?: unknown, opts: CallOptions = {}): Call<T> {
+  start<K extends keyof M & string>(method: K, ...[params, opts = {}]: CallArgs<M[K]["params"]>): Call<M[K]["result"]> {
+    type T = M[K]["result"];
     const id = this.nextId++;
     const result = new Promise<T>((resolve, reject) => {
       if (this.closedError) return reject(this.closedError);

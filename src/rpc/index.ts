@@ -2,9 +2,10 @@
 // responses, error codes, progress/event notifications, input and cancellation.
 //
 // It knows nothing of VMs or images: the daemon hands the server a method table and the
-// CLI makes calls by name. Cancellation (a `$/cancel` notification or the client going
+// CLI makes calls by name; both may be typed against a caller's method map (banger's is
+// api/: `RpcClient<Methods>`, `TypedMethodTable<Methods>`). Cancellation (a `$/cancel` notification or the client going
 // away) aborts the handler's AbortSignal; cleaning up is the handler's job.
-export { RpcServer, type CallContext, type Handler, type MethodTable, type ServerLogger } from "./server.ts";
-export { ConnectionLostError, RpcClient, type Call, type CallOptions } from "./client.ts";
+export { RpcServer, type CallContext, type Handler, type MethodTable, type ServerLogger, type TypedMethodTable } from "./server.ts";
+export { ConnectionLostError, RpcClient, type Call, type CallArgs, type CallOptions, type MethodMap, type Untyped } from "./client.ts";
 export { MAX_LINE_BYTES, type RequestId } from "./protocol.ts";
 export { optionalString, requireString, optionalInt, optionalBool, requireObject } from "./params.ts";

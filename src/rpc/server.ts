@@ -31,6 +31,15 @@ export interface CallContext {
 export type Handler = (params: unknown, ctx: CallContext) => unknown;
 export type MethodTable = Readonly<Record<string, Handler>>;
 
+/**
+ * A method table checked against a method map (client.ts MethodMap): each handler must return
+ * its method's result. Params stay unknown: they come off the wire and the handler checks them.
+ */
+export type TypedMethodTable<M, K extends keyof M = keyof M> = {
+  [P in K]: (params: unknown, ctx: CallContext) => ResultOf<M[P]> | Promise<ResultOf<M[P]>>;
+};
+type ResultOf<E> = E extends { result: infer R } ? R : never;
+
 export interface ServerLogger {
   info(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;

@@ -9,8 +9,24 @@
 // taken once old, so a live process's temporary file is never removed.
 import { lstat, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { Paths } from "../config/index.ts";
 import { isAlive } from "./pids.ts";
+
+/**
+ * The directories of a root the table names (config's Paths has them): util/ imports no
+ * folder of banger's, so the shape is stated here rather than imported from config/.
+ */
+export interface RootDirs {
+  root: string;
+  kernelsDir: string;
+  imagesDir: string;
+  tmpDir: string;
+  cacheDir: string;
+  vmsDir: string;
+  initrdCacheDir: string;
+  debsCacheDir: string;
+  presetsCacheDir: string;
+  hostCacheDir: string;
+}
 
 /** `<dir>/.staging-<base>-XXXXXX` (mkdtemp suffix): util/fsx.ts makeStagingDir, for every publish by rename. */
 export const stagingPrefix = (base: string) => `.staging-${base}-`;
@@ -30,7 +46,7 @@ type Maker = "daemon" | "any";
 
 interface ScratchPattern {
   /** The directory the names appear in; `perEntry` means inside each subdirectory of it. */
-  dir: (paths: Paths) => string;
+  dir: (paths: RootDirs) => string;
   perEntry?: boolean;
   match: RegExp;
   maker: Maker;
@@ -82,7 +98,7 @@ async function listDir(dir: string): Promise<string[]> {
   return readdir(dir).catch(() => [] as string[]);
 }
 
-async function dirsOf(pattern: ScratchPattern, paths: Paths): Promise<string[]> {
+async function dirsOf(pattern: ScratchPattern, paths: RootDirs): Promise<string[]> {
   const dir = pattern.dir(paths);
   if (!pattern.perEntry) return [dir];
   const subs = await readdir(dir, { withFileTypes: true }).catch(() => []);
@@ -110,7 +126,7 @@ function isStale(pattern: ScratchPattern, m: RegExpExecArray, mtimeMs: number, a
  * scratch counts whatever its age: at the daemon's start (it holds the root's lock) none is in
  * use; seen by doctor while a daemon runs an operation, some may still be in use.
  */
-export async function findLeftovers(paths: Paths, alive: PidAlive = isAlive): Promise<Leftover[]> {
+export async function findLeftovers(paths: RootDirs, alive: PidAlive = isAlive): Promise<Leftover[]> {
   const found: Leftover[] = [];
   for (const pattern of SCRATCH) {
     for (const dir of await dirsOf(pattern, paths)) {
@@ -128,7 +144,7 @@ export async function findLeftovers(paths: Paths, alive: PidAlive = isAlive): Pr
 }
 
 /** Removes what findLeftovers finds; only the daemon calls it, at start, holding the root's lock. */
-export async function sweepLeftovers(paths: Paths, alive: PidAlive = isAlive): Promise<{ removed: Leftover[]; bytes: number }> {
+export async function sweepLeftovers(paths: RootDirs, alive: PidAlive = isAlive): Promise<{ removed: Leftover[]; bytes: number }> {
   const removed: Leftover[] = [];
   for (const left of await findLeftovers(paths, alive)) {
     await rm(left.path, { recursive: true, force: true }).then(() => removed.push(left), () => undefined);

@@ -1,13 +1,13 @@
 // The JSON API under /api: each route is one daemon method of the table the CLI also uses
 // (one code path per operation); this file only maps URLs and query/body fields to params.
 // Documented in openapi.json (served at /api/openapi.json); keep the two in step.
+import { type MethodName, outBytes } from "../api/index.ts";
 import type { MethodTable } from "../rpc/index.ts";
 import { invalidArgument, notFound } from "../util/errors.ts";
 import { parseSize } from "../util/size.ts";
 import { errorBody, invoke } from "./invoke.ts";
 import type { LiveVms } from "./live.ts";
 import type { Tasks } from "./tasks.ts";
-import { outBytes } from "../daemon/streams.ts";
 
 export interface RouteInput {
   params: Record<string, string>;
@@ -39,10 +39,10 @@ function path(template: string): RegExp {
 }
 
 export function buildRoutes(methods: MethodTable, live: LiveVms, tasks: Tasks, openapi: unknown): Route[] {
-  const call = (method: string, params: unknown, signal: AbortSignal) => invoke(methods, method, params, { signal });
+  const call = (method: MethodName, params: unknown, signal: AbortSignal) => invoke(methods, method, params, { signal });
   const json = async (p: Promise<unknown>): Promise<RouteResult> => ({ json: await p });
   const route = (method: Route["method"], template: string, run: Route["run"]): Route => ({ method, pattern: path(template), run });
-  const get = (template: string, daemonMethod: string, params: (i: RouteInput) => unknown = () => ({})) =>
+  const get = (template: string, daemonMethod: MethodName, params: (i: RouteInput) => unknown = () => ({})) =>
     route("GET", template, (i) => json(call(daemonMethod, params(i), i.signal)));
 
   return [
@@ -111,7 +111,7 @@ async function consoleTail(methods: MethodTable, i: RouteInput): Promise<{ bytes
       tail = Buffer.concat([tail, out.data]);
       if (tail.length > want) tail = tail.subarray(tail.length - want);
     },
-  })) as { bytes: number };
+  }));
   return { bytes: result.bytes, text: tail.toString("utf8") };
 }
 

@@ -3,6 +3,7 @@
 // writing config.json), so turning it on needs no daemon restart. web.reload reads only the
 // config file root wrote: a socket user can ask the daemon to apply it, never to change it.
 import { effectiveValue, type Config, type Paths } from "../config/index.ts";
+import type { Handlers } from "../api/index.ts";
 import type { MethodTable } from "../rpc/index.ts";
 import { errorLine } from "../util/errors.ts";
 import { startWebServer, webEnabled, webMethods, type WebHandle } from "./index.ts";
@@ -60,9 +61,9 @@ export class Dashboard {
   }
 
   /** web.info (where it is, with a login link) and web.reload (apply the config file). */
-  methods(): MethodTable {
+  methods(): Handlers<"web.info" | "web.reload"> {
     return {
-      "web.info": (p, call) => webMethods(this.handle)["web.info"]!(p, call),
+      "web.info": (p, call) => webMethods(this.handle)["web.info"](p, call),
       "web.reload": () => this.apply(),
     };
   }

@@ -10,6 +10,7 @@
 // scripts/build.mjs into dist/webui/). It does not own any operation: every route calls a
 // method of the daemon's method table, the same handler the CLI reaches over the socket.
 import { checkWebPort, effectiveValue, type Config, type Paths } from "../config/index.ts";
+import type { Handlers } from "../api/index.ts";
 import type { MethodTable } from "../rpc/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { isLoopbackHost } from "../util/loopback.ts";
@@ -57,7 +58,7 @@ export async function startWebServer(opts: StartWebOptions): Promise<WebHandle> 
 }
 
 /** The `web.info` daemon method: where the dashboard is, with a fresh login link. */
-export function webMethods(web: WebHandle | undefined): MethodTable {
+export function webMethods(web: WebHandle | undefined): Handlers<"web.info"> {
   return {
     "web.info": () => {
       if (!web) {

@@ -1,5 +1,6 @@
 // Calling a daemon method from HTTP: the same handler the CLI's RPC call reaches, given a
 // CallContext made here (abort signal, progress, events, input) instead of the socket's.
+import type { MethodName, ResultOf } from "../api/index.ts";
 import type { CallContext, MethodTable } from "../rpc/index.ts";
 import { BangerError, ErrorCode, cancelled, errorJson } from "../util/errors.ts";
 import type { ProgressEvent } from "../util/progress.ts";
@@ -12,8 +13,11 @@ export interface InvokeOptions {
   input?: InputQueue;
 }
 
-/** Runs one method of the table. Unknown methods are a programming error here, not user input. */
-export async function invoke(methods: MethodTable, method: string, params: unknown, opts: InvokeOptions): Promise<unknown> {
+/**
+ * Runs one method of the table. Unknown methods are a programming error here, not user input.
+ * Params are whatever the HTTP request gave: the handler checks them, as for an RPC call.
+ */
+export async function invoke<M extends MethodName>(methods: MethodTable, method: M, params: unknown, opts: InvokeOptions): Promise<ResultOf<M>> {
   const handler = Object.hasOwn(methods, method) ? methods[method] : undefined;
   if (!handler) throw new BangerError(ErrorCode.MethodNotFound, `daemon method ${method} is not available`, "update bangerd");
   if (opts.signal.aborted) throw cancelled();
@@ -25,7 +29,8 @@ export async function invoke(methods: MethodTable, method: string, params: unkno
     },
     onInput: (listener) => opts.input?.listen(listener),
   };
-  return handler(params, ctx);
+  // The table is the daemon's, typed against api's Methods where it is built (daemon/methods.ts).
+  return handler(params, ctx) as Promise<ResultOf<M>>;
 }
 
 /** Input sent before the handler listens is kept (bounded), as the RPC server does. */

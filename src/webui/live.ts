@@ -1,8 +1,8 @@
 // The live VM list: while anyone watches, polls vm.list (and vm.stats for running VMs)
 // about once a second and pushes each changed snapshot to the watchers (SSE streams).
-import { cpuBusyPercent, cpuJiffies, memUsedBytes, type GuestStats } from "../guest/index.ts";
+import type { GuestStats, VmView as WireVm } from "../api/index.ts";
+import { cpuBusyPercent, cpuJiffies, memUsedBytes } from "../guest/index.ts";
 import type { MethodTable } from "../rpc/index.ts";
-import type { VmRecord } from "../store/index.ts";
 import { invoke } from "./invoke.ts";
 
 const POLL_MS = 1000;
@@ -67,7 +67,7 @@ export class LiveVms {
 
   /** One snapshot of every VM with its stats (also what GET /api/vms?stats=1 answers). */
   async snapshot(signal: AbortSignal): Promise<VmView[]> {
-    const vms = (await invoke(this.methods, "vm.list", {}, { signal })) as VmRecord[];
+    const vms = await invoke(this.methods, "vm.list", {}, { signal });
     for (const name of this.lastCpu.keys()) if (!vms.some((vm) => vm.name === name && vm.state === "running")) this.lastCpu.delete(name);
     return Promise.all(vms.map(async (vm) => ({ ...pickVm(vm), stats: vm.state === "running" ? await this.stats(vm.name, signal) : null })));
   }
@@ -97,10 +97,10 @@ export class LiveVms {
 
   private async stats(name: string, signal: AbortSignal): Promise<VmStatsView | null> {
     const deadline = AbortSignal.any([signal, AbortSignal.timeout(STATS_TIMEOUT_MS)]);
-    const raw = (await Promise.race([
+    const raw = await Promise.race([
       invoke(this.methods, "vm.stats", { name }, { signal: deadline }),
-      new Promise((resolve) => deadline.addEventListener("abort", () => resolve(undefined), { once: true })),
-    ]).catch(() => undefined)) as { vmmRssBytes: number | null; guest: GuestStatsLike } | undefined;
+      new Promise<undefined>((resolve) => deadline.addEventListener("abort", () => resolve(undefined), { once: true })),
+    ]).catch(() => undefined);
     if (!raw?.guest) return null;
     const { memory, cpu, uptimeSeconds } = raw.guest;
     return {
@@ -121,7 +121,7 @@ export class LiveVms {
   }
 }
 
-function pickVm(vm: VmRecord): Omit<VmView, "stats"> {
+function pickVm(vm: WireVm): Omit<VmView, "stats"> {
   const { name, state, image, kernel, vmm, cpus, memoryBytes, ip, error, stateReason, createdAt, startedAt } = vm;
   return { name, state, image, kernel, vmm, cpus, memoryBytes, ip, error, stateReason, createdAt, startedAt };
 }

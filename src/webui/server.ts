@@ -212,7 +212,7 @@ export class WebServer {
 }
 
 /** Which streaming call a terminal URL opens: a login shell, or attaching to a session. */
-function terminalTarget(url: URL): { method: string; params: Record<string, unknown> } | undefined {
+function terminalTarget(url: URL): { method: "vm.exec" | "session.attach"; params: Record<string, unknown> } | undefined {
   const size = terminalSize(url.searchParams.get("rows"), url.searchParams.get("cols"));
   const shell = /^\/api\/vms\/([^/]+)\/terminal$/.exec(url.pathname);
   if (shell) {

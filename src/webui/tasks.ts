@@ -2,6 +2,7 @@
 // follow over SSE, carrying the method's own progress events, then its result or error. A
 // call that fails before it does any work (the daemon's own parameter checks) is answered as
 // the request's error instead, so bad input is a 4xx, not a task that failed.
+import type { MethodName } from "../api/index.ts";
 import type { MethodTable } from "../rpc/index.ts";
 import type { ProgressEvent } from "../util/progress.ts";
 import { errorBody, invoke } from "./invoke.ts";
@@ -33,7 +34,7 @@ export class Tasks {
    * Starts `method` as a task. Rejects with the method's error when it fails before its first
    * await on I/O (parameter checks run synchronously): that task is dropped, never listed.
    */
-  async start(method: string, target: string, params: unknown): Promise<TaskView> {
+  async start(method: MethodName, target: string, params: unknown): Promise<TaskView> {
     const id = String(this.next++);
     const view: TaskView = { id, method, target, state: "running", progress: null, startedAt: new Date().toISOString(), finishedAt: null };
     const entry = { view, listeners: new Set<TaskListener>(), abort: new AbortController() };

@@ -7,9 +7,9 @@
 // ({"t":"resize","rows":R,"cols":C}). Server → browser: binary frames are terminal output;
 // one text frame {"t":"exit",...} (or {"t":"error",...}) ends the call, then the socket closes.
 import type { WebSocket } from "ws";
+import { type MethodName, outBytes } from "../api/index.ts";
 import type { MethodTable } from "../rpc/index.ts";
 import { errorBody, InputQueue, invoke } from "./invoke.ts";
-import { outBytes } from "../daemon/streams.ts";
 
 /** Keystrokes sent and not yet taken by the guest before we stop reading the socket. */
 const INPUT_WINDOW_BYTES = 1024 * 1024;
@@ -28,7 +28,7 @@ export function terminalSize(rows: unknown, cols: unknown): { rows: number; cols
 }
 
 /** Runs `method` with `params` for as long as the socket is open. */
-export function bridgeTerminal(ws: WebSocket, methods: MethodTable, method: string, params: Record<string, unknown>, onError: (err: unknown) => void): void {
+export function bridgeTerminal(ws: WebSocket, methods: MethodTable, method: MethodName, params: Record<string, unknown>, onError: (err: unknown) => void): void {
   const abort = new AbortController();
   const input = new InputQueue();
   let unacked = 0;

@@ -21,7 +21,7 @@ const methods: MethodTable = {
     throw notFound(`vm ${(p as { name: string }).name}`, "see `banger vm ls`");
   },
   "vm.start": (p) => ({ name: (p as { name: string }).name, state: "running" }),
-  // vm.create checks its params with the daemon's accessors (as daemon/methods.ts does), then
+  // vm.create checks its params with the daemon's accessors (as daemon/methods-vm.ts does), then
   // reports progress: a bad field is refused before any work, a good call runs as a task.
   "vm.create": async (p, call) => {
     const name = optionalString(p, "name") ?? "gen-1";

@@ -1,41 +1,16 @@
 // Images and kernels: the installed ones (set default, remove), the catalogs' entries with a
 // Pull button each, and pulling an image by registry reference; pulls show live progress.
+import type { AvailableImage, AvailableKernel, ConfiguredDefaults as Defaults, ImageView as Image, KernelView as Kernel } from "../../api/index.ts";
 import { api, hintOf, type Task } from "./api.ts";
 import { badge, bytes, fill, h, table, toast, when } from "./dom.ts";
 import { errorLine, type Page } from "./pages.ts";
 import { showTask } from "./progress.ts";
 
-interface Kernel {
-  name: string;
-  kernelVersion: string;
-  distro: string;
-  source: string;
-  sizeBytes: number;
-  createdAt: string;
-}
 
-interface Image {
-  name: string;
-  distro: string;
-  kernelRef: string | null;
-  source: string;
-  sizeBytes: number;
-  createdAt: string;
-}
 
-interface CatalogEntry {
-  name: string;
-  kernelVersion?: string;
-  distro?: string;
-  description?: string;
-  sizeBytes?: number;
-  state: "pulled" | "available";
-}
+/** A row of either catalog: kernels have a version, images a kernel. */
+type CatalogEntry = AvailableImage & Partial<Pick<AvailableKernel, "kernelVersion">>;
 
-interface Defaults {
-  image: string | null;
-  kernel: string | null;
-}
 
 type Kind = "kernel" | "image";
 

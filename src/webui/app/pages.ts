@@ -1,6 +1,7 @@
 // The page frame's shared parts and the operations page; the other pages live beside it:
 // vms.ts (the list and the create form), vm.ts (one VM), images.ts (images and kernels).
 // Each page returns its element and a dispose function that stops its timers and streams.
+import type { OperationView as Operation } from "../../api/index.ts";
 import { api, hintOf } from "./api.ts";
 import { badge, duration, errorBox, fill, h, table, when } from "./dom.ts";
 
@@ -19,15 +20,6 @@ export function errorLine(err: Error): HTMLElement {
 
 // --- operations --------------------------------------------------------------------------
 
-interface Operation {
-  id: number;
-  kind: string;
-  target: string;
-  state: string;
-  error: string | null;
-  startedAt: string;
-  finishedAt: string | null;
-}
 
 export function operationsPage(): Page {
   const list = h("div", {}, h("div", { class: "empty" }, "Loading…"));

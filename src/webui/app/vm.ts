@@ -1,4 +1,5 @@
 // One VM: its details and actions (live), terminal, listening ports, sessions and console.
+import type { ListeningPort as Port, SessionView as Session } from "../../api/index.ts";
 import { api, onVms, seg, type Vm } from "./api.ts";
 import { badge, bytes, fill, h, since, table, when, type Child } from "./dom.ts";
 import { errorLine, REFRESH_MS, type Page } from "./pages.ts";
@@ -117,20 +118,7 @@ export function vmPage(name: string): Page {
   };
 }
 
-interface Port {
-  proto: string;
-  address: string;
-  port: number;
-  command?: string;
-}
 
-interface Session {
-  name: string;
-  command: string;
-  state: string;
-  exitCode: number | null;
-  createdAt: string;
-}
 
 /** Ports listening beyond the guest's loopback are reachable at the VM's address: link them. */
 function portsTable(ports: Port[], ip: string | null): HTMLElement {

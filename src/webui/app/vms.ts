@@ -1,13 +1,11 @@
 // The VM list (live): each VM's state, use and actions (start, stop, resume, remove), and
 // the form that creates a VM from an installed image, with the create's progress.
+import type { ImageView } from "../../api/index.ts";
 import { api, hintOf, onVms, seg, type Task, type Vm } from "./api.ts";
 import { badge, bytes, duration, fill, h, meter, since, table, toast, type Child } from "./dom.ts";
 import { errorLine, type Page } from "./pages.ts";
 import { showTask } from "./progress.ts";
 
-interface ImageRow {
-  name: string;
-}
 
 /** States with no VMM running: remove needs no force (the daemon's DEAD_STATES). */
 const DEAD = new Set(["stopped", "crashed"]);
@@ -48,7 +46,7 @@ function createForm(): HTMLElement {
   const form = h("form", { class: "create", onsubmit: (ev: Event) => void create(ev) },
     field("Image", image), field("Name", name), field("CPUs", cpus), field("Memory", memory), h("div", { class: "field submit" }, submit));
 
-  void Promise.all([api<ImageRow[]>("GET", "/api/images"), api<{ image: string | null }>("GET", "/api/defaults")]).then(
+  void Promise.all([api<ImageView[]>("GET", "/api/images"), api<{ image: string | null }>("GET", "/api/defaults")]).then(
     ([images, defaults]) => {
       const names = images.map((i) => i.name).sort((a, b) => Number(b === defaults.image) - Number(a === defaults.image) || a.localeCompare(b));
       fill(image, ...names.map((n) => h("option", { value: n, selected: n === defaults.image }, n === defaults.image ? `${n} (default)` : n)));

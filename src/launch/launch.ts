@@ -6,6 +6,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:f
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Paths } from "../config/index.ts";
+import type { Client, Methods } from "../api/index.ts";
 import { RpcClient } from "../rpc/index.ts";
 import { buildInfo } from "../util/buildinfo.ts";
 import { isAlive } from "../util/pids.ts";
@@ -53,10 +54,10 @@ export function buildId(): string {
  * idle: its VMs keep running and the new daemon adopts them. A busy one is left alone, with
  * a note. `note` gets those one-line messages (default: stderr).
  */
-export async function connectOrStart(paths: Paths, timeoutMs = 15000, note = (line: string) => void process.stderr.write(`banger: ${line}\n`)): Promise<RpcClient> {
-  let client: RpcClient | undefined;
+export async function connectOrStart(paths: Paths, timeoutMs = 15000, note = (line: string) => void process.stderr.write(`banger: ${line}\n`)): Promise<Client> {
+  let client: Client | undefined;
   try {
-    client = await RpcClient.connect(paths.socket);
+    client = await RpcClient.connect<Methods>(paths.socket);
   } catch (err) {
     if (!isAbsent(err)) throw unavailable(paths, err);
   }
@@ -71,10 +72,10 @@ export async function connectOrStart(paths: Paths, timeoutMs = 15000, note = (li
  * asked for, back after `banger daemon stop`. So a spawn that is not the one answering is
  * stopped here.
  */
-export async function startDaemon(paths: Paths, timeoutMs: number): Promise<{ client: RpcClient; pid: number; spawned: number }> {
+export async function startDaemon(paths: Paths, timeoutMs: number): Promise<{ client: Client; pid: number; spawned: number }> {
   const spawned = spawnDaemon(paths);
   const client = await waitForDaemon(paths, timeoutMs);
-  const { pid } = await client.call<{ pid: number }>("daemon.status");
+  const { pid } = await client.call("daemon.status");
   if (spawned > 0 && spawned !== pid && isAlive(spawned)) {
     try {
       process.kill(spawned, "SIGTERM");
@@ -85,7 +86,7 @@ export async function startDaemon(paths: Paths, timeoutMs: number): Promise<{ cl
   return { client, pid, spawned };
 }
 
-async function replaceIfStale(client: RpcClient, paths: Paths, timeoutMs: number, note: (line: string) => void): Promise<RpcClient> {
+async function replaceIfStale(client: Client, paths: Paths, timeoutMs: number, note: (line: string) => void): Promise<Client> {
   if (buildInfo.version === "dev") return client; // running from sources: no build to compare
   let theirs: string;
   try {
@@ -94,7 +95,7 @@ async function replaceIfStale(client: RpcClient, paths: Paths, timeoutMs: number
     return client; // a daemon older than this check, or one still starting
   }
   if (theirs === buildId()) return client;
-  const status = await client.call<{ activeCalls?: number; pid: number }>("daemon.status");
+  const status = await client.call("daemon.status");
   if ((status.activeCalls ?? 0) > 1) {
     note(`bangerd runs another build (${theirs}) and is busy; restart it when idle: banger daemon stop`);
     return client;
@@ -121,12 +122,12 @@ async function pollUntil(done: () => boolean, timeoutMs: number, timeoutMessage:
 }
 
 /** Polls the socket until a daemon answers, or fails with where to look. */
-async function waitForDaemon(paths: Paths, timeoutMs: number): Promise<RpcClient> {
+async function waitForDaemon(paths: Paths, timeoutMs: number): Promise<Client> {
   const deadline = Date.now() + timeoutMs;
   let delay = 10;
   for (;;) {
     try {
-      return await RpcClient.connect(paths.socket);
+      return await RpcClient.connect<Methods>(paths.socket);
     } catch (err) {
       if (!isAbsent(err) || Date.now() > deadline) throw unavailable(paths, err);
     }

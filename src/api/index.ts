@@ -1,0 +1,31 @@
+// Package api is banger's one wire contract between a client (the CLI, the dashboard, any
+// future SDK) and bangerd: every RPC method's name, params and result (methods.ts), the
+// views those results are made of (vm.ts, images.ts, daemon.ts: what the JSON looks like,
+// distinct from the store's rows), and the byte-stream events, input and window of streaming
+// calls (streams.ts). `Client` is rpc's client typed against the map, `Handlers` a method
+// table typed against it.
+//
+// It owns no behaviour: no transport (rpc/), no handlers (daemon/), no parameter checking
+// (the daemon checks what arrives). Type-only apart from streams.ts's constants and outBytes,
+// so the dashboard's browser page imports its types without pulling in Node code. Imports
+// nothing of banger's but rpc's types.
+import type { RpcClient, TypedMethodTable } from "../rpc/index.ts";
+import type { MethodName, Methods } from "./methods.ts";
+
+export type { ExecRequest, MethodName, Methods, ParamsOf, ResultOf, SessionStartParams, VmCreateParams } from "./methods.ts";
+export type {
+  AttachResult, ExitStatus, GuestStats, Landing, ListeningPort, SessionState, SessionView, VmNetPolicy, VmState, VmStats, VmView, WorkspaceView,
+} from "./vm.ts";
+export type {
+  AvailableImage, AvailableKernel, CatalogEntryView, ConfiguredDefaults, DefaultsPlan, ImageView, InstalledKernel, KernelView, PullDetails, PullResult, Removed,
+} from "./images.ts";
+export type {
+  AuthorizeResult, DaemonStatus, DaemonStopResult, DnsSetupPlan, NetworkStatus, OperationState, OperationView, WebInfo, WebState,
+} from "./daemon.ts";
+export { INPUT_CHUNK_BYTES, INPUT_WINDOW_BYTES, outBytes, type StreamEvent, type StreamInput } from "./streams.ts";
+
+/** A connection to bangerd whose calls are checked against the method map. */
+export type Client = RpcClient<Methods>;
+
+/** Handlers for some methods, each checked to return its method's result (the daemon's table is made of these). */
+export type Handlers<K extends MethodName = MethodName> = TypedMethodTable<Methods, K>;

@@ -1,0 +1,24 @@
+// Store rows as the wire shows them (api/'s views): the store's rows are the daemon's own
+// and may gain columns; what callers see changes only here. Keys and their order are the
+// JSON `--json` prints, so a row's view is the same JSON the row was.
+import type { KernelView, OperationView, VmView } from "../api/index.ts";
+import type { KernelRecord, OperationRecord, VmRecord } from "../store/index.ts";
+
+export function vmView(r: VmRecord): VmView {
+  return {
+    name: r.name, id: r.id, state: r.state, image: r.image, kernel: r.kernel, vmm: r.vmm, cpus: r.cpus,
+    memoryBytes: r.memoryBytes, diskBytes: r.diskBytes, pid: r.pid, ip: r.ip, error: r.error, config: r.config,
+    createdAt: r.createdAt, startedAt: r.startedAt, net: r.net, netPeer: r.netPeer, tap: r.tap, stateReason: r.stateReason,
+  };
+}
+
+export function kernelView(r: KernelRecord): KernelView {
+  return {
+    name: r.name, source: r.source, kernelVersion: r.kernelVersion, distro: r.distro, arch: r.arch, vmlinuxSha256: r.vmlinuxSha256,
+    hasInitrd: r.hasInitrd, modules: r.modules, sizeBytes: r.sizeBytes, createdAt: r.createdAt,
+  };
+}
+
+export function operationView(r: OperationRecord): OperationView {
+  return { id: r.id, kind: r.kind, target: r.target, state: r.state, error: r.error, startedAt: r.startedAt, finishedAt: r.finishedAt };
+}
