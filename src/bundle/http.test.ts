@@ -11,7 +11,7 @@ import { join } from "node:path";
 import tls from "node:tls";
 import { after, before, test } from "node:test";
 import { makeTempHome } from "../../test/helpers.ts";
-import { BangerError, ErrorCode } from "../util/errors.ts";
+import { type BangerError, ErrorCode } from "../util/errors.ts";
 import { ChunkDecoder, type ByteSink, MAX_HEAD_BYTES, httpGet, parseHead } from "./http.ts";
 import { openSource, readAllBounded } from "./source.ts";
 

@@ -11,7 +11,7 @@
 // streams of one window (256 KiB) each, because a guest that sends beyond its window is cut
 // off. So at most 64 x 2 x 256 KiB = 32 MiB of guest data is held per connection, plus
 // one frame (1 MiB) being decoded, which must complete within the reply deadline.
-import { Duplex, Readable, Writable } from "node:stream";
+import { Duplex, Readable, type Writable } from "node:stream";
 import { constants as osConstants } from "node:os";
 import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
 import { BULK_CHUNK, FrameDecoder, FrameType, INITIAL_WINDOW, MAX_PAYLOAD, Stream, encodeFrame, encodeHeader, protocolError, type Frame } from "./frame.ts";

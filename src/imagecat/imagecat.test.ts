@@ -6,7 +6,7 @@ import { before, test } from "node:test";
 import { servedHome, sha256Hex } from "../../test/helpers.ts";
 import { makeTarZst, rawTarZst, type RawMember } from "../bundle/index.ts";
 import { catalogOverride } from "../config/index.ts";
-import { BangerError, ErrorCode } from "../util/errors.ts";
+import { type BangerError, ErrorCode } from "../util/errors.ts";
 import { type ImageCatalogEntry, loadCatalog, lookup, lookupName, parseCatalog, pullImageBundle } from "./index.ts";
 
 const bed = servedHome();

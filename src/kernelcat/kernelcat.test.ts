@@ -8,7 +8,7 @@ import { test } from "node:test";
 import tar from "tar-stream";
 import { servedHome, sha256Hex } from "../../test/helpers.ts";
 import { makeTarZst, rawTarZst, type RawMember } from "../bundle/index.ts";
-import { BangerError, ErrorCode } from "../util/errors.ts";
+import { type BangerError, ErrorCode } from "../util/errors.ts";
 import { loadCatalog, lookup, parseCatalog, pullKernelBundle } from "./index.ts";
 
 const bed = servedHome();
