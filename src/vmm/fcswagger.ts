@@ -112,7 +112,7 @@ export class SwaggerValidator {
         return this.validateObject(value, schema, at, problems);
       case "array":
         if (!Array.isArray(value)) return void problems.push(`${at}: expected an array`);
-        value.forEach((v, i) => schema.items && this.validate(v, schema.items, `${at}[${i}]`, problems));
+        value.forEach((v, i) => void (schema.items && this.validate(v, schema.items, `${at}[${i}]`, problems)));
         return;
       case "string":
         if (typeof value !== "string") problems.push(`${at}: expected a string`);
