@@ -122,7 +122,7 @@ function printDaemonStderr(home: string): void {
 
 async function removeAllVms(home: string, env: NodeJS.ProcessEnv): Promise<void> {
   const ls = await runBanger(["vm", "ls", "--json"], { home, env }).catch(() => undefined);
-  if (!ls || ls.code !== 0) return;
+  if (ls?.code !== 0) return;
   for (const vm of JSON.parse(ls.stdout) as VmRecord[]) {
     const r = await runBanger(["vm", "rm", "-f", vm.name], { home, env });
     if (r.code !== 0) console.error(`cleanup: vm rm -f ${vm.name}: ${r.stderr.trim()}`);

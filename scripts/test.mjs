@@ -27,10 +27,13 @@ if (files.length === 0) {
   console.error(`no test files under ${roots.join(", ")}`);
   process.exit(1);
 }
-// The whole suite (no arguments) typechecks first: a type error fails the run.
+// The whole suite (no arguments) typechecks and lints first (scripts/lint.mjs: Biome's format
+// and lint checks, gofmt and go vet of the agent): a type error or a finding fails the run.
 if (args.length === 0) {
   const tsc = spawnSync(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "--noEmit", "-p", root], { cwd: root, stdio: "inherit" });
   if (tsc.status !== 0) process.exit(tsc.status ?? 1);
+  const lint = spawnSync(process.execPath, [join(root, "scripts/lint.mjs")], { cwd: root, stdio: "inherit" });
+  if (lint.status !== 0) process.exit(lint.status ?? 1);
 }
 
 // Tests run the built binaries (bin/banger, bin/bangerd), as users do: build first.

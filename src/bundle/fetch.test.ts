@@ -100,7 +100,7 @@ test("a bundle is downloaded, verified, extracted and published with progress", 
   assert.equal(events[0]?.phase, "download");
   assert.deepEqual(events.filter((e) => e.phase === "download").at(-1), { phase: "download", done: src.sizeBytes, total: src.sizeBytes });
   assert.equal(events.at(-1)?.phase, "extract");
-  assert.deepEqual(leftovers(root.root), ["cache/bundles/" + src.sha256 + ".tar.zst", "dest/bundle/a.txt", "dest/bundle/link", "dest/bundle/sub/disk.img"]);
+  assert.deepEqual(leftovers(root.root), [`cache/bundles/${src.sha256}.tar.zst`, "dest/bundle/a.txt", "dest/bundle/link", "dest/bundle/sub/disk.img"]);
 });
 
 test("a second pull of the same bundle comes from the cache without any request", async () => {

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import tar from "tar-stream";
 import { makeTempHome } from "../../test/helpers.ts";
-import { BangerError, ErrorCode } from "../util/errors.ts";
+import { type BangerError, ErrorCode } from "../util/errors.ts";
 import { makeTarZst } from "./index.ts";
 
 const home = makeTempHome();

@@ -6,7 +6,7 @@ import { connect } from "node:net";
 import { join } from "node:path";
 import { RpcClient, RpcServer, type MethodTable } from "../rpc/index.ts";
 import { emitStream, inputStream } from "../daemon/streams.ts";
-import { ErrorCode } from "../util/errors.ts";
+import { type BangerError, ErrorCode } from "../util/errors.ts";
 import { makeTempHome } from "../../test/helpers.ts";
 import { parseForwardSpec, startForward, vmNameFromHost } from "./net.ts";
 
@@ -21,7 +21,7 @@ describe("parseForwardSpec", () => {
 
   it("refuses non-loopback hosts, bad ports and odd shapes", () => {
     for (const bad of ["0.0.0.0:8080", "192.168.1.2:80", "", "80:", ":80", "1:2:3:4", "70000", "abc", "0", "8080:0", "-1"]) {
-      assert.throws(() => parseForwardSpec(bad), (err: any) => err.code === ErrorCode.InvalidArgument, bad);
+      assert.throws(() => parseForwardSpec(bad), (err: BangerError) => err.code === ErrorCode.InvalidArgument, bad);
     }
   });
 });

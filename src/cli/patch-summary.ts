@@ -31,7 +31,7 @@ export function summarizePatch(patch: Buffer | string): PatchSummary {
       current = files.get(path) ?? { path, added: 0, removed: 0, binary: false };
       files.set(path, current);
     } else if (!inDiff || !current) {
-      continue;
+      // A commit message (it may hold lines like a diff's): nothing to count.
     } else if (line === "GIT binary patch" || line.startsWith("Binary files ")) {
       current.binary = true;
     } else if (line.startsWith("+") && !line.startsWith("+++ ")) {

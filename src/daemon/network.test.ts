@@ -2,7 +2,7 @@
 // The manager itself runs for real in test/e2e/network.test.ts (inside namespaces).
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { ErrorCode } from "../util/errors.ts";
+import { type BangerError, ErrorCode } from "../util/errors.ts";
 import { networkSettings } from "./network.ts";
 import { validatePublicKey } from "./ssh-keys.ts";
 
@@ -36,7 +36,7 @@ describe("networkSettings", () => {
       [{}, { BANGER_DNS_UPSTREAM: "1.1.1.1:99999" }],
     ];
     for (const [config, env] of bad) {
-      assert.throws(() => networkSettings(config as never, env), (err: any) => err.code === ErrorCode.InvalidArgument, JSON.stringify([config, env]));
+      assert.throws(() => networkSettings(config as never, env), (err: BangerError) => err.code === ErrorCode.InvalidArgument, JSON.stringify([config, env]));
     }
   });
 });

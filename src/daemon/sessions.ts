@@ -157,7 +157,7 @@ function reconcile(ctx: DaemonContext, vm: string, live: SessionInfo[]): void {
 
 /** Records how a session ended, as the agent reported at the end of attach/logs. */
 function recordEnd(ctx: DaemonContext, vm: string, info: SessionInfo | undefined): void {
-  if (!info || info.state !== "exited") return;
+  if (info?.state !== "exited") return;
   const row = ctx.store.listSessions(vm).find((r) => r.name === info.name);
   if (row) ctx.store.putSession({ ...row, state: "exited", exitCode: exitCodeOf(info.exit) });
 }

@@ -79,7 +79,7 @@ async function detectDmSnapshot(): Promise<StrategyReport> {
   if (!existsSync("/dev/mapper/control")) return no("no /dev/mapper/control (device-mapper not available, e.g. in a container or microVM)");
   if (!existsSync("/dev/loop-control")) return no("no /dev/loop-control (loop devices not available)");
   const version = await run(["dmsetup", "version"], { timeoutMs: 5000 }).catch(() => undefined);
-  if (!version || version.code !== 0) return no("dmsetup cannot talk to the kernel's device-mapper");
+  if (version?.code !== 0) return no("dmsetup cannot talk to the kernel's device-mapper");
   const targets = await run(["dmsetup", "targets"], { timeoutMs: 5000 }).catch(() => undefined);
   if (!targets?.stdout.split("\n").some((l) => l.startsWith("snapshot"))) return no("the kernel has no dm snapshot target (modprobe dm-snapshot)");
   return { strategy: "dm-snapshot", available: true, reason: "device-mapper snapshot over loop devices" };

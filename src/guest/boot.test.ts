@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { copyFile, mkdir, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Duplex, Readable } from "node:stream";
+import { Duplex, type Readable } from "node:stream";
 import { buffer as collect } from "node:stream/consumers";
 import { once } from "node:events";
 import * as tarStream from "tar-stream";

@@ -178,7 +178,7 @@ describe("Firecracker hybrid vsock dial (fake Firecracker socket: no firecracker
   });
 
   /** Mimics Firecracker: refuses `refusals` connections (no guest listener yet), then proxies to the agent. */
-  async function fakeFirecracker(name: string, refusals: number, reply = (port: number) => `OK 1073741824\n`): Promise<{ path: string; firstChunks: string[] }> {
+  async function fakeFirecracker(name: string, refusals: number, reply = (_port: number) => `OK 1073741824\n`): Promise<{ path: string; firstChunks: string[] }> {
     const path = join(home, name);
     const firstChunks: string[] = [];
     let seen = 0;

@@ -7,7 +7,7 @@ import { servedHome, sha256Hex } from "../../test/helpers.ts";
 import { makeTarZst } from "../bundle/index.ts";
 import { rawTarZst, type RawMember } from "../../test/kits/bundle.ts";
 import { catalogOverride } from "../config/index.ts";
-import { BangerError, ErrorCode } from "../util/errors.ts";
+import { type BangerError, ErrorCode } from "../util/errors.ts";
 import { type ImageCatalogEntry, loadCatalog, lookup, lookupName, parseCatalog, pullImageBundle } from "./index.ts";
 
 const bed = servedHome();

@@ -58,7 +58,7 @@ function kernelDir(files: Record<string, Buffer | string>): string {
 function ar(members: Record<string, Buffer>): Buffer {
   const parts: Buffer[] = [Buffer.from("!<arch>\n")];
   for (const [name, body] of Object.entries(members)) {
-    const h = `${name}/`.padEnd(16) + "0".padEnd(12) + "0".padEnd(6) + "0".padEnd(6) + "100644".padEnd(8) + String(body.length).padEnd(10) + "`\n";
+    const h = [`${name}/`.padEnd(16), "0".padEnd(12), "0".padEnd(6), "0".padEnd(6), "100644".padEnd(8), String(body.length).padEnd(10), "`\n"].join("");
     parts.push(Buffer.from(h, "latin1"), body, Buffer.alloc(body.length % 2, "\n"));
   }
   return Buffer.concat(parts);
@@ -157,7 +157,7 @@ describe("kernel import: hostile module trees and packages", () => {
 
   it("a .deb whose ar member name holds C1 controls: the message shows it escaped", async () => {
     const deb = join(root, "c1.deb");
-    const member = Buffer.concat([Buffer.from("\x9b2J\x85/", "latin1"), Buffer.from("".padEnd(11) + "0".padEnd(12) + "0".padEnd(6) + "0".padEnd(6) + "100644".padEnd(8) + "999".padEnd(10) + "`\n")]);
+    const member = Buffer.concat([Buffer.from("\x9b2J\x85/", "latin1"), Buffer.from(["".padEnd(11), "0".padEnd(12), "0".padEnd(6), "0".padEnd(6), "100644".padEnd(8), "999".padEnd(10), "`\n"].join(""))]);
     writeFileSync(deb, Buffer.concat([Buffer.from("!<arch>\n"), member, Buffer.from("short")]));
     await rejectsClean(deb, /ar member "\\u009b2J\\u0085" is truncated/);
   });

@@ -6,7 +6,7 @@ import diagnostics from "node:diagnostics_channel";
 import { connect, type Socket } from "node:net";
 import { randomBytes } from "node:crypto";
 import { run } from "../util/exec.ts";
-import { ErrorCode } from "../util/errors.ts";
+import { type BangerError, ErrorCode } from "../util/errors.ts";
 import { answerQuery, startDnsServer, type DnsServer, type VmAddresses } from "./index.ts";
 
 const VMS: Record<string, VmAddresses> = {
@@ -80,7 +80,7 @@ test("a failing lookup gives SERVFAIL; responses are never answered", () => {
 });
 
 test("a port already in use is a clear error", async () => {
-  await assert.rejects(startDnsServer({ host: "127.0.0.1", port: server.port, lookup: () => undefined }), (err: any) => {
+  await assert.rejects(startDnsServer({ host: "127.0.0.1", port: server.port, lookup: () => undefined }), (err: BangerError) => {
     assert.equal(err.code, ErrorCode.Unavailable);
     assert.match(err.message, /cannot serve DNS on 127\.0\.0\.1:\d+: EADDRINUSE/);
     return true;

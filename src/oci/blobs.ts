@@ -40,7 +40,7 @@ export function blobPath(cacheDir: string, digest: string): string {
 /** A cache hit: the blob exists with the expected size (it was verified when written). */
 export async function hasBlob(cacheDir: string, desc: BlobDescriptor): Promise<boolean> {
   const st = await stat(blobPath(cacheDir, desc.digest)).catch(() => undefined);
-  return st !== undefined && st.isFile() && st.size === desc.size;
+  return st?.isFile() === true && st.size === desc.size;
 }
 
 /** Reads a small cached blob (manifest, config) and re-checks its digest; undefined on a miss. */

@@ -195,7 +195,7 @@ export function parseImageConfig(bytes: Buffer, what: string): ImageConfig {
   const c = (typeof json.config === "object" && json.config !== null ? json.config : {}) as Record<string, unknown>;
   const rootfs = (typeof json.rootfs === "object" && json.rootfs !== null ? json.rootfs : {}) as Record<string, unknown>;
   const diffIds = strings(rootfs.diff_ids);
-  diffIds.forEach((d, i) => checkDigest(d, `${what} diff_id ${i}`));
+  diffIds.forEach((d, i) => void checkDigest(d, `${what} diff_id ${i}`));
   const ports = typeof c.ExposedPorts === "object" && c.ExposedPorts !== null ? Object.keys(c.ExposedPorts) : [];
   return {
     entrypoint: strings(c.Entrypoint),

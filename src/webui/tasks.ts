@@ -77,7 +77,7 @@ export class Tasks {
   /** Follows a task; returns the unsubscribe function. Ended tasks get no calls. */
   follow(id: string, listener: TaskListener): () => void {
     const entry = this.tasks.get(id);
-    if (!entry || entry.view.state !== "running") return () => undefined;
+    if (entry?.view.state !== "running") return () => undefined;
     entry.listeners.add(listener);
     return () => entry.listeners.delete(listener);
   }

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, utimesSync, w
 import { join } from "node:path";
 import { makeTempHome } from "../../test/helpers.ts";
 import type { AgentClient } from "../guest/index.ts";
-import { BangerError, ErrorCode } from "../util/errors.ts";
+import { type BangerError, ErrorCode } from "../util/errors.ts";
 import { applyPatch, checkRepoOwner, copyIn, exportPatch, packWorkspace, type PackedWorkspace } from "./index.ts";
 import { gitRaw, metadataEnv, METADATA_TIMEOUT_MS } from "./git.ts";
 import { canaryRepo, committedRepo, guestSh, hostGit, useAgent, type CanaryRepo } from "../../test/kits/workspace.ts";

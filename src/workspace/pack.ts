@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { cancelled, invalidArgument } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
 import { shown } from "../util/paths.ts";
-import { EntryList, joinName } from "./entries.ts";
+import { type EntryList, joinName } from "./entries.ts";
 import { checkRepoOwner, findRepo, git, gitLine, gitRaw, metadataEnv, openView, readSmall, userConfig, type GitView, type RepoLayout } from "./git.ts";
 import type { SecretFilter } from "./secrets.ts";
 

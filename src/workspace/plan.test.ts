@@ -7,7 +7,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { makeTempHome } from "../../test/helpers.ts";
-import { BangerError, ErrorCode } from "../util/errors.ts";
+import { type BangerError, ErrorCode } from "../util/errors.ts";
 import { LARGE_COPY, planWorkspace, startCopy, type WorkspacePlan } from "./index.ts";
 import { committedRepo, hostGit } from "../../test/kits/workspace.ts";
 

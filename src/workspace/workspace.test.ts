@@ -9,7 +9,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync
 import { join } from "node:path";
 import { makeTempHome } from "../../test/helpers.ts";
 import type { AgentClient } from "../guest/index.ts";
-import { BangerError, ErrorCode } from "../util/errors.ts";
+import { type BangerError, ErrorCode } from "../util/errors.ts";
 import { applyPatch, copyIn, exportPatch, packWorkspace, releaseWorkspace, type PackedWorkspace } from "./index.ts";
 import { BIG, BINARY, committedRepo, EXPECTED_FILES, guestSh, hostGit, makeHostRepo, useAgent, viewTree } from "../../test/kits/workspace.ts";
 
@@ -97,7 +97,7 @@ describe("workspace: copy in, change in the guest, export, apply", () => {
     for (const cmd of ["status --porcelain", "diff --cached --stat", "diff --stat", "ls-files --stage"]) {
       assert.equal(await asGuest(`git ${cmd}`), hostGit(host, ...cmd.split(" ")), `git ${cmd} in the guest is the host's`);
     }
-    assert.match(await asGuest("git status --porcelain"), /^M  src\/app\.js$/m, "staged stays staged");
+    assert.match(await asGuest("git status --porcelain"), /^M {2}src\/app\.js$/m, "staged stays staged");
     assert.match(await asGuest("git status --porcelain"), /^\?\? notes\.txt$/m, "untracked stays untracked");
     assert.equal(await asGuest("git -C sub log --format=%s"), "lib\n");
     assert.equal(await asGuest("git -C sub status --porcelain"), "?? scratch.txt\n");
@@ -142,7 +142,7 @@ describe("workspace: copy in, change in the guest, export, apply", () => {
     hostGit(other, "merge", "-q", "--ff-only", "banger/vm1");
     assert.equal(readFileSync(join(other, "notes.txt"), "utf8"), "untracked notes\n");
     assert.equal(readFileSync(join(other, "README.md"), "utf8"), "# project\nunstaged edit\n");
-    assert.match(hostGit(other, "status", "--porcelain"), /^M  src\/app\.js$/m);
+    assert.match(hostGit(other, "status", "--porcelain"), /^M {2}src\/app\.js$/m);
     assert.equal(readFileSync(join(other, "docs/new.md"), "utf8"), "new file\n");
   });
 

@@ -33,7 +33,7 @@ export async function freePort(): Promise<number> {
 /** A bcrypt htpasswd line via libc crypt() (perl is always present; apache2-utils is not). */
 export function htpasswdLine(user: string, password: string): string {
   const alphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-  const salt = [...randomBytes(21)].map((b) => alphabet[b % 64]).join("") + "e";
+  const salt = `${[...randomBytes(21)].map((b) => alphabet[b % 64]).join("")}e`;
   const res = spawnSync("perl", ["-e", "print crypt($ARGV[0], $ARGV[1])", password, `$2b$05$${salt}`], { encoding: "utf8" });
   if (res.status !== 0 || !res.stdout.startsWith("$2b$")) throw new Error(`bcrypt via perl crypt failed: ${res.stderr}`);
   return `${user}:${res.stdout}\n`;

@@ -32,7 +32,7 @@ export function imagesPage(): Page {
           (i) => ({ "data-image": is[i]!.name }),
         ));
       },
-      (err: Error) => [cards.kernels, cards.images].forEach((c) => fill(c, errorLine(err))),
+      (err: Error) => [cards.kernels, cards.images].forEach((c) => void fill(c, errorLine(err))),
     );
     void api<CatalogEntry[]>("GET", "/api/kernels/catalog").then(
       (es) => fill(cards.kernelCatalog, catalogTable(es, "kernel", load)),

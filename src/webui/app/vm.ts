@@ -71,7 +71,7 @@ export function vmPage(name: string): Page {
       field("Guest memory", memory(vm)),
       field("VMM RSS", bytes(vm.stats?.vmmRssBytes)),
       field("Created", when(vm.createdAt)),
-      vm.stateReason ? field("Why " + vm.state, h("span", { class: "error-text" }, vm.stateReason)) : null,
+      vm.stateReason ? field(`Why ${vm.state}`, h("span", { class: "error-text" }, vm.stateReason)) : null,
       vm.error ? field("Error", h("span", { class: "error-text" }, vm.error)) : null,
     );
   };
