@@ -101,7 +101,10 @@ async function makeBundle(work: string, level: number, dense: boolean) {
   const src = join(work, "src");
   mkdirSync(src);
   const out = createWriteStream(join(src, "rootfs.ext4"));
-  const text = Buffer.from(Array.from({ length: 20000 }, (_, i) => `/usr/lib/x86_64-linux-gnu/lib${i % 997}.so.${i % 7} mode=0644 uid=0 gid=0 size=${(i * 7919) % 100000}\n`).join("")).subarray(0, MiB);
+  const text = Buffer.from(Array.from({ length: 20000 }, (_, i) => `/usr/lib/x86_64-linux-gnu/lib${i % 997}.so.${i % 7} mode=0644 uid=0 gid=0 size=${(i * 7919) % 100000}\n`).join("")).subarray(
+    0,
+    MiB,
+  );
   for (let i = 0; i < 512; i++) {
     const kind = i % 8;
     const block = kind < 2 ? randomBytes(MiB) : kind < 5 || dense ? text : Buffer.alloc(MiB);
@@ -173,4 +176,3 @@ function median(xs: number[]): number {
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
-

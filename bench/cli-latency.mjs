@@ -16,10 +16,7 @@ try {
   execFileSync(banger, ["daemon", "start"], { env, stdio: "inherit" });
   execFileSync(
     "hyperfine",
-    ["-N", "--warmup", "5", "--runs", "40", "--export-json", out,
-      "-n", "node -e 0", "node -e 0",
-      "-n", "banger --version", `${banger} --version`,
-      "-n", "banger vm ls", `${banger} vm ls`],
+    ["-N", "--warmup", "5", "--runs", "40", "--export-json", out, "-n", "node -e 0", "node -e 0", "-n", "banger --version", `${banger} --version`, "-n", "banger vm ls", `${banger} vm ls`],
     { env, stdio: ["ignore", "ignore", "inherit"] },
   );
   const results = JSON.parse(readFileSync(out, "utf8")).results;
@@ -31,6 +28,10 @@ try {
   const ratio = median["banger vm ls"] / base;
   console.log(`target: banger vm ls < 3x node -e 0 -> ${ratio < 3 ? "met" : "NOT met"} (${ratio.toFixed(2)}x)`);
 } finally {
-  try { execFileSync(banger, ["daemon", "stop"], { env, stdio: "ignore" }); } catch { /* already stopped */ }
+  try {
+    execFileSync(banger, ["daemon", "stop"], { env, stdio: "ignore" });
+  } catch {
+    /* already stopped */
+  }
   rmSync(home, { recursive: true, force: true });
 }

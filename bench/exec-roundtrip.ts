@@ -64,10 +64,25 @@ async function hyperfineCli(home: string, env: NodeJS.ProcessEnv): Promise<Recor
   const banger = join(REPO, "bin/banger");
   const out = join(home, "hyperfine.json");
   await runChecked(
-    ["hyperfine", "-N", "--warmup", "3", "--runs", String(CLI_RUNS), "--export-json", out,
-      "-n", "node -e 0", "node -e 0",
-      "-n", "banger vm ls", `${banger} vm ls`,
-      "-n", "banger vm exec true", `${banger} vm exec ${VM} -- true`],
+    [
+      "hyperfine",
+      "-N",
+      "--warmup",
+      "3",
+      "--runs",
+      String(CLI_RUNS),
+      "--export-json",
+      out,
+      "-n",
+      "node -e 0",
+      "node -e 0",
+      "-n",
+      "banger vm ls",
+      `${banger} vm ls`,
+      "-n",
+      "banger vm exec true",
+      `${banger} vm exec ${VM} -- true`,
+    ],
     { env: { ...env, BANGER_HOME: home } },
   );
   const results = JSON.parse(readFileSync(out, "utf8")).results as Array<{ command: string; median: number }>;

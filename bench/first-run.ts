@@ -14,7 +14,10 @@ function progressPhases(stderr: string): [string, number][] {
 /** "timings: create 1.50s, workspace ..." from `vm run --timings`. */
 function runPhases(stderr: string): [string, number][] {
   const line = /^timings: (.*)$/m.exec(stderr)?.[1] ?? "";
-  return line.split(", ").map((p) => p.split(" ")).map(([k, v]) => [k!, Number.parseFloat(v!) * 1000]);
+  return line
+    .split(", ")
+    .map((p) => p.split(" "))
+    .map(([k, v]) => [k!, Number.parseFloat(v!) * 1000]);
 }
 
 await runBench(async () => {

@@ -69,7 +69,9 @@ await runBench(async () => {
 
 /** The daemon's "vm network attached" log line for this VM (the last one). */
 function lastAttach(home: string, vm: string): { tapMs: number; attachMs: number } {
-  const lines = readFileSync(join(home, "logs", "bangerd.log"), "utf8").split("\n").filter((l) => l.includes("vm network attached"));
+  const lines = readFileSync(join(home, "logs", "bangerd.log"), "utf8")
+    .split("\n")
+    .filter((l) => l.includes("vm network attached"));
   for (const line of lines.reverse()) {
     const rec = JSON.parse(line) as { vm?: string; tapMs?: number; attachMs?: number; fields?: { vm?: string; tapMs?: number; attachMs?: number } };
     const f = rec.fields ?? rec;

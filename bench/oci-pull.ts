@@ -68,7 +68,11 @@ await runBench(async () => {
     base.push(b.total);
     console.log(`run ${i + 1}: banger image pull ${fmt(ours[i]!)} (again, cached: ${fmt(again[i]!)})   skopeo+umoci+mkfs ${fmt(b.total)}`);
     console.log(`       banger phases: ${phases(pulled.stderr)}`);
-    console.log(`       baseline steps: ${Object.entries(b.steps).map(([k, ms]) => `${k} ${(ms / 1000).toFixed(1)}s`).join(", ")}`);
+    console.log(
+      `       baseline steps: ${Object.entries(b.steps)
+        .map(([k, ms]) => `${k} ${(ms / 1000).toFixed(1)}s`)
+        .join(", ")}`,
+    );
   }
   const ratio = median(ours) / median(base);
   console.log(`rootfs.ext4: ${(sizeBytes / MiB).toFixed(0)} MiB (banger's sizing; the baseline's image file gets the same size)`);
@@ -134,7 +138,7 @@ function textLike(size: number, seed: number): Buffer {
   const lines: string[] = [];
   let n = 0;
   for (let i = 0; n < size; i++) {
-    const line = `${seed}:${i} /usr/lib/x86_64-linux-gnu/lib${(i * 7919 + seed) % 997}.so.${i % 7} sha=${((i + seed) * 2654435761 >>> 0).toString(16)} size=${(i * 31337) % 100000}\n`;
+    const line = `${seed}:${i} /usr/lib/x86_64-linux-gnu/lib${(i * 7919 + seed) % 997}.so.${i % 7} sha=${(((i + seed) * 2654435761) >>> 0).toString(16)} size=${(i * 31337) % 100000}\n`;
     lines.push(line);
     n += line.length;
   }

@@ -60,7 +60,9 @@ await runBench(async () => {
     bare.push(bareVm.firstByteMs);
     bareGuestBoot.push(bareVm.consoleMs);
     bareHandshake.push(bareVm.handshakeMs);
-    console.log(`run ${i + 1}: banger vm create ${fmt(ours[i]!)} (qemu spawned at +${spawnAt[i]!.toFixed(0)} ms; ${phases})   bare qemu → agent first byte ${fmt(bareVm.firstByteMs)} (handshake ${fmt(bareVm.handshakeMs)})`);
+    console.log(
+      `run ${i + 1}: banger vm create ${fmt(ours[i]!)} (qemu spawned at +${spawnAt[i]!.toFixed(0)} ms; ${phases})   bare qemu → agent first byte ${fmt(bareVm.firstByteMs)} (handshake ${fmt(bareVm.handshakeMs)})`,
+    );
   }
   // The fixed cost of any CLI command: node start-up, connecting, one RPC.
   const cliFloor: number[] = [];
@@ -72,7 +74,9 @@ await runBench(async () => {
   const budget = 0.1 * q + 100;
   console.log(`median: banger vm create ${fmt(b)}, bare qemu first byte ${fmt(q)} (handshake ${fmt(median(bareHandshake))}), ${warm.cpus} cpu, ${warm.memoryBytes / 1024 ** 2} MiB`);
   console.log(`where banger's time goes (medians): qemu spawned at +${median(spawnAt).toFixed(0)} ms (any CLI call costs ${median(cliFloor).toFixed(0)} ms: banger vm ls, 10 runs);`);
-  console.log(`  spawn → the console's last line (agent listening) ${median(guestBoot).toFixed(0)} ms under banger vs ${median(bareGuestBoot).toFixed(0)} ms bare; spawn → done ${(b - median(spawnAt)).toFixed(0)} ms`);
+  console.log(
+    `  spawn → the console's last line (agent listening) ${median(guestBoot).toFixed(0)} ms under banger vs ${median(bareGuestBoot).toFixed(0)} ms bare; spawn → done ${(b - median(spawnAt)).toFixed(0)} ms`,
+  );
   console.log(`overhead = banger - bare = ${overhead.toFixed(0)} ms; target <= 0.10*bare + 100 ms = ${budget.toFixed(0)} ms -> ${overhead <= budget ? "met" : "NOT met"}`);
 });
 
@@ -83,8 +87,10 @@ function argvDiff(a: string[], b: string[]): string[] {
     const runtime = text.match(/path=([^,\n]+)\/console\.log/)?.[1] ?? "";
     const disk = text.match(/file=([^,\n]+),format=/)?.[1] ?? "";
     return text
-      .split(runtime).join("RUNTIME")
-      .split(disk).join("DISK")
+      .split(runtime)
+      .join("RUNTIME")
+      .split(disk)
+      .join("DISK")
       .replace(/banger\.hostname=\S+/, "banger.hostname=NAME")
       .split("\n");
   };

@@ -34,7 +34,10 @@ await runBench(async () => {
   const full = await alternate(h, BOOT_RUNS, [], false);
 
   console.log("");
-  for (const [what, t] of [["vm create --no-start", clone], ["vm create (full)", full]] as const) {
+  for (const [what, t] of [
+    ["vm create --no-start", clone],
+    ["vm create (full)", full],
+  ] as const) {
     const ratio = median(t.bb4g) / median(t.bb256);
     console.log(`${what.padEnd(21)} median 256M ${fmt(median(t.bb256))}   4G ${fmt(median(t.bb4g))}   ratio ${ratio.toFixed(2)} (target <= 1.1) -> ${ratio <= 1.1 ? "met" : "NOT met"}`);
   }

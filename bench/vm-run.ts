@@ -92,12 +92,26 @@ async function main(): Promise<void> {
   }
   const pieces = await measurePieces(h, repo);
 
-  const row = (label: string, xs: number[]) => xs.length === 0 ? `${label.padEnd(22)} -` : `${label.padEnd(22)} median ${(median(xs) / 1000).toFixed(2).padStart(6)} s   (min ${(Math.min(...xs) / 1000).toFixed(2)}, max ${(Math.max(...xs) / 1000).toFixed(2)})`;
+  const row = (label: string, xs: number[]) =>
+    xs.length === 0
+      ? `${label.padEnd(22)} -`
+      : `${label.padEnd(22)} median ${(median(xs) / 1000).toFixed(2).padStart(6)} s   (min ${(Math.min(...xs) / 1000).toFixed(2)}, max ${(Math.max(...xs) / 1000).toFixed(2)})`;
   console.log("");
   if (runs.length > 0) {
     console.log(`banger vm run -- true, ${runs.length} runs after a warm-up:`);
-    console.log(row("total", runs.map((r) => r.total!)));
-    for (const p of PHASES) console.log(row(`  ${p}`, runs.map((r) => r[p]!)));
+    console.log(
+      row(
+        "total",
+        runs.map((r) => r.total!),
+      ),
+    );
+    for (const p of PHASES)
+      console.log(
+        row(
+          `  ${p}`,
+          runs.map((r) => r[p]!),
+        ),
+      );
     console.log(row("tar c | tar x (local)", tarTimes));
   }
   for (const [label, xs] of pieces) console.log(row(label, xs));
@@ -137,7 +151,7 @@ async function makeRepo(repo: string): Promise<void> {
   const textBytes = TOTAL_MIB * MiB - binBytes;
   const words = Array.from({ length: 512 }, (_, i) => `w${(i * 2654435761) % 99991}`);
   let seed = 1;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
   for (let i = 0; i < texts; i++) {
     const dir = join(repo, "src", `d${i % 100}`);
     if (i < 100) mkdirSync(dir, { recursive: true });
@@ -181,7 +195,13 @@ async function measurePieces(h: BenchHome, repo: string): Promise<Array<[string,
     local.push(await localAgentLeg(repo));
   }
   const guest = ONLY === "host" ? [NaN] : await guestLeg(h, repo);
-  return [["pack setup (git)", setup], ["pack → /dev/null", pack], ["pack → rpc sink", rpc], ["pack → host agent", local], ["pack → guest agent", guest]];
+  return [
+    ["pack setup (git)", setup],
+    ["pack → /dev/null", pack],
+    ["pack → rpc sink", rpc],
+    ["pack → host agent", local],
+    ["pack → guest agent", guest],
+  ];
 }
 
 async function packTo(repo: string, sink: Writable): Promise<void> {
@@ -266,7 +286,9 @@ async function guestLeg(h: BenchHome, repo: string): Promise<number[]> {
       times.push(await timed(() => putRepo(agent, repo, dest)));
       const after = await guestCpu(agent);
       const d = (k: keyof GuestCpu) => ((after[k] - before[k]) * 10).toFixed(0).padStart(5);
-      console.log(`guest put ${i + 1}: guest cpu ms: user ${d("user")}, system ${d("system")}, irq+softirq ${d("irq")}, idle+iowait ${d("idle")}; agent (pid 1) user ${d("agentUser")}, system ${d("agentSystem")}`);
+      console.log(
+        `guest put ${i + 1}: guest cpu ms: user ${d("user")}, system ${d("system")}, irq+softirq ${d("irq")}, idle+iowait ${d("idle")}; agent (pid 1) user ${d("agentUser")}, system ${d("agentSystem")}`,
+      );
       if (i === 0) {
         // The guest's own floor: copying the same tree inside the guest, no link involved.
         const t = await timed(() => execOk(agent, ["sh", "-c", `mkdir /bench-x && tar -C ${dest} -cf - . | tar -C /bench-x -xf -`]));
@@ -309,9 +331,18 @@ async function guestCpu(agent: AgentClient): Promise<GuestCpu> {
   let out = "";
   for await (const b of x.stdout) out += (b as Buffer).toString();
   await x.wait();
-  const cpu = out.split("\n").find((l) => l.startsWith("cpu "))!.trim().split(/\s+/).slice(1).map(Number);
+  const cpu = out
+    .split("\n")
+    .find((l) => l.startsWith("cpu "))!
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
   const self = out.trim().split("\n").at(-1)!;
-  const fields = self.slice(self.lastIndexOf(")") + 2).split(" ").map(Number); // from field 3 (state)
+  const fields = self
+    .slice(self.lastIndexOf(")") + 2)
+    .split(" ")
+    .map(Number); // from field 3 (state)
   return { user: cpu[0]! + cpu[1]!, system: cpu[2]!, irq: cpu[5]! + cpu[6]!, idle: cpu[3]! + cpu[4]!, agentUser: fields[11]!, agentSystem: fields[12]! };
 }
 

@@ -11,9 +11,12 @@ const pkg = JSON.parse(readFileSync(`${root}package.json`, "utf8"));
 function gitCommit() {
   try {
     const sha = execFileSync("git", ["-C", root, "rev-parse", "--short=12", "HEAD"], { stdio: ["ignore", "pipe", "ignore"] })
-      .toString().trim();
-    const dirty = execFileSync("git", ["-C", root, "status", "--porcelain", "--untracked-files=no"], { stdio: ["ignore", "pipe", "ignore"] })
-      .toString().trim() !== "";
+      .toString()
+      .trim();
+    const dirty =
+      execFileSync("git", ["-C", root, "status", "--porcelain", "--untracked-files=no"], { stdio: ["ignore", "pipe", "ignore"] })
+        .toString()
+        .trim() !== "";
     return dirty ? `${sha}-dirty` : sha;
   } catch {
     return "unknown";

@@ -10,6 +10,8 @@ const root = new URL("..", import.meta.url).pathname;
 const agent = join(root, "agent");
 const write = process.argv.includes("--write");
 const biome = join(root, "node_modules/@biomejs/biome/bin/biome");
+// Escape codes make a CI log unreadable: colour only on a terminal.
+const colors = process.stdout.isTTY ? [] : ["--colors=off"];
 // The environment agent/build.sh builds with: caches under agent/ (works as root with HOME
 // unset), no cgo, no downloads (standard library only).
 const goEnv = {
@@ -42,10 +44,10 @@ function goFiles(dir) {
 }
 
 if (write) {
-  if (!run(process.execPath, [biome, "format", "--write", root]).ok) failures.push("biome format --write failed (a file it cannot parse?)");
+  if (!run(process.execPath, [biome, "format", "--write", ...colors, root]).ok) failures.push("biome format --write failed (a file it cannot parse?)");
   if (hasGo && !run("gofmt", ["-w", ...goFiles(agent)]).ok) failures.push("gofmt -w failed in agent/");
 } else {
-  if (!run(process.execPath, [biome, "ci", "--error-on-warnings", root]).ok) {
+  if (!run(process.execPath, [biome, "ci", "--error-on-warnings", ...colors, root]).ok) {
     failures.push("biome ci: run `npm run format` for formatting; fix lint findings by hand (`npx biome lint --write` applies Biome's safe fixes)");
   }
   if (!hasGo) {

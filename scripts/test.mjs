@@ -40,9 +40,9 @@ if (args.length === 0) {
 const build = spawnSync(process.execPath, [join(root, "scripts/build.mjs")], { cwd: root, stdio: "inherit" });
 if (build.status !== 0) process.exit(build.status ?? 1);
 
-const result = spawnSync(
-  process.execPath,
-  ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=600000", ...files],
-  { cwd: root, stdio: "inherit", env: { ...process.env, BANGER_REPO: root } },
-);
+const result = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=600000", ...files], {
+  cwd: root,
+  stdio: "inherit",
+  env: { ...process.env, BANGER_REPO: root },
+});
 process.exit(result.status ?? 1);

@@ -64,7 +64,10 @@ describe("a member of the socket's group", { skip: !asRoot && "needs root: it cr
     const deb = await testKernelDeb();
     await mustRun(runBanger(["kernel", "import", "--debian", "--deb", deb, "--name", "root-k", "--json"], { home }));
     const vmlinux = join(home, "kernels", "root-k", "vmlinux");
-    for (const [dir, mode] of [[secret, 0o600], [open, 0o644]] as const) {
+    for (const [dir, mode] of [
+      [secret, 0o600],
+      [open, 0o644],
+    ] as const) {
       mkdirSync(join(dir, "kdir"));
       copyFileSync(vmlinux, join(dir, "kdir", "vmlinux"));
       appendFileSync(join(dir, "kdir", "vmlinux"), `marker ${dir}\n`); // still an ELF kernel, with its own sha256
@@ -98,13 +101,20 @@ describe("a member of the socket's group", { skip: !asRoot && "needs root: it cr
     assert.equal(st.gid, Number(execFileSync("getent", ["group", group]).toString().split(":")[2]));
     const r = await asMember(["kernel", "list", "--json"]);
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual((JSON.parse(r.stdout) as KernelRow[]).map((k) => k.name), ["root-k"]);
+    assert.deepEqual(
+      (JSON.parse(r.stdout) as KernelRow[]).map((k) => k.name),
+      ["root-k"],
+    );
   });
 
-  it("cannot import a root-only .deb", () => refused(["kernel", "import", join(secret, "linux-image-6.1.0-test-cloud-amd64_1_amd64.deb"), "--name", "stolen-deb"], join(secret, "linux-image-6.1.0-test-cloud-amd64_1_amd64.deb")));
+  it("cannot import a root-only .deb", () =>
+    refused(["kernel", "import", join(secret, "linux-image-6.1.0-test-cloud-amd64_1_amd64.deb"), "--name", "stolen-deb"], join(secret, "linux-image-6.1.0-test-cloud-amd64_1_amd64.deb")));
 
   it("cannot import a root-only .deb through --debian --deb", () =>
-    refused(["kernel", "import", "--debian", "--deb", join(secret, "linux-image-6.1.0-test-cloud-amd64_1_amd64.deb"), "--name", "stolen-debian"], join(secret, "linux-image-6.1.0-test-cloud-amd64_1_amd64.deb")));
+    refused(
+      ["kernel", "import", "--debian", "--deb", join(secret, "linux-image-6.1.0-test-cloud-amd64_1_amd64.deb"), "--name", "stolen-debian"],
+      join(secret, "linux-image-6.1.0-test-cloud-amd64_1_amd64.deb"),
+    ));
 
   it("cannot import a root-only directory", () => refused(["kernel", "import", join(secret, "kdir"), "--name", "stolen-dir"], join(secret, "kdir")));
 

@@ -68,7 +68,10 @@ describe("boundary checker", () => {
       assert.match(messages, /\[client\] src\/cli\/run\.ts:2 -> src\/daemon\/launch\.ts: cli\/ may not import daemon\//);
       assert.match(messages, /\[client\] src\/webui\/page\.ts:1 -> src\/store\/index\.ts: webui\/ may not import store\//);
       assert.match(messages, /\[index\] src\/cli\/run\.ts:2 -> src\/daemon\/launch\.ts: import daemon\/index\.ts, not a file inside daemon\/ \(daemon\/ has no index\.ts: add one\)/);
-      assert.match(messages, /\[cycle\] folder cycle a -> b -> c -> a:\n  src\/a\/index\.ts:1 -> src\/b\/index\.ts\n  src\/b\/index\.ts:1 -> src\/c\/index\.ts\n  src\/c\/index\.ts:1 -> src\/a\/index\.ts/);
+      assert.match(
+        messages,
+        /\[cycle\] folder cycle a -> b -> c -> a:\n {2}src\/a\/index\.ts:1 -> src\/b\/index\.ts\n {2}src\/b\/index\.ts:1 -> src\/c\/index\.ts\n {2}src\/c\/index\.ts:1 -> src\/a\/index\.ts/,
+      );
       assert.match(messages, /\[size\] src\/d\/big\.ts: 403 lines/);
       assert.doesNotMatch(messages, /explained\.ts/);
       assert.deepEqual(vs.map((v) => v.rule).sort(), ["client", "client", "cycle", "index", "size"]);
@@ -79,15 +82,15 @@ describe("boundary checker", () => {
 
   it("reads static, re-export, side-effect and dynamic imports, not comments or packages", () => {
     const text = [
-      "// import { no } from \"../x/comment.ts\";",
+      '// import { no } from "../x/comment.ts";',
       "import {",
       "  a,",
-      "} from \"../a/index.ts\";",
-      "export * from \"./local.ts\";",
-      "import \"../side/index.ts\";",
-      "const m = await import(\"../dyn/index.ts\");",
-      "import { Command } from \"commander\";",
-      " * see import(\"../doc/index.ts\")",
+      '} from "../a/index.ts";',
+      'export * from "./local.ts";',
+      'import "../side/index.ts";',
+      'const m = await import("../dyn/index.ts");',
+      'import { Command } from "commander";',
+      ' * see import("../doc/index.ts")',
     ].join("\n");
     assert.deepEqual(importsOf(text), [
       { spec: "../a/index.ts", line: 4 },

@@ -43,11 +43,7 @@ export function sourceFiles(root: string): string[] {
   return out;
 }
 
-const PATTERNS = [
-  /(?:^|[\s;{}])(?:import|export)\s[^;]*?\sfrom\s*["']([^"']+)["']/g,
-  /(?:^|[\s;{}])import\s*["']([^"']+)["']/g,
-  /\bimport\s*\(\s*["']([^"']+)["']\s*\)/g,
-];
+const PATTERNS = [/(?:^|[\s;{}])(?:import|export)\s[^;]*?\sfrom\s*["']([^"']+)["']/g, /(?:^|[\s;{}])import\s*["']([^"']+)["']/g, /\bimport\s*\(\s*["']([^"']+)["']\s*\)/g];
 
 /** The relative specifiers a file imports, with their 1-based line. */
 export function importsOf(text: string): { spec: string; line: number }[] {

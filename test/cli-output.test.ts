@@ -32,7 +32,11 @@ describe("cli output under faults", () => {
     });
   }
 
-  for (const args of [["vm", "logs", "alpha", "--all"], ["vm", "logs", "alpha", "-f"], ["daemon", "logs", "-f"]]) {
+  for (const args of [
+    ["vm", "logs", "alpha", "--all"],
+    ["vm", "logs", "alpha", "-f"],
+    ["daemon", "logs", "-f"],
+  ]) {
     it(`a closed stdout cancels \`${args.join(" ")}\` (in the daemon too) and exits 0`, async () => {
       const r = await runWithClosed("stdout", args, home, env);
       assert.deepEqual(r, { code: 0, signal: null, other: "" }, `stderr: ${r.other}`);
@@ -67,7 +71,11 @@ describe("cli output under faults", () => {
 
   it("shows the step running when the daemon dies as interrupted (daemon connection lost), never done", async () => {
     const { pid } = JSON.parse((await mustRun(runBanger(["daemon", "status", "--json"], { home, env }))).stdout) as { pid: number };
-    const child = spawn(join(REPO, "bin", "banger"), ["image", "build", "--preset", "busybox", "--name", "doomed", "--kernel-ref", "debian-6.1-cloud"], { env: { ...process.env, ...env, BANGER_HOME: home }, stdio: ["ignore", "pipe", "pipe"], timeout: 120_000 });
+    const child = spawn(join(REPO, "bin", "banger"), ["image", "build", "--preset", "busybox", "--name", "doomed", "--kernel-ref", "debian-6.1-cloud"], {
+      env: { ...process.env, ...env, BANGER_HOME: home },
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: 120_000,
+    });
     let stderr = "";
     let killed = false;
     child.stderr.on("data", (b) => {

@@ -94,15 +94,38 @@ describe("cli", () => {
 
   it("has one Examples section in the --help of every main command", async () => {
     const main = [
-      "vm run", "vm create", "vm exec", "vm shell", "vm ls", "vm rm", "vm stats", "vm logs",
-      "image pull", "image build", "image ls", "image rm", "kernel pull", "kernel import", "kernel ls", "kernel rm",
-      "session start", "session attach", "session ls", "session logs", "config", "doctor", "web",
+      "vm run",
+      "vm create",
+      "vm exec",
+      "vm shell",
+      "vm ls",
+      "vm rm",
+      "vm stats",
+      "vm logs",
+      "image pull",
+      "image build",
+      "image ls",
+      "image rm",
+      "kernel pull",
+      "kernel import",
+      "kernel ls",
+      "kernel rm",
+      "session start",
+      "session attach",
+      "session ls",
+      "session logs",
+      "config",
+      "doctor",
+      "web",
     ];
     for (const command of main) {
       const r = await runBanger([...command.split(" "), "--help"], { home });
       assert.equal(r.code, 0, `${command}: ${r.stderr}`);
       assert.equal(r.stdout.match(/^Examples:$/gm)?.length, 1, `banger ${command} --help:\n${r.stdout}`);
-      const block = r.stdout.slice(r.stdout.indexOf("Examples:\n") + 10).split("\n").filter((l) => l !== "");
+      const block = r.stdout
+        .slice(r.stdout.indexOf("Examples:\n") + 10)
+        .split("\n")
+        .filter((l) => l !== "");
       assert.ok(block.length > 0 && block.every((l) => l.startsWith("  ") && l.includes(`banger ${command.split(" ")[0]}`)), `${command}: examples are commands:\n${block.join("\n")}`);
     }
   });

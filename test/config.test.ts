@@ -39,7 +39,11 @@ describe("config", () => {
       assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
       assert.match(r.stderr, message);
     }
-    assert.deepEqual(JSON.parse((await banger(["config", "get", "--json"])).stdout).filter((e: { source: string }) => e.source === "config"), [], "nothing was written");
+    assert.deepEqual(
+      JSON.parse((await banger(["config", "get", "--json"])).stdout).filter((e: { source: string }) => e.source === "config"),
+      [],
+      "nothing was written",
+    );
   });
 
   it("prints the value in effect and its source: default, config file, env var", async () => {
@@ -56,7 +60,10 @@ describe("config", () => {
     assert.equal((await banger(["config", "get", "insecure_registries"])).stdout, "none (default)\n");
     const json = JSON.parse((await banger(["config", "get", "--json"])).stdout) as { key: string; source: string }[];
     assert.deepEqual(json.map((e) => e.key).sort(), Object.keys(CONFIG_KEYS).sort(), "every key, once");
-    assert.deepEqual(json.find((e) => e.key === "web.address"), { key: "web.address", value: "127.0.0.1", source: "default" });
+    assert.deepEqual(
+      json.find((e) => e.key === "web.address"),
+      { key: "web.address", value: "127.0.0.1", source: "default" },
+    );
     assert.equal((await banger(["config", "unset", "min_free_bytes"])).code, 0);
     assert.equal((await banger(["config", "get", "min_free_bytes"])).stdout, "1.0 GiB (default)\n");
   });

@@ -50,8 +50,14 @@ describe("daemon", () => {
       assert.equal(s.running, true);
       assert.equal(s.root, home);
       assert.equal(s.pid, pidOf(home));
-      const log = readFileSync(join(home, "logs", "bangerd.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
-      assert.ok(log.some((e) => e.msg === "bangerd ready" && e.pid === s.pid), "the log is structured JSON with a ready line");
+      const log = readFileSync(join(home, "logs", "bangerd.log"), "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l));
+      assert.ok(
+        log.some((e) => e.msg === "bangerd ready" && e.pid === s.pid),
+        "the log is structured JSON with a ready line",
+      );
     } finally {
       await stopDaemon(home);
       cleanup();
@@ -85,7 +91,9 @@ describe("daemon", () => {
       await stopDaemon(home);
       await new Promise((r) => setTimeout(r, 1500));
       assert.deepEqual(daemonsFor(home), [], "no daemon runs for this root after the stop");
-      const readyLines = readFileSync(join(home, "logs", "bangerd.log"), "utf8").split("\n").filter((l) => l.includes('"bangerd ready"'));
+      const readyLines = readFileSync(join(home, "logs", "bangerd.log"), "utf8")
+        .split("\n")
+        .filter((l) => l.includes('"bangerd ready"'));
       assert.equal(readyLines.length, 1, "only one daemon ever became ready");
     } finally {
       await stopDaemon(home);
@@ -181,7 +189,13 @@ describe("daemon", () => {
     await once(stall, "listening");
     const url = `http://127.0.0.1:${(stall.address() as AddressInfo).port}/k.tar.zst`;
     const catalog = join(home, "catalog.json");
-    writeFileSync(catalog, JSON.stringify({ version: 1, entries: [{ name: "slow", distro: "test", arch: "x86_64", kernel_version: "6.1", tarball_url: url, tarball_sha256: "a".repeat(64), size_bytes: 1000, description: "never arrives" }] }));
+    writeFileSync(
+      catalog,
+      JSON.stringify({
+        version: 1,
+        entries: [{ name: "slow", distro: "test", arch: "x86_64", kernel_version: "6.1", tarball_url: url, tarball_sha256: "a".repeat(64), size_bytes: 1000, description: "never arrives" }],
+      }),
+    );
     const env = { BANGER_KERNEL_CATALOG: catalog };
     try {
       await runBanger(["daemon", "start"], { home, env });

@@ -13,7 +13,8 @@ const KERNEL = "debian-6.1-cloud";
 describe("defaults on the manual path (kernel import, image build, vm create)", () => {
   const { home, cleanup } = makeTempHome();
   const banger = (...args: string[]) => runBanger(args, { home });
-  const firstVm = async () => (JSON.parse((await banger("doctor", "--json")).stdout) as { checks: { name: string; status: string; detail: string; fix?: string }[] }).checks.find((c) => c.name === "first-vm");
+  const firstVm = async () =>
+    (JSON.parse((await banger("doctor", "--json")).stdout) as { checks: { name: string; status: string; detail: string; fix?: string }[] }).checks.find((c) => c.name === "first-vm");
   const configGet = async (key: string) => (await mustRun(banger("config", "get", key, "--json"))).stdout;
   let deb = "";
   before(async () => {
@@ -30,7 +31,10 @@ describe("defaults on the manual path (kernel import, image build, vm create)", 
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /^banger: no image given: no default image is configured and there are no images yet \(.*banger image build --preset busybox/);
     assert.deepEqual(await firstVm(), {
-      name: "first-vm", status: "warn", neededToBoot: false, detail: "no kernel and no image yet: a first VM needs a kernel and an image",
+      name: "first-vm",
+      status: "warn",
+      neededToBoot: false,
+      detail: "no kernel and no image yet: a first VM needs a kernel and an image",
       fix: "banger kernel import --debian && banger image build --preset busybox (or just `banger vm run`, which offers to build what is missing)",
     });
     const text = await banger("doctor");

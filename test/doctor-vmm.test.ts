@@ -31,8 +31,7 @@ describe("doctor: the VMM new VMs get", () => {
   symlinkSync(process.execPath, join(nodeOnly, "node"));
   const fake = join(withFirecracker, "firecracker");
   writeFileSync(fake, '#!/bin/sh\n[ "$1" = --version ] && printf "Firecracker v1.7.0\\n\\n"\n', { mode: 0o755 });
-  const doctor = async (args: string[], path: string, env: NodeJS.ProcessEnv = {}) =>
-    runBanger(["doctor", ...args], { home, env: { BANGER_VMM: undefined, ...env, PATH: path } });
+  const doctor = async (args: string[], path: string, env: NodeJS.ProcessEnv = {}) => runBanger(["doctor", ...args], { home, env: { BANGER_VMM: undefined, ...env, PATH: path } });
   const vmmCheck = (r: Report) => r.checks.find((c) => c.name === "vmm");
 
   it("unset, without firecracker on PATH: qemu, and why", async () => {
@@ -63,7 +62,9 @@ describe("doctor: the VMM new VMs get", () => {
     const report = JSON.parse(refused.stdout) as Report;
     assert.equal(report.canBoot, false);
     assert.deepEqual(vmmCheck(report), {
-      name: "vmm", status: "fail", neededToBoot: true,
+      name: "vmm",
+      status: "fail",
+      neededToBoot: true,
       detail: "new VMs are refused: vmm is firecracker (BANGER_VMM=firecracker) but firecracker is not on PATH",
       fix: "put a Firecracker release binary on PATH (no Debian package ships one), or unset BANGER_VMM",
     });

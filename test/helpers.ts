@@ -57,7 +57,11 @@ export function runBanger(args: string[], opts: Parameters<typeof runBin>[2]): P
 }
 
 /** `asUser`: run as that user with their groups (setpriv; the test runs as root). */
-export function runBin(bin: "banger" | "bangerd", args: string[], opts: { home: string; env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number; cwd?: string; asUser?: string }): Promise<CliResult> {
+export function runBin(
+  bin: "banger" | "bangerd",
+  args: string[],
+  opts: { home: string; env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number; cwd?: string; asUser?: string },
+): Promise<CliResult> {
   const argv = [join(REPO, "bin", bin), ...args];
   if (opts.asUser) argv.unshift("setpriv", "--reuid", opts.asUser, "--regid", opts.asUser, "--init-groups");
   return new Promise((resolve, reject) => {
@@ -191,7 +195,21 @@ export async function prepareBootableHome(home: string, env: NodeJS.ProcessEnv =
   await mustRun(runBanger(["internal", "make-bundle", "--rootfs-tar", tarPath, "--name", "busybox", "--kernel-ref", "debian-6.1-cloud", "--distro", "busybox", "--out", catalogDir], { home }));
   const bundle = join(catalogDir, "busybox.tar.zst");
   const sha = sha256Hex(readFileSync(bundle));
-  const catalog = { version: 1, entries: [{ name: "busybox", distro: "busybox", arch: "x86_64", kernel_ref: "debian-6.1-cloud", tarball_url: "busybox.tar.zst", tarball_sha256: sha, size_bytes: statSync(bundle).size, description: "test image" }] };
+  const catalog = {
+    version: 1,
+    entries: [
+      {
+        name: "busybox",
+        distro: "busybox",
+        arch: "x86_64",
+        kernel_ref: "debian-6.1-cloud",
+        tarball_url: "busybox.tar.zst",
+        tarball_sha256: sha,
+        size_bytes: statSync(bundle).size,
+        description: "test image",
+      },
+    ],
+  };
   await writeFile(join(catalogDir, "catalog.json"), JSON.stringify(catalog));
   // BANGER_NETWORK=off also for commands a test spawns itself with this env (under `script`).
   const fullEnv = { BANGER_NETWORK: "off", ...env, BANGER_IMAGE_CATALOG: join(catalogDir, "catalog.json") };

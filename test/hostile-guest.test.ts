@@ -36,14 +36,54 @@ describe("a hostile guest", () => {
     store.putKernel({ name: "k", source: "test", kernelVersion: "6.1", distro: "debian", arch: "x86_64", vmlinuxSha256: "a".repeat(64), hasInitrd: false, modules: [], sizeBytes: 1 });
     store.putImage({ name: "i", source: "test", digest: "", kernelRef: "k", distro: "busybox", arch: "x86_64", sizeBytes: 1, config: {} });
     // evil: replies within the rules, exec hangs; flood: replies that break them, exec floods.
-    for (const [name, exec, replies] of [["evil", "hang", "valid"], ["flood", "flood", "rule-breaking"]] as const) {
-      store.insertVm({ name, id: `id-${name}`, state: "running", image: "i", kernel: "k", vmm: "qemu", cpus: 1, memoryBytes: 256 * 1024 ** 2, diskBytes: 0, pid: 1, ip: null, error: null, config: {} });
+    for (const [name, exec, replies] of [
+      ["evil", "hang", "valid"],
+      ["flood", "flood", "rule-breaking"],
+    ] as const) {
+      store.insertVm({
+        name,
+        id: `id-${name}`,
+        state: "running",
+        image: "i",
+        kernel: "k",
+        vmm: "qemu",
+        cpus: 1,
+        memoryBytes: 256 * 1024 ** 2,
+        diskBytes: 0,
+        pid: 1,
+        ip: null,
+        error: null,
+        config: {},
+      });
       agents.push(await startHostileAgent(home, name, exec, replies));
     }
     // A stopped VM whose console log grew huge (8 GiB, sparse) while nothing capped it.
-    store.insertVm({ name: "quiet", id: "id-quiet", state: "stopped", image: "i", kernel: "k", vmm: "qemu", cpus: 1, memoryBytes: 256 * 1024 ** 2, diskBytes: 0, pid: null, ip: null, error: `guest said ${HOSTILE}`, config: {} });
+    store.insertVm({
+      name: "quiet",
+      id: "id-quiet",
+      state: "stopped",
+      image: "i",
+      kernel: "k",
+      vmm: "qemu",
+      cpus: 1,
+      memoryBytes: 256 * 1024 ** 2,
+      diskBytes: 0,
+      pid: null,
+      ip: null,
+      error: `guest said ${HOSTILE}`,
+      config: {},
+    });
     // Image metadata comes from an OCI config, catalog descriptions from a catalog: hostile too.
-    store.putImage({ name: "oci-evil", source: "oci:example/evil", digest: "", kernelRef: "k", distro: "alpine", arch: "x86_64", sizeBytes: 1, config: { labels: { "org.evil": HOSTILE }, entrypoint: [HOSTILE], env: [`A=${HOSTILE}`] } });
+    store.putImage({
+      name: "oci-evil",
+      source: "oci:example/evil",
+      digest: "",
+      kernelRef: "k",
+      distro: "alpine",
+      arch: "x86_64",
+      sizeBytes: 1,
+      config: { labels: { "org.evil": HOSTILE }, entrypoint: [HOSTILE], env: [`A=${HOSTILE}`] },
+    });
     const entry = { name: "evilcat", distro: "busybox", arch: "x86_64", kernel_ref: "k", tarball_url: "x.tar.zst", tarball_sha256: "0".repeat(64), size_bytes: 1, description: HOSTILE };
     writeFileSync(catalog, JSON.stringify({ version: 1, entries: [entry] }));
     const quietLog = join(home, "run", "vms", "id-quiet", "console.log");
@@ -91,15 +131,25 @@ describe("a hostile guest", () => {
     assert.match(log, /"vm":"flood","error":"guest agent protocol violation: session: a name that breaks the name rule \(/, "the reply came and was refused");
     const store = openStore(join(home, "banger.db"));
     try {
-      assert.deepEqual(store.listSessions("evil").map((s) => s.name), ["ok-1"]);
-      assert.deepEqual(store.listSessions("flood").map((s) => s.name), []);
+      assert.deepEqual(
+        store.listSessions("evil").map((s) => s.name),
+        ["ok-1"],
+      );
+      assert.deepEqual(
+        store.listSessions("flood").map((s) => s.name),
+        [],
+      );
     } finally {
       store.close();
     }
   });
 
   it("VM fields, image metadata and catalog descriptions are printed inert", async () => {
-    for (const args of [["vm", "show", "quiet"], ["image", "show", "oci-evil"], ["image", "show", "oci-evil", "--json"]]) {
+    for (const args of [
+      ["vm", "show", "quiet"],
+      ["image", "show", "oci-evil"],
+      ["image", "show", "oci-evil", "--json"],
+    ]) {
       const res = await runBanger(args, { home, env });
       assert.equal(res.code, 0, `${args.join(" ")}: ${res.stderr}`);
       assert.doesNotMatch(res.stdout.replace(/\n/g, ""), RAW_CONTROL, args.join(" "));

@@ -9,7 +9,6 @@ import { CONFIG_KEYS } from "../src/config/index.ts";
 import { RpcClient } from "../src/rpc/index.ts";
 import { makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "./helpers.ts";
 
-
 /** Every key of a JSON value with its path ("[0].stats.memTotalBytes"). */
 function keys(value: unknown, path = ""): { key: string; path: string }[] {
   if (Array.isArray(value)) return value.flatMap((v, i) => keys(v, `${path}[${i}]`));
@@ -51,10 +50,17 @@ describe("--json output", () => {
   it("has only camelCase keys and byte sizes in the main outputs", async () => {
     const outputs: [string[], unknown][] = [];
     for (const args of [
-      ["vm", "ls", "--json"], ["vm", "show", "j1", "--json"],
-      ["image", "ls", "--json"], ["image", "show", "busybox", "--json"], ["image", "ls", "--available", "--json"],
-      ["kernel", "ls", "--json"], ["kernel", "show", "debian-6.1-cloud", "--json"], ["kernel", "ls", "--available", "--json"],
-      ["session", "ls", "--json"], ["daemon", "status", "--json"], ["net", "status", "--json"],
+      ["vm", "ls", "--json"],
+      ["vm", "show", "j1", "--json"],
+      ["image", "ls", "--json"],
+      ["image", "show", "busybox", "--json"],
+      ["image", "ls", "--available", "--json"],
+      ["kernel", "ls", "--json"],
+      ["kernel", "show", "debian-6.1-cloud", "--json"],
+      ["kernel", "ls", "--available", "--json"],
+      ["session", "ls", "--json"],
+      ["daemon", "status", "--json"],
+      ["net", "status", "--json"],
     ]) {
       outputs.push([args, await json(args)]);
     }
@@ -70,7 +76,10 @@ describe("--json output", () => {
     assert.deepEqual(offending(all), [], "config get --json: the entries' own fields are camelCase");
     const names = all.map((e) => e.key);
     for (const k of ["default_image", "min_free_bytes", "network.tap_pool"]) assert.ok(names.includes(k), `${k} in ${JSON.stringify(all)}`);
-    assert.ok(names.every((k) => Object.hasOwn(CONFIG_KEYS, k)), "every key is one `config set` takes");
+    assert.ok(
+      names.every((k) => Object.hasOwn(CONFIG_KEYS, k)),
+      "every key is one `config set` takes",
+    );
   });
 
   it("says memory in bytes, and takes human sizes for it", async () => {

@@ -23,12 +23,16 @@ describe("where commands land (real daemon, real agent, no VM)", () => {
   /** `vm.exec` of `id -un; pwd` as the CLI makes it: what it printed. */
   const where = async (vm: string, extra: Record<string, unknown> = {}): Promise<string> => {
     let out = "";
-    await rpc.call("vm.exec", { name: vm, argv: ["sh", "-c", "id -un; pwd"], stdin: false, ...extra }, {
-      onEvent: (ev) => {
-        const e = ev as { t?: string; data?: Buffer };
-        if (e.t === "out" && Buffer.isBuffer(e.data)) out += e.data.toString();
+    await rpc.call(
+      "vm.exec",
+      { name: vm, argv: ["sh", "-c", "id -un; pwd"], stdin: false, ...extra },
+      {
+        onEvent: (ev) => {
+          const e = ev as { t?: string; data?: Buffer };
+          if (e.t === "out" && Buffer.isBuffer(e.data)) out += e.data.toString();
+        },
       },
-    });
+    );
     return out;
   };
 
@@ -45,7 +49,12 @@ describe("where commands land (real daemon, real agent, no VM)", () => {
     } finally {
       store.close();
     }
-    for (const [vm, img] of [["oci", "as-nobody"], ["plain", "plain"], ["evil", "hostile"]] as const) procs.push(await recordFakeVm(home, vm, startAgent, img));
+    for (const [vm, img] of [
+      ["oci", "as-nobody"],
+      ["plain", "plain"],
+      ["evil", "hostile"],
+    ] as const)
+      procs.push(await recordFakeVm(home, vm, startAgent, img));
     await mustRun(runBanger(["daemon", "start"], { home }));
     rpc = await RpcClient.connect(join(home, "run", "bangerd.sock"));
   });

@@ -14,13 +14,42 @@ import type { MethodName, Methods } from "./methods.ts";
 
 export type { ExecRequest, MethodName, Methods, ParamsOf, ResultOf, SessionStartParams, VmCreateParams } from "./methods.ts";
 export type {
-  AttachResult, ExitStatus, GuestStats, Landing, ListeningPort, SessionState, SessionView, VmNetPolicy, VmState, VmStats, VmView, WorkspaceView,
+  AttachResult,
+  ExitStatus,
+  GuestStats,
+  Landing,
+  ListeningPort,
+  SessionState,
+  SessionView,
+  VmNetPolicy,
+  VmState,
+  VmStats,
+  VmView,
+  WorkspaceView,
 } from "./vm.ts";
 export type {
-  AvailableImage, AvailableKernel, CatalogEntryView, ConfiguredDefaults, DefaultsPlan, ImageView, InstalledKernel, KernelView, PullDetails, PullResult, Removed,
+  AvailableImage,
+  AvailableKernel,
+  CatalogEntryView,
+  ConfiguredDefaults,
+  DefaultsPlan,
+  ImageView,
+  InstalledKernel,
+  KernelView,
+  PullDetails,
+  PullResult,
+  Removed,
 } from "./images.ts";
 export type {
-  AuthorizeResult, DaemonStatus, DaemonStopResult, DnsSetupPlan, NetworkStatus, OperationState, OperationView, WebInfo, WebState,
+  AuthorizeResult,
+  DaemonStatus,
+  DaemonStopResult,
+  DnsSetupPlan,
+  NetworkStatus,
+  OperationState,
+  OperationView,
+  WebInfo,
+  WebState,
 } from "./daemon.ts";
 export { INPUT_CHUNK_BYTES, INPUT_WINDOW_BYTES, outBytes, type StreamEvent, type StreamInput } from "./streams.ts";
 

@@ -66,7 +66,7 @@ export interface Methods {
   "kernel.rm": { params: Force; result: Removed };
   /** With `upload`, the caller sends the .deb or directory tar as the call's input. */
   "kernel.import": {
-    params: { upload?: "deb" | "dir"; label?: string; debian?: boolean; /** cloud or generic (the daemon says so otherwise). */ flavor?: string; name?: string; force?: boolean };
+    params: { upload?: "deb" | "dir"; label?: string; debian?: boolean /** cloud or generic (the daemon says so otherwise). */; flavor?: string; name?: string; force?: boolean };
     result: InstalledKernel;
   };
 

@@ -3,12 +3,7 @@
 // caller keeps in flight. The daemon's bridging (Readable <-> call) is daemon/streams.ts.
 
 /** What the caller sends with `$/input` while streaming. */
-export type StreamInput =
-  | { t: "in"; data: Buffer }
-  | { t: "in"; b64: string }
-  | { t: "eof" }
-  | { t: "resize"; rows: number; cols: number }
-  | { t: "signal"; name: string };
+export type StreamInput = { t: "in"; data: Buffer } | { t: "in"; b64: string } | { t: "eof" } | { t: "resize"; rows: number; cols: number } | { t: "signal"; name: string };
 
 /** What the daemon emits while streaming. */
 export type StreamEvent = { t: "out"; fd: 1 | 2; data: Buffer } | { t: "started"; pid?: number } | { t: "ack"; n: number };

@@ -202,13 +202,7 @@ export function lookupEntry<E extends CatalogEntry>(catalog: Catalog<E>, name: s
  * The catalog in force: the override (path or http(s)/file URL, from BANGER_*_CATALOG or the
  * config file) when given, which replaces the embedded one entirely; else the embedded one.
  */
-export async function loadCatalogFrom<E extends CatalogEntry>(
-  kind: string,
-  embedded: unknown,
-  extra: FieldRules,
-  override: string | undefined,
-  signal?: AbortSignal,
-): Promise<Catalog<E>> {
+export async function loadCatalogFrom<E extends CatalogEntry>(kind: string, embedded: unknown, extra: FieldRules, override: string | undefined, signal?: AbortSignal): Promise<Catalog<E>> {
   if (!override) return parseCatalogValue<E>(embedded, `built-in ${kind} catalog`, extra);
   const { text, url } = await readCatalogSource(override, signal);
   return parseCatalogText<E>(text, `${kind} catalog ${override}`, extra, url);

@@ -186,7 +186,6 @@ function explain(opts: DecoderOptions, err: unknown): unknown {
   return asTarError(opts.rules, err);
 }
 
-
 /** Plain Errors (a bad header, a short archive) mean a damaged tar; system errors (ENOSPC, ...) keep their identity. */
 function asTarError(rules: BundleRules, err: unknown): unknown {
   if (err instanceof BangerError || !(err instanceof Error)) return err;

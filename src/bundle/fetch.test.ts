@@ -125,7 +125,10 @@ test("a corrupted cache entry is detected, dropped, and the pull fails cleanly",
   bytes.writeUInt8(bytes.readUInt8(bytes.length - 10) ^ 0xff, bytes.length - 10);
   writeFileSync(cached, bytes);
   await assertFails(fetchBundle(opts(src, root, { destDir: join(root.root, "dest", "x") })), ErrorCode.Integrity, /cached bundle .*sha256 mismatch|not a valid/);
-  assert.deepEqual(leftovers(root.root).filter((p) => !p.startsWith("dest/bundle/")), []);
+  assert.deepEqual(
+    leftovers(root.root).filter((p) => !p.startsWith("dest/bundle/")),
+    [],
+  );
 });
 
 test("file:// URLs and redirects work like http", async () => {
@@ -148,14 +151,51 @@ const hostile: Array<[string, RawMember[], RegExp, BundleRules?]> = [
   ["member escaping after normalisation", [{ name: "a/../../x", content: "x" }], /member "a\/\.\.\/\.\.\/x" has a "\.\." component/],
   ["symlink escaping the target", [{ name: "l", type: "symlink", linkname: "../../etc/shadow" }], /member "l": symlink target "..\/..\/etc\/shadow" escapes the root/],
   ["absolute symlink", [{ name: "l", type: "symlink", linkname: "/etc/shadow" }], /symlink target "\/etc\/shadow" is absolute/],
-  ["symlink escaping through another symlink", [{ name: "a", type: "symlink", linkname: "." }, { name: "b", type: "symlink", linkname: "a/.." }], /"b": symlink target "a\/.." escapes/],
-  ["file written through a symlink", [{ name: "d", type: "symlink", linkname: "." }, { name: "d/x", content: "x" }], /"d\/x": member is beneath symlink "d"/],
-  ["hardlink", [{ name: "f", content: "x" }, { name: "h", type: "link", linkname: "f" }], /"h": hardlinks are not allowed/],
+  [
+    "symlink escaping through another symlink",
+    [
+      { name: "a", type: "symlink", linkname: "." },
+      { name: "b", type: "symlink", linkname: "a/.." },
+    ],
+    /"b": symlink target "a\/.." escapes/,
+  ],
+  [
+    "file written through a symlink",
+    [
+      { name: "d", type: "symlink", linkname: "." },
+      { name: "d/x", content: "x" },
+    ],
+    /"d\/x": member is beneath symlink "d"/,
+  ],
+  [
+    "hardlink",
+    [
+      { name: "f", content: "x" },
+      { name: "h", type: "link", linkname: "f" },
+    ],
+    /"h": hardlinks are not allowed/,
+  ],
   ["character device", [{ name: "null", type: "character-device" }], /device nodes are not allowed/],
   ["block device", [{ name: "sda", type: "block-device" }], /device nodes are not allowed/],
   ["fifo", [{ name: "p", type: "fifo" }], /fifos are not allowed/],
-  ["duplicated member", [{ name: "f", content: "one" }, { name: "./f", content: "two" }], /"\.\/f": duplicated member/],
-  ["member outside the caller's rules", [{ name: "rootfs.ext4", content: "x" }, { name: "manifest.json", content: "{}" }, { name: "evil.sh", content: "x" }], /image bundle: member "evil.sh": not part of an image bundle/, imageLike],
+  [
+    "duplicated member",
+    [
+      { name: "f", content: "one" },
+      { name: "./f", content: "two" },
+    ],
+    /"\.\/f": duplicated member/,
+  ],
+  [
+    "member outside the caller's rules",
+    [
+      { name: "rootfs.ext4", content: "x" },
+      { name: "manifest.json", content: "{}" },
+      { name: "evil.sh", content: "x" },
+    ],
+    /image bundle: member "evil.sh": not part of an image bundle/,
+    imageLike,
+  ],
   ["directory where the rules want a file", [{ name: "rootfs.ext4", type: "directory" }], /"rootfs.ext4": not part of an image bundle/, imageLike],
   ["required file missing", [{ name: "rootfs.ext4", content: "x" }], /image bundle: missing manifest.json/, imageLike],
 ];

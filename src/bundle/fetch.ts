@@ -115,7 +115,10 @@ async function fillStaging<T>(opts: FetchBundleOptions<T>, st: PullState): Promi
     await makeFifos([fifos.input, fifos.output], st.inner.signal);
     return await decodeFromFifos(opts, st, want, fifos, download);
   } finally {
-    download?.then((src) => src.close(), () => undefined); // drops a body never read (a failure before it)
+    download?.then(
+      (src) => src.close(),
+      () => undefined,
+    ); // drops a body never read (a failure before it)
     await rm(fifos.input, { force: true });
     await rm(fifos.output, { force: true });
   }
@@ -221,7 +224,14 @@ async function pumpDownload<T>(opts: FetchBundleOptions<T>, st: PullState, downl
 }
 
 async function pumpCached(path: string, want: Expected, sink: Sink, signal: AbortSignal): Promise<void> {
-  await feedVerified(sink, undefined, { ...want, what: `cached bundle ${path}` }, signal, () => undefined, () => openSource(parseSourceUrl(path), { signal }));
+  await feedVerified(
+    sink,
+    undefined,
+    { ...want, what: `cached bundle ${path}` },
+    signal,
+    () => undefined,
+    () => openSource(parseSourceUrl(path), { signal }),
+  );
 }
 
 /**

@@ -85,8 +85,16 @@ test("quotes, backslashes, leading '-' and '!', '<N>' and shell metacharacters a
 
 test("a member path the host cannot stage (past PATH_MAX under the staging directory): the error shows it escaped", async () => {
   const H = "\u009b2J\u0085";
-  const deep = `${Array(16).fill(`${H}${"d".repeat(247)}`).join("/")}/${"f".repeat(26)}`; // 4090 bytes: within the name rule
-  for (const members of [[{ name: deep, content: "x" }], [{ name: `${deep.slice(0, -27)}/`, type: "directory" as const }, { name: deep, content: "x" }]] as RawMember[][]) {
+  const deep = `${Array(16)
+    .fill(`${H}${"d".repeat(247)}`)
+    .join("/")}/${"f".repeat(26)}`; // 4090 bytes: within the name rule
+  for (const members of [
+    [{ name: deep, content: "x" }],
+    [
+      { name: `${deep.slice(0, -27)}/`, type: "directory" as const },
+      { name: deep, content: "x" },
+    ],
+  ] as RawMember[][]) {
     const { root, destDir, run } = await pull(members);
     await assert.rejects(run, (err: unknown) => {
       assert.match(String((err as Error).message), /ENAMETOOLONG/);

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import tls from "node:tls";
 import { after, before, test } from "node:test";
 import { makeTempHome } from "../../test/helpers.ts";
-import { BangerError, ErrorCode } from "../util/errors.ts";
+import { type BangerError, ErrorCode } from "../util/errors.ts";
 import { type ByteSink, MAX_HEAD_BYTES, httpGet } from "./http.ts";
 import { ChunkDecoder, parseHead } from "./http-wire.ts";
 import { openSource, readAllBounded } from "./source.ts";
@@ -205,7 +205,10 @@ test("an oversized head, a cut-off body, a stall and a cancel each fail cleanly"
 test("a sink that refuses more bytes stops the transfer with its own error", async () => {
   const url = await rawServer(replies([`HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n`, randomBytes(300_000)]));
   const src = await openSource(new URL(url));
-  await assert.rejects(readAllBounded(src, 100_000, () => new Error("too big for the test")), /too big for the test/);
+  await assert.rejects(
+    readAllBounded(src, 100_000, () => new Error("too big for the test")),
+    /too big for the test/,
+  );
 });
 
 test("heads with bare LF line ends, credentials from the URL, and a flood of interim responses", async () => {
@@ -225,7 +228,12 @@ test("heads with bare LF line ends, credentials from the URL, and a flood of int
   await get(authed.replace("http://", "http://mirror%20user:s%3Acret@"));
   assert.equal(authorization, `Basic ${Buffer.from("mirror user:s:cret").toString("base64")}`);
 
-  const flood = await rawServer(replies([..."x".repeat(20)].map(() => "HTTP/1.1 103 Early Hints\r\n\r\n"), false));
+  const flood = await rawServer(
+    replies(
+      [..."x".repeat(20)].map(() => "HTTP/1.1 103 Early Hints\r\n\r\n"),
+      false,
+    ),
+  );
   await assert.rejects(httpGet(new URL(flood), { idleTimeoutMs: 5000 }), /more than 8 interim \(1xx\) responses/);
 });
 
@@ -261,7 +269,11 @@ test("closing the response while its body is being read rejects the read", async
 function selfSignedCert(): { key: Buffer; cert: Buffer; certPath: string } {
   const keyPath = join(home.home, "key.pem");
   const certPath = join(home.home, "cert.pem");
-  execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", keyPath, "-out", certPath, "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], { stdio: "ignore" });
+  execFileSync(
+    "openssl",
+    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", keyPath, "-out", certPath, "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+    { stdio: "ignore" },
+  );
   return { key: readFileSync(keyPath), cert: readFileSync(certPath), certPath };
 }
 
@@ -269,7 +281,10 @@ test("https: an untrusted certificate is refused with a hint; trusted through NO
   const { key, cert, certPath } = selfSignedCert();
   const body = randomBytes(3_000_000);
   const url = await rawServer(replies([`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`, body]), { key, cert });
-  await assert.rejects(openSource(new URL(url)), (err: BangerError) => err.code === ErrorCode.Unavailable && /SELF_SIGNED|UNABLE_TO_VERIFY/.test(err.message) && /NODE_EXTRA_CA_CERTS/.test(err.hint ?? ""));
+  await assert.rejects(
+    openSource(new URL(url)),
+    (err: BangerError) => err.code === ErrorCode.Unavailable && /SELF_SIGNED|UNABLE_TO_VERIFY/.test(err.message) && /NODE_EXTRA_CA_CERTS/.test(err.hint ?? ""),
+  );
   // Node reads NODE_EXTRA_CA_CERTS at start-up only, so the trusting client is another process.
   // The server corks head and body: TLS then hands over records even while the client is paused
   // (after the head, before the body is read), which must all arrive. Both framings, read late.

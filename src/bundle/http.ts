@@ -77,11 +77,7 @@ export function httpGet(url: URL, opts: GetOptions): Promise<HttpResponse> {
   return new Exchange(url, opts).response;
 }
 
-type Phase =
-  | { t: "head"; fill: number }
-  | { t: "paused" }
-  | { t: "body"; sink: ByteSink; framing: BodyFraming }
-  | { t: "done" };
+type Phase = { t: "head"; fill: number } | { t: "paused" } | { t: "body"; sink: ByteSink; framing: BodyFraming } | { t: "done" };
 
 /** How the body's end is known. */
 type BodyFraming = { t: "length"; left: number } | { t: "close" } | { t: "chunked"; decoder: ChunkDecoder };

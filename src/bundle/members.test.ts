@@ -19,11 +19,24 @@ function tree(entries: Array<[string, string?]>): Map<string, Member> {
 
 test("symlink chains that only escape through another symlink are caught", () => {
   // Lexically "b -> a/.." stays inside, but a -> . makes a/.. the parent of the root.
-  const members = tree([["a", "."], ["b", "a/.."]]);
+  const members = tree([
+    ["a", "."],
+    ["b", "a/.."],
+  ]);
   assert.equal(symlinkEscapeProblem("b", "a/.."), undefined);
   assert.equal(symlinkEscapes(members, "b"), true);
   assert.equal(symlinkEscapes(members, "a"), false);
-  assert.equal(symlinkEscapes(tree([["x", "y"], ["y", "x"]]), "x"), true, "a loop counts as escaping");
+  assert.equal(
+    symlinkEscapes(
+      tree([
+        ["x", "y"],
+        ["y", "x"],
+      ]),
+      "x",
+    ),
+    true,
+    "a loop counts as escaping",
+  );
   assert.equal(symlinkEscapes(tree([["d/f"], ["d/l", "f"], ["m", "d/l"]]), "m"), false);
 });
 

@@ -45,14 +45,17 @@ test("bundles are reproducible: sorted members, zero times and owners, same byte
   assert.equal(one.sha256, two.sha256);
   assert.equal(one.sizeBytes, readFileSync(one.path).length);
   const hs = await headers(one.path);
-  assert.deepEqual(hs.map((h) => [h.name, h.type]), [
-    ["modules", "directory"],
-    ["modules/a.ko", "file"],
-    ["modules/b", "directory"],
-    ["modules/b/z.ko", "file"],
-    ["modules/link", "symlink"],
-    ["vmlinux", "file"],
-  ]);
+  assert.deepEqual(
+    hs.map((h) => [h.name, h.type]),
+    [
+      ["modules", "directory"],
+      ["modules/a.ko", "file"],
+      ["modules/b", "directory"],
+      ["modules/b/z.ko", "file"],
+      ["modules/link", "symlink"],
+      ["vmlinux", "file"],
+    ],
+  );
   assert.ok(hs.every((h) => h.mtime.getTime() === 0 && h.uid === 0 && h.gid === 0 && !h.uname && !h.gname));
   assert.equal(hs.find((h) => h.name === "modules/b/z.ko")?.mode, 0o600);
   assert.equal(hs.find((h) => h.name === "modules/link")?.linkname, "b/z.ko");
@@ -66,5 +69,11 @@ test("only files, directories and symlinks are packed, and nothing is left on fa
   await assert.rejects(makeTarZst(src, ["p"], out), (err: BangerError) => err.code === ErrorCode.InvalidArgument && /only regular files, directories and symlinks/.test(err.message));
   await assert.rejects(makeTarZst(src, ["../etc"], out), /give paths inside/);
   assert.throws(() => readFileSync(out));
-  assert.deepEqual(execFileSync("ls", ["-A", home.home]).toString().split("\n").filter((f) => f.includes("fifo.tar.zst")), []);
+  assert.deepEqual(
+    execFileSync("ls", ["-A", home.home])
+      .toString()
+      .split("\n")
+      .filter((f) => f.includes("fifo.tar.zst")),
+    [],
+  );
 });

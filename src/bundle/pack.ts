@@ -101,4 +101,3 @@ async function addMember(pack: tar.Pack, m: PackMember): Promise<void> {
     pipeline(createReadStream(m.abs), sink).catch(reject);
   });
 }
-

@@ -18,11 +18,7 @@ import type { UnpackerWorkerData } from "./unpacker-worker.ts";
 import { startWorker } from "./workers.ts";
 
 /** What the main thread tells the worker after a header (or after metadata it collected). */
-export type UnpackerOrder =
-  | { op: "write"; path: string; mode: number; size: number }
-  | { op: "skip"; size: number }
-  | { op: "collect"; size: number }
-  | { op: "abort" };
+export type UnpackerOrder = { op: "write"; path: string; mode: number; size: number } | { op: "skip"; size: number } | { op: "collect"; size: number } | { op: "abort" };
 
 /** What the worker asks or reports. `header` and `meta` wait for an order; the rest do not. */
 export type UnpackerReport =

@@ -52,10 +52,14 @@ export async function attachWith(client: Client, method: "vm.exec", params: Atta
   // Aborted by a second interrupt: stops waiting at once, and the daemon ends the command.
   const forced = new AbortController();
   let forcedBy: InterruptSignal | undefined;
-  const call = client.start(method, { ...params, stdin: opts.stdin, ...(opts.tty ? { tty: size() } : {}) }, {
-    onEvent: (e) => handler(e),
-    signal: AbortSignal.any([readerGone, forced.signal]),
-  });
+  const call = client.start(
+    method,
+    { ...params, stdin: opts.stdin, ...(opts.tty ? { tty: size() } : {}) },
+    {
+      onEvent: (e) => handler(e),
+      signal: AbortSignal.any([readerGone, forced.signal]),
+    },
+  );
   if (opts.stdin) uploader = new Uploader(call, stdin);
   const handler = streamEvents({ 1: process.stdout, 2: process.stderr }, uploader, startStdin);
   const onResize = () => uploader?.send({ t: "resize", ...size() }) ?? call.input({ t: "resize", ...size() });

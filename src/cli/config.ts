@@ -6,8 +6,19 @@
 // daemon's next start (network.*). `get` prints the value in effect and where it comes from.
 import type { Command } from "commander";
 import {
-  CONFIG_KEY_SPECS, CONFIG_KEYS, DEFAULT_WEB_PORT, effectiveValue, keySpec, loadConfig, resolvePaths, saveConfig, setConfigValue,
-  type Config, type EffectiveValue, type KeySpec, type Paths,
+  CONFIG_KEY_SPECS,
+  CONFIG_KEYS,
+  DEFAULT_WEB_PORT,
+  effectiveValue,
+  keySpec,
+  loadConfig,
+  resolvePaths,
+  saveConfig,
+  setConfigValue,
+  type Config,
+  type EffectiveValue,
+  type KeySpec,
+  type Paths,
 } from "../config/index.ts";
 import type { Methods } from "../api/index.ts";
 import { RpcClient } from "../rpc/index.ts";
@@ -31,7 +42,12 @@ export function registerConfig(program: Command): void {
   const config = program
     .command("config")
     .description("read and change banger's configuration (<root>/config.json)")
-    .addHelpText("after", `\nKeys (environment variables of the daemon win over the file):\n${Object.entries(CONFIG_KEYS).map(([k, d]) => `  ${k.padEnd(20)} ${d}${envNote(CONFIG_KEY_SPECS[k]!)}`).join("\n")}\n${EXAMPLES}`);
+    .addHelpText(
+      "after",
+      `\nKeys (environment variables of the daemon win over the file):\n${Object.entries(CONFIG_KEYS)
+        .map(([k, d]) => `  ${k.padEnd(20)} ${d}${envNote(CONFIG_KEY_SPECS[k]!)}`)
+        .join("\n")}\n${EXAMPLES}`,
+    );
 
   config
     .command("get")
@@ -48,7 +64,10 @@ export function registerConfig(program: Command): void {
       }
       const all = await Promise.all(Object.keys(CONFIG_KEY_SPECS).map((k) => withOnlyOne(paths, effectiveValue(cfg, k))));
       if (opts.json) return printJson(all);
-      printTable(["KEY", "VALUE", "SOURCE"], all.map((e) => [e.key, e.value === null ? null : showValue(e.value, e.key), sourceText(e)]));
+      printTable(
+        ["KEY", "VALUE", "SOURCE"],
+        all.map((e) => [e.key, e.value === null ? null : showValue(e.value, e.key), sourceText(e)]),
+      );
     });
 
   config

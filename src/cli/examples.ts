@@ -35,10 +35,7 @@ export const EXAMPLES: Record<string, string[]> = {
     "banger image pull alpine:3.20 --name alpine --kernel debian-6.1-cloud",
     "banger image pull ghcr.io/owner/repo:tag --size 4G",
   ],
-  "image build": [
-    "banger image build --preset busybox",
-    "banger image build --preset debian-dev --name dev --size 8G",
-  ],
+  "image build": ["banger image build --preset busybox", "banger image build --preset debian-dev --name dev --size 8G"],
   "image ls": ["banger image ls", "banger image ls --available", "banger image ls --json"],
   "image rm": ["banger image rm alpine"],
   "kernel pull": ["banger kernel ls --available             # what the catalog offers", "banger kernel pull debian-6.1-cloud"],
@@ -57,12 +54,7 @@ export const EXAMPLES: Record<string, string[]> = {
   "session attach": ["banger session attach dev build"],
   "session ls": ["banger session ls", "banger session ls dev"],
   "session logs": ["banger session logs dev build", "banger session logs -f dev build"],
-  config: [
-    "banger config get",
-    "banger config get default_image",
-    "banger config set default_image debian",
-    "banger config unset web.port",
-  ],
+  config: ["banger config get", "banger config get default_image", "banger config set default_image debian", "banger config unset web.port"],
   doctor: ["banger doctor", "banger doctor --json"],
   web: ["banger web                 # opens the dashboard in a browser", "banger web --no-open      # only print the link"],
 };

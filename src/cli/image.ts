@@ -21,7 +21,10 @@ function printPull(r: PullResult): void {
     process.stdout.write(`image ${i.name} is up to date (${inert(i.digest)}); nothing to do\n`);
     return;
   }
-  const fields: [string, unknown][] = [["image", i.name], ["via", r.via === "oci" ? `OCI registry (${i.source.replace(/^oci:/, "")})` : "catalog bundle"]];
+  const fields: [string, unknown][] = [
+    ["image", i.name],
+    ["via", r.via === "oci" ? `OCI registry (${i.source.replace(/^oci:/, "")})` : "catalog bundle"],
+  ];
   if (r.details.digest) fields.push(["digest", r.details.digest]);
   if (r.details.platform) fields.push(["platform", r.details.platform]);
   if (r.details.layers) fields.push(["layers", `${r.details.layers.length} (${humanBytes(r.details.compressedBytes ?? 0)} compressed, ${humanBytes(r.details.downloadedBytes ?? 0)} downloaded)`]);
@@ -91,11 +94,7 @@ export function registerImage(program: Command): void {
     .option("--json", "print the result as JSON instead of progress")
     .action(async (opts: { preset: string; name?: string; kernelRef?: string; size?: number; force?: boolean; json?: boolean }) => {
       const started = Date.now();
-      const i = await callDaemon(
-        "image.build",
-        { preset: opts.preset, name: opts.name, kernelRef: opts.kernelRef, sizeBytes: opts.size, force: opts.force },
-        { showProgress: !opts.json },
-      );
+      const i = await callDaemon("image.build", { preset: opts.preset, name: opts.name, kernelRef: opts.kernelRef, sizeBytes: opts.size, force: opts.force }, { showProgress: !opts.json });
       noteBecameDefault("image", i.name, i);
       if (opts.json) return printJson(i);
       process.stdout.write(`image ${i.name} built from preset ${opts.preset} (${sizeText(i)}, kernel ${i.kernelRef}, ${((Date.now() - started) / 1000).toFixed(1)}s)\n`);
@@ -110,8 +109,15 @@ export function registerImage(program: Command): void {
       const i = await callDaemon("image.show", { name });
       if (opts.json) return printJson(i);
       printFields([
-        ["name", i.name], ["source", i.source], ["digest", i.digest], ["kernel", i.kernelRef], ["distro", i.distro],
-        ["arch", i.arch], ["size", sizeText(i)], ["config", Object.keys(i.config).length ? i.config : null], ["created", i.createdAt],
+        ["name", i.name],
+        ["source", i.source],
+        ["digest", i.digest],
+        ["kernel", i.kernelRef],
+        ["distro", i.distro],
+        ["arch", i.arch],
+        ["size", sizeText(i)],
+        ["config", Object.keys(i.config).length ? i.config : null],
+        ["created", i.createdAt],
       ]);
     });
 

@@ -30,8 +30,14 @@ export function registerInternal(program: Command): void {
       const make = (progress?: Progress) =>
         makeBundle({
           rootfsTar: opts.rootfsTar === "-" ? process.stdin : resolve(opts.rootfsTar),
-          name: opts.name, distro: opts.distro, arch, kernelRef: opts.kernelRef, description: opts.description,
-          sizeBytes: opts.size, outDir: resolve(opts.out), progress,
+          name: opts.name,
+          distro: opts.distro,
+          arch,
+          kernelRef: opts.kernelRef,
+          description: opts.description,
+          sizeBytes: opts.size,
+          outDir: resolve(opts.out),
+          progress,
         });
       const made = await (opts.json ? make() : new ProgressView().track(make));
       if (opts.json) return printJson({ path: made.path, sha256: made.sha256, sizeBytes: made.sizeBytes });

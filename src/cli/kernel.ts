@@ -48,7 +48,9 @@ export function registerKernel(program: Command): void {
   const kernel = program
     .command("kernel")
     .description("kernels VMs boot: pulled from the catalog or imported")
-    .addHelpText("after", `
+    .addHelpText(
+      "after",
+      `
 The first kernel pulled or imported while default_kernel is unset becomes the default; with
 exactly one kernel and none configured, that one is used.
 
@@ -60,7 +62,8 @@ Examples:
   banger config set default_kernel mine      the kernel used when an image or VM names none
   banger kernel rm mine                      refused while a VM, an image or default_kernel uses it
   banger kernel rm -f mine                   removes it anyway (not while a VM uses it) and says what broke
-`);
+`,
+    );
 
   kernel
     .command("list")

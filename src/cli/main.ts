@@ -44,9 +44,7 @@ function buildProgram(): Command {
   applyToAll(program, (cmd) => {
     cmd.exitOverride();
     cmd.configureOutput(
-      json
-        ? { outputError: (str) => void usageText.push(str), writeErr: (str) => void usageText.push(str) }
-        : { outputError: (str, write) => write(`banger: ${str.replace(/^error: /, "")}`) },
+      json ? { outputError: (str) => void usageText.push(str), writeErr: (str) => void usageText.push(str) } : { outputError: (str, write) => write(`banger: ${str.replace(/^error: /, "")}`) },
     );
     cmd.showHelpAfterError(`usage: ${fullName(cmd)} ${cmd.usage()}  (see --help)`);
   });

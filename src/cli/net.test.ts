@@ -21,7 +21,11 @@ describe("parseForwardSpec", () => {
 
   it("refuses non-loopback hosts, bad ports and odd shapes", () => {
     for (const bad of ["0.0.0.0:8080", "192.168.1.2:80", "", "80:", ":80", "1:2:3:4", "70000", "abc", "0", "8080:0", "-1"]) {
-      assert.throws(() => parseForwardSpec(bad), (err: BangerError) => err.code === ErrorCode.InvalidArgument, bad);
+      assert.throws(
+        () => parseForwardSpec(bad),
+        (err: BangerError) => err.code === ErrorCode.InvalidArgument,
+        bad,
+      );
     }
   });
 });
@@ -45,7 +49,10 @@ describe("startForward", () => {
         calls.push(p);
         const input = inputStream(call);
         void call.emit({ t: "started" });
-        await emitStream(input.map((b: Buffer) => Buffer.from(b.toString().toUpperCase())), call);
+        await emitStream(
+          input.map((b: Buffer) => Buffer.from(b.toString().toUpperCase())),
+          call,
+        );
         return { closed: true };
       },
     };
@@ -76,7 +83,11 @@ describe("startForward", () => {
     assert.equal(b, "WORLD");
     assert.equal(c.length, big.length);
     assert.equal(fw.connections, 3);
-    assert.deepEqual(calls.slice(0, 3), [{ name: "web", port: 80 }, { name: "web", port: 80 }, { name: "web", port: 80 }]);
+    assert.deepEqual(calls.slice(0, 3), [
+      { name: "web", port: 80 },
+      { name: "web", port: 80 },
+      { name: "web", port: 80 },
+    ]);
     await fw.close();
     await assert.rejects(talk("again"), /ECONNREFUSED/);
   });

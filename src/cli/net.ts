@@ -216,7 +216,10 @@ export function registerVmNet(vm: Command): void {
         process.stdout.write(`nothing listens in ${name}\n`);
         return;
       }
-      printTable(["PROTO", "ADDRESS", "PORT", "PID", "COMMAND"], ports.map((p) => [p.proto, p.address, p.port, p.pid, p.command]));
+      printTable(
+        ["PROTO", "ADDRESS", "PORT", "PID", "COMMAND"],
+        ports.map((p) => [p.proto, p.address, p.port, p.pid, p.command]),
+      );
     });
 
   vm.command("forward")
@@ -265,7 +268,10 @@ export function registerNet(program: Command): void {
       const files = sshPaths(resolvePaths());
       const key = await ensureSshKey(files.dir, { userSshDir: `${homedir()}/.ssh` });
       const include = await writeSshConfig({
-        includePath: files.config, keyPath: key.privateKeyPath, knownHostsPath: files.knownHosts, user: opts.user,
+        includePath: files.config,
+        keyPath: key.privateKeyPath,
+        knownHostsPath: files.knownHosts,
+        user: opts.user,
         ...(opts.direct ? {} : { proxyCommand: proxyCommand() }),
       });
       const res = await callDaemon("ssh.authorize", { publicKey: key.publicKey });

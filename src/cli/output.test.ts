@@ -10,7 +10,16 @@ import { ProgressView, jsonRequested } from "./output.ts";
 /** A sink standing in for stderr: piped (isTTY false) or a terminal. */
 function sink(isTTY: boolean) {
   const writes: string[] = [];
-  return { isTTY, writes, write: (s: string) => void writes.push(s), lines: () => writes.join("").split("\n").filter((l) => l !== "") };
+  return {
+    isTTY,
+    writes,
+    write: (s: string) => void writes.push(s),
+    lines: () =>
+      writes
+        .join("")
+        .split("\n")
+        .filter((l) => l !== ""),
+  };
 }
 
 /** A call that reports `phases` in turn, then ends with `error` (or succeeds). */
@@ -28,9 +37,10 @@ describe("ProgressView (piped)", () => {
   it("marks every phase done when the call succeeds", async () => {
     const out = sink(false);
     assert.equal(await new ProgressView(out).track(call(["disk", "boot", "agent"])), "result");
-    assert.deepEqual(out.lines().map((l) => l.replace(/\(\d+\.\ds\)/, "(T)")), [
-      "disk: doing disk...", "disk done (T)", "boot: doing boot...", "boot done (T)", "agent: doing agent...", "agent done (T)",
-    ]);
+    assert.deepEqual(
+      out.lines().map((l) => l.replace(/\(\d+\.\ds\)/, "(T)")),
+      ["disk: doing disk...", "disk done (T)", "boot: doing boot...", "boot done (T)", "agent: doing agent...", "agent done (T)"],
+    );
   });
 
   it("marks the phase a failed call was in as failed, the earlier ones done, and prints no error line itself", async () => {
@@ -39,7 +49,10 @@ describe("ProgressView (piped)", () => {
     await assert.rejects(new ProgressView(out).track(call(["disk", "boot"], err)), (e) => e === err);
     const lines = out.lines();
     assert.match(lines.at(-1)!, new RegExp(`^boot failed ${DURATION}$`));
-    assert.ok(lines.some((l) => new RegExp(`^disk done ${DURATION}$`).test(l)), "the phase before the failing one is done");
+    assert.ok(
+      lines.some((l) => new RegExp(`^disk done ${DURATION}$`).test(l)),
+      "the phase before the failing one is done",
+    );
     assert.ok(!lines.some((l) => l.startsWith("boot done")), "the failed phase is never done");
     assert.ok(!lines.some((l) => l.includes("ENOSPC")), "the error line is the caller's to print, once");
   });

@@ -11,8 +11,7 @@ import { FORCE_WINDOW_MS, InterruptPolicy, signalStatus } from "./interrupts.ts"
 import { changeLine, statLines, summarizePatch } from "./patch-summary.ts";
 import { ProbeOutput, allOlder, parseStatTime } from "./run-probe.ts";
 
-const git = (cwd: string, ...args: string[]) =>
-  execFileSync("git", ["-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "core.quotePath=true", ...args], { cwd });
+const git = (cwd: string, ...args: string[]) => execFileSync("git", ["-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "core.quotePath=true", ...args], { cwd });
 
 describe("summarizePatch", () => {
   it("counts lines per file across a format-patch series, binary files and quoted paths included", () => {

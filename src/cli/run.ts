@@ -49,7 +49,6 @@ interface RunOptions {
   publish: string[];
 }
 
-
 /**
  * Runs a command in the guest as root and collects its output, bounded (PROBE_LIMITS), for
  * the workspace probe (run-probe.ts); too much output or too long is a failure.
@@ -59,15 +58,19 @@ async function execCapture(client: Client, name: string, argv: string[]): Promis
   const stop = new AbortController();
   const timer = setTimeout(() => stop.abort(), PROBE_LIMITS.timeoutMs);
   try {
-    const status = await client.call("vm.exec", { name, argv, user: "root", stdin: false }, {
-      signal: stop.signal,
-      onEvent: (e) => {
-        const data = outBytes(e);
-        if (data?.fd !== 1) return;
-        out.push(data.data);
-        if (out.over) stop.abort();
+    const status = await client.call(
+      "vm.exec",
+      { name, argv, user: "root", stdin: false },
+      {
+        signal: stop.signal,
+        onEvent: (e) => {
+          const data = outBytes(e);
+          if (data?.fd !== 1) return;
+          out.push(data.data);
+          if (out.over) stop.abort();
+        },
       },
-    });
+    );
     return { code: "exitCode" in status ? status.exitCode : 128, stdout: out.text() };
   } finally {
     clearTimeout(timer);
@@ -105,7 +108,8 @@ Examples:
 `;
 
 export function registerRun(vm: Command): void {
-  const run = vm.command("run")
+  const run = vm
+    .command("run")
     .description("a fresh VM with this repository copied in, then a shell, a command, or a detached session (-d)")
     .argument("[command...]", "command to run in /workspace (after --); none: an interactive shell")
     .option("--image <image>", "image (default: config default_image)")
@@ -134,7 +138,8 @@ export function registerRun(vm: Command): void {
 
 /** The flags that say how the run ends, checked before anything boots. */
 async function checkEndFlags(opts: RunOptions): Promise<void> {
-  if (opts.rm && (opts.keep || opts.detach || opts.export || opts.apply)) throw invalidArgument("--rm goes with none of --keep, -d, --export, --apply", "--rm removes the VM whatever its workspace holds");
+  if (opts.rm && (opts.keep || opts.detach || opts.export || opts.apply))
+    throw invalidArgument("--rm goes with none of --keep, -d, --export, --apply", "--rm removes the VM whatever its workspace holds");
   if (opts.keep && (opts.export || opts.apply)) throw invalidArgument("--keep goes with neither --export nor --apply (they remove the VM)", "export later: banger vm workspace export NAME");
   if (opts.detach && (opts.export || opts.apply)) throw invalidArgument("-d goes with neither --export nor --apply: the command outlives this CLI", "export later: banger vm workspace export NAME");
   if (opts.workspace === false && (opts.export || opts.apply)) throw invalidArgument("--no-workspace leaves nothing to export");
@@ -159,7 +164,8 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
     }
   };
   const plan = await timed("plan", () => planRunWorkspace(opts)); // before anything boots
-  if (plan && !plan.isRepo && (opts.export || opts.apply)) throw invalidArgument(`--export and --apply need a git repository; ${inert(plan.root)} is not one`, "--keep keeps the VM to copy files out of it");
+  if (plan && !plan.isRepo && (opts.export || opts.apply))
+    throw invalidArgument(`--export and --apply need a git repository; ${inert(plan.root)} is not one`, "--keep keeps the VM to copy files out of it");
   const client = await connectOrStart(resolvePaths());
   let vmName: string | undefined;
   let hostRepo: string | undefined;
@@ -175,7 +181,9 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
   try {
     if (!opts.image) await timed("defaults", () => ensureDefaults(client, opts.yes === true));
     const created = await timed("create", () =>
-      new ProgressView().track((onProgress) => client.call("vm.create", { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryBytes: opts.memory, diskBytes: opts.diskSize, ...netParams(opts) }, { onProgress })),
+      new ProgressView().track((onProgress) =>
+        client.call("vm.create", { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryBytes: opts.memory, diskBytes: opts.diskSize, ...netParams(opts) }, { onProgress }),
+      ),
     );
     vmName = created.name;
     const name = created.name;
@@ -211,7 +219,14 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
     if (!interactive && command.length === 0) throw invalidArgument("no command given, stdin is not a terminal, and the image has no Entrypoint/Cmd", "pass one after --");
     ran = true;
     if (interactive) {
-      return await timed("shell", () => attachWith(client, "vm.exec", { ...common, argv: ["/bin/sh", "-c", "if command -v bash >/dev/null; then exec bash -l; else exec sh -l; fi"], env: { TERM: process.env.TERM ?? "xterm-256color", ...common.env } }, { tty: true, stdin: true, onInterrupt }));
+      return await timed("shell", () =>
+        attachWith(
+          client,
+          "vm.exec",
+          { ...common, argv: ["/bin/sh", "-c", "if command -v bash >/dev/null; then exec bash -l; else exec sh -l; fi"], env: { TERM: process.env.TERM ?? "xterm-256color", ...common.env } },
+          { tty: true, stdin: true, onInterrupt },
+        ),
+      );
     }
     return await timed("command", () => attachWith(client, "vm.exec", { ...common, argv: command }, { tty: false, stdin: !process.stdin.isTTY, onInterrupt }));
   } catch (err) {
@@ -222,7 +237,19 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
     if (vmName && !opts.detach) {
       const mode = opts.keep ? "keep" : opts.rm ? "rm" : "auto";
       await timed("teardown", () =>
-        endRun({ client, name: vmName!, mode, exportTo: opts.export, apply: opts.apply === true, ran, workspace: copied, hostRepo, interrupted, failure, unchanged: mark ? () => unchangedSince(asRoot, GUEST_WORKSPACE, mark!) : undefined }),
+        endRun({
+          client,
+          name: vmName!,
+          mode,
+          exportTo: opts.export,
+          apply: opts.apply === true,
+          ran,
+          workspace: copied,
+          hostRepo,
+          interrupted,
+          failure,
+          unchanged: mark ? () => unchangedSince(asRoot, GUEST_WORKSPACE, mark!) : undefined,
+        }),
       );
     }
     client.close();
@@ -254,6 +281,14 @@ async function copyWorkspace(client: Client, name: string, plan: WorkspacePlan, 
   const { startCopy } = await import("../workspace/index.ts");
   const packed = await startCopy(plan, { vmName: name });
   const copied = await uploadTar(client, name, GUEST_WORKSPACE, packed.stream, owner);
-  await client.call("vm.workspace.record", { name, hostRepo: packed.root, guestPath: GUEST_WORKSPACE, baseCommit: packed.baseCommit ?? undefined, copiedCommit: packed.copiedCommit ?? undefined, uid: owner.uid, gid: owner.gid });
+  await client.call("vm.workspace.record", {
+    name,
+    hostRepo: packed.root,
+    guestPath: GUEST_WORKSPACE,
+    baseCommit: packed.baseCommit ?? undefined,
+    copiedCommit: packed.copiedCommit ?? undefined,
+    uid: owner.uid,
+    gid: owner.gid,
+  });
   return { ...packed, copied };
 }

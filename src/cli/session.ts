@@ -48,7 +48,6 @@ export class DetachFilter extends Transform {
   }
 }
 
-
 function describeExit(exit: ExitStatus | undefined): string {
   if (!exit) return "";
   return "exitCode" in exit ? `exit ${exit.exitCode}` : inert(exit.signal);
@@ -113,10 +112,7 @@ function onSession(parent: Command, name: string, description: string): Command 
 }
 
 export function registerSession(program: Command): void {
-  const session = program
-    .command("session")
-    .description("detached processes in a VM: they survive the CLI and daemon restarts")
-    .addHelpText("after", `\n${DETACH_HELP}`);
+  const session = program.command("session").description("detached processes in a VM: they survive the CLI and daemon restarts").addHelpText("after", `\n${DETACH_HELP}`);
 
   session
     .command("ls")
@@ -150,7 +146,12 @@ export function registerSession(program: Command): void {
     .option("--json", "print JSON")
     .action(async (vm: string, argv: string[], opts: { name?: string; tty: boolean; env: string[]; workdir?: string; user?: string; json?: boolean }) => {
       const res = await callDaemon("session.start", {
-        vm, name: opts.name, argv, env: parseEnv(opts.env), cwd: opts.workdir, user: opts.user,
+        vm,
+        name: opts.name,
+        argv,
+        env: parseEnv(opts.env),
+        cwd: opts.workdir,
+        user: opts.user,
         ...(opts.tty ? {} : { tty: null }),
       });
       if (opts.json) return printJson(res);

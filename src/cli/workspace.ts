@@ -45,13 +45,20 @@ function guestFiles(client: Client, name: string): Pick<AgentClient, "getFiles">
   return {
     getFiles: async (path: string): Promise<Readable> => {
       const out = new PassThrough();
-      const call = client.start("vm.files.get", { name, path }, {
-        onEvent: (e) => {
-          const bytes = outBytes(e);
-          if (bytes) out.write(bytes.data);
+      const call = client.start(
+        "vm.files.get",
+        { name, path },
+        {
+          onEvent: (e) => {
+            const bytes = outBytes(e);
+            if (bytes) out.write(bytes.data);
+          },
         },
-      });
-      call.result.then(() => out.end(), (err: unknown) => out.destroy(err as Error));
+      );
+      call.result.then(
+        () => out.end(),
+        (err: unknown) => out.destroy(err as Error),
+      );
       return out;
     },
   };
@@ -97,8 +104,14 @@ export function registerWorkspace(vm: Command): void {
       await withClient(async (client) => {
         const exported = await exportWorkspace(client, name);
         const summary: Record<string, unknown> = {
-          vm: name, baseCommit: exported.baseCommit, copiedCommit: exported.copiedCommit, commits: exported.commits,
-          uncommitted: exported.hasUncommitted, squashed: exported.squashed, bytes: exported.patch.length, carried: exported.carried,
+          vm: name,
+          baseCommit: exported.baseCommit,
+          copiedCommit: exported.copiedCommit,
+          commits: exported.commits,
+          uncommitted: exported.hasUncommitted,
+          squashed: exported.squashed,
+          bytes: exported.patch.length,
+          carried: exported.carried,
         };
         if (opts.out) await writeFile(opts.out, exported.patch);
         if (opts.apply) summary.applied = await applyExported(exported, name, opts);

@@ -12,9 +12,21 @@ import { invalidArgument } from "../util/errors.ts";
 import { DEFAULT_MIN_FREE_BYTES, effectiveValue, getConfigValue, parseConfigText } from "./keys.ts";
 
 export {
-  CONFIG_KEYS, CONFIG_KEY_SPECS, DEFAULT_MIN_FREE_BYTES, DEFAULT_WEB_PORT, MAX_TAP_POOL, checkTapPool, checkWebPort, effectiveValue, getConfigValue,
-  keySpec, parseConfigText, tapPoolSize,
-  type Applies, type EffectiveValue, type KeySpec,
+  CONFIG_KEYS,
+  CONFIG_KEY_SPECS,
+  DEFAULT_MIN_FREE_BYTES,
+  DEFAULT_WEB_PORT,
+  MAX_TAP_POOL,
+  checkTapPool,
+  checkWebPort,
+  effectiveValue,
+  getConfigValue,
+  keySpec,
+  parseConfigText,
+  tapPoolSize,
+  type Applies,
+  type EffectiveValue,
+  type KeySpec,
 } from "./keys.ts";
 
 export interface Paths {

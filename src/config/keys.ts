@@ -43,19 +43,65 @@ const onOff = (text: string): boolean | undefined => {
 
 export const CONFIG_KEY_SPECS: Record<string, KeySpec> = {
   default_kernel: { description: "kernel used when a VM or image names none (unset: the only kernel, when there is one)", applies: "live", default: null, unset: "the only kernel, when there is one" },
-  default_image: { description: "image used by `vm run` / `vm create` without --image (unset: the only image, when there is one)", applies: "live", default: null, unset: "the only image, when there is one" },
-  kernel_catalog: { description: "path or URL of a kernel catalog.json replacing the embedded one", applies: "live", default: null, unset: "the embedded catalog", env: { name: "BANGER_KERNEL_CATALOG", read: (t) => t } },
-  image_catalog: { description: "path or URL of an image catalog.json replacing the embedded one", applies: "live", default: null, unset: "the embedded catalog", env: { name: "BANGER_IMAGE_CATALOG", read: (t) => t } },
-  vmm: { description: "qemu or firecracker, for VMs created from now on (unset: firecracker when on PATH and /dev/kvm is usable, else qemu; doctor says which)", applies: "live", default: null, unset: "firecracker when it is on PATH and /dev/kvm is usable, else qemu", env: { name: "BANGER_VMM", read: (t) => t } },
+  default_image: {
+    description: "image used by `vm run` / `vm create` without --image (unset: the only image, when there is one)",
+    applies: "live",
+    default: null,
+    unset: "the only image, when there is one",
+  },
+  kernel_catalog: {
+    description: "path or URL of a kernel catalog.json replacing the embedded one",
+    applies: "live",
+    default: null,
+    unset: "the embedded catalog",
+    env: { name: "BANGER_KERNEL_CATALOG", read: (t) => t },
+  },
+  image_catalog: {
+    description: "path or URL of an image catalog.json replacing the embedded one",
+    applies: "live",
+    default: null,
+    unset: "the embedded catalog",
+    env: { name: "BANGER_IMAGE_CATALOG", read: (t) => t },
+  },
+  vmm: {
+    description: "qemu or firecracker, for VMs created from now on (unset: firecracker when on PATH and /dev/kvm is usable, else qemu; doctor says which)",
+    applies: "live",
+    default: null,
+    unset: "firecracker when it is on PATH and /dev/kvm is usable, else qemu",
+    env: { name: "BANGER_VMM", read: (t) => t },
+  },
   insecure_registries: { description: "comma-separated registries that may be reached over plain HTTP", applies: "live", default: [] },
-  "web.enabled": { description: "serve the dashboard (true/false); `config set` starts or stops it at once", applies: "web", default: false, env: { name: "BANGER_WEB", read: (t) => (t === "1" ? true : undefined) } },
+  "web.enabled": {
+    description: "serve the dashboard (true/false); `config set` starts or stops it at once",
+    applies: "web",
+    default: false,
+    env: { name: "BANGER_WEB", read: (t) => (t === "1" ? true : undefined) },
+  },
   "web.port": { description: `dashboard port (default ${DEFAULT_WEB_PORT}, fixed)`, applies: "web", default: DEFAULT_WEB_PORT, env: { name: "BANGER_WEB_PORT", read: (t) => Number(t) } },
   "web.address": { description: "dashboard listen address (non-loopback needs care)", applies: "web", default: "127.0.0.1" },
-  "network.enabled": { description: "VM networking (bridge, NAT, DNS): default on for the system root, off under $BANGER_HOME", applies: "restart", default: null, env: { name: "BANGER_NETWORK", read: onOff } },
+  "network.enabled": {
+    description: "VM networking (bridge, NAT, DNS): default on for the system root, off under $BANGER_HOME",
+    applies: "restart",
+    default: null,
+    env: { name: "BANGER_NETWORK", read: onOff },
+  },
   "network.subnet": { description: "the VMs' /24 (default: one inside 172.16.0.0/12 that no route uses)", applies: "restart", default: null, unset: "a /24 inside 172.16.0.0/12 that no route uses" },
   "network.bridge": { description: "bridge name (default banger0)", applies: "restart", default: "banger0" },
   "network.tap_pool": { description: "taps kept ready for new VMs (default 2)", applies: "restart", default: 2, env: { name: "BANGER_TAP_POOL", read: (t) => Number(t) } },
-  "dns.upstream": { description: "comma-separated resolvers (IP or IP:PORT) guests' names go to (default: the host's /etc/resolv.conf)", applies: "restart", default: null, unset: "the host's /etc/resolv.conf", env: { name: "BANGER_DNS_UPSTREAM", read: (t) => t.split(",").map((s) => s.trim()).filter((s) => s !== "") } },
+  "dns.upstream": {
+    description: "comma-separated resolvers (IP or IP:PORT) guests' names go to (default: the host's /etc/resolv.conf)",
+    applies: "restart",
+    default: null,
+    unset: "the host's /etc/resolv.conf",
+    env: {
+      name: "BANGER_DNS_UPSTREAM",
+      read: (t) =>
+        t
+          .split(",")
+          .map((s) => s.trim())
+          .filter((s) => s !== ""),
+    },
+  },
   min_free_bytes: { description: "free space kept under the root, e.g. 2G: vm create/start/resume refuse below it (default 1G)", applies: "live", default: DEFAULT_MIN_FREE_BYTES },
 };
 
@@ -101,7 +147,10 @@ export function parseConfigText(key: string, text: string): unknown {
   switch (key) {
     case "insecure_registries":
     case "dns.upstream":
-      return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+      return text
+        .split(",")
+        .map((s) => s.trim())
+        .filter((s) => s !== "");
     case "web.enabled":
     case "network.enabled":
       if (text !== "true" && text !== "false") throw invalidArgument(`${key} takes true or false`);

@@ -30,9 +30,7 @@ export async function bootSpec(ctx: DaemonContext, vm: VmRecord, disk: { path: s
     ...(nic?.kernelParams ?? []),
   ].join(" ");
   // The guest runs the agent this daemon ships, whatever agent the kernel was imported with.
-  const initrdPath = hasInitrd
-    ? await bootInitramfs({ initrd, agentPath: agentBinary(), cacheDir: ctx.paths.initrdCacheDir, kernelName: vm.kernel })
-    : undefined;
+  const initrdPath = hasInitrd ? await bootInitramfs({ initrd, agentPath: agentBinary(), cacheDir: ctx.paths.initrdCacheDir, kernelName: vm.kernel }) : undefined;
   return {
     kernelPath,
     ...(initrdPath ? { initrdPath } : {}),

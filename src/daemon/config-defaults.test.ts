@@ -39,7 +39,10 @@ test("defaults.set refuses a name that is not installed, an invalid name and an 
   const m = configDefaultsMethods(ctx);
   const before = loadConfig(ctx.paths);
   const refused = (params: unknown, code: number, message: RegExp) =>
-    assert.throws(() => m["defaults.set"]!(params, {} as never), (err: unknown) => err instanceof BangerError && err.code === code && message.test(err.message) && !err.message.includes("\n"));
+    assert.throws(
+      () => m["defaults.set"]!(params, {} as never),
+      (err: unknown) => err instanceof BangerError && err.code === code && message.test(err.message) && !err.message.includes("\n"),
+    );
   refused({ image: "nosuch" }, ErrorCode.NotFound, /^image nosuch not found$/);
   refused({ kernel: "nosuch" }, ErrorCode.NotFound, /^kernel nosuch not found$/);
   refused({ image: "../etc" }, ErrorCode.InvalidArgument, /invalid image name/);

@@ -8,7 +8,6 @@ import { invalidArgument, notFound } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
 import type { DaemonContext } from "./context.ts";
 
-
 function configuredDefaults(ctx: DaemonContext): ConfiguredDefaults {
   const config = ctx.config();
   return { image: config.default_image ?? null, kernel: config.default_kernel ?? null };

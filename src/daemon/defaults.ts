@@ -15,7 +15,6 @@ import { importKernel } from "./kernels.ts";
 /** The preset the default image is built from when the config names none. */
 export const DEFAULT_PRESET = "busybox";
 
-
 function isPreset(name: string): name is keyof typeof PRESETS {
   return Object.hasOwn(PRESETS, name);
 }

@@ -11,7 +11,11 @@ export const MAX_GUEST_OUTPUT = 4096;
  * Runs a fixed argv in the guest to its end within `timeoutMs` (then kills it): output is read
  * so the guest is not blocked, at most MAX_GUEST_OUTPUT bytes of stderr kept for the message.
  */
-export async function runInGuest(agent: AgentClient, argv: string[], o: { env?: Record<string, string>; timeoutMs: number; what: string; hint?: string }): Promise<{ status: ExitStatus; lastLine: string }> {
+export async function runInGuest(
+  agent: AgentClient,
+  argv: string[],
+  o: { env?: Record<string, string>; timeoutMs: number; what: string; hint?: string },
+): Promise<{ status: ExitStatus; lastLine: string }> {
   const started = Date.now();
   const exec = await withDeadline(agent.exec({ argv, env: o.env, stdin: false }), o.timeoutMs, `start of ${o.what}`);
   const stderr = new BoundedText(MAX_GUEST_OUTPUT);

@@ -4,9 +4,7 @@
 // a running VM's address with `full` or `public` egress may resolve any name, one with
 // `none` and the host itself only `.vm` names, any other address nothing.
 import type { Config } from "../config/index.ts";
-import {
-  Forwarder, formatUpstream, parseUpstream, resolvConfUpstreams, startDnsServer, type DnsAccess, type DnsServer, type Upstream,
-} from "../net/index.ts";
+import { Forwarder, formatUpstream, parseUpstream, resolvConfUpstreams, startDnsServer, type DnsAccess, type DnsServer, type Upstream } from "../net/index.ts";
 import type { Store } from "../store/index.ts";
 import { invalidArgument } from "../util/errors.ts";
 
@@ -21,15 +19,19 @@ export function dnsUpstreamSetting(config: Config, env: NodeJS.ProcessEnv = proc
   if (fromEnv !== undefined && fromEnv !== "") return splitList(fromEnv).map(parseUpstream);
   const dns = (config as { dns?: unknown }).dns;
   if (dns === undefined) return undefined;
-  if (typeof dns !== "object" || dns === null || Array.isArray(dns)) throw invalidArgument("config: \"dns\" must be an object");
+  if (typeof dns !== "object" || dns === null || Array.isArray(dns)) throw invalidArgument('config: "dns" must be an object');
   const raw = (dns as { upstream?: unknown }).upstream;
   if (raw === undefined) return undefined;
   const list = typeof raw === "string" ? splitList(raw) : raw;
-  if (!Array.isArray(list) || list.some((u) => typeof u !== "string")) throw invalidArgument("config: dns.upstream must be a list of addresses like [\"1.1.1.1\", \"127.0.0.1:5353\"]");
+  if (!Array.isArray(list) || list.some((u) => typeof u !== "string")) throw invalidArgument('config: dns.upstream must be a list of addresses like ["1.1.1.1", "127.0.0.1:5353"]');
   return (list as string[]).map(parseUpstream);
 }
 
-const splitList = (text: string) => text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+const splitList = (text: string) =>
+  text
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
 
 export interface GuestDns {
   server: DnsServer;

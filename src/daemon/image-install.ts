@@ -45,7 +45,11 @@ export function getImage(ctx: DaemonContext, name: string): ImageRecord {
 export function resolveImageKernel(ctx: DaemonContext, candidates: (string | undefined)[], forImage: string): string {
   const name = candidates.find((c) => c !== undefined && c !== "") ?? chooseDefault(ctx, "kernel")?.name;
   if (!name) {
-    throw new BangerError(ErrorCode.NotFound, `no kernel for image ${forImage}: ${noDefaultReason(ctx, "kernel")}`, "pass --kernel-ref NAME, or `banger config set default_kernel NAME` (no kernel yet: `banger kernel import --debian`)");
+    throw new BangerError(
+      ErrorCode.NotFound,
+      `no kernel for image ${forImage}: ${noDefaultReason(ctx, "kernel")}`,
+      "pass --kernel-ref NAME, or `banger config set default_kernel NAME` (no kernel yet: `banger kernel import --debian`)",
+    );
   }
   validateName("kernel", name);
   if (!ctx.store.getKernel(name)) {

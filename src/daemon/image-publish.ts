@@ -45,8 +45,14 @@ export async function buildAndPublishImage(
     const built = await buildExt4(tree, join(work, "rootfs.ext4"), { sizeBytes: image.sizeBytes, minSizeBytes: ROOMY_IMAGE_BYTES, signal: call.signal, progress: call.progress });
     await rm(join(work, "tree"), { recursive: true, force: true });
     await install(ctx, "image", image.name, work, {
-      name: image.name, source: image.source, digest: image.digest, kernelRef: image.kernelRef, distro: image.distro,
-      arch: image.arch, sizeBytes: built.sizeBytes, config: image.config,
+      name: image.name,
+      source: image.source,
+      digest: image.digest,
+      kernelRef: image.kernelRef,
+      distro: image.distro,
+      arch: image.arch,
+      sizeBytes: built.sizeBytes,
+      config: image.config,
     });
     return ctx.store.getImage(image.name)!;
   } catch (err) {

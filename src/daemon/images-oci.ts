@@ -15,12 +15,14 @@ import { adoptedMark, checkImageReplaceable, getImage, resolveImageKernel, type 
 import { buildAndPublishImage } from "./image-publish.ts";
 import { recordOperation } from "./operations.ts";
 
-
 /** A local name for a ref: `alpine:3.20` → `alpine-3.20`, `ghcr.io/o/r@sha256:ab…` → `r-ab12…`. */
 export function defaultImageName(ref: ImageRef): string {
   const base = ref.repository.split("/").pop() ?? "image";
   const suffix = ref.tag ?? (ref.digest ? ref.digest.replace(/^sha256:/, "").slice(0, 12) : "latest");
-  const name = `${base}-${suffix}`.replace(/[^a-zA-Z0-9._-]/g, "-").replace(/^[^a-zA-Z0-9]+/, "").slice(0, 64);
+  const name = `${base}-${suffix}`
+    .replace(/[^a-zA-Z0-9._-]/g, "-")
+    .replace(/^[^a-zA-Z0-9]+/, "")
+    .slice(0, 64);
   if (!isValidName(name)) throw invalidArgument(`cannot derive an image name from ${JSON.stringify(ref)}`, "pass --name NAME");
   return name;
 }
@@ -49,8 +51,14 @@ export async function pullOciImage(ctx: DaemonContext, p: PullParams, call: Call
       const building = buildAndPublishImage(
         ctx,
         {
-          name, source: `oci:${p.ref}`, digest: pulled.manifestDigest, kernelRef: kernel, distro: "",
-          arch: pulled.platform.architecture, config: pulled.config as unknown as Record<string, unknown>, sizeBytes: p.sizeBytes,
+          name,
+          source: `oci:${p.ref}`,
+          digest: pulled.manifestDigest,
+          kernelRef: kernel,
+          distro: "",
+          arch: pulled.platform.architecture,
+          config: pulled.config as unknown as Record<string, unknown>,
+          sizeBytes: p.sizeBytes,
         },
         async (treeDir) => {
           const tree = await flattenWhilePulling(pulled, pullCtl, treeDir, call);

@@ -59,12 +59,25 @@ export async function pullImage(ctx: DaemonContext, p: PullParams, call: CallEnv
       const pulled = await buildAside(ctx, "image", name, async (staging) => {
         const got = await imagecat.pullImageBundle(entry, { imagesDir: staging, cacheDir: ctx.paths.cacheDir, tmpDir: ctx.paths.tmpDir, name, signal: call.signal, progress: call.progress });
         const row = {
-          name, source: `catalog:${entry.tarball_url}`, digest: `sha256:${entry.tarball_sha256}`, kernelRef: kernel,
-          distro: got.manifest.distro ?? entry.distro ?? "", arch: got.manifest.arch ?? entry.arch ?? "amd64", sizeBytes: (await stat(got.rootfs)).size, config: {},
+          name,
+          source: `catalog:${entry.tarball_url}`,
+          digest: `sha256:${entry.tarball_sha256}`,
+          kernelRef: kernel,
+          distro: got.manifest.distro ?? entry.distro ?? "",
+          arch: got.manifest.arch ?? entry.arch ?? "amd64",
+          sizeBytes: (await stat(got.rootfs)).size,
+          config: {},
         };
         return { result: got, row };
       });
-      return { image: getImage(ctx, name), ...adoptedMark(ctx, name), via: "catalog" as const, unchanged: false, seconds: (Date.now() - started) / 1000, details: { cached: pulled.cached, bundle: entry.tarball_url } };
+      return {
+        image: getImage(ctx, name),
+        ...adoptedMark(ctx, name),
+        via: "catalog" as const,
+        unchanged: false,
+        seconds: (Date.now() - started) / 1000,
+        details: { cached: pulled.cached, bundle: entry.tarball_url },
+      };
     }),
   );
 }

@@ -7,9 +7,7 @@ import type { Readable } from "node:stream";
 import { type CatalogEntryView, catalogEntryView } from "../bundle/index.ts";
 import { catalogOverride, kernelDir } from "../config/index.ts";
 import * as kernelcat from "../kernelcat/index.ts";
-import {
-  fetchDebianKernelDeb, importKernel as importKernelFiles, receiveKernelUpload, removeBootInitramfs, type DebianFlavor, type KernelUploadKind,
-} from "../kernel/index.ts";
+import { fetchDebianKernelDeb, importKernel as importKernelFiles, receiveKernelUpload, removeBootInitramfs, type DebianFlavor, type KernelUploadKind } from "../kernel/index.ts";
 import type { KernelRecord } from "../store/index.ts";
 import { hostArch } from "../util/arch.ts";
 import { BangerError, ErrorCode, invalidArgument, notFound } from "../util/errors.ts";
@@ -19,7 +17,6 @@ import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
 import { buildAside, checkReplaceable, refuseIfUsed, type Removed } from "./replace.ts";
 import { adoptFirstDefault, dropDefault } from "./default-choice.ts";
-
 
 export function getKernel(ctx: DaemonContext, name: string): KernelRecord {
   validateName("kernel", name);
@@ -59,8 +56,15 @@ export function pullKernel(ctx: DaemonContext, name: string, force: boolean, cal
       await buildAside(ctx, "kernel", name, async (staging) => {
         const m = await kernelcat.pullKernelBundle(entry, { kernelsDir: staging, cacheDir: ctx.paths.cacheDir, tmpDir: ctx.paths.tmpDir, signal: call.signal, progress: call.progress });
         const row = {
-          name, source: m.source, kernelVersion: m.kernel_version, distro: m.distro ?? "", arch: m.arch ?? "amd64",
-          vmlinuxSha256: m.vmlinux_sha256, hasInitrd: m.has_initrd, modules: [], sizeBytes: await vmlinuxSize(staging, name),
+          name,
+          source: m.source,
+          kernelVersion: m.kernel_version,
+          distro: m.distro ?? "",
+          arch: m.arch ?? "amd64",
+          vmlinuxSha256: m.vmlinux_sha256,
+          hasInitrd: m.has_initrd,
+          modules: [],
+          sizeBytes: await vmlinuxSize(staging, name),
         };
         return { result: undefined, row };
       });
@@ -71,7 +75,10 @@ export function pullKernel(ctx: DaemonContext, name: string, force: boolean, cal
 
 /** Images that boot `name` and the config key naming it: what a removal breaks. VMs are refuseIfUsed's. */
 function kernelDependents(ctx: DaemonContext, name: string): string[] {
-  const images = ctx.store.listImages().filter((i) => i.kernelRef === name).map((i) => `image ${i.name}`);
+  const images = ctx.store
+    .listImages()
+    .filter((i) => i.kernelRef === name)
+    .map((i) => `image ${i.name}`);
   return ctx.config().default_kernel === name ? [...images, "default_kernel"] : images;
 }
 
@@ -137,8 +144,15 @@ export async function importKernel(ctx: DaemonContext, p: ImportParams, call: Ca
           const opts = { name, kernelsDir: staging, label: p.upload?.label, signal: call.signal, progress: call.progress };
           const { manifest: m } = await importKernelFiles(source, opts);
           const row = {
-            name, source: m.source, kernelVersion: m.kernel_version, distro: p.debian ? "debian" : "", arch: hostArch(), // its initramfs holds this host's agent
-            vmlinuxSha256: m.vmlinux_sha256, hasInitrd: m.has_initrd, modules: m.modules, sizeBytes: await vmlinuxSize(staging, name),
+            name,
+            source: m.source,
+            kernelVersion: m.kernel_version,
+            distro: p.debian ? "debian" : "",
+            arch: hostArch(), // its initramfs holds this host's agent
+            vmlinuxSha256: m.vmlinux_sha256,
+            hasInitrd: m.has_initrd,
+            modules: m.modules,
+            sizeBytes: await vmlinuxSize(staging, name),
           };
           return { result: undefined, row };
         });
@@ -151,7 +165,10 @@ export async function importKernel(ctx: DaemonContext, p: ImportParams, call: Ca
 }
 
 function vmlinuxSize(dir: string, name: string): Promise<number> {
-  return stat(join(dir, name, "vmlinux")).then((s) => s.size, () => 0);
+  return stat(join(dir, name, "vmlinux")).then(
+    (s) => s.size,
+    () => 0,
+  );
 }
 
 /** Debian's kernel package for the flavour, through apt, into the daemon's own cache (a path it chose). */

@@ -12,7 +12,6 @@ import { withDeadline } from "../util/exec.ts";
 import type { DaemonContext } from "./context.ts";
 import { getVm, runningAgent } from "./vms.ts";
 
-
 type LandingUser = Omit<Landing, "cwd" | "cwdFrom"> & { home: string };
 
 /** The resolved user per VM boot (id + start time): /etc/passwd is read once per boot, not per exec. */

@@ -22,11 +22,7 @@ export function acquireDaemonLock(lockFile: string, pidFile: string, root: strin
     db.close();
     if ((err as { code?: string }).code === "SQLITE_BUSY") {
       const other = readPid(pidFile);
-      throw new BangerError(
-        ErrorCode.AlreadyExists,
-        `another bangerd${other ? ` (pid ${other})` : ""} is already running for ${root}`,
-        "use `banger daemon status`, or `banger daemon stop` first",
-      );
+      throw new BangerError(ErrorCode.AlreadyExists, `another bangerd${other ? ` (pid ${other})` : ""} is already running for ${root}`, "use `banger daemon status`, or `banger daemon stop` first");
     }
     throw err;
   }

@@ -48,11 +48,20 @@ export function imageMethods(ctx: DaemonContext): Handlers<ImageMethod> {
     },
     "image.rm": (p) => removeImage(ctx, requireString(p, "name"), optionalBool(p, "force") ?? false),
     "image.build": async (p, call) =>
-      imageView(ctx, await buildPresetImage(
+      imageView(
         ctx,
-        { preset: requireString(p, "preset"), name: optionalString(p, "name"), kernelRef: optionalString(p, "kernelRef"), sizeBytes: optionalInt(p, "sizeBytes", 1), force: optionalBool(p, "force") },
-        call,
-      )),
+        await buildPresetImage(
+          ctx,
+          {
+            preset: requireString(p, "preset"),
+            name: optionalString(p, "name"),
+            kernelRef: optionalString(p, "kernelRef"),
+            sizeBytes: optionalInt(p, "sizeBytes", 1),
+            force: optionalBool(p, "force"),
+          },
+          call,
+        ),
+      ),
   };
 }
 
@@ -81,6 +90,9 @@ function importParams(p: unknown, call: CallContext): ImportParams {
   if (kind !== undefined && !LABEL.test(label)) throw invalidArgument("an upload needs a label: the path it was read from, one line of printable text");
   return {
     upload: kind === undefined ? undefined : { kind, label, input: inputStream(call) },
-    debian: optionalBool(p, "debian"), flavor, name: optionalString(p, "name"), force: optionalBool(p, "force"),
+    debian: optionalBool(p, "debian"),
+    flavor,
+    name: optionalString(p, "name"),
+    force: optionalBool(p, "force"),
   };
 }

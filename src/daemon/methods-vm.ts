@@ -26,30 +26,30 @@ function memoryParam(p: unknown): number | undefined {
   return bytes;
 }
 
-type VmMethod =
-  | "vm.list" | "vm.show" | "vm.create" | "vm.start" | "vm.stop" | "vm.kill" | "vm.resume" | "vm.rm" | "vm.set"
-  | "vm.stats" | "vm.logs" | "vm.files.put" | "vm.files.get" | "vm.exec";
+type VmMethod = "vm.list" | "vm.show" | "vm.create" | "vm.start" | "vm.stop" | "vm.kill" | "vm.resume" | "vm.rm" | "vm.set" | "vm.stats" | "vm.logs" | "vm.files.put" | "vm.files.get" | "vm.exec";
 
 export function vmMethods(ctx: DaemonContext): Handlers<VmMethod> {
   return {
     "vm.list": () => listVms(ctx).map(vmView),
     "vm.show": (p) => vmView(getVm(ctx, requireString(p, "name"))),
     "vm.create": async (p, call) =>
-      vmView(await createVm(
-        ctx,
-        {
-          name: optionalString(p, "name"),
-          image: optionalString(p, "image"),
-          kernel: optionalString(p, "kernel"),
-          cpus: optionalInt(p, "cpus", 1, MAX_CPUS),
-          memoryBytes: memoryParam(p),
-          diskBytes: optionalInt(p, "diskBytes", 1),
-          noStart: optionalBool(p, "noStart"),
-          net: optionalString(p, "net") === undefined ? undefined : parseEgressPolicy(optionalString(p, "net")!),
-          netPeer: optionalBool(p, "netPeer"),
-        },
-        call,
-      )),
+      vmView(
+        await createVm(
+          ctx,
+          {
+            name: optionalString(p, "name"),
+            image: optionalString(p, "image"),
+            kernel: optionalString(p, "kernel"),
+            cpus: optionalInt(p, "cpus", 1, MAX_CPUS),
+            memoryBytes: memoryParam(p),
+            diskBytes: optionalInt(p, "diskBytes", 1),
+            noStart: optionalBool(p, "noStart"),
+            net: optionalString(p, "net") === undefined ? undefined : parseEgressPolicy(optionalString(p, "net")!),
+            netPeer: optionalBool(p, "netPeer"),
+          },
+          call,
+        ),
+      ),
     "vm.start": async (p, call) => vmView(await startVm(ctx, requireString(p, "name"), call)),
     "vm.stop": async (p) => {
       const { outcome, ...vm } = await stopVm(ctx, requireString(p, "name"), { timeoutMs: optionalInt(p, "timeoutMs", 0, 600_000) });

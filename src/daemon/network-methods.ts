@@ -32,16 +32,21 @@ export function networkMethods(ctx: DaemonContext): Handlers<"net.status" | "net
       const noServer: { vm: string; image: string }[] = [];
       const failedVms: { vm: string; error: string }[] = [];
       // In parallel, each bounded in time: one stuck guest does not hold up the others.
-      await Promise.all(ctx.store.listVms().filter((v) => v.state === "running").map(async (vm) => {
-        try {
-          const agent = await runningAgent(ctx, vm.name);
-          await installSshKeys(agent, keys);
-          if (await hasSshServer(agent)) installed.push(vm.name);
-          else noServer.push({ vm: vm.name, image: vm.image });
-        } catch (err) {
-          failedVms.push({ vm: vm.name, error: errorLine(err) });
-        }
-      }));
+      await Promise.all(
+        ctx.store
+          .listVms()
+          .filter((v) => v.state === "running")
+          .map(async (vm) => {
+            try {
+              const agent = await runningAgent(ctx, vm.name);
+              await installSshKeys(agent, keys);
+              if (await hasSshServer(agent)) installed.push(vm.name);
+              else noServer.push({ vm: vm.name, image: vm.image });
+            } catch (err) {
+              failedVms.push({ vm: vm.name, error: errorLine(err) });
+            }
+          }),
+      );
       const byVm = (a: { vm: string }, b: { vm: string }) => a.vm.localeCompare(b.vm);
       return { keys: keys.length, installed: installed.sort(), noServer: noServer.sort(byVm), failed: failedVms.sort(byVm) };
     },

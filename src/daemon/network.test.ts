@@ -36,7 +36,11 @@ describe("networkSettings", () => {
       [{}, { BANGER_DNS_UPSTREAM: "1.1.1.1:99999" }],
     ];
     for (const [config, env] of bad) {
-      assert.throws(() => networkSettings(config as never, env), (err: BangerError) => err.code === ErrorCode.InvalidArgument, JSON.stringify([config, env]));
+      assert.throws(
+        () => networkSettings(config as never, env),
+        (err: BangerError) => err.code === ErrorCode.InvalidArgument,
+        JSON.stringify([config, env]),
+      );
     }
   });
 });

@@ -11,10 +11,32 @@
 import { performance } from "node:perf_hooks";
 import { sshPaths, tapPoolSize, type Config, type Paths } from "../config/index.ts";
 import {
-  DEFAULT_BRIDGE, DEFAULT_TAP_PREFIX, TapPool, allocateAddress, applyNat, chooseSubnet, deleteTap, ensureBridge, forgetKnownHost,
-  formatSubnet, gatewayOf, getLink, guestKernelParams, listRoutes, macForVm, parseSubnet, setupDns,
-  subnetContains, sweepTaps, teardownHostNetwork, validateIfname, type DnsSetupPlan, type NetTarget,
-  type Subnet, type Upstream, type VmNetRule,
+  DEFAULT_BRIDGE,
+  DEFAULT_TAP_PREFIX,
+  TapPool,
+  allocateAddress,
+  applyNat,
+  chooseSubnet,
+  deleteTap,
+  ensureBridge,
+  forgetKnownHost,
+  formatSubnet,
+  gatewayOf,
+  getLink,
+  guestKernelParams,
+  listRoutes,
+  macForVm,
+  parseSubnet,
+  setupDns,
+  subnetContains,
+  sweepTaps,
+  teardownHostNetwork,
+  validateIfname,
+  type DnsSetupPlan,
+  type NetTarget,
+  type Subnet,
+  type Upstream,
+  type VmNetRule,
 } from "../net/index.ts";
 import type { Store, VmNetPolicy, VmRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, errorLine, invalidArgument } from "../util/errors.ts";
@@ -52,7 +74,7 @@ const DNS_SETUP_SETTING = "net.dns_setup";
  */
 export function networkSettings(config: Config, env: NodeJS.ProcessEnv = process.env): NetworkSettings {
   const raw = ((config as { network?: unknown }).network ?? {}) as NetworkConfig;
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw invalidArgument("config: \"network\" must be an object");
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw invalidArgument('config: "network" must be an object');
   const envSwitch = env.BANGER_NETWORK?.toLowerCase();
   if (envSwitch !== undefined && envSwitch !== "" && !["on", "off", "1", "0", "true", "false"].includes(envSwitch)) {
     throw invalidArgument(`BANGER_NETWORK=${env.BANGER_NETWORK}: use on or off`);
@@ -159,15 +181,19 @@ export class NetworkManager {
    * Split from allocate so the caller can allocate and insert its row in one tick.
    */
   async prepare(policy: VmNetPolicy): Promise<void> {
-    if (this.wantsNic(policy)) await this.subnet().catch((err: unknown) => {
-      throw networkError("cannot choose a subnet for VMs", err);
-    });
+    if (this.wantsNic(policy))
+      await this.subnet().catch((err: unknown) => {
+        throw networkError("cannot choose a subnet for VMs", err);
+      });
   }
 
   /** A free guest address for a VM with this policy (null without a NIC). Synchronous: see prepare. */
   allocate(policy: VmNetPolicy): string | null {
     if (!this.wantsNic(policy) || !this.#subnet) return null;
-    const used = this.#store.listVms().map((v) => v.ip).filter((ip): ip is string => ip !== null);
+    const used = this.#store
+      .listVms()
+      .map((v) => v.ip)
+      .filter((ip): ip is string => ip !== null);
     return allocateAddress(this.#subnet, used);
   }
 
@@ -234,7 +260,10 @@ export class NetworkManager {
   }
 
   #tapsInUse(): string[] {
-    return this.#store.listVms().map((v) => v.tap).filter((t): t is string => t !== null);
+    return this.#store
+      .listVms()
+      .map((v) => v.tap)
+      .filter((t): t is string => t !== null);
   }
 
   /** Brings the host side up once: bridge, rules, leftover taps swept, pool filled, DNS served. */
@@ -268,7 +297,15 @@ export class NetworkManager {
     if (this.#store.getSetting(DNS_SETUP_SETTING) === "1") {
       await setupDns(this.#target, bridge, gateway).catch((err: unknown) => this.#log.warn("dns setup failed", { error: errorLine(err) }));
     }
-    this.#log.info("vm network up", { bridge, subnet: formatSubnet(subnet), gateway, taps: tapPool, sweptTaps: swept, dnsUpstream: describeUpstreams(this.#dns), ms: round(performance.now() - started) });
+    this.#log.info("vm network up", {
+      bridge,
+      subnet: formatSubnet(subnet),
+      gateway,
+      taps: tapPool,
+      sweptTaps: swept,
+      dnsUpstream: describeUpstreams(this.#dns),
+      ms: round(performance.now() - started),
+    });
   }
 
   /**
@@ -330,7 +367,10 @@ export class NetworkManager {
    */
   async teardown(): Promise<{ cleaned: boolean; reason?: string }> {
     if (!this.enabled) return { cleaned: false, reason: "networking is off: nothing of banger's is on the host's network" };
-    const attached = this.#store.listVms().filter((v) => v.tap && (v.state === "running" || v.state === "paused")).map((v) => v.name);
+    const attached = this.#store
+      .listVms()
+      .filter((v) => v.tap && (v.state === "running" || v.state === "paused"))
+      .map((v) => v.name);
     if (attached.length > 0) {
       throw new BangerError(ErrorCode.InUse, `VMs are running with networking: ${attached.join(", ")}`, "stop them first (banger vm stop NAME), then run this again");
     }

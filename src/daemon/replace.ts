@@ -64,7 +64,11 @@ export function refuseIfUsed(ctx: DaemonContext, kind: ArtifactKind, name: strin
   const users = usersOf(ctx, kind, name);
   if (users.length === 0) return;
   const why = kind === "image" ? "their disks are overlays of its rootfs.ext4" : "they boot its files";
-  throw new BangerError(ErrorCode.InUse, `cannot ${doing} ${kind} ${name}: it is used by vm ${users.join(", ")} (${why})`, `remove those VMs first${doing === "replace" ? `, or use another --name` : ""}`);
+  throw new BangerError(
+    ErrorCode.InUse,
+    `cannot ${doing} ${kind} ${name}: it is used by vm ${users.join(", ")} (${why})`,
+    `remove those VMs first${doing === "replace" ? `, or use another --name` : ""}`,
+  );
 }
 
 /**
@@ -85,12 +89,7 @@ export async function checkReplaceable(ctx: DaemonContext, kind: ArtifactKind, n
  * Runs `build(stagingDir)`, which must make `<stagingDir>/<name>`, in a staging dir beside the
  * store's directory, then installs it. On any failure the staging dir goes and the old one stays.
  */
-export async function buildAside<T>(
-  ctx: DaemonContext,
-  kind: ArtifactKind,
-  name: string,
-  build: (stagingDir: string) => Promise<{ result: T; row: KernelRow | ImageRow }>,
-): Promise<T> {
+export async function buildAside<T>(ctx: DaemonContext, kind: ArtifactKind, name: string, build: (stagingDir: string) => Promise<{ result: T; row: KernelRow | ImageRow }>): Promise<T> {
   const staging = await makeStagingDir(join(storeDir(ctx, kind), name));
   try {
     const { result, row } = await build(staging);
@@ -119,7 +118,10 @@ export async function install(ctx: DaemonContext, kind: ArtifactKind, name: stri
     await rm(aside, { recursive: true, force: true });
   } catch (err) {
     // Undone or finished now, as a restart would; if even that fails, the intent stays for the next start.
-    await settle(ctx, kind, name, planned).then(() => rm(intent, { force: true }), () => undefined);
+    await settle(ctx, kind, name, planned).then(
+      () => rm(intent, { force: true }),
+      () => undefined,
+    );
     throw err;
   }
   await rm(intent, { force: true });

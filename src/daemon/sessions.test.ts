@@ -26,7 +26,11 @@ function fakeCall() {
     emit: async (e) => void events.push(e as { t: string; data?: Buffer }),
     onInput: (l) => (listener = l),
   };
-  const output = () => events.filter((e) => e.t === "out").map((e) => e.data!.toString()).join("");
+  const output = () =>
+    events
+      .filter((e) => e.t === "out")
+      .map((e) => e.data!.toString())
+      .join("");
   return { call, events, output, send: (input: unknown) => listener(input), cancel: () => controller.abort() };
 }
 
@@ -79,7 +83,13 @@ describe("daemon session operations", () => {
     assert.deepEqual([a.name, b.name], ["sh-1", "sh-2"]);
     assert.equal(store.listSessions("vm1")[0]?.command, `sh -c 'echo ready; while read l; do echo "in:$l"; done'`);
     const list = await listSessions(ctx);
-    assert.deepEqual(list.map((s) => [s.name, s.state, s.live, s.pid]), [["sh-1", "running", true, a.pid], ["sh-2", "running", true, b.pid]]);
+    assert.deepEqual(
+      list.map((s) => [s.name, s.state, s.live, s.pid]),
+      [
+        ["sh-1", "running", true, a.pid],
+        ["sh-2", "running", true, b.pid],
+      ],
+    );
     await assert.rejects(startSession(ctx, "vm1", { name: "sh-1", argv: ["true"] }), /session sh-1 already exists in vm vm1/);
   });
 
@@ -89,7 +99,10 @@ describe("daemon session operations", () => {
     await until("the scrollback", () => f.output().includes("ready"));
     f.send({ t: "in", b64: Buffer.from("typed\n").toString("base64") });
     await until("the echo", () => f.output().includes("in:typed"));
-    assert.ok(f.events.some((e) => e.t === "ack"), "input is acknowledged");
+    assert.ok(
+      f.events.some((e) => e.t === "ack"),
+      "input is acknowledged",
+    );
     f.send({ t: "detach" });
     assert.deepEqual(await attached, { detached: true });
     assert.equal((await listSessions(ctx, "vm1")).find((s) => s.name === "sh-1")?.state, "running");
@@ -99,7 +112,13 @@ describe("daemon session operations", () => {
     reachable = false;
     try {
       const stale = await listSessions(ctx, "vm1");
-      assert.deepEqual(stale.map((s) => [s.name, s.state, s.live]), [["sh-1", "running", false], ["sh-2", "running", false]]);
+      assert.deepEqual(
+        stale.map((s) => [s.name, s.state, s.live]),
+        [
+          ["sh-1", "running", false],
+          ["sh-2", "running", false],
+        ],
+      );
     } finally {
       reachable = true;
     }
@@ -107,7 +126,10 @@ describe("daemon session operations", () => {
     const live = await listSessions(ctx, "vm1");
     assert.equal(live.find((s) => s.name === "gone")?.state, "lost", "the agent no longer has it");
     await removeSession(ctx, "vm1", "gone", false);
-    assert.equal(store.listSessions("vm1").some((s) => s.name === "gone"), false);
+    assert.equal(
+      store.listSessions("vm1").some((s) => s.name === "gone"),
+      false,
+    );
   });
 
   test("kill reports the signal that ended it; killing an exited session removes it", async () => {
@@ -115,7 +137,10 @@ describe("daemon session operations", () => {
     assert.deepEqual(res.exit, { signal: "SIGTERM", signalNumber: 15 });
     assert.equal(store.listSessions("vm1").find((s) => s.name === "sh-2")?.exitCode, 128 + 15);
     assert.equal((await killSession(ctx, "vm1", "sh-2", 15)).state, "removed");
-    assert.equal(store.listSessions("vm1").some((s) => s.name === "sh-2"), false);
+    assert.equal(
+      store.listSessions("vm1").some((s) => s.name === "sh-2"),
+      false,
+    );
     assert.throws(() => parseSignal("NOPE"), /unknown signal/);
     assert.equal(parseSignal("9"), 9);
   });
@@ -123,7 +148,10 @@ describe("daemon session operations", () => {
   test("a stopped VM marks its running sessions lost", async () => {
     store.updateVm("vm1", { state: "stopped" });
     const list = await listSessions(ctx, "vm1");
-    assert.deepEqual(list.map((s) => [s.name, s.state, s.live]), [["sh-1", "lost", false]]);
+    assert.deepEqual(
+      list.map((s) => [s.name, s.state, s.live]),
+      [["sh-1", "lost", false]],
+    );
     await assert.rejects(attachSession(ctx, "vm1", "sh-1", fakeCall().call), /vm vm1 is stopped, not running/);
   });
 });

@@ -28,7 +28,6 @@ export interface StartSessionParams {
   tty?: { rows: number; cols: number } | null;
 }
 
-
 /** How long `session ls` waits for each guest before showing stored rows instead. */
 const LIST_TIMEOUT_MS = 5000;
 /** How long `session kill` waits to report that the session ended. */
@@ -78,12 +77,19 @@ function exitCodeOf(exit: ExitStatus | undefined): number | null {
 
 /** A readable name for the store: argv joined, quoting what needs it. */
 function commandLine(argv: string[]): string {
-  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(" ").slice(0, 4096);
+  return argv
+    .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))
+    .join(" ")
+    .slice(0, 4096);
 }
 
 /** `sh-1`, `sh-2`, ...: the command's base name cut to the name rule, numbered past those taken. */
 function defaultName(argv: string[], taken: Set<string>): string {
-  const base = basename(argv[0] ?? "").replace(/[^a-zA-Z0-9._-]/g, "").replace(/^[._-]+/, "").slice(0, 48) || "session";
+  const base =
+    basename(argv[0] ?? "")
+      .replace(/[^a-zA-Z0-9._-]/g, "")
+      .replace(/^[._-]+/, "")
+      .slice(0, 48) || "session";
   for (let n = 1; ; n++) if (!taken.has(`${base}-${n}`)) return `${base}-${n}`;
 }
 
@@ -113,11 +119,12 @@ export async function startSession(ctx: DaemonContext, vmName: string, p: StartS
 /** Every session of one VM (or of all VMs): live from each running agent, else as stored. */
 export async function listSessions(ctx: DaemonContext, vmName?: string): Promise<SessionView[]> {
   const vms = vmName === undefined ? ctx.store.listVms() : [getVm(ctx, vmName)];
-  const views = await Promise.all(vms.map((vm) =>
-    // A paused guest keeps its sessions (they go on after `vm resume`): shown as stored, not lost.
-    vm.state === "paused"
-      ? ctx.store.listSessions(vm.name).map((row) => ({ ...row, live: false }))
-      : sessionsOfVm(ctx, vm.name, vm.state === "running" && ctx.runtime.handle(vm.name) !== undefined)));
+  const views = await Promise.all(
+    vms.map((vm) =>
+      // A paused guest keeps its sessions (they go on after `vm resume`): shown as stored, not lost.
+      vm.state === "paused" ? ctx.store.listSessions(vm.name).map((row) => ({ ...row, live: false })) : sessionsOfVm(ctx, vm.name, vm.state === "running" && ctx.runtime.handle(vm.name) !== undefined),
+    ),
+  );
   return views.flat();
 }
 
@@ -165,7 +172,6 @@ function recordEnd(ctx: DaemonContext, vm: string, info: SessionInfo | undefined
 async function agentFor(ctx: DaemonContext, vm: string, signal?: AbortSignal): Promise<AgentClient> {
   return runningAgent(ctx, vm, signal);
 }
-
 
 /**
  * Bridges a session to the call: scrollback then live output as `out` events, `$/input`

@@ -6,16 +6,40 @@ import type { KernelRecord, OperationRecord, VmRecord } from "../store/index.ts"
 
 export function vmView(r: VmRecord): VmView {
   return {
-    name: r.name, id: r.id, state: r.state, image: r.image, kernel: r.kernel, vmm: r.vmm, cpus: r.cpus,
-    memoryBytes: r.memoryBytes, diskBytes: r.diskBytes, pid: r.pid, ip: r.ip, error: r.error, config: r.config,
-    createdAt: r.createdAt, startedAt: r.startedAt, net: r.net, netPeer: r.netPeer, tap: r.tap, stateReason: r.stateReason,
+    name: r.name,
+    id: r.id,
+    state: r.state,
+    image: r.image,
+    kernel: r.kernel,
+    vmm: r.vmm,
+    cpus: r.cpus,
+    memoryBytes: r.memoryBytes,
+    diskBytes: r.diskBytes,
+    pid: r.pid,
+    ip: r.ip,
+    error: r.error,
+    config: r.config,
+    createdAt: r.createdAt,
+    startedAt: r.startedAt,
+    net: r.net,
+    netPeer: r.netPeer,
+    tap: r.tap,
+    stateReason: r.stateReason,
   };
 }
 
 export function kernelView(r: KernelRecord): KernelView {
   return {
-    name: r.name, source: r.source, kernelVersion: r.kernelVersion, distro: r.distro, arch: r.arch, vmlinuxSha256: r.vmlinuxSha256,
-    hasInitrd: r.hasInitrd, modules: r.modules, sizeBytes: r.sizeBytes, createdAt: r.createdAt,
+    name: r.name,
+    source: r.source,
+    kernelVersion: r.kernelVersion,
+    distro: r.distro,
+    arch: r.arch,
+    vmlinuxSha256: r.vmlinuxSha256,
+    hasInitrd: r.hasInitrd,
+    modules: r.modules,
+    sizeBytes: r.sizeBytes,
+    createdAt: r.createdAt,
   };
 }
 

@@ -18,8 +18,8 @@ const WATCHED_STATES = new Set(["running", "paused"]);
 
 /** Routes the runtime's VMM events to the store; called once the context exists. */
 export function watchVms(ctx: DaemonContext): void {
-  ctx.runtime.onVmmEvent = (name, handle, event) => void onVmmEvent(ctx, name, handle, event).catch((err: unknown) =>
-    ctx.log.warn("vm event not recorded", { vm: name, event: event.kind, error: errorLine(err) }));
+  ctx.runtime.onVmmEvent = (name, handle, event) =>
+    void onVmmEvent(ctx, name, handle, event).catch((err: unknown) => ctx.log.warn("vm event not recorded", { vm: name, event: event.kind, error: errorLine(err) }));
 }
 
 /**

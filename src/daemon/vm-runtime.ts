@@ -32,7 +32,10 @@ export class VmRuntime {
   setHandle(name: string, handle: VmHandle): void {
     this.unwatch.get(name)?.();
     this.handles.set(name, handle);
-    this.unwatch.set(name, handle.watch((event) => this.onVmmEvent(name, handle, event)));
+    this.unwatch.set(
+      name,
+      handle.watch((event) => this.onVmmEvent(name, handle, event)),
+    );
   }
 
   handle(name: string): VmHandle | undefined {
@@ -46,7 +49,10 @@ export class VmRuntime {
     this.handles.delete(name);
     const agent = this.agents.get(name);
     this.agents.delete(name);
-    void agent?.then((a) => a.close(), () => undefined);
+    void agent?.then(
+      (a) => a.close(),
+      () => undefined,
+    );
   }
 
   /** The VM's agent connection, made on first use and shared until it drops. */

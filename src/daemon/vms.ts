@@ -43,7 +43,6 @@ export interface CreateParams {
   netPeer?: boolean;
 }
 
-
 /** The disk facts kept in the VM record's config. */
 interface VmDiskConfig {
   path: string;
@@ -81,7 +80,8 @@ async function pickVmm(ctx: DaemonContext, name: string): Promise<VmmName> {
 function resolveImageAndKernel(ctx: DaemonContext, p: CreateParams): { image: string; kernel: string } {
   const config = ctx.config();
   const imageName = p.image ?? chooseDefault(ctx, "image", config)?.name;
-  if (!imageName) throw invalidArgument(`no image given: ${noDefaultReason(ctx, "image")}`, "pass --image NAME, or `banger config set default_image NAME` (no image yet: `banger image build --preset busybox`)");
+  if (!imageName)
+    throw invalidArgument(`no image given: ${noDefaultReason(ctx, "image")}`, "pass --image NAME, or `banger config set default_image NAME` (no image yet: `banger image build --preset busybox`)");
   validateName("image", imageName);
   const image = ctx.store.getImage(imageName);
   if (!image) throw notFound(`image ${imageName}`, "see `banger image list`, or `banger image pull`");
@@ -106,9 +106,21 @@ export async function createVm(ctx: DaemonContext, p: CreateParams, call: CallEn
       await ctx.network.prepare(net);
       // allocate() and insertVm() in one tick: no other create can take the same address.
       ctx.store.insertVm({
-        name, id, state: "creating", image, kernel, vmm,
-        cpus: p.cpus ?? DEFAULT_CPUS, memoryBytes: p.memoryBytes ?? DEFAULT_MEMORY_BYTES, diskBytes: 0,
-        pid: null, ip: ctx.network.allocate(net), error: null, config: {}, net, netPeer: p.netPeer ?? false,
+        name,
+        id,
+        state: "creating",
+        image,
+        kernel,
+        vmm,
+        cpus: p.cpus ?? DEFAULT_CPUS,
+        memoryBytes: p.memoryBytes ?? DEFAULT_MEMORY_BYTES,
+        diskBytes: 0,
+        pid: null,
+        ip: ctx.network.allocate(net),
+        error: null,
+        config: {},
+        net,
+        netPeer: p.netPeer ?? false,
       });
       try {
         const disk = await makeRootDisk(ctx, name, image, vmm, paths.dir, p.diskBytes, call);

@@ -9,7 +9,6 @@ import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
 import type { DaemonContext } from "./context.ts";
 import { getVm } from "./vms.ts";
 
-
 const COMMIT = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
 
 function optionalCommit(p: unknown, key: string): string | null {

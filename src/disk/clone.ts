@@ -36,7 +36,13 @@ export async function cloneDisk(base: string, dest: string, strategy: CloneStrat
   const baseSize = await regularFileSize(base);
   const sizeBytes = opts.sizeBytes ?? baseSize;
   validateSize(sizeBytes, baseSize);
-  if (await lstat(dest).then(() => true, () => false)) throw alreadyExists(`disk ${dest} already exists`, "remove it first");
+  if (
+    await lstat(dest).then(
+      () => true,
+      () => false,
+    )
+  )
+    throw alreadyExists(`disk ${dest} already exists`, "remove it first");
   const staging = join(dirname(dest), `.${basename(dest)}.partial-${randomBytes(4).toString("hex")}`);
   try {
     const clone = await cloneInto(resolve(base), staging, strategy, sizeBytes, baseSize, opts.signal);
@@ -54,14 +60,7 @@ export async function allocatedBytes(path: string): Promise<number> {
   return (await stat(path)).blocks * 512;
 }
 
-async function cloneInto(
-  base: string,
-  staging: string,
-  strategy: CloneStrategy,
-  sizeBytes: number,
-  baseSize: number,
-  signal: AbortSignal | undefined,
-): Promise<DiskClone> {
+async function cloneInto(base: string, staging: string, strategy: CloneStrategy, sizeBytes: number, baseSize: number, signal: AbortSignal | undefined): Promise<DiskClone> {
   const grow = sizeBytes > baseSize;
   switch (strategy) {
     case "qcow2":
@@ -113,6 +112,10 @@ function typedSize(bytes: number): string {
 
 function validateSize(sizeBytes: number, baseSize: number): void {
   if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) throw invalidArgument(`disk size must be a positive number of bytes, got ${sizeBytes}`);
-  if (sizeBytes < baseSize) throw invalidArgument(`disk size ${humanBytes(sizeBytes)} is smaller than the image (${humanBytes(baseSize)})`, `pass --disk-size ${typedSize(baseSize)} or more, or leave it out (disks can grow, not shrink)`);
+  if (sizeBytes < baseSize)
+    throw invalidArgument(
+      `disk size ${humanBytes(sizeBytes)} is smaller than the image (${humanBytes(baseSize)})`,
+      `pass --disk-size ${typedSize(baseSize)} or more, or leave it out (disks can grow, not shrink)`,
+    );
   if (sizeBytes % 512 !== 0) throw invalidArgument(`disk size ${humanBytes(sizeBytes)} (${sizeBytes} bytes) is not a multiple of 512 bytes`, "pass --disk-size in whole KiB, MiB or GiB, e.g. 8G");
 }

@@ -43,7 +43,10 @@ after(() => home?.cleanup());
 describe("clone strategies", () => {
   test("detection reports every strategy with a reason, and sparse-copy always works", async () => {
     const reports = await detectCloneStrategies(home.home);
-    assert.deepEqual(reports.map((r) => r.strategy), ["qcow2", "reflink", "dm-snapshot", "sparse-copy"]);
+    assert.deepEqual(
+      reports.map((r) => r.strategy),
+      ["qcow2", "reflink", "dm-snapshot", "sparse-copy"],
+    );
     for (const r of reports) assert.ok(r.reason.length > 0);
     assert.equal(reports.find((r) => r.strategy === "sparse-copy")?.available, true);
   });
@@ -112,8 +115,10 @@ describe("cloneDisk", () => {
   test("bad requests fail clearly and leave nothing behind", async () => {
     const dest = join(home.home, "bad.ext4");
     // Sizes as the user reads and types them, and the flag that sets them.
-    await assert.rejects(cloneDisk(small, dest, "sparse-copy", { sizeBytes: 32 * MiB }), (e: unknown) =>
-      e instanceof BangerError && /^disk size 32 MiB is smaller than the image \(64 MiB\)$/.test(e.message) && /--disk-size 64M or more/.test(e.hint ?? ""));
+    await assert.rejects(
+      cloneDisk(small, dest, "sparse-copy", { sizeBytes: 32 * MiB }),
+      (e: unknown) => e instanceof BangerError && /^disk size 32 MiB is smaller than the image \(64 MiB\)$/.test(e.message) && /--disk-size 64M or more/.test(e.hint ?? ""),
+    );
     await assert.rejects(cloneDisk(join(home.home, "nope"), dest, "qcow2"), /not found/);
     await assert.rejects(cloneDisk(small, join(home.home, "vm1.qcow2"), "qcow2"), /already exists/);
     // Growing a raw file that is not ext4 fails in e2fsck/resize2fs: no partial clone stays.
@@ -121,6 +126,9 @@ describe("cloneDisk", () => {
     await writeFile(junk, Buffer.alloc(MiB));
     await assert.rejects(cloneDisk(junk, dest, "sparse-copy", { sizeBytes: 2 * MiB }), BangerError);
     assert.deepEqual(await leftovers(home.home), []);
-    assert.deepEqual((await readdir(home.home)).filter((n) => n === "bad.ext4"), []);
+    assert.deepEqual(
+      (await readdir(home.home)).filter((n) => n === "bad.ext4"),
+      [],
+    );
   });
 });

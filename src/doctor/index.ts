@@ -100,7 +100,12 @@ export async function runDoctor(paths: Paths, probes: DoctorProbes = {}): Promis
   const kvm = deviceCheck("kvm", "/dev/kvm", "hardware virtualization", "modprobe kvm_intel || modprobe kvm_amd (and enable virtualization in firmware)", false);
   if (kvm.status === "pass" && probes.kvmSpeed) {
     const speed = await probes.kvmSpeed();
-    if (!speed.fast) Object.assign(kvm, { status: "warn", detail: `${kvm.detail}; ${speed.detail}`, fix: "nothing required (VMs run under TCG); for full speed use a host with hardware virtualization, or BANGER_ACCEL=kvm to force KVM" });
+    if (!speed.fast)
+      Object.assign(kvm, {
+        status: "warn",
+        detail: `${kvm.detail}; ${speed.detail}`,
+        fix: "nothing required (VMs run under TCG); for full speed use a host with hardware virtualization, or BANGER_ACCEL=kvm to force KVM",
+      });
     else kvm.detail = `${kvm.detail}; ${speed.detail}`;
   } else if (kvm.status !== "pass") {
     kvm.detail += "; VMs will run under QEMU TCG (slower)";
@@ -153,7 +158,9 @@ function vmmCheck(v: VmmVerdict): Check {
 /** Names under `dir` holding `file` (installed kernels or images; staging dirs start with a dot); undefined when unreadable. */
 function installedNames(dir: string, file: string): string[] | undefined {
   try {
-    return readdirSync(dir).filter((n) => isValidName(n) && existsSync(join(dir, n, file))).sort();
+    return readdirSync(dir)
+      .filter((n) => isValidName(n) && existsSync(join(dir, n, file)))
+      .sort();
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === "ENOENT" ? [] : undefined;
   }
@@ -168,10 +175,19 @@ function firstVmCheck(paths: Paths): Check {
   const missing = [...(kernels.length ? [] : ["kernel"]), ...(images.length ? [] : ["image"])];
   if (missing.length > 0) {
     const fix = [...(kernels.length ? [] : ["banger kernel import --debian"]), ...(images.length ? [] : ["banger image build --preset busybox"])].join(" && ");
-    return { name, status: "warn", detail: `no ${missing.join(" and no ")} yet: a first VM needs a kernel and an image`, fix: `${fix} (or just \`banger vm run\`, which offers to build what is missing)`, neededToBoot: false };
+    return {
+      name,
+      status: "warn",
+      detail: `no ${missing.join(" and no ")} yet: a first VM needs a kernel and an image`,
+      fix: `${fix} (or just \`banger vm run\`, which offers to build what is missing)`,
+      neededToBoot: false,
+    };
   }
   const config = readableConfig(paths);
-  for (const [key, have, kind] of [["default_kernel", kernels, "kernel"], ["default_image", images, "image"]] as const) {
+  for (const [key, have, kind] of [
+    ["default_kernel", kernels, "kernel"],
+    ["default_image", images, "image"],
+  ] as const) {
     const named = config[key];
     if (named && !have.includes(named)) {
       return { name, status: "warn", detail: `${key} names ${kind} ${named}, which is not here (${kind}s: ${have.join(", ")})`, fix: `banger config set ${key} ${have[0]}`, neededToBoot: false };
@@ -180,8 +196,20 @@ function firstVmCheck(paths: Paths): Check {
   const chosen = (key: "default_kernel" | "default_image", have: string[]) => config[key] ?? (have.length === 1 ? have[0] : undefined);
   const kernel = chosen("default_kernel", kernels);
   const image = chosen("default_image", images);
-  if (!image) return { name, status: "warn", detail: `${images.length} images (${images.join(", ")}) and no default_image: VMs need --image`, fix: `banger config set default_image ${images[0]}`, neededToBoot: false };
-  return { name, status: "pass", detail: `image ${image}${kernel ? `, kernel ${kernel}` : ""} (${kernels.length} kernel${kernels.length === 1 ? "" : "s"}, ${images.length} image${images.length === 1 ? "" : "s"})`, neededToBoot: false };
+  if (!image)
+    return {
+      name,
+      status: "warn",
+      detail: `${images.length} images (${images.join(", ")}) and no default_image: VMs need --image`,
+      fix: `banger config set default_image ${images[0]}`,
+      neededToBoot: false,
+    };
+  return {
+    name,
+    status: "pass",
+    detail: `image ${image}${kernel ? `, kernel ${kernel}` : ""} (${kernels.length} kernel${kernels.length === 1 ? "" : "s"}, ${images.length} image${images.length === 1 ? "" : "s"})`,
+    neededToBoot: false,
+  };
 }
 
 /** Staging and temp files killed builds, imports and pulls left under the root, and the space they hold. */
@@ -189,9 +217,15 @@ async function leftoversCheck(paths: Paths): Promise<Check> {
   const left = await findLeftovers(paths);
   if (left.length === 0) return { name: "leftovers", status: "pass", detail: `no staging or temp files left under ${paths.root}`, neededToBoot: false };
   const bytes = left.reduce((n, l) => n + l.bytes, 0);
-  const shown = left.slice(0, 3).map((l) => l.path).join(", ") + (left.length > 3 ? ", ..." : "");
+  const shown =
+    left
+      .slice(0, 3)
+      .map((l) => l.path)
+      .join(", ") + (left.length > 3 ? ", ..." : "");
   return {
-    name: "leftovers", status: "warn", neededToBoot: false,
+    name: "leftovers",
+    status: "warn",
+    neededToBoot: false,
     detail: `${left.length} staging/temp file(s) of interrupted operations hold ${humanBytes(bytes)}: ${shown}`,
     fix: "restart the daemon (`banger daemon stop`; the next command starts it): it removes them at start (unless an operation is running now)",
   };

@@ -101,7 +101,10 @@ describe("guest agent over a Unix socket", () => {
   test("exec honours env and cwd, and a missing command is a clear error", async () => {
     const h = await client.exec({ argv: ["sh", "-c", 'echo "$FOO $(pwd)"'], env: { FOO: "bar" }, cwd: home });
     assert.equal(await text(h.stdout), `bar ${home}\n`);
-    await assert.rejects(client.exec({ argv: ["no-such-command-xyz"] }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.CommandNotFound && e.message === "no-such-command-xyz: command not found");
+    await assert.rejects(
+      client.exec({ argv: ["no-such-command-xyz"] }),
+      (e: unknown) => e instanceof BangerError && e.code === ErrorCode.CommandNotFound && e.message === "no-such-command-xyz: command not found",
+    );
     await assert.rejects(client.exec({ argv: ["/etc"] }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.NotExecutable && e.message === "/etc: is a directory");
     await assert.rejects(client.exec({ argv: ["true"], cwd: "/nonexist" }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.NotFound && e.message === "no such directory: /nonexist");
   });
@@ -233,7 +236,13 @@ describe("guest agent over a Unix socket", () => {
     await assert.rejects(client.putFiles(dest, makeTar([{ name: "../escaped", body: "x" }])), /escapes the destination/);
     assert.equal(existsSync(join(home, "escaped")), false);
     await assert.rejects(
-      client.putFiles(dest, makeTar([{ name: "out", type: "symlink", linkname: home }, { name: "out/via-link", body: "x" }])),
+      client.putFiles(
+        dest,
+        makeTar([
+          { name: "out", type: "symlink", linkname: home },
+          { name: "out/via-link", body: "x" },
+        ]),
+      ),
       /through the symlink/,
     );
     assert.equal(existsSync(join(home, "via-link")), false);

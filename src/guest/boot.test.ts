@@ -62,7 +62,7 @@ describe("agent as PID 1 in a real VM (QEMU TCG, virtio-serial)", { skip }, () =
     await copyFile(agent, join(initrd, "init"));
     for (const m of MODULES) await copyFile(await findModule(kernel.modulesDir, m), join(initrd, "lib/banger/modules", `${m}.ko`));
     await writeFile(join(initrd, "lib/banger/modules.list"), `# loaded in order\n${MODULES.join("\n")}\n`);
-    await runChecked(["sh", "-c", "cd \"$1\" && find . | cpio -o -H newc --quiet > \"$2\"", "sh", initrd, join(home, "initrd.cpio")]);
+    await runChecked(["sh", "-c", 'cd "$1" && find . | cpio -o -H newc --quiet > "$2"', "sh", initrd, join(home, "initrd.cpio")]);
 
     const root = join(home, "root");
     for (const d of ["bin", "sbin", "etc", "root", "proc", "sys", "dev", "run", "tmp", "work"]) await mkdir(join(root, d), { recursive: true });
@@ -88,15 +88,38 @@ describe("agent as PID 1 in a real VM (QEMU TCG, virtio-serial)", { skip }, () =
     qemu = spawn(
       "qemu-system-x86_64",
       [
-        "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on", "-accel", "tcg", "-m", "512", "-smp", "1",
-        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
-        "-kernel", kernel.vmlinuz, "-initrd", join(home, "initrd.cpio"),
+        "-M",
+        "microvm,x-option-roms=off,isa-serial=on,rtc=on",
+        "-accel",
+        "tcg",
+        "-m",
+        "512",
+        "-smp",
+        "1",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-serial",
+        "stdio",
+        "-kernel",
+        kernel.vmlinuz,
+        "-initrd",
+        join(home, "initrd.cpio"),
         // tsc_early_khz: TCG's PIT-based TSC calibration can hang on a loaded host.
-        "-append", `console=ttyS0 rdinit=/init panic=-1 tsc_early_khz=2600000 banger.root=/dev/vda banger.hostname=bootcheck ${extra}`,
-        "-drive", `id=root,file=${disk},format=raw,if=none`, "-device", "virtio-blk-device,drive=root",
-        "-device", "virtio-serial-device",
-        "-chardev", `socket,id=agent,path=${sock},server=on,wait=off`,
-        "-device", `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
+        "-append",
+        `console=ttyS0 rdinit=/init panic=-1 tsc_early_khz=2600000 banger.root=/dev/vda banger.hostname=bootcheck ${extra}`,
+        "-drive",
+        `id=root,file=${disk},format=raw,if=none`,
+        "-device",
+        "virtio-blk-device,drive=root",
+        "-device",
+        "virtio-serial-device",
+        "-chardev",
+        `socket,id=agent,path=${sock},server=on,wait=off`,
+        "-device",
+        `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
       ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );

@@ -53,7 +53,10 @@ class Inbound {
   private granted = 0;
   /** Why no more data may come: the agent's EOF, or the kind has no such stream. */
   private ended: string | undefined;
-  constructor(private readonly ch: Channel, private readonly stream: Stream) {
+  constructor(
+    private readonly ch: Channel,
+    private readonly stream: Stream,
+  ) {
     this.readable = new Readable({ highWaterMark: INITIAL_WINDOW, read: () => this.onRead() });
   }
 
@@ -126,7 +129,11 @@ export class Channel {
   private failure: unknown;
   private resultSeen = false;
 
-  constructor(readonly host: ChannelHost, readonly id: number, readonly kind: string) {
+  constructor(
+    readonly host: ChannelHost,
+    readonly id: number,
+    readonly kind: string,
+  ) {
     this.inbound = [undefined, new Inbound(this, Stream.Out), new Inbound(this, Stream.Err)];
     const has = OUTPUT_STREAMS[kind] ?? [];
     for (const s of [Stream.Out, Stream.Err] as const) if (!has.includes(s)) this.inbound[s].end(", which has no such stream");

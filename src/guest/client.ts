@@ -1,7 +1,7 @@
 // The host's agent client: the typed operations of the guest agent protocol (health, user,
 // exec with PTY, files as tar, ports, stats, shutdown, tcp, detached sessions) on one
 // multiplexed connection (mux.ts). Every reply is validated (messages.ts) before use.
-import { Duplex, Readable, Writable } from "node:stream";
+import { Duplex, Readable, type Writable } from "node:stream";
 import { constants as osConstants } from "node:os";
 import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
 import { BULK_CHUNK, Stream, protocolError } from "./frame.ts";
@@ -148,7 +148,10 @@ export async function connectAgent(stream: Duplex, opts: ConnectOptions = {}): P
 class Client implements AgentClient {
   readonly done: Promise<BangerError | undefined>;
 
-  constructor(private readonly mux: Mux, readonly info: AgentInfo) {
+  constructor(
+    private readonly mux: Mux,
+    readonly info: AgentInfo,
+  ) {
     this.done = mux.done;
   }
 
@@ -268,7 +271,10 @@ class Client implements AgentClient {
   }
 
   /** Opens a channel that streams a session's output; resolves once the agent accepted it. */
-  private async openSessionStream(kind: "session.attach" | "session.logs", params: Record<string, unknown>): Promise<{ ch: Channel; opened: { pid: number; tty: boolean }; done: Promise<SessionInfo | undefined>; stop: () => void }> {
+  private async openSessionStream(
+    kind: "session.attach" | "session.logs",
+    params: Record<string, unknown>,
+  ): Promise<{ ch: Channel; opened: { pid: number; tty: boolean }; done: Promise<SessionInfo | undefined>; stop: () => void }> {
     this.requireSessions();
     const ch = this.mux.open(kind, params);
     const opened = (await this.mux.withTimeout(ch.opened.promise, kind, ch)) as { pid?: unknown; tty?: unknown } | undefined;

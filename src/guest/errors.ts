@@ -3,13 +3,11 @@
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { parseJSON } from "./messages.ts";
 
-export const closedError = () =>
-  new BangerError(ErrorCode.Unavailable, "guest agent connection closed", "check the VM is running: banger vm ls");
+export const closedError = () => new BangerError(ErrorCode.Unavailable, "guest agent connection closed", "check the VM is running: banger vm ls");
 
 export function timeoutError(what: string, ms: number): BangerError {
   return new BangerError(ErrorCode.Timeout, `guest agent did not answer ${what} within ${ms} ms`, "check the VM console log: banger vm logs");
 }
-
 
 /** The agent's reasons a command did not start (exec, session.start): see agent/PROTOCOL.md. */
 const START_FAILURES: Record<string, { code: ErrorCode; hint?: string }> = {
@@ -33,8 +31,7 @@ export function agentError(payload: Buffer, what: string): BangerError {
   // Why a command did not start: the guest's own words are the whole message, like a shell's.
   const cause = START_FAILURES[code];
   if (cause) return new BangerError(cause.code, line, cause.hint);
-  const errCode =
-    code === "not_found" ? ErrorCode.NotFound : code === "invalid" ? ErrorCode.InvalidArgument : code === "exists" ? ErrorCode.AlreadyExists : ErrorCode.Failed;
+  const errCode = code === "not_found" ? ErrorCode.NotFound : code === "invalid" ? ErrorCode.InvalidArgument : code === "exists" ? ErrorCode.AlreadyExists : ErrorCode.Failed;
   return new BangerError(errCode, `guest agent: ${what}: ${line}`, code === "protocol" ? "the host and agent disagree on the protocol; rebuild the image's agent" : undefined);
 }
 

@@ -52,22 +52,21 @@ const plain = (o: Outcome) => (o.error ? { error: o.error } : { frames: o.frames
 const BIG_FILL = Object.assign(Buffer.alloc(HEADER_SIZE + MAX_PAYLOAD, 0x01), { [fc.toStringMethod]: () => "BIG_FILL" });
 
 /** Bytes that are mostly frame-shaped: valid headers announcing any length (up to 4 GiB), junk, and payload bytes. */
-const hostileBytes = fc
-  .array(
-    fc.oneof(
-      frameArb.map((f) => encodeFrame(f.channel, f.type, f.payload, f.stream)),
-      fc.record({ len: fc.oneof(fc.nat({ max: 0xffffffff }), fc.constantFrom(MAX_PAYLOAD, MAX_PAYLOAD + 1)), type: fc.nat({ max: 12 }), stream: fc.nat({ max: 3 }) }).map(({ len, type, stream }) => {
-        const h = Buffer.alloc(HEADER_SIZE);
-        h.writeUInt32BE(len, 0);
-        h.writeUInt8(type, 8);
-        h.writeUInt8(stream, 9);
-        return h;
-      }),
-      fc.uint8Array({ maxLength: 64 }).map((a) => Buffer.from(a)),
-      { arbitrary: fc.constant(BIG_FILL), weight: 1 }, // enough to exceed a frame: a decoder that buffers before checking the length shows
-    ),
-    { maxLength: 12 },
-  ); // parts, concatenated in the property: a counterexample then prints readably
+const hostileBytes = fc.array(
+  fc.oneof(
+    frameArb.map((f) => encodeFrame(f.channel, f.type, f.payload, f.stream)),
+    fc.record({ len: fc.oneof(fc.nat({ max: 0xffffffff }), fc.constantFrom(MAX_PAYLOAD, MAX_PAYLOAD + 1)), type: fc.nat({ max: 12 }), stream: fc.nat({ max: 3 }) }).map(({ len, type, stream }) => {
+      const h = Buffer.alloc(HEADER_SIZE);
+      h.writeUInt32BE(len, 0);
+      h.writeUInt8(type, 8);
+      h.writeUInt8(stream, 9);
+      return h;
+    }),
+    fc.uint8Array({ maxLength: 64 }).map((a) => Buffer.from(a)),
+    { arbitrary: fc.constant(BIG_FILL), weight: 1 }, // enough to exceed a frame: a decoder that buffers before checking the length shows
+  ),
+  { maxLength: 12 },
+); // parts, concatenated in the property: a counterexample then prints readably
 
 describe("frame decoder properties", () => {
   test("any chunking of a valid frame stream decodes to the same frames, and nothing is left over", () => {

@@ -79,11 +79,7 @@ export function encodeJSON(channel: number, type: FrameType, value: unknown): Bu
 }
 
 export function protocolError(detail: string): BangerError {
-  return new BangerError(
-    ErrorCode.Integrity,
-    `guest agent protocol violation: ${detail}`,
-    "the guest agent misbehaved or is not a banger agent; restart the VM",
-  );
+  return new BangerError(ErrorCode.Integrity, `guest agent protocol violation: ${detail}`, "the guest agent misbehaved or is not a banger agent; restart the VM");
 }
 
 /** Splits a byte stream into frames. Never holds more than one maximal frame of input. */

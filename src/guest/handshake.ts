@@ -67,7 +67,10 @@ class HelloScanner {
   private buf = Buffer.alloc(0);
   private skipped = 0;
   private readonly want = magic(PROTO_VERSION);
-  constructor(private readonly nonce: string, private readonly serial: boolean) {}
+  constructor(
+    private readonly nonce: string,
+    private readonly serial: boolean,
+  ) {}
 
   push(chunk: Buffer): { info: AgentInfo; rest: Buffer } | undefined {
     this.buf = Buffer.concat([this.buf, chunk]);

@@ -137,7 +137,11 @@ export class Mux implements ChannelHost {
     const id = this.nextId++;
     const request = Buffer.from(JSON.stringify({ ...params, kind }));
     if (request.length > MAX_PAYLOAD) {
-      throw new BangerError(ErrorCode.InvalidArgument, `${kind} request is ${request.length} bytes; the agent protocol allows ${MAX_PAYLOAD}`, "pass large data through stdin or files instead of argv/env");
+      throw new BangerError(
+        ErrorCode.InvalidArgument,
+        `${kind} request is ${request.length} bytes; the agent protocol allows ${MAX_PAYLOAD}`,
+        "pass large data through stdin or files instead of argv/env",
+      );
     }
     const ch = new Channel(this, id, kind);
     this.channels.set(id, ch);

@@ -92,7 +92,10 @@ describe("untrusted peers", () => {
   });
 
   test("a peer that never replies times out the request", async () => {
-    const path = await peer("mute.sock", helloThen(() => undefined));
+    const path = await peer(
+      "mute.sock",
+      helloThen(() => undefined),
+    );
     const client = await connectAgent(await dialUnix(path), { replyTimeoutMs: 100 });
     await assert.rejects(client.ports(), isBanger(ErrorCode.Timeout, /ports/));
     client.close();

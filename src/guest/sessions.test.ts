@@ -91,7 +91,10 @@ describe("guest sessions over a Unix socket", () => {
     assert.deepEqual(final?.exit, { signal: "SIGTERM", signalNumber: 15 });
     assert.equal((await second.sessionList()).find((s) => s.name === "echoer")?.state, "exited", "an exited session stays listed");
     assert.deepEqual(await second.sessionKill("echoer"), { removed: true });
-    assert.equal((await second.sessionList()).some((s) => s.name === "echoer"), false);
+    assert.equal(
+      (await second.sessionList()).some((s) => s.name === "echoer"),
+      false,
+    );
   });
 
   test("runs under a PTY by default; attach follows resize and reports the exit status", async () => {
@@ -116,7 +119,10 @@ describe("guest sessions over a Unix socket", () => {
     pids.push(pid);
     await assert.rejects(c.sessionStart({ name: "dup", argv: ["true"] }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.AlreadyExists);
     await assert.rejects(c.sessionStart({ name: "bad/name", argv: ["true"] }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.InvalidArgument);
-    await assert.rejects(c.sessionStart({ name: "ghost", argv: ["no-such-cmd-xyz"] }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.CommandNotFound && e.message === "no-such-cmd-xyz: command not found");
+    await assert.rejects(
+      c.sessionStart({ name: "ghost", argv: ["no-such-cmd-xyz"] }),
+      (e: unknown) => e instanceof BangerError && e.code === ErrorCode.CommandNotFound && e.message === "no-such-cmd-xyz: command not found",
+    );
     await assert.rejects(c.sessionAttach("nobody"), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.NotFound);
     await assert.rejects(c.sessionRemove("dup"), /still running/);
     await c.sessionRemove("dup", { force: true });

@@ -90,7 +90,12 @@ async function timeKvmGuest(timeoutMs: number): Promise<{ fast: boolean; detail:
     // isa-debug-exit makes QEMU exit with (value << 1) | 1 = 1 for value 0.
     if (res.code !== 1) {
       if (kvmMs >= timeoutMs) return { fast: false, kvmMs, detail: `KVM is slow here (a tiny guest did not finish in ${timeoutMs} ms; nested virtualization?): using TCG` };
-      const why = res.stderr.trim().split("\n").filter((l) => !l.includes("warning")).pop() ?? `exit status ${res.code}`;
+      const why =
+        res.stderr
+          .trim()
+          .split("\n")
+          .filter((l) => !l.includes("warning"))
+          .pop() ?? `exit status ${res.code}`;
       return { fast: false, kvmMs, detail: `KVM probe failed (${why}): using TCG` };
     }
     if (kvmMs > FAST_THRESHOLD_MS) return { fast: false, kvmMs, detail: `KVM is slow here (tiny guest took ${kvmMs} ms): using TCG` };
@@ -103,12 +108,20 @@ async function timeKvmGuest(timeoutMs: number): Promise<{ fast: boolean; detail:
 function probeArgv(qemu: string, firmware: string): string[] {
   return [
     qemu,
-    "-M", "microvm,x-option-roms=off,rtc=off,isa-serial=off,pit=off,pic=off",
-    "-accel", "kvm",
-    "-nodefaults", "-no-user-config", "-display", "none",
-    "-m", "16",
-    "-bios", firmware,
-    "-device", "isa-debug-exit,iobase=0xf4,iosize=1",
+    "-M",
+    "microvm,x-option-roms=off,rtc=off,isa-serial=off,pit=off,pic=off",
+    "-accel",
+    "kvm",
+    "-nodefaults",
+    "-no-user-config",
+    "-display",
+    "none",
+    "-m",
+    "16",
+    "-bios",
+    firmware,
+    "-device",
+    "isa-debug-exit,iobase=0xf4,iosize=1",
     "-no-reboot",
   ];
 }

@@ -90,10 +90,29 @@ async function assertRejected(members: RawMember[] | Buffer, message: RegExp) {
 
 test("an image bundle holds exactly rootfs.ext4 and manifest.json, as regular files", async () => {
   const m = JSON.stringify(manifest);
-  await assertRejected([{ name: "rootfs.ext4", content: rootfs }, { name: "manifest.json", content: m }, { name: "extra", content: "x" }], /"extra": an image bundle holds only rootfs.ext4 and manifest.json/);
-  await assertRejected([{ name: "rootfs.ext4", type: "symlink", linkname: "manifest.json" }, { name: "manifest.json", content: m }], /"rootfs.ext4": rootfs.ext4 must be a regular file/);
+  await assertRejected(
+    [
+      { name: "rootfs.ext4", content: rootfs },
+      { name: "manifest.json", content: m },
+      { name: "extra", content: "x" },
+    ],
+    /"extra": an image bundle holds only rootfs.ext4 and manifest.json/,
+  );
+  await assertRejected(
+    [
+      { name: "rootfs.ext4", type: "symlink", linkname: "manifest.json" },
+      { name: "manifest.json", content: m },
+    ],
+    /"rootfs.ext4": rootfs.ext4 must be a regular file/,
+  );
   await assertRejected([{ name: "manifest.json", content: m }], /image bundle: missing rootfs.ext4/);
-  await assertRejected([{ name: "rootfs.ext4", content: rootfs }, { name: "rootfs.ext4", content: rootfs }], /duplicated member/);
+  await assertRejected(
+    [
+      { name: "rootfs.ext4", content: rootfs },
+      { name: "rootfs.ext4", content: rootfs },
+    ],
+    /duplicated member/,
+  );
 });
 
 test("the manifest is validated and the rootfs must be ext4", async () => {
@@ -109,6 +128,9 @@ test("an OCI reference is simply not in the catalog; image entries may carry ker
   const catalog = parseCatalog(JSON.stringify({ version: 1, entries: [{ ...e, kernel_ref: "debian-6.1" }] }), "t");
   assert.equal(catalog.entries[0]?.kernel_ref, "debian-6.1");
   assert.equal(lookup(catalog, "docker.io/library/debian:12"), undefined);
-  assert.throws(() => lookupName(catalog, "debian:12"), (err: BangerError) => err.code === ErrorCode.InvalidArgument);
+  assert.throws(
+    () => lookupName(catalog, "debian:12"),
+    (err: BangerError) => err.code === ErrorCode.InvalidArgument,
+  );
   assert.throws(() => parseCatalog(JSON.stringify({ version: 1, entries: [{ ...e, kernel_ref: "a b" }] }), "t"), /t: entries\[0\].kernel_ref: expected a name/);
 });

@@ -157,7 +157,10 @@ describe("kernel import: hostile module trees and packages", () => {
 
   it("a .deb whose ar member name holds C1 controls: the message shows it escaped", async () => {
     const deb = join(root, "c1.deb");
-    const member = Buffer.concat([Buffer.from("\x9b2J\x85/", "latin1"), Buffer.from(["".padEnd(11), "0".padEnd(12), "0".padEnd(6), "0".padEnd(6), "100644".padEnd(8), "999".padEnd(10), "`\n"].join(""))]);
+    const member = Buffer.concat([
+      Buffer.from("\x9b2J\x85/", "latin1"),
+      Buffer.from(["".padEnd(11), "0".padEnd(12), "0".padEnd(6), "0".padEnd(6), "100644".padEnd(8), "999".padEnd(10), "`\n"].join("")),
+    ]);
     writeFileSync(deb, Buffer.concat([Buffer.from("!<arch>\n"), member, Buffer.from("short")]));
     await rejectsClean(deb, /ar member "\\u009b2J\\u0085" is truncated/);
   });

@@ -89,7 +89,9 @@ describe("importKernel from Debian's cloud kernel package", () => {
   });
 
   it("generates an initramfs that cpio reads, with the agent as /init and the module list", () => {
-    const listing = execFileSync("cpio", ["-t", "--quiet", "-F", join(dir, "initrd.img")], { encoding: "utf8" }).trim().split("\n");
+    const listing = execFileSync("cpio", ["-t", "--quiet", "-F", join(dir, "initrd.img")], { encoding: "utf8" })
+      .trim()
+      .split("\n");
     for (const p of ["init", "dev/console", "proc", "sys", "newroot", "lib/banger/modules.list"]) assert.ok(listing.includes(p), `${p} in initramfs`);
     for (const m of manifest.modules) assert.ok(listing.includes(`lib/banger/modules/${m}.ko`), `${m}.ko in initramfs`);
     const out = mkdtempSync(join(home, "cpio-"));

@@ -68,9 +68,7 @@ export async function importKernel(source: string, opts: ImportKernelOptions): P
   const shown = opts.label ?? src;
   // Replacing an existing kernel is the daemon's journaled swap (daemon/replace.ts), not ours.
   const manifest = await publishDir(dest, async (staging) => {
-    const parts = st.isDirectory()
-      ? await importDirectory(src, shown, staging, agentPath, progress, opts.signal)
-      : await importDeb(src, shown, staging, agentPath, progress, opts.signal);
+    const parts = st.isDirectory() ? await importDirectory(src, shown, staging, agentPath, progress, opts.signal) : await importDeb(src, shown, staging, agentPath, progress, opts.signal);
     const m: KernelManifest = {
       name,
       source: `import:${shown}`,

@@ -121,9 +121,18 @@ export interface BootInitramfsOptions {
 export async function bootInitramfs(opts: BootInitramfsOptions): Promise<string> {
   if (!(await isBangerInitramfs(opts.initrd))) return opts.initrd;
   const [a, b] = await Promise.all([stat(opts.initrd), stat(opts.agentPath)]);
-  const key = createHash("sha256").update(JSON.stringify([opts.initrd, a.size, a.mtimeMs, a.ino, opts.agentPath, b.size, b.mtimeMs, b.ino])).digest("hex").slice(0, 16);
+  const key = createHash("sha256")
+    .update(JSON.stringify([opts.initrd, a.size, a.mtimeMs, a.ino, opts.agentPath, b.size, b.mtimeMs, b.ino]))
+    .digest("hex")
+    .slice(0, 16);
   const out = join(opts.cacheDir, `${opts.kernelName}-${key}.img`);
-  if (await stat(out).then(() => true, () => false)) return out;
+  if (
+    await stat(out).then(
+      () => true,
+      () => false,
+    )
+  )
+    return out;
   await mkdir(opts.cacheDir, { recursive: true });
   const tmp = `${out}.tmp-${process.pid}-${Date.now()}`;
   try {

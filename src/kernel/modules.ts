@@ -67,10 +67,18 @@ export async function scanModuleTree(dir: string): Promise<Map<string, ModuleFil
 /** Module names listed in modules.builtin ("kernel/fs/ext4/ext4.ko" -> "ext4"). */
 export async function readBuiltin(treeDir: string): Promise<Set<string>> {
   const path = join(treeDir, "modules.builtin");
-  const size = await stat(path).then((st) => st.size, () => 0);
+  const size = await stat(path).then(
+    (st) => st.size,
+    () => 0,
+  );
   if (size > MAX_BUILTIN_BYTES) throw invalidArgument(`modules.builtin is larger than ${MAX_BUILTIN_BYTES} bytes`);
   const text = await readFile(path, "utf8").catch(() => "");
-  return new Set(text.split("\n").filter(Boolean).map((l) => moduleNameOf(l.slice(l.lastIndexOf("/") + 1))));
+  return new Set(
+    text
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => moduleNameOf(l.slice(l.lastIndexOf("/") + 1))),
+  );
 }
 
 /** The NUL-separated key=value strings of an ELF64 little-endian module's .modinfo section. */
@@ -119,13 +127,7 @@ export interface ResolvedModules {
  * and returns them in load order. A dependency that is missing is an error; a wanted module
  * that is missing is reported (it is built in, or this kernel does not have it).
  */
-export async function collectModules(
-  available: Map<string, ModuleFile>,
-  builtin: Set<string>,
-  wanted: readonly string[],
-  outDir: string,
-  signal?: AbortSignal,
-): Promise<ResolvedModules> {
+export async function collectModules(available: Map<string, ModuleFile>, builtin: Set<string>, wanted: readonly string[], outDir: string, signal?: AbortSignal): Promise<ResolvedModules> {
   const order: string[] = [];
   const notFound: string[] = [];
   const state = new Map<string, "visiting" | "done">();
@@ -145,7 +147,10 @@ export async function collectModules(
     const tooMuch = left < MAX_MODULE_BYTES ? `the guest's modules decode to more than ${MAX_MODULES_TOTAL} bytes` : undefined;
     decoded += await decodeToFile(compressionOfName(file.path), await readBounded(file.path), out, Math.min(MAX_MODULE_BYTES, left), signal, tooMuch);
     const info = readModinfo(await readFile(out), relative(outDir, out));
-    const deps = (info.get("depends") ?? []).flatMap((d) => d.split(",")).filter(Boolean).map(moduleNameOf);
+    const deps = (info.get("depends") ?? [])
+      .flatMap((d) => d.split(","))
+      .filter(Boolean)
+      .map(moduleNameOf);
     const bad = deps.find((d) => !MODULE_NAME.test(d));
     if (bad !== undefined) throw invalidArgument(`module ${name} depends on ${shown(bad)}, which is not a module name`);
     for (const dep of deps) await visit(dep, name);

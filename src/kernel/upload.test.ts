@@ -22,7 +22,8 @@ function listFiles(dir: string): string[] {
 
 function tarOf(members: { name: string; type?: tar.Header["type"]; linkname?: string; body?: string }[]): Readable {
   const pack = tar.pack();
-  for (const m of members) pack.entry({ name: m.name, type: m.type ?? "file", linkname: m.linkname, mode: 0o644, ...(m.type === "character-device" ? { devmajor: 1, devminor: 3 } : {}) }, m.body ?? "");
+  for (const m of members)
+    pack.entry({ name: m.name, type: m.type ?? "file", linkname: m.linkname, mode: 0o644, ...(m.type === "character-device" ? { devmajor: 1, devminor: 3 } : {}) }, m.body ?? "");
   pack.finalize();
   return Readable.from(pack as AsyncIterable<Buffer>);
 }

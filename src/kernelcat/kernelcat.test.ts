@@ -9,7 +9,7 @@ import tar from "tar-stream";
 import { servedHome, sha256Hex } from "../../test/helpers.ts";
 import { makeTarZst } from "../bundle/index.ts";
 import { rawTarZst, type RawMember } from "../../test/kits/bundle.ts";
-import { BangerError, ErrorCode } from "../util/errors.ts";
+import { type BangerError, ErrorCode } from "../util/errors.ts";
 import { loadCatalog, lookup, parseCatalog, pullKernelBundle } from "./index.ts";
 
 const bed = servedHome();
@@ -40,7 +40,18 @@ function publish(bundle: Buffer, name = "debian-6.1") {
   bed.server.route(path, { body: bundle });
   const catalog = {
     version: 1,
-    entries: [{ name, distro: "debian", arch: "x86_64", kernel_version: "6.1.0-18-cloud-amd64", tarball_url: bed.server.url(path), tarball_sha256: sha256Hex(bundle), size_bytes: bundle.length, description: "Debian 12 cloud kernel" }],
+    entries: [
+      {
+        name,
+        distro: "debian",
+        arch: "x86_64",
+        kernel_version: "6.1.0-18-cloud-amd64",
+        tarball_url: bed.server.url(path),
+        tarball_sha256: sha256Hex(bundle),
+        size_bytes: bundle.length,
+        description: "Debian 12 cloud kernel",
+      },
+    ],
   };
   bed.server.route(`/catalog${n}.json`, { body: JSON.stringify(catalog) });
   return { catalogUrl: bed.server.url(`/catalog${n}.json`), path };
@@ -59,17 +70,20 @@ test("kernel pull through a URL override: files, manifest with recomputed sha256
   assert.ok(entry);
   const manifest = await pullKernelBundle(entry, d);
   const dir = join(d.kernelsDir, "debian-6.1");
-  assert.deepEqual({ ...manifest, pulled_at: "" }, {
-    name: "debian-6.1",
-    source: `pull:${entry.tarball_url}`,
-    vmlinux_sha256: sha256Hex(vmlinux),
-    kernel_version: "6.1.0-18-cloud-amd64",
-    distro: "debian",
-    arch: "x86_64",
-    has_initrd: true,
-    modules: true,
-    pulled_at: "",
-  });
+  assert.deepEqual(
+    { ...manifest, pulled_at: "" },
+    {
+      name: "debian-6.1",
+      source: `pull:${entry.tarball_url}`,
+      vmlinux_sha256: sha256Hex(vmlinux),
+      kernel_version: "6.1.0-18-cloud-amd64",
+      distro: "debian",
+      arch: "x86_64",
+      has_initrd: true,
+      modules: true,
+      pulled_at: "",
+    },
+  );
   assert.ok(!Number.isNaN(Date.parse(manifest.pulled_at)));
   assert.deepEqual(JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8")), manifest);
   assert.deepEqual(readFileSync(join(dir, "vmlinux")), vmlinux);
@@ -113,11 +127,29 @@ async function assertRejected(members: RawMember[] | Buffer, message: RegExp) {
 }
 
 test("kernel bundles hold only vmlinux, initrd.img and modules/", async () => {
-  await assertRejected([{ name: "vmlinux", content: "k" }, { name: "etc/passwd", content: "x" }], /kernel bundle: member "etc\/passwd": not part of a kernel bundle/);
+  await assertRejected(
+    [
+      { name: "vmlinux", content: "k" },
+      { name: "etc/passwd", content: "x" },
+    ],
+    /kernel bundle: member "etc\/passwd": not part of a kernel bundle/,
+  );
   await assertRejected([{ name: "initrd.img", content: "i" }], /kernel bundle: missing vmlinux/);
   await assertRejected([{ name: "vmlinux", type: "symlink", linkname: "initrd.img" }], /"vmlinux": vmlinux must be a regular file/);
-  await assertRejected([{ name: "vmlinux", content: "k" }, { name: "modules/build", type: "symlink", linkname: "/usr/src/linux" }], /"modules\/build": symlink target "\/usr\/src\/linux" is absolute/);
-  await assertRejected([{ name: "vmlinux", content: "k" }, { name: "modules/x", type: "symlink", linkname: "../../x" }], /escapes the root/);
+  await assertRejected(
+    [
+      { name: "vmlinux", content: "k" },
+      { name: "modules/build", type: "symlink", linkname: "/usr/src/linux" },
+    ],
+    /"modules\/build": symlink target "\/usr\/src\/linux" is absolute/,
+  );
+  await assertRejected(
+    [
+      { name: "vmlinux", content: "k" },
+      { name: "modules/x", type: "symlink", linkname: "../../x" },
+    ],
+    /escapes the root/,
+  );
   await assertRejected([{ name: "vmlinux", content: "" }], /vmlinux is empty/);
 });
 
@@ -209,5 +241,8 @@ test("overrides that cannot be read and bad names are clear errors", async () =>
   await assert.rejects(loadCatalog(bed.server.url("/huge.json")), /larger than 4194304 bytes/);
   const catalog = parseCatalog(JSON.stringify({ version: 1, entries: [good] }), "t");
   assert.equal(lookup(catalog, "nope"), undefined);
-  assert.throws(() => lookup(catalog, "bad/name"), (err: BangerError) => err.code === ErrorCode.InvalidArgument);
+  assert.throws(
+    () => lookup(catalog, "bad/name"),
+    (err: BangerError) => err.code === ErrorCode.InvalidArgument,
+  );
 });

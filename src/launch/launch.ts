@@ -137,9 +137,5 @@ async function waitForDaemon(paths: Paths, timeoutMs: number): Promise<Client> {
 }
 
 function unavailable(paths: Paths, err: unknown): BangerError {
-  return new BangerError(
-    ErrorCode.Unavailable,
-    `bangerd is not answering on ${paths.socket}: ${(err as Error).message}`,
-    `see ${paths.daemonStderr} and \`banger daemon logs\``,
-  );
+  return new BangerError(ErrorCode.Unavailable, `bangerd is not answering on ${paths.socket}: ${(err as Error).message}`, `see ${paths.daemonStderr} and \`banger daemon logs\``);
 }

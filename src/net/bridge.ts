@@ -82,4 +82,3 @@ export async function teardownBridge(target: NetTarget, name: string): Promise<v
   if (!(await getLink(target, name))) return;
   await netRunChecked(target, ["ip", "link", "del", name]);
 }
-

@@ -25,7 +25,10 @@ after(() => server.close());
 async function dig(name: string, type = "A", ...extra: string[]): Promise<{ status: string; answers: string[] }> {
   const res = await run(["dig", "@127.0.0.1", "-p", String(server.port), name, type, "+time=2", "+tries=1", ...extra]);
   const status = /status: (\w+)/.exec(res.stdout)?.[1] ?? `no reply: ${res.stdout}`;
-  const answers = res.stdout.split("\n").filter((l) => l !== "" && !l.startsWith(";")).map((l) => l.split(/\s+/).slice(3).join(" "));
+  const answers = res.stdout
+    .split("\n")
+    .filter((l) => l !== "" && !l.startsWith(";"))
+    .map((l) => l.split(/\s+/).slice(3).join(" "));
   return { status, answers };
 }
 
@@ -76,7 +79,10 @@ test("a failing lookup gives SERVFAIL; responses are never answered", () => {
   assert.equal(bad!.readUInt16BE(2) & 0xf, 2);
   const response = Buffer.from(query);
   response.writeUInt16BE(response.readUInt16BE(2) | 0x8000, 2);
-  assert.equal(answerQuery(response, () => undefined), undefined);
+  assert.equal(
+    answerQuery(response, () => undefined),
+    undefined,
+  );
 });
 
 test("a port already in use is a clear error", async () => {

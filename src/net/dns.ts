@@ -225,7 +225,9 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
 
 function bindError(host: string, port: number, err: unknown): BangerError {
   const code = (err as NodeJS.ErrnoException).code ?? "error";
-  return new BangerError(ErrorCode.Unavailable, `cannot serve DNS on ${host}:${port}: ${code}`, "is the bridge up with its gateway address, and is another DNS server using port 53 there?", { cause: err });
+  return new BangerError(ErrorCode.Unavailable, `cannot serve DNS on ${host}:${port}: ${code}`, "is the bridge up with its gateway address, and is another DNS server using port 53 there?", {
+    cause: err,
+  });
 }
 
 function listenUdp(host: string, port: number, answer: Answerer): Promise<UdpSocket> {

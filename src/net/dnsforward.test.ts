@@ -56,7 +56,10 @@ async function dig(server: DnsServer, from: string, name: string, type = "A", ..
   const res = await run(["dig", "@127.0.0.1", "-p", String(server.port), "-b", from, name, type, "+time=5", "+tries=1", ...extra]);
   const status = /status: (\w+)/.exec(res.stdout)?.[1] ?? `no reply: ${res.stdout}`;
   const flags = /;; flags: ([^;]*);/.exec(res.stdout)?.[1] ?? "";
-  const records = res.stdout.split("\n").filter((l) => l !== "" && !l.startsWith(";")).map((l) => l.split(/\s+/));
+  const records = res.stdout
+    .split("\n")
+    .filter((l) => l !== "" && !l.startsWith(";"))
+    .map((l) => l.split(/\s+/));
   return { status, flags, answers: records.map((r) => r.slice(3).join(" ")), ttls: records.map((r) => Number(r[1])) };
 }
 
@@ -114,7 +117,10 @@ test("a silent upstream is a SERVFAIL at the deadline; an unreachable one is ski
   await new Promise<void>((r) => dead.bind(0, "127.0.0.1", () => r()));
   const deadPort = dead.address().port;
   dead.close();
-  const both = await serve({ timeoutMs: 3000, attemptMs: 2000 }, [{ host: "127.0.0.1", port: deadPort }, { host: "127.0.0.1", port: upstream.port }]);
+  const both = await serve({ timeoutMs: 3000, attemptMs: 2000 }, [
+    { host: "127.0.0.1", port: deadPort },
+    { host: "127.0.0.1", port: upstream.port },
+  ]);
   const t1 = Date.now();
   assert.deepEqual((await dig(both.server, "127.0.0.2", "example.test")).answers, ["A 198.51.100.7"]);
   assert.ok(Date.now() - t1 < 1000, "the unreachable upstream did not cost a timeout");
@@ -137,7 +143,9 @@ test("queries from an address that is no guest are refused, whatever the name; a
 test("a store that fails while telling who asks is a SERVFAIL, and the server keeps answering", async () => {
   let broken = true;
   const server = await startDnsServer({
-    host: "127.0.0.1", port: 0, lookup: () => ({ ipv4: ["172.30.0.2"] }),
+    host: "127.0.0.1",
+    port: 0,
+    lookup: () => ({ ipv4: ["172.30.0.2"] }),
     access: () => {
       if (broken) throw new Error("store gone");
       return "local";
@@ -167,8 +175,15 @@ test("the upstream's query is banger's own: a fresh id, the question only", asyn
     assert.match(res.stdout, /id: 4242/, "the guest gets its own id back");
   }
   assert.equal(upstream.questions.length, 2);
-  assert.ok(upstream.questions.some((q) => q.id !== 4242), "the upstream sees ids of banger's choosing");
-  assert.deepEqual(upstream.questions.map((q) => q.ednsOptions), [0, 0], "the guest's EDNS options (NSID) are not passed on");
+  assert.ok(
+    upstream.questions.some((q) => q.id !== 4242),
+    "the upstream sees ids of banger's choosing",
+  );
+  assert.deepEqual(
+    upstream.questions.map((q) => q.ednsOptions),
+    [0, 0],
+    "the guest's EDNS options (NSID) are not passed on",
+  );
 });
 
 test("a truncated UDP upstream reply is retried over TCP; a guest on UDP gets what fits, with TC", async () => {
@@ -177,7 +192,10 @@ test("a truncated UDP upstream reply is retried over TCP; a guest on UDP gets wh
   const udp = await dig(server, "127.0.0.2", "many.test", "A", "+ignore");
   assert.match(udp.flags, /\btc\b/);
   assert.ok(udp.answers.length > 5 && udp.answers.length < 60, `${udp.answers.length} answers fit in 512 bytes`);
-  assert.deepEqual(upstream.questions.map((q) => q.transport), ["udp", "tcp"]);
+  assert.deepEqual(
+    upstream.questions.map((q) => q.transport),
+    ["udp", "tcp"],
+  );
   const tcp = await dig(server, "127.0.0.2", "many.test", "A", "+tcp");
   assert.equal(tcp.answers.length, 60, "the whole answer over TCP, from the cache");
   assert.equal(upstream.questions.length, 2);
@@ -219,7 +237,10 @@ test("bounds: questions waiting per guest and in all; one upstream question for 
   upstream.delayMs = 300;
   upstream.questions.length = 0;
   const same = await Promise.all([dig(server, "127.0.0.2", "example.test"), dig(server, "127.0.0.3", "example.test")]);
-  assert.deepEqual(same.map((d) => d.answers), [["A 198.51.100.7"], ["A 198.51.100.7"]]);
+  assert.deepEqual(
+    same.map((d) => d.answers),
+    [["A 198.51.100.7"], ["A 198.51.100.7"]],
+  );
   assert.equal(upstream.questions.length, 1, "two guests asking at once: one upstream question");
   assert.ok(forwarder.upstreamQueries >= 1);
 });

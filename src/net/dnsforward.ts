@@ -29,8 +29,15 @@ export interface ForwarderLimits {
 }
 
 export const FORWARDER_LIMITS: ForwarderLimits = {
-  maxTtl: 300, maxNegativeTtl: 60, cacheEntries: 4096, cacheBytes: 4 * 1024 * 1024,
-  inflightPerClient: 64, inflightTotal: 256, timeoutMs: 4000, attemptMs: 2000, downMs: 30_000,
+  maxTtl: 300,
+  maxNegativeTtl: 60,
+  cacheEntries: 4096,
+  cacheBytes: 4 * 1024 * 1024,
+  inflightPerClient: 64,
+  inflightTotal: 256,
+  timeoutMs: 4000,
+  attemptMs: 2000,
+  downMs: 30_000,
 };
 
 /** An answer for a guest: the upstream's rcode (NOERROR or NXDOMAIN) and records, TTLs clamped. */
@@ -219,7 +226,8 @@ function onChain(q: Question, answers: Answer[]): Answer[] {
   const start = dnsName(q.name);
   const keep = new Set<Answer>();
   const reached = new Set([start]);
-  for (const name of reached) { // a Set iterates what is added during the loop
+  for (const name of reached) {
+    // a Set iterates what is added during the loop
     for (const a of byOwner.get(name) ?? []) {
       keep.add(a);
       if (a.type === "CNAME" && typeof a.data === "string") reached.add(dnsName(a.data));

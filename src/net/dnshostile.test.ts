@@ -111,7 +111,11 @@ test("a query whose questions decompress to a huge reply gets a small FORMERR, f
     assert.ok(tcp.length <= bomb.length);
   }
   const ok = await askTcp(server, "127.0.0.4", query("alpha.vm"));
-  assert.deepEqual(dnsPacket.decode(ok!).answers?.map((a) => (a as { data?: unknown }).data), ["172.30.0.2"], "still serving");
+  assert.deepEqual(
+    dnsPacket.decode(ok!).answers?.map((a) => (a as { data?: unknown }).data),
+    ["172.30.0.2"],
+    "still serving",
+  );
 });
 
 test("an upstream reply that re-encodes past 64 KiB reaches a TCP guest truncated, and the server keeps serving", async () => {
@@ -164,10 +168,16 @@ test("the cache's 4 MiB is memory: records of many tiny pieces are counted by wh
 
 test("one client holding every TCP connection it can does not lock other guests out of TCP", async () => {
   const { server } = await serve();
-  const held = await Promise.all(Array.from({ length: 70 }, () => new Promise<import("node:net").Socket>((resolve) => {
-    const c = connect({ port: server.port, host: "127.0.0.1", localAddress: "127.0.0.2" }, () => resolve(c));
-    c.on("error", () => resolve(c));
-  })));
+  const held = await Promise.all(
+    Array.from(
+      { length: 70 },
+      () =>
+        new Promise<import("node:net").Socket>((resolve) => {
+          const c = connect({ port: server.port, host: "127.0.0.1", localAddress: "127.0.0.2" }, () => resolve(c));
+          c.on("error", () => resolve(c));
+        }),
+    ),
+  );
   try {
     await new Promise((r) => setTimeout(r, 200)); // let the server take (or turn away) them all
     const open = held.filter((c) => !c.destroyed && c.readyState === "open").length;
@@ -182,7 +192,12 @@ test("one client holding every TCP connection it can does not lock other guests 
 /** Bytes of a valid query with some of them overwritten, or plain noise. */
 const hostileQuery = fc.oneof(
   fc.uint8Array({ maxLength: 600 }).map((a) => Buffer.from(a)),
-  fc.tuple(fc.constantFrom("example.test", "alpha.vm", "a.b.c.d.test", "x"), fc.constantFrom("A", "AAAA", "TXT", "ANY", "MX", "OPT", "AXFR"), fc.array(fc.tuple(fc.nat(), fc.nat({ max: 255 })), { maxLength: 8 }))
+  fc
+    .tuple(
+      fc.constantFrom("example.test", "alpha.vm", "a.b.c.d.test", "x"),
+      fc.constantFrom("A", "AAAA", "TXT", "ANY", "MX", "OPT", "AXFR"),
+      fc.array(fc.tuple(fc.nat(), fc.nat({ max: 255 })), { maxLength: 8 }),
+    )
     .map(([name, type, edits]) => {
       const q = Buffer.from(query(name, type));
       for (const [at, byte] of edits) q[at % q.length] = byte;
@@ -209,20 +224,25 @@ const RR_TYPES = [1, 2, 5, 6, 12, 13, 15, 16, 28, 33, 35, 39, 41, 43, 46, 47, 48
 const owner = fc.constantFrom("q.fuzz.test", "alpha.vm", "other.test", "x", "vm");
 const text = fc.string({ maxLength: 30 });
 /** A record dns-packet writes itself (any owner, `.vm` ones included), as wire bytes. */
-const wellFormed = fc.tuple(owner, fc.nat(), fc.oneof(
-  fc.ipV4().map((data) => ({ type: "A", data })),
-  fc.ipV6().map((data) => ({ type: "AAAA", data })),
-  owner.map((data) => ({ type: "CNAME", data })),
-  owner.map((data) => ({ type: "NS", data })),
-  fc.array(text, { maxLength: 4 }).map((data) => ({ type: "TXT", data })),
-  fc.tuple(fc.nat({ max: 65535 }), owner).map(([preference, exchange]) => ({ type: "MX", data: { preference, exchange } })),
-  fc.tuple(fc.nat({ max: 65535 }), owner).map(([port, target]) => ({ type: "SRV", data: { port, target, priority: 1, weight: 1 } })),
-  fc.tuple(owner, fc.nat()).map(([mname, minimum]) => ({ type: "SOA", data: { mname, rname: "r.test", serial: 1, refresh: 1, retry: 1, expire: 1, minimum } })),
-  text.map((value) => ({ type: "CAA", data: { flags: 0, tag: "issue", value } })),
-)).map(([name, ttl, rec]) => Buffer.from(dnsPacket.encode({ type: "response", answers: [{ name, ttl, ...rec } as never] }).subarray(12)));
+const wellFormed = fc
+  .tuple(
+    owner,
+    fc.nat(),
+    fc.oneof(
+      fc.ipV4().map((data) => ({ type: "A", data })),
+      fc.ipV6().map((data) => ({ type: "AAAA", data })),
+      owner.map((data) => ({ type: "CNAME", data })),
+      owner.map((data) => ({ type: "NS", data })),
+      fc.array(text, { maxLength: 4 }).map((data) => ({ type: "TXT", data })),
+      fc.tuple(fc.nat({ max: 65535 }), owner).map(([preference, exchange]) => ({ type: "MX", data: { preference, exchange } })),
+      fc.tuple(fc.nat({ max: 65535 }), owner).map(([port, target]) => ({ type: "SRV", data: { port, target, priority: 1, weight: 1 } })),
+      fc.tuple(owner, fc.nat()).map(([mname, minimum]) => ({ type: "SOA", data: { mname, rname: "r.test", serial: 1, refresh: 1, retry: 1, expire: 1, minimum } })),
+      text.map((value) => ({ type: "CAA", data: { flags: 0, tag: "issue", value } })),
+    ),
+  )
+  .map(([name, ttl, rec]) => Buffer.from(dnsPacket.encode({ type: "response", answers: [{ name, ttl, ...rec } as never] }).subarray(12)));
 /** A record of any type with random rdata, owned by the question through a pointer. */
-const randomRdata = fc.tuple(fc.constantFrom(...RR_TYPES), fc.nat(), fc.uint8Array({ maxLength: 80 }))
-  .map(([type, ttl, rdata]) => rawRecord(type, ttl, Buffer.from(rdata)));
+const randomRdata = fc.tuple(fc.constantFrom(...RR_TYPES), fc.nat(), fc.uint8Array({ maxLength: 80 })).map(([type, ttl, rdata]) => rawRecord(type, ttl, Buffer.from(rdata)));
 const hostileRecord = fc.oneof({ arbitrary: wellFormed, weight: 4 }, { arbitrary: randomRdata, weight: 1 });
 const hostileReply = fc.record({
   rcode: fc.constantFrom(0, 0, 0, 3, 2, 5),
@@ -256,14 +276,18 @@ test("fuzz: no reply an upstream sends (records of every shape, wrong counts, no
       current = r;
       const id = ++n;
       const msg = query(`q${id}.fuzz.test`, "A", id);
-      for (const round of [1, 2]) { // the second from the cache when the first was cached
+      for (const round of [1, 2]) {
+        // the second from the cache when the first was cached
         const reply = tcp ? await askTcp(server, "127.0.0.2", msg, 2000) : await askUdp(server, "127.0.0.2", msg, 2000);
         assert.ok(reply, `round ${round}: a reply`);
         assert.equal(reply.readUInt16BE(0), id);
         const decoded = dnsPacket.decode(reply);
         assert.ok([0, 2, 3].includes(rcodeOf(reply)), `rcode ${rcodeOf(reply)}`);
         if (!tcp) assert.ok(reply.length <= 512);
-        assert.deepEqual(decoded.questions?.map((q) => q.name), [`q${id}.fuzz.test`]);
+        assert.deepEqual(
+          decoded.questions?.map((q) => q.name),
+          [`q${id}.fuzz.test`],
+        );
         answered[rcodeOf(reply)] = (answered[rcodeOf(reply)] ?? 0) + 1;
       }
     }),
@@ -289,9 +313,16 @@ test("a name that only folds to another outside ASCII (the Kelvin sign K) does n
   const realBytes = (await askUdp(server, "127.0.0.2", query("kernel.test")))!;
   assert.equal(rcodeOf(realBytes), 0, "kernel.test still resolves for the next guest");
   const real = dnsPacket.decode(realBytes);
-  assert.deepEqual(real.answers?.map((a) => (a as { data?: unknown }).data), ["198.51.100.5"]);
+  assert.deepEqual(
+    real.answers?.map((a) => (a as { data?: unknown }).data),
+    ["198.51.100.5"],
+  );
   const upper = dnsPacket.decode((await askUdp(server, "127.0.0.2", query("KERNEL.test")))!);
-  assert.deepEqual(upper.answers?.map((a) => (a as { data?: unknown }).data), ["198.51.100.5"], "ASCII case still shares the entry");
+  assert.deepEqual(
+    upper.answers?.map((a) => (a as { data?: unknown }).data),
+    ["198.51.100.5"],
+    "ASCII case still shares the entry",
+  );
 });
 
 test("a forwarded answer keeps only the question's CNAME chain, and no record of a .vm name in any section", async () => {
@@ -315,7 +346,11 @@ test("a forwarded answer keeps only the question's CNAME chain, and no record of
   };
   const { server } = await serve();
   const reply = dnsPacket.decode((await askTcp(server, "127.0.0.2", query("Evil.test")))!);
-  const show = (rs: unknown[] | undefined) => (rs ?? []).map((r) => { const a = r as { name: string; type: string; data: unknown }; return `${a.name} ${a.type} ${String(a.data)}`; });
+  const show = (rs: unknown[] | undefined) =>
+    (rs ?? []).map((r) => {
+      const a = r as { name: string; type: string; data: unknown };
+      return `${a.name} ${a.type} ${String(a.data)}`;
+    });
   assert.deepEqual(show(reply.answers), ["Evil.test CNAME mid.test", "mid.test CNAME alpha.vm", "MID.test A 198.51.100.4"]);
   assert.deepEqual(show(reply.authorities), ["test NS ns.test"]);
 });

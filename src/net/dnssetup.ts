@@ -16,9 +16,7 @@ export interface DnsSetupFacts {
   resolved: boolean;
 }
 
-export type DnsSetupPlan =
-  | { kind: "resolved"; commands: string[][]; text: string }
-  | { kind: "manual"; text: string };
+export type DnsSetupPlan = { kind: "resolved"; commands: string[][]; text: string } | { kind: "manual"; text: string };
 
 /** What to do for these facts: resolvectl commands to run, or instructions for the user. */
 export function planDnsSetup(facts: DnsSetupFacts): DnsSetupPlan {

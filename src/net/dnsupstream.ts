@@ -83,7 +83,10 @@ export type UpstreamReply = Packet & { rcode?: string; flag_tc?: boolean };
 
 /** Failures worth trying the next upstream for; `down` ones also make it wait its turn a while. */
 export class UpstreamError extends Error {
-  constructor(message: string, readonly down: boolean) {
+  constructor(
+    message: string,
+    readonly down: boolean,
+  ) {
     super(message);
   }
 }
@@ -105,14 +108,15 @@ export function inVmDomain(name: string): boolean {
 /** Whether `reply` answers query `id` for question `q` (same id, one question, same name, type and class). */
 export function replyMatches(reply: Packet, id: number, q: Question): boolean {
   const rq = reply.questions;
-  return reply.type === "response" && reply.id === id && rq?.length === 1 &&
-    dnsName(rq[0]!.name) === dnsName(q.name) && rq[0]!.type === q.type && (rq[0]!.class ?? "IN") === (q.class ?? "IN");
+  return reply.type === "response" && reply.id === id && rq?.length === 1 && dnsName(rq[0]!.name) === dnsName(q.name) && rq[0]!.type === q.type && (rq[0]!.class ?? "IN") === (q.class ?? "IN");
 }
 
 function buildQuery(q: Question): { id: number; message: Buffer } {
   const id = randomInt(0, 65536);
   const message = dnsPacket.encode({
-    type: "query", id, flags: dnsPacket.RECURSION_DESIRED,
+    type: "query",
+    id,
+    flags: dnsPacket.RECURSION_DESIRED,
     questions: [{ name: q.name, type: q.type, class: q.class ?? "IN" }],
     additionals: [{ type: "OPT", name: ".", udpPayloadSize: EDNS_UDP_SIZE } as never],
   });

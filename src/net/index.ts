@@ -13,7 +13,13 @@
 export { inNetns } from "./exec.ts";
 export type { NetTarget } from "./exec.ts";
 export {
-  allocateAddress, chooseSubnet, formatSubnet, gatewayOf, listRoutes, parseSubnet, subnetContains,
+  allocateAddress,
+  chooseSubnet,
+  formatSubnet,
+  gatewayOf,
+  listRoutes,
+  parseSubnet,
+  subnetContains,
 } from "./subnet.ts";
 export type { ChooseSubnetOptions, RouteEntry, Subnet } from "./subnet.ts";
 export { DEFAULT_BRIDGE, bridgeMac, ensureBridge, getLink, listLinks, teardownBridge, validateIfname } from "./bridge.ts";
@@ -21,8 +27,16 @@ export type { BridgeSpec, LinkInfo } from "./bridge.ts";
 export { DEFAULT_TAP_PREFIX, TapPool, createTap, deleteTap, listTaps, sweepTaps } from "./tap.ts";
 export type { TapPoolOptions } from "./tap.ts";
 export {
-  EGRESS_POLICIES, NON_PUBLIC_V4, TABLE_NAME, applyNat, defaultRouteInterface, enableForwarding, listNatTables,
-  parseEgressPolicy, renderRuleset, teardownNat,
+  EGRESS_POLICIES,
+  NON_PUBLIC_V4,
+  TABLE_NAME,
+  applyNat,
+  defaultRouteInterface,
+  enableForwarding,
+  listNatTables,
+  parseEgressPolicy,
+  renderRuleset,
+  teardownNat,
 } from "./nat.ts";
 export type { EgressPolicy, NatSpec, VmNetRule } from "./nat.ts";
 export { setupHostNetwork, teardownHostNetwork } from "./network.ts";

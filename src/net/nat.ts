@@ -48,10 +48,7 @@ export interface NatSpec {
 export const TABLE_NAME = "banger";
 
 /** Addresses a `public` VM may not reach: everything that is not the public internet. */
-export const NON_PUBLIC_V4 = [
-  "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-  "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/3",
-] as const;
+export const NON_PUBLIC_V4 = ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/3"] as const;
 
 export function parseEgressPolicy(text: string): EgressPolicy {
   if ((EGRESS_POLICIES as readonly string[]).includes(text)) return text as EgressPolicy;
@@ -126,9 +123,21 @@ ${setDecl("non_public", "ipv4_addr", [...NON_PUBLIC_V4], "interval")}
   }
 }
 table bridge ${TABLE_NAME} {
-${setDecl("ports", "ifname", spec.vms.map((v) => q(v.port)))}
-${setDecl("port_addrs", "ifname . ipv4_addr", spec.vms.map((v) => `${q(v.port)} . ${v.ip}`))}
-${setDecl("peers", "ifname", spec.vms.filter((v) => v.peer).map((v) => q(v.port)))}
+${setDecl(
+  "ports",
+  "ifname",
+  spec.vms.map((v) => q(v.port)),
+)}
+${setDecl(
+  "port_addrs",
+  "ifname . ipv4_addr",
+  spec.vms.map((v) => `${q(v.port)} . ${v.ip}`),
+)}
+${setDecl(
+  "peers",
+  "ifname",
+  spec.vms.filter((v) => v.peer).map((v) => q(v.port)),
+)}
   chain prerouting {
     type filter hook prerouting priority -200; policy accept;
     iifname != @ports accept
@@ -182,5 +191,8 @@ export async function teardownNat(target: NetTarget): Promise<void> {
 /** Names of banger's tables present now ("inet banger", "bridge banger"). */
 export async function listNatTables(target: NetTarget): Promise<string[]> {
   const res = await netRun(target, ["nft", "list", "tables"]);
-  return res.stdout.split("\n").map((l) => l.replace(/^table\s+/, "").trim()).filter((t) => t.endsWith(` ${TABLE_NAME}`));
+  return res.stdout
+    .split("\n")
+    .map((l) => l.replace(/^table\s+/, "").trim())
+    .filter((t) => t.endsWith(` ${TABLE_NAME}`));
 }

@@ -7,8 +7,22 @@ import { performance } from "node:perf_hooks";
 import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import {
-  TapPool, allocateAddress, bridgeMac, chooseSubnet, createTap, deleteTap, gatewayOf, listLinks, listNatTables, listRoutes,
-  listTaps, setupHostNetwork, teardownHostNetwork, type NatSpec, type Subnet, type VmNetRule,
+  TapPool,
+  allocateAddress,
+  bridgeMac,
+  chooseSubnet,
+  createTap,
+  deleteTap,
+  gatewayOf,
+  listLinks,
+  listNatTables,
+  listRoutes,
+  listTaps,
+  setupHostNetwork,
+  teardownHostNetwork,
+  type NatSpec,
+  type Subnet,
+  type VmNetRule,
 } from "./index.ts";
 import { NetnsLab, canUseNetns, waitForLine } from "../../test/kits/netns.ts";
 
@@ -42,7 +56,10 @@ describe("host network setup and teardown", { skip }, () => {
     assert.equal(br?.linkinfo?.info_kind, "bridge");
     assert.ok(br?.flags?.includes("UP"));
     assert.equal(br?.address, bridgeMac(BRIDGE), "a fixed MAC: adding or removing taps never changes the gateway's MAC");
-    assert.deepEqual(br?.addr_info?.filter((a) => a.family === "inet").map((a) => `${a.local}/${a.prefixlen}`), [`${gatewayOf(subnet)}/24`]);
+    assert.deepEqual(
+      br?.addr_info?.filter((a) => a.family === "inet").map((a) => `${a.local}/${a.prefixlen}`),
+      [`${gatewayOf(subnet)}/24`],
+    );
     assert.equal((await listTaps(t)).length, 3, "one tap in use, two idle in the pool");
     assert.ok(links.filter((l) => l.ifname.startsWith("bgrtap")).every((l) => l.master === BRIDGE));
     assert.deepEqual((await listNatTables(t)).sort(), ["bridge banger", "inet banger"]);
@@ -117,9 +134,13 @@ describe("packets from stand-in guests", { skip }, () => {
     await lab.ip(outside, "addr", "add", "192.0.2.1/24", "dev", "wan0");
     await lab.ip(outside, "link", "set", "wan0", "up");
     for (const a of ["198.51.100.1/32", "10.200.0.1/32", "169.254.169.254/32"]) await lab.ip(outside, "addr", "add", a, "dev", "lo");
-    server = lab.spawn(outside, [process.execPath, "-e", `
+    server = lab.spawn(outside, [
+      process.execPath,
+      "-e",
+      `
       require("http").createServer((q, r) => r.end(q.socket.remoteAddress)).listen(8080, "0.0.0.0", () => console.log("ready"));
-      require("dgram").createSocket("udp4").on("message", (m) => console.log("udp " + m)).bind(9999);`]);
+      require("dgram").createSocket("udp4").on("message", (m) => console.log("udp " + m)).bind(9999);`,
+    ]);
     await waitForLine(server, /ready/);
 
     const t = lab.target(host);
@@ -140,8 +161,14 @@ describe("packets from stand-in guests", { skip }, () => {
       await lab.ip(ns, "route", "add", "default", "via", gw);
       guests[name] = { ns, ip, port };
     }
-    const dns = lab.spawn(host, [process.execPath, "--import", "tsx", join(import.meta.dirname, "..", "..", "test", "fixtures", "dns-server.ts"), gw,
-      JSON.stringify({ alpha: guests.alpha!.ip, beta: guests.beta!.ip })]);
+    const dns = lab.spawn(host, [
+      process.execPath,
+      "--import",
+      "tsx",
+      join(import.meta.dirname, "..", "..", "test", "fixtures", "dns-server.ts"),
+      gw,
+      JSON.stringify({ alpha: guests.alpha!.ip, beta: guests.beta!.ip }),
+    ]);
     await waitForLine(dns, /ready/, 20_000);
   });
   after(() => lab.cleanup());
@@ -227,8 +254,12 @@ describe("packets from stand-in guests", { skip }, () => {
 
   /** Sends one UDP datagram from `source` inside the guest to the outside's port 9999. */
   async function sendUdp(guest: string, source: string, text: string): Promise<void> {
-    await lab.exec(guests[guest]!.ns, [process.execPath, "-e", `const s = require("dgram").createSocket("udp4");
-      s.bind({ address: "${source}" }, () => s.send("${text}", 9999, "198.51.100.1", () => s.close()));`]);
+    await lab.exec(guests[guest]!.ns, [
+      process.execPath,
+      "-e",
+      `const s = require("dgram").createSocket("udp4");
+      s.bind({ address: "${source}" }, () => s.send("${text}", 9999, "198.51.100.1", () => s.close()));`,
+    ]);
   }
 
   test("none: nothing leaves; borrowing another guest's address does not help", async () => {

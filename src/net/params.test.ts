@@ -7,8 +7,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "../util/exec.ts";
 import {
-  allocateAddress, chooseSubnet, ensureSshKey, forgetKnownHost, gatewayOf, guestKernelParams, macForVm, parseEgressPolicy,
-  parseSubnet, planDnsSetup, renderRuleset, writeSshConfig,
+  allocateAddress,
+  chooseSubnet,
+  ensureSshKey,
+  forgetKnownHost,
+  gatewayOf,
+  guestKernelParams,
+  macForVm,
+  parseEgressPolicy,
+  parseSubnet,
+  planDnsSetup,
+  renderRuleset,
+  writeSshConfig,
 } from "./index.ts";
 
 test("parseSubnet takes network/prefix and rejects host bits, odd prefixes and junk", () => {

@@ -81,10 +81,7 @@ describe("basic auth (htpasswd)", () => {
 
   it("pulls with explicit credentials and rejects a wrong password clearly", async () => {
     await pullImage(`${basicReg.host}/private/app:1`, { cacheDir: cacheDir(), credentials: { username: USER, password: PASSWORD } });
-    await assert.rejects(
-      pullImage(`${basicReg.host}/private/app:1`, { cacheDir: cacheDir(), credentials: { username: USER, password: "wrong" } }),
-      denied(/rejected the credentials/),
-    );
+    await assert.rejects(pullImage(`${basicReg.host}/private/app:1`, { cacheDir: cacheDir(), credentials: { username: USER, password: "wrong" } }), denied(/rejected the credentials/));
   });
 });
 
@@ -100,10 +97,7 @@ describe("bearer token flow", () => {
   });
 
   it("sends Docker config credentials to the token server", async () => {
-    await assert.rejects(
-      pullImage(`${loginReg.host}/private/app:1`, { cacheDir: cacheDir(), env: noConfigEnv, tokenCache: new TokenCache() }),
-      denied(/token server .* answered 401/),
-    );
+    await assert.rejects(pullImage(`${loginReg.host}/private/app:1`, { cacheDir: cacheDir(), env: noConfigEnv, tokenCache: new TokenCache() }), denied(/token server .* answered 401/));
     const result = await pullImage(`${loginReg.host}/private/app:1`, {
       cacheDir: cacheDir(),
       env: dockerConfig(`http://${loginReg.host}`, USER, PASSWORD),

@@ -50,7 +50,10 @@ export function dockerCredentials(registry: string, env: NodeJS.ProcessEnv = pro
 
 /** Docker writes Hub credentials under "https://index.docker.io/v1/"; others as host[:port], maybe with a scheme. */
 function credentialKey(key: string): string {
-  const host = key.replace(/^[a-z]+:\/\//i, "").replace(/\/.*$/, "").toLowerCase();
+  const host = key
+    .replace(/^[a-z]+:\/\//i, "")
+    .replace(/\/.*$/, "")
+    .toLowerCase();
   return host === "index.docker.io" || host === "docker.io" ? DOCKER_HUB_REGISTRY : host;
 }
 

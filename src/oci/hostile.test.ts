@@ -49,7 +49,12 @@ const isBlob = (path: string, digest: string) => path.endsWith(`/blobs/${digest}
 function assertOnlyVerified(cacheDir: string, mustNotHave?: string): void {
   const dir = join(cacheDir, "blobs", "sha256");
   for (const name of existsSync(dir) ? readdirSync(dir) : []) {
-    assert.equal(createHash("sha256").update(readFileSync(join(dir, name))).digest("hex"), name);
+    assert.equal(
+      createHash("sha256")
+        .update(readFileSync(join(dir, name)))
+        .digest("hex"),
+      name,
+    );
   }
   if (mustNotHave) assert.equal(existsSync(join(dir, mustNotHave.slice(7))), false);
   const tmpDir = join(cacheDir, "blobs", "tmp");
@@ -170,7 +175,14 @@ describe("hostile registries", () => {
   });
 
   it("rejects digests other than sha256 in a manifest", () => {
-    const doc = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: { digest: `sha256:${"a".repeat(64)}`, size: 2 }, layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar", digest: `sha512:${"a".repeat(128)}`, size: 1 }] }));
+    const doc = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        config: { digest: `sha256:${"a".repeat(64)}`, size: 2 },
+        layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar", digest: `sha512:${"a".repeat(128)}`, size: 1 }],
+      }),
+    );
     assert.throws(() => parseDocument(doc, "", "m"), /only sha256 digests are supported/);
   });
 });
@@ -178,10 +190,18 @@ describe("hostile registries", () => {
 describe("hostile layers pulled from a registry", () => {
   const cases: Array<[string, Parameters<typeof makeTar>[0][], RegExp]> = [
     ["path traversal", [[{ name: "../../../tmp/pwned", content: "x" }]], /path "\.\.\/\.\.\/\.\.\/tmp\/pwned" has a "\.\." component/],
-    ["a write through an absolute symlink parent", [[{ name: "etc", type: "symlink", linkname: "/etc" }], [{ name: "etc/cron.d/evil", content: "x" }]], /"etc\/cron\.d" goes through the symlink "etc"/],
+    [
+      "a write through an absolute symlink parent",
+      [[{ name: "etc", type: "symlink", linkname: "/etc" }], [{ name: "etc/cron.d/evil", content: "x" }]],
+      /"etc\/cron\.d" goes through the symlink "etc"/,
+    ],
     // The whole class (every control byte, in every place, on to a real ext4) is src/rootfs/hostile.test.ts.
     ["a debugfs command after a newline in a name", [[{ name: "x\n!touch /tmp/pwned", content: "x" }]], /layer 1: path "x\\n!touch \/tmp\/pwned" contains the control byte 0x0a/],
-    ["a debugfs command after a newline in a symlink target", [[{ name: "l", type: "symlink", linkname: "x\n!touch /tmp/pwned" }]], /layer 1: symlink target of "l": "x\\n!touch \/tmp\/pwned" contains the control byte 0x0a/],
+    [
+      "a debugfs command after a newline in a symlink target",
+      [[{ name: "l", type: "symlink", linkname: "x\n!touch /tmp/pwned" }]],
+      /layer 1: symlink target of "l": "x\\n!touch \/tmp\/pwned" contains the control byte 0x0a/,
+    ],
   ];
   for (const [what, layers, message] of cases) {
     it(`rejects ${what} while flattening, leaving only the verified blobs`, async () => {
@@ -197,12 +217,18 @@ describe("hostile layers pulled from a registry", () => {
       const cacheDir = freshCache();
       const result = await pullImage(`${proxy.host}/test/hostile@${pushed.digest}`, { cacheDir });
       const staging = join(tmp.home, `staging-${n++}`);
-      await assert.rejects(flattenLayers(result.layers.map((l) => () => openLayer(l)), staging), (err: unknown) => {
-        assert.ok(err instanceof BangerError);
-        assert.equal(err.code, ErrorCode.Integrity);
-        assert.match(err.message, message);
-        return true;
-      });
+      await assert.rejects(
+        flattenLayers(
+          result.layers.map((l) => () => openLayer(l)),
+          staging,
+        ),
+        (err: unknown) => {
+          assert.ok(err instanceof BangerError);
+          assert.equal(err.code, ErrorCode.Integrity);
+          assert.match(err.message, message);
+          return true;
+        },
+      );
       assert.equal(existsSync(staging), false);
       assert.equal(existsSync("/tmp/pwned"), false);
       assertOnlyVerified(cacheDir);

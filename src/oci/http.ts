@@ -32,7 +32,10 @@ export function isInsecureAllowed(registry: string, insecure: readonly string[] 
   if (isLoopbackRegistry(registry)) return true;
   const want = registry.toLowerCase();
   return insecure.some((entry) => {
-    const e = entry.replace(/^[a-z]+:\/\//i, "").replace(/\/+$/, "").toLowerCase();
+    const e = entry
+      .replace(/^[a-z]+:\/\//i, "")
+      .replace(/\/+$/, "")
+      .toLowerCase();
     return e === want || e === registryHost(want);
   });
 }

@@ -30,10 +30,7 @@ const GENERIC = new Set(["application/octet-stream", "binary/octet-stream", ""])
 /** Compression for a layer media type; "sniff" for generic types; throws for non-tar layers. */
 export function layerCompression(mediaType: string): Compression | "sniff" {
   if (GENERIC.has(mediaType)) return "sniff";
-  const known =
-    /^application\/vnd\.(oci\.image\.layer(\.nondistributable)?\.v1\.tar|docker\.image\.rootfs(\.foreign)?\.diff\.tar)([+.](gzip|zstd))?$/.exec(
-      mediaType,
-    );
+  const known = /^application\/vnd\.(oci\.image\.layer(\.nondistributable)?\.v1\.tar|docker\.image\.rootfs(\.foreign)?\.diff\.tar)([+.](gzip|zstd))?$/.exec(mediaType);
   if (!known) {
     throw new BangerError(ErrorCode.Failed, `unsupported layer media type ${JSON.stringify(mediaType.slice(0, 100))}`, "only tar, tar+gzip and tar+zstd layers can be flattened");
   }

@@ -109,11 +109,7 @@ export async function resolveWithClient(refText: string | ImageRef, opts: Resolv
 
 function noPlatform(ref: ImageRef, want: Platform, entries: Descriptor[]): BangerError {
   const have = entries.filter((e) => e.platform && e.platform.os !== "unknown").map((e) => formatPlatform(e.platform!));
-  return new BangerError(
-    ErrorCode.NotFound,
-    `${formatRef(ref)} has no ${formatPlatform(want)} image (it has: ${have.join(", ") || "none"})`,
-    "pass --platform with one of those",
-  );
+  return new BangerError(ErrorCode.NotFound, `${formatRef(ref)} has no ${formatPlatform(want)} image (it has: ${have.join(", ") || "none"})`, "pass --platform with one of those");
 }
 
 /** GETs a manifest by tag or digest; verifies the bytes against the digest asked for and Docker-Content-Digest. */

@@ -48,8 +48,5 @@ export function platformMatches(want: Platform, have: Platform, strictVariant: b
 
 /** Picks the best entry: exact variant first, then any variant of the same os/arch. */
 export function selectPlatform<T extends { platform?: Platform }>(entries: readonly T[], want: Platform): T | undefined {
-  return (
-    entries.find((e) => e.platform && platformMatches(want, e.platform, true)) ??
-    entries.find((e) => e.platform && platformMatches(want, e.platform, false))
-  );
+  return entries.find((e) => e.platform && platformMatches(want, e.platform, true)) ?? entries.find((e) => e.platform && platformMatches(want, e.platform, false));
 }

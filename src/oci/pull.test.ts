@@ -46,7 +46,10 @@ after(async () => {
 const freshCache = () => join(tmp.home, `cache-${n++}`);
 
 async function flatten(result: PullResult) {
-  return flattenLayers(result.layers.map((l) => () => openLayer(l)), join(tmp.home, `tree-${n++}`));
+  return flattenLayers(
+    result.layers.map((l) => () => openLayer(l)),
+    join(tmp.home, `tree-${n++}`),
+  );
 }
 
 describe("pullImage from a real registry", () => {
@@ -58,9 +61,18 @@ describe("pullImage from a real registry", () => {
     assert.equal(result.manifestDigest, oci.digest);
     assert.deepEqual(result.platform, { os: "linux", architecture: "amd64" });
     assert.equal(result.cached, false);
-    assert.deepEqual(result.layers.map((l) => l.digest), oci.layers.map((l) => l.digest));
-    assert.equal(result.bytes, oci.layers.reduce((s, l) => s + l.size, 0));
-    assert.deepEqual(result.layerPaths, oci.layers.map((l) => join(cacheDir, "blobs", "sha256", l.digest.slice(7))));
+    assert.deepEqual(
+      result.layers.map((l) => l.digest),
+      oci.layers.map((l) => l.digest),
+    );
+    assert.equal(
+      result.bytes,
+      oci.layers.reduce((s, l) => s + l.size, 0),
+    );
+    assert.deepEqual(
+      result.layerPaths,
+      oci.layers.map((l) => join(cacheDir, "blobs", "sha256", l.digest.slice(7))),
+    );
     assert.deepEqual(result.config, {
       entrypoint: ["/bin/sh", "-c"],
       cmd: ["echo hello"],
@@ -124,11 +136,10 @@ describe("pullImage from a real registry", () => {
   it("pulls a Docker schema2 image by digest", async () => {
     const result = await pullImage(`${proxy.host}/test/docker@${docker.digest}`, { cacheDir: freshCache() });
     assert.equal(result.digest, docker.digest);
-    assert.deepEqual(result.layers.map((l) => l.mediaType), [
-      "application/vnd.docker.image.rootfs.diff.tar.gzip",
-      "application/vnd.oci.image.layer.v1.tar+zstd",
-      "application/vnd.docker.image.rootfs.diff.tar",
-    ]);
+    assert.deepEqual(
+      result.layers.map((l) => l.mediaType),
+      ["application/vnd.docker.image.rootfs.diff.tar.gzip", "application/vnd.oci.image.layer.v1.tar+zstd", "application/vnd.docker.image.rootfs.diff.tar"],
+    );
     assert.deepEqual(describeTree(await flatten(result)), expectedTree());
   });
 

@@ -61,15 +61,20 @@ export async function startPull(ref: string | ImageRef, opts: PullOptions): Prom
   const progress = opts.progress ?? noProgress;
   const ready = image.layers.map(() => deferred());
   let downloadedBytes = 0;
-  const fetchAll = forEachLimited(image.layers.map((l, i) => [l, i] as const), opts.concurrency ?? 3, opts.signal, async ([layer, i], signal) => {
-    if (await hasBlob(opts.cacheDir, layer)) {
-      progress({ phase: "layer", message: layer.digest, done: layer.size, total: layer.size });
-    } else {
-      await downloadBlob(client, opts.cacheDir, layer, { signal, progress, phase: "layer" });
-      downloadedBytes += layer.size;
-    }
-    ready[i]!.resolve();
-  });
+  const fetchAll = forEachLimited(
+    image.layers.map((l, i) => [l, i] as const),
+    opts.concurrency ?? 3,
+    opts.signal,
+    async ([layer, i], signal) => {
+      if (await hasBlob(opts.cacheDir, layer)) {
+        progress({ phase: "layer", message: layer.digest, done: layer.size, total: layer.size });
+      } else {
+        await downloadBlob(client, opts.cacheDir, layer, { signal, progress, phase: "layer" });
+        downloadedBytes += layer.size;
+      }
+      ready[i]!.resolve();
+    },
+  );
   const done = fetchAll.then(
     () => ({ cached: downloadedBytes === 0, downloadedBytes }),
     (err: unknown) => {

@@ -44,7 +44,10 @@ describe("parseRef", () => {
   ];
   for (const [text, message] of invalid) {
     it(`rejects ${JSON.stringify(text.slice(0, 40))}`, () => {
-      assert.throws(() => parseRef(text), (err: unknown) => err instanceof BangerError && err.code === ErrorCode.InvalidArgument && message.test(err.message));
+      assert.throws(
+        () => parseRef(text),
+        (err: unknown) => err instanceof BangerError && err.code === ErrorCode.InvalidArgument && message.test(err.message),
+      );
     });
   }
 

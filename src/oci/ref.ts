@@ -26,8 +26,7 @@ const DIGEST_RE = /^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA
 export const SHA256_DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
 const MAX_NAME = 255;
 
-const bad = (ref: string, why: string) =>
-  invalidArgument(`invalid image reference ${JSON.stringify(ref)}: ${why}`, "use [registry[:port]/]repository[:tag][@sha256:<hex>], e.g. alpine:3.20");
+const bad = (ref: string, why: string) => invalidArgument(`invalid image reference ${JSON.stringify(ref)}: ${why}`, "use [registry[:port]/]repository[:tag][@sha256:<hex>], e.g. alpine:3.20");
 
 /** Parses and validates an image reference; throws InvalidArgument with the reason. */
 export function parseRef(ref: string): ImageRef {

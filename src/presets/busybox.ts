@@ -16,9 +16,25 @@ export const BUSYBOX_PATH = "/bin/busybox";
 export const DROPBEAR_PATH = "/usr/sbin/dropbear";
 
 const DIRS: [string, number][] = [
-  ["bin", 0o755], ["sbin", 0o755], ["usr", 0o755], ["usr/bin", 0o755], ["usr/sbin", 0o755], ["etc", 0o755],
-  ["root", 0o700], ["home", 0o755], ["home/dev", 0o755], ["tmp", 0o1777], ["proc", 0o555], ["sys", 0o555], ["dev", 0o755],
-  ["run", 0o755], ["var", 0o755], ["var/log", 0o755], ["var/tmp", 0o1777], ["workspace", 0o755], ["mnt", 0o755],
+  ["bin", 0o755],
+  ["sbin", 0o755],
+  ["usr", 0o755],
+  ["usr/bin", 0o755],
+  ["usr/sbin", 0o755],
+  ["etc", 0o755],
+  ["root", 0o700],
+  ["home", 0o755],
+  ["home/dev", 0o755],
+  ["tmp", 0o1777],
+  ["proc", 0o555],
+  ["sys", 0o555],
+  ["dev", 0o755],
+  ["run", 0o755],
+  ["var", 0o755],
+  ["var/log", 0o755],
+  ["var/tmp", 0o1777],
+  ["workspace", 0o755],
+  ["mnt", 0o755],
 ];
 
 const FILES: [string, string, number][] = [
@@ -73,7 +89,10 @@ async function dropbearFiles(path: string): Promise<{ name: string; data: Buffer
   if (!(await stat(path).catch(() => undefined))?.isFile()) return [];
   const ldd = await runChecked(["ldd", path]).catch(() => undefined);
   if (!ldd || /not found/.test(ldd.stdout)) return [];
-  const libs = ldd.stdout.split("\n").map((l) => /(\/[A-Za-z0-9/._+-]+) \(0x/.exec(l)?.[1]).filter((p): p is string => p !== undefined && !p.includes(".."));
+  const libs = ldd.stdout
+    .split("\n")
+    .map((l) => /(\/[A-Za-z0-9/._+-]+) \(0x/.exec(l)?.[1])
+    .filter((p): p is string => p !== undefined && !p.includes(".."));
   return Promise.all([...new Set([path, ...libs])].map(async (p) => ({ name: p.slice(1), data: await readFile(p) })));
 }
 

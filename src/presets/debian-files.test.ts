@@ -1,9 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { BangerError, ErrorCode } from "../util/errors.ts";
-import {
-  DEBIAN_DEV_PACKAGES, DEBIAN_PACKAGES, DEV_USER, accountLines, appendAccount, daysSinceEpoch, hostnameFile, hostsFile, localeFile, sudoersFile,
-} from "./debian-files.ts";
+import { DEBIAN_DEV_PACKAGES, DEBIAN_PACKAGES, DEV_USER, accountLines, appendAccount, daysSinceEpoch, hostnameFile, hostsFile, localeFile, sudoersFile } from "./debian-files.ts";
 
 const PASSWD = "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
 
@@ -27,7 +25,10 @@ describe("the dev user's account lines", () => {
 
   it("refuses a taken name or uid instead of writing a duplicate", () => {
     const refuses = (text: string, re: RegExp) =>
-      assert.throws(() => appendAccount(text, lines.passwd, "passwd"), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.InvalidArgument && re.test(e.message));
+      assert.throws(
+        () => appendAccount(text, lines.passwd, "passwd"),
+        (e: unknown) => e instanceof BangerError && e.code === ErrorCode.InvalidArgument && re.test(e.message),
+      );
     refuses(`${PASSWD}dev:x:1001:1001::/home/dev:/bin/sh\n`, /named "dev"/);
     refuses(`${PASSWD}alice:x:1000:1000::/home/alice:/bin/sh\n`, /id 1000 \(alice\)/);
     // shadow has no ids: a date that happens to be 1000 is no clash.

@@ -11,10 +11,7 @@ export const DEFAULT_DEBIAN_MIRROR = "http://deb.debian.org/debian";
  * each VM's hostname at boot, which /etc/hosts cannot know: libnss-myhostname (200 KB) makes
  * it resolve anyway, so sudo does not warn "unable to resolve host" on every call.
  */
-export const DEBIAN_PACKAGES = [
-  "bash", "coreutils", "git", "ca-certificates", "curl", "openssh-server", "sudo", "iproute2", "procps", "less",
-  "libnss-myhostname",
-] as const;
+export const DEBIAN_PACKAGES = ["bash", "coreutils", "git", "ca-certificates", "curl", "openssh-server", "sudo", "iproute2", "procps", "less", "libnss-myhostname"] as const;
 
 /** debian-dev adds a toolchain. npm is left out: in bookworm it pulls ~400 node-* packages. */
 export const DEBIAN_DEV_PACKAGES = [...DEBIAN_PACKAGES, "build-essential", "python3", "nodejs", "make", "pkg-config"] as const;
@@ -73,15 +70,7 @@ export function hostnameFile(hostname: string): string {
 
 /** Debian's usual /etc/hosts: loopback names plus the image's hostname on 127.0.1.1. */
 export function hostsFile(hostname: string): string {
-  return [
-    "127.0.0.1\tlocalhost",
-    `127.0.1.1\t${hostname}`,
-    "",
-    "::1\t\tlocalhost ip6-localhost ip6-loopback",
-    "ff02::1\t\tip6-allnodes",
-    "ff02::2\t\tip6-allrouters",
-    "",
-  ].join("\n");
+  return ["127.0.0.1\tlocalhost", `127.0.1.1\t${hostname}`, "", "::1\t\tlocalhost ip6-localhost ip6-loopback", "ff02::1\t\tip6-allnodes", "ff02::2\t\tip6-allrouters", ""].join("\n");
 }
 
 /** /etc/default/locale: C.UTF-8 is built into bookworm's libc, so no locales package is needed. */
@@ -99,9 +88,7 @@ export const CLEAN_DIR_CONTENTS = ["var/lib/apt/lists", "var/cache/apt", "tmp", 
 /** Kept directories apt expects, recreated empty after cleaning. */
 export const KEEP_DIRS = ["var/lib/apt/lists/partial", "var/cache/apt/archives/partial"] as const;
 /** Debootstrap/build logs and per-machine identity that every VM would otherwise share. */
-export const REMOVE_FILES = [
-  "var/log/bootstrap.log", "var/lib/dbus/machine-id", "var/cache/debconf/config.dat-old", "var/cache/debconf/templates.dat-old",
-] as const;
+export const REMOVE_FILES = ["var/log/bootstrap.log", "var/lib/dbus/machine-id", "var/cache/debconf/config.dat-old", "var/cache/debconf/templates.dat-old"] as const;
 /** SSH host keys: generated at first boot by the agent (ssh-keygen -A), never shared between VMs. */
 export const SSH_HOST_KEY = /^ssh_host_.*_key(\.pub)?$/;
 

@@ -162,30 +162,51 @@ describe("the debian preset, built for real", { skip: skipSlow }, () => {
     assert.match(m("etc/sudoers.d/dev").text!, /NOPASSWD: ALL/);
     assert.equal(m("etc/default/locale").text, "LANG=C.UTF-8\n");
     assert.equal(m("dev/null").type, "character-device");
-    assert.deepEqual([...members.keys()].filter((p) => p.startsWith("var/lib/apt/lists/")), ["var/lib/apt/lists/partial"], "no apt lists");
-    assert.deepEqual([...members.keys()].filter((p) => /\.deb$|\.bin$/.test(p) && p.startsWith("var/cache/apt")), [], "no apt caches");
-    assert.deepEqual([...members.keys()].filter((p) => /^etc\/ssh\/ssh_host_/.test(p)), [], "no shared ssh host keys");
+    assert.deepEqual(
+      [...members.keys()].filter((p) => p.startsWith("var/lib/apt/lists/")),
+      ["var/lib/apt/lists/partial"],
+      "no apt lists",
+    );
+    assert.deepEqual(
+      [...members.keys()].filter((p) => /\.deb$|\.bin$/.test(p) && p.startsWith("var/cache/apt")),
+      [],
+      "no apt caches",
+    );
+    assert.deepEqual(
+      [...members.keys()].filter((p) => /^etc\/ssh\/ssh_host_/.test(p)),
+      [],
+      "no shared ssh host keys",
+    );
     assert.equal(members.has("usr/sbin/policy-rc.d"), false);
-    for (const phase of ["debootstrap", "configure", "clean", "pack"]) assert.ok(events.some((e) => e.phase === phase), `progress for ${phase}`);
+    for (const phase of ["debootstrap", "configure", "clean", "pack"])
+      assert.ok(
+        events.some((e) => e.phase === phase),
+        `progress for ${phase}`,
+      );
     assert.deepEqual(await workDirsLeft(), [], "the work directory is removed when the stream ends");
   });
 
   it("cancelling kills debootstrap and removes the work directory", async () => {
     const ac = new AbortController();
     const building = presetRootfsTar("debian", {
-      cacheDir: PRESET_CACHE, signal: ac.signal,
+      cacheDir: PRESET_CACHE,
+      signal: ac.signal,
       // Abort as soon as debootstrap is working on packages.
-      progress: (e) => { if (e.phase === "debootstrap" && e.done !== undefined) ac.abort(); },
+      progress: (e) => {
+        if (e.phase === "debootstrap" && e.done !== undefined) ac.abort();
+      },
     });
     await assert.rejects(building, (e: unknown) => e instanceof BangerError && e.code === ErrorCode.Cancelled);
     assert.deepEqual(await workDirsLeft(), []);
-    const survivors = readdirSync("/proc").filter((p) => /^\d+$/.test(p)).filter((pid) => {
-      try {
-        return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(join(PRESET_CACHE, "work"));
-      } catch {
-        return false;
-      }
-    });
+    const survivors = readdirSync("/proc")
+      .filter((p) => /^\d+$/.test(p))
+      .filter((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(join(PRESET_CACHE, "work"));
+        } catch {
+          return false;
+        }
+      });
     assert.deepEqual(survivors, [], "no debootstrap process outlives the cancel");
     assert.ok(statSync(PRESET_CACHE).isDirectory(), "the shared .deb cache is kept");
   });

@@ -9,8 +9,23 @@ import type { Readable } from "node:stream";
 import { failed, throwIfAborted } from "../util/errors.ts";
 import { noProgress, type Progress } from "../util/progress.ts";
 import {
-  CLEAN_DIR_CONTENTS, DEBIAN_SUITE, DEFAULT_HOSTNAME, DEV_USER, KEEP_DIRS, REMOVE_FILES, SSH_HOST_KEY, SUDOERS_MODE, WORKSPACE_DIR,
-  accountLines, appendAccount, daysSinceEpoch, hostnameFile, hostsFile, localeFile, resolvConfFile, sudoersFile,
+  CLEAN_DIR_CONTENTS,
+  DEBIAN_SUITE,
+  DEFAULT_HOSTNAME,
+  DEV_USER,
+  KEEP_DIRS,
+  REMOVE_FILES,
+  SSH_HOST_KEY,
+  SUDOERS_MODE,
+  WORKSPACE_DIR,
+  accountLines,
+  appendAccount,
+  daysSinceEpoch,
+  hostnameFile,
+  hostsFile,
+  localeFile,
+  resolvConfFile,
+  sudoersFile,
 } from "./debian-files.ts";
 import { debootstrapCacheDir, requireDebootstrap, requireRoot, runDebootstrap } from "./debootstrap.ts";
 import { detectMirror } from "./mirror.ts";

@@ -12,9 +12,7 @@ describe("debootstrap command line", () => {
 
   it("runs minbase with the packages and the shared cache, in private mount and pid namespaces", () => {
     assert.deepEqual(argv.slice(0, 7), ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child=SIGKILL"]);
-    assert.deepEqual(argv.slice(7), [
-      "/usr/sbin/debootstrap", "--variant=minbase", "--include=bash,curl", "--cache-dir=/c/debootstrap", "bookworm", "/c/work/x/root", "http://deb.debian.org/debian",
-    ]);
+    assert.deepEqual(argv.slice(7), ["/usr/sbin/debootstrap", "--variant=minbase", "--include=bash,curl", "--cache-dir=/c/debootstrap", "bookworm", "/c/work/x/root", "http://deb.debian.org/debian"]);
   });
 
   it("refuses package names that could smuggle options", () => {
@@ -38,7 +36,11 @@ describe("debootstrap progress", () => {
   it("forwards stage changes at once and otherwise at most every interval", () => {
     const events: ProgressEvent[] = [];
     let t = 0;
-    const p = new DebootstrapProgress((e) => events.push(e), 500, () => t);
+    const p = new DebootstrapProgress(
+      (e) => events.push(e),
+      500,
+      () => t,
+    );
     p.line("I: Retrieving adduser 3.134"); // new stage: shown
     t = 100;
     p.line("I: Retrieving apt 2.6.1"); // throttled
@@ -57,29 +59,52 @@ describe("debootstrap progress", () => {
     const target = mkdtempSync(join(tmpdir(), "banger-debootstrap-"));
     try {
       const events: ProgressEvent[] = [];
-      const p = new DebootstrapProgress((e) => events.push(e), 0, () => 0, () => readPackageLists(target));
+      const p = new DebootstrapProgress(
+        (e) => events.push(e),
+        0,
+        () => 0,
+        () => readPackageLists(target),
+      );
       p.line("I: Retrieving adduser 3.134");
       // What debootstrap's save_variables phase writes after the downloads.
       mkdirSync(join(target, "debootstrap"));
       writeFileSync(join(target, "debootstrap", "required"), "adduser apt base-files bash\n");
       writeFileSync(join(target, "debootstrap", "base"), "openssh-server ca-certificates\n");
       for (const line of [
-        "I: Extracting adduser...", "I: Extracting base-files...",
-        "I: Unpacking required packages...", "I: Unpacking adduser...",
-        "I: Configuring required packages...", "I: Configuring adduser...", "I: Configuring apt...", "I: Configuring bash...",
-        "I: Unpacking the base system...", "I: Unpacking openssh-server...",
-        "I: Configuring the base system...", "I: Configuring ca-certificates...", "I: Configuring bash:amd64...", "I: Configuring openssh-server:amd64...",
-      ]) p.line(line);
+        "I: Extracting adduser...",
+        "I: Extracting base-files...",
+        "I: Unpacking required packages...",
+        "I: Unpacking adduser...",
+        "I: Configuring required packages...",
+        "I: Configuring adduser...",
+        "I: Configuring apt...",
+        "I: Configuring bash...",
+        "I: Unpacking the base system...",
+        "I: Unpacking openssh-server...",
+        "I: Configuring the base system...",
+        "I: Configuring ca-certificates...",
+        "I: Configuring bash:amd64...",
+        "I: Configuring openssh-server:amd64...",
+      ])
+        p.line(line);
       const shown = events.map((e) => `${e.message} ${e.done ?? "-"}/${e.total ?? "?"} ${e.unit ?? ""}`.trim());
       assert.deepEqual(shown, [
         "downloading adduser 1/? packages",
-        "extracting adduser 1/4 packages", "extracting base-files 2/4 packages",
-        "installing 0/4 packages", "installing adduser 1/4 packages",
-        "configuring 0/4 packages", "configuring adduser 1/4 packages", "configuring apt 2/4 packages", "configuring bash 3/4 packages",
-        "installing 0/2 packages", "installing openssh-server 1/2 packages",
-        "configuring 0/2 packages", "configuring ca-certificates 1/2 packages",
+        "extracting adduser 1/4 packages",
+        "extracting base-files 2/4 packages",
+        "installing 0/4 packages",
+        "installing adduser 1/4 packages",
+        "configuring 0/4 packages",
+        "configuring adduser 1/4 packages",
+        "configuring apt 2/4 packages",
+        "configuring bash 3/4 packages",
+        "installing 0/2 packages",
+        "installing openssh-server 1/2 packages",
+        "configuring 0/2 packages",
+        "configuring ca-certificates 1/2 packages",
         // bash's triggers run again while the base system is configured: not one of base's packages.
-        "configuring bash:amd64 1/2 packages", "configuring openssh-server:amd64 2/2 packages",
+        "configuring bash:amd64 1/2 packages",
+        "configuring openssh-server:amd64 2/2 packages",
       ]);
     } finally {
       rmSync(target, { recursive: true, force: true });
@@ -91,7 +116,10 @@ describe("requireRoot", () => {
   it("refuses clearly when not root", (t) => {
     // This host runs tests as root; a non-root daemon cannot be had here, so getuid is stubbed.
     t.mock.method(process as unknown as { getuid: () => number }, "getuid", () => 1000);
-    assert.throws(() => requireRoot("the debian presets"), (e: unknown) => e instanceof BangerError && /needs root/.test(e.message) && /run bangerd as root/.test(e.hint ?? ""));
+    assert.throws(
+      () => requireRoot("the debian presets"),
+      (e: unknown) => e instanceof BangerError && /needs root/.test(e.message) && /run bangerd as root/.test(e.hint ?? ""),
+    );
   });
 });
 

@@ -45,9 +45,20 @@ export function requireDebootstrap(): string {
 export function debootstrapArgv(debootstrap: string, target: string, o: Pick<DebootstrapOptions, "suite" | "mirror" | "packages" | "cacheDir">): string[] {
   for (const p of o.packages) if (!PACKAGE_NAME.test(p)) throw failed(`invalid package name ${JSON.stringify(p)}`);
   return [
-    "unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child=SIGKILL",
-    debootstrap, "--variant=minbase", `--include=${o.packages.join(",")}`, `--cache-dir=${o.cacheDir}`,
-    o.suite, target, o.mirror,
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "--pid",
+    "--fork",
+    "--kill-child=SIGKILL",
+    debootstrap,
+    "--variant=minbase",
+    `--include=${o.packages.join(",")}`,
+    `--cache-dir=${o.cacheDir}`,
+    o.suite,
+    target,
+    o.mirror,
   ];
 }
 
@@ -220,7 +231,11 @@ export interface PackageLists {
 export function readPackageLists(target: string): PackageLists | undefined {
   const names = (name: string) => {
     try {
-      return new Set(readFileSync(join(target, "debootstrap", name), "utf8").split(/\s+/).filter((w) => w !== ""));
+      return new Set(
+        readFileSync(join(target, "debootstrap", name), "utf8")
+          .split(/\s+/)
+          .filter((w) => w !== ""),
+      );
     } catch {
       return undefined;
     }

@@ -17,7 +17,10 @@ export interface AptSource {
 export function parseOneLineSources(text: string): AptSource[] {
   const out: AptSource[] = [];
   for (const raw of text.split("\n")) {
-    const line = raw.replace(/#.*/, "").replace(/\[[^\]]*\]/, " ").trim();
+    const line = raw
+      .replace(/#.*/, "")
+      .replace(/\[[^\]]*\]/, " ")
+      .trim();
     const [type, uri, suite, ...components] = line.split(/\s+/);
     if (!type || !uri || !suite || (type !== "deb" && type !== "deb-src")) continue;
     out.push({ types: [type], uris: [uri], suites: [suite], components, enabled: true });
@@ -45,7 +48,10 @@ export function parseDeb822Sources(text: string): AptSource[] {
     const list = (k: string) => (fields.get(k) ?? "").split(/\s+/).filter(Boolean);
     if (list("types").length === 0 || list("uris").length === 0) continue;
     out.push({
-      types: list("types"), uris: list("uris"), suites: list("suites"), components: list("components"),
+      types: list("types"),
+      uris: list("uris"),
+      suites: list("suites"),
+      components: list("components"),
       enabled: !/^(no|false|0)$/i.test(fields.get("enabled") ?? "yes"),
     });
   }

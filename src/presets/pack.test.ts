@@ -68,7 +68,9 @@ describe("tarDirectory", () => {
     stream.once("data", () => ac.abort());
     await assert.rejects(
       (async () => {
-        for await (const _ of stream) { /* drain */ }
+        for await (const _ of stream) {
+          /* drain */
+        }
       })(),
       (err: unknown) => err instanceof BangerError && err.code === ErrorCode.Cancelled,
     );
@@ -90,11 +92,10 @@ describe("work directories", () => {
 
   it("finds mounts under a directory from mountinfo, octal escapes decoded", async () => {
     const info = join(dir, "mountinfo");
-    writeFileSync(info, [
-      "22 27 0:21 / /proc rw,relatime - proc proc rw",
-      "90 27 0:50 / /var/x/work/a\\040b/root/proc rw - proc proc rw",
-      "91 27 0:51 / /var/x/workshop rw - tmpfs tmpfs rw",
-    ].join("\n"));
+    writeFileSync(
+      info,
+      ["22 27 0:21 / /proc rw,relatime - proc proc rw", "90 27 0:50 / /var/x/work/a\\040b/root/proc rw - proc proc rw", "91 27 0:51 / /var/x/workshop rw - tmpfs tmpfs rw"].join("\n"),
+    );
     assert.deepEqual(await mountsUnder("/var/x/work", info), ["/var/x/work/a b/root/proc"]);
     assert.deepEqual(await mountsUnder("/var/x/work/", info), ["/var/x/work/a b/root/proc"]);
   });

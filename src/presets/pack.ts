@@ -13,11 +13,21 @@ import { BangerError, ErrorCode, cancelled, failed } from "../util/errors.ts";
 
 export function tarArgv(dir: string): string[] {
   return [
-    "tar", "--create", "--file=-", "--format=posix", "--numeric-owner", "--sort=name",
-    "--xattrs", "--xattrs-include=security.*", "--xattrs-include=user.*",
+    "tar",
+    "--create",
+    "--file=-",
+    "--format=posix",
+    "--numeric-owner",
+    "--sort=name",
+    "--xattrs",
+    "--xattrs-include=security.*",
+    "--xattrs-include=user.*",
     // atime/ctime records would add a PAX header to every entry and say nothing useful.
-    "--pax-option=delete=atime,delete=ctime", "--one-file-system",
-    "--directory", dir, ".",
+    "--pax-option=delete=atime,delete=ctime",
+    "--one-file-system",
+    "--directory",
+    dir,
+    ".",
   ];
 }
 
@@ -113,8 +123,10 @@ export function serialized<T>(key: string, job: () => Promise<T>): Promise<T> {
   const prev = cacheQueues.get(key) ?? Promise.resolve();
   const next = prev.catch(() => undefined).then(job);
   cacheQueues.set(key, next);
-  void next.catch(() => undefined).finally(() => {
-    if (cacheQueues.get(key) === next) cacheQueues.delete(key);
-  });
+  void next
+    .catch(() => undefined)
+    .finally(() => {
+      if (cacheQueues.get(key) === next) cacheQueues.delete(key);
+    });
   return next;
 }

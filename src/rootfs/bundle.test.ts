@@ -74,7 +74,13 @@ describe("makeBundle", () => {
     const sha = execFileSync("sha256sum", [result.path], { encoding: "utf8" }).split(" ")[0];
     assert.equal(result.sha256, sha);
     const listing = execFileSync("sh", ["-c", 'zstd -dc "$1" | tar -tv', "sh", result.path], { encoding: "utf8" });
-    assert.deepEqual(listing.trim().split("\n").map((l) => l.split(/\s+/).pop()), ["manifest.json", "rootfs.ext4"]);
+    assert.deepEqual(
+      listing
+        .trim()
+        .split("\n")
+        .map((l) => l.split(/\s+/).pop()),
+      ["manifest.json", "rootfs.ext4"],
+    );
     assert.match(listing, /root\/root|0\/0/);
     assert.equal(manifest.name, "busybox-test");
     assert.equal(manifest.kernel_ref, "debian-6.1-cloud");
@@ -123,7 +129,10 @@ describe("makeBundle", () => {
     const a = statInode(image, "/home/dev/notes with space.txt");
     assert.equal(a.links, 2);
     const ls = debugfs(image, "ls -l /home/dev");
-    const inodes = ls.split("\n").filter((l) => /notes with space|hard$/.test(l)).map((l) => l.trim().split(/\s+/)[0]);
+    const inodes = ls
+      .split("\n")
+      .filter((l) => /notes with space|hard$/.test(l))
+      .map((l) => l.trim().split(/\s+/)[0]);
     assert.equal(inodes.length, 2);
     assert.equal(inodes[0], inodes[1]);
   });
@@ -175,7 +184,10 @@ describe("makeKernelBundle", () => {
       assert.equal(made.kernelVersion, "6.1.0-test");
       assert.equal(made.path, join(dir, "out", "k1.tar.zst"));
       const names = execFileSync("sh", ["-c", 'zstd -dc "$1" | tar -t', "sh", made.path], { encoding: "utf8" }).trim().split("\n");
-      assert.deepEqual(names.map((n) => n.replace(/\/$/, "")), ["initrd.img", "modules", "modules/virtio.ko", "vmlinux"]);
+      assert.deepEqual(
+        names.map((n) => n.replace(/\/$/, "")),
+        ["initrd.img", "modules", "modules/virtio.ko", "vmlinux"],
+      );
       await assert.rejects(makeKernelBundle(join(dir, "out"), { name: "k2", outDir: join(dir, "out") }), /has no vmlinux/);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -89,7 +89,11 @@ export function pathArg(path: string): string {
 }
 
 export function xattrArg(name: string): string {
-  return arg("xattr name", name, KEPT_XATTR_NAMESPACES.some((ns) => name.startsWith(ns) && name.length > ns.length));
+  return arg(
+    "xattr name",
+    name,
+    KEPT_XATTR_NAMESPACES.some((ns) => name.startsWith(ns) && name.length > ns.length),
+  );
 }
 
 /** mknod's bare name (see the header): one path component, never "." or "..". */

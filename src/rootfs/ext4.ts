@@ -39,7 +39,6 @@ const BLOCK = 4096;
 const INODE_SIZE = 256;
 const MIB = 1024 * 1024;
 
-
 /** Builds `outPath` from the tree; returns its path and size. */
 export async function buildExt4(tree: Tree, outPath: string, opts: BuildExt4Options = {}): Promise<{ path: string; sizeBytes: number }> {
   const progress = opts.progress ?? noProgress;
@@ -196,4 +195,3 @@ async function forEachInSlices(entries: Iterable<TreeEntry>, signal: AbortSignal
     }
   }
 }
-

@@ -28,7 +28,14 @@ async function rejects(entries: RawTarEntry[] | Buffer, pattern: RegExp, opts: {
 }
 
 describe("extractRootfsTar rejects hostile tars and leaves nothing", () => {
-  it("a member escaping with ..", () => rejects([{ name: "etc/", type: "5" }, { name: "etc/../../evil", type: "0", data: Buffer.from("x") }], /has a "\.\." component/));
+  it("a member escaping with ..", () =>
+    rejects(
+      [
+        { name: "etc/", type: "5" },
+        { name: "etc/../../evil", type: "0", data: Buffer.from("x") },
+      ],
+      /has a "\.\." component/,
+    ));
   it("an absolute member", () => rejects([{ name: "/etc/passwd", type: "0", data: Buffer.from("x") }], /"\/etc\/passwd" is absolute/));
   it("a write through a symlinked parent (absolute target)", () =>
     rejects(
@@ -56,7 +63,12 @@ describe("extractRootfsTar rejects hostile tars and leaves nothing", () => {
     ));
   it("a hardlink to something not in the tar", () => rejects([{ name: "h", type: "1", linkname: "/etc/shadow" }], /hardlink target of "h": "\/etc\/shadow" is absolute/));
   it("a hardlink to a later member", () => rejects([{ name: "h", type: "1", linkname: "later" }], /not earlier in the tar/));
-  it("too many entries", () => rejects([1, 2, 3, 4].map((i) => ({ name: `f${i}`, type: "0" as const })), /more than 3 entries/, { maxEntries: 3 }));
+  it("too many entries", () =>
+    rejects(
+      [1, 2, 3, 4].map((i) => ({ name: `f${i}`, type: "0" as const })),
+      /more than 3 entries/,
+      { maxEntries: 3 },
+    ));
   it("too many bytes", () => rejects([{ name: "big", type: "0", data: Buffer.alloc(4096) }], /more than 1000 B of files/, { maxBytes: 1000 }));
   it("a file that is not a tar", () => rejects(Buffer.alloc(1024, 0x41), /not a valid rootfs tar/));
   it("a truncated tar", () => rejects(buildTar([{ name: "f", type: "0", data: Buffer.alloc(5000, 1) }]).subarray(0, 2048), /not a valid rootfs tar|truncated|premature/i));
@@ -65,7 +77,10 @@ describe("extractRootfsTar rejects hostile tars and leaves nothing", () => {
 describe("extractRootfsTar", () => {
   it("stops when cancelled mid-stream and removes the staging directory", async () => {
     const staging = join(dir, "cancel");
-    const tar = buildTar([{ name: "a", type: "0", data: Buffer.alloc(8192, 1) }, { name: "b", type: "0", data: Buffer.alloc(8192, 2) }]);
+    const tar = buildTar([
+      { name: "a", type: "0", data: Buffer.alloc(8192, 1) },
+      { name: "b", type: "0", data: Buffer.alloc(8192, 2) },
+    ]);
     const ac = new AbortController();
     async function* slow() {
       yield tar.subarray(0, 4096);
@@ -97,6 +112,9 @@ describe("extractRootfsTar", () => {
     const out = join(dir, "small.ext4");
     await assert.rejects(buildExt4(tree, out, { sizeBytes: 4 * 1024 * 1024 }), /too small for the content/);
     assert.equal(existsSync(out), false);
-    assert.deepEqual(readdirSync(dir).filter((n) => n.includes("small.ext4")), []);
+    assert.deepEqual(
+      readdirSync(dir).filter((n) => n.includes("small.ext4")),
+      [],
+    );
   });
 });

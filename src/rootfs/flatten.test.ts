@@ -103,10 +103,7 @@ describe("flattenLayers", () => {
 
   it("keeps an opaque dir's same-layer entries whatever their order, and clears merged subdirs", async () => {
     const tree = await flattenLayers(
-      await layers(
-        [{ name: "d/lower" }, { name: "d/sub/lower" }],
-        [{ name: "d/early" }, { name: "d/sub/", type: "directory" }, { name: "d/.wh..wh..opq" }, { name: "d/late" }],
-      ),
+      await layers([{ name: "d/lower" }, { name: "d/sub/lower" }], [{ name: "d/early" }, { name: "d/sub/", type: "directory" }, { name: "d/.wh..wh..opq" }, { name: "d/late" }]),
       staging(),
     );
     assert.deepEqual([...tree.entries.keys()].sort(), ["d", "d/early", "d/late", "d/sub"]);
@@ -116,7 +113,11 @@ describe("flattenLayers", () => {
     const dir = staging();
     const tree = await flattenLayers(
       await layers(
-        [{ name: "a", content: "data", mode: 0o751, uid: 3 }, { name: "b", type: "link", linkname: "a" }, { name: "c", type: "link", linkname: "a" }],
+        [
+          { name: "a", content: "data", mode: 0o751, uid: 3 },
+          { name: "b", type: "link", linkname: "a" },
+          { name: "c", type: "link", linkname: "a" },
+        ],
         [{ name: ".wh.a" }],
       ),
       dir,
@@ -140,10 +141,28 @@ describe("flattenLayers", () => {
     ["dot-dot traversal", [[{ name: "a/../../escape", content: "x" }]], /"a\/\.\.\/\.\.\/escape" has a "\.\." component/],
     ["absolute path", [[{ name: "/etc/evil", content: "x" }]], /path "\/etc\/evil" is absolute/],
     ["write through an absolute symlink parent", [[{ name: "etc", type: "symlink", linkname: "/etc" }], [{ name: "etc/evil", content: "x" }]], /goes through the symlink "etc"/],
-    ["write through a relative symlink parent", [[{ name: "up", type: "symlink", linkname: "../.." }, { name: "up/evil", content: "x" }]], /goes through the symlink "up"/],
+    [
+      "write through a relative symlink parent",
+      [
+        [
+          { name: "up", type: "symlink", linkname: "../.." },
+          { name: "up/evil", content: "x" },
+        ],
+      ],
+      /goes through the symlink "up"/,
+    ],
     ["hardlink out of the tree", [[{ name: "h", type: "link", linkname: "../../etc/shadow" }]], /hardlink target "\.\.\/\.\.\/etc\/shadow" has a "\.\." component/],
     ["hardlink to nothing", [[{ name: "h", type: "link", linkname: "missing" }]], /points at "missing", which does not exist/],
-    ["file as a parent dir", [[{ name: "f", content: "x" }, { name: "f/g", content: "y" }]], /which is a file, not a directory/],
+    [
+      "file as a parent dir",
+      [
+        [
+          { name: "f", content: "x" },
+          { name: "f/g", content: "y" },
+        ],
+      ],
+      /which is a file, not a directory/,
+    ],
   ];
   for (const [what, ls, message] of hostile) {
     it(`rejects ${what} and leaves nothing behind`, async () => {

@@ -41,12 +41,7 @@ const PIPELINES: Record<string, (tar: Buffer, staging: string) => Promise<Tree>>
 const CONTROL_BYTES = [...Array(0x20).keys(), 0x7f];
 
 /** Strings that end a debugfs script line and then run a command. */
-const injections = () => [
-  `x\n!touch ${canary}\n`,
-  `x\r!touch ${canary}`,
-  `x\nwrite ${secret} /stolen\n`,
-  `x\ndump /d/f ${dumped}\n`,
-];
+const injections = () => [`x\n!touch ${canary}\n`, `x\r!touch ${canary}`, `x\nwrite ${secret} /stolen\n`, `x\ndump /d/f ${dumped}\n`];
 
 /** Strings that are legal in names and must come out byte for byte. */
 const literals = () => [
@@ -179,7 +174,10 @@ describe("the debugfs script writer refuses what the name rule should have stopp
     ["an xattr name with a newline command", (t) => (t.entries.get("f")!.xattrs = { "user.x\n!touch CANARY": Buffer.from("v") })],
     ["an xattr name that reads as an option", (t) => (t.entries.get("f")!.xattrs = { "-f/etc/shadow": Buffer.from("v") })],
     ["a device name that is '..'", (t) => t.entries.set("..", { path: "..", type: "fifo", uid: 0, gid: 0, mode: 0o644, mtime: 0 })],
-    ["a line longer than fgets reads", (t) => t.entries.set(`${'"'.repeat(250)}/`.repeat(16).slice(0, -1), { path: `${'"'.repeat(250)}/`.repeat(16).slice(0, -1), type: "fifo", uid: 0, gid: 0, mode: 0o644, mtime: 0 })],
+    [
+      "a line longer than fgets reads",
+      (t) => t.entries.set(`${'"'.repeat(250)}/`.repeat(16).slice(0, -1), { path: `${'"'.repeat(250)}/`.repeat(16).slice(0, -1), type: "fifo", uid: 0, gid: 0, mode: 0o644, mtime: 0 }),
+    ],
   ];
   for (const [what, poison] of hostile) {
     it(what, async () => {

@@ -34,10 +34,31 @@ const ociLayer = (entries: RawTarEntry[]) => flattenLayers([Readable.from([build
 
 describe("refusals show image paths escaped", () => {
   const exportCases: Array<[string, RawTarEntry[], RegExp]> = [
-    ["a member twice", [{ name: H, type: "0" }, { name: H, type: "0" }], /appears twice/],
-    ["a member under a file", [{ name: H, type: "0" }, { name: `${H}/x`, type: "0" }], /lies under .*not a directory/],
+    [
+      "a member twice",
+      [
+        { name: H, type: "0" },
+        { name: H, type: "0" },
+      ],
+      /appears twice/,
+    ],
+    [
+      "a member under a file",
+      [
+        { name: H, type: "0" },
+        { name: `${H}/x`, type: "0" },
+      ],
+      /lies under .*not a directory/,
+    ],
     ["a hardlink to a missing member", [{ name: `h${H}`, type: "1", linkname: "missing" }], /not earlier in the tar/],
-    ["a hardlink to a directory", [{ name: "d/", type: "5" }, { name: `h${H}`, type: "1", linkname: "d" }], /not a regular file/],
+    [
+      "a hardlink to a directory",
+      [
+        { name: "d/", type: "5" },
+        { name: `h${H}`, type: "1", linkname: "d" },
+      ],
+      /not a regular file/,
+    ],
     ["a hardlink target with '..'", [{ name: `h${H}`, type: "1", linkname: "../x" }], /hardlink target of .*".." component/],
     ["a symlink target with a newline", [{ name: `l${H}`, type: "2", linkname: "a\nb" }], /symlink target of .*control byte/],
     ["an invalid owner", [{ name: "p", type: "0", pax: pax({ path: H, uid: "-1" }) }], /invalid uid/],
@@ -46,23 +67,56 @@ describe("refusals show image paths escaped", () => {
   for (const [what, entries, pattern] of exportCases) it(`docker export: ${what}`, () => refusedPrintably(dockerExport(entries), pattern));
 
   const layerCases: Array<[string, RawTarEntry[], RegExp]> = [
-    ["a member through a symlink", [{ name: H, type: "2", linkname: "x" }, { name: `${H}/f`, type: "0" }], /goes through the symlink/],
-    ["a member through a file", [{ name: H, type: "0" }, { name: `${H}/f`, type: "0" }], /not a directory/],
+    [
+      "a member through a symlink",
+      [
+        { name: H, type: "2", linkname: "x" },
+        { name: `${H}/f`, type: "0" },
+      ],
+      /goes through the symlink/,
+    ],
+    [
+      "a member through a file",
+      [
+        { name: H, type: "0" },
+        { name: `${H}/f`, type: "0" },
+      ],
+      /not a directory/,
+    ],
     ["a hardlink to itself", [{ name: H, type: "1", linkname: H }], /points at itself/],
     ["a hardlink to a missing member", [{ name: "h", type: "1", linkname: H }], /does not exist/],
-    ["a hardlink to a directory", [{ name: `${H}/`, type: "5" }, { name: "h", type: "1", linkname: H }], /points at the directory/],
-    ["an invalid whiteout", [{ name: `${H}/`, type: "5" }, { name: `${H}/.wh..`, type: "0" }], /invalid whiteout/],
+    [
+      "a hardlink to a directory",
+      [
+        { name: `${H}/`, type: "5" },
+        { name: "h", type: "1", linkname: H },
+      ],
+      /points at the directory/,
+    ],
+    [
+      "an invalid whiteout",
+      [
+        { name: `${H}/`, type: "5" },
+        { name: `${H}/.wh..`, type: "0" },
+      ],
+      /invalid whiteout/,
+    ],
   ];
   for (const [what, entries, pattern] of layerCases) it(`OCI layer: ${what}`, () => refusedPrintably(ociLayer(entries), pattern));
 
   // Within the name rule (4095 bytes), but past PATH_MAX once under the host staging directory:
   // the host's own error names the path, and must show it escaped too.
-  const deep = `${Array(16).fill(`${H}${"d".repeat(247)}`).join("/")}/${"f".repeat(26)}`; // 4090 bytes
+  const deep = `${Array(16)
+    .fill(`${H}${"d".repeat(247)}`)
+    .join("/")}/${"f".repeat(26)}`; // 4090 bytes
   it("docker export: a path the host cannot stage", () => refusedPrintably(dockerExport([{ name: "p", type: "0", pax: pax({ path: deep }) }]), /ENAMETOOLONG/));
   it("OCI layer: a path the host cannot stage", () => refusedPrintably(ociLayer([{ name: "p", type: "0", pax: pax({ path: deep }) }]), /ENAMETOOLONG/));
 
   it("agent injection: /sbin resolving to a file", async () => {
-    const tree = await dockerExport([{ name: "sbin", type: "2", linkname: H }, { name: H, type: "0" }]);
+    const tree = await dockerExport([
+      { name: "sbin", type: "2", linkname: H },
+      { name: H, type: "0" },
+    ]);
     await refusedPrintably(injectAgent(tree, { agentPath: "/bin/sh" }), /where banger needs a directory/);
   });
 });

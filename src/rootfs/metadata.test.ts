@@ -64,7 +64,8 @@ describe("the debugfs script is bounded and written to disk as it is made", () =
   // gigabytes of script (it was built in memory).
   const deep = Array(15).fill("d".repeat(250)).join("/");
   const xattrs = Object.fromEntries([...Array(32).keys()].map((i) => [`SCHILY.xattr.user.${i}`, Buffer.from("v")]));
-  const entries = (count: number): RawTarEntry[] => [...Array(count).keys()].map((i) => ({ name: "p", type: "0" as const, pax: { path: Buffer.from(`${deep}/${String(i).padStart(200, "f")}`), ...xattrs } }));
+  const entries = (count: number): RawTarEntry[] =>
+    [...Array(count).keys()].map((i) => ({ name: "p", type: "0" as const, pax: { path: Buffer.from(`${deep}/${String(i).padStart(200, "f")}`), ...xattrs } }));
 
   it("a tree whose script would pass the cap is refused with one line, nothing left", async () => {
     const dir = join(root, `case-${n++}`);
@@ -89,8 +90,7 @@ describe("the debugfs script is bounded and written to disk as it is made", () =
 });
 
 describe("xattr values become one work file per distinct value, and not too many", () => {
-  const tar = (values: (i: number) => string) =>
-    buildTar([...Array(40).keys()].map((i) => ({ name: `f${i}`, type: "0" as const, pax: { "SCHILY.xattr.security.selinux": Buffer.from(values(i)) } })));
+  const tar = (values: (i: number) => string) => buildTar([...Array(40).keys()].map((i) => ({ name: `f${i}`, type: "0" as const, pax: { "SCHILY.xattr.security.selinux": Buffer.from(values(i)) } })));
 
   it("many entries sharing labels (an SELinux image) build, each keeping its value", async () => {
     const dir = join(root, `case-${n++}`);

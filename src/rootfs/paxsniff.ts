@@ -109,8 +109,7 @@ export class PaxXattrSniffer extends Transform {
       if (key.startsWith(XATTR_PREFIX)) {
         orThrow(this.budget.spend([key], [value]), this.fail);
         xattrs.set(key.slice(XATTR_PREFIX.length), value);
-      }
-      else if (key === "size") this.pendingSize = Number.parseInt(value.toString("latin1"), 10);
+      } else if (key === "size") this.pendingSize = Number.parseInt(value.toString("latin1"), 10);
     }
     this.pendingXattrs = xattrs;
   }

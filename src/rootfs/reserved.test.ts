@@ -27,7 +27,10 @@ const AT_LOST_FOUND: Record<string, RawTarEntry[]> = {
   "character device": [{ name: "lost+found", type: "3", devmajor: 1, devminor: 3 }],
   file: [{ name: "lost+found", type: "0", data: Buffer.from("x") }],
   symlink: [{ name: "lost+found", type: "2", linkname: "etc" }],
-  hardlink: [{ name: "f", type: "0" }, { name: "lost+found", type: "1", linkname: "f" }],
+  hardlink: [
+    { name: "f", type: "0" },
+    { name: "lost+found", type: "1", linkname: "f" },
+  ],
 };
 
 describe("an image entry at /lost+found that is not a directory", () => {
@@ -38,7 +41,10 @@ describe("an image entry at /lost+found that is not a directory", () => {
         mkdirSync(join(dir, "out"), { recursive: true });
         const tree = await read(buildTar(entries), join(dir, "staging"));
         const image = join(dir, "out", "rootfs.ext4");
-        const err = await buildExt4(tree, image).then(() => `built an image; e2fsck says: ${fsck(image)}`, (e: unknown) => e);
+        const err = await buildExt4(tree, image).then(
+          () => `built an image; e2fsck says: ${fsck(image)}`,
+          (e: unknown) => e,
+        );
         assert.ok(err instanceof BangerError, String(err));
         assert.match(err.message, /at \/lost\+found, where mkfs\.ext4 makes its own directory/);
         assert.doesNotMatch(err.message, /[\x00-\x1f\x7f-\x9f]/);
@@ -60,6 +66,9 @@ function fsck(image: string): string {
     execFileSync("e2fsck", ["-fn", image], { stdio: "pipe" });
     return "clean";
   } catch (err) {
-    return String((err as { stdout?: Buffer }).stdout ?? err).split("\n").slice(0, 6).join(" / ");
+    return String((err as { stdout?: Buffer }).stdout ?? err)
+      .split("\n")
+      .slice(0, 6)
+      .join(" / ");
   }
 }

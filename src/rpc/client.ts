@@ -3,20 +3,7 @@
 import { connect, type Socket } from "node:net";
 import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
 import type { ProgressEvent } from "../util/progress.ts";
-import {
-  CANCEL,
-  EVENT,
-  INPUT,
-  LineSplitter,
-  PROGRESS,
-  type PayloadSink,
-  payloadBytes,
-  withPayloads,
-  writeMessage,
-  fromErrorObject,
-  type RequestId,
-  type RpcErrorObject,
-} from "./protocol.ts";
+import { CANCEL, EVENT, INPUT, LineSplitter, PROGRESS, type PayloadSink, payloadBytes, withPayloads, writeMessage, fromErrorObject, type RequestId, type RpcErrorObject } from "./protocol.ts";
 
 /**
  * What every call in flight fails with when the connection closes under it (the daemon was

@@ -37,9 +37,7 @@ export interface RpcErrorObject {
   data?: { hint?: string };
 }
 
-export type RpcResponse =
-  | { jsonrpc: "2.0"; id: RequestId | null; result: unknown }
-  | { jsonrpc: "2.0"; id: RequestId | null; error: RpcErrorObject };
+export type RpcResponse = { jsonrpc: "2.0"; id: RequestId | null; result: unknown } | { jsonrpc: "2.0"; id: RequestId | null; error: RpcErrorObject };
 
 export const PROGRESS = "$/progress";
 export const EVENT = "$/event";

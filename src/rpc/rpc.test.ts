@@ -106,7 +106,15 @@ describe("rpc", () => {
   it("answers malformed input with JSON-RPC errors instead of dropping the connection", async () => {
     const raw = connect(socket);
     const lines: unknown[] = [];
-    raw.on("data", (b) => lines.push(...b.toString().trim().split("\n").map((l) => JSON.parse(l))));
+    raw.on("data", (b) =>
+      lines.push(
+        ...b
+          .toString()
+          .trim()
+          .split("\n")
+          .map((l) => JSON.parse(l)),
+      ),
+    );
     raw.write("this is not json\n");
     raw.write(`${JSON.stringify({ jsonrpc: "1.0", id: 1, method: "echo" })}\n`);
     raw.write(`${JSON.stringify({ jsonrpc: "2.0", id: 2, method: "echo", params: "ok" })}\n`);
@@ -174,13 +182,17 @@ describe("rpc", () => {
     const got: Buffer[] = [];
     const kinds: string[] = [];
     const size = 9 * 1024 * 1024 + 3;
-    const result = await c.call("bytesOut", { size }, {
-      onEvent: (e) => {
-        const ev = e as { t: string; data?: unknown };
-        kinds.push(ev.t);
-        if (Buffer.isBuffer(ev.data)) got.push(ev.data);
+    const result = await c.call(
+      "bytesOut",
+      { size },
+      {
+        onEvent: (e) => {
+          const ev = e as { t: string; data?: unknown };
+          kinds.push(ev.t);
+          if (Buffer.isBuffer(ev.data)) got.push(ev.data);
+        },
       },
-    });
+    );
     assert.equal(result, size);
     assert.deepEqual(kinds, ["out", "out", "out", "done"], "three payload pieces, then the plain event");
     assert.ok(Buffer.concat(got).equals(Buffer.alloc(size, "x\n")));
@@ -229,7 +241,10 @@ describe("rpc", () => {
     const started = Date.now();
     // Later clients answer sooner: answers must still reach the right caller.
     const results = await Promise.all(clients.map((c, i) => c.call("delayed", { ms: 200 - i * 3, tag: `client-${i}` })));
-    assert.deepEqual(results, clients.map((_, i) => `client-${i}`));
+    assert.deepEqual(
+      results,
+      clients.map((_, i) => `client-${i}`),
+    );
     assert.ok(Date.now() - started < 2000, "calls ran concurrently, not one after another");
     for (const c of clients) c.close();
   });

@@ -3,20 +3,7 @@ import { chmod, chown, rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { BangerError, ErrorCode, cancelled } from "../util/errors.ts";
 import type { Progress } from "../util/progress.ts";
-import {
-  CANCEL,
-  EVENT,
-  INPUT,
-  LineSplitter,
-  type PayloadSink,
-  payloadBytes,
-  withPayloads,
-  writeMessage,
-  PROGRESS,
-  toErrorObject,
-  type RequestId,
-  type RpcErrorObject,
-} from "./protocol.ts";
+import { CANCEL, EVENT, INPUT, LineSplitter, type PayloadSink, payloadBytes, withPayloads, writeMessage, PROGRESS, toErrorObject, type RequestId, type RpcErrorObject } from "./protocol.ts";
 
 export interface CallContext {
   /** Aborted when the client cancels, disconnects, or the daemon shuts down. */
@@ -135,12 +122,7 @@ export class RpcServer {
     });
   }
 
-  private handleLine(
-    line: string,
-    calls: Map<RequestId, InFlight>,
-    send: (msg: object, payload?: Buffer) => boolean,
-    drained: () => Promise<void>,
-  ): PayloadSink | void {
+  private handleLine(line: string, calls: Map<RequestId, InFlight>, send: (msg: object, payload?: Buffer) => boolean, drained: () => Promise<void>): PayloadSink | void {
     let msg: unknown;
     try {
       msg = JSON.parse(line);

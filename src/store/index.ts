@@ -308,8 +308,17 @@ export class Store {
   /** Updates the given fields of one VM; returns false when it does not exist. */
   updateVm(name: string, fields: Partial<Pick<VmRecord, "state" | "cpus" | "memoryBytes" | "diskBytes" | "pid" | "ip" | "error" | "config" | "startedAt" | "tap" | "stateReason">>): boolean {
     const columns: Record<string, string> = {
-      state: "state", cpus: "cpus", memoryBytes: "memory_mib", diskBytes: "disk_bytes", pid: "pid", ip: "ip",
-      error: "error", config: "config", startedAt: "started_at", tap: "tap", stateReason: "state_reason",
+      state: "state",
+      cpus: "cpus",
+      memoryBytes: "memory_mib",
+      diskBytes: "disk_bytes",
+      pid: "pid",
+      ip: "ip",
+      error: "error",
+      config: "config",
+      startedAt: "started_at",
+      tap: "tap",
+      stateReason: "state_reason",
     };
     const sets: string[] = [];
     const values: Record<string, unknown> = { name };
@@ -340,9 +349,10 @@ export class Store {
 
   // --- sessions ---
   listSessions(vm?: string): SessionRecord[] {
-    const rows = vm === undefined
-      ? (this.db.prepare("SELECT * FROM sessions ORDER BY vm, created_at").all() as Row[])
-      : (this.db.prepare("SELECT * FROM sessions WHERE vm = ? ORDER BY created_at").all(vm) as Row[]);
+    const rows =
+      vm === undefined
+        ? (this.db.prepare("SELECT * FROM sessions ORDER BY vm, created_at").all() as Row[])
+        : (this.db.prepare("SELECT * FROM sessions WHERE vm = ? ORDER BY created_at").all(vm) as Row[]);
     return rows.map(sessionFromRow);
   }
   putSession(s: Omit<SessionRecord, "createdAt"> & { createdAt?: string }): void {
@@ -359,24 +369,18 @@ export class Store {
 
   // --- operations ---
   startOperation(kind: string, target: string): number {
-    const r = this.db
-      .prepare("INSERT INTO operations (kind, target, state, started_at) VALUES (?, ?, 'running', ?)")
-      .run(kind, target, now());
+    const r = this.db.prepare("INSERT INTO operations (kind, target, state, started_at) VALUES (?, ?, 'running', ?)").run(kind, target, now());
     return Number(r.lastInsertRowid);
   }
   finishOperation(id: number, state: Exclude<OperationState, "running">, error?: string): void {
-    this.db
-      .prepare("UPDATE operations SET state = ?, error = ?, finished_at = ? WHERE id = ?")
-      .run(state, error ?? null, now(), id);
+    this.db.prepare("UPDATE operations SET state = ?, error = ?, finished_at = ? WHERE id = ?").run(state, error ?? null, now(), id);
   }
   listOperations(limit = 50): OperationRecord[] {
     return (this.db.prepare("SELECT * FROM operations ORDER BY id DESC LIMIT ?").all(limit) as Row[]).map(operationFromRow);
   }
   /** Operations a previous daemon left running can never finish: mark them failed. */
   failInterruptedOperations(): number {
-    return this.db
-      .prepare("UPDATE operations SET state = 'failed', error = 'interrupted: the daemon stopped', finished_at = ? WHERE state = 'running'")
-      .run(now()).changes;
+    return this.db.prepare("UPDATE operations SET state = 'failed', error = 'interrupted: the daemon stopped', finished_at = ? WHERE state = 'running'").run(now()).changes;
   }
 }
 

@@ -43,9 +43,33 @@ describe("store", () => {
     const { home, cleanup } = makeTempHome();
     try {
       const s = openStore(join(home, "banger.db"));
-      s.putKernel({ name: "k1", source: "pull:http://x/k.tar.zst", kernelVersion: "6.1.0", distro: "debian", arch: "x86_64", vmlinuxSha256: "a".repeat(64), hasInitrd: true, modules: ["virtio_blk"], sizeBytes: 10 });
+      s.putKernel({
+        name: "k1",
+        source: "pull:http://x/k.tar.zst",
+        kernelVersion: "6.1.0",
+        distro: "debian",
+        arch: "x86_64",
+        vmlinuxSha256: "a".repeat(64),
+        hasInitrd: true,
+        modules: ["virtio_blk"],
+        sizeBytes: 10,
+      });
       s.putImage({ name: "i1", source: "oci:alpine", digest: "sha256:abc", kernelRef: "k1", distro: "alpine", arch: "x86_64", sizeBytes: 20, config: { Cmd: ["sh"] } });
-      s.insertVm({ name: "v1", id: "id1", state: "stopped", image: "i1", kernel: "k1", vmm: "qemu", cpus: 2, memoryBytes: 512 * 1024 ** 2, diskBytes: 0, pid: null, ip: null, error: null, config: {} });
+      s.insertVm({
+        name: "v1",
+        id: "id1",
+        state: "stopped",
+        image: "i1",
+        kernel: "k1",
+        vmm: "qemu",
+        cpus: 2,
+        memoryBytes: 512 * 1024 ** 2,
+        diskBytes: 0,
+        pid: null,
+        ip: null,
+        error: null,
+        config: {},
+      });
       s.putSession({ vm: "v1", name: "s1", command: "sleep 1", state: "running", exitCode: null });
       const op = s.startOperation("vm.create", "v1");
       s.finishOperation(op, "failed", "it broke");
@@ -88,7 +112,8 @@ describe("store", () => {
     const { home, cleanup } = makeTempHome();
     try {
       const s = openStore(join(home, "banger.db"));
-      const vm = (name: string, ip: string | null) => s.insertVm({ name, id: `id-${name}`, state: "running", image: "i", kernel: "k", vmm: "qemu", cpus: 1, memoryBytes: 64 * 1024 ** 2, diskBytes: 0, pid: null, ip, error: null, config: {} });
+      const vm = (name: string, ip: string | null) =>
+        s.insertVm({ name, id: `id-${name}`, state: "running", image: "i", kernel: "k", vmm: "qemu", cpus: 1, memoryBytes: 64 * 1024 ** 2, diskBytes: 0, pid: null, ip, error: null, config: {} });
       vm("Alpha", "172.30.0.2");
       vm("beta", null);
       assert.equal(s.vmOnTap("172.30.0.2"), undefined, "an address without a tap is not a guest asking");
@@ -142,7 +167,11 @@ describe("store", () => {
       old.pragma("foreign_keys = ON");
       for (const m of MIGRATIONS.slice(0, 2)) old.exec(m);
       old.pragma("user_version = 2");
-      old.prepare("INSERT INTO vms (name, id, state, image, kernel, vmm, cpus, memory_mib, config, created_at, net, tap) VALUES ('v1', 'id1', 'running', 'i', 'k', 'qemu', 1, 256, '{}', 'now', 'none', 'tap3')").run();
+      old
+        .prepare(
+          "INSERT INTO vms (name, id, state, image, kernel, vmm, cpus, memory_mib, config, created_at, net, tap) VALUES ('v1', 'id1', 'running', 'i', 'k', 'qemu', 1, 256, '{}', 'now', 'none', 'tap3')",
+        )
+        .run();
       old.prepare("INSERT INTO sessions (vm, name, command, state, created_at) VALUES ('v1', 's1', 'sleep 9', 'running', 'now')").run();
       old.close();
 

@@ -19,7 +19,10 @@ describe("arch", () => {
   it("takes a user's --arch in any spelling and refuses the rest as usage, naming the flag", () => {
     assert.equal(parseArch("x86_64"), "amd64");
     assert.equal(parseArch("aarch64"), "arm64");
-    assert.throws(() => parseArch("riscv64"), (e) => e instanceof BangerError && e.code === ErrorCode.InvalidArgument && /^--arch takes amd64 or arm64/.test(e.message));
+    assert.throws(
+      () => parseArch("riscv64"),
+      (e) => e instanceof BangerError && e.code === ErrorCode.InvalidArgument && /^--arch takes amd64 or arm64/.test(e.message),
+    );
   });
 
   it("says the host's architecture as banger does, not as Node does", () => {

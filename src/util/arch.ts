@@ -7,10 +7,15 @@ export type Arch = "amd64" | "arm64";
 
 /** Every spelling that means the same machine, lower-case, mapped to the one banger prints. */
 const ALIASES: Record<string, string> = {
-  amd64: "amd64", x86_64: "amd64", "x86-64": "amd64", x64: "amd64",
-  arm64: "arm64", aarch64: "arm64",
+  amd64: "amd64",
+  x86_64: "amd64",
+  "x86-64": "amd64",
+  x64: "amd64",
+  arm64: "arm64",
+  aarch64: "arm64",
   // 32-bit ARM as Debian names it (only ever seen in OCI indexes: banger runs no such guest).
-  armhf: "arm", armel: "arm",
+  armhf: "arm",
+  armel: "arm",
 };
 
 /**

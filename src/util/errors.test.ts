@@ -5,7 +5,13 @@ import { BangerError, ErrorCode, exitStatusOf, failed, invalidArgument, isUsageE
 const sys = (code: string) => Object.assign(new Error(`${code}: something, write`), { code });
 
 test("each resource errno is named as such, exit 1, with the path and free space", () => {
-  for (const [code, says] of [["ENOSPC", /^no space left on \/tmp: needs ~1\.0 MiB, .* free \(ENOSPC\)$/], ["EDQUOT", /^disk quota exceeded on \/tmp/], ["ENOMEM", /^out of memory/], ["EMFILE", /too many open files in the daemon/], ["ENFILE", /too many open files on this host/]] as const) {
+  for (const [code, says] of [
+    ["ENOSPC", /^no space left on \/tmp: needs ~1\.0 MiB, .* free \(ENOSPC\)$/],
+    ["EDQUOT", /^disk quota exceeded on \/tmp/],
+    ["ENOMEM", /^out of memory/],
+    ["EMFILE", /too many open files in the daemon/],
+    ["ENFILE", /too many open files on this host/],
+  ] as const) {
     const e = resourceError(sys(code), { path: "/tmp", neededBytes: 1024 * 1024 });
     assert.ok(e instanceof BangerError);
     assert.equal(e.code, ErrorCode.ResourceExhausted);
@@ -21,7 +27,7 @@ test("found through causes and in a host tool's stderr; SQLite's full disk too",
 });
 
 test("never from an input's own message, nor an error already classified", () => {
-  assert.equal(resourceError(invalidArgument("tar member \"No space left on device\" is bad")), undefined);
+  assert.equal(resourceError(invalidArgument('tar member "No space left on device" is bad')), undefined);
   assert.equal(resourceError(new BangerError(ErrorCode.InvalidArgument, "image too small", undefined, { cause: sys("ENOSPC") })), undefined);
   assert.equal(resourceError(sys("ENOENT")), undefined);
 });

@@ -44,14 +44,11 @@ export class BangerError extends Error {
 }
 
 export const notFound = (what: string, hint?: string) => new BangerError(ErrorCode.NotFound, `${what} not found`, hint);
-export const invalidArgument = (message: string, hint?: string) =>
-  new BangerError(ErrorCode.InvalidArgument, message, hint);
-export const alreadyExists = (message: string, hint?: string) =>
-  new BangerError(ErrorCode.AlreadyExists, message, hint);
+export const invalidArgument = (message: string, hint?: string) => new BangerError(ErrorCode.InvalidArgument, message, hint);
+export const alreadyExists = (message: string, hint?: string) => new BangerError(ErrorCode.AlreadyExists, message, hint);
 export const cancelled = (message = "cancelled") => new BangerError(ErrorCode.Cancelled, message);
 export const integrity = (message: string, hint?: string) => new BangerError(ErrorCode.Integrity, message, hint);
-export const failed = (message: string, hint?: string, cause?: unknown) =>
-  new BangerError(ErrorCode.Failed, message, hint, { cause });
+export const failed = (message: string, hint?: string, cause?: unknown) => new BangerError(ErrorCode.Failed, message, hint, { cause });
 
 /** Bad usage maps to exit status 2 in the CLI; every other failure to 1. */
 export function isUsageError(err: unknown): boolean {

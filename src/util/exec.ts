@@ -95,7 +95,10 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
 export function withDeadline<T>(p: Promise<T>, ms: number, what = "an answer"): Promise<T> {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new BangerError(ErrorCode.Timeout, `no ${what} within ${ms} ms`)), ms);
-    p.then((v) => (clearTimeout(t), resolve(v)), (e) => (clearTimeout(t), reject(e)));
+    p.then(
+      (v) => (clearTimeout(t), resolve(v)),
+      (e) => (clearTimeout(t), reject(e)),
+    );
   });
 }
 

@@ -12,9 +12,7 @@ export function isValidName(name: string): boolean {
 export function validateName(kind: NamedKind, name: unknown): string {
   if (typeof name !== "string" || name.trim() === "") throw invalidArgument(`${kind} name is required`);
   if (!NAME_PATTERN.test(name)) {
-    throw invalidArgument(
-      `invalid ${kind} name ${JSON.stringify(name)}: use letters, digits, '.', '_' or '-', start with a letter or digit, at most 64 characters`,
-    );
+    throw invalidArgument(`invalid ${kind} name ${JSON.stringify(name)}: use letters, digits, '.', '_' or '-', start with a letter or digit, at most 64 characters`);
   }
   return name;
 }

@@ -22,4 +22,3 @@ function isZombie(pid: number): boolean {
     return false;
   }
 }
-

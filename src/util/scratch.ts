@@ -147,7 +147,10 @@ export async function findLeftovers(paths: RootDirs, alive: PidAlive = isAlive):
 export async function sweepLeftovers(paths: RootDirs, alive: PidAlive = isAlive): Promise<{ removed: Leftover[]; bytes: number }> {
   const removed: Leftover[] = [];
   for (const left of await findLeftovers(paths, alive)) {
-    await rm(left.path, { recursive: true, force: true }).then(() => removed.push(left), () => undefined);
+    await rm(left.path, { recursive: true, force: true }).then(
+      () => removed.push(left),
+      () => undefined,
+    );
   }
   return { removed, bytes: removed.reduce((n, l) => n + l.bytes, 0) };
 }

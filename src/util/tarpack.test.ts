@@ -29,7 +29,10 @@ test("a pack destroyed with entries in flight rejects them, and nothing is uncau
     pack.resume?.();
     pack.destroy(new Error("the reader failed"));
     const results = await Promise.allSettled(written);
-    assert.ok(results.some((r) => r.status === "rejected"), "an entry in flight is failed, not left pending");
+    assert.ok(
+      results.some((r) => r.status === "rejected"),
+      "an entry in flight is failed, not left pending",
+    );
   });
 });
 

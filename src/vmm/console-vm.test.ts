@@ -43,8 +43,14 @@ const sizeOf = (p: string) => {
 test("a guest flooding its console: console.log stays within the cap, older output rotates", async (t) => {
   if (typeof kernel === "string") return t.skip(kernel);
   const spec: VmSpec = {
-    kernelPath: kernel.vmlinuz, initrdPath: initrd, cmdline: "console=ttyS0 quiet panic=-1", rootDisk: { path: disk, format: "raw" },
-    cpus: 1, memoryMib: 256, runtimeDir: join(home.home, "vm"), accel: forcedAccel() ?? "tcg",
+    kernelPath: kernel.vmlinuz,
+    initrdPath: initrd,
+    cmdline: "console=ttyS0 quiet panic=-1",
+    rootDisk: { path: disk, format: "raw" },
+    cpus: 1,
+    memoryMib: 256,
+    runtimeDir: join(home.home, "vm"),
+    accel: forcedAccel() ?? "tcg",
   };
   const vm = await qemuDriver.start(spec);
   try {

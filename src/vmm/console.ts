@@ -40,7 +40,10 @@ async function readRange(path: string, position: number, length: number): Promis
 }
 
 async function sizeOf(path: string): Promise<number> {
-  return stat(path).then((s) => s.size, () => 0);
+  return stat(path).then(
+    (s) => s.size,
+    () => 0,
+  );
 }
 
 /** Rotates the log when it is over the cap: its last `cap` bytes become console.log.1, it restarts empty. */

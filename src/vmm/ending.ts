@@ -60,7 +60,10 @@ export async function findPanicLine(consolePath: string): Promise<string | undef
 
 /** Guest or VMM text kept in the store: printable, one line, bounded (printing adds the terminal rule). */
 export function oneLine(text: string): string {
-  const flat = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, " ").replace(/\s+/g, " ").trim();
+  const flat = text
+    .replace(/[\u0000-\u001f\u007f-\u009f]/g, " ")
+    .replace(/\s+/g, " ")
+    .trim();
   return flat.length > MAX_GUEST_LINE ? `${flat.slice(0, MAX_GUEST_LINE - 1)}…` : flat;
 }
 

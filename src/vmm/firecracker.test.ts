@@ -73,7 +73,10 @@ function specFor(name: string): VmSpec {
 
 async function recorded(path: string): Promise<Recorded[]> {
   const text = await readFile(path, "utf8");
-  return text.trim().split("\n").map((l) => JSON.parse(l) as Recorded);
+  return text
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as Recorded);
 }
 
 function readSome(stream: Duplex, until: string): Promise<string> {
@@ -104,16 +107,7 @@ describe("firecracker driver (swagger-validating stand-in)", () => {
       const calls = await recorded(record);
       for (const c of calls) assert.deepEqual(c.problems ?? [], [], `${c.method} ${c.url} violates the swagger`);
       const sequence = calls.filter((c) => c.method && c.method !== "GET").map((c) => `${c.method} ${c.url}`);
-      assert.deepEqual(sequence, [
-        "PUT /logger",
-        "PUT /metrics",
-        "PUT /boot-source",
-        "PUT /drives/rootfs",
-        "PUT /machine-config",
-        "PUT /network-interfaces/eth0",
-        "PUT /vsock",
-        "PUT /actions",
-      ]);
+      assert.deepEqual(sequence, ["PUT /logger", "PUT /metrics", "PUT /boot-source", "PUT /drives/rootfs", "PUT /machine-config", "PUT /network-interfaces/eth0", "PUT /vsock", "PUT /actions"]);
       const byUrl = (url: string) => calls.find((c) => c.url === url && c.method === "PUT");
       assert.deepEqual(byUrl("/boot-source")?.body, { kernel_image_path: files.kernel, boot_args: spec.cmdline, initrd_path: files.initrd });
       assert.deepEqual(byUrl("/drives/rootfs")?.body, { drive_id: "rootfs", path_on_host: files.disk, is_root_device: true, is_read_only: false });
@@ -132,10 +126,7 @@ describe("firecracker driver (swagger-validating stand-in)", () => {
       await vm.resume();
       assert.equal(await vm.status(), "running");
       // Firecracker refuses pre-boot calls after start; the driver surfaces its fault_message.
-      await assert.rejects(
-        fcCall(join(spec.runtimeDir, "fc.sock"), "PUT", "/machine-config", { vcpu_count: 1, mem_size_mib: 128 }),
-        /not supported after starting the microVM/,
-      );
+      await assert.rejects(fcCall(join(spec.runtimeDir, "fc.sock"), "PUT", "/machine-config", { vcpu_count: 1, mem_size_mib: 128 }), /not supported after starting the microVM/);
 
       // The stand-in drops the first vsock connection (guest listener not up): the driver retries.
       const stream = await vm.agentStream();
@@ -144,7 +135,11 @@ describe("firecracker driver (swagger-validating stand-in)", () => {
       assert.equal(await readSome(stream, "ping"), "ping");
       stream.destroy();
       const vsockLines = (await recorded(record)).filter((c) => c.vsock !== undefined);
-      assert.deepEqual(vsockLines.map((c) => c.vsock), ["CONNECT 52\n"], "CONNECT arrives in one write");
+      assert.deepEqual(
+        vsockLines.map((c) => c.vsock),
+        ["CONNECT 52\n"],
+        "CONNECT arrives in one write",
+      );
 
       const adopted = await firecrackerDriver.adopt(spec.runtimeDir);
       assert.ok(adopted);
@@ -182,7 +177,10 @@ describe("firecracker driver (swagger-validating stand-in)", () => {
     setTimeout(() => ctrl.abort(), 50);
     await assert.rejects(driver().start(spec, { signal: ctrl.signal }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.Cancelled);
     assert.deepEqual(await processesMentioning(spec.runtimeDir), []);
-    assert.deepEqual((await readdir(spec.runtimeDir)).filter((n) => n.endsWith(".sock") || n.startsWith("vmm.") && n !== "vmm.log"), []);
+    assert.deepEqual(
+      (await readdir(spec.runtimeDir)).filter((n) => n.endsWith(".sock") || (n.startsWith("vmm.") && n !== "vmm.log")),
+      [],
+    );
   });
 
   test("refuses a qcow2 root disk and a missing binary before starting anything", async () => {
@@ -196,8 +194,7 @@ describe("firecracker driver (swagger-validating stand-in)", () => {
 describe("the swagger validator (so the stand-in is not a rubber stamp)", () => {
   const v = new SwaggerValidator(SWAGGER);
   const json = { "content-type": "application/json", "content-length": "1" };
-  const problems = (method: string, url: string, body: unknown, headers: Record<string, string> = json) =>
-    v.check(method, url, headers, body === undefined ? "" : JSON.stringify(body)).problems;
+  const problems = (method: string, url: string, body: unknown, headers: Record<string, string> = json) => v.check(method, url, headers, body === undefined ? "" : JSON.stringify(body)).problems;
 
   test("accepts what Firecracker accepts", () => {
     assert.deepEqual(problems("PUT", "/machine-config", { vcpu_count: 2, mem_size_mib: 256, smt: false }), []);
@@ -224,8 +221,22 @@ describe("jailer", () => {
   test("builds the jailer argv per Firecracker's docs", () => {
     const jailer = { execFile: "/usr/local/bin/firecracker", id: "vm-1", uid: 1234, gid: 1234, cgroupVersion: 2 as const, netns: "/var/run/netns/bg1" };
     assert.deepEqual(buildJailerArgv(jailer), [
-      "jailer", "--id", "vm-1", "--exec-file", "/usr/local/bin/firecracker", "--uid", "1234", "--gid", "1234",
-      "--cgroup-version", "2", "--netns", "/var/run/netns/bg1", "--", "--api-sock", "/run/firecracker.socket",
+      "jailer",
+      "--id",
+      "vm-1",
+      "--exec-file",
+      "/usr/local/bin/firecracker",
+      "--uid",
+      "1234",
+      "--gid",
+      "1234",
+      "--cgroup-version",
+      "2",
+      "--netns",
+      "/var/run/netns/bg1",
+      "--",
+      "--api-sock",
+      "/run/firecracker.socket",
     ]);
     assert.equal(jailerChrootDir(jailer), "/srv/jailer/firecracker/vm-1/root");
     assert.throws(() => buildJailerArgv({ ...jailer, id: "bad_id!" }), /letters, digits or '-'/);

@@ -11,27 +11,9 @@ import { consoleLogFiles } from "./console.ts";
 import { dialFirecrackerVsock } from "./dial.ts";
 import { fcCall } from "./fcapi.ts";
 import { BaseHandle } from "./handle.ts";
-import {
-  CONSOLE_LOG,
-  VMM_LOG,
-  checkSocketPath,
-  launchVmm,
-  prepareRuntimeDir,
-  readLiveState,
-  retryUntil,
-} from "./process.ts";
+import { CONSOLE_LOG, VMM_LOG, checkSocketPath, launchVmm, prepareRuntimeDir, readLiveState, retryUntil } from "./process.ts";
 import { validateSpec } from "./spec.ts";
-import {
-  AGENT_VSOCK_PORT,
-  type AgentStreamOptions,
-  type JailerSpec,
-  type StartOptions,
-  type StopOutcome,
-  type VmHandle,
-  type VmRunState,
-  type VmSpec,
-  type VmmDriver,
-} from "./types.ts";
+import { AGENT_VSOCK_PORT, type AgentStreamOptions, type JailerSpec, type StartOptions, type StopOutcome, type VmHandle, type VmRunState, type VmSpec, type VmmDriver } from "./types.ts";
 
 export const DEFAULT_GUEST_CID = 3;
 const ROOT_DRIVE_ID = "rootfs";
@@ -69,7 +51,13 @@ export const firecrackerDriver: VmmDriver = createFirecrackerDriver();
 
 /** Firecracker's --id (and the jailer's): alphanumeric and '-', at most 64 characters. */
 function instanceId(runtimeDir: string): string {
-  return (basename(runtimeDir).replace(/[^a-zA-Z0-9-]/g, "-").slice(0, 64) || "banger-vm").replace(/^-+/, "") || "banger-vm";
+  return (
+    (
+      basename(runtimeDir)
+        .replace(/[^a-zA-Z0-9-]/g, "-")
+        .slice(0, 64) || "banger-vm"
+    ).replace(/^-+/, "") || "banger-vm"
+  );
 }
 
 /** Paths as the Firecracker process sees them: host paths, or chroot-relative under the jailer. */
@@ -131,19 +119,11 @@ export function configurationRequests(spec: VmSpec, view: ApiView): Array<[metho
     ["PUT", "/logger", { log_path: view.fcLog, level: "Warning", show_level: true, show_log_origin: false }],
     ["PUT", "/metrics", { metrics_path: view.metrics }],
     ["PUT", "/boot-source", { kernel_image_path: view.kernel, boot_args: spec.cmdline, ...(view.initrd ? { initrd_path: view.initrd } : {}) }],
-    [
-      "PUT",
-      `/drives/${ROOT_DRIVE_ID}`,
-      { drive_id: ROOT_DRIVE_ID, path_on_host: view.disk, is_root_device: true, is_read_only: spec.rootDisk.readOnly ?? false },
-    ],
+    ["PUT", `/drives/${ROOT_DRIVE_ID}`, { drive_id: ROOT_DRIVE_ID, path_on_host: view.disk, is_root_device: true, is_read_only: spec.rootDisk.readOnly ?? false }],
     ["PUT", "/machine-config", { vcpu_count: spec.cpus, mem_size_mib: spec.memoryMib }],
   ];
   if (spec.tap) {
-    calls.push([
-      "PUT",
-      `/network-interfaces/${NET_IFACE_ID}`,
-      { iface_id: NET_IFACE_ID, host_dev_name: spec.tap, ...(spec.mac ? { guest_mac: spec.mac } : {}) },
-    ]);
+    calls.push(["PUT", `/network-interfaces/${NET_IFACE_ID}`, { iface_id: NET_IFACE_ID, host_dev_name: spec.tap, ...(spec.mac ? { guest_mac: spec.mac } : {}) }]);
   }
   calls.push(["PUT", "/vsock", { guest_cid: spec.vsockCid ?? DEFAULT_GUEST_CID, uds_path: view.vsock }]);
   return calls;
@@ -175,7 +155,10 @@ class FirecrackerHandle extends BaseHandle {
   protected async stopGracefully(timeoutMs: number): Promise<StopOutcome> {
     // Ctrl+Alt+Del through the emulated i8042; the guest resets and Firecracker exits.
     // There is no API "quit", so a guest that ignores it gets killed.
-    const asked = await this.api("PUT", "/actions", { action_type: "SendCtrlAltDel" }).then(() => true, () => false);
+    const asked = await this.api("PUT", "/actions", { action_type: "SendCtrlAltDel" }).then(
+      () => true,
+      () => false,
+    );
     if (asked && (await this.exitsWithin(timeoutMs))) return "powerdown";
     return "killed";
   }

@@ -8,10 +8,7 @@ import type { Duplex } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { consoleLogPath, watchConsoleLog } from "./console.ts";
 import { describeEnd, findPanicLine, lastLogLine } from "./ending.ts";
-import {
-  VMM_LOG, childExit, forgetChildExit, isAlive, killAndWait, processStartTime, removeRuntimeLeftovers, waitForExit,
-  type ExitStatus, type VmmState,
-} from "./process.ts";
+import { VMM_LOG, childExit, forgetChildExit, isAlive, killAndWait, processStartTime, removeRuntimeLeftovers, waitForExit, type ExitStatus, type VmmState } from "./process.ts";
 import type { AgentStreamOptions, StopOutcome, VmHandle, VmRunState, VmmEvent, VmmName } from "./types.ts";
 
 /** How often an adopted VMM's pid is checked: an end is reported within this. */

@@ -273,11 +273,7 @@ export function connectUnix(path: string): Promise<Socket> {
  * Retries `attempt` until it succeeds, the VMM dies, the deadline passes or the signal
  * aborts; the last error explains a timeout.
  */
-export async function retryUntil<T>(
-  what: string,
-  attempt: () => Promise<T>,
-  opts: { pid?: number; timeoutMs: number; signal?: AbortSignal; logPath?: string },
-): Promise<T> {
+export async function retryUntil<T>(what: string, attempt: () => Promise<T>, opts: { pid?: number; timeoutMs: number; signal?: AbortSignal; logPath?: string }): Promise<T> {
   const deadline = Date.now() + opts.timeoutMs;
   let delay = 10;
   let lastError: unknown;
@@ -311,7 +307,12 @@ export async function logTail(path: string | undefined): Promise<string> {
       const len = Math.min(size, 4096);
       const buf = Buffer.alloc(len);
       await fh.read(buf, 0, len, size - len);
-      const last = buf.toString("utf8").trim().split("\n").filter((l) => l.trim() !== "").pop();
+      const last = buf
+        .toString("utf8")
+        .trim()
+        .split("\n")
+        .filter((l) => l.trim() !== "")
+        .pop();
       return last ? `: ${last.trim()}` : "";
     } finally {
       await fh.close();

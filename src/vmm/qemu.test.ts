@@ -189,7 +189,11 @@ describe("qemu driver (no boot)", () => {
     // QEMU itself refuses (a raw file called qcow2): the error carries its last log line, nothing stays behind.
     const notQcow = specFor("bad5");
     await assert.rejects(qemuDriver.start({ ...notQcow, rootDisk: { path: bed.disk, format: "qcow2" } }), /the VMM exited while waiting for QMP: .*qcow2/i);
-    assert.deepEqual((await readdir(notQcow.runtimeDir)).filter((n) => !n.endsWith(".log")), [], "only logs remain");
+    assert.deepEqual(
+      (await readdir(notQcow.runtimeDir)).filter((n) => !n.endsWith(".log")),
+      [],
+      "only logs remain",
+    );
     const long = join(bed.home, "x".repeat(100));
     await assert.rejects(qemuDriver.start({ ...specFor("bad3"), runtimeDir: long }), /socket path too long/);
   });

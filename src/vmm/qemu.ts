@@ -13,15 +13,7 @@ import { which } from "../util/exec.ts";
 import { consoleLogFiles } from "./console.ts";
 import { dialUnix } from "./dial.ts";
 import { BaseHandle } from "./handle.ts";
-import {
-  CONSOLE_LOG,
-  VMM_LOG,
-  checkSocketPath,
-  launchVmm,
-  prepareRuntimeDir,
-  readLiveState,
-  retryUntil,
-} from "./process.ts";
+import { CONSOLE_LOG, VMM_LOG, checkSocketPath, launchVmm, prepareRuntimeDir, readLiveState, retryUntil } from "./process.ts";
 import { followQmpEvents } from "./qmp-events.ts";
 import { qmpCommand } from "./qmp.ts";
 import { validateSpec } from "./spec.ts";
@@ -66,9 +58,7 @@ export function qemuPaths(runtimeDir: string) {
 
 /** Decides what buildQemuArgv leaves open: the accelerator and the agent channel. */
 export async function resolveQemuOptions(spec: VmSpec, env: NodeJS.ProcessEnv = process.env): Promise<QemuOptions & { accelReason: string }> {
-  const { accel, reason } = spec.accel
-    ? { accel: spec.accel, reason: "set for this VM" }
-    : await chooseAccel({ env, cacheDir: resolvePaths(env).hostCacheDir });
+  const { accel, reason } = spec.accel ? { accel: spec.accel, reason: "set for this VM" } : await chooseAccel({ env, cacheDir: resolvePaths(env).hostCacheDir });
   // Node cannot open AF_VSOCK sockets itself, so a vsock agent channel needs socat to dial it.
   const vsock = spec.vsockCid !== undefined && (await hasVhostVsock()) && which("socat") !== undefined;
   const tscKhz = accel === "tcg" ? await hostTscKhz() : undefined;
@@ -93,25 +83,41 @@ export function buildQemuArgv(spec: VmSpec, opts: QemuOptions): string[] {
   const disk = spec.rootDisk;
   const argv = [
     QEMU_BINARY,
-    "-name", `banger,debug-threads=on`,
-    "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on",
-    "-accel", opts.accel,
+    "-name",
+    `banger,debug-threads=on`,
+    "-M",
+    "microvm,x-option-roms=off,isa-serial=on,rtc=on",
+    "-accel",
+    opts.accel,
     ...(opts.accel === "kvm" ? ["-cpu", "host"] : []),
-    "-smp", String(spec.cpus),
-    "-m", `${spec.memoryMib}M`,
-    "-nodefaults", "-no-user-config", "-display", "none",
+    "-smp",
+    String(spec.cpus),
+    "-m",
+    `${spec.memoryMib}M`,
+    "-nodefaults",
+    "-no-user-config",
+    "-display",
+    "none",
     // A guest reboot ends the VM: the host decides whether to start it again.
     "-no-reboot",
-    "-kernel", spec.kernelPath,
+    "-kernel",
+    spec.kernelPath,
     ...(spec.initrdPath ? ["-initrd", spec.initrdPath] : []),
-    "-append", kernelCmdline(spec, opts),
+    "-append",
+    kernelCmdline(spec, opts),
     // append=on (O_APPEND): the console watcher (console.ts) truncates it while QEMU keeps writing.
-    "-chardev", `file,id=console,path=${p.console},append=on`,
-    "-serial", "chardev:console",
-    "-qmp", `unix:${p.qmp},server=on,wait=off`,
-    "-qmp", `unix:${p.events},server=on,wait=off`,
-    "-drive", `id=root,file=${disk.path},format=${disk.format},if=none,discard=unmap${disk.readOnly ? ",readonly=on" : ""}`,
-    "-device", "virtio-blk-device,drive=root",
+    "-chardev",
+    `file,id=console,path=${p.console},append=on`,
+    "-serial",
+    "chardev:console",
+    "-qmp",
+    `unix:${p.qmp},server=on,wait=off`,
+    "-qmp",
+    `unix:${p.events},server=on,wait=off`,
+    "-drive",
+    `id=root,file=${disk.path},format=${disk.format},if=none,discard=unmap${disk.readOnly ? ",readonly=on" : ""}`,
+    "-device",
+    "virtio-blk-device,drive=root",
   ];
   if (spec.tap) {
     argv.push("-netdev", `tap,id=net0,ifname=${spec.tap},script=no,downscript=no`);
@@ -206,7 +212,10 @@ class QemuHandle extends BaseHandle {
 
   protected async stopGracefully(timeoutMs: number): Promise<StopOutcome> {
     // ACPI power button: the guest (its agent or acpid) powers off, and -no-reboot ends QEMU.
-    const asked = await this.qmp("system_powerdown").then(() => true, () => false);
+    const asked = await this.qmp("system_powerdown").then(
+      () => true,
+      () => false,
+    );
     if (asked && (await this.exitsWithin(timeoutMs))) return "powerdown";
     // The guest ignored it: QEMU quits cleanly (flushes the disk) without the guest's help.
     await this.qmp("quit").catch(() => undefined);

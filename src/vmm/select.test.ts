@@ -83,7 +83,10 @@ describe("the VMM a new VM gets", () => {
     const choice = await chooseVmm(inFile("qemu"), probes({ firecracker: true, qemu: false, kvm: true }));
     assert.equal(choice.vmm, "qemu", "firecracker is not picked instead of what was asked");
     assert.equal(choice.problem?.code, ErrorCode.MissingDependency);
-    assert.match(errorLine(choice.problem), /^vmm is qemu \(set in the config file\) but qemu-system-x86_64 is not on PATH \(install it: apt-get install -y qemu-system-x86, or `banger config unset vmm` to let banger pick\)$/);
+    assert.match(
+      errorLine(choice.problem),
+      /^vmm is qemu \(set in the config file\) but qemu-system-x86_64 is not on PATH \(install it: apt-get install -y qemu-system-x86, or `banger config unset vmm` to let banger pick\)$/,
+    );
   });
 
   test("BANGER_VMM naming neither VMM is a usage error (config set refuses it already)", async () => {

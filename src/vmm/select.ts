@@ -46,7 +46,11 @@ export async function chooseVmm(setting: EffectiveValue, probes: VmmProbes = HOS
     return { vmm, reason: named, problem: new BangerError(ErrorCode.MissingDependency, `vmm is ${vmm} (${named}) but ${tool} is not on PATH`, `${install}, or ${undo}`) };
   }
   if (vmm === "firecracker" && !(await probes.kvmUsable())) {
-    const problem = new BangerError(ErrorCode.Unavailable, `vmm is firecracker (${named}) but /dev/kvm cannot be opened read-write (Firecracker needs KVM)`, `load kvm and run bangerd as root or in the kvm group, or ${undo}`);
+    const problem = new BangerError(
+      ErrorCode.Unavailable,
+      `vmm is firecracker (${named}) but /dev/kvm cannot be opened read-write (Firecracker needs KVM)`,
+      `load kvm and run bangerd as root or in the kvm group, or ${undo}`,
+    );
     return { vmm, reason: named, problem };
   }
   return { vmm, reason: named };

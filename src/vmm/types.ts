@@ -63,10 +63,7 @@ export type StopOutcome = "powerdown" | "quit" | "killed" | "not-running";
  * `crashed` when it died), the guest was paused by the VMM (QEMU stops it on a host disk
  * full: `nospace`) or continued.
  */
-export type VmmEvent =
-  | { kind: "ended"; state: "stopped" | "crashed"; reason: string }
-  | { kind: "paused"; reason: string; nospace: boolean }
-  | { kind: "resumed" };
+export type VmmEvent = { kind: "ended"; state: "stopped" | "crashed"; reason: string } | { kind: "paused"; reason: string; nospace: boolean } | { kind: "resumed" };
 
 export interface AgentStreamOptions {
   /** Keep retrying the connection this long (the guest may still be booting). Default 10 s. */

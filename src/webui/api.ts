@@ -42,8 +42,7 @@ export function buildRoutes(methods: MethodTable, live: LiveVms, tasks: Tasks, o
   const call = (method: MethodName, params: unknown, signal: AbortSignal) => invoke(methods, method, params, { signal });
   const json = async (p: Promise<unknown>): Promise<RouteResult> => ({ json: await p });
   const route = (method: Route["method"], template: string, run: Route["run"]): Route => ({ method, pattern: path(template), run });
-  const get = (template: string, daemonMethod: MethodName, params: (i: RouteInput) => unknown = () => ({})) =>
-    route("GET", template, (i) => json(call(daemonMethod, params(i), i.signal)));
+  const get = (template: string, daemonMethod: MethodName, params: (i: RouteInput) => unknown = () => ({})) => route("GET", template, (i) => json(call(daemonMethod, params(i), i.signal)));
 
   return [
     route("GET", "/api/openapi.json", () => ({ json: openapi })),
@@ -103,15 +102,20 @@ function requireField(body: Record<string, unknown>, field: string): string {
 async function consoleTail(methods: MethodTable, i: RouteInput): Promise<{ bytes: number; text: string }> {
   const want = Math.min(Math.max(Number(i.query.get("bytes") ?? CONSOLE_DEFAULT_BYTES) || CONSOLE_DEFAULT_BYTES, 1), CONSOLE_MAX_BYTES);
   let tail = Buffer.alloc(0);
-  const result = (await invoke(methods, "vm.logs", { name: i.params.name, follow: false }, {
-    signal: i.signal,
-    emit: (event) => {
-      const out = outBytes(event);
-      if (!out) return;
-      tail = Buffer.concat([tail, out.data]);
-      if (tail.length > want) tail = tail.subarray(tail.length - want);
+  const result = await invoke(
+    methods,
+    "vm.logs",
+    { name: i.params.name, follow: false },
+    {
+      signal: i.signal,
+      emit: (event) => {
+        const out = outBytes(event);
+        if (!out) return;
+        tail = Buffer.concat([tail, out.data]);
+        if (tail.length > want) tail = tail.subarray(tail.length - want);
+      },
     },
-  }));
+  );
   return { bytes: result.bytes, text: tail.toString("utf8") };
 }
 

@@ -49,18 +49,20 @@ export class Tasks {
         view.progress = p;
         notify("progress");
       },
-    }).then(
-      (result) => Object.assign(view, { state: "done", result }),
-      (err: unknown) => {
-        failure = { err };
-        Object.assign(view, { state: "failed", error: errorBody(err).error });
-      },
-    ).finally(() => {
-      view.finishedAt = new Date().toISOString();
-      notify("end");
-      entry.listeners.clear();
-      this.dropOldFinished();
-    });
+    })
+      .then(
+        (result) => Object.assign(view, { state: "done", result }),
+        (err: unknown) => {
+          failure = { err };
+          Object.assign(view, { state: "failed", error: errorBody(err).error });
+        },
+      )
+      .finally(() => {
+        view.finishedAt = new Date().toISOString();
+        notify("end");
+        entry.listeners.clear();
+        this.dropOldFinished();
+      });
     // Synchronous checks have settled once the microtasks queued by the call have run.
     await new Promise((resolve) => setImmediate(resolve));
     if (failure && view.progress === null) {

@@ -66,14 +66,16 @@ export function bridgeTerminal(ws: WebSocket, methods: MethodTable, method: Meth
       }
       return undefined;
     },
-  }).then(
-    (status) => sendText({ t: "exit", status }),
-    (err: unknown) => {
-      if (abort.signal.aborted) return;
-      onError(err);
-      sendText({ t: "error", ...errorBody(err).error });
-    },
-  ).finally(() => ws.close(1000));
+  })
+    .then(
+      (status) => sendText({ t: "exit", status }),
+      (err: unknown) => {
+        if (abort.signal.aborted) return;
+        onError(err);
+        sendText({ t: "error", ...errorBody(err).error });
+      },
+    )
+    .finally(() => ws.close(1000));
 }
 
 /** Only the control messages the daemon's stream input knows, with sane numbers. */

@@ -16,7 +16,9 @@ import openapi from "./openapi.json" with { type: "json" };
 const quietLog = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
 const methods: MethodTable = {
-  "vm.list": () => [{ name: "a1", state: "stopped", image: "busybox", kernel: "k", vmm: "qemu", cpus: 1, memoryBytes: 256 * 1024 ** 2, ip: null, error: null, createdAt: "2026-01-01T00:00:00Z", startedAt: null }],
+  "vm.list": () => [
+    { name: "a1", state: "stopped", image: "busybox", kernel: "k", vmm: "qemu", cpus: 1, memoryBytes: 256 * 1024 ** 2, ip: null, error: null, createdAt: "2026-01-01T00:00:00Z", startedAt: null },
+  ],
   "vm.show": (p) => {
     throw notFound(`vm ${(p as { name: string }).name}`, "see `banger vm ls`");
   },
@@ -160,7 +162,13 @@ describe("webui", () => {
     const kinds = [...events.body.matchAll(/^event: (\w+)$/gm)].map((m) => m[1]);
     assert.ok(kinds.filter((k) => k === "progress").length >= 2, events.body);
     assert.equal(kinds.at(-1), "end");
-    const last = JSON.parse(events.body.trim().split("\n").at(-1)!.replace(/^data: /, ""));
+    const last = JSON.parse(
+      events.body
+        .trim()
+        .split("\n")
+        .at(-1)!
+        .replace(/^data: /, ""),
+    );
     assert.equal(last.state, "done");
     assert.deepEqual(last.progress, { phase: "download", done: 100, total: 100 });
   });
@@ -181,13 +189,23 @@ describe("webui", () => {
   });
 
   it("creates a VM as a task with progress; memory is read like --memory", async () => {
-    const started = await send(`${web.url}/api/vms`, { method: "POST", headers: { ...bearer, "Content-Type": "application/json" }, body: JSON.stringify({ image: "busybox", name: "n1", cpus: 2, memory: "1G" }) });
+    const started = await send(`${web.url}/api/vms`, {
+      method: "POST",
+      headers: { ...bearer, "Content-Type": "application/json" },
+      body: JSON.stringify({ image: "busybox", name: "n1", cpus: 2, memory: "1G" }),
+    });
     assert.equal(started.status, 202);
     const task = JSON.parse(started.body) as { id: string; method: string; target: string };
     assert.equal(task.method, "vm.create");
     assert.equal(task.target, "n1");
     const events = await send(`${web.url}/api/tasks/${task.id}/events`, { headers: bearer });
-    const last = JSON.parse(events.body.trim().split("\n").at(-1)!.replace(/^data: /, ""));
+    const last = JSON.parse(
+      events.body
+        .trim()
+        .split("\n")
+        .at(-1)!
+        .replace(/^data: /, ""),
+    );
     assert.equal(last.state, "done");
     assert.deepEqual(last.result, { name: "n1", image: "busybox", cpus: 2, memoryBytes: 1024 ** 3, state: "running" });
     assert.match(events.body, /cloning image busybox/);
@@ -260,7 +278,10 @@ describe("webui", () => {
     const { buildRoutes } = await import("./api.ts");
     const routes = buildRoutes(methods, {} as never, {} as never, doc);
     for (const route of routes) {
-      const template = route.pattern.source.replace(/^\^|\$$/g, "").replace(/\(\?<(\w+)>\[\^\/\]\+\)/g, "{$1}").replace(/\\\//g, "/");
+      const template = route.pattern.source
+        .replace(/^\^|\$$/g, "")
+        .replace(/\(\?<(\w+)>\[\^\/\]\+\)/g, "{$1}")
+        .replace(/\\\//g, "/");
       const entry = (doc.paths as Record<string, Record<string, unknown>>)[template];
       assert.ok(entry?.[route.method.toLowerCase()], `${route.method} ${template} is documented`);
     }

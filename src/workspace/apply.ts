@@ -44,7 +44,8 @@ const COMMIT_ID = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
 export async function applyPatch(hostRepo: string, patch: string | Buffer, opts: ApplyOptions): Promise<AppliedPatch> {
   const body = Buffer.isBuffer(patch) ? patch : Buffer.from(patch, "utf8");
   if (body.length === 0) throw invalidArgument("the patch is empty: the guest changed nothing", "nothing to apply");
-  if (opts.base !== null && (typeof opts.base !== "string" || !COMMIT_ID.test(opts.base))) throw invalidArgument("applying a patch needs the recorded base commit (a full commit id, or null for a root series)");
+  if (opts.base !== null && (typeof opts.base !== "string" || !COMMIT_ID.test(opts.base)))
+    throw invalidArgument("applying a patch needs the recorded base commit (a full commit id, or null for a root series)");
   const repo = await findRepo(hostRepo, opts.signal);
   if (!repo) throw invalidArgument(`${hostRepo} is not a git repository`, "apply in the repository the workspace was copied from");
   await checkRepoOwner(repo.top);

@@ -15,7 +15,6 @@ export type Entry =
   | { kind: "symlink"; name: string; mode: number; mtime: Date; target: string }
   | { kind: "data"; name: string; mode: number; mtime: Date; data: Buffer };
 
-
 export function joinName(prefix: string, path: string): string {
   return prefix === "." ? path : `${prefix}/${path}`;
 }
@@ -135,14 +134,12 @@ export function streamEntries(entries: readonly Entry[], signal?: AbortSignal): 
 const SMALL_FILE = 256 * 1024;
 const READ_AHEAD = 32;
 
-
 function headerOf(e: Entry, size?: number): PackHeader {
   const base = { name: e.kind === "dir" ? `${e.name}/` : e.name, mode: e.mode, mtime: e.mtime, uid: 0, gid: 0 };
   if (e.kind === "dir") return { ...base, type: "directory" };
   if (e.kind === "symlink") return { ...base, type: "symlink", linkname: e.target };
   return { ...base, type: "file", size: size ?? (e.kind === "data" ? e.data.length : e.size) };
 }
-
 
 async function writeEntry(pack: tar.Pack, e: Entry): Promise<void> {
   if (e.kind === "data") return packEntry(pack, headerOf(e), e.data);

@@ -135,10 +135,19 @@ async function checkObjectSizes(run: GitOptions, hostObjects: string, max: numbe
   if (big.size === 0) return;
   // The host's own big objects (shipped with its .git) come back as they went.
   const host = await git(check, { ...run, env: { ...run.env, GIT_OBJECT_DIRECTORY: hostObjects }, input: [...big.keys()].map((oid) => `${oid}\n`).join("") });
-  const hostSizes = new Map(host.toString("utf8").split("\n").map((l) => l.split(" ") as [string, string]));
+  const hostSizes = new Map(
+    host
+      .toString("utf8")
+      .split("\n")
+      .map((l) => l.split(" ") as [string, string]),
+  );
   const [oid, size] = [...big].find(([o, s]) => hostSizes.get(o) !== s) ?? [];
   if (oid) {
-    throw new BangerError(ErrorCode.Integrity, `guest workspace refused: object ${oid.slice(0, 12)} of ${size} bytes is larger than the ${max}-byte patch bound`, "the guest's change is too large to export as a patch; copy it out of the VM another way");
+    throw new BangerError(
+      ErrorCode.Integrity,
+      `guest workspace refused: object ${oid.slice(0, 12)} of ${size} bytes is larger than the ${max}-byte patch bound`,
+      "the guest's change is too large to export as a patch; copy it out of the VM another way",
+    );
   }
 }
 

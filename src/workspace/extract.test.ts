@@ -121,7 +121,16 @@ test("names and symlink targets with control bytes are refused with one line; ot
   }
   const literal = ['"', "\\", "-f", "!x", "<2>", " lead", "$(id)", "é☃\u0085"];
   const d = dirs();
-  await extractGuestTree(archive(literal.flatMap((s, i) => [{ name: `workspace/${s}`, body: `${i}` }, { name: `workspace/l${i}`, type: "symlink" as const, linkname: s }])), d, limits);
+  await extractGuestTree(
+    archive(
+      literal.flatMap((s, i) => [
+        { name: `workspace/${s}`, body: `${i}` },
+        { name: `workspace/l${i}`, type: "symlink" as const, linkname: s },
+      ]),
+    ),
+    d,
+    limits,
+  );
   for (const [i, s] of literal.entries()) {
     assert.equal(readFileSync(join(d.work, s), "utf8"), `${i}`);
     assert.equal(readlinkSync(join(d.work, `l${i}`)), s);
@@ -132,8 +141,14 @@ test("names and symlink targets with control bytes are refused with one line; ot
 test("refusals show member names escaped: C1 controls (CSI, NEL) never reach the terminal raw", async () => {
   const H = "\u009b2J\u0085";
   for (const members of [
-    [{ name: `workspace/${H}`, type: "symlink" as const, linkname: "x" }, { name: `workspace/${H}/f`, body: "x" }],
-    [{ name: `workspace/${H}`, type: "directory" as const }, { name: `workspace/${H}`, type: "symlink" as const, linkname: "x" }],
+    [
+      { name: `workspace/${H}`, type: "symlink" as const, linkname: "x" },
+      { name: `workspace/${H}/f`, body: "x" },
+    ],
+    [
+      { name: `workspace/${H}`, type: "directory" as const },
+      { name: `workspace/${H}`, type: "symlink" as const, linkname: "x" },
+    ],
     [{ name: `workspace/${H}`, type: "symlink" as const, linkname: "a\nb" }],
   ]) {
     await assert.rejects(extractGuestTree(archive(members), dirs(), limits), (err: unknown) => {
@@ -147,7 +162,9 @@ test("refusals show member names escaped: C1 controls (CSI, NEL) never reach the
 
 test("a member path the host cannot hold (past PATH_MAX under the work tree): the error shows it escaped", async () => {
   const H = "\u009b2J\u0085";
-  const deep = `workspace/${Array(16).fill(`${H}${"d".repeat(247)}`).join("/")}/${"f".repeat(16)}`; // within the name rule's 4095 bytes
+  const deep = `workspace/${Array(16)
+    .fill(`${H}${"d".repeat(247)}`)
+    .join("/")}/${"f".repeat(16)}`; // within the name rule's 4095 bytes
   await assert.rejects(extractGuestTree(archive([{ name: deep, body: "x" }]), dirs(), limits), (err: unknown) => {
     assert.match((err as Error).message, /ENAMETOOLONG/);
     assert.doesNotMatch((err as Error).message, /[\x00-\x1f\x7f-\x9f]/, "one printable line");

@@ -85,7 +85,7 @@ export async function extractGuestTree(archive: Readable, dirs: GuestTreeDirs, l
       if (++stats.entries > limits.maxEntries) throw refused(`more than ${limits.maxEntries} entries`);
       const h = entry.header;
       const place = placeOf(h.name, dirs);
-      const size = h.type === "file" || h.type === "contiguous-file" ? h.size ?? 0 : 0;
+      const size = h.type === "file" || h.type === "contiguous-file" ? (h.size ?? 0) : 0;
       if (stats.bytes + size > limits.maxBytes) throw refused(`more than ${limits.maxBytes} bytes`);
       if (place) await writeEntry(place, h, entry as unknown as Readable);
       for await (const _ of entry) void _; // drain whatever writeEntry did not consume

@@ -55,10 +55,7 @@ export interface GitResult {
  * which would repack the repository's objects, even from a view, while a copy of .git is
  * being streamed.
  */
-const SAFE_CONFIG = [
-  ...["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "core.untrackedCache=false"],
-  ...["-c", "gc.auto=0", "-c", "maintenance.auto=false"],
-];
+const SAFE_CONFIG = [...["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "core.untrackedCache=false"], ...["-c", "gc.auto=0", "-c", "maintenance.auto=false"]];
 
 /** The only commands that may run with the repository's own config: refs and config, nothing else. */
 const METADATA = new Set(["rev-parse", "symbolic-ref", "update-ref", "show-ref", "check-ref-format", "branch", "config"]);
@@ -279,10 +276,7 @@ async function checkOwnsWorkTree(top: string, gitDir: string, env: NodeJS.Proces
     const wt = await gitRaw(["config", "--file", join(gitDir, "config"), "--get", "core.worktree"], { cwd: gitDir, env });
     if (wt.code === 0 && (await real(resolve(gitDir, wt.stdout.toString("utf8").replace(/\n$/, "")))) === realTop) return;
   }
-  throw invalidArgument(
-    `${top} is not the work tree of its git directory ${gitDir}`,
-    "its .git or core.worktree points elsewhere; copy a checkout whose .git belongs to it, or use --no-workspace",
-  );
+  throw invalidArgument(`${top} is not the work tree of its git directory ${gitDir}`, "its .git or core.worktree points elsewhere; copy a checkout whose .git belongs to it, or use --no-workspace");
 }
 
 /**
@@ -373,7 +367,10 @@ async function copyIndex(gitDir: string, viewDir: string, index: string): Promis
   const st = await lstat(join(gitDir, "index")).catch(() => undefined);
   if (!st?.isFile()) return;
   if (st.size > MAX_INDEX_BYTES) {
-    throw invalidArgument(`the index ${join(gitDir, "index")} is larger than ${MAX_INDEX_BYTES / 1024 ** 2} MiB (${st.size} bytes)`, "copying a repository with an index this big is not supported; use --no-workspace");
+    throw invalidArgument(
+      `the index ${join(gitDir, "index")} is larger than ${MAX_INDEX_BYTES / 1024 ** 2} MiB (${st.size} bytes)`,
+      "copying a repository with an index this big is not supported; use --no-workspace",
+    );
   }
   await copyFile(join(gitDir, "index"), index);
   for (const name of await readdir(gitDir)) {

@@ -102,7 +102,10 @@ describe("workspace: a repository's layout and index cannot reach other host fil
     writeFileSync(join(evil, "readme"), "dirty\n");
     const plan = await planWorkspace(evil);
     assert.equal(existsSync(log) ? readFileSync(log, "utf8") : "", "", "the submodule's filter ran on the host");
-    assert.ok(plan.entries.some((e) => e.name === "sub/a.txt"), "the submodule's files are still copied");
+    assert.ok(
+      plan.entries.some((e) => e.name === "sub/a.txt"),
+      "the submodule's files are still copied",
+    );
   });
 
   test("a huge (sparse) index is refused at once, before anything copies it", async () => {
@@ -136,7 +139,10 @@ describe("workspace: a guest's objects cannot make host git hold more than the p
     const dest = join(home, "guest");
     await copyIn(agent, packed.stream, { dest });
     // 64 MiB of zeros: about 64 KiB as a loose object, committed then removed from the work tree.
-    await guestSh(agent, "head -c 67108864 /dev/zero > big && git add big && git -c user.name=g -c user.email=g@g commit -q -m big && rm big && du -sk .git/objects | cut -f1", { cwd: dest, env: { HOME: dest } });
+    await guestSh(agent, "head -c 67108864 /dev/zero > big && git add big && git -c user.name=g -c user.email=g@g commit -q -m big && rm big && du -sk .git/objects | cut -f1", {
+      cwd: dest,
+      env: { HOME: dest },
+    });
     await assert.rejects(
       exportPatch(agent, { vmName: "bomb", workspace: dest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: repo, maxPatchBytes: 1024 * 1024 }),
       (err: BangerError) => {
@@ -168,7 +174,11 @@ describe("workspace: a guest's objects cannot make host git hold more than the p
     const dest = join(home, "guest-through");
     await copyIn(agent, packed.stream, { dest });
     const commit = "git -c user.name=g -c user.email=g@g commit -q";
-    await guestSh(agent, `ln -s '${target}' l && git add l && ${commit} -m link && rm l && mkdir l && echo pwned > l/x && git add -A && ${commit} -m through && ln -s '${target}' m && mkdir -p n && echo pwned > n/y`, { cwd: dest, env: { HOME: dest } });
+    await guestSh(
+      agent,
+      `ln -s '${target}' l && git add l && ${commit} -m link && rm l && mkdir l && echo pwned > l/x && git add -A && ${commit} -m through && ln -s '${target}' m && mkdir -p n && echo pwned > n/y`,
+      { cwd: dest, env: { HOME: dest } },
+    );
     const exported = await exportPatch(agent, { vmName: "through", workspace: dest, baseCommit: packed.baseCommit, copiedCommit: packed.copiedCommit, hostRepo: repo });
     const applied = await applyPatch(repo, exported.patch, { branch: "banger/through", base: exported.baseCommit }).catch((err: Error) => err);
     assert.deepEqual(readdirSync(target), [], "nothing was written through the guest's symlink");
@@ -182,7 +192,10 @@ describe("workspace: a guest's objects cannot make host git hold more than the p
     await copyIn(agent, packed.stream, { dest });
     // One fast-import stream on the guest's branch; each commit adds a file, so none is dropped as empty.
     const n = MAX_SERIES_COMMITS + 1;
-    const stream = Array.from({ length: n }, (_, k) => `commit refs/heads/main\ncommitter g <g@g> 0 +0000\ndata 2\nc\n${k === 0 ? `from ${packed.baseCommit}\n` : ""}M 100644 inline f${k + 1}\ndata <<END\n${k + 1}\nEND\n\n`).join("");
+    const stream = Array.from(
+      { length: n },
+      (_, k) => `commit refs/heads/main\ncommitter g <g@g> 0 +0000\ndata 2\nc\n${k === 0 ? `from ${packed.baseCommit}\n` : ""}M 100644 inline f${k + 1}\ndata <<END\n${k + 1}\nEND\n\n`,
+    ).join("");
     writeFileSync(join(home, "many.fi"), stream);
     await guestSh(agent, `git fast-import --quiet < '${join(home, "many.fi")}' && git reset -q --hard`, { cwd: dest, env: { HOME: dest } });
     const started = Date.now();

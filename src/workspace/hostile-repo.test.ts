@@ -101,7 +101,8 @@ describe("workspace: a partial clone's missing object is never fetched", () => {
       ["remote.origin.promisor", "true"],
       ["remote.origin.url", `ext::${transport}`],
       ["protocol.ext.allow", "always"],
-    ]) hostGit(repo, "config", key!, value!);
+    ])
+      hostGit(repo, "config", key!, value!);
     // Not racily clean: packing must take gone.txt from the index, not hash it again.
     utimesSync(join(repo, "gone.txt"), new Date(2020, 0, 1), new Date(2020, 0, 1));
     hostGit(repo, "update-index", "--refresh");
@@ -187,7 +188,10 @@ describe("workspace: a repository cannot point the copy at other host files", ()
 
 /** Runs fn to the end, keeping its failure for later: which canaries ran is the first thing to report. */
 async function settle(fn: () => Promise<void>): Promise<{ rethrow: () => void }> {
-  const failure = await fn().then(() => undefined, (err: unknown) => ({ err }));
+  const failure = await fn().then(
+    () => undefined,
+    (err: unknown) => ({ err }),
+  );
   return {
     rethrow: () => {
       if (failure) throw failure.err;

@@ -121,7 +121,10 @@ async function addRepoFiles(list: EntryList, prefix: string, top: string, stages
     if (signal?.aborted) throw cancelled();
     const name = joinName(prefix, path);
     if (path.split("/").some((part) => part === "" || part === "." || part === ".." || part.toLowerCase() === ".git")) {
-      throw invalidArgument(`the index of ${top} names ${shown(path)}, a path git never records`, "the repository's index was written by hand; rebuild it with git read-tree HEAD, or use --no-workspace");
+      throw invalidArgument(
+        `the index of ${top} names ${shown(path)}, a path git never records`,
+        "the repository's index was written by hand; rebuild it with git read-tree HEAD, or use --no-workspace",
+      );
     }
     if (!(await underRealDirs(top, path, realDirs))) continue;
     const abs = join(top, path);
@@ -213,7 +216,10 @@ async function guestConfig(repo: RepoLayout, signal?: AbortSignal): Promise<Buff
     const edit = { cwd: tmp, env: metadataEnv(), signal };
     await gitRaw(["config", "--file", file, "--unset-all", "core.worktree"], edit); // status 5: was not set
     const { name, email } = await userConfig(repo, signal);
-    for (const [key, text] of [["user.name", name], ["user.email", email]] as const) {
+    for (const [key, text] of [
+      ["user.name", name],
+      ["user.email", email],
+    ] as const) {
       if (text !== "") await git(["config", "--file", file, "--replace-all", key, text], edit);
     }
     return await readFile(file);

@@ -92,13 +92,18 @@ export async function planWorkspace(dir: string, opts: PlanOptions = {}): Promis
     commits = await listRepo(repo, list, filter, opts);
   } else {
     await list.addDir(".", real);
-    await list.walk(".", real, (name, entry) => {
-      if (entry.isDirectory() && entry.dev !== st.dev) {
-        otherMounts.push(name);
-        return false;
-      }
-      return filter.verdict(name, entry.isDirectory()) !== "skip";
-    }, opts.signal);
+    await list.walk(
+      ".",
+      real,
+      (name, entry) => {
+        if (entry.isDirectory() && entry.dev !== st.dev) {
+          otherMounts.push(name);
+          return false;
+        }
+        return filter.verdict(name, entry.isDirectory()) !== "skip";
+      },
+      opts.signal,
+    );
   }
   const entries = list.entries;
   const byTop = new Map<string, { files: number; bytes: number }>();
@@ -113,7 +118,10 @@ export async function planWorkspace(dir: string, opts: PlanOptions = {}): Promis
     t.bytes += size;
     byTop.set(top, t);
   }
-  const heaviest = [...byTop].map(([name, t]) => ({ name, ...t })).sort((a, b) => b.bytes - a.bytes || b.files - a.files).slice(0, 5);
+  const heaviest = [...byTop]
+    .map(([name, t]) => ({ name, ...t }))
+    .sort((a, b) => b.bytes - a.bytes || b.files - a.files)
+    .slice(0, 5);
   return {
     root,
     isRepo: repo !== undefined,

@@ -17,10 +17,34 @@ import { invalidArgument } from "../util/errors.ts";
 
 /** A path component that is a secret wherever it appears. */
 const SECRET_NAMES = new Set([
-  ".ssh", ".gnupg", ".aws", ".azure", ".kube", ".password-store",
-  ".netrc", "_netrc", ".git-credentials", ".pgpass", ".my.cnf", ".pypirc", ".npmrc", ".vault-token", ".boto", ".s3cfg",
-  "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "id_ecdsa_sk", "id_ed25519_sk",
-  ".bash_history", ".zsh_history", ".python_history", ".psql_history", ".mysql_history", ".node_repl_history",
+  ".ssh",
+  ".gnupg",
+  ".aws",
+  ".azure",
+  ".kube",
+  ".password-store",
+  ".netrc",
+  "_netrc",
+  ".git-credentials",
+  ".pgpass",
+  ".my.cnf",
+  ".pypirc",
+  ".npmrc",
+  ".vault-token",
+  ".boto",
+  ".s3cfg",
+  "id_rsa",
+  "id_dsa",
+  "id_ecdsa",
+  "id_ed25519",
+  "id_ecdsa_sk",
+  "id_ed25519_sk",
+  ".bash_history",
+  ".zsh_history",
+  ".python_history",
+  ".psql_history",
+  ".mysql_history",
+  ".node_repl_history",
 ]);
 
 /** Trailing component sequences that are secrets (a tool's credentials inside a broader config directory). */

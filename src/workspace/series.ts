@@ -66,7 +66,10 @@ export async function copiedState(copied: string, base: string | null, run: GitO
   }
   // A copy made before the index was recorded: its tree stands for the index too.
   if (parents.length === want.length && want.every((p, i) => parents[i] === p)) return { commit: copied, head: base, headTree, indexTree: tree, tree };
-  throw invalidArgument(`the recorded copied commit ${copied.slice(0, 12)} does not continue the recorded base commit`, "the VM's workspace record is inconsistent; export by hand with git in the guest");
+  throw invalidArgument(
+    `the recorded copied commit ${copied.slice(0, 12)} does not continue the recorded base commit`,
+    "the VM's workspace record is inconsistent; export by hand with git in the guest",
+  );
 }
 
 /** Builds the series (see the file header); `worktree` is the guest's work tree as a tree. */
@@ -176,7 +179,10 @@ async function recommit(commit: string, tree: string, parent: string | null, run
   const headers = raw.slice(0, split < 0 ? raw.length : split).split("\n");
   const message = split < 0 ? "" : raw.slice(split + 2);
   const env: NodeJS.ProcessEnv = {};
-  for (const [role, key] of [["author", "AUTHOR"], ["committer", "COMMITTER"]] as const) {
+  for (const [role, key] of [
+    ["author", "AUTHOR"],
+    ["committer", "COMMITTER"],
+  ] as const) {
     const m = headers.map((h) => /^(author|committer) (.*) <(.*)> (\d+ [+-]\d{4})$/.exec(h)).find((x) => x?.[1] === role);
     if (m) Object.assign(env, { [`GIT_${key}_NAME`]: m[2], [`GIT_${key}_EMAIL`]: m[3], [`GIT_${key}_DATE`]: `@${m[4]}` });
   }

@@ -80,10 +80,12 @@ describe("workspace: export and apply with the host's work in progress in place"
       ].join(" && "),
     );
     assert.deepEqual([exported.commits, exported.hasUncommitted, exported.squashed, exported.carried], [3, true, false, []]);
-    assert.deepEqual(
-      hostGit(repo, "log", "--format=%s|%an", `${exported.baseCommit}..${applied!.head}`).trim().split("\n").reverse(),
-      ["guest: t only|Guest", "guest: rename|Guest", "guest: binary|Guest", "banger: uncommitted changes in many|banger"],
-    );
+    assert.deepEqual(hostGit(repo, "log", "--format=%s|%an", `${exported.baseCommit}..${applied!.head}`).trim().split("\n").reverse(), [
+      "guest: t only|Guest",
+      "guest: rename|Guest",
+      "guest: binary|Guest",
+      "banger: uncommitted changes in many|banger",
+    ]);
     const { "x.txt": _deleted, "r.txt": r, ...kept } = HEAD_FILES;
     const got = files(applied!.head);
     delete got["bin.dat"];

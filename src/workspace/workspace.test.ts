@@ -27,7 +27,9 @@ function hostState(repo: string): { head: string; branch: string; index: string;
   return {
     head: hostGit(repo, "rev-parse", "HEAD"),
     branch: hostGit(repo, "symbolic-ref", "HEAD"),
-    index: createHash("sha256").update(readFileSync(join(repo, ".git", "index"))).digest("hex"),
+    index: createHash("sha256")
+      .update(readFileSync(join(repo, ".git", "index")))
+      .digest("hex"),
     status: hostGit(repo, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignored"),
     tree: viewTree(repo, (rel) => rel === ".git" || rel === "sub/.git"),
   };
@@ -39,7 +41,6 @@ function checkoutBranch(repo: string, branch: string, into: string): void {
   const tarBytes = execFileSync("git", ["archive", "--format=tar", branch], { cwd: repo, maxBuffer: 1 << 28 });
   execFileSync("tar", ["-x", "-C", into], { input: tarBytes });
 }
-
 
 describe("workspace: copy in, change in the guest, export, apply", () => {
   const { home, cleanup } = makeTempHome();
@@ -61,8 +62,7 @@ describe("workspace: copy in, change in the guest, export, apply", () => {
     agent = client();
   });
 
-  const asGuest = (script: string, env: Record<string, string> = {}) =>
-    guestSh(agent, script, { cwd: guest, user: GUEST_USER, env: { HOME: guestHome, ...GUEST_GIT_ENV, ...env } });
+  const asGuest = (script: string, env: Record<string, string> = {}) => guestSh(agent, script, { cwd: guest, user: GUEST_USER, env: { HOME: guestHome, ...GUEST_GIT_ENV, ...env } });
 
   test("exactly the right files arrive, with modes, symlinks and bytes intact, owned by the guest user", async () => {
     packed = await packWorkspace(host, { vmName: "vm1" });
@@ -283,10 +283,7 @@ describe("workspace: plain directories and empty repositories", () => {
     await copyIn(agent, packed.stream, { dest });
     assert.deepEqual([...viewTree(dest).keys()].sort(), [".gitignore", ".hidden", "debug.log"]);
     assert.ok(lstatSync(join(dest, "empty", "nested")).isDirectory());
-    await assert.rejects(
-      exportPatch(agent, { vmName: "plain", workspace: dest, baseCommit: null, copiedCommit: null, hostRepo: dir }),
-      (err: BangerError) => err.code === ErrorCode.InvalidArgument,
-    );
+    await assert.rejects(exportPatch(agent, { vmName: "plain", workspace: dest, baseCommit: null, copiedCommit: null, hostRepo: dir }), (err: BangerError) => err.code === ErrorCode.InvalidArgument);
   });
 
   test("files that shrink or vanish after listing: zero-padded to the listed size, or left out", async () => {

@@ -23,11 +23,51 @@ describe("catalog round trip", () => {
     mkdirSync(pub);
     await mustRun(banger(["kernel", "import", "--debian", "--deb", await testKernelDeb(), "--name", "local-k"]));
     const kb = JSON.parse((await mustRun(banger(["internal", "make-kernel-bundle", join(home, "kernels", "local-k"), "--name", "pub-k", "--out", pub, "--json"]))).stdout);
-    writeFileSync(env.BANGER_KERNEL_CATALOG, JSON.stringify({ version: 1, entries: [{ name: "pub-k", distro: "debian", arch: "x86_64", kernel_version: kb.kernelVersion ?? "6.1", tarball_url: "pub-k.tar.zst", tarball_sha256: kb.sha256, size_bytes: kb.sizeBytes, description: "published kernel" }] }));
+    writeFileSync(
+      env.BANGER_KERNEL_CATALOG,
+      JSON.stringify({
+        version: 1,
+        entries: [
+          {
+            name: "pub-k",
+            distro: "debian",
+            arch: "x86_64",
+            kernel_version: kb.kernelVersion ?? "6.1",
+            tarball_url: "pub-k.tar.zst",
+            tarball_sha256: kb.sha256,
+            size_bytes: kb.sizeBytes,
+            description: "published kernel",
+          },
+        ],
+      }),
+    );
     const tar = join(pub, "rootfs.tar");
     await pipeline(await busyboxRootfsTar(), createWriteStream(tar));
-    const ib = JSON.parse((await mustRun(banger(["internal", "make-bundle", "--rootfs-tar", tar, "--name", "pub-img", "--kernel-ref", "pub-k", "--distro", "busybox", "--description", "published image", "--out", pub, "--json"]))).stdout);
-    writeFileSync(env.BANGER_IMAGE_CATALOG, JSON.stringify({ version: 1, entries: [{ name: "pub-img", distro: "busybox", arch: "x86_64", kernel_ref: "pub-k", tarball_url: "pub-img.tar.zst", tarball_sha256: ib.sha256, size_bytes: ib.sizeBytes, description: "published image" }] }));
+    const ib = JSON.parse(
+      (
+        await mustRun(
+          banger(["internal", "make-bundle", "--rootfs-tar", tar, "--name", "pub-img", "--kernel-ref", "pub-k", "--distro", "busybox", "--description", "published image", "--out", pub, "--json"]),
+        )
+      ).stdout,
+    );
+    writeFileSync(
+      env.BANGER_IMAGE_CATALOG,
+      JSON.stringify({
+        version: 1,
+        entries: [
+          {
+            name: "pub-img",
+            distro: "busybox",
+            arch: "x86_64",
+            kernel_ref: "pub-k",
+            tarball_url: "pub-img.tar.zst",
+            tarball_sha256: ib.sha256,
+            size_bytes: ib.sizeBytes,
+            description: "published image",
+          },
+        ],
+      }),
+    );
   });
   after(async () => {
     await stopDaemon(home);
@@ -36,7 +76,10 @@ describe("catalog round trip", () => {
 
   it("lists the catalogs with what is pulled", async () => {
     const kernels = JSON.parse((await banger(["kernel", "list", "--available", "--json"])).stdout);
-    assert.deepEqual(kernels.map((k: { name: string; state: string }) => [k.name, k.state]), [["pub-k", "available"]]);
+    assert.deepEqual(
+      kernels.map((k: { name: string; state: string }) => [k.name, k.state]),
+      [["pub-k", "available"]],
+    );
     const table = (await banger(["image", "list", "--available"])).stdout;
     assert.match(table, /^NAME\s+STATE\s+DISTRO/m);
     assert.match(table, /pub-img\s+available\s+busybox/);

@@ -57,6 +57,9 @@ describe("vm exec when its reader goes away (real VM under QEMU)", () => {
     assert.match(r.other, /^agent done \(/m);
     await assertNoCallLeft(home, env);
     const vms = JSON.parse((await mustRun(runBanger(["vm", "ls", "--json"], { home, env }))).stdout) as { name: string }[];
-    assert.deepEqual(vms.map((v) => v.name), ["pipes"]);
+    assert.deepEqual(
+      vms.map((v) => v.name),
+      ["pipes"],
+    );
   });
 });

@@ -38,7 +38,11 @@ export function faultHome() {
     const dirs = existsSync(join(home, "vms")) ? readdirSync(join(home, "vms")) : [];
     assert.deepEqual(dirs.sort(), listed.map((v) => v.name).sort(), "a disk directory for each listed VM only");
     const runtime = existsSync(join(home, "run", "vms")) ? readdirSync(join(home, "run", "vms")) : [];
-    assert.deepEqual(runtime.filter((id) => !listed.some((v) => v.id === id)), [], "no runtime directory of an unlisted VM");
+    assert.deepEqual(
+      runtime.filter((id) => !listed.some((v) => v.id === id)),
+      [],
+      "no runtime directory of an unlisted VM",
+    );
     for (const pid of pids) assert.equal(isAlive(pid), false, `VMM ${pid} is gone`);
     const leftovers = await doctorLeftovers(home, env);
     assert.equal(leftovers.status, "pass", leftovers.detail);
@@ -46,11 +50,17 @@ export function faultHome() {
   /** `vm create` of the test image, small. */
   const create = (name: string, extra: string[] = []) => banger(["vm", "create", "--name", name, "--image", "busybox", "--memory", "256M", ...extra]);
   return {
-    home, create,
+    home,
+    create,
     get env() {
       return env;
     },
-    banger, show, list, daemonPid: () => daemonPid(home), waitFor, assertNothingLeft,
+    banger,
+    show,
+    list,
+    daemonPid: () => daemonPid(home),
+    waitFor,
+    assertNothingLeft,
     async setup(extra: NodeJS.ProcessEnv = {}) {
       ({ env } = await prepareBootableHome(home, extra));
     },
@@ -80,4 +90,3 @@ export async function until(cond: () => boolean, timeoutMs: number, what: string
     await new Promise((r) => setTimeout(r, 20));
   }
 }
-

@@ -86,7 +86,8 @@ describe("landing: exec, shell, sessions and the web terminal start where vm run
         let sent = false;
         child.stdout.on("data", (b) => {
           text += b;
-          if (!sent && /[$#] /.test(text)) { // the prompt (ash asks for the cursor position after it)
+          if (!sent && /[$#] /.test(text)) {
+            // the prompt (ash asks for the cursor position after it)
             sent = true;
             child.stdin.write(WHERE_LINE);
           }

@@ -91,9 +91,21 @@ describe("vm networking (real VMs, daemon inside a network namespace)", { skip }
     // Its resolver: WEB_NAME is the web server.
     resolver = lab.spawn(outside, [process.execPath, "--import", "tsx", join(REPO, "test/kits/dns.ts"), RESOLVER, JSON.stringify({ [WEB_NAME]: { A: ["198.51.100.1"], ttl: 120 } })]);
     await waitForLine(resolver, /^ready$/, 20_000);
-    resolver.stdout!.on("data", (b: Buffer) => upstreamQuestions.push(...b.toString().split("\n").filter((l) => l.startsWith("question ")).map((l) => l.slice(9))));
+    resolver.stdout!.on("data", (b: Buffer) =>
+      upstreamQuestions.push(
+        ...b
+          .toString()
+          .split("\n")
+          .filter((l) => l.startsWith("question "))
+          .map((l) => l.slice(9)),
+      ),
+    );
 
-    for (const [name, net] of [["full", "full"], ["pub", "public"], ["nonet", "none"]] as const) {
+    for (const [name, net] of [
+      ["full", "full"],
+      ["pub", "public"],
+      ["nonet", "none"],
+    ] as const) {
       await ok(["vm", "create", "--name", name, "--image", "busybox", "--memory", "256M", "--net", net]);
     }
     const status = JSON.parse(await ok(["net", "status", "--json"]));
@@ -212,7 +224,9 @@ describe("vm networking (real VMs, daemon inside a network namespace)", { skip }
     assert.notEqual((await curl("/")).code, 0, "nothing listens once it stopped");
   });
 
-  it("OpenSSH reaches the guest through `banger vm ssh-proxy` (the busybox preset's dropbear, started on demand)", { skip: !existsSync("/usr/sbin/dropbear") && "needs dropbear-bin on the host (the busybox preset copies it in)" }, async () => {
+  it("OpenSSH reaches the guest through `banger vm ssh-proxy` (the busybox preset's dropbear, started on demand)", {
+    skip: !existsSync("/usr/sbin/dropbear") && "needs dropbear-bin on the host (the busybox preset copies it in)",
+  }, async () => {
     const cfg = JSON.parse(await ok(["ssh-config", "--json"]));
     assert.match(cfg.include, /^Include ".*\/ssh\/config"$/);
     assert.deepEqual(cfg.installed.sort(), ["full", "nonet", "pub"], "the key went into every running VM");
@@ -240,7 +254,11 @@ describe("vm networking (real VMs, daemon inside a network namespace)", { skip }
     const taps = (await lab.exec(ns, ["ip", "-o", "link", "show"])).split("\n").filter((l) => / bgrtap\d+:/.test(l));
     // The pool may reuse the dead VM's tap name for a fresh idle tap: count instead.
     assert.equal(taps.length, 1 + 2, `the running VM's tap and a pool of 2, nothing else:\n${taps.join("\n")}`);
-    assert.deepEqual(taps.filter((l) => l.includes("LOWER_UP")).map((l) => / (bgrtap\d+):/.exec(l)![1]), [full.tap], "only the running VM's tap has a guest on it");
+    assert.deepEqual(
+      taps.filter((l) => l.includes("LOWER_UP")).map((l) => / (bgrtap\d+):/.exec(l)![1]),
+      [full.tap],
+      "only the running VM's tap has a guest on it",
+    );
     assert.equal(JSON.parse(await ok(["vm", "show", "full", "--json"])).tap, full.tap);
     assert.match(await lab.exec(ns, ["nft", "list", "set", "bridge", "banger", "ports"]), new RegExp(`elements = \\{ "${full.tap}" \\}`));
     assert.equal((await fetch("full", "198.51.100.1")).body, "seen 192.0.2.2");
@@ -263,6 +281,12 @@ describe("vm networking (real VMs, daemon inside a network namespace)", { skip }
     assert.equal((await lab.exec(ns, ["nft", "list", "tables"])).trim(), "");
     const left = await links();
     assert.doesNotMatch(left, new RegExp(`${BRIDGE}|bgrtap`));
-    assert.deepEqual(left.split("\n").filter(Boolean).map((l) => l.split(":")[1]!.trim().split("@")[0]), ["lo", "up0"]);
+    assert.deepEqual(
+      left
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => l.split(":")[1]!.trim().split("@")[0]),
+      ["lo", "up0"],
+    );
   });
 });

@@ -113,7 +113,10 @@ describe("image pull from an OCI registry", () => {
   it("refuses a layer that escapes the tree, leaving nothing behind", async () => {
     const r = await banger(["image", "pull", `${registry.host}/bgr/evil:1`]);
     assert.equal(r.code, 1);
-    const errors = r.stderr.trim().split("\n").filter((l) => l.startsWith("banger: "));
+    const errors = r.stderr
+      .trim()
+      .split("\n")
+      .filter((l) => l.startsWith("banger: "));
     assert.equal(errors.length, 1, `one clear error line: ${r.stderr}`);
     assert.match(errors[0]!, /escape|outside|\.\./i);
     assert.deepEqual(readdirSync(join(home, "images")).sort(), ["multi-1", "renamed", "test-1"]);

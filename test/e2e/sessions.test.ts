@@ -49,7 +49,13 @@ describe("sessions (real VM under QEMU)", () => {
     assert.equal(echo.code, 0, echo.stderr);
     assert.equal(echo.stdout, "sh-1\n", "a generated name: the command and a number");
     const listed = await rows();
-    assert.deepEqual(listed.map((r) => [r.name, r.state, r.live]), [["counter", "running", true], ["sh-1", "running", true]]);
+    assert.deepEqual(
+      listed.map((r) => [r.name, r.state, r.live]),
+      [
+        ["counter", "running", true],
+        ["sh-1", "running", true],
+      ],
+    );
     assert.ok((listed[0]?.pid ?? 0) > 1);
     const dup = await banger(["session", "start", "sess", "--name", "counter", "--", "true"]);
     assert.equal(dup.code, 1);

@@ -60,9 +60,15 @@ describe("ssh NAME.vm with OpenSSH (busybox preset, real VM under QEMU)", () => 
     assert.equal(dev.stdout, "dev\n/home/dev\n");
     // Started once, on demand, as a session the user can see; listening on the guest's loopback only.
     const sessions = JSON.parse((await mustRun(banger(["session", "ls", "box", "--json"]))).stdout) as { name: string; state: string }[];
-    assert.deepEqual(sessions.map((s) => [s.name, s.state]), [["sshd", "running"]]);
+    assert.deepEqual(
+      sessions.map((s) => [s.name, s.state]),
+      [["sshd", "running"]],
+    );
     const ports = JSON.parse((await mustRun(banger(["vm", "ports", "box", "--json"]))).stdout) as { port: number; address: string }[];
-    assert.deepEqual(ports.filter((p) => p.port === 22).map((p) => p.address), ["127.0.0.1"]);
+    assert.deepEqual(
+      ports.filter((p) => p.port === 22).map((p) => p.address),
+      ["127.0.0.1"],
+    );
     assert.match(readFileSync(join(home, "ssh", "known_hosts"), "utf8"), /^box\.vm /m, "the host key was accepted on first use");
   });
 

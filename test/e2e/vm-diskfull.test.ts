@@ -25,7 +25,8 @@ describe("a guest that fills the host disk is paused, reported, resumed, removed
   /** Fills the small filesystem until `leave` bytes are free. */
   const fill = (leave: number) => runChecked(["fallocate", "-l", String(Math.max(MiB, free() - leave)), ballast]);
   /** The guest writes 32 MiB of random data to its disk and syncs it (more than the host has). */
-  const guestWrite = (file: string) => t.banger(["vm", "exec", "full", "--user", "root", "--", "sh", "-c", `dd if=/dev/urandom of=/root/${file} bs=1M count=32 conv=fsync 2>/dev/null && echo written`]);
+  const guestWrite = (file: string) =>
+    t.banger(["vm", "exec", "full", "--user", "root", "--", "sh", "-c", `dd if=/dev/urandom of=/root/${file} bs=1M count=32 conv=fsync 2>/dev/null && echo written`]);
   /** Waits until QEMU itself says io-error, then until banger says paused: returns how long banger took. */
   const waitPaused = async (qmp: string) => {
     const deadline = Date.now() + 120_000;
@@ -70,7 +71,10 @@ describe("a guest that fills the host disk is paused, reported, resumed, removed
     assert.ok(seenAfterMs < 2000, `banger said paused ${seenAfterMs} ms after QEMU did`);
     assert.equal(paused.stateReason, `no space left on the host disk (io-error): free space under ${t.home}, then \`banger vm resume full\``);
 
-    for (const args of [["vm", "exec", "full", "--", "true"], ["vm", "stats", "full"]]) {
+    for (const args of [
+      ["vm", "exec", "full", "--", "true"],
+      ["vm", "stats", "full"],
+    ]) {
       const started = Date.now();
       const r = await t.banger(args);
       assert.equal(r.code, 1);

@@ -90,7 +90,11 @@ describe("a VM that ends on its own is shown as it is (real VMs under QEMU)", ()
     const kept = (await t.show("keep")).pid!;
     process.kill(t.daemonPid(), "SIGKILL");
     assert.notEqual((await create).code, 0, "the create fails with its daemon");
-    assert.equal((await t.list()).some((v) => v.name === "half"), false, "an interrupted create is not listed");
+    assert.equal(
+      (await t.list()).some((v) => v.name === "half"),
+      false,
+      "an interrupted create is not listed",
+    );
     await t.assertNothingLeft([vmm]);
     await assertKeptVmRuns(kept);
   });
@@ -103,7 +107,11 @@ describe("a VM that ends on its own is shown as it is (real VMs under QEMU)", ()
     const kept = (await t.show("keep")).pid!;
     process.kill(t.daemonPid(), "SIGKILL");
     await rm;
-    assert.equal((await t.list()).some((v) => v.name === "gone"), false, "a half-done rm is finished");
+    assert.equal(
+      (await t.list()).some((v) => v.name === "gone"),
+      false,
+      "a half-done rm is finished",
+    );
     await t.assertNothingLeft([pid!]);
     await assertKeptVmRuns(kept);
   });

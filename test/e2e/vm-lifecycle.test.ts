@@ -108,7 +108,11 @@ describe("vm lifecycle (real VM under QEMU)", () => {
         const refused = await banger(["vm", "create", "--no-start", "--name", "fc", "--image", "busybox"]);
         assert.equal(refused.code, 1);
         assert.match(refused.stderr, /^banger: vmm is firecracker \(set in the config file\) but firecracker is not on PATH \(.*, or `banger config unset vmm` to let banger pick\)$/m);
-        assert.deepEqual((JSON.parse((await banger(["vm", "ls", "--json"])).stdout) as { name: string }[]).map((v) => v.name), ["e2e"], "nothing left of the refused VM");
+        assert.deepEqual(
+          (JSON.parse((await banger(["vm", "ls", "--json"])).stdout) as { name: string }[]).map((v) => v.name),
+          ["e2e"],
+          "nothing left of the refused VM",
+        );
       }
     } finally {
       await mustRun(banger(["config", "set", "vmm", "qemu"]));

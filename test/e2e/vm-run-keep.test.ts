@@ -22,7 +22,11 @@ const shq = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
 function inPty(args: string[], steps: [RegExp, string][], opts: { home: string; env: NodeJS.ProcessEnv; cwd: string }): Promise<{ text: string; code: number | null }> {
   const line = [join(REPO, "bin", "banger"), ...args].map(shq).join(" ");
   return new Promise((resolve, reject) => {
-    const child = spawn("script", ["-qfec", line, "/dev/null"], { cwd: opts.cwd, env: { ...process.env, BANGER_NETWORK: "off", ...opts.env, BANGER_HOME: opts.home }, stdio: ["pipe", "pipe", "inherit"] });
+    const child = spawn("script", ["-qfec", line, "/dev/null"], {
+      cwd: opts.cwd,
+      env: { ...process.env, BANGER_NETWORK: "off", ...opts.env, BANGER_HOME: opts.home },
+      stdio: ["pipe", "pipe", "inherit"],
+    });
     let text = "";
     let step = 0;
     let waiting = false;
@@ -30,11 +34,14 @@ function inPty(args: string[], steps: [RegExp, string][], opts: { home: string; 
     const advance = () => {
       if (waiting || step >= steps.length || !steps[step]![0].test(text)) return;
       waiting = true;
-      setTimeout(() => {
-        child.stdin.write(steps[step++]![1]);
-        waiting = false;
-        advance();
-      }, step === 0 ? 0 : 300);
+      setTimeout(
+        () => {
+          child.stdin.write(steps[step++]![1]);
+          waiting = false;
+          advance();
+        },
+        step === 0 ? 0 : 300,
+      );
     };
     child.stdout.on("data", (b) => {
       text += b;
@@ -187,7 +194,11 @@ describe("vm run keeps the guest's work (real VMs under QEMU)", () => {
   });
 
   it("SIGTERM and SIGHUP reach it too", async () => {
-    const term = startBanger(["vm", "run", "--no-workspace", "--", "sh", "-c", waiting("trap 'echo got-term; kill $!; exit 8' TERM; trap 'echo got-hup; kill $!; exit 9' HUP")], { home, env, cwd: repo });
+    const term = startBanger(["vm", "run", "--no-workspace", "--", "sh", "-c", waiting("trap 'echo got-term; kill $!; exit 8' TERM; trap 'echo got-hup; kill $!; exit 9' HUP")], {
+      home,
+      env,
+      cwd: repo,
+    });
     await term.stdoutMatches(/ready/);
     term.child.kill("SIGHUP");
     const sent = Date.now();
@@ -223,7 +234,14 @@ describe("vm run keeps the guest's work (real VMs under QEMU)", () => {
     assert.match(once.text, /got-int/);
     assert.equal(once.code, 7, once.text);
     const started = Date.now();
-    const twice = await inPty(["vm", "exec", "execs", "--", "sh", "-c", 'trap "" INT; echo ready; exec sleep 600'], [[/ready/, "\x03"], [/ready/, "\x03"]], { home, env, cwd: repo });
+    const twice = await inPty(
+      ["vm", "exec", "execs", "--", "sh", "-c", 'trap "" INT; echo ready; exec sleep 600'],
+      [
+        [/ready/, "\x03"],
+        [/ready/, "\x03"],
+      ],
+      { home, env, cwd: repo },
+    );
     assert.equal(twice.code, 130, twice.text);
     assert.ok(Date.now() - started < 60_000);
     await assertNoCallLeft(home, env);

@@ -8,8 +8,7 @@ import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
 
-const git = (cwd: string, ...args: string[]) =>
-  execFileSync("git", ["-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "protocol.file.allow=always", ...args], { cwd, encoding: "utf8" });
+const git = (cwd: string, ...args: string[]) => execFileSync("git", ["-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "protocol.file.allow=always", ...args], { cwd, encoding: "utf8" });
 
 /** A repository with every kind of file a workspace copy must get right. */
 function makeRepo(root: string): string {
@@ -58,7 +57,14 @@ describe("vm run (real VMs under QEMU)", () => {
   });
 
   it("copies tracked, untracked and submodule files (not ignored ones) into /workspace, owned by the guest user", async () => {
-    const r = await banger(["vm", "run", "--", "sh", "-c", "pwd; id -un; find . -path ./.git -prune -o -type f -print | sort; stat -c '%a %U %n' tool.sh README.md; od -An -tx1 logo.bin; test -f .git/HEAD && echo has-git"]);
+    const r = await banger([
+      "vm",
+      "run",
+      "--",
+      "sh",
+      "-c",
+      "pwd; id -un; find . -path ./.git -prune -o -type f -print | sort; stat -c '%a %U %n' tool.sh README.md; od -An -tx1 logo.bin; test -f .git/HEAD && echo has-git",
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trim().split("\n");
     assert.equal(lines[0], "/workspace");
@@ -66,7 +72,10 @@ describe("vm run (real VMs under QEMU)", () => {
     const files = lines.filter((l) => l.startsWith("./"));
     assert.deepEqual(files, ["./.gitignore", "./.gitmodules", "./README.md", "./logo.bin", "./notes.txt", "./tool.sh", "./vendor/sub/.git", "./vendor/sub/lib.txt"]);
     assert.ok(lines.includes("755 dev tool.sh") && lines.includes("644 dev README.md"), r.stdout);
-    assert.ok(lines.some((l) => l.trim() === "00 01 02 ff fe 00 0a"), "binary bytes arrive intact");
+    assert.ok(
+      lines.some((l) => l.trim() === "00 01 02 ff fe 00 0a"),
+      "binary bytes arrive intact",
+    );
     assert.ok(lines.includes("has-git"));
     assert.deepEqual(JSON.parse((await banger(["vm", "ls", "--json"])).stdout), [], "the VM is removed afterwards");
   });
@@ -82,7 +91,11 @@ describe("vm run (real VMs under QEMU)", () => {
 
   it("gives an interactive shell in /workspace through a PTY", async () => {
     const out = await new Promise<string>((resolve, reject) => {
-      const child = spawn("script", ["-qfec", `${join(REPO, "bin/banger")} vm run`, "/dev/null"], { cwd: repo, env: { ...process.env, ...env, BANGER_HOME: home }, stdio: ["pipe", "pipe", "inherit"] });
+      const child = spawn("script", ["-qfec", `${join(REPO, "bin/banger")} vm run`, "/dev/null"], {
+        cwd: repo,
+        env: { ...process.env, ...env, BANGER_HOME: home },
+        stdio: ["pipe", "pipe", "inherit"],
+      });
       let text = "";
       let sent = false;
       child.stdout.on("data", (b) => {
@@ -102,7 +115,17 @@ describe("vm run (real VMs under QEMU)", () => {
   });
 
   it("brings the guest's changes back as a patch that applies on a new branch", async () => {
-    const run = await banger(["vm", "run", "--name", "changer", "--keep", "--", "sh", "-c", "echo more >> README.md && echo new > added.txt && chmod +x README.md && printf '\\000\\377x' > logo.bin && rm notes.txt"]);
+    const run = await banger([
+      "vm",
+      "run",
+      "--name",
+      "changer",
+      "--keep",
+      "--",
+      "sh",
+      "-c",
+      "echo more >> README.md && echo new > added.txt && chmod +x README.md && printf '\\000\\377x' > logo.bin && rm notes.txt",
+    ]);
     assert.equal(run.code, 0, run.stderr);
     const first = await banger(["vm", "workspace", "export", "changer", "--out", join(home, "p1.patch"), "--json"]);
     const second = await banger(["vm", "workspace", "export", "changer", "--out", join(home, "p2.patch"), "--json"]);

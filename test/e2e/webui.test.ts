@@ -84,13 +84,12 @@ describe("web dashboard (real VM, real browser)", { skip: existsSync(CHROMIUM) ?
     await page.waitForFunction(() => [...document.querySelectorAll(".xterm-rows > div")].some((row) => /[#$]\s*$/.test(row.textContent ?? "")), undefined, { timeout: 20_000 });
     await page.locator(".term-box").click();
     await page.keyboard.type("echo hello\n");
-    await page.waitForFunction(
-      () => [...document.querySelectorAll(".xterm-rows > div")].some((row) => row.textContent?.trim() === "hello"),
-      undefined,
-      { timeout: 15_000 },
-    );
+    await page.waitForFunction(() => [...document.querySelectorAll(".xterm-rows > div")].some((row) => row.textContent?.trim() === "hello"), undefined, { timeout: 15_000 });
     // The console tail shows what `banger vm logs` shows.
-    const logs = (await mustRun(banger(["vm", "logs", VM]))).stdout.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+    const logs = (await mustRun(banger(["vm", "logs", VM]))).stdout
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l !== "");
     assert.ok(logs.length > 0, "the VM wrote to its console");
     await page.waitForFunction((line) => (document.querySelector("[data-console]")?.textContent ?? "").includes(line), logs.at(-1)!, { timeout: 10_000 });
     await shot("vm");
@@ -101,8 +100,7 @@ describe("web dashboard (real VM, real browser)", { skip: existsSync(CHROMIUM) ?
     const attach = page.locator('[data-action="attach"]');
     await attach.waitFor({ timeout: 10_000 });
     await attach.click();
-    const terminalHas = (line: string) =>
-      page.waitForFunction((l) => [...document.querySelectorAll(".xterm-rows > div")].some((row) => row.textContent?.trim() === l), line, { timeout: 15_000 });
+    const terminalHas = (line: string) => page.waitForFunction((l) => [...document.querySelectorAll(".xterm-rows > div")].some((row) => row.textContent?.trim() === l), line, { timeout: 15_000 });
     await terminalHas("from-the-session");
     await page.locator(".term-box").click();
     await page.keyboard.type("typed-in-browser\n");
@@ -160,7 +158,10 @@ describe("web dashboard (real VM, real browser)", { skip: existsSync(CHROMIUM) ?
     await row.locator('[data-action="remove"]').click();
     await row.waitFor({ state: "detached", timeout: 10_000 });
     const images = JSON.parse((await mustRun(banger(["image", "list", "--json"]))).stdout) as { name: string }[];
-    assert.deepEqual(images.map((i) => i.name), ["busybox"]);
+    assert.deepEqual(
+      images.map((i) => i.name),
+      ["busybox"],
+    );
     assert.equal((await mustRun(banger(["config", "get", "default_image"]))).stdout, "busybox (default: the only image)\n", "removing the default image unset it");
     await mustRun(banger(["config", "set", "default_image", "busybox"]));
   });
@@ -230,14 +231,22 @@ describe("web dashboard (real VM, real browser)", { skip: existsSync(CHROMIUM) ?
     await row.locator('[data-action="remove"]').click();
     await row.waitFor({ state: "detached", timeout: 60_000 });
     const vms = JSON.parse((await mustRun(banger(["vm", "list", "--json"]))).stdout) as { name: string }[];
-    assert.deepEqual(vms.map((v) => v.name), [VM]);
+    assert.deepEqual(
+      vms.map((v) => v.name),
+      [VM],
+    );
   });
 
   it("fits 1024, 768 and 375px-wide screens: nothing scrolls sideways, no button or badge wraps", async () => {
     try {
       for (const width of [1024, 768, 375]) {
         await page.setViewportSize({ width, height: 800 });
-        for (const [hash, ready] of [["#/vms", `tr[data-vm="${VM}"]`], ["#/images", 'tr[data-image="busybox"]'], [`#/vm/${VM}`, "[data-console]"], ["#/operations", "tbody tr"]] as const) {
+        for (const [hash, ready] of [
+          ["#/vms", `tr[data-vm="${VM}"]`],
+          ["#/images", 'tr[data-image="busybox"]'],
+          [`#/vm/${VM}`, "[data-console]"],
+          ["#/operations", "tbody tr"],
+        ] as const) {
           await page.goto(`${web.url}/${hash}`);
           await page.locator(ready).first().waitFor({ timeout: 10_000 });
           await page.waitForTimeout(500); // the lists fill in after their calls answer
@@ -275,7 +284,10 @@ describe("web dashboard (real VM, real browser)", { skip: existsSync(CHROMIUM) ?
     assert.equal(wrong.status, 401);
     const auth = { Authorization: `Bearer ${web.token}` };
     const vms = (await (await fetch(`${web.url}/api/vms`, { headers: auth })).json()) as { name: string }[];
-    assert.deepEqual(vms.map((v) => v.name), [VM]);
+    assert.deepEqual(
+      vms.map((v) => v.name),
+      [VM],
+    );
     const doc = (await (await fetch(`${web.url}/api/openapi.json`, { headers: auth })).json()) as { openapi: string; paths: object };
     assert.match(doc.openapi, /^3\./);
     assert.ok("/api/vms/{name}/stop" in doc.paths);
@@ -327,7 +339,15 @@ async function makeKernelCatalog(home: string, banger: (args: string[]) => Promi
   const dir = join(home, "kernel-catalog");
   await mkdir(dir, { recursive: true });
   await copyFile(join(cached, basename(made.path)), join(dir, "test-kernel.tar.zst"));
-  const entry = { name: "test-kernel", arch: "x86_64", kernel_version: made.kernelVersion, tarball_url: "test-kernel.tar.zst", tarball_sha256: made.sha256, size_bytes: made.sizeBytes, description: "test kernel bundle" };
+  const entry = {
+    name: "test-kernel",
+    arch: "x86_64",
+    kernel_version: made.kernelVersion,
+    tarball_url: "test-kernel.tar.zst",
+    tarball_sha256: made.sha256,
+    size_bytes: made.sizeBytes,
+    description: "test kernel bundle",
+  };
   await writeFile(join(dir, "catalog.json"), JSON.stringify({ version: 1, entries: [entry] }));
   await mustRun(banger(["config", "set", "kernel_catalog", join(dir, "catalog.json")]));
 }

@@ -93,7 +93,11 @@ describe("SIGKILL of the daemon while it installs a kernel or an image", () => {
 
   const phases: { what: string; args: () => string[]; at: () => () => boolean }[] = [
     { what: "image build --force: work dir made", args: () => ["image", "build", "--preset", "busybox", "--kernel-ref", KERNEL, "--force"], at: () => under(join(home, "tmp"), /^image-busybox-/) },
-    { what: "image build --force: mkfs.ext4 running", args: () => ["image", "build", "--preset", "busybox", "--kernel-ref", KERNEL, "--force"], at: () => inside(join(home, "tmp"), /^image-/, /^\.rootfs\.ext4\.tmp-/) },
+    {
+      what: "image build --force: mkfs.ext4 running",
+      args: () => ["image", "build", "--preset", "busybox", "--kernel-ref", KERNEL, "--force"],
+      at: () => inside(join(home, "tmp"), /^image-/, /^\.rootfs\.ext4\.tmp-/),
+    },
     { what: "kernel import --force: upload arriving", args: () => ["kernel", "import", "--debian", "--deb", deb, "--force"], at: () => under(join(home, "tmp"), /^kernel-upload-/) },
     { what: "kernel import --force: kernel staged", args: () => ["kernel", "import", "--debian", "--deb", deb, "--force"], at: () => under(join(home, "kernels"), /^\.staging-/) },
     { what: "catalog image pull --force: bundle staged", args: () => ["image", "pull", "busybox", "--force"], at: () => under(join(home, "images"), /^\.staging-/) },
@@ -167,7 +171,10 @@ describe("a full filesystem under the root during a --force build and import", (
   it("fails with ENOSPC named as such (exit 1), keeps the old image and kernel, leaves nothing", async () => {
     const before1 = await snapshot(mnt, env);
     fillTo(256 * 1024);
-    for (const args of [["image", "build", "--preset", "busybox", "--kernel-ref", KERNEL, "--force"], ["kernel", "import", "--debian", "--deb", deb, "--force"]]) {
+    for (const args of [
+      ["image", "build", "--preset", "busybox", "--kernel-ref", KERNEL, "--force"],
+      ["kernel", "import", "--debian", "--deb", deb, "--force"],
+    ]) {
       const res = await runBanger(args, { home: mnt, env });
       assert.equal(res.code, 1, `${args.join(" ")}: ${res.stderr}`);
       assert.match(res.stderr, new RegExp(`no space left on ${mnt}\\S*: [\\d.]+ [KMG]?i?B free \\(ENOSPC\\)`), args.join(" "));
@@ -175,7 +182,10 @@ describe("a full filesystem under the root during a --force build and import", (
     }
     rmSync(join(mnt, "filler"));
     assert.deepEqual(await snapshot(mnt, env), before1);
-    assert.deepEqual(strays(mnt).filter((s) => s !== "catalog" && s !== "filler"), []);
+    assert.deepEqual(
+      strays(mnt).filter((s) => s !== "catalog" && s !== "filler"),
+      [],
+    );
     assert.equal((await doctorLeftovers(mnt, env)).status, "pass");
   });
 });

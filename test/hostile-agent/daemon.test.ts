@@ -69,7 +69,10 @@ describe("a real daemon with a hostile guest agent", () => {
 
   test("both VMs were adopted", async () => {
     const vms = (await rpc.call("vm.list")) as { name: string; state: string }[];
-    assert.deepEqual(vms.map((v) => [v.name, v.state]).sort(), [["good", "running"], ["hostile", "running"]]);
+    assert.deepEqual(vms.map((v) => [v.name, v.state]).sort(), [
+      ["good", "running"],
+      ["hostile", "running"],
+    ]);
     assert.equal((await exec(rpc, "hostile", ["echo"])).out, "hostile-ok\n");
   });
 

@@ -28,7 +28,14 @@ export interface Opened {
 export function answer(hostHello: Buffer, opts: { nonce?: string; version?: number } = {}): Buffer {
   const [f] = new FrameDecoder().push(hostHello.subarray(8));
   const theirs = (JSON.parse(f!.payload.toString()) as { nonce: string }).nonce;
-  const hello = { version: opts.version ?? 1, agent_version: "fake", arch: "amd64", pid1: true, features: ["health", "exec", "stats", "ports", "sessions", "tcp", "files.get"], nonce: opts.nonce ?? theirs };
+  const hello = {
+    version: opts.version ?? 1,
+    agent_version: "fake",
+    arch: "amd64",
+    pid1: true,
+    features: ["health", "exec", "stats", "ports", "sessions", "tcp", "files.get"],
+    nonce: opts.nonce ?? theirs,
+  };
   return Buffer.concat([magic(), encodeJSON(0, FrameType.Hello, hello)]);
 }
 

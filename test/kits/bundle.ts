@@ -69,7 +69,8 @@ async function serve(route: Route | undefined, res: http.ServerResponse): Promis
     await new Promise((r) => res.write(data.subarray(off, Math.min(off + 65536, end)), r));
     if (route.delayMs) await new Promise((r) => setTimeout(r, route.delayMs));
   }
-  if (route.truncateAt !== undefined) res.socket?.end(); // FIN after the flushed bytes, mid-response
+  if (route.truncateAt !== undefined)
+    res.socket?.end(); // FIN after the flushed bytes, mid-response
   else res.end();
 }
 

@@ -36,7 +36,10 @@ export class FakeUpstream {
   #tcp!: Server;
   port = 0;
 
-  constructor(readonly host: string, readonly zone: FakeZone) {}
+  constructor(
+    readonly host: string,
+    readonly zone: FakeZone,
+  ) {}
 
   async start(port = 0): Promise<this> {
     this.#udp = createSocket(this.host.includes(":") ? "udp6" : "udp4");
@@ -139,7 +142,10 @@ export class RawUpstream {
   #tcp!: Server;
   port = 0;
 
-  constructor(readonly host: string, public reply: RawReply) {}
+  constructor(
+    readonly host: string,
+    public reply: RawReply,
+  ) {}
 
   async start(): Promise<this> {
     this.#udp = createSocket("udp4");
@@ -213,10 +219,17 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
  * The guests' DNS server on 127.0.0.1 as the unit tests see it: `alpha.vm` is 172.30.0.2,
  * `guests` says who may ask what, names outside `.vm` go to `upstreams`.
  */
-export async function serveGuests(opts: { guests: Record<string, DnsAccess>; upstreams: () => Upstream[]; limits?: Partial<ForwarderLimits>; now?: () => number }): Promise<{ server: DnsServer; forwarder: Forwarder }> {
+export async function serveGuests(opts: {
+  guests: Record<string, DnsAccess>;
+  upstreams: () => Upstream[];
+  limits?: Partial<ForwarderLimits>;
+  now?: () => number;
+}): Promise<{ server: DnsServer; forwarder: Forwarder }> {
   const forwarder = new Forwarder({ upstreams: opts.upstreams, limits: opts.limits ?? {}, ...(opts.now ? { now: opts.now } : {}) });
   const server = await startDnsServer({
-    host: "127.0.0.1", port: 0, forwarder,
+    host: "127.0.0.1",
+    port: 0,
+    forwarder,
     lookup: (name) => (name === "alpha" ? { ipv4: ["172.30.0.2"] } : undefined),
     access: (addr) => opts.guests[addr],
   });

@@ -54,7 +54,10 @@ export async function ensureTestKernel(): Promise<TestKernel | string> {
 
 async function findDeb(): Promise<string | undefined> {
   const names = await readdir(TEST_CACHE).catch(() => [] as string[]);
-  return names.filter((n) => /^linux-image-[0-9.]+-[0-9]+-cloud-amd64_.*_amd64\.deb$/.test(n)).sort().pop();
+  return names
+    .filter((n) => /^linux-image-[0-9.]+-[0-9]+-cloud-amd64_.*_amd64\.deb$/.test(n))
+    .sort()
+    .pop();
 }
 
 export interface InitramfsOptions {

@@ -107,19 +107,7 @@ export function makeHostRepo(root: string): string {
 }
 
 /** What a copy of makeHostRepo must hold outside .git directories. */
-export const EXPECTED_FILES = [
-  ".gitignore",
-  ".gitmodules",
-  "README.md",
-  "big.bin",
-  "bin/run.sh",
-  "data.bin",
-  "link",
-  "notes.txt",
-  "src/app.js",
-  "sub/lib.txt",
-  "sub/scratch.txt",
-];
+export const EXPECTED_FILES = [".gitignore", ".gitmodules", "README.md", "big.bin", "bin/run.sh", "data.bin", "link", "notes.txt", "src/app.js", "sub/lib.txt", "sub/scratch.txt"];
 
 export interface NodeView {
   type: "file" | "symlink" | "dir";
@@ -156,10 +144,34 @@ export async function guestSh(agent: AgentClient, script: string, opts: { cwd: s
 
 /** Every hook githooks(5) lists: a repository's own hooks must never run on the host. */
 export const HOOK_NAMES = [
-  "applypatch-msg", "pre-applypatch", "post-applypatch", "pre-commit", "pre-merge-commit", "prepare-commit-msg", "commit-msg",
-  "post-commit", "pre-rebase", "post-checkout", "post-merge", "pre-push", "pre-receive", "update", "proc-receive", "post-receive",
-  "post-update", "reference-transaction", "push-to-checkout", "pre-auto-gc", "post-rewrite", "sendemail-validate",
-  "fsmonitor-watchman", "post-index-change", "p4-changelist", "p4-prepare-changelist", "p4-post-changelist", "p4-pre-submit",
+  "applypatch-msg",
+  "pre-applypatch",
+  "post-applypatch",
+  "pre-commit",
+  "pre-merge-commit",
+  "prepare-commit-msg",
+  "commit-msg",
+  "post-commit",
+  "pre-rebase",
+  "post-checkout",
+  "post-merge",
+  "pre-push",
+  "pre-receive",
+  "update",
+  "proc-receive",
+  "post-receive",
+  "post-update",
+  "reference-transaction",
+  "push-to-checkout",
+  "pre-auto-gc",
+  "post-rewrite",
+  "sendemail-validate",
+  "fsmonitor-watchman",
+  "post-index-change",
+  "p4-changelist",
+  "p4-prepare-changelist",
+  "p4-post-changelist",
+  "p4-pre-submit",
 ];
 
 /**

@@ -17,10 +17,7 @@ export interface RunningRegistry {
   stop(): Promise<void>;
 }
 
-export type RegistryAuth =
-  | { kind: "none" }
-  | { kind: "htpasswd"; user: string; password: string }
-  | { kind: "token"; server: TokenServer };
+export type RegistryAuth = { kind: "none" } | { kind: "htpasswd"; user: string; password: string } | { kind: "token"; server: TokenServer };
 
 export async function freePort(): Promise<number> {
   const srv = createNetServer();

@@ -104,6 +104,9 @@ function describeEntry(e: TreeEntry): string {
   let s = `${e.type} ${e.uid}:${e.gid} ${e.mode.toString(8).padStart(4, "0")}`;
   if (e.linkTarget !== undefined) s += ` -> ${e.linkTarget}`;
   if (e.devMajor !== undefined) s += ` dev ${e.devMajor}:${e.devMinor}`;
-  if (e.xattrs) s += ` xattrs ${Object.entries(e.xattrs).map(([k, v]) => `${k}=${v.toString("hex")}`).join(",")}`;
+  if (e.xattrs)
+    s += ` xattrs ${Object.entries(e.xattrs)
+      .map(([k, v]) => `${k}=${v.toString("hex")}`)
+      .join(",")}`;
   return s;
 }

@@ -6,11 +6,8 @@ import { badge, bytes, fill, h, table, toast, when } from "./dom.ts";
 import { errorLine, type Page } from "./pages.ts";
 import { showTask } from "./progress.ts";
 
-
-
 /** A row of either catalog: kernels have a version, images a kernel. */
 type CatalogEntry = AvailableImage & Partial<Pick<AvailableKernel, "kernelVersion">>;
-
 
 type Kind = "kernel" | "image";
 
@@ -19,18 +16,24 @@ export function imagesPage(): Page {
   const load = () => {
     void Promise.all([api<Kernel[]>("GET", "/api/kernels"), api<Image[]>("GET", "/api/images"), api<Defaults>("GET", "/api/defaults")]).then(
       ([ks, is, defaults]) => {
-        fill(cards.kernels, table(
-          ["Name", "Version", "Distro", "Size", "Added", ""],
-          ks.map((k) => [k.name, k.kernelVersion, k.distro || "–", bytes(k.sizeBytes), when(k.createdAt), installedActions("kernel", k.name, defaults.kernel === k.name, load)]),
-          "No kernels yet: pull one from the catalog below.",
-          (i) => ({ "data-kernel": ks[i]!.name }),
-        ));
-        fill(cards.images, table(
-          ["Name", "Distro", "Kernel", "Size", "Added", ""],
-          is.map((i) => [i.name, i.distro || "–", i.kernelRef ?? "–", bytes(i.sizeBytes), when(i.createdAt), installedActions("image", i.name, defaults.image === i.name, load)]),
-          "No images yet: pull one from the catalog below.",
-          (i) => ({ "data-image": is[i]!.name }),
-        ));
+        fill(
+          cards.kernels,
+          table(
+            ["Name", "Version", "Distro", "Size", "Added", ""],
+            ks.map((k) => [k.name, k.kernelVersion, k.distro || "–", bytes(k.sizeBytes), when(k.createdAt), installedActions("kernel", k.name, defaults.kernel === k.name, load)]),
+            "No kernels yet: pull one from the catalog below.",
+            (i) => ({ "data-kernel": ks[i]!.name }),
+          ),
+        );
+        fill(
+          cards.images,
+          table(
+            ["Name", "Distro", "Kernel", "Size", "Added", ""],
+            is.map((i) => [i.name, i.distro || "–", i.kernelRef ?? "–", bytes(i.sizeBytes), when(i.createdAt), installedActions("image", i.name, defaults.image === i.name, load)]),
+            "No images yet: pull one from the catalog below.",
+            (i) => ({ "data-image": is[i]!.name }),
+          ),
+        );
       },
       (err: Error) => [cards.kernels, cards.images].forEach((c) => void fill(c, errorLine(err))),
     );
@@ -62,21 +65,25 @@ export function imagesPage(): Page {
 /** "default" (or Set default) and Remove, for an installed image or kernel. */
 function installedActions(kind: Kind, name: string, isDefault: boolean, reload: () => void): HTMLElement {
   const act = (label: string, action: string, cls: string, run: () => Promise<unknown>) =>
-    h("button", {
-      class: cls,
-      "data-action": action,
-      onclick: async (ev: Event) => {
-        const button = ev.currentTarget as HTMLButtonElement;
-        button.disabled = true;
-        try {
-          if (await run()) reload();
-          else button.disabled = false;
-        } catch (err) {
-          toast(`${label} ${kind} ${name}: ${(err as Error).message}`, hintOf(err));
-          button.disabled = false;
-        }
+    h(
+      "button",
+      {
+        class: cls,
+        "data-action": action,
+        onclick: async (ev: Event) => {
+          const button = ev.currentTarget as HTMLButtonElement;
+          button.disabled = true;
+          try {
+            if (await run()) reload();
+            else button.disabled = false;
+          } catch (err) {
+            toast(`${label} ${kind} ${name}: ${(err as Error).message}`, hintOf(err));
+            button.disabled = false;
+          }
+        },
       },
-    }, label);
+      label,
+    );
   return h(
     "div",
     { class: "actions" },
@@ -94,7 +101,13 @@ function installedActions(kind: Kind, name: string, isDefault: boolean, reload: 
 function catalogTable(entries: CatalogEntry[], kind: Kind, reload: () => void): HTMLElement {
   return table(
     ["Name", kind === "kernel" ? "Version" : "Distro", "Size", "Description", ""],
-    entries.map((e) => [e.name, (kind === "kernel" ? e.kernelVersion : e.distro) ?? "–", bytes(e.sizeBytes), h("span", { class: "wrap" }, e.description ?? ""), e.state === "pulled" ? badge("pulled") : pullButton(kind, e.name, reload)]),
+    entries.map((e) => [
+      e.name,
+      (kind === "kernel" ? e.kernelVersion : e.distro) ?? "–",
+      bytes(e.sizeBytes),
+      h("span", { class: "wrap" }, e.description ?? ""),
+      e.state === "pulled" ? badge("pulled") : pullButton(kind, e.name, reload),
+    ]),
     "The catalog is empty.",
     (i) => ({ "data-entry": entries[i]!.name }),
   );
@@ -115,14 +128,18 @@ async function startPull(cell: HTMLElement, kind: Kind, body: Record<string, unk
 /** A Pull button that turns into the pull's progress. */
 function pullButton(kind: Kind, name: string, reload: () => void): HTMLElement {
   const cell = h("div", { class: "pull", "data-pull": name });
-  const button = h("button", {
-    class: "primary",
-    "data-action": "pull",
-    onclick: async () => {
-      button.disabled = true;
-      if (!(await startPull(cell, kind, kind === "kernel" ? { name } : { ref: name }, name, reload))) button.disabled = false;
+  const button = h(
+    "button",
+    {
+      class: "primary",
+      "data-action": "pull",
+      onclick: async () => {
+        button.disabled = true;
+        if (!(await startPull(cell, kind, kind === "kernel" ? { name } : { ref: name }, name, reload))) button.disabled = false;
+      },
     },
-  }, "Pull");
+    "Pull",
+  );
   fill(cell, button);
   return cell;
 }
@@ -133,16 +150,22 @@ function pullByRef(reload: () => void): HTMLElement {
   const name = h("input", { name: "name", placeholder: "name (optional)", autocomplete: "off", spellcheck: "false", "aria-label": "Name" });
   const submit = h("button", { class: "primary", type: "submit" }, "Pull");
   const status = h("div", { class: "pull" });
-  const form = h("form", {
-    class: "inline",
-    onsubmit: async (ev: Event) => {
-      ev.preventDefault();
-      if (!ref.value.trim()) return;
-      submit.disabled = true;
-      const body = { ref: ref.value.trim(), ...(name.value.trim() ? { name: name.value.trim() } : {}) };
-      await startPull(status, "image", body, body.ref, reload);
-      submit.disabled = false;
+  const form = h(
+    "form",
+    {
+      class: "inline",
+      onsubmit: async (ev: Event) => {
+        ev.preventDefault();
+        if (!ref.value.trim()) return;
+        submit.disabled = true;
+        const body = { ref: ref.value.trim(), ...(name.value.trim() ? { name: name.value.trim() } : {}) };
+        await startPull(status, "image", body, body.ref, reload);
+        submit.disabled = false;
+      },
     },
-  }, ref, name, submit);
+    ref,
+    name,
+    submit,
+  );
   return h("div", { class: "by-ref" }, form, status);
 }

@@ -20,7 +20,6 @@ export function errorLine(err: Error): HTMLElement {
 
 // --- operations --------------------------------------------------------------------------
 
-
 export function operationsPage(): Page {
   const list = h("div", {}, h("div", { class: "empty" }, "Loading…"));
   const load = () =>
@@ -30,7 +29,15 @@ export function operationsPage(): Page {
           list,
           table(
             ["#", "Operation", "Target", "State", "Started", "Took", "Error"],
-            ops.map((o) => [`#${o.id}`, o.kind, o.target, badge(o.state === "running" ? "running-op" : o.state), when(o.startedAt), o.finishedAt ? duration((Date.parse(o.finishedAt) - Date.parse(o.startedAt)) / 1000) : "…", o.error ? h("span", { class: "error-text wrap" }, o.error) : ""]),
+            ops.map((o) => [
+              `#${o.id}`,
+              o.kind,
+              o.target,
+              badge(o.state === "running" ? "running-op" : o.state),
+              when(o.startedAt),
+              o.finishedAt ? duration((Date.parse(o.finishedAt) - Date.parse(o.startedAt)) / 1000) : "…",
+              o.error ? h("span", { class: "error-text wrap" }, o.error) : "",
+            ]),
             "No operations yet.",
           ),
         ),
@@ -40,4 +47,3 @@ export function operationsPage(): Page {
   const timer = setInterval(() => void load(), REFRESH_MS);
   return { el: h("div", {}, h("h1", {}, "Recent operations"), h("section", { class: "card" }, list)), dispose: () => clearInterval(timer) };
 }
-

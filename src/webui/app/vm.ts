@@ -39,11 +39,15 @@ export function vmPage(name: string): Page {
     termBox.hidden = true;
     termButton.textContent = "Open terminal";
   };
-  const termButton: HTMLButtonElement = h("button", {
-    class: "primary",
-    "data-action": "terminal",
-    onclick: () => (termLive ? closeTerm() : openTerm(`/api/vms/${seg(name)}/terminal`)),
-  }, "Open terminal");
+  const termButton: HTMLButtonElement = h(
+    "button",
+    {
+      class: "primary",
+      "data-action": "terminal",
+      onclick: () => (termLive ? closeTerm() : openTerm(`/api/vms/${seg(name)}/terminal`)),
+    },
+    "Open terminal",
+  );
 
   const showVm = (vms: Vm[]) => {
     vm = vms.find((v) => v.name === name);
@@ -88,9 +92,18 @@ export function vmPage(name: string): Page {
         },
         (err: Error) => (consoleText.textContent = err.message),
       ),
-      running ? api<Port[]>("GET", `${path}/ports`).then((p) => fill(ports, portsTable(p, vm?.ip ?? null)), (err: Error) => fill(ports, errorLine(err))) : fill(ports, h("div", { class: "empty" }, "Not running.")),
+      running
+        ? api<Port[]>("GET", `${path}/ports`).then(
+            (p) => fill(ports, portsTable(p, vm?.ip ?? null)),
+            (err: Error) => fill(ports, errorLine(err)),
+          )
+        : fill(ports, h("div", { class: "empty" }, "Not running.")),
       api<Session[]>("GET", `${path}/sessions`).then(
-        (s) => fill(sessions, sessionsTable(s, (session) => openTerm(`${path}/sessions/${seg(session)}/attach`))),
+        (s) =>
+          fill(
+            sessions,
+            sessionsTable(s, (session) => openTerm(`${path}/sessions/${seg(session)}/attach`)),
+          ),
         (err: Error) => fill(sessions, errorLine(err)),
       ),
     ]);
@@ -117,8 +130,6 @@ export function vmPage(name: string): Page {
     },
   };
 }
-
-
 
 /** Ports listening beyond the guest's loopback are reachable at the VM's address: link them. */
 function portsTable(ports: Port[], ip: string | null): HTMLElement {
@@ -147,4 +158,3 @@ function sessionsTable(sessions: Session[], attach: (name: string) => void): HTM
 function stripAnsi(text: string): string {
   return text.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, "").replace(/\r/g, "");
 }
-

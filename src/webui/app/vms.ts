@@ -6,7 +6,6 @@ import { badge, bytes, duration, fill, h, meter, since, table, toast, type Child
 import { errorLine, type Page } from "./pages.ts";
 import { showTask } from "./progress.ts";
 
-
 /** States with no VMM running: remove needs no force (the daemon's DEAD_STATES). */
 const DEAD = new Set(["stopped", "crashed"]);
 
@@ -43,8 +42,15 @@ function createForm(): HTMLElement {
   const submit = h("button", { class: "primary", type: "submit", "data-action": "create" }, "Create and start");
   const status = h("div", { class: "create-status", "data-create": "" });
   const field = (label: string, input: HTMLElement) => h("label", { class: "field" }, h("span", {}, label), input);
-  const form = h("form", { class: "create", onsubmit: (ev: Event) => void create(ev) },
-    field("Image", image), field("Name", name), field("CPUs", cpus), field("Memory", memory), h("div", { class: "field submit" }, submit));
+  const form = h(
+    "form",
+    { class: "create", onsubmit: (ev: Event) => void create(ev) },
+    field("Image", image),
+    field("Name", name),
+    field("CPUs", cpus),
+    field("Memory", memory),
+    h("div", { class: "field submit" }, submit),
+  );
 
   void Promise.all([api<ImageView[]>("GET", "/api/images"), api<{ image: string | null }>("GET", "/api/defaults")]).then(
     ([images, defaults]) => {
@@ -102,34 +108,40 @@ export function memory(vm: Vm): Child {
 /** Start, Stop or Resume as the state allows, and Remove; each disabled while its call runs. */
 export function vmButtons(vm: Vm, opts: { onPage: boolean }): HTMLElement {
   const act = (label: string, cls: string, run: () => Promise<unknown>) =>
-    h("button", {
-      class: cls,
-      "data-action": label.toLowerCase(),
-      onclick: async (ev: Event) => {
-        const button = ev.currentTarget as HTMLButtonElement;
-        button.disabled = true;
-        button.textContent = `${label}…`;
-        try {
-          await run();
-        } catch (err) {
-          if (!(err instanceof Declined)) toast(`${label} ${vm.name}: ${(err as Error).message}`, hintOf(err));
-          button.disabled = false;
-          button.textContent = label;
-        }
+    h(
+      "button",
+      {
+        class: cls,
+        "data-action": label.toLowerCase(),
+        onclick: async (ev: Event) => {
+          const button = ev.currentTarget as HTMLButtonElement;
+          button.disabled = true;
+          button.textContent = `${label}…`;
+          try {
+            await run();
+          } catch (err) {
+            if (!(err instanceof Declined)) toast(`${label} ${vm.name}: ${(err as Error).message}`, hintOf(err));
+            button.disabled = false;
+            button.textContent = label;
+          }
+        },
       },
-    }, label);
+      label,
+    );
   const path = `/api/vms/${seg(vm.name)}`;
   const buttons: HTMLElement[] = [];
   if (vm.state === "paused") buttons.push(act("Resume", "primary", () => api("POST", `${path}/resume`)));
   if (vm.state === "running" || vm.state === "paused") buttons.push(act("Stop", "", () => api("POST", `${path}/stop`)));
   if (vm.state === "stopped" || vm.state === "crashed" || vm.state === "error") buttons.push(act("Start", "primary", () => api("POST", `${path}/start`)));
-  buttons.push(act("Remove", "danger", async () => {
-    const force = !DEAD.has(vm.state);
-    const question = force ? `Remove vm ${vm.name}? It is ${vm.state}: it will be stopped, and its disk deleted.` : `Remove vm ${vm.name} and its disk?`;
-    if (!confirm(question)) throw new Declined();
-    await api("DELETE", `${path}${force ? "?force=1" : ""}`);
-    if (opts.onPage) location.hash = "#/vms";
-  }));
+  buttons.push(
+    act("Remove", "danger", async () => {
+      const force = !DEAD.has(vm.state);
+      const question = force ? `Remove vm ${vm.name}? It is ${vm.state}: it will be stopped, and its disk deleted.` : `Remove vm ${vm.name} and its disk?`;
+      if (!confirm(question)) throw new Declined();
+      await api("DELETE", `${path}${force ? "?force=1" : ""}`);
+      if (opts.onPage) location.hash = "#/vms";
+    }),
+  );
   return h("div", { class: "actions" }, ...buttons);
 }
 
