@@ -4,18 +4,11 @@
 import type { CallContext } from "../rpc/index.ts";
 import type { ExecHandle, ExitStatus } from "../guest/index.ts";
 import { invalidArgument } from "../util/errors.ts";
-import type { StreamEvent, StreamInput } from "../api/index.ts";
+import type { ExecRequest, StreamEvent, StreamInput } from "../api/index.ts";
 import { controlInput, emitStream, inputStream } from "./streams.ts";
 
-export interface ExecParams {
-  argv: string[];
-  env?: Record<string, string>;
-  cwd?: string;
-  user?: string;
-  tty?: { rows: number; cols: number };
-  /** False when the caller has no stdin to send (the command gets EOF at once). */
-  stdin?: boolean;
-}
+/** What a command runs with: the wire request (api/), checked by parseExecParams. */
+export type ExecParams = ExecRequest;
 
 export function parseExecParams(p: Record<string, unknown>): ExecParams {
   const argv = p.argv;

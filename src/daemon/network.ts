@@ -10,6 +10,7 @@
 // network-methods.ts; SSH keys in guests in ssh-keys.ts.
 import { performance } from "node:perf_hooks";
 import { sshPaths, tapPoolSize, type Config, type Paths } from "../config/index.ts";
+import type { NetworkStatus } from "../api/index.ts";
 import {
   DEFAULT_BRIDGE,
   DEFAULT_TAP_PREFIX,
@@ -102,18 +103,6 @@ export interface VmNic {
   tap: string;
   mac: string;
   kernelParams: string[];
-}
-
-export interface NetworkStatus {
-  enabled: boolean;
-  up: boolean;
-  bridge: string;
-  subnet: string | null;
-  gateway: string | null;
-  dns: string | null;
-  /** Where names outside `.vm` are resolved for guests allowed out. */
-  dnsUpstream: string[];
-  idleTaps: string[];
 }
 
 interface ManagerDeps {

@@ -13,20 +13,12 @@ import { validateName } from "../util/names.ts";
 import type { DaemonContext } from "./context.ts";
 import { parseExecParams } from "./exec.ts";
 import { withLanding } from "./landing.ts";
-import type { AttachResult, Handlers, SessionView, StreamEvent } from "../api/index.ts";
+import type { AttachResult, Handlers, SessionStartParams, SessionView, StreamEvent } from "../api/index.ts";
 import { emitStream, inputStream } from "./streams.ts";
 import { getVm, runningAgent } from "./vms.ts";
 
-export interface StartSessionParams {
-  /** Default: the command's base name and a number (`sh-1`). */
-  name?: string;
-  argv: string[];
-  env?: Record<string, string>;
-  cwd?: string;
-  user?: string;
-  /** Terminal size (default 24x80); null runs the command on pipes. */
-  tty?: { rows: number; cols: number } | null;
-}
+/** session.start's params without the VM (the caller names it separately). */
+export type StartSessionParams = Omit<SessionStartParams, "vm">;
 
 /** How long `session ls` waits for each guest before showing stored rows instead. */
 const LIST_TIMEOUT_MS = 5000;

@@ -6,6 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
+import type { VmCreateParams } from "../api/index.ts";
 import { effectiveValue, imageRootfs } from "../config/index.ts";
 import { chooseCloneStrategy, cloneDisk, type DiskFormat } from "../disk/index.ts";
 import type { VmNetPolicy, VmRecord, VmState } from "../store/index.ts";
@@ -27,21 +28,8 @@ export const DEFAULT_MEMORY_BYTES = 512 * 1024 ** 2;
 /** TCG boots take seconds; a slow host or a big image more. */
 const AGENT_READY_TIMEOUT_MS = Number(process.env.BANGER_AGENT_TIMEOUT_MS ?? 120_000);
 
-export interface CreateParams {
-  name?: string;
-  image?: string;
-  kernel?: string;
-  cpus?: number;
-  /** Bytes, a whole number of MiB (methods-vm.ts checks). */
-  memoryBytes?: number;
-  diskBytes?: number;
-  /** Create the VM's disk and record without booting it. */
-  noStart?: boolean;
-  /** Egress policy (default full); `none` gives the VM no NIC at all. */
-  net?: VmNetPolicy;
-  /** May reach other VMs that also have it. */
-  netPeer?: boolean;
-}
+/** vm.create's params (api/) with the egress policy parsed (`none` gives the VM no NIC at all). */
+export type CreateParams = Omit<VmCreateParams, "net"> & { net?: VmNetPolicy };
 
 /** The disk facts kept in the VM record's config. */
 interface VmDiskConfig {
