@@ -12,6 +12,7 @@ import { type BangerError, ErrorCode } from "../util/errors.ts";
 import { applyPatch, checkRepoOwner, copyIn, exportPatch, packWorkspace, type PackedWorkspace } from "./index.ts";
 import { gitRaw, metadataEnv, METADATA_TIMEOUT_MS } from "./git.ts";
 import { canaryRepo, committedRepo, guestSh, hostGit, useAgent, type CanaryRepo } from "../../test/kits/workspace.ts";
+import { tarMemberNames } from "../../test/kits/tar.ts";
 
 const FILES = ["a.txt", "b.dat", "c.inc", "d.incif", "new.txt"];
 
@@ -179,7 +180,7 @@ describe("workspace: a repository cannot point the copy at other host files", ()
     const borrower = join(home, "borrower");
     hostGit(home, "clone", "-q", "--shared", lender, borrower);
     const packed = await packWorkspace(borrower, { includeGit: true });
-    const names = await tarNames(packed.stream);
+    const names = await tarMemberNames(packed.stream);
     assert.ok(names.includes(".git/objects/info/"), "the directory itself is shipped");
     assert.equal(names.filter((n) => n.endsWith("/alternates")).length, 0);
     assert.ok(existsSync(join(borrower, ".git", "objects", "info", "alternates")), "the host repository keeps its own");
@@ -197,18 +198,6 @@ async function settle(fn: () => Promise<void>): Promise<{ rethrow: () => void }>
       if (failure) throw failure.err;
     },
   };
-}
-
-async function tarNames(stream: NodeJS.ReadableStream): Promise<string[]> {
-  const tar = (await import("tar-stream")).default;
-  const extract = tar.extract();
-  stream.pipe(extract as unknown as NodeJS.WritableStream);
-  const names: string[] = [];
-  for await (const entry of extract) {
-    names.push(entry.header.name);
-    entry.resume();
-  }
-  return names;
 }
 
 describe("workspace: a recorded repository is acted on only by its owner", () => {

@@ -10,19 +10,12 @@ import { makeTempHome } from "../../test/helpers.ts";
 import { type BangerError, ErrorCode } from "../util/errors.ts";
 import { LARGE_COPY, planWorkspace, startCopy, type WorkspacePlan } from "./index.ts";
 import { committedRepo, hostGit } from "../../test/kits/workspace.ts";
+import { tarMemberNames } from "../../test/kits/tar.ts";
 
 /** The archive's member names (without the "./" root), in order. */
 async function copiedNames(plan: WorkspacePlan, vmName?: string): Promise<string[]> {
   const packed = await startCopy(plan, { vmName });
-  const tar = (await import("tar-stream")).default;
-  const extract = tar.extract();
-  packed.stream.pipe(extract as unknown as NodeJS.WritableStream);
-  const names: string[] = [];
-  for await (const entry of extract) {
-    names.push(entry.header.name.replace(/\/$/, ""));
-    entry.resume();
-  }
-  return names;
+  return (await tarMemberNames(packed.stream)).map((n) => n.replace(/\/$/, ""));
 }
 
 /** Asserts a one-line usage error whose message and hint match. */

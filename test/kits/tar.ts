@@ -1,6 +1,7 @@
 // Test support: a tiny ustar writer with binary PAX records, so tests can build exactly the
 // tars they need (odd owners, devices, xattrs, hostile paths) without root or GNU tar.
 
+import tar from "tar-stream";
 export interface RawTarEntry {
   name: string;
   /** Typeflag: "0" file, "1" hardlink, "2" symlink, "3" char, "4" block, "5" dir, "6" fifo. */
@@ -83,4 +84,20 @@ export function buildTar(entries: RawTarEntry[]): Buffer {
   }
   parts.push(Buffer.alloc(BLOCK * 2));
   return Buffer.concat(parts);
+}
+
+/**
+ * The member names of a tar stream, in order. A failing stream fails this too (a bare
+ * `pipe` would leave the reader waiting for ever, as a hung test).
+ */
+export async function tarMemberNames(stream: NodeJS.ReadableStream): Promise<string[]> {
+  const extract = tar.extract();
+  stream.on("error", (err: Error) => extract.destroy(err));
+  stream.pipe(extract as unknown as NodeJS.WritableStream);
+  const names: string[] = [];
+  for await (const entry of extract) {
+    names.push(entry.header.name);
+    entry.resume();
+  }
+  return names;
 }
