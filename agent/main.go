@@ -23,7 +23,7 @@ import (
 // version is set at build time: -ldflags "-X main.version=...".
 var version = "dev"
 
-// server holds what every session shares.
+// server holds what every connection shares.
 type server struct {
 	pid1     bool
 	reaper   *reaper

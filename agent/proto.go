@@ -21,7 +21,7 @@ const (
 	initialWindow = 256 << 10
 )
 
-// magic opens every session in both directions: "BNGR", version, three zero bytes.
+// magic opens every connection in both directions: "BNGR", version, three zero bytes.
 // Read as a frame length it is ~1.1 GB, so a stale stream that meets it fails fast and resyncs.
 var magicPrefix = []byte("BNGR")
 
@@ -37,7 +37,7 @@ const (
 	tWindow  = 6  // u32 BE: more credit for (channel, stream)
 	tControl = 7  // host→agent, JSON: signal, resize
 	tResult  = 8  // agent→host, JSON: final result of the channel (exit status, stats...)
-	tError   = 9  // JSON {"code","message"}: channel failed; on ch 0 the session is over
+	tError   = 9  // JSON {"code","message"}: channel failed; on ch 0 the connection is over
 	tClose   = 10 // either side: channel finished, forget it
 )
 

@@ -54,7 +54,7 @@ func listenVsock(port uint32) (int, error) {
 	return int(fd), nil
 }
 
-// serveVsock accepts connections forever; each is its own session (strict handshake).
+// serveVsock accepts connections forever; each is its own connection (strict handshake).
 func (srv *server) serveVsock(lfd int) {
 	for {
 		var sa sockaddrVM
@@ -77,9 +77,9 @@ func (srv *server) serveVsock(lfd int) {
 
 func (srv *server) serveConn(conn io.ReadWriteCloser, what string) {
 	defer conn.Close()
-	s := newSession(srv, conn, nil, false)
+	s := newConn(srv, conn, nil, false)
 	if err := s.run(); err != nil && err != io.EOF {
-		srv.logf("%s session ended: %v", what, err)
+		srv.logf("%s connection ended: %v", what, err)
 	}
 }
 
@@ -117,9 +117,9 @@ func exists(p string) bool {
 	return err == nil
 }
 
-// serveSerial runs sessions on the serial port one after another. The port is one byte
+// serveSerial runs connections on the serial port one after another. The port is one byte
 // stream that outlives host connections: EOF means the host went away, and every
-// session starts by scanning for the magic, so a reconnecting host resets the session.
+// connection starts by scanning for the magic, so a reconnecting host resets the connection.
 func (srv *server) serveSerial(path string) {
 	f, err := os.OpenFile(path, os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
@@ -128,18 +128,18 @@ func (srv *server) serveSerial(path string) {
 	}
 	br := bufio.NewReaderSize(f, 64<<10)
 	for {
-		s := newSession(srv, nopCloser{f}, br, true)
+		s := newConn(srv, nopCloser{f}, br, true)
 		err := s.run()
 		if err == io.EOF || errors.Is(err, io.EOF) {
 			// Host not connected: reads return EOF at once, so poll gently.
 			time.Sleep(200 * time.Millisecond)
-		} else if err != nil && !errors.Is(err, errNewSession) {
-			srv.logf("serial session ended: %v", err)
+		} else if err != nil && !errors.Is(err, errNewConn) {
+			srv.logf("serial connection ended: %v", err)
 		}
 	}
 }
 
-// nopCloser keeps the serial port open across sessions.
+// nopCloser keeps the serial port open across connections.
 type nopCloser struct{ io.ReadWriter }
 
 func (nopCloser) Close() error { return nil }

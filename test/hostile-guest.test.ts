@@ -13,7 +13,7 @@ import { appendFileSync, mkdirSync, readFileSync, truncateSync, writeFileSync } 
 import { dirname, join } from "node:path";
 import { openStore } from "../src/store/index.ts";
 import { REPO, makeTempHome, runBanger, stopDaemon } from "./helpers.ts";
-import { adoptableVmm, spawnUntilReady } from "./agent-process.ts";
+import { adoptableVmm, spawnUntilReady } from "./kits/agent-process.ts";
 import { HOSTILE } from "./hostile-agent/fake.ts";
 
 /** Anything a terminal could act on, or that reorders text: must never be printed raw. */

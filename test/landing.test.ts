@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { makeTempHome, mustRun, runBanger, stopDaemon } from "./helpers.ts";
-import { recordFakeVm, startAgent } from "./agent-process.ts";
+import { recordFakeVm, startAgent } from "./kits/agent-process.ts";
 import { RpcClient } from "../src/rpc/index.ts";
 import { openStore } from "../src/store/index.ts";
 

@@ -266,7 +266,7 @@ export function registerNet(program: Command): void {
       if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(opts.user)) throw invalidArgument(`--user: not a user name: ${JSON.stringify(opts.user)}`);
       const { ensureSshKey, writeSshConfig } = await import("../net/index.ts");
       const files = sshPaths(resolvePaths());
-      const key = await ensureSshKey(files.dir, { userSshDir: `${homedir()}/.ssh` });
+      const key = await ensureSshKey(files.key, { userSshDir: `${homedir()}/.ssh` });
       const include = await writeSshConfig({
         includePath: files.config,
         keyPath: key.privateKeyPath,

@@ -60,6 +60,8 @@ export interface Paths {
   hostCacheDir: string;
   /** Scratch space on the same filesystem as the stores, so publishing is a rename. */
   tmpDir: string;
+  /** `banger ssh-config`'s files (sshPaths): its include file, known hosts and own key. */
+  sshDir: string;
 }
 
 export const SYSTEM_ROOT = "/var/lib/banger";
@@ -90,13 +92,14 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env): Paths {
     presetsCacheDir: join(root, "cache", "presets"),
     hostCacheDir: join(root, "host"),
     tmpDir: join(root, "tmp"),
+    sshDir: join(root, "ssh"),
   };
 }
 
 /** Where `banger ssh-config` keeps its files: <root>/ssh/{config,known_hosts,id_ed25519}. */
-export function sshPaths(paths: Paths): { dir: string; config: string; knownHosts: string } {
-  const dir = join(paths.root, "ssh");
-  return { dir, config: join(dir, "config"), knownHosts: join(dir, "known_hosts") };
+export function sshPaths(paths: Paths): { dir: string; config: string; knownHosts: string; key: string } {
+  const dir = paths.sshDir;
+  return { dir, config: join(dir, "config"), knownHosts: join(dir, "known_hosts"), key: join(dir, "id_ed25519") };
 }
 
 /** <root>/vms/<name>: a VM's root disk and anything kept across boots. */

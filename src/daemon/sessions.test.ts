@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { isAlive, makeTempHome } from "../../test/helpers.ts";
 import { connectAgent, type AgentClient } from "../guest/index.ts";
 import { dialUnix } from "../vmm/index.ts";
-import { startAgent } from "../../test/agent-process.ts";
+import { startAgent } from "../../test/kits/agent-process.ts";
 import type { CallContext } from "../rpc/index.ts";
 import { openStore, type Store } from "../store/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";

@@ -10,6 +10,7 @@ import type { AgentClient, SessionInfo } from "../guest/index.ts";
 import type { VmRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, failed } from "../util/errors.ts";
 import { withDeadline } from "../util/exec.ts";
+import { retry } from "../util/retry.ts";
 import { MAX_GUEST_OUTPUT, runInGuest } from "./guest-run.ts";
 import { SSH_KEYS_TIMEOUT_MS } from "./ssh-keys.ts";
 
@@ -123,15 +124,20 @@ async function sshdSession(agent: AgentClient): Promise<SessionInfo | undefined>
 }
 
 async function waitListening(agent: AgentClient, server: SshServer): Promise<void> {
-  const deadline = Date.now() + SERVER_START_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (await sshListens(agent)) return;
-    if ((await sshdSession(agent))?.state === "exited") {
-      throw failed(`${server.path} exited at start: ${await sessionLastLine(agent)}`, `see \`banger session logs VM ${SSHD_SESSION}\``);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new BangerError(ErrorCode.Timeout, `${server.path} did not listen on port ${SSH_PORT} within ${SERVER_START_TIMEOUT_MS} ms`, `see \`banger session logs VM ${SSHD_SESSION}\``);
+  await retry(
+    async () => {
+      if (await sshListens(agent)) return true;
+      if ((await sshdSession(agent))?.state === "exited") {
+        throw failed(`${server.path} exited at start: ${await sessionLastLine(agent)}`, `see \`banger session logs VM ${SSHD_SESSION}\``);
+      }
+      return undefined;
+    },
+    {
+      timeoutMs: SERVER_START_TIMEOUT_MS,
+      delayMs: 100,
+      onTimeout: () => new BangerError(ErrorCode.Timeout, `${server.path} did not listen on port ${SSH_PORT} within ${SERVER_START_TIMEOUT_MS} ms`, `see \`banger session logs VM ${SSHD_SESSION}\``),
+    },
+  );
 }
 
 /** The last line of the session's output (the last MAX_GUEST_OUTPUT bytes read, bounded in time). */

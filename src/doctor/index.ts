@@ -125,7 +125,6 @@ export async function runDoctor(paths: Paths, probes: DoctorProbes = {}): Promis
   checks.push(toolCheck("zstd", true, "kernel and image bundles"));
   checks.push(toolCheck("debootstrap", false, "the debian image presets"));
   checks.push(deviceCheck("tun", "/dev/net/tun", "tap devices for VM networking", "modprobe tun", false));
-  checks.push(deviceCheck("vhost-vsock", "/dev/vhost-vsock", "vsock for QEMU; without it the agent uses virtio-serial", "modprobe vhost_vsock", false));
   checks.push(toolCheck("nft", false, "NAT for VM networking"));
   checks.push(toolCheck("ip", false, "bridge and tap setup"));
   checks.push(bridgeCheck());

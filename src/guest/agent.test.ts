@@ -15,7 +15,7 @@ import { makeTempHome } from "../../test/helpers.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { connectAgent, type AgentClient } from "./index.ts";
 import { dialUnix } from "../vmm/index.ts";
-import { startAgent } from "../../test/agent-process.ts";
+import { startAgent } from "../../test/kits/agent-process.ts";
 
 function makeTar(entries: Array<{ name: string; type?: "file" | "directory" | "symlink" | "link"; mode?: number; body?: string; linkname?: string }>): Readable {
   const pack = tarStream.pack();

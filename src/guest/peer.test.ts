@@ -12,7 +12,7 @@ import { BangerError, ErrorCode } from "../util/errors.ts";
 import { connectAgent } from "./index.ts";
 import { dialFirecrackerVsock, dialUnix } from "../vmm/index.ts";
 import { FrameDecoder, FrameType, MAX_PAYLOAD, encodeFrame, encodeJSON, magic } from "./frame.ts";
-import { startAgent } from "../../test/agent-process.ts";
+import { startAgent } from "../../test/kits/agent-process.ts";
 import { answer, helloThen, useFakes } from "../../test/hostile-agent/fake.ts";
 
 const isBanger = (code: number, re: RegExp) => (e: unknown) => e instanceof BangerError && e.code === code && re.test(e.message);

@@ -10,7 +10,7 @@ import { makeTempHome, isAlive } from "../../test/helpers.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { connectAgent, type AgentClient } from "./index.ts";
 import { dialUnix } from "../vmm/index.ts";
-import { startAgent } from "../../test/agent-process.ts";
+import { startAgent } from "../../test/kits/agent-process.ts";
 
 /** Accumulates a stream's text; waitFor resolves once `re` matches all text so far. */
 function textOf(stream: Readable) {

@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connectAgent, type AgentClient } from "./index.ts";
 import { dialUnix } from "../vmm/index.ts";
-import { startAgent } from "../../test/agent-process.ts";
+import { startAgent } from "../../test/kits/agent-process.ts";
 import { makeTempHome } from "../../test/helpers.ts";
 
 describe("guest client flow control", () => {

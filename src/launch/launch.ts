@@ -10,6 +10,7 @@ import type { Client, Methods } from "../api/index.ts";
 import { RpcClient } from "../rpc/index.ts";
 import { buildInfo } from "../util/buildinfo.ts";
 import { isAlive } from "../util/pids.ts";
+import { retry } from "../util/retry.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 
 /** dist/bangerd.js beside the running bundle, or in the repo's dist/ when run from sources. */
@@ -113,27 +114,29 @@ export function waitSocketGone(socket: string, timeoutMs: number): Promise<void>
   return pollUntil(() => !existsSync(socket), timeoutMs, "bangerd did not stop in time");
 }
 
-async function pollUntil(done: () => boolean, timeoutMs: number, timeoutMessage: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > deadline) throw new BangerError(ErrorCode.Timeout, timeoutMessage, "see `banger daemon logs`");
-    await new Promise((r) => setTimeout(r, 25));
-  }
+function pollUntil(done: () => boolean, timeoutMs: number, timeoutMessage: string): Promise<void> {
+  return retry(() => (done() ? true : undefined), {
+    timeoutMs,
+    delayMs: 25,
+    onTimeout: () => new BangerError(ErrorCode.Timeout, timeoutMessage, "see `banger daemon logs`"),
+  }).then(() => undefined);
 }
 
 /** Polls the socket until a daemon answers, or fails with where to look. */
-async function waitForDaemon(paths: Paths, timeoutMs: number): Promise<Client> {
-  const deadline = Date.now() + timeoutMs;
-  let delay = 10;
-  for (;;) {
-    try {
-      return await RpcClient.connect<Methods>(paths.socket);
-    } catch (err) {
-      if (!isAbsent(err) || Date.now() > deadline) throw unavailable(paths, err);
-    }
-    await new Promise((r) => setTimeout(r, delay));
-    delay = Math.min(delay * 2, 200);
-  }
+function waitForDaemon(paths: Paths, timeoutMs: number): Promise<Client> {
+  let lastError: unknown;
+  return retry(
+    async () => {
+      try {
+        return await RpcClient.connect<Methods>(paths.socket);
+      } catch (err) {
+        if (!isAbsent(err)) throw unavailable(paths, err);
+        lastError = err;
+        return undefined;
+      }
+    },
+    { timeoutMs, delayMs: 10, maxDelayMs: 200, onTimeout: () => unavailable(paths, lastError) },
+  );
 }
 
 function unavailable(paths: Paths, err: unknown): BangerError {

@@ -96,16 +96,16 @@ test("dns setup: resolvectl commands with systemd-resolved, instructions without
 test("ssh: include file with a Host *.vm block, a managed key, and forgetting a host key", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "bgr-ssh-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const key = await ensureSshKey(join(dir, "keys"));
+  const key = await ensureSshKey(join(dir, "keys", "id_ed25519"));
   assert.equal(key.created, true);
   assert.equal(key.managed, true);
   assert.match(key.publicKey, /^ssh-ed25519 \S+ banger$/);
   assert.equal(statSync(key.privateKeyPath).mode & 0o077, 0, "private key is not readable by others");
-  const again = await ensureSshKey(join(dir, "keys"));
+  const again = await ensureSshKey(join(dir, "keys", "id_ed25519"));
   assert.equal(again.created, false);
   assert.equal(again.publicKey, key.publicKey);
   // The user's own key wins when there is one.
-  const user = await ensureSshKey(join(dir, "other"), { userSshDir: join(dir, "keys") });
+  const user = await ensureSshKey(join(dir, "other", "id_ed25519"), { userSshDir: join(dir, "keys") });
   assert.equal(user.managed, false);
   assert.equal(existsSync(join(dir, "other")), false);
 

@@ -3,7 +3,7 @@
 // VM's key when the VM is removed), and a banger-managed ed25519 key when the user has none.
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { dirname, isAbsolute, join } from "node:path";
+import { basename, dirname, isAbsolute, join } from "node:path";
 import { invalidArgument } from "../util/errors.ts";
 import { run, runChecked } from "../util/exec.ts";
 import { VM_DOMAIN } from "./dns.ts";
@@ -68,7 +68,7 @@ export interface SshKey {
   publicKeyPath: string;
   /** The public key line to install in guests' authorized_keys. */
   publicKey: string;
-  /** True when the key is banger's own (in `dir`), false when the user's was found. */
+  /** True when the key is banger's own (at `key`), false when the user's was found. */
   managed: boolean;
   created: boolean;
 }
@@ -77,20 +77,21 @@ const USER_KEY_NAMES = ["id_ed25519", "id_ecdsa", "id_rsa"];
 
 /**
  * The user's key from `userSshDir` when one exists (private and public half), else banger's
- * own ed25519 key in `dir`, created with ssh-keygen on first use.
+ * own ed25519 key at `key` (config's sshPaths), created with ssh-keygen on first use.
  */
-export async function ensureSshKey(dir: string, opts: { userSshDir?: string } = {}): Promise<SshKey> {
+export async function ensureSshKey(key: string, opts: { userSshDir?: string } = {}): Promise<SshKey> {
   if (opts.userSshDir) {
     for (const name of USER_KEY_NAMES) {
       const priv = join(opts.userSshDir, name);
       if (existsSync(priv) && existsSync(`${priv}.pub`)) return loadKey(priv, false, false);
     }
   }
-  const priv = join(dir, "id_ed25519");
+  const priv = key;
   if (existsSync(priv) && existsSync(`${priv}.pub`)) return loadKey(priv, true, false);
+  const dir = dirname(priv);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   // Generate under a temporary name and rename both halves, so a crash leaves no half key.
-  const tmp = join(dir, `.id_ed25519.tmp-${process.pid}`);
+  const tmp = join(dir, `.${basename(priv)}.tmp-${process.pid}`);
   await rm(tmp, { force: true });
   await rm(`${tmp}.pub`, { force: true });
   try {

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { makeBundle, makeKernelBundle } from "./index.ts";
 import { buildTar, type RawTarEntry } from "../../test/kits/tar.ts";
-import { debugfs, statInode } from "../../test/ext4.ts";
+import { debugfs, statInode } from "../../test/kits/ext4.ts";
 
 const BUSYBOX = "/bin/busybox";
 // VFS_CAP_REVISION_2 granting cap_setuid (bit 7) and cap_net_raw (bit 13): 0x80 proves binary safety.

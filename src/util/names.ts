@@ -1,4 +1,4 @@
-// The one naming rule shared by kernels, images and VMs (DESIGN.md): checked before any I/O.
+// The one naming rule shared by kernels, images and VMs (docs/decisions.md): checked before any I/O.
 import { invalidArgument } from "./errors.ts";
 
 export const NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/;

@@ -26,6 +26,7 @@ export interface RootDirs {
   debsCacheDir: string;
   presetsCacheDir: string;
   hostCacheDir: string;
+  sshDir: string;
 }
 
 /** `<dir>/.staging-<base>-XXXXXX` (mkdtemp suffix): util/fsx.ts makeStagingDir, for every publish by rename. */
@@ -78,7 +79,7 @@ export const SCRATCH: readonly ScratchPattern[] = [
   { dir: (p) => p.vmsDir, perEntry: true, match: new RegExp(`^\\.reflink-probe-${MKDTEMP}$`), maker: "daemon", madeBy: "disk/strategies.ts" },
   { dir: (p) => p.root, match: new RegExp(`^\\.reflink-probe-${MKDTEMP}$`), maker: "any", madeBy: "disk/strategies.ts (doctor's probe)" },
   { dir: (p) => p.root, match: /^config\.json\.tmp-(\d+)$/, maker: "any", madeBy: "config saveConfig (the CLI)" },
-  { dir: (p) => join(p.root, "ssh"), match: /^.+\.tmp-(\d+)(?:\.pub)?$/, maker: "any", madeBy: "net/ssh.ts" },
+  { dir: (p) => p.sshDir, match: /^.+\.tmp-(\d+)(?:\.pub)?$/, maker: "any", madeBy: "net/ssh.ts" },
   { dir: (p) => p.hostCacheDir, match: /^kvm-probe\.json\.tmp-(\d+)$/, maker: "any", madeBy: "host/kvm.ts" },
 ];
 

@@ -10,6 +10,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { BangerError, ErrorCode, cancelled, invalidArgument } from "../util/errors.ts";
 import { installHint, which } from "../util/exec.ts";
 import { isAlive } from "../util/pids.ts";
+import { retry } from "../util/retry.ts";
 import type { VmmName } from "./types.ts";
 
 export { isAlive };
@@ -273,28 +274,33 @@ export function connectUnix(path: string): Promise<Socket> {
  * Retries `attempt` until it succeeds, the VMM dies, the deadline passes or the signal
  * aborts; the last error explains a timeout.
  */
-export async function retryUntil<T>(what: string, attempt: () => Promise<T>, opts: { pid?: number; timeoutMs: number; signal?: AbortSignal; logPath?: string }): Promise<T> {
-  const deadline = Date.now() + opts.timeoutMs;
-  let delay = 10;
+export function retryUntil<T>(what: string, attempt: () => Promise<T>, opts: { pid?: number; timeoutMs: number; signal?: AbortSignal; logPath?: string }): Promise<T> {
   let lastError: unknown;
-  for (;;) {
-    if (opts.signal?.aborted) throw cancelled();
-    try {
-      return await attempt();
-    } catch (err) {
-      // The wrong peer (not the handshake expected) stays wrong: no use waiting.
-      if (err instanceof BangerError && err.code === ErrorCode.Integrity) throw err;
-      lastError = err;
-    }
-    if (opts.pid !== undefined && !isAlive(opts.pid)) {
-      throw new BangerError(ErrorCode.Failed, `the VMM exited while waiting for ${what}${await logTail(opts.logPath)}`, "see the VM's vmm.log");
-    }
-    if (Date.now() + delay > deadline) break;
-    await sleep(delay, undefined, { signal: opts.signal }).catch(() => undefined);
-    delay = Math.min(delay * 2, 250);
-  }
-  const why = lastError instanceof Error ? `: ${lastError.message}` : "";
-  throw new BangerError(ErrorCode.Timeout, `timed out after ${opts.timeoutMs} ms waiting for ${what}${why}`);
+  return retry(
+    async () => {
+      try {
+        return await attempt();
+      } catch (err) {
+        // The wrong peer (not the handshake expected) stays wrong: no use waiting.
+        if (err instanceof BangerError && err.code === ErrorCode.Integrity) throw err;
+        lastError = err;
+      }
+      if (opts.pid !== undefined && !isAlive(opts.pid)) {
+        throw new BangerError(ErrorCode.Failed, `the VMM exited while waiting for ${what}${await logTail(opts.logPath)}`, "see the VM's vmm.log");
+      }
+      return undefined;
+    },
+    {
+      timeoutMs: opts.timeoutMs,
+      delayMs: 10,
+      maxDelayMs: 250,
+      signal: opts.signal,
+      onTimeout: () => {
+        const why = lastError instanceof Error ? `: ${lastError.message}` : "";
+        return new BangerError(ErrorCode.Timeout, `timed out after ${opts.timeoutMs} ms waiting for ${what}${why}`);
+      },
+    },
+  );
 }
 
 /** The last line of a log, formatted to append to an error message. */

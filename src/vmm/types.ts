@@ -5,7 +5,7 @@ import type { Progress } from "../util/progress.ts";
 
 export type VmmName = "qemu" | "firecracker";
 
-/** The guest agent's vsock port, and its virtio-serial port name (DESIGN.md: one stream per VM). */
+/** The guest agent's vsock port, and its virtio-serial port name (docs/decisions.md: one stream per VM). */
 export const AGENT_VSOCK_PORT = 52;
 export const AGENT_PORT_NAME = "banger.agent";
 

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { makeTempHome, mustRun, runBanger, stopDaemon, testKernelDeb } from "../helpers.ts";
-import { readXattr, statInode } from "../ext4.ts";
+import { readXattr, statInode } from "../kits/ext4.ts";
 import { startRegistry, type RunningRegistry } from "../registry/harness.ts";
 import { IMAGE_CONFIG, buildLayers, pushTestImage, pushTestIndex } from "../registry/images.ts";
 import { CAP_ALL_EP, makeTar } from "../registry/tarball.ts";

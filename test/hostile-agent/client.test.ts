@@ -8,7 +8,7 @@ import { text } from "node:stream/consumers";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { REPO } from "../helpers.ts";
-import { spawnUntilReady } from "../agent-process.ts";
+import { spawnUntilReady } from "../kits/agent-process.ts";
 import { BangerError, ErrorCode } from "../../src/util/errors.ts";
 import { MAX_BUFFERED_BYTES, MAX_CHANNELS, connectAgent, type AgentClient } from "../../src/guest/index.ts";
 import { dialUnix } from "../../src/vmm/index.ts";

@@ -11,7 +11,7 @@ import type { ChildProcess } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO, isAlive, makeTempHome, mustRun, runBanger, stopDaemon } from "../helpers.ts";
-import { recordFakeVm, spawnUntilReady, startAgent } from "../agent-process.ts";
+import { recordFakeVm, spawnUntilReady, startAgent } from "../kits/agent-process.ts";
 import { RpcClient } from "../../src/rpc/index.ts";
 import { EXPECTED } from "./fake.ts";
 

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { buffer as collect } from "node:stream/consumers";
 import { connectAgent, type AgentClient } from "../../src/guest/index.ts";
 import { dialUnix } from "../../src/vmm/index.ts";
-import { startAgent } from "../agent-process.ts"; // the real agent as a process
+import { startAgent } from "./agent-process.ts"; // the real agent as a process
 
 const IDENT = {
   GIT_AUTHOR_NAME: "Test User",

@@ -1,6 +1,6 @@
 package main
 
-// A session is one host connection: handshake, then a read loop that routes frames to
+// A conn is one host connection: handshake, then a read loop that routes frames to
 // channels. Each channel runs its operation in its own goroutine; writes are serialized.
 // Flow control is credit based per (channel, stream), so neither side buffers more than
 // initialWindow bytes per stream (PROTOCOL.md, "Flow control").
@@ -23,11 +23,11 @@ var errChannelClosed = errors.New("channel closed")
 // maxChannels bounds what one host can have running at once (each is a goroutine or a process).
 const maxChannels = 1024
 
-// errNewSession: the magic turned up where a frame header was expected (a host reconnected
+// errNewConn: the magic turned up where a frame header was expected (a host reconnected
 // on the serial port). The bytes are left unread so the next handshake finds them.
-var errNewSession = errors.New("host started a new session")
+var errNewConn = errors.New("host started a new connection")
 
-type session struct {
+type conn struct {
 	srv    *server
 	conn   io.ReadWriteCloser
 	br     *bufio.Reader
@@ -39,15 +39,15 @@ type session struct {
 	broken bool
 }
 
-func newSession(srv *server, conn io.ReadWriteCloser, br *bufio.Reader, resync bool) *session {
+func newConn(srv *server, rw io.ReadWriteCloser, br *bufio.Reader, resync bool) *conn {
 	if br == nil {
-		br = bufio.NewReaderSize(conn, 64<<10)
+		br = bufio.NewReaderSize(rw, 64<<10)
 	}
-	return &session{srv: srv, conn: conn, br: br, resync: resync, chans: map[uint32]*channel{}}
+	return &conn{srv: srv, conn: rw, br: br, resync: resync, chans: map[uint32]*channel{}}
 }
 
 // run performs the handshake and serves frames until the host goes away or misbehaves.
-func (s *session) run() error {
+func (s *conn) run() error {
 	defer s.teardown()
 	if err := s.handshake(); err != nil {
 		return fmt.Errorf("handshake: %w", err)
@@ -55,7 +55,7 @@ func (s *session) run() error {
 	for {
 		f, err := s.readFrame()
 		if err != nil {
-			if err == io.EOF || errors.Is(err, errNewSession) {
+			if err == io.EOF || errors.Is(err, errNewConn) {
 				return err
 			}
 			s.sendError(0, "protocol", err.Error())
@@ -68,7 +68,7 @@ func (s *session) run() error {
 	}
 }
 
-func (s *session) readFrame() (frame, error) {
+func (s *conn) readFrame() (frame, error) {
 	if s.resync {
 		// A Peek error is final: a serial port reads EOF while no host is connected, and
 		// reading again could pull in the next host's magic as this frame's header.
@@ -77,7 +77,7 @@ func (s *session) readFrame() (frame, error) {
 			return frame{}, err
 		}
 		if bytes.Equal(head, magicPrefix) {
-			return frame{}, errNewSession
+			return frame{}, errNewConn
 		}
 	}
 	return readFrame(s.br)
@@ -98,7 +98,7 @@ type helloMsg struct {
 
 var features = []string{"health", "exec", "pty", "files.put", "files.get", "ports", "stats", "shutdown", "tcp"}
 
-func (s *session) handshake() error {
+func (s *conn) handshake() error {
 	limit := 0
 	if s.resync {
 		limit = -1
@@ -136,7 +136,7 @@ func limit64(s string) string {
 	return s
 }
 
-func (s *session) writeRaw(b []byte) error {
+func (s *conn) writeRaw(b []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.broken {
@@ -149,9 +149,9 @@ func (s *session) writeRaw(b []byte) error {
 	return nil
 }
 
-func (s *session) send(f frame) error { return s.writeRaw(encodeFrame(f)) }
+func (s *conn) send(f frame) error { return s.writeRaw(encodeFrame(f)) }
 
-func (s *session) sendJSON(ch uint32, typ byte, v interface{}) error {
+func (s *conn) sendJSON(ch uint32, typ byte, v interface{}) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -164,24 +164,24 @@ type errorMsg struct {
 	Message string `json:"message"`
 }
 
-func (s *session) sendError(ch uint32, code, msg string) {
+func (s *conn) sendError(ch uint32, code, msg string) {
 	_ = s.sendJSON(ch, tError, errorMsg{Code: code, Message: msg})
 }
 
-func (s *session) lookup(id uint32) *channel {
+func (s *conn) lookup(id uint32) *channel {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.chans[id]
 }
 
-func (s *session) forget(id uint32) {
+func (s *conn) forget(id uint32) {
 	s.mu.Lock()
 	delete(s.chans, id)
 	s.mu.Unlock()
 }
 
 // dispatch routes one frame. Frames for unknown channels are dropped: they may race a CLOSE.
-func (s *session) dispatch(f frame) error {
+func (s *conn) dispatch(f frame) error {
 	if f.typ == tOpen {
 		return s.open(f)
 	}
@@ -216,7 +216,7 @@ func (s *session) dispatch(f frame) error {
 	return nil
 }
 
-func (s *session) open(f frame) error {
+func (s *conn) open(f frame) error {
 	if f.channel == 0 {
 		return errors.New("OPEN on channel 0")
 	}
@@ -242,7 +242,7 @@ func (s *session) open(f frame) error {
 }
 
 // teardown aborts every channel (killing their processes) and closes the connection.
-func (s *session) teardown() {
+func (s *conn) teardown() {
 	s.mu.Lock()
 	chans := s.chans
 	s.chans = map[uint32]*channel{}
@@ -316,7 +316,7 @@ func errorCode(err error) string {
 
 type channel struct {
 	id uint32
-	s  *session
+	s  *conn
 
 	mu        sync.Mutex
 	cond      *sync.Cond
@@ -327,7 +327,7 @@ type channel struct {
 	in        inbound
 }
 
-func newChannel(s *session, id uint32) *channel {
+func newChannel(s *conn, id uint32) *channel {
 	c := &channel{id: id, s: s}
 	c.cond = sync.NewCond(&c.mu)
 	for i := range c.credit {

@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// testHost is a minimal host side for driving sessions over an in-memory pipe.
+// testHost is a minimal host side for driving connections over an in-memory pipe.
 type testHost struct {
 	t    *testing.T
 	conn net.Conn
@@ -72,7 +72,7 @@ func newTestSession(t *testing.T, resync bool) (*testHost, chan error, *server) 
 	go func() {
 		br := bufio.NewReader(agentEnd)
 		for i := 0; i < 2; i++ { // the second run is the reconnect in the serial test
-			done <- newSession(srv, nopCloser{agentEnd}, br, resync).run()
+			done <- newConn(srv, nopCloser{agentEnd}, br, resync).run()
 		}
 	}()
 	t.Cleanup(func() { hostEnd.Close(); agentEnd.Close() })
@@ -119,13 +119,13 @@ func TestSessionUnknownKindIsChannelError(t *testing.T) {
 	}
 }
 
-// On the serial port a reconnecting host may leave junk; the next magic starts a new session.
+// On the serial port a reconnecting host may leave junk; the next magic starts a new connection.
 func TestSerialResyncStartsNewSession(t *testing.T) {
 	h, done, _ := newTestSession(t, true)
 	h.handshake("leftover bytes from an old host")
-	h.handshake("") // magic mid-session: the agent drops the old session and answers again
-	if err := <-done; !errors.Is(err, errNewSession) {
-		t.Fatalf("first session ended with %v", err)
+	h.handshake("") // magic mid-connection: the agent drops the old connection and answers again
+	if err := <-done; !errors.Is(err, errNewConn) {
+		t.Fatalf("first connection ended with %v", err)
 	}
 	h.sendJSON(1, tOpen, openReq{Kind: "health"})
 	if f := h.next(); f.typ != tResult {
@@ -165,16 +165,16 @@ func helloBytes(nonce string) []byte {
 	return append(magic(protoVersion), encodeFrame(frame{channel: 0, typ: tHello, payload: b})...)
 }
 
-// Regression: the EOF of a departed host must end the session before anything else is
+// Regression: the EOF of a departed host must end the connection before anything else is
 // read, or the next host's magic is parsed as a frame header and its handshake is lost.
 func TestSerialHostSwapKeepsNextHandshake(t *testing.T) {
 	port := &hostSwap{reads: [][]byte{helloBytes("first"), nil, helloBytes("second")}}
 	srv := &server{reaper: testReaper, log: io.Discard, shutdown: func() {}}
 	br := bufio.NewReader(port)
-	if err := newSession(srv, nopCloser{port}, br, true).run(); err != io.EOF {
-		t.Fatalf("first session should end at the host's EOF, got %v", err)
+	if err := newConn(srv, nopCloser{port}, br, true).run(); err != io.EOF {
+		t.Fatalf("first connection should end at the host's EOF, got %v", err)
 	}
-	newSession(srv, nopCloser{port}, br, true).run()
+	newConn(srv, nopCloser{port}, br, true).run()
 	if !strings.Contains(port.writes.String(), `"nonce":"second"`) {
 		t.Fatalf("the second host's HELLO was not answered; agent wrote %q", port.writes.String())
 	}
@@ -202,7 +202,7 @@ func TestWindowViolationEndsSession(t *testing.T) {
 		}
 	}
 	if err := <-done; err == nil {
-		t.Fatal("session survived a window violation")
+		t.Fatal("connection survived a window violation")
 	}
 }
 

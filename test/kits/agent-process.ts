@@ -4,8 +4,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { buildAgent } from "../src/guest/agentbin.ts";
-import { openStore } from "../src/store/index.ts";
+import { buildAgent } from "../../src/guest/agentbin.ts";
+import { openStore } from "../../src/store/index.ts";
 
 /** Builds the agent if needed (agent/build.sh) and starts `serve --unix sock`; resolves once it is ready. */
 export async function startAgent(sock: string): Promise<ChildProcess> {
