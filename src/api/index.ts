@@ -2,13 +2,14 @@
 // future SDK) and bangerd: every RPC method's name, params and result (methods.ts), the
 // views those results are made of (vm.ts, images.ts, daemon.ts: what the JSON looks like,
 // distinct from the store's rows), and the byte-stream events, input and window of streaming
-// calls (streams.ts). `Client` is rpc's client typed against the map, `Handlers` a method
-// table typed against it.
+// calls (streams.ts), and the dashboard's HTTP routes, live list, tasks and terminal messages
+// (web.ts). `Client` is rpc's client typed against the map, `Handlers` a method table typed
+// against it.
 //
 // It owns no behaviour: no transport (rpc/), no handlers (daemon/), no parameter checking
 // (the daemon checks what arrives). Type-only apart from streams.ts's constants and outBytes,
 // so the dashboard's browser page imports its types without pulling in Node code. Imports
-// nothing of banger's but rpc's types.
+// nothing of banger's but types (rpc's; util's ProgressEvent and ErrorJson).
 import type { RpcClient, TypedMethodTable } from "../rpc/index.ts";
 import type { MethodName, Methods } from "./methods.ts";
 
@@ -51,6 +52,7 @@ export type {
   WebInfo,
   WebState,
 } from "./daemon.ts";
+export type { ConsoleTail, DashboardVm, DashboardVmStats, TaskView, TerminalControl, TerminalMessage, TerminalMethod, WebRoute, WebRoutes } from "./web.ts";
 export { INPUT_CHUNK_BYTES, INPUT_WINDOW_BYTES, outBytes, type StreamEvent, type StreamInput } from "./streams.ts";
 
 /** A connection to bangerd whose calls are checked against the method map. */

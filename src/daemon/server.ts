@@ -18,6 +18,7 @@ import { reconcileVms } from "./vms.ts";
 import { tidyRoot } from "./sweep.ts";
 import { watchVms } from "./vm-health.ts";
 import { Dashboard } from "../webui/index.ts";
+import type { Handlers } from "../api/index.ts";
 
 /**
  * The group whose members may use the socket: `banger`, or $BANGER_GROUP (tests name a
@@ -72,7 +73,9 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
   const methods = buildMethodTable(ctx);
   const web = new Dashboard({ methods, paths, config: ctx.config, log });
   await web.apply();
-  const rpc = new RpcServer({ ...methods, ...web.methods() }, log);
+  // Typed as every method: a method missing from the table fails the typecheck.
+  const table: Handlers = { ...methods, ...web.methods() };
+  const rpc = new RpcServer(table, log);
   server = rpc;
   const gid = socketGroupId(socketGroupName());
   await rpc.listen(paths.socket, gid === undefined ? { mode: 0o600 } : { mode: 0o660, gid });

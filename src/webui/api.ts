@@ -2,10 +2,9 @@
 // (one code path per operation); this file only maps URLs and query/body fields to params.
 // Documented in openapi.json (served at /api/openapi.json); keep the two in step.
 import { type MethodName, outBytes } from "../api/index.ts";
-import type { MethodTable } from "../rpc/index.ts";
 import { invalidArgument, notFound } from "../util/errors.ts";
 import { parseSize } from "../util/size.ts";
-import { errorBody, invoke } from "./invoke.ts";
+import { type DaemonTable, errorBody, invoke } from "./invoke.ts";
 import type { LiveVms } from "./live.ts";
 import type { Tasks } from "./tasks.ts";
 
@@ -38,7 +37,7 @@ function path(template: string): RegExp {
   return new RegExp(`^${source}$`);
 }
 
-export function buildRoutes(methods: MethodTable, live: LiveVms, tasks: Tasks, openapi: unknown): Route[] {
+export function buildRoutes(methods: DaemonTable, live: LiveVms, tasks: Tasks, openapi: unknown): Route[] {
   const call = (method: MethodName, params: unknown, signal: AbortSignal) => invoke(methods, method, params, { signal });
   const json = async (p: Promise<unknown>): Promise<RouteResult> => ({ json: await p });
   const route = (method: Route["method"], template: string, run: Route["run"]): Route => ({ method, pattern: path(template), run });
@@ -99,7 +98,7 @@ function requireField(body: Record<string, unknown>, field: string): string {
 }
 
 /** The last bytes of the VM's serial console, through vm.logs (without follow). */
-async function consoleTail(methods: MethodTable, i: RouteInput): Promise<{ bytes: number; text: string }> {
+async function consoleTail(methods: DaemonTable, i: RouteInput): Promise<{ bytes: number; text: string }> {
   const want = Math.min(Math.max(Number(i.query.get("bytes") ?? CONSOLE_DEFAULT_BYTES) || CONSOLE_DEFAULT_BYTES, 1), CONSOLE_MAX_BYTES);
   let tail = Buffer.alloc(0);
   const result = await invoke(

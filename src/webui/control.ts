@@ -4,9 +4,9 @@
 // config file root wrote: a socket user can ask the daemon to apply it, never to change it.
 import { effectiveValue, type Config, type Paths } from "../config/index.ts";
 import type { Handlers } from "../api/index.ts";
-import type { MethodTable } from "../rpc/index.ts";
 import { errorLine } from "../util/errors.ts";
-import { startWebServer, webEnabled, webMethods, type WebHandle } from "./index.ts";
+import type { DaemonTable } from "./invoke.ts";
+import { startWebServer, webEnabled, webMethods, type WebHandle } from "./start.ts";
 import type { WebLogger } from "./server.ts";
 
 export interface DashboardSettings {
@@ -38,7 +38,7 @@ export class Dashboard {
   private error: string | undefined;
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly opts: { methods: MethodTable; paths: Paths; config: () => Config; log: WebLogger; env?: NodeJS.ProcessEnv }) {}
+  constructor(private readonly opts: { methods: DaemonTable; paths: Paths; config: () => Config; log: WebLogger; env?: NodeJS.ProcessEnv }) {}
 
   /** Makes the dashboard match the config now; a failure to listen is reported, never thrown. */
   apply(): Promise<DashboardState> {

@@ -1,14 +1,20 @@
 // Calling a daemon method from HTTP: the same handler the CLI's RPC call reaches, given a
 // CallContext made here (abort signal, progress, events, input) instead of the socket's.
-import type { MethodName, ResultOf } from "../api/index.ts";
-import type { CallContext, MethodTable } from "../rpc/index.ts";
+import type { Handlers, MethodName, ResultOf, StreamEvent, StreamInput } from "../api/index.ts";
+import type { CallContext } from "../rpc/index.ts";
 import { BangerError, ErrorCode, cancelled, errorJson } from "../util/errors.ts";
 import type { ProgressEvent } from "../util/progress.ts";
+
+/**
+ * The daemon's method table as the dashboard gets it: typed against api's Methods, any part of
+ * it (a method the table lacks is answered "not available", as over the socket).
+ */
+export type DaemonTable = Partial<Handlers>;
 
 export interface InvokeOptions {
   signal: AbortSignal;
   progress?: (event: ProgressEvent) => void;
-  emit?: (event: unknown) => void | Promise<void>;
+  emit?: (event: StreamEvent) => void | Promise<void>;
   /** Input for the call (terminal keystrokes, resizes); see InputQueue. */
   input?: InputQueue;
 }
@@ -17,31 +23,31 @@ export interface InvokeOptions {
  * Runs one method of the table. Unknown methods are a programming error here, not user input.
  * Params are whatever the HTTP request gave: the handler checks them, as for an RPC call.
  */
-export async function invoke<M extends MethodName>(methods: MethodTable, method: M, params: unknown, opts: InvokeOptions): Promise<ResultOf<M>> {
-  const handler = Object.hasOwn(methods, method) ? methods[method] : undefined;
+export async function invoke<M extends MethodName>(methods: DaemonTable, method: M, params: unknown, opts: InvokeOptions): Promise<ResultOf<M>> {
+  const handler: Handlers[M] | undefined = Object.hasOwn(methods, method) ? methods[method] : undefined;
   if (!handler) throw new BangerError(ErrorCode.MethodNotFound, `daemon method ${method} is not available`, "update bangerd");
   if (opts.signal.aborted) throw cancelled();
   const ctx: CallContext = {
     signal: opts.signal,
     progress: (p) => opts.progress?.(p),
+    // Streaming handlers emit api's StreamEvents (CallContext's emit is untyped for rpc's sake).
     emit: async (event) => {
-      await opts.emit?.(event);
+      await opts.emit?.(event as StreamEvent);
     },
     onInput: (listener) => opts.input?.listen(listener),
   };
-  // The table is the daemon's, typed against api's Methods where it is built (daemon/methods.ts).
-  return handler(params, ctx) as Promise<ResultOf<M>>;
+  return handler(params, ctx);
 }
 
 /** Input sent before the handler listens is kept (bounded), as the RPC server does. */
 export class InputQueue {
   private listener: ((input: unknown) => void) | undefined;
-  private readonly early: unknown[] = [];
+  private readonly early: StreamInput[] = [];
 
   constructor(private readonly maxEarly = 64) {}
 
   /** False when too much arrived before anyone listened: the caller should give up. */
-  push(input: unknown): boolean {
+  push(input: StreamInput): boolean {
     if (this.listener) {
       this.listener(input);
       return true;

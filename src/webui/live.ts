@@ -1,41 +1,14 @@
 // The live VM list: while anyone watches, polls vm.list (and vm.stats for running VMs)
 // about once a second and pushes each changed snapshot to the watchers (SSE streams).
-import type { GuestStats, VmView as WireVm } from "../api/index.ts";
+import type { DashboardVm, DashboardVmStats, GuestStats, VmView } from "../api/index.ts";
 import { cpuBusyPercent, cpuJiffies, memUsedBytes } from "../guest/index.ts";
-import type { MethodTable } from "../rpc/index.ts";
-import { invoke } from "./invoke.ts";
+import { type DaemonTable, invoke } from "./invoke.ts";
 
 const POLL_MS = 1000;
 /** A guest that does not answer its stats in time shows none this round. */
 const STATS_TIMEOUT_MS = 2500;
 
 type GuestStatsLike = Pick<GuestStats, "memory" | "cpu" | "uptimeSeconds">;
-
-export interface VmStatsView {
-  /** Share of the VM's CPUs busy since the previous sample, 0-100; null on the first sample. */
-  cpuPercent: number | null;
-  memUsedBytes: number;
-  memTotalBytes: number;
-  uptimeSeconds: number;
-  vmmRssBytes: number | null;
-}
-
-export interface VmView {
-  name: string;
-  state: string;
-  image: string;
-  kernel: string;
-  vmm: string;
-  cpus: number;
-  memoryBytes: number;
-  ip: string | null;
-  error: string | null;
-  /** Why the VM is stopped, crashed or paused when it got there on its own (vm.list's stateReason). */
-  stateReason: string | null;
-  createdAt: string;
-  startedAt: string | null;
-  stats: VmStatsView | null;
-}
 
 export type Watcher = (snapshot: string) => void;
 
@@ -47,7 +20,7 @@ export class LiveVms {
   private readonly stopped = new AbortController();
 
   constructor(
-    private readonly methods: MethodTable,
+    private readonly methods: DaemonTable,
     private readonly onError: (err: unknown) => void,
   ) {}
 
@@ -66,7 +39,7 @@ export class LiveVms {
   }
 
   /** One snapshot of every VM with its stats (also what GET /api/vms?stats=1 answers). */
-  async snapshot(signal: AbortSignal): Promise<VmView[]> {
+  async snapshot(signal: AbortSignal): Promise<DashboardVm[]> {
     const vms = await invoke(this.methods, "vm.list", {}, { signal });
     for (const name of this.lastCpu.keys()) if (!vms.some((vm) => vm.name === name && vm.state === "running")) this.lastCpu.delete(name);
     return Promise.all(vms.map(async (vm) => ({ ...pickVm(vm), stats: vm.state === "running" ? await this.stats(vm.name, signal) : null })));
@@ -95,7 +68,7 @@ export class LiveVms {
     if (!this.stopped.signal.aborted) this.schedule(POLL_MS);
   }
 
-  private async stats(name: string, signal: AbortSignal): Promise<VmStatsView | null> {
+  private async stats(name: string, signal: AbortSignal): Promise<DashboardVmStats | null> {
     const deadline = AbortSignal.any([signal, AbortSignal.timeout(STATS_TIMEOUT_MS)]);
     const raw = await Promise.race([
       invoke(this.methods, "vm.stats", { name }, { signal: deadline }),
@@ -121,7 +94,7 @@ export class LiveVms {
   }
 }
 
-function pickVm(vm: WireVm): Omit<VmView, "stats"> {
+function pickVm(vm: VmView): Omit<DashboardVm, "stats"> {
   const { name, state, image, kernel, vmm, cpus, memoryBytes, ip, error, stateReason, createdAt, startedAt } = vm;
   return { name, state, image, kernel, vmm, cpus, memoryBytes, ip, error, stateReason, createdAt, startedAt };
 }

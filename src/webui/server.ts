@@ -4,13 +4,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { networkInterfaces } from "node:os";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
-import type { MethodTable } from "../rpc/index.ts";
+import type { TerminalMethod } from "../api/index.ts";
 import { BangerError, ErrorCode, errorLine, invalidArgument } from "../util/errors.ts";
 import { isLoopbackHost } from "../util/loopback.ts";
 import { buildRoutes, type Route, type RouteResult } from "./api.ts";
 import { loadAssets, type Asset } from "./assets.ts";
 import { Auth, type Verdict } from "./auth.ts";
-import { errorBody, httpStatus } from "./invoke.ts";
+import { type DaemonTable, errorBody, httpStatus } from "./invoke.ts";
 import { LiveVms } from "./live.ts";
 import { Tasks } from "./tasks.ts";
 import { bridgeTerminal, LOGIN_SHELL, terminalSize } from "./terminal.ts";
@@ -60,7 +60,7 @@ export class WebServer {
   private origin = "";
 
   constructor(
-    private readonly methods: MethodTable,
+    private readonly methods: DaemonTable,
     private readonly log: WebLogger,
   ) {
     this.live = new LiveVms(methods, (err) => log.warn("web: live vm list failed", { error: errorLine(err) }));
@@ -212,7 +212,7 @@ export class WebServer {
 }
 
 /** Which streaming call a terminal URL opens: a login shell, or attaching to a session. */
-function terminalTarget(url: URL): { method: "vm.exec" | "session.attach"; params: Record<string, unknown> } | undefined {
+function terminalTarget(url: URL): { method: TerminalMethod; params: Record<string, unknown> } | undefined {
   const size = terminalSize(url.searchParams.get("rows"), url.searchParams.get("cols"));
   const shell = /^\/api\/vms\/([^/]+)\/terminal$/.exec(url.pathname);
   if (shell) {

@@ -2,22 +2,8 @@
 // follow over SSE, carrying the method's own progress events, then its result or error. A
 // call that fails before it does any work (the daemon's own parameter checks) is answered as
 // the request's error instead, so bad input is a 4xx, not a task that failed.
-import type { MethodName } from "../api/index.ts";
-import type { MethodTable } from "../rpc/index.ts";
-import type { ProgressEvent } from "../util/progress.ts";
-import { errorBody, invoke } from "./invoke.ts";
-
-export interface TaskView {
-  id: string;
-  method: string;
-  target: string;
-  state: "running" | "done" | "failed";
-  progress: ProgressEvent | null;
-  result?: unknown;
-  error?: ReturnType<typeof errorBody>["error"];
-  startedAt: string;
-  finishedAt: string | null;
-}
+import type { MethodName, TaskView } from "../api/index.ts";
+import { type DaemonTable, errorBody, invoke } from "./invoke.ts";
 
 export type TaskListener = (kind: "progress" | "end", task: TaskView) => void;
 
@@ -28,7 +14,7 @@ export class Tasks {
   private readonly tasks = new Map<string, { view: TaskView; listeners: Set<TaskListener>; abort: AbortController }>();
   private next = 1;
 
-  constructor(private readonly methods: MethodTable) {}
+  constructor(private readonly methods: DaemonTable) {}
 
   /**
    * Starts `method` as a task. Rejects with the method's error when it fails before its first

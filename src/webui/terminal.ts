@@ -7,9 +7,8 @@
 // ({"t":"resize","rows":R,"cols":C}). Server → browser: binary frames are terminal output;
 // one text frame {"t":"exit",...} (or {"t":"error",...}) ends the call, then the socket closes.
 import type { WebSocket } from "ws";
-import { type MethodName, outBytes } from "../api/index.ts";
-import type { MethodTable } from "../rpc/index.ts";
-import { errorBody, InputQueue, invoke } from "./invoke.ts";
+import { outBytes, type TerminalControl, type TerminalMessage, type TerminalMethod } from "../api/index.ts";
+import { type DaemonTable, errorBody, InputQueue, invoke } from "./invoke.ts";
 
 /** Keystrokes sent and not yet taken by the guest before we stop reading the socket. */
 const INPUT_WINDOW_BYTES = 1024 * 1024;
@@ -28,12 +27,12 @@ export function terminalSize(rows: unknown, cols: unknown): { rows: number; cols
 }
 
 /** Runs `method` with `params` for as long as the socket is open. */
-export function bridgeTerminal(ws: WebSocket, methods: MethodTable, method: MethodName, params: Record<string, unknown>, onError: (err: unknown) => void): void {
+export function bridgeTerminal(ws: WebSocket, methods: DaemonTable, method: TerminalMethod, params: Record<string, unknown>, onError: (err: unknown) => void): void {
   const abort = new AbortController();
   const input = new InputQueue();
   let unacked = 0;
   const raw = (ws as unknown as { _socket?: { pause(): void; resume(): void } })._socket;
-  const sendText = (msg: object) => {
+  const sendText = (msg: TerminalMessage) => {
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(msg));
   };
 
@@ -55,14 +54,13 @@ export function bridgeTerminal(ws: WebSocket, methods: MethodTable, method: Meth
     signal: abort.signal,
     input,
     emit: (event) => {
-      const ev = event as { t?: string; n?: number };
-      const out = outBytes(event);
-      if (ev.t === "ack" && typeof ev.n === "number") {
-        unacked -= ev.n;
+      if (event.t === "ack") {
+        unacked -= event.n;
         if (unacked <= INPUT_WINDOW_BYTES) raw?.resume();
-      } else if (out && ws.readyState === ws.OPEN) {
+      } else if (event.t === "out" && ws.readyState === ws.OPEN) {
+        const out = outBytes(event);
         // Resolving after the write keeps a slow browser from piling output up in memory.
-        return new Promise<void>((resolve) => ws.send(out.data, { binary: true }, () => resolve()));
+        if (out) return new Promise<void>((resolve) => ws.send(out.data, { binary: true }, () => resolve()));
       }
       return undefined;
     },
@@ -79,7 +77,7 @@ export function bridgeTerminal(ws: WebSocket, methods: MethodTable, method: Meth
 }
 
 /** Only the control messages the daemon's stream input knows, with sane numbers. */
-function parseControl(text: string): object | undefined {
+function parseControl(text: string): TerminalControl | undefined {
   let msg: { t?: unknown; rows?: unknown; cols?: unknown; name?: unknown };
   try {
     msg = JSON.parse(text);

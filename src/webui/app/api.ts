@@ -1,5 +1,7 @@
 // Talking to the dashboard's JSON API: the browser login's CSRF token on every mutating request,
-// errors turned into exceptions carrying the daemon's message and hint.
+// errors turned into exceptions carrying the daemon's message and hint. Requests name their
+// route as api/web.ts's WebRoutes does ("GET /api/vms/:name"), so each answer has its type.
+import type { DashboardVm as Vm, TaskView as Task, WebRoute, WebRoutes } from "../../api/index.ts";
 
 let csrf: string | null = null;
 
@@ -27,23 +29,33 @@ export async function startLogin(): Promise<boolean> {
   return true;
 }
 
-export async function api<T>(method: "GET" | "POST" | "DELETE", path: string, body?: unknown): Promise<T> {
+export interface Request {
+  /** The route's `:name` segments (encoded here). */
+  params?: Record<string, string>;
+  query?: Record<string, string>;
+  body?: unknown;
+}
+
+/** Calls `route` ("METHOD /path/:param"); resolves to what WebRoutes says it answers. */
+export async function api<R extends WebRoute>(route: R, req: Request = {}): Promise<WebRoutes[R]> {
+  const space = route.indexOf(" ");
+  const method = route.slice(0, space);
+  const query = req.query ? `?${new URLSearchParams(req.query)}` : "";
+  const path = route.slice(space + 1).replace(/:(\w+)/g, (_m, name: string) => seg(req.params?.[name] ?? "")) + query;
+  const body = req.body;
   const headers: Record<string, string> = {};
   if (method !== "GET" && csrf) headers["X-Banger-CSRF"] = csrf;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const res = await fetch(path, { method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body) });
   const data = (await res.json().catch(() => null)) as { error?: { message: string; hint?: string } } | null;
   if (!res.ok) throw new ApiError(res.status, data?.error?.message ?? `HTTP ${res.status}`, data?.error?.hint);
-  return data as T;
+  // The JSON is the server's answer for this route (webui/api.ts, typed against the same map).
+  return data as WebRoutes[R];
 }
 
 export const seg = encodeURIComponent;
 
-// The server's own types: type-only imports, erased from the browser bundle.
-export type { VmView as Vm } from "../live.ts";
-export type { TaskView as Task } from "../tasks.ts";
-import type { VmView as Vm } from "../live.ts";
-import type { TaskView as Task } from "../tasks.ts";
+export type { Vm, Task };
 
 type VmsListener = (vms: Vm[]) => void;
 const vmsListeners = new Set<VmsListener>();
@@ -74,11 +86,11 @@ export function onVms(listener: VmsListener): () => void {
 }
 
 /** Follows a task's progress events until it ends. */
-export type TaskUpdate = Pick<Task, "state" | "progress" | "error">;
+export type TaskUpdate<R = unknown> = Pick<Task<R>, "state" | "progress" | "error" | "result">;
 
-export function followTask(id: string, onUpdate: (task: TaskUpdate) => void): void {
+export function followTask<R>(id: string, onUpdate: (task: TaskUpdate<R>) => void): void {
   const source = new EventSource(`/api/tasks/${seg(id)}/events`);
-  const handle = (ev: Event) => onUpdate(JSON.parse((ev as MessageEvent<string>).data) as Task);
+  const handle = (ev: Event) => onUpdate(JSON.parse((ev as MessageEvent<string>).data) as Task<R>);
   source.addEventListener("progress", handle);
   source.addEventListener("end", (ev) => {
     source.close();

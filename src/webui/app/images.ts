@@ -1,6 +1,6 @@
 // Images and kernels: the installed ones (set default, remove), the catalogs' entries with a
 // Pull button each, and pulling an image by registry reference; pulls show live progress.
-import type { AvailableImage, AvailableKernel, ConfiguredDefaults as Defaults, ImageView as Image, KernelView as Kernel } from "../../api/index.ts";
+import type { AvailableImage, AvailableKernel } from "../../api/index.ts";
 import { api, hintOf, type Task } from "./api.ts";
 import { badge, bytes, fill, h, table, toast, when } from "./dom.ts";
 import { errorLine, type Page } from "./pages.ts";
@@ -14,7 +14,7 @@ type Kind = "kernel" | "image";
 export function imagesPage(): Page {
   const cards = { kernels: h("div"), kernelCatalog: h("div"), images: h("div"), imageCatalog: h("div") };
   const load = () => {
-    void Promise.all([api<Kernel[]>("GET", "/api/kernels"), api<Image[]>("GET", "/api/images"), api<Defaults>("GET", "/api/defaults")]).then(
+    void Promise.all([api("GET /api/kernels"), api("GET /api/images"), api("GET /api/defaults")]).then(
       ([ks, is, defaults]) => {
         fill(
           cards.kernels,
@@ -37,11 +37,11 @@ export function imagesPage(): Page {
       },
       (err: Error) => [cards.kernels, cards.images].forEach((c) => void fill(c, errorLine(err))),
     );
-    void api<CatalogEntry[]>("GET", "/api/kernels/catalog").then(
+    void api("GET /api/kernels/catalog").then(
       (es) => fill(cards.kernelCatalog, catalogTable(es, "kernel", load)),
       (err: Error) => fill(cards.kernelCatalog, errorLine(err)),
     );
-    void api<CatalogEntry[]>("GET", "/api/images/catalog").then(
+    void api("GET /api/images/catalog").then(
       (es) => fill(cards.imageCatalog, catalogTable(es, "image", load)),
       (err: Error) => fill(cards.imageCatalog, errorLine(err)),
     );
@@ -87,13 +87,13 @@ function installedActions(kind: Kind, name: string, isDefault: boolean, reload: 
   return h(
     "div",
     { class: "actions" },
-    isDefault ? badge("default") : act("Set default", "default", "", () => api("POST", "/api/defaults", { [kind]: name })),
+    isDefault ? badge("default") : act("Set default", "default", "", () => api("POST /api/defaults", { body: { [kind]: name } })),
     act("Remove", "remove", "danger", async () => {
       if (!confirm(`Remove ${kind} ${name}?${isDefault ? ` It is the default ${kind}: removing it unsets the default.` : ""}`)) return false;
       // Confirmed with the default named: an image is removed anyway (VMs using it still refuse);
       // a kernel is not forced, since that would also break the images booting it.
-      const force = kind === "image" && isDefault ? "?force=1" : "";
-      return api("DELETE", `/api/${kind}s/${encodeURIComponent(name)}${force}`);
+      const force = kind === "image" && isDefault ? { force: "1" } : undefined;
+      return api(kind === "kernel" ? "DELETE /api/kernels/:name" : "DELETE /api/images/:name", { params: { name }, query: force });
     }),
   );
 }
@@ -116,7 +116,7 @@ function catalogTable(entries: CatalogEntry[], kind: Kind, reload: () => void): 
 /** Starts a pull and shows its task in `cell`; false when the daemon refused it at once. */
 async function startPull(cell: HTMLElement, kind: Kind, body: Record<string, unknown>, what: string, reload: () => void): Promise<boolean> {
   try {
-    const task = await api<Task>("POST", `/api/${kind}s/pull`, body);
+    const task: Task = await api(kind === "kernel" ? "POST /api/kernels/pull" : "POST /api/images/pull", { body });
     showTask(cell, task, () => setTimeout(reload, 1500));
     return true;
   } catch (err) {

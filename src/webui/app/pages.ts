@@ -1,7 +1,6 @@
 // The page frame's shared parts and the operations page; the other pages live beside it:
 // vms.ts (the list and the create form), vm.ts (one VM), images.ts (images and kernels).
 // Each page returns its element and a dispose function that stops its timers and streams.
-import type { OperationView as Operation } from "../../api/index.ts";
 import { api, hintOf } from "./api.ts";
 import { badge, duration, errorBox, fill, h, table, when } from "./dom.ts";
 
@@ -23,7 +22,7 @@ export function errorLine(err: Error): HTMLElement {
 export function operationsPage(): Page {
   const list = h("div", {}, h("div", { class: "empty" }, "Loading…"));
   const load = () =>
-    api<Operation[]>("GET", "/api/operations?limit=100").then(
+    api("GET /api/operations", { query: { limit: "100" } }).then(
       (ops) =>
         fill(
           list,

@@ -5,13 +5,13 @@ import { followTask, type Task, type TaskUpdate } from "./api.ts";
 import { badge, bytes, errorBox, fill, h } from "./dom.ts";
 
 /** Shows `task` in `cell` until it ends; `onEnd` gets the final state. */
-export function showTask(cell: HTMLElement, task: Task, onEnd: (task: TaskUpdate) => void): void {
+export function showTask<R>(cell: HTMLElement, task: Task<R>, onEnd: (task: TaskUpdate<R>) => void): void {
   const bar = h("progress", { max: 100 });
   const label = h("span", { class: "label" });
   fill(cell, bar, label);
   let best = 0;
   let events = 0;
-  const show = (t: TaskUpdate) => {
+  const show = (t: TaskUpdate<R>) => {
     const p = t.progress;
     if (p?.total) best = Math.max(best, Math.floor((100 * (p.done ?? 0)) / p.total));
     // What the daemon itself reported, before "done" rounds the bar up.

@@ -3,6 +3,7 @@
 // Binary frames carry bytes; text frames control.
 import { FitAddon } from "@xterm/addon-fit";
 import { Terminal } from "@xterm/xterm";
+import type { TerminalControl, TerminalMessage } from "../../api/index.ts";
 
 export interface TerminalView {
   close(): void;
@@ -23,8 +24,10 @@ export function openTerminal(container: HTMLElement, path: string, onEnd: () => 
   ws.addEventListener("open", () => term.focus());
   ws.addEventListener("message", (ev) => {
     if (ev.data instanceof ArrayBuffer) return term.write(new Uint8Array(ev.data));
-    const msg = JSON.parse(String(ev.data)) as { t: string; status?: { exitCode?: number; signal?: string }; message?: string };
-    if (msg.t === "exit") term.write(`\r\n\x1b[2m[exited${msg.status?.exitCode !== undefined ? ` with status ${msg.status.exitCode}` : ""}]\x1b[0m\r\n`);
+    const msg = JSON.parse(String(ev.data)) as TerminalMessage;
+    // vm.exec ends with its exit status; session.attach with whether the caller detached.
+    const code = msg.t === "exit" && "exitCode" in msg.status ? msg.status.exitCode : undefined;
+    if (msg.t === "exit") term.write(`\r\n\x1b[2m[exited${code !== undefined ? ` with status ${code}` : ""}]\x1b[0m\r\n`);
     if (msg.t === "error") term.write(`\r\n\x1b[31m${msg.message ?? "error"}\x1b[0m\r\n`);
   });
   ws.addEventListener("close", () => onEnd());
@@ -32,7 +35,7 @@ export function openTerminal(container: HTMLElement, path: string, onEnd: () => 
     if (ws.readyState === WebSocket.OPEN) ws.send(encoder.encode(data));
   });
   term.onResize(({ rows, cols }) => {
-    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ t: "resize", rows, cols }));
+    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ t: "resize", rows, cols } satisfies TerminalControl));
   });
   const observer = new ResizeObserver(() => fit.fit());
   observer.observe(container);

@@ -84,7 +84,7 @@ export function vmPage(name: string): Page {
     const running = vm?.state === "running";
     const path = `/api/vms/${seg(name)}`;
     await Promise.all([
-      api<{ text: string }>("GET", `${path}/console?bytes=32768`).then(
+      api("GET /api/vms/:name/console", { params: { name }, query: { bytes: "32768" } }).then(
         (c) => {
           const atBottom = consoleText.scrollTop + consoleText.clientHeight >= consoleText.scrollHeight - 4;
           consoleText.textContent = stripAnsi(c.text) || "(empty)";
@@ -93,12 +93,12 @@ export function vmPage(name: string): Page {
         (err: Error) => (consoleText.textContent = err.message),
       ),
       running
-        ? api<Port[]>("GET", `${path}/ports`).then(
+        ? api("GET /api/vms/:name/ports", { params: { name } }).then(
             (p) => fill(ports, portsTable(p, vm?.ip ?? null)),
             (err: Error) => fill(ports, errorLine(err)),
           )
         : fill(ports, h("div", { class: "empty" }, "Not running.")),
-      api<Session[]>("GET", `${path}/sessions`).then(
+      api("GET /api/vms/:name/sessions", { params: { name } }).then(
         (s) =>
           fill(
             sessions,

@@ -1,7 +1,6 @@
 // The VM list (live): each VM's state, use and actions (start, stop, resume, remove), and
 // the form that creates a VM from an installed image, with the create's progress.
-import type { ImageView } from "../../api/index.ts";
-import { api, hintOf, onVms, seg, type Task, type Vm } from "./api.ts";
+import { api, hintOf, onVms, seg, type Vm } from "./api.ts";
 import { badge, bytes, duration, fill, h, meter, since, table, toast, type Child } from "./dom.ts";
 import { errorLine, type Page } from "./pages.ts";
 import { showTask } from "./progress.ts";
@@ -52,7 +51,7 @@ function createForm(): HTMLElement {
     h("div", { class: "field submit" }, submit),
   );
 
-  void Promise.all([api<ImageView[]>("GET", "/api/images"), api<{ image: string | null }>("GET", "/api/defaults")]).then(
+  void Promise.all([api("GET /api/images"), api("GET /api/defaults")]).then(
     ([images, defaults]) => {
       const names = images.map((i) => i.name).sort((a, b) => Number(b === defaults.image) - Number(a === defaults.image) || a.localeCompare(b));
       fill(image, ...names.map((n) => h("option", { value: n, selected: n === defaults.image }, n === defaults.image ? `${n} (default)` : n)));
@@ -73,10 +72,10 @@ function createForm(): HTMLElement {
     submit.disabled = true;
     delete status.dataset.state;
     try {
-      const task = await api<Task>("POST", "/api/vms", body);
+      const task = await api("POST /api/vms", { body });
       showTask(status, task, (t) => {
         submit.disabled = false;
-        const vm = (t as Task).result as Vm | undefined;
+        const vm = t.result;
         if (t.state === "done" && vm) fill(status, badge("done"), " ", h("a", { href: `#/vm/${seg(vm.name)}` }, vm.name), ` is ${vm.state}`);
         if (t.state === "done") name.value = "";
       });
@@ -128,17 +127,17 @@ export function vmButtons(vm: Vm, opts: { onPage: boolean }): HTMLElement {
       },
       label,
     );
-  const path = `/api/vms/${seg(vm.name)}`;
+  const params = { name: vm.name };
   const buttons: HTMLElement[] = [];
-  if (vm.state === "paused") buttons.push(act("Resume", "primary", () => api("POST", `${path}/resume`)));
-  if (vm.state === "running" || vm.state === "paused") buttons.push(act("Stop", "", () => api("POST", `${path}/stop`)));
-  if (vm.state === "stopped" || vm.state === "crashed" || vm.state === "error") buttons.push(act("Start", "primary", () => api("POST", `${path}/start`)));
+  if (vm.state === "paused") buttons.push(act("Resume", "primary", () => api("POST /api/vms/:name/resume", { params })));
+  if (vm.state === "running" || vm.state === "paused") buttons.push(act("Stop", "", () => api("POST /api/vms/:name/stop", { params })));
+  if (vm.state === "stopped" || vm.state === "crashed" || vm.state === "error") buttons.push(act("Start", "primary", () => api("POST /api/vms/:name/start", { params })));
   buttons.push(
     act("Remove", "danger", async () => {
       const force = !DEAD.has(vm.state);
       const question = force ? `Remove vm ${vm.name}? It is ${vm.state}: it will be stopped, and its disk deleted.` : `Remove vm ${vm.name} and its disk?`;
       if (!confirm(question)) throw new Declined();
-      await api("DELETE", `${path}${force ? "?force=1" : ""}`);
+      await api("DELETE /api/vms/:name", { params, query: force ? { force: "1" } : undefined });
       if (opts.onPage) location.hash = "#/vms";
     }),
   );
