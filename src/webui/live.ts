@@ -1,7 +1,6 @@
 // The live VM list: while anyone watches, polls vm.list (and vm.stats for running VMs)
 // about once a second and pushes each changed snapshot to the watchers (SSE streams).
-import type { GuestStats, VmView as WireVm } from "../api/index.ts";
-import { cpuBusyPercent, cpuJiffies, memUsedBytes } from "../guest/index.ts";
+import { cpuBusyPercent, cpuJiffies, type GuestStats, memUsedBytes, type VmView as WireVm } from "../api/index.ts";
 import type { MethodTable } from "../rpc/index.ts";
 import { invoke } from "./invoke.ts";
 
