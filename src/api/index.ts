@@ -7,9 +7,10 @@
 // against it.
 //
 // It owns no behaviour: no transport (rpc/), no handlers (daemon/), no parameter checking
-// (the daemon checks what arrives). Type-only apart from streams.ts's constants and outBytes,
-// so the dashboard's browser page imports its types without pulling in Node code. Imports
-// nothing of banger's but types (rpc's; util's ProgressEvent and ErrorJson).
+// (the daemon checks what arrives). Type-only apart from streams.ts's constants, streamEvent
+// and outBytes, and stats.ts's pure functions over GuestStats (memory used, CPU busy between
+// samples), so the dashboard's browser page imports its types without pulling in Node code.
+// Imports nothing of banger's but types (rpc's; util's ProgressEvent and ErrorJson).
 import type { RpcClient, TypedMethodTable } from "../rpc/index.ts";
 import type { MethodName, Methods } from "./methods.ts";
 
@@ -53,7 +54,8 @@ export type {
   WebState,
 } from "./daemon.ts";
 export type { ConsoleTail, DashboardVm, DashboardVmStats, TaskView, TerminalControl, TerminalMessage, TerminalMethod, WebRoute, WebRoutes } from "./web.ts";
-export { INPUT_CHUNK_BYTES, INPUT_WINDOW_BYTES, outBytes, type StreamEvent, type StreamInput } from "./streams.ts";
+export { cpuBusyPercent, cpuJiffies, memUsedBytes } from "./stats.ts";
+export { INPUT_CHUNK_BYTES, INPUT_WINDOW_BYTES, outBytes, type StreamEvent, type StreamInput, streamEvent } from "./streams.ts";
 
 /** A connection to bangerd whose calls are checked against the method map. */
 export type Client = RpcClient<Methods>;

@@ -8,10 +8,23 @@ export type StreamInput = { t: "in"; data: Buffer } | { t: "in"; b64: string } |
 /** What the daemon emits while streaming. */
 export type StreamEvent = { t: "out"; fd: 1 | 2; data: Buffer } | { t: "started"; pid?: number } | { t: "ack"; n: number };
 
+/**
+ * An event as StreamEvent, or undefined for anything else: rpc hands events over as unknown
+ * (it carries any method's), so a client checks the shape here instead of casting.
+ */
+export function streamEvent(event: unknown): StreamEvent | undefined {
+  const ev = event as Record<string, unknown> | null;
+  if (typeof ev !== "object" || ev === null) return undefined;
+  if (ev.t === "out") return Buffer.isBuffer(ev.data) && (ev.fd === 1 || ev.fd === 2) ? { t: "out", fd: ev.fd, data: ev.data } : undefined;
+  if (ev.t === "ack") return typeof ev.n === "number" ? { t: "ack", n: ev.n } : undefined;
+  if (ev.t === "started") return typeof ev.pid === "number" ? { t: "started", pid: ev.pid } : { t: "started" };
+  return undefined;
+}
+
 /** The bytes of an `out` event, or undefined for any other event. */
 export function outBytes(event: unknown): { fd: 1 | 2; data: Buffer } | undefined {
-  const ev = event as Partial<Extract<StreamEvent, { t: "out" }>> | null;
-  return ev?.t === "out" && Buffer.isBuffer(ev.data) && (ev.fd === 1 || ev.fd === 2) ? { fd: ev.fd, data: ev.data } : undefined;
+  const ev = streamEvent(event);
+  return ev?.t === "out" ? { fd: ev.fd, data: ev.data } : undefined;
 }
 
 /**

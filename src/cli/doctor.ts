@@ -1,8 +1,7 @@
 // `banger doctor`: runs locally, without the daemon, so it works before anything else does.
-import { mkdirSync } from "node:fs";
 import type { Command } from "commander";
-import { effectiveValue, resolvePaths } from "../config/index.ts";
-import { runDoctor } from "../doctor/index.ts";
+import { resolvePaths } from "../config/index.ts";
+import { hostProbes, runDoctor } from "../doctor/index.ts";
 import { printJson } from "./output.ts";
 
 const MARK = { pass: "ok  ", warn: "warn", fail: "FAIL" } as const;
@@ -14,33 +13,8 @@ export function registerDoctor(program: Command): void {
     .option("--json", "print JSON")
     .action(async (opts: { json?: boolean }) => {
       const paths = resolvePaths();
-      // The probes live with the modules that use them; loaded only for doctor.
-      const [{ probeKvm }, { chooseCloneStrategy }, { agentBinary }, { chooseVmm }] = await Promise.all([
-        import("../host/index.ts"),
-        import("../disk/index.ts"),
-        import("../guest/index.ts"),
-        import("../vmm/index.ts"),
-      ]);
-      const report = await runDoctor(paths, {
-        // The choice a daemon started from this environment makes for a new VM.
-        vmm: (config) => chooseVmm(effectiveValue(config, "vmm")),
-        kvmSpeed: async () => {
-          const probe = await probeKvm({ cacheDir: paths.hostCacheDir });
-          return { fast: probe.fast, detail: probe.fast ? `fast (${probe.detail})` : `slow or unusable: ${probe.detail}; VMs use QEMU TCG` };
-        },
-        cloneStrategy: async (dir, vmm) => {
-          mkdirSync(dir, { recursive: true, mode: 0o700 });
-          const choice = await chooseCloneStrategy(vmm, dir);
-          return { strategy: choice.strategy, detail: choice.reason };
-        },
-        agentBinary: () => {
-          try {
-            return agentBinary();
-          } catch {
-            return undefined;
-          }
-        },
-      });
+      // The probes live with the modules that use them (doctor/probes.ts); loaded only for doctor.
+      const report = await runDoctor(paths, await hostProbes(paths));
       if (opts.json) printJson(report);
       else {
         const width = Math.max(...report.checks.map((c) => c.name.length));

@@ -2,7 +2,7 @@
 // available, CPU busy between two samples), in human units.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { cpuBusyPercent, cpuJiffies } from "../guest/index.ts";
+import { cpuBusyPercent, cpuJiffies } from "../api/index.ts";
 import { statsFields, type VmStatsReply } from "./stats.ts";
 
 const MiB = 1024 ** 2;

@@ -3,8 +3,7 @@
 // counters are cumulative). `--json` prints one raw sample, unchanged.
 import type { Command } from "commander";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { VmStats } from "../api/index.ts";
-import { cpuBusyPercent, cpuJiffies, memUsedBytes } from "../guest/index.ts";
+import { cpuBusyPercent, cpuJiffies, memUsedBytes, type VmStats } from "../api/index.ts";
 import { humanBytes, humanDuration } from "../util/human.ts";
 import { validateName } from "../util/names.ts";
 import { callDaemon } from "./daemon-client.ts";

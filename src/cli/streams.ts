@@ -2,7 +2,7 @@
 // bytes go up as `$/input` chunks (raw payloads) within an acknowledged window; `out` events
 // come down.
 import { Readable, type Writable } from "node:stream";
-import { INPUT_CHUNK_BYTES, INPUT_WINDOW_BYTES, outBytes, type StreamEvent, type StreamInput } from "../api/index.ts";
+import { INPUT_CHUNK_BYTES, INPUT_WINDOW_BYTES, type StreamInput, streamEvent } from "../api/index.ts";
 import type { Call } from "../rpc/index.ts";
 
 /**
@@ -82,10 +82,9 @@ export class Uploader {
  */
 export function streamEvents(sinks: { 1: Writable; 2: Writable }, uploader?: Uploader, onStarted?: () => void): (e: unknown) => void {
   return (e) => {
-    const ev = e as StreamEvent;
-    const out = outBytes(e);
-    if (out) sinks[out.fd].write(out.data);
-    else if (ev.t === "ack") uploader?.ack(ev.n);
-    else if (ev.t === "started") onStarted?.();
+    const ev = streamEvent(e);
+    if (ev?.t === "out") sinks[ev.fd].write(ev.data);
+    else if (ev?.t === "ack") uploader?.ack(ev.n);
+    else if (ev?.t === "started") onStarted?.();
   };
 }

@@ -5,12 +5,11 @@
 import { writeFile } from "node:fs/promises";
 import { PassThrough, type Readable } from "node:stream";
 import type { Command } from "commander";
-import type { AgentClient } from "../guest/index.ts";
 import { type Client, outBytes } from "../api/index.ts";
 import { validateName } from "../util/names.ts";
 import { withClient } from "./daemon-client.ts";
 import { printJson } from "./output.ts";
-import type { WorkspacePlan } from "../workspace/index.ts";
+import type { GuestFiles, WorkspacePlan } from "../workspace/index.ts";
 import { humanBytes } from "../util/human.ts";
 import { inert } from "../util/text.ts";
 
@@ -41,7 +40,7 @@ export function describePlan(plan: WorkspacePlan): string {
 }
 
 /** The guest's files as a tar stream, through the daemon's `vm.files.get`. */
-function guestFiles(client: Client, name: string): Pick<AgentClient, "getFiles"> {
+function guestFiles(client: Client, name: string): GuestFiles {
   return {
     getFiles: async (path: string): Promise<Readable> => {
       const out = new PassThrough();
@@ -67,7 +66,7 @@ function guestFiles(client: Client, name: string): Pick<AgentClient, "getFiles">
 export async function exportWorkspace(client: Client, name: string) {
   const ws = await client.call("vm.workspace.info", { name });
   const { exportPatch } = await import("../workspace/index.ts");
-  const exported = await exportPatch(guestFiles(client, name) as AgentClient, {
+  const exported = await exportPatch(guestFiles(client, name), {
     vmName: name,
     workspace: ws.guestPath,
     baseCommit: ws.baseCommit,

@@ -1,7 +1,7 @@
 // What every way of installing an image shares (catalog pull in images.ts, OCI pull in
 // images-oci.ts, preset build in images-build.ts): the pull's params and result, the image
 // looked up by name, the kernel it boots with, the replace check and the first-default mark.
-import type { PullDetails } from "../api/index.ts";
+import type { PullResult as WirePullResult } from "../api/index.ts";
 import type { ImageRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, notFound } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
@@ -19,17 +19,8 @@ export interface PullParams {
   force?: boolean;
 }
 
-export interface PullResult {
-  image: ImageRecord;
-  /** The first image, now the configured default (the CLI says so once). */
-  becameDefault?: true;
-  /** "catalog" (bundle) or "oci". */
-  via: "catalog" | "oci";
-  /** True when nothing had to be done: the same digest was already pulled under this name. */
-  unchanged: boolean;
-  seconds: number;
-  details: PullDetails;
-}
+/** A pull's answer as the daemon has it: api's PullResult with the store row, not yet its view (methods-images.ts makes it). */
+export type PullResult = Omit<WirePullResult, "image"> & { image: ImageRecord };
 
 export function getImage(ctx: DaemonContext, name: string): ImageRecord {
   validateName("image", name);

@@ -2,7 +2,8 @@
 // pulled from an OCI registry and built into an ext4), list, show, rm. The files are made by
 // imagecat / oci + rootfs; this file resolves kernels and records images in the store.
 import { rm, stat } from "node:fs/promises";
-import { type CatalogEntryView, catalogEntryView } from "../bundle/index.ts";
+import type { AvailableImage, ImageView, Removed } from "../api/index.ts";
+import { catalogEntryView } from "../bundle/index.ts";
 import { catalogOverride, imageDir, imageRootfs } from "../config/index.ts";
 import * as imagecat from "../imagecat/index.ts";
 import type { ImageRecord } from "../store/index.ts";
@@ -12,24 +13,14 @@ import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
 import { pullOciImage } from "./images-oci.ts";
 import { adoptedMark, checkImageReplaceable, getImage, resolveImageKernel, type PullParams, type PullResult } from "./image-install.ts";
-import { buildAside, refuseIfUsed, type Removed } from "./replace.ts";
+import { buildAside, refuseIfUsed } from "./replace.ts";
+import { imageView } from "./views.ts";
 import { dropDefault } from "./default-choice.ts";
 
-/**
- * An image as banger shows it: its record (sizeBytes: the rootfs.ext4's virtual size) and
- * usedBytes, the host space the sparse file really takes (allocated blocks); null when the
- * file cannot be read.
- */
-export type ImageView = ImageRecord & { usedBytes: number | null };
-
-export async function imageView<T extends ImageRecord>(ctx: DaemonContext, image: T): Promise<T & { usedBytes: number | null }> {
+/** An image as banger shows it (views.ts), with the host space its sparse rootfs really takes. */
+export async function showImage(ctx: DaemonContext, image: ImageRecord & { becameDefault?: true }): Promise<ImageView & { becameDefault?: true }> {
   const st = await stat(imageRootfs(ctx.paths, image.name)).catch(() => undefined);
-  return { ...image, usedBytes: st ? st.blocks * 512 : null };
-}
-
-export interface AvailableImage extends CatalogEntryView {
-  kernelRef?: string;
-  state: "pulled" | "available";
+  return imageView(image, st ? st.blocks * 512 : null, image.becameDefault);
 }
 
 export async function imageCatalog(ctx: DaemonContext, signal: AbortSignal): Promise<AvailableImage[]> {

@@ -4,7 +4,8 @@
 import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
-import { type CatalogEntryView, catalogEntryView } from "../bundle/index.ts";
+import type { AvailableKernel, Removed } from "../api/index.ts";
+import { catalogEntryView } from "../bundle/index.ts";
 import { catalogOverride, kernelDir } from "../config/index.ts";
 import * as kernelcat from "../kernelcat/index.ts";
 import { fetchDebianKernelDeb, importKernel as importKernelFiles, receiveKernelUpload, removeBootInitramfs, type DebianFlavor, type KernelUploadKind } from "../kernel/index.ts";
@@ -15,7 +16,7 @@ import { KERNEL_UPLOAD_PREFIX } from "../util/scratch.ts";
 import { validateName } from "../util/names.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
-import { buildAside, checkReplaceable, refuseIfUsed, type Removed } from "./replace.ts";
+import { buildAside, checkReplaceable, refuseIfUsed } from "./replace.ts";
 import { adoptFirstDefault, dropDefault } from "./default-choice.ts";
 
 export function getKernel(ctx: DaemonContext, name: string): KernelRecord {
@@ -25,27 +26,26 @@ export function getKernel(ctx: DaemonContext, name: string): KernelRecord {
   return k;
 }
 
-export interface AvailableKernel extends CatalogEntryView {
-  kernelVersion: string;
-  state: "pulled" | "available";
-}
-
 export async function kernelCatalog(ctx: DaemonContext, signal: AbortSignal): Promise<AvailableKernel[]> {
   const catalog = await kernelcat.loadCatalog(catalogOverride("kernel", ctx.config()), signal);
   return catalog.entries.map((e) => ({ ...catalogEntryView(e), kernelVersion: e.kernel_version, state: ctx.store.getKernel(e.name) ? "pulled" : "available" }));
 }
 
-/** A kernel just pulled or imported; `becameDefault` when it is the first and now the configured default. */
-export type InstalledKernel = KernelRecord & { becameDefault?: true };
+/**
+ * A kernel just pulled or imported, as the daemon keeps it: the store row (api's
+ * InstalledKernel is its view, made in methods-images.ts); `becameDefault` when it is the
+ * first and now the configured default.
+ */
+export type InstalledKernelRecord = KernelRecord & { becameDefault?: true };
 
-function installedKernel(ctx: DaemonContext, name: string): InstalledKernel {
+function installedKernel(ctx: DaemonContext, name: string): InstalledKernelRecord {
   const k = getKernel(ctx, name);
   return adoptFirstDefault(ctx, "kernel", name) ? { ...k, becameDefault: true } : k;
 }
 
 const KERNEL_EXISTS_HINT = "use --force to replace it";
 
-export function pullKernel(ctx: DaemonContext, name: string, force: boolean, call: CallEnv): Promise<InstalledKernel> {
+export function pullKernel(ctx: DaemonContext, name: string, force: boolean, call: CallEnv): Promise<InstalledKernelRecord> {
   validateName("kernel", name);
   return ctx.locks.run(`kernel:${name}`, () =>
     recordOperation(ctx, "kernel.pull", name, async () => {
@@ -125,7 +125,7 @@ export function debianKernelName(debPath: string, flavor: DebianFlavor): string 
   return `debian-${m?.[1] ?? "kernel"}-${flavor}`;
 }
 
-export async function importKernel(ctx: DaemonContext, p: ImportParams, call: CallEnv): Promise<InstalledKernel> {
+export async function importKernel(ctx: DaemonContext, p: ImportParams, call: CallEnv): Promise<InstalledKernelRecord> {
   if (p.name !== undefined) validateName("kernel", p.name);
   if (!p.debian && !p.upload) throw invalidArgument("nothing to import", "pass a kernel directory or .deb, or --debian");
   if (p.debian && p.upload && p.upload.kind !== "deb") throw invalidArgument("pass either a kernel directory or --debian, not both");

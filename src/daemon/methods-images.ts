@@ -5,9 +5,9 @@ import { type CallContext, optionalBool, optionalInt, optionalString, requireObj
 import { invalidArgument } from "../util/errors.ts";
 import type { DaemonContext } from "./context.ts";
 import { getImage } from "./image-install.ts";
-import { imageCatalog, imageView, pullImage, removeImage } from "./images.ts";
+import { imageCatalog, showImage, pullImage, removeImage } from "./images.ts";
 import { buildPresetImage } from "./images-build.ts";
-import { type ImportParams, type InstalledKernel as InstalledRecord, getKernel, importKernel, kernelCatalog, pullKernel, removeKernel } from "./kernels.ts";
+import { type ImportParams, type InstalledKernelRecord, getKernel, importKernel, kernelCatalog, pullKernel, removeKernel } from "./kernels.ts";
 import { inputStream } from "./streams.ts";
 import { kernelView } from "./views.ts";
 
@@ -27,9 +27,9 @@ export function kernelMethods(ctx: DaemonContext): Handlers<KernelMethod> {
 
 export function imageMethods(ctx: DaemonContext): Handlers<ImageMethod> {
   return {
-    "image.list": () => Promise.all(ctx.store.listImages().map((i) => imageView(ctx, i))),
+    "image.list": () => Promise.all(ctx.store.listImages().map((i) => showImage(ctx, i))),
     "image.catalog": (_p, call) => imageCatalog(ctx, call.signal),
-    "image.show": (p) => imageView(ctx, getImage(ctx, requireString(p, "name"))),
+    "image.show": (p) => showImage(ctx, getImage(ctx, requireString(p, "name"))),
     "image.pull": async (p, call) => {
       const r = await pullImage(
         ctx,
@@ -44,11 +44,11 @@ export function imageMethods(ctx: DaemonContext): Handlers<ImageMethod> {
         },
         call,
       );
-      return { ...r, image: await imageView(ctx, r.image) };
+      return { ...r, image: await showImage(ctx, r.image) };
     },
     "image.rm": (p) => removeImage(ctx, requireString(p, "name"), optionalBool(p, "force") ?? false),
     "image.build": async (p, call) =>
-      imageView(
+      showImage(
         ctx,
         await buildPresetImage(
           ctx,
@@ -66,7 +66,7 @@ export function imageMethods(ctx: DaemonContext): Handlers<ImageMethod> {
 }
 
 /** A kernel just installed as the wire shows it: the row's view, then becameDefault when set. */
-function installedView(k: InstalledRecord): InstalledKernel {
+function installedView(k: InstalledKernelRecord): InstalledKernel {
   const { becameDefault, ...row } = k;
   return becameDefault ? { ...kernelView(row), becameDefault } : kernelView(row);
 }

@@ -53,12 +53,6 @@ function hasRow(ctx: DaemonContext, kind: ArtifactKind, name: string): boolean {
   return (kind === "kernel" ? ctx.store.getKernel(name) : ctx.store.getImage(name)) !== undefined;
 }
 
-/** What `kernel rm` / `image rm` answer: the name, and what a forced removal broke (`image NAME`, `default_kernel`). */
-export interface Removed {
-  removed: string;
-  broken: string[];
-}
-
 /** Refuses while VMs use it: their disks or boots name its files by path. */
 export function refuseIfUsed(ctx: DaemonContext, kind: ArtifactKind, name: string, doing: "remove" | "replace"): void {
   const users = usersOf(ctx, kind, name);

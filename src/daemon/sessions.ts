@@ -15,6 +15,7 @@ import { parseExecParams } from "./exec.ts";
 import { withLanding } from "./landing.ts";
 import type { AttachResult, Handlers, SessionStartParams, SessionView, StreamEvent } from "../api/index.ts";
 import { emitStream, inputStream } from "./streams.ts";
+import { sessionView } from "./views.ts";
 import { getVm, runningAgent } from "./vms.ts";
 
 /** session.start's params without the VM (the caller names it separately). */
@@ -114,7 +115,7 @@ export async function listSessions(ctx: DaemonContext, vmName?: string): Promise
   const views = await Promise.all(
     vms.map((vm) =>
       // A paused guest keeps its sessions (they go on after `vm resume`): shown as stored, not lost.
-      vm.state === "paused" ? ctx.store.listSessions(vm.name).map((row) => ({ ...row, live: false })) : sessionsOfVm(ctx, vm.name, vm.state === "running" && ctx.runtime.handle(vm.name) !== undefined),
+      vm.state === "paused" ? ctx.store.listSessions(vm.name).map((row) => sessionView(row, false)) : sessionsOfVm(ctx, vm.name, vm.state === "running" && ctx.runtime.handle(vm.name) !== undefined),
     ),
   );
   return views.flat();
@@ -124,7 +125,7 @@ async function sessionsOfVm(ctx: DaemonContext, vm: string, running: boolean): P
   if (!running) {
     // The guest is off: its sessions are gone with it.
     for (const row of ctx.store.listSessions(vm)) if (row.state === "running") ctx.store.putSession({ ...row, state: "lost" });
-    return ctx.store.listSessions(vm).map((row) => ({ ...row, live: false }));
+    return ctx.store.listSessions(vm).map((row) => sessionView(row, false));
   }
   let live: SessionInfo[];
   try {
@@ -132,14 +133,14 @@ async function sessionsOfVm(ctx: DaemonContext, vm: string, running: boolean): P
     live = await withDeadline(agent.sessionList(), LIST_TIMEOUT_MS);
   } catch (err) {
     ctx.log.warn("session list: no usable answer from the agent", { vm, error: errorLine(err) });
-    return ctx.store.listSessions(vm).map((row) => ({ ...row, live: false }));
+    return ctx.store.listSessions(vm).map((row) => sessionView(row, false));
   }
   // The guest client already refused any list whose names break the name rule (guest/messages.ts).
   reconcile(ctx, vm, live);
   const byName = new Map(live.map((s) => [s.name, s]));
   return ctx.store.listSessions(vm).map((row) => {
     const s = byName.get(row.name);
-    return s ? { ...row, pid: s.pid, exit: s.exit, bytes: s.bytes, live: true } : { ...row, live: true };
+    return sessionView(row, true, s);
   });
 }
 

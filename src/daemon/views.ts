@@ -1,8 +1,8 @@
 // Store rows as the wire shows them (api/'s views): the store's rows are the daemon's own
 // and may gain columns; what callers see changes only here. Keys and their order are the
 // JSON `--json` prints, so a row's view is the same JSON the row was.
-import type { KernelView, OperationView, VmView } from "../api/index.ts";
-import type { KernelRecord, OperationRecord, VmRecord } from "../store/index.ts";
+import type { ImageView, KernelView, OperationView, SessionView, VmView } from "../api/index.ts";
+import type { ImageRecord, KernelRecord, OperationRecord, SessionRecord, VmRecord } from "../store/index.ts";
 
 export function vmView(r: VmRecord): VmView {
   return {
@@ -45,4 +45,38 @@ export function kernelView(r: KernelRecord): KernelView {
 
 export function operationView(r: OperationRecord): OperationView {
   return { id: r.id, kind: r.kind, target: r.target, state: r.state, error: r.error, startedAt: r.startedAt, finishedAt: r.finishedAt };
+}
+
+/**
+ * An image: its row, then `becameDefault` (image.build only: the first image, now the
+ * default), then usedBytes (what the sparse rootfs really takes; null when unreadable).
+ */
+export function imageView(r: ImageRecord, usedBytes: number | null, becameDefault?: true): ImageView & { becameDefault?: true } {
+  return {
+    name: r.name,
+    source: r.source,
+    digest: r.digest,
+    kernelRef: r.kernelRef,
+    distro: r.distro,
+    arch: r.arch,
+    sizeBytes: r.sizeBytes,
+    config: r.config,
+    createdAt: r.createdAt,
+    ...(becameDefault ? { becameDefault } : {}),
+    usedBytes,
+  };
+}
+
+/** A session: its row, what the agent reports now (when it answered), and whether it did. */
+export function sessionView(r: SessionRecord, live: boolean, now?: { pid: number; exit?: SessionView["exit"]; bytes: number }): SessionView {
+  return {
+    vm: r.vm,
+    name: r.name,
+    command: r.command,
+    state: r.state,
+    exitCode: r.exitCode,
+    createdAt: r.createdAt,
+    ...(now ? { pid: now.pid, exit: now.exit, bytes: now.bytes } : {}),
+    live,
+  };
 }

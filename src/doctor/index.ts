@@ -3,7 +3,7 @@
 //
 // It only looks; it never installs or changes anything. Probes that other modules also need
 // (KVM speed, clone strategies, which VMM new VMs get) live with those modules and are passed
-// in (cli/doctor.ts); doctor just reports them.
+// in (probes.ts gathers the real ones for `banger doctor`); doctor just reports them.
 import { accessSync, constants, existsSync, readdirSync, statfsSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig, minFreeBytes, type Config, type Paths } from "../config/index.ts";
@@ -11,6 +11,8 @@ import { isValidName } from "../util/names.ts";
 import { installHint, which } from "../util/exec.ts";
 import { humanBytes } from "../util/human.ts";
 import { findLeftovers } from "../util/scratch.ts";
+
+export { hostProbes } from "./probes.ts";
 
 export type CheckStatus = "pass" | "warn" | "fail";
 

@@ -2,6 +2,7 @@
 // reply of the wrong shape is a protocol error, never a crash or a silently wrong value.
 import { isIP } from "node:net";
 import { constants as osConstants } from "node:os";
+import type { GuestStats } from "../api/index.ts";
 import { isValidName } from "../util/names.ts";
 import { PROTO_VERSION, protocolError } from "./frame.ts";
 
@@ -42,14 +43,8 @@ export interface ListeningPort {
   command?: string;
 }
 
-export interface GuestStats {
-  memory: { total: number; free: number; available: number; buffers: number; cached: number; swapTotal: number; swapFree: number };
-  /** Cumulative jiffies (1/100 s) since boot; take two samples for rates. */
-  cpu: { count: number; user: number; nice: number; system: number; idle: number; iowait: number; irq: number; softirq: number; steal: number };
-  disk: { path: string; total: number; free: number; available: number };
-  load: number[];
-  uptimeSeconds: number;
-}
+// The agent's stats are sent on unchanged (vm.stats), so their shape is the wire's: api's.
+export type { GuestStats };
 
 export function parseJSON(payload: Buffer): unknown {
   try {

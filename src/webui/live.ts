@@ -1,7 +1,6 @@
 // The live VM list: while anyone watches, polls vm.list (and vm.stats for running VMs)
 // about once a second and pushes each changed snapshot to the watchers (SSE streams).
-import type { DashboardVm, DashboardVmStats, GuestStats, VmView } from "../api/index.ts";
-import { cpuBusyPercent, cpuJiffies, memUsedBytes } from "../guest/index.ts";
+import { cpuBusyPercent, cpuJiffies, type DashboardVm, type DashboardVmStats, type GuestStats, memUsedBytes, type VmView } from "../api/index.ts";
 import { type DaemonTable, invoke } from "./invoke.ts";
 
 const POLL_MS = 1000;

@@ -57,7 +57,10 @@ export interface ExportedPatch {
 }
 
 /** Computes the guest's changes; a pure function of the guest's workspace and the copied commit. */
-export async function exportPatch(agent: AgentClient, opts: ExportOptions): Promise<ExportedPatch> {
+/** What exportPatch needs of the guest: its workspace as a tar (an agent, or the CLI through the daemon). */
+export type GuestFiles = Pick<AgentClient, "getFiles">;
+
+export async function exportPatch(agent: GuestFiles, opts: ExportOptions): Promise<ExportedPatch> {
   validateName("vm", opts.vmName);
   if (!opts.copiedCommit) {
     throw invalidArgument(`the workspace of ${opts.vmName} was not copied from a git repository: there is nothing to compare it with`, "copy files out with the agent instead");

@@ -31,5 +31,5 @@ export { checkRepoOwner } from "./git.ts";
 export { copiedRef, releaseWorkspace } from "./pack.ts";
 export { LARGE_COPY, packWorkspace, planWorkspace, startCopy, type PackOptions, type PackedWorkspace, type PlanOptions, type WorkspacePlan } from "./plan.ts";
 export { copyIn, DEFAULT_GUEST_WORKSPACE, type CopyInOptions } from "./copyin.ts";
-export { exportPatch, type ExportOptions, type ExportedPatch } from "./export.ts";
+export { exportPatch, type ExportOptions, type ExportedPatch, type GuestFiles } from "./export.ts";
 export { applyPatch, type ApplyOptions, type AppliedPatch } from "./apply.ts";

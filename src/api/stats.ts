@@ -1,6 +1,7 @@
 // What a guest's raw stats mean to a person: memory in use, the share of the CPUs busy
-// between two samples. The dashboard's live list and `banger vm stats` both read them here.
-import type { GuestStats } from "./messages.ts";
+// between two samples. The dashboard's live list and `banger vm stats` both read them here
+// (pure functions over the wire's GuestStats: client-side, so they live in the contract).
+import type { GuestStats } from "./vm.ts";
 
 /** Memory in use: total less what the kernel could hand out now (MemAvailable), as `free` shows. */
 export function memUsedBytes(memory: Pick<GuestStats["memory"], "total" | "available">): number {
