@@ -2,7 +2,7 @@
 // reply of the wrong shape is a protocol error, never a crash or a silently wrong value.
 import { isIP } from "node:net";
 import { constants as osConstants } from "node:os";
-import type { GuestStats } from "../api/index.ts";
+import type { GuestStats, ListeningPort } from "../api/index.ts";
 import { isValidName } from "../util/names.ts";
 import { PROTO_VERSION, protocolError } from "./frame.ts";
 
@@ -35,16 +35,9 @@ export interface GuestUser {
 
 export type ExitStatus = { exitCode: number } | { signal: string; signalNumber: number };
 
-export interface ListeningPort {
-  proto: "tcp" | "tcp6";
-  address: string;
-  port: number;
-  pid?: number;
-  command?: string;
-}
-
-// The agent's stats are sent on unchanged (vm.stats), so their shape is the wire's: api's.
-export type { GuestStats };
+// The agent's stats and listening ports are sent on unchanged (vm.stats, vm.ports), so their
+// shapes are the wire's: api's.
+export type { GuestStats, ListeningPort };
 
 export function parseJSON(payload: Buffer): unknown {
   try {
