@@ -5,11 +5,12 @@
 // status: 127 not found, 126 not executable, one line "no such directory" for a bad -w.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import WebSocket from "ws";
-import { REPO, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
+import { spawnOnPty } from "../kits/pty.ts";
+import { makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
 
 const VM = "land";
 /** Prints where a command landed, as `vm run` is asked below. */
@@ -80,8 +81,7 @@ describe("landing: exec, shell, sessions and the web terminal start where vm run
   it("vm shell (through a PTY) lands there too, and -w chooses otherwise", async () => {
     const shell = (args: string[]) =>
       new Promise<string>((resolve, reject) => {
-        const cmd = [join(REPO, "bin/banger"), "vm", "shell", VM, ...args].join(" ");
-        const child = spawn("script", ["-qfec", cmd, "/dev/null"], { env: { ...process.env, ...env, BANGER_HOME: home }, stdio: ["pipe", "pipe", "inherit"] });
+        const child = spawnOnPty(["vm", "shell", VM, ...args], { env: { ...env, BANGER_HOME: home } });
         let text = "";
         let sent = false;
         child.stdout.on("data", (b) => {

@@ -3,9 +3,8 @@
 // the scrollback replayed, detach with Ctrl-] d, kill.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { join } from "node:path";
-import { REPO, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
+import { spawnOnPty } from "../kits/pty.ts";
+import { makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
 
 interface Row {
   vm: string;
@@ -84,10 +83,7 @@ describe("sessions (real VM under QEMU)", () => {
   it("attach replays the scrollback in a PTY, takes input, and detaches on Ctrl-] d", async () => {
     await mustRun(banger(["session", "send", "sess", "sh-1", "before attach"]));
     const out = await new Promise<{ text: string; code: number | null }>((resolve, reject) => {
-      const child = spawn("script", ["-qfec", `${join(REPO, "bin/banger")} session attach sess sh-1`, "/dev/null"], {
-        env: { ...process.env, ...env, BANGER_HOME: home },
-        stdio: ["pipe", "pipe", "inherit"],
-      });
+      const child = spawnOnPty(["session", "attach", "sess", "sh-1"], { env: { ...env, BANGER_HOME: home } });
       let text = "";
       let step = 0;
       child.stdout.on("data", (b) => {

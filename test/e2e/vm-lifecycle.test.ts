@@ -4,12 +4,12 @@
 // Then: a kernel and an image carrying unusable agents still boot with the daemon's own.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runChecked, which } from "../../src/util/exec.ts";
-import { REPO, isAlive, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
+import { spawnOnPty } from "../kits/pty.ts";
+import { isAlive, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
 
 describe("vm lifecycle (real VM under QEMU)", () => {
   const { home, cleanup } = makeTempHome();
@@ -72,10 +72,7 @@ describe("vm lifecycle (real VM under QEMU)", () => {
   it("gives a PTY that echoes and knows its size", async () => {
     // `script` gives the CLI a real terminal on its stdin, as a user's shell would.
     const out = await new Promise<string>((resolve, reject) => {
-      const child = spawn("script", ["-qfec", `stty cols 91 rows 27; ${join(REPO, "bin/banger")} vm exec -t e2e -- sh -c 'stty size; read line; echo "got:$line"'`, "/dev/null"], {
-        env: { ...process.env, ...env, BANGER_HOME: home },
-        stdio: ["pipe", "pipe", "inherit"],
-      });
+      const child = spawnOnPty(["vm", "exec", "-t", "e2e", "--", "sh", "-c", 'stty size; read line; echo "got:$line"'], { env: { ...env, BANGER_HOME: home }, before: "stty cols 91 rows 27" });
       let text = "";
       child.stdout.on("data", (b) => {
         text += b;

@@ -8,25 +8,18 @@ import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { spawnOnPty } from "../kits/pty.ts";
 import { REPO, assertNoCallLeft, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
 
 const git = (cwd: string, ...args: string[]) => execFileSync("git", ["-c", "user.email=t@example.com", "-c", "user.name=t", ...args], { cwd, encoding: "utf8" });
 
-/** One argument for `sh -c` (script -c takes a command line). */
-const shq = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
-
 /**
- * `banger ARGS` on a PTY (script -qfec, as the user's terminal would be): `steps` are
- * [pattern, keys] pairs, each keys string typed once the output matches its pattern.
+ * `banger ARGS` on a PTY (as the user's terminal would be): `steps` are [pattern, keys] pairs,
+ * each keys string typed once the output matches its pattern.
  */
 function inPty(args: string[], steps: [RegExp, string][], opts: { home: string; env: NodeJS.ProcessEnv; cwd: string }): Promise<{ text: string; code: number | null }> {
-  const line = [join(REPO, "bin", "banger"), ...args].map(shq).join(" ");
   return new Promise((resolve, reject) => {
-    const child = spawn("script", ["-qfec", line, "/dev/null"], {
-      cwd: opts.cwd,
-      env: { ...process.env, BANGER_NETWORK: "off", ...opts.env, BANGER_HOME: opts.home },
-      stdio: ["pipe", "pipe", "inherit"],
-    });
+    const child = spawnOnPty(args, { cwd: opts.cwd, env: { BANGER_NETWORK: "off", ...opts.env, BANGER_HOME: opts.home } });
     let text = "";
     let step = 0;
     let waiting = false;

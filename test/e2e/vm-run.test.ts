@@ -3,10 +3,11 @@
 // the guest's changes coming back as a patch applied on a new branch.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { REPO, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
+import { spawnOnPty } from "../kits/pty.ts";
+import { makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
 
 const git = (cwd: string, ...args: string[]) => execFileSync("git", ["-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "protocol.file.allow=always", ...args], { cwd, encoding: "utf8" });
 
@@ -91,11 +92,7 @@ describe("vm run (real VMs under QEMU)", () => {
 
   it("gives an interactive shell in /workspace through a PTY", async () => {
     const out = await new Promise<string>((resolve, reject) => {
-      const child = spawn("script", ["-qfec", `${join(REPO, "bin/banger")} vm run`, "/dev/null"], {
-        cwd: repo,
-        env: { ...process.env, ...env, BANGER_HOME: home },
-        stdio: ["pipe", "pipe", "inherit"],
-      });
+      const child = spawnOnPty(["vm", "run"], { cwd: repo, env: { ...env, BANGER_HOME: home } });
       let text = "";
       let sent = false;
       child.stdout.on("data", (b) => {
