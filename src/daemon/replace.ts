@@ -19,7 +19,7 @@ import { readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises
 import { join } from "node:path";
 import type { ImageRecord, KernelRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, alreadyExists } from "../util/errors.ts";
-import { makeStagingDir } from "../util/fsx.ts";
+import { makeStagingDir, syncTree } from "../util/fsx.ts";
 import { isValidName } from "../util/names.ts";
 import { pidTempName, replacedName, swapIntentName } from "../util/scratch.ts";
 import type { DaemonContext } from "./context.ts";
@@ -102,6 +102,7 @@ export async function install(ctx: DaemonContext, kind: ArtifactKind, name: stri
   const intent = join(dir, swapIntentName(name));
   // A VM may have been made from the old one while the new one was built.
   if (hasRow(ctx, kind, name)) refuseIfUsed(ctx, kind, name, "replace");
+  await syncTree(fresh);
   const planned: SwapIntent = { kind, name, fresh, row };
   await writeIntent(intent, planned);
   try {
