@@ -91,6 +91,8 @@ export interface VmHandle {
   kill(): Promise<void>;
   pause(): Promise<void>;
   resume(): Promise<void>;
+  /** Guest must already be paused (pause()); writes dir/vmstate (device state) and dir/memory (guest RAM, sparse). Does not resume. */
+  saveSnapshot(dir: string, opts?: { signal?: AbortSignal }): Promise<{ stateBytes: number; memoryBytes: number }>;
   /** Resolves when the VMM process has exited. */
   waitExit(signal?: AbortSignal): Promise<void>;
   /**
@@ -111,6 +113,12 @@ export interface VmHandle {
 export interface VmmDriver {
   readonly name: VmmName;
   start(spec: VmSpec, opts?: StartOptions): Promise<VmHandle>;
+  /**
+   * A NEW VMM continuing the snapshot: spec = the new VM (own runtime dir, own disk overlay, own
+   * tap/MAC); same cpus/memory/devices/kernel as the snapshotted VM; RAM mapped copy-on-write
+   * (MAP_PRIVATE) from snapshotDir/memory, never copied. Resolves with the guest running.
+   */
+  restore(spec: VmSpec, snapshotDir: string, opts?: StartOptions): Promise<VmHandle>;
   /** Re-attaches to a VMM started earlier (e.g. before a daemon restart); undefined when it is gone. */
   adopt(runtimeDir: string): Promise<VmHandle | undefined>;
 }
