@@ -85,6 +85,7 @@ export async function checkSnapshotFiles(dir: string, memoryMib: number): Promis
 /** The snapshot files as Firecracker will open them: host paths, or hard links into the jail (owned by its uid:gid). */
 export async function stageSnapshotFiles(dir: string, jail?: { root: string; spec: JailerSpec }): Promise<{ state: string; memory: string }> {
   if (!jail) return { state: join(dir, SNAPSHOT_STATE), memory: join(dir, SNAPSHOT_MEMORY) };
+  await mkdir(jail.root, { recursive: true });
   for (const name of [SNAPSHOT_STATE, SNAPSHOT_MEMORY]) {
     const dest = join(jail.root, name);
     await rm(dest, { force: true });

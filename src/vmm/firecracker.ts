@@ -74,15 +74,13 @@ interface ApiView {
   vsock: string;
   fcLog: string;
   metrics: string;
-  /** Restores only: the snapshot's files. */
-  snapshot?: { state: string; memory: string };
 }
 
 /** How a new Firecracker process is brought to a running guest once its API answers. */
 type Configure = (api: FcApi, view: ApiView) => Promise<void>;
 
 function startFirecracker(binary: string, spec: VmSpec, opts: StartOptions = {}): Promise<VmHandle> {
-  return launchFirecracker(binary, spec, opts, "firecracker", undefined, async (api, view) => {
+  return launchFirecracker(binary, spec, opts, "firecracker", async (api, view) => {
     for (const [method, path, body] of configurationRequests(spec, view)) await api(method, path, body);
     await api("PUT", "/actions", { action_type: "InstanceStart" });
   });
@@ -91,11 +89,12 @@ function startFirecracker(binary: string, spec: VmSpec, opts: StartOptions = {})
 /** A new Firecracker continuing the snapshot in snapshotDir (firecracker-snapshot.ts): no boot source, RAM mapped copy-on-write. */
 async function restoreFirecracker(binary: string, spec: VmSpec, snapshotDir: string, opts: StartOptions = {}): Promise<VmHandle> {
   await checkSnapshotFiles(snapshotDir, spec.memoryMib);
-  return launchFirecracker(binary, spec, opts, "firecracker (restoring a snapshot)", snapshotDir, async (api, view) => {
+  const files = await stageSnapshotFiles(snapshotDir, spec.jailer ? { root: jailerChrootDir(spec.jailer), spec: spec.jailer } : undefined);
+  return launchFirecracker(binary, spec, opts, "firecracker (restoring a snapshot)", async (api, view) => {
     // Logger and metrics are the only calls Firecracker allows before /snapshot/load, and a snapshot does not keep them.
-    for (const [method, path, body] of configurationRequests(spec, view).slice(0, 2)) await api(method, path, body);
+    for (const [method, path, body] of observabilityRequests(view)) await api(method, path, body);
     await loadSnapshot(api, {
-      files: view.snapshot ?? { state: "", memory: "" },
+      files,
       ...(spec.tap ? { net: { ifaceId: NET_IFACE_ID, tap: spec.tap } } : {}),
       vsock: view.vsock,
       drivePathIsOwn: (path) => (spec.jailer ? true : !isAbsolute(path)),
@@ -103,7 +102,7 @@ async function restoreFirecracker(binary: string, spec: VmSpec, snapshotDir: str
   });
 }
 
-async function launchFirecracker(binary: string, spec: VmSpec, opts: StartOptions, what: string, snapshotDir: string | undefined, configure: Configure): Promise<VmHandle> {
+async function launchFirecracker(binary: string, spec: VmSpec, opts: StartOptions, what: string, configure: Configure): Promise<VmHandle> {
   await validateSpec(spec, "firecracker");
   const p = firecrackerPaths(spec.runtimeDir);
   const id = spec.jailer?.id ?? instanceId(spec.runtimeDir);
@@ -113,7 +112,6 @@ async function launchFirecracker(binary: string, spec: VmSpec, opts: StartOption
   // Firecracker opens its log and metrics files without truncating; the console log holds the current boot only.
   await prepareRuntimeDir(spec.runtimeDir, [apiSock, vsockHost, p.rootLink, p.fcLog, p.metrics, ...consoleLogFiles(spec.runtimeDir)]);
   const view = jail && spec.jailer ? await stageJail(jail, spec, spec.jailer) : await hostView(spec, p);
-  if (snapshotDir) view.snapshot = await stageSnapshotFiles(snapshotDir, jail && spec.jailer ? { root: jail, spec: spec.jailer } : undefined);
   const argv = spec.jailer ? buildJailerArgv(spec.jailer) : [binary, "--api-sock", apiSock, "--id", id];
   opts.progress?.({ phase: "boot", message: spec.jailer ? `${what} (jailed)` : what });
   // Firecracker's stdout is the guest's serial console; its own messages go to stderr and fc.log.
@@ -157,11 +155,18 @@ async function hostView(spec: VmSpec, p: ReturnType<typeof firecrackerPaths>): P
   return { kernel: spec.kernelPath, initrd: spec.initrdPath, disk: ROOT_LINK, vsock: p.vsock, fcLog: p.fcLog, metrics: p.metrics };
 }
 
+/** Firecracker's own log and metrics: the first calls of a boot or a restore. */
+function observabilityRequests(view: ApiView): Array<[method: string, path: string, body: unknown]> {
+  return [
+    ["PUT", "/logger", { log_path: view.fcLog, level: "Warning", show_level: true, show_log_origin: false }],
+    ["PUT", "/metrics", { metrics_path: view.metrics }],
+  ];
+}
+
 /** The API calls that describe the VM, in order, before InstanceStart. */
 export function configurationRequests(spec: VmSpec, view: ApiView): Array<[method: string, path: string, body: unknown]> {
   const calls: Array<[string, string, unknown]> = [
-    ["PUT", "/logger", { log_path: view.fcLog, level: "Warning", show_level: true, show_log_origin: false }],
-    ["PUT", "/metrics", { metrics_path: view.metrics }],
+    ...observabilityRequests(view),
     ["PUT", "/boot-source", { kernel_image_path: view.kernel, boot_args: spec.cmdline, ...(view.initrd ? { initrd_path: view.initrd } : {}) }],
     ["PUT", `/drives/${ROOT_DRIVE_ID}`, { drive_id: ROOT_DRIVE_ID, path_on_host: view.disk, is_root_device: true, is_read_only: spec.rootDisk.readOnly ?? false }],
     ["PUT", "/machine-config", { vcpu_count: spec.cpus, mem_size_mib: spec.memoryMib }],
