@@ -105,6 +105,9 @@ describe("firecracker snapshots (swagger-validating stand-in)", () => {
     let child: VmHandle | undefined;
     try {
       const parentMemory = await guestMemoryId(parent);
+      const session = await parent.agentStream();
+      const sessionEnded = new Promise((resolve) => session.once("close", resolve));
+      session.resume();
       await assert.rejects(parent.saveSnapshot(dir), /cannot snapshot a VM that is not paused/);
       await parent.pause();
       const sizes = await parent.saveSnapshot(dir);
@@ -120,6 +123,10 @@ describe("firecracker snapshots (swagger-validating stand-in)", () => {
       assert.ok(sizes.memoryBytes < 256 * MIB, `sparse memory takes less than the VM's RAM (${sizes.memoryBytes} bytes)`);
       await parent.resume();
       assert.equal(await parent.status(), "running");
+      // Firecracker resets the guest's vsock connections when it saves the device: the parent's
+      // agent sessions end and must be dialled again (which works: listening sockets survive).
+      await sessionEnded;
+      assert.equal(await guestMemoryId(parent), parentMemory);
 
       const childRecord = join(home.home, "child.jsonl");
       process.env.FC_FAKE_RECORD = childRecord;

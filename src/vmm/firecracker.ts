@@ -201,6 +201,10 @@ class FirecrackerHandle extends BaseHandle {
     await this.api("PATCH", "/vm", { state: "Resumed" });
   }
 
+  /**
+   * Firecracker sends the guest a vsock transport reset when it saves the device: open agent
+   * streams of this VM end (dial again; the guest's listening socket survives).
+   */
   saveSnapshot(dir: string, opts: { signal?: AbortSignal } = {}): Promise<{ stateBytes: number; memoryBytes: number }> {
     // A jailed Firecracker's API socket is <chroot>/run/firecracker.socket (buildJailerArgv).
     const jailRoot = this.state.cmdlineMark ? dirname(dirname(this.state.controlSocket)) : undefined;
