@@ -6,7 +6,7 @@
 // restored guest continues the snapshot's memory, on its own disk, tap and vsock socket.
 // With a real `firecracker` on PATH, fast KVM and BANGER_FC_VMLINUX, the last test runs for real.
 import assert from "node:assert/strict";
-import { readdir, readFile, readlink, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, readlink, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { makeTempHome } from "../../test/helpers.ts";
@@ -18,6 +18,7 @@ import { BangerError, ErrorCode } from "../util/errors.ts";
 import { which } from "../util/exec.ts";
 import { fcCall } from "./fcapi.ts";
 import { createFirecrackerDriver, firecrackerDriver } from "./firecracker.ts";
+import { type FcApi, createSnapshot, stageSnapshotFiles } from "./firecracker-snapshot.ts";
 import type { VmHandle, VmSpec } from "./index.ts";
 
 const MIB = 1024 * 1024;
@@ -223,6 +224,35 @@ describe("firecracker snapshots (swagger-validating stand-in)", () => {
     setTimeout(() => ctrl.abort(), 50);
     await assert.rejects(driver().restore(spec, dir, { signal: ctrl.signal }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.Cancelled);
     await assertNothingLeft(spec.runtimeDir);
+  });
+});
+
+describe("firecracker snapshots under the jailer (no jailer here: Firecracker's side is played by a function)", () => {
+  test("the snapshot is written inside the chroot and moved out; a restore links the files back in", async () => {
+    const root = join(home.home, "jail", "root");
+    const dir = join(home.home, "jail-snap");
+    await mkdir(root, { recursive: true });
+    const seen: unknown[] = [];
+    // What a jailed Firecracker does: it sees its chroot as "/", and writes there.
+    const api: FcApi = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
+      seen.push({ method, path, body });
+      if (path === "/") return { state: "Paused" } as T;
+      const b = body as { snapshot_path: string; mem_file_path: string };
+      await writeFile(join(root, b.snapshot_path), "state");
+      await writeFile(join(root, b.mem_file_path), "");
+      await truncate(join(root, b.mem_file_path), 256 * MIB);
+      return undefined as T;
+    };
+    const sizes = await createSnapshot(api, dir, root);
+    assert.deepEqual(seen.at(-1), { method: "PUT", path: "/snapshot/create", body: { snapshot_type: "Full", snapshot_path: "/vmstate", mem_file_path: "/memory" } });
+    assert.deepEqual((await readdir(root)).sort(), [], "nothing stays in the chroot");
+    assert.deepEqual((await readdir(dir)).sort(), ["memory", "vmstate"]);
+    assert.ok(sizes.stateBytes > 0);
+
+    const jailer = { execFile: "/usr/bin/firecracker", id: "vm-1", uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+    const files = await stageSnapshotFiles(dir, { root, spec: jailer });
+    assert.deepEqual(files, { state: "/vmstate", memory: "/memory" });
+    assert.equal((await stat(join(root, "memory"))).ino, (await stat(join(dir, "memory"))).ino, "a hard link: nothing copied");
   });
 });
 
