@@ -40,6 +40,12 @@ export interface VmSpec {
   mac?: string;
   /** Guest CID for vsock (>= 3); used by firecracker and by qemu with vhost-vsock. */
   vsockCid?: number;
+  /**
+   * qemu only: guest RAM lives in this file (memory-backend-file, MAP_SHARED), on a tmpfs
+   * (config's vmMemoryFile), so saveSnapshot can copy it sparsely. Created by QEMU, removed by
+   * the handle's cleanup (stop, kill, cleanupDeadVm). Unset: anonymous RAM, no snapshots.
+   */
+  memoryFile?: string;
   /** qemu only: force an accelerator; default BANGER_ACCEL, else the host probe's verdict. */
   accel?: Accel;
   /** firecracker only: run it under the jailer. */
