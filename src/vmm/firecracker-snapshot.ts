@@ -7,27 +7,17 @@
 // VM opens ITS disk, never the snapshotted VM's. The tap and the vsock socket are swapped at
 // load (network_overrides, vsock_override). RAM is mem_backend "File": Firecracker maps it
 // MAP_PRIVATE (copy-on-write), so a restore copies nothing and the file must never change.
-import { chown, link, mkdir, rm, stat } from "node:fs/promises";
+import { chown, link, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { BangerError, ErrorCode, cancelled, integrity } from "../util/errors.ts";
+import { SNAPSHOT_MEMORY, SNAPSHOT_STATE, onDisk } from "./snapshot-files.ts";
 import type { JailerSpec } from "./types.ts";
 
-/** The snapshot's device state and guest RAM, as the vmm interface names them. */
-export const SNAPSHOT_STATE = "vmstate";
-export const SNAPSHOT_MEMORY = "memory";
 /** Writing or mapping GiBs of RAM takes longer than an ordinary API call. */
 const SNAPSHOT_TIMEOUT_MS = 10 * 60_000;
-const MIB = 1024 * 1024;
-const DAMAGED_HINT = "the snapshot is damaged; remove it and take a new one";
 
 /** A call to this VM's Firecracker API (fcCall bound to its socket). */
 export type FcApi = <T = unknown>(method: string, path: string, body?: unknown, timeoutMs?: number) => Promise<T>;
-
-/** Bytes a file takes on disk (RAM files are sparse: never-touched pages take none). */
-async function onDisk(path: string): Promise<number> {
-  const st = await stat(path);
-  return st.blocks * 512;
-}
 
 /**
  * Saves a paused VM into dir/vmstate and dir/memory (a Full snapshot; Firecracker truncates
@@ -63,22 +53,6 @@ export async function createSnapshot(api: FcApi, dir: string, jailRoot: string |
     throw err;
   } finally {
     for (const f of inJail) await rm(f, { force: true });
-  }
-}
-
-/** Refuses a snapshot whose files are missing or truncated before any process starts (one clear line). */
-export async function checkSnapshotFiles(dir: string, memoryMib: number): Promise<void> {
-  const state = await stat(join(dir, SNAPSHOT_STATE)).catch(() => undefined);
-  const memory = await stat(join(dir, SNAPSHOT_MEMORY)).catch(() => undefined);
-  if (!state?.isFile()) throw integrity(`snapshot ${dir} has no device state file (${SNAPSHOT_STATE})`, DAMAGED_HINT);
-  if (!memory?.isFile()) throw integrity(`snapshot ${dir} has no memory file (${SNAPSHOT_MEMORY})`, DAMAGED_HINT);
-  if (state.size === 0) throw integrity(`snapshot ${dir}: its device state file is empty`, DAMAGED_HINT);
-  const want = memoryMib * MIB;
-  if (memory.size !== want) {
-    throw integrity(
-      `snapshot ${dir}: its memory file holds ${memory.size} bytes, a ${memoryMib} MiB VM needs ${want}`,
-      "the snapshot is truncated, or the VM asks for other memory than the snapshotted one had",
-    );
   }
 }
 

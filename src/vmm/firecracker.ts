@@ -11,9 +11,10 @@ import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
 import { consoleLogFiles } from "./console.ts";
 import { dialFirecrackerVsock } from "./dial.ts";
 import { fcCall } from "./fcapi.ts";
-import { type FcApi, checkSnapshotFiles, createSnapshot, loadSnapshot, stageSnapshotFiles } from "./firecracker-snapshot.ts";
+import { type FcApi, createSnapshot, loadSnapshot, stageSnapshotFiles } from "./firecracker-snapshot.ts";
 import { BaseHandle } from "./handle.ts";
 import { CONSOLE_LOG, VMM_LOG, checkSocketPath, launchVmm, prepareRuntimeDir, readLiveState, retryUntil } from "./process.ts";
+import { checkSnapshotFiles } from "./snapshot-files.ts";
 import { validateSpec } from "./spec.ts";
 import { AGENT_VSOCK_PORT, type AgentStreamOptions, type JailerSpec, type StartOptions, type StopOutcome, type VmHandle, type VmRunState, type VmSpec, type VmmDriver } from "./types.ts";
 

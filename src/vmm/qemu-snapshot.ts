@@ -10,14 +10,14 @@
 // it maps: bigger and restored by copy, but correct. The snapshot files must never change while
 // a VM maps them: pages it has not copied yet would change under its guest.
 import { createReadStream, createWriteStream } from "node:fs";
-import { link, mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { link, mkdir, open, rename, rm } from "node:fs/promises";
 import { connect, createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BangerError, ErrorCode, cancelled, integrity } from "../util/errors.ts";
 import { runChecked } from "../util/exec.ts";
-import { SNAPSHOT_MEMORY, SNAPSHOT_STATE, checkSnapshotFiles } from "./firecracker-snapshot.ts";
+import { DAMAGED_HINT, SNAPSHOT_MEMORY, SNAPSHOT_STATE, checkSnapshotFiles, onDisk } from "./snapshot-files.ts";
 import { checkSocketPath, logTail, VMM_LOG, type VmmState } from "./process.ts";
 import { QmpClient } from "./qmp.ts";
 import type { StartOptions, VmHandle, VmSpec } from "./types.ts";
@@ -28,17 +28,11 @@ const MIGRATION_TIMEOUT_MS = 10 * 60_000;
 const MAX_BANDWIDTH = 64 * 1024 ** 3;
 /** A QEMU migration stream starts with this magic ("QEVM"). */
 const QEMU_STATE_MAGIC = Buffer.from("QEVM");
-const DAMAGED_HINT = "the snapshot is damaged; remove it and take a new one";
 
 interface QemuVm {
   runtimeDir: string;
   qmpSocket: string;
   state: Pick<VmmState, "memoryFile" | "privateMemory">;
-}
-
-/** Bytes a file takes on disk (RAM files are sparse: never-touched pages take none). */
-async function onDisk(path: string): Promise<number> {
-  return (await stat(path)).blocks * 512;
 }
 
 /** Writes a paused VM's dir/vmstate and dir/memory; leaves nothing half-written on failure. */
