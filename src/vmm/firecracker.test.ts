@@ -6,6 +6,7 @@
 // vmlinux), the last test boots for real.
 import assert from "node:assert/strict";
 import { mkdir, readdir, readFile, readlink, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { makeTempHome } from "../../test/helpers.ts";
@@ -149,6 +150,27 @@ describe("firecracker driver (swagger-validating stand-in)", () => {
     await assert.rejects(driver().start({ ...spec, rootDisk: { path: files.disk, format: "qcow2" } }), /raw root disk/);
     await assert.rejects(createFirecrackerDriver({ binary: "firecracker-missing-binary" }).start(spec), /not found/);
     await rm(spec.runtimeDir, { recursive: true, force: true });
+  });
+});
+
+describe("Firecracker's errors", () => {
+  test("a 400 becomes one line carrying its fault_message", async () => {
+    const sock = join(home.home, "fault.sock");
+    // A server that answers like Firecracker's API does on a fault.
+    const server = createServer((_req, res) => {
+      const body = JSON.stringify({ fault_message: "Load snapshot error:\n  Failed to restore devices" });
+      res.writeHead(400, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) });
+      res.end(body);
+    });
+    await new Promise<void>((resolve) => server.listen(sock, resolve));
+    try {
+      await assert.rejects(
+        fcCall(sock, "PUT", "/snapshot/load", { snapshot_path: "s" }),
+        (e: unknown) => e instanceof BangerError && e.message === "Firecracker rejected PUT /snapshot/load (400): Load snapshot error: Failed to restore devices",
+      );
+    } finally {
+      server.close();
+    }
   });
 });
 
