@@ -256,6 +256,20 @@ describe("firecracker snapshots under the jailer (no jailer here: Firecracker's 
   });
 });
 
+describe("firecracker snapshots of a VM booted by an older banger", () => {
+  test("are refused when its drive is opened by absolute path (a restore would share that disk)", async () => {
+    // Firecracker's side played by a function: the driver no longer boots such a VM.
+    const api: FcApi = async <T>(_method: string, path: string): Promise<T> => {
+      if (path === "/") return { state: "Paused" } as T;
+      if (path === "/vm/config") return { drives: [{ drive_id: "rootfs", path_on_host: "/var/lib/old/root.raw" }] } as T;
+      throw new Error(`unexpected call ${path}`);
+    };
+    const dir = join(home.home, "old-snap");
+    await assert.rejects(createSnapshot(api, dir, undefined), /its drive rootfs is opened by absolute path/);
+    assert.deepEqual(await readdir(dir).catch(() => []), []);
+  });
+});
+
 describe("the swagger validator on snapshot calls (so the stand-in is not a rubber stamp)", () => {
   const v = new SwaggerValidator(FC_SWAGGER);
   const json = { "content-type": "application/json", "content-length": "1" };

@@ -8,7 +8,7 @@
 // load (network_overrides, vsock_override). RAM is mem_backend "File": Firecracker maps it
 // MAP_PRIVATE (copy-on-write), so a restore copies nothing and the file must never change.
 import { chown, link, mkdir, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { isAbsolute, join } from "node:path";
 import { BangerError, ErrorCode, cancelled, integrity } from "../util/errors.ts";
 import { SNAPSHOT_MEMORY, SNAPSHOT_STATE, onDisk } from "./snapshot-files.ts";
 import type { JailerSpec } from "./types.ts";
@@ -29,6 +29,17 @@ export async function createSnapshot(api: FcApi, dir: string, jailRoot: string |
   const info = await api<{ state?: string }>("GET", "/");
   if (info?.state !== "Paused") {
     throw new BangerError(ErrorCode.Failed, `cannot snapshot a VM that is not paused (Firecracker says ${JSON.stringify(info?.state ?? "unknown")})`, "pause the VM first");
+  }
+  if (!jailRoot) {
+    // A VM booted with its disk's absolute path (by an older banger) would restore onto that very disk.
+    const config = await api<RestoredConfig>("GET", "/vm/config");
+    const foreign = (config?.drives ?? []).find((d) => typeof d.path_on_host === "string" && isAbsolute(d.path_on_host));
+    if (foreign)
+      throw new BangerError(
+        ErrorCode.Failed,
+        `cannot snapshot this VM: its drive ${foreign.drive_id ?? "?"} is opened by absolute path, so a restore would share its disk`,
+        "stop and start the VM, then snapshot it",
+      );
   }
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const out = { state: join(dir, SNAPSHOT_STATE), memory: join(dir, SNAPSHOT_MEMORY) };
