@@ -87,7 +87,12 @@ function startFirecracker(binary: string, spec: VmSpec, opts: StartOptions = {})
   });
 }
 
-/** A new Firecracker continuing the snapshot in snapshotDir (firecracker-snapshot.ts): no boot source, RAM mapped copy-on-write. */
+/**
+ * A new Firecracker continuing the snapshot in snapshotDir (firecracker-snapshot.ts): no boot
+ * source, RAM mapped copy-on-write, the spec's disk, tap and vsock socket. cpus, memory and the
+ * virtio MAC come from the snapshot (Firecracker cannot change them at load): spec.mac is what
+ * the agent gives the guest afterwards (reidentify).
+ */
 async function restoreFirecracker(binary: string, spec: VmSpec, snapshotDir: string, opts: StartOptions = {}): Promise<VmHandle> {
   await checkSnapshotFiles(snapshotDir, spec.memoryMib);
   const files = await stageSnapshotFiles(snapshotDir, spec.jailer ? { root: jailerChrootDir(spec.jailer), spec: spec.jailer } : undefined);
