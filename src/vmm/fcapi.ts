@@ -57,7 +57,8 @@ export async function fcCall<T = unknown>(socketPath: string, method: string, pa
 function faultMessage(body: unknown): string {
   if (body && typeof body === "object") {
     const b = body as { fault_message?: unknown; error?: unknown };
-    if (typeof b.fault_message === "string") return b.fault_message;
+    // Errors are shown as one line; Firecracker's nested causes can span several.
+    if (typeof b.fault_message === "string") return b.fault_message.replace(/\s*\n\s*/g, " ").trim();
     if (typeof b.error === "string") return b.error.split("\n")[0] ?? "";
   }
   return typeof body === "string" ? body.slice(0, 200) : "no details";
