@@ -85,7 +85,9 @@ describe("reidentify in real VMs (QEMU TCG)", { skip }, () => {
 
     // First identity: a clock days ahead of the host's, to see it jump.
     const ahead = Date.now() + 3 * DAY_MS;
+    let t0 = performance.now();
     await client.reidentify({ hostname: "first.vm", seed: randomBytes(64), timeUnixMs: ahead });
+    t.diagnostic(`reidentify without net: ${(performance.now() - t0).toFixed(1)} ms`);
     assert.equal((await guestSh(client, "hostname")).trim(), "first.vm");
     assert.equal((await client.health()).hostname, "first.vm");
     const clock1 = await guestClockMs(client);
@@ -94,12 +96,14 @@ describe("reidentify in real VMs (QEMU TCG)", { skip }, () => {
 
     // Second identity: the host's clock again, and a new NIC identity.
     const mac = "02:00:00:00:00:02";
+    t0 = performance.now();
     await client.reidentify({
       hostname: "second",
       seed: randomBytes(64),
       timeUnixMs: Date.now(),
       net: net ? { mac, ip: "10.99.0.3", prefixLength: 24, gateway: "10.99.0.1", dns: "10.99.0.1" } : undefined,
     });
+    t.diagnostic(`reidentify${net ? " with net" : ""}: ${(performance.now() - t0).toFixed(1)} ms`);
     assert.equal((await guestSh(client, "hostname")).trim(), "second");
     const clock2 = await guestClockMs(client);
     assert.ok(Math.abs(clock2 - Date.now()) < 60_000, `guest clock ${new Date(clock2).toISOString()} after being set back to the host's`);
