@@ -4,7 +4,8 @@
 //    namespace this file creates, its MAC, address and route.
 // 2. The fork case: one running guest is copied into two children (QEMU's own migration
 //    stream, loaded twice: each child resumes the same memory, kernel RNG state included);
-//    after reidentify with different seeds they differ in hostname and random bytes.
+//    after reidentify with different seeds they differ in hostname and random bytes, and a
+//    command left running on the parent's agent connection does not live on in them.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -29,6 +30,15 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, tim
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** Whether a process of that name runs in the guest (busybox pidof). */
+async function runs(client: AgentClient, name: string): Promise<boolean> {
+  const h = await client.exec({ argv: ["pidof", name] });
+  h.stdout.resume();
+  h.stderr.resume();
+  const s = await h.wait();
+  return "exitCode" in s && s.exitCode === 0;
 }
 
 /** The guest's clock, ms since the epoch (busybox date has seconds). */
@@ -137,7 +147,9 @@ describe("reidentify in real VMs (QEMU TCG)", { skip }, () => {
     const pc = await started(parent);
     // Reidentify is safe to repeat: the parent takes one too before it is copied.
     await pc.reidentify({ hostname: "parent", seed: randomBytes(64), timeUnixMs: Date.now() });
-    pc.close();
+    // A command still running on the parent's connection when it is copied: a stale channel in the children.
+    await pc.exec({ argv: ["sleep", "600"] });
+    assert.ok(await runs(pc, "sleep"));
     // Stop the parent and write its whole state (RAM, devices) to a file, then start two QEMUs from it.
     await qmpCommand(parent.qmp, "stop");
     const state = join(home, "parent.state");
@@ -167,6 +179,7 @@ describe("reidentify in real VMs (QEMU TCG)", { skip }, () => {
       children.push(await started(vm));
     }
     const [a, b] = children as [AgentClient, AgentClient];
+    pc.close();
     // Not asserted: whether the copies already differ. They resume one CRNG state, but Linux 6.1
     // also reseeds on a timer (every uptime/2 s early on) from its input pool, where interrupt
     // timings differ per copy; so they may have diverged before the first read (they did in
@@ -184,5 +197,7 @@ describe("reidentify in real VMs (QEMU TCG)", { skip }, () => {
     assert.ok(!before.includes(after[0]) && !before.includes(after[1]));
     // The memory is the parent's: the process that answers is the same agent, still PID 1.
     assert.equal((await a.health()).pid1, true);
+    // The new host's handshake ended the parent's connection in each child, and its command with it.
+    for (const c of [a, b]) await waitFor("the parent's command to end in a child", async () => ((await runs(c, "sleep")) ? undefined : true), 10_000);
   });
 });

@@ -16,7 +16,7 @@ import type { TestKernel } from "./vm.ts";
 /** Loaded in this order by the agent (dependencies first). */
 const MODULES = ["virtio_ring", "virtio", "virtio_mmio", "virtio_blk", "virtio_console", "vsock", "vmw_vsock_virtio_transport_common", "vsock_loopback", "failover", "net_failover", "virtio_net"];
 /** busybox applets the root disk links (commands tests run in the guest). */
-const APPLETS = ["sh", "cat", "echo", "uname", "stty", "mount", "ls", "sleep", "hostname", "date", "head", "od", "ip", "sed", "grep", "tr"];
+const APPLETS = ["sh", "cat", "echo", "uname", "stty", "mount", "ls", "sleep", "hostname", "date", "head", "od", "ip", "sed", "grep", "tr", "pidof"];
 
 /** Why these VMs cannot run here, or undefined. */
 export function agentVmUnavailable(): string | undefined {
