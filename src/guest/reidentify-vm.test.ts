@@ -140,9 +140,22 @@ describe("reidentify in real VMs (QEMU TCG)", { skip }, () => {
     assert.notEqual(old.code, 0, "the old address still answers");
   });
 
-  test("two children of one running guest read different random bytes after reidentify", async (t) => {
+  test("two children of one running guest differ after reidentify: hostname, random bytes and (on a bridge) MAC and address", async (t) => {
     if (noKernel) return t.skip(noKernel);
-    const parent = await startAgentVm(files, { name: "parent", dir: home });
+    // With namespaces: parent and children on taps of one bridge, as the daemon's VMs are.
+    const net = (await canUseNetns()) ? await lab.add("fork") : undefined;
+    if (net) {
+      await lab.ip(net, "link", "add", "br0", "type", "bridge");
+      await lab.ip(net, "addr", "add", "10.99.0.1/24", "dev", "br0");
+      await lab.ip(net, "link", "set", "br0", "up");
+      for (const tap of ["tap0", "tap1", "tap2"]) {
+        await lab.ip(net, "tuntap", "add", "dev", tap, "mode", "tap");
+        await lab.ip(net, "link", "set", tap, "master", "br0", "up");
+      }
+    } else t.diagnostic("no network namespaces here: MAC and address not checked");
+    const nic = (tap: string) => (net ? { netns: net, tap, mac: "02:00:00:00:00:10" } : undefined);
+    const cmdline = net ? "banger.ip=10.99.0.10/24 banger.gw=10.99.0.1" : "";
+    const parent = await startAgentVm(files, { name: "parent", dir: home, cmdline, nic: nic("tap0") });
     vms.push(parent);
     const pc = await started(parent);
     // Reidentify is safe to repeat: the parent takes one too before it is copied.
@@ -161,10 +174,13 @@ describe("reidentify in real VMs (QEMU TCG)", { skip }, () => {
     });
     await parent.kill();
     const copies: AgentVm[] = [];
-    for (const name of ["child-a", "child-b"]) {
+    for (const [name, tap] of [
+      ["child-a", "tap1"],
+      ["child-b", "tap2"],
+    ] as const) {
       const disk = join(home, `${name}.ext4`);
       await copyFile(join(home, "parent.ext4"), disk);
-      const vm = await startAgentVm(files, { name, dir: home, disk, incoming: `exec:cat ${state}` });
+      const vm = await startAgentVm(files, { name, dir: home, disk, cmdline, nic: nic(tap), incoming: `exec:cat ${state}` });
       vms.push(vm);
       copies.push(vm);
       await waitFor(`${name} to load the state`, async () => {
@@ -188,8 +204,9 @@ describe("reidentify in real VMs (QEMU TCG)", { skip }, () => {
     t.diagnostic(`before reidentify the two children read ${before[0] === before[1] ? "the same" : "different"} bytes`);
     assert.equal((await guestSh(a, "hostname")).trim(), "parent");
 
-    await a.reidentify({ hostname: "child-a", seed: randomBytes(64), timeUnixMs: Date.now() });
-    await b.reidentify({ hostname: "child-b", seed: randomBytes(64), timeUnixMs: Date.now() });
+    const childNet = (n: number) => (net ? { mac: `02:00:00:00:00:${n}`, ip: `10.99.0.${n}`, prefixLength: 24, gateway: "10.99.0.1" } : undefined);
+    await a.reidentify({ hostname: "child-a", seed: randomBytes(64), timeUnixMs: Date.now(), net: childNet(11) });
+    await b.reidentify({ hostname: "child-b", seed: randomBytes(64), timeUnixMs: Date.now(), net: childNet(12) });
     assert.equal((await guestSh(a, "hostname")).trim(), "child-a");
     assert.equal((await guestSh(b, "hostname")).trim(), "child-b");
     const after = await Promise.all([guestSh(a, URANDOM), guestSh(b, URANDOM)]);
@@ -199,5 +216,16 @@ describe("reidentify in real VMs (QEMU TCG)", { skip }, () => {
     assert.equal((await a.health()).pid1, true);
     // The new host's handshake ended the parent's connection in each child, and its command with it.
     for (const c of [a, b]) await waitFor("the parent's command to end in a child", async () => ((await runs(c, "sleep")) ? undefined : true), 10_000);
+    if (!net) return;
+    // On the bridge, each child answers at its own address from its own MAC.
+    for (const [c, n] of [
+      [a, 11],
+      [b, 12],
+    ] as const) {
+      assert.equal((await guestSh(c, "cat /sys/class/net/eth0/address")).trim(), `02:00:00:00:00:${n}`);
+      const ping = await lab.try(net, ["busybox", "ping", "-c", "1", "-W", "5", `10.99.0.${n}`], 20_000);
+      assert.equal(ping.code, 0, `ping 10.99.0.${n}: ${ping.stdout}${ping.stderr}`);
+      assert.match(await lab.exec(net, ["ip", "neigh", "show", `10.99.0.${n}`]), new RegExp(`lladdr 02:00:00:00:00:${n}`));
+    }
   });
 });
