@@ -4,8 +4,9 @@
 //    namespace this file creates, its MAC, address and route.
 // 2. The fork case: one running guest is copied into two children (QEMU's own migration
 //    stream, loaded twice: each child resumes the same memory, kernel RNG state included);
-//    after reidentify with different seeds they differ in hostname and random bytes, and a
-//    command left running on the parent's agent connection does not live on in them.
+//    after reidentify with different seeds they differ in hostname and random bytes (and, on
+//    taps of one bridge, in MAC and address), and a command left running on the parent's
+//    agent connection does not live on in them.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
