@@ -22,6 +22,7 @@ export interface RootDirs {
   tmpDir: string;
   cacheDir: string;
   vmsDir: string;
+  snapshotsDir: string;
   initrdCacheDir: string;
   debsCacheDir: string;
   presetsCacheDir: string;
@@ -75,6 +76,7 @@ export const SCRATCH: readonly ScratchPattern[] = [
   { dir: (p) => p.initrdCacheDir, match: /^.+\.tmp-(\d+)(?:-\d+)?$/, maker: "daemon", madeBy: "kernel/initramfs.ts (boot initramfs)" },
   { dir: (p) => p.debsCacheDir, match: new RegExp(`^\\.apt-download-${MKDTEMP}$`), maker: "daemon", madeBy: "kernel/apt.ts" },
   { dir: (p) => join(p.presetsCacheDir, "work"), match: new RegExp(`^debian-${MKDTEMP}$`), maker: "daemon", madeBy: "presets/debian.ts" },
+  { dir: (p) => p.snapshotsDir, match: new RegExp(`^\\.staging-${NAME}-${MKDTEMP}$`), maker: "daemon", madeBy: "daemon/snapshots.ts (vm snapshot, vm fork)" },
   { dir: (p) => p.vmsDir, perEntry: true, match: /^\.root\.(?:qcow2|ext4)\.partial-[0-9a-f]+$/, maker: "daemon", madeBy: "disk/clone.ts" },
   { dir: (p) => p.vmsDir, perEntry: true, match: new RegExp(`^\\.reflink-probe-${MKDTEMP}$`), maker: "daemon", madeBy: "disk/strategies.ts" },
   { dir: (p) => p.root, match: new RegExp(`^\\.reflink-probe-${MKDTEMP}$`), maker: "any", madeBy: "disk/strategies.ts (doctor's probe)" },
