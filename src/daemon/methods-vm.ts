@@ -7,7 +7,7 @@ import { invalidArgument } from "../util/errors.ts";
 import type { DaemonContext } from "./context.ts";
 import { bridgeExec, parseExecParams } from "./exec.ts";
 import { withLanding } from "./landing.ts";
-import { createFromSnapshot } from "./restore.ts";
+import { createFromSnapshot, restoreOnly } from "./restore.ts";
 import { pauseVm, resumeVm } from "./vm-health.ts";
 import { CONSOLE_DEFAULT_TAIL, CONSOLE_MAX_TAIL, getFiles, putFiles, streamConsole } from "./vm-io.ts";
 import { createVm, getVm, killVm, listVms, removeVm, runningAgent, setVm, startVm, stopVm, vmStats } from "./vms.ts";
@@ -25,15 +25,6 @@ function memoryParam(p: unknown): number | undefined {
   const bytes = optionalInt(p, "memoryBytes", MIN_MEMORY_BYTES, MAX_MEMORY_BYTES);
   if (bytes !== undefined && bytes % MIB !== 0) throw invalidArgument(`memoryBytes must be a whole number of MiB, not ${bytes}`);
   return bytes;
-}
-
-/** The machine params a restore takes from its snapshot: refused beside `fromSnapshot`. */
-const MACHINE_PARAMS = ["image", "kernel", "cpus", "memoryBytes", "diskBytes", "noStart", "net", "netPeer"] as const;
-
-function snapshotOnly(p: unknown, snapshot: string): string {
-  const given = MACHINE_PARAMS.filter((k) => requireObject(p)[k] !== undefined);
-  if (given.length > 0) throw invalidArgument(`${given.join(", ")} cannot be set with fromSnapshot: a restored VM is the snapshot's machine`, `create it from ${snapshot} without them`);
-  return snapshot;
 }
 
 type VmMethod =
@@ -59,7 +50,7 @@ export function vmMethods(ctx: DaemonContext): Handlers<VmMethod> {
     "vm.show": (p) => vmView(getVm(ctx, requireString(p, "name"))),
     "vm.create": async (p, call) => {
       const fromSnapshot = optionalString(p, "fromSnapshot");
-      if (fromSnapshot !== undefined) return vmView(await createFromSnapshot(ctx, { name: optionalString(p, "name"), fromSnapshot: snapshotOnly(p, fromSnapshot) }, call));
+      if (fromSnapshot !== undefined) return vmView(await createFromSnapshot(ctx, { name: optionalString(p, "name"), fromSnapshot: restoreOnly(requireObject(p), fromSnapshot) }, call));
       return vmView(
         await createVm(
           ctx,

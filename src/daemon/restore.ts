@@ -29,6 +29,16 @@ import { AGENT_READY_TIMEOUT_MS, consoleTail, destroyVm, getVm } from "./vms.ts"
 /** The most children one `vm fork` makes. */
 export const MAX_FORK_COUNT = 64;
 
+/** The machine params a restore takes from its snapshot: refused beside `fromSnapshot`. */
+const MACHINE_PARAMS = ["image", "kernel", "cpus", "memoryBytes", "diskBytes", "noStart", "net", "netPeer"] as const;
+
+/** vm.create's params with `fromSnapshot`: the snapshot's name, when no machine param is given too. */
+export function restoreOnly(p: Record<string, unknown>, snapshot: string): string {
+  const given = MACHINE_PARAMS.filter((k) => p[k] !== undefined);
+  if (given.length > 0) throw invalidArgument(`${given.join(", ")} cannot be set with fromSnapshot: a restored VM is the snapshot's machine`, `create it from ${snapshot} without them`);
+  return validateName("snapshot", snapshot);
+}
+
 /** `vm create --from-snapshot`: a new VM (named, or a generated name) restored from `snapshot`. */
 export function createFromSnapshot(ctx: DaemonContext, p: { name?: string; fromSnapshot: string }, call: CallEnv): Promise<VmRecord> {
   const snap = getSnapshot(ctx, p.fromSnapshot);
