@@ -20,7 +20,7 @@ import type { VmHandle, VmmName } from "../vmm/index.ts";
 import { bootSpec } from "./boot.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
-import { overlayDisk, reidentify, restoreVmm } from "./snapshot-vmm.ts";
+import { overlayDisk, restoreVmm } from "./snapshot-vmm.ts";
 import { getSnapshot, releaseSnapshot, takeSnapshot, verifySnapshot } from "./snapshots.ts";
 import { ensureFreeSpace } from "./vm-health.ts";
 import { vmPaths } from "./vm-runtime.ts";
@@ -101,7 +101,7 @@ async function restoreVm(ctx: DaemonContext, snapName: string, name: string, cal
       ctx.store.updateVm(name, { pid: handle.pid });
       call.progress({ phase: "agent", message: "making the guest a new machine" });
       const agent = await ctx.runtime.agent(name, { timeoutMs: AGENT_READY_TIMEOUT_MS, signal: call.signal });
-      await reidentify(agent, {
+      await agent.reidentify({
         hostname: name,
         seed: randomBytes(64),
         timeUnixMs: Date.now(),

@@ -1,22 +1,13 @@
-// The vmm, disk and agent calls snapshots are made of (the interfaces agreed in
-// /work/wt/notes: VmHandle.saveSnapshot, VmmDriver.restore, disk's snapshotDisk and
-// cloneFromSnapshot, AgentClient.reidentify), in one place: a driver without them (one that
+// The vmm and disk calls snapshots are made of (VmHandle.saveSnapshot, VmmDriver.restore,
+// disk's snapshotDisk and cloneFromSnapshot), in one place: a driver without them (one that
 // cannot snapshot) gets one clear error here instead of a crash deep in an operation.
 import * as disk from "../disk/index.ts";
-import type { AgentClient } from "../guest/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { getDriver, type StartOptions, type VmHandle, type VmmName, type VmSpec } from "../vmm/index.ts";
 
 /** The files a VMM writes into a snapshot's directory (vmm's saveSnapshot). */
 export const STATE_FILE = "vmstate";
 export const MEMORY_FILE = "memory";
-
-export interface ReidentifyParams {
-  hostname: string;
-  seed: Buffer;
-  timeUnixMs: number;
-  net?: { mac: string; ip: string; prefixLength: number; gateway: string; dns?: string };
-}
 
 interface SnapshotHandle {
   saveSnapshot?(dir: string, opts?: { signal?: AbortSignal }): Promise<{ stateBytes: number; memoryBytes: number }>;
@@ -55,10 +46,4 @@ export function overlayDisk(snapDisk: { path: string; format: "raw" | "qcow2" },
   const fn = (disk as unknown as SnapshotDisk).cloneFromSnapshot;
   if (!fn) throw unsupported("get a disk from a snapshot", "these");
   return fn(snapDisk, dest);
-}
-
-export async function reidentify(agent: AgentClient, p: ReidentifyParams): Promise<void> {
-  const fn = (agent as unknown as { reidentify?: (p: ReidentifyParams) => Promise<void> }).reidentify;
-  if (!fn) throw new BangerError(ErrorCode.Unavailable, "this agent cannot make a restored guest a new machine (no reidentify)", "rebuild banger");
-  await fn.call(agent, p);
 }
