@@ -58,6 +58,14 @@ async function restoreVm(ctx: DaemonContext, snapName: string, name: string, cal
     // Refused with one line before any VMM starts: a damaged file would be a guest that crashes later.
     call.progress({ phase: "verify", message: `checking snapshot ${snap.name}` });
     await verifySnapshot(ctx, snap);
+    // The device set must match the snapshot's: its VM had a NIC, so the restored one needs a tap.
+    if (snap.hasNic && !ctx.network.wantsNic(snap.net)) {
+      throw new BangerError(
+        ErrorCode.Unavailable,
+        `snapshot ${snap.name} was taken of a VM with a network card, and networking is off here`,
+        "turn networking on (banger config set network.enabled true)",
+      );
+    }
     ensureFreeSpace(ctx, "create", name);
     const id = randomBytes(6).toString("hex");
     const paths = vmPaths(ctx.paths, name, id);
