@@ -97,6 +97,8 @@ export interface OperationRecord {
 }
 
 type Row = Record<string, unknown>;
+/** A VM row as inserted: the columns set later (start, tap, state reason) are left out. */
+type NewVm = Omit<VmRecord, "createdAt" | "startedAt" | "net" | "netPeer" | "tap" | "stateReason" | "snapshot"> & Partial<Pick<VmRecord, "net" | "netPeer" | "snapshot">> & { createdAt?: string };
 
 // Records are what the daemon answers (JSON: camelCase, sizes in bytes, arch amd64/arm64); the
 // columns keep their names and units (memory_mib, arch as first stored): mapped here, both ways.
@@ -305,23 +307,13 @@ export class Store {
   vmsUsingKernel(kernel: string): string[] {
     return (this.db.prepare("SELECT name FROM vms WHERE kernel = ? ORDER BY name").all(kernel) as Row[]).map((r) => r.name as string);
   }
-  insertVm(
-    v: Omit<VmRecord, "createdAt" | "startedAt" | "net" | "netPeer" | "tap" | "stateReason" | "snapshot"> & Partial<Pick<VmRecord, "net" | "netPeer" | "snapshot">> & { createdAt?: string },
-  ): void {
+  insertVm(v: NewVm): void {
     this.db
       .prepare(
         `INSERT INTO vms (name, id, state, image, kernel, vmm, cpus, memory_mib, disk_bytes, pid, ip, error, config, created_at, net, net_peer, snapshot)
          VALUES (@name, @id, @state, @image, @kernel, @vmm, @cpus, @memoryMib, @diskBytes, @pid, @ip, @error, @config, @createdAt, @net, @netPeer, @snapshot)`,
       )
-      .run({
-        ...v,
-        memoryMib: mibFromBytes(v.memoryBytes),
-        config: JSON.stringify(v.config),
-        createdAt: v.createdAt ?? now(),
-        net: v.net ?? "full",
-        netPeer: v.netPeer ? 1 : 0,
-        snapshot: v.snapshot ?? null,
-      });
+      .run({ snapshot: null, ...v, memoryMib: mibFromBytes(v.memoryBytes), config: JSON.stringify(v.config), createdAt: v.createdAt ?? now(), net: v.net ?? "full", netPeer: v.netPeer ? 1 : 0 });
   }
   /** Updates the given fields of one VM; returns false when it does not exist. */
   updateVm(name: string, fields: Partial<Pick<VmRecord, "state" | "cpus" | "memoryBytes" | "diskBytes" | "pid" | "ip" | "error" | "config" | "startedAt" | "tap" | "stateReason">>): boolean {
