@@ -6,6 +6,7 @@
 // it names belong to the modules that fill them (store, bundle, vmm, ...), which lay out
 // their own files inside (bundle: cache/bundles, oci: cache/blobs). keys.ts says what
 // each key means, its default, the environment variable overriding it and when a change applies.
+import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { invalidArgument } from "../util/errors.ts";
@@ -64,6 +65,11 @@ export interface Paths {
   tmpDir: string;
   /** `banger ssh-config`'s files (sshPaths): its include file, known hosts and own key. */
   sshDir: string;
+  /**
+   * Running QEMU VMs' guest RAM files (vmMemoryFile), on a tmpfs: /dev/shm/banger-<12 hex of
+   * sha256(root)>, so two roots (tests' temporary homes) never share one.
+   */
+  memoryDir: string;
 }
 
 export const SYSTEM_ROOT = "/var/lib/banger";
@@ -96,7 +102,19 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env): Paths {
     hostCacheDir: join(root, "host"),
     tmpDir: join(root, "tmp"),
     sshDir: join(root, "ssh"),
+    memoryDir: join(SHM_DIR, `banger-${createHash("sha256").update(root).digest("hex").slice(0, 12)}`),
   };
+}
+
+/** The host's tmpfs for shared memory: guest RAM there costs no disk I/O and can be copied sparsely. */
+export const SHM_DIR = "/dev/shm";
+
+/**
+ * <memoryDir>/<id>.mem: where a QEMU VM's guest RAM lives while it runs (VmSpec.memoryFile),
+ * so a snapshot can copy it. The VMM's cleanup removes it (vmm: the state file records it).
+ */
+export function vmMemoryFile(paths: Paths, id: string): string {
+  return join(paths.memoryDir, `${id}.mem`);
 }
 
 /** Where `banger ssh-config` keeps its files: <root>/ssh/{config,known_hosts,id_ed25519}. */

@@ -5,12 +5,11 @@
 // With a real `firecracker` on PATH, fast KVM and BANGER_FC_VMLINUX (an uncompressed
 // vmlinux), the last test boots for real.
 import assert from "node:assert/strict";
-import { chmod, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, readlink, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { pathToFileURL } from "node:url";
-import type { Duplex } from "node:stream";
-import { REPO, makeTempHome } from "../../test/helpers.ts";
+import { makeTempHome } from "../../test/helpers.ts";
+import { FC_SWAGGER, fcRecorded, installFakeFirecracker, readSome } from "../../test/kits/firecracker.ts";
 import { probeKvm } from "../host/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { which } from "../util/exec.ts";
@@ -20,31 +19,15 @@ import { createFirecrackerDriver } from "./firecracker.ts";
 import { killProcessesMentioning, processesMentioning } from "../../test/kits/vm.ts";
 import { buildJailerArgv, firecrackerDriver, jailerChrootDir, type VmSpec } from "./index.ts";
 
-const SWAGGER = join(REPO, "test", "fixtures", "firecracker", "firecracker.yaml");
-
-interface Recorded {
-  method?: string;
-  url?: string;
-  body?: Record<string, unknown>;
-  headers?: Record<string, string>;
-  problems?: string[];
-  vsock?: string;
-}
-
 let home: { home: string; cleanup: () => void };
 let fakeBinary = "";
 let files: { kernel: string; initrd: string; disk: string };
 
 before(async () => {
   home = makeTempHome();
-  fakeBinary = join(home.home, "firecracker");
-  const loader = pathToFileURL(join(REPO, "node_modules", "tsx", "dist", "loader.mjs")).href;
-  const program = join(REPO, "test", "fixtures", "firecracker", "fake.ts");
-  await writeFile(fakeBinary, `#!/bin/sh\nexec "${process.execPath}" --import "${loader}" "${program}" "$@"\n`);
-  await chmod(fakeBinary, 0o755);
+  fakeBinary = await installFakeFirecracker(home.home);
   files = { kernel: join(home.home, "vmlinux"), initrd: join(home.home, "initrd"), disk: join(home.home, "rootfs.ext4") };
   for (const f of Object.values(files)) await writeFile(f, "placeholder");
-  process.env.FC_FAKE_SWAGGER = SWAGGER;
 });
 
 after(async () => {
@@ -71,30 +54,6 @@ function specFor(name: string): VmSpec {
   };
 }
 
-async function recorded(path: string): Promise<Recorded[]> {
-  const text = await readFile(path, "utf8");
-  return text
-    .trim()
-    .split("\n")
-    .map((l) => JSON.parse(l) as Recorded);
-}
-
-function readSome(stream: Duplex, until: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let got = "";
-    const timer = setTimeout(() => reject(new Error(`timed out; got ${JSON.stringify(got)}`)), 5000);
-    const onData = (b: Buffer) => {
-      got += b.toString();
-      if (got.includes(until)) {
-        clearTimeout(timer);
-        stream.removeListener("data", onData);
-        resolve(got);
-      }
-    };
-    stream.on("data", onData);
-  });
-}
-
 describe("firecracker driver (swagger-validating stand-in)", () => {
   const driver = () => createFirecrackerDriver({ binary: fakeBinary });
 
@@ -104,13 +63,15 @@ describe("firecracker driver (swagger-validating stand-in)", () => {
     const spec = specFor("fc1");
     const vm = await driver().start(spec);
     try {
-      const calls = await recorded(record);
+      const calls = await fcRecorded(record);
       for (const c of calls) assert.deepEqual(c.problems ?? [], [], `${c.method} ${c.url} violates the swagger`);
       const sequence = calls.filter((c) => c.method && c.method !== "GET").map((c) => `${c.method} ${c.url}`);
       assert.deepEqual(sequence, ["PUT /logger", "PUT /metrics", "PUT /boot-source", "PUT /drives/rootfs", "PUT /machine-config", "PUT /network-interfaces/eth0", "PUT /vsock", "PUT /actions"]);
       const byUrl = (url: string) => calls.find((c) => c.url === url && c.method === "PUT");
       assert.deepEqual(byUrl("/boot-source")?.body, { kernel_image_path: files.kernel, boot_args: spec.cmdline, initrd_path: files.initrd });
-      assert.deepEqual(byUrl("/drives/rootfs")?.body, { drive_id: "rootfs", path_on_host: files.disk, is_root_device: true, is_read_only: false });
+      // Relative to Firecracker's working directory, the runtime dir, so a snapshot of this VM restores with another disk.
+      assert.deepEqual(byUrl("/drives/rootfs")?.body, { drive_id: "rootfs", path_on_host: "root.disk", is_root_device: true, is_read_only: false });
+      assert.equal(await readlink(join(spec.runtimeDir, "root.disk")), files.disk);
       assert.deepEqual(byUrl("/machine-config")?.body, { vcpu_count: 2, mem_size_mib: 512 });
       assert.deepEqual(byUrl("/network-interfaces/eth0")?.body, { iface_id: "eth0", host_dev_name: "lo", guest_mac: "06:00:AC:10:00:02" });
       assert.deepEqual(byUrl("/vsock")?.body, { guest_cid: 7, uds_path: join(spec.runtimeDir, "vsock.sock") });
@@ -130,11 +91,11 @@ describe("firecracker driver (swagger-validating stand-in)", () => {
 
       // The stand-in drops the first vsock connection (guest listener not up): the driver retries.
       const stream = await vm.agentStream();
-      assert.match(await readSome(stream, "GUEST-HELLO\n"), /^GUEST-HELLO\n/, "guest bytes that came with OK are not lost");
+      assert.match(await readSome(stream, "\n"), /^GUEST-HELLO [0-9a-f]+\n$/, "guest bytes that came with OK are not lost");
       stream.write("ping");
       assert.equal(await readSome(stream, "ping"), "ping");
       stream.destroy();
-      const vsockLines = (await recorded(record)).filter((c) => c.vsock !== undefined);
+      const vsockLines = (await fcRecorded(record)).filter((c) => c.vsock !== undefined);
       assert.deepEqual(
         vsockLines.map((c) => c.vsock),
         ["CONNECT 52\n"],
@@ -148,7 +109,7 @@ describe("firecracker driver (swagger-validating stand-in)", () => {
 
       assert.equal(await adopted.stop(5000), "powerdown");
       assert.equal(vm.isRunning(), false);
-      const last = (await recorded(record)).filter((c) => c.method === "PUT").pop();
+      const last = (await fcRecorded(record)).filter((c) => c.method === "PUT").pop();
       assert.deepEqual(last?.body, { action_type: "SendCtrlAltDel" });
       assert.match(await readFile(vm.consoleLogPath, "utf8"), /guest booted/, "firecracker's stdout is the console log");
       assert.deepEqual((await readdir(spec.runtimeDir)).sort(), ["console.log", "vmm.log"]);
@@ -192,7 +153,7 @@ describe("firecracker driver (swagger-validating stand-in)", () => {
 });
 
 describe("the swagger validator (so the stand-in is not a rubber stamp)", () => {
-  const v = new SwaggerValidator(SWAGGER);
+  const v = new SwaggerValidator(FC_SWAGGER);
   const json = { "content-type": "application/json", "content-length": "1" };
   const problems = (method: string, url: string, body: unknown, headers: Record<string, string> = json) => v.check(method, url, headers, body === undefined ? "" : JSON.stringify(body)).problems;
 

@@ -1,15 +1,17 @@
 // The firecracker driver: spawn `firecracker --api-sock <runtimeDir>/fc.sock` (or the jailer),
 // then configure it through its REST API exactly as its swagger describes: logger, metrics,
-// boot-source, the root drive, machine-config, network-interfaces, vsock, InstanceStart.
+// boot-source, the root drive, machine-config, network-interfaces, vsock, InstanceStart; or,
+// to restore a snapshot, logger, metrics and /snapshot/load (firecracker-snapshot.ts).
 // The guest's serial console is Firecracker's stdout, which goes to console.log. The agent
 // stream is Firecracker's hybrid vsock (dial.ts): connect to the UDS, send `CONNECT 52\n`, read `OK n\n`.
-import { chown, link, mkdir, rm } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { chown, link, mkdir, rm, symlink } from "node:fs/promises";
+import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import type { Duplex } from "node:stream";
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
 import { consoleLogFiles } from "./console.ts";
 import { dialFirecrackerVsock } from "./dial.ts";
 import { fcCall } from "./fcapi.ts";
+import { type FcApi, checkSnapshotFiles, createSnapshot, loadSnapshot, stageSnapshotFiles } from "./firecracker-snapshot.ts";
 import { BaseHandle } from "./handle.ts";
 import { CONSOLE_LOG, VMM_LOG, checkSocketPath, launchVmm, prepareRuntimeDir, readLiveState, retryUntil } from "./process.ts";
 import { validateSpec } from "./spec.ts";
@@ -18,10 +20,13 @@ import { AGENT_VSOCK_PORT, type AgentStreamOptions, type JailerSpec, type StartO
 export const DEFAULT_GUEST_CID = 3;
 const ROOT_DRIVE_ID = "rootfs";
 const NET_IFACE_ID = "eth0";
+/** The root disk as the (unjailed) Firecracker opens it: a symlink in its runtime dir, its working directory. */
+const ROOT_LINK = "root.disk";
 
 export function firecrackerPaths(runtimeDir: string) {
   return {
     api: join(runtimeDir, "fc.sock"),
+    rootLink: join(runtimeDir, ROOT_LINK),
     vsock: join(runtimeDir, "vsock.sock"),
     console: join(runtimeDir, CONSOLE_LOG),
     log: join(runtimeDir, VMM_LOG),
@@ -40,6 +45,7 @@ export function createFirecrackerDriver(opts: FirecrackerDriverOptions = {}): Vm
   return {
     name: "firecracker",
     start: (spec, startOpts) => startFirecracker(binary(), spec, startOpts),
+    restore: (spec, snapshotDir, startOpts) => restoreFirecracker(binary(), spec, snapshotDir, startOpts),
     async adopt(runtimeDir: string): Promise<VmHandle | undefined> {
       const state = await readLiveState(runtimeDir, "firecracker");
       return state ? new FirecrackerHandle(runtimeDir, state) : undefined;
@@ -68,9 +74,36 @@ interface ApiView {
   vsock: string;
   fcLog: string;
   metrics: string;
+  /** Restores only: the snapshot's files. */
+  snapshot?: { state: string; memory: string };
 }
 
-async function startFirecracker(binary: string, spec: VmSpec, opts: StartOptions = {}): Promise<VmHandle> {
+/** How a new Firecracker process is brought to a running guest once its API answers. */
+type Configure = (api: FcApi, view: ApiView) => Promise<void>;
+
+function startFirecracker(binary: string, spec: VmSpec, opts: StartOptions = {}): Promise<VmHandle> {
+  return launchFirecracker(binary, spec, opts, "firecracker", undefined, async (api, view) => {
+    for (const [method, path, body] of configurationRequests(spec, view)) await api(method, path, body);
+    await api("PUT", "/actions", { action_type: "InstanceStart" });
+  });
+}
+
+/** A new Firecracker continuing the snapshot in snapshotDir (firecracker-snapshot.ts): no boot source, RAM mapped copy-on-write. */
+async function restoreFirecracker(binary: string, spec: VmSpec, snapshotDir: string, opts: StartOptions = {}): Promise<VmHandle> {
+  await checkSnapshotFiles(snapshotDir, spec.memoryMib);
+  return launchFirecracker(binary, spec, opts, "firecracker (restoring a snapshot)", snapshotDir, async (api, view) => {
+    // Logger and metrics are the only calls Firecracker allows before /snapshot/load, and a snapshot does not keep them.
+    for (const [method, path, body] of configurationRequests(spec, view).slice(0, 2)) await api(method, path, body);
+    await loadSnapshot(api, {
+      files: view.snapshot ?? { state: "", memory: "" },
+      ...(spec.tap ? { net: { ifaceId: NET_IFACE_ID, tap: spec.tap } } : {}),
+      vsock: view.vsock,
+      drivePathIsOwn: (path) => (spec.jailer ? true : !isAbsolute(path)),
+    });
+  });
+}
+
+async function launchFirecracker(binary: string, spec: VmSpec, opts: StartOptions, what: string, snapshotDir: string | undefined, configure: Configure): Promise<VmHandle> {
   await validateSpec(spec, "firecracker");
   const p = firecrackerPaths(spec.runtimeDir);
   const id = spec.jailer?.id ?? instanceId(spec.runtimeDir);
@@ -78,10 +111,11 @@ async function startFirecracker(binary: string, spec: VmSpec, opts: StartOptions
   const apiSock = checkSocketPath(jail ? join(jail, "run", "firecracker.socket") : p.api);
   const vsockHost = checkSocketPath(jail ? join(jail, "vsock.sock") : p.vsock);
   // Firecracker opens its log and metrics files without truncating; the console log holds the current boot only.
-  await prepareRuntimeDir(spec.runtimeDir, [apiSock, vsockHost, p.fcLog, p.metrics, ...consoleLogFiles(spec.runtimeDir)]);
-  const view = jail && spec.jailer ? await stageJail(jail, spec, spec.jailer) : hostView(spec, p);
+  await prepareRuntimeDir(spec.runtimeDir, [apiSock, vsockHost, p.rootLink, p.fcLog, p.metrics, ...consoleLogFiles(spec.runtimeDir)]);
+  const view = jail && spec.jailer ? await stageJail(jail, spec, spec.jailer) : await hostView(spec, p);
+  if (snapshotDir) view.snapshot = await stageSnapshotFiles(snapshotDir, jail && spec.jailer ? { root: jail, spec: spec.jailer } : undefined);
   const argv = spec.jailer ? buildJailerArgv(spec.jailer) : [binary, "--api-sock", apiSock, "--id", id];
-  opts.progress?.({ phase: "boot", message: spec.jailer ? "firecracker (jailed)" : "firecracker" });
+  opts.progress?.({ phase: "boot", message: spec.jailer ? `${what} (jailed)` : what });
   // Firecracker's stdout is the guest's serial console; its own messages go to stderr and fc.log.
   const state = await launchVmm({
     runtimeDir: spec.runtimeDir,
@@ -92,7 +126,8 @@ async function startFirecracker(binary: string, spec: VmSpec, opts: StartOptions
       driver: "firecracker",
       controlSocket: apiSock,
       agentSocket: vsockHost,
-      sockets: [apiSock, vsockHost],
+      // The root disk's link goes with the sockets: removed once the VMM has exited.
+      sockets: [apiSock, vsockHost, ...(jail ? [] : [p.rootLink])],
       ...(spec.jailer ? { cmdlineMark: `--id=${spec.jailer.id}` } : {}),
     },
     ready: async (pid) => {
@@ -102,15 +137,24 @@ async function startFirecracker(binary: string, spec: VmSpec, opts: StartOptions
         signal: opts.signal,
         logPath: p.log,
       });
-      for (const [method, path, body] of configurationRequests(spec, view)) await fcCall(apiSock, method, path, body);
-      await fcCall(apiSock, "PUT", "/actions", { action_type: "InstanceStart" });
+      await configure((method, path, body, timeoutMs) => fcCall(apiSock, method, path, body, timeoutMs), view);
     },
+  }).catch(async (err: unknown) => {
+    // launchVmm cleans up after a failed start, but not when the binary never started.
+    await rm(p.rootLink, { force: true });
+    throw err;
   });
   return new FirecrackerHandle(spec.runtimeDir, state);
 }
 
-function hostView(spec: VmSpec, p: ReturnType<typeof firecrackerPaths>): ApiView {
-  return { kernel: spec.kernelPath, initrd: spec.initrdPath, disk: spec.rootDisk.path, vsock: p.vsock, fcLog: p.fcLog, metrics: p.metrics };
+/**
+ * Paths as Firecracker sees them. The root disk is the runtime dir's ROOT_LINK, relative to
+ * Firecracker's working directory (the runtime dir): a snapshot records that path, so a VM
+ * restored in another runtime dir opens its own disk (firecracker-snapshot.ts).
+ */
+async function hostView(spec: VmSpec, p: ReturnType<typeof firecrackerPaths>): Promise<ApiView> {
+  await symlink(resolve(spec.rootDisk.path), p.rootLink);
+  return { kernel: spec.kernelPath, initrd: spec.initrdPath, disk: ROOT_LINK, vsock: p.vsock, fcLog: p.fcLog, metrics: p.metrics };
 }
 
 /** The API calls that describe the VM, in order, before InstanceStart. */
@@ -132,8 +176,8 @@ export function configurationRequests(spec: VmSpec, view: ApiView): Array<[metho
 class FirecrackerHandle extends BaseHandle {
   readonly agentOverSerial = false;
 
-  private api<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
-    return fcCall<T>(this.state.controlSocket, method, path, body);
+  private api<T = unknown>(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+    return fcCall<T>(this.state.controlSocket, method, path, body, timeoutMs);
   }
 
   async status(): Promise<VmRunState> {
@@ -150,6 +194,12 @@ class FirecrackerHandle extends BaseHandle {
 
   async resume(): Promise<void> {
     await this.api("PATCH", "/vm", { state: "Resumed" });
+  }
+
+  saveSnapshot(dir: string, opts: { signal?: AbortSignal } = {}): Promise<{ stateBytes: number; memoryBytes: number }> {
+    // A jailed Firecracker's API socket is <chroot>/run/firecracker.socket (buildJailerArgv).
+    const jailRoot = this.state.cmdlineMark ? dirname(dirname(this.state.controlSocket)) : undefined;
+    return createSnapshot((m, p, b, t) => this.api(m, p, b, t), dir, jailRoot, opts.signal);
   }
 
   protected async stopGracefully(timeoutMs: number): Promise<StopOutcome> {

@@ -8,7 +8,7 @@ import type { Duplex } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { consoleLogPath, watchConsoleLog } from "./console.ts";
 import { describeEnd, findPanicLine, lastLogLine } from "./ending.ts";
-import { VMM_LOG, childExit, forgetChildExit, isAlive, killAndWait, processStartTime, removeRuntimeLeftovers, waitForExit, type ExitStatus, type VmmState } from "./process.ts";
+import { VMM_LOG, childExit, forgetChildExit, isAlive, killAndWait, ownedFiles, processStartTime, removeRuntimeLeftovers, waitForExit, type ExitStatus, type VmmState } from "./process.ts";
 import type { AgentStreamOptions, StopOutcome, VmHandle, VmRunState, VmmEvent, VmmName } from "./types.ts";
 
 /** How often an adopted VMM's pid is checked: an end is reported within this. */
@@ -100,9 +100,9 @@ export abstract class BaseHandle implements VmHandle {
     return outcome;
   }
 
-  /** Removes sockets, pid and state files; call only once the VMM has exited. */
+  /** Removes sockets, the RAM file, pid and state files; call only once the VMM has exited. */
   protected cleanup(): Promise<void> {
-    return removeRuntimeLeftovers(this.runtimeDir, this.state.sockets);
+    return removeRuntimeLeftovers(this.runtimeDir, ownedFiles(this.state));
   }
 
   /** Waits up to timeoutMs for the process to exit. */
@@ -115,6 +115,7 @@ export abstract class BaseHandle implements VmHandle {
   abstract status(): Promise<VmRunState>;
   abstract pause(): Promise<void>;
   abstract resume(): Promise<void>;
+  abstract saveSnapshot(dir: string, opts?: { signal?: AbortSignal }): Promise<{ stateBytes: number; memoryBytes: number }>;
   abstract agentStream(opts?: AgentStreamOptions): Promise<Duplex>;
   abstract readonly agentOverSerial: boolean;
 }

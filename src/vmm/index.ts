@@ -5,13 +5,17 @@
 // byte stream to the guest agent (dial.ts: the agent's Unix socket or Firecracker's hybrid
 // vsock; types.ts: its vsock port and serial name), re-adopting VMMs that outlived a daemon
 // restart, and watching each one (handle.watch: its end with why, from its exit status,
-// QEMU's QMP events or a panic line on the console; QEMU's pauses on host I/O errors). VMM
+// QEMU's QMP events or a panic line on the console; QEMU's pauses on host I/O errors), and
+// snapshots (handle.saveSnapshot of a paused VM: its device state and RAM in a directory;
+// driver.restore: a new VMM continuing one, its RAM mapped copy-on-write; QEMU's in
+// qemu-snapshot.ts, with its RAM in a tmpfs file while it runs so a snapshot can copy it). VMM
 // processes run detached; everything they need at run time (sockets, pid and state files,
 // console and VMM logs) lives in the spec's runtime directory. The console log is bounded (console.ts: rotated at 1 MiB while
 // a handle watches the VMM) and read by its tail, never whole.
 //
-// It does not own disks (disk), networking (net: it only receives a tap name), the agent
-// protocol spoken over the stream (guest), or VM records and state (daemon/store).
+// It does not own disks (disk, a snapshot's disk too), where snapshots and RAM files live
+// (config), networking (net: it only receives a tap name), the agent protocol spoken over the
+// stream (guest), or VM records and state (daemon/store).
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { invalidArgument } from "../util/errors.ts";
@@ -38,6 +42,7 @@ export type {
   VmmEvent,
 } from "./types.ts";
 export { buildQemuArgv, qemuDriver, qemuPaths, resolveQemuOptions } from "./qemu.ts";
+export { checkQemuSnapshot } from "./qemu-snapshot.ts";
 export type { AgentChannel, QemuOptions } from "./qemu.ts";
 export { buildJailerArgv, firecrackerDriver, firecrackerPaths, jailerChrootDir } from "./firecracker.ts";
 export { QmpClient, qmpCommand } from "./qmp.ts";

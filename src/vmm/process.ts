@@ -37,6 +37,10 @@ export interface VmmState {
   vsockCid?: number;
   /** Every socket file to remove after the VMM exits. */
   sockets: string[];
+  /** qemu: the guest RAM file it shares (VmSpec.memoryFile), removed after the VMM exits. */
+  memoryFile?: string;
+  /** qemu restored from a snapshot: the snapshot's RAM file, mapped copy-on-write (never removed here). */
+  privateMemory?: string;
   /** Text the VMM's command line must contain to be ours (default: the runtime dir). */
   cmdlineMark?: string;
 }
@@ -111,7 +115,7 @@ export async function launchVmm(req: LaunchRequest): Promise<VmmState> {
     return state;
   } catch (err) {
     if (isAlive(pid)) await killAndWait(pid).catch(() => undefined);
-    await removeRuntimeLeftovers(req.runtimeDir, state.sockets);
+    await removeRuntimeLeftovers(req.runtimeDir, ownedFiles(state));
     throw err;
   }
 }
@@ -138,8 +142,8 @@ export async function readLiveState(runtimeDir: string, driver: VmmName): Promis
 const KNOWN_SOCKETS = ["qmp.sock", "qmp-events.sock", "agent.sock", "fc.sock", "vsock.sock"];
 
 /**
- * After a VM died on its own (or while no daemon ran): removes its sockets, pid and state
- * files, keeping the logs. Refuses while the recorded VMM is still alive.
+ * After a VM died on its own (or while no daemon ran): removes its sockets, RAM file, pid and
+ * state files, keeping the logs. Refuses while the recorded VMM is still alive.
  */
 export async function cleanupDeadVm(runtimeDir: string): Promise<void> {
   let state: Partial<VmmState> = {};
@@ -152,7 +156,12 @@ export async function cleanupDeadVm(runtimeDir: string): Promise<void> {
     throw new BangerError(ErrorCode.InUse, `the VMM of ${runtimeDir} is still running (pid ${state.pid})`, "stop or kill the VM first");
   }
   const sockets = Array.isArray(state.sockets) ? state.sockets.filter((s) => typeof s === "string") : KNOWN_SOCKETS.map((n) => join(runtimeDir, n));
-  await removeRuntimeLeftovers(runtimeDir, sockets);
+  await removeRuntimeLeftovers(runtimeDir, [...sockets, ...(typeof state.memoryFile === "string" ? [state.memoryFile] : [])]);
+}
+
+/** The files a VMM leaves that are removed once it has exited: its sockets and its RAM file. */
+export function ownedFiles(state: Pick<VmmState, "sockets" | "memoryFile">): string[] {
+  return [...state.sockets, ...(state.memoryFile ? [state.memoryFile] : [])];
 }
 
 /** Pids (not this process) whose command line mentions `text`. */
@@ -185,9 +194,9 @@ export async function killUnrecordedVmms(runtimeDir: string): Promise<number[]> 
   return found;
 }
 
-/** Removes what a dead VMM leaves behind: sockets, pid and state files (logs stay). */
-export async function removeRuntimeLeftovers(runtimeDir: string, sockets: string[]): Promise<void> {
-  for (const f of [...sockets, join(runtimeDir, PID_FILE), join(runtimeDir, STATE_FILE)]) await rm(f, { force: true });
+/** Removes what a dead VMM leaves behind: sockets (and RAM file), pid and state files (logs stay). */
+export async function removeRuntimeLeftovers(runtimeDir: string, files: string[]): Promise<void> {
+  for (const f of [...files, join(runtimeDir, PID_FILE), join(runtimeDir, STATE_FILE)]) await rm(f, { force: true });
 }
 
 /** How a VMM process ended, when this daemon started it (an adopted one's parent is init). */

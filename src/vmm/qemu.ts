@@ -3,8 +3,8 @@
 // (vhost-vsock, when the host has it and socat can dial it) or a virtio-serial port named
 // banger.agent bound to a Unix socket.
 import { spawn } from "node:child_process";
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, readFile, rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { Duplex } from "node:stream";
 import { chooseAccel, hasVhostVsock, type Accel } from "../host/index.ts";
 import { resolvePaths } from "../config/index.ts";
@@ -16,6 +16,7 @@ import { BaseHandle } from "./handle.ts";
 import { CONSOLE_LOG, VMM_LOG, checkSocketPath, launchVmm, prepareRuntimeDir, readLiveState, retryUntil } from "./process.ts";
 import { followQmpEvents } from "./qmp-events.ts";
 import { qmpCommand } from "./qmp.ts";
+import { restoreQemu, saveQemuSnapshot } from "./qemu-snapshot.ts";
 import { validateSpec } from "./spec.ts";
 import {
   AGENT_PORT_NAME,
@@ -43,6 +44,14 @@ export interface QemuOptions {
    * marks the TSC unstable and hangs early in boot (seen here about half the time).
    */
   tscKhz?: number;
+  /**
+   * Guest RAM in a file (memory-backend-file): shared (MAP_SHARED, the file is the RAM, so a
+   * snapshot copies it) or private (MAP_PRIVATE: a snapshot's RAM mapped copy-on-write by a
+   * restored VM). Default: spec.memoryFile, shared; neither: anonymous RAM.
+   */
+  memory?: { path: string; shared: boolean };
+  /** A restore: QEMU waits for the device state (`-incoming defer`, then QMP migrate-incoming). */
+  incoming?: boolean;
 }
 
 export function qemuPaths(runtimeDir: string) {
@@ -77,16 +86,29 @@ function kernelCmdline(spec: VmSpec, opts: QemuOptions): string {
   return `${spec.cmdline} tsc_early_khz=${opts.tscKhz}`;
 }
 
-/** The exact command line the driver runs (the bench reuses it for a bare-qemu baseline). */
+/** QEMU's option syntax: a comma inside a value is written twice. */
+const optValue = (value: string) => value.replaceAll(",", ",,");
+
+/** The guest RAM file QEMU maps, if any (QemuOptions.memory). */
+export function qemuMemory(spec: VmSpec, opts: Pick<QemuOptions, "memory">): { path: string; shared: boolean } | undefined {
+  return opts.memory ?? (spec.memoryFile ? { path: spec.memoryFile, shared: true } : undefined);
+}
+
+/**
+ * The exact command line the driver runs (the bench reuses it for a bare-qemu baseline). A
+ * restore must get the same machine, memory size, cpus and device set as the snapshotted VM
+ * (QEMU loads device state by device); paths, tap and accelerator may differ.
+ */
 export function buildQemuArgv(spec: VmSpec, opts: QemuOptions): string[] {
   const p = qemuPaths(spec.runtimeDir);
   const disk = spec.rootDisk;
+  const memory = qemuMemory(spec, opts);
   const argv = [
     QEMU_BINARY,
     "-name",
     `banger,debug-threads=on`,
     "-M",
-    "microvm,x-option-roms=off,isa-serial=on,rtc=on",
+    `microvm,x-option-roms=off,isa-serial=on,rtc=on${memory ? ",memory-backend=ram" : ""}`,
     "-accel",
     opts.accel,
     ...(opts.accel === "kvm" ? ["-cpu", "host"] : []),
@@ -94,6 +116,7 @@ export function buildQemuArgv(spec: VmSpec, opts: QemuOptions): string[] {
     String(spec.cpus),
     "-m",
     `${spec.memoryMib}M`,
+    ...(memory ? ["-object", `memory-backend-file,id=ram,size=${spec.memoryMib}M,mem-path=${optValue(memory.path)},share=${memory.shared ? "on" : "off"}`] : []),
     "-nodefaults",
     "-no-user-config",
     "-display",
@@ -130,28 +153,40 @@ export function buildQemuArgv(spec: VmSpec, opts: QemuOptions): string[] {
     argv.push("-chardev", `socket,id=agent,path=${p.agent},server=on,wait=off`);
     argv.push("-device", `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`);
   }
+  if (opts.incoming) argv.push("-incoming", "defer");
   return argv;
 }
 
 export const qemuDriver: VmmDriver = {
   name: "qemu",
-  start: startQemu,
+  start: (spec, opts) => launchQemu(spec, opts),
+  restore: (spec, snapshotDir, opts) => restoreQemu(spec, snapshotDir, opts, launchQemu, qemuPaths(spec.runtimeDir).qmp),
   async adopt(runtimeDir: string): Promise<VmHandle | undefined> {
     const state = await readLiveState(runtimeDir, "qemu");
     return state ? new QemuHandle(runtimeDir, state) : undefined;
   },
 };
 
-async function startQemu(spec: VmSpec, opts: StartOptions = {}): Promise<VmHandle> {
+/**
+ * Starts QEMU for `spec` and waits for QMP; `extra` makes it a restore (private RAM, incoming
+ * state), whose `then` runs once QMP answers (a failure there kills QEMU and cleans up).
+ */
+export async function launchQemu(spec: VmSpec, opts: StartOptions = {}, extra: Pick<QemuOptions, "memory" | "incoming"> = {}, then?: (pid: number) => Promise<void>): Promise<VmHandle> {
   await validateSpec(spec, "qemu");
   const p = qemuPaths(spec.runtimeDir);
   checkSocketPath(p.qmp);
   checkSocketPath(p.agent);
   checkSocketPath(p.events);
-  const resolved = await resolveQemuOptions(spec);
+  const resolved = { ...(await resolveQemuOptions(spec)), ...extra };
+  const memory = qemuMemory(spec, resolved);
   opts.progress?.({ phase: "boot", message: `qemu (${resolved.accel}: ${resolved.accelReason})` });
-  // The console log holds the current boot only.
+  // The console log holds the current boot only (a restore keeps the snapshot's in vmstate).
   await prepareRuntimeDir(spec.runtimeDir, [p.qmp, p.agent, p.events, ...consoleLogFiles(spec.runtimeDir)]);
+  if (memory?.shared) {
+    await mkdir(dirname(memory.path), { recursive: true, mode: 0o700 });
+    // QEMU would map a stale file's contents as the new guest's RAM.
+    await rm(memory.path, { force: true });
+  }
   const state = await launchVmm({
     runtimeDir: spec.runtimeDir,
     argv: buildQemuArgv(spec, resolved),
@@ -163,14 +198,17 @@ async function startQemu(spec: VmSpec, opts: StartOptions = {}): Promise<VmHandl
       eventsSocket: p.events,
       ...(resolved.agentChannel === "vhost-vsock" ? { vsockCid: spec.vsockCid } : { agentSocket: p.agent }),
       sockets: [p.qmp, p.agent, p.events],
+      ...(memory ? (memory.shared ? { memoryFile: memory.path } : { privateMemory: memory.path }) : {}),
     },
-    ready: (pid) =>
-      retryUntil("QMP", () => qmpCommand(p.qmp, "query-status", undefined, 2000), {
+    ready: async (pid) => {
+      await retryUntil("QMP", () => qmpCommand(p.qmp, "query-status", undefined, 2000), {
         pid,
         timeoutMs: opts.timeoutMs ?? 15_000,
         signal: opts.signal,
         logPath: p.log,
-      }).then(() => undefined),
+      });
+      await then?.(pid);
+    },
   });
   return new QemuHandle(spec.runtimeDir, state);
 }
@@ -188,7 +226,8 @@ class QemuHandle extends BaseHandle {
     if (!this.isRunning()) return "stopped";
     const res = await this.qmp<{ status?: string }>("query-status");
     if (res.status === "running") return "running";
-    if (res.status === "paused" || res.status === "io-error") return "paused";
+    // postmigrate: paused after saveSnapshot, until resume().
+    if (res.status === "paused" || res.status === "io-error" || res.status === "postmigrate") return "paused";
     return "other";
   }
 
@@ -208,6 +247,10 @@ class QemuHandle extends BaseHandle {
 
   async resume(): Promise<void> {
     await this.qmp("cont");
+  }
+
+  saveSnapshot(dir: string, opts: { signal?: AbortSignal } = {}): Promise<{ stateBytes: number; memoryBytes: number }> {
+    return saveQemuSnapshot({ runtimeDir: this.runtimeDir, qmpSocket: this.state.controlSocket, state: this.state }, dir, opts.signal);
   }
 
   protected async stopGracefully(timeoutMs: number): Promise<StopOutcome> {

@@ -40,6 +40,12 @@ export interface VmSpec {
   mac?: string;
   /** Guest CID for vsock (>= 3); used by firecracker and by qemu with vhost-vsock. */
   vsockCid?: number;
+  /**
+   * qemu only: guest RAM lives in this file (memory-backend-file, MAP_SHARED), on a tmpfs
+   * (config's vmMemoryFile), so saveSnapshot can copy it sparsely. Created by QEMU, removed by
+   * the handle's cleanup (stop, kill, cleanupDeadVm). Unset: anonymous RAM, no snapshots.
+   */
+  memoryFile?: string;
   /** qemu only: force an accelerator; default BANGER_ACCEL, else the host probe's verdict. */
   accel?: Accel;
   /** firecracker only: run it under the jailer. */
@@ -91,6 +97,8 @@ export interface VmHandle {
   kill(): Promise<void>;
   pause(): Promise<void>;
   resume(): Promise<void>;
+  /** Guest must already be paused (pause()); writes dir/vmstate (device state) and dir/memory (guest RAM, sparse). Does not resume. */
+  saveSnapshot(dir: string, opts?: { signal?: AbortSignal }): Promise<{ stateBytes: number; memoryBytes: number }>;
   /** Resolves when the VMM process has exited. */
   waitExit(signal?: AbortSignal): Promise<void>;
   /**
@@ -111,6 +119,12 @@ export interface VmHandle {
 export interface VmmDriver {
   readonly name: VmmName;
   start(spec: VmSpec, opts?: StartOptions): Promise<VmHandle>;
+  /**
+   * A NEW VMM continuing the snapshot: spec = the new VM (own runtime dir, own disk overlay, own
+   * tap/MAC); same cpus/memory/devices/kernel as the snapshotted VM; RAM mapped copy-on-write
+   * (MAP_PRIVATE) from snapshotDir/memory, never copied. Resolves with the guest running.
+   */
+  restore(spec: VmSpec, snapshotDir: string, opts?: StartOptions): Promise<VmHandle>;
   /** Re-attaches to a VMM started earlier (e.g. before a daemon restart); undefined when it is gone. */
   adopt(runtimeDir: string): Promise<VmHandle | undefined>;
 }

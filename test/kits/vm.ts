@@ -6,7 +6,7 @@
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { after, before } from "node:test";
-import { chmod, copyFile, mkdir, mkdtemp, readdir, rename, rm, truncate, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, mkdtemp, readdir, rename, rm, symlink, truncate, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { fetchDebianKernelDeb } from "../../src/kernel/index.ts";
 import { errorLine } from "../../src/util/errors.ts";
@@ -195,4 +195,39 @@ export function qemuTestBed(initramfs: InitramfsOptions, diskBytes: number): Qem
     await rm(bed.home, { recursive: true, force: true });
   });
   return bed;
+}
+
+/** The virtio modules the agent loads from its initramfs (dependencies first). */
+export const AGENT_GUEST_MODULES = ["virtio_ring", "virtio", "virtio_mmio", "virtio_blk", "virtio_console", "vsock", "vmw_vsock_virtio_transport_common", "vsock_loopback"];
+
+/**
+ * A guest whose PID 1 is the real agent: an initramfs (the agent as /init plus the virtio
+ * modules it loads from modules.list) and an ext4 root disk (busybox, the agent) it
+ * switch_roots to (`banger.root=/dev/vda` on the command line). Written into `dir`.
+ */
+export async function buildAgentGuest(kernel: TestKernel, dir: string, agent: string): Promise<{ initrd: string; root: string; cmdline: string }> {
+  const busybox = which("busybox");
+  if (!busybox) throw new Error("busybox not found (apt-get install -y busybox-static)");
+  const tree = await mkdtemp(join(dir, "initrd-"));
+  const root = await mkdtemp(join(dir, "root-"));
+  try {
+    await mkdir(join(tree, "lib/banger/modules"), { recursive: true });
+    await copyFile(agent, join(tree, "init"));
+    const index = await moduleIndex(kernel.modulesDir);
+    for (const m of AGENT_GUEST_MODULES) await copyFile(index.get(m) ?? "", join(tree, "lib/banger/modules", `${m}.ko`));
+    await writeFile(join(tree, "lib/banger/modules.list"), `${AGENT_GUEST_MODULES.join("\n")}\n`);
+    const files = await run(["find", "."], { cwd: tree });
+    await runChecked(["cpio", "-o", "-H", "newc", "--quiet", "-F", join(dir, "agent-initrd.cpio")], { cwd: tree, input: files.stdout });
+    for (const d of ["bin", "sbin", "etc", "root", "proc", "sys", "dev", "run", "tmp"]) await mkdir(join(root, d), { recursive: true });
+    await copyFile(busybox, join(root, "bin/busybox"));
+    for (const a of ["sh", "cat", "echo", "sleep", "sync", "setsid", "ps"]) await symlink("busybox", join(root, "bin", a));
+    await copyFile(agent, join(root, "sbin/banger-agent"));
+    await writeFile(join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
+    await writeFile(join(root, "etc/group"), "root:x:0:\n");
+    await runChecked(["mkfs.ext4", "-q", "-d", root, join(dir, "agent-root.ext4"), "64M"]);
+  } finally {
+    await rm(tree, { recursive: true, force: true });
+    await rm(root, { recursive: true, force: true });
+  }
+  return { initrd: join(dir, "agent-initrd.cpio"), root: join(dir, "agent-root.ext4"), cmdline: "console=ttyS0 rdinit=/init panic=-1 quiet banger.root=/dev/vda" };
 }

@@ -1,0 +1,190 @@
+// QEMU's snapshots (QEMU 7.2: no file: migration URI, no mapped-ram). A VM boots with its RAM
+// in a shared file on a tmpfs (VmSpec.memoryFile); a snapshot of the paused VM is its device
+// state, saved by migrating with `x-ignore-shared` (RAM in a shared file is not sent) to a Unix
+// socket this process listens on and writes to dir/vmstate, plus a sparse copy of the RAM file
+// to dir/memory. A restore starts a NEW QEMU with the same machine and devices, its RAM
+// dir/memory mapped MAP_PRIVATE (copy-on-write: nothing copied), `-incoming defer`, streams
+// vmstate into `migrate-incoming`, and continues the guest (`cont`: the state was saved paused,
+// so QEMU keeps it paused). A restored VM's RAM is private, so a snapshot of it carries the RAM
+// in vmstate (x-ignore-shared skips only shared RAM) over a hard link of the snapshot's memory
+// it maps: bigger and restored by copy, but correct. The snapshot files must never change while
+// a VM maps them: pages it has not copied yet would change under its guest.
+import { createReadStream, createWriteStream } from "node:fs";
+import { link, mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { connect, createServer, type Server } from "node:net";
+import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import { BangerError, ErrorCode, cancelled, integrity } from "../util/errors.ts";
+import { runChecked } from "../util/exec.ts";
+import { SNAPSHOT_MEMORY, SNAPSHOT_STATE, checkSnapshotFiles } from "./firecracker-snapshot.ts";
+import { checkSocketPath, logTail, VMM_LOG, type VmmState } from "./process.ts";
+import { QmpClient } from "./qmp.ts";
+import type { StartOptions, VmHandle, VmSpec } from "./types.ts";
+
+/** Saving or loading a device state that carries a restored VM's RAM takes longer than a QMP call. */
+const MIGRATION_TIMEOUT_MS = 10 * 60_000;
+/** QEMU's default migration bandwidth is 32 MiB/s; the stream only goes to a local file. */
+const MAX_BANDWIDTH = 64 * 1024 ** 3;
+/** A QEMU migration stream starts with this magic ("QEVM"). */
+const QEMU_STATE_MAGIC = Buffer.from("QEVM");
+const DAMAGED_HINT = "the snapshot is damaged; remove it and take a new one";
+
+interface QemuVm {
+  runtimeDir: string;
+  qmpSocket: string;
+  state: Pick<VmmState, "memoryFile" | "privateMemory">;
+}
+
+/** Bytes a file takes on disk (RAM files are sparse: never-touched pages take none). */
+async function onDisk(path: string): Promise<number> {
+  return (await stat(path)).blocks * 512;
+}
+
+/** Writes a paused VM's dir/vmstate and dir/memory; leaves nothing half-written on failure. */
+export async function saveQemuSnapshot(vm: QemuVm, dir: string, signal?: AbortSignal): Promise<{ stateBytes: number; memoryBytes: number }> {
+  if (signal?.aborted) throw cancelled();
+  const { memoryFile, privateMemory } = vm.state;
+  if (!memoryFile && !privateMemory) {
+    throw new BangerError(ErrorCode.Unavailable, "this VM's RAM is not in a file (it was started without one), so it cannot be snapshotted", "stop and start the VM to give it one");
+  }
+  const client = await QmpClient.connect(vm.qmpSocket);
+  const out = { state: join(dir, SNAPSHOT_STATE), memory: join(dir, SNAPSHOT_MEMORY) };
+  try {
+    const { status } = await client.execute<{ status?: string }>("query-status");
+    if (status !== "paused" && status !== "postmigrate") {
+      throw new BangerError(ErrorCode.Failed, `cannot snapshot a VM that is not paused (QEMU says ${JSON.stringify(status ?? "unknown")})`, "pause the VM first");
+    }
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await saveState(client, vm.runtimeDir, out.state, signal);
+    if (memoryFile) await sparseCopy(memoryFile, out.memory, signal);
+    else if (privateMemory) await linkOrCopy(privateMemory, out.memory, signal);
+    return { stateBytes: await onDisk(out.state), memoryBytes: await onDisk(out.memory) };
+  } catch (err) {
+    for (const f of [out.state, out.memory]) await rm(f, { force: true });
+    throw err;
+  } finally {
+    client.close();
+  }
+}
+
+/** cp finds the data extents (SEEK_DATA/SEEK_HOLE) and writes only those. */
+async function sparseCopy(src: string, dest: string, signal?: AbortSignal): Promise<void> {
+  await runChecked(["cp", "--sparse=auto", "--reflink=auto", src, dest], { signal, timeoutMs: MIGRATION_TIMEOUT_MS });
+}
+
+/** The snapshot's memory never changes, so a snapshot of a VM restored from it can share it. */
+async function linkOrCopy(src: string, dest: string, signal?: AbortSignal): Promise<void> {
+  await rm(dest, { force: true });
+  await link(src, dest).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== "EXDEV") throw err;
+    return sparseCopy(src, dest, signal);
+  });
+}
+
+/** Migrates the device state (without shared RAM) to a socket we listen on, into `path`. */
+async function saveState(client: QmpClient, runtimeDir: string, path: string, signal?: AbortSignal): Promise<void> {
+  const sock = checkSocketPath(join(runtimeDir, "migrate-out.sock"));
+  const partial = `${path}.partial`;
+  await rm(sock, { force: true });
+  const server = createServer();
+  // One connection: QEMU's. Its bytes go to the file until QEMU closes it (migration done).
+  const received = new Promise<void>((resolve, reject) => {
+    server.once("connection", (conn) => {
+      server.close();
+      pipeline(conn, createWriteStream(partial, { mode: 0o600 })).then(resolve, reject);
+    });
+  });
+  received.catch(() => undefined); // awaited below; a failure before then is the migration's
+  try {
+    await listen(server, sock);
+    await client.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
+    await client.execute("migrate-set-parameters", { "max-bandwidth": MAX_BANDWIDTH });
+    await client.execute("migrate", { uri: `unix:${sock}` });
+    await waitMigration(client, "saving the device state", signal);
+    await Promise.race([received, sleep(30_000).then(() => Promise.reject(new BangerError(ErrorCode.Timeout, "QEMU never finished writing the device state")))]);
+    await rename(partial, path);
+  } finally {
+    server.close();
+    await rm(sock, { force: true });
+    await rm(partial, { force: true });
+  }
+}
+
+function listen(server: Server, path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, () => {
+      server.removeListener("error", reject);
+      resolve();
+    });
+  });
+}
+
+/** Polls query-migrate until it completes; cancels it on abort or timeout. */
+async function waitMigration(client: QmpClient, what: string, signal?: AbortSignal): Promise<void> {
+  const deadline = Date.now() + MIGRATION_TIMEOUT_MS;
+  for (;;) {
+    const res = await client.execute<{ status?: string; "error-desc"?: string }>("query-migrate");
+    if (res.status === "completed") return;
+    if (res.status === "failed" || res.status === "cancelled") {
+      throw new BangerError(ErrorCode.Failed, `${what} failed: ${res["error-desc"] ?? res.status}`, "see the VM's vmm.log");
+    }
+    const stop = signal?.aborted ? cancelled() : Date.now() > deadline ? new BangerError(ErrorCode.Timeout, `${what} did not finish in ${MIGRATION_TIMEOUT_MS / 1000} s`) : undefined;
+    if (stop) {
+      await client.execute("migrate_cancel").catch(() => undefined);
+      throw stop;
+    }
+    await sleep(5);
+  }
+}
+
+/**
+ * Refuses a snapshot QEMU cannot restore, before anything starts, in one line: files missing,
+ * the memory file not the VM's size (truncated), the state not a QEMU migration stream.
+ */
+export async function checkQemuSnapshot(dir: string, memoryMib: number): Promise<void> {
+  await checkSnapshotFiles(dir, memoryMib);
+  const fh = await open(join(dir, SNAPSHOT_STATE), "r");
+  try {
+    const head = Buffer.alloc(QEMU_STATE_MAGIC.length);
+    await fh.read(head, 0, head.length, 0);
+    if (!head.equals(QEMU_STATE_MAGIC)) throw integrity(`snapshot ${dir}: its device state is not QEMU's (no QEVM header)`, DAMAGED_HINT);
+  } finally {
+    await fh.close();
+  }
+}
+
+type Launch = (spec: VmSpec, opts: StartOptions | undefined, extra: { memory: { path: string; shared: boolean }; incoming: true }, then: (pid: number) => Promise<void>) => Promise<VmHandle>;
+
+/** A new QEMU continuing the snapshot in `dir` (qemuDriver.restore); `qmpSocket` is the new VM's. */
+export async function restoreQemu(spec: VmSpec, dir: string, opts: StartOptions | undefined, launch: Launch, qmpSocket: string): Promise<VmHandle> {
+  await checkQemuSnapshot(dir, spec.memoryMib);
+  const memory = { path: join(dir, SNAPSHOT_MEMORY), shared: false };
+  return launch(spec, opts, { memory, incoming: true }, () => loadState(spec.runtimeDir, qmpSocket, join(dir, SNAPSHOT_STATE), opts?.signal));
+}
+
+/** Streams the device state into a QEMU started with `-incoming defer`, then continues the guest. */
+async function loadState(runtimeDir: string, qmpSocket: string, statePath: string, signal?: AbortSignal): Promise<void> {
+  const sock = checkSocketPath(join(runtimeDir, "migrate-in.sock"));
+  await rm(sock, { force: true });
+  const client = await QmpClient.connect(qmpSocket);
+  try {
+    await client.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
+    await client.execute("migrate-incoming", { uri: `unix:${sock}` });
+    await new Promise<void>((resolve, reject) => {
+      const conn = connect(sock);
+      conn.once("error", reject);
+      conn.once("connect", () => pipeline(createReadStream(statePath), conn).then(resolve, reject));
+    });
+    await waitMigration(client, "loading the snapshot's device state", signal);
+    await client.execute("cont");
+  } catch (err) {
+    // A failed load ends QEMU; its log says why.
+    const why = await logTail(join(runtimeDir, VMM_LOG));
+    throw new BangerError(ErrorCode.Failed, `restoring the snapshot failed: ${err instanceof Error ? err.message : String(err)}${why}`, "see the VM's vmm.log");
+  } finally {
+    client.close();
+    await rm(sock, { force: true });
+  }
+}
