@@ -16,11 +16,11 @@ import { BangerError, ErrorCode, alreadyExists, errorLine, invalidArgument } fro
 import { humanBytes } from "../util/human.ts";
 import { generateName } from "../util/namegen.ts";
 import { validateName } from "../util/names.ts";
-import type { VmHandle, VmmName } from "../vmm/index.ts";
+import { chooseCloneStrategy, cloneFromSnapshot } from "../disk/index.ts";
+import { getDriver, type VmHandle } from "../vmm/index.ts";
 import { bootSpec } from "./boot.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
-import { overlayDisk, restoreVmm } from "./snapshot-vmm.ts";
 import { getSnapshot, releaseSnapshot, takeSnapshot, verifySnapshot } from "./snapshots.ts";
 import { ensureFreeSpace } from "./vm-health.ts";
 import { vmPaths } from "./vm-runtime.ts";
@@ -94,8 +94,9 @@ async function restoreVm(ctx: DaemonContext, snapName: string, name: string, cal
       call.progress({ phase: "disk", message: `overlay on snapshot ${snap.name}'s disk` });
       await mkdir(paths.dir, { recursive: true, mode: 0o700 });
       const dir = snapshotDir(ctx.paths, snap.name);
-      const ext = snap.diskFormat === "qcow2" ? "qcow2" : "ext4";
-      const disk = await overlayDisk({ path: join(dir, snap.diskFile), format: snap.diskFormat }, join(paths.dir, `root.${ext}`));
+      const { strategy } = await chooseCloneStrategy(snap.vmm === "firecracker" ? "firecracker" : "qemu", paths.dir);
+      const dest = join(paths.dir, strategy === "qcow2" ? "root.qcow2" : "root.ext4");
+      const disk = await cloneFromSnapshot({ path: join(dir, snap.diskFile), format: snap.diskFormat }, dest, strategy, { signal: call.signal });
       ctx.store.updateVm(name, {
         diskBytes: disk.sizeBytes,
         config: { disk: { path: disk.path, format: disk.format, strategy: "snapshot-overlay", filesystemNeedsGrow: false } },
@@ -104,7 +105,7 @@ async function restoreVm(ctx: DaemonContext, snapName: string, name: string, cal
       call.progress({ phase: "restore", message: `${vm.vmm}, ${vm.cpus} cpu, ${humanBytes(vm.memoryBytes)} mapped from ${snap.name}` });
       const nic = await ctx.network.attach(vm);
       const spec = await bootSpec(ctx, vm, { path: disk.path, format: disk.format }, paths.runtimeDir, nic);
-      handle = await restoreVmm(snap.vmm as VmmName, spec, dir, { signal: call.signal });
+      handle = await getDriver(vm.vmm).restore(spec, dir, { signal: call.signal });
       ctx.runtime.setHandle(name, handle);
       ctx.store.updateVm(name, { pid: handle.pid });
       call.progress({ phase: "agent", message: "making the guest a new machine" });

@@ -19,9 +19,10 @@ import { sha256File } from "../util/hash.ts";
 import { humanBytes } from "../util/human.ts";
 import { validateName } from "../util/names.ts";
 import { diskUsage } from "../util/scratch.ts";
+import { SNAPSHOT_MEMORY as MEMORY_FILE, SNAPSHOT_STATE as STATE_FILE } from "../vmm/index.ts";
+import { snapshotDisk } from "../disk/index.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
-import { copyDisk, MEMORY_FILE, saveVmState, STATE_FILE } from "./snapshot-vmm.ts";
 import { pauseBriefly } from "./vm-health.ts";
 import { getVm, type VmDiskConfig } from "./vms.ts";
 
@@ -77,8 +78,8 @@ export function takeSnapshot(ctx: DaemonContext, vmName: string, snapName: strin
     try {
       call.progress({ phase: "snapshot", message: `pausing ${vmName}, writing memory, device state and disk` });
       const { result, pauseMs } = await pauseBriefly(ctx, vmName, handle, vm.state === "paused", async () => {
-        await saveVmState(handle, staging, call.signal);
-        return copyDisk({ path: disk.path, format: disk.format }, staging);
+        await handle.saveSnapshot(staging, { signal: call.signal });
+        return snapshotDisk({ path: disk.path, format: disk.format }, staging, { signal: call.signal });
       });
       const diskCopy = result;
       call.progress({ phase: "verify", message: `${vmName} resumed after ${pauseMs} ms; recording sizes and checksums` });
