@@ -37,7 +37,7 @@ await runBench(async () => {
   await rm(h, "warm");
 
   await h.banger(["vm", "create", "--name", "src", ...create]);
-  await h.banger(["vm", "exec", "src", "--user", "root", "--", "sh", "-c", "mkdir -p /dev/shm; mount -t tmpfs -o size=200M tmpfs /dev/shm 2>/dev/null; head -c 128M /dev/urandom > /dev/shm/fill"]);
+  await h.banger(["vm", "exec", "src", "--user", "root", "--", "sh", "-c", "mkdir -p /dev/shm; mount -t tmpfs -o size=200M tmpfs /dev/shm 2>/dev/null; dd if=/dev/urandom of=/dev/shm/fill bs=1048576 count=128 2>/dev/null"]);
 
   const pauses: number[] = [];
   const totals: number[] = [];
