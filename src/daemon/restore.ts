@@ -53,11 +53,14 @@ export function createFromSnapshot(ctx: DaemonContext, p: { name?: string; fromS
 async function restoreVm(ctx: DaemonContext, snapName: string, name: string, call: CallEnv): Promise<VmRecord> {
   return ctx.locks.run(`snapshot:${snapName}`, async () => {
     const started = performance.now();
+    const phases: Record<string, number> = {};
+    const mark = (phase: string) => (phases[phase] = Math.round(performance.now() - started));
     if (ctx.store.getVm(name)) throw alreadyExists(`vm ${name} already exists`, "pick another --name, or `banger vm rm` it");
     const snap = getSnapshot(ctx, snapName);
     // Refused with one line before any VMM starts: a damaged file would be a guest that crashes later.
     call.progress({ phase: "verify", message: `checking snapshot ${snap.name}` });
     await verifySnapshot(ctx, snap);
+    mark("verified");
     // The device set must match the snapshot's: its VM had a NIC, so the restored one needs a tap.
     if (snap.hasNic && !ctx.network.wantsNic(snap.net)) {
       throw new BangerError(
@@ -94,9 +97,11 @@ async function restoreVm(ctx: DaemonContext, snapName: string, name: string, cal
       call.progress({ phase: "disk", message: `overlay on snapshot ${snap.name}'s disk` });
       await mkdir(paths.dir, { recursive: true, mode: 0o700 });
       const dir = snapshotDir(ctx.paths, snap.name);
-      const { strategy } = await chooseCloneStrategy(snap.vmm === "firecracker" ? "firecracker" : "qemu", paths.dir);
+      // A qcow2 disk copy is always overlaid (QEMU): no need to probe the filesystem per restore.
+      const strategy = snap.diskFormat === "qcow2" ? "qcow2" : (await chooseCloneStrategy(snap.vmm === "firecracker" ? "firecracker" : "qemu", paths.dir)).strategy;
       const dest = join(paths.dir, strategy === "qcow2" ? "root.qcow2" : "root.ext4");
       const disk = await cloneFromSnapshot({ path: join(dir, snap.diskFile), format: snap.diskFormat }, dest, strategy, { signal: call.signal });
+      mark("disk");
       ctx.store.updateVm(name, {
         diskBytes: disk.sizeBytes,
         config: { disk: { path: disk.path, format: disk.format, strategy: "snapshot-overlay", filesystemNeedsGrow: false } },
@@ -106,10 +111,12 @@ async function restoreVm(ctx: DaemonContext, snapName: string, name: string, cal
       const nic = await ctx.network.attach(vm);
       const spec = await bootSpec(ctx, vm, { path: disk.path, format: disk.format }, paths.runtimeDir, nic);
       handle = await getDriver(vm.vmm).restore(spec, dir, { signal: call.signal });
+      mark("vmm");
       ctx.runtime.setHandle(name, handle);
       ctx.store.updateVm(name, { pid: handle.pid });
       call.progress({ phase: "agent", message: "making the guest a new machine" });
       const agent = await ctx.runtime.agent(name, { timeoutMs: AGENT_READY_TIMEOUT_MS, signal: call.signal });
+      mark("agent");
       await agent.reidentify({
         hostname: name,
         seed: randomBytes(64),
@@ -117,7 +124,8 @@ async function restoreVm(ctx: DaemonContext, snapName: string, name: string, cal
         ...(nic ? { net: { mac: nic.mac, ...nic.guest } } : {}),
       });
       ctx.store.updateVm(name, { state: "running", startedAt: new Date().toISOString() });
-      ctx.log.info("vm restored", { vm: name, snapshot: snap.name, pid: handle.pid, ms: Math.round(performance.now() - started) });
+      mark("reidentified");
+      ctx.log.info("vm restored", { vm: name, snapshot: snap.name, pid: handle.pid, ...phases });
       return getVm(ctx, name);
     } catch (err) {
       const tail = handle ? await consoleTail(handle.consoleLogPath) : "";
