@@ -3,6 +3,7 @@
 // address). Checked here, before anything is sent, with the rules the agent applies again.
 import { isIPv4, isIP } from "node:net";
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
+import { oneLine } from "./errors.ts";
 import { isValidName } from "../util/names.ts";
 import type { AgentInfo } from "./messages.ts";
 
@@ -30,7 +31,7 @@ export function requireReidentify(info: AgentInfo): void {
   if (info.features.includes("reidentify")) return;
   throw new BangerError(
     ErrorCode.Unavailable,
-    `this VM's agent (${info.agentVersion}) is too old to be restored or forked: it cannot take a new identity`,
+    `this VM's agent (${oneLine(info.agentVersion)}) is too old to be restored or forked: it cannot take a new identity`,
     "rebuild the image (or boot it with this banger's kernel initramfs) and take the snapshot again",
   );
 }
