@@ -9,7 +9,11 @@ import type { SnapshotRecord } from "../store/index.ts";
 import { sha256File } from "../util/hash.ts";
 import { makeTempHome } from "../../test/helpers.ts";
 import type { DaemonContext } from "./context.ts";
-import { verifySnapshot } from "./snapshots.ts";
+import { KeyedLock } from "./context.ts";
+import { Logger } from "./logger.ts";
+import { reconcileSnapshots, releaseSnapshot, removeSnapshot, verifySnapshot } from "./snapshots.ts";
+import { existsSync } from "node:fs";
+import { openStore } from "../store/index.ts";
 import { restoreOnly } from "./restore.ts";
 
 async function fixture(home: string, name: string): Promise<{ ctx: DaemonContext; snap: SnapshotRecord; dir: string }> {
@@ -83,5 +87,68 @@ describe("snapshot verification", () => {
     assert.equal(restoreOnly({ name: "x", fromSnapshot: "s1" }, "s1"), "s1");
     assert.throws(() => restoreOnly({ image: "debian", memoryBytes: 1 }, "s1"), /image, memoryBytes cannot be set with fromSnapshot/);
     assert.throws(() => restoreOnly({}, "../x"), /invalid snapshot name/);
+  });
+
+  // The rows and files of snapshot rm, a VM's rm and the start-up reconcile: a real store and
+  // real files; no VM runs (the VM rows stand for restored VMs' records).
+  it("rm refuses while a VM uses it; forced, keeps the disk copy until that VM is gone; fork bases and stray dirs go", async () => {
+    const { home, cleanup } = makeTempHome();
+    const store = openStore(`${home}/banger.db`);
+    try {
+      const { ctx: base, snap } = await fixture(home, "s1");
+      const ctx = { ...base, store, locks: new KeyedLock(), log: new Logger(`${home}/log`, false) } as DaemonContext;
+      const vmRow = (name: string, snapshot: string) =>
+        store.insertVm({
+          name,
+          id: `id-${name}`,
+          state: "running",
+          image: "i",
+          kernel: "k",
+          vmm: "qemu",
+          cpus: 1,
+          memoryBytes: 64 * 1024 ** 2,
+          diskBytes: 0,
+          pid: null,
+          ip: null,
+          error: null,
+          config: {},
+          snapshot,
+        });
+      store.snapshots.insert(snap);
+      vmRow("r1", "s1");
+      await assert.rejects(removeSnapshot(ctx, "s1", {}), /^BangerError: snapshot s1 is in use by r1$/);
+      const forced = await removeSnapshot(ctx, "s1", { force: true });
+      assert.deepEqual([forced.removed, forced.diskKeptFor], ["s1", ["r1"]]);
+      assert.equal(store.snapshots.get("s1"), undefined);
+      const dir = snapshotDir(ctx.paths, "s1");
+      assert.deepEqual([existsSync(`${dir}/vmstate`), existsSync(`${dir}/memory`), existsSync(`${dir}/disk.qcow2`)], [false, false, true], "the disk stays for r1's overlay");
+      await reconcileSnapshots(ctx);
+      assert.ok(existsSync(`${dir}/disk.qcow2`), "a daemon restart keeps it while r1 exists");
+      store.deleteVm("r1");
+      await releaseSnapshot(ctx, "s1");
+      assert.ok(!existsSync(dir), "gone with its last VM");
+
+      // A fork base goes with its last child; a kept snapshot does not; a stray directory goes at start.
+      const { snap: forkBase } = await fixture(home, "dev.fork-1");
+      const { snap: kept } = await fixture(home, "kept");
+      for (const s of [forkBase, kept]) store.snapshots.insert({ ...s, internal: s === forkBase });
+      vmRow("c1", "dev.fork-1");
+      vmRow("c2", "dev.fork-1");
+      store.deleteVm("c1");
+      await releaseSnapshot(ctx, "dev.fork-1");
+      assert.ok(store.snapshots.get("dev.fork-1"), "c2 still uses it");
+      store.deleteVm("c2");
+      await releaseSnapshot(ctx, "dev.fork-1");
+      assert.equal(store.snapshots.get("dev.fork-1"), undefined);
+      assert.ok(!existsSync(snapshotDir(ctx.paths, "dev.fork-1")));
+      await releaseSnapshot(ctx, "kept");
+      assert.ok(store.snapshots.get("kept") && existsSync(snapshotDir(ctx.paths, "kept")), "a user's snapshot stays with no VM");
+      await fixture(home, "stray"); // files without a row: a daemon killed between the rename and the insert
+      assert.deepEqual(await reconcileSnapshots(ctx), { removed: ["stray"] });
+      assert.ok(!existsSync(snapshotDir(ctx.paths, "stray")) && existsSync(snapshotDir(ctx.paths, "kept")));
+    } finally {
+      store.close();
+      cleanup();
+    }
   });
 });
