@@ -8,13 +8,20 @@ import assert from "node:assert/strict";
 import { after, before } from "node:test";
 import { startTestServer, type TestServer } from "./kits/bundle.ts";
 import { TEST_CACHE } from "./kits/vm.ts";
+import { resolvePaths } from "../src/config/index.ts";
 
 export const REPO = new URL("..", import.meta.url).pathname;
 
 /** A fresh BANGER_HOME under /tmp; call the returned cleanup in `after`. Short, so socket paths fit. */
 export function makeTempHome(): { home: string; cleanup: () => void } {
   const home = mkdtempSync(join(tmpdir(), "bgr-"));
-  return { home, cleanup: () => rmSync(home, { recursive: true, force: true }) };
+  // The home's RAM files dir on the tmpfs (config memoryDir) goes too: QEMU VMs' files are
+  // removed with each VM, but the directory stays.
+  const cleanup = () => {
+    rmSync(home, { recursive: true, force: true });
+    rmSync(resolvePaths({ BANGER_HOME: home }).memoryDir, { recursive: true, force: true });
+  };
+  return { home, cleanup };
 }
 
 /**

@@ -4,6 +4,7 @@
 // the typecheck. Streaming methods also exchange StreamEvent/StreamInput (streams.ts).
 import type { AuthorizeResult, DaemonStatus, DaemonStopResult, DnsSetupPlan, NetworkStatus, OperationView, WebInfo, WebState } from "./daemon.ts";
 import type { AvailableImage, AvailableKernel, ConfiguredDefaults, DefaultsPlan, ImageView, InstalledKernel, KernelView, PullResult, Removed } from "./images.ts";
+import type { ForkResult, SnapshotRemoved, SnapshotTaken, SnapshotView } from "./snapshots.ts";
 import type { AttachResult, ExitStatus, Landing, ListeningPort, SessionView, VmStats, VmView, WorkspaceView } from "./vm.ts";
 
 /** No params: the call may send nothing or `{}`. */
@@ -33,6 +34,12 @@ export interface VmCreateParams {
   /** Egress policy: full, none or public. */
   net?: string;
   netPeer?: boolean;
+  /**
+   * Restore a snapshot instead of booting: the VM continues the snapshot's processes as a new
+   * machine (its own name, hostname, disk overlay, RNG seed and address). Its image, kernel,
+   * VMM, size and network are the snapshot's: the other machine params are refused with it.
+   */
+  fromSnapshot?: string;
 }
 
 export interface SessionStartParams {
@@ -83,7 +90,13 @@ export interface Methods {
   "vm.start": { params: Named; result: VmView };
   "vm.stop": { params: { name: string; timeoutMs?: number }; result: VmView & { outcome: string } };
   "vm.kill": { params: Named; result: VmView };
+  /** Stops the guest's CPUs, memory kept (state `paused`); vm.resume continues it. */
+  "vm.pause": { params: Named; result: VmView };
   "vm.resume": { params: Named; result: VmView };
+  /** Memory, device state and disk of a running VM, which keeps running (paused briefly: pauseMs). */
+  "vm.snapshot": { params: { name: string; snapshot: string }; result: SnapshotTaken };
+  /** `count` children (default 1, or names.length) of a running VM's current state; the parent keeps running. */
+  "vm.fork": { params: { name: string; count?: number; names?: string[] }; result: ForkResult };
   "vm.rm": { params: Force; result: { removed: string } };
   "vm.set": { params: { name: string; cpus?: number; memoryBytes?: number }; result: VmView };
   "vm.stats": { params: Named; result: VmStats };
@@ -106,6 +119,12 @@ export interface Methods {
     result: WorkspaceView;
   };
   "vm.workspace.info": { params: Named; result: WorkspaceView };
+
+  /** `all`: fork bases too. */
+  "snapshot.list": { params: { all?: boolean } | undefined; result: SnapshotView[] };
+  "snapshot.show": { params: Named; result: SnapshotView };
+  /** Refused while a VM was restored from it, unless `force` (the disk copy then stays until those VMs go). */
+  "snapshot.rm": { params: Force; result: SnapshotRemoved };
 
   "session.start": { params: SessionStartParams; result: { vm: string; name: string; pid: number } };
   "session.list": { params: { vm?: string } | undefined; result: SessionView[] };

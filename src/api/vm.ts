@@ -32,6 +32,8 @@ export interface VmView {
   tap: string | null;
   /** Why the VM is in its state when it got there on its own; null otherwise. */
   stateReason: string | null;
+  /** The snapshot the VM was restored from (vm create --from-snapshot, vm fork); null otherwise. */
+  snapshot: string | null;
 }
 
 /** How a command in the guest ended. */

@@ -9,6 +9,7 @@ import type { AvailableImage, AvailableKernel, ConfiguredDefaults, ImageView, Ke
 import type { MethodName, ResultOf } from "./methods.ts";
 import type { ListeningPort, SessionView, VmState, VmStats, VmView } from "./vm.ts";
 import type { DaemonStatus, OperationView } from "./daemon.ts";
+import type { SnapshotView } from "./snapshots.ts";
 
 /** A running VM's use, as the live list shows it (derived from vm.stats). */
 export interface DashboardVmStats {
@@ -78,6 +79,7 @@ export interface WebRoutes {
   "GET /api/images/catalog": AvailableImage[];
   "POST /api/images/pull": TaskView<ResultOf<"image.pull">>;
   "DELETE /api/images/:name": Removed;
+  "GET /api/snapshots": SnapshotView[];
   "GET /api/defaults": ConfiguredDefaults;
   "POST /api/defaults": ConfiguredDefaults;
   "GET /api/operations": OperationView[];

@@ -17,6 +17,7 @@ import { registerKernel } from "./kernel.ts";
 import { registerNet } from "./net.ts";
 import { registerVm } from "./vm.ts";
 import { registerSession } from "./session.ts";
+import { registerSnapshot } from "./snapshot.ts";
 import { registerWeb } from "./web.ts";
 
 const debug = process.argv.includes("--debug");
@@ -32,6 +33,7 @@ function buildProgram(): Command {
     .showSuggestionAfterError(true);
   registerVm(program);
   registerSession(program);
+  registerSnapshot(program);
   registerImage(program);
   registerKernel(program);
   registerDoctor(program);

@@ -1,4 +1,4 @@
-// `banger vm ...`: VM lifecycle commands.
+// `banger vm ...`: VM lifecycle commands (snapshot, fork and pause: snapshot.ts).
 import { Option, type Command } from "commander";
 import { type ParamsOf, type VmView, outBytes } from "../api/index.ts";
 import { ErrorCode, invalidArgument } from "../util/errors.ts";
@@ -7,6 +7,7 @@ import { validateName } from "../util/names.ts";
 import { parseSize } from "../util/size.ts";
 import { attachExec } from "./attach.ts";
 import { registerRun } from "./run.ts";
+import { fromSnapshotConflicts, registerVmSnapshots } from "./snapshot.ts";
 import { registerStats } from "./stats.ts";
 import { registerWorkspace } from "./workspace.ts";
 import { callDaemon } from "./daemon-client.ts";
@@ -44,6 +45,7 @@ function printVm(v: VmView): void {
     ["ip", v.ip],
     ["net", v.net ? `${v.net}${v.netPeer ? " (peer)" : ""}` : null],
     ["pid", v.pid],
+    ["from snapshot", v.snapshot],
     ["created", v.createdAt],
     ["started", v.startedAt],
   ]);
@@ -64,6 +66,7 @@ export function registerVm(program: Command): void {
   registerRun(vm);
   registerWorkspace(vm);
   registerVmNet(vm);
+  registerVmSnapshots(vm);
 
   vm.command("ls")
     .alias("list")
@@ -93,7 +96,7 @@ export function registerVm(program: Command): void {
     });
 
   addNetOptions(vm.command("create"))
-    .description("create a VM from an image and boot it (progress: disk, boot, agent)")
+    .description("create a VM from an image and boot it (progress: disk, boot, agent), or restore one from a snapshot")
     .option("--image <image>", "image to boot (default: config default_image, else the only image)")
     .option("--kernel <kernel>", "kernel (default: the image's kernel, else config default_kernel, else the only kernel)")
     .option("--name <name>", "VM name (default: a generated adjective-noun)", vmName)
@@ -101,20 +104,43 @@ export function registerVm(program: Command): void {
     .option("--memory <size>", "memory, e.g. 512M or 2G (default: 512M)", parseMemory)
     .option("--disk-size <size>", "root disk size, e.g. 8G (default: the image's; disks grow, never shrink)", parseDiskSize("--disk-size"))
     .option("--no-start", "create the disk and record, but do not boot")
+    .option("--from-snapshot <snapshot>", "restore a snapshot: a new machine running its processes (image, size and network are the snapshot's)", (v: string) => validateName("snapshot", v))
     .option("--json", "print JSON")
-    .action(async (opts: { name?: string; image?: string; kernel?: string; cpus?: number; memory?: number; diskSize?: number; start: boolean; json?: boolean; net?: string; netPeer?: boolean }) => {
-      const started = Date.now();
-      await vmAction(
-        "vm.create",
-        { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryBytes: opts.memory, diskBytes: opts.diskSize, noStart: !opts.start, ...netParams(opts) },
-        opts.json,
-        (v) => {
-          const secs = ((Date.now() - started) / 1000).toFixed(1);
-          if (opts.start) return `vm ${v.name} ${v.state} (${secs}s); try: banger vm exec ${v.name} -- uname -a`;
-          return `vm ${v.name} created, not started (${secs}s); start it: banger vm start ${v.name}`;
-        },
-      );
-    });
+    .action(
+      async (opts: {
+        name?: string;
+        image?: string;
+        kernel?: string;
+        cpus?: number;
+        memory?: number;
+        diskSize?: number;
+        start: boolean;
+        json?: boolean;
+        net?: string;
+        netPeer?: boolean;
+        fromSnapshot?: string;
+      }) => {
+        const started = Date.now();
+        if (opts.fromSnapshot !== undefined) {
+          const conflicts = fromSnapshotConflicts(opts);
+          if (conflicts.length > 0) throw invalidArgument(`${conflicts.join(", ")} cannot be used with --from-snapshot: the restored VM is the snapshot's machine`, "drop them");
+          return vmAction("vm.create", { name: opts.name, fromSnapshot: opts.fromSnapshot }, opts.json, (v) => {
+            const ms = Date.now() - started;
+            return `vm ${v.name} ${v.state}, restored from ${opts.fromSnapshot} (${ms} ms); try: banger vm exec ${v.name} -- uptime`;
+          });
+        }
+        await vmAction(
+          "vm.create",
+          { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryBytes: opts.memory, diskBytes: opts.diskSize, noStart: !opts.start, ...netParams(opts) },
+          opts.json,
+          (v) => {
+            const secs = ((Date.now() - started) / 1000).toFixed(1);
+            if (opts.start) return `vm ${v.name} ${v.state} (${secs}s); try: banger vm exec ${v.name} -- uname -a`;
+            return `vm ${v.name} created, not started (${secs}s); start it: banger vm start ${v.name}`;
+          },
+        );
+      },
+    );
 
   vm.command("start")
     .description("boot a stopped VM")
@@ -123,7 +149,7 @@ export function registerVm(program: Command): void {
     .action((name: string, opts: { json?: boolean }) => vmAction("vm.start", { name }, opts.json, (v) => `vm ${v.name} ${v.state}`));
 
   vm.command("resume")
-    .description("continue a VM its VMM paused (a full host disk): free space first")
+    .description("continue a paused VM (`vm pause`, or its VMM on a full host disk: free space first)")
     .argument("<name>", "VM name", vmName)
     .option("--json", "print JSON")
     .action((name: string, opts: { json?: boolean }) => vmAction("vm.resume", { name }, opts.json, (v) => `vm ${v.name} ${v.state}`));

@@ -49,6 +49,8 @@ export interface Paths {
   kernelsDir: string;
   imagesDir: string;
   vmsDir: string;
+  /** <root>/snapshots: one directory per snapshot (snapshotDir). */
+  snapshotsDir: string;
   /** Content-addressed downloads (bundles by sha256, OCI blobs by digest). */
   cacheDir: string;
   /** Each kernel's initramfs with the current agent appended (kernel/initramfs.ts bootInitramfs). */
@@ -92,6 +94,7 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env): Paths {
     kernelsDir: join(root, "kernels"),
     imagesDir: join(root, "images"),
     vmsDir: join(root, "vms"),
+    snapshotsDir: join(root, "snapshots"),
     cacheDir: join(root, "cache"),
     initrdCacheDir: join(root, "cache", "initrd"),
     debsCacheDir: join(root, "cache", "debs"),
@@ -130,6 +133,14 @@ export function vmRuntimeDir(paths: Paths, id: string): string {
   return join(paths.runDir, "vms", id);
 }
 
+/**
+ * <root>/snapshots/<name>: a snapshot's files, as the VMM and disk write them (vmstate: device
+ * state; memory: guest RAM, sparse; the disk copy). Built in a staging directory beside it.
+ */
+export function snapshotDir(paths: Paths, name: string): string {
+  return join(paths.snapshotsDir, name);
+}
+
 /** <root>/kernels/<name>: vmlinux, initrd.img, modules, manifest.json. */
 export function kernelDir(paths: Paths, name: string): string {
   return join(paths.kernelsDir, name);
@@ -146,7 +157,7 @@ export function imageRootfs(paths: Paths, name: string): string {
 }
 
 export function ensureDirs(paths: Paths): void {
-  for (const dir of [paths.root, paths.runDir, paths.logsDir, paths.kernelsDir, paths.imagesDir, paths.vmsDir, paths.cacheDir, paths.tmpDir]) {
+  for (const dir of [paths.root, paths.runDir, paths.logsDir, paths.kernelsDir, paths.imagesDir, paths.vmsDir, paths.snapshotsDir, paths.cacheDir, paths.tmpDir]) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
 }

@@ -1,5 +1,5 @@
 // The vm.* methods: each checks its params and calls one operation (vms.ts, vm-health.ts,
-// vm-io.ts, exec.ts, landing.ts).
+// vm-io.ts, exec.ts, landing.ts, restore.ts); vm.snapshot and vm.fork are methods-snapshots.ts.
 import type { Handlers } from "../api/index.ts";
 import { parseEgressPolicy } from "../net/index.ts";
 import { optionalBool, optionalInt, optionalString, requireObject, requireString } from "../rpc/index.ts";
@@ -7,7 +7,8 @@ import { invalidArgument } from "../util/errors.ts";
 import type { DaemonContext } from "./context.ts";
 import { bridgeExec, parseExecParams } from "./exec.ts";
 import { withLanding } from "./landing.ts";
-import { resumeVm } from "./vm-health.ts";
+import { createFromSnapshot, restoreOnly } from "./restore.ts";
+import { pauseVm, resumeVm } from "./vm-health.ts";
 import { CONSOLE_DEFAULT_TAIL, CONSOLE_MAX_TAIL, getFiles, putFiles, streamConsole } from "./vm-io.ts";
 import { createVm, getVm, killVm, listVms, removeVm, runningAgent, setVm, startVm, stopVm, vmStats } from "./vms.ts";
 import { vmView } from "./views.ts";
@@ -26,14 +27,31 @@ function memoryParam(p: unknown): number | undefined {
   return bytes;
 }
 
-type VmMethod = "vm.list" | "vm.show" | "vm.create" | "vm.start" | "vm.stop" | "vm.kill" | "vm.resume" | "vm.rm" | "vm.set" | "vm.stats" | "vm.logs" | "vm.files.put" | "vm.files.get" | "vm.exec";
+type VmMethod =
+  | "vm.list"
+  | "vm.show"
+  | "vm.create"
+  | "vm.start"
+  | "vm.stop"
+  | "vm.kill"
+  | "vm.pause"
+  | "vm.resume"
+  | "vm.rm"
+  | "vm.set"
+  | "vm.stats"
+  | "vm.logs"
+  | "vm.files.put"
+  | "vm.files.get"
+  | "vm.exec";
 
 export function vmMethods(ctx: DaemonContext): Handlers<VmMethod> {
   return {
     "vm.list": () => listVms(ctx).map(vmView),
     "vm.show": (p) => vmView(getVm(ctx, requireString(p, "name"))),
-    "vm.create": async (p, call) =>
-      vmView(
+    "vm.create": async (p, call) => {
+      const fromSnapshot = optionalString(p, "fromSnapshot");
+      if (fromSnapshot !== undefined) return vmView(await createFromSnapshot(ctx, { name: optionalString(p, "name"), fromSnapshot: restoreOnly(requireObject(p), fromSnapshot) }, call));
+      return vmView(
         await createVm(
           ctx,
           {
@@ -49,13 +67,15 @@ export function vmMethods(ctx: DaemonContext): Handlers<VmMethod> {
           },
           call,
         ),
-      ),
+      );
+    },
     "vm.start": async (p, call) => vmView(await startVm(ctx, requireString(p, "name"), call)),
     "vm.stop": async (p) => {
       const { outcome, ...vm } = await stopVm(ctx, requireString(p, "name"), { timeoutMs: optionalInt(p, "timeoutMs", 0, 600_000) });
       return { ...vmView(vm), outcome };
     },
     "vm.kill": async (p) => vmView(await killVm(ctx, requireString(p, "name"))),
+    "vm.pause": async (p) => vmView(await pauseVm(ctx, requireString(p, "name"))),
     "vm.resume": async (p) => vmView(await resumeVm(ctx, requireString(p, "name"))),
     "vm.rm": (p) => removeVm(ctx, requireString(p, "name"), { force: optionalBool(p, "force") }),
     "vm.set": async (p) => vmView(await setVm(ctx, requireString(p, "name"), { cpus: optionalInt(p, "cpus", 1, MAX_CPUS), memoryBytes: memoryParam(p) })),

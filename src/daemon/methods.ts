@@ -1,6 +1,6 @@
 // The method table: every RPC method name → its handler, typed against api/'s method map (a
 // handler returning the wrong shape fails the typecheck). This file only composes the
-// tables; each lives beside the operations it calls (methods-vm.ts, methods-images.ts,
+// tables; each lives beside the operations it calls (methods-vm.ts, methods-snapshots.ts, methods-images.ts,
 // methods-daemon.ts, sessions.ts, workspace.ts, ...), where handlers only check their params
 // and call one operation. web.* are the dashboard's (webui/control.ts).
 import type { Handlers, MethodName } from "../api/index.ts";
@@ -13,6 +13,7 @@ import { imageMethods, kernelMethods } from "./methods-images.ts";
 import { vmMethods } from "./methods-vm.ts";
 import { networkMethods } from "./network-methods.ts";
 import { sessionMethods } from "./sessions.ts";
+import { snapshotMethods } from "./methods-snapshots.ts";
 import { workspaceMethods } from "./workspace.ts";
 
 /** Every method but the dashboard's. */
@@ -30,5 +31,6 @@ export function buildMethodTable(ctx: DaemonContext): Handlers<DaemonMethod> {
     ...landingMethods(ctx),
     ...networkMethods(ctx),
     ...vmMethods(ctx),
+    ...snapshotMethods(ctx),
   };
 }

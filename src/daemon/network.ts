@@ -98,11 +98,15 @@ export function networkSettings(config: Config, env: NodeJS.ProcessEnv = process
   };
 }
 
-/** What boot.ts adds to a VM's spec: its tap and MAC, and the agent's kernel parameters. */
+/**
+ * What boot.ts adds to a VM's spec: its tap and MAC, and the agent's kernel parameters (the
+ * same address as `guest`, which a restored guest is told through the agent instead).
+ */
 export interface VmNic {
   tap: string;
   mac: string;
   kernelParams: string[];
+  guest: { ip: string; prefixLength: number; gateway: string; dns: string };
 }
 
 interface ManagerDeps {
@@ -207,7 +211,8 @@ export class NetworkManager {
       const tapMs = performance.now() - started;
       await this.apply();
       this.#log.info("vm network attached", { vm: vm.name, tap, ip, policy: vm.net, tapMs: round(tapMs), attachMs: round(performance.now() - started) });
-      return { tap, mac: macForVm(vm.id), kernelParams: guestKernelParams(ip!, subnet) };
+      const gateway = gatewayOf(subnet);
+      return { tap, mac: macForVm(vm.id), kernelParams: guestKernelParams(ip!, subnet), guest: { ip: ip!, prefixLength: subnet.prefix, gateway, dns: gateway } };
     } catch (err) {
       if (tap) await this.detach(vm.name).catch(() => undefined);
       throw networkError(`cannot attach vm ${vm.name} to the network`, err);

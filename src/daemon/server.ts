@@ -16,6 +16,7 @@ import { NetworkManager, networkSettings } from "./network.ts";
 import { VmRuntime } from "./vm-runtime.ts";
 import { reconcileVms } from "./vms.ts";
 import { tidyRoot } from "./sweep.ts";
+import { reconcileSnapshots } from "./snapshots.ts";
 import { watchVms } from "./vm-health.ts";
 import { Dashboard } from "../webui/index.ts";
 import type { Handlers } from "../api/index.ts";
@@ -66,6 +67,7 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
   watchVms(ctx); // before adoption: an adopted VMM is watched from then on
   const reconciled = await reconcileVms(ctx);
   if (reconciled.adopted.length + reconciled.stopped.length + reconciled.removed.length > 0) log.info("reconciled vms", reconciled);
+  await reconcileSnapshots(ctx).catch((err: unknown) => log.warn("snapshot reconcile failed", { error: errorLine(err) }));
   // A network that cannot come back up must not keep the daemon from serving (or stopping).
   await network.reconcile().catch((err: unknown) => log.warn("network reconcile failed", { error: errorLine(err) }));
   // The dashboard (web.enabled or BANGER_WEB=1) serves the same method table; a port in use must not stop

@@ -1,8 +1,8 @@
 // Store rows as the wire shows them (api/'s views): the store's rows are the daemon's own
 // and may gain columns; what callers see changes only here. Keys and their order are the
 // JSON `--json` prints, so a row's view is the same JSON the row was.
-import type { ImageView, KernelView, OperationView, SessionView, VmView } from "../api/index.ts";
-import type { ImageRecord, KernelRecord, OperationRecord, SessionRecord, VmRecord } from "../store/index.ts";
+import type { ImageView, KernelView, OperationView, SessionView, SnapshotView, VmView } from "../api/index.ts";
+import type { ImageRecord, KernelRecord, OperationRecord, SessionRecord, SnapshotRecord, VmRecord } from "../store/index.ts";
 
 export function vmView(r: VmRecord): VmView {
   return {
@@ -25,6 +25,7 @@ export function vmView(r: VmRecord): VmView {
     netPeer: r.netPeer,
     tap: r.tap,
     stateReason: r.stateReason,
+    snapshot: r.snapshot,
   };
 }
 
@@ -78,5 +79,29 @@ export function sessionView(r: SessionRecord, live: boolean, now?: { pid: number
     createdAt: r.createdAt,
     ...(now ? { pid: now.pid, exit: now.exit, bytes: now.bytes } : {}),
     live,
+  };
+}
+
+/** A snapshot: its row (less its file names and hashes), what it takes on disk, and the VMs restored from it. */
+export function snapshotView(r: SnapshotRecord, usedBytes: number | null, vms: string[]): SnapshotView {
+  return {
+    name: r.name,
+    sourceVm: r.sourceVm,
+    image: r.image,
+    kernel: r.kernel,
+    vmm: r.vmm,
+    cpus: r.cpus,
+    memoryBytes: r.memoryBytes,
+    net: r.net,
+    netPeer: r.netPeer,
+    hasNic: r.hasNic,
+    stateBytes: r.stateBytes,
+    memoryFileBytes: r.memoryFileBytes,
+    diskBytes: r.diskBytes,
+    usedBytes,
+    internal: r.internal,
+    pauseMs: r.pauseMs,
+    createdAt: r.createdAt,
+    vms,
   };
 }

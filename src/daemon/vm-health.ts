@@ -2,8 +2,11 @@
 // disk. A watched VMM (vm-runtime.ts) that ends makes its VM `stopped` or `crashed` with the
 // reason, its leftovers (sockets, tap) removed, at once; one QEMU paused on a host I/O error
 // (a full disk) makes it `paused` with the fix, and `vm resume` continues it once space
-// exists. `vm create` and `vm start` refuse to begin below the free-space floor.
+// exists. `vm pause` pauses one on the user's word (`vm resume` continues it too); a
+// snapshot pauses one briefly (pauseBriefly), which is no event. `vm create` and `vm start`
+// refuse to begin below the free-space floor.
 import { statfsSync } from "node:fs";
+import { performance } from "node:perf_hooks";
 import { minFreeBytes } from "../config/index.ts";
 import type { VmRecord } from "../store/index.ts";
 import { BangerError, ErrorCode, errorLine } from "../util/errors.ts";
@@ -36,7 +39,12 @@ async function onVmmEvent(ctx: DaemonContext, name: string, handle: VmHandle, ev
     // The VMM is gone: what it leaves (sockets, pid file, its tap) goes now, not at rm.
     await handle.stop().catch(() => undefined); // gone: stop() only removes its files
     await ctx.network.detach(name);
+  } else if (ctx.runtime.briefPauses.has(name)) {
+    // The daemon's own pause for a snapshot: its resume ends it.
+    if (event.kind === "resumed") ctx.runtime.briefPauses.delete(name);
   } else if (event.kind === "paused") {
+    // Already paused on the user's word: QEMU's STOP for it is no news (a disk full is).
+    if (vm.state === "paused" && !event.nospace) return;
     const reason = `${event.reason}: free space under ${ctx.paths.root}, then \`banger vm resume ${name}\``;
     ctx.store.updateVm(name, { state: "paused", stateReason: reason });
     ctx.log.warn("vm paused by its VMM", { vm: name, reason: event.reason });
@@ -46,7 +54,60 @@ async function onVmmEvent(ctx: DaemonContext, name: string, handle: VmHandle, ev
   }
 }
 
-/** `vm resume`: continues a VM its VMM paused, once the root has space again. */
+export const USER_PAUSE_REASON = "paused by the user";
+
+/** `vm pause`: stops the guest's CPUs, memory kept; `vm resume` continues it. */
+export function pauseVm(ctx: DaemonContext, name: string): Promise<VmRecord> {
+  validateName("vm", name);
+  return ctx.locks.run(`vm:${name}`, () =>
+    recordOperation(ctx, "vm.pause", name, async () => {
+      const vm = ctx.store.getVm(name);
+      if (!vm) throw new BangerError(ErrorCode.NotFound, `vm ${name} not found`, "see `banger vm ls`");
+      if (vm.state === "paused") return vm;
+      const handle = ctx.runtime.handle(name);
+      if (vm.state !== "running" || !handle) {
+        throw new BangerError(ErrorCode.InUse, `cannot pause vm ${name}: it is ${vm.state}`, `start it: banger vm start ${name}`);
+      }
+      // Recorded first: QEMU's STOP event then finds the VM paused already and changes nothing.
+      ctx.store.updateVm(name, { state: "paused", stateReason: USER_PAUSE_REASON });
+      try {
+        await handle.pause();
+      } catch (err) {
+        ctx.store.updateVm(name, { state: "running", stateReason: null });
+        throw err;
+      }
+      return ctx.store.getVm(name)!;
+    }),
+  );
+}
+
+/**
+ * Runs `fn` with the guest paused (a snapshot: memory and disk must not move), then resumes
+ * it, unless it was paused already. Returns how long it was paused.
+ */
+export async function pauseBriefly<T>(ctx: DaemonContext, name: string, handle: VmHandle, alreadyPaused: boolean, fn: () => Promise<T>): Promise<{ result: T; pauseMs: number }> {
+  if (alreadyPaused) return { result: await fn(), pauseMs: 0 };
+  const started = performance.now();
+  ctx.runtime.briefPauses.add(name);
+  try {
+    await handle.pause();
+  } catch (err) {
+    ctx.runtime.briefPauses.delete(name);
+    throw err;
+  }
+  let result: T;
+  try {
+    result = await fn();
+  } finally {
+    await handle.resume().catch((err: unknown) => {
+      ctx.runtime.briefPauses.delete(name);
+      ctx.log.warn("resume after a snapshot failed", { vm: name, error: errorLine(err) });
+    });
+  }
+  return { result, pauseMs: Math.round(performance.now() - started) };
+}
+
+/** `vm resume`: continues a VM paused by the user, or by its VMM once the root has space again. */
 export function resumeVm(ctx: DaemonContext, name: string): Promise<VmRecord> {
   validateName("vm", name);
   return ctx.locks.run(`vm:${name}`, () =>
@@ -58,7 +119,8 @@ export function resumeVm(ctx: DaemonContext, name: string): Promise<VmRecord> {
       if (vm.state !== "paused" || !handle) {
         throw new BangerError(ErrorCode.InUse, `cannot resume vm ${name}: it is ${vm.state}`, `start it: banger vm start ${name}`);
       }
-      ensureFreeSpace(ctx, "resume", name);
+      // A disk-full pause resumed without space would pause again at the guest's next write.
+      if (vm.stateReason !== USER_PAUSE_REASON) ensureFreeSpace(ctx, "resume", name);
       await handle.resume();
       ctx.store.updateVm(name, { state: "running", stateReason: null });
       return ctx.store.getVm(name)!;

@@ -23,6 +23,11 @@ export class VmRuntime {
   private readonly handles = new Map<string, VmHandle>();
   private readonly agents = new Map<string, Promise<AgentClient>>();
   private readonly unwatch = new Map<string, () => void>();
+  /**
+   * VMs the daemon itself paused for a moment (a snapshot): the VMM's pause and resume events
+   * for them are the daemon's own, not news (vm-health.ts pauseBriefly).
+   */
+  readonly briefPauses = new Set<string>();
   /** Set by the daemon once its operations exist (vm-health.ts); until then events are dropped. */
   onVmmEvent: (vm: string, handle: VmHandle, event: VmmEvent) => void = () => undefined;
 

@@ -20,19 +20,20 @@ import { chooseDefault, noDefaultReason } from "./default-choice.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { authorizedKeys, installSshKeys } from "./ssh-keys.ts";
 import { recordOperation } from "./operations.ts";
+import { releaseSnapshot } from "./snapshots.ts";
 import { ensureFreeSpace } from "./vm-health.ts";
 import { vmPaths } from "./vm-runtime.ts";
 
 export const DEFAULT_CPUS = 1;
 export const DEFAULT_MEMORY_BYTES = 512 * 1024 ** 2;
 /** TCG boots take seconds; a slow host or a big image more. */
-const AGENT_READY_TIMEOUT_MS = Number(process.env.BANGER_AGENT_TIMEOUT_MS ?? 120_000);
+export const AGENT_READY_TIMEOUT_MS = Number(process.env.BANGER_AGENT_TIMEOUT_MS ?? 120_000);
 
 /** vm.create's params (api/) with the egress policy parsed (`none` gives the VM no NIC at all). */
 export type CreateParams = Omit<VmCreateParams, "net"> & { net?: VmNetPolicy };
 
 /** The disk facts kept in the VM record's config. */
-interface VmDiskConfig {
+export interface VmDiskConfig {
   path: string;
   format: DiskFormat;
   strategy: string;
@@ -170,13 +171,13 @@ async function bootVm(ctx: DaemonContext, name: string, call: CallEnv): Promise<
   }
 }
 
-async function consoleTail(path: string, lines = 8): Promise<string> {
+export async function consoleTail(path: string, lines = 8): Promise<string> {
   const { data } = await readConsoleTail(path, 16 * 1024).catch(() => ({ data: Buffer.alloc(0) }));
   return data.toString("utf8").trimEnd().split("\n").slice(-lines).join("\n");
 }
 
 /** Removes everything a VM has: VMM, runtime dir, disk dir, row. Never throws. */
-async function destroyVm(ctx: DaemonContext, name: string, dir: string, runtimeDir: string): Promise<void> {
+export async function destroyVm(ctx: DaemonContext, name: string, dir: string, runtimeDir: string): Promise<void> {
   const handle = ctx.runtime.handle(name);
   ctx.runtime.forget(name);
   if (handle) await handle.kill().catch(() => undefined);
@@ -275,6 +276,8 @@ export function removeVm(ctx: DaemonContext, name: string, opts: { force?: boole
       if (ctx.runtime.handle(name)) await stopRunning(ctx, vm, 5000);
       const paths = vmPaths(ctx.paths, name, vm.id);
       await destroyVm(ctx, name, paths.dir, paths.runtimeDir);
+      // Its overlay is gone with its dir; a fork base with no child left goes too.
+      await releaseSnapshot(ctx, vm.snapshot);
       return { removed: name };
     }),
   );

@@ -8,4 +8,4 @@
 export { RpcServer, type CallContext, type Handler, type MethodTable, type ServerLogger, type TypedMethodTable } from "./server.ts";
 export { ConnectionLostError, RpcClient, type Call, type CallArgs, type CallOptions, type MethodMap, type Untyped } from "./client.ts";
 export { MAX_LINE_BYTES, type RequestId } from "./protocol.ts";
-export { optionalString, requireString, optionalInt, optionalBool, requireObject } from "./params.ts";
+export { optionalString, requireString, optionalInt, optionalBool, optionalStringArray, requireObject } from "./params.ts";

@@ -35,3 +35,10 @@ export function optionalBool(params: unknown, key: string): boolean | undefined 
   if (typeof v !== "boolean") throw bad(`"${key}" must be true or false`);
   return v;
 }
+
+export function optionalStringArray(params: unknown, key: string, maxItems: number): string[] | undefined {
+  const v = requireObject(params)[key];
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v) || v.length > maxItems || v.some((s) => typeof s !== "string")) throw bad(`"${key}" must be a list of at most ${maxItems} strings`);
+  return v as string[];
+}

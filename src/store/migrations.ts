@@ -114,4 +114,34 @@ export const MIGRATIONS: readonly string[] = [
   DROP TABLE vms;
   ALTER TABLE vms_new RENAME TO vms;
   `,
+  // 4: snapshots. A snapshot is a running VM's memory, device state and disk, kept under
+  // <root>/snapshots/<name> (config's snapshotDir); the row records what it was taken from
+  // (the VM's machine: image, kernel, VMM, size, NIC) and the size of each file and the
+  // sha256 of the device state and the disk copy, checked before a restore. `internal` marks
+  // a fork's base (removed with its last child). vms.snapshot: the snapshot a VM was restored from.
+  `
+  CREATE TABLE snapshots (
+    name            TEXT PRIMARY KEY,
+    source_vm       TEXT NOT NULL,
+    image           TEXT NOT NULL,
+    kernel          TEXT NOT NULL,
+    vmm             TEXT NOT NULL,
+    cpus            INTEGER NOT NULL,
+    memory_bytes    INTEGER NOT NULL,
+    net             TEXT NOT NULL CHECK (net IN ('full','none','public')),
+    net_peer        INTEGER NOT NULL DEFAULT 0,
+    has_nic         INTEGER NOT NULL DEFAULT 0,
+    disk_file       TEXT NOT NULL,
+    disk_format     TEXT NOT NULL CHECK (disk_format IN ('raw','qcow2')),
+    state_bytes     INTEGER NOT NULL,
+    memory_file_bytes INTEGER NOT NULL,
+    disk_bytes      INTEGER NOT NULL,
+    state_sha256    TEXT NOT NULL,
+    disk_sha256     TEXT NOT NULL,
+    internal        INTEGER NOT NULL DEFAULT 0,
+    pause_ms        INTEGER NOT NULL DEFAULT 0,
+    created_at      TEXT NOT NULL
+  ) STRICT;
+  ALTER TABLE vms ADD COLUMN snapshot TEXT;
+  `,
 ];

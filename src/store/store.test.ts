@@ -15,7 +15,7 @@ describe("store", () => {
       const s = openStore(path);
       assert.equal(s.schemaVersion, MIGRATIONS.length);
       const tables = (s.db.prepare("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
-      assert.deepEqual(tables, ["images", "kernels", "operations", "sessions", "settings", "vms"]);
+      assert.deepEqual(tables, ["images", "kernels", "operations", "sessions", "settings", "snapshots", "vms"]);
       assert.equal(s.db.pragma("journal_mode", { simple: true }), "wal");
       s.close();
       const again = openStore(path);
@@ -187,6 +187,76 @@ describe("store", () => {
       assert.equal(s.db.pragma("foreign_keys", { simple: true }), 1, "foreign keys are on again after migrating");
       s.deleteVm("v1");
       assert.deepEqual(s.listSessions(), [], "and still cascade");
+      s.close();
+    } finally {
+      cleanup();
+    }
+  });
+
+  it("keeps snapshots typed, tells which VMs were restored from one, and migrates a schema-3 store's VMs to snapshot null", () => {
+    const { home, cleanup } = makeTempHome();
+    try {
+      const path = join(home, "banger.db");
+      const old = new Database(path);
+      for (const m of MIGRATIONS.slice(0, 3)) old.exec(m);
+      old.pragma("user_version = 3");
+      old.prepare("INSERT INTO vms (name, id, state, image, kernel, vmm, cpus, memory_mib, config, created_at) VALUES ('old', 'id0', 'stopped', 'i', 'k', 'qemu', 1, 256, '{}', 'now')").run();
+      old.close();
+      const s = openStore(path);
+      assert.equal(s.getVm("old")?.snapshot, null);
+      const snap = {
+        name: "s1",
+        sourceVm: "old",
+        image: "i",
+        kernel: "k",
+        vmm: "qemu",
+        cpus: 2,
+        memoryBytes: 512 * 1024 ** 2,
+        net: "full" as const,
+        netPeer: true,
+        hasNic: true,
+        diskFile: "disk.qcow2",
+        diskFormat: "qcow2" as const,
+        stateBytes: 1000,
+        memoryFileBytes: 512 * 1024 ** 2,
+        diskBytes: 2000,
+        stateSha256: "a".repeat(64),
+        diskSha256: "b".repeat(64),
+        internal: false,
+        pauseMs: 120,
+      };
+      s.snapshots.insert(snap);
+      const got = s.snapshots.get("s1")!;
+      assert.deepEqual({ ...got, createdAt: undefined }, { ...snap, createdAt: undefined });
+      assert.match(got.createdAt, /^\d{4}-/);
+      assert.throws(() => s.snapshots.insert(snap), /UNIQUE/, "one row per name");
+      assert.throws(() => s.snapshots.insert({ ...snap, name: "s2", diskFormat: "vmdk" as never }), /CHECK constraint/);
+      s.insertVm({
+        name: "child",
+        id: "id1",
+        state: "running",
+        image: "i",
+        kernel: "k",
+        vmm: "qemu",
+        cpus: 2,
+        memoryBytes: 512 * 1024 ** 2,
+        diskBytes: 0,
+        pid: null,
+        ip: null,
+        error: null,
+        config: {},
+        snapshot: "s1",
+      });
+      assert.equal(s.getVm("child")?.snapshot, "s1");
+      assert.deepEqual(s.snapshots.vmsUsing("s1"), ["child"]);
+      assert.deepEqual(s.snapshots.vmsUsing("nope"), []);
+      assert.deepEqual(
+        s.snapshots.list().map((r) => r.name),
+        ["s1"],
+      );
+      assert.equal(s.snapshots.delete("s1"), true);
+      assert.equal(s.snapshots.delete("s1"), false);
+      assert.equal(s.snapshots.get("s1"), undefined);
       s.close();
     } finally {
       cleanup();

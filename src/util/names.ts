@@ -1,9 +1,9 @@
-// The one naming rule shared by kernels, images and VMs (docs/decisions.md): checked before any I/O.
+// The one naming rule shared by kernels, images, VMs and snapshots (docs/decisions.md): checked before any I/O.
 import { invalidArgument } from "./errors.ts";
 
 export const NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/;
 
-export type NamedKind = "kernel" | "image" | "vm" | "session";
+export type NamedKind = "kernel" | "image" | "vm" | "session" | "snapshot";
 
 export function isValidName(name: string): boolean {
   return NAME_PATTERN.test(name);

@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { makeTempHome } from "../../test/helpers.ts";
 import { ensureDirs, resolvePaths } from "../config/index.ts";
+import { which } from "./exec.ts";
 import { findLeftovers, sweepLeftovers } from "./scratch.ts";
 
 const bed = makeTempHome();
@@ -35,4 +38,31 @@ test("the sweep removes banger's stale staging and temp names, and nothing else"
   assert.ok(swept.bytes >= 64 * 1024, `counts the space held: ${swept.bytes}`);
   for (const p of stale) assert.equal(existsSync(p), false, p);
   for (const p of kept) assert.equal(existsSync(p), true, p);
+});
+
+test("a QEMU RAM file on the tmpfs is a leftover once no process maps it", async (t) => {
+  if (!which("python3")) return t.skip("python3 maps the file (Node cannot mmap)");
+  const paths = resolvePaths({ BANGER_HOME: bed.home });
+  mkdirSync(paths.memoryDir, { recursive: true });
+  const inUse = join(paths.memoryDir, "vm1.mem");
+  const orphan = join(paths.memoryDir, "vm2.mem");
+  for (const p of [inUse, orphan]) writeFileSync(p, Buffer.alloc(8192, 1));
+  // A process mapping it, as a running QEMU maps its guest RAM.
+  const mapper = spawn("python3", ["-c", "import mmap,sys,time; f=open(sys.argv[1],'r+b'); m=mmap.mmap(f.fileno(),0); print('mapped',flush=True); time.sleep(120)", inUse], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  try {
+    await once(mapper.stdout, "data");
+    assert.deepEqual(
+      (await findLeftovers(paths)).map((l) => l.path).filter((p) => p.startsWith(paths.memoryDir)),
+      [orphan],
+    );
+    await sweepLeftovers(paths);
+    assert.equal(existsSync(orphan), false);
+    assert.equal(existsSync(inUse), true, "a mapped RAM file stays");
+  } finally {
+    mapper.kill("SIGKILL");
+    await once(mapper, "exit");
+    rmSync(paths.memoryDir, { recursive: true, force: true });
+  }
 });

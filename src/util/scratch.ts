@@ -7,7 +7,7 @@
 // holds the root's lock (daemon/lock.ts), so at its start none of them is in use. Files other
 // processes make (the CLI's config.json, doctor's probes) carry the maker's pid, or are only
 // taken once old, so a live process's temporary file is never removed.
-import { lstat, readdir, rm } from "node:fs/promises";
+import { lstat, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { isAlive } from "./pids.ts";
 
@@ -22,11 +22,13 @@ export interface RootDirs {
   tmpDir: string;
   cacheDir: string;
   vmsDir: string;
+  snapshotsDir: string;
   initrdCacheDir: string;
   debsCacheDir: string;
   presetsCacheDir: string;
   hostCacheDir: string;
   sshDir: string;
+  memoryDir: string;
 }
 
 /** `<dir>/.staging-<base>-XXXXXX` (mkdtemp suffix): util/fsx.ts makeStagingDir, for every publish by rename. */
@@ -42,8 +44,12 @@ export const replacedName = (name: string) => `.replaced-${name}`;
 /** `<file>.tmp-<pid>`: a file written whole, then renamed over `<file>`. */
 export const pidTempName = (file: string) => `${file}.tmp-${process.pid}`;
 
-/** Who may be writing a match: only the daemon (stale at its start), or any process (check pid/age). */
-type Maker = "daemon" | "any";
+/**
+ * Who may be writing a match: only the daemon (stale at its start), any process (check pid/
+ * age), or a VMM that maps it (stale once no process maps it: a VM's RAM file outlives the
+ * daemon while its QEMU runs).
+ */
+type Maker = "daemon" | "any" | "mapped";
 
 interface ScratchPattern {
   /** The directory the names appear in; `perEntry` means inside each subdirectory of it. */
@@ -75,12 +81,14 @@ export const SCRATCH: readonly ScratchPattern[] = [
   { dir: (p) => p.initrdCacheDir, match: /^.+\.tmp-(\d+)(?:-\d+)?$/, maker: "daemon", madeBy: "kernel/initramfs.ts (boot initramfs)" },
   { dir: (p) => p.debsCacheDir, match: new RegExp(`^\\.apt-download-${MKDTEMP}$`), maker: "daemon", madeBy: "kernel/apt.ts" },
   { dir: (p) => join(p.presetsCacheDir, "work"), match: new RegExp(`^debian-${MKDTEMP}$`), maker: "daemon", madeBy: "presets/debian.ts" },
+  { dir: (p) => p.snapshotsDir, match: new RegExp(`^\\.staging-${NAME}-${MKDTEMP}$`), maker: "daemon", madeBy: "daemon/snapshots.ts (vm snapshot, vm fork)" },
   { dir: (p) => p.vmsDir, perEntry: true, match: /^\.root\.(?:qcow2|ext4)\.partial-[0-9a-f]+$/, maker: "daemon", madeBy: "disk/clone.ts" },
   { dir: (p) => p.vmsDir, perEntry: true, match: new RegExp(`^\\.reflink-probe-${MKDTEMP}$`), maker: "daemon", madeBy: "disk/strategies.ts" },
   { dir: (p) => p.root, match: new RegExp(`^\\.reflink-probe-${MKDTEMP}$`), maker: "any", madeBy: "disk/strategies.ts (doctor's probe)" },
   { dir: (p) => p.root, match: /^config\.json\.tmp-(\d+)$/, maker: "any", madeBy: "config saveConfig (the CLI)" },
   { dir: (p) => p.sshDir, match: /^.+\.tmp-(\d+)(?:\.pub)?$/, maker: "any", madeBy: "net/ssh.ts" },
   { dir: (p) => p.hostCacheDir, match: /^kvm-probe\.json\.tmp-(\d+)$/, maker: "any", madeBy: "host/kvm.ts" },
+  { dir: (p) => p.memoryDir, match: new RegExp(`^${NAME}\\.mem$`), maker: "mapped", madeBy: "QEMU's guest RAM (config vmMemoryFile; vmm removes it with the VM)" },
 ];
 
 /** Files of makers other than the daemon without a pid in their name are taken once this old. */
@@ -115,8 +123,23 @@ export async function diskUsage(path: string): Promise<number> {
   return total;
 }
 
-/** Whether a match is stale: never while the pid in its name lives; a daemon's file otherwise; anyone's once old. */
-function isStale(pattern: ScratchPattern, m: RegExpExecArray, mtimeMs: number, alive: PidAlive): boolean {
+/** Every file some process maps (/proc/<pid>/maps), under `dir`. */
+async function filesMappedUnder(dir: string): Promise<Set<string>> {
+  const mapped = new Set<string>();
+  for (const name of await listDir("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const maps = await readFile(`/proc/${name}/maps`, "utf8").catch(() => "");
+    for (const line of maps.split("\n")) {
+      const at = line.indexOf(`${dir}/`);
+      if (at >= 0) mapped.add(line.slice(at).replace(/ \(deleted\)$/, ""));
+    }
+  }
+  return mapped;
+}
+
+/** Whether a match is stale: never while the pid in its name lives or a process maps it; a daemon's file otherwise; anyone's once old. */
+function isStale(pattern: ScratchPattern, m: RegExpExecArray, mtimeMs: number, alive: PidAlive, mapped: Set<string>, path: string): boolean {
+  if (pattern.maker === "mapped") return !mapped.has(path);
   const pid = m[1] !== undefined ? Number(m[1]) : undefined;
   if (pid !== undefined) return pid !== process.pid && !alive(pid);
   return pattern.maker === "daemon" || Date.now() - mtimeMs > ANY_MAKER_MIN_AGE_MS;
@@ -130,13 +153,14 @@ function isStale(pattern: ScratchPattern, m: RegExpExecArray, mtimeMs: number, a
 export async function findLeftovers(paths: RootDirs, alive: PidAlive = isAlive): Promise<Leftover[]> {
   const found: Leftover[] = [];
   for (const pattern of SCRATCH) {
+    const mapped = pattern.maker === "mapped" ? await filesMappedUnder(pattern.dir(paths)) : new Set<string>();
     for (const dir of await dirsOf(pattern, paths)) {
       for (const name of await listDir(dir)) {
         const m = pattern.match.exec(name);
         if (!m) continue;
         const path = join(dir, name);
         const st = await lstat(path).catch(() => undefined);
-        if (!st || !isStale(pattern, m, st.mtimeMs, alive)) continue;
+        if (!st || !isStale(pattern, m, st.mtimeMs, alive, mapped, path)) continue;
         found.push({ path, bytes: await diskUsage(path) });
       }
     }

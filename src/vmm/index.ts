@@ -43,6 +43,8 @@ export type {
 } from "./types.ts";
 export { buildQemuArgv, qemuDriver, qemuPaths, resolveQemuOptions } from "./qemu.ts";
 export { checkQemuSnapshot } from "./qemu-snapshot.ts";
+/** The files a snapshot directory holds for the VMM: device state and guest memory. */
+export { SNAPSHOT_MEMORY, SNAPSHOT_STATE } from "./firecracker-snapshot.ts";
 export type { AgentChannel, QemuOptions } from "./qemu.ts";
 export { buildJailerArgv, firecrackerDriver, firecrackerPaths, jailerChrootDir } from "./firecracker.ts";
 export { QmpClient, qmpCommand } from "./qmp.ts";

@@ -134,6 +134,22 @@ test("a paused VM's snapshot restores into two new VMs that continue its process
   assert.equal(await sh(children[1]!, "cat /root/own.txt 2>/dev/null || echo none"), "none");
   assert.equal(await sh(p, "cat /root/own.txt 2>/dev/null || echo none"), "none");
 
+  // A restored VM is snapshotted in turn (its RAM is private: the state carries it), and its
+  // own restore continues the counter again.
+  const child = handles[1]!;
+  const snap2 = join(home, "snap2");
+  await child.pause();
+  const saved2 = await child.saveSnapshot(snap2);
+  const disk2 = await snapshotDisk({ path: join(home, "child1.qcow2"), format: "qcow2" }, snap2);
+  await child.resume();
+  t.diagnostic(`snapshot of a restored VM: state ${saved2.stateBytes} B, memory ${saved2.memoryBytes} B on disk`);
+  const grand = await qemuDriver.restore(specFor("grandchild", (await cloneFromSnapshot(disk2, join(home, "grandchild.qcow2"), "qcow2")).path, true), snap2);
+  handles.push(grand);
+  const g = await agentOf(grand);
+  assert.equal((await counts(g)).pid, started.pid);
+  assert.equal(await sh(g, "cat /root/own.txt"), "child1");
+  await counts(children[0]!);
+
   for (const c of clients.splice(0)) c.close();
   for (const h of handles.splice(0)) await h.kill();
   assert.deepEqual(await processesMentioning(home), [], "no QEMU left");

@@ -66,6 +66,7 @@ export function buildRoutes(methods: DaemonTable, live: LiveVms, tasks: Tasks, o
     get("/api/images/catalog", "image.catalog"),
     route("POST", "/api/images/pull", async (i) => ({ status: 202, json: await tasks.start("image.pull", requireField(i.body, "ref"), { ref: i.body.ref, name: i.body.name, force: i.body.force }) })),
     route("DELETE", "/api/images/:name", (i) => json(call("image.rm", { name: i.params.name, force: i.query.get("force") === "1" }, i.signal))),
+    get("/api/snapshots", "snapshot.list"),
     get("/api/defaults", "defaults.get"),
     route("POST", "/api/defaults", (i) => json(call("defaults.set", { image: i.body.image, kernel: i.body.kernel }, i.signal))),
     get("/api/operations", "ops.list", (i) => ({ limit: i.query.has("limit") ? Number(i.query.get("limit")) : undefined })),

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { resolvePaths } from "../../src/config/index.ts";
 import { runChecked, which } from "../../src/util/exec.ts";
 import { spawnOnPty } from "../kits/pty.ts";
 import { isAlive, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
@@ -35,6 +36,9 @@ describe("vm lifecycle (real VM under QEMU)", () => {
     assert.equal(show.state, "running");
     assert.equal(show.memoryBytes, 384 * 1024 ** 2);
     assert.ok(isAlive(show.pid), "the VMM process runs");
+    // Its guest RAM lives in a file on the tmpfs, which a snapshot copies.
+    const memoryDir = resolvePaths({ BANGER_HOME: home }).memoryDir;
+    assert.deepEqual(readdirSync(memoryDir), [`${show.id}.mem`]);
   });
 
   it("runs commands and passes their exit status through", async () => {
@@ -142,6 +146,9 @@ describe("vm lifecycle (real VM under QEMU)", () => {
     assert.equal(isAlive(pid), false, "the VMM is gone");
     assert.deepEqual(readdirSync(join(home, "vms")), []);
     assert.equal(existsSync(join(home, "run", "vms")) ? readdirSync(join(home, "run", "vms")).length : 0, 0);
+    // Its guest RAM file on the tmpfs too (QEMU VMs keep it there for snapshots).
+    const memoryDir = resolvePaths({ BANGER_HOME: home }).memoryDir;
+    assert.deepEqual(existsSync(memoryDir) ? readdirSync(memoryDir) : [], []);
     assert.deepEqual(JSON.parse((await banger(["vm", "ls", "--json"])).stdout), []);
   });
 });

@@ -1,5 +1,6 @@
-// Images and kernels: the installed ones (set default, remove), the catalogs' entries with a
-// Pull button each, and pulling an image by registry reference; pulls show live progress.
+// Images, kernels and snapshots: the installed ones (set default, remove; snapshots are listed
+// only), the catalogs' entries with a Pull button each, and pulling an image by registry
+// reference; pulls show live progress.
 import type { AvailableImage, AvailableKernel } from "../../api/index.ts";
 import { api, hintOf, type Task } from "./api.ts";
 import { badge, bytes, fill, h, table, toast, when } from "./dom.ts";
@@ -12,7 +13,7 @@ type CatalogEntry = AvailableImage & Partial<Pick<AvailableKernel, "kernelVersio
 type Kind = "kernel" | "image";
 
 export function imagesPage(): Page {
-  const cards = { kernels: h("div"), kernelCatalog: h("div"), images: h("div"), imageCatalog: h("div") };
+  const cards = { kernels: h("div"), kernelCatalog: h("div"), images: h("div"), imageCatalog: h("div"), snapshots: h("div") };
   const load = () => {
     void Promise.all([api("GET /api/kernels"), api("GET /api/images"), api("GET /api/defaults")]).then(
       ([ks, is, defaults]) => {
@@ -37,6 +38,19 @@ export function imagesPage(): Page {
       },
       (err: Error) => [cards.kernels, cards.images].forEach((c) => void fill(c, errorLine(err))),
     );
+    void api("GET /api/snapshots").then(
+      (ss) =>
+        fill(
+          cards.snapshots,
+          table(
+            ["Name", "From VM", "Image", "Memory", "On disk", "Paused", "VMs", "Taken"],
+            ss.map((s) => [s.name, s.sourceVm, s.image, bytes(s.memoryBytes), s.usedBytes === null ? "–" : bytes(s.usedBytes), `${s.pauseMs} ms`, s.vms.join(", ") || "–", when(s.createdAt)]),
+            "No snapshots: banger vm snapshot VM --name NAME takes one.",
+            (i) => ({ "data-snapshot": ss[i]!.name }),
+          ),
+        ),
+      (err: Error) => fill(cards.snapshots, errorLine(err)),
+    );
     void api("GET /api/kernels/catalog").then(
       (es) => fill(cards.kernelCatalog, catalogTable(es, "kernel", load)),
       (err: Error) => fill(cards.kernelCatalog, errorLine(err)),
@@ -55,6 +69,7 @@ export function imagesPage(): Page {
       h("h1", {}, "Images & kernels"),
       card("Images", cards.images),
       card("Kernels", cards.kernels),
+      card("Snapshots", cards.snapshots),
       card("Image catalog", cards.imageCatalog, pullByRef(load)),
       card("Kernel catalog", cards.kernelCatalog),
     ),

@@ -1,0 +1,123 @@
+// Issue 16's snapshot numbers, side by side in one run (medians):
+//   - `vm create --from-snapshot` to agent-ready (restored and re-identified) vs a cold
+//     `vm create` of the same image and size; target <= 0.15x.
+//   - `vm fork` of a running VM (its internal snapshot + one child) vs the same cold create;
+//     target <= 0.15x.
+//   - 10 forks of one 512 MiB VM: host memory they add (the sum of their QEMU processes' PSS,
+//     /proc/PID/smaps_rollup: shared pages of the snapshot's memory file counted once across
+//     them) vs one cold VM's PSS; target <= 1.5x.
+//   - `vm snapshot` of the running 512 MiB VM: how long it was paused and the whole snapshot.
+// The source VM first dirties 128 MiB of its memory so the snapshot is not just a fresh boot.
+//
+// Run: node --import tsx bench/snapshot.ts     (BENCH_RUNS=5, BENCH_FORKS=10)
+import { readFileSync } from "node:fs";
+import { type BenchHome, MiB, benchHome, fmt, median, runBench, showVm } from "./lib.ts";
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const FORKS = Number(process.env.BENCH_FORKS ?? 10);
+const MEMORY = "512";
+
+/** Proportional set size of a process, bytes (smaps_rollup's Pss). */
+function pss(pid: number): number {
+  const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
+  if (!m) throw new Error(`no Pss for pid ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+async function rm(h: BenchHome, ...names: string[]): Promise<void> {
+  for (const n of names) await h.banger(["vm", "rm", "-f", n]);
+}
+
+await runBench(async () => {
+  console.log("preparing a state root (Debian cloud kernel + busybox image)...");
+  const h = await benchHome({ bootable: true });
+  const create = ["--image", "busybox", "--memory", `${MEMORY}M`];
+  // Warm-up, untimed: the daemon, its KVM probe, the page cache.
+  await h.banger(["vm", "create", "--name", "warm", ...create]);
+  await rm(h, "warm");
+
+  await h.banger(["vm", "create", "--name", "src", ...create]);
+  await h.banger([
+    "vm",
+    "exec",
+    "src",
+    "--user",
+    "root",
+    "--",
+    "sh",
+    "-c",
+    "mkdir -p /dev/shm; mount -t tmpfs -o size=200M tmpfs /dev/shm 2>/dev/null; dd if=/dev/urandom of=/dev/shm/fill bs=1048576 count=128 2>/dev/null",
+  ]);
+
+  const pauses: number[] = [];
+  const totals: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const r = JSON.parse((await h.banger(["vm", "snapshot", "src", "--name", `snap${i}`, "--json"])).stdout) as { pauseMs: number; totalMs: number };
+    pauses.push(r.pauseMs);
+    totals.push(r.totalMs);
+    console.log(`vm snapshot ${i}: paused ${r.pauseMs} ms, total ${r.totalMs} ms`);
+    if (i > 0) await h.banger(["snapshot", "rm", `snap${i}`]);
+  }
+
+  const cold: number[] = [];
+  const restore: number[] = [];
+  const fork: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    // Alternating which goes first, so a trend in the host's load hits both alike.
+    const steps: [string, () => Promise<void>][] = [
+      [
+        "cold",
+        async () => {
+          cold.push(await h.time(["vm", "create", "--name", `cold${i}`, ...create]));
+          await rm(h, `cold${i}`);
+        },
+      ],
+      [
+        "restore",
+        async () => {
+          restore.push(await h.time(["vm", "create", "--from-snapshot", "snap0", "--name", `rest${i}`]));
+          await rm(h, `rest${i}`);
+        },
+      ],
+      [
+        "fork",
+        async () => {
+          fork.push(await h.time(["vm", "fork", "src", "--name", `fork${i}`]));
+          await rm(h, `fork${i}`);
+        },
+      ],
+    ];
+    for (const [, step] of i % 2 ? [...steps].reverse() : steps) await step();
+    console.log(`run ${i}: cold ${fmt(cold.at(-1)!)}  restore ${fmt(restore.at(-1)!)}  fork ${fmt(fork.at(-1)!)}`);
+  }
+
+  // Memory: one cold VM's PSS after boot vs what FORKS children of src add.
+  await h.banger(["vm", "create", "--name", "one", ...create]);
+  await new Promise((r) => setTimeout(r, 2000));
+  const onePss = pss((await showVm(h, "one")).pid!);
+  await rm(h, "one");
+  const forked = JSON.parse((await h.banger(["vm", "fork", "src", "--count", String(FORKS), "--json"], { timeoutMs: 900_000 })).stdout) as { children: { name: string; pid: number }[] };
+  await new Promise((r) => setTimeout(r, 2000));
+  const forksPss = forked.children.reduce((n, c) => n + pss(c.pid), 0);
+  await rm(h, ...forked.children.map((c) => c.name));
+
+  // The daemon's side of each restore, by phase (ms since it began; its log's "vm restored" lines).
+  const restored = readFileSync(`${h.home}/logs/bangerd.log`, "utf8")
+    .split("\n")
+    .filter((l) => l.includes('"msg":"vm restored"'))
+    .map((l) => JSON.parse(l) as Record<string, number>);
+  const phaseNames = ["verified", "disk", "vmm", "agent", "reidentified"];
+  const phaseText = phaseNames.map((p) => `${p} ${median(restored.map((r) => r[p] ?? 0)).toFixed(0)}`).join(", ");
+
+  const ratio = (a: number[], b: number[]) => median(a) / median(b);
+  console.log("");
+  console.log(`vm snapshot (512 MiB VM, 128 MiB dirtied)   pause median ${fmt(median(pauses))}   total median ${fmt(median(totals))}`);
+  console.log(`cold vm create                                median ${fmt(median(cold))}`);
+  const rr = ratio(restore, cold);
+  console.log(`vm create --from-snapshot                     median ${fmt(median(restore))}   ratio ${rr.toFixed(3)} (target <= 0.15) -> ${rr <= 0.15 ? "met" : "NOT met"}`);
+  console.log(`  in the daemon (median ms since the restore began, ${restored.length} restores): ${phaseText}`);
+  const fr = ratio(fork, cold);
+  console.log(`vm fork (one child)                           median ${fmt(median(fork))}   ratio ${fr.toFixed(3)} (target <= 0.15) -> ${fr <= 0.15 ? "met" : "NOT met"}`);
+  const mr = forksPss / onePss;
+  console.log(`${FORKS} forks' PSS ${(forksPss / MiB).toFixed(0)} MiB vs one cold VM's ${(onePss / MiB).toFixed(0)} MiB   ratio ${mr.toFixed(2)} (target <= 1.5) -> ${mr <= 1.5 ? "met" : "NOT met"}`);
+});

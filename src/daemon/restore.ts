@@ -1,0 +1,195 @@
+// New VMs from snapshots: `vm create --from-snapshot` and `vm fork` (an internal snapshot of
+// a running VM, then children restored from it; the parent keeps running). A restored VM is
+// a new machine continuing the snapshot's processes: its own name, id, runtime directory,
+// disk overlay on the snapshot's disk copy and, when the snapshot's VM had a NIC, its own
+// tap, MAC and address. Its memory is the snapshot's file mapped copy-on-write by the VMM,
+// never copied. Before anything else runs in it, the agent makes it a different machine
+// (reidentify: hostname, RNG seed, clock, network). A restore that fails leaves nothing
+// (vms.ts destroyVm), as a create does.
+import { randomBytes } from "node:crypto";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { snapshotDir } from "../config/index.ts";
+import type { VmRecord } from "../store/index.ts";
+import { BangerError, ErrorCode, alreadyExists, errorLine, invalidArgument } from "../util/errors.ts";
+import { humanBytes } from "../util/human.ts";
+import { generateName } from "../util/namegen.ts";
+import { validateName } from "../util/names.ts";
+import { chooseCloneStrategy, cloneFromSnapshot } from "../disk/index.ts";
+import { getDriver, type VmHandle } from "../vmm/index.ts";
+import { bootSpec } from "./boot.ts";
+import type { CallEnv, DaemonContext } from "./context.ts";
+import { recordOperation } from "./operations.ts";
+import { getSnapshot, releaseSnapshot, takeSnapshot, verifySnapshot } from "./snapshots.ts";
+import { ensureFreeSpace } from "./vm-health.ts";
+import { vmPaths } from "./vm-runtime.ts";
+import { AGENT_READY_TIMEOUT_MS, consoleTail, destroyVm, getVm } from "./vms.ts";
+
+/** The most children one `vm fork` makes. */
+export const MAX_FORK_COUNT = 64;
+
+/** The machine params a restore takes from its snapshot: refused beside `fromSnapshot`. */
+const MACHINE_PARAMS = ["image", "kernel", "cpus", "memoryBytes", "diskBytes", "noStart", "net", "netPeer"] as const;
+
+/** vm.create's params with `fromSnapshot`: the snapshot's name, when no machine param is given too. */
+export function restoreOnly(p: Record<string, unknown>, snapshot: string): string {
+  const given = MACHINE_PARAMS.filter((k) => p[k] !== undefined);
+  if (given.length > 0) throw invalidArgument(`${given.join(", ")} cannot be set with fromSnapshot: a restored VM is the snapshot's machine`, `create it from ${snapshot} without them`);
+  return validateName("snapshot", snapshot);
+}
+
+/** `vm create --from-snapshot`: a new VM (named, or a generated name) restored from `snapshot`. */
+export function createFromSnapshot(ctx: DaemonContext, p: { name?: string; fromSnapshot: string }, call: CallEnv): Promise<VmRecord> {
+  const snap = getSnapshot(ctx, p.fromSnapshot);
+  const name = p.name === undefined ? generateName((n) => ctx.store.getVm(n) !== undefined) : validateName("vm", p.name);
+  return ctx.locks.run(`vm:${name}`, () => recordOperation(ctx, "vm.create", name, () => restoreVm(ctx, snap.name, name, call)));
+}
+
+/**
+ * Restores `snapName` as a new VM `name`; the caller holds the VM's lock. The snapshot's lock
+ * is held throughout, so it cannot be removed under the restore.
+ */
+async function restoreVm(ctx: DaemonContext, snapName: string, name: string, call: CallEnv): Promise<VmRecord> {
+  return ctx.locks.run(`snapshot:${snapName}`, async () => {
+    const started = performance.now();
+    const phases: Record<string, number> = {};
+    const mark = (phase: string) => (phases[phase] = Math.round(performance.now() - started));
+    if (ctx.store.getVm(name)) throw alreadyExists(`vm ${name} already exists`, "pick another --name, or `banger vm rm` it");
+    const snap = getSnapshot(ctx, snapName);
+    // Refused with one line before any VMM starts: a damaged file would be a guest that crashes later.
+    call.progress({ phase: "verify", message: `checking snapshot ${snap.name}` });
+    await verifySnapshot(ctx, snap);
+    mark("verified");
+    // The device set must match the snapshot's: its VM had a NIC, so the restored one needs a tap.
+    if (snap.hasNic && !ctx.network.wantsNic(snap.net)) {
+      throw new BangerError(
+        ErrorCode.Unavailable,
+        `snapshot ${snap.name} was taken of a VM with a network card, and networking is off here`,
+        "turn networking on (banger config set network.enabled true)",
+      );
+    }
+    ensureFreeSpace(ctx, "create", name);
+    const id = randomBytes(6).toString("hex");
+    const paths = vmPaths(ctx.paths, name, id);
+    if (snap.hasNic) await ctx.network.prepare(snap.net);
+    ctx.store.insertVm({
+      name,
+      id,
+      state: "creating",
+      image: snap.image,
+      kernel: snap.kernel,
+      vmm: snap.vmm,
+      cpus: snap.cpus,
+      memoryBytes: snap.memoryBytes,
+      diskBytes: 0,
+      pid: null,
+      // A snapshot taken without a NIC restores without one: the guest has no device to configure.
+      ip: snap.hasNic ? ctx.network.allocate(snap.net) : null,
+      error: null,
+      config: {},
+      net: snap.hasNic ? snap.net : "none",
+      netPeer: snap.netPeer,
+      snapshot: snap.name,
+    });
+    let handle: VmHandle | undefined;
+    try {
+      call.progress({ phase: "disk", message: `overlay on snapshot ${snap.name}'s disk` });
+      await mkdir(paths.dir, { recursive: true, mode: 0o700 });
+      const dir = snapshotDir(ctx.paths, snap.name);
+      // A qcow2 disk copy is always overlaid (QEMU): no need to probe the filesystem per restore.
+      const strategy = snap.diskFormat === "qcow2" ? "qcow2" : (await chooseCloneStrategy(snap.vmm === "firecracker" ? "firecracker" : "qemu", paths.dir)).strategy;
+      const dest = join(paths.dir, strategy === "qcow2" ? "root.qcow2" : "root.ext4");
+      const disk = await cloneFromSnapshot({ path: join(dir, snap.diskFile), format: snap.diskFormat }, dest, strategy, { signal: call.signal });
+      mark("disk");
+      ctx.store.updateVm(name, {
+        diskBytes: disk.sizeBytes,
+        config: { disk: { path: disk.path, format: disk.format, strategy: "snapshot-overlay", filesystemNeedsGrow: false } },
+      });
+      const vm = getVm(ctx, name);
+      call.progress({ phase: "restore", message: `${vm.vmm}, ${vm.cpus} cpu, ${humanBytes(vm.memoryBytes)} mapped from ${snap.name}` });
+      const nic = await ctx.network.attach(vm);
+      const spec = await bootSpec(ctx, vm, { path: disk.path, format: disk.format }, paths.runtimeDir, nic);
+      handle = await getDriver(vm.vmm).restore(spec, dir, { signal: call.signal });
+      mark("vmm");
+      ctx.runtime.setHandle(name, handle);
+      ctx.store.updateVm(name, { pid: handle.pid });
+      call.progress({ phase: "agent", message: "making the guest a new machine" });
+      const agent = await ctx.runtime.agent(name, { timeoutMs: AGENT_READY_TIMEOUT_MS, signal: call.signal });
+      mark("agent");
+      await agent.reidentify({
+        hostname: name,
+        seed: randomBytes(64),
+        timeUnixMs: Date.now(),
+        ...(nic ? { net: { mac: nic.mac, ...nic.guest } } : {}),
+      });
+      ctx.store.updateVm(name, { state: "running", startedAt: new Date().toISOString() });
+      mark("reidentified");
+      ctx.log.info("vm restored", { vm: name, snapshot: snap.name, pid: handle.pid, ...phases });
+      return getVm(ctx, name);
+    } catch (err) {
+      const tail = handle ? await consoleTail(handle.consoleLogPath) : "";
+      await destroyVm(ctx, name, paths.dir, paths.runtimeDir);
+      if (tail && !(err instanceof BangerError && err.code === ErrorCode.Cancelled)) {
+        throw new BangerError(ErrorCode.Failed, `vm ${name} did not restore: ${errorLine(err)}`, `last console lines:\n${tail}`);
+      }
+      throw err;
+    }
+  });
+}
+
+/** Child names: the ones given, else `<parent>-<n>` with the first free numbers. */
+function childNames(ctx: DaemonContext, parent: string, count: number | undefined, names: string[] | undefined): string[] {
+  if (names && names.length > 0) {
+    if (count !== undefined && count !== names.length) throw invalidArgument(`--count ${count} but ${names.length} names given`, "give one --name per child, or only --count");
+    const seen = new Set<string>();
+    for (const n of names) {
+      validateName("vm", n);
+      if (seen.has(n)) throw invalidArgument(`vm name ${n} given twice`);
+      seen.add(n);
+      if (ctx.store.getVm(n)) throw alreadyExists(`vm ${n} already exists`, "pick another --name, or `banger vm rm` it");
+    }
+    return names;
+  }
+  const out: string[] = [];
+  for (let i = 1; out.length < (count ?? 1); i++) {
+    const n = `${parent.slice(0, 56)}-${i}`;
+    if (!ctx.store.getVm(n)) out.push(n);
+  }
+  return out;
+}
+
+export interface Forked {
+  snapshot: string;
+  children: VmRecord[];
+  pauseMs: number;
+  totalMs: number;
+}
+
+/**
+ * `vm fork`: an internal snapshot of the running parent (which keeps running), then each child
+ * restored from it in turn. A child that fails is reported and leaves nothing; the base goes
+ * with its last child (releaseSnapshot).
+ */
+export function forkVm(ctx: DaemonContext, parent: string, opts: { count?: number; names?: string[] }, call: CallEnv): Promise<Forked> {
+  validateName("vm", parent);
+  const names = childNames(ctx, parent, opts.count, opts.names);
+  return ctx.locks.run(`vm:${parent}`, () =>
+    recordOperation(ctx, "vm.fork", parent, async () => {
+      const started = performance.now();
+      const base = `${parent.slice(0, 40)}.fork-${randomBytes(4).toString("hex")}`;
+      const taken = await takeSnapshot(ctx, parent, base, { internal: true }, call);
+      call.progress({ phase: "fork", message: `${parent} paused ${taken.pauseMs} ms; restoring ${names.length} ${names.length === 1 ? "child" : "children"}` });
+      const children: VmRecord[] = [];
+      try {
+        for (const name of names) {
+          children.push(await ctx.locks.run(`vm:${name}`, () => recordOperation(ctx, "vm.create", name, () => restoreVm(ctx, base, name, call))));
+        }
+      } finally {
+        // A fork with no child left has no use for its base.
+        if (children.length === 0) await releaseSnapshot(ctx, base);
+      }
+      return { snapshot: base, children, pauseMs: taken.pauseMs, totalMs: Math.round(performance.now() - started) };
+    }),
+  );
+}

@@ -1,0 +1,231 @@
+// Snapshots: taking one of a running VM (vm.snapshot, and vm.fork's internal base), listing,
+// showing and removing them, checking their files before a restore, and freeing them when
+// nothing uses them any more. Restoring and forking are restore.ts.
+//
+// A snapshot is built in a staging directory beside <root>/snapshots/<name> and renamed into
+// place only when complete, then recorded: a daemon killed half-way leaves a staging
+// directory (util/scratch.ts: swept at start) or an unrecorded directory (reconcileSnapshots
+// removes it), never a row without its files. The guest is paused only while its device
+// state, memory and disk are written; hashing happens after it runs again.
+import { existsSync } from "node:fs";
+import { readdir, rename, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { snapshotDir } from "../config/index.ts";
+import type { SnapshotRecord, VmRecord } from "../store/index.ts";
+import { BangerError, ErrorCode, alreadyExists, errorLine, notFound } from "../util/errors.ts";
+import { makeStagingDir } from "../util/fsx.ts";
+import { sha256File } from "../util/hash.ts";
+import { humanBytes } from "../util/human.ts";
+import { validateName } from "../util/names.ts";
+import { diskUsage } from "../util/scratch.ts";
+import { SNAPSHOT_MEMORY as MEMORY_FILE, SNAPSHOT_STATE as STATE_FILE } from "../vmm/index.ts";
+import { snapshotDisk } from "../disk/index.ts";
+import type { CallEnv, DaemonContext } from "./context.ts";
+import { recordOperation } from "./operations.ts";
+import { pauseBriefly } from "./vm-health.ts";
+import { getVm, type VmDiskConfig } from "./vms.ts";
+
+export function getSnapshot(ctx: DaemonContext, name: string): SnapshotRecord {
+  validateName("snapshot", name);
+  const snap = ctx.store.snapshots.get(name);
+  if (!snap) throw notFound(`snapshot ${name}`, "see `banger snapshot ls`");
+  return snap;
+}
+
+/**
+ * What depends on a snapshot: the VMs restored from it (their disks are overlays on its disk
+ * copy). Warm pools add theirs here (helper "pool"): `snapshot rm` refuses while any exists.
+ */
+export function snapshotDependents(ctx: DaemonContext, name: string): string[] {
+  return ctx.store.snapshots.vmsUsing(name);
+}
+
+export async function usedBytes(ctx: DaemonContext, name: string): Promise<number | null> {
+  const dir = snapshotDir(ctx.paths, name);
+  return existsSync(dir) ? diskUsage(dir) : null;
+}
+
+export interface TakenSnapshot {
+  record: SnapshotRecord;
+  pauseMs: number;
+  totalMs: number;
+}
+
+/** `vm snapshot`: under the VM's lock. */
+export function snapshotVm(ctx: DaemonContext, vmName: string, snapName: string, call: CallEnv): Promise<TakenSnapshot> {
+  validateName("vm", vmName);
+  validateName("snapshot", snapName);
+  return ctx.locks.run(`vm:${vmName}`, () => recordOperation(ctx, "vm.snapshot", vmName, () => takeSnapshot(ctx, vmName, snapName, { internal: false }, call)));
+}
+
+/**
+ * Writes the VM's device state, memory and disk copy into a new snapshot; the caller holds the
+ * VM's lock. The VM keeps running: it is paused only while the VMM and the disk copy write.
+ */
+export function takeSnapshot(ctx: DaemonContext, vmName: string, snapName: string, opts: { internal: boolean }, call: CallEnv): Promise<TakenSnapshot> {
+  return ctx.locks.run(`snapshot:${snapName}`, async () => {
+    const started = performance.now();
+    const vm = getVm(ctx, vmName);
+    const handle = ctx.runtime.handle(vmName);
+    if ((vm.state !== "running" && vm.state !== "paused") || !handle) {
+      throw new BangerError(ErrorCode.InUse, `cannot snapshot vm ${vmName}: it is ${vm.state}`, `start it first: banger vm start ${vmName}`);
+    }
+    const dest = snapshotDir(ctx.paths, snapName);
+    if (ctx.store.snapshots.get(snapName) || existsSync(dest)) throw alreadyExists(`snapshot ${snapName} already exists`, `pick another name, or \`banger snapshot rm ${snapName}\``);
+    const disk = vm.config.disk as VmDiskConfig;
+    const staging = await makeStagingDir(dest);
+    try {
+      call.progress({ phase: "snapshot", message: `pausing ${vmName}, writing memory, device state and disk` });
+      const { result, pauseMs } = await pauseBriefly(ctx, vmName, handle, vm.state === "paused", async () => {
+        await handle.saveSnapshot(staging, { signal: call.signal });
+        return snapshotDisk({ path: disk.path, format: disk.format }, staging, { signal: call.signal });
+      });
+      const diskCopy = result;
+      call.progress({ phase: "verify", message: `${vmName} resumed after ${pauseMs} ms; recording sizes and checksums` });
+      const [state, diskSum, memory] = await Promise.all([sha256File(join(staging, STATE_FILE)), sha256File(diskCopy.path), stat(join(staging, MEMORY_FILE))]);
+      await rename(staging, dest);
+      const record = snapshotRecord(vm, snapName, {
+        diskFile: diskCopy.path.slice(staging.length + 1),
+        diskFormat: diskCopy.format,
+        stateBytes: state.sizeBytes,
+        memoryFileBytes: memory.size,
+        diskBytes: diskSum.sizeBytes,
+        stateSha256: state.sha256,
+        diskSha256: diskSum.sha256,
+        internal: opts.internal,
+        pauseMs,
+      });
+      ctx.store.snapshots.insert(record);
+      const totalMs = Math.round(performance.now() - started);
+      ctx.log.info("snapshot taken", { vm: vmName, snapshot: snapName, pauseMs, totalMs, internal: opts.internal });
+      return { record: ctx.store.snapshots.get(snapName)!, pauseMs, totalMs };
+    } catch (err) {
+      await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+      throw err;
+    }
+  });
+}
+
+type SnapshotFiles = Pick<SnapshotRecord, "diskFile" | "diskFormat" | "stateBytes" | "memoryFileBytes" | "diskBytes" | "stateSha256" | "diskSha256" | "internal" | "pauseMs">;
+
+function snapshotRecord(vm: VmRecord, name: string, files: SnapshotFiles): Omit<SnapshotRecord, "createdAt"> {
+  return {
+    name,
+    sourceVm: vm.name,
+    image: vm.image,
+    kernel: vm.kernel,
+    vmm: vm.vmm,
+    cpus: vm.cpus,
+    memoryBytes: vm.memoryBytes,
+    net: vm.net,
+    netPeer: vm.netPeer,
+    hasNic: vm.tap !== null,
+    ...files,
+  };
+}
+
+/**
+ * The snapshot's files as recorded: sizes of all three, sha256 of the device state and the
+ * disk copy (the memory file is only sized: hashing guest RAM would cost a restore more than
+ * the restore). A match is remembered per directory while the files' sizes and times stay.
+ */
+const verified = new Map<string, string>();
+
+export async function verifySnapshot(ctx: DaemonContext, snap: SnapshotRecord): Promise<void> {
+  const dir = snapshotDir(ctx.paths, snap.name);
+  const files = [
+    { file: STATE_FILE, what: "device state", bytes: snap.stateBytes, sha256: snap.stateSha256 },
+    { file: MEMORY_FILE, what: "memory", bytes: snap.memoryFileBytes, sha256: undefined },
+    { file: snap.diskFile, what: "disk copy", bytes: snap.diskBytes, sha256: snap.diskSha256 },
+  ];
+  const damaged = (detail: string) => new BangerError(ErrorCode.Integrity, `snapshot ${snap.name} is damaged: ${detail}`, `remove it (banger snapshot rm -f ${snap.name}) and take it again`);
+  const sig: string[] = [];
+  for (const f of files) {
+    const st = await stat(join(dir, f.file)).catch(() => undefined);
+    if (!st) throw damaged(`its ${f.what} (${f.file}) is missing`);
+    if (st.size !== f.bytes) throw damaged(`its ${f.what} (${f.file}) is ${humanBytes(st.size)} (${st.size} bytes), ${f.bytes} when taken`);
+    sig.push(`${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`);
+  }
+  if (verified.get(dir) === sig.join(",")) return;
+  for (const f of files) {
+    if (!f.sha256) continue;
+    const { sha256 } = await sha256File(join(dir, f.file));
+    if (sha256 !== f.sha256) throw damaged(`its ${f.what} (${f.file}) does not match the checksum recorded when it was taken`);
+  }
+  verified.set(dir, sig.join(","));
+}
+
+export async function listSnapshots(ctx: DaemonContext, all: boolean) {
+  return ctx.store.snapshots.list().filter((s) => all || !s.internal);
+}
+
+/**
+ * `snapshot rm`: refused while VMs were restored from it, unless forced; then its device
+ * state and memory go (running restored VMs keep their private mapping of the memory until
+ * they end) and its disk copy stays for their overlays, freed with the last of them (releaseSnapshot).
+ */
+export function removeSnapshot(ctx: DaemonContext, name: string, opts: { force?: boolean }): Promise<{ removed: string; diskKeptFor: string[]; freedBytes: number }> {
+  const snap = getSnapshot(ctx, name);
+  return ctx.locks.run(`snapshot:${name}`, () =>
+    recordOperation(ctx, "snapshot.rm", name, async () => {
+      const users = snapshotDependents(ctx, name);
+      if (users.length > 0 && !opts.force) {
+        throw new BangerError(
+          ErrorCode.InUse,
+          `snapshot ${name} is in use by ${users.join(", ")}`,
+          `remove ${users.length === 1 ? "that VM" : "those VMs"} first, or \`banger snapshot rm -f ${name}\` (their disks keep its disk copy)`,
+        );
+      }
+      const dir = snapshotDir(ctx.paths, snap.name);
+      const before = (await diskUsage(dir)) ?? 0;
+      ctx.store.snapshots.delete(name);
+      verified.delete(dir);
+      if (users.length === 0) await rm(dir, { recursive: true, force: true });
+      else for (const f of [STATE_FILE, MEMORY_FILE]) await rm(join(dir, f), { force: true });
+      const after = existsSync(dir) ? await diskUsage(dir) : 0;
+      return { removed: name, diskKeptFor: users, freedBytes: Math.max(0, before - after) };
+    }),
+  );
+}
+
+/**
+ * After a VM restored from `name` is gone: a fork's base with no child left goes, and so does
+ * the disk copy a forced `snapshot rm` kept once its last VM is gone. Never throws.
+ */
+export async function releaseSnapshot(ctx: DaemonContext, name: string | null): Promise<void> {
+  if (!name) return;
+  await ctx.locks
+    .run(`snapshot:${name}`, async () => {
+      if (snapshotDependents(ctx, name).length > 0) return;
+      const snap = ctx.store.snapshots.get(name);
+      if (snap && !snap.internal) return;
+      if (snap) ctx.store.snapshots.delete(name);
+      await rm(snapshotDir(ctx.paths, name), { recursive: true, force: true });
+      ctx.log.info("snapshot freed with its last vm", { snapshot: name });
+    })
+    .catch((err: unknown) => ctx.log.warn("snapshot not freed", { snapshot: name, error: errorLine(err) }));
+}
+
+/**
+ * At start, after VMs are reconciled: directories under snapshots/ that no row and no VM
+ * names (a daemon killed between the rename and the insert, or after a forced rm's last VM)
+ * are removed, and fork bases without children freed.
+ */
+export async function reconcileSnapshots(ctx: DaemonContext): Promise<{ removed: string[] }> {
+  const removed: string[] = [];
+  const named = new Set([...ctx.store.snapshots.list().map((s) => s.name), ...ctx.store.listVms().map((v) => v.snapshot)]);
+  for (const entry of await readdir(ctx.paths.snapshotsDir).catch(() => [] as string[])) {
+    if (entry.startsWith(".") || named.has(entry)) continue;
+    await rm(snapshotDir(ctx.paths, entry), { recursive: true, force: true });
+    removed.push(entry);
+  }
+  for (const snap of ctx.store.snapshots.list()) {
+    if (snap.internal && snapshotDependents(ctx, snap.name).length === 0) {
+      await releaseSnapshot(ctx, snap.name);
+      removed.push(snap.name);
+    }
+  }
+  if (removed.length > 0) ctx.log.info("removed unused snapshots", { snapshots: removed });
+  return { removed };
+}

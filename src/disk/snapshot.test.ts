@@ -1,0 +1,67 @@
+// A snapshot's disk and disks made from it, with qemu-img/qemu-io (what QEMU itself reads):
+// the copy holds what was written before it, later writes to the source or to a clone stay
+// out of it, and a clone of a qcow2 snapshot disk is an overlay, not a copy.
+import assert from "node:assert/strict";
+import { readFile, readdir, truncate, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { makeTempHome } from "../../test/helpers.ts";
+import { run, runChecked } from "../util/exec.ts";
+import { cloneDisk, cloneFromSnapshot, snapshotDisk } from "./index.ts";
+
+const MiB = 1024 * 1024;
+const home = makeTempHome();
+after(() => home.cleanup());
+
+/** Whether the 64 KiB at `offset` of a disk all hold `byte` (qemu-io read -P checks it). */
+async function holds(path: string, format: string, offset: number, byte: number): Promise<boolean> {
+  const res = await run(["qemu-io", "-f", format, "-c", `read -P ${byte} ${offset} 64k`, path]);
+  return res.code === 0 && !/Pattern verification failed/.test(res.stdout + res.stderr);
+}
+const write = (path: string, format: string, offset: number, byte: number) => runChecked(["qemu-io", "-f", format, "-c", `write -P ${byte} ${offset} 64k`, path]);
+
+test("a qcow2 overlay's snapshot keeps what was written before; clones of it are overlays of their own", async () => {
+  const base = join(home.home, "base.raw");
+  await writeFile(base, "");
+  await truncate(base, 64 * MiB);
+  const vmDisk = await cloneDisk(base, join(home.home, "vm.qcow2"), "qcow2");
+  await write(vmDisk.path, "qcow2", 0, 0xab);
+  const snapDir = join(home.home, "snap");
+  await runChecked(["mkdir", snapDir]);
+  const snap = await snapshotDisk(vmDisk, snapDir);
+  assert.equal(snap.format, "qcow2");
+  assert.equal(snap.path, join(snapDir, "disk.qcow2"));
+  assert.ok(snap.bytes > 0 && snap.bytes < 8 * MiB, `sparse: ${snap.bytes} bytes`);
+  await write(vmDisk.path, "qcow2", MiB, 0xcd); // the VM runs on after the snapshot
+
+  const a = await cloneFromSnapshot(snap, join(home.home, "a.qcow2"), "qcow2");
+  const b = await cloneFromSnapshot(snap, join(home.home, "b.qcow2"), "qcow2");
+  assert.equal(a.sizeBytes, 64 * MiB);
+  const info = JSON.parse((await runChecked(["qemu-img", "info", "--output=json", a.path])).stdout) as { "backing-filename"?: string };
+  assert.equal(info["backing-filename"], snap.path, "an overlay of the snapshot's disk");
+  assert.ok(await holds(a.path, "qcow2", 0, 0xab), "written before the snapshot");
+  assert.ok(!(await holds(a.path, "qcow2", MiB, 0xcd)), "written after it: not there");
+  await write(a.path, "qcow2", 2 * MiB, 0xef);
+  assert.ok(!(await holds(b.path, "qcow2", 2 * MiB, 0xef)), "one clone's writes are its own");
+  assert.ok(!(await holds(snap.path, "qcow2", 2 * MiB, 0xef)), "the snapshot's disk is untouched");
+  assert.deepEqual(
+    (await readdir(home.home)).filter((n) => n.includes(".partial-")),
+    [],
+  );
+  await assert.rejects(cloneFromSnapshot(snap, join(home.home, "c.raw"), "sparse-copy"), /cannot be cloned with sparse-copy/);
+});
+
+test("a raw disk's snapshot is a sparse copy, cloned by copy", async () => {
+  const raw = join(home.home, "vm.raw");
+  await writeFile(raw, "");
+  await truncate(raw, 32 * MiB);
+  await write(raw, "raw", 0, 0x11);
+  const snapDir = join(home.home, "snapraw");
+  await runChecked(["mkdir", snapDir]);
+  const snap = await snapshotDisk({ path: raw, format: "raw" }, snapDir);
+  assert.equal(snap.path, join(snapDir, "disk.raw"));
+  assert.ok(snap.bytes < 4 * MiB, `sparse: ${snap.bytes} bytes`);
+  const clone = await cloneFromSnapshot(snap, join(home.home, "clone.raw"), "sparse-copy");
+  assert.equal(clone.format, "raw");
+  assert.deepEqual(await readFile(clone.path), await readFile(raw));
+});
