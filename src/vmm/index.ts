@@ -44,7 +44,7 @@ export type {
 export { buildQemuArgv, qemuDriver, qemuPaths, resolveQemuOptions } from "./qemu.ts";
 export { checkQemuSnapshot } from "./qemu-snapshot.ts";
 /** The files a snapshot directory holds for the VMM: device state and guest memory. */
-export { SNAPSHOT_MEMORY, SNAPSHOT_STATE } from "./firecracker-snapshot.ts";
+export { SNAPSHOT_MEMORY, SNAPSHOT_STATE } from "./snapshot-files.ts";
 export type { AgentChannel, QemuOptions } from "./qemu.ts";
 export { buildJailerArgv, firecrackerDriver, firecrackerPaths, jailerChrootDir } from "./firecracker.ts";
 export { QmpClient, qmpCommand } from "./qmp.ts";
