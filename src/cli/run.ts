@@ -77,10 +77,17 @@ async function execCapture(client: Client, name: string, argv: string[]): Promis
   }
 }
 
-/** Streams a local tar into the guest directory through the daemon. */
-async function uploadTar(client: Client, name: string, dest: string, tar: Readable, owner: { uid: number; gid: number }): Promise<{ files: number; bytes: number }> {
+/**
+ * Streams the workspace tar to the daemon, which puts it at `dest` in the guest: written into
+ * the VM's workspace disk slot on the host when it has an empty one, else through the agent.
+ */
+async function uploadTar(client: Client, name: string, dest: string, tar: Readable, owner: { uid: number; gid: number }): Promise<{ files: number; bytes: number; via: "disk" | "agent" }> {
   let uploader: Uploader | undefined;
-  const call: Call<{ files: number; bytes: number }> = client.start("vm.files.put", { name, dest, ...owner }, { onEvent: (e) => streamEvents({ 1: process.stdout, 2: process.stderr }, uploader)(e) });
+  const call: Call<{ files: number; bytes: number; via: "disk" | "agent" }> = client.start(
+    "vm.workspace.put",
+    { name, dest, ...owner },
+    { onEvent: (e) => streamEvents({ 1: process.stdout, 2: process.stderr }, uploader)(e) },
+  );
   uploader = new Uploader(call, tar);
   uploader.start();
   return call.result;
@@ -182,7 +189,12 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
     if (!opts.image) await timed("defaults", () => ensureDefaults(client, opts.yes === true));
     const created = await timed("create", () =>
       new ProgressView().track((onProgress) =>
-        client.call("vm.create", { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryBytes: opts.memory, diskBytes: opts.diskSize, ...netParams(opts) }, { onProgress }),
+        client.call(
+          "vm.create",
+          // A workspace goes into a disk slot the VM boots with (built on the host: much faster than the guest extracting it).
+          { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryBytes: opts.memory, diskBytes: opts.diskSize, workspaceSlot: plan !== undefined, ...netParams(opts) },
+          { onProgress },
+        ),
       ),
     );
     vmName = created.name;
