@@ -17,7 +17,7 @@ import { validateName } from "../util/names.ts";
 import { attachWith } from "./attach.ts";
 import type { InterruptSignal } from "./interrupts.ts";
 import { endRun } from "./run-end.ts";
-import { PROBE_LIMITS, ProbeOutput, guestMark, unchangedSince, type GuestRun } from "./run-probe.ts";
+import { PROBE_LIMITS, ProbeOutput, guestMark, guestMarkAfter, unchangedSince, type GuestRun } from "./run-probe.ts";
 import { ProgressView } from "./output.ts";
 import { addNetOptions, netParams, parseForwardSpec, startForward } from "./net.ts";
 import { Uploader, streamEvents } from "./streams.ts";
@@ -207,10 +207,11 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
     let cwd: string | undefined;
     if (plan) {
       const ws = await timed("workspace", () => copyWorkspace(client, name, plan, user));
+      const copiedAt = Date.now();
       cwd = GUEST_WORKSPACE;
       copied = true;
       if (ws.isRepo) hostRepo = ws.root;
-      mark = await guestMark(asRoot);
+      mark = ws.copied.via === "disk" ? await guestMarkAfter(asRoot, copiedAt) : await guestMark(asRoot);
     }
     if (!cwd && imageConfig.workingDir) cwd = imageConfig.workingDir;
     for (const spec of opts.publish.map(parseForwardSpec)) {

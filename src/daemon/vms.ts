@@ -161,7 +161,8 @@ async function bootVm(ctx: DaemonContext, name: string, call: CallEnv): Promise<
     call.progress({ phase: "agent", message: "waiting for the guest agent" });
     const agent = await ctx.runtime.agent(name, { timeoutMs: AGENT_READY_TIMEOUT_MS, signal: call.signal });
     await installSshKeys(agent, authorizedKeys(ctx.store)).catch((err: unknown) => ctx.log.warn("ssh keys not installed", { vm: name, error: errorLine(err) }));
-    await remountWorkspace(vm.config, agent);
+    // The guest may have broken its own workspace filesystem: the VM still boots, without it.
+    await remountWorkspace(vm.config, agent).catch((err: unknown) => ctx.log.warn("workspace disk not mounted", { vm: name, error: errorLine(err) }));
     ctx.store.updateVm(name, { state: "running", startedAt: new Date().toISOString() });
     ctx.log.info("vm running", { vm: name, pid: handle.pid, agent: agent.info.version });
   } catch (err) {

@@ -5,10 +5,11 @@
 // daemon unpacks it with the hardened rootfs tar reader into a staging directory it owns,
 // writes an ext4 of it INTO the slot file with `mkfs.ext4 -d` (rootfs fillExt4: owned by the
 // guest user, names never reach a shell or debugfs), and the agent mounts it at the
-// destination. Under TCG this beats the guest kernel extracting thousands of files.
+// destination. Its change times are the host's clock: `vm run` takes its "unchanged" mark
+// once the guest's clock has passed them (cli/run-probe.ts guestMarkAfter). Under TCG this beats the guest kernel extracting thousands of files.
 //
-// The one rule choosing (putWorkspace): an unfilled slot and an agent that can mount disks
-// take the disk; anything else (no slot: an older VM or one made without it; a slot already
+// The one rule choosing (putWorkspace): an unfilled slot, an agent that can mount disks and a
+// daemon running as root (as installed) take the disk; anything else (no slot: an older VM or one made without it; a slot already
 // filled: `vm workspace` onto a VM that has one) takes the tar through the agent. A filled
 // slot is mounted again whenever the VM boots (remountWorkspace).
 import { lstatSync } from "node:fs";
@@ -74,7 +75,8 @@ export async function putWorkspace(ctx: DaemonContext, name: string, dest: strin
   // One fill at a time per VM: the second one sees the slot taken and uses the agent.
   return ctx.locks.run(`workspace-slot:${name}`, async () => {
     const slot = workspaceSlotOf(getVm(ctx, name).config);
-    if (!slot || slot.mountedAt !== undefined || !agent.info.features.includes("disk.mount")) {
+    // Root: the staging files carry the guest user as owner, so no name reaches debugfs (rootfs fillExt4).
+    if (!slot || slot.mountedAt !== undefined || !agent.info.features.includes("disk.mount") || process.getuid?.() !== 0) {
       return { ...(await putFiles(agent, dest, owner, call)), via: "agent" as const };
     }
     const counts = await fillSlot(slot, dest, owner, agent, call);

@@ -63,16 +63,6 @@ export const MAX_XATTR_VALUES = 100_000;
 export interface ScriptLimits {
   maxBytes?: number;
   maxXattrValues?: number;
-  /** Owner and permission bits of the image's root directory (default root:root 0755). */
-  root?: { uid: number; gid: number; mode: number };
-  /** Removes the (empty) /lost+found mkfs made: a workspace disk holds the user's tree and nothing else. */
-  dropLostFound?: boolean;
-  /**
-   * Sets every inode's change time to its mtime, at most this (seconds), the root's to this:
-   * mkfs copies the staging files' ctimes (the host's now), which a guest whose clock is a
-   * little behind would see as after its own now (`vm run`'s unchanged probe, cli/run-probe.ts).
-   */
-  ctimeAtMost?: number;
 }
 const CONTROL = /[\x00-\x1f\x7f]/;
 
@@ -117,19 +107,14 @@ export function nodeNameArg(name: string): string {
  * times its metadata, and it must cost neither that much memory nor unbounded disk.
  */
 class Script {
-  private pending: string[];
+  private pending: string[] = ["sif / uid 0", "sif / gid 0", "sif / mode 040755"];
   private pendingBytes = 0;
   private bytes = 0;
 
   constructor(
     private readonly fh: FileHandle,
     private readonly maxBytes: number,
-    root: { uid: number; gid: number; mode: number } = { uid: 0, gid: 0, mode: 0o755 },
-  ) {
-    // Numbers only: nothing of the image's in these lines.
-    const id = (n: number) => (Number.isInteger(n) && n >= 0 && n <= 0xfffffffe ? n : 0);
-    this.pending = [`sif / uid ${id(root.uid)}`, `sif / gid ${id(root.gid)}`, `sif / mode 0${(0o40000 | (root.mode & 0o777)).toString(8)}`];
-  }
+  ) {}
 
   async push(path: string, ...lines: string[]): Promise<void> {
     for (const line of lines) {
@@ -177,20 +162,14 @@ export async function writeDebugfsScript(tree: Tree, work: string, host: Staging
   const fh = await open(path, "wx", 0o600);
   try {
     const values = new XattrValues(work, limits.maxXattrValues ?? MAX_XATTR_VALUES);
-    const script = new Script(fh, limits.maxBytes ?? MAX_SCRIPT_BYTES, limits.root);
-    await writeScript(tree, host, script, values, limits.ctimeAtMost);
-    // Only mkfs's own, empty one: a tree with its own lost+found keeps it.
-    if (limits.dropLostFound && !tree.entries.has("lost+found")) await script.push("lost+found", `rmdir ${pathArg("/lost+found")}`);
-    // Last: rmdir sets the root's ctime to now.
-    if (limits.ctimeAtMost !== undefined) await script.push("", `sif / ctime @${Math.floor(limits.ctimeAtMost)}`);
-    await script.flush();
+    await writeScript(tree, host, new Script(fh, limits.maxBytes ?? MAX_SCRIPT_BYTES), values);
   } finally {
     await fh.close();
   }
   return path;
 }
 
-async function writeScript(tree: Tree, host: StagingStamp, script: Script, values: XattrValues, ctimeAtMost?: number): Promise<void> {
+async function writeScript(tree: Tree, host: StagingStamp, script: Script, values: XattrValues): Promise<void> {
   const sorted = [...tree.entries.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   for (const e of sorted) {
     if (e.type === "hardlink") continue; // shares its target's inode
@@ -209,7 +188,6 @@ async function writeScript(tree: Tree, host: StagingStamp, script: Script, value
       await script.push(e.path, `sif ${p} mode 0${(TYPE_BITS[e.type] | (e.mode & 0o7777)).toString(8)}`);
     }
     if (special) await script.push(e.path, `sif ${p} mtime @${e.mtime}`);
-    if (ctimeAtMost !== undefined) await script.push(e.path, `sif ${p} ctime @${Math.floor(Math.min(e.mtime, ctimeAtMost))}`);
     for (const [name, value] of Object.entries(e.xattrs ?? {})) {
       await script.push(e.path, `ea_set -f ${pathArg(await values.fileFor(value))} -- ${p} ${xattrArg(name)}`);
     }

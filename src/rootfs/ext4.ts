@@ -6,7 +6,7 @@
 // name beside `outPath` and renamed into place; a failure leaves nothing.
 import { randomBytes } from "node:crypto";
 import { chmodSync, lchownSync, lstatSync, lutimesSync } from "node:fs";
-import { mkdtemp, open, rename, rm, stat } from "node:fs/promises";
+import { mkdtemp, open, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { BangerError, ErrorCode, freeBytesUnder, invalidArgument, resourceErrno, resourceError, throwIfAborted } from "../util/errors.ts";
 import { runChecked } from "../util/exec.ts";
@@ -84,11 +84,15 @@ export interface FillExt4Options {
 /**
  * Writes an ext4 of `tree` INTO the existing file `image`, keeping its size: a disk a running
  * VM already has attached (the workspace slot), so it cannot be replaced by a rename. Every
- * entry is owned by `owner`; mkfs's empty /lost+found is removed. Inode tables and the journal
+ * entry is owned by `owner` (set on the staging files, which mkfs copies: so root only; no
+ * name of the tree ever reaches debugfs, whose one fixed command removes mkfs's empty
+ * /lost+found). Permission bits only (no setuid/setgid/sticky). Inode tables and the journal
  * are left uninitialised (the file stays sparse: the guest mounts with noinit_itable); mkfs
  * first discards the file (punches holes), so an earlier filling leaves nothing behind.
+ * Change times are the host's at staging, in whole seconds (mkfs drops the nanoseconds).
  */
 export async function fillExt4(tree: Tree, image: string, opts: FillExt4Options): Promise<void> {
+  if (process.getuid?.() !== 0) throw new BangerError(ErrorCode.Failed, "filling a workspace disk needs root (the staging files carry the owner)", "the daemon copies through the agent instead");
   if (!/^[A-Za-z0-9_-]{1,16}$/.test(opts.label)) throw invalidArgument(`filesystem label ${JSON.stringify(opts.label)} is not 1-16 of [A-Za-z0-9_-]`);
   const { uid, gid } = opts.owner;
   for (const id of [uid, gid]) if (!Number.isInteger(id) || id < 0 || id > 0xfffffffe) throw invalidArgument(`bad owner id ${id}`);
@@ -101,17 +105,19 @@ export async function fillExt4(tree: Tree, image: string, opts: FillExt4Options)
   for (const e of tree.entries.values()) {
     e.uid = uid;
     e.gid = gid;
+    e.mode &= 0o777;
   }
   try {
-    const host = await stampStaging(tree, opts.signal);
+    await stampStaging(tree, opts.signal);
     opts.progress?.({ phase: "mkfs", message: `${humanBytes(need.minBytes)} into a ${humanBytes(sizeBytes)} ext4` });
     // Inodes for the content and one per 64 KiB of the rest: a workspace gains files.
     const inodes = Math.min(need.inodes + Math.floor((sizeBytes - need.minBytes) / (64 * 1024)), 2 ** 31);
     await runMkfs(tree, image, opts.label, inodes, sizeBytes, need.minBytes, opts.signal, `root_owner=${uid}:${gid},lazy_itable_init=1,lazy_journal_init=1`);
-    // Change times an hour before now at the latest: the guest's clock (RTC, whole seconds) may be behind the host's.
-    const ctimeAtMost = Math.floor(Date.now() / 1000) - 3600;
-    const script = await writeDebugfsScript(tree, opts.workDir, host, { root: { uid, gid, mode: 0o755 }, dropLostFound: true, ctimeAtMost });
-    await runDebugfs(image, script, opts.signal);
+    if (!tree.entries.has("lost+found")) {
+      const script = join(opts.workDir, "lost-found.debugfs");
+      await writeFile(script, "rmdir /lost+found\n", { flag: "wx", mode: 0o600 });
+      await runDebugfs(image, script, opts.signal);
+    }
   } catch (err) {
     throw hostOutOfSpace(err, dirname(image), need.minBytes) ?? err;
   }
