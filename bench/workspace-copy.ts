@@ -70,7 +70,9 @@ async function main(): Promise<void> {
   if (OLD) console.log(`old / tar c | tar x = ${(median(old) / median(tar)).toFixed(2)}x; disk is ${(median(old) / median(disk)).toFixed(1)}x faster than the old path`);
 }
 
-const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+function s(ms: number): string {
+  return `${(ms / 1000).toFixed(2)} s`;
+}
 
 /**
  * The old path, as `vm run` did it: a VM without a slot, then the packed tar through
