@@ -114,8 +114,9 @@ export interface Methods {
   /**
    * The call's input (a workspace tar, as vm.files.put takes) at `dest`, owned by uid/gid:
    * into the VM's empty workspace slot when it has one (`via: "disk"`), else through the agent.
+   * `bytes`: the file bytes the tar will hold (the plan's), letting the daemon stage it in memory.
    */
-  "vm.workspace.put": { params: { name: string; dest: string; uid?: number; gid?: number }; result: { files: number; bytes: number; via: "disk" | "agent" } };
+  "vm.workspace.put": { params: { name: string; dest: string; uid?: number; gid?: number; bytes?: number }; result: { files: number; bytes: number; via: "disk" | "agent" } };
 
   "session.start": { params: SessionStartParams; result: { vm: string; name: string; pid: number } };
   "session.list": { params: { vm?: string } | undefined; result: SessionView[] };

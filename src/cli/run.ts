@@ -81,11 +81,18 @@ async function execCapture(client: Client, name: string, argv: string[]): Promis
  * Streams the workspace tar to the daemon, which puts it at `dest` in the guest: written into
  * the VM's workspace disk slot on the host when it has an empty one, else through the agent.
  */
-async function uploadTar(client: Client, name: string, dest: string, tar: Readable, owner: { uid: number; gid: number }): Promise<{ files: number; bytes: number; via: "disk" | "agent" }> {
+async function uploadTar(
+  client: Client,
+  name: string,
+  dest: string,
+  tar: Readable,
+  owner: { uid: number; gid: number },
+  bytes: number,
+): Promise<{ files: number; bytes: number; via: "disk" | "agent" }> {
   let uploader: Uploader | undefined;
   const call: Call<{ files: number; bytes: number; via: "disk" | "agent" }> = client.start(
     "vm.workspace.put",
-    { name, dest, ...owner },
+    { name, dest, ...owner, bytes },
     { onEvent: (e) => streamEvents({ 1: process.stdout, 2: process.stderr }, uploader)(e) },
   );
   uploader = new Uploader(call, tar);
@@ -293,7 +300,7 @@ async function ensureDefaults(client: Client, yes: boolean): Promise<void> {
 async function copyWorkspace(client: Client, name: string, plan: WorkspacePlan, owner: { uid: number; gid: number }) {
   const { startCopy } = await import("../workspace/index.ts");
   const packed = await startCopy(plan, { vmName: name });
-  const copied = await uploadTar(client, name, GUEST_WORKSPACE, packed.stream, owner);
+  const copied = await uploadTar(client, name, GUEST_WORKSPACE, packed.stream, owner, packed.bytes);
   await client.call("vm.workspace.record", {
     name,
     hostRepo: packed.root,

@@ -23,7 +23,14 @@ function optionalCommit(p: unknown, key: string): string | null {
 export function workspaceMethods(ctx: DaemonContext): Handlers<"vm.workspace.record" | "vm.workspace.info" | "vm.workspace.put"> {
   return {
     "vm.workspace.put": (p, call) =>
-      putWorkspace(ctx, requireString(p, "name"), requireString(p, "dest"), { uid: optionalInt(p, "uid", 0, 0xfffffffe) ?? 0, gid: optionalInt(p, "gid", 0, 0xfffffffe) ?? 0 }, call),
+      putWorkspace(
+        ctx,
+        requireString(p, "name"),
+        requireString(p, "dest"),
+        { uid: optionalInt(p, "uid", 0, 0xfffffffe) ?? 0, gid: optionalInt(p, "gid", 0, 0xfffffffe) ?? 0 },
+        optionalInt(p, "bytes", 0),
+        call,
+      ),
     "vm.workspace.record": (p) => {
       const name = requireString(p, "name");
       const record: WorkspaceView = {

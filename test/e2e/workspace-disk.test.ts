@@ -8,7 +8,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { resolvePaths, vmDir } from "../../src/config/index.ts";
@@ -25,11 +25,11 @@ describe("vm run: the workspace disk (real VMs under QEMU)", () => {
   const paths = () => resolvePaths({ BANGER_HOME: home });
 
   /** vm.workspace.put with `tar` as its input, as the CLI sends it. */
-  const put = async (name: string, tar: Buffer): Promise<{ files: number; via: string }> => {
+  const put = async (name: string, tar: Buffer, bytes?: number): Promise<{ files: number; via: string }> => {
     const client = await RpcClient.connect(paths().socket);
     try {
       let uploader: Uploader | undefined;
-      const call = client.start("vm.workspace.put", { name, dest: "/workspace", uid: 1000, gid: 1000 }, { onEvent: (e) => streamEvents({ 1: process.stdout, 2: process.stderr }, uploader)(e) });
+      const call = client.start("vm.workspace.put", { name, dest: "/workspace", uid: 1000, gid: 1000, bytes }, { onEvent: (e) => streamEvents({ 1: process.stdout, 2: process.stderr }, uploader)(e) });
       uploader = new Uploader(call, Readable.from([tar]));
       uploader.start();
       return (await call.result) as { files: number; via: string };
@@ -45,6 +45,7 @@ describe("vm run: the workspace disk (real VMs under QEMU)", () => {
       client.close();
     }
   };
+  const daemonPid = () => Number(readFileSync(paths().pidFile, "utf8").trim());
   const guest = async (name: string, script: string) => (await mustRun(banger(["vm", "exec", name, "--", "sh", "-c", script]))).stdout;
 
   before(async () => {
@@ -98,14 +99,24 @@ describe("vm run: the workspace disk (real VMs under QEMU)", () => {
         { name: "etc/passwd", type: "0", data: Buffer.from("x") },
       ],
     ] as RawTarEntry[][]) {
-      await assert.rejects(put("slot", buildTar(entries)), (err: Error) => err.message.split("\n").length === 1 && /tar member|lies under/.test(err.message));
+      // Staged in the VM's directory (no size announced) and in memory (announced).
+      for (const bytes of [undefined, 1]) {
+        await assert.rejects(put("slot", buildTar(entries), bytes), (err: Error) => err.message.split("\n").length === 1 && /tar member|lies under/.test(err.message));
+      }
     }
+    // In memory, the announced size is the bound: a tar holding more is refused.
+    await assert.rejects(put("slot", buildTar([{ name: "big.bin", type: "0", data: Buffer.alloc(4096) }]), 100), /more than/);
+    assert.deepEqual(
+      readdirSync("/dev/shm").filter((f) => f.startsWith(`banger-ws-${daemonPid()}-`)),
+      [],
+      "no staging left in memory",
+    );
     assert.deepEqual(
       readdirSync(vmDir(paths(), "slot")).filter((f) => f.startsWith(".")),
       [],
       "no staging left",
     );
-    const ok = await put("slot", buildTar([{ name: "good.txt", type: "0", mode: 0o644, data: Buffer.from("good\n") }]));
+    const ok = await put("slot", buildTar([{ name: "good.txt", type: "0", mode: 0o644, data: Buffer.from("good\n") }]), 5);
     assert.equal(ok.via, "disk");
     assert.equal(await guest("slot", "cat /workspace/good.txt; stat -c %u /workspace/good.txt"), "good\n1000\n");
   });
