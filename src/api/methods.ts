@@ -40,6 +40,11 @@ export interface VmCreateParams {
    * VMM, size and network are the snapshot's: the other machine params are refused with it.
    */
   fromSnapshot?: string;
+  /**
+   * Give the VM an empty workspace disk slot (QEMU VMs): `vm.workspace.put` then writes the
+   * workspace into it as an ext4 built on the host instead of through the agent.
+   */
+  workspaceSlot?: boolean;
 }
 
 export interface SessionStartParams {
@@ -119,6 +124,12 @@ export interface Methods {
     result: WorkspaceView;
   };
   "vm.workspace.info": { params: Named; result: WorkspaceView };
+  /**
+   * The call's input (a workspace tar, as vm.files.put takes) at `dest`, owned by uid/gid:
+   * into the VM's empty workspace slot when it has one (`via: "disk"`), else through the agent.
+   * `bytes`: the file bytes the tar will hold (the plan's), letting the daemon stage it in memory.
+   */
+  "vm.workspace.put": { params: { name: string; dest: string; uid?: number; gid?: number; bytes?: number }; result: { files: number; bytes: number; via: "disk" | "agent" } };
 
   /** `all`: fork bases too. */
   "snapshot.list": { params: { all?: boolean } | undefined; result: SnapshotView[] };

@@ -4,7 +4,8 @@
 // escapes, never writing through symlinks, bounded), building the ext4 with `mkfs.ext4 -d`
 // and re-applying ownership, modes, devices and xattrs with one `debugfs` pass (works without
 // root; debugfs.ts says why image names in its script are inert), injecting the guest agent,
-// and make-bundle (image and kernel `.tar.zst` bundles).
+// and make-bundle (image and kernel `.tar.zst` bundles). fillExt4 writes a tree into an
+// existing disk file instead (a VM's workspace slot: owned by one user, no name in debugfs).
 //
 // It does not own pulling OCI images or opening their layers (src/oci: it hands flattenLayers
 // the layer streams), fetching or unpacking bundles (src/bundle), the image catalog
@@ -13,7 +14,7 @@
 export type { Tree, TreeEntry, TreeEntryType } from "./tree.ts";
 export { extractRootfsTar, type ExtractOptions } from "./extract.ts";
 export { flattenLayers, type FlattenOptions, type LayerSource } from "./flatten.ts";
-export { buildExt4, estimateImage, type BuildExt4Options } from "./ext4.ts";
+export { buildExt4, estimateImage, fillExt4, type BuildExt4Options, type FillExt4Options } from "./ext4.ts";
 export {
   AGENT_IMAGE_PATH,
   BOOT_FILES_DIR,

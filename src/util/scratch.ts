@@ -37,6 +37,10 @@ export const stagingPrefix = (base: string) => `.staging-${base}-`;
 export const imageWorkPrefix = (name: string) => `image-${name}-`;
 /** `<tmpDir>/kernel-upload-XXXXXX`: the files of a `kernel import` upload. */
 export const KERNEL_UPLOAD_PREFIX = "kernel-upload-";
+/** `<vmDir>/.workspace-staging-XXXXXX`: a workspace being written into the VM's slot (daemon/workspace-disk.ts). */
+export const WORKSPACE_STAGING_PREFIX = ".workspace-staging-";
+/** `/dev/shm/banger-ws-<pid>-XXXXXX`: a small workspace staged in memory for the slot (daemon/workspace-disk.ts). */
+export const memoryStagingPrefix = (pid: number) => `banger-ws-${pid}-`;
 /** `<dir>/.swap-<name>.json`: a replace in progress (daemon/replace.ts), read back at start. */
 export const swapIntentName = (name: string) => `.swap-${name}.json`;
 /** `<dir>/.replaced-<name>`: the kernel or image being replaced, kept until the swap is recorded. */
@@ -84,8 +88,11 @@ export const SCRATCH: readonly ScratchPattern[] = [
   { dir: (p) => p.snapshotsDir, match: new RegExp(`^\\.staging-${NAME}-${MKDTEMP}$`), maker: "daemon", madeBy: "daemon/snapshots.ts (vm snapshot, vm fork)" },
   { dir: (p) => p.vmsDir, perEntry: true, match: /^\.root\.(?:qcow2|ext4)\.partial-[0-9a-f]+$/, maker: "daemon", madeBy: "disk/clone.ts" },
   { dir: (p) => p.vmsDir, perEntry: true, match: new RegExp(`^\\.reflink-probe-${MKDTEMP}$`), maker: "daemon", madeBy: "disk/strategies.ts" },
+  { dir: (p) => p.vmsDir, perEntry: true, match: new RegExp(`^\\.workspace-staging-${MKDTEMP}$`), maker: "daemon", madeBy: "daemon/workspace-disk.ts (vm.workspace.put)" },
   { dir: (p) => p.root, match: new RegExp(`^\\.reflink-probe-${MKDTEMP}$`), maker: "any", madeBy: "disk/strategies.ts (doctor's probe)" },
   { dir: (p) => p.root, match: /^config\.json\.tmp-(\d+)$/, maker: "any", madeBy: "config saveConfig (the CLI)" },
+  // Outside the root, shared by every root's daemon: the pid says whose (a live one's is never taken).
+  { dir: () => "/dev/shm", match: new RegExp(`^banger-ws-(\\d+)-${MKDTEMP}$`), maker: "any", madeBy: "daemon/workspace-disk.ts (vm.workspace.put, in memory)" },
   { dir: (p) => p.sshDir, match: /^.+\.tmp-(\d+)(?:\.pub)?$/, maker: "any", madeBy: "net/ssh.ts" },
   { dir: (p) => p.hostCacheDir, match: /^kvm-probe\.json\.tmp-(\d+)$/, maker: "any", madeBy: "host/kvm.ts" },
   { dir: (p) => p.memoryDir, match: new RegExp(`^${NAME}\\.mem$`), maker: "mapped", madeBy: "QEMU's guest RAM (config vmMemoryFile; vmm removes it with the VM)" },
