@@ -22,6 +22,12 @@ import { checkSocketPath, logTail, VMM_LOG, type VmmState } from "./process.ts";
 import { qmpCommand } from "./qmp.ts";
 import type { StartOptions, VmHandle, VmSpec } from "./types.ts";
 
+/**
+ * The sockets the device state goes through, in the VM's runtime dir (no longer than its
+ * other sockets' names, so a runtime dir that fits them fits these).
+ */
+export const MIGRATE_OUT_SOCKET = "mig-out.sock";
+export const MIGRATE_IN_SOCKET = "mig-in.sock";
 /** Saving or loading a device state that carries a restored VM's RAM takes longer than a QMP call. */
 const MIGRATION_TIMEOUT_MS = 10 * 60_000;
 /** QEMU's default migration bandwidth is 32 MiB/s; the stream only goes to a local file. */
@@ -86,7 +92,7 @@ async function linkOrCopy(src: string, dest: string, signal?: AbortSignal): Prom
 
 /** Migrates the device state (without shared RAM) to a socket we listen on, into `path`. */
 async function saveState(qmp: Qmp, runtimeDir: string, path: string, signal?: AbortSignal): Promise<void> {
-  const sock = checkSocketPath(join(runtimeDir, "migrate-out.sock"));
+  const sock = checkSocketPath(join(runtimeDir, MIGRATE_OUT_SOCKET));
   const partial = `${path}.partial`;
   await rm(sock, { force: true });
   const server = createServer();
@@ -168,7 +174,7 @@ export async function restoreQemu(spec: VmSpec, dir: string, opts: StartOptions 
 
 /** Streams the device state into a QEMU started with `-incoming defer`, then continues the guest. */
 async function loadState(runtimeDir: string, qmpSocket: string, statePath: string, signal?: AbortSignal): Promise<void> {
-  const sock = checkSocketPath(join(runtimeDir, "migrate-in.sock"));
+  const sock = checkSocketPath(join(runtimeDir, MIGRATE_IN_SOCKET));
   await rm(sock, { force: true });
   const qmp: Qmp = (command, args) => qmpCommand(qmpSocket, command, args);
   try {
