@@ -139,7 +139,7 @@ export async function readLiveState(runtimeDir: string, driver: VmmName): Promis
 }
 
 /** Socket names the drivers use, for cleaning a runtime dir whose state file is gone. */
-const KNOWN_SOCKETS = ["qmp.sock", "qmp-events.sock", "agent.sock", "fc.sock", "vsock.sock"];
+const KNOWN_SOCKETS = ["qmp.sock", "qmp-events.sock", "agent.sock", "fc.sock", "vsock.sock", "mig-out.sock", "mig-in.sock"];
 
 /**
  * After a VM died on its own (or while no daemon ran): removes its sockets, RAM file, pid and

@@ -19,9 +19,15 @@ import { BangerError, ErrorCode, cancelled, integrity } from "../util/errors.ts"
 import { runChecked } from "../util/exec.ts";
 import { DAMAGED_HINT, SNAPSHOT_MEMORY, SNAPSHOT_STATE, checkSnapshotFiles, onDisk } from "./snapshot-files.ts";
 import { checkSocketPath, logTail, VMM_LOG, type VmmState } from "./process.ts";
-import { QmpClient } from "./qmp.ts";
+import { qmpCommand } from "./qmp.ts";
 import type { StartOptions, VmHandle, VmSpec } from "./types.ts";
 
+/**
+ * The sockets the device state goes through, in the VM's runtime dir (no longer than its
+ * other sockets' names, so a runtime dir that fits them fits these).
+ */
+export const MIGRATE_OUT_SOCKET = "mig-out.sock";
+export const MIGRATE_IN_SOCKET = "mig-in.sock";
 /** Saving or loading a device state that carries a restored VM's RAM takes longer than a QMP call. */
 const MIGRATION_TIMEOUT_MS = 10 * 60_000;
 /** QEMU's default migration bandwidth is 32 MiB/s; the stream only goes to a local file. */
@@ -42,25 +48,27 @@ export async function saveQemuSnapshot(vm: QemuVm, dir: string, signal?: AbortSi
   if (!memoryFile && !privateMemory) {
     throw new BangerError(ErrorCode.Unavailable, "this VM's RAM is not in a file (it was started without one), so it cannot be snapshotted", "stop and start the VM to give it one");
   }
-  const client = await QmpClient.connect(vm.qmpSocket);
+  // One QMP connection per command: QEMU serves one client at a time, and the daemon's own
+  // status checks must not wait behind a long save.
+  const qmp: Qmp = (command, args) => qmpCommand(vm.qmpSocket, command, args);
   const out = { state: join(dir, SNAPSHOT_STATE), memory: join(dir, SNAPSHOT_MEMORY) };
   try {
-    const { status } = await client.execute<{ status?: string }>("query-status");
+    const { status } = await qmp<{ status?: string }>("query-status");
     if (status !== "paused" && status !== "postmigrate") {
       throw new BangerError(ErrorCode.Failed, `cannot snapshot a VM that is not paused (QEMU says ${JSON.stringify(status ?? "unknown")})`, "pause the VM first");
     }
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    await saveState(client, vm.runtimeDir, out.state, signal);
+    await saveState(qmp, vm.runtimeDir, out.state, signal);
     if (memoryFile) await sparseCopy(memoryFile, out.memory, signal);
     else if (privateMemory) await linkOrCopy(privateMemory, out.memory, signal);
     return { stateBytes: await onDisk(out.state), memoryBytes: await onDisk(out.memory) };
   } catch (err) {
     for (const f of [out.state, out.memory]) await rm(f, { force: true });
     throw err;
-  } finally {
-    client.close();
   }
 }
+
+type Qmp = <T = unknown>(command: string, args?: Record<string, unknown>) => Promise<T>;
 
 /** cp finds the data extents (SEEK_DATA/SEEK_HOLE) and writes only those. */
 async function sparseCopy(src: string, dest: string, signal?: AbortSignal): Promise<void> {
@@ -77,8 +85,8 @@ async function linkOrCopy(src: string, dest: string, signal?: AbortSignal): Prom
 }
 
 /** Migrates the device state (without shared RAM) to a socket we listen on, into `path`. */
-async function saveState(client: QmpClient, runtimeDir: string, path: string, signal?: AbortSignal): Promise<void> {
-  const sock = checkSocketPath(join(runtimeDir, "migrate-out.sock"));
+async function saveState(qmp: Qmp, runtimeDir: string, path: string, signal?: AbortSignal): Promise<void> {
+  const sock = checkSocketPath(join(runtimeDir, MIGRATE_OUT_SOCKET));
   const partial = `${path}.partial`;
   await rm(sock, { force: true });
   const server = createServer();
@@ -92,10 +100,10 @@ async function saveState(client: QmpClient, runtimeDir: string, path: string, si
   received.catch(() => undefined); // awaited below; a failure before then is the migration's
   try {
     await listen(server, sock);
-    await client.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
-    await client.execute("migrate-set-parameters", { "max-bandwidth": MAX_BANDWIDTH });
-    await client.execute("migrate", { uri: `unix:${sock}` });
-    await waitMigration(client, "saving the device state", signal);
+    await qmp("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
+    await qmp("migrate-set-parameters", { "max-bandwidth": MAX_BANDWIDTH });
+    await qmp("migrate", { uri: `unix:${sock}` });
+    await waitMigration(qmp, "saving the device state", signal);
     await Promise.race([received, sleep(30_000).then(() => Promise.reject(new BangerError(ErrorCode.Timeout, "QEMU never finished writing the device state")))]);
     await rename(partial, path);
   } finally {
@@ -116,20 +124,20 @@ function listen(server: Server, path: string): Promise<void> {
 }
 
 /** Polls query-migrate until it completes; cancels it on abort or timeout. */
-async function waitMigration(client: QmpClient, what: string, signal?: AbortSignal): Promise<void> {
+async function waitMigration(qmp: Qmp, what: string, signal?: AbortSignal): Promise<void> {
   const deadline = Date.now() + MIGRATION_TIMEOUT_MS;
   for (;;) {
-    const res = await client.execute<{ status?: string; "error-desc"?: string }>("query-migrate");
+    const res = await qmp<{ status?: string; "error-desc"?: string }>("query-migrate");
     if (res.status === "completed") return;
     if (res.status === "failed" || res.status === "cancelled") {
       throw new BangerError(ErrorCode.Failed, `${what} failed: ${res["error-desc"] ?? res.status}`, "see the VM's vmm.log");
     }
     const stop = signal?.aborted ? cancelled() : Date.now() > deadline ? new BangerError(ErrorCode.Timeout, `${what} did not finish in ${MIGRATION_TIMEOUT_MS / 1000} s`) : undefined;
     if (stop) {
-      await client.execute("migrate_cancel").catch(() => undefined);
+      await qmp("migrate_cancel").catch(() => undefined);
       throw stop;
     }
-    await sleep(5);
+    await sleep(10);
   }
 }
 
@@ -160,25 +168,24 @@ export async function restoreQemu(spec: VmSpec, dir: string, opts: StartOptions 
 
 /** Streams the device state into a QEMU started with `-incoming defer`, then continues the guest. */
 async function loadState(runtimeDir: string, qmpSocket: string, statePath: string, signal?: AbortSignal): Promise<void> {
-  const sock = checkSocketPath(join(runtimeDir, "migrate-in.sock"));
+  const sock = checkSocketPath(join(runtimeDir, MIGRATE_IN_SOCKET));
   await rm(sock, { force: true });
-  const client = await QmpClient.connect(qmpSocket);
+  const qmp: Qmp = (command, args) => qmpCommand(qmpSocket, command, args);
   try {
-    await client.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
-    await client.execute("migrate-incoming", { uri: `unix:${sock}` });
+    await qmp("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
+    await qmp("migrate-incoming", { uri: `unix:${sock}` });
     await new Promise<void>((resolve, reject) => {
       const conn = connect(sock);
       conn.once("error", reject);
       conn.once("connect", () => pipeline(createReadStream(statePath), conn).then(resolve, reject));
     });
-    await waitMigration(client, "loading the snapshot's device state", signal);
-    await client.execute("cont");
+    await waitMigration(qmp, "loading the snapshot's device state", signal);
+    await qmp("cont");
   } catch (err) {
     // A failed load ends QEMU; its log says why.
     const why = await logTail(join(runtimeDir, VMM_LOG));
     throw new BangerError(ErrorCode.Failed, `restoring the snapshot failed: ${err instanceof Error ? err.message : String(err)}${why}`, "see the VM's vmm.log");
   } finally {
-    client.close();
     await rm(sock, { force: true });
   }
 }

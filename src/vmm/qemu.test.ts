@@ -162,12 +162,13 @@ describe("qemu driver (no boot)", () => {
     assert.equal(await qemuDriver.adopt(join(bed.home, "missing")), undefined);
   });
 
-  test("cleanupDeadVm removes a dead VM's sockets and pid file, keeps logs, refuses a live one", async () => {
+  test("cleanupDeadVm removes a dead VM's sockets, RAM file and pid file, keeps logs, refuses a live one", async () => {
     const dir = join(bed.home, "dead");
     await mkdir(dir, { recursive: true });
     const dead = spawnSync("true").pid; // a pid that has exited
-    for (const f of ["qmp.sock", "agent.sock", "console.log", "vmm.log", "vmm.pid"]) await writeFile(join(dir, f), "");
-    await writeFile(join(dir, "vmm.json"), JSON.stringify({ driver: "qemu", pid: dead, controlSocket: join(dir, "qmp.sock"), sockets: [join(dir, "qmp.sock"), join(dir, "agent.sock")] }));
+    for (const f of ["qmp.sock", "agent.sock", "console.log", "vmm.log", "vmm.pid", "ram.mem"]) await writeFile(join(dir, f), "");
+    const state = { driver: "qemu", pid: dead, controlSocket: join(dir, "qmp.sock"), sockets: [join(dir, "qmp.sock"), join(dir, "agent.sock")], memoryFile: join(dir, "ram.mem") };
+    await writeFile(join(dir, "vmm.json"), JSON.stringify(state));
     await cleanupDeadVm(dir);
     assert.deepEqual((await readdir(dir)).sort(), ["console.log", "vmm.log"]);
     // A live VMM: the state's pid runs a command line naming the dir.

@@ -16,7 +16,7 @@ import { BaseHandle } from "./handle.ts";
 import { CONSOLE_LOG, VMM_LOG, checkSocketPath, launchVmm, prepareRuntimeDir, readLiveState, retryUntil } from "./process.ts";
 import { followQmpEvents } from "./qmp-events.ts";
 import { qmpCommand } from "./qmp.ts";
-import { restoreQemu, saveQemuSnapshot } from "./qemu-snapshot.ts";
+import { MIGRATE_IN_SOCKET, MIGRATE_OUT_SOCKET, restoreQemu, saveQemuSnapshot } from "./qemu-snapshot.ts";
 import { validateSpec } from "./spec.ts";
 import {
   AGENT_PORT_NAME,
@@ -201,7 +201,8 @@ export async function launchQemu(spec: VmSpec, opts: StartOptions = {}, extra: P
       controlSocket: p.qmp,
       eventsSocket: p.events,
       ...(resolved.agentChannel === "vhost-vsock" ? { vsockCid: spec.vsockCid } : { agentSocket: p.agent }),
-      sockets: [p.qmp, p.agent, p.events],
+      // The migration sockets exist only during a snapshot or restore, but a daemon killed then leaves them.
+      sockets: [p.qmp, p.agent, p.events, join(spec.runtimeDir, MIGRATE_OUT_SOCKET), join(spec.runtimeDir, MIGRATE_IN_SOCKET)],
       ...(memory ? (memory.shared ? { memoryFile: memory.path } : { privateMemory: memory.path }) : {}),
     },
     ready: async (pid) => {

@@ -5,7 +5,7 @@
 // is refused in one line before anything starts. Afterwards nothing is left: no QEMU, no RAM
 // file on the tmpfs.
 import assert from "node:assert/strict";
-import { copyFile, cp, mkdir, mkdtemp, readdir, rm, truncate } from "node:fs/promises";
+import { copyFile, cp, mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -75,9 +75,13 @@ async function counter(client: AgentClient): Promise<{ pid: number; count: numbe
 }
 
 async function counts(client: AgentClient): Promise<{ pid: number; count: number }> {
-  // Alive: the count moves on, in the same process.
-  const first = await counter(client);
+  // Alive: the count moves on, in the same process (which may only just have started).
   const deadline = Date.now() + 30_000;
+  while ((await sh(client, "[ -s /run/count ] && [ -s /run/counter.pid ] && echo yes || echo no")) !== "yes") {
+    assert.ok(Date.now() < deadline, "the counter never started");
+    await sleep(100);
+  }
+  const first = await counter(client);
   for (;;) {
     await sleep(300);
     const now = await counter(client);
@@ -174,4 +178,11 @@ test("a paused VM's snapshot restores into two new VMs that continue its process
   await truncate(join(bad, "vmstate"), 0);
   await truncate(join(bad, "vmstate"), 100);
   await assert.rejects(qemuDriver.restore(badSpec, bad), /device state is not QEMU's/);
+  // QEMU's state cut short: QEMU fails to load it and exits; the restore says so, nothing stays.
+  await writeFile(join(bad, "vmstate"), (await readFile(join(snapDir, "vmstate"))).subarray(0, 2000));
+  await assert.rejects(qemuDriver.restore(badSpec, bad), (err) => {
+    assert.match(errorLine(err), /^restoring the snapshot failed: /);
+    return true;
+  });
+  assert.deepEqual(await processesMentioning(badSpec.runtimeDir), []);
 });
