@@ -15,6 +15,7 @@ import { registerImage } from "./image.ts";
 import { registerInternal } from "./internal.ts";
 import { registerKernel } from "./kernel.ts";
 import { registerNet } from "./net.ts";
+import { registerPool } from "./pool.ts";
 import { registerVm } from "./vm.ts";
 import { registerSession } from "./session.ts";
 import { registerWeb } from "./web.ts";
@@ -32,6 +33,7 @@ function buildProgram(): Command {
     .showSuggestionAfterError(true);
   registerVm(program);
   registerSession(program);
+  registerPool(program);
   registerImage(program);
   registerKernel(program);
   registerDoctor(program);

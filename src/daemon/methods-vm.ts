@@ -32,24 +32,24 @@ export function vmMethods(ctx: DaemonContext): Handlers<VmMethod> {
   return {
     "vm.list": () => listVms(ctx).map(vmView),
     "vm.show": (p) => vmView(getVm(ctx, requireString(p, "name"))),
-    "vm.create": async (p, call) =>
-      vmView(
-        await createVm(
-          ctx,
-          {
-            name: optionalString(p, "name"),
-            image: optionalString(p, "image"),
-            kernel: optionalString(p, "kernel"),
-            cpus: optionalInt(p, "cpus", 1, MAX_CPUS),
-            memoryBytes: memoryParam(p),
-            diskBytes: optionalInt(p, "diskBytes", 1),
-            noStart: optionalBool(p, "noStart"),
-            net: optionalString(p, "net") === undefined ? undefined : parseEgressPolicy(optionalString(p, "net")!),
-            netPeer: optionalBool(p, "netPeer"),
-          },
-          call,
-        ),
-      ),
+    "vm.create": async (p, call) => {
+      const vm = await createVm(
+        ctx,
+        {
+          name: optionalString(p, "name"),
+          image: optionalString(p, "image"),
+          kernel: optionalString(p, "kernel"),
+          cpus: optionalInt(p, "cpus", 1, MAX_CPUS),
+          memoryBytes: memoryParam(p),
+          diskBytes: optionalInt(p, "diskBytes", 1),
+          noStart: optionalBool(p, "noStart"),
+          net: optionalString(p, "net") === undefined ? undefined : parseEgressPolicy(optionalString(p, "net")!),
+          netPeer: optionalBool(p, "netPeer"),
+        },
+        call,
+      );
+      return vm.fromPool ? { ...vmView(vm), fromPool: true } : vmView(vm);
+    },
     "vm.start": async (p, call) => vmView(await startVm(ctx, requireString(p, "name"), call)),
     "vm.stop": async (p) => {
       const { outcome, ...vm } = await stopVm(ctx, requireString(p, "name"), { timeoutMs: optionalInt(p, "timeoutMs", 0, 600_000) });

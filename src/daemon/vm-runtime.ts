@@ -38,6 +38,18 @@ export class VmRuntime {
     );
   }
 
+  /** A VM taken from a warm pool changes its name: its handle, watch and agent connection follow. */
+  rename(from: string, to: string): void {
+    const handle = this.handles.get(from);
+    const agent = this.agents.get(from);
+    this.unwatch.get(from)?.();
+    this.unwatch.delete(from);
+    this.handles.delete(from);
+    this.agents.delete(from);
+    if (handle) this.setHandle(to, handle);
+    if (agent) this.agents.set(to, agent);
+  }
+
   handle(name: string): VmHandle | undefined {
     return this.handles.get(name);
   }
@@ -71,16 +83,24 @@ export class VmRuntime {
       });
       // The next operation reconnects; a guest that broke the protocol affects only its own VM.
       void client.done.then((err) => {
-        if (this.agents.get(name) === connecting) this.agents.delete(name);
-        if (err) this.onAgentFailure(name, err);
+        const now = this.dropAgent(connecting);
+        if (err) this.onAgentFailure(now ?? name, err);
       });
       return client;
     })();
     this.agents.set(name, connecting);
-    connecting.catch(() => {
-      if (this.agents.get(name) === connecting) this.agents.delete(name);
-    });
+    connecting.catch(() => this.dropAgent(connecting));
     return connecting;
+  }
+
+  /** Forgets a connection that ended, under whatever name its VM has now (rename); returns that name. */
+  private dropAgent(connection: Promise<AgentClient>): string | undefined {
+    for (const [name, c] of this.agents) {
+      if (c !== connection) continue;
+      this.agents.delete(name);
+      return name;
+    }
+    return undefined;
   }
 
   runningNames(): string[] {

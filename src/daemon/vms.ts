@@ -2,7 +2,8 @@
 // that changes a VM runs under that VM's lock, so operations on one VM are serialized
 // while different VMs proceed in parallel. A VM that fails half-way through `create`
 // (or `rm`), even with the daemon killed, leaves nothing behind: no row, no disk, no
-// runtime directory, no VMM process. What VMs do on their own is vm-health.ts.
+// runtime directory, no VMM process. What VMs do on their own is vm-health.ts. A create
+// that matches a warm pool takes a ready VM from it (pools.ts) instead of booting one.
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -39,8 +40,9 @@ interface VmDiskConfig {
   filesystemNeedsGrow: boolean;
 }
 
+/** The VMs users see: pooled ones are counted by `pool ls` until taken. */
 export function listVms(ctx: DaemonContext): VmRecord[] {
-  return ctx.store.listVms();
+  return ctx.store.listVms().filter((vm) => vm.pool === null);
 }
 
 export function getVm(ctx: DaemonContext, name: string): VmRecord {
@@ -80,17 +82,26 @@ function resolveImageAndKernel(ctx: DaemonContext, p: CreateParams): { image: st
   return { image: imageName, kernel: kernelName };
 }
 
-export async function createVm(ctx: DaemonContext, p: CreateParams, call: CallEnv): Promise<VmRecord> {
-  const name = p.name === undefined ? generateName((n) => ctx.store.getVm(n) !== undefined) : validateName("vm", p.name);
+/**
+ * Creates a VM: taken ready from its image's warm pool when one matches (`fromPool`), else
+ * cloned and booted. With `opts.pool` it is a new member of that pool (pools.ts refills so).
+ */
+export async function createVm(ctx: DaemonContext, p: CreateParams, call: CallEnv, opts: { pool?: string } = {}): Promise<VmRecord & { fromPool?: true }> {
+  const taken = (n: string) => ctx.store.getVm(n) !== undefined;
+  const name = opts.pool ? `pool-${randomBytes(4).toString("hex")}` : p.name === undefined ? generateName(taken) : validateName("vm", p.name);
   const { image, kernel } = resolveImageAndKernel(ctx, p);
   return ctx.locks.run(`vm:${name}`, () =>
-    recordOperation(ctx, "vm.create", name, async () => {
-      if (ctx.store.getVm(name)) throw alreadyExists(`vm ${name} already exists`, "pick another --name, or `banger vm rm` it");
+    recordOperation(ctx, opts.pool ? "pool.fill" : "vm.create", name, async () => {
+      if (taken(name)) throw alreadyExists(`vm ${name} already exists`, "pick another --name, or `banger vm rm` it");
       ensureFreeSpace(ctx, "create", name);
       const id = randomBytes(6).toString("hex");
       const vmm = await pickVmm(ctx, name);
+      const [cpus, memoryBytes, net, netPeer] = [p.cpus ?? DEFAULT_CPUS, p.memoryBytes ?? DEFAULT_MEMORY_BYTES, p.net ?? "full", p.netPeer ?? false] as const;
+      if (!opts.pool) {
+        const ready = await ctx.pools.take(ctx, name, { image, kernel, vmm, cpus, memoryBytes, net, netPeer, diskBytes: p.diskBytes, noStart: p.noStart }, call);
+        if (ready) return { ...ready, fromPool: true as const };
+      }
       const paths = vmPaths(ctx.paths, name, id);
-      const net = p.net ?? "full";
       await ctx.network.prepare(net);
       // allocate() and insertVm() in one tick: no other create can take the same address.
       ctx.store.insertVm({
@@ -100,15 +111,16 @@ export async function createVm(ctx: DaemonContext, p: CreateParams, call: CallEn
         image,
         kernel,
         vmm,
-        cpus: p.cpus ?? DEFAULT_CPUS,
-        memoryBytes: p.memoryBytes ?? DEFAULT_MEMORY_BYTES,
+        cpus,
+        memoryBytes,
         diskBytes: 0,
         pid: null,
         ip: ctx.network.allocate(net),
         error: null,
         config: {},
         net,
-        netPeer: p.netPeer ?? false,
+        netPeer,
+        pool: opts.pool ?? null,
       });
       try {
         const disk = await makeRootDisk(ctx, name, image, vmm, paths.dir, p.diskBytes, call);
@@ -176,7 +188,7 @@ async function consoleTail(path: string, lines = 8): Promise<string> {
 }
 
 /** Removes everything a VM has: VMM, runtime dir, disk dir, row. Never throws. */
-async function destroyVm(ctx: DaemonContext, name: string, dir: string, runtimeDir: string): Promise<void> {
+export async function destroyVm(ctx: DaemonContext, name: string, dir: string, runtimeDir: string): Promise<void> {
   const handle = ctx.runtime.handle(name);
   ctx.runtime.forget(name);
   if (handle) await handle.kill().catch(() => undefined);

@@ -1,5 +1,5 @@
-// Package store is banger's state in SQLite (WAL): kernels, images, vms, sessions, operations
-// and daemon-wide settings, with numbered migrations applied when the daemon opens it.
+// Package store is banger's state in SQLite (WAL): kernels, images, vms, sessions, operations,
+// warm pools (pools.ts) and daemon-wide settings, with numbered migrations applied when the daemon opens it.
 //
 // Only the daemon opens the store. Every write is one transaction, so a daemon killed
 // mid-write leaves the previous consistent state. The store records what exists; the files
@@ -7,6 +7,9 @@
 import Database from "better-sqlite3";
 import { normalizeArch } from "../util/arch.ts";
 import { MIGRATIONS } from "./migrations.ts";
+import { PoolTable } from "./pools.ts";
+
+export type { PoolRecord, PoolSpec } from "./pools.ts";
 
 /**
  * `crashed`: the VMM died on its own (a signal, a failed exit, a guest panic); `paused`: the
@@ -70,6 +73,8 @@ export interface VmRecord {
   tap: string | null;
   /** Why the VM is in its state when it got there on its own (exit status, panic line, io-error); null otherwise. */
   stateReason: string | null;
+  /** The image whose warm pool holds this VM (hidden from `vm ls` until taken); null for every other VM. */
+  pool: string | null;
 }
 
 export interface SessionRecord {
@@ -150,6 +155,7 @@ function vmFromRow(r: Row): VmRecord {
     netPeer: r.net_peer === 1,
     tap: (r.tap as string | null | undefined) ?? null,
     stateReason: (r.state_reason as string | null | undefined) ?? null,
+    pool: (r.pool as string | null | undefined) ?? null,
   };
 }
 
@@ -178,6 +184,8 @@ function operationFromRow(r: Row): OperationRecord {
 
 export class Store {
   readonly db: Database.Database;
+  /** Warm pools and their members (pools.ts). */
+  readonly pools: PoolTable;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -188,6 +196,7 @@ export class Store {
     this.db.pragma("foreign_keys = ON");
     this.db.pragma("busy_timeout = 5000");
     this.migrate();
+    this.pools = new PoolTable(this.db, (r) => vmFromRow(r));
   }
 
   /** Applies the migrations the file has not seen yet, each in its own transaction. */
@@ -297,13 +306,13 @@ export class Store {
   vmsUsingKernel(kernel: string): string[] {
     return (this.db.prepare("SELECT name FROM vms WHERE kernel = ? ORDER BY name").all(kernel) as Row[]).map((r) => r.name as string);
   }
-  insertVm(v: Omit<VmRecord, "createdAt" | "startedAt" | "net" | "netPeer" | "tap" | "stateReason"> & Partial<Pick<VmRecord, "net" | "netPeer">> & { createdAt?: string }): void {
+  insertVm(v: Omit<VmRecord, "createdAt" | "startedAt" | "net" | "netPeer" | "tap" | "stateReason" | "pool"> & Partial<Pick<VmRecord, "net" | "netPeer" | "pool">> & { createdAt?: string }): void {
     this.db
       .prepare(
-        `INSERT INTO vms (name, id, state, image, kernel, vmm, cpus, memory_mib, disk_bytes, pid, ip, error, config, created_at, net, net_peer)
-         VALUES (@name, @id, @state, @image, @kernel, @vmm, @cpus, @memoryMib, @diskBytes, @pid, @ip, @error, @config, @createdAt, @net, @netPeer)`,
+        `INSERT INTO vms (name, id, state, image, kernel, vmm, cpus, memory_mib, disk_bytes, pid, ip, error, config, created_at, net, net_peer, pool)
+         VALUES (@name, @id, @state, @image, @kernel, @vmm, @cpus, @memoryMib, @diskBytes, @pid, @ip, @error, @config, @createdAt, @net, @netPeer, @pool)`,
       )
-      .run({ ...v, memoryMib: mibFromBytes(v.memoryBytes), config: JSON.stringify(v.config), createdAt: v.createdAt ?? now(), net: v.net ?? "full", netPeer: v.netPeer ? 1 : 0 });
+      .run({ ...v, memoryMib: mibFromBytes(v.memoryBytes), config: JSON.stringify(v.config), createdAt: v.createdAt ?? now(), net: v.net ?? "full", netPeer: v.netPeer ? 1 : 0, pool: v.pool ?? null });
   }
   /** Updates the given fields of one VM; returns false when it does not exist. */
   updateVm(name: string, fields: Partial<Pick<VmRecord, "state" | "cpus" | "memoryBytes" | "diskBytes" | "pid" | "ip" | "error" | "config" | "startedAt" | "tap" | "stateReason">>): boolean {

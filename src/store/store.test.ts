@@ -15,7 +15,7 @@ describe("store", () => {
       const s = openStore(path);
       assert.equal(s.schemaVersion, MIGRATIONS.length);
       const tables = (s.db.prepare("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
-      assert.deepEqual(tables, ["images", "kernels", "operations", "sessions", "settings", "vms"]);
+      assert.deepEqual(tables, ["images", "kernels", "operations", "pools", "sessions", "settings", "vms"]);
       assert.equal(s.db.pragma("journal_mode", { simple: true }), "wal");
       s.close();
       const again = openStore(path);

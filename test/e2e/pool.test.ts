@@ -1,0 +1,141 @@
+// Warm pools on real VMs (QEMU, TCG here), as a user drives them: `pool set` boots VMs ahead
+// (hidden from `vm ls`), `vm run` and `vm create` take one at once under their own name and
+// hostname, the pool refills; a daemon SIGKILLed with a ready pool finds it again; `--size 0`
+// and `daemon stop` leave nothing (no VMM process, no directory); the memory cap refuses.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { processesMentioning } from "../kits/vm.ts";
+import { daemonPid, isAlive, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
+
+interface PoolList {
+  pools: { image: string; size: number; ready: number; warming: number; memoryBytes: number; lastError: string | null }[];
+  memoryBytes: number;
+  maxMemoryBytes: number;
+}
+
+describe("warm pools (real VMs under QEMU)", () => {
+  const { home, cleanup } = makeTempHome();
+  let env: NodeJS.ProcessEnv = {};
+  const banger = (args: string[]) => runBanger(args, { home, env, cwd: home });
+  const pools = async (): Promise<PoolList> => JSON.parse((await mustRun(banger(["pool", "ls", "--json"]))).stdout) as PoolList;
+  /** The pooled VMs' directories (<root>/vms/pool-*): the members there are now. */
+  const memberDirs = () => (existsSync(join(home, "vms")) ? readdirSync(join(home, "vms")).filter((n) => n.startsWith("pool-")) : []);
+  const vmmPids = () => processesMentioning(join(home, "run", "vms"));
+
+  /** Polls `pool ls` until the image's pool has `ready` VMs ready and none warming. */
+  async function waitReady(ready: number, timeoutMs = 240_000): Promise<PoolList> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const list = await pools();
+      const p = list.pools.find((x) => x.image === "busybox");
+      if (p && p.ready === ready && p.warming === 0) return list;
+      if (Date.now() > deadline) assert.fail(`pool not ready in time: ${JSON.stringify(list)}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
+  before(async () => {
+    ({ env } = await prepareBootableHome(home));
+    await mustRun(banger(["config", "set", "default_image", "busybox"]));
+  });
+  after(async () => {
+    await banger(["pool", "set", "busybox", "--size", "0"]);
+    for (const v of JSON.parse((await banger(["vm", "ls", "--json"])).stdout || "[]") as { name: string }[]) await banger(["vm", "rm", "-f", v.name]);
+    await stopDaemon(home);
+    cleanup();
+  });
+
+  it("refuses a pool over pool.max_memory in one line saying the cap and how to raise it", async () => {
+    await mustRun(banger(["config", "set", "pool.max_memory", "1G"]));
+    const r = await banger(["pool", "set", "busybox", "--size", "3"]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr.trimEnd().split("\n").length, 1, r.stderr);
+    assert.match(r.stderr, /pool busybox of 3 x 512 MiB would hold 1\.5 GiB, over pool\.max_memory \(1\.0 GiB\).*banger config set pool\.max_memory 1536M/);
+    assert.deepEqual((await pools()).pools, [], "nothing was stored");
+    await mustRun(banger(["config", "unset", "pool.max_memory"]));
+  });
+
+  it("boots a pool to ready, hidden from vm ls but counted in pool ls", async () => {
+    const set = await mustRun(banger(["pool", "set", "busybox", "--size", "1"]));
+    assert.match(set.stdout, /^pool busybox: 1 VM\(s\) of 1 cpu, 512 MiB, net full; 0 ready, 1 warming/);
+    const list = await waitReady(1);
+    assert.equal(list.memoryBytes, 512 * 1024 ** 2);
+    assert.equal(list.maxMemoryBytes, 2 * 1024 ** 3);
+    assert.deepEqual(JSON.parse((await mustRun(banger(["vm", "ls", "--json"]))).stdout), []);
+    assert.equal(memberDirs().length, 1);
+    assert.match((await mustRun(banger(["pool", "ls"]))).stdout, /^busybox +1 +1 +0 +1 cpu, 512 MiB, net full +512 MiB/m);
+  });
+
+  it("vm run takes the ready VM: its name and hostname, in a fraction of a boot; the pool refills", async () => {
+    const before = memberDirs();
+    const r = await banger(["vm", "run", "--name", "taker", "--no-workspace", "--timings", "--", "hostname"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, "taker\n");
+    assert.match(r.stderr, /taking a ready VM from pool busybox/);
+    const create = Number(/timings: .*create (\d+\.\d+)s/.exec(r.stderr)?.[1]);
+    assert.ok(create < 2, `create took ${create}s: a pooled VM is already booted (${r.stderr})`);
+    assert.ok(!memberDirs().includes(before[0]!), "the member left the pool");
+    await waitReady(1);
+    assert.equal(memberDirs().length, 1, "refilled with a new member");
+  });
+
+  it("vm create takes one too (--json says so); the taken VM is an ordinary VM that stops and starts under its name", async () => {
+    const created = JSON.parse((await mustRun(banger(["vm", "create", "--name", "t2", "--json"]))).stdout);
+    assert.equal(created.name, "t2");
+    assert.equal(created.fromPool, true);
+    assert.equal(created.state, "running");
+    assert.equal(created.config.disk.path, join(home, "vms", "t2", "root.qcow2"));
+    assert.equal((await mustRun(banger(["vm", "exec", "t2", "--", "hostname"]))).stdout, "t2\n");
+    assert.deepEqual(
+      (JSON.parse((await mustRun(banger(["vm", "ls", "--json"]))).stdout) as { name: string }[]).map((v) => v.name),
+      ["t2"],
+    );
+    await mustRun(banger(["vm", "exec", "t2", "--user", "root", "--", "sh", "-c", "echo kept > /root/mark"]));
+    await mustRun(banger(["vm", "stop", "t2"]));
+    await mustRun(banger(["vm", "start", "t2"]));
+    assert.equal((await mustRun(banger(["vm", "exec", "t2", "--user", "root", "--", "sh", "-c", "hostname; cat /root/mark"]))).stdout, "t2\nkept\n");
+    // A request the pool does not hold boots cold.
+    const other = await mustRun(banger(["vm", "create", "--name", "t3", "--memory", "256M"]));
+    assert.doesNotMatch(other.stdout, /from the busybox pool/);
+    await mustRun(banger(["vm", "rm", "-f", "t2", "t3"]));
+    await waitReady(1);
+  });
+
+  it("a daemon SIGKILLed with a ready pool finds it again at start: the same VM, nothing lost or leaked", async () => {
+    const [member] = memberDirs();
+    const shown = JSON.parse((await mustRun(banger(["vm", "show", member!, "--json"]))).stdout);
+    process.kill(daemonPid(home), "SIGKILL");
+    await new Promise((r) => setTimeout(r, 300));
+    const list = await waitReady(1); // starts a new daemon
+    assert.equal(list.pools[0]!.size, 1);
+    assert.deepEqual(memberDirs(), [member], "the same member, adopted");
+    assert.ok(isAlive(shown.pid), "its VMM kept running");
+    assert.deepEqual(await vmmPids(), [shown.pid], "one VMM: no second member booted");
+    const r = await mustRun(banger(["vm", "run", "--name", "after-kill", "--no-workspace", "--", "hostname"]));
+    assert.equal(r.stdout, "after-kill\n");
+    await waitReady(1);
+  });
+
+  it("--size 0 empties the pool: no VMM, no directories", async () => {
+    const pid = JSON.parse((await mustRun(banger(["vm", "show", memberDirs()[0]!, "--json"]))).stdout).pid as number;
+    assert.equal((await mustRun(banger(["pool", "set", "busybox", "--size", "0"]))).stdout, "pool busybox emptied\n");
+    assert.deepEqual((await pools()).pools, []);
+    assert.deepEqual(memberDirs(), []);
+    assert.deepEqual(await vmmPids(), []);
+    assert.ok(!isAlive(pid));
+    assert.deepEqual(readdirSync(join(home, "run", "vms")), [], "no runtime directories");
+  });
+
+  it("daemon stop removes pooled VMs; the pool is rebuilt at the next start", async () => {
+    await mustRun(banger(["pool", "set", "busybox", "--size", "1"]));
+    await waitReady(1);
+    await mustRun(banger(["daemon", "stop"]));
+    for (let i = 0; i < 100 && existsSync(join(home, "run", "bangerd.pid")); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(memberDirs(), []);
+    assert.deepEqual(await vmmPids(), []);
+    await waitReady(1);
+    assert.equal(memberDirs().length, 1);
+  });
+});
