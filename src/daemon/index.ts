@@ -6,7 +6,8 @@
 // first one installed becoming the configured default (default-choice.ts); what VMs do on
 // their own while it runs (vm-health.ts: ends, pauses, the free-space floor); where commands
 // land in a VM when the caller does not say (landing.ts: the same user and directory for vm
-// run, exec, shell, sessions, web terminal).
+// run, exec, shell, sessions, web terminal); warm pools of VMs booted ahead that a matching
+// create takes (pools.ts, its rules in pool-rules.ts).
 //
 // It holds no business logic of its own in the method table (methods.ts composes the
 // methods-*.ts tables, typed against api/'s method map): each method checks its params and
