@@ -275,6 +275,11 @@ type openReq struct {
 	Data   []byte `json:"data,omitempty"` // base64 in JSON
 	Signal int    `json:"signal,omitempty"`
 	Force  bool   `json:"force,omitempty"`
+	// reidentify (identity.go).
+	Hostname   string         `json:"hostname,omitempty"`
+	Seed       []byte         `json:"seed,omitempty"` // base64 in JSON
+	TimeUnixMs int64          `json:"time_unix_ms,omitempty"`
+	Net        *reidentifyNet `json:"net,omitempty"`
 }
 
 type winsize struct {

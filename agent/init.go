@@ -58,7 +58,7 @@ var lateMounts = []mountSpec{
 func runInit(args []string) {
 	switched := len(args) > 1 && args[1] == "--switched"
 	console := openConsole()
-	srv := &server{pid1: os.Getpid() == 1, log: console}
+	srv := &server{pid1: os.Getpid() == 1, guest: true, log: console}
 	mountAll(srv, earlyMounts)
 	ensureStdio()
 	cmd := parseCmdline(readFileString("/proc/cmdline"))

@@ -26,6 +26,7 @@ var version = "dev"
 // server holds what every connection shares.
 type server struct {
 	pid1     bool
+	guest    bool // serving a VM (init or serve --guest), not a test socket: reidentify may change the machine
 	reaper   *reaper
 	shutdown func()
 	logMu    sync.Mutex
@@ -75,6 +76,7 @@ func runServe(args []string) int {
 	}
 	srv := &server{reaper: newReaper(), log: os.Stderr}
 	if *guest {
+		srv.guest = true
 		srv.shutdown = func() { powerOffViaInit(srv) }
 		srv.startGuestTransports(uint32(*port))
 		srv.ready(openConsole())

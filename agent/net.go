@@ -54,57 +54,106 @@ func sockaddrIn(ip net.IP) [16]byte {
 	return sa
 }
 
+// netConfig is one static IPv4 setup of the guest's NIC: from the kernel command line at
+// boot (configureNetwork), or from the host when a restored guest takes a new identity
+// (identity.go). Both apply it with applyNetwork.
+type netConfig struct {
+	iface string
+	ip    net.IP
+	mask  net.IPMask
+	gw    net.IP   // nil: no default route
+	dns   []string // nil: resolv.conf left alone
+}
+
 func configureNetwork(cmd map[string]string, resolvConf string) error {
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
+	fd, err := inetSocket()
 	if err != nil {
 		return err
 	}
 	defer syscall.Close(fd)
 	_ = setUp(fd, "lo")
-	cidr := cmd["banger.ip"]
-	if cidr == "" {
-		return nil
+	cfg, err := netConfigFromCmdline(cmd)
+	if err != nil || cfg == nil {
+		return err
 	}
-	ip, ipnet, err := net.ParseCIDR(cidr)
-	if err != nil || ip.To4() == nil {
-		return fmt.Errorf("banger.ip=%q: want IPv4 ADDR/PREFIX", cidr)
+	if err := waitForIface(cfg.iface); err != nil {
+		return err
 	}
+	return applyNetwork(fd, cfg, resolvConf)
+}
+
+func inetSocket() (int, error) {
+	return syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
+}
+
+// bootIface is the NIC the kernel command line names (banger.iface), eth0 by default.
+func bootIface(cmd map[string]string) (string, error) {
 	iface := cmd["banger.iface"]
 	if iface == "" {
 		iface = "eth0"
 	}
 	if len(iface) > 15 {
-		return fmt.Errorf("interface name %q too long", iface)
+		return "", fmt.Errorf("interface name %q too long", iface)
 	}
-	for i := 0; i < 50; i++ { // the NIC driver may still be probing
-		if _, err = net.InterfaceByName(iface); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+	return iface, nil
+}
+
+// netConfigFromCmdline reads banger.ip/gw/dns/iface; nil when there is no banger.ip.
+func netConfigFromCmdline(cmd map[string]string) (*netConfig, error) {
+	cidr := cmd["banger.ip"]
+	if cidr == "" {
+		return nil, nil
 	}
+	ip, ipnet, err := net.ParseCIDR(cidr)
+	if err != nil || ip.To4() == nil {
+		return nil, fmt.Errorf("banger.ip=%q: want IPv4 ADDR/PREFIX", cidr)
+	}
+	iface, err := bootIface(cmd)
 	if err != nil {
-		return fmt.Errorf("interface %s: %w", iface, err)
+		return nil, err
 	}
-	if err := ifreqAddr(fd, siocSIFADDR, iface, ip); err != nil {
-		return fmt.Errorf("set address: %w", err)
-	}
-	if err := ifreqAddr(fd, siocSIFNETMASK, iface, net.IP(ipnet.Mask)); err != nil {
-		return fmt.Errorf("set netmask: %w", err)
-	}
-	if err := setUp(fd, iface); err != nil {
-		return fmt.Errorf("bring up %s: %w", iface, err)
-	}
+	cfg := &netConfig{iface: iface, ip: ip, mask: ipnet.Mask}
 	if gw := cmd["banger.gw"]; gw != "" {
-		g := net.ParseIP(gw)
-		if g == nil || g.To4() == nil {
-			return fmt.Errorf("banger.gw=%q: want an IPv4 address", gw)
-		}
-		if err := addDefaultRoute(fd, g); err != nil {
-			return fmt.Errorf("default route via %s: %w", gw, err)
+		if cfg.gw = net.ParseIP(gw).To4(); cfg.gw == nil {
+			return nil, fmt.Errorf("banger.gw=%q: want an IPv4 address", gw)
 		}
 	}
 	if dns := cmd["banger.dns"]; dns != "" {
-		return writeResolvConf(resolvConf, strings.Split(dns, ","))
+		cfg.dns = strings.Split(dns, ",")
+	}
+	return cfg, nil
+}
+
+func waitForIface(iface string) error {
+	var err error
+	for i := 0; i < 50; i++ { // the NIC driver may still be probing
+		if _, err = net.InterfaceByName(iface); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("interface %s: %w", iface, err)
+}
+
+// applyNetwork sets the address and netmask, brings the link up, adds the default route
+// and writes resolv.conf, as cfg says.
+func applyNetwork(fd int, cfg *netConfig, resolvConf string) error {
+	if err := ifreqAddr(fd, siocSIFADDR, cfg.iface, cfg.ip); err != nil {
+		return fmt.Errorf("set address: %w", err)
+	}
+	if err := ifreqAddr(fd, siocSIFNETMASK, cfg.iface, net.IP(cfg.mask)); err != nil {
+		return fmt.Errorf("set netmask: %w", err)
+	}
+	if err := setUp(fd, cfg.iface); err != nil {
+		return fmt.Errorf("bring up %s: %w", cfg.iface, err)
+	}
+	if cfg.gw != nil {
+		if err := addDefaultRoute(fd, cfg.gw); err != nil {
+			return fmt.Errorf("default route via %s: %w", cfg.gw, err)
+		}
+	}
+	if cfg.dns != nil {
+		return writeResolvConf(resolvConf, cfg.dns)
 	}
 	return nil
 }
@@ -124,14 +173,21 @@ func ifreqAddr(fd int, req uintptr, iface string, ip net.IP) error {
 	return ioctlPtr(fd, req, unsafe.Pointer(&r))
 }
 
-func setUp(fd int, iface string) error {
+func setUp(fd int, iface string) error { return setLink(fd, iface, true) }
+
+// setLink brings the link up (with IFF_RUNNING, as boot always did) or down.
+func setLink(fd int, iface string, up bool) error {
 	var r ifreq
 	copy(r.name[:], iface)
 	if err := ioctlPtr(fd, siocGIFFLAGS, unsafe.Pointer(&r)); err != nil {
 		return err
 	}
 	flags := (*uint16)(unsafe.Pointer(&r.data[0]))
-	*flags |= syscall.IFF_UP | syscall.IFF_RUNNING
+	if up {
+		*flags |= syscall.IFF_UP | syscall.IFF_RUNNING
+	} else {
+		*flags &^= syscall.IFF_UP
+	}
 	return ioctlPtr(fd, siocSIFFLAGS, unsafe.Pointer(&r))
 }
 

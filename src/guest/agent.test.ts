@@ -16,6 +16,8 @@ import { BangerError, ErrorCode } from "../util/errors.ts";
 import { connectAgent, type AgentClient } from "./index.ts";
 import { dialUnix } from "../vmm/index.ts";
 import { startAgent } from "../../test/kits/agent-process.ts";
+import { hostname } from "node:os";
+import { requireReidentify } from "./identity.ts";
 
 function makeTar(entries: Array<{ name: string; type?: "file" | "directory" | "symlink" | "link"; mode?: number; body?: string; linkname?: string }>): Readable {
   const pack = tarStream.pack();
@@ -107,6 +109,28 @@ describe("guest agent over a Unix socket", () => {
     );
     await assert.rejects(client.exec({ argv: ["/etc"] }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.NotExecutable && e.message === "/etc: is a directory");
     await assert.rejects(client.exec({ argv: ["true"], cwd: "/nonexist" }), (e: unknown) => e instanceof BangerError && e.code === ErrorCode.NotFound && e.message === "no such directory: /nonexist");
+  });
+
+  test("reidentify is checked before it is sent, and a test agent never renames or reseeds its host", async () => {
+    assert.ok(client.info.features.includes("reidentify"));
+    const good = {
+      hostname: "child-1",
+      seed: randomBytes(64),
+      timeUnixMs: Date.now(),
+      net: { mac: "02:aa:bb:cc:dd:01", ip: "172.30.0.7", prefixLength: 24, gateway: "172.30.0.1", dns: "172.30.0.1" },
+    };
+    const usage = (e: unknown) => e instanceof BangerError && e.code === ErrorCode.InvalidArgument;
+    await assert.rejects(client.reidentify({ ...good, hostname: "no spaces" }), usage);
+    await assert.rejects(client.reidentify({ ...good, seed: randomBytes(16) }), usage);
+    await assert.rejects(client.reidentify({ ...good, timeUnixMs: Date.now() / 1000 }), usage);
+    await assert.rejects(client.reidentify({ ...good, net: { ...good.net, mac: "01:00:5e:00:00:01" } }), usage);
+    await assert.rejects(client.reidentify({ ...good, net: { ...good.net, gateway: "10.0.0.1" } }), usage);
+    await assert.rejects(client.reidentify({ ...good, net: { ...good.net, ip: "172.30.0.255" } }), usage);
+    const before = hostname();
+    await assert.rejects(client.reidentify(good), /only an agent serving a VM/);
+    assert.equal(hostname(), before);
+    // An agent from before the operation: one clear line, nothing sent.
+    assert.throws(() => requireReidentify({ ...client.info, features: client.info.features.filter((f) => f !== "reidentify") }), /agent \(.*\) is too old to be restored or forked/);
   });
 
   test("user answers whom exec would run as", async () => {

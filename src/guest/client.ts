@@ -1,5 +1,5 @@
 // The host's agent client: the typed operations of the guest agent protocol (health, user,
-// exec with PTY, files as tar, ports, stats, shutdown, tcp, detached sessions) on one
+// exec with PTY, files as tar, ports, stats, shutdown, tcp, detached sessions, reidentify) on one
 // multiplexed connection (mux.ts). Every reply is validated (messages.ts) before use.
 import { Duplex, Readable, type Writable } from "node:stream";
 import { constants as osConstants } from "node:os";
@@ -23,6 +23,7 @@ import {
 } from "./messages.ts";
 import { pumpInto, type Channel } from "./channel.ts";
 import { handshake } from "./handshake.ts";
+import { reidentifyRequest, requireReidentify, type ReidentifyParams } from "./identity.ts";
 import { Mux } from "./mux.ts";
 
 export interface ConnectOptions {
@@ -132,6 +133,12 @@ export interface AgentClient {
   sessionKill(name: string, signal?: NodeJS.Signals | number): Promise<{ removed: boolean }>;
   /** Forgets an exited session; force kills a running one first. */
   sessionRemove(name: string, opts?: { force?: boolean }): Promise<void>;
+  /**
+   * Makes a restored or forked guest a new machine (also fine on a fresh boot): hostname, kernel
+   * RNG reseeded from `seed`, clock, and with `net` a new MAC and address. Fails with one line
+   * when the agent is too old to do it (feature "reidentify").
+   */
+  reidentify(p: ReidentifyParams): Promise<void>;
   close(): void;
   /** What this connection holds now: open channels, and guest bytes buffered (at most MAX_BUFFERED_BYTES). */
   usage(): { channels: number; bufferedBytes: number };
@@ -182,6 +189,12 @@ class Client implements AgentClient {
 
   async shutdown(): Promise<void> {
     await this.mux.request("shutdown");
+  }
+
+  async reidentify(p: ReidentifyParams): Promise<void> {
+    const params = reidentifyRequest(p); // invalid input fails before the agent's age matters
+    requireReidentify(this.info);
+    await this.mux.request("reidentify", params);
   }
 
   async exec(opts: ExecOptions): Promise<ExecHandle> {
