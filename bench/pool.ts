@@ -8,11 +8,19 @@
 // Run: node --import tsx bench/pool.ts   (BENCH_RUNS=5)
 import { setTimeout as sleep } from "node:timers/promises";
 import type { PoolList } from "../src/api/index.ts";
-import { type BenchHome, benchHome, fmt, median, runBench } from "./lib.ts";
+import { type BenchHome, benchHome, fmt, median, runBench, since } from "./lib.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const TARGET_RATIO = 0.2;
-const RUN = ["vm", "run", "--image", "busybox", "--no-workspace", "--", "true"];
+const RUN = ["vm", "run", "--timings", "--image", "busybox", "--no-workspace", "--", "true"];
+
+/** One timed `vm run`: wall time, and the phases the CLI reports (--timings). */
+async function timedRun(h: BenchHome): Promise<{ ms: number; phases: string }> {
+  const t = process.hrtime.bigint();
+  const r = await h.banger(RUN);
+  const ms = since(t);
+  return { ms, phases: /timings: (.*)/.exec(r.stderr)?.[1] ?? "" };
+}
 
 async function waitReady(h: BenchHome): Promise<void> {
   const deadline = Date.now() + 300_000;
@@ -36,11 +44,13 @@ await runBench(async () => {
   const warm: number[] = [];
   for (let i = 0; i < RUNS; i++) {
     await h.banger(["pool", "set", "busybox", "--size", "0"]);
-    cold.push(await h.time(RUN));
+    const c = await timedRun(h);
+    cold.push(c.ms);
     await h.banger(["pool", "set", "busybox", "--size", "1"]);
     await waitReady(h);
-    warm.push(await h.time(RUN));
-    console.log(`run ${i + 1}: cold ${fmt(cold[i]!)}   warm ${fmt(warm[i]!)}`);
+    const w = await timedRun(h);
+    warm.push(w.ms);
+    console.log(`run ${i + 1}: cold ${fmt(c.ms)} (${c.phases})\n       warm ${fmt(w.ms)} (${w.phases})`);
   }
   await h.banger(["pool", "set", "busybox", "--size", "0"]);
 

@@ -86,7 +86,8 @@ export interface Methods {
   "vm.stop": { params: { name: string; timeoutMs?: number }; result: VmView & { outcome: string } };
   "vm.kill": { params: Named; result: VmView };
   "vm.resume": { params: Named; result: VmView };
-  "vm.rm": { params: Force; result: { removed: string } };
+  /** `kill` (with force): end a running VMM at once instead of asking the guest to power off first (nothing in the VM is kept anyway). */
+  "vm.rm": { params: Force & { kill?: boolean }; result: { removed: string } };
   "vm.set": { params: { name: string; cpus?: number; memoryBytes?: number }; result: VmView };
   "vm.stats": { params: Named; result: VmStats };
   /** Streams the console log as `out` events. */

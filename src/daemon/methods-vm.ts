@@ -57,7 +57,7 @@ export function vmMethods(ctx: DaemonContext): Handlers<VmMethod> {
     },
     "vm.kill": async (p) => vmView(await killVm(ctx, requireString(p, "name"))),
     "vm.resume": async (p) => vmView(await resumeVm(ctx, requireString(p, "name"))),
-    "vm.rm": (p) => removeVm(ctx, requireString(p, "name"), { force: optionalBool(p, "force") }),
+    "vm.rm": (p) => removeVm(ctx, requireString(p, "name"), { force: optionalBool(p, "force"), kill: optionalBool(p, "kill") }),
     "vm.set": async (p) => vmView(await setVm(ctx, requireString(p, "name"), { cpus: optionalInt(p, "cpus", 1, MAX_CPUS), memoryBytes: memoryParam(p) })),
     "vm.stats": (p) => vmStats(ctx, requireString(p, "name")),
     "vm.logs": (p, call) =>

@@ -9,6 +9,7 @@
 //
 // Seam for later: a member could be restored from a template snapshot rather than booted;
 // `bootMember` is the one place that makes one.
+import { randomBytes } from "node:crypto";
 import { rename } from "node:fs/promises";
 import type { Handlers, PoolList, PoolView } from "../api/index.ts";
 import { poolMaxMemory } from "../config/index.ts";
@@ -19,8 +20,7 @@ import { errorLine, invalidArgument, notFound } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { checkPoolCap, liveMembers, matchingMember, nextPoolStep, type PoolRequest } from "./pool-rules.ts";
-import { reidentifyGuest } from "./pool-take.ts";
-import { vmPaths } from "./vm-runtime.ts";
+import { setVmmPriority, vmPaths } from "./vm-runtime.ts";
 import { DEFAULT_CPUS, DEFAULT_MEMORY_BYTES, createVm, destroyVm } from "./vms.ts";
 
 /** The loop looks again this often (a member that died, a cap raised, a failure's pause over). */
@@ -121,6 +121,7 @@ export class WarmPools {
     // The match and the rename happen in one tick: two creates never get the same VM.
     if (!member || !ctx.store.pools.take(member.name, name)) return undefined;
     ctx.runtime.rename(member.name, name);
+    if (member.pid !== null) setVmmPriority(member.pid, 0); // a user's VM now: the normal priority
     this.kick();
     call.progress({ phase: "pool", message: `taking a ready VM from pool ${want.image}` });
     const from = vmPaths(ctx.paths, member.name, member.id);
@@ -130,7 +131,9 @@ export class WarmPools {
       await rename(from.dir, to.dir);
       ctx.store.updateVm(name, { config: rebasePaths(member.config, from.dir, to.dir) as Record<string, unknown> });
       const agent = await ctx.runtime.agent(name, { timeoutMs: 10_000, signal: call.signal });
-      await reidentifyGuest(agent, name);
+      // It booted as pool-…: the guest takes its new name (hostname), a reseeded RNG and the
+      // host's clock. Its MAC and address stay: the row keeps the address, the VMM its NIC.
+      await agent.reidentify({ hostname: name, seed: randomBytes(64), timeUnixMs: Date.now() });
       ctx.log.info("vm taken from pool", { pool: want.image, vm: name, was: member.name });
       return ctx.store.getVm(name);
     } catch (err) {

@@ -4,6 +4,8 @@
 // QEMU's pauses) until it is forgotten; what it reports goes to `onVmmEvent`. Everything
 // here can be rebuilt from the store and the runtime directories, which is what
 // reconciliation at start does.
+import { readdirSync } from "node:fs";
+import { setPriority } from "node:os";
 import { vmDir, vmRuntimeDir, type Paths } from "../config/index.ts";
 import { connectAgent, type AgentClient } from "../guest/index.ts";
 import type { VmHandle, VmmEvent } from "../vmm/index.ts";
@@ -17,6 +19,29 @@ export interface VmPaths {
 
 export function vmPaths(paths: Paths, name: string, id: string): VmPaths {
   return { dir: vmDir(paths, name), runtimeDir: vmRuntimeDir(paths, id) };
+}
+
+/**
+ * Sets the scheduling priority of every thread of a VMM (Linux's nice is per thread: QEMU's
+ * vCPU threads are not the main one). Warm pools boot at a low priority so a refill never
+ * slows the VMs users wait on, and a VM taken from a pool gets the normal one back. Best
+ * effort: only root may raise a priority again, so it is only changed as root.
+ */
+export function setVmmPriority(pid: number, nice: number): void {
+  if (process.getuid?.() !== 0) return;
+  let threads: string[];
+  try {
+    threads = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return; // gone
+  }
+  for (const tid of threads) {
+    try {
+      setPriority(Number(tid), nice);
+    } catch {
+      /* the thread ended meanwhile */
+    }
+  }
 }
 
 export class VmRuntime {

@@ -22,10 +22,12 @@ import type { CallEnv, DaemonContext } from "./context.ts";
 import { authorizedKeys, installSshKeys } from "./ssh-keys.ts";
 import { recordOperation } from "./operations.ts";
 import { ensureFreeSpace } from "./vm-health.ts";
-import { vmPaths } from "./vm-runtime.ts";
+import { setVmmPriority, vmPaths } from "./vm-runtime.ts";
 
 export const DEFAULT_CPUS = 1;
 export const DEFAULT_MEMORY_BYTES = 512 * 1024 ** 2;
+/** A warm pool's VMs boot and wait at this nice value (vm-runtime.ts setVmmPriority). */
+export const POOL_NICE = 10;
 /** TCG boots take seconds; a slow host or a big image more. */
 const AGENT_READY_TIMEOUT_MS = Number(process.env.BANGER_AGENT_TIMEOUT_MS ?? 120_000);
 
@@ -162,6 +164,7 @@ async function bootVm(ctx: DaemonContext, name: string, call: CallEnv): Promise<
     const nic = await ctx.network.attach(vm);
     const spec = await bootSpec(ctx, vm, { path: disk.path, format: disk.format }, paths.runtimeDir, nic);
     handle = await getDriver(vm.vmm).start(spec, { signal: call.signal });
+    if (vm.pool !== null) setVmmPriority(handle.pid, POOL_NICE);
     ctx.runtime.setHandle(name, handle);
     ctx.store.updateVm(name, { pid: handle.pid });
     call.progress({ phase: "agent", message: "waiting for the guest agent" });
@@ -274,7 +277,8 @@ export function killVm(ctx: DaemonContext, name: string): Promise<VmRecord> {
   );
 }
 
-export function removeVm(ctx: DaemonContext, name: string, opts: { force?: boolean }): Promise<{ removed: string }> {
+/** `kill`: a running VMM is ended at once rather than its guest asked to power off (its disk goes anyway). */
+export function removeVm(ctx: DaemonContext, name: string, opts: { force?: boolean; kill?: boolean }): Promise<{ removed: string }> {
   validateName("vm", name);
   return ctx.locks.run(`vm:${name}`, () =>
     recordOperation(ctx, "vm.rm", name, async () => {
@@ -284,7 +288,7 @@ export function removeVm(ctx: DaemonContext, name: string, opts: { force?: boole
       }
       // From here the VM is going: a daemon killed before the row is deleted finishes it at start.
       ctx.store.updateVm(name, { state: "removing" });
-      if (ctx.runtime.handle(name)) await stopRunning(ctx, vm, 5000);
+      if (ctx.runtime.handle(name) && !opts.kill) await stopRunning(ctx, vm, 5000);
       const paths = vmPaths(ctx.paths, name, vm.id);
       await destroyVm(ctx, name, paths.dir, paths.runtimeDir);
       return { removed: name };

@@ -4,7 +4,7 @@
 // and `daemon stop` leave nothing (no VMM process, no directory); the memory cap refuses.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { processesMentioning } from "../kits/vm.ts";
 import { daemonPid, isAlive, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
@@ -23,6 +23,8 @@ describe("warm pools (real VMs under QEMU)", () => {
   /** The pooled VMs' directories (<root>/vms/pool-*): the members there are now. */
   const memberDirs = () => (existsSync(join(home, "vms")) ? readdirSync(join(home, "vms")).filter((n) => n.startsWith("pool-")) : []);
   const vmmPids = () => processesMentioning(join(home, "run", "vms"));
+  /** The nice values of a process's threads (field 19 of each thread's stat), distinct. */
+  const niceOf = (pid: number) => [...new Set(readdirSync(`/proc/${pid}/task`).map((t) => Number(readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8").split(") ")[1]!.split(" ")[16])))];
 
   /** Polls `pool ls` until the image's pool has `ready` VMs ready and none warming. */
   async function waitReady(ready: number, timeoutMs = 240_000): Promise<PoolList> {
@@ -37,7 +39,8 @@ describe("warm pools (real VMs under QEMU)", () => {
   }
 
   before(async () => {
-    ({ env } = await prepareBootableHome(home));
+    // The dashboard on (any free port): its API shows the pools and its create takes from them.
+    ({ env } = await prepareBootableHome(home, { BANGER_WEB: "1", BANGER_WEB_PORT: "0" }));
     await mustRun(banger(["config", "set", "default_image", "busybox"]));
   });
   after(async () => {
@@ -81,8 +84,40 @@ describe("warm pools (real VMs under QEMU)", () => {
     assert.equal(memberDirs().length, 1, "refilled with a new member");
   });
 
+  it("the dashboard shows the pool and its create takes the ready VM", async () => {
+    const web = JSON.parse((await mustRun(banger(["web", "--json", "--no-open"]))).stdout) as { url: string; token: string };
+    const api = async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(`${web.url}${path}`, {
+        method,
+        headers: { Authorization: `Bearer ${web.token}`, ...(body ? { "Content-Type": "application/json" } : {}) },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      return (await res.json()) as Record<string, unknown>;
+    };
+    const shown = (await api("GET", "/api/pools")) as unknown as PoolList;
+    assert.deepEqual(
+      shown.pools.map((p) => [p.image, p.size, p.ready, p.warming]),
+      [["busybox", 1, 1, 0]],
+    );
+    let task = await api("POST", "/api/vms", { image: "busybox", name: "from-web" });
+    for (let i = 0; i < 600 && task.state === "running"; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      task = await api("GET", `/api/tasks/${task.id}`);
+    }
+    assert.equal(task.state, "done", JSON.stringify(task));
+    assert.equal((task.result as { fromPool?: boolean }).fromPool, true);
+    assert.equal((await mustRun(banger(["vm", "exec", "from-web", "--", "hostname"]))).stdout, "from-web\n");
+    await mustRun(banger(["vm", "rm", "-f", "from-web"]));
+    await waitReady(1);
+  });
+
   it("vm create takes one too (--json says so); the taken VM is an ordinary VM that stops and starts under its name", async () => {
+    const memberPid = JSON.parse((await mustRun(banger(["vm", "show", memberDirs()[0]!, "--json"]))).stdout).pid as number;
+    // As root, a pooled VM waits at a low priority (a refill never slows the VMs users wait on).
+    if (process.getuid?.() === 0) assert.deepEqual(niceOf(memberPid), [10]);
     const created = JSON.parse((await mustRun(banger(["vm", "create", "--name", "t2", "--json"]))).stdout);
+    assert.equal(created.pid, memberPid, "the pooled VM itself");
+    if (process.getuid?.() === 0) assert.deepEqual(niceOf(memberPid), [0], "taken: the normal priority again");
     assert.equal(created.name, "t2");
     assert.equal(created.fromPool, true);
     assert.equal(created.state, "running");
