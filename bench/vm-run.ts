@@ -27,8 +27,7 @@
 //      BENCH_REPO=DIR reuses a repository made by an earlier run and keeps it,
 //      BENCH_ONLY=pieces|host|guest measures only some pieces, BENCH_GUEST_CPUS=1)
 import { spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough, Writable } from "node:stream";
@@ -42,6 +41,7 @@ import { INPUT_WINDOW_BYTES } from "../src/api/index.ts";
 import { inputStream } from "../src/daemon/streams.ts";
 import { REPO, runBanger } from "../test/helpers.ts";
 import { MiB, type BenchHome, benchHome, median, onCleanup, pollConnect, runBench, runChecked, showVm, since, timed } from "./lib.ts";
+import { growImage, makeRepo, parseTimings, tarCopyOnce } from "./repo.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 /** "all" (default), "pieces" (skip the vm run and tar timings), "host" (pieces without a VM), "guest" (only the guest leg). */
@@ -61,7 +61,7 @@ async function main(): Promise<void> {
   if (!process.env.BENCH_REPO) onCleanup(() => rmSync(repo, { recursive: true, force: true }));
   if (!existsSync(join(repo, ".git"))) {
     console.log(`making a repository of ${FILES} files / ${TOTAL_MIB} MiB in ${repo}...`);
-    await makeRepo(repo);
+    await makeRepo(repo, FILES, TOTAL_MIB);
   }
   const size = await runChecked(["du", "-sb", "--apparent-size", repo]);
   const count = await runChecked(["sh", "-c", `find ${repo} | wc -l`]);
@@ -69,7 +69,7 @@ async function main(): Promise<void> {
 
   console.log("preparing a state root (Debian cloud kernel + busybox image)...");
   const h = await benchHome({ bootable: ONLY !== "host" });
-  if (ONLY !== "host") await growImage(h);
+  if (ONLY !== "host") await growImage(h, IMAGE, IMAGE_SIZE);
   const runArgs = ["vm", "run", "--timings", "--image", IMAGE, "--", "true"];
 
   const runs: Array<Record<string, number>> = [];
@@ -118,69 +118,6 @@ async function main(): Promise<void> {
   if (runs.length === 0) return;
   const ratio = median(runs.map((r) => r.workspace!)) / median(tarTimes);
   console.log(`workspace copy / tar c | tar x = ${ratio.toFixed(2)}x  (target <= ${TARGET_RATIO}: ${ratio <= TARGET_RATIO ? "met" : "NOT met"})`);
-}
-
-/**
- * Grows the busybox image's filesystem to IMAGE_SIZE (offline resize2fs adds inodes with
- * the space): a VM's root filesystem is the image's, and the image is sized to its content.
- */
-async function growImage(h: BenchHome): Promise<void> {
-  const rootfs = join(resolvePaths({ BANGER_HOME: h.home }).imagesDir, IMAGE, "rootfs.ext4");
-  await runChecked(["e2fsck", "-fp", rootfs]);
-  await runChecked(["resize2fs", rootfs, IMAGE_SIZE]);
-}
-
-/** "timings: create 1.23s, workspace 4.56s, ..." → ms per phase. */
-function parseTimings(stderr: string): Record<string, number> {
-  const line = stderr.split("\n").find((l) => l.startsWith("timings:"));
-  if (!line) throw new Error(`no timings line in: ${stderr}`);
-  const out: Record<string, number> = {};
-  for (const m of line.matchAll(/(\w+) ([\d.]+)s/g)) out[m[1]!] = Number(m[2]) * 1000;
-  return out;
-}
-
-/**
- * FILES files, TOTAL_MIB in all: 1% large random binaries (incompressible, 70% of the
- * bytes), the rest small text files (1-11 KiB) spread over ~100 directories; committed.
- */
-async function makeRepo(repo: string): Promise<void> {
-  mkdirSync(repo, { recursive: true });
-  const binaries = Math.max(1, Math.round(FILES / 100));
-  const texts = FILES - binaries;
-  const binBytes = TOTAL_MIB * MiB * 0.7;
-  const textBytes = TOTAL_MIB * MiB - binBytes;
-  const words = Array.from({ length: 512 }, (_, i) => `w${(i * 2654435761) % 99991}`);
-  let seed = 1;
-  const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
-  for (let i = 0; i < texts; i++) {
-    const dir = join(repo, "src", `d${i % 100}`);
-    if (i < 100) mkdirSync(dir, { recursive: true });
-    const want = Math.round((textBytes / texts) * (0.2 + 1.6 * rnd()));
-    let s = "";
-    while (s.length < want) s += `${words[Math.floor(rnd() * words.length)]}${rnd() < 0.1 ? "\n" : " "}`;
-    writeFileSync(join(dir, `f${i}.txt`), s.slice(0, want));
-  }
-  mkdirSync(join(repo, "assets"), { recursive: true });
-  for (let i = 0; i < binaries; i++) {
-    const want = Math.round((binBytes / binaries) * (0.25 + 1.5 * (i / Math.max(1, binaries - 1))));
-    writeFileSync(join(repo, "assets", `blob${i}.bin`), randomBytes(want));
-  }
-  const env = { GIT_AUTHOR_NAME: "bench", GIT_AUTHOR_EMAIL: "b@x", GIT_COMMITTER_NAME: "bench", GIT_COMMITTER_EMAIL: "b@x" };
-  await runChecked(["git", "-C", repo, "init", "-q"]);
-  await runChecked(["git", "-C", repo, "add", "-A"]);
-  await runChecked(["git", "-C", repo, "commit", "-q", "-m", "bench"], { env });
-}
-
-/** `tar c | tar x` of the repository (incl. .git) into a fresh local directory. */
-async function tarCopyOnce(repo: string): Promise<number> {
-  const dest = mkdtempSync(join(tmpdir(), "bench-tar-"));
-  await runChecked(["sync"]);
-  try {
-    return await timed(() => runChecked(["sh", "-c", `tar -C "$0" -cf - . | tar -C "$1" -xf -`, repo, dest]));
-  } finally {
-    rmSync(dest, { recursive: true, force: true });
-    await runChecked(["sync"]); // its writeback does not land in the next vm run
-  }
 }
 
 async function measurePieces(h: BenchHome, repo: string): Promise<Array<[string, number[]]>> {

@@ -34,6 +34,11 @@ export interface VmCreateParams {
   /** Egress policy: full, none or public. */
   net?: string;
   netPeer?: boolean;
+  /**
+   * Give the VM an empty workspace disk slot (QEMU VMs): `vm.workspace.put` then writes the
+   * workspace into it as an ext4 built on the host instead of through the agent.
+   */
+  workspaceSlot?: boolean;
 }
 
 export interface SessionStartParams {
@@ -109,6 +114,11 @@ export interface Methods {
     result: WorkspaceView;
   };
   "vm.workspace.info": { params: Named; result: WorkspaceView };
+  /**
+   * The call's input (a workspace tar, as vm.files.put takes) at `dest`, owned by uid/gid:
+   * into the VM's empty workspace slot when it has one (`via: "disk"`), else through the agent.
+   */
+  "vm.workspace.put": { params: { name: string; dest: string; uid?: number; gid?: number }; result: { files: number; bytes: number; via: "disk" | "agent" } };
 
   "session.start": { params: SessionStartParams; result: { vm: string; name: string; pid: number } };
   "session.list": { params: { vm?: string } | undefined; result: SessionView[] };

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FORCE_WINDOW_MS, InterruptPolicy, signalStatus } from "./interrupts.ts";
 import { changeLine, statLines, summarizePatch } from "./patch-summary.ts";
-import { ProbeOutput, allOlder, parseStatTime } from "./run-probe.ts";
+import { ProbeOutput, allOlder, guestMarkAfter, parseStatTime, type GuestRun } from "./run-probe.ts";
 
 const git = (cwd: string, ...args: string[]) => execFileSync("git", ["-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "core.quotePath=true", ...args], { cwd });
 
@@ -98,5 +98,32 @@ describe("ProbeOutput", () => {
     assert.equal(out.over, true);
     out.push(Buffer.alloc(1024 ** 2, 0x61));
     assert.equal(out.text(), "", "nothing of an overflowing listing is kept or judged");
+  });
+});
+
+describe("guestMarkAfter (a copy the host wrote)", () => {
+  /** A guest whose clock is `skewMs` behind this host's, answering the mark script as stat would (the guest-command seam; no VM here). */
+  const guestBehind =
+    (skewMs: number): GuestRun =>
+    async () => {
+      const ns = (BigInt(Date.now() - skewMs) * 1_000_000n).toString();
+      const d = new Date(Number(ns.slice(0, -6)));
+      const pad = (n: number, w = 2) => String(n).padStart(w, "0");
+      const text = `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}.${ns.slice(-9)} +0000`;
+      return { code: 0, stdout: `${text}\n` };
+    };
+
+  it("waits until the guest's clock passes the host's copy time, so every host change time is before the mark", async () => {
+    const copiedAt = Date.now();
+    const mark = await guestMarkAfter(guestBehind(400), copiedAt);
+    assert.ok(mark !== undefined);
+    assert.ok(parseStatTime(mark)! > BigInt(copiedAt) * 1_000_000n, mark);
+    assert.ok(Date.now() - copiedAt >= 390, "it waited for the guest's clock");
+  });
+
+  it("gives up (no mark: the end looks properly) when the guest is too far behind", async () => {
+    const started = Date.now();
+    assert.equal(await guestMarkAfter(guestBehind(60_000), Date.now(), 500), undefined);
+    assert.ok(Date.now() - started < 1000, "without waiting for it");
   });
 });

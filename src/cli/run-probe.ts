@@ -48,6 +48,24 @@ export async function guestMark(run: GuestRun): Promise<string | undefined> {
   return parseStatTime(mark) === undefined ? undefined : mark;
 }
 
+/**
+ * The mark after a copy the host wrote (the workspace disk): its entries carry the host's
+ * change times, and the guest's clock may be a little behind the host's (set from the RTC, in
+ * whole seconds). Waits until the guest's now passes `hostNowMs` (every host time in the copy
+ * is before it), at most `maxWaitMs`; undefined when it does not (the end then looks properly).
+ */
+export async function guestMarkAfter(run: GuestRun, hostNowMs: number, maxWaitMs = 3000): Promise<string | undefined> {
+  const deadline = Date.now() + maxWaitMs;
+  for (;;) {
+    const mark = await guestMark(run);
+    if (mark === undefined) return undefined;
+    const behindMs = Number(BigInt(hostNowMs) * 1_000_000n - parseStatTime(mark)!) / 1e6;
+    if (behindMs < 0) return mark;
+    if (Date.now() + behindMs > deadline) return undefined;
+    await new Promise((resolve) => setTimeout(resolve, Math.ceil(behindMs) + 10));
+  }
+}
+
 /** True when nothing under `dir` changed since `mark`; false when it may have (or cannot be told). */
 export async function unchangedSince(run: GuestRun, dir: string, mark: string): Promise<boolean> {
   const r = await run(["find", dir, "-exec", "stat", "-c", "%z", "{}", "+"]).catch(() => undefined);

@@ -17,7 +17,7 @@ import { validateName } from "../util/names.ts";
 import { attachWith } from "./attach.ts";
 import type { InterruptSignal } from "./interrupts.ts";
 import { endRun } from "./run-end.ts";
-import { PROBE_LIMITS, ProbeOutput, guestMark, unchangedSince, type GuestRun } from "./run-probe.ts";
+import { PROBE_LIMITS, ProbeOutput, guestMark, guestMarkAfter, unchangedSince, type GuestRun } from "./run-probe.ts";
 import { ProgressView } from "./output.ts";
 import { addNetOptions, netParams, parseForwardSpec, startForward } from "./net.ts";
 import { Uploader, streamEvents } from "./streams.ts";
@@ -77,10 +77,17 @@ async function execCapture(client: Client, name: string, argv: string[]): Promis
   }
 }
 
-/** Streams a local tar into the guest directory through the daemon. */
-async function uploadTar(client: Client, name: string, dest: string, tar: Readable, owner: { uid: number; gid: number }): Promise<{ files: number; bytes: number }> {
+/**
+ * Streams the workspace tar to the daemon, which puts it at `dest` in the guest: written into
+ * the VM's workspace disk slot on the host when it has an empty one, else through the agent.
+ */
+async function uploadTar(client: Client, name: string, dest: string, tar: Readable, owner: { uid: number; gid: number }): Promise<{ files: number; bytes: number; via: "disk" | "agent" }> {
   let uploader: Uploader | undefined;
-  const call: Call<{ files: number; bytes: number }> = client.start("vm.files.put", { name, dest, ...owner }, { onEvent: (e) => streamEvents({ 1: process.stdout, 2: process.stderr }, uploader)(e) });
+  const call: Call<{ files: number; bytes: number; via: "disk" | "agent" }> = client.start(
+    "vm.workspace.put",
+    { name, dest, ...owner },
+    { onEvent: (e) => streamEvents({ 1: process.stdout, 2: process.stderr }, uploader)(e) },
+  );
   uploader = new Uploader(call, tar);
   uploader.start();
   return call.result;
@@ -182,23 +189,28 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
     if (!opts.image) await timed("defaults", () => ensureDefaults(client, opts.yes === true));
     const created = await timed("create", () =>
       new ProgressView().track((onProgress) =>
-        client.call("vm.create", { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryBytes: opts.memory, diskBytes: opts.diskSize, ...netParams(opts) }, { onProgress }),
+        client.call(
+          "vm.create",
+          // A workspace goes into a disk slot the VM boots with (built on the host: much faster than the guest extracting it).
+          { name: opts.name, image: opts.image, kernel: opts.kernel, cpus: opts.cpus, memoryBytes: opts.memory, diskBytes: opts.diskSize, workspaceSlot: plan !== undefined, ...netParams(opts) },
+          { onProgress },
+        ),
       ),
     );
     vmName = created.name;
     const name = created.name;
     asRoot = (argv) => execCapture(client, name, argv);
-    const image = await client.call("image.show", { name: created.image });
-    const imageConfig = image.config as { env?: string[]; user?: string; workingDir?: string };
     // Whom commands run as (and the workspace belongs to): the daemon's rule for every command (daemon/landing.ts).
-    const user = await client.call("vm.landing", { name });
+    const [image, user] = await Promise.all([client.call("image.show", { name: created.image }), client.call("vm.landing", { name })]);
+    const imageConfig = image.config as { env?: string[]; user?: string; workingDir?: string };
     let cwd: string | undefined;
     if (plan) {
       const ws = await timed("workspace", () => copyWorkspace(client, name, plan, user));
+      const copiedAt = Date.now();
       cwd = GUEST_WORKSPACE;
       copied = true;
       if (ws.isRepo) hostRepo = ws.root;
-      mark = await guestMark(asRoot);
+      mark = ws.copied.via === "disk" ? await guestMarkAfter(asRoot, copiedAt) : await guestMark(asRoot);
     }
     if (!cwd && imageConfig.workingDir) cwd = imageConfig.workingDir;
     for (const spec of opts.publish.map(parseForwardSpec)) {

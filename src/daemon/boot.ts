@@ -11,6 +11,7 @@ import { notFound } from "../util/errors.ts";
 import type { VmSpec } from "../vmm/index.ts";
 import type { DaemonContext } from "./context.ts";
 import type { VmNic } from "./network.ts";
+import { slotDisks } from "./workspace-disk.ts";
 
 export async function bootSpec(ctx: DaemonContext, vm: VmRecord, disk: { path: string; format: "raw" | "qcow2" }, runtimeDir: string, nic?: VmNic): Promise<VmSpec> {
   const dir = kernelDir(ctx.paths, vm.kernel);
@@ -36,6 +37,7 @@ export async function bootSpec(ctx: DaemonContext, vm: VmRecord, disk: { path: s
     ...(initrdPath ? { initrdPath } : {}),
     cmdline,
     rootDisk: { path: disk.path, format: disk.format },
+    extraDisks: slotDisks(vm.config),
     cpus: vm.cpus,
     memoryMib: vm.memoryBytes / 1024 ** 2, // the store keeps whole MiB: the VMMs' unit
     runtimeDir,

@@ -45,6 +45,7 @@ export function vmMethods(ctx: DaemonContext): Handlers<VmMethod> {
           noStart: optionalBool(p, "noStart"),
           net: optionalString(p, "net") === undefined ? undefined : parseEgressPolicy(optionalString(p, "net")!),
           netPeer: optionalBool(p, "netPeer"),
+          workspaceSlot: optionalBool(p, "workspaceSlot"),
         },
         call,
       );

@@ -60,6 +60,14 @@ describe("warm pools: which VM a create may take", () => {
     }
   });
 
+  it("serves a request for a workspace slot only with a member whose slot is empty", () => {
+    const slot = { path: "/r/vms/a/workspace.img", serial: "banger-workspace" };
+    assert.equal(matchingMember([member("a")], { ...want, workspaceSlot: true }), undefined, "no slot");
+    assert.equal(matchingMember([member("a", { config: { workspaceSlot: { ...slot, mountedAt: "/workspace" } } })], { ...want, workspaceSlot: true }), undefined, "filled");
+    assert.equal(matchingMember([member("a", { config: { workspaceSlot: slot } })], { ...want, workspaceSlot: true })?.name, "a");
+    assert.equal(matchingMember([member("a", { config: { workspaceSlot: slot } })], want)?.name, "a", "an unused slot is harmless");
+  });
+
   it("never takes a member that is not ready: warming, removing, dead, or no longer pooled", () => {
     for (const state of ["creating", "removing", "stopped", "crashed", "paused"] as const) assert.equal(matchingMember([member("a", { state })], want), undefined, state);
     assert.equal(matchingMember([member("a", { pool: null })], want), undefined);

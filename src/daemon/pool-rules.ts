@@ -20,14 +20,24 @@ export interface PoolRequest {
   diskBytes?: number;
   /** A VM created stopped has nothing to gain from a booted one. */
   noStart?: boolean;
+  /** The workspace disk slot (`vm run` with a workspace): only a member with an empty one serves it. */
+  workspaceSlot?: boolean;
 }
+
+/** Whether a member has an empty workspace slot (members are booted with one: a workspace can go in). */
+const hasEmptySlot = (m: VmRecord) => {
+  const slot = m.config.workspaceSlot as { mountedAt?: string } | undefined;
+  return slot !== undefined && slot.mountedAt === undefined;
+};
 
 /** States of a pooled VM: `creating` is warming, `running` is ready; the rest are dead or going. */
 const DEAD: ReadonlySet<string> = new Set(["stopped", "crashed", "error", "paused", "stopping", "starting"]);
 
 /**
  * The ready member a request may take: same image, kernel, VMM, CPUs, memory and network, no
- * explicit disk size, booted (oldest first). Anything else is a cold create.
+ * explicit disk size, an empty workspace slot when it asks for one, booted (oldest first).
+ * Anything else is a cold create. (A member's unused slot is an empty sparse file: harmless
+ * to a request that did not ask for it.)
  */
 export function matchingMember(members: readonly VmRecord[], want: PoolRequest): VmRecord | undefined {
   if (want.diskBytes !== undefined || want.noStart) return undefined;
@@ -41,7 +51,8 @@ export function matchingMember(members: readonly VmRecord[], want: PoolRequest):
       m.cpus === want.cpus &&
       m.memoryBytes === want.memoryBytes &&
       m.net === want.net &&
-      m.netPeer === want.netPeer,
+      m.netPeer === want.netPeer &&
+      (!want.workspaceSlot || hasEmptySlot(m)),
   );
 }
 

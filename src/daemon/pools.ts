@@ -19,6 +19,7 @@ import type { PoolRecord, PoolSpec, VmRecord } from "../store/index.ts";
 import { errorLine, invalidArgument, notFound } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
+import { landingOf } from "./landing.ts";
 import { checkPoolCap, liveMembers, matchingMember, nextPoolStep, type PoolRequest } from "./pool-rules.ts";
 import { setVmmPriority, vmPaths } from "./vm-runtime.ts";
 import { DEFAULT_CPUS, DEFAULT_MEMORY_BYTES, createVm, destroyVm } from "./vms.ts";
@@ -89,8 +90,12 @@ export class WarmPools {
     const { kernel, cpus, memoryBytes, net, netPeer } = pool.spec;
     ctx.log.info("pool warming a vm", { pool: pool.image });
     try {
-      const vm = await createVm(ctx, { image: pool.image, kernel: kernel ?? undefined, cpus, memoryBytes, net, netPeer }, { signal: abort.signal, progress: () => undefined }, { pool: pool.image });
+      // With the workspace disk slot: a taken VM can receive `vm run`'s workspace.
+      const params = { image: pool.image, kernel: kernel ?? undefined, cpus, memoryBytes, net, netPeer, workspaceSlot: true };
+      const vm = await createVm(ctx, params, { signal: abort.signal, progress: () => undefined }, { pool: pool.image });
       this.failures.delete(pool.image);
+      // Where commands land is resolved now, while it waits, not when a `vm run` needs it.
+      await landingOf(ctx, vm.name, await ctx.runtime.agent(vm.name, { signal: abort.signal })).catch(() => undefined);
       ctx.log.info("pool vm ready", { pool: pool.image, vm: vm.name, ms: Date.now() - started });
     } catch (err) {
       if (!abort.signal.aborted) {

@@ -23,6 +23,7 @@ import { authorizedKeys, installSshKeys } from "./ssh-keys.ts";
 import { recordOperation } from "./operations.ts";
 import { ensureFreeSpace } from "./vm-health.ts";
 import { setVmmPriority, vmPaths } from "./vm-runtime.ts";
+import { makeWorkspaceSlot, remountWorkspace } from "./workspace-disk.ts";
 
 export const DEFAULT_CPUS = 1;
 export const DEFAULT_MEMORY_BYTES = 512 * 1024 ** 2;
@@ -100,7 +101,7 @@ export async function createVm(ctx: DaemonContext, p: CreateParams, call: CallEn
       const vmm = await pickVmm(ctx, name);
       const [cpus, memoryBytes, net, netPeer] = [p.cpus ?? DEFAULT_CPUS, p.memoryBytes ?? DEFAULT_MEMORY_BYTES, p.net ?? "full", p.netPeer ?? false] as const;
       if (!opts.pool) {
-        const ready = await ctx.pools.take(ctx, name, { image, kernel, vmm, cpus, memoryBytes, net, netPeer, diskBytes: p.diskBytes, noStart: p.noStart }, call);
+        const ready = await ctx.pools.take(ctx, name, { image, kernel, vmm, cpus, memoryBytes, net, netPeer, diskBytes: p.diskBytes, noStart: p.noStart, workspaceSlot: p.workspaceSlot }, call);
         if (ready) return { ...ready, fromPool: true as const };
       }
       const paths = vmPaths(ctx.paths, name, id);
@@ -126,7 +127,12 @@ export async function createVm(ctx: DaemonContext, p: CreateParams, call: CallEn
       });
       try {
         const disk = await makeRootDisk(ctx, name, image, vmm, paths.dir, p.diskBytes, call);
-        ctx.store.updateVm(name, { diskBytes: disk.sizeBytes, config: { disk: { path: disk.path, format: disk.format, strategy: disk.strategy, filesystemNeedsGrow: disk.filesystemNeedsGrow } } });
+        // Firecracker takes no extra disks here yet: its VMs get the workspace through the agent.
+        const workspaceSlot = p.workspaceSlot && vmm === "qemu" ? await makeWorkspaceSlot(paths.dir) : undefined;
+        ctx.store.updateVm(name, {
+          diskBytes: disk.sizeBytes,
+          config: { disk: { path: disk.path, format: disk.format, strategy: disk.strategy, filesystemNeedsGrow: disk.filesystemNeedsGrow }, ...(workspaceSlot ? { workspaceSlot } : {}) },
+        });
         if (p.noStart) {
           ctx.store.updateVm(name, { state: "stopped" });
         } else {
@@ -170,6 +176,8 @@ async function bootVm(ctx: DaemonContext, name: string, call: CallEnv): Promise<
     call.progress({ phase: "agent", message: "waiting for the guest agent" });
     const agent = await ctx.runtime.agent(name, { timeoutMs: AGENT_READY_TIMEOUT_MS, signal: call.signal });
     await installSshKeys(agent, authorizedKeys(ctx.store)).catch((err: unknown) => ctx.log.warn("ssh keys not installed", { vm: name, error: errorLine(err) }));
+    // The guest may have broken its own workspace filesystem: the VM still boots, without it.
+    await remountWorkspace(vm.config, agent).catch((err: unknown) => ctx.log.warn("workspace disk not mounted", { vm: name, error: errorLine(err) }));
     ctx.store.updateVm(name, { state: "running", startedAt: new Date().toISOString() });
     ctx.log.info("vm running", { vm: name, pid: handle.pid, agent: agent.info.version });
   } catch (err) {

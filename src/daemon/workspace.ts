@@ -1,13 +1,15 @@
 // What the daemon remembers about a VM's workspace: where it came from on the host and
 // which commit holds the copied state, so `vm workspace export` can compute the guest's
 // changes later. Packing, copying and patching run in the CLI, as the user, because they
-// read and write the user's repository; the daemon only stores these facts.
+// read and write the user's repository; the daemon stores these facts and puts the packed
+// tar into the guest (vm.workspace.put: workspace-disk.ts chooses disk slot or agent).
 import { isAbsolute } from "node:path";
 import type { Handlers, WorkspaceView } from "../api/index.ts";
 import { optionalInt, optionalString, requireString } from "../rpc/index.ts";
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
 import type { DaemonContext } from "./context.ts";
 import { getVm } from "./vms.ts";
+import { putWorkspace } from "./workspace-disk.ts";
 
 const COMMIT = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
 
@@ -18,8 +20,10 @@ function optionalCommit(p: unknown, key: string): string | null {
   return v;
 }
 
-export function workspaceMethods(ctx: DaemonContext): Handlers<"vm.workspace.record" | "vm.workspace.info"> {
+export function workspaceMethods(ctx: DaemonContext): Handlers<"vm.workspace.record" | "vm.workspace.info" | "vm.workspace.put"> {
   return {
+    "vm.workspace.put": (p, call) =>
+      putWorkspace(ctx, requireString(p, "name"), requireString(p, "dest"), { uid: optionalInt(p, "uid", 0, 0xfffffffe) ?? 0, gid: optionalInt(p, "gid", 0, 0xfffffffe) ?? 0 }, call),
     "vm.workspace.record": (p) => {
       const name = requireString(p, "name");
       const record: WorkspaceView = {

@@ -117,6 +117,11 @@ export interface AgentClient {
   exec(opts: ExecOptions): Promise<ExecHandle>;
   putFiles(destDir: string, tar: Readable, opts?: PutOptions): Promise<{ files: number; bytes: number }>;
   getFiles(path: string): Promise<Readable>;
+  /**
+   * Mounts the ext4 on the disk whose virtio-blk serial is `serial` at `path` (feature
+   * "disk.mount"); resolves with the guest's device name (untrusted text).
+   */
+  mountDisk(serial: string, path: string): Promise<{ device: string }>;
   ports(): Promise<ListeningPort[]>;
   stats(): Promise<GuestStats>;
   shutdown(): Promise<void>;
@@ -177,6 +182,12 @@ class Client implements AgentClient {
   async user(spec: string): Promise<GuestUser | undefined> {
     if (!this.info.features.includes("user")) return undefined;
     return parseGuestUser(await this.mux.request("user", { user: spec }));
+  }
+
+  async mountDisk(serial: string, path: string): Promise<{ device: string }> {
+    if (!this.info.features.includes("disk.mount")) throw protocolError("the guest agent cannot mount disks (no disk.mount feature)");
+    const res = (await this.mux.request("disk.mount", { name: serial, path })) as { device?: unknown } | undefined;
+    return { device: typeof res?.device === "string" ? res.device.slice(0, 64) : "" };
   }
 
   async ports(): Promise<ListeningPort[]> {

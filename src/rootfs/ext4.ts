@@ -6,7 +6,7 @@
 // name beside `outPath` and renamed into place; a failure leaves nothing.
 import { randomBytes } from "node:crypto";
 import { chmodSync, lchownSync, lstatSync, lutimesSync } from "node:fs";
-import { mkdtemp, open, rename, rm } from "node:fs/promises";
+import { mkdtemp, open, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { BangerError, ErrorCode, freeBytesUnder, invalidArgument, resourceErrno, resourceError, throwIfAborted } from "../util/errors.ts";
 import { runChecked } from "../util/exec.ts";
@@ -67,6 +67,59 @@ export async function buildExt4(tree: Tree, outPath: string, opts: BuildExt4Opti
     throw hostOutOfSpace(err, dirname(outPath), need.minBytes) ?? err;
   } finally {
     await rm(work, { recursive: true, force: true });
+  }
+}
+
+export interface FillExt4Options {
+  /** Owner of everything in the image, its root directory included (the guest user). */
+  owner: { uid: number; gid: number };
+  /** Filesystem label (at most 16 bytes, [A-Za-z0-9_-]). */
+  label: string;
+  /** An empty directory of the caller's for the debugfs script (the caller removes it). */
+  workDir: string;
+  signal?: AbortSignal;
+  progress?: Progress;
+}
+
+/**
+ * Writes an ext4 of `tree` INTO the existing file `image`, keeping its size: a disk a running
+ * VM already has attached (the workspace slot), so it cannot be replaced by a rename. Every
+ * entry is owned by `owner` (set on the staging files, which mkfs copies: so root only; no
+ * name of the tree ever reaches debugfs, whose one fixed command removes mkfs's empty
+ * /lost+found). Permission bits only (no setuid/setgid/sticky). Inode tables and the journal
+ * are left uninitialised (the file stays sparse: the guest mounts with noinit_itable); mkfs
+ * first discards the file (punches holes), so an earlier filling leaves nothing behind.
+ * Change times are the host's at staging, in whole seconds (mkfs drops the nanoseconds).
+ */
+export async function fillExt4(tree: Tree, image: string, opts: FillExt4Options): Promise<void> {
+  if (process.getuid?.() !== 0) throw new BangerError(ErrorCode.Failed, "filling a workspace disk needs root (the staging files carry the owner)", "the daemon copies through the agent instead");
+  if (!/^[A-Za-z0-9_-]{1,16}$/.test(opts.label)) throw invalidArgument(`filesystem label ${JSON.stringify(opts.label)} is not 1-16 of [A-Za-z0-9_-]`);
+  const { uid, gid } = opts.owner;
+  for (const id of [uid, gid]) if (!Number.isInteger(id) || id < 0 || id > 0xfffffffe) throw invalidArgument(`bad owner id ${id}`);
+  refuseReservedNames(tree);
+  throwIfAborted(opts.signal);
+  const need = await estimateImage(tree, opts.signal);
+  const sizeBytes = Math.floor((await stat(image)).size / BLOCK) * BLOCK;
+  if (need.minBytes * 1.1 + 64 * MIB > sizeBytes)
+    throw invalidArgument(`the content (about ${humanBytes(need.minBytes)}) does not fit in the ${humanBytes(sizeBytes)} disk`, "copy less (--workspace DIR), or none (--no-workspace)");
+  for (const e of tree.entries.values()) {
+    e.uid = uid;
+    e.gid = gid;
+    e.mode &= 0o777;
+  }
+  try {
+    await stampStaging(tree, opts.signal);
+    opts.progress?.({ phase: "mkfs", message: `${humanBytes(need.minBytes)} into a ${humanBytes(sizeBytes)} ext4` });
+    // Inodes for the content and one per 64 KiB of the rest: a workspace gains files.
+    const inodes = Math.min(need.inodes + Math.floor((sizeBytes - need.minBytes) / (64 * 1024)), 2 ** 31);
+    await runMkfs(tree, image, opts.label, inodes, sizeBytes, need.minBytes, opts.signal, `root_owner=${uid}:${gid},lazy_itable_init=1,lazy_journal_init=1`);
+    if (!tree.entries.has("lost+found")) {
+      const script = join(opts.workDir, "lost-found.debugfs");
+      await writeFile(script, "rmdir /lost+found\n", { flag: "wx", mode: 0o600 });
+      await runDebugfs(image, script, opts.signal);
+    }
+  } catch (err) {
+    throw hostOutOfSpace(err, dirname(image), need.minBytes) ?? err;
   }
 }
 
@@ -144,9 +197,9 @@ async function createSizedFile(path: string, size: number): Promise<void> {
   }
 }
 
-async function runMkfs(tree: Tree, image: string, label: string, inodes: number, sizeBytes: number, contentBytes: number, signal?: AbortSignal): Promise<void> {
+async function runMkfs(tree: Tree, image: string, label: string, inodes: number, sizeBytes: number, contentBytes: number, signal?: AbortSignal, extended = "root_owner=0:0"): Promise<void> {
   const argv = ["mkfs.ext4", "-F", "-q", "-b", String(BLOCK), "-I", String(INODE_SIZE), "-N", String(inodes), "-m", "0", "-L", label];
-  argv.push("-E", "root_owner=0:0", "-d", tree.dir, image, `${sizeBytes / 1024}k`);
+  argv.push("-E", extended, "-d", tree.dir, image, `${sizeBytes / 1024}k`);
   try {
     await runChecked(argv, { signal });
   } catch (err) {

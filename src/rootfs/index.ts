@@ -13,7 +13,7 @@
 export type { Tree, TreeEntry, TreeEntryType } from "./tree.ts";
 export { extractRootfsTar, type ExtractOptions } from "./extract.ts";
 export { flattenLayers, type FlattenOptions, type LayerSource } from "./flatten.ts";
-export { buildExt4, estimateImage, type BuildExt4Options } from "./ext4.ts";
+export { buildExt4, estimateImage, fillExt4, type BuildExt4Options, type FillExt4Options } from "./ext4.ts";
 export {
   AGENT_IMAGE_PATH,
   BOOT_FILES_DIR,

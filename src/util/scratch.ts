@@ -35,6 +35,8 @@ export const stagingPrefix = (base: string) => `.staging-${base}-`;
 export const imageWorkPrefix = (name: string) => `image-${name}-`;
 /** `<tmpDir>/kernel-upload-XXXXXX`: the files of a `kernel import` upload. */
 export const KERNEL_UPLOAD_PREFIX = "kernel-upload-";
+/** `<vmDir>/.workspace-staging-XXXXXX`: a workspace being written into the VM's slot (daemon/workspace-disk.ts). */
+export const WORKSPACE_STAGING_PREFIX = ".workspace-staging-";
 /** `<dir>/.swap-<name>.json`: a replace in progress (daemon/replace.ts), read back at start. */
 export const swapIntentName = (name: string) => `.swap-${name}.json`;
 /** `<dir>/.replaced-<name>`: the kernel or image being replaced, kept until the swap is recorded. */
@@ -77,6 +79,7 @@ export const SCRATCH: readonly ScratchPattern[] = [
   { dir: (p) => join(p.presetsCacheDir, "work"), match: new RegExp(`^debian-${MKDTEMP}$`), maker: "daemon", madeBy: "presets/debian.ts" },
   { dir: (p) => p.vmsDir, perEntry: true, match: /^\.root\.(?:qcow2|ext4)\.partial-[0-9a-f]+$/, maker: "daemon", madeBy: "disk/clone.ts" },
   { dir: (p) => p.vmsDir, perEntry: true, match: new RegExp(`^\\.reflink-probe-${MKDTEMP}$`), maker: "daemon", madeBy: "disk/strategies.ts" },
+  { dir: (p) => p.vmsDir, perEntry: true, match: new RegExp(`^\\.workspace-staging-${MKDTEMP}$`), maker: "daemon", madeBy: "daemon/workspace-disk.ts (vm.workspace.put)" },
   { dir: (p) => p.root, match: new RegExp(`^\\.reflink-probe-${MKDTEMP}$`), maker: "any", madeBy: "disk/strategies.ts (doctor's probe)" },
   { dir: (p) => p.root, match: /^config\.json\.tmp-(\d+)$/, maker: "any", madeBy: "config saveConfig (the CLI)" },
   { dir: (p) => p.sshDir, match: /^.+\.tmp-(\d+)(?:\.pub)?$/, maker: "any", madeBy: "net/ssh.ts" },

@@ -27,6 +27,7 @@ export { AGENT_PORT_NAME, AGENT_VSOCK_PORT } from "./types.ts";
 export { dialFirecrackerVsock, dialUnix, type DialOptions } from "./dial.ts";
 export type {
   AgentStreamOptions,
+  ExtraDisk,
   JailerSpec,
   StartOptions,
   StopOutcome,

@@ -119,6 +119,10 @@ export function buildQemuArgv(spec: VmSpec, opts: QemuOptions): string[] {
     "-device",
     "virtio-blk-device,drive=root",
   ];
+  for (const [i, extra] of (spec.extraDisks ?? []).entries()) {
+    argv.push("-drive", `id=extra${i},file=${extra.path},format=${extra.format},if=none,discard=unmap`);
+    argv.push("-device", `virtio-blk-device,drive=extra${i},serial=${extra.serial}`);
+  }
   if (spec.tap) {
     argv.push("-netdev", `tap,id=net0,ifname=${spec.tap},script=no,downscript=no`);
     argv.push("-device", `virtio-net-device,netdev=net0${spec.mac ? `,mac=${spec.mac}` : ""}`);

@@ -30,6 +30,11 @@ export async function validateSpec(spec: VmSpec, driver: VmmName): Promise<void>
   await mustBeFile(spec.kernelPath, "kernel");
   if (spec.initrdPath) await mustBeFile(spec.initrdPath, "initrd");
   await mustBeFile(spec.rootDisk.path, "root disk");
+  for (const extra of spec.extraDisks ?? []) {
+    if (driver === "firecracker") throw invalidArgument("firecracker VMs take no extra disks yet", "create the VM without a workspace slot");
+    if (!/^[a-z0-9-]{1,20}$/.test(extra.serial)) throw invalidArgument(`invalid disk serial ${JSON.stringify(extra.serial)}`);
+    await mustBeFile(extra.path, "extra disk");
+  }
 }
 
 async function mustBeFile(path: string, what: string): Promise<void> {

@@ -31,6 +31,11 @@ export interface VmSpec {
   /** Kernel command line. */
   cmdline: string;
   rootDisk: { path: string; format: "raw" | "qcow2"; readOnly?: boolean };
+  /**
+   * Further disks after the root one (the workspace slot: daemon/workspace-disk.ts). `serial`
+   * is how the guest finds each (/sys/block/vdX/serial): virtio-mmio probe order is not argv order.
+   */
+  extraDisks?: ExtraDisk[];
   cpus: number;
   memoryMib: number;
   /** Sockets, pid file, console log all live here; the VMM's command line names it (adopt checks that). */
@@ -44,6 +49,13 @@ export interface VmSpec {
   accel?: Accel;
   /** firecracker only: run it under the jailer. */
   jailer?: JailerSpec;
+}
+
+export interface ExtraDisk {
+  path: string;
+  format: "raw";
+  /** [a-z0-9-], at most 20 bytes (virtio-blk's serial field). */
+  serial: string;
 }
 
 export interface StartOptions {

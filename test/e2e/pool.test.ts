@@ -4,7 +4,8 @@
 // and `daemon stop` leave nothing (no VMM process, no directory); the memory cap refuses.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { processesMentioning } from "../kits/vm.ts";
 import { daemonPid, isAlive, makeTempHome, mustRun, prepareBootableHome, runBanger, stopDaemon } from "../helpers.ts";
@@ -82,6 +83,21 @@ describe("warm pools (real VMs under QEMU)", () => {
     assert.ok(!memberDirs().includes(before[0]!), "the member left the pool");
     await waitReady(1);
     assert.equal(memberDirs().length, 1, "refilled with a new member");
+  });
+
+  it("vm run with a workspace takes a pooled VM too: the repository lands in its workspace slot", async () => {
+    const repo = join(home, "repo");
+    mkdirSync(repo);
+    const git = (...args: string[]) => execFileSync("git", ["-c", "user.email=t@example.com", "-c", "user.name=t", ...args], { cwd: repo });
+    git("init", "-q", "-b", "main");
+    writeFileSync(join(repo, "README.md"), "from the host\n");
+    git("add", "-A");
+    git("commit", "-qm", "init");
+    const r = await runBanger(["vm", "run", "--name", "ws", "--", "sh", "-c", "pwd; cat README.md; hostname"], { home, env, cwd: repo });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, "/workspace\nfrom the host\nws\n");
+    assert.match(r.stderr, /taking a ready VM from pool busybox/);
+    await waitReady(1);
   });
 
   it("the dashboard shows the pool and its create takes the ready VM", async () => {
