@@ -93,9 +93,9 @@ describe("warm pools (real VMs under QEMU)", () => {
     writeFileSync(join(repo, "README.md"), "from the host\n");
     git("add", "-A");
     git("commit", "-qm", "init");
-    const r = await runBanger(["vm", "run", "--name", "ws", "--", "sh", "-c", "pwd; cat README.md; hostname"], { home, env, cwd: repo });
+    const r = await runBanger(["vm", "run", "--name", "ws", "--", "sh", "-c", "pwd; cat README.md; hostname; grep -c ' /workspace ext4 ' /proc/mounts"], { home, env, cwd: repo });
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, "/workspace\nfrom the host\nws\n");
+    assert.equal(r.stdout, "/workspace\nfrom the host\nws\n1\n", "the slot's ext4 mounted at /workspace");
     assert.match(r.stderr, /taking a ready VM from pool busybox/);
     await waitReady(1);
   });
