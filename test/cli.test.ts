@@ -120,6 +120,8 @@ describe("cli", () => {
       "session attach",
       "session ls",
       "session logs",
+      "pool set",
+      "pool ls",
       "config",
       "doctor",
       "web",

@@ -5,6 +5,7 @@
 import type { AuthorizeResult, DaemonStatus, DaemonStopResult, DnsSetupPlan, NetworkStatus, OperationView, WebInfo, WebState } from "./daemon.ts";
 import type { AvailableImage, AvailableKernel, ConfiguredDefaults, DefaultsPlan, ImageView, InstalledKernel, KernelView, PullResult, Removed } from "./images.ts";
 import type { ForkResult, SnapshotRemoved, SnapshotTaken, SnapshotView } from "./snapshots.ts";
+import type { PoolList, PoolSetParams, PoolView } from "./pools.ts";
 import type { AttachResult, ExitStatus, Landing, ListeningPort, SessionView, VmStats, VmView, WorkspaceView } from "./vm.ts";
 
 /** No params: the call may send nothing or `{}`. */
@@ -91,7 +92,8 @@ export interface Methods {
 
   "vm.list": { params: None; result: VmView[] };
   "vm.show": { params: Named; result: VmView };
-  "vm.create": { params: VmCreateParams; result: VmView };
+  /** `fromPool`: the VM was taken ready from its image's warm pool (not booted for this call). */
+  "vm.create": { params: VmCreateParams; result: VmView & { fromPool?: true } };
   "vm.start": { params: Named; result: VmView };
   "vm.stop": { params: { name: string; timeoutMs?: number }; result: VmView & { outcome: string } };
   "vm.kill": { params: Named; result: VmView };
@@ -102,7 +104,8 @@ export interface Methods {
   "vm.snapshot": { params: { name: string; snapshot: string }; result: SnapshotTaken };
   /** `count` children (default 1, or names.length) of a running VM's current state; the parent keeps running. */
   "vm.fork": { params: { name: string; count?: number; names?: string[] }; result: ForkResult };
-  "vm.rm": { params: Force; result: { removed: string } };
+  /** `kill` (with force): end a running VMM at once instead of asking the guest to power off first (nothing in the VM is kept anyway). */
+  "vm.rm": { params: Force & { kill?: boolean }; result: { removed: string } };
   "vm.set": { params: { name: string; cpus?: number; memoryBytes?: number }; result: VmView };
   "vm.stats": { params: Named; result: VmStats };
   /** Streams the console log as `out` events. */
@@ -147,6 +150,10 @@ export interface Methods {
   /** `signal`: 9, "9", "KILL" or "SIGKILL"; default SIGTERM. */
   "session.kill": { params: SessionRef & { signal?: string | number }; result: { vm: string; name: string; state: string; exit?: ExitStatus } };
   "session.rm": { params: SessionRef & { force?: boolean }; result: { removed: string } };
+
+  /** Creates, resizes or (size 0) empties an image's warm pool; refused beyond pool.max_memory. */
+  "pool.set": { params: PoolSetParams; result: PoolView };
+  "pool.list": { params: None; result: PoolList };
 
   "net.status": { params: None; result: NetworkStatus };
   "net.dns.setup": { params: None; result: DnsSetupPlan };

@@ -10,6 +10,7 @@ import type { MethodName, ResultOf } from "./methods.ts";
 import type { ListeningPort, SessionView, VmState, VmStats, VmView } from "./vm.ts";
 import type { DaemonStatus, OperationView } from "./daemon.ts";
 import type { SnapshotView } from "./snapshots.ts";
+import type { PoolList } from "./pools.ts";
 
 /** A running VM's use, as the live list shows it (derived from vm.stats). */
 export interface DashboardVmStats {
@@ -84,6 +85,7 @@ export interface WebRoutes {
   "POST /api/defaults": ConfiguredDefaults;
   "GET /api/operations": OperationView[];
   "GET /api/sessions": SessionView[];
+  "GET /api/pools": PoolList;
   "GET /api/tasks/:id": TaskView;
 }
 

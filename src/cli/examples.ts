@@ -61,6 +61,12 @@ export const EXAMPLES: Record<string, string[]> = {
   "session attach": ["banger session attach dev build"],
   "session ls": ["banger session ls", "banger session ls dev"],
   "session logs": ["banger session logs dev build", "banger session logs -f dev build"],
+  "pool set": [
+    "banger pool set busybox --size 2              # two VMs booted ahead; vm run --image busybox takes one",
+    "banger pool set debian --size 1 --memory 1G   # vm create --image debian --memory 1G takes it",
+    "banger pool set busybox --size 0              # empty the pool",
+  ],
+  "pool ls": ["banger pool ls", "banger pool ls --json | jq '.pools[] | {image, ready}'"],
   config: ["banger config get", "banger config get default_image", "banger config set default_image debian", "banger config unset web.port"],
   doctor: ["banger doctor", "banger doctor --json"],
   web: ["banger web                 # opens the dashboard in a browser", "banger web --no-open      # only print the link"],

@@ -15,6 +15,7 @@ import { registerImage } from "./image.ts";
 import { registerInternal } from "./internal.ts";
 import { registerKernel } from "./kernel.ts";
 import { registerNet } from "./net.ts";
+import { registerPool } from "./pool.ts";
 import { registerVm } from "./vm.ts";
 import { registerSession } from "./session.ts";
 import { registerSnapshot } from "./snapshot.ts";
@@ -34,6 +35,7 @@ function buildProgram(): Command {
   registerVm(program);
   registerSession(program);
   registerSnapshot(program);
+  registerPool(program);
   registerImage(program);
   registerKernel(program);
   registerDoctor(program);

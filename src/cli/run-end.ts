@@ -123,7 +123,8 @@ function keep(end: RunEnd, why: string, summary?: PatchSummary): void {
 
 async function remove(end: RunEnd): Promise<void> {
   try {
-    await end.client.call("vm.rm", { name: end.name, force: true });
+    // Nothing in a removed VM is kept: its VMM is ended at once, not its guest powered off first.
+    await end.client.call("vm.rm", { name: end.name, force: true, kill: true });
     if (end.hostRepo) await (await import("../workspace/index.ts")).releaseWorkspace(end.hostRepo, end.name);
   } catch (err) {
     say(`banger: could not remove vm ${end.name}: ${inert(errorLine(err))}\n  banger vm rm -f ${end.name}`);

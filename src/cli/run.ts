@@ -207,10 +207,9 @@ async function vmRun(argv: string[], opts: RunOptions): Promise<number> {
     vmName = created.name;
     const name = created.name;
     asRoot = (argv) => execCapture(client, name, argv);
-    const image = await client.call("image.show", { name: created.image });
-    const imageConfig = image.config as { env?: string[]; user?: string; workingDir?: string };
     // Whom commands run as (and the workspace belongs to): the daemon's rule for every command (daemon/landing.ts).
-    const user = await client.call("vm.landing", { name });
+    const [image, user] = await Promise.all([client.call("image.show", { name: created.image }), client.call("vm.landing", { name })]);
+    const imageConfig = image.config as { env?: string[]; user?: string; workingDir?: string };
     let cwd: string | undefined;
     if (plan) {
       const ws = await timed("workspace", () => copyWorkspace(client, name, plan, user));

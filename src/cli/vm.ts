@@ -135,7 +135,8 @@ export function registerVm(program: Command): void {
           opts.json,
           (v) => {
             const secs = ((Date.now() - started) / 1000).toFixed(1);
-            if (opts.start) return `vm ${v.name} ${v.state} (${secs}s); try: banger vm exec ${v.name} -- uname -a`;
+            const pooled = "fromPool" in v && v.fromPool ? `, from the ${v.image} pool` : "";
+            if (opts.start) return `vm ${v.name} ${v.state} (${secs}s${pooled}); try: banger vm exec ${v.name} -- uname -a`;
             return `vm ${v.name} created, not started (${secs}s); start it: banger vm start ${v.name}`;
           },
         );

@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { DEFAULT_MIN_FREE_BYTES, DEFAULT_WEB_PORT, checkWebPort, effectiveValue, minFreeBytes, parseConfig, setConfigValue, tapPoolSize } from "./index.ts";
+import { DEFAULT_MIN_FREE_BYTES, DEFAULT_WEB_PORT, checkWebPort, effectiveValue, minFreeBytes, parseConfig, poolMaxMemory, setConfigValue, tapPoolSize } from "./index.ts";
 
 describe("config: the free-space floor", () => {
   it("defaults to 1 GiB and takes sizes as people type them", () => {
@@ -16,6 +16,24 @@ describe("config: the free-space floor", () => {
     for (const bad of ['"1G"', "-1", "1.5", "true"]) {
       assert.throws(() => parseConfig(`{"min_free_bytes": ${bad}}`, "config.json"), /config.json: "min_free_bytes" must be a whole number of bytes/);
     }
+  });
+});
+
+describe("config: the warm pools' memory cap", () => {
+  it("defaults to 2 GiB, takes sizes, and `config unset` brings the default back", () => {
+    assert.equal(poolMaxMemory({}), 2 * 1024 ** 3);
+    const set = setConfigValue({}, "pool.max_memory", "4G");
+    assert.deepEqual(set.pool, { max_memory: 4 * 1024 ** 3 });
+    assert.equal(poolMaxMemory(set), 4 * 1024 ** 3);
+    assert.equal(poolMaxMemory(setConfigValue(set, "pool.max_memory", undefined)), 2 * 1024 ** 3);
+  });
+
+  it("refuses what is not a size, in the command and in the file", () => {
+    assert.throws(() => setConfigValue({}, "pool.max_memory", "plenty"), /pool\.max_memory: cannot read size "plenty"/);
+    for (const bad of ['"1G"', "-1", "1.5"]) {
+      assert.throws(() => parseConfig(`{"pool": {"max_memory": ${bad}}}`, "config.json"), /config.json: "pool.max_memory" must be a whole number of bytes/);
+    }
+    assert.throws(() => parseConfig(`{"pool": 3}`, "config.json"), /config.json: "pool" must be an object/);
   });
 });
 

@@ -10,12 +10,13 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { invalidArgument } from "../util/errors.ts";
-import { DEFAULT_MIN_FREE_BYTES, effectiveValue, getConfigValue, parseConfigText } from "./keys.ts";
+import { DEFAULT_MIN_FREE_BYTES, DEFAULT_POOL_MAX_MEMORY, effectiveValue, getConfigValue, parseConfigText } from "./keys.ts";
 
 export {
   CONFIG_KEYS,
   CONFIG_KEY_SPECS,
   DEFAULT_MIN_FREE_BYTES,
+  DEFAULT_POOL_MAX_MEMORY,
   DEFAULT_WEB_PORT,
   MAX_TAP_POOL,
   checkTapPool,
@@ -181,10 +182,17 @@ export interface Config {
   dns?: { upstream?: string[] };
   /** Free space kept under the root: `vm create`/`start`/`resume` refuse below it, `doctor` fails. */
   min_free_bytes?: number;
+  /** Warm pools: `max_memory`, the guest memory all pooled VMs together may hold (bytes). */
+  pool?: { max_memory?: number };
 }
 
 export function minFreeBytes(config: Config): number {
   return config.min_free_bytes ?? DEFAULT_MIN_FREE_BYTES;
+}
+
+/** The cap on the guest memory all warm pools together hold (pool.max_memory). */
+export function poolMaxMemory(config: Config): number {
+  return config.pool?.max_memory ?? DEFAULT_POOL_MAX_MEMORY;
 }
 
 const STRING_KEYS = ["kernel_catalog", "image_catalog", "default_kernel", "default_image", "vmm"] as const;
@@ -226,6 +234,12 @@ export function parseConfig(text: string, source: string): Config {
   const floor = obj.min_free_bytes;
   if (floor !== undefined && (typeof floor !== "number" || !Number.isSafeInteger(floor) || floor < 0)) {
     throw invalidArgument(`${source}: "min_free_bytes" must be a whole number of bytes`);
+  }
+  const pool = obj.pool;
+  if (pool !== undefined && (typeof pool !== "object" || pool === null || Array.isArray(pool))) throw invalidArgument(`${source}: "pool" must be an object`);
+  const poolCap = (pool as { max_memory?: unknown } | undefined)?.max_memory;
+  if (poolCap !== undefined && (typeof poolCap !== "number" || !Number.isSafeInteger(poolCap) || poolCap < 0)) {
+    throw invalidArgument(`${source}: "pool.max_memory" must be a whole number of bytes`);
   }
   const web = obj.web;
   if (web !== undefined && (typeof web !== "object" || web === null || Array.isArray(web))) {

@@ -19,6 +19,9 @@ export const MAX_TAP_POOL = 64;
 /** The free-space floor when none is configured: 1 GiB (a fixed size, not a share of the disk). */
 export const DEFAULT_MIN_FREE_BYTES = 1024 ** 3;
 
+/** What warm pools may hold in guest memory, all pools together, when none is configured: 2 GiB. */
+export const DEFAULT_POOL_MAX_MEMORY = 2 * 1024 ** 3;
+
 /**
  * When a change applies: "live" (the daemon reads the config per operation), "web" (the
  * dashboard is restarted in place by `config set`), "restart" (read when the daemon starts).
@@ -103,6 +106,11 @@ export const CONFIG_KEY_SPECS: Record<string, KeySpec> = {
     },
   },
   min_free_bytes: { description: "free space kept under the root, e.g. 2G: vm create/start/resume refuse below it (default 1G)", applies: "live", default: DEFAULT_MIN_FREE_BYTES },
+  "pool.max_memory": {
+    description: "guest memory all warm pools together may hold, e.g. 4G: `pool set` beyond it is refused, refills stop at it (default 2G)",
+    applies: "live",
+    default: DEFAULT_POOL_MAX_MEMORY,
+  },
 };
 
 /** The keys with what each one means (for --help). */
@@ -160,6 +168,7 @@ export function parseConfigText(key: string, text: string): unknown {
     case "web.port":
       return checkWebPort(Number(text));
     case "min_free_bytes":
+    case "pool.max_memory":
       return parseSize(text, key);
     case "vmm":
       if (text !== "qemu" && text !== "firecracker") throw invalidArgument(`${key} takes qemu or firecracker`);

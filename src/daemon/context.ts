@@ -5,6 +5,7 @@ import type { Store } from "../store/index.ts";
 import type { Progress } from "../util/progress.ts";
 import type { Logger } from "./logger.ts";
 import type { NetworkManager } from "./network.ts";
+import type { WarmPools } from "./pools.ts";
 import type { VmRuntime } from "./vm-runtime.ts";
 
 /** What a long operation gets from its RPC call: cancellation and a progress sink. */
@@ -24,6 +25,8 @@ export interface DaemonContext {
   runtime: VmRuntime;
   /** Bridge, taps, NAT rules, `.vm` DNS and guest addresses (network.ts). */
   network: NetworkManager;
+  /** Warm pools: ready VMs a matching create takes, refilled in the background (pools.ts). */
+  pools: WarmPools;
   startedAt: number;
   /** Asks the daemon to shut down after the current answer is sent. */
   requestShutdown(): void;

@@ -14,7 +14,10 @@ import { getVm, runningAgent } from "./vms.ts";
 
 type LandingUser = Omit<Landing, "cwd" | "cwdFrom"> & { home: string };
 
-/** The resolved user per VM boot (id + start time): /etc/passwd is read once per boot, not per exec. */
+/**
+ * The resolved user per VM boot (id + start time): /etc/passwd is read once per boot, not per
+ * exec. By id, not name: a VM taken from a warm pool keeps what was resolved while it waited.
+ */
 const cache = new WeakMap<DaemonContext, Map<string, { key: string; user: LandingUser }>>();
 
 export function landingMethods(ctx: DaemonContext): Handlers<"vm.landing"> {
@@ -41,10 +44,10 @@ export async function landingOf(ctx: DaemonContext, vmName: string, agent: Agent
   const key = `${vm.id}@${vm.startedAt ?? ""}`;
   let perVm = cache.get(ctx);
   if (!perVm) cache.set(ctx, (perVm = new Map()));
-  let user = perVm.get(vmName)?.key === key ? perVm.get(vmName)!.user : undefined;
+  let user = perVm.get(vm.id)?.key === key ? perVm.get(vm.id)!.user : undefined;
   if (!user) {
     user = await landingUser(ctx, vmName, agent, config.user);
-    perVm.set(vmName, { key, user });
+    perVm.set(vm.id, { key, user });
   }
   const { home, ...who } = user;
   const workspace = (vm.config.workspace as { guestPath?: unknown } | undefined)?.guestPath;

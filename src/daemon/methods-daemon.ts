@@ -4,6 +4,7 @@ import { optionalBool, optionalInt } from "../rpc/index.ts";
 import { buildInfo } from "../util/buildinfo.ts";
 import type { DaemonContext } from "./context.ts";
 import { operationView } from "./views.ts";
+import { listVms } from "./vms.ts";
 
 export function daemonMethods(ctx: DaemonContext): Handlers<"daemon.status" | "daemon.stop" | "ops.list"> {
   return {
@@ -16,11 +17,14 @@ export function daemonMethods(ctx: DaemonContext): Handlers<"daemon.status" | "d
       socket: ctx.paths.socket,
       uptimeSeconds: Math.round((Date.now() - ctx.startedAt) / 1000),
       schemaVersion: ctx.store.schemaVersion,
-      vms: { total: ctx.store.listVms().length, running: ctx.store.listVms().filter((v) => v.state === "running").length },
+      vms: { total: listVms(ctx).length, running: listVms(ctx).filter((v) => v.state === "running").length },
       activeCalls: ctx.activeCalls(),
     }),
     "daemon.stop": async (p) => {
-      const network = optionalBool(p, "cleanupNetwork") ? await ctx.network.teardown() : undefined;
+      const cleanupNetwork = optionalBool(p, "cleanupNetwork");
+      // Pooled VMs go with the daemon anyway: gone first, their taps do not hold up the teardown.
+      if (cleanupNetwork) await ctx.pools.close(ctx);
+      const network = cleanupNetwork ? await ctx.network.teardown() : undefined;
       ctx.requestShutdown();
       return { stopping: true as const, pid: process.pid, ...(network ? { network } : {}) };
     },

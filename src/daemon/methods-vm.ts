@@ -51,24 +51,23 @@ export function vmMethods(ctx: DaemonContext): Handlers<VmMethod> {
     "vm.create": async (p, call) => {
       const fromSnapshot = optionalString(p, "fromSnapshot");
       if (fromSnapshot !== undefined) return vmView(await createFromSnapshot(ctx, { name: optionalString(p, "name"), fromSnapshot: restoreOnly(requireObject(p), fromSnapshot) }, call));
-      return vmView(
-        await createVm(
-          ctx,
-          {
-            name: optionalString(p, "name"),
-            image: optionalString(p, "image"),
-            kernel: optionalString(p, "kernel"),
-            cpus: optionalInt(p, "cpus", 1, MAX_CPUS),
-            memoryBytes: memoryParam(p),
-            diskBytes: optionalInt(p, "diskBytes", 1),
-            noStart: optionalBool(p, "noStart"),
-            net: optionalString(p, "net") === undefined ? undefined : parseEgressPolicy(optionalString(p, "net")!),
-            netPeer: optionalBool(p, "netPeer"),
-            workspaceSlot: optionalBool(p, "workspaceSlot"),
-          },
-          call,
-        ),
+      const vm = await createVm(
+        ctx,
+        {
+          name: optionalString(p, "name"),
+          image: optionalString(p, "image"),
+          kernel: optionalString(p, "kernel"),
+          cpus: optionalInt(p, "cpus", 1, MAX_CPUS),
+          memoryBytes: memoryParam(p),
+          diskBytes: optionalInt(p, "diskBytes", 1),
+          noStart: optionalBool(p, "noStart"),
+          net: optionalString(p, "net") === undefined ? undefined : parseEgressPolicy(optionalString(p, "net")!),
+          netPeer: optionalBool(p, "netPeer"),
+          workspaceSlot: optionalBool(p, "workspaceSlot"),
+        },
+        call,
       );
+      return vm.fromPool ? { ...vmView(vm), fromPool: true } : vmView(vm);
     },
     "vm.start": async (p, call) => vmView(await startVm(ctx, requireString(p, "name"), call)),
     "vm.stop": async (p) => {
@@ -78,7 +77,7 @@ export function vmMethods(ctx: DaemonContext): Handlers<VmMethod> {
     "vm.kill": async (p) => vmView(await killVm(ctx, requireString(p, "name"))),
     "vm.pause": async (p) => vmView(await pauseVm(ctx, requireString(p, "name"))),
     "vm.resume": async (p) => vmView(await resumeVm(ctx, requireString(p, "name"))),
-    "vm.rm": (p) => removeVm(ctx, requireString(p, "name"), { force: optionalBool(p, "force") }),
+    "vm.rm": (p) => removeVm(ctx, requireString(p, "name"), { force: optionalBool(p, "force"), kill: optionalBool(p, "kill") }),
     "vm.set": async (p) => vmView(await setVm(ctx, requireString(p, "name"), { cpus: optionalInt(p, "cpus", 1, MAX_CPUS), memoryBytes: memoryParam(p) })),
     "vm.stats": (p) => vmStats(ctx, requireString(p, "name")),
     "vm.logs": (p, call) =>

@@ -1,7 +1,7 @@
 // The method table: every RPC method name → its handler, typed against api/'s method map (a
 // handler returning the wrong shape fails the typecheck). This file only composes the
 // tables; each lives beside the operations it calls (methods-vm.ts, methods-snapshots.ts, methods-images.ts,
-// methods-daemon.ts, sessions.ts, workspace.ts, ...), where handlers only check their params
+// methods-daemon.ts, sessions.ts, workspace.ts, pools.ts, ...), where handlers only check their params
 // and call one operation. web.* are the dashboard's (webui/control.ts).
 import type { Handlers, MethodName } from "../api/index.ts";
 import { configDefaultsMethods } from "./config-defaults.ts";
@@ -12,6 +12,7 @@ import { daemonMethods } from "./methods-daemon.ts";
 import { imageMethods, kernelMethods } from "./methods-images.ts";
 import { vmMethods } from "./methods-vm.ts";
 import { networkMethods } from "./network-methods.ts";
+import { poolMethods } from "./pools.ts";
 import { sessionMethods } from "./sessions.ts";
 import { snapshotMethods } from "./methods-snapshots.ts";
 import { workspaceMethods } from "./workspace.ts";
@@ -32,5 +33,6 @@ export function buildMethodTable(ctx: DaemonContext): Handlers<DaemonMethod> {
     ...networkMethods(ctx),
     ...vmMethods(ctx),
     ...snapshotMethods(ctx),
+    ...poolMethods(ctx),
   };
 }

@@ -9,7 +9,7 @@ import { makeTempHome } from "../../test/helpers.ts";
 import { ensureDirs, resolvePaths } from "../config/index.ts";
 import { openStore } from "../store/index.ts";
 import type { DaemonContext } from "./context.ts";
-import { install, recoverSwaps, type ImageRow } from "./replace.ts";
+import { install, recoverSwaps, refuseIfUsed, type ImageRow } from "./replace.ts";
 
 const bed = makeTempHome();
 after(() => bed.cleanup());
@@ -118,4 +118,28 @@ test("install: replaces and records", async () => {
   const { fresh } = oldAndNew(ctx);
   await install(ctx, "image", "img", fresh, row("sha256:new"));
   assertSettled(ctx, "new");
+});
+
+test("an image a warm pool uses is refused naming the pool and how to empty it, not its VMs' internal names", () => {
+  const ctx = freshCtx();
+  const vm = { image: "img", kernel: "k", vmm: "qemu", cpus: 1, memoryBytes: 512 * 1024 ** 2, diskBytes: 0, pid: null, ip: null, error: null, config: {} };
+  ctx.store.insertVm({ ...vm, name: "pool-1a2b", id: "a", state: "running", pool: "img" });
+  assert.throws(
+    () => refuseIfUsed(ctx, "image", "img", "remove"),
+    (err: Error & { hint?: string }) => {
+      assert.equal(err.message, "cannot remove image img: it is used by the warm pool of img (their disks are overlays of its rootfs.ext4)");
+      assert.equal(err.hint, "empty the pool first: banger pool set img --size 0");
+      return true;
+    },
+  );
+  ctx.store.insertVm({ ...vm, name: "mine", id: "b", state: "stopped" });
+  assert.throws(
+    () => refuseIfUsed(ctx, "image", "img", "remove"),
+    (err: Error & { hint?: string }) => {
+      assert.match(err.message, /it is used by vm mine and the warm pool of img /);
+      assert.equal(err.hint, "remove those VMs first, and banger pool set img --size 0");
+      return true;
+    },
+  );
+  ctx.store.close();
 });

@@ -55,13 +55,18 @@ function hasRow(ctx: DaemonContext, kind: ArtifactKind, name: string): boolean {
 
 /** Refuses while VMs use it: their disks or boots name its files by path. */
 export function refuseIfUsed(ctx: DaemonContext, kind: ArtifactKind, name: string, doing: "remove" | "replace"): void {
-  const users = usersOf(ctx, kind, name);
-  if (users.length === 0) return;
+  const all = usersOf(ctx, kind, name);
+  if (all.length === 0) return;
   const why = kind === "image" ? "their disks are overlays of its rootfs.ext4" : "they boot its files";
+  // A warm pool's VMs are named by their pool (their own names are internal), with how to empty it.
+  const pools = [...new Set(all.map((vm) => ctx.store.getVm(vm)?.pool).filter((p): p is string => typeof p === "string"))];
+  const users = all.filter((vm) => !ctx.store.getVm(vm)?.pool);
+  const used = [...(users.length > 0 ? [`vm ${users.join(", ")}`] : []), ...pools.map((p) => `the warm pool of ${p}`)].join(" and ");
+  const emptyPools = pools.map((p) => `banger pool set ${p} --size 0`).join("; ");
   throw new BangerError(
     ErrorCode.InUse,
-    `cannot ${doing} ${kind} ${name}: it is used by vm ${users.join(", ")} (${why})`,
-    `remove those VMs first${doing === "replace" ? `, or use another --name` : ""}`,
+    `cannot ${doing} ${kind} ${name}: it is used by ${used} (${why})`,
+    `${users.length > 0 ? "remove those VMs first" : `empty the pool first: ${emptyPools}`}${users.length > 0 && pools.length > 0 ? `, and ${emptyPools}` : ""}${doing === "replace" ? ", or use another --name" : ""}`,
   );
 }
 

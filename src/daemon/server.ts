@@ -15,6 +15,7 @@ import { buildMethodTable } from "./methods.ts";
 import { NetworkManager, networkSettings } from "./network.ts";
 import { VmRuntime } from "./vm-runtime.ts";
 import { reconcileVms } from "./vms.ts";
+import { WarmPools } from "./pools.ts";
 import { tidyRoot } from "./sweep.ts";
 import { reconcileSnapshots } from "./snapshots.ts";
 import { watchVms } from "./vm-health.ts";
@@ -59,6 +60,7 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
     locks: new KeyedLock(),
     runtime: new VmRuntime((vm, err) => log.warn("guest agent connection ended", { vm, error: errorLine(err) })),
     network,
+    pools: new WarmPools(),
     startedAt: Date.now(),
     requestShutdown: () => shutdownRequested(),
     activeCalls: () => server?.activeCalls ?? 0,
@@ -72,6 +74,7 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
   await network.reconcile().catch((err: unknown) => log.warn("network reconcile failed", { error: errorLine(err) }));
   // The dashboard (web.enabled or BANGER_WEB=1) serves the same method table; a port in use must not stop
   // the daemon. web.reload (config set web.*) starts, stops or moves it later.
+  ctx.pools.start(ctx); // adopted members count; the rest are booted in the background
   const methods = buildMethodTable(ctx);
   const web = new Dashboard({ methods, paths, config: ctx.config, log });
   await web.apply();
@@ -91,6 +94,8 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
     log.info("bangerd stopping", { reason });
     await web.close();
     await rpc.close();
+    // Pooled VMs are disposable: none is left running without a daemon to hand it out.
+    await ctx.pools.close(ctx).catch((err: unknown) => log.warn("pool cleanup failed", { error: errorLine(err) }));
     rmSync(paths.buildFile, { force: true });
     await network.close();
     await rm(paths.socket, { force: true });

@@ -16,7 +16,7 @@ import { withLanding } from "./landing.ts";
 import type { AttachResult, Handlers, SessionStartParams, SessionView, StreamEvent } from "../api/index.ts";
 import { emitStream, inputStream } from "./streams.ts";
 import { sessionView } from "./views.ts";
-import { getVm, runningAgent } from "./vms.ts";
+import { getVm, listVms, runningAgent } from "./vms.ts";
 
 /** session.start's params without the VM (the caller names it separately). */
 export type StartSessionParams = Omit<SessionStartParams, "vm">;
@@ -111,7 +111,7 @@ export async function startSession(ctx: DaemonContext, vmName: string, p: StartS
 
 /** Every session of one VM (or of all VMs): live from each running agent, else as stored. */
 export async function listSessions(ctx: DaemonContext, vmName?: string): Promise<SessionView[]> {
-  const vms = vmName === undefined ? ctx.store.listVms() : [getVm(ctx, vmName)];
+  const vms = vmName === undefined ? listVms(ctx) : [getVm(ctx, vmName)];
   const views = await Promise.all(
     vms.map((vm) =>
       // A paused guest keeps its sessions (they go on after `vm resume`): shown as stored, not lost.

@@ -4,6 +4,8 @@
 // QEMU's pauses) until it is forgotten; what it reports goes to `onVmmEvent`. Everything
 // here can be rebuilt from the store and the runtime directories, which is what
 // reconciliation at start does.
+import { readdirSync } from "node:fs";
+import { setPriority } from "node:os";
 import { vmDir, vmRuntimeDir, type Paths } from "../config/index.ts";
 import { connectAgent, type AgentClient } from "../guest/index.ts";
 import type { VmHandle, VmmEvent } from "../vmm/index.ts";
@@ -17,6 +19,29 @@ export interface VmPaths {
 
 export function vmPaths(paths: Paths, name: string, id: string): VmPaths {
   return { dir: vmDir(paths, name), runtimeDir: vmRuntimeDir(paths, id) };
+}
+
+/**
+ * Sets the scheduling priority of every thread of a VMM (Linux's nice is per thread: QEMU's
+ * vCPU threads are not the main one). Warm pools boot at a low priority so a refill never
+ * slows the VMs users wait on, and a VM taken from a pool gets the normal one back. Best
+ * effort: only root may raise a priority again, so it is only changed as root.
+ */
+export function setVmmPriority(pid: number, nice: number): void {
+  if (process.getuid?.() !== 0) return;
+  let threads: string[];
+  try {
+    threads = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return; // gone
+  }
+  for (const tid of threads) {
+    try {
+      setPriority(Number(tid), nice);
+    } catch {
+      /* the thread ended meanwhile */
+    }
+  }
 }
 
 export class VmRuntime {
@@ -41,6 +66,18 @@ export class VmRuntime {
       name,
       handle.watch((event) => this.onVmmEvent(name, handle, event)),
     );
+  }
+
+  /** A VM taken from a warm pool changes its name: its handle, watch and agent connection follow. */
+  rename(from: string, to: string): void {
+    const handle = this.handles.get(from);
+    const agent = this.agents.get(from);
+    this.unwatch.get(from)?.();
+    this.unwatch.delete(from);
+    this.handles.delete(from);
+    this.agents.delete(from);
+    if (handle) this.setHandle(to, handle);
+    if (agent) this.agents.set(to, agent);
   }
 
   handle(name: string): VmHandle | undefined {
@@ -76,16 +113,24 @@ export class VmRuntime {
       });
       // The next operation reconnects; a guest that broke the protocol affects only its own VM.
       void client.done.then((err) => {
-        if (this.agents.get(name) === connecting) this.agents.delete(name);
-        if (err) this.onAgentFailure(name, err);
+        const now = this.dropAgent(connecting);
+        if (err) this.onAgentFailure(now ?? name, err);
       });
       return client;
     })();
     this.agents.set(name, connecting);
-    connecting.catch(() => {
-      if (this.agents.get(name) === connecting) this.agents.delete(name);
-    });
+    connecting.catch(() => this.dropAgent(connecting));
     return connecting;
+  }
+
+  /** Forgets a connection that ended, under whatever name its VM has now (rename); returns that name. */
+  private dropAgent(connection: Promise<AgentClient>): string | undefined {
+    for (const [name, c] of this.agents) {
+      if (c !== connection) continue;
+      this.agents.delete(name);
+      return name;
+    }
+    return undefined;
   }
 
   runningNames(): string[] {

@@ -2,7 +2,8 @@
 // that changes a VM runs under that VM's lock, so operations on one VM are serialized
 // while different VMs proceed in parallel. A VM that fails half-way through `create`
 // (or `rm`), even with the daemon killed, leaves nothing behind: no row, no disk, no
-// runtime directory, no VMM process. What VMs do on their own is vm-health.ts.
+// runtime directory, no VMM process. What VMs do on their own is vm-health.ts. A create
+// that matches a warm pool takes a ready VM from it (pools.ts) instead of booting one.
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -22,11 +23,13 @@ import { authorizedKeys, installSshKeys } from "./ssh-keys.ts";
 import { recordOperation } from "./operations.ts";
 import { releaseSnapshot } from "./snapshots.ts";
 import { ensureFreeSpace } from "./vm-health.ts";
-import { vmPaths } from "./vm-runtime.ts";
+import { setVmmPriority, vmPaths } from "./vm-runtime.ts";
 import { makeWorkspaceSlot, remountWorkspace } from "./workspace-disk.ts";
 
 export const DEFAULT_CPUS = 1;
 export const DEFAULT_MEMORY_BYTES = 512 * 1024 ** 2;
+/** A warm pool's VMs boot and wait at this nice value (vm-runtime.ts setVmmPriority). */
+export const POOL_NICE = 10;
 /** TCG boots take seconds; a slow host or a big image more. */
 export const AGENT_READY_TIMEOUT_MS = Number(process.env.BANGER_AGENT_TIMEOUT_MS ?? 120_000);
 
@@ -41,8 +44,9 @@ export interface VmDiskConfig {
   filesystemNeedsGrow: boolean;
 }
 
+/** The VMs users see: pooled ones are counted by `pool ls` until taken. */
 export function listVms(ctx: DaemonContext): VmRecord[] {
-  return ctx.store.listVms();
+  return ctx.store.listVms().filter((vm) => vm.pool === null);
 }
 
 export function getVm(ctx: DaemonContext, name: string): VmRecord {
@@ -82,17 +86,26 @@ function resolveImageAndKernel(ctx: DaemonContext, p: CreateParams): { image: st
   return { image: imageName, kernel: kernelName };
 }
 
-export async function createVm(ctx: DaemonContext, p: CreateParams, call: CallEnv): Promise<VmRecord> {
-  const name = p.name === undefined ? generateName((n) => ctx.store.getVm(n) !== undefined) : validateName("vm", p.name);
+/**
+ * Creates a VM: taken ready from its image's warm pool when one matches (`fromPool`), else
+ * cloned and booted. With `opts.pool` it is a new member of that pool (pools.ts refills so).
+ */
+export async function createVm(ctx: DaemonContext, p: CreateParams, call: CallEnv, opts: { pool?: string } = {}): Promise<VmRecord & { fromPool?: true }> {
+  const taken = (n: string) => ctx.store.getVm(n) !== undefined;
+  const name = opts.pool ? `pool-${randomBytes(4).toString("hex")}` : p.name === undefined ? generateName(taken) : validateName("vm", p.name);
   const { image, kernel } = resolveImageAndKernel(ctx, p);
   return ctx.locks.run(`vm:${name}`, () =>
-    recordOperation(ctx, "vm.create", name, async () => {
-      if (ctx.store.getVm(name)) throw alreadyExists(`vm ${name} already exists`, "pick another --name, or `banger vm rm` it");
+    recordOperation(ctx, opts.pool ? "pool.fill" : "vm.create", name, async () => {
+      if (taken(name)) throw alreadyExists(`vm ${name} already exists`, "pick another --name, or `banger vm rm` it");
       ensureFreeSpace(ctx, "create", name);
       const id = randomBytes(6).toString("hex");
       const vmm = await pickVmm(ctx, name);
+      const [cpus, memoryBytes, net, netPeer] = [p.cpus ?? DEFAULT_CPUS, p.memoryBytes ?? DEFAULT_MEMORY_BYTES, p.net ?? "full", p.netPeer ?? false] as const;
+      if (!opts.pool) {
+        const ready = await ctx.pools.take(ctx, name, { image, kernel, vmm, cpus, memoryBytes, net, netPeer, diskBytes: p.diskBytes, noStart: p.noStart, workspaceSlot: p.workspaceSlot }, call);
+        if (ready) return { ...ready, fromPool: true as const };
+      }
       const paths = vmPaths(ctx.paths, name, id);
-      const net = p.net ?? "full";
       await ctx.network.prepare(net);
       // allocate() and insertVm() in one tick: no other create can take the same address.
       ctx.store.insertVm({
@@ -102,15 +115,16 @@ export async function createVm(ctx: DaemonContext, p: CreateParams, call: CallEn
         image,
         kernel,
         vmm,
-        cpus: p.cpus ?? DEFAULT_CPUS,
-        memoryBytes: p.memoryBytes ?? DEFAULT_MEMORY_BYTES,
+        cpus,
+        memoryBytes,
         diskBytes: 0,
         pid: null,
         ip: ctx.network.allocate(net),
         error: null,
         config: {},
         net,
-        netPeer: p.netPeer ?? false,
+        netPeer,
+        pool: opts.pool ?? null,
       });
       try {
         const disk = await makeRootDisk(ctx, name, image, vmm, paths.dir, p.diskBytes, call);
@@ -157,6 +171,7 @@ async function bootVm(ctx: DaemonContext, name: string, call: CallEnv): Promise<
     const nic = await ctx.network.attach(vm);
     const spec = await bootSpec(ctx, vm, { path: disk.path, format: disk.format }, paths.runtimeDir, nic);
     handle = await getDriver(vm.vmm).start(spec, { signal: call.signal });
+    if (vm.pool !== null) setVmmPriority(handle.pid, POOL_NICE);
     ctx.runtime.setHandle(name, handle);
     ctx.store.updateVm(name, { pid: handle.pid });
     call.progress({ phase: "agent", message: "waiting for the guest agent" });
@@ -271,7 +286,8 @@ export function killVm(ctx: DaemonContext, name: string): Promise<VmRecord> {
   );
 }
 
-export function removeVm(ctx: DaemonContext, name: string, opts: { force?: boolean }): Promise<{ removed: string }> {
+/** `kill`: a running VMM is ended at once rather than its guest asked to power off (its disk goes anyway). */
+export function removeVm(ctx: DaemonContext, name: string, opts: { force?: boolean; kill?: boolean }): Promise<{ removed: string }> {
   validateName("vm", name);
   return ctx.locks.run(`vm:${name}`, () =>
     recordOperation(ctx, "vm.rm", name, async () => {
@@ -281,7 +297,7 @@ export function removeVm(ctx: DaemonContext, name: string, opts: { force?: boole
       }
       // From here the VM is going: a daemon killed before the row is deleted finishes it at start.
       ctx.store.updateVm(name, { state: "removing" });
-      if (ctx.runtime.handle(name)) await stopRunning(ctx, vm, 5000);
+      if (ctx.runtime.handle(name) && !opts.kill) await stopRunning(ctx, vm, 5000);
       const paths = vmPaths(ctx.paths, name, vm.id);
       await destroyVm(ctx, name, paths.dir, paths.runtimeDir);
       // Its overlay is gone with its dir; a fork base with no child left goes too.

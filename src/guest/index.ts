@@ -16,7 +16,7 @@
 // (64 channels x 2 x 256 KiB + one 1 MiB frame, ~33 MiB) of guest data (mux.ts says how).
 export { connectAgent } from "./client.ts";
 export { MAX_BUFFERED_BYTES, MAX_CHANNELS } from "./mux.ts";
-export type { AgentClient, ConnectOptions, ExecHandle, ExecOptions, PutOptions, SessionAttachment, SessionOutput, SessionStartOptions } from "./client.ts";
+export type { AgentClient, ConnectOptions, ExecHandle, ExecOptions, PutOptions, SessionAttachment, SessionOutput, SessionStartOptions } from "./client-types.ts";
 export type { ReidentifyParams } from "./identity.ts";
 export type { AgentHealth, AgentInfo, ExitStatus, GuestStats, GuestUser, ListeningPort, SessionInfo } from "./messages.ts";
 export { agentBinary, agentDir, buildAgent, hostAgentArch } from "./agentbin.ts";

@@ -1,5 +1,5 @@
 // Package store is banger's state in SQLite (WAL): kernels, images, vms, snapshots
-// (snapshots.ts), sessions, operations and daemon-wide settings, with numbered migrations applied when the daemon opens it.
+// (snapshots.ts), sessions, operations, warm pools (pools.ts) and daemon-wide settings, with numbered migrations applied when the daemon opens it.
 //
 // Only the daemon opens the store. Every write is one transaction, so a daemon killed
 // mid-write leaves the previous consistent state. The store records what exists; the files
@@ -10,183 +10,34 @@ import { MIGRATIONS } from "./migrations.ts";
 import { SnapshotTable } from "./snapshots.ts";
 
 export type { SnapshotRecord } from "./snapshots.ts";
+import { PoolTable } from "./pools.ts";
 
-/**
- * `crashed`: the VMM died on its own (a signal, a failed exit, a guest panic); `paused`: the
- * VMM paused the guest (a host disk full); `removing`: an rm in progress (finished at start
- * when a daemon dies half-way). `stateReason` says why.
- */
-export type VmState = "creating" | "stopped" | "starting" | "running" | "stopping" | "error" | "crashed" | "paused" | "removing";
-export type SessionState = "running" | "exited" | "lost";
-export type OperationState = "running" | "succeeded" | "failed" | "cancelled";
-/** A VM's egress policy (net/nat.ts says what each one allows). */
-export type VmNetPolicy = "full" | "none" | "public";
+export type { PoolRecord, PoolSpec } from "./pools.ts";
+import {
+  type KernelRecord,
+  type ImageRecord,
+  type VmRecord,
+  type SessionRecord,
+  type OperationRecord,
+  type OperationState,
+  type NewVm,
+  type Row,
+  kernelFromRow,
+  imageFromRow,
+  vmFromRow,
+  sessionFromRow,
+  operationFromRow,
+  mibFromBytes,
+  now,
+} from "./records.ts";
 
-export interface KernelRecord {
-  name: string;
-  source: string;
-  kernelVersion: string;
-  distro: string;
-  arch: string;
-  vmlinuxSha256: string;
-  hasInitrd: boolean;
-  modules: string[];
-  sizeBytes: number;
-  createdAt: string;
-}
-
-export interface ImageRecord {
-  name: string;
-  source: string;
-  digest: string;
-  kernelRef: string | null;
-  distro: string;
-  arch: string;
-  sizeBytes: number;
-  /** The OCI image config (Entrypoint, Cmd, Env, ...) or {} for bundles. */
-  config: Record<string, unknown>;
-  createdAt: string;
-}
-
-export interface VmRecord {
-  name: string;
-  id: string;
-  state: VmState;
-  image: string;
-  kernel: string;
-  vmm: string;
-  cpus: number;
-  /** Guest memory in bytes (a whole number of MiB: the VMMs' unit). */
-  memoryBytes: number;
-  diskBytes: number;
-  pid: number | null;
-  ip: string | null;
-  error: string | null;
-  config: Record<string, unknown>;
-  createdAt: string;
-  startedAt: string | null;
-  /** Egress policy, chosen at create (`--net`). */
-  net: VmNetPolicy;
-  /** May reach (and be reached by) other VMs that also have it (`--net-peer`). */
-  netPeer: boolean;
-  /** The tap the VM is attached to while it runs; null when stopped or without networking. */
-  tap: string | null;
-  /** Why the VM is in its state when it got there on its own (exit status, panic line, io-error); null otherwise. */
-  stateReason: string | null;
-  /** The snapshot the VM was restored from (its disk is an overlay on the snapshot's); null otherwise. */
-  snapshot: string | null;
-}
-
-export interface SessionRecord {
-  vm: string;
-  name: string;
-  command: string;
-  state: SessionState;
-  exitCode: number | null;
-  createdAt: string;
-}
-
-export interface OperationRecord {
-  id: number;
-  kind: string;
-  target: string;
-  state: OperationState;
-  error: string | null;
-  startedAt: string;
-  finishedAt: string | null;
-}
-
-type Row = Record<string, unknown>;
-/** A VM row as inserted: the columns set later (start, tap, state reason) are left out. */
-type NewVm = Omit<VmRecord, "createdAt" | "startedAt" | "net" | "netPeer" | "tap" | "stateReason" | "snapshot"> & Partial<Pick<VmRecord, "net" | "netPeer" | "snapshot">> & { createdAt?: string };
-
-// Records are what the daemon answers (JSON: camelCase, sizes in bytes, arch amd64/arm64); the
-// columns keep their names and units (memory_mib, arch as first stored): mapped here, both ways.
-const MIB = 1024 ** 2;
-const mibFromBytes = (bytes: number) => Math.ceil(bytes / MIB);
-
-const now = () => new Date().toISOString();
-
-function kernelFromRow(r: Row): KernelRecord {
-  return {
-    name: r.name as string,
-    source: r.source as string,
-    kernelVersion: r.kernel_version as string,
-    distro: r.distro as string,
-    arch: normalizeArch(r.arch as string),
-    vmlinuxSha256: r.vmlinux_sha256 as string,
-    hasInitrd: r.has_initrd === 1,
-    modules: JSON.parse(r.modules as string) as string[],
-    sizeBytes: r.size_bytes as number,
-    createdAt: r.created_at as string,
-  };
-}
-
-function imageFromRow(r: Row): ImageRecord {
-  return {
-    name: r.name as string,
-    source: r.source as string,
-    digest: r.digest as string,
-    kernelRef: (r.kernel_ref as string | null) ?? null,
-    distro: r.distro as string,
-    arch: normalizeArch(r.arch as string),
-    sizeBytes: r.size_bytes as number,
-    config: JSON.parse(r.config as string) as Record<string, unknown>,
-    createdAt: r.created_at as string,
-  };
-}
-
-function vmFromRow(r: Row): VmRecord {
-  return {
-    name: r.name as string,
-    id: r.id as string,
-    state: r.state as VmState,
-    image: r.image as string,
-    kernel: r.kernel as string,
-    vmm: r.vmm as string,
-    cpus: r.cpus as number,
-    memoryBytes: (r.memory_mib as number) * MIB,
-    diskBytes: r.disk_bytes as number,
-    pid: (r.pid as number | null) ?? null,
-    ip: (r.ip as string | null) ?? null,
-    error: (r.error as string | null) ?? null,
-    config: JSON.parse(r.config as string) as Record<string, unknown>,
-    createdAt: r.created_at as string,
-    startedAt: (r.started_at as string | null) ?? null,
-    net: ((r.net as string | undefined) ?? "full") as VmNetPolicy,
-    netPeer: r.net_peer === 1,
-    tap: (r.tap as string | null | undefined) ?? null,
-    stateReason: (r.state_reason as string | null | undefined) ?? null,
-    snapshot: (r.snapshot as string | null | undefined) ?? null,
-  };
-}
-
-function sessionFromRow(r: Row): SessionRecord {
-  return {
-    vm: r.vm as string,
-    name: r.name as string,
-    command: r.command as string,
-    state: r.state as SessionState,
-    exitCode: (r.exit_code as number | null) ?? null,
-    createdAt: r.created_at as string,
-  };
-}
-
-function operationFromRow(r: Row): OperationRecord {
-  return {
-    id: r.id as number,
-    kind: r.kind as string,
-    target: r.target as string,
-    state: r.state as OperationState,
-    error: (r.error as string | null) ?? null,
-    startedAt: r.started_at as string,
-    finishedAt: (r.finished_at as string | null) ?? null,
-  };
-}
+export type { KernelRecord, ImageRecord, VmRecord, SessionRecord, OperationRecord, OperationState, VmState, SessionState, VmNetPolicy } from "./records.ts";
 
 export class Store {
   readonly db: Database.Database;
   readonly snapshots: SnapshotTable;
+  /** Warm pools and their members (pools.ts). */
+  readonly pools: PoolTable;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -198,6 +49,7 @@ export class Store {
     this.db.pragma("busy_timeout = 5000");
     this.migrate();
     this.snapshots = new SnapshotTable(this.db);
+    this.pools = new PoolTable(this.db, (r) => vmFromRow(r));
   }
 
   /** Applies the migrations the file has not seen yet, each in its own transaction. */
@@ -310,10 +162,19 @@ export class Store {
   insertVm(v: NewVm): void {
     this.db
       .prepare(
-        `INSERT INTO vms (name, id, state, image, kernel, vmm, cpus, memory_mib, disk_bytes, pid, ip, error, config, created_at, net, net_peer, snapshot)
-         VALUES (@name, @id, @state, @image, @kernel, @vmm, @cpus, @memoryMib, @diskBytes, @pid, @ip, @error, @config, @createdAt, @net, @netPeer, @snapshot)`,
+        `INSERT INTO vms (name, id, state, image, kernel, vmm, cpus, memory_mib, disk_bytes, pid, ip, error, config, created_at, net, net_peer, snapshot, pool)
+         VALUES (@name, @id, @state, @image, @kernel, @vmm, @cpus, @memoryMib, @diskBytes, @pid, @ip, @error, @config, @createdAt, @net, @netPeer, @snapshot, @pool)`,
       )
-      .run({ snapshot: null, ...v, memoryMib: mibFromBytes(v.memoryBytes), config: JSON.stringify(v.config), createdAt: v.createdAt ?? now(), net: v.net ?? "full", netPeer: v.netPeer ? 1 : 0 });
+      .run({
+        snapshot: null,
+        pool: null,
+        ...v,
+        memoryMib: mibFromBytes(v.memoryBytes),
+        config: JSON.stringify(v.config),
+        createdAt: v.createdAt ?? now(),
+        net: v.net ?? "full",
+        netPeer: v.netPeer ? 1 : 0,
+      });
   }
   /** Updates the given fields of one VM; returns false when it does not exist. */
   updateVm(name: string, fields: Partial<Pick<VmRecord, "state" | "cpus" | "memoryBytes" | "diskBytes" | "pid" | "ip" | "error" | "config" | "startedAt" | "tap" | "stateReason">>): boolean {

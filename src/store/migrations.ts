@@ -144,4 +144,18 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   ALTER TABLE vms ADD COLUMN snapshot TEXT;
   `,
+  // 5: warm pools. A pool is an image's wish for N ready VMs of one spec (JSON: kernel, cpus,
+  // memoryBytes, net, netPeer); its members are ordinary VM rows whose `pool` names the image (NULL for every other VM),
+  // so reconciliation, networking and cleanup treat them as the VMs they are.
+  `
+  CREATE TABLE pools (
+    image       TEXT PRIMARY KEY,
+    size        INTEGER NOT NULL CHECK (size >= 0),
+    spec        TEXT NOT NULL DEFAULT '{}',
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+  ) STRICT;
+  ALTER TABLE vms ADD COLUMN pool TEXT;
+  CREATE INDEX vms_pool ON vms(pool) WHERE pool IS NOT NULL;
+  `,
 ];

@@ -1,7 +1,7 @@
 // The snapshots table (migration 4): one row per snapshot under <root>/snapshots/<name>.
 // Kept beside Store (index.ts) as its `snapshots` member so the store's file stays small.
 import type Database from "better-sqlite3";
-import type { VmNetPolicy } from "./index.ts";
+import type { VmNetPolicy } from "./records.ts";
 
 export interface SnapshotRecord {
   name: string;

@@ -15,7 +15,7 @@ describe("store", () => {
       const s = openStore(path);
       assert.equal(s.schemaVersion, MIGRATIONS.length);
       const tables = (s.db.prepare("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
-      assert.deepEqual(tables, ["images", "kernels", "operations", "sessions", "settings", "snapshots", "vms"]);
+      assert.deepEqual(tables, ["images", "kernels", "operations", "pools", "sessions", "settings", "snapshots", "vms"]);
       assert.equal(s.db.pragma("journal_mode", { simple: true }), "wal");
       s.close();
       const again = openStore(path);
@@ -34,6 +34,42 @@ describe("store", () => {
       db.pragma(`user_version = ${MIGRATIONS.length + 1}`);
       db.close();
       assert.throws(() => openStore(path), /from a newer banger/);
+    } finally {
+      cleanup();
+    }
+  });
+
+  it("keeps warm pools, lists their members, and lets only one caller take a member", () => {
+    const { home, cleanup } = makeTempHome();
+    try {
+      const s = openStore(join(home, "banger.db"));
+      const spec = { kernel: null, cpus: 1, memoryBytes: 512 * 1024 ** 2, net: "full" as const, netPeer: false };
+      s.pools.put("i1", 2, spec);
+      s.pools.put("i1", 3, { ...spec, cpus: 2 });
+      assert.deepEqual(
+        s.pools.list().map((p) => [p.image, p.size, p.spec.cpus]),
+        [["i1", 3, 2]],
+      );
+      const vm = { id: "", image: "i1", kernel: "k1", vmm: "qemu", cpus: 1, memoryBytes: 512 * 1024 ** 2, diskBytes: 0, pid: null, ip: null, error: null, config: {} };
+      s.insertVm({ ...vm, name: "pool-a", id: "a", state: "running", pool: "i1" });
+      s.insertVm({ ...vm, name: "pool-b", id: "b", state: "creating", pool: "i1" });
+      s.insertVm({ ...vm, name: "mine", id: "c", state: "running" });
+      assert.deepEqual(
+        s.pools.members("i1").map((m) => m.name),
+        ["pool-a", "pool-b"],
+      );
+      assert.equal(s.pools.take("pool-b", "x"), false, "a warming member is not taken");
+      assert.equal(s.pools.take("pool-a", "mine"), false, "a name in use is not taken");
+      assert.equal(s.pools.take("pool-a", "first"), true);
+      assert.equal(s.pools.take("pool-a", "second"), false, "taken once only");
+      assert.equal(s.getVm("first")?.pool, null);
+      assert.equal(s.getVm("first")?.id, "a");
+      assert.deepEqual(
+        s.pools.members().map((m) => m.name),
+        ["pool-b"],
+      );
+      assert.equal(s.pools.delete("i1"), true);
+      s.close();
     } finally {
       cleanup();
     }

@@ -71,6 +71,7 @@ export function buildRoutes(methods: DaemonTable, live: LiveVms, tasks: Tasks, o
     route("POST", "/api/defaults", (i) => json(call("defaults.set", { image: i.body.image, kernel: i.body.kernel }, i.signal))),
     get("/api/operations", "ops.list", (i) => ({ limit: i.query.has("limit") ? Number(i.query.get("limit")) : undefined })),
     get("/api/sessions", "session.list"),
+    get("/api/pools", "pool.list"),
     route("GET", "/api/tasks/:id", (i) => {
       const task = tasks.get(i.params.id!);
       return task ? { json: task } : { status: 404, json: errorBody(notFound(`task ${i.params.id}`)) };

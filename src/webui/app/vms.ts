@@ -1,5 +1,6 @@
 // The VM list (live): each VM's state, use and actions (start, stop, resume, remove), and
-// the form that creates a VM from an installed image, with the create's progress.
+// the form that creates a VM from an installed image, with the create's progress, and the
+// warm pools (ready and warming VMs per image: a create matching one is taken at once).
 import { api, hintOf, onVms, seg, type Vm } from "./api.ts";
 import { badge, bytes, duration, fill, h, meter, since, table, toast, type Child } from "./dom.ts";
 import { errorLine, type Page } from "./pages.ts";
@@ -29,7 +30,47 @@ export function vmsPage(): Page {
       ),
     ),
   );
-  return { el: h("div", {}, h("h1", {}, "Virtual machines"), createForm(), h("section", { class: "card" }, list)), dispose: unsubscribe };
+  const pools = poolsCard();
+  return {
+    el: h("div", {}, h("h1", {}, "Virtual machines"), createForm(), h("section", { class: "card" }, list), pools.el),
+    dispose: () => {
+      unsubscribe();
+      pools.dispose();
+    },
+  };
+}
+
+const POOLS_POLL_MS = 2000;
+
+/** The warm pools (`banger pool set IMAGE --size N`), polled while the page is shown. */
+function poolsCard(): { el: HTMLElement; dispose: () => void } {
+  const body = h("div", { "data-pools": "" }, h("div", { class: "empty" }, "Loading…"));
+  const show = async () => {
+    try {
+      const list = await api("GET /api/pools");
+      fill(
+        body,
+        table(
+          ["Image", "Ready", "Warming", "Each", "Held"],
+          list.pools.map((p) => [
+            p.image,
+            `${p.ready} of ${p.size}`,
+            p.warming,
+            `${p.spec.cpus} CPU, ${bytes(p.spec.memoryBytes)}, net ${p.spec.net}`,
+            p.lastError ? h("div", { class: "two-line" }, bytes(p.memoryBytes), h("span", { class: "sub" }, p.lastError)) : bytes(p.memoryBytes),
+          ]),
+          "No warm pools: `banger pool set IMAGE --size 2` keeps VMs booted ahead.",
+          (i) => ({ "data-pool": list.pools[i]!.image }),
+        ),
+        h("p", { class: "muted" }, `${bytes(list.memoryBytes)} of ${bytes(list.maxMemoryBytes)} held (pool.max_memory)`),
+      );
+    } catch (err) {
+      fill(body, errorLine(err as Error));
+    }
+  };
+  void show();
+  const timer = setInterval(() => void show(), POOLS_POLL_MS);
+  return { el: h("section", { class: "card" }, h("h2", {}, "Warm pools"), body), dispose: () => clearInterval(timer) };
 }
 
 /** Image (installed ones, the default first), optional name, CPUs and memory; create and start. */
@@ -76,7 +117,7 @@ function createForm(): HTMLElement {
       showTask(status, task, (t) => {
         submit.disabled = false;
         const vm = t.result;
-        if (t.state === "done" && vm) fill(status, badge("done"), " ", h("a", { href: `#/vm/${seg(vm.name)}` }, vm.name), ` is ${vm.state}`);
+        if (t.state === "done" && vm) fill(status, badge("done"), " ", h("a", { href: `#/vm/${seg(vm.name)}` }, vm.name), ` is ${vm.state}${vm.fromPool ? `, from the ${vm.image} pool` : ""}`);
         if (t.state === "done") name.value = "";
       });
     } catch (err) {
