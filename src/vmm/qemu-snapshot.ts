@@ -174,12 +174,23 @@ async function loadState(runtimeDir: string, qmpSocket: string, statePath: strin
   try {
     await qmp("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
     await qmp("migrate-incoming", { uri: `unix:${sock}` });
-    await new Promise<void>((resolve, reject) => {
+    // QEMU closes the socket as soon as it has read the stream's end marker, which can beat our
+    // own end of the write ("Premature close"): the migration's status, not the write, decides.
+    let connected = false;
+    const sendError = await new Promise<Error | undefined>((resolve) => {
       const conn = connect(sock);
-      conn.once("error", reject);
-      conn.once("connect", () => pipeline(createReadStream(statePath), conn).then(resolve, reject));
+      conn.once("error", resolve);
+      conn.once("connect", () => {
+        connected = true;
+        pipeline(createReadStream(statePath), conn).then(() => resolve(undefined), resolve);
+      });
     });
-    await waitMigration(qmp, "loading the snapshot's device state", signal);
+    if (sendError && !connected) throw sendError;
+    try {
+      await waitMigration(qmp, "loading the snapshot's device state", signal);
+    } catch (err) {
+      throw sendError ?? err;
+    }
     await qmp("cont");
   } catch (err) {
     // A failed load ends QEMU; its log says why.
