@@ -9,7 +9,7 @@ import { normalizeArch } from "../util/arch.ts";
 import { MIGRATIONS } from "./migrations.ts";
 import { SnapshotTable } from "./snapshots.ts";
 
-export type { SnapshotRecord } from "./snapshots.ts";
+export type { SnapshotRecord, SnapshotWorkspace } from "./snapshots.ts";
 
 /**
  * `crashed`: the VMM died on its own (a signal, a failed exit, a guest panic); `paused`: the
