@@ -7,7 +7,7 @@
 // their own while it runs (vm-health.ts: ends, pauses, the free-space floor); where commands
 // land in a VM when the caller does not say (landing.ts: the same user and directory for vm
 // run, exec, shell, sessions, web terminal); snapshots of running VMs and the VMs restored or
-// forked from them (snapshots.ts, restore.ts).
+// forked from them (snapshots.ts, restore.ts; their workspace disk: workspace-snapshot.ts).
 //
 // It holds no business logic of its own in the method table (methods.ts composes the
 // methods-*.ts tables, typed against api/'s method map): each method checks its params and
