@@ -104,6 +104,10 @@ describe("snapshots and forks of a VM with a workspace disk (real VMs under QEMU
     const size = statSync(copy).size;
     assert.equal(size, 16 * 1024 ** 3, "the slot's copy, flattened out of the child's overlay");
     assert.ok(statSync(copy).blocks * 512 < 1024 ** 3, "sparse");
+    const shown = await json<{ workspaceDiskBytes: number | null; usedBytes: number }>(["snapshot", "show", "s1"]);
+    assert.equal(shown.workspaceDiskBytes, size);
+    assert.ok(shown.usedBytes >= statSync(copy).blocks * 512, "what it takes on disk counts the copy");
+    assert.match((await mustRun(banger(["snapshot", "show", "s1"]))).stdout, /workspace disk 16 GiB \(sparse\)/);
     await mustRun(banger(["vm", "create", "--from-snapshot", "s1", "--name", "r1"]));
     assert.equal(await listing("r1"), "README.md one.txt");
     assert.equal(await guest("r1", "cat /workspace/README.md"), "hello\nfrom ws-1\n");
