@@ -20,6 +20,8 @@ export interface SnapshotView {
   stateBytes: number;
   memoryFileBytes: number;
   diskBytes: number;
+  /** Its copy of the VM's workspace disk (sparse: its length), null when the VM had none. */
+  workspaceDiskBytes: number | null;
   /** What its directory really takes on disk; null when unreadable. */
   usedBytes: number | null;
   /** A fork's base (vm.fork): removed with its last child. */

@@ -58,7 +58,10 @@ function printSnapshot(s: SnapshotView): void {
     ["memory", humanBytes(s.memoryBytes)],
     ["net", s.hasNic ? `${s.net}${s.netPeer ? " (peer)" : ""}` : "none"],
     ["on disk", sizeText(s)],
-    ["files", `device state ${humanBytes(s.stateBytes)}, memory ${humanBytes(s.memoryFileBytes)} (sparse), disk ${humanBytes(s.diskBytes)}`],
+    [
+      "files",
+      `device state ${humanBytes(s.stateBytes)}, memory ${humanBytes(s.memoryFileBytes)} (sparse), disk ${humanBytes(s.diskBytes)}${s.workspaceDiskBytes === null ? "" : `, workspace disk ${humanBytes(s.workspaceDiskBytes)} (sparse)`}`,
+    ],
     ["paused", `${s.pauseMs} ms while taken`],
     ["fork base", s.internal ? "yes (removed with its last child)" : null],
     ["vms", s.vms.length > 0 ? s.vms.join(", ") : null],

@@ -7,7 +7,7 @@
 // their own while it runs (vm-health.ts: ends, pauses, the free-space floor); where commands
 // land in a VM when the caller does not say (landing.ts: the same user and directory for vm
 // run, exec, shell, sessions, web terminal); snapshots of running VMs and the VMs restored or
-// forked from them (snapshots.ts, restore.ts); warm pools of VMs booted ahead that a matching
+// forked from them (snapshots.ts, restore.ts; their workspace disk: workspace-snapshot.ts); warm pools of VMs booted ahead that a matching
 // create takes (pools.ts, its rules in pool-rules.ts).
 //
 // It holds no business logic of its own in the method table (methods.ts composes the

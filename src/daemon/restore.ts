@@ -25,6 +25,7 @@ import { getSnapshot, releaseSnapshot, takeSnapshot, verifySnapshot } from "./sn
 import { ensureFreeSpace } from "./vm-health.ts";
 import { vmPaths } from "./vm-runtime.ts";
 import { AGENT_READY_TIMEOUT_MS, consoleTail, destroyVm, getVm } from "./vms.ts";
+import { restoreWorkspace } from "./workspace-snapshot.ts";
 
 /** The most children one `vm fork` makes. */
 export const MAX_FORK_COUNT = 64;
@@ -101,10 +102,12 @@ async function restoreVm(ctx: DaemonContext, snapName: string, name: string, cal
       const strategy = snap.diskFormat === "qcow2" ? "qcow2" : (await chooseCloneStrategy(snap.vmm === "firecracker" ? "firecracker" : "qemu", paths.dir)).strategy;
       const dest = join(paths.dir, strategy === "qcow2" ? "root.qcow2" : "root.ext4");
       const disk = await cloneFromSnapshot({ path: join(dir, snap.diskFile), format: snap.diskFormat }, dest, strategy, { signal: call.signal });
+      // Its own workspace slot (the snapshot's VM had the device, so the restore needs it) and record.
+      const workspace = await restoreWorkspace(snap.workspace, dir, paths.dir, call.signal);
       mark("disk");
       ctx.store.updateVm(name, {
         diskBytes: disk.sizeBytes,
-        config: { disk: { path: disk.path, format: disk.format, strategy: "snapshot-overlay", filesystemNeedsGrow: false } },
+        config: { disk: { path: disk.path, format: disk.format, strategy: "snapshot-overlay", filesystemNeedsGrow: false }, ...workspace },
       });
       const vm = getVm(ctx, name);
       call.progress({ phase: "restore", message: `${vm.vmm}, ${vm.cpus} cpu, ${humanBytes(vm.memoryBytes)} mapped from ${snap.name}` });

@@ -46,6 +46,7 @@ async function fixture(home: string, name: string): Promise<{ ctx: DaemonContext
     diskSha256: disk.sha256,
     internal: false,
     pauseMs: 5,
+    workspace: null,
     createdAt: new Date().toISOString(),
   };
   return { ctx: { paths } as DaemonContext, snap, dir };
@@ -78,6 +79,20 @@ describe("snapshot verification", () => {
       await assert.rejects(verifySnapshot(ctx2, snap2), /its device state \(vmstate\) does not match the checksum/);
       rmSync(`${dir2}/vmstate`);
       await assert.rejects(verifySnapshot(ctx2, snap2), /its device state \(vmstate\) is missing/);
+
+      // A workspace slot copy (sparse, sized not hashed): a truncated one is refused in one line.
+      const { ctx: ctx3, snap: snap3, dir: dir3 } = await fixture(home, "s3");
+      writeFileSync(`${dir3}/workspace.raw`, "");
+      truncateSync(`${dir3}/workspace.raw`, 16 * 1024 ** 3);
+      const withSlot = { ...snap3, workspace: { slot: { file: "workspace.raw", bytes: 16 * 1024 ** 3, serial: "banger-workspace", mountedAt: "/workspace" } } };
+      await verifySnapshot(ctx3, withSlot);
+      truncateSync(`${dir3}/workspace.raw`, 1024 ** 3);
+      await assert.rejects(verifySnapshot(ctx3, withSlot), (err: Error) => {
+        assert.match(err.message, /^snapshot s3 is damaged: its workspace disk copy \(workspace\.raw\) is 1\.0 GiB \(1073741824 bytes\), 17179869184 when taken$/);
+        return true;
+      });
+      rmSync(`${dir3}/workspace.raw`);
+      await assert.rejects(verifySnapshot(ctx3, withSlot), /its workspace disk copy \(workspace\.raw\) is missing/);
     } finally {
       cleanup();
     }

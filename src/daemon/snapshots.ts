@@ -23,6 +23,7 @@ import { SNAPSHOT_MEMORY as MEMORY_FILE, SNAPSHOT_STATE as STATE_FILE } from "..
 import { snapshotDisk } from "../disk/index.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
+import { slotCopyCheck, snapshotWorkspace } from "./workspace-snapshot.ts";
 import { pauseBriefly } from "./vm-health.ts";
 import { getVm, type VmDiskConfig } from "./vms.ts";
 
@@ -79,9 +80,10 @@ export function takeSnapshot(ctx: DaemonContext, vmName: string, snapName: strin
       call.progress({ phase: "snapshot", message: `pausing ${vmName}, writing memory, device state and disk` });
       const { result, pauseMs } = await pauseBriefly(ctx, vmName, handle, vm.state === "paused", async () => {
         await handle.saveSnapshot(staging, { signal: call.signal });
-        return snapshotDisk({ path: disk.path, format: disk.format }, staging, { signal: call.signal });
+        const copy = await snapshotDisk({ path: disk.path, format: disk.format }, staging, { signal: call.signal });
+        return { copy, workspace: await snapshotWorkspace(vm.config, staging, call.signal) };
       });
-      const diskCopy = result;
+      const diskCopy = result.copy;
       call.progress({ phase: "verify", message: `${vmName} resumed after ${pauseMs} ms; recording sizes and checksums` });
       const [state, diskSum, memory] = await Promise.all([sha256File(join(staging, STATE_FILE)), sha256File(diskCopy.path), stat(join(staging, MEMORY_FILE))]);
       await rename(staging, dest);
@@ -95,6 +97,7 @@ export function takeSnapshot(ctx: DaemonContext, vmName: string, snapName: strin
         diskSha256: diskSum.sha256,
         internal: opts.internal,
         pauseMs,
+        workspace: result.workspace,
       });
       ctx.store.snapshots.insert(record);
       const totalMs = Math.round(performance.now() - started);
@@ -107,7 +110,7 @@ export function takeSnapshot(ctx: DaemonContext, vmName: string, snapName: strin
   });
 }
 
-type SnapshotFiles = Pick<SnapshotRecord, "diskFile" | "diskFormat" | "stateBytes" | "memoryFileBytes" | "diskBytes" | "stateSha256" | "diskSha256" | "internal" | "pauseMs">;
+type SnapshotFiles = Pick<SnapshotRecord, "diskFile" | "diskFormat" | "stateBytes" | "memoryFileBytes" | "diskBytes" | "stateSha256" | "diskSha256" | "internal" | "pauseMs" | "workspace">;
 
 function snapshotRecord(vm: VmRecord, name: string, files: SnapshotFiles): Omit<SnapshotRecord, "createdAt"> {
   return {
@@ -126,7 +129,7 @@ function snapshotRecord(vm: VmRecord, name: string, files: SnapshotFiles): Omit<
 }
 
 /**
- * The snapshot's files as recorded: sizes of all three, sha256 of the device state and the
+ * The snapshot's files as recorded: sizes of all three (four with a workspace slot copy), sha256 of the device state and the
  * disk copy (the memory file is only sized: hashing guest RAM would cost a restore more than
  * the restore). A match is remembered per directory while the files' sizes and times stay.
  */
@@ -138,6 +141,7 @@ export async function verifySnapshot(ctx: DaemonContext, snap: SnapshotRecord): 
     { file: STATE_FILE, what: "device state", bytes: snap.stateBytes, sha256: snap.stateSha256 },
     { file: MEMORY_FILE, what: "memory", bytes: snap.memoryFileBytes, sha256: undefined },
     { file: snap.diskFile, what: "disk copy", bytes: snap.diskBytes, sha256: snap.diskSha256 },
+    ...slotCopyCheck(snap.workspace),
   ];
   const damaged = (detail: string) => new BangerError(ErrorCode.Integrity, `snapshot ${snap.name} is damaged: ${detail}`, `remove it (banger snapshot rm -f ${snap.name}) and take it again`);
   const sig: string[] = [];

@@ -98,6 +98,7 @@ export function snapshotView(r: SnapshotRecord, usedBytes: number | null, vms: s
     stateBytes: r.stateBytes,
     memoryFileBytes: r.memoryFileBytes,
     diskBytes: r.diskBytes,
+    workspaceDiskBytes: r.workspace?.slot?.bytes ?? null,
     usedBytes,
     internal: r.internal,
     pauseMs: r.pauseMs,

@@ -35,6 +35,8 @@ const SLOT_SERIAL = "banger-workspace";
 export interface WorkspaceSlot {
   path: string;
   serial: string;
+  /** Absent: raw. qcow2: a restored VM's filled slot, an overlay on its snapshot's copy (workspace-snapshot.ts). */
+  format?: "raw" | "qcow2";
   /** Where the filled slot is mounted in the guest; absent while empty. */
   mountedAt?: string;
 }
@@ -58,7 +60,7 @@ export function workspaceSlotOf(config: Record<string, unknown>): WorkspaceSlot 
 /** The VMM's view of a VM's slot: its extra disks. */
 export function slotDisks(config: Record<string, unknown>): ExtraDisk[] {
   const slot = workspaceSlotOf(config);
-  return slot ? [{ path: slot.path, format: "raw", serial: slot.serial }] : [];
+  return slot ? [{ path: slot.path, format: slot.format ?? "raw", serial: slot.serial }] : [];
 }
 
 export interface PutWorkspaceResult {
@@ -83,7 +85,7 @@ export async function putWorkspace(
   return ctx.locks.run(`workspace-slot:${name}`, async () => {
     const slot = workspaceSlotOf(getVm(ctx, name).config);
     // Root: the staging files carry the guest user as owner, so no name reaches debugfs (rootfs fillExt4).
-    if (!slot || slot.mountedAt !== undefined || !agent.info.features.includes("disk.mount") || process.getuid?.() !== 0) {
+    if (!slot || slot.mountedAt !== undefined || slot.format === "qcow2" || !agent.info.features.includes("disk.mount") || process.getuid?.() !== 0) {
       return { ...(await putFiles(agent, dest, owner, call)), via: "agent" as const };
     }
     const started = Date.now();

@@ -27,6 +27,18 @@ export async function snapshotDisk(src: { path: string; format: DiskFormat }, de
 }
 
 /**
+ * Copies a paused VM's extra disk to `dest` as one self-contained sparse raw file (a raw one
+ * with cp; a qcow2 overlay, e.g. a restored VM's, flattened with its backing by qemu-img,
+ * -U: the paused VMM still holds its lock), so the copy outlives whatever it was backed by.
+ */
+export async function snapshotFlatRaw(src: { path: string; format: DiskFormat }, dest: string, opts: { signal?: AbortSignal } = {}): Promise<SnapshotDisk> {
+  const argv = (staging: string) =>
+    src.format === "raw" ? ["cp", "--sparse=always", "--reflink=auto", src.path, staging] : ["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", src.path, staging];
+  await staged(dest, (staging) => runChecked(argv(staging), { signal: opts.signal }));
+  return { path: dest, format: "raw", bytes: await allocatedBytes(dest) };
+}
+
+/**
  * A new VM's disk from a snapshot's: a qcow2 overlay backed by it (a qcow2 snapshot disk
  * always; a raw one with strategy "qcow2"), else a reflink or sparse copy of a raw one.
  * The snapshot's disk must then never change (snapshots are read-only).

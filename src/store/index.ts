@@ -9,7 +9,7 @@ import { normalizeArch } from "../util/arch.ts";
 import { MIGRATIONS } from "./migrations.ts";
 import { SnapshotTable } from "./snapshots.ts";
 
-export type { SnapshotRecord } from "./snapshots.ts";
+export type { SnapshotRecord, SnapshotWorkspace } from "./snapshots.ts";
 import { PoolTable } from "./pools.ts";
 
 export type { PoolRecord, PoolSpec } from "./pools.ts";

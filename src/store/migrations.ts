@@ -118,7 +118,8 @@ export const MIGRATIONS: readonly string[] = [
   // <root>/snapshots/<name> (config's snapshotDir); the row records what it was taken from
   // (the VM's machine: image, kernel, VMM, size, NIC) and the size of each file and the
   // sha256 of the device state and the disk copy, checked before a restore. `internal` marks
-  // a fork's base (removed with its last child). vms.snapshot: the snapshot a VM was restored from.
+  // a fork's base (removed with its last child). `workspace` (JSON): the VM's workspace slot copy
+  // and workspace record, carried to restored VMs. vms.snapshot: the snapshot a VM was restored from.
   `
   CREATE TABLE snapshots (
     name            TEXT PRIMARY KEY,
@@ -140,6 +141,7 @@ export const MIGRATIONS: readonly string[] = [
     disk_sha256     TEXT NOT NULL,
     internal        INTEGER NOT NULL DEFAULT 0,
     pause_ms        INTEGER NOT NULL DEFAULT 0,
+    workspace       TEXT,
     created_at      TEXT NOT NULL
   ) STRICT;
   ALTER TABLE vms ADD COLUMN snapshot TEXT;

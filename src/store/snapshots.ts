@@ -29,7 +29,15 @@ export interface SnapshotRecord {
   internal: boolean;
   /** How long the source VM was paused while it was taken. */
   pauseMs: number;
+  /** The source VM's workspace slot copy and workspace record, when it had them (daemon/workspace-snapshot.ts). */
+  workspace: SnapshotWorkspace | null;
   createdAt: string;
+}
+
+/** What a snapshot keeps of its VM's workspace: the slot disk's copy (sized) and the host-side record `vm workspace export` reads. */
+export interface SnapshotWorkspace {
+  slot?: { file: string; bytes: number; serial: string; mountedAt?: string };
+  record?: Record<string, unknown>;
 }
 
 type Row = Record<string, unknown>;
@@ -55,6 +63,7 @@ function snapshotFromRow(r: Row): SnapshotRecord {
     diskSha256: r.disk_sha256 as string,
     internal: r.internal === 1,
     pauseMs: r.pause_ms as number,
+    workspace: typeof r.workspace === "string" ? (JSON.parse(r.workspace) as SnapshotWorkspace) : null,
     createdAt: r.created_at as string,
   };
 }
@@ -73,11 +82,18 @@ export class SnapshotTable {
     this.db
       .prepare(
         `INSERT INTO snapshots (name, source_vm, image, kernel, vmm, cpus, memory_bytes, net, net_peer, has_nic, disk_file, disk_format, state_bytes,
-           memory_file_bytes, disk_bytes, state_sha256, disk_sha256, internal, pause_ms, created_at)
+           memory_file_bytes, disk_bytes, state_sha256, disk_sha256, internal, pause_ms, workspace, created_at)
          VALUES (@name, @sourceVm, @image, @kernel, @vmm, @cpus, @memoryBytes, @net, @netPeer, @hasNic, @diskFile, @diskFormat, @stateBytes,
-           @memoryFileBytes, @diskBytes, @stateSha256, @diskSha256, @internal, @pauseMs, @createdAt)`,
+           @memoryFileBytes, @diskBytes, @stateSha256, @diskSha256, @internal, @pauseMs, @workspace, @createdAt)`,
       )
-      .run({ ...s, netPeer: s.netPeer ? 1 : 0, hasNic: s.hasNic ? 1 : 0, internal: s.internal ? 1 : 0, createdAt: s.createdAt ?? new Date().toISOString() });
+      .run({
+        ...s,
+        netPeer: s.netPeer ? 1 : 0,
+        hasNic: s.hasNic ? 1 : 0,
+        internal: s.internal ? 1 : 0,
+        workspace: s.workspace ? JSON.stringify(s.workspace) : null,
+        createdAt: s.createdAt ?? new Date().toISOString(),
+      });
   }
   delete(name: string): boolean {
     return this.db.prepare("DELETE FROM snapshots WHERE name = ?").run(name).changes > 0;

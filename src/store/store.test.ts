@@ -260,6 +260,7 @@ describe("store", () => {
         diskSha256: "b".repeat(64),
         internal: false,
         pauseMs: 120,
+        workspace: { slot: { file: "workspace.img", bytes: 16 * 1024 ** 3, serial: "banger-workspace", mountedAt: "/workspace" }, record: { guestPath: "/workspace" } },
       };
       s.snapshots.insert(snap);
       const got = s.snapshots.get("s1")!;

@@ -59,7 +59,8 @@ export interface VmSpec {
 
 export interface ExtraDisk {
   path: string;
-  format: "raw";
+  /** qcow2: a restored VM's slot, an overlay on its snapshot's copy (QEMU only). */
+  format: "raw" | "qcow2";
   /** [a-z0-9-], at most 20 bytes (virtio-blk's serial field). */
   serial: string;
 }
