@@ -103,14 +103,15 @@ await runBench(async () => {
   await h.banger(["vm", "create", "--name", "one", ...create]);
   const onePid = (await showVm(h, "one")).pid!;
   const oneNow = pss(onePid);
-  await h.banger(["vm", "exec", "one", ...work]);
+  const oneExec = await h.time(["vm", "exec", "one", ...work]);
   await settle();
   const oneSettled = pss(onePid);
   await rm(h, "one");
   const forked = JSON.parse((await h.banger(["vm", "fork", "src", "--count", String(FORKS), "--json"], { timeoutMs: 900_000 })).stdout) as { children: { name: string; pid: number }[] };
   const sumPss = () => forked.children.reduce((n, c) => n + pss(c.pid), 0);
   const forksNow = sumPss();
-  for (const c of forked.children) await h.banger(["vm", "exec", c.name, ...work]);
+  const childExec: number[] = [];
+  for (const c of forked.children) childExec.push(await h.time(["vm", "exec", c.name, ...work]));
   await settle();
   const perChild = forked.children.map((c) => pss(c.pid));
   const forksSettled = perChild.reduce((a, b) => a + b, 0);
@@ -141,6 +142,7 @@ await runBench(async () => {
     `  its snapshot of src in the daemon (${forkSnaps.length} forks): pause median ${fmt(median(forkSnaps.map((l) => l.pauseMs ?? 0)))}   total median ${fmt(median(forkSnaps.map((l) => l.totalMs ?? 0)))}`,
   );
   const mib = (b: number) => `${(b / MiB).toFixed(0)} MiB`;
+  console.log(`the command (vm exec, a proxy for guest speed): cold VM ${fmt(oneExec)}, children median ${fmt(median(childExec))}`);
   const mi = forksNow / oneNow;
   const ms = forksSettled / oneSettled;
   console.log(`${FORKS} forks' PSS, immediate: ${mib(forksNow)} vs one cold VM's ${mib(oneNow)} (just created)   ratio ${mi.toFixed(2)}`);

@@ -2,7 +2,7 @@
 // and drains its disks when the guest stops, so the file is consistent), and new VMs' disks
 // made from that copy without copying it again.
 import { randomBytes } from "node:crypto";
-import { open, rename, rm } from "node:fs/promises";
+import { open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { integrity, invalidArgument } from "../util/errors.ts";
 import { runChecked } from "../util/exec.ts";
@@ -34,12 +34,30 @@ export async function snapshotDisk(src: { path: string; format: DiskFormat }, de
 export async function cloneFromSnapshot(snap: { path: string; format: DiskFormat }, dest: string, strategy: CloneStrategy, opts: { signal?: AbortSignal } = {}): Promise<DiskClone> {
   if (snap.format === "raw") return cloneDisk(snap.path, dest, strategy, opts);
   if (strategy !== "qcow2") throw invalidArgument(`a qcow2 snapshot disk cannot be cloned with ${strategy}`, "restore it under QEMU (qcow2 overlays)");
-  // One qemu-img per restore, not two: the size comes from the qcow2 header, and `-u` with the
-  // size given spares qemu-img opening the whole backing chain again (each run is ~50 ms).
+  // At most one qemu-img per snapshot disk, not two per restore (each run is ~50 ms): the size
+  // comes from the qcow2 header, `-u` with the size given spares qemu-img opening the backing
+  // chain, and a new overlay names only its backing file and size, so every child of one
+  // snapshot disk gets the same bytes: after the first run the daemon writes those itself.
   const size = await qcow2VirtualSize(snap.path);
-  await staged(dest, (staging) => runChecked(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-F", "qcow2", "-b", resolve(snap.path), staging, String(size)], { signal: opts.signal }));
+  const backing = resolve(snap.path);
+  const key = `${backing}\0${size}`;
+  const template = overlayTemplates.get(key);
+  await staged(dest, async (staging) => {
+    if (template) return writeFile(staging, template, { mode: 0o600, flag: "wx" });
+    await runChecked(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-F", "qcow2", "-b", backing, staging, String(size)], { signal: opts.signal });
+    const made = await readFile(staging);
+    if (made.length <= MAX_TEMPLATE_BYTES) {
+      if (overlayTemplates.size >= MAX_TEMPLATES) overlayTemplates.delete(overlayTemplates.keys().next().value as string);
+      overlayTemplates.set(key, made);
+    }
+  });
   return { path: dest, format: "qcow2", strategy: "qcow2", sizeBytes: size, filesystemNeedsGrow: false };
 }
+
+/** Empty overlays qemu-img made, by backing file and size (a few hundred KiB each). */
+const overlayTemplates = new Map<string, Buffer>();
+const MAX_TEMPLATES = 16;
+const MAX_TEMPLATE_BYTES = 1 << 20;
 
 const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
 
