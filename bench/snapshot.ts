@@ -27,6 +27,23 @@ function pss(pid: number): number {
   return Number(m[1]) * 1024;
 }
 
+/** A process's largest mappings by PSS (BENCH_SMAPS=1: where a child's memory goes). */
+function topMappings(pid: number, n = 8): string {
+  const maps: { name: string; pss: number }[] = [];
+  let name = "";
+  for (const line of readFileSync(`/proc/${pid}/smaps`, "utf8").split("\n")) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) name = head[1] || "[anon]";
+    const m = /^Pss:\s+(\d+) kB/.exec(line);
+    if (m) maps.push({ name, pss: Number(m[1]) * 1024 });
+  }
+  return maps
+    .sort((a, b) => b.pss - a.pss)
+    .slice(0, n)
+    .map((m) => `  ${(m.pss / MiB).toFixed(1).padStart(6)} MiB  ${m.name}`)
+    .join("\n");
+}
+
 async function rm(h: BenchHome, ...names: string[]): Promise<void> {
   for (const n of names) await h.banger(["vm", "rm", "-f", n]);
 }
@@ -114,6 +131,7 @@ await runBench(async () => {
   for (const c of forked.children) childExec.push(await h.time(["vm", "exec", c.name, ...work]));
   await settle();
   const perChild = forked.children.map((c) => pss(c.pid));
+  if (process.env.BENCH_SMAPS) console.log(`largest mappings of child ${forked.children[0]!.name} (PSS):\n${topMappings(forked.children[0]!.pid)}`);
   const forksSettled = perChild.reduce((a, b) => a + b, 0);
   await rm(h, ...forked.children.map((c) => c.name));
 
