@@ -87,6 +87,9 @@ export function takeSnapshot(ctx: DaemonContext, vmName: string, snapName: strin
       call.progress({ phase: "verify", message: `${vmName} resumed after ${pauseMs} ms; recording sizes and checksums` });
       const [state, diskSum, memory] = await Promise.all([sha256File(join(staging, STATE_FILE)), sha256File(diskCopy.path), stat(join(staging, MEMORY_FILE))]);
       await rename(staging, dest);
+      // Its checksums were just computed from these very files: the first restore (a fork's
+      // child, at once) need not hash them again.
+      verified.set(dest, await filesSignature(dest, [STATE_FILE, MEMORY_FILE, diskCopy.path.slice(staging.length + 1)]));
       const record = snapshotRecord(vm, snapName, {
         diskFile: diskCopy.path.slice(staging.length + 1),
         diskFormat: diskCopy.format,
@@ -144,20 +147,32 @@ export async function verifySnapshot(ctx: DaemonContext, snap: SnapshotRecord): 
     ...slotCopyCheck(snap.workspace),
   ];
   const damaged = (detail: string) => new BangerError(ErrorCode.Integrity, `snapshot ${snap.name} is damaged: ${detail}`, `remove it (banger snapshot rm -f ${snap.name}) and take it again`);
-  const sig: string[] = [];
   for (const f of files) {
     const st = await stat(join(dir, f.file)).catch(() => undefined);
     if (!st) throw damaged(`its ${f.what} (${f.file}) is missing`);
     if (st.size !== f.bytes) throw damaged(`its ${f.what} (${f.file}) is ${humanBytes(st.size)} (${st.size} bytes), ${f.bytes} when taken`);
-    sig.push(`${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`);
   }
-  if (verified.get(dir) === sig.join(",")) return;
+  const sig = await filesSignature(
+    dir,
+    files.map((f) => f.file),
+  );
+  if (verified.get(dir) === sig) return;
   for (const f of files) {
     if (!f.sha256) continue;
     const { sha256 } = await sha256File(join(dir, f.file));
     if (sha256 !== f.sha256) throw damaged(`its ${f.what} (${f.file}) does not match the checksum recorded when it was taken`);
   }
-  verified.set(dir, sig.join(","));
+  verified.set(dir, sig);
+}
+
+/** What changes when a file is replaced or written: inode, size, times. */
+async function filesSignature(dir: string, files: string[]): Promise<string> {
+  const sig: string[] = [];
+  for (const f of files) {
+    const st = await stat(join(dir, f));
+    sig.push(`${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`);
+  }
+  return sig.join(",");
 }
 
 export async function listSnapshots(ctx: DaemonContext, all: boolean) {

@@ -44,6 +44,15 @@ test("a qcow2 overlay's snapshot keeps what was written before; clones of it are
   await write(a.path, "qcow2", 2 * MiB, 0xef);
   assert.ok(!(await holds(b.path, "qcow2", 2 * MiB, 0xef)), "one clone's writes are its own");
   assert.ok(!(await holds(snap.path, "qcow2", 2 * MiB, 0xef)), "the snapshot's disk is untouched");
+  // The second clone was written from the first one's bytes (no qemu-img run): a sound overlay too.
+  await runChecked(["qemu-img", "check", b.path]);
+  const infoB = JSON.parse((await runChecked(["qemu-img", "info", "--output=json", b.path])).stdout) as { "backing-filename"?: string; "virtual-size"?: number };
+  assert.equal(infoB["backing-filename"], snap.path);
+  assert.equal(infoB["virtual-size"], 64 * MiB);
+  assert.ok(await holds(b.path, "qcow2", 0, 0xab), "the second clone reads the snapshot's data too");
+  const notQcow2 = join(home.home, "not.qcow2");
+  await writeFile(notQcow2, Buffer.alloc(4096));
+  await assert.rejects(cloneFromSnapshot({ path: notQcow2, format: "qcow2" }, join(home.home, "d.qcow2"), "qcow2"), /is not a qcow2 disk/);
   assert.deepEqual(
     (await readdir(home.home)).filter((n) => n.includes(".partial-")),
     [],

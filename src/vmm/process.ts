@@ -283,7 +283,7 @@ export function connectUnix(path: string): Promise<Socket> {
  * Retries `attempt` until it succeeds, the VMM dies, the deadline passes or the signal
  * aborts; the last error explains a timeout.
  */
-export function retryUntil<T>(what: string, attempt: () => Promise<T>, opts: { pid?: number; timeoutMs: number; signal?: AbortSignal; logPath?: string }): Promise<T> {
+export function retryUntil<T>(what: string, attempt: () => Promise<T>, opts: { pid?: number; timeoutMs: number; signal?: AbortSignal; logPath?: string; maxDelayMs?: number }): Promise<T> {
   let lastError: unknown;
   return retry(
     async () => {
@@ -302,7 +302,7 @@ export function retryUntil<T>(what: string, attempt: () => Promise<T>, opts: { p
     {
       timeoutMs: opts.timeoutMs,
       delayMs: 10,
-      maxDelayMs: 250,
+      maxDelayMs: opts.maxDelayMs ?? 250,
       signal: opts.signal,
       onTimeout: () => {
         const why = lastError instanceof Error ? `: ${lastError.message}` : "";

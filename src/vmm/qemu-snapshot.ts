@@ -124,15 +124,15 @@ function listen(server: Server, path: string): Promise<void> {
 }
 
 /** Polls query-migrate until it completes; cancels it on abort or timeout. */
-async function waitMigration(qmp: Qmp, what: string, signal?: AbortSignal): Promise<void> {
-  const deadline = Date.now() + MIGRATION_TIMEOUT_MS;
+async function waitMigration(qmp: Qmp, what: string, signal?: AbortSignal, timeoutMs = MIGRATION_TIMEOUT_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   for (;;) {
     const res = await qmp<{ status?: string; "error-desc"?: string }>("query-migrate");
     if (res.status === "completed") return;
     if (res.status === "failed" || res.status === "cancelled") {
       throw new BangerError(ErrorCode.Failed, `${what} failed: ${res["error-desc"] ?? res.status}`, "see the VM's vmm.log");
     }
-    const stop = signal?.aborted ? cancelled() : Date.now() > deadline ? new BangerError(ErrorCode.Timeout, `${what} did not finish in ${MIGRATION_TIMEOUT_MS / 1000} s`) : undefined;
+    const stop = signal?.aborted ? cancelled() : Date.now() > deadline ? new BangerError(ErrorCode.Timeout, `${what} did not finish in ${timeoutMs / 1000} s`) : undefined;
     if (stop) {
       await qmp("migrate_cancel").catch(() => undefined);
       throw stop;
@@ -174,23 +174,16 @@ async function loadState(runtimeDir: string, qmpSocket: string, statePath: strin
   try {
     await qmp("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
     await qmp("migrate-incoming", { uri: `unix:${sock}` });
-    // QEMU closes the socket as soon as it has read the stream's end marker, which can beat our
-    // own end of the write ("Premature close"): the migration's status, not the write, decides.
-    let connected = false;
-    const sendError = await new Promise<Error | undefined>((resolve) => {
+    const streamError = await new Promise<unknown>((resolve) => {
       const conn = connect(sock);
       conn.once("error", resolve);
-      conn.once("connect", () => {
-        connected = true;
-        pipeline(createReadStream(statePath), conn).then(() => resolve(undefined), resolve);
-      });
+      conn.once("connect", () => pipeline(createReadStream(statePath), conn).then(() => resolve(undefined), resolve));
     });
-    if (sendError && !connected) throw sendError;
-    try {
-      await waitMigration(qmp, "loading the snapshot's device state", signal);
-    } catch (err) {
-      throw sendError ?? err;
-    }
+    // QEMU closes its end once it has read the whole state, which can beat our own end of the
+    // stream ("Premature close"): then QEMU's status says whether the load went through.
+    await waitMigration(qmp, "loading the snapshot's device state", signal, streamError ? 5000 : undefined).catch((err: unknown) => {
+      throw streamError ?? err;
+    });
     await qmp("cont");
   } catch (err) {
     // A failed load ends QEMU; its log says why.

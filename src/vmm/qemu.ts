@@ -5,6 +5,7 @@
 import { spawn } from "node:child_process";
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import type { Socket } from "node:net";
 import { Duplex } from "node:stream";
 import { chooseAccel, hasVhostVsock, type Accel } from "../host/index.ts";
 import { resolvePaths } from "../config/index.ts";
@@ -13,7 +14,7 @@ import { which } from "../util/exec.ts";
 import { consoleLogFiles } from "./console.ts";
 import { dialUnix } from "./dial.ts";
 import { BaseHandle } from "./handle.ts";
-import { CONSOLE_LOG, VMM_LOG, checkSocketPath, launchVmm, prepareRuntimeDir, readLiveState, retryUntil } from "./process.ts";
+import { CONSOLE_LOG, VMM_LOG, checkSocketPath, connectUnix, launchVmm, prepareRuntimeDir, readLiveState, retryUntil, type VmmState } from "./process.ts";
 import { followQmpEvents } from "./qmp-events.ts";
 import { qmpCommand } from "./qmp.ts";
 import { MIGRATE_IN_SOCKET, MIGRATE_OUT_SOCKET, restoreQemu, saveQemuSnapshot } from "./qemu-snapshot.ts";
@@ -191,6 +192,7 @@ export async function launchQemu(spec: VmSpec, opts: StartOptions = {}, extra: P
     // QEMU would map a stale file's contents as the new guest's RAM.
     await rm(memory.path, { force: true });
   }
+  let early: Socket | undefined;
   const state = await launchVmm({
     runtimeDir: spec.runtimeDir,
     argv: buildQemuArgv(spec, resolved),
@@ -211,14 +213,37 @@ export async function launchQemu(spec: VmSpec, opts: StartOptions = {}, extra: P
         timeoutMs: opts.timeoutMs ?? 15_000,
         signal: opts.signal,
         logPath: p.log,
+        // QEMU's socket appears 0.1-0.3 s after exec; a doubling backoff would wake up to ~150 ms
+        // after it. A refused connect to a Unix socket costs microseconds, so poll it closely.
+        maxDelayMs: 20,
       });
+      // A restore: the agent's serial port is connected BEFORE the device state loads. The
+      // snapshotted VM had its host connected, so the guest then sees no change (QEMU tells it
+      // only when the connection state differs from the saved one); connected after `cont`,
+      // the guest's agent would first read EOF and poll again ~200 ms later.
+      if (extra.incoming && resolved.agentChannel === "virtio-serial") {
+        early = await connectUnix(p.agent);
+        early.on("error", () => undefined); // QEMU gone: whoever takes the stream sees it closed
+      }
       await then?.(pid);
     },
+  }).catch((err) => {
+    early?.destroy();
+    throw err;
   });
-  return new QemuHandle(spec.runtimeDir, state);
+  return new QemuHandle(spec.runtimeDir, state, early);
 }
 
 class QemuHandle extends BaseHandle {
+  constructor(
+    runtimeDir: string,
+    state: VmmState,
+    /** The agent stream a restore connected before the state loaded: the first agentStream(). */
+    private early?: Socket,
+  ) {
+    super(runtimeDir, state);
+  }
+
   get agentOverSerial(): boolean {
     return this.state.agentSocket !== undefined;
   }
@@ -273,6 +298,9 @@ class QemuHandle extends BaseHandle {
 
   agentStream(opts: AgentStreamOptions = {}): Promise<Duplex> {
     const timeoutMs = opts.timeoutMs ?? 10_000;
+    const early = this.early;
+    this.early = undefined;
+    if (early && !early.destroyed) return Promise.resolve(early);
     if (this.state.agentSocket) {
       const path = this.state.agentSocket;
       return dialUnix(path, { pid: this.pid, timeoutMs, signal: opts.signal });
