@@ -143,3 +143,14 @@ test("an image a warm pool uses is refused naming the pool and how to empty it, 
   );
   ctx.store.close();
 });
+
+test("an image or kernel a snapshot uses is refused, naming the snapshot", () => {
+  const ctx = freshCtx();
+  const snap = { sourceVm: "dev", image: "img", kernel: "k", vmm: "qemu", cpus: 1, memoryBytes: 512 * 1024 ** 2, net: "full" as const, netPeer: false, hasNic: false };
+  const files = { diskFile: "disk.qcow2", diskFormat: "qcow2" as const, stateBytes: 1, memoryFileBytes: 1, diskBytes: 1, stateSha256: "a", diskSha256: "b", pauseMs: 1, workspace: null };
+  ctx.store.snapshots.insert({ ...snap, ...files, name: "s1", internal: false });
+  assert.throws(() => refuseIfUsed(ctx, "image", "img", "remove"), /^BangerError: cannot remove image img: snapshot s1 uses it \(their disks are overlays of its rootfs\.ext4\)$/);
+  assert.throws(() => refuseIfUsed(ctx, "kernel", "k", "replace"), /cannot replace kernel k: snapshot s1 uses it/);
+  assert.doesNotThrow(() => refuseIfUsed(ctx, "image", "other", "remove"));
+  ctx.store.close();
+});

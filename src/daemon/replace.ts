@@ -55,6 +55,7 @@ function hasRow(ctx: DaemonContext, kind: ArtifactKind, name: string): boolean {
 
 /** Refuses while VMs use it: their disks or boots name its files by path. */
 export function refuseIfUsed(ctx: DaemonContext, kind: ArtifactKind, name: string, doing: "remove" | "replace"): void {
+  refuseIfSnapshotted(ctx, kind, name, doing);
   const all = usersOf(ctx, kind, name);
   if (all.length === 0) return;
   const why = kind === "image" ? "their disks are overlays of its rootfs.ext4" : "they boot its files";
@@ -67,6 +68,22 @@ export function refuseIfUsed(ctx: DaemonContext, kind: ArtifactKind, name: strin
     ErrorCode.InUse,
     `cannot ${doing} ${kind} ${name}: it is used by ${used} (${why})`,
     `${users.length > 0 ? "remove those VMs first" : `empty the pool first: ${emptyPools}`}${users.length > 0 && pools.length > 0 ? `, and ${emptyPools}` : ""}${doing === "replace" ? ", or use another --name" : ""}`,
+  );
+}
+
+/**
+ * Snapshots name the image's rootfs.ext4 as their disk's backing file and restore into the
+ * kernel's files: removing or replacing either would break every VM restored from them later.
+ */
+function refuseIfSnapshotted(ctx: DaemonContext, kind: ArtifactKind, name: string, doing: "remove" | "replace"): void {
+  const snaps = ctx.store.snapshots.list().filter((s) => (kind === "image" ? s.image : s.kernel) === name);
+  if (snaps.length === 0) return;
+  const named = snaps.map((s) => (s.internal ? `${s.name} (the base of ${s.sourceVm}'s forks)` : s.name)).join(", ");
+  const why = kind === "image" ? "their disks are overlays of its rootfs.ext4" : "they restore into its files";
+  throw new BangerError(
+    ErrorCode.InUse,
+    `cannot ${doing} ${kind} ${name}: snapshot ${named} use${snaps.length === 1 ? "s" : ""} it (${why})`,
+    "remove those snapshots first (`banger snapshot rm NAME`; a fork base goes with its last child)",
   );
 }
 
