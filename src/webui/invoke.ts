@@ -1,9 +1,8 @@
-// Calling a daemon method from HTTP: the same handler the CLI's RPC call reaches, given a
-// CallContext made here (abort signal, progress, events, input) instead of the socket's.
+// Calling a daemon method from the dashboard's HTTP routes (rpc's callLocal, typed against
+// api's Methods), and the HTTP status of what a method threw.
 import type { Handlers, MethodName, ResultOf, StreamEvent, StreamInput } from "../api/index.ts";
-import type { CallContext } from "../rpc/index.ts";
-import { BangerError, ErrorCode, cancelled, errorJson } from "../util/errors.ts";
-import type { ProgressEvent } from "../util/progress.ts";
+import { type Handler, InputQueue, type LocalCallOptions, callLocal } from "../rpc/index.ts";
+import { BangerError, ErrorCode, errorJson } from "../util/errors.ts";
 
 /**
  * The daemon's method table as the dashboard gets it: typed against api's Methods, any part of
@@ -11,57 +10,17 @@ import type { ProgressEvent } from "../util/progress.ts";
  */
 export type DaemonTable = Partial<Handlers>;
 
-export interface InvokeOptions {
-  signal: AbortSignal;
-  progress?: (event: ProgressEvent) => void;
-  emit?: (event: StreamEvent) => void | Promise<void>;
-  /** Input for the call (terminal keystrokes, resizes); see InputQueue. */
-  input?: InputQueue;
-}
+export type InvokeOptions = LocalCallOptions<StreamEvent, StreamInput>;
 
 /**
- * Runs one method of the table. Unknown methods are a programming error here, not user input.
- * Params are whatever the HTTP request gave: the handler checks them, as for an RPC call.
+ * Runs one method of the table (rpc's callLocal, typed against api's Methods). Params are
+ * whatever the HTTP request gave: the handler checks them, as for an RPC call.
  */
 export async function invoke<M extends MethodName>(methods: DaemonTable, method: M, params: unknown, opts: InvokeOptions): Promise<ResultOf<M>> {
-  const handler: Handlers[M] | undefined = Object.hasOwn(methods, method) ? methods[method] : undefined;
-  if (!handler) throw new BangerError(ErrorCode.MethodNotFound, `daemon method ${method} is not available`, "update bangerd");
-  if (opts.signal.aborted) throw cancelled();
-  const ctx: CallContext = {
-    signal: opts.signal,
-    progress: (p) => opts.progress?.(p),
-    // Streaming handlers emit api's StreamEvents (CallContext's emit is untyped for rpc's sake).
-    emit: async (event) => {
-      await opts.emit?.(event as StreamEvent);
-    },
-    onInput: (listener) => opts.input?.listen(listener),
-  };
-  return handler(params, ctx);
+  return (await callLocal(methods as Partial<Record<string, Handler>>, method, params, opts)) as ResultOf<M>;
 }
 
-/** Input sent before the handler listens is kept (bounded), as the RPC server does. */
-export class InputQueue {
-  private listener: ((input: unknown) => void) | undefined;
-  private readonly early: StreamInput[] = [];
-
-  constructor(private readonly maxEarly = 64) {}
-
-  /** False when too much arrived before anyone listened: the caller should give up. */
-  push(input: StreamInput): boolean {
-    if (this.listener) {
-      this.listener(input);
-      return true;
-    }
-    if (this.early.length >= this.maxEarly) return false;
-    this.early.push(input);
-    return true;
-  }
-
-  listen(listener: (input: unknown) => void): void {
-    this.listener = listener;
-    for (const input of this.early.splice(0)) listener(input);
-  }
-}
+export { InputQueue };
 
 /** The HTTP status for an error a method threw. */
 export function httpStatus(err: unknown): number {

@@ -7,7 +7,7 @@
 // ({"t":"resize","rows":R,"cols":C}). Server → browser: binary frames are terminal output;
 // one text frame {"t":"exit",...} (or {"t":"error",...}) ends the call, then the socket closes.
 import type { WebSocket } from "ws";
-import { outBytes, type TerminalControl, type TerminalMessage, type TerminalMethod } from "../api/index.ts";
+import { outBytes, type StreamInput, type TerminalControl, type TerminalMessage, type TerminalMethod } from "../api/index.ts";
 import { type DaemonTable, errorBody, InputQueue, invoke } from "./invoke.ts";
 
 /** Keystrokes sent and not yet taken by the guest before we stop reading the socket. */
@@ -29,7 +29,7 @@ export function terminalSize(rows: unknown, cols: unknown): { rows: number; cols
 /** Runs `method` with `params` for as long as the socket is open. */
 export function bridgeTerminal(ws: WebSocket, methods: DaemonTable, method: TerminalMethod, params: Record<string, unknown>, onError: (err: unknown) => void): void {
   const abort = new AbortController();
-  const input = new InputQueue();
+  const input = new InputQueue<StreamInput>();
   let unacked = 0;
   const raw = (ws as unknown as { _socket?: { pause(): void; resume(): void } })._socket;
   const sendText = (msg: TerminalMessage) => {
