@@ -1,8 +1,8 @@
 // The layout rules of CONTRIBUTING.md, checked over a source tree (test/boundaries.test.ts runs
 // this on src/ and on small fixture trees). Folders are the first path segment under the root
 // (src/webui/app is part of webui). Rules, for every non-test .ts file:
-//   client: cli/ and webui/ import only the client-side folders of CLIENT_SIDE (never daemon/,
-//           store/ or guest/: they speak api/ and rpc/ to bangerd);
+//   client: cli/, webui/, e2b/, mcp/ and sdk/ import only the client-side folders of CLIENT_SIDE
+//           (never daemon/, store/ or guest/: they speak api/ and rpc/ to bangerd);
 //   index:  an import into another folder names that folder's index.ts (util/ has no index:
 //           its files are imported one by one);
 //   cycle:  no cycle in the graph of folders (type-only imports count: they couple too);
@@ -15,7 +15,7 @@ import { dirname, join, relative, resolve, sep } from "node:path";
 export const MAX_LINES = 400;
 /** Folders imported file by file: they have no index.ts on purpose. */
 export const NO_INDEX = new Set(["util"]);
-const CLIENTS = new Set(["cli", "webui"]);
+const CLIENTS = new Set(["cli", "webui", "e2b", "mcp", "sdk"]);
 /** What cli/ and webui/ may import; everything else is the daemon's side. Why each is client-side: */
 export const CLIENT_SIDE = new Set([
   "api", // the wire contract: method map, views, stream events
