@@ -32,8 +32,10 @@ async function collect(events: AsyncIterable<{ event?: ProcessEvent }>, onEvent?
       const text = Buffer.from(ev.value.output.value).toString();
       out[ev.value.output.case] += text;
       onEvent?.(text);
-    } else if (ev?.case === "end") end = ev.value;
-    else if (ev?.case === "keepalive") keepalives++;
+    } else if (ev?.case === "end") {
+      const { exitCode, exited, status, error } = ev.value;
+      end = { exitCode, exited, status, ...(error === undefined ? {} : { error }) };
+    } else if (ev?.case === "keepalive") keepalives++;
   }
   return { pid, ...out, end, keepalives };
 }
