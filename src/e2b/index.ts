@@ -12,3 +12,4 @@
 // imports only client-side folders (api/, rpc/, util/, config/), never daemon/ or store/.
 export type { EnvdDeps, EnvdSandbox } from "./envd/context.ts";
 export { E2bServer, type E2bServerOptions } from "./server.ts";
+export { API_HOST, ApiService, apiSettings, type ApiSettings } from "./service.ts";
