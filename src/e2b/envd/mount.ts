@@ -1,11 +1,15 @@
 // Which envd services the server mounts: the process and filesystem Connect services and the
-// /files handler, once their modules exist (e2b-proc: process*.ts, e2b-fs: filesystem*.ts,
-// files*.ts). Until then nothing is mounted: a Connect call answers Unimplemented and /files 404.
+// /files handler (e2b-proc: process*.ts, e2b-fs: filesystem*.ts, files*.ts). One not in yet
+// answers Unimplemented (Connect) or 404 (/files).
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ConnectRouter } from "@connectrpc/connect";
+import { Process } from "../gen/process_pb.ts";
 import type { EnvdDeps } from "./context.ts";
+import { processService } from "./process.ts";
 
-export function mountEnvd(_router: ConnectRouter, _deps: EnvdDeps): void {}
+export function mountEnvd(router: ConnectRouter, deps: EnvdDeps): void {
+  router.service(Process, processService(deps));
+}
 
 /** GET/POST /files, when the filesystem part is in. */
 mountEnvd.files = undefined as ((deps: EnvdDeps, req: IncomingMessage, res: ServerResponse) => Promise<void>) | undefined;
