@@ -140,7 +140,7 @@ describe("E2B control plane through the official SDK (real VMs under QEMU)", () 
   });
 
   it("expiry survives a daemon restart: a sandbox that expired while no daemon ran is removed at start", async () => {
-    await a.setTimeout(1000);
+    await Sandbox.setTimeout(a.sandboxId, 1000, bed.opts); // the rotated key (`a` holds the old one)
     await stopDaemon(bed.home); // VMs keep running without their daemon
     await new Promise((r) => setTimeout(r, 1500));
     // The next command starts a daemon (on a new free port, as BANGER_API_PORT=0 says).
