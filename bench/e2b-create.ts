@@ -40,11 +40,11 @@ async function cliCreate(h: BenchHome, n: number): Promise<{ ms: number; fromPoo
   return { ms, fromPool };
 }
 
-/** Whether the VM was taken from the pool: its create operation ran far shorter than a boot (the daemon logs the take). */
+/** Whether the VM was taken from the pool (the daemon logs each take). */
 async function tookFromPool(h: BenchHome, vm: string): Promise<boolean> {
   const { readFileSync } = await import("node:fs");
   const log = readFileSync(`${h.home}/logs/bangerd.log`, "utf8");
-  return log.split("\n").some((l) => l.includes('"pool') && l.includes(vm));
+  return log.split("\n").some((l) => l.includes("vm taken from pool") && l.includes(`"vm":"${vm}"`));
 }
 
 await runBench(async () => {
