@@ -7,6 +7,7 @@ import type { AvailableImage, AvailableKernel, ConfiguredDefaults, DefaultsPlan,
 import type { ForkResult, SnapshotRemoved, SnapshotTaken, SnapshotView } from "./snapshots.ts";
 import type { PoolList, PoolSetParams, PoolView } from "./pools.ts";
 import type { AttachResult, ExitStatus, Landing, ListeningPort, SessionView, VmStats, VmView, WorkspaceView } from "./vm.ts";
+import type { FsMethods } from "./fs.ts";
 
 /** No params: the call may send nothing or `{}`. */
 type None = Record<string, never> | undefined;
@@ -62,7 +63,7 @@ export interface SessionStartParams {
 
 type SessionRef = { vm: string; name: string };
 
-export interface Methods {
+export interface Methods extends FsMethods {
   "daemon.status": { params: None; result: DaemonStatus };
   "daemon.stop": { params: { cleanupNetwork?: boolean } | undefined; result: DaemonStopResult };
   "ops.list": { params: { limit?: number } | undefined; result: OperationView[] };
