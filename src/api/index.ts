@@ -14,6 +14,7 @@
 import type { RpcClient, TypedMethodTable } from "../rpc/index.ts";
 import type { MethodName, Methods } from "./methods.ts";
 
+export type { ApiState, SandboxCreateParams, SandboxMethods, SandboxView } from "./sandboxes.ts";
 export type { ExecRequest, MethodName, Methods, ParamsOf, ResultOf, SessionStartParams, VmCreateParams } from "./methods.ts";
 export type {
   AttachResult,

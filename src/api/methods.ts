@@ -6,6 +6,7 @@ import type { AuthorizeResult, DaemonStatus, DaemonStopResult, DnsSetupPlan, Net
 import type { AvailableImage, AvailableKernel, ConfiguredDefaults, DefaultsPlan, ImageView, InstalledKernel, KernelView, PullResult, Removed } from "./images.ts";
 import type { ForkResult, SnapshotRemoved, SnapshotTaken, SnapshotView } from "./snapshots.ts";
 import type { PoolList, PoolSetParams, PoolView } from "./pools.ts";
+import type { SandboxMethods } from "./sandboxes.ts";
 import type { AttachResult, ExitStatus, Landing, ListeningPort, SessionView, VmStats, VmView, WorkspaceView } from "./vm.ts";
 import type { FsMethods } from "./fs.ts";
 
@@ -63,7 +64,7 @@ export interface SessionStartParams {
 
 type SessionRef = { vm: string; name: string };
 
-export interface Methods extends FsMethods {
+export interface Methods extends FsMethods, SandboxMethods {
   "daemon.status": { params: None; result: DaemonStatus };
   "daemon.stop": { params: { cleanupNetwork?: boolean } | undefined; result: DaemonStopResult };
   "ops.list": { params: { limit?: number } | undefined; result: OperationView[] };

@@ -2,7 +2,7 @@
 // user running the CLI (root for the system root: the daemon's socket users cannot change
 // it). `set` checks a value by its key's type, and kernel and image names against what the
 // daemon has, then says when the change applies: at once (the daemon reads the file per
-// operation), the dashboard restarted in place (web.*: the daemon's web.reload), or at the
+// operation), the dashboard or the E2B API restarted in place (web.*, api.*: the daemon's web.reload, api.reload), or at the
 // daemon's next start (network.*). `get` prints the value in effect and where it comes from.
 import type { Command } from "commander";
 import {
@@ -151,7 +151,7 @@ async function checkNetwork(next: Config): Promise<void> {
   for (const upstream of next.dns?.upstream ?? []) parseUpstream(upstream);
 }
 
-/** Says when the change takes effect, applying the dashboard's at once when a daemon runs. */
+/** Says when the change takes effect, applying the dashboard's and the E2B API's at once when a daemon runs. */
 async function applyChange(paths: Paths, key: string, spec: KeySpec): Promise<void> {
   if (spec.applies === "live") return;
   const client = await RpcClient.connect<Methods>(paths.socket).catch(() => undefined);
@@ -161,14 +161,15 @@ async function applyChange(paths: Paths, key: string, spec: KeySpec): Promise<vo
       process.stderr.write(`banger: ${key} applies when the daemon restarts: banger daemon stop (running VMs keep running; the next command starts it)\n`);
       return;
     }
-    const state = await client.call("web.reload").catch((err: unknown) => {
+    const what = spec.applies === "api" ? "the E2B API" : "the dashboard";
+    const state = await client.call(spec.applies === "api" ? "api.reload" : "web.reload").catch((err: unknown) => {
       process.stderr.write(`banger: the running daemon could not apply ${key} (${inert(errorLine(err))}): banger daemon stop, and the next command starts one that does\n`);
       return undefined;
     });
     if (!state) return;
-    if (state.url) process.stdout.write(`dashboard on ${state.url} (banger web for a login link)\n`);
-    else if (state.error) process.stderr.write(`banger: the dashboard is enabled but not listening: ${inert(state.error)}\n`);
-    else process.stdout.write("dashboard off\n");
+    if (state.url) process.stdout.write(spec.applies === "api" ? `E2B API on ${state.url} (banger api env)\n` : `dashboard on ${state.url} (banger web for a login link)\n`);
+    else if (state.error) process.stderr.write(`banger: ${what} is enabled but not listening: ${inert(state.error)}\n`);
+    else process.stdout.write(`${what} off\n`);
   } finally {
     client.close();
   }

@@ -20,6 +20,7 @@ import { registerVm } from "./vm.ts";
 import { registerSession } from "./session.ts";
 import { registerSnapshot } from "./snapshot.ts";
 import { registerWeb } from "./web.ts";
+import { registerApi } from "./api.ts";
 
 const debug = process.argv.includes("--debug");
 const json = jsonRequested(process.argv.slice(2));
@@ -42,6 +43,7 @@ function buildProgram(): Command {
   registerConfig(program);
   registerNet(program);
   registerWeb(program);
+  registerApi(program);
   registerDaemon(program);
   registerInternal(program);
   addExamples(program);

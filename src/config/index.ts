@@ -17,6 +17,7 @@ export {
   CONFIG_KEY_SPECS,
   DEFAULT_MIN_FREE_BYTES,
   DEFAULT_POOL_MAX_MEMORY,
+  DEFAULT_API_PORT,
   DEFAULT_WEB_PORT,
   MAX_TAP_POOL,
   checkTapPool,
@@ -47,6 +48,8 @@ export interface Paths {
   /** The detached daemon's stdout and stderr (what it says before its log is open). */
   daemonStderr: string;
   configFile: string;
+  /** The E2B-compatible API's key (0600, made on first use; e2b/keys.ts). */
+  apiKeyFile: string;
   kernelsDir: string;
   imagesDir: string;
   vmsDir: string;
@@ -92,6 +95,7 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env): Paths {
     daemonLog: join(root, "logs", "bangerd.log"),
     daemonStderr: join(root, "logs", "bangerd.stderr"),
     configFile: join(root, "config.json"),
+    apiKeyFile: join(root, "api-key"),
     kernelsDir: join(root, "kernels"),
     imagesDir: join(root, "images"),
     vmsDir: join(root, "vms"),
@@ -177,6 +181,8 @@ export interface Config {
   /** Which VMM runs VMs: "qemu" or "firecracker"; unset picks what the host can do. */
   vmm?: string;
   web?: { enabled?: boolean; port?: number; address?: string };
+  /** The E2B-compatible API (e2b/): always on 127.0.0.1. */
+  api?: { enabled?: boolean; port?: number };
   network?: { enabled?: boolean; subnet?: string; bridge?: string; tap_pool?: number };
   /** Resolvers the guests' DNS forwards to (validated by the daemon); unset: the host's resolv.conf. */
   dns?: { upstream?: string[] };
@@ -241,9 +247,9 @@ export function parseConfig(text: string, source: string): Config {
   if (poolCap !== undefined && (typeof poolCap !== "number" || !Number.isSafeInteger(poolCap) || poolCap < 0)) {
     throw invalidArgument(`${source}: "pool.max_memory" must be a whole number of bytes`);
   }
-  const web = obj.web;
-  if (web !== undefined && (typeof web !== "object" || web === null || Array.isArray(web))) {
-    throw invalidArgument(`${source}: "web" must be an object`);
+  for (const section of ["web", "api"] as const) {
+    const v = obj[section];
+    if (v !== undefined && (typeof v !== "object" || v === null || Array.isArray(v))) throw invalidArgument(`${source}: "${section}" must be an object`);
   }
   return obj as Config;
 }

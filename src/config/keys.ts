@@ -13,6 +13,9 @@ import type { Config } from "./index.ts";
  */
 export const DEFAULT_WEB_PORT = 2264;
 
+/** The E2B-compatible API's port when none is configured (BANGER_API_PORT overrides it; tests use 0). */
+export const DEFAULT_API_PORT = 3049;
+
 /** How many idle taps `network.tap_pool` may keep ready. */
 export const MAX_TAP_POOL = 64;
 
@@ -24,9 +27,10 @@ export const DEFAULT_POOL_MAX_MEMORY = 2 * 1024 ** 3;
 
 /**
  * When a change applies: "live" (the daemon reads the config per operation), "web" (the
- * dashboard is restarted in place by `config set`), "restart" (read when the daemon starts).
+ * dashboard is restarted in place by `config set`), "api" (the E2B API likewise), "restart"
+ * (read when the daemon starts).
  */
-export type Applies = "live" | "web" | "restart";
+export type Applies = "live" | "web" | "api" | "restart";
 
 export interface KeySpec {
   description: string;
@@ -82,6 +86,13 @@ export const CONFIG_KEY_SPECS: Record<string, KeySpec> = {
   },
   "web.port": { description: `dashboard port (default ${DEFAULT_WEB_PORT}, fixed)`, applies: "web", default: DEFAULT_WEB_PORT, env: { name: "BANGER_WEB_PORT", read: (t) => Number(t) } },
   "web.address": { description: "dashboard listen address (non-loopback needs care)", applies: "web", default: "127.0.0.1" },
+  "api.enabled": {
+    description: "serve the E2B-compatible API on 127.0.0.1 (true/false); `config set` starts or stops it at once (banger api env)",
+    applies: "api",
+    default: false,
+    env: { name: "BANGER_API", read: (t) => (t === "1" ? true : undefined) },
+  },
+  "api.port": { description: `E2B-compatible API port (default ${DEFAULT_API_PORT})`, applies: "api", default: DEFAULT_API_PORT, env: { name: "BANGER_API_PORT", read: (t) => Number(t) } },
   "network.enabled": {
     description: "VM networking (bridge, NAT, DNS): default on for the system root, off under $BANGER_HOME",
     applies: "restart",
@@ -160,6 +171,7 @@ export function parseConfigText(key: string, text: string): unknown {
         .map((s) => s.trim())
         .filter((s) => s !== "");
     case "web.enabled":
+    case "api.enabled":
     case "network.enabled":
       if (text !== "true" && text !== "false") throw invalidArgument(`${key} takes true or false`);
       return text === "true";
@@ -167,6 +179,8 @@ export function parseConfigText(key: string, text: string): unknown {
       return checkTapPool(text, key);
     case "web.port":
       return checkWebPort(Number(text));
+    case "api.port":
+      return checkWebPort(Number(text), { key: "api.port" });
     case "min_free_bytes":
     case "pool.max_memory":
       return parseSize(text, key);
@@ -199,14 +213,15 @@ export function tapPoolSize(config: Config, env: NodeJS.ProcessEnv = process.env
 }
 
 /**
- * web.port's one check. `config set` stores 1-65535 (a fixed port keeps bookmarks working);
+ * web.port's (and api.port's) one check. `config set` stores 1-65535 (a fixed port keeps bookmarks working);
  * where the dashboard starts, 0 (any free port, what tests set through BANGER_WEB_PORT) is
  * fine too, and the error says how to fix the file.
  */
-export function checkWebPort(value: unknown, opts: { ephemeralOk?: boolean } = {}): number {
+export function checkWebPort(value: unknown, opts: { ephemeralOk?: boolean; key?: "web.port" | "api.port" } = {}): number {
   const min = opts.ephemeralOk ? 0 : 1;
+  const key = opts.key ?? "web.port";
   if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > 65535) {
-    throw invalidArgument(`web.port takes a port number from ${min} to 65535`, opts.ephemeralOk ? "banger config set web.port 8080" : undefined);
+    throw invalidArgument(`${key} takes a port number from ${min} to 65535`, opts.ephemeralOk ? `banger config set ${key} 8080` : undefined);
   }
   return value;
 }

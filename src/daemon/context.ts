@@ -6,6 +6,7 @@ import type { Progress } from "../util/progress.ts";
 import type { Logger } from "./logger.ts";
 import type { NetworkManager } from "./network.ts";
 import type { WarmPools } from "./pools.ts";
+import type { SandboxClock } from "./sandboxes.ts";
 import type { VmRuntime } from "./vm-runtime.ts";
 
 /** What a long operation gets from its RPC call: cancellation and a progress sink. */
@@ -27,6 +28,8 @@ export interface DaemonContext {
   network: NetworkManager;
   /** Warm pools: ready VMs a matching create takes, refilled in the background (pools.ts). */
   pools: WarmPools;
+  /** The E2B API's sandboxes' expiry (sandboxes.ts): told of every change to a sandbox. */
+  sandboxes: SandboxClock;
   startedAt: number;
   /** Asks the daemon to shut down after the current answer is sent. */
   requestShutdown(): void;

@@ -12,6 +12,7 @@ const program = new Command("bangerd")
   .option("--foreground", "run in the foreground (for systemd); logs also go to stderr")
   .option("--quiet", "with --foreground: log to the log file only")
   .option("--web", "also serve the dashboard on 127.0.0.1 (like web.enabled in the config)")
+  .option("--api", "also serve the E2B-compatible API on 127.0.0.1 (like api.enabled in the config)")
   .version(versionLine("bangerd"), "-V, --version")
   .exitOverride()
   .configureOutput({ outputError: (str, write) => write(str) });
@@ -22,9 +23,10 @@ try {
   const code = err instanceof CommanderError ? err.exitCode : 1;
   process.exit(code === 0 ? 0 : 2);
 }
-const opts = program.opts<{ foreground?: boolean; quiet?: boolean; web?: boolean }>();
-// A daemon started in the background inherits it.
+const opts = program.opts<{ foreground?: boolean; quiet?: boolean; web?: boolean; api?: boolean }>();
+// A daemon started in the background inherits them.
 if (opts.web) process.env.BANGER_WEB = "1";
+if (opts.api) process.env.BANGER_API = "1";
 const paths = resolvePaths();
 
 if (opts.foreground) {

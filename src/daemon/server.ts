@@ -20,6 +20,8 @@ import { tidyRoot } from "./sweep.ts";
 import { reconcileSnapshots } from "./snapshots.ts";
 import { watchVms } from "./vm-health.ts";
 import { Dashboard } from "../webui/index.ts";
+import { ApiService } from "../e2b/index.ts";
+import { SandboxClock } from "./sandboxes.ts";
 import type { Handlers } from "../api/index.ts";
 
 /**
@@ -61,6 +63,7 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
     runtime: new VmRuntime((vm, err) => log.warn("guest agent connection ended", { vm, error: errorLine(err) })),
     network,
     pools: new WarmPools(),
+    sandboxes: new SandboxClock(),
     startedAt: Date.now(),
     requestShutdown: () => shutdownRequested(),
     activeCalls: () => server?.activeCalls ?? 0,
@@ -75,11 +78,15 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
   // The dashboard (web.enabled or BANGER_WEB=1) serves the same method table; a port in use must not stop
   // the daemon. web.reload (config set web.*) starts, stops or moves it later.
   ctx.pools.start(ctx); // adopted members count; the rest are booted in the background
+  ctx.sandboxes.start(ctx); // expiries that passed while no daemon ran apply now
   const methods = buildMethodTable(ctx);
   const web = new Dashboard({ methods, paths, config: ctx.config, log });
   await web.apply();
+  // The E2B-compatible API (api.enabled or BANGER_API=1), likewise: off by default, a busy port is logged.
+  const api = new ApiService({ methods, paths, config: ctx.config, log });
+  await api.apply();
   // Typed as every method: a method missing from the table fails the typecheck.
-  const table: Handlers = { ...methods, ...web.methods() };
+  const table: Handlers = { ...methods, ...web.methods(), ...api.methods() };
   const rpc = new RpcServer(table, log);
   server = rpc;
   const gid = socketGroupId(socketGroupName());
@@ -92,7 +99,9 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
     if (stopping) return;
     stopping = true;
     log.info("bangerd stopping", { reason });
+    ctx.sandboxes.close();
     await web.close();
+    await api.close();
     await rpc.close();
     // Pooled VMs are disposable: none is left running without a daemon to hand it out.
     await ctx.pools.close(ctx).catch((err: unknown) => log.warn("pool cleanup failed", { error: errorLine(err) }));

@@ -1,5 +1,5 @@
 // Package store is banger's state in SQLite (WAL): kernels, images, vms, snapshots
-// (snapshots.ts), sessions, operations, warm pools (pools.ts) and daemon-wide settings, with numbered migrations applied when the daemon opens it.
+// (snapshots.ts), sessions, operations, warm pools (pools.ts), the E2B API's sandboxes (sandboxes.ts) and daemon-wide settings, with numbered migrations applied when the daemon opens it.
 //
 // Only the daemon opens the store. Every write is one transaction, so a daemon killed
 // mid-write leaves the previous consistent state. The store records what exists; the files
@@ -13,6 +13,9 @@ export type { SnapshotRecord, SnapshotWorkspace } from "./snapshots.ts";
 import { PoolTable } from "./pools.ts";
 
 export type { PoolRecord, PoolSpec } from "./pools.ts";
+import { SandboxTable } from "./sandboxes.ts";
+
+export type { SandboxRecord } from "./sandboxes.ts";
 import {
   type KernelRecord,
   type ImageRecord,
@@ -38,6 +41,8 @@ export class Store {
   readonly snapshots: SnapshotTable;
   /** Warm pools and their members (pools.ts). */
   readonly pools: PoolTable;
+  /** The E2B-compatible API's sandboxes (sandboxes.ts). */
+  readonly sandboxes: SandboxTable;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -50,6 +55,7 @@ export class Store {
     this.migrate();
     this.snapshots = new SnapshotTable(this.db);
     this.pools = new PoolTable(this.db, (r) => vmFromRow(r));
+    this.sandboxes = new SandboxTable(this.db);
   }
 
   /** Applies the migrations the file has not seen yet, each in its own transaction. */

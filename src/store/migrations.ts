@@ -160,4 +160,22 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE vms ADD COLUMN pool TEXT;
   CREATE INDEX vms_pool ON vms(pool) WHERE pool IS NOT NULL;
   `,
+  // 6: sandboxes (the E2B-compatible API's). A sandbox is a VM (vm: its row, removed with it)
+  // with what the API keeps beside it: the template it was asked for, metadata and envVars
+  // (JSON), the access token its sandbox plane checks (NULL: not secure), when it expires
+  // (end_at: removed then, or paused when auto_pause) and when it started.
+  `
+  CREATE TABLE sandboxes (
+    id            TEXT PRIMARY KEY,
+    vm            TEXT NOT NULL UNIQUE REFERENCES vms(name) ON DELETE CASCADE ON UPDATE CASCADE,
+    template      TEXT NOT NULL,
+    metadata      TEXT NOT NULL DEFAULT '{}',
+    env_vars      TEXT NOT NULL DEFAULT '{}',
+    access_token  TEXT,
+    end_at        TEXT NOT NULL,
+    auto_pause    INTEGER NOT NULL DEFAULT 0,
+    started_at    TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX sandboxes_end_at ON sandboxes(end_at);
+  `,
 ];

@@ -3,7 +3,7 @@ import { invalidArgument } from "./errors.ts";
 
 export const NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/;
 
-export type NamedKind = "kernel" | "image" | "vm" | "session" | "snapshot";
+export type NamedKind = "kernel" | "image" | "vm" | "session" | "snapshot" | "sandbox" | "template";
 
 export function isValidName(name: string): boolean {
   return NAME_PATTERN.test(name);

@@ -91,6 +91,7 @@ export const SCRATCH: readonly ScratchPattern[] = [
   { dir: (p) => p.vmsDir, perEntry: true, match: new RegExp(`^\\.workspace-staging-${MKDTEMP}$`), maker: "daemon", madeBy: "daemon/workspace-disk.ts (vm.workspace.put)" },
   { dir: (p) => p.root, match: new RegExp(`^\\.reflink-probe-${MKDTEMP}$`), maker: "any", madeBy: "disk/strategies.ts (doctor's probe)" },
   { dir: (p) => p.root, match: /^config\.json\.tmp-(\d+)$/, maker: "any", madeBy: "config saveConfig (the CLI)" },
+  { dir: (p) => p.root, match: /^api-key\.tmp-(\d+)$/, maker: "daemon", madeBy: "e2b/keys.ts (the E2B API's key)" },
   // Outside the root, shared by every root's daemon: the pid says whose (a live one's is never taken).
   { dir: () => "/dev/shm", match: new RegExp(`^banger-ws-(\\d+)-${MKDTEMP}$`), maker: "any", madeBy: "daemon/workspace-disk.ts (vm.workspace.put, in memory)" },
   { dir: (p) => p.sshDir, match: /^.+\.tmp-(\d+)(?:\.pub)?$/, maker: "any", madeBy: "net/ssh.ts" },

@@ -10,7 +10,7 @@ import { createGunzip } from "node:zlib";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { INPUT_CHUNK_BYTES, INPUT_WINDOW_BYTES, type FsStreamEvent, type StreamEvent, type StreamInput } from "../../api/index.ts";
 import { InputQueue } from "../../rpc/index.ts";
-import type { EnvdDeps, EnvdSandbox } from "./filesystem-context.ts";
+import type { EnvdDeps, EnvdSandbox } from "./context.ts";
 import { callDaemon, checkUser, toHttpError } from "./filesystem-shared.ts";
 import { MultipartError, multipartBoundary, readMultipart } from "./files-multipart.ts";
 

@@ -8,7 +8,7 @@ import type { FsEntry, MethodName, ParamsOf, ResultOf } from "../../api/index.ts
 import { type Handler, type LocalCallOptions, callLocal } from "../../rpc/index.ts";
 import { BangerError, ErrorCode } from "../../util/errors.ts";
 import { type EntryInfoSchema, FileType } from "../gen/filesystem_pb.ts";
-import type { EnvdDeps } from "./filesystem-context.ts";
+import type { EnvdDeps } from "./context.ts";
 
 /** Runs one of the daemon's methods in this process, as an RPC call over the socket would. */
 export async function callDaemon<M extends MethodName>(deps: EnvdDeps, method: M, params: ParamsOf<M>, opts: LocalCallOptions<unknown, unknown>): Promise<ResultOf<M>> {

@@ -7,7 +7,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { FsEvent, FsStreamEvent } from "../../api/index.ts";
 import { EventType, type Filesystem, type FilesystemEventSchema } from "../gen/filesystem_pb.ts";
-import type { EnvdDeps } from "./filesystem-context.ts";
+import type { EnvdDeps } from "./context.ts";
 import { callDaemon, entryInfo, toConnectError, userFromHeaders } from "./filesystem-shared.ts";
 
 /** Events held per watch before the guest is made to wait. */

@@ -5,7 +5,7 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { MethodName, ParamsOf, ResultOf } from "../../api/index.ts";
 import type { Filesystem } from "../gen/filesystem_pb.ts";
-import type { EnvdDeps } from "./filesystem-context.ts";
+import type { EnvdDeps } from "./context.ts";
 import { callDaemon, entryInfo, toConnectError, userFromHeaders } from "./filesystem-shared.ts";
 import { watchService } from "./filesystem-watch.ts";
 
