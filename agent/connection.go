@@ -280,6 +280,11 @@ type openReq struct {
 	Seed       []byte         `json:"seed,omitempty"` // base64 in JSON
 	TimeUnixMs int64          `json:"time_unix_ms,omitempty"`
 	Net        *reidentifyNet `json:"net,omitempty"`
+	// fs.* (fs.go, fsio.go, fswatch.go).
+	Dest      string `json:"dest,omitempty"`
+	Depth     int    `json:"depth,omitempty"`
+	Limit     int    `json:"limit,omitempty"`
+	Recursive bool   `json:"recursive,omitempty"`
 }
 
 type winsize struct {

@@ -8,6 +8,7 @@ import type { ForkResult, SnapshotRemoved, SnapshotTaken, SnapshotView } from ".
 import type { PoolList, PoolSetParams, PoolView } from "./pools.ts";
 import type { SandboxMethods } from "./sandboxes.ts";
 import type { AttachResult, ExitStatus, Landing, ListeningPort, SessionView, VmStats, VmView, WorkspaceView } from "./vm.ts";
+import type { FsMethods } from "./fs.ts";
 
 /** No params: the call may send nothing or `{}`. */
 type None = Record<string, never> | undefined;
@@ -63,7 +64,7 @@ export interface SessionStartParams {
 
 type SessionRef = { vm: string; name: string };
 
-export interface Methods extends SandboxMethods {
+export interface Methods extends FsMethods, SandboxMethods {
   "daemon.status": { params: None; result: DaemonStatus };
   "daemon.stop": { params: { cleanupNetwork?: boolean } | undefined; result: DaemonStopResult };
   "ops.list": { params: { limit?: number } | undefined; result: OperationView[] };

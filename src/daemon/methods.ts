@@ -1,12 +1,13 @@
 // The method table: every RPC method name → its handler, typed against api/'s method map (a
 // handler returning the wrong shape fails the typecheck). This file only composes the
-// tables; each lives beside the operations it calls (methods-vm.ts, methods-snapshots.ts, methods-images.ts,
+// tables; each lives beside the operations it calls (methods-vm.ts, methods-fs.ts, methods-snapshots.ts, methods-images.ts,
 // methods-daemon.ts, sessions.ts, workspace.ts, pools.ts, ...), where handlers only check their params
 // and call one operation. web.* are the dashboard's (webui/control.ts), api.* the E2B API's (e2b/control.ts).
 import type { Handlers, MethodName } from "../api/index.ts";
 import { configDefaultsMethods } from "./config-defaults.ts";
 import type { DaemonContext } from "./context.ts";
 import { defaultsMethods } from "./defaults.ts";
+import { fsMethods } from "./methods-fs.ts";
 import { landingMethods } from "./landing.ts";
 import { daemonMethods } from "./methods-daemon.ts";
 import { imageMethods, kernelMethods } from "./methods-images.ts";
@@ -36,6 +37,7 @@ export function buildMethodTable(ctx: DaemonContext): Handlers<DaemonMethod> {
     ...landingMethods(ctx),
     ...networkMethods(ctx),
     ...vmMethods(ctx),
+    ...fsMethods(ctx),
     ...snapshotMethods(ctx),
     ...poolMethods(ctx),
     ...sandboxMethods(ctx),

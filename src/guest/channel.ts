@@ -27,6 +27,9 @@ const OUTPUT_STREAMS: Record<string, readonly Stream[]> = {
   tcp: [Stream.Out],
   "session.attach": [Stream.Out],
   "session.logs": [Stream.Out],
+  "fs.list": [Stream.Out],
+  "fs.read": [Stream.Out],
+  "fs.watch": [Stream.Out],
 };
 
 interface Deferred<T> {

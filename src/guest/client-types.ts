@@ -4,6 +4,7 @@ import type { Duplex, Readable, Writable } from "node:stream";
 import type { BangerError } from "../util/errors.ts";
 import type { AgentHealth, AgentInfo, ExitStatus, GuestStats, GuestUser, ListeningPort, SessionInfo } from "./messages.ts";
 import type { ReidentifyParams } from "./identity.ts";
+import type { GuestFs } from "./fs.ts";
 
 export interface ConnectOptions {
   /** Handshake deadline (the agent may still be booting on a serial port). Default 10 s. */
@@ -96,6 +97,8 @@ export interface AgentClient {
   exec(opts: ExecOptions): Promise<ExecHandle>;
   putFiles(destDir: string, tar: Readable, opts?: PutOptions): Promise<{ files: number; bytes: number }>;
   getFiles(path: string): Promise<Readable>;
+  /** One path's filesystem operations as a guest user (features "fs", "fs.watch"). */
+  readonly fs: GuestFs;
   /**
    * Mounts the ext4 on the disk whose virtio-blk serial is `serial` at `path` (feature
    * "disk.mount"); resolves with the guest's device name (untrusted text).

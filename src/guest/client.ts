@@ -24,6 +24,7 @@ import { pumpInto, type Channel } from "./channel.ts";
 import { handshake } from "./handshake.ts";
 import { reidentifyRequest, requireReidentify, type ReidentifyParams } from "./identity.ts";
 import { Mux } from "./mux.ts";
+import { guestFs, type GuestFs } from "./fs.ts";
 import type { AgentClient, ConnectOptions, ExecHandle, ExecOptions, PutOptions, SessionAttachment, SessionOutput, SessionStartOptions } from "./client-types.ts";
 
 /** Runs the versioned handshake over a connected byte stream and returns the client. */
@@ -36,12 +37,14 @@ export async function connectAgent(stream: Duplex, opts: ConnectOptions = {}): P
 /** The operations, each on its own channel of the connection. */
 class Client implements AgentClient {
   readonly done: Promise<BangerError | undefined>;
+  readonly fs: GuestFs;
 
   constructor(
     private readonly mux: Mux,
     readonly info: AgentInfo,
   ) {
     this.done = mux.done;
+    this.fs = guestFs(mux, info);
   }
 
   close(): void {

@@ -16,6 +16,14 @@ const START_FAILURES: Record<string, { code: ErrorCode; hint?: string }> = {
   bad_cwd: { code: ErrorCode.NotFound, hint: "pick another with -w/--workdir" },
 };
 
+/** The agent's other ERROR codes that say more than "failed". */
+const ERROR_CODES: Record<string, ErrorCode> = {
+  not_found: ErrorCode.NotFound,
+  invalid: ErrorCode.InvalidArgument,
+  exists: ErrorCode.AlreadyExists,
+  no_space: ErrorCode.ResourceExhausted,
+};
+
 /** An ERROR payload from the agent as a BangerError with a one-line, bounded message. */
 export function agentError(payload: Buffer, what: string): BangerError {
   let code = "failed";
@@ -31,7 +39,7 @@ export function agentError(payload: Buffer, what: string): BangerError {
   // Why a command did not start: the guest's own words are the whole message, like a shell's.
   const cause = START_FAILURES[code];
   if (cause) return new BangerError(cause.code, line, cause.hint);
-  const errCode = code === "not_found" ? ErrorCode.NotFound : code === "invalid" ? ErrorCode.InvalidArgument : code === "exists" ? ErrorCode.AlreadyExists : ErrorCode.Failed;
+  const errCode = ERROR_CODES[code] ?? ErrorCode.Failed;
   return new BangerError(errCode, `guest agent: ${what}: ${line}`, code === "protocol" ? "the host and agent disagree on the protocol; rebuild the image's agent" : undefined);
 }
 

@@ -1,7 +1,8 @@
 // Package guest owns the host side of the guest agent protocol (agent/PROTOCOL.md): the
 // handshake (handshake.ts), one multiplexed stream of channels with credit-based flow control
 // (mux.ts, channel.ts), and typed operations (client.ts: health, exec with PTY, files as tar,
-// ports, stats, shutdown, tcp forward, detached sessions, user lookup, and reidentify: identity.ts,
+// ports, stats, shutdown, tcp forward, detached sessions, user lookup, one path's filesystem
+// operations (fs.ts: stat, list, mkdir, move, remove, read, write, watch), and reidentify: identity.ts,
 // a restored or forked guest made a new machine). What the stats mean
 // (memory used, CPU busy) is api/'s, as is the GuestStats shape it parses into. Words: a *connection* is one
 // handshaken stream to the agent; a *session* is only a detached process in the guest
@@ -18,6 +19,7 @@ export { connectAgent } from "./client.ts";
 export { MAX_BUFFERED_BYTES, MAX_CHANNELS } from "./mux.ts";
 export type { AgentClient, ConnectOptions, ExecHandle, ExecOptions, PutOptions, SessionAttachment, SessionOutput, SessionStartOptions } from "./client-types.ts";
 export type { ReidentifyParams } from "./identity.ts";
+export type { FsWatch, GuestFs } from "./fs.ts";
 export type { AgentHealth, AgentInfo, ExitStatus, GuestStats, GuestUser, ListeningPort, SessionInfo } from "./messages.ts";
 export { agentBinary, agentDir, buildAgent, hostAgentArch } from "./agentbin.ts";
 export type { AgentArch } from "./agentbin.ts";
