@@ -1,13 +1,17 @@
 // The E2B-compatible API's filesystem (envd's Filesystem service and /files), driven by the
 // unmodified official `e2b` SDK (2.45.0) against a real bangerd and a real VM (QEMU): write
 // (text, bytes, several files, a stream), read (text, bytes, stream), list with a depth,
-// exists, makeDir, rename, remove, getInfo, watchDir (events for a write and a remove),
-// missing paths as the SDK's NotFoundError, all as the image's non-root user (busybox's `dev`,
+// exists, makeDir, rename, remove, getInfo, watchDir (events for a write and a remove, and
+// recursive), the polling watcher calls (over Connect: the SDK does not use them), missing
+// paths as the SDK's NotFoundError, bad writes and unknown users as its other errors, all as the image's non-root user (busybox's `dev`,
 // where commands land) unless a call names another.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { FileType, type FilesystemEvent, InvalidArgumentError, NotFoundError, Sandbox } from "e2b";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { AuthenticationError, FileType, type FilesystemEvent, InvalidArgumentError, NotFoundError, Sandbox } from "e2b";
+import { Filesystem } from "../../src/e2b/gen/filesystem_pb.ts";
 import { type E2bTestBed, startE2bTestBed } from "../kits/e2b.ts";
 
 const HOME = "/home/dev";
@@ -151,6 +155,51 @@ describe("E2B filesystem through the official SDK (real VM under QEMU)", () => {
       sbx.files.watchDir("/tmp/not-there", () => undefined),
       NotFoundError,
     );
+  });
+
+  it("watchDir with recursive sees changes in subdirectories, ones made after it started too", async () => {
+    await sbx.files.makeDir("/tmp/rec/old");
+    const events: FilesystemEvent[] = [];
+    const handle = await sbx.files.watchDir("/tmp/rec", (e) => void events.push(e), { recursive: true });
+    try {
+      await sbx.files.write("/tmp/rec/old/a.txt", "a");
+      await sbx.files.makeDir("/tmp/rec/new");
+      await new Promise((r) => setTimeout(r, 300)); // the new directory's watch is added when its create arrives
+      await sbx.files.write("/tmp/rec/new/b.txt", "b");
+      const deadline = Date.now() + 30_000;
+      while (!events.some((e) => e.name === "new/b.txt") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      const seen = events.map((e) => `${e.type}:${e.name}`);
+      for (const want of ["create:old/a.txt", "create:new", "create:new/b.txt"]) assert.ok(seen.includes(want), `${want} in ${seen.join(" ")}`);
+    } finally {
+      await handle.stop();
+    }
+  });
+
+  it("the polling watcher calls (CreateWatcher, GetWatcherEvents, RemoveWatcher) over Connect", async () => {
+    // The SDK does not use these; a Connect client with the SDK's own headers does.
+    const token = (sbx as unknown as { envdAccessToken?: string }).envdAccessToken;
+    const headers: Record<string, string> = { "E2b-Sandbox-Id": sbx.sandboxId, Authorization: `Basic ${Buffer.from("dev:").toString("base64")}` };
+    if (token) headers["X-Access-Token"] = token;
+    const fs = createClient(Filesystem, createConnectTransport({ baseUrl: bed.opts.sandboxUrl, httpVersion: "1.1", useBinaryFormat: false }));
+    await sbx.files.makeDir("polled");
+    const { watcherId } = await fs.createWatcher({ path: "polled" }, { headers });
+    await sbx.files.write("polled/p.txt", "p");
+    let names: string[] = [];
+    const deadline = Date.now() + 30_000;
+    while (!names.includes("1:p.txt") && Date.now() < deadline) {
+      const { events } = await fs.getWatcherEvents({ watcherId }, { headers });
+      names = [...names, ...events.map((e) => `${e.type}:${e.name}`)];
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(names.includes("1:p.txt"), `a create event (type 1) for p.txt in ${names.join(" ")}`);
+    await fs.removeWatcher({ watcherId }, { headers });
+    await assert.rejects(fs.getWatcherEvents({ watcherId }, { headers }), (err: unknown) => err instanceof ConnectError && err.code === Code.NotFound);
+  });
+
+  it("refuses to write over a directory (InvalidArgumentError) and an unknown user (AuthenticationError)", async () => {
+    await assert.rejects(sbx.files.write("/tmp", "x"), InvalidArgumentError);
+    await assert.rejects(sbx.files.read("/etc/passwd", { user: "no-such-user" }), AuthenticationError);
+    await assert.rejects(sbx.files.getInfo("/etc/passwd", { user: "no-such-user" }), AuthenticationError);
   });
 
   it("acts as another user when a call names one", async () => {
