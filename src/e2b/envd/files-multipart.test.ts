@@ -2,6 +2,7 @@
 // sends), split into chunks at every kind of place, and against malformed or oversized ones.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { Readable } from "node:stream";
 import { MultipartError, multipartBoundary, readMultipart } from "./files-multipart.ts";
 
 async function encode(files: Array<{ name: string; data: Uint8Array<ArrayBuffer> | string }>): Promise<{ body: Buffer; boundary: string }> {
@@ -20,7 +21,7 @@ async function* chunked(buf: Buffer, size: number): AsyncGenerator<Buffer> {
 
 async function parse(body: Buffer, boundary: string, chunk: number, max = 1 << 30) {
   const parts: Array<{ name: string; filename: string | undefined; data: Buffer }> = [];
-  await readMultipart(chunked(body, chunk), boundary, max, async (p) => {
+  await readMultipart(Readable.from(chunked(body, chunk), { objectMode: false }), boundary, max, async (p) => {
     const bufs: Buffer[] = [];
     for await (const b of p.body) bufs.push(b as Buffer);
     parts.push({ name: p.name, filename: p.filename, data: Buffer.concat(bufs) });

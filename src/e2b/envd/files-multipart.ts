@@ -25,6 +25,47 @@ export function multipartBoundary(contentType: string | undefined): string | und
   return m ? (m[1] ?? m[2]) : undefined;
 }
 
+/**
+ * Chunks of a stream, one per next(), undefined at its end. Unlike for-await, stopping early
+ * leaves the stream alone (an HTTP request destroyed would take its response with it): the
+ * caller may resume() it to discard the rest.
+ */
+export function chunksOf(stream: Readable): AsyncIterator<Buffer> {
+  let ended = false;
+  let failed: Error | undefined;
+  stream.on("end", () => (ended = true));
+  stream.on("error", (err) => (failed = err));
+  const wait = () =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        stream.off("readable", done);
+        stream.off("end", done);
+        stream.off("error", done);
+        stream.off("close", done);
+        resolve();
+      };
+      stream.on("readable", done);
+      stream.on("end", done);
+      stream.on("error", done);
+      stream.on("close", done);
+    });
+  return {
+    async next(): Promise<IteratorResult<Buffer>> {
+      for (;;) {
+        if (failed) throw failed;
+        const chunk = stream.read() as Buffer | string | null;
+        if (chunk !== null) return { value: Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk), done: false };
+        if (ended || stream.destroyed) {
+          if (failed) throw failed;
+          if (!ended) throw new MultipartError("the upload was cut off");
+          return { value: undefined, done: true };
+        }
+        await wait();
+      }
+    },
+  };
+}
+
 /** Reads buffered bytes from an async chunk source, counting them against maxBytes. */
 class Reader {
   buf: Buffer = Buffer.alloc(0);
@@ -73,8 +114,8 @@ class Reader {
  * Calls onPart for each part in order, streaming its body; resolves after the closing
  * boundary. onPart must consume (or destroy) the body; a failure in it ends the reading.
  */
-export async function readMultipart(body: AsyncIterable<Buffer>, boundary: string, maxBytes: number, onPart: (part: Part) => Promise<void>): Promise<void> {
-  const r = new Reader(body[Symbol.asyncIterator](), maxBytes);
+export async function readMultipart(body: Readable, boundary: string, maxBytes: number, onPart: (part: Part) => Promise<void>): Promise<void> {
+  const r = new Reader(chunksOf(body), maxBytes);
   const delim = Buffer.from(`\r\n--${boundary}`);
   // The first boundary may open the body without the CRLF before it.
   r.buf = Buffer.from("\r\n");
@@ -89,7 +130,10 @@ export async function readMultipart(body: AsyncIterable<Buffer>, boundary: strin
     const headers = parseHeaders((await r.until(Buffer.from("\r\n\r\n"), MAX_HEADER_BYTES)).toString("utf8"));
     const out = new PassThrough({ highWaterMark: CHUNK });
     let consumerDone = false;
-    const consumer = onPart({ ...headers, body: out }).finally(() => (consumerDone = true));
+    const consumer = onPart({ ...headers, body: out }).finally(() => {
+      consumerDone = true;
+      if (!out.writableEnded) out.destroy(); // it gave up early: wake the pump, drop the rest
+    });
     consumer.catch(() => undefined);
     await pumpBody(r, delim, out, () => consumerDone || out.destroyed).catch((err: unknown) => {
       out.destroy(err as Error);

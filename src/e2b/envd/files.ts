@@ -12,7 +12,7 @@ import { INPUT_CHUNK_BYTES, INPUT_WINDOW_BYTES, type FsStreamEvent, type StreamE
 import { InputQueue } from "../../rpc/index.ts";
 import type { EnvdDeps, EnvdSandbox } from "./context.ts";
 import { callDaemon, checkUser, toHttpError } from "./filesystem-shared.ts";
-import { MultipartError, multipartBoundary, readMultipart } from "./files-multipart.ts";
+import { MultipartError, chunksOf, multipartBoundary, readMultipart } from "./files-multipart.ts";
 
 /** The most one POST /files may carry (all its files). */
 export const MAX_UPLOAD_BYTES = 16 * 1024 ** 3;
@@ -51,7 +51,8 @@ export async function handleFiles(deps: EnvdDeps, req: IncomingMessage, res: Ser
     throw new HttpError(405, `method ${req.method} not allowed on /files`);
   } catch (err) {
     sendError(res, err);
-    req.resume(); // an upload refused early: its body is not read further
+  } finally {
+    req.resume(); // whatever of the body was not read (an upload refused early, the epilogue) is discarded
   }
 }
 
@@ -163,9 +164,11 @@ async function writeFile(deps: EnvdDeps, params: { name: string; user: string | 
   const pump = async () => {
     let batch: Buffer[] = [];
     let size = 0;
-    for await (const chunk of body) {
-      if (finished) return; // the write failed: stop reading
-      const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
+    const chunks = chunksOf(body);
+    for (;;) {
+      const { value: b, done } = await chunks.next();
+      if (done) break;
+      if (finished) return; // the write failed: stop reading (the caller discards the rest)
       batch.push(b);
       size += b.length;
       if (size >= INPUT_CHUNK_BYTES) {
