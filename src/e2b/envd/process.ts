@@ -128,12 +128,18 @@ async function write(entry: ProcessEntry, input: ProcessInput | undefined, signa
 
 /** The start event, then the process's output as ProcessEvents until its end or the client leaves. */
 async function* follow(entry: ProcessEntry, stream: Subscriber, ctx: HandlerContext): AsyncGenerator<EventInit> {
+  // A client gone before the first event was pulled must not leave a queue nobody drains
+  // (it would hold the process's output back once full).
+  const gone = () => entry.detach(stream);
+  if (ctx.signal.aborted) gone();
+  ctx.signal.addEventListener("abort", gone, { once: true });
   try {
     yield { event: { event: { case: "start", value: { pid: entry.pid } } } };
     for await (const out of stream.drain(ctx.signal, keepaliveMs(ctx.requestHeader))) yield eventOf(out);
   } catch (err) {
     throw connectError(err);
   } finally {
+    ctx.signal.removeEventListener("abort", gone);
     entry.detach(stream);
   }
 }
