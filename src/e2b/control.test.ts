@@ -22,7 +22,7 @@ describe("the control plane's list queries", () => {
     const seen: string[] = [];
     let token: string | null = null;
     for (let i = 0; i < 10; i++) {
-      const p = page(items, "2", token);
+      const p: { items: { id: string }[]; next?: string } = page(items, "2", token);
       seen.push(...p.items.map((x) => x.id));
       if (!p.next) break;
       token = p.next;
