@@ -63,6 +63,9 @@ describe("E2B filesystem through the official SDK (real VM under QEMU)", () => {
     );
     assert.equal(await sbx.files.read("/tmp/many/sub/b.txt"), "BB");
     assert.equal(await sbx.files.read("many/c.txt"), "CCC");
+    // gzip: the SDK compresses the body (Content-Encoding: gzip, application/octet-stream).
+    await sbx.files.write("/tmp/gz/z.txt", "zipped ".repeat(1000), { gzip: true });
+    assert.equal(await sbx.files.read("/tmp/gz/z.txt", { gzip: true }), "zipped ".repeat(1000));
     // 24 MiB through a stream (the SDK then sends application/octet-stream), back as a stream.
     const big = randomBytes(24 * 1024 * 1024);
     const t0 = Date.now();
