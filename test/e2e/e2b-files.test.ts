@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { AuthenticationError, FileType, type FilesystemEvent, InvalidArgumentError, NotFoundError, Sandbox } from "e2b";
+import { AuthenticationError, FileType, type FilesystemEvent, InvalidArgumentError, NotFoundError, Sandbox, TimeoutError } from "e2b";
 import { Filesystem } from "../../src/e2b/gen/filesystem_pb.ts";
 import { type E2bTestBed, startE2bTestBed } from "../kits/e2b.ts";
 
@@ -211,5 +211,10 @@ describe("E2B filesystem through the official SDK (real VM under QEMU)", () => {
     const info = await sbx.files.getInfo("/root/from-root.txt", { user: "root" });
     assert.equal(info.owner, "root");
     assert.ok((await sbx.files.list("~", { user: "root" })).some((e) => e.name === "from-root.txt"));
+  });
+  it("once the sandbox is killed, file calls say it is not running (TimeoutError), not that a file is missing", async () => {
+    await sbx.kill();
+    await assert.rejects(sbx.files.list("/tmp"), TimeoutError);
+    await assert.rejects(sbx.files.read("/etc/passwd"), TimeoutError);
   });
 });
