@@ -212,6 +212,7 @@ describe("E2B filesystem through the official SDK (real VM under QEMU)", () => {
     assert.equal(info.owner, "root");
     assert.ok((await sbx.files.list("~", { user: "root" })).some((e) => e.name === "from-root.txt"));
   });
+
   it("once the sandbox is killed, file calls say it is not running (TimeoutError), not that a file is missing", async () => {
     await sbx.kill();
     await assert.rejects(sbx.files.list("/tmp"), TimeoutError);
