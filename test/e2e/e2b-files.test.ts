@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { AuthenticationError, FileType, type FilesystemEvent, InvalidArgumentError, NotFoundError, Sandbox } from "e2b";
+import { AuthenticationError, FileType, type FilesystemEvent, InvalidArgumentError, NotFoundError, Sandbox, TimeoutError } from "e2b";
 import { Filesystem } from "../../src/e2b/gen/filesystem_pb.ts";
 import { type E2bTestBed, startE2bTestBed } from "../kits/e2b.ts";
 
@@ -63,6 +63,9 @@ describe("E2B filesystem through the official SDK (real VM under QEMU)", () => {
     );
     assert.equal(await sbx.files.read("/tmp/many/sub/b.txt"), "BB");
     assert.equal(await sbx.files.read("many/c.txt"), "CCC");
+    // gzip: the SDK compresses the body (Content-Encoding: gzip, application/octet-stream).
+    await sbx.files.write("/tmp/gz/z.txt", "zipped ".repeat(1000), { gzip: true });
+    assert.equal(await sbx.files.read("/tmp/gz/z.txt", { gzip: true }), "zipped ".repeat(1000));
     // 24 MiB through a stream (the SDK then sends application/octet-stream), back as a stream.
     const big = randomBytes(24 * 1024 * 1024);
     const t0 = Date.now();
@@ -208,5 +211,11 @@ describe("E2B filesystem through the official SDK (real VM under QEMU)", () => {
     const info = await sbx.files.getInfo("/root/from-root.txt", { user: "root" });
     assert.equal(info.owner, "root");
     assert.ok((await sbx.files.list("~", { user: "root" })).some((e) => e.name === "from-root.txt"));
+  });
+
+  it("once the sandbox is killed, file calls say it is not running (TimeoutError), not that a file is missing", async () => {
+    await sbx.kill();
+    await assert.rejects(sbx.files.list("/tmp"), TimeoutError);
+    await assert.rejects(sbx.files.read("/etc/passwd"), TimeoutError);
   });
 });

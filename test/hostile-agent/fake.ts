@@ -33,7 +33,7 @@ export function answer(hostHello: Buffer, opts: { nonce?: string; version?: numb
     agent_version: "fake",
     arch: "amd64",
     pid1: true,
-    features: ["health", "exec", "stats", "ports", "sessions", "tcp", "files.get"],
+    features: ["health", "exec", "stats", "ports", "sessions", "tcp", "files.get", "fs", "fs.watch"],
     nonce: opts.nonce ?? theirs,
   };
   return Buffer.concat([magic(), encodeJSON(0, FrameType.Hello, hello)]);

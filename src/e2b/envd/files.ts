@@ -7,11 +7,10 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { posix } from "node:path";
 import type { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
-import { Code, ConnectError } from "@connectrpc/connect";
 import { INPUT_CHUNK_BYTES, INPUT_WINDOW_BYTES, type FsStreamEvent, type StreamEvent, type StreamInput } from "../../api/index.ts";
 import { InputQueue } from "../../rpc/index.ts";
 import type { EnvdDeps, EnvdSandbox } from "./context.ts";
-import { callDaemon, checkUser, toHttpError } from "./filesystem-shared.ts";
+import { callDaemon, checkUser, sandboxOf, toHttpError } from "./filesystem-shared.ts";
 import { MultipartError, chunksOf, multipartBoundary, readMultipart } from "./files-multipart.ts";
 
 /** The most one POST /files may carry (all its files). */
@@ -40,7 +39,7 @@ export async function handleFiles(deps: EnvdDeps, req: IncomingMessage, res: Ser
   });
   try {
     const url = new URL(req.url ?? "/", "http://envd");
-    const sandbox = await sandboxOf(deps, req);
+    const sandbox = await sandboxOfRequest(deps, req);
     const user = checkUser(url.searchParams.get("username"));
     const path = url.searchParams.get("path") ?? undefined;
     if (req.method === "GET") return await download(deps, sandbox, user, path, res, ac.signal);
@@ -56,19 +55,14 @@ export async function handleFiles(deps: EnvdDeps, req: IncomingMessage, res: Ser
   }
 }
 
-/** The request's sandbox; one that does not exist is answered as E2B's proxy does (502). */
-async function sandboxOf(deps: EnvdDeps, req: IncomingMessage): Promise<EnvdSandbox> {
+/** The request's sandbox (one that is gone: 502, as E2B's proxy answers). */
+async function sandboxOfRequest(deps: EnvdDeps, req: IncomingMessage): Promise<EnvdSandbox> {
   const headers = new Headers();
   for (const [k, v] of Object.entries(req.headers)) {
     if (typeof v === "string") headers.set(k, v);
     else if (Array.isArray(v)) for (const x of v) headers.append(k, x);
   }
-  try {
-    return await deps.sandboxFor(headers);
-  } catch (err) {
-    if (err instanceof ConnectError && err.code === Code.NotFound) throw new HttpError(502, err.rawMessage);
-    throw err;
-  }
+  return sandboxOf(deps, headers);
 }
 
 async function download(deps: EnvdDeps, sandbox: EnvdSandbox, user: string | undefined, path: string | undefined, res: ServerResponse, signal: AbortSignal): Promise<void> {

@@ -8,11 +8,25 @@ import type { FsEntry, MethodName, ParamsOf, ResultOf } from "../../api/index.ts
 import { type Handler, type LocalCallOptions, callLocal } from "../../rpc/index.ts";
 import { BangerError, ErrorCode } from "../../util/errors.ts";
 import { type EntryInfoSchema, FileType } from "../gen/filesystem_pb.ts";
-import type { EnvdDeps } from "./context.ts";
+import type { EnvdDeps, EnvdSandbox } from "./context.ts";
 
 /** Runs one of the daemon's methods in this process, as an RPC call over the socket would. */
 export async function callDaemon<M extends MethodName>(deps: EnvdDeps, method: M, params: ParamsOf<M>, opts: LocalCallOptions<unknown, unknown>): Promise<ResultOf<M>> {
   return (await callLocal(deps.methods as Partial<Record<string, Handler>>, method, params, opts)) as ResultOf<M>;
+}
+
+/**
+ * The sandbox a request is for. One that is gone is answered as E2B's proxy does (its 502
+ * reaches Connect as Unavailable): the SDK then says the sandbox is not running, rather than
+ * that a file was not found.
+ */
+export async function sandboxOf(deps: EnvdDeps, headers: Headers): Promise<EnvdSandbox> {
+  try {
+    return await deps.sandboxFor(headers);
+  } catch (err) {
+    if (err instanceof ConnectError && err.code === Code.NotFound) throw new ConnectError(err.rawMessage, Code.Unavailable);
+    throw err;
+  }
 }
 
 /** A user name or uid as the guest's passwd has them; anything else is refused before the guest sees it. */

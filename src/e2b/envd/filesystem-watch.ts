@@ -8,7 +8,7 @@ import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@conn
 import type { FsEvent, FsStreamEvent } from "../../api/index.ts";
 import { EventType, type Filesystem, type FilesystemEventSchema } from "../gen/filesystem_pb.ts";
 import type { EnvdDeps } from "./context.ts";
-import { callDaemon, entryInfo, toConnectError, userFromHeaders } from "./filesystem-shared.ts";
+import { callDaemon, entryInfo, sandboxOf, toConnectError, userFromHeaders } from "./filesystem-shared.ts";
 
 /** Events held per watch before the guest is made to wait. */
 const MAX_QUEUED = 1024;
@@ -80,7 +80,7 @@ interface RunningWatch {
 /** Starts vm.fs.watch for a request; resolves once the guest watches, or throws its Connect error. */
 async function startWatch(deps: EnvdDeps, headers: Headers, req: { path: string; recursive: boolean; includeEntry: boolean }, signal?: AbortSignal): Promise<RunningWatch & { sandbox: string }> {
   const user = userFromHeaders(headers);
-  const sandbox = await deps.sandboxFor(headers);
+  const sandbox = await sandboxOf(deps, headers);
   const ac = new AbortController();
   const stop = () => ac.abort();
   signal?.addEventListener("abort", stop, { once: true });
@@ -138,7 +138,7 @@ export function watchService(deps: EnvdDeps): WatchMethods {
     }
   };
   const watcherOf = async (ctx: HandlerContext, id: string) => {
-    const sandbox = await deps.sandboxFor(ctx.requestHeader);
+    const sandbox = await sandboxOf(deps, ctx.requestHeader);
     const w = watchers.get(id);
     if (!w || w.sandbox !== sandbox.id) throw new ConnectError(`watcher ${JSON.stringify(id.slice(0, 64))} not found`, Code.NotFound);
     return w;

@@ -6,7 +6,7 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { MethodName, ParamsOf, ResultOf } from "../../api/index.ts";
 import type { Filesystem } from "../gen/filesystem_pb.ts";
 import type { EnvdDeps } from "./context.ts";
-import { callDaemon, entryInfo, toConnectError, userFromHeaders } from "./filesystem-shared.ts";
+import { callDaemon, entryInfo, sandboxOf, toConnectError, userFromHeaders } from "./filesystem-shared.ts";
 import { watchService } from "./filesystem-watch.ts";
 
 /** ListDir's depth at most (the daemon's limit): deeper trees are listed in steps. */
@@ -17,7 +17,7 @@ export function filesystemService(deps: EnvdDeps): ServiceImpl<typeof Filesystem
   const run = async <M extends MethodName>(ctx: HandlerContext, method: M, params: (vm: string, user: string | undefined) => ParamsOf<M>): Promise<ResultOf<M>> => {
     try {
       const user = userFromHeaders(ctx.requestHeader);
-      const sandbox = await deps.sandboxFor(ctx.requestHeader);
+      const sandbox = await sandboxOf(deps, ctx.requestHeader);
       return await callDaemon(deps, method, params(sandbox.vm, user), { signal: ctx.signal });
     } catch (err) {
       throw toConnectError(err);
