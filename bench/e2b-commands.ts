@@ -1,7 +1,9 @@
 // Issue 17's command number: `sandbox.commands.run('true')` through the official e2b SDK
 // (HTTP + Connect to bangerd's E2B API, envd's Process service, vm.exec in-process) against
 // `banger vm exec <vm> -- true` (the CLI as users run it, hyperfine) on the same VM, with
-// vm.exec over the daemon socket beside them (the same work without HTTP or CLI start-up).
+// vm.exec over the daemon socket beside them (`true`, and the SDK's own command line
+// `sh -l -c true`: the same guest work without HTTP or CLI start-up), and one envd request
+// without an exec (commands.list: HTTP, Connect JSON, the sandbox lookup).
 // Medians and the SDK/CLI ratio (target <= 1.5x).
 //
 // Run: node --import tsx bench/e2b-commands.ts    (BENCH_RUNS=30)
@@ -32,7 +34,11 @@ await runBench(async () => {
     const r = await sandbox.commands.run("true");
     if (r.exitCode !== 0) throw new Error(`commands.run true: exit ${r.exitCode}`);
   });
-  const rpc = await daemonExecTimes(h.home, vm);
+  // The fixed cost of one envd request (HTTP, Connect JSON, the sandbox lookup) without an exec.
+  const list = await repeat(RUNS, () => sandbox.commands.list());
+  const rpc = await daemonExecTimes(h.home, vm, ["true"]);
+  // What the SDK actually runs: a login shell that runs `true` (busybox: /bin/sh for /bin/bash).
+  const rpcShell = await daemonExecTimes(h.home, vm, ["/bin/sh", "-l", "-c", "true"]);
   const cli = await hyperfineExec(h.home, h.env, vm);
   await sandbox.kill();
 
@@ -41,7 +47,9 @@ await runBench(async () => {
   console.log(`sandbox.commands.run('true') (e2b SDK)  median ${fmt(median(sdk))}   (${sdk.length} runs, one process)`);
   console.log(`banger vm exec ${vm} -- true            median ${fmt(cli)}   (${RUNS} runs, hyperfine)`);
   console.log(`vm.exec true via the daemon socket      median ${fmt(median(rpc))}   (${rpc.length} calls)`);
-  console.log(`ratio SDK / CLI: ${ratio.toFixed(2)}x (target <= 1.5x); SDK / daemon socket: ${(median(sdk) / median(rpc)).toFixed(2)}x`);
+  console.log(`vm.exec sh -l -c true via the socket    median ${fmt(median(rpcShell))}   (the SDK's command line, no HTTP)`);
+  console.log(`sandbox.commands.list() (e2b SDK)       median ${fmt(median(list))}   (one envd request, no exec)`);
+  console.log(`ratio SDK / CLI: ${ratio.toFixed(2)}x (target <= 1.5x); SDK / socket (same command line): ${(median(sdk) / median(rpcShell)).toFixed(2)}x`);
 });
 
 /** `WARMUP` untimed calls, then `n` timed ones, sequentially. */
@@ -52,12 +60,12 @@ async function repeat(n: number, fn: () => Promise<unknown>): Promise<number[]> 
   return times;
 }
 
-async function daemonExecTimes(home: string, vm: string): Promise<number[]> {
+async function daemonExecTimes(home: string, vm: string, argv: string[]): Promise<number[]> {
   const client = await RpcClient.connect<Methods>(resolvePaths({ BANGER_HOME: home }).socket);
   try {
     return await repeat(RUNS, async () => {
-      const status = await client.call("vm.exec", { name: vm, argv: ["true"], stdin: false });
-      if (!("exitCode" in status) || status.exitCode !== 0) throw new Error(`vm.exec true: ${JSON.stringify(status)}`);
+      const status = await client.call("vm.exec", { name: vm, argv, stdin: false });
+      if (!("exitCode" in status) || status.exitCode !== 0) throw new Error(`vm.exec ${argv.join(" ")}: ${JSON.stringify(status)}`);
     });
   } finally {
     client.close();

@@ -20,6 +20,8 @@ export interface LaunchRequest {
   timeoutMs?: number;
 }
 
+/** How long a VM found without /bin/bash gets /bin/sh straight away. */
+const BASHLESS_TTL_MS = 30_000;
 /** How long a process killed at its timeout gets before its vm.exec call is dropped. */
 const KILL_GRACE_MS = 5000;
 
@@ -34,11 +36,18 @@ export async function launch(deps: EnvdDeps, registry: ProcessRegistry, req: Lau
   registry.reserve(sandbox.id);
   const entry = new ProcessEntry(sandbox.id, spec);
   const stream = entry.attach();
-  const argv = [spec.config.cmd, ...spec.config.args];
-  let run = await attempt(deps, entry, req, argv);
   // The SDK runs everything as /bin/bash; images without bash (busybox, alpine) get /bin/sh,
-  // which takes the same -l/-c/-i flags (ash, dash).
-  if (!run.started && bashMissing(run.err, argv)) run = await attempt(deps, entry, req, ["/bin/sh", ...spec.config.args]);
+  // which takes the same -l/-c/-i flags (ash, dash). A VM found without bash goes straight to
+  // sh for a while (one guest round trip less per command), then bash is tried again.
+  const viaSh = ["/bin/sh", ...spec.config.args];
+  const argv = [spec.config.cmd, ...spec.config.args];
+  const knownBashless = argv[0] === "/bin/bash" && (registry.bashless.get(sandbox.vm) ?? 0) > Date.now();
+  let run = await attempt(deps, entry, req, knownBashless ? viaSh : argv);
+  if (!run.started && bashMissing(run.err, argv) && !knownBashless) {
+    for (const [vm, until] of registry.bashless) if (until <= Date.now()) registry.bashless.delete(vm);
+    registry.bashless.set(sandbox.vm, Date.now() + BASHLESS_TTL_MS);
+    run = await attempt(deps, entry, req, viaSh);
+  }
   if (!run.started) {
     registry.failed(sandbox.id);
     throw connectError(run.err);

@@ -199,6 +199,8 @@ export class ProcessEntry {
 /** The running processes of every sandbox (one per Process service). */
 export class ProcessRegistry {
   private readonly bySandbox = new Map<string, Map<number, ProcessEntry>>();
+  /** VMs found without /bin/bash, until when (process-exec.ts runs /bin/sh there meanwhile). */
+  readonly bashless = new Map<string, number>();
   /** Starts under way per sandbox (not yet given a pid): they count toward the cap. */
   private readonly starting = new Map<string, number>();
 
