@@ -5,7 +5,7 @@
 // Not a test helper: nothing here asserts; the benches print numbers.
 import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, statSync } from "node:fs";
-import { connect, type Socket } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { resolvePaths } from "../src/config/index.ts";
@@ -228,5 +228,30 @@ export function runChecked(argv: string[], opts: { env?: NodeJS.ProcessEnv } = {
     child.stderr.on("data", (b) => (err += b));
     child.on("error", reject);
     child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`${argv.join(" ")} exited ${code}: ${err.trim()}`))));
+  });
+}
+
+/** Polls `pool ls` until the image's pool has at least `ready` VMs ready and none warming (fails on the pool's error). */
+export async function waitPoolReady(h: BenchHome, image: string, ready: number, timeoutMs = 300_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const list = JSON.parse((await h.banger(["pool", "ls", "--json"])).stdout) as { pools: { image: string; ready: number; warming: number; lastError: string | null }[] };
+    const p = list.pools.find((x) => x.image === image);
+    if (p && p.ready >= ready && p.warming === 0) return;
+    if (p?.lastError) throw new Error(`pool ${image} failed to warm: ${p.lastError}`);
+    if (Date.now() > deadline) throw new Error(`pool ${image} was not ready within ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** A loopback port nothing listens on right now (a server binds it next). */
+export function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
   });
 }

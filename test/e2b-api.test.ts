@@ -47,6 +47,20 @@ describe("the E2B API (bangerd, no VMs)", () => {
     assert.deepEqual(await (await api("/v2/sandboxes")).json(), []);
   });
 
+  it("a foreign Host header (a DNS-rebinding page) is refused with 403, even with the key", async () => {
+    const { request } = await import("node:http");
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(`${url}/v2/sandboxes`, { headers: { Host: `evil.example:${new URL(url).port}`, "X-API-KEY": key } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on("error", reject);
+      req.end();
+    });
+    assert.equal(status, 403);
+    assert.equal((await fetch(`${url.replace("127.0.0.1", "localhost")}/v2/sandboxes`, { headers: { "X-API-KEY": key } })).status, 200);
+  });
+
   it("bad JSON, a non-object, a missing templateID and a bad timeout are one-line 400s", async () => {
     const post = (body: string) => api("/sandboxes", { method: "POST", body, headers: { "Content-Type": "application/json" } });
     for (const [body, message] of [

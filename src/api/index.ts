@@ -1,6 +1,6 @@
 // Package api is banger's one wire contract between a client (the CLI, the dashboard, any
 // future SDK) and bangerd: every RPC method's name, params and result (methods.ts), the
-// views those results are made of (fs.ts: a VM's files, vm.ts, images.ts, snapshots.ts, daemon.ts, pools.ts: what the JSON looks like,
+// views those results are made of (fs.ts: a VM's files, vm.ts, images.ts, snapshots.ts, daemon.ts, pools.ts, sandboxes.ts: the E2B API's sandboxes; what the JSON looks like,
 // distinct from the store's rows), and the byte-stream events, input and window of streaming
 // calls (streams.ts), and the dashboard's HTTP routes, live list, tasks and terminal messages
 // (web.ts). `Client` is rpc's client typed against the map, `Handlers` a method table typed

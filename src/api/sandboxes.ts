@@ -39,6 +39,8 @@ export interface SandboxCreateParams {
   autoPause?: boolean;
   /** Give the sandbox an access token (the SDK's default). */
   secure?: boolean;
+  /** False: no network egress (the VM's net policy `none`). Default true. */
+  internet?: boolean;
 }
 
 /** The E2B API's state (api.reload, api.info). */

@@ -161,14 +161,14 @@ async function applyChange(paths: Paths, key: string, spec: KeySpec): Promise<vo
       process.stderr.write(`banger: ${key} applies when the daemon restarts: banger daemon stop (running VMs keep running; the next command starts it)\n`);
       return;
     }
-    const what = spec.applies === "api" ? "the E2B API" : "the dashboard";
+    const what = spec.applies === "api" ? "E2B API" : "dashboard";
     const state = await client.call(spec.applies === "api" ? "api.reload" : "web.reload").catch((err: unknown) => {
       process.stderr.write(`banger: the running daemon could not apply ${key} (${inert(errorLine(err))}): banger daemon stop, and the next command starts one that does\n`);
       return undefined;
     });
     if (!state) return;
     if (state.url) process.stdout.write(spec.applies === "api" ? `E2B API on ${state.url} (banger api env)\n` : `dashboard on ${state.url} (banger web for a login link)\n`);
-    else if (state.error) process.stderr.write(`banger: ${what} is enabled but not listening: ${inert(state.error)}\n`);
+    else if (state.error) process.stderr.write(`banger: the ${what} is enabled but not listening: ${inert(state.error)}\n`);
     else process.stdout.write(`${what} off\n`);
   } finally {
     client.close();

@@ -71,7 +71,7 @@ export const EXAMPLES: Record<string, string[]> = {
   doctor: ["banger doctor", "banger doctor --json"],
   api: [
     "banger config set api.enabled true   # serve the E2B-compatible API on 127.0.0.1:3049",
-    'eval "$(banger api env)"              # E2B_API_URL, E2B_SANDBOX_URL, E2B_API_KEY for the e2b SDK',
+    'eval "$(banger api env)"             # E2B_API_URL, E2B_SANDBOX_URL, E2B_API_KEY for the e2b SDK',
     "banger api key --rotate              # the old key stops working at once",
   ],
   web: ["banger web                 # opens the dashboard in a browser", "banger web --no-open      # only print the link"],

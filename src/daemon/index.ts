@@ -8,8 +8,10 @@
 // land in a VM when the caller does not say (landing.ts: the same user and directory for vm
 // run, exec, shell, sessions, web terminal); snapshots of running VMs and the VMs restored or
 // forked from them (snapshots.ts, restore.ts; their workspace disk: workspace-snapshot.ts); warm pools of VMs booted ahead that a matching
-// create takes (pools.ts, its rules in pool-rules.ts); a running VM's files one path at a time
-// through its agent (methods-fs.ts: vm.fs.*, what the E2B-compatible API's filesystem calls).
+// create takes (pools.ts, its rules in pool-rules.ts); the E2B API's sandboxes, VMs with an
+// expiry it applies (sandboxes.ts, methods-sandboxes.ts), and starting that API (e2b/); a
+// running VM's files one path at a time through its agent (methods-fs.ts: vm.fs.*, what the
+// E2B-compatible API's filesystem calls).
 //
 // It holds no business logic of its own in the method table (methods.ts composes the
 // methods-*.ts tables, typed against api/'s method map): each method checks its params and

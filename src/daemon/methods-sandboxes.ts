@@ -52,6 +52,7 @@ export function sandboxMethods(ctx: DaemonContext): Handlers<SandboxMethod> {
           envVars: stringMap(p, "envVars", { envNames: true }),
           autoPause: optionalBool(p, "autoPause") ?? false,
           secure: optionalBool(p, "secure") ?? true,
+          internet: optionalBool(p, "internet") ?? true,
         },
         call,
       );

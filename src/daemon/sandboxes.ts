@@ -80,6 +80,8 @@ export interface NewSandbox {
   envVars: Record<string, string>;
   autoPause: boolean;
   secure: boolean;
+  /** False: the VM gets net policy `none` (a snapshot's restore keeps the snapshot's). */
+  internet: boolean;
 }
 
 /**
@@ -111,7 +113,9 @@ async function adopt(ctx: DaemonContext, vm: VmRecord, s: Omit<SandboxRecord, "v
 export async function createSandbox(ctx: DaemonContext, p: NewSandbox, call: CallEnv): Promise<SandboxView> {
   const id = newSandboxId((n) => ctx.store.getVm(n) !== undefined || ctx.store.sandboxes.get(n) !== undefined);
   const source = templateSource(ctx, p.template);
-  const vm = source.snapshot ? await createFromSnapshot(ctx, { name: id, fromSnapshot: source.snapshot }, call) : await createVm(ctx, { name: id, image: source.image }, call);
+  const vm = source.snapshot
+    ? await createFromSnapshot(ctx, { name: id, fromSnapshot: source.snapshot }, call)
+    : await createVm(ctx, { name: id, image: source.image, ...(p.internet ? {} : { net: "none" as const }) }, call);
   const fromPool = "fromPool" in vm && vm.fromPool === true;
   const record = await adopt(ctx, vm, {
     id,

@@ -118,6 +118,7 @@ export async function handleControl(call: Call, req: IncomingMessage, res: Serve
           envVars: body.envVars as Record<string, string> | undefined,
           autoPause: body.autoPause as boolean | undefined,
           secure: body.secure as boolean | undefined,
+          internet: body.allow_internet_access as boolean | undefined,
         });
         sendJson(res, 201, sandboxBody(created));
         return true;

@@ -33,6 +33,8 @@ export class E2bServer {
   private readonly connect: (req: IncomingMessage, res: ServerResponse) => void;
   readonly deps: EnvdDeps;
   private origin = "";
+  /** The Host values requests may carry (`127.0.0.1:PORT`, `localhost:PORT`): another name is a DNS-rebinding page. */
+  private hosts = new Set<string>();
 
   constructor(private readonly opts: E2bServerOptions) {
     this.deps = { methods: opts.methods, sandboxFor: (headers) => this.sandboxFor(headers) };
@@ -57,6 +59,7 @@ export class E2bServer {
     });
     const bound = (this.server.address() as { port: number }).port;
     this.origin = `http://${host.includes(":") ? `[${host}]` : host}:${bound}`;
+    this.hosts = new Set([`${host}:${bound}`, `localhost:${bound}`]);
   }
 
   async close(): Promise<void> {
@@ -88,6 +91,7 @@ export class E2bServer {
       return;
     }
     try {
+      if (!this.hosts.has((req.headers.host ?? "").toLowerCase())) throw new HttpError(403, "foreign Host header: the E2B API answers 127.0.0.1 and localhost only");
       if (req.headers["e2b-sandbox-id"] !== undefined || CONNECT_PATH.test(url.pathname) || url.pathname === "/files") {
         await this.sandboxPlane(req, res, url);
         return;

@@ -15,7 +15,7 @@ describe("store", () => {
       const s = openStore(path);
       assert.equal(s.schemaVersion, MIGRATIONS.length);
       const tables = (s.db.prepare("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
-      assert.deepEqual(tables, ["images", "kernels", "operations", "pools", "sessions", "settings", "snapshots", "vms"]);
+      assert.deepEqual(tables, ["images", "kernels", "operations", "pools", "sandboxes", "sessions", "settings", "snapshots", "vms"]);
       assert.equal(s.db.pragma("journal_mode", { simple: true }), "wal");
       s.close();
       const again = openStore(path);
@@ -34,6 +34,36 @@ describe("store", () => {
       db.pragma(`user_version = ${MIGRATIONS.length + 1}`);
       db.close();
       assert.throws(() => openStore(path), /from a newer banger/);
+    } finally {
+      cleanup();
+    }
+  });
+
+  it("keeps sandboxes beside their VMs: typed, ordered by start, gone with their VM (any path removing it)", () => {
+    const { home, cleanup } = makeTempHome();
+    try {
+      const s = openStore(join(home, "banger.db"));
+      const vm = { image: "i1", kernel: "k1", vmm: "qemu", cpus: 1, memoryBytes: 512 * 1024 ** 2, diskBytes: 0, pid: null, ip: null, error: null, config: {}, state: "running" as const };
+      s.insertVm({ ...vm, name: "iaaa", id: "a" });
+      s.insertVm({ ...vm, name: "ibbb", id: "b" });
+      const row = { template: "base", metadata: { k: "v" }, envVars: { A: "1" }, accessToken: "t0k", endAt: "2030-01-01T00:00:00.000Z", autoPause: true };
+      s.sandboxes.insert({ ...row, id: "ibbb", vm: "ibbb", startedAt: "2026-01-02T00:00:00.000Z" });
+      s.sandboxes.insert({ ...row, id: "iaaa", vm: "iaaa", accessToken: null, autoPause: false, startedAt: "2026-01-01T00:00:00.000Z" });
+      assert.deepEqual(
+        s.sandboxes.list().map((x) => x.id),
+        ["iaaa", "ibbb"],
+      );
+      assert.deepEqual(s.sandboxes.get("ibbb"), { ...row, id: "ibbb", vm: "ibbb", startedAt: "2026-01-02T00:00:00.000Z" });
+      assert.equal(s.sandboxes.setEndAt("iaaa", "2029-01-01T00:00:00.000Z"), true);
+      assert.equal(s.sandboxes.nextEndAt(), "2029-01-01T00:00:00.000Z");
+      assert.throws(() => s.sandboxes.insert({ ...row, id: "iccc", vm: "nosuchvm", startedAt: "2026-01-03T00:00:00.000Z" }), /FOREIGN KEY/);
+      s.deleteVm("iaaa");
+      assert.equal(s.sandboxes.get("iaaa"), undefined);
+      assert.deepEqual(
+        s.sandboxes.list().map((x) => x.id),
+        ["ibbb"],
+      );
+      s.close();
     } finally {
       cleanup();
     }

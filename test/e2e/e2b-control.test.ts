@@ -2,8 +2,9 @@
 // against a real bangerd and real VMs (QEMU): create from an image and from "base", getInfo,
 // metadata, list with a metadata filter and paging, pause and connect (resume), timeout expiry
 // (removes the VM; with autoPause pauses it; also when the daemon was down at the time), kill,
-// a wrong key (AuthenticationError, also right after a rotation), an unknown id (NotFoundError),
-// and sandboxes are ordinary VMs in `banger vm ls`, labelled.
+// fork and snapshots (state carried, checked with commands.run), a warm pool taken, a wrong key
+// (AuthenticationError, also right after a rotation), an unknown id (NotFoundError), and
+// sandboxes are ordinary VMs in `banger vm ls`, labelled.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { AuthenticationError, NotFoundError, Sandbox } from "e2b";
@@ -115,6 +116,51 @@ describe("E2B control plane through the official SDK (real VMs under QEMU)", () 
     );
   });
 
+  it("fork and snapshots: forks carry the parent's state and metadata; a snapshot restores as a new sandbox, is listed and deleted", async () => {
+    const marker = await a.commands.run("echo forked-state > /tmp/marker && cat /tmp/marker");
+    assert.equal(marker.stdout, "forked-state\n");
+    const [child] = await Sandbox.fork(a.sandboxId, { ...bed.opts, count: 1 });
+    assert.ok(child instanceof Sandbox, String(child));
+    assert.notEqual(child.sandboxId, a.sandboxId);
+    assert.equal((await child.commands.run("cat /tmp/marker")).stdout, "forked-state\n");
+    assert.deepEqual((await Sandbox.getInfo(child.sandboxId, bed.opts)).metadata, { suite: "e2b", which: "a" });
+    assert.equal((await vms()).find((v) => v.name === child.sandboxId)?.config.sandbox, child.sandboxId);
+    assert.equal(await Sandbox.kill(child.sandboxId, bed.opts), true);
+
+    const snap = await Sandbox.createSnapshot(a.sandboxId, bed.opts);
+    assert.ok(snap.snapshotId);
+    const listed = await Sandbox.listSnapshots({ ...bed.opts, sandboxId: a.sandboxId }).nextItems();
+    assert.deepEqual(
+      listed.map((x) => x.snapshotId),
+      [snap.snapshotId],
+    );
+    const restored = await Sandbox.create(snap.snapshotId, bed.opts);
+    assert.equal((await restored.commands.run("cat /tmp/marker")).stdout, "forked-state\n");
+    assert.equal(await restored.kill(), true);
+    assert.equal(await Sandbox.deleteSnapshot(snap.snapshotId, bed.opts), true);
+    assert.equal(await Sandbox.deleteSnapshot(snap.snapshotId, bed.opts), false);
+  });
+
+  it("takes a ready VM from the image's warm pool when one matches", async () => {
+    await mustRun(bed.banger(["pool", "set", bed.image, "--size", "1"]));
+    await waitFor(
+      "the pool to be ready",
+      async () => {
+        const p = (JSON.parse((await mustRun(bed.banger(["pool", "ls", "--json"]))).stdout) as { pools: { image: string; ready: number; warming: number }[] }).pools.find((x) => x.image === bed.image);
+        return p && p.ready === 1 && p.warming === 0 ? true : undefined;
+      },
+      240_000,
+    );
+    const asked = Date.now();
+    const pooled = await Sandbox.create(bed.image, bed.opts);
+    const vm = JSON.parse((await mustRun(bed.banger(["vm", "show", pooled.sandboxId, "--json"]))).stdout) as { createdAt: string; config: { sandbox?: string } };
+    assert.ok(Date.parse(vm.createdAt) < asked, `the VM was made before the create (pooled): ${vm.createdAt}`);
+    assert.equal(vm.config.sandbox, pooled.sandboxId);
+    assert.equal((await pooled.commands.run("hostname")).stdout, `${pooled.sandboxId}\n`);
+    assert.equal(await pooled.kill(), true);
+    await mustRun(bed.banger(["pool", "set", bed.image, "--size", "0"]));
+  });
+
   it("a wrong or missing key is the SDK's AuthenticationError; an unknown id its NotFoundError", async () => {
     const wrong = { ...bed.opts, apiKey: `e2b_${"0".repeat(40)}` };
     await assert.rejects(Sandbox.list(wrong).nextItems(), AuthenticationError);
@@ -140,7 +186,7 @@ describe("E2B control plane through the official SDK (real VMs under QEMU)", () 
   });
 
   it("expiry survives a daemon restart: a sandbox that expired while no daemon ran is removed at start", async () => {
-    await a.setTimeout(1000);
+    await Sandbox.setTimeout(a.sandboxId, 1000, bed.opts); // the rotated key (`a` holds the old one)
     await stopDaemon(bed.home); // VMs keep running without their daemon
     await new Promise((r) => setTimeout(r, 1500));
     // The next command starts a daemon (on a new free port, as BANGER_API_PORT=0 says).

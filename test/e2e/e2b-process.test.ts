@@ -216,7 +216,7 @@ describe("envd Process service on a real VM (QEMU)", () => {
     assert.equal(await code(collect(client.start({ process: { cmd: "/no/such/program", args: [], envs: {} }, stdin: false }, { headers }))), Code.InvalidArgument);
     assert.equal(await code(client.list({}, { headers: { ...headers, "X-Access-Token": "wrong" } })), Code.Unauthenticated);
     const basic = (user: string) => ({ ...headers, Authorization: `Basic ${Buffer.from(`${user}:`).toString("base64")}` });
-    assert.equal(await code(collect(client.start({ process: bash("true"), stdin: false }, { headers: basic("no-such-user") }))), Code.NotFound);
+    assert.equal(await code(collect(client.start({ process: bash("true"), stdin: false }, { headers: basic("no-such-user") }))), Code.Unauthenticated, "envd's answer for a user the guest lacks");
     const asRoot = await collect(client.start({ process: bash("id -u"), stdin: false }, { headers: basic("root") }));
     assert.equal(asRoot.stdout, "0\n");
   });

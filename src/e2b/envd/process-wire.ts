@@ -1,45 +1,18 @@
-// What the Process service reads off a request and answers errors with: the user (the SDK's
-// Authorization header), the keepalive interval, and a daemon error as a ConnectError with the
-// Code the SDK maps (NotFound -> NotFoundError, InvalidArgument -> InvalidArgumentError, ...).
+// What the Process service reads off a request and answers errors with: the keepalive interval,
+// a daemon error as a ConnectError with the Code the SDK maps (the filesystem service's mapping,
+// filesystem-shared.ts, so both answer alike), and envd's wording of an exit status.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BangerError, ErrorCode, errorLine } from "../../util/errors.ts";
-
-/** Connect codes for the daemon's error codes; anything else is Internal. */
-const CODES: Partial<Record<ErrorCode, Code>> = {
-  [ErrorCode.InvalidArgument]: Code.InvalidArgument,
-  [ErrorCode.InvalidParams]: Code.InvalidArgument,
-  [ErrorCode.CommandNotFound]: Code.InvalidArgument,
-  [ErrorCode.NotExecutable]: Code.InvalidArgument,
-  [ErrorCode.NotFound]: Code.NotFound,
-  [ErrorCode.AlreadyExists]: Code.AlreadyExists,
-  [ErrorCode.InUse]: Code.FailedPrecondition,
-  [ErrorCode.Unavailable]: Code.Unavailable,
-  [ErrorCode.MethodNotFound]: Code.Unimplemented,
-  [ErrorCode.Timeout]: Code.DeadlineExceeded,
-  [ErrorCode.Cancelled]: Code.Canceled,
-  [ErrorCode.ResourceExhausted]: Code.ResourceExhausted,
-};
-
-/** `err` as the ConnectError a client gets (a ConnectError passes through). */
-export function connectError(err: unknown): ConnectError {
-  if (err instanceof ConnectError) return err;
-  const code = err instanceof BangerError ? (CODES[err.code] ?? Code.Internal) : Code.Internal;
-  return new ConnectError(errorLine(err), code);
-}
+import { toConnectError } from "./filesystem-shared.ts";
 
 /**
- * The user a request runs as: envd takes it as HTTP Basic auth with the name and an empty
- * password (the SDK's `user` option). Undefined: the VM's landing user (image spec, or root).
+ * `err` as the ConnectError a client gets: envd's codes for the same cases (filesystem-shared's
+ * mapping: an unknown user is Unauthenticated, as envd answers), and a command that cannot start
+ * InvalidArgument (envd refuses such a Start).
  */
-export function requestUser(headers: Headers): string | undefined {
-  const auth = headers.get("authorization");
-  if (!auth) return undefined;
-  const m = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(auth.trim());
-  if (!m) throw new ConnectError("authorization must be Basic <base64 of user:>", Code.InvalidArgument);
-  const decoded = Buffer.from(m[1]!, "base64").toString("utf8");
-  const user = decoded.includes(":") ? decoded.slice(0, decoded.indexOf(":")) : decoded;
-  if (user.length > 256 || user.includes("\0")) throw new ConnectError("bad user name", Code.InvalidArgument);
-  return user === "" ? undefined : user;
+export function connectError(err: unknown): ConnectError {
+  if (err instanceof BangerError && (err.code === ErrorCode.CommandNotFound || err.code === ErrorCode.NotExecutable)) return new ConnectError(errorLine(err), Code.InvalidArgument);
+  return toConnectError(err);
 }
 
 /** Longest and shortest keepalive pause a client may ask for (Keepalive-Ping-Interval, seconds). */

@@ -17,7 +17,8 @@ import { Signal } from "../gen/process_pb.ts";
 import type { EnvdDeps, EnvdSandbox } from "./context.ts";
 import { launch } from "./process-exec.ts";
 import { type Output, type ProcessEntry, ProcessRegistry, type ProcessSpec, type Subscriber } from "./process-registry.ts";
-import { connectError, keepaliveMs, requestUser } from "./process-wire.ts";
+import { userFromHeaders } from "./filesystem-shared.ts";
+import { connectError, keepaliveMs } from "./process-wire.ts";
 
 /** Longest command line (cmd + args) and environment a Start may carry. */
 const MAX_START_BYTES = 1024 * 1024;
@@ -46,7 +47,7 @@ export function processService(deps: EnvdDeps): ServiceImpl<typeof Process> {
       const { entry, stream } = await launch(deps, registry, {
         sandbox,
         spec,
-        user: requestUser(ctx.requestHeader),
+        user: userFromHeaders(ctx.requestHeader),
         pty: spec.pty ? { rows: size?.rows || DEFAULT_PTY.rows, cols: size?.cols || DEFAULT_PTY.cols } : undefined,
         timeoutMs: ctx.timeoutMs(),
       });
@@ -127,12 +128,18 @@ async function write(entry: ProcessEntry, input: ProcessInput | undefined, signa
 
 /** The start event, then the process's output as ProcessEvents until its end or the client leaves. */
 async function* follow(entry: ProcessEntry, stream: Subscriber, ctx: HandlerContext): AsyncGenerator<EventInit> {
+  // A client gone before the first event was pulled must not leave a queue nobody drains
+  // (it would hold the process's output back once full).
+  const gone = () => entry.detach(stream);
+  if (ctx.signal.aborted) gone();
+  ctx.signal.addEventListener("abort", gone, { once: true });
   try {
     yield { event: { event: { case: "start", value: { pid: entry.pid } } } };
     for await (const out of stream.drain(ctx.signal, keepaliveMs(ctx.requestHeader))) yield eventOf(out);
   } catch (err) {
     throw connectError(err);
   } finally {
+    ctx.signal.removeEventListener("abort", gone);
     entry.detach(stream);
   }
 }
