@@ -120,10 +120,10 @@ export function registerTools(server: McpServer, connection: Connection): void {
   server.registerTool(
     "sandbox_write_file",
     {
-      description: "Write a file in a sandbox (absolute path; parent directories are created; an existing file is replaced).",
+      description: "Write a file in a sandbox (absolute path; parent directories are created; replaces a file there; owned by the user commands run as).",
       inputSchema: {
         vm: vmName,
-        path: z.string().min(1).describe("absolute path in the guest, e.g. /root/app/main.py"),
+        path: z.string().min(1).describe("absolute path in the guest, e.g. /tmp/app/main.py"),
         content: z.string().describe("the file's content"),
         encoding: z.enum(["utf8", "base64"]).optional().describe("how content is encoded (default utf8; base64 for binary)"),
         mode: z

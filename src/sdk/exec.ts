@@ -11,10 +11,10 @@ import { Uploader } from "./uploader.ts";
 export type Command = string | readonly string[];
 
 export interface SpawnOptions {
-  /** Working directory in the guest (default: where `vm run` lands commands, else /root). */
+  /** Working directory in the guest (default: the workspace `vm run` copied, else the image's, else the user's home). */
   cwd?: string;
   env?: Record<string, string>;
-  /** Guest user to run as (default: root). */
+  /** Guest user to run as (default: the image's user, else `dev` when the image has one, else root). */
   user?: string;
   /** The command's stdin: bytes, or a stream; omitted, it reads EOF at once (spawn: `stdin: "pipe"` keeps it open). */
   stdin?: string | Uint8Array | Readable | AsyncIterable<Uint8Array> | "pipe";

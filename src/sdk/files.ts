@@ -12,7 +12,7 @@ import { Uploader } from "./uploader.ts";
 export interface WriteFileOptions {
   /** Permission bits (default 0o644). */
   mode?: number;
-  /** Owner in the guest (default root). */
+  /** Owner in the guest (Vm.writeFile: the user commands run as; uid 0 is root). */
   uid?: number;
   gid?: number;
 }
@@ -24,9 +24,9 @@ export interface FileHead {
 }
 
 function absolute(path: string): string {
-  if (!posix.isAbsolute(path)) throw invalidArgument(`${JSON.stringify(path)} is not an absolute path`, "name guest files from / (e.g. /root/notes.txt)");
+  if (!posix.isAbsolute(path)) throw invalidArgument(`${JSON.stringify(path)} is not an absolute path`, "name guest files from / (e.g. /tmp/notes.txt)");
   const clean = posix.normalize(path);
-  if (clean === "/") throw invalidArgument("/ is not a file", "name a file, e.g. /root/notes.txt");
+  if (clean === "/") throw invalidArgument("/ is not a file", "name a file, e.g. /tmp/notes.txt");
   return clean.replace(/\/+$/, "");
 }
 

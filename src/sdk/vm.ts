@@ -1,12 +1,14 @@
 // One VM as the SDK hands it out: its name and last known view, and what a program does
 // with it (run commands, move files, stop, remove, snapshot, fork, export its workspace).
 // Every method is one daemon call (or a few), through the client it came from.
-import type { Client, ForkResult, SnapshotTaken, VmView } from "../api/index.ts";
+import type { Client, ForkResult, Landing, SnapshotTaken, VmView } from "../api/index.ts";
 import { type Command, type ExecOptions, type ExecResult, execIn, type SpawnOptions, spawnIn, type VmProcess } from "./exec.ts";
 import { type FileHead, readGuestFile, readGuestFileHead, type WriteFileOptions, writeGuestFile } from "./files.ts";
 import { exportWorkspace, type WorkspaceExport } from "./workspace.ts";
 
 export class Vm {
+  private landing: Promise<Landing> | undefined;
+
   constructor(
     private readonly client: Client,
     /** What the daemon last said about this VM (refresh() asks again). */
@@ -36,9 +38,18 @@ export class Vm {
     return spawnIn(this.client, this.name, command, opts);
   }
 
-  /** Writes a file (absolute path; its directory is created), replacing one there. */
-  writeFile(path: string, data: string | Uint8Array, opts?: WriteFileOptions): Promise<{ bytes: number }> {
-    return writeGuestFile(this.client, this.name, path, data, opts);
+  /**
+   * Writes a file (absolute path; its directory is created), replacing one there. Owned by the
+   * user commands run as (the image's, `dev`, or root: vm.landing) unless uid/gid say.
+   */
+  async writeFile(path: string, data: string | Uint8Array, opts: WriteFileOptions = {}): Promise<{ bytes: number }> {
+    let { uid, gid } = opts;
+    if (uid === undefined && gid === undefined) {
+      this.landing ??= this.client.call("vm.landing", { name: this.name });
+      this.landing.catch(() => (this.landing = undefined));
+      ({ uid, gid } = await this.landing);
+    }
+    return writeGuestFile(this.client, this.name, path, data, { ...opts, uid, gid });
   }
 
   /** A whole file's bytes; rejects past `maxBytes` (default 64 MiB). */
