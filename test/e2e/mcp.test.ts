@@ -6,6 +6,7 @@
 // (the client's transport would report a line it cannot parse).
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
@@ -172,5 +173,16 @@ describe("banger mcp through the MCP SDK's client (real VMs under QEMU)", () => 
     assert.equal(textOf(ok(await call("sandbox_kill", { vm: "mcp1" }))), "removed sandbox mcp1");
     assert.equal(textOf(ok(await call("sandbox_list"))), "no sandboxes");
     assert.deepEqual(transportErrors, [], `stdout carried only the protocol; server stderr: ${stderr}`);
+  });
+
+  it("ends when its client closes stdin, having written nothing but protocol", async () => {
+    const pid = transport.pid!;
+    assert.ok(isAlive(pid));
+    await client.close();
+    for (let i = 0; i < 100 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(isAlive(pid), false, "banger mcp exited");
+    // On its own, without a signal: stdin at EOF at once.
+    const alone = spawnSync(process.execPath, [join(REPO, "bin", "banger"), "mcp"], { input: "", encoding: "utf8", timeout: 10_000, env: { ...process.env, ...env, BANGER_HOME: home } });
+    assert.deepEqual([alone.status, alone.signal, alone.stdout], [0, null, ""], alone.stderr);
   });
 });
