@@ -3,11 +3,13 @@
 // name, agent/PROTOCOL.md). What comes back is the guest's: bounded, never written to disk.
 import { posix } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
-import tar from "tar-stream";
 import { type Client, outBytes } from "../api/index.ts";
 import { BangerError, ErrorCode, invalidArgument } from "../util/errors.ts";
 import { packEntry } from "../util/tarpack.ts";
 import { Uploader } from "./uploader.ts";
+
+/** tar-stream, loaded at the first file call: the CLI imports this folder and starts without it. */
+const tarStream = async () => (await import("tar-stream")).default;
 
 export interface WriteFileOptions {
   /** Permission bits (default 0o644). */
@@ -45,7 +47,7 @@ export function guestTar(client: Client, name: string, path: string, signal?: Ab
 export async function writeGuestFile(client: Client, name: string, path: string, data: string | Uint8Array, opts: WriteFileOptions = {}): Promise<{ bytes: number }> {
   const file = absolute(path);
   const body = Buffer.from(data);
-  const pack = tar.pack();
+  const pack = (await tarStream()).pack();
   const call = client.start("vm.files.put", { name, dest: posix.dirname(file), uid: opts.uid, gid: opts.gid }, { onEvent: (e) => void (isAck(e) && uploader.ack(e.n)) });
   const uploader = new Uploader(call, pack as unknown as AsyncIterable<Buffer>); // a streamx stream: async-iterable
   uploader.start();
@@ -72,7 +74,7 @@ export async function readGuestFileHead(client: Client, name: string, path: stri
   const file = absolute(path);
   const stop = new AbortController();
   const source = guestTar(client, name, file, stop.signal);
-  const extract = tar.extract();
+  const extract = (await tarStream()).extract();
   let found: FileHead | undefined;
   let error: unknown;
   try {
