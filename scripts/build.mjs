@@ -1,9 +1,10 @@
-// Builds dist/banger.js (CLI) and dist/bangerd.js (daemon) with esbuild, stamping
-// version, git commit and build date, and dist/workers/<name>.js from every worker thread's
-// module (src/<folder>/<name>-worker.ts); then the guest agent when Go is present.
+// Builds dist/banger.js (CLI), dist/bangerd.js (daemon) and dist/sdk.js (the SDK, `import
+// { Banger } from "banger"`, its declarations in dist/types/) with esbuild, stamping version,
+// git commit and build date, and dist/workers/<name>.js from every worker thread's module
+// (src/<folder>/<name>-worker.ts); then the guest agent when Go is present.
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { copyFileSync, readFileSync, readdirSync, existsSync, renameSync, rmSync } from "node:fs";
+import { copyFileSync, readFileSync, readdirSync, existsSync, renameSync, rmSync, writeFileSync } from "node:fs";
 
 const root = new URL("..", import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(`${root}package.json`, "utf8"));
@@ -71,6 +72,19 @@ function workerEntries(srcDir) {
   return entries;
 }
 
+// The SDK's declarations: tsc over src/sdk/index.ts (tsconfig.sdk.json) into <outdir>/types,
+// then their relative imports named .js, not .ts, so a consumer's TypeScript reads them
+// whatever its own settings (the sources import with .ts: CONTRIBUTING.md, Code).
+function buildSdkTypes(outdir) {
+  execFileSync(process.execPath, [`${root}node_modules/typescript/bin/tsc`, "-p", `${root}tsconfig.sdk.json`, "--outDir", outdir], { stdio: "inherit" });
+  for (const file of readdirSync(outdir, { recursive: true })) {
+    if (!file.endsWith(".d.ts")) continue;
+    const path = `${outdir}/${file}`;
+    const text = readFileSync(path, "utf8");
+    writeFileSync(path, text.replace(/(from\s+|import\()(["'])(\.{1,2}\/[^"']*?)\.ts\2/g, "$1$2$3.js$2"));
+  }
+}
+
 // One build with code splitting: what only some commands use (make-bundle, the daemon's
 // modules) sits in chunks loaded on demand, so `banger vm ls` parses little.
 // Built beside dist/ and swapped in with renames, so a CLI or daemon starting meanwhile never
@@ -80,13 +94,14 @@ const old = `${root}dist.old-${process.pid}`;
 try {
   await build({
     ...common,
-    entryPoints: { banger: `${root}src/cli/main.ts`, bangerd: `${root}src/daemon/main.ts` },
+    entryPoints: { banger: `${root}src/cli/main.ts`, bangerd: `${root}src/daemon/main.ts`, sdk: `${root}src/sdk/index.ts` },
     outdir: next,
     splitting: true,
     chunkNames: "chunks/[name]-[hash]",
   });
   await build({ ...common, entryPoints: workerEntries(`${root}src`), outdir: `${next}/workers` });
   await buildDashboard(`${next}/webui`);
+  buildSdkTypes(`${next}/types`);
   if (existsSync(`${root}dist`)) renameSync(`${root}dist`, old);
   renameSync(next, `${root}dist`);
 } finally {

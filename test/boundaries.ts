@@ -28,6 +28,8 @@ export const CLIENT_SIDE = new Set([
   "net", // `banger config` checks network values offline; `net ssh-config` writes the ssh key and include
   "kernel", // `kernel import` reads the user's kernel files to upload them
   "rootfs", // `banger internal` makes bundles on the build host (no daemon)
+  "mcp", // `banger mcp` runs the MCP server (a client of bangerd itself, built on sdk/)
+  "sdk", // the TypeScript SDK: a client itself; the CLI shares its uploader and workspace export, mcp/ is built on it
 ]);
 
 export interface Violation {

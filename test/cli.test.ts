@@ -125,6 +125,7 @@ describe("cli", () => {
       "config",
       "doctor",
       "web",
+      "mcp",
     ];
     for (const command of main) {
       const r = await runBanger([...command.split(" "), "--help"], { home });

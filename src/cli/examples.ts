@@ -75,6 +75,11 @@ export const EXAMPLES: Record<string, string[]> = {
     "banger api key --rotate              # the old key stops working at once",
   ],
   web: ["banger web                 # opens the dashboard in a browser", "banger web --no-open      # only print the link"],
+  mcp: [
+    "claude mcp add banger -- banger mcp      # Claude Code: the assistant starts it on stdio",
+    "npx @modelcontextprotocol/inspector banger mcp   # try the tools by hand",
+    "BANGER_HOME=~/sandboxes banger mcp        # VMs under another state root",
+  ],
 };
 
 /** The text of one command's Examples section. */

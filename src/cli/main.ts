@@ -14,6 +14,7 @@ import { addExamples } from "./examples.ts";
 import { registerImage } from "./image.ts";
 import { registerInternal } from "./internal.ts";
 import { registerKernel } from "./kernel.ts";
+import { registerMcp } from "./mcp.ts";
 import { registerNet } from "./net.ts";
 import { registerPool } from "./pool.ts";
 import { registerVm } from "./vm.ts";
@@ -44,6 +45,7 @@ function buildProgram(): Command {
   registerNet(program);
   registerWeb(program);
   registerApi(program);
+  registerMcp(program);
   registerDaemon(program);
   registerInternal(program);
   addExamples(program);

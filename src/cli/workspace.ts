@@ -3,13 +3,13 @@
 // `--apply` puts them on a new branch banger/<vm> without touching the working tree.
 // Also `vm run`'s workspace step: the plan (validated and announced before anything boots).
 import { writeFile } from "node:fs/promises";
-import { PassThrough, type Readable } from "node:stream";
 import type { Command } from "commander";
-import { type Client, outBytes } from "../api/index.ts";
+import type { Client } from "../api/index.ts";
+import { exportWorkspace as sdkExportWorkspace } from "../sdk/index.ts";
 import { validateName } from "../util/names.ts";
 import { withClient } from "./daemon-client.ts";
 import { printJson } from "./output.ts";
-import type { GuestFiles, WorkspacePlan } from "../workspace/index.ts";
+import type { WorkspacePlan } from "../workspace/index.ts";
 import { humanBytes } from "../util/human.ts";
 import { inert } from "../util/text.ts";
 
@@ -39,42 +39,8 @@ export function describePlan(plan: WorkspacePlan): string {
   return lines.map((l) => `${l}\n`).join("");
 }
 
-/** The guest's files as a tar stream, through the daemon's `vm.files.get`. */
-function guestFiles(client: Client, name: string): GuestFiles {
-  return {
-    getFiles: async (path: string): Promise<Readable> => {
-      const out = new PassThrough();
-      const call = client.start(
-        "vm.files.get",
-        { name, path },
-        {
-          onEvent: (e) => {
-            const bytes = outBytes(e);
-            if (bytes) out.write(bytes.data);
-          },
-        },
-      );
-      call.result.then(
-        () => out.end(),
-        (err: unknown) => out.destroy(err as Error),
-      );
-      return out;
-    },
-  };
-}
-
-export async function exportWorkspace(client: Client, name: string) {
-  const ws = await client.call("vm.workspace.info", { name });
-  const { exportPatch } = await import("../workspace/index.ts");
-  const exported = await exportPatch(guestFiles(client, name), {
-    vmName: name,
-    workspace: ws.guestPath,
-    baseCommit: ws.baseCommit,
-    copiedCommit: ws.copiedCommit,
-    hostRepo: ws.hostRepo,
-  });
-  return { ...exported, hostRepo: ws.hostRepo };
-}
+/** The guest's changes as a patch: the SDK's export (sdk/workspace.ts), the one the MCP server uses too. */
+export const exportWorkspace = (client: Client, name: string) => sdkExportWorkspace(client, name);
 
 /**
  * Puts an export on a new branch of the host repository (banger/<vm> unless named); null when

@@ -53,17 +53,23 @@ export function buildId(): string {
  * Connects to the daemon for this root, starting one when none answers. A daemon of another
  * build (banger was upgraded or rebuilt; its code chunks may be gone) is replaced when it is
  * idle: its VMs keep running and the new daemon adopts them. A busy one is left alone, with
- * a note. `note` gets those one-line messages (default: stderr).
+ * a note. `note` gets those one-line messages (default: stderr). A daemon started here gets
+ * `env` (the SDK passes its own BANGER_HOME, which may not be this process's).
  */
-export async function connectOrStart(paths: Paths, timeoutMs = 15000, note = (line: string) => void process.stderr.write(`banger: ${line}\n`)): Promise<Client> {
+export async function connectOrStart(
+  paths: Paths,
+  timeoutMs = 15000,
+  note: (line: string) => void = (line) => void process.stderr.write(`banger: ${line}\n`),
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Client> {
   let client: Client | undefined;
   try {
     client = await RpcClient.connect<Methods>(paths.socket);
   } catch (err) {
     if (!isAbsent(err)) throw unavailable(paths, err);
   }
-  if (client) return replaceIfStale(client, paths, timeoutMs, note);
-  return (await startDaemon(paths, timeoutMs)).client;
+  if (client) return replaceIfStale(client, paths, timeoutMs, note, env);
+  return (await startDaemon(paths, timeoutMs, env)).client;
 }
 
 /**
@@ -73,8 +79,8 @@ export async function connectOrStart(paths: Paths, timeoutMs = 15000, note = (li
  * asked for, back after `banger daemon stop`. So a spawn that is not the one answering is
  * stopped here.
  */
-export async function startDaemon(paths: Paths, timeoutMs: number): Promise<{ client: Client; pid: number; spawned: number }> {
-  const spawned = spawnDaemon(paths);
+export async function startDaemon(paths: Paths, timeoutMs: number, env: NodeJS.ProcessEnv = process.env): Promise<{ client: Client; pid: number; spawned: number }> {
+  const spawned = spawnDaemon(paths, env);
   const client = await waitForDaemon(paths, timeoutMs);
   const { pid } = await client.call("daemon.status");
   if (spawned > 0 && spawned !== pid && isAlive(spawned)) {
@@ -87,7 +93,7 @@ export async function startDaemon(paths: Paths, timeoutMs: number): Promise<{ cl
   return { client, pid, spawned };
 }
 
-async function replaceIfStale(client: Client, paths: Paths, timeoutMs: number, note: (line: string) => void): Promise<Client> {
+async function replaceIfStale(client: Client, paths: Paths, timeoutMs: number, note: (line: string) => void, env: NodeJS.ProcessEnv): Promise<Client> {
   if (buildInfo.version === "dev") return client; // running from sources: no build to compare
   let theirs: string;
   try {
@@ -104,7 +110,7 @@ async function replaceIfStale(client: Client, paths: Paths, timeoutMs: number, n
   await client.call("daemon.stop");
   client.close();
   await pollUntil(() => !isAlive(status.pid), 10_000, `bangerd (pid ${status.pid}) did not stop in time`); // it holds the root's lock until it is gone
-  const { client: fresh } = await startDaemon(paths, timeoutMs);
+  const { client: fresh } = await startDaemon(paths, timeoutMs, env);
   note(`restarted bangerd, which ran another build (${theirs})`);
   return fresh;
 }
