@@ -21,6 +21,7 @@ export type {
   GuestStats,
   Landing,
   ListeningPort,
+  MachineView,
   SessionState,
   SessionView,
   VmNetPolicy,

@@ -12,7 +12,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { snapshotDir } from "../config/index.ts";
-import type { VmRecord } from "../store/index.ts";
+import { type VmRecord, machineOf } from "../store/index.ts";
 import { BangerError, ErrorCode, alreadyExists, errorLine, invalidArgument } from "../util/errors.ts";
 import { humanBytes } from "../util/human.ts";
 import type { ProgressEvent } from "../util/progress.ts";
@@ -80,11 +80,7 @@ async function restoreVm(ctx: DaemonContext, snapName: string, name: string, cal
       name,
       id,
       state: "creating",
-      image: snap.image,
-      kernel: snap.kernel,
-      vmm: snap.vmm,
-      cpus: snap.cpus,
-      memoryBytes: snap.memoryBytes,
+      ...machineOf(snap),
       diskBytes: 0,
       pid: null,
       // A snapshot taken without a NIC restores without one: the guest has no device to configure.
@@ -92,7 +88,6 @@ async function restoreVm(ctx: DaemonContext, snapName: string, name: string, cal
       error: null,
       config: {},
       net: snap.hasNic ? snap.net : "none",
-      netPeer: snap.netPeer,
       snapshot: snap.name,
     });
     let handle: VmHandle | undefined;
