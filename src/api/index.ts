@@ -22,6 +22,7 @@ export type {
   GuestStats,
   Landing,
   ListeningPort,
+  MachineView,
   SessionState,
   SessionView,
   VmNetPolicy,

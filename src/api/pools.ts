@@ -1,16 +1,12 @@
 // Warm pools on the wire: what `pool ls` / `pool set` answer. JSON as the daemon sends it:
 // camelCase, sizes in bytes.
-import type { VmNetPolicy } from "./vm.ts";
+import type { MachineView } from "./vm.ts";
 
 /** What a pool's VMs boot with (and what a `vm create`/`vm run` must ask for to take one). */
-export interface PoolSpecView {
+export type PoolSpecView = Pick<MachineView, "cpus" | "memoryBytes" | "net" | "netPeer"> & {
   /** null: the image's kernel (or the default), resolved when a member boots. */
   kernel: string | null;
-  cpus: number;
-  memoryBytes: number;
-  net: VmNetPolicy;
-  netPeer: boolean;
-}
+};
 
 /** One image's pool (pool.list, pool.set). */
 export interface PoolView {

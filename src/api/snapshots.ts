@@ -1,19 +1,12 @@
 // Snapshots on the wire: a snapshot as snapshot.* and vm.snapshot return it, and what
 // vm.snapshot and vm.fork report. JSON as the daemon sends it: camelCase, sizes in bytes.
-import type { VmNetPolicy, VmView } from "./vm.ts";
+import type { MachineView, VmView } from "./vm.ts";
 
 /** A snapshot (snapshot.list, snapshot.show): the machine it restores and its files. */
-export interface SnapshotView {
+export interface SnapshotView extends MachineView {
   name: string;
   /** The VM it was taken of (it may be gone since). */
   sourceVm: string;
-  image: string;
-  kernel: string;
-  vmm: string;
-  cpus: number;
-  memoryBytes: number;
-  net: VmNetPolicy;
-  netPeer: boolean;
   /** Restored VMs get a NIC (a new tap, MAC and address). */
   hasNic: boolean;
   /** Sizes of its files: device state, guest memory (sparse: usedBytes says what it holds), disk copy. */

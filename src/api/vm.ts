@@ -6,17 +6,24 @@ export type VmState = "creating" | "stopped" | "starting" | "running" | "stoppin
 /** Egress policy, chosen at create (`--net`). */
 export type VmNetPolicy = "full" | "none" | "public";
 
-/** A VM (vm.list, vm.show, vm.create, vm.start, vm.set, ...). */
-export interface VmView {
-  name: string;
-  id: string;
-  state: VmState;
+/** The machine a VM is and a snapshot restores (VmView, SnapshotView; a pool's spec is part of one). */
+export interface MachineView {
   image: string;
   kernel: string;
   vmm: string;
   cpus: number;
   /** Guest memory in bytes (a whole number of MiB). */
   memoryBytes: number;
+  net: VmNetPolicy;
+  /** May reach (and be reached by) other VMs that also have it (`--net-peer`). */
+  netPeer: boolean;
+}
+
+/** A VM (vm.list, vm.show, vm.create, vm.start, vm.set, ...). */
+export interface VmView extends MachineView {
+  name: string;
+  id: string;
+  state: VmState;
   diskBytes: number;
   pid: number | null;
   ip: string | null;
@@ -25,9 +32,6 @@ export interface VmView {
   config: Record<string, unknown>;
   createdAt: string;
   startedAt: string | null;
-  net: VmNetPolicy;
-  /** May reach (and be reached by) other VMs that also have it (`--net-peer`). */
-  netPeer: boolean;
   /** The tap the VM is attached to while it runs; null when stopped or without networking. */
   tap: string | null;
   /** Why the VM is in its state when it got there on its own; null otherwise. */

@@ -70,6 +70,7 @@ export interface WebRoutes {
   "POST /api/vms/:name/start": ResultOf<"vm.start">;
   "POST /api/vms/:name/stop": ResultOf<"vm.stop">;
   "POST /api/vms/:name/kill": ResultOf<"vm.kill">;
+  "POST /api/vms/:name/pause": ResultOf<"vm.pause">;
   "POST /api/vms/:name/resume": ResultOf<"vm.resume">;
   "DELETE /api/vms/:name": ResultOf<"vm.rm">;
   "GET /api/kernels": KernelView[];

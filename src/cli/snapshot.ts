@@ -138,7 +138,7 @@ export function registerVmSnapshots(vm: Command): void {
     });
 
   vm.command("fork")
-    .description("children of a running VM's current state (memory shared copy-on-write); the parent keeps running")
+    .description("children of a running VM's current state (memory shared copy-on-write), restored side by side, all or none; the parent keeps running")
     .argument("<vm>", "the parent VM", vmName)
     .option("--count <n>", `how many children (default 1, at most ${MAX_FORK_COUNT})`, parseCount("--count", 1, MAX_FORK_COUNT))
     .option("--name <name>", "a child's name (repeat for several; default <vm>-1, <vm>-2, ...)", (v: string, prev: string[] = []) => [...prev, v])

@@ -1,21 +1,14 @@
 // The warm pools' rules, as pure functions over the store's rows: which pooled VM a request
 // may take (matchingMember), whether a pool size fits the memory cap (checkPoolCap), and
 // what the refill loop does next (nextPoolStep). pools.ts carries them out.
-import type { PoolRecord, PoolSpec, VmNetPolicy, VmRecord } from "../store/index.ts";
+import { type MachineSpec, type PoolRecord, type PoolSpec, type VmRecord, sameMachine } from "../store/index.ts";
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { humanBytes } from "../util/human.ts";
 
 const MIB = 1024 ** 2;
 
 /** A create request, resolved (image and kernel chosen, defaults applied), as a member must match it. */
-export interface PoolRequest {
-  image: string;
-  kernel: string;
-  vmm: string;
-  cpus: number;
-  memoryBytes: number;
-  net: VmNetPolicy;
-  netPeer: boolean;
+export interface PoolRequest extends MachineSpec {
   /** An explicit disk size is a disk no pooled VM has. */
   diskBytes?: number;
   /** A VM created stopped has nothing to gain from a booted one. */
@@ -41,19 +34,7 @@ const DEAD: ReadonlySet<string> = new Set(["stopped", "crashed", "error", "pause
  */
 export function matchingMember(members: readonly VmRecord[], want: PoolRequest): VmRecord | undefined {
   if (want.diskBytes !== undefined || want.noStart) return undefined;
-  return members.find(
-    (m) =>
-      m.pool === want.image &&
-      m.state === "running" &&
-      m.image === want.image &&
-      m.kernel === want.kernel &&
-      m.vmm === want.vmm &&
-      m.cpus === want.cpus &&
-      m.memoryBytes === want.memoryBytes &&
-      m.net === want.net &&
-      m.netPeer === want.netPeer &&
-      (!want.workspaceSlot || hasEmptySlot(m)),
-  );
+  return members.find((m) => m.pool === want.image && m.state === "running" && sameMachine(m, want) && (!want.workspaceSlot || hasEmptySlot(m)));
 }
 
 /** Whether a member was booted with its pool's current spec (a re-specced pool replaces the others). */

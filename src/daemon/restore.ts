@@ -7,13 +7,15 @@
 // (reidentify: hostname, RNG seed, clock, network). A restore that fails leaves nothing
 // (vms.ts destroyVm), as a create does.
 import { randomBytes } from "node:crypto";
+import { availableParallelism } from "node:os";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { snapshotDir } from "../config/index.ts";
-import type { VmRecord } from "../store/index.ts";
+import { type VmRecord, machineOf } from "../store/index.ts";
 import { BangerError, ErrorCode, alreadyExists, errorLine, invalidArgument } from "../util/errors.ts";
 import { humanBytes } from "../util/human.ts";
+import type { ProgressEvent } from "../util/progress.ts";
 import { generateName } from "../util/namegen.ts";
 import { validateName } from "../util/names.ts";
 import { chooseCloneStrategy, cloneFromSnapshot } from "../disk/index.ts";
@@ -51,8 +53,8 @@ export function createFromSnapshot(ctx: DaemonContext, p: { name?: string; fromS
  * Restores `snapName` as a new VM `name`; the caller holds the VM's lock. The snapshot's lock
  * is held throughout, so it cannot be removed under the restore.
  */
-async function restoreVm(ctx: DaemonContext, snapName: string, name: string, call: CallEnv): Promise<VmRecord> {
-  return ctx.locks.run(`snapshot:${snapName}`, async () => {
+async function restoreVm(ctx: DaemonContext, snapName: string, name: string, call: CallEnv, opts: { snapshotHeld?: boolean } = {}): Promise<VmRecord> {
+  const restore = async (): Promise<VmRecord> => {
     const started = performance.now();
     const phases: Record<string, number> = {};
     const mark = (phase: string) => (phases[phase] = Math.round(performance.now() - started));
@@ -78,11 +80,7 @@ async function restoreVm(ctx: DaemonContext, snapName: string, name: string, cal
       name,
       id,
       state: "creating",
-      image: snap.image,
-      kernel: snap.kernel,
-      vmm: snap.vmm,
-      cpus: snap.cpus,
-      memoryBytes: snap.memoryBytes,
+      ...machineOf(snap),
       diskBytes: 0,
       pid: null,
       // A snapshot taken without a NIC restores without one: the guest has no device to configure.
@@ -90,7 +88,6 @@ async function restoreVm(ctx: DaemonContext, snapName: string, name: string, cal
       error: null,
       config: {},
       net: snap.hasNic ? snap.net : "none",
-      netPeer: snap.netPeer,
       snapshot: snap.name,
     });
     let handle: VmHandle | undefined;
@@ -138,7 +135,9 @@ async function restoreVm(ctx: DaemonContext, snapName: string, name: string, cal
       }
       throw err;
     }
-  });
+  };
+  // A fork holds its base's lock once for all its children, restored side by side.
+  return opts.snapshotHeld ? restore() : ctx.locks.run(`snapshot:${snapName}`, restore);
 }
 
 /** Child names: the ones given, else `<parent>-<n>` with the first free numbers. */
@@ -170,9 +169,11 @@ export interface Forked {
 }
 
 /**
- * `vm fork`: an internal snapshot of the running parent (which keeps running), then each child
- * restored from it in turn. A child that fails is reported and leaves nothing; the base goes
- * with its last child (releaseSnapshot).
+ * `vm fork`: an internal snapshot of the running parent (which keeps running), then the
+ * children restored from it side by side (at most one per CPU at a time: each restore's VMM
+ * start and agent wait are mostly waiting). All or none: when one child fails, the others
+ * still restoring are cancelled, the ones made are removed and the base is freed, and the
+ * error names the child that failed.
  */
 export function forkVm(ctx: DaemonContext, parent: string, opts: { count?: number; names?: string[] }, call: CallEnv): Promise<Forked> {
   validateName("vm", parent);
@@ -183,16 +184,52 @@ export function forkVm(ctx: DaemonContext, parent: string, opts: { count?: numbe
       const base = `${parent.slice(0, 40)}.fork-${randomBytes(4).toString("hex")}`;
       const taken = await takeSnapshot(ctx, parent, base, { internal: true }, call);
       call.progress({ phase: "fork", message: `${parent} paused ${taken.pauseMs} ms; restoring ${names.length} ${names.length === 1 ? "child" : "children"}` });
-      const children: VmRecord[] = [];
-      try {
-        for (const name of names) {
-          children.push(await ctx.locks.run(`vm:${name}`, () => recordOperation(ctx, "vm.create", name, () => restoreVm(ctx, base, name, call))));
+      const made = await ctx.locks.run(`snapshot:${base}`, () => restoreChildren(ctx, base, names, call));
+      if (made.failed) {
+        // Removed under their own locks, then the base with them (it has no child left).
+        for (const child of made.children) {
+          const paths = vmPaths(ctx.paths, child.name, child.id);
+          await ctx.locks.run(`vm:${child.name}`, () => destroyVm(ctx, child.name, paths.dir, paths.runtimeDir));
         }
-      } finally {
-        // A fork with no child left has no use for its base.
-        if (children.length === 0) await releaseSnapshot(ctx, base);
+        await releaseSnapshot(ctx, base);
+        throw forkFailed(parent, made.failed, names.length);
       }
-      return { snapshot: base, children, pauseMs: taken.pauseMs, totalMs: Math.round(performance.now() - started) };
+      return { snapshot: base, children: made.children, pauseMs: taken.pauseMs, totalMs: Math.round(performance.now() - started) };
     }),
   );
+}
+
+/** Restores each of `names` from `base` (whose lock the caller holds), stopping at the first failure. */
+async function restoreChildren(ctx: DaemonContext, base: string, names: string[], call: CallEnv): Promise<{ children: VmRecord[]; failed?: { name: string; err: unknown } }> {
+  const stop = new AbortController();
+  const signal = AbortSignal.any([call.signal, stop.signal]);
+  const children: VmRecord[] = [];
+  let failed: { name: string; err: unknown } | undefined;
+  let next = 0;
+  const worker = async () => {
+    while (next < names.length && !failed) {
+      const name = names[next++]!;
+      const progress = names.length === 1 ? call.progress : (e: ProgressEvent) => call.progress({ ...e, message: `${name}: ${e.message ?? e.phase}` });
+      try {
+        children.push(await ctx.locks.run(`vm:${name}`, () => recordOperation(ctx, "vm.create", name, () => restoreVm(ctx, base, name, { signal, progress }, { snapshotHeld: true }))));
+      } catch (err) {
+        // The first failure is the one to report; the siblings it cancels fail with "cancelled".
+        failed ??= { name, err };
+        stop.abort();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(names.length, Math.max(2, availableParallelism())) }, worker));
+  // In the order asked for, whatever order they finished in.
+  children.sort((a, b) => names.indexOf(a.name) - names.indexOf(b.name));
+  return { children, ...(failed ? { failed } : {}) };
+}
+
+/** One line: which child failed and why, and that none were kept. */
+function forkFailed(parent: string, failed: { name: string; err: unknown }, count: number): BangerError {
+  const { name, err } = failed;
+  const code = err instanceof BangerError ? err.code : ErrorCode.Failed;
+  const kept = count === 1 ? "" : `; none of the ${count} children were kept`;
+  const why = err instanceof Error ? err.message : String(err);
+  return new BangerError(code, `vm fork of ${parent} failed at child ${name}: ${why}${kept}`, err instanceof BangerError ? err.hint : undefined, { cause: err });
 }

@@ -12,7 +12,7 @@ import { readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { snapshotDir } from "../config/index.ts";
-import type { SnapshotRecord, VmRecord } from "../store/index.ts";
+import { type SnapshotRecord, type VmRecord, machineOf } from "../store/index.ts";
 import { BangerError, ErrorCode, alreadyExists, errorLine, notFound } from "../util/errors.ts";
 import { makeStagingDir } from "../util/fsx.ts";
 import { sha256File } from "../util/hash.ts";
@@ -119,13 +119,7 @@ function snapshotRecord(vm: VmRecord, name: string, files: SnapshotFiles): Omit<
   return {
     name,
     sourceVm: vm.name,
-    image: vm.image,
-    kernel: vm.kernel,
-    vmm: vm.vmm,
-    cpus: vm.cpus,
-    memoryBytes: vm.memoryBytes,
-    net: vm.net,
-    netPeer: vm.netPeer,
+    ...machineOf(vm),
     hasNic: vm.tap !== null,
     ...files,
   };

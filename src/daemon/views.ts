@@ -1,8 +1,8 @@
 // Store rows as the wire shows them (api/'s views): the store's rows are the daemon's own
 // and may gain columns; what callers see changes only here. Keys and their order are the
 // JSON `--json` prints, so a row's view is the same JSON the row was.
-import type { ImageView, KernelView, OperationView, SessionView, SnapshotView, VmView } from "../api/index.ts";
-import type { ImageRecord, KernelRecord, OperationRecord, SessionRecord, SnapshotRecord, VmRecord } from "../store/index.ts";
+import type { ImageView, KernelView, MachineView, OperationView, SessionView, SnapshotView, VmView } from "../api/index.ts";
+import type { ImageRecord, KernelRecord, MachineSpec, OperationRecord, SessionRecord, SnapshotRecord, VmRecord } from "../store/index.ts";
 
 export function vmView(r: VmRecord): VmView {
   return {
@@ -27,6 +27,11 @@ export function vmView(r: VmRecord): VmView {
     stateReason: r.stateReason,
     snapshot: r.snapshot,
   };
+}
+
+/** A snapshot's machine (a VM's keeps its keys in its own order: vmView). */
+function machineView(r: MachineSpec): MachineView {
+  return { image: r.image, kernel: r.kernel, vmm: r.vmm, cpus: r.cpus, memoryBytes: r.memoryBytes, net: r.net, netPeer: r.netPeer };
 }
 
 export function kernelView(r: KernelRecord): KernelView {
@@ -87,13 +92,7 @@ export function snapshotView(r: SnapshotRecord, usedBytes: number | null, vms: s
   return {
     name: r.name,
     sourceVm: r.sourceVm,
-    image: r.image,
-    kernel: r.kernel,
-    vmm: r.vmm,
-    cpus: r.cpus,
-    memoryBytes: r.memoryBytes,
-    net: r.net,
-    netPeer: r.netPeer,
+    ...machineView(r),
     hasNic: r.hasNic,
     stateBytes: r.stateBytes,
     memoryFileBytes: r.memoryFileBytes,

@@ -34,7 +34,8 @@ import {
   now,
 } from "./records.ts";
 
-export type { KernelRecord, ImageRecord, VmRecord, SessionRecord, OperationRecord, OperationState, VmState, SessionState, VmNetPolicy } from "./records.ts";
+export type { KernelRecord, ImageRecord, MachineSpec, VmRecord, SessionRecord, OperationRecord, OperationState, VmState, SessionState, VmNetPolicy } from "./records.ts";
+export { machineOf, sameMachine } from "./records.ts";
 
 export class Store {
   readonly db: Database.Database;

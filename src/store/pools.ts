@@ -3,16 +3,10 @@
 // names the image. Taking a member is one UPDATE (renamed, no longer pooled), so two
 // callers can never take the same one.
 import type Database from "better-sqlite3";
-import type { VmNetPolicy, VmRecord } from "./records.ts";
+import type { MachineSpec, VmRecord } from "./records.ts";
 
 /** What a pool's members boot with; kernel null: the image's (or the default) at boot time. */
-export interface PoolSpec {
-  kernel: string | null;
-  cpus: number;
-  memoryBytes: number;
-  net: VmNetPolicy;
-  netPeer: boolean;
-}
+export type PoolSpec = Pick<MachineSpec, "cpus" | "memoryBytes" | "net" | "netPeer"> & { kernel: string | null };
 
 export interface PoolRecord {
   image: string;

@@ -39,16 +39,39 @@ export interface ImageRecord {
   createdAt: string;
 }
 
-export interface VmRecord {
-  name: string;
-  id: string;
-  state: VmState;
+/**
+ * The machine a VM is, a snapshot restores and a pool request asks for: one shape, so a
+ * snapshot's machine is its VM's (machineOf) and a pooled VM serves a request for the same
+ * machine (sameMachine).
+ */
+export interface MachineSpec {
   image: string;
   kernel: string;
   vmm: string;
   cpus: number;
   /** Guest memory in bytes (a whole number of MiB: the VMMs' unit). */
   memoryBytes: number;
+  /** Egress policy, chosen at create (`--net`). */
+  net: VmNetPolicy;
+  /** May reach (and be reached by) other VMs that also have it (`--net-peer`). */
+  netPeer: boolean;
+}
+
+const MACHINE_KEYS = ["image", "kernel", "vmm", "cpus", "memoryBytes", "net", "netPeer"] as const satisfies readonly (keyof MachineSpec)[];
+
+/** Just the machine of a VM, snapshot or request (no other key copied along). */
+export function machineOf(r: MachineSpec): MachineSpec {
+  return { image: r.image, kernel: r.kernel, vmm: r.vmm, cpus: r.cpus, memoryBytes: r.memoryBytes, net: r.net, netPeer: r.netPeer };
+}
+
+export function sameMachine(a: MachineSpec, b: MachineSpec): boolean {
+  return MACHINE_KEYS.every((k) => a[k] === b[k]);
+}
+
+export interface VmRecord extends MachineSpec {
+  name: string;
+  id: string;
+  state: VmState;
   diskBytes: number;
   pid: number | null;
   ip: string | null;
@@ -56,10 +79,6 @@ export interface VmRecord {
   config: Record<string, unknown>;
   createdAt: string;
   startedAt: string | null;
-  /** Egress policy, chosen at create (`--net`). */
-  net: VmNetPolicy;
-  /** May reach (and be reached by) other VMs that also have it (`--net-peer`). */
-  netPeer: boolean;
   /** The tap the VM is attached to while it runs; null when stopped or without networking. */
   tap: string | null;
   /** Why the VM is in its state when it got there on its own (exit status, panic line, io-error); null otherwise. */
@@ -130,16 +149,25 @@ export function imageFromRow(r: Row): ImageRecord {
   };
 }
 
+/** The machine columns, named alike in vms and snapshots (memory: vms keep MiB, snapshots bytes). */
+export function machineFromRow(r: Row, memoryBytes: number): MachineSpec {
+  return {
+    image: r.image as string,
+    kernel: r.kernel as string,
+    vmm: r.vmm as string,
+    cpus: r.cpus as number,
+    memoryBytes,
+    net: ((r.net as string | undefined) ?? "full") as VmNetPolicy,
+    netPeer: r.net_peer === 1,
+  };
+}
+
 export function vmFromRow(r: Row): VmRecord {
   return {
     name: r.name as string,
     id: r.id as string,
     state: r.state as VmState,
-    image: r.image as string,
-    kernel: r.kernel as string,
-    vmm: r.vmm as string,
-    cpus: r.cpus as number,
-    memoryBytes: (r.memory_mib as number) * MIB,
+    ...machineFromRow(r, (r.memory_mib as number) * MIB),
     diskBytes: r.disk_bytes as number,
     pid: (r.pid as number | null) ?? null,
     ip: (r.ip as string | null) ?? null,
@@ -147,8 +175,6 @@ export function vmFromRow(r: Row): VmRecord {
     config: JSON.parse(r.config as string) as Record<string, unknown>,
     createdAt: r.created_at as string,
     startedAt: (r.started_at as string | null) ?? null,
-    net: ((r.net as string | undefined) ?? "full") as VmNetPolicy,
-    netPeer: r.net_peer === 1,
     tap: (r.tap as string | null | undefined) ?? null,
     stateReason: (r.state_reason as string | null | undefined) ?? null,
     snapshot: (r.snapshot as string | null | undefined) ?? null,

@@ -1,19 +1,13 @@
 // The snapshots table (migration 4): one row per snapshot under <root>/snapshots/<name>.
 // Kept beside Store (index.ts) as its `snapshots` member so the store's file stays small.
 import type Database from "better-sqlite3";
-import type { VmNetPolicy } from "./records.ts";
+import { type MachineSpec, type Row, machineFromRow } from "./records.ts";
 
-export interface SnapshotRecord {
+/** The machine it restores is its VM's (MachineSpec), and its files. */
+export interface SnapshotRecord extends MachineSpec {
   name: string;
   /** The VM it was taken of (it may be gone since). */
   sourceVm: string;
-  image: string;
-  kernel: string;
-  vmm: string;
-  cpus: number;
-  memoryBytes: number;
-  net: VmNetPolicy;
-  netPeer: boolean;
   /** The source VM had a NIC: restored VMs get one (a new tap, MAC and address). */
   hasNic: boolean;
   /** The disk copy's file name in the snapshot's directory, and its format. */
@@ -40,19 +34,11 @@ export interface SnapshotWorkspace {
   record?: Record<string, unknown>;
 }
 
-type Row = Record<string, unknown>;
-
 function snapshotFromRow(r: Row): SnapshotRecord {
   return {
     name: r.name as string,
     sourceVm: r.source_vm as string,
-    image: r.image as string,
-    kernel: r.kernel as string,
-    vmm: r.vmm as string,
-    cpus: r.cpus as number,
-    memoryBytes: r.memory_bytes as number,
-    net: r.net as VmNetPolicy,
-    netPeer: r.net_peer === 1,
+    ...machineFromRow(r, r.memory_bytes as number),
     hasNic: r.has_nic === 1,
     diskFile: r.disk_file as string,
     diskFormat: r.disk_format as "raw" | "qcow2",

@@ -56,6 +56,7 @@ export function buildRoutes(methods: DaemonTable, live: LiveVms, tasks: Tasks, o
     route("POST", "/api/vms/:name/start", (i) => json(call("vm.start", { name: i.params.name }, i.signal))),
     route("POST", "/api/vms/:name/stop", (i) => json(call("vm.stop", { name: i.params.name, timeoutMs: i.body.timeoutMs }, i.signal))),
     route("POST", "/api/vms/:name/kill", (i) => json(call("vm.kill", { name: i.params.name }, i.signal))),
+    route("POST", "/api/vms/:name/pause", (i) => json(call("vm.pause", { name: i.params.name }, i.signal))),
     route("POST", "/api/vms/:name/resume", (i) => json(call("vm.resume", { name: i.params.name }, i.signal))),
     route("DELETE", "/api/vms/:name", (i) => json(call("vm.rm", { name: i.params.name, force: i.query.get("force") === "1" }, i.signal))),
     get("/api/kernels", "kernel.list"),

@@ -1,5 +1,5 @@
 // Package webui is the dashboard bangerd serves on loopback: a small page (VMs with create,
-// start/stop/resume and remove, one VM with its console, ports, sessions and a terminal,
+// start/stop/pause/resume and remove, one VM with its console, ports, sessions and a terminal,
 // images and kernels with pulls, set default and remove, operations),
 // the JSON API it uses (documented in openapi.json), live updates over SSE and the terminal
 // over a WebSocket. control.ts starts, stops and moves it while the daemon runs (web.reload),

@@ -36,6 +36,7 @@ const methods: MethodTable = {
     call.progress({ phase: "boot" });
     return { name, image, cpus: cpus ?? 1, memoryBytes: memoryBytes ?? 512 * 1024 ** 2, state: "running" };
   },
+  "vm.pause": (p) => ({ name: requireString(p, "name"), state: "paused", stateReason: "paused by the user" }),
   "vm.resume": (p) => {
     throw new BangerError(ErrorCode.InUse, `cannot resume vm ${requireString(p, "name")}: it is stopped`, "start it: banger vm start a1");
   },
@@ -173,10 +174,11 @@ describe("webui", () => {
     assert.deepEqual(last.progress, { phase: "download", done: 100, total: 100 });
   });
 
-  it("refuses the create, resume, remove and default routes without credentials (401)", async () => {
+  it("refuses the create, pause, resume, remove and default routes without credentials (401)", async () => {
     const json = { "Content-Type": "application/json" };
     for (const [method, path, body] of [
       ["POST", "/api/vms", { image: "busybox" }],
+      ["POST", "/api/vms/a1/pause", undefined],
       ["POST", "/api/vms/a1/resume", undefined],
       ["DELETE", "/api/images/busybox", undefined],
       ["DELETE", "/api/kernels/k", undefined],
@@ -233,6 +235,12 @@ describe("webui", () => {
     await expect(post("/api/defaults", { image: "nosuch" }), 404, /^image nosuch not found$/);
     const resume = await expect(post("/api/vms/a1/resume", {}), 409, /^cannot resume vm a1: it is stopped$/);
     assert.equal(resume.hint, "start it: banger vm start a1");
+  });
+
+  it("pauses a VM through the daemon's vm.pause", async () => {
+    const paused = await send(`${web.url}/api/vms/a1/pause`, { method: "POST", headers: { ...bearer, "Content-Type": "application/json" }, body: "{}" });
+    assert.equal(paused.status, 200, paused.body);
+    assert.deepEqual(JSON.parse(paused.body), { name: "a1", state: "paused", stateReason: "paused by the user" });
   });
 
   it("removes images and kernels (force passed on for kernels) and reads and sets the defaults", async () => {

@@ -2,7 +2,7 @@
 // daemon started with BANGER_WEB=1 and a real VM under QEMU (TCG here): sign in with the
 // one-time link, see the VM running, use its terminal, stop it live, pull a kernel from a
 // local catalog with progress, pull an image, make it the default and remove it, remove a
-// kernel, create a VM with the form, resume it after its VMM paused it, remove it from the
+// kernel, create a VM with the form, resume it after its VMM paused it, pause and resume it, remove it from the
 // list, fit 1024/768/375px screens, and have unauthenticated and cross-site requests refused.
 // Screenshots of every page go to .test-artifacts/webui/.
 import { after, before, describe, it } from "node:test";
@@ -214,6 +214,22 @@ describe("web dashboard (real VM, real browser)", { skip: existsSync(CHROMIUM) ?
     await row.locator('[data-state="running"]').waitFor({ timeout: 15_000 });
     const { status } = await qmpCommand<{ status: string }>(join(home, "run", "vms", id, "qmp.sock"), "query-status");
     assert.equal(status, "running");
+    assert.match((await mustRun(banger(["vm", "exec", VM2, "--", "echo", "alive"]))).stdout, /alive/);
+  });
+
+  it("pauses a running VM from the list and resumes it: CPUs stopped, memory kept", async () => {
+    const { id } = JSON.parse((await mustRun(banger(["vm", "show", VM2, "--json"]))).stdout) as { id: string };
+    const qmp = join(home, "run", "vms", id, "qmp.sock");
+    const row = page.locator(`tr[data-vm="${VM2}"]`);
+    await row.locator('[data-action="pause"]').click();
+    await row.locator('[data-state="paused"]').waitFor({ timeout: 15_000 });
+    assert.equal((await qmpCommand<{ status: string }>(qmp, "query-status")).status, "paused");
+    const shown = JSON.parse((await mustRun(banger(["vm", "show", VM2, "--json"]))).stdout) as { state: string; stateReason: string };
+    assert.deepEqual([shown.state, shown.stateReason], ["paused", "paused by the user"]);
+    assert.equal(await row.locator('[data-action="pause"]').count(), 0, "a paused VM offers resume, not pause");
+    await row.locator('[data-action="resume"]').click();
+    await row.locator('[data-state="running"]').waitFor({ timeout: 15_000 });
+    assert.equal((await qmpCommand<{ status: string }>(qmp, "query-status")).status, "running");
     assert.match((await mustRun(banger(["vm", "exec", VM2, "--", "echo", "alive"]))).stdout, /alive/);
   });
 

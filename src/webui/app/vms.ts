@@ -1,4 +1,4 @@
-// The VM list (live): each VM's state, use and actions (start, stop, resume, remove), and
+// The VM list (live): each VM's state, use and actions (start, stop, pause, resume, remove), and
 // the form that creates a VM from an installed image, with the create's progress, and the
 // warm pools (ready and warming VMs per image: a create matching one is taken at once).
 import { api, hintOf, onVms, seg, type Vm } from "./api.ts";
@@ -170,6 +170,7 @@ export function vmButtons(vm: Vm, opts: { onPage: boolean }): HTMLElement {
     );
   const params = { name: vm.name };
   const buttons: HTMLElement[] = [];
+  if (vm.state === "running") buttons.push(act("Pause", "", () => api("POST /api/vms/:name/pause", { params })));
   if (vm.state === "paused") buttons.push(act("Resume", "primary", () => api("POST /api/vms/:name/resume", { params })));
   if (vm.state === "running" || vm.state === "paused") buttons.push(act("Stop", "", () => api("POST /api/vms/:name/stop", { params })));
   if (vm.state === "stopped" || vm.state === "crashed" || vm.state === "error") buttons.push(act("Start", "primary", () => api("POST /api/vms/:name/start", { params })));
