@@ -20,7 +20,7 @@ import { humanBytes } from "../util/human.ts";
 import { validateName } from "../util/names.ts";
 import { diskUsage } from "../util/scratch.ts";
 import { SNAPSHOT_MEMORY as MEMORY_FILE, SNAPSHOT_STATE as STATE_FILE } from "../vmm/index.ts";
-import { snapshotDisk } from "../disk/index.ts";
+import { snapshotDisk, type SnapshotDisk } from "../disk/index.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
 import { slotCopyCheck, snapshotWorkspace } from "./workspace-snapshot.ts";
@@ -79,9 +79,14 @@ export function takeSnapshot(ctx: DaemonContext, vmName: string, snapName: strin
     try {
       call.progress({ phase: "snapshot", message: `pausing ${vmName}, writing memory, device state and disk` });
       const { result, pauseMs } = await pauseBriefly(ctx, vmName, handle, vm.state === "paused", async () => {
-        await handle.saveSnapshot(staging, { signal: call.signal });
-        const copy = await snapshotDisk({ path: disk.path, format: disk.format }, staging, { signal: call.signal });
-        return { copy, workspace: await snapshotWorkspace(vm.config, staging, call.signal) };
+        let files: { copy: SnapshotDisk; workspace: Awaited<ReturnType<typeof snapshotWorkspace>> } | undefined;
+        // The disks are copied once the VMM has let go of them, while it may still copy RAM.
+        const afterState = async () => {
+          const copy = await snapshotDisk({ path: disk.path, format: disk.format }, staging, { signal: call.signal });
+          files = { copy, workspace: await snapshotWorkspace(vm.config, staging, call.signal) };
+        };
+        await handle.saveSnapshot(staging, { signal: call.signal, afterState });
+        return files!;
       });
       const diskCopy = result.copy;
       call.progress({ phase: "verify", message: `${vmName} resumed after ${pauseMs} ms; recording sizes and checksums` });
