@@ -19,7 +19,7 @@ import { BangerError, ErrorCode, cancelled, integrity } from "../util/errors.ts"
 import { runChecked } from "../util/exec.ts";
 import { DAMAGED_HINT, SNAPSHOT_MEMORY, SNAPSHOT_STATE, checkSnapshotFiles, onDisk } from "./snapshot-files.ts";
 import { checkSocketPath, logTail, VMM_LOG, type VmmState } from "./process.ts";
-import { type QmpClient, qmpCommand } from "./qmp.ts";
+import { QmpClient, qmpCommand } from "./qmp.ts";
 import type { SaveSnapshotOptions, StartOptions, VmHandle, VmSpec } from "./types.ts";
 
 /**
@@ -63,7 +63,7 @@ export async function saveQemuSnapshot(vm: QemuVm, dir: string, opts: SaveSnapsh
     // disk copy): the paused guest changes neither, and the pause lasts the longest of them,
     // not their sum. Both are waited for, so a failure never leaves a copy writing.
     const copies = await Promise.allSettled([
-      saveState(qmp, vm.runtimeDir, out.state, signal).then(() => afterState?.()),
+      saveState(vm.qmpSocket, vm.runtimeDir, out.state, signal).then(() => afterState?.()),
       memoryFile ? sparseCopy(memoryFile, out.memory, signal) : linkOrCopy(privateMemory!, out.memory, signal),
     ]);
     for (const c of copies) if (c.status === "rejected") throw c.reason;
@@ -91,7 +91,8 @@ async function linkOrCopy(src: string, dest: string, signal?: AbortSignal): Prom
 }
 
 /** Migrates the device state (without shared RAM) to a socket we listen on, into `path`. */
-async function saveState(qmp: Qmp, runtimeDir: string, path: string, signal?: AbortSignal): Promise<void> {
+async function saveState(qmpSocket: string, runtimeDir: string, path: string, signal?: AbortSignal): Promise<void> {
+  const qmp: Qmp = (command, args) => qmpCommand(qmpSocket, command, args);
   const sock = checkSocketPath(join(runtimeDir, MIGRATE_OUT_SOCKET));
   const partial = `${path}.partial`;
   await rm(sock, { force: true });
@@ -106,9 +107,17 @@ async function saveState(qmp: Qmp, runtimeDir: string, path: string, signal?: Ab
   received.catch(() => undefined); // awaited below; a failure before then is the migration's
   try {
     await listen(server, sock);
-    await qmp("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
-    await qmp("migrate-set-parameters", { "max-bandwidth": MAX_BANDWIDTH });
-    await qmp("migrate", { uri: `unix:${sock}` });
+    // The three commands that start it on one connection (each connection is a greeting and a
+    // capabilities round trip); the polls that follow take one each, so the daemon's status
+    // checks get in between during a long save.
+    const setup = await QmpClient.connect(qmpSocket);
+    try {
+      await setup.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
+      await setup.execute("migrate-set-parameters", { "max-bandwidth": MAX_BANDWIDTH });
+      await setup.execute("migrate", { uri: `unix:${sock}` });
+    } finally {
+      setup.close();
+    }
     await waitMigration(qmp, "saving the device state", signal);
     await Promise.race([received, sleep(30_000).then(() => Promise.reject(new BangerError(ErrorCode.Timeout, "QEMU never finished writing the device state")))]);
     await rename(partial, path);
