@@ -20,7 +20,7 @@ import { humanBytes } from "../util/human.ts";
 import { validateName } from "../util/names.ts";
 import { diskUsage } from "../util/scratch.ts";
 import { SNAPSHOT_MEMORY as MEMORY_FILE, SNAPSHOT_STATE as STATE_FILE } from "../vmm/index.ts";
-import { snapshotDisk } from "../disk/index.ts";
+import { snapshotDisk, type SnapshotDisk } from "../disk/index.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
 import { slotCopyCheck, snapshotWorkspace } from "./workspace-snapshot.ts";
@@ -79,13 +79,22 @@ export function takeSnapshot(ctx: DaemonContext, vmName: string, snapName: strin
     try {
       call.progress({ phase: "snapshot", message: `pausing ${vmName}, writing memory, device state and disk` });
       const { result, pauseMs } = await pauseBriefly(ctx, vmName, handle, vm.state === "paused", async () => {
-        await handle.saveSnapshot(staging, { signal: call.signal });
-        const copy = await snapshotDisk({ path: disk.path, format: disk.format }, staging, { signal: call.signal });
-        return { copy, workspace: await snapshotWorkspace(vm.config, staging, call.signal) };
+        let files: { copy: SnapshotDisk; workspace: Awaited<ReturnType<typeof snapshotWorkspace>>; sums: Promise<[Hashed, Hashed]> } | undefined;
+        // The disks are copied once the VMM has let go of them, while it may still copy RAM;
+        // then the device state and disk copy are hashed meanwhile (awaited after the resume).
+        const afterState = async () => {
+          const copy = await snapshotDisk({ path: disk.path, format: disk.format }, staging, { signal: call.signal });
+          const workspace = await snapshotWorkspace(vm.config, staging, call.signal);
+          const sums: Promise<[Hashed, Hashed]> = Promise.all([sha256File(join(staging, STATE_FILE)), sha256File(copy.path)]);
+          sums.catch(() => undefined); // awaited below, unless the pause failed first
+          files = { copy, workspace, sums };
+        };
+        await handle.saveSnapshot(staging, { signal: call.signal, afterState });
+        return files!;
       });
       const diskCopy = result.copy;
       call.progress({ phase: "verify", message: `${vmName} resumed after ${pauseMs} ms; recording sizes and checksums` });
-      const [state, diskSum, memory] = await Promise.all([sha256File(join(staging, STATE_FILE)), sha256File(diskCopy.path), stat(join(staging, MEMORY_FILE))]);
+      const [[state, diskSum], memory] = await Promise.all([result.sums, stat(join(staging, MEMORY_FILE))]);
       await rename(staging, dest);
       // Its checksums were just computed from these very files: the first restore (a fork's
       // child, at once) need not hash them again.
@@ -112,6 +121,8 @@ export function takeSnapshot(ctx: DaemonContext, vmName: string, snapName: strin
     }
   });
 }
+
+type Hashed = Awaited<ReturnType<typeof sha256File>>;
 
 type SnapshotFiles = Pick<SnapshotRecord, "diskFile" | "diskFormat" | "stateBytes" | "memoryFileBytes" | "diskBytes" | "stateSha256" | "diskSha256" | "internal" | "pauseMs" | "workspace">;
 

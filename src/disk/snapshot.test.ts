@@ -60,6 +60,28 @@ test("a qcow2 overlay's snapshot keeps what was written before; clones of it are
   await assert.rejects(cloneFromSnapshot(snap, join(home.home, "c.raw"), "sparse-copy"), /cannot be cloned with sparse-copy/);
 });
 
+test("clones of another snapshot disk of the same size reuse the first overlay's bytes with their own backing", async () => {
+  const base = join(home.home, "base2.raw");
+  await writeFile(base, "");
+  await truncate(base, 48 * MiB);
+  const snaps = [];
+  for (const [i, byte] of [0x21, 0x42].entries()) {
+    const vm = await cloneDisk(base, join(home.home, `vm2-${i}.qcow2`), "qcow2");
+    await write(vm.path, "qcow2", 0, byte);
+    const dir = join(home.home, `snap2-${i}-${"x".repeat(i * 40)}`); // backing names of different lengths
+    await runChecked(["mkdir", dir]);
+    snaps.push({ snap: await snapshotDisk(vm, dir), byte });
+  }
+  for (const [i, { snap, byte }] of snaps.entries()) {
+    const clone = await cloneFromSnapshot(snap, join(home.home, `clone2-${i}.qcow2`), "qcow2");
+    await runChecked(["qemu-img", "check", clone.path]);
+    const info = JSON.parse((await runChecked(["qemu-img", "info", "--output=json", clone.path])).stdout) as { "backing-filename"?: string; "virtual-size"?: number };
+    assert.equal(info["backing-filename"], snap.path, `clone ${i} is an overlay of its own snapshot's disk`);
+    assert.equal(info["virtual-size"], 48 * MiB);
+    assert.ok(await holds(clone.path, "qcow2", 0, byte), `clone ${i} reads its snapshot's data`);
+  }
+});
+
 test("a raw disk's snapshot is a sparse copy, cloned by copy", async () => {
   const raw = join(home.home, "vm.raw");
   await writeFile(raw, "");

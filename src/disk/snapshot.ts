@@ -46,30 +46,64 @@ export async function snapshotFlatRaw(src: { path: string; format: DiskFormat },
 export async function cloneFromSnapshot(snap: { path: string; format: DiskFormat }, dest: string, strategy: CloneStrategy, opts: { signal?: AbortSignal } = {}): Promise<DiskClone> {
   if (snap.format === "raw") return cloneDisk(snap.path, dest, strategy, opts);
   if (strategy !== "qcow2") throw invalidArgument(`a qcow2 snapshot disk cannot be cloned with ${strategy}`, "restore it under QEMU (qcow2 overlays)");
-  // At most one qemu-img per snapshot disk, not two per restore (each run is ~50 ms): the size
-  // comes from the qcow2 header, `-u` with the size given spares qemu-img opening the backing
-  // chain, and a new overlay names only its backing file and size, so every child of one
-  // snapshot disk gets the same bytes: after the first run the daemon writes those itself.
+  // At most one qemu-img run per disk size, not two per restore (each run is ~50 ms, and a
+  // fork's base is a new snapshot disk every time): the size comes from the qcow2 header, `-u`
+  // with the size given spares qemu-img opening the backing chain, and an empty overlay names
+  // only its backing file and size, so an overlay of any backing of that size is qemu-img's
+  // bytes for the first one with the backing name swapped (withBacking).
   const size = await qcow2VirtualSize(snap.path);
   const backing = resolve(snap.path);
-  const key = `${backing}\0${size}`;
-  const template = overlayTemplates.get(key);
+  const template = overlayTemplates.get(size);
   await staged(dest, async (staging) => {
-    if (template) return writeFile(staging, template, { mode: 0o600, flag: "wx" });
+    if (template) return writeFile(staging, withBacking(template, backing), { mode: 0o600, flag: "wx" });
     await runChecked(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-F", "qcow2", "-b", backing, staging, String(size)], { signal: opts.signal });
     const made = await readFile(staging);
-    if (made.length <= MAX_TEMPLATE_BYTES) {
-      if (overlayTemplates.size >= MAX_TEMPLATES) overlayTemplates.delete(overlayTemplates.keys().next().value as string);
-      overlayTemplates.set(key, made);
+    if (made.length <= MAX_TEMPLATE_BYTES && backingName(made)?.equals(Buffer.from(backing))) {
+      if (overlayTemplates.size >= MAX_TEMPLATES) overlayTemplates.delete(overlayTemplates.keys().next().value as number);
+      overlayTemplates.set(size, made);
     }
   });
   return { path: dest, format: "qcow2", strategy: "qcow2", sizeBytes: size, filesystemNeedsGrow: false };
 }
 
-/** Empty overlays qemu-img made, by backing file and size (a few hundred KiB each). */
-const overlayTemplates = new Map<string, Buffer>();
+/** Empty overlays qemu-img made, by virtual size (a few hundred KiB each). */
+const overlayTemplates = new Map<number, Buffer>();
 const MAX_TEMPLATES = 16;
 const MAX_TEMPLATE_BYTES = 1 << 20;
+/** qcow2 header: backing_file_offset (u64 at 8) and backing_file_size (u32 at 16); the name lies in the first cluster. */
+const QCOW2_BACKING_OFFSET = 8;
+const QCOW2_BACKING_SIZE = 16;
+const QCOW2_CLUSTER_BITS = 20;
+const QCOW2_L1_OFFSET = 40;
+const QCOW2_REFCOUNT_OFFSET = 48;
+/** QEMU refuses longer backing file names. */
+const MAX_BACKING_NAME = 1023;
+
+/** The backing file name an overlay's header gives, or undefined when its layout is not the one withBacking edits. */
+function backingName(overlay: Buffer): Buffer | undefined {
+  if (overlay.length < 32 || overlay.readUInt32BE(0) !== QCOW2_MAGIC) return undefined;
+  const at = Number(overlay.readBigUInt64BE(QCOW2_BACKING_OFFSET));
+  const len = overlay.readUInt32BE(QCOW2_BACKING_SIZE);
+  const cluster = 1 << overlay.readUInt32BE(QCOW2_CLUSTER_BITS);
+  // withBacking writes a name of up to MAX_BACKING_NAME bytes at `at`: it must stay in the header cluster.
+  if (at < 32 || at + MAX_BACKING_NAME > cluster || cluster > overlay.length) return undefined;
+  // Nothing else in that cluster after the name: the L1 and refcount tables start beyond it.
+  if (Number(overlay.readBigUInt64BE(QCOW2_L1_OFFSET)) < cluster || Number(overlay.readBigUInt64BE(QCOW2_REFCOUNT_OFFSET)) < cluster) return undefined;
+  if (overlay.subarray(at + len, cluster).some((b) => b !== 0)) return undefined;
+  return overlay.subarray(at, at + len);
+}
+
+/** A copy of an empty overlay naming `backing` instead (the name is the header's last field; zeros follow it up to the first table). */
+export function withBacking(template: Buffer, backing: string): Buffer {
+  const name = Buffer.from(backing);
+  if (name.length > MAX_BACKING_NAME) throw invalidArgument(`backing file path too long for qcow2 (${name.length} bytes)`, `keep BANGER_HOME's path under ${MAX_BACKING_NAME - 64} bytes`);
+  const out = Buffer.from(template);
+  const at = Number(out.readBigUInt64BE(QCOW2_BACKING_OFFSET));
+  out.fill(0, at, at + out.readUInt32BE(QCOW2_BACKING_SIZE));
+  name.copy(out, at);
+  out.writeUInt32BE(name.length, QCOW2_BACKING_SIZE);
+  return out;
+}
 
 const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
 

@@ -16,7 +16,18 @@ import { BaseHandle } from "./handle.ts";
 import { CONSOLE_LOG, VMM_LOG, checkSocketPath, launchVmm, prepareRuntimeDir, readLiveState, retryUntil } from "./process.ts";
 import { checkSnapshotFiles } from "./snapshot-files.ts";
 import { validateSpec } from "./spec.ts";
-import { AGENT_VSOCK_PORT, type AgentStreamOptions, type JailerSpec, type StartOptions, type StopOutcome, type VmHandle, type VmRunState, type VmSpec, type VmmDriver } from "./types.ts";
+import {
+  AGENT_VSOCK_PORT,
+  type AgentStreamOptions,
+  type JailerSpec,
+  type SaveSnapshotOptions,
+  type StartOptions,
+  type StopOutcome,
+  type VmHandle,
+  type VmRunState,
+  type VmSpec,
+  type VmmDriver,
+} from "./types.ts";
 
 export const DEFAULT_GUEST_CID = 3;
 const ROOT_DRIVE_ID = "rootfs";
@@ -211,10 +222,12 @@ class FirecrackerHandle extends BaseHandle {
    * Firecracker sends the guest a vsock transport reset when it saves the device: open agent
    * streams of this VM end (dial again; the guest's listening socket survives).
    */
-  saveSnapshot(dir: string, opts: { signal?: AbortSignal } = {}): Promise<{ stateBytes: number; memoryBytes: number }> {
+  async saveSnapshot(dir: string, opts: SaveSnapshotOptions = {}): Promise<{ stateBytes: number; memoryBytes: number }> {
     // A jailed Firecracker's API socket is <chroot>/run/firecracker.socket (buildJailerArgv).
     const jailRoot = this.state.cmdlineMark ? dirname(dirname(this.state.controlSocket)) : undefined;
-    return createSnapshot((m, p, b, t) => this.api(m, p, b, t), dir, jailRoot, opts.signal);
+    const sizes = await createSnapshot((m, p, b, t) => this.api(m, p, b, t), dir, jailRoot, opts.signal);
+    await opts.afterState?.();
+    return sizes;
   }
 
   protected async stopGracefully(timeoutMs: number): Promise<StopOutcome> {

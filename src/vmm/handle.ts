@@ -9,7 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { consoleLogPath, watchConsoleLog } from "./console.ts";
 import { describeEnd, findPanicLine, lastLogLine } from "./ending.ts";
 import { VMM_LOG, childExit, forgetChildExit, isAlive, killAndWait, ownedFiles, processStartTime, removeRuntimeLeftovers, waitForExit, type ExitStatus, type VmmState } from "./process.ts";
-import type { AgentStreamOptions, StopOutcome, VmHandle, VmRunState, VmmEvent, VmmName } from "./types.ts";
+import type { AgentStreamOptions, SaveSnapshotOptions, StopOutcome, VmHandle, VmRunState, VmmEvent, VmmName } from "./types.ts";
 
 /** How often an adopted VMM's pid is checked: an end is reported within this. */
 const POLL_MS = 200;
@@ -115,7 +115,7 @@ export abstract class BaseHandle implements VmHandle {
   abstract status(): Promise<VmRunState>;
   abstract pause(): Promise<void>;
   abstract resume(): Promise<void>;
-  abstract saveSnapshot(dir: string, opts?: { signal?: AbortSignal }): Promise<{ stateBytes: number; memoryBytes: number }>;
+  abstract saveSnapshot(dir: string, opts?: SaveSnapshotOptions): Promise<{ stateBytes: number; memoryBytes: number }>;
   abstract agentStream(opts?: AgentStreamOptions): Promise<Duplex>;
   abstract readonly agentOverSerial: boolean;
 }

@@ -46,6 +46,9 @@ test("a restore maps the snapshot's RAM privately and waits for the device state
   const cold = buildQemuArgv({ ...spec, memoryFile: "/dev/shm/banger-x/vm2.mem" }, opts);
   assert.deepEqual(after1(argv, "-device"), after1(cold, "-device"));
   assert.deepEqual(after1(argv, "-M"), after1(cold, "-M"));
+  // The guest's kernel is in the snapshot's RAM: QEMU is not made to read one.
+  assert.deepEqual(after1(cold, "-kernel"), ["/k/vmlinux"]);
+  for (const flag of ["-kernel", "-initrd", "-append"]) assert.ok(!argv.includes(flag), `a restore has no ${flag}`);
 });
 
 async function snapshotDir(name: string, memoryBytes: number, state: Buffer | undefined): Promise<string> {

@@ -19,8 +19,8 @@ import { BangerError, ErrorCode, cancelled, integrity } from "../util/errors.ts"
 import { runChecked } from "../util/exec.ts";
 import { DAMAGED_HINT, SNAPSHOT_MEMORY, SNAPSHOT_STATE, checkSnapshotFiles, onDisk } from "./snapshot-files.ts";
 import { checkSocketPath, logTail, VMM_LOG, type VmmState } from "./process.ts";
-import { qmpCommand } from "./qmp.ts";
-import type { StartOptions, VmHandle, VmSpec } from "./types.ts";
+import { QmpClient, qmpCommand } from "./qmp.ts";
+import type { SaveSnapshotOptions, StartOptions, VmHandle, VmSpec } from "./types.ts";
 
 /**
  * The sockets the device state goes through, in the VM's runtime dir (no longer than its
@@ -42,7 +42,8 @@ interface QemuVm {
 }
 
 /** Writes a paused VM's dir/vmstate and dir/memory; leaves nothing half-written on failure. */
-export async function saveQemuSnapshot(vm: QemuVm, dir: string, signal?: AbortSignal): Promise<{ stateBytes: number; memoryBytes: number }> {
+export async function saveQemuSnapshot(vm: QemuVm, dir: string, opts: SaveSnapshotOptions = {}): Promise<{ stateBytes: number; memoryBytes: number }> {
+  const { signal, afterState } = opts;
   if (signal?.aborted) throw cancelled();
   const { memoryFile, privateMemory } = vm.state;
   if (!memoryFile && !privateMemory) {
@@ -58,9 +59,14 @@ export async function saveQemuSnapshot(vm: QemuVm, dir: string, signal?: AbortSi
       throw new BangerError(ErrorCode.Failed, `cannot snapshot a VM that is not paused (QEMU says ${JSON.stringify(status ?? "unknown")})`, "pause the VM first");
     }
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    await saveState(qmp, vm.runtimeDir, out.state, signal);
-    if (memoryFile) await sparseCopy(memoryFile, out.memory, signal);
-    else if (privateMemory) await linkOrCopy(privateMemory, out.memory, signal);
+    // The RAM copy runs beside the device state's migration and what follows it (the caller's
+    // disk copy): the paused guest changes neither, and the pause lasts the longest of them,
+    // not their sum. Both are waited for, so a failure never leaves a copy writing.
+    const copies = await Promise.allSettled([
+      saveState(vm.qmpSocket, vm.runtimeDir, out.state, signal).then(() => afterState?.()),
+      memoryFile ? sparseCopy(memoryFile, out.memory, signal) : linkOrCopy(privateMemory!, out.memory, signal),
+    ]);
+    for (const c of copies) if (c.status === "rejected") throw c.reason;
     return { stateBytes: await onDisk(out.state), memoryBytes: await onDisk(out.memory) };
   } catch (err) {
     for (const f of [out.state, out.memory]) await rm(f, { force: true });
@@ -85,7 +91,8 @@ async function linkOrCopy(src: string, dest: string, signal?: AbortSignal): Prom
 }
 
 /** Migrates the device state (without shared RAM) to a socket we listen on, into `path`. */
-async function saveState(qmp: Qmp, runtimeDir: string, path: string, signal?: AbortSignal): Promise<void> {
+async function saveState(qmpSocket: string, runtimeDir: string, path: string, signal?: AbortSignal): Promise<void> {
+  const qmp: Qmp = (command, args) => qmpCommand(qmpSocket, command, args);
   const sock = checkSocketPath(join(runtimeDir, MIGRATE_OUT_SOCKET));
   const partial = `${path}.partial`;
   await rm(sock, { force: true });
@@ -100,9 +107,17 @@ async function saveState(qmp: Qmp, runtimeDir: string, path: string, signal?: Ab
   received.catch(() => undefined); // awaited below; a failure before then is the migration's
   try {
     await listen(server, sock);
-    await qmp("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
-    await qmp("migrate-set-parameters", { "max-bandwidth": MAX_BANDWIDTH });
-    await qmp("migrate", { uri: `unix:${sock}` });
+    // The three commands that start it on one connection (each connection is a greeting and a
+    // capabilities round trip); the polls that follow take one each, so the daemon's status
+    // checks get in between during a long save.
+    const setup = await QmpClient.connect(qmpSocket);
+    try {
+      await setup.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
+      await setup.execute("migrate-set-parameters", { "max-bandwidth": MAX_BANDWIDTH });
+      await setup.execute("migrate", { uri: `unix:${sock}` });
+    } finally {
+      setup.close();
+    }
     await waitMigration(qmp, "saving the device state", signal);
     await Promise.race([received, sleep(30_000).then(() => Promise.reject(new BangerError(ErrorCode.Timeout, "QEMU never finished writing the device state")))]);
     await rename(partial, path);
@@ -126,7 +141,8 @@ function listen(server: Server, path: string): Promise<void> {
 /** Polls query-migrate until it completes; cancels it on abort or timeout. */
 async function waitMigration(qmp: Qmp, what: string, signal?: AbortSignal, timeoutMs = MIGRATION_TIMEOUT_MS): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  // A device state without RAM moves in tens of ms: poll closely at first, then every 10 ms.
+  for (let polls = 0; ; polls++) {
     const res = await qmp<{ status?: string; "error-desc"?: string }>("query-migrate");
     if (res.status === "completed") return;
     if (res.status === "failed" || res.status === "cancelled") {
@@ -137,7 +153,7 @@ async function waitMigration(qmp: Qmp, what: string, signal?: AbortSignal, timeo
       await qmp("migrate_cancel").catch(() => undefined);
       throw stop;
     }
-    await sleep(10);
+    await sleep(polls < 20 ? 2 : 10);
   }
 }
 
@@ -157,20 +173,28 @@ export async function checkQemuSnapshot(dir: string, memoryMib: number): Promise
   }
 }
 
-type Launch = (spec: VmSpec, opts: StartOptions | undefined, extra: { memory: { path: string; shared: boolean }; incoming: true }, then: (pid: number) => Promise<void>) => Promise<VmHandle>;
+type Launch = (
+  spec: VmSpec,
+  opts: StartOptions | undefined,
+  extra: { memory: { path: string; shared: boolean }; incoming: true },
+  then: (pid: number, qmp: QmpClient) => Promise<void>,
+) => Promise<VmHandle>;
 
-/** A new QEMU continuing the snapshot in `dir` (qemuDriver.restore); `qmpSocket` is the new VM's. */
-export async function restoreQemu(spec: VmSpec, dir: string, opts: StartOptions | undefined, launch: Launch, qmpSocket: string): Promise<VmHandle> {
+/** A new QEMU continuing the snapshot in `dir` (qemuDriver.restore). */
+export async function restoreQemu(spec: VmSpec, dir: string, opts: StartOptions | undefined, launch: Launch): Promise<VmHandle> {
   await checkQemuSnapshot(dir, spec.memoryMib);
   const memory = { path: join(dir, SNAPSHOT_MEMORY), shared: false };
-  return launch(spec, opts, { memory, incoming: true }, () => loadState(spec.runtimeDir, qmpSocket, join(dir, SNAPSHOT_STATE), opts?.signal));
+  return launch(spec, opts, { memory, incoming: true }, (_pid, qmp) => loadState(spec.runtimeDir, qmp, join(dir, SNAPSHOT_STATE), opts?.signal));
 }
 
-/** Streams the device state into a QEMU started with `-incoming defer`, then continues the guest. */
-async function loadState(runtimeDir: string, qmpSocket: string, statePath: string, signal?: AbortSignal): Promise<void> {
+/**
+ * Streams the device state into a QEMU started with `-incoming defer`, then continues the
+ * guest; all on the QMP connection that found QEMU ready (nobody else talks to a VM being restored).
+ */
+async function loadState(runtimeDir: string, client: QmpClient, statePath: string, signal?: AbortSignal): Promise<void> {
   const sock = checkSocketPath(join(runtimeDir, MIGRATE_IN_SOCKET));
   await rm(sock, { force: true });
-  const qmp: Qmp = (command, args) => qmpCommand(qmpSocket, command, args);
+  const qmp: Qmp = (command, args) => client.execute(command, args);
   try {
     await qmp("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
     await qmp("migrate-incoming", { uri: `unix:${sock}` });

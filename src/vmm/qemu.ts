@@ -16,13 +16,14 @@ import { dialUnix } from "./dial.ts";
 import { BaseHandle } from "./handle.ts";
 import { CONSOLE_LOG, VMM_LOG, checkSocketPath, connectUnix, launchVmm, prepareRuntimeDir, readLiveState, retryUntil, type VmmState } from "./process.ts";
 import { followQmpEvents } from "./qmp-events.ts";
-import { qmpCommand } from "./qmp.ts";
+import { QmpClient, qmpCommand } from "./qmp.ts";
 import { MIGRATE_IN_SOCKET, MIGRATE_OUT_SOCKET, restoreQemu, saveQemuSnapshot } from "./qemu-snapshot.ts";
 import { validateSpec } from "./spec.ts";
 import {
   AGENT_PORT_NAME,
   AGENT_VSOCK_PORT,
   type AgentStreamOptions,
+  type SaveSnapshotOptions,
   type StartOptions,
   type StopOutcome,
   type VmHandle,
@@ -124,11 +125,10 @@ export function buildQemuArgv(spec: VmSpec, opts: QemuOptions): string[] {
     "none",
     // A guest reboot ends the VM: the host decides whether to start it again.
     "-no-reboot",
-    "-kernel",
-    spec.kernelPath,
-    ...(spec.initrdPath ? ["-initrd", spec.initrdPath] : []),
-    "-append",
-    kernelCmdline(spec, opts),
+    // A restore's guest RAM, kernel included, is the snapshot's: QEMU need not read and parse a
+    // kernel and initrd it would never load (tens of MiB), and -kernel adds no device or RAM
+    // block (microvm hands it to its firmware through fw_cfg), so the machine still matches.
+    ...(opts.incoming ? [] : ["-kernel", spec.kernelPath, ...(spec.initrdPath ? ["-initrd", spec.initrdPath] : []), "-append", kernelCmdline(spec, opts)]),
     // append=on (O_APPEND): the console watcher (console.ts) truncates it while QEMU keeps writing.
     "-chardev",
     `file,id=console,path=${p.console},append=on`,
@@ -165,7 +165,7 @@ export function buildQemuArgv(spec: VmSpec, opts: QemuOptions): string[] {
 export const qemuDriver: VmmDriver = {
   name: "qemu",
   start: (spec, opts) => launchQemu(spec, opts),
-  restore: (spec, snapshotDir, opts) => restoreQemu(spec, snapshotDir, opts, launchQemu, qemuPaths(spec.runtimeDir).qmp),
+  restore: (spec, snapshotDir, opts) => restoreQemu(spec, snapshotDir, opts, launchQemu),
   async adopt(runtimeDir: string): Promise<VmHandle | undefined> {
     const state = await readLiveState(runtimeDir, "qemu");
     return state ? new QemuHandle(runtimeDir, state) : undefined;
@@ -176,7 +176,12 @@ export const qemuDriver: VmmDriver = {
  * Starts QEMU for `spec` and waits for QMP; `extra` makes it a restore (private RAM, incoming
  * state), whose `then` runs once QMP answers (a failure there kills QEMU and cleans up).
  */
-export async function launchQemu(spec: VmSpec, opts: StartOptions = {}, extra: Pick<QemuOptions, "memory" | "incoming"> = {}, then?: (pid: number) => Promise<void>): Promise<VmHandle> {
+export async function launchQemu(
+  spec: VmSpec,
+  opts: StartOptions = {},
+  extra: Pick<QemuOptions, "memory" | "incoming"> = {},
+  then?: (pid: number, qmp: QmpClient) => Promise<void>,
+): Promise<VmHandle> {
   await validateSpec(spec, "qemu");
   const p = qemuPaths(spec.runtimeDir);
   checkSocketPath(p.qmp);
@@ -208,14 +213,15 @@ export async function launchQemu(spec: VmSpec, opts: StartOptions = {}, extra: P
       ...(memory ? (memory.shared ? { memoryFile: memory.path } : { privateMemory: memory.path }) : {}),
     },
     ready: async (pid) => {
-      await retryUntil("QMP", () => qmpCommand(p.qmp, "query-status", undefined, 2000), {
+      // A restore goes on with the connection that answered (one QMP connection, not one per command).
+      const qmp = await retryUntil("QMP", () => QmpClient.connect(p.qmp, 2000), {
         pid,
         timeoutMs: opts.timeoutMs ?? 15_000,
         signal: opts.signal,
         logPath: p.log,
         // QEMU's socket appears 0.1-0.3 s after exec; a doubling backoff would wake up to ~150 ms
         // after it. A refused connect to a Unix socket costs microseconds, so poll it closely.
-        maxDelayMs: 20,
+        maxDelayMs: 5,
       });
       // A restore: the agent's serial port is connected BEFORE the device state loads. The
       // snapshotted VM had its host connected, so the guest then sees no change (QEMU tells it
@@ -225,7 +231,11 @@ export async function launchQemu(spec: VmSpec, opts: StartOptions = {}, extra: P
         early = await connectUnix(p.agent);
         early.on("error", () => undefined); // QEMU gone: whoever takes the stream sees it closed
       }
-      await then?.(pid);
+      try {
+        await then?.(pid, qmp);
+      } finally {
+        qmp.close();
+      }
     },
   }).catch((err) => {
     early?.destroy();
@@ -279,8 +289,8 @@ class QemuHandle extends BaseHandle {
     await this.qmp("cont");
   }
 
-  saveSnapshot(dir: string, opts: { signal?: AbortSignal } = {}): Promise<{ stateBytes: number; memoryBytes: number }> {
-    return saveQemuSnapshot({ runtimeDir: this.runtimeDir, qmpSocket: this.state.controlSocket, state: this.state }, dir, opts.signal);
+  saveSnapshot(dir: string, opts: SaveSnapshotOptions = {}): Promise<{ stateBytes: number; memoryBytes: number }> {
+    return saveQemuSnapshot({ runtimeDir: this.runtimeDir, qmpSocket: this.state.controlSocket, state: this.state }, dir, opts);
   }
 
   protected async stopGracefully(timeoutMs: number): Promise<StopOutcome> {

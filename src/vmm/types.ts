@@ -90,6 +90,15 @@ export interface AgentStreamOptions {
   signal?: AbortSignal;
 }
 
+export interface SaveSnapshotOptions {
+  signal?: AbortSignal;
+  /**
+   * Runs once the device state is saved (the VMM has flushed and let go of its disks, so they
+   * can be copied), while guest RAM may still be being copied; saveSnapshot waits for both.
+   */
+  afterState?: () => Promise<void>;
+}
+
 export interface VmHandle {
   readonly driver: VmmName;
   readonly pid: number;
@@ -111,7 +120,7 @@ export interface VmHandle {
   pause(): Promise<void>;
   resume(): Promise<void>;
   /** Guest must already be paused (pause()); writes dir/vmstate (device state) and dir/memory (guest RAM, sparse). Does not resume. */
-  saveSnapshot(dir: string, opts?: { signal?: AbortSignal }): Promise<{ stateBytes: number; memoryBytes: number }>;
+  saveSnapshot(dir: string, opts?: SaveSnapshotOptions): Promise<{ stateBytes: number; memoryBytes: number }>;
   /** Resolves when the VMM process has exited. */
   waitExit(signal?: AbortSignal): Promise<void>;
   /**
