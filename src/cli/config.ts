@@ -109,7 +109,7 @@ function envNote(spec: KeySpec): string {
 /** A value as text; sizes human (`--json` keeps bytes). */
 function showValue(v: unknown, key?: string): string {
   if (v === null || v === undefined) return "unset";
-  if (key === "min_free_bytes" && typeof v === "number") return humanBytes(v);
+  if ((key === "min_free_bytes" || key === "qemu.tcg_cache") && typeof v === "number") return humanBytes(v);
   if (Array.isArray(v)) return v.length ? v.join(",") : "none";
   return String(v);
 }
