@@ -35,6 +35,7 @@ Examples:
   banger config set default_kernel debian-6.1-cloud   refused unless that kernel exists
   banger config set web.enabled true         starts the dashboard now (port ${DEFAULT_WEB_PORT} unless web.port says)
   banger config set min_free_bytes 2G        sizes take K/M/G/T
+  banger config set qemu.tcg_cache 128M      QEMU without KVM: a bigger translation cache per VM
   banger config unset network.subnet         back to the default (applies when the daemon restarts)
 `;
 
@@ -109,7 +110,7 @@ function envNote(spec: KeySpec): string {
 /** A value as text; sizes human (`--json` keeps bytes). */
 function showValue(v: unknown, key?: string): string {
   if (v === null || v === undefined) return "unset";
-  if (key === "min_free_bytes" && typeof v === "number") return humanBytes(v);
+  if ((key === "min_free_bytes" || key === "qemu.tcg_cache") && typeof v === "number") return humanBytes(v);
   if (Array.isArray(v)) return v.length ? v.join(",") : "none";
   return String(v);
 }

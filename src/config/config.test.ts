@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { DEFAULT_MIN_FREE_BYTES, DEFAULT_WEB_PORT, checkWebPort, effectiveValue, minFreeBytes, parseConfig, poolMaxMemory, setConfigValue, tapPoolSize } from "./index.ts";
+import { DEFAULT_MIN_FREE_BYTES, DEFAULT_WEB_PORT, checkWebPort, effectiveValue, minFreeBytes, parseConfig, poolMaxMemory, setConfigValue, tapPoolSize, tcgCacheMib } from "./index.ts";
 
 describe("config: the free-space floor", () => {
   it("defaults to 1 GiB and takes sizes as people type them", () => {
@@ -34,6 +34,26 @@ describe("config: the warm pools' memory cap", () => {
       assert.throws(() => parseConfig(`{"pool": {"max_memory": ${bad}}}`, "config.json"), /config.json: "pool.max_memory" must be a whole number of bytes/);
     }
     assert.throws(() => parseConfig(`{"pool": 3}`, "config.json"), /config.json: "pool" must be an object/);
+  });
+});
+
+describe("config: QEMU's translation cache", () => {
+  it("defaults to 64 MiB, takes whole MiB from 1M to 2G, and `config unset` brings the default back", () => {
+    assert.equal(tcgCacheMib({}), 64);
+    const set = setConfigValue({}, "qemu.tcg_cache", "256M");
+    assert.deepEqual(set.qemu, { tcg_cache: 256 * 1024 ** 2 });
+    assert.equal(tcgCacheMib(set), 256);
+    assert.equal(tcgCacheMib(setConfigValue(set, "qemu.tcg_cache", "2G")), 2048);
+    assert.equal(tcgCacheMib(setConfigValue(set, "qemu.tcg_cache", undefined)), 64);
+  });
+
+  it("refuses what QEMU cannot take, in the command and in the file", () => {
+    for (const bad of ["512K", "1.5M", "3G", "0"]) assert.throws(() => setConfigValue({}, "qemu.tcg_cache", bad), /qemu\.tcg_cache takes a whole number of MiB from 1M to 2G/);
+    assert.throws(() => setConfigValue({}, "qemu.tcg_cache", "big"), /qemu\.tcg_cache: cannot read size "big"/);
+    for (const bad of ['"64M"', "-1", "1.5", "1000"]) {
+      assert.throws(() => parseConfig(`{"qemu": {"tcg_cache": ${bad}}}`, "config.json"), /config.json: "qemu.tcg_cache" takes a whole number of MiB/);
+    }
+    assert.throws(() => parseConfig(`{"qemu": 3}`, "config.json"), /config.json: "qemu" must be an object/);
   });
 });
 

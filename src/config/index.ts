@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { invalidArgument } from "../util/errors.ts";
-import { DEFAULT_MIN_FREE_BYTES, DEFAULT_POOL_MAX_MEMORY, effectiveValue, getConfigValue, parseConfigText } from "./keys.ts";
+import { DEFAULT_MIN_FREE_BYTES, DEFAULT_POOL_MAX_MEMORY, DEFAULT_TCG_CACHE, checkTcgCache, effectiveValue, getConfigValue, parseConfigText } from "./keys.ts";
 
 export {
   CONFIG_KEYS,
@@ -18,6 +18,7 @@ export {
   DEFAULT_MIN_FREE_BYTES,
   DEFAULT_POOL_MAX_MEMORY,
   DEFAULT_API_PORT,
+  DEFAULT_TCG_CACHE,
   DEFAULT_WEB_PORT,
   MAX_TAP_POOL,
   checkTapPool,
@@ -190,6 +191,8 @@ export interface Config {
   min_free_bytes?: number;
   /** Warm pools: `max_memory`, the guest memory all pooled VMs together may hold (bytes). */
   pool?: { max_memory?: number };
+  /** QEMU: `tcg_cache`, the TCG translation cache each VM may fill without KVM (bytes, whole MiB). */
+  qemu?: { tcg_cache?: number };
 }
 
 export function minFreeBytes(config: Config): number {
@@ -199,6 +202,11 @@ export function minFreeBytes(config: Config): number {
 /** The cap on the guest memory all warm pools together hold (pool.max_memory). */
 export function poolMaxMemory(config: Config): number {
   return config.pool?.max_memory ?? DEFAULT_POOL_MAX_MEMORY;
+}
+
+/** The TCG translation cache each QEMU VM may fill, MiB (qemu.tcg_cache). */
+export function tcgCacheMib(config: Config): number {
+  return (config.qemu?.tcg_cache ?? DEFAULT_TCG_CACHE) / 1024 ** 2;
 }
 
 const STRING_KEYS = ["kernel_catalog", "image_catalog", "default_kernel", "default_image", "vmm"] as const;
@@ -247,10 +255,12 @@ export function parseConfig(text: string, source: string): Config {
   if (poolCap !== undefined && (typeof poolCap !== "number" || !Number.isSafeInteger(poolCap) || poolCap < 0)) {
     throw invalidArgument(`${source}: "pool.max_memory" must be a whole number of bytes`);
   }
-  for (const section of ["web", "api"] as const) {
+  for (const section of ["web", "api", "qemu"] as const) {
     const v = obj[section];
     if (v !== undefined && (typeof v !== "object" || v === null || Array.isArray(v))) throw invalidArgument(`${source}: "${section}" must be an object`);
   }
+  const tcgCache = (obj.qemu as { tcg_cache?: unknown } | undefined)?.tcg_cache;
+  if (tcgCache !== undefined) checkTcgCache(tcgCache, `${source}: "qemu.tcg_cache"`);
   return obj as Config;
 }
 

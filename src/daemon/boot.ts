@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { agentBinary } from "../guest/index.ts";
 import { bootInitramfs } from "../kernel/index.ts";
-import { SHM_DIR, kernelDir, vmMemoryFile } from "../config/index.ts";
+import { SHM_DIR, kernelDir, tcgCacheMib, vmMemoryFile } from "../config/index.ts";
 import type { VmRecord } from "../store/index.ts";
 import { notFound } from "../util/errors.ts";
 import type { VmSpec } from "../vmm/index.ts";
@@ -44,5 +44,7 @@ export async function bootSpec(ctx: DaemonContext, vm: VmRecord, disk: { path: s
     ...(nic ? { tap: nic.tap, mac: nic.mac } : {}),
     // QEMU keeps the guest's RAM in a tmpfs file, so the VM can be snapshotted and forked.
     ...(vm.vmm === "qemu" && existsSync(SHM_DIR) ? { memoryFile: vmMemoryFile(ctx.paths, vm.id) } : {}),
+    // Bounds what QEMU's translation cache grows to over a long-lived VM's life (config/keys.ts).
+    ...(vm.vmm === "qemu" ? { tcgCacheMib: tcgCacheMib(ctx.config()) } : {}),
   };
 }

@@ -70,11 +70,21 @@ async function echoRoundTrip(stream: Duplex, text: string): Promise<string> {
 describe("qemu driver (real TCG boots)", () => {
   test("boots, reports status, pauses, streams to the agent port, is adopted, powers off cleanly", async (t) => {
     if (typeof bed.kernel === "string") return t.skip(bed.kernel);
-    const spec = specFor("vm1", "powerbutton=1");
+    const spec = { ...specFor("vm1", "powerbutton=1"), tcgCacheMib: 32 };
     const vm = await qemuDriver.start(spec);
     try {
       const log = await waitForConsole(vm, MARKER);
       assert.match(log, /VDA-PRESENT/, "the root disk shows up as /dev/vda");
+      // Under TCG, QEMU's translation cache (its one executable anonymous mapping) is the size asked for.
+      if ((await readFile(`/proc/${vm.pid}/cmdline`, "utf8")).includes("\0tcg,")) {
+        const cache = (await readFile(`/proc/${vm.pid}/maps`, "utf8")).split("\n").filter((l) => / rwxp 00000000 00:00 0\s*$/.test(l));
+        assert.equal(cache.length, 1, `one translation cache mapping:\n${cache.join("\n")}`);
+        const [from, to] = cache[0]!
+          .split(" ")[0]!
+          .split("-")
+          .map((h) => Number.parseInt(h, 16));
+        assert.ok(Math.abs(to! - from! - 32 * 1024 ** 2) <= 64 * 1024, `the cache is 32 MiB, not ${(to! - from!) / 1024 ** 2} MiB`);
+      }
       assert.equal(await vm.status(), "running");
       await vm.pause();
       assert.equal(await vm.status(), "paused");
@@ -206,12 +216,14 @@ describe("qemu driver (no boot)", () => {
     const joined = argv.join(" ");
     assert.equal(argv[0], "qemu-system-x86_64");
     assert.match(joined, /-M microvm,/);
-    assert.match(joined, /-accel tcg/);
+    assert.match(joined, /-accel tcg( |$)/, "no tcgCacheMib: QEMU's own default");
+    assert.match(buildQemuArgv({ ...spec, tcgCacheMib: 64 }, { accel: "tcg", agentChannel: "virtio-serial" }).join(" "), /-accel tcg,tb-size=64 /);
     assert.match(joined, new RegExp(`-qmp unix:${spec.runtimeDir}/qmp.sock,server=on,wait=off`));
     assert.match(joined, /virtserialport,chardev=agent,name=banger\.agent/);
     assert.match(joined, /-netdev tap,id=net0,ifname=tap0,script=no,downscript=no/);
     assert.match(joined, /virtio-net-device,netdev=net0,mac=06:00:ac:10:00:02/);
-    const vsock = buildQemuArgv({ ...spec, vsockCid: 7 }, { accel: "kvm", agentChannel: "vhost-vsock" }).join(" ");
+    const vsock = buildQemuArgv({ ...spec, vsockCid: 7, tcgCacheMib: 64 }, { accel: "kvm", agentChannel: "vhost-vsock" }).join(" ");
+    assert.match(vsock, /-accel kvm /, "KVM has no translation cache");
     assert.match(vsock, /vhost-vsock-device,guest-cid=7/);
     assert.match(vsock, /-cpu host/);
     assert.doesNotMatch(vsock, /virtserialport/);

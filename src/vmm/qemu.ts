@@ -112,7 +112,7 @@ export function buildQemuArgv(spec: VmSpec, opts: QemuOptions): string[] {
     "-M",
     `microvm,x-option-roms=off,isa-serial=on,rtc=on${memory ? ",memory-backend=ram" : ""}`,
     "-accel",
-    opts.accel,
+    opts.accel === "tcg" && spec.tcgCacheMib ? `tcg,tb-size=${spec.tcgCacheMib}` : opts.accel,
     ...(opts.accel === "kvm" ? ["-cpu", "host"] : []),
     "-smp",
     String(spec.cpus),

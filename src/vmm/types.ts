@@ -51,6 +51,11 @@ export interface VmSpec {
    * the handle's cleanup (stop, kill, cleanupDeadVm). Unset: anonymous RAM, no snapshots.
    */
   memoryFile?: string;
+  /**
+   * qemu under TCG only: the translation cache it may fill, MiB (`-accel tcg,tb-size=`; config
+   * qemu.tcg_cache). Unset: QEMU's default (1 GiB or an eighth of the host's RAM).
+   */
+  tcgCacheMib?: number;
   /** qemu only: force an accelerator; default BANGER_ACCEL, else the host probe's verdict. */
   accel?: Accel;
   /** firecracker only: run it under the jailer. */
