@@ -29,6 +29,24 @@ func (h *testHost) send(f frame) {
 	}
 }
 
+// sendAsync writes frames from another goroutine (the pipe is unbuffered, so a test sends
+// while it reads the replies) and reports the first write error, or nil, on the channel it
+// returns. The writer never fails the test itself: it may still be running when the agent
+// has answered, and a test must wait for it before it ends.
+func (h *testHost) sendAsync(frames ...frame) <-chan error {
+	sent := make(chan error, 1)
+	go func() {
+		for _, f := range frames {
+			if _, err := h.conn.Write(encodeFrame(f)); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	return sent
+}
+
 func (h *testHost) sendJSON(ch uint32, typ byte, v interface{}) {
 	b, _ := json.Marshal(v)
 	h.send(frame{channel: ch, typ: typ, payload: b})
@@ -188,10 +206,7 @@ func TestWindowViolationEndsSession(t *testing.T) {
 		t.Fatalf("expected OPENED, got %d", f.typ)
 	}
 	chunk := make([]byte, 200<<10)
-	go func() {
-		h.send(frame{channel: 1, typ: tData, payload: chunk})
-		h.send(frame{channel: 1, typ: tData, payload: chunk}) // 400 KiB > 256 KiB window
-	}()
+	sent := h.sendAsync(frame{channel: 1, typ: tData, payload: chunk}, frame{channel: 1, typ: tData, payload: chunk}) // 400 KiB > 256 KiB window
 	for {
 		f := h.next()
 		if f.channel == 0 && f.typ == tError {
@@ -204,6 +219,7 @@ func TestWindowViolationEndsSession(t *testing.T) {
 	if err := <-done; err == nil {
 		t.Fatal("connection survived a window violation")
 	}
+	<-sent // the second write may fail: the agent ends the connection on it
 }
 
 func TestMain(m *testing.M) {
@@ -234,16 +250,15 @@ func TestFilesPutGrantsBulkWindow(t *testing.T) {
 	if len(data) > bulkWindow {
 		t.Fatalf("test tar of %d bytes exceeds the window", len(data))
 	}
-	go func() {
-		for off := 0; off < len(data); off += 256 << 10 {
-			end := off + 256<<10
-			if end > len(data) {
-				end = len(data)
-			}
-			h.send(frame{channel: 1, typ: tData, payload: data[off:end]})
+	var frames []frame
+	for off := 0; off < len(data); off += 256 << 10 {
+		end := off + 256<<10
+		if end > len(data) {
+			end = len(data)
 		}
-		h.send(frame{channel: 1, typ: tEOF})
-	}()
+		frames = append(frames, frame{channel: 1, typ: tData, payload: data[off:end]})
+	}
+	sent := h.sendAsync(append(frames, frame{channel: 1, typ: tEOF})...)
 	for {
 		f := h.next()
 		if f.typ == tError {
@@ -257,6 +272,9 @@ func TestFilesPutGrantsBulkWindow(t *testing.T) {
 			}
 			break
 		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatalf("sending the upload: %v", err)
 	}
 	if st, err := os.Stat(filepath.Join(dest, "big")); err != nil || st.Size() != int64(len(body)) {
 		t.Fatalf("big: %v %v", st, err)

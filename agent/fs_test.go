@@ -192,12 +192,11 @@ func TestFsWriteThenReadOverTheProtocol(t *testing.T) {
 		t.Fatalf("expected OPENED, got %d %s", f.typ, f.payload)
 	}
 	body := []byte(strings.Repeat("0123456789", 50000))
-	go func() { // the pipe is unbuffered: send while the replies (WINDOW) are read
-		for off := 0; off < len(body); off += 100000 {
-			h.send(frame{channel: 1, typ: tData, stream: streamIn, payload: body[off : off+100000]})
-		}
-		h.send(frame{channel: 1, typ: tEOF, stream: streamIn})
-	}()
+	var frames []frame
+	for off := 0; off < len(body); off += 100000 {
+		frames = append(frames, frame{channel: 1, typ: tData, stream: streamIn, payload: body[off : off+100000]})
+	}
+	sent := h.sendAsync(append(frames, frame{channel: 1, typ: tEOF, stream: streamIn})...)
 	var res []byte
 	for res == nil {
 		f := h.nextOn(1)
@@ -207,6 +206,9 @@ func TestFsWriteThenReadOverTheProtocol(t *testing.T) {
 		if f.typ == tResult {
 			res = f.payload
 		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatalf("sending the file: %v", err)
 	}
 	var e fsEntry
 	json.Unmarshal(res, &e)
