@@ -411,15 +411,7 @@ func copyFileInto(w io.Writer, p string, size int64) (int64, error) {
 		return 0, err
 	}
 	defer f.Close()
-	n, err := io.Copy(w, io.LimitReader(f, size))
-	if err != nil {
-		return n, err
-	}
-	if n < size {
-		pad, err := io.CopyN(w, zeroReader{}, size-n)
-		return n + pad, err
-	}
-	return n, nil
+	return copyExactly(w, f, size)
 }
 
 type zeroReader struct{}

@@ -59,6 +59,19 @@ type fsCtx struct {
 	groups map[uint32]string
 }
 
+// fsTarget is an fs.* request's user context and its path resolved for that user.
+func fsTarget(req *openReq) (*fsCtx, string, error) {
+	fc, err := newFsCtx(req.User)
+	if err != nil {
+		return nil, "", err
+	}
+	p, err := fc.resolve(req.Path)
+	if err != nil {
+		return nil, "", err
+	}
+	return fc, p, nil
+}
+
 func newFsCtx(spec string) (*fsCtx, error) {
 	a, err := lookupUser(spec, "/etc/passwd", "/etc/group")
 	if err != nil {
@@ -126,20 +139,19 @@ func (fc *fsCtx) ensureDirs(dir string) (bool, error) {
 }
 
 func (fc *fsCtx) userName(id uint32) string {
-	if fc.users == nil {
-		fc.users = idNames("/etc/passwd", 7)
-	}
-	if n, ok := fc.users[id]; ok {
-		return n
-	}
-	return strconv.FormatUint(uint64(id), 10)
+	return idName(&fc.users, "/etc/passwd", 7, id)
 }
 
 func (fc *fsCtx) groupName(id uint32) string {
-	if fc.groups == nil {
-		fc.groups = idNames("/etc/group", 4)
+	return idName(&fc.groups, "/etc/group", 4, id)
+}
+
+// idName is id's name in the passwd-style file (read once into *names), else the number.
+func idName(names *map[uint32]string, file string, fields int, id uint32) string {
+	if *names == nil {
+		*names = idNames(file, fields)
 	}
-	if n, ok := fc.groups[id]; ok {
+	if n, ok := (*names)[id]; ok {
 		return n
 	}
 	return strconv.FormatUint(uint64(id), 10)
@@ -214,11 +226,7 @@ func pathError(p string, err error) error {
 }
 
 func handleFsStat(c *channel, req *openReq) (interface{}, error) {
-	fc, err := newFsCtx(req.User)
-	if err != nil {
-		return nil, err
-	}
-	p, err := fc.resolve(req.Path)
+	fc, p, err := fsTarget(req)
 	if err != nil {
 		return nil, err
 	}
@@ -226,11 +234,7 @@ func handleFsStat(c *channel, req *openReq) (interface{}, error) {
 }
 
 func handleFsMkdir(c *channel, req *openReq) (interface{}, error) {
-	fc, err := newFsCtx(req.User)
-	if err != nil {
-		return nil, err
-	}
-	p, err := fc.resolve(req.Path)
+	fc, p, err := fsTarget(req)
 	if err != nil {
 		return nil, err
 	}
@@ -256,11 +260,7 @@ func (fc *fsCtx) mkdir(p string) (fsEntry, error) {
 }
 
 func handleFsMove(c *channel, req *openReq) (interface{}, error) {
-	fc, err := newFsCtx(req.User)
-	if err != nil {
-		return nil, err
-	}
-	src, err := fc.resolve(req.Path)
+	fc, src, err := fsTarget(req)
 	if err != nil {
 		return nil, err
 	}
@@ -293,11 +293,7 @@ func (fc *fsCtx) move(src, dst string) (fsEntry, error) {
 }
 
 func handleFsRemove(c *channel, req *openReq) (interface{}, error) {
-	fc, err := newFsCtx(req.User)
-	if err != nil {
-		return nil, err
-	}
-	p, err := fc.resolve(req.Path)
+	fc, p, err := fsTarget(req)
 	if err != nil {
 		return nil, err
 	}
@@ -319,11 +315,7 @@ func (fc *fsCtx) remove(p string) error {
 }
 
 func handleFsList(c *channel, req *openReq) (interface{}, error) {
-	fc, err := newFsCtx(req.User)
-	if err != nil {
-		return nil, err
-	}
-	p, err := fc.resolve(req.Path)
+	fc, p, err := fsTarget(req)
 	if err != nil {
 		return nil, err
 	}

@@ -53,11 +53,7 @@ func openRegular(p string) (*os.File, int64, error) {
 
 // handleFsRead: OPENED {"size"} (the length the host will get), then exactly that many bytes.
 func handleFsRead(c *channel, req *openReq) (interface{}, error) {
-	fc, err := newFsCtx(req.User)
-	if err != nil {
-		return nil, err
-	}
-	p, err := fc.resolve(req.Path)
+	_, p, err := fsTarget(req)
 	if err != nil {
 		return nil, err
 	}
@@ -92,11 +88,7 @@ func copyExactly(w io.Writer, r io.Reader, size int64) (int64, error) {
 // handleFsWrite: the in stream's bytes become the file at path (truncated first), owned by
 // the request's user; RESULT is the file's entry.
 func handleFsWrite(c *channel, req *openReq) (interface{}, error) {
-	fc, err := newFsCtx(req.User)
-	if err != nil {
-		return nil, err
-	}
-	p, err := fc.resolve(req.Path)
+	fc, p, err := fsTarget(req)
 	if err != nil {
 		return nil, err
 	}

@@ -41,11 +41,7 @@ type watcher struct {
 }
 
 func handleFsWatch(c *channel, req *openReq) (interface{}, error) {
-	fc, err := newFsCtx(req.User)
-	if err != nil {
-		return nil, err
-	}
-	p, err := fc.resolve(req.Path)
+	_, p, err := fsTarget(req)
 	if err != nil {
 		return nil, err
 	}

@@ -8,14 +8,13 @@
 //
 // Run: node --import tsx bench/e2b-commands.ts    (BENCH_RUNS=30)
 import { readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { Sandbox } from "e2b";
 import type { Methods } from "../src/api/index.ts";
 import { resolvePaths } from "../src/config/index.ts";
 import { RpcClient } from "../src/rpc/index.ts";
 import { REPO } from "../test/helpers.ts";
-import { benchHome, median, runBench, runChecked, timed } from "./lib.ts";
+import { benchHome, freeLoopbackPort, median, runBench, runChecked, timed } from "./lib.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 30);
 const WARMUP = 5;
@@ -24,7 +23,7 @@ const fmt = (ms: number) => `${ms.toFixed(2).padStart(8)} ms`;
 await runBench(async () => {
   console.log("preparing a state root (Debian cloud kernel + busybox image), the E2B API and a sandbox...");
   const h = await benchHome({ bootable: true });
-  await h.banger(["config", "set", "api.port", String(await freePort())]);
+  await h.banger(["config", "set", "api.port", String(await freeLoopbackPort())]);
   await h.banger(["config", "set", "api.enabled", "true"]);
   const api = JSON.parse((await h.banger(["api", "env", "--json"])).stdout) as { apiUrl: string; sandboxUrl: string; apiKey: string };
   const sandbox = await Sandbox.create("busybox", { apiKey: api.apiKey, apiUrl: api.apiUrl, sandboxUrl: api.sandboxUrl });
@@ -79,16 +78,4 @@ async function hyperfineExec(home: string, env: NodeJS.ProcessEnv, vm: string): 
   await runChecked(["hyperfine", "-N", "--warmup", String(WARMUP), "--runs", String(RUNS), "--export-json", out, cmd], { env: { ...env, BANGER_HOME: home } });
   const results = JSON.parse(readFileSync(out, "utf8")).results as Array<{ median: number }>;
   return results[0]!.median * 1000;
-}
-
-/** A loopback port nothing listens on right now (the API binds it next). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }

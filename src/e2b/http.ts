@@ -1,7 +1,7 @@
 // The E2B API's HTTP plumbing: bounded JSON bodies, JSON answers, and errors in the shape the
 // SDK parses ({ code: <HTTP status>, message }: it tests `error.code === 404`).
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { BangerError, ErrorCode, errorLine } from "../util/errors.ts";
+import { errorLine, httpStatusOf } from "../util/errors.ts";
 
 /** Control-plane bodies are small JSON objects (metadata and envVars are bounded by the daemon too). */
 export const MAX_BODY_BYTES = 256 * 1024;
@@ -50,27 +50,7 @@ export function sendEmpty(res: ServerResponse, status = 204): void {
 
 /** The HTTP status of what a daemon method (or this server) threw. */
 export function statusOf(err: unknown): number {
-  if (err instanceof HttpError) return err.status;
-  if (!(err instanceof BangerError)) return 500;
-  switch (err.code) {
-    case ErrorCode.InvalidArgument:
-    case ErrorCode.InvalidParams:
-    case ErrorCode.InvalidRequest:
-    case ErrorCode.ParseError:
-      return 400;
-    case ErrorCode.NotFound:
-      return 404;
-    case ErrorCode.AlreadyExists:
-    case ErrorCode.InUse:
-      return 409;
-    case ErrorCode.Unavailable:
-    case ErrorCode.MissingDependency:
-      return 503;
-    case ErrorCode.Timeout:
-      return 504;
-    default:
-      return 500;
-  }
+  return err instanceof HttpError ? err.status : httpStatusOf(err);
 }
 
 /** An error answer: { code, message } with the status as code (one line, as every banger error). */

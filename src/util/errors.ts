@@ -84,6 +84,34 @@ export interface ErrorJson {
   hint?: string;
 }
 
+/** The HTTP status for an error a daemon method threw (the dashboard's API and the E2B API answer with it). */
+export function httpStatusOf(err: unknown): number {
+  if (!(err instanceof BangerError)) return 500;
+  switch (err.code) {
+    case ErrorCode.InvalidArgument:
+    case ErrorCode.InvalidParams:
+    case ErrorCode.InvalidRequest:
+    case ErrorCode.ParseError:
+      return 400;
+    case ErrorCode.NotFound:
+    case ErrorCode.MethodNotFound:
+    case ErrorCode.CommandNotFound:
+      return 404;
+    case ErrorCode.AlreadyExists:
+    case ErrorCode.InUse:
+      return 409;
+    case ErrorCode.Unavailable:
+    case ErrorCode.MissingDependency:
+      return 503;
+    case ErrorCode.Timeout:
+      return 504;
+    case ErrorCode.Cancelled:
+      return 499;
+    default:
+      return 500;
+  }
+}
+
 export function errorJson(err: unknown): { error: ErrorJson } {
   const code = err instanceof BangerError ? err.code : ErrorCode.Internal;
   const message = err instanceof Error ? err.message : String(err);

@@ -1,8 +1,8 @@
 // Calling a daemon method from the dashboard's HTTP routes (rpc's callLocal, typed against
-// api's Methods), and the HTTP status of what a method threw.
+// api's Methods). The HTTP status of what a method threw is util's httpStatusOf.
 import type { Handlers, MethodName, ResultOf, StreamEvent, StreamInput } from "../api/index.ts";
 import { type Handler, InputQueue, type LocalCallOptions, callLocal } from "../rpc/index.ts";
-import { BangerError, ErrorCode, errorJson } from "../util/errors.ts";
+import { errorJson } from "../util/errors.ts";
 
 /**
  * The daemon's method table as the dashboard gets it: typed against api's Methods, any part of
@@ -21,34 +21,6 @@ export async function invoke<M extends MethodName>(methods: DaemonTable, method:
 }
 
 export { InputQueue };
-
-/** The HTTP status for an error a method threw. */
-export function httpStatus(err: unknown): number {
-  if (!(err instanceof BangerError)) return 500;
-  switch (err.code) {
-    case ErrorCode.InvalidArgument:
-    case ErrorCode.InvalidParams:
-    case ErrorCode.InvalidRequest:
-    case ErrorCode.ParseError:
-      return 400;
-    case ErrorCode.NotFound:
-    case ErrorCode.MethodNotFound:
-    case ErrorCode.CommandNotFound:
-      return 404;
-    case ErrorCode.AlreadyExists:
-    case ErrorCode.InUse:
-      return 409;
-    case ErrorCode.Unavailable:
-    case ErrorCode.MissingDependency:
-      return 503;
-    case ErrorCode.Timeout:
-      return 504;
-    case ErrorCode.Cancelled:
-      return 499;
-    default:
-      return 500;
-  }
-}
 
 /** The JSON body of an error answer: the same as the CLI's `--json` error (util/errors.ts errorJson). */
 export const errorBody = errorJson;

@@ -5,12 +5,12 @@ import { networkInterfaces } from "node:os";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
 import type { TerminalMethod } from "../api/index.ts";
-import { BangerError, ErrorCode, errorLine, invalidArgument } from "../util/errors.ts";
+import { BangerError, ErrorCode, errorLine, httpStatusOf, invalidArgument } from "../util/errors.ts";
 import { isLoopbackHost } from "../util/loopback.ts";
 import { buildRoutes, type Route, type RouteResult } from "./api.ts";
 import { loadAssets, type Asset } from "./assets.ts";
 import { Auth, type Verdict } from "./auth.ts";
-import { type DaemonTable, errorBody, httpStatus } from "./invoke.ts";
+import { type DaemonTable, errorBody } from "./invoke.ts";
 import { LiveVms } from "./live.ts";
 import { Tasks } from "./tasks.ts";
 import { bridgeTerminal, LOGIN_SHELL, terminalSize } from "./terminal.ts";
@@ -162,8 +162,8 @@ export class WebServer {
       const result = await found.route.run({ params: found.params, query: url.searchParams, body, signal: abort.signal });
       this.answer(res, result);
     } catch (err) {
-      if (httpStatus(err) === 500) this.log.error("web: request failed", { path: url.pathname, error: String((err as Error)?.stack ?? err) });
-      if (!res.headersSent) sendJson(res, httpStatus(err), errorBody(err));
+      if (httpStatusOf(err) === 500) this.log.error("web: request failed", { path: url.pathname, error: String((err as Error)?.stack ?? err) });
+      if (!res.headersSent) sendJson(res, httpStatusOf(err), errorBody(err));
       else res.end();
     }
   }
