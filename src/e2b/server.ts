@@ -10,7 +10,7 @@ import type { Handlers } from "../api/index.ts";
 import { BangerError, ErrorCode, errorLine } from "../util/errors.ts";
 import { caller, handleControl } from "./control.ts";
 import type { EnvdDeps, EnvdSandbox } from "./envd/context.ts";
-import { mountEnvd } from "./envd/mount.ts";
+import { envdGate, mountEnvd } from "./envd/mount.ts";
 import { HttpError, sendEmpty, sendError, sendJson } from "./http.ts";
 import type { ApiKeys } from "./keys.ts";
 
@@ -25,6 +25,13 @@ export interface E2bServerOptions {
   log: E2bLogger;
 }
 
+/**
+ * The largest Connect message a client may send (Connect's default is 4 GiB, held whole): a
+ * Start's command line and environment (1 MiB, up to 6 times that as JSON escapes) or one
+ * input message (4 MiB, base64 in JSON) fit.
+ */
+const MAX_RPC_MESSAGE_BYTES = 16 * 1024 ** 2;
+
 /** Connect's paths: /<package>.<Service>/<Method>. */
 const CONNECT_PATH = /^\/[a-z]+\.[A-Z][A-Za-z]+\/[A-Z][A-Za-z]+$/;
 
@@ -38,7 +45,11 @@ export class E2bServer {
 
   constructor(private readonly opts: E2bServerOptions) {
     this.deps = { methods: opts.methods, sandboxFor: (headers) => this.sandboxFor(headers) };
-    this.connect = connectNodeAdapter({ routes: (router: ConnectRouter) => mountEnvd(router, this.deps) });
+    this.connect = connectNodeAdapter({
+      routes: (router: ConnectRouter) => mountEnvd(router, this.deps),
+      requestGate: (ctx) => envdGate(this.deps, ctx),
+      readMaxBytes: MAX_RPC_MESSAGE_BYTES,
+    });
     this.server = createServer((req, res) => void this.handle(req, res));
   }
 
