@@ -13,8 +13,12 @@ import type { EnvdDeps, EnvdSandbox } from "./context.ts";
 import { callDaemon, checkUser, sandboxOf, toHttpError } from "./filesystem-shared.ts";
 import { MultipartError, chunksOf, multipartBoundary, readMultipart } from "./files-multipart.ts";
 
-/** The most one POST /files may carry (all its files). */
+/** The most one POST /files may carry (all its files; a gzip body's, inflated). */
 export const MAX_UPLOAD_BYTES = 16 * 1024 ** 3;
+
+export interface FilesLimits {
+  maxUploadBytes: number;
+}
 
 /** What POST /files answers per file (envd's UploadSuccess items). */
 interface Written {
@@ -32,7 +36,7 @@ class HttpError extends Error {
   }
 }
 
-export async function handleFiles(deps: EnvdDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+export async function handleFiles(deps: EnvdDeps, req: IncomingMessage, res: ServerResponse, limits: FilesLimits = { maxUploadBytes: MAX_UPLOAD_BYTES }): Promise<void> {
   const ac = new AbortController();
   res.on("close", () => {
     if (!res.writableFinished) ac.abort();
@@ -44,7 +48,7 @@ export async function handleFiles(deps: EnvdDeps, req: IncomingMessage, res: Ser
     const path = url.searchParams.get("path") ?? undefined;
     if (req.method === "GET") return await download(deps, sandbox, user, path, res, ac.signal);
     if (req.method === "POST") {
-      const written = await upload(deps, sandbox, user, path, req, ac.signal);
+      const written = await upload(deps, sandbox, user, path, req, limits.maxUploadBytes, ac.signal);
       return sendJson(res, 200, written);
     }
     throw new HttpError(405, `method ${req.method} not allowed on /files`);
@@ -90,29 +94,27 @@ async function download(deps: EnvdDeps, sandbox: EnvdSandbox, user: string | und
   res.end();
 }
 
-async function upload(deps: EnvdDeps, sandbox: EnvdSandbox, user: string | undefined, path: string | undefined, req: IncomingMessage, signal: AbortSignal): Promise<Written[]> {
+async function upload(deps: EnvdDeps, sandbox: EnvdSandbox, user: string | undefined, path: string | undefined, req: IncomingMessage, maxBytes: number, signal: AbortSignal): Promise<Written[]> {
   const written: Written[] = [];
   const write = async (dest: string | undefined, body: Readable) => {
     if (!dest) throw new HttpError(400, "no path for the uploaded file: give the path parameter or a filename");
     if (written.some((w) => w.path === dest || posix.normalize(w.path) === posix.normalize(dest))) {
       throw new HttpError(400, `you cannot upload multiple files to the same path '${dest}' in one upload request`);
     }
-    const entry = await writeFile(deps, { name: sandbox.vm, user, path: dest }, body, signal);
+    const entry = await writeFile(deps, { name: sandbox.vm, user, path: dest }, body, maxBytes, signal);
     written.push({ name: entry.name, type: "file", path: entry.path });
   };
   const boundary = multipartBoundary(req.headers["content-type"]);
   try {
     if (boundary) {
-      await readMultipart(req, boundary, MAX_UPLOAD_BYTES, async (part) => {
+      await readMultipart(req, boundary, maxBytes, async (part) => {
         if (part.name !== "file") return void part.body.resume();
         await write(path ?? part.filename, part.body);
       });
     } else {
-      const gzip = /^\s*gzip\s*$/i.test(req.headers["content-encoding"] ?? "");
-      const body = gzip ? req.pipe(createGunzip()) : req;
       const declared = Number(req.headers["content-length"] ?? 0);
-      if (declared > MAX_UPLOAD_BYTES) throw new HttpError(400, `upload larger than ${MAX_UPLOAD_BYTES} bytes`);
-      await write(path, body);
+      if (declared > maxBytes) throw new HttpError(400, `upload larger than ${maxBytes} bytes`);
+      await write(path, /^\s*gzip\s*$/i.test(req.headers["content-encoding"] ?? "") ? gunzipped(req) : req);
     }
   } catch (err) {
     if (err instanceof MultipartError) throw new HttpError(400, err.message);
@@ -126,7 +128,7 @@ async function upload(deps: EnvdDeps, sandbox: EnvdSandbox, user: string | undef
  * Streams body into vm.fs.write's input: chunks of up to INPUT_CHUNK_BYTES, at most
  * INPUT_WINDOW_BYTES not yet acknowledged by the daemon (so neither side buffers more).
  */
-async function writeFile(deps: EnvdDeps, params: { name: string; user: string | undefined; path: string }, body: Readable, signal: AbortSignal) {
+async function writeFile(deps: EnvdDeps, params: { name: string; user: string | undefined; path: string }, body: Readable, maxBytes: number, signal: AbortSignal) {
   const input = new InputQueue<StreamInput>();
   const ac = new AbortController();
   const abort = () => ac.abort();
@@ -158,11 +160,15 @@ async function writeFile(deps: EnvdDeps, params: { name: string; user: string | 
   const pump = async () => {
     let batch: Buffer[] = [];
     let size = 0;
+    let total = 0;
     const chunks = chunksOf(body);
     for (;;) {
       const { value: b, done } = await chunks.next();
       if (done) break;
       if (finished) return; // the write failed: stop reading (the caller discards the rest)
+      // What is counted is what the guest gets: a chunked or gzip body has no length to check up front.
+      total += b.length;
+      if (total > maxBytes) throw new HttpError(400, `upload larger than ${maxBytes} bytes`);
       batch.push(b);
       size += b.length;
       if (size >= INPUT_CHUNK_BYTES) {
@@ -184,6 +190,18 @@ async function writeFile(deps: EnvdDeps, params: { name: string; user: string | 
   } finally {
     signal.removeEventListener("abort", abort);
   }
+}
+
+/**
+ * The request's body inflated. pipe() does not pass on a client that went away (the gunzip
+ * would wait for more forever, and this request's handling with it): its reader is cut off too.
+ */
+function gunzipped(req: IncomingMessage): Readable {
+  const gunzip = createGunzip();
+  req.once("close", () => {
+    if (!req.complete) gunzip.destroy();
+  });
+  return req.pipe(gunzip);
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
