@@ -10,6 +10,14 @@ const KEY_PATTERN = /^e2b_[0-9a-f]{40}$/;
 
 export const newApiKey = () => `e2b_${randomBytes(20).toString("hex")}`;
 
+/** Whether `given` is `want`, in time that does not depend on where they differ (keys, access tokens). */
+export function sameSecret(given: string | null | undefined, want: string): boolean {
+  if (!given) return false;
+  const got = Buffer.from(given);
+  const expected = Buffer.from(want);
+  return got.length === expected.length && timingSafeEqual(got, expected);
+}
+
 export class ApiKeys {
   private key: string | undefined;
 
@@ -36,10 +44,7 @@ export class ApiKeys {
 
   /** Whether `given` (X-API-KEY) is the key. */
   check(given: string | undefined): boolean {
-    if (!given) return false;
-    const want = Buffer.from(this.current());
-    const got = Buffer.from(given);
-    return got.length === want.length && timingSafeEqual(got, want);
+    return sameSecret(given, this.current());
   }
 
   private store(key: string): string {

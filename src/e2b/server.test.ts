@@ -71,7 +71,7 @@ describe("the E2B server's sandbox plane (stand-in daemon)", () => {
   const streamJson = { "content-type": "application/connect+json" };
 
   it("refuses a Connect call without its sandbox's token on its headers, never reading the body", async () => {
-    for (const headers of [{}, { "x-access-token": "wrong" }] as Record<string, string>[]) {
+    for (const headers of [{}, { "x-access-token": "wrong" }, { "x-access-token": "b".repeat(48) }] as Record<string, string>[]) {
       const unary = await answerBeforeBody("/process.Process/List", { ...json, "e2b-sandbox-id": SANDBOX, ...headers }, GIB);
       assert.equal(unary.status, 401);
       assert.match(unary.body, /unauthenticated/);

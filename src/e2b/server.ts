@@ -12,7 +12,7 @@ import { caller, handleControl } from "./control.ts";
 import type { EnvdDeps, EnvdSandbox } from "./envd/context.ts";
 import { envdGate, mountEnvd } from "./envd/mount.ts";
 import { HttpError, sendEmpty, sendError, sendJson } from "./http.ts";
-import type { ApiKeys } from "./keys.ts";
+import { type ApiKeys, sameSecret } from "./keys.ts";
 
 export interface E2bLogger {
   info(msg: string, fields?: Record<string, unknown>): void;
@@ -89,7 +89,7 @@ export class E2bServer {
       if (err instanceof BangerError && (err.code === ErrorCode.NotFound || err.code === ErrorCode.InvalidArgument)) throw new ConnectError(`sandbox ${id} not found`, Code.NotFound);
       throw new ConnectError(errorLine(err), Code.Internal);
     }
-    if (s.accessToken !== null && headers.get("x-access-token") !== s.accessToken) throw new ConnectError("missing or wrong access token (X-Access-Token)", Code.Unauthenticated);
+    if (s.accessToken !== null && !sameSecret(headers.get("x-access-token"), s.accessToken)) throw new ConnectError("missing or wrong access token (X-Access-Token)", Code.Unauthenticated);
     return { id: s.id, vm: s.vm, envVars: s.envVars };
   }
 
