@@ -90,6 +90,20 @@ describe("the E2B server's sandbox plane (stand-in daemon)", () => {
     assert.equal((await answerBeforeBody("/filesystem.Filesystem/Stat", { ...json, "e2b-sandbox-id": "inope" }, GIB)).status, 503);
   });
 
+  it("refuses a Start whose tag or cwd is over the Start bound (the registry would keep it while it runs)", async () => {
+    for (const extra of [{ tag: "t".repeat(2 * 1024 * 1024) }, { process: { cmd: "/bin/true", cwd: `/${"d".repeat(2 * 1024 * 1024)}` } }]) {
+      const json = Buffer.from(JSON.stringify({ process: { cmd: "/bin/true" }, ...extra }));
+      const envelope = Buffer.alloc(5);
+      envelope.writeUInt32BE(json.length, 1);
+      const res = await fetch(`${server.url}/process.Process/Start`, {
+        method: "POST",
+        headers: { ...streamJson, "connect-protocol-version": "1", "e2b-sandbox-id": SANDBOX, "x-access-token": TOKEN },
+        body: Buffer.concat([envelope, json]),
+      });
+      assert.match(await res.text(), /invalid_argument.*over 1048576 bytes/);
+    }
+  });
+
   it("refuses a message declared over the limit, with the token, without reading it", async () => {
     const res = await answerBeforeBody("/process.Process/List", { ...json, "e2b-sandbox-id": SANDBOX, "x-access-token": TOKEN }, GIB);
     assert.equal(res.status, 429);

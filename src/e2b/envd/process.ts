@@ -20,7 +20,7 @@ import { type Output, type ProcessEntry, ProcessRegistry, type ProcessSpec, type
 import { userFromHeaders } from "./filesystem-shared.ts";
 import { connectError, keepaliveMs } from "./process-wire.ts";
 
-/** Longest command line (cmd + args) and environment a Start may carry. */
+/** Longest command line (cmd + args), environment, cwd and tag a Start may carry (the registry keeps them while it runs). */
 const MAX_START_BYTES = 1024 * 1024;
 /** Largest input one SendInput / StreamInput message may carry. */
 const MAX_INPUT_BYTES = 4 * 1024 * 1024;
@@ -105,8 +105,8 @@ export function processService(deps: EnvdDeps): ServiceImpl<typeof Process> {
 function specOf(req: StartRequest): ProcessSpec {
   const config = req.process;
   if (!config?.cmd) throw new ConnectError("process.cmd is required", Code.InvalidArgument);
-  const size = [config.cmd, ...config.args, ...Object.entries(config.envs).flat()].reduce((n, s) => n + Buffer.byteLength(s), 0);
-  if (size > MAX_START_BYTES) throw new ConnectError(`command and environment are over ${MAX_START_BYTES} bytes`, Code.InvalidArgument);
+  const size = [config.cmd, ...config.args, ...Object.entries(config.envs).flat(), config.cwd ?? "", req.tag ?? ""].reduce((n, s) => n + Buffer.byteLength(s), 0);
+  if (size > MAX_START_BYTES) throw new ConnectError(`command, environment, cwd and tag are over ${MAX_START_BYTES} bytes`, Code.InvalidArgument);
   if ([config.cmd, ...config.args].some((s) => s.includes("\0"))) throw new ConnectError("command arguments cannot contain NUL", Code.InvalidArgument);
   const pty = req.pty !== undefined;
   return {
