@@ -2,12 +2,13 @@
 // E2b-Sandbox-Id (the SDK with E2B_SANDBOX_URL set), or a Connect path, is the sandbox plane
 // (envd: Connect process/filesystem services, /files, /envs, /health), checked against that
 // sandbox's access token; the rest is the control plane (REST), checked against the API key.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Handlers } from "../api/index.ts";
 import { BangerError, ErrorCode, errorLine } from "../util/errors.ts";
+import { boundedHttpServer } from "../util/http-server.ts";
 import { caller, handleControl } from "./control.ts";
 import type { EnvdDeps, EnvdSandbox } from "./envd/context.ts";
 import { envdGate, mountEnvd } from "./envd/mount.ts";
@@ -50,7 +51,7 @@ export class E2bServer {
       requestGate: (ctx) => envdGate(this.deps, ctx),
       readMaxBytes: MAX_RPC_MESSAGE_BYTES,
     });
-    this.server = createServer((req, res) => void this.handle(req, res));
+    this.server = boundedHttpServer((req, res) => void this.handle(req, res));
   }
 
   get url(): string {

@@ -1,11 +1,12 @@
 // The dashboard's HTTP server: login, the built page, the JSON API, server-sent events
 // and the terminal WebSocket, every request checked by Auth first.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { networkInterfaces } from "node:os";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
 import type { TerminalMethod } from "../api/index.ts";
 import { BangerError, ErrorCode, errorLine, httpStatusOf, invalidArgument } from "../util/errors.ts";
+import { boundedHttpServer } from "../util/http-server.ts";
 import { isLoopbackHost } from "../util/loopback.ts";
 import { buildRoutes, type Route, type RouteResult } from "./api.ts";
 import { loadAssets, type Asset } from "./assets.ts";
@@ -67,7 +68,7 @@ export class WebServer {
     this.tasks = new Tasks(methods);
     this.routes = buildRoutes(methods, this.live, this.tasks, openapi);
     this.assets = loadAssets();
-    this.server = createServer((req, res) => void this.handle(req, res));
+    this.server = boundedHttpServer((req, res) => void this.handle(req, res));
     this.server.on("upgrade", (req, socket, head) => this.upgrade(req, socket, head));
   }
 
