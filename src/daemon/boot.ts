@@ -13,7 +13,13 @@ import type { DaemonContext } from "./context.ts";
 import type { VmNic } from "./network.ts";
 import { slotDisks } from "./workspace-disk.ts";
 
-export async function bootSpec(ctx: DaemonContext, vm: VmRecord, disk: { path: string; format: "raw" | "qcow2" }, runtimeDir: string, nic?: VmNic): Promise<VmSpec> {
+export async function bootSpec(
+  ctx: DaemonContext,
+  vm: Pick<VmRecord, "name" | "id" | "kernel" | "cpus" | "memoryBytes" | "vmm" | "config">,
+  disk: { path: string; format: "raw" | "qcow2" },
+  runtimeDir: string,
+  nic?: VmNic,
+): Promise<VmSpec> {
   const dir = kernelDir(ctx.paths, vm.kernel);
   const kernelPath = join(dir, "vmlinux");
   if (!existsSync(kernelPath)) throw notFound(`kernel ${vm.kernel} files (${kernelPath})`, `re-import or re-pull the kernel: banger kernel rm ${vm.kernel} && banger kernel pull ${vm.kernel}`);

@@ -7,6 +7,7 @@ import type { Logger } from "./logger.ts";
 import type { NetworkManager } from "./network.ts";
 import type { WarmPools } from "./pools.ts";
 import type { SandboxClock } from "./sandboxes.ts";
+import type { StandbyRestores } from "./standby.ts";
 import type { VmRuntime } from "./vm-runtime.ts";
 
 /** What a long operation gets from its RPC call: cancellation and a progress sink. */
@@ -28,6 +29,8 @@ export interface DaemonContext {
   network: NetworkManager;
   /** Warm pools: ready VMs a matching create takes, refilled in the background (pools.ts). */
   pools: WarmPools;
+  /** Restores begun ahead for the snapshots used last: a VMM waiting for the state (standby.ts). */
+  standbys: StandbyRestores;
   /** The E2B API's sandboxes' expiry (sandboxes.ts): told of every change to a sandbox. */
   sandboxes: SandboxClock;
   startedAt: number;

@@ -19,14 +19,16 @@ import type { ProgressEvent } from "../util/progress.ts";
 import { generateName } from "../util/namegen.ts";
 import { validateName } from "../util/names.ts";
 import { chooseCloneStrategy, cloneFromSnapshot } from "../disk/index.ts";
-import { getDriver, type VmHandle } from "../vmm/index.ts";
+import { getDriver, type VmHandle, type VmSpec } from "../vmm/index.ts";
 import { bootSpec } from "./boot.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
-import { getSnapshot, releaseSnapshot, takeSnapshot, verifySnapshot } from "./snapshots.ts";
+import { type PlannedSnapshot, type TakenSnapshot, getSnapshot, releaseSnapshot, standInSnapshot, takeSnapshot, verifySnapshot } from "./snapshots.ts";
 import { ensureFreeSpace } from "./vm-health.ts";
 import { vmPaths } from "./vm-runtime.ts";
 import { AGENT_READY_TIMEOUT_MS, consoleTail, destroyVm, getVm } from "./vms.ts";
+import type { VmNic } from "./network.ts";
+import { adoptStandby, endStandby } from "./standby.ts";
 import { restoreWorkspace } from "./workspace-snapshot.ts";
 
 /** The most children one `vm fork` makes. */
@@ -53,16 +55,27 @@ export function createFromSnapshot(ctx: DaemonContext, p: { name?: string; fromS
  * Restores `snapName` as a new VM `name`; the caller holds the VM's lock. The snapshot's lock
  * is held throughout, so it cannot be removed under the restore.
  */
-async function restoreVm(ctx: DaemonContext, snapName: string, name: string, call: CallEnv, opts: { snapshotHeld?: boolean } = {}): Promise<VmRecord> {
+async function restoreVm(ctx: DaemonContext, snapName: string, name: string, call: CallEnv, opts: { snapshotHeld?: boolean; pending?: PendingSnapshot } = {}): Promise<VmRecord> {
+  // This child arrives once, however it ends.
+  let arrived = false;
+  const pending = opts.pending && {
+    ...opts.pending,
+    arrived: () => {
+      if (!arrived) opts.pending?.arrived();
+      arrived = true;
+    },
+  };
   const restore = async (): Promise<VmRecord> => {
     const started = performance.now();
     const phases: Record<string, number> = {};
     const mark = (phase: string) => (phases[phase] = Math.round(performance.now() - started));
     if (ctx.store.getVm(name)) throw alreadyExists(`vm ${name} already exists`, "pick another --name, or `banger vm rm` it");
-    const snap = getSnapshot(ctx, snapName);
-    // Refused with one line before any VMM starts: a damaged file would be a guest that crashes later.
-    call.progress({ phase: "verify", message: `checking snapshot ${snap.name}` });
-    await verifySnapshot(ctx, snap);
+    const snap = pending?.plan ?? getSnapshot(ctx, snapName);
+    if (!pending) {
+      // Refused with one line before any VMM starts: a damaged file would be a guest that crashes later.
+      call.progress({ phase: "verify", message: `checking snapshot ${snap.name}` });
+      await verifySnapshot(ctx, getSnapshot(ctx, snapName));
+    }
     mark("verified");
     // The device set must match the snapshot's: its VM had a NIC, so the restored one needs a tap.
     if (snap.hasNic && !ctx.network.wantsNic(snap.net)) {
@@ -73,7 +86,9 @@ async function restoreVm(ctx: DaemonContext, snapName: string, name: string, cal
       );
     }
     ensureFreeSpace(ctx, "create", name);
-    const id = randomBytes(6).toString("hex");
+    // A restore begun ahead (standby.ts) brings its id, disk and waiting VMM.
+    const standby = pending ? undefined : ctx.standbys.take(snap.name);
+    const id = standby?.id ?? randomBytes(6).toString("hex");
     const paths = vmPaths(ctx.paths, name, id);
     if (snap.hasNic) await ctx.network.prepare(snap.net);
     ctx.store.insertVm({
@@ -91,26 +106,16 @@ async function restoreVm(ctx: DaemonContext, snapName: string, name: string, cal
       snapshot: snap.name,
     });
     let handle: VmHandle | undefined;
+    let nic: VmNic | undefined;
     try {
-      call.progress({ phase: "disk", message: `overlay on snapshot ${snap.name}'s disk` });
-      await mkdir(paths.dir, { recursive: true, mode: 0o700 });
-      const dir = snapshotDir(ctx.paths, snap.name);
-      // A qcow2 disk copy is always overlaid (QEMU): no need to probe the filesystem per restore.
-      const strategy = snap.diskFormat === "qcow2" ? "qcow2" : (await chooseCloneStrategy(snap.vmm === "firecracker" ? "firecracker" : "qemu", paths.dir)).strategy;
-      const dest = join(paths.dir, strategy === "qcow2" ? "root.qcow2" : "root.ext4");
-      const disk = await cloneFromSnapshot({ path: join(dir, snap.diskFile), format: snap.diskFormat }, dest, strategy, { signal: call.signal });
-      // Its own workspace slot (the snapshot's VM had the device, so the restore needs it) and record.
-      const workspace = await restoreWorkspace(snap.workspace, dir, paths.dir, call.signal);
-      mark("disk");
-      ctx.store.updateVm(name, {
-        diskBytes: disk.sizeBytes,
-        config: { disk: { path: disk.path, format: disk.format, strategy: "snapshot-overlay", filesystemNeedsGrow: false }, ...workspace },
-      });
-      const vm = getVm(ctx, name);
-      call.progress({ phase: "restore", message: `${vm.vmm}, ${vm.cpus} cpu, ${humanBytes(vm.memoryBytes)} mapped from ${snap.name}` });
-      const nic = await ctx.network.attach(vm);
-      const spec = await bootSpec(ctx, vm, { path: disk.path, format: disk.format }, paths.runtimeDir, nic);
-      handle = await getDriver(vm.vmm).restore(spec, dir, { signal: call.signal });
+      if (standby) {
+        call.progress({ phase: "restore", message: `taking the ${snap.vmm} started ahead for ${snap.name}` });
+        ctx.store.updateVm(name, { diskBytes: standby.diskBytes, config: await adoptStandby(standby, paths.dir) });
+        mark("disk");
+        handle = await standby.vmm.finish();
+      } else {
+        ({ handle, nic } = await restoreFresh(ctx, name, snap, paths, call, pending, mark));
+      }
       mark("vmm");
       ctx.runtime.setHandle(name, handle);
       ctx.store.updateVm(name, { pid: handle.pid });
@@ -125,9 +130,11 @@ async function restoreVm(ctx: DaemonContext, snapName: string, name: string, cal
       });
       ctx.store.updateVm(name, { state: "running", startedAt: new Date().toISOString() });
       mark("reidentified");
-      ctx.log.info("vm restored", { vm: name, snapshot: snap.name, pid: handle.pid, ...phases });
+      ctx.log.info("vm restored", { vm: name, snapshot: snap.name, pid: handle.pid, standby: standby !== undefined, ...phases });
+      if (!pending) ctx.standbys.warm(ctx, snap.name); // the next restore of it starts no VMM
       return getVm(ctx, name);
     } catch (err) {
+      if (standby && !handle) await endStandby(standby);
       const tail = handle ? await consoleTail(handle.consoleLogPath) : "";
       await destroyVm(ctx, name, paths.dir, paths.runtimeDir);
       if (tail && !(err instanceof BangerError && err.code === ErrorCode.Cancelled)) {
@@ -137,7 +144,83 @@ async function restoreVm(ctx: DaemonContext, snapName: string, name: string, cal
     }
   };
   // A fork holds its base's lock once for all its children, restored side by side.
-  return opts.snapshotHeld ? restore() : ctx.locks.run(`snapshot:${snapName}`, restore);
+  const restoring = opts.snapshotHeld ? restore() : ctx.locks.run(`snapshot:${snapName}`, restore);
+  // Whatever happened before its VMM started, a fork must not wait on this child to copy its disk.
+  return pending ? restoring.finally(pending.arrived) : restoring;
+}
+
+/** A restore's own disk, workspace slot and VMM, made now (no standby was ready). */
+async function restoreFresh(
+  ctx: DaemonContext,
+  name: string,
+  snap: PlannedSnapshot,
+  paths: { dir: string; runtimeDir: string },
+  call: CallEnv,
+  pending: PendingSnapshot | undefined,
+  mark: (phase: string) => void,
+): Promise<{ handle: VmHandle; nic: VmNic | undefined }> {
+  call.progress({ phase: "disk", message: `overlay on snapshot ${snap.name}'s disk` });
+  await mkdir(paths.dir, { recursive: true, mode: 0o700 });
+  const dir = snapshotDir(ctx.paths, snap.name);
+  // A qcow2 disk copy is always overlaid (QEMU): no need to probe the filesystem per restore.
+  const strategy = snap.diskFormat === "qcow2" ? "qcow2" : (await chooseCloneStrategy(snap.vmm === "firecracker" ? "firecracker" : "qemu", paths.dir)).strategy;
+  const dest = join(paths.dir, strategy === "qcow2" ? "root.qcow2" : "root.ext4");
+  const disk = await cloneFromSnapshot({ path: join(dir, snap.diskFile), format: snap.diskFormat }, dest, strategy, { signal: call.signal });
+  // Its own workspace slot (the snapshot's VM had the device, so the restore needs it) and record.
+  const workspace = await restoreWorkspace(snap.workspace, dir, paths.dir, call.signal);
+  mark("disk");
+  ctx.store.updateVm(name, {
+    diskBytes: disk.sizeBytes,
+    config: { disk: { path: disk.path, format: disk.format, strategy: "snapshot-overlay", filesystemNeedsGrow: false }, ...workspace },
+  });
+  const vm = getVm(ctx, name);
+  call.progress({ phase: "restore", message: `${vm.vmm}, ${vm.cpus} cpu, ${humanBytes(vm.memoryBytes)} mapped from ${snap.name}` });
+  const nic = await ctx.network.attach(vm);
+  const spec = await bootSpec(ctx, vm, { path: disk.path, format: disk.format }, paths.runtimeDir, nic);
+  return { handle: await restoreVmm(ctx, vm.vmm, spec, snap.name, call.signal, pending), nic };
+}
+
+/** A snapshot still being taken (a fork's base): the record it will have, and its taking. */
+interface PendingSnapshot {
+  plan: PlannedSnapshot;
+  ready: Promise<unknown>;
+  /** Told once per child: its VMM holds the stand-ins open, or it failed before. */
+  arrived: () => void;
+}
+
+/**
+ * The VMM continuing snapshot `snapName`. While it is still being taken (`ready`: a fork's
+ * base, its files stand-ins written in place), a driver that can wait for the state starts
+ * its VMM at once, so QEMU's own start (~100 ms) overlaps the parent's pause; the state loads
+ * once the snapshot is complete and checked.
+ */
+async function restoreVmm(
+  ctx: DaemonContext,
+  driverName: string,
+  spec: VmSpec,
+  snapName: string,
+  signal: AbortSignal | undefined,
+  pending?: { ready: Promise<unknown>; arrived: () => void },
+): Promise<VmHandle> {
+  const ready = pending?.ready;
+  const driver = getDriver(driverName);
+  const dir = snapshotDir(ctx.paths, snapName);
+  const complete = async () => {
+    await ready;
+    await verifySnapshot(ctx, getSnapshot(ctx, snapName));
+  };
+  if (!ready || !driver.prestartRestore) {
+    await complete();
+    return driver.restore(spec, dir, { signal });
+  }
+  const waiting = await driver.prestartRestore(spec, dir, { signal }).finally(() => pending?.arrived());
+  try {
+    await complete();
+  } catch (err) {
+    await waiting.cancel();
+    throw err;
+  }
+  return waiting.finish();
 }
 
 /** Child names: the ones given, else `<parent>-<n>` with the first free numbers. */
@@ -182,15 +265,37 @@ export function forkVm(ctx: DaemonContext, parent: string, opts: { count?: numbe
     recordOperation(ctx, "vm.fork", parent, async () => {
       const started = performance.now();
       const base = `${parent.slice(0, 40)}.fork-${randomBytes(4).toString("hex")}`;
-      const taken = await takeSnapshot(ctx, parent, base, { internal: true }, call);
-      call.progress({ phase: "fork", message: `${parent} paused ${taken.pauseMs} ms; restoring ${names.length} ${names.length === 1 ? "child" : "children"}` });
-      const made = await ctx.locks.run(`snapshot:${base}`, () => restoreChildren(ctx, base, names, call));
+      const plan = await standInSnapshot(ctx, getVm(ctx, parent), base, call.signal);
+      const paused = (taken: TakenSnapshot) =>
+        call.progress({ phase: "fork", message: `${parent} paused ${taken.pauseMs} ms; restoring ${names.length} ${names.length === 1 ? "child" : "children"}` });
+      let taken: TakenSnapshot;
+      let made: Awaited<ReturnType<typeof restoreChildren>>;
+      if (plan) {
+        // The children's VMMs start while the base is taken, into the stand-ins plan made.
+        // The disk stand-in is rewritten once the first children's VMMs have opened it (or failed).
+        const opened = countdown(Math.min(names.length, childWorkers()), STAND_IN_WAIT_MS);
+        const taking = takeSnapshot(ctx, parent, base, { internal: true, inPlace: { diskGate: opened.done } }, call).then((t) => {
+          paused(t);
+          return t;
+        });
+        const children = restoreChildren(ctx, base, names, call, { plan, ready: taking, arrived: opened.arrive });
+        const [t, m] = await Promise.allSettled([taking, children]);
+        if (m.status === "rejected") throw m.reason; // restoreChildren reports failures in its result
+        made = m.value;
+        if (t.status === "rejected") {
+          // Every child failed with it (each removed itself); the snapshot's own error says why.
+          await removeChildren(ctx, made.children);
+          throw t.reason;
+        }
+        taken = t.value;
+      } else {
+        taken = await takeSnapshot(ctx, parent, base, { internal: true }, call);
+        paused(taken);
+        made = await ctx.locks.run(`snapshot:${base}`, () => restoreChildren(ctx, base, names, call));
+      }
       if (made.failed) {
         // Removed under their own locks, then the base with them (it has no child left).
-        for (const child of made.children) {
-          const paths = vmPaths(ctx.paths, child.name, child.id);
-          await ctx.locks.run(`vm:${child.name}`, () => destroyVm(ctx, child.name, paths.dir, paths.runtimeDir));
-        }
+        await removeChildren(ctx, made.children);
         await releaseSnapshot(ctx, base);
         throw forkFailed(parent, made.failed, names.length);
       }
@@ -199,8 +304,49 @@ export function forkVm(ctx: DaemonContext, parent: string, opts: { count?: numbe
   );
 }
 
+/** Children restored at once: one per CPU (each restore's VMM start and agent wait are mostly waiting), at least 2. */
+const childWorkers = () => Math.max(2, availableParallelism());
+
+/**
+ * The most a fork's snapshot waits for its first children's VMMs to open the disk stand-in
+ * (they do within ~0.1 s); past it the copy goes on, and a child that opens the disk while it
+ * is rewritten fails rather than the parent staying paused.
+ */
+const STAND_IN_WAIT_MS = 10_000;
+
+/** Resolves `done` after `count` arrive() calls (extra calls are ignored), or after `timeoutMs`. */
+function countdown(count: number, timeoutMs: number): { arrive: () => void; done: Promise<void> } {
+  let left = count;
+  let open!: () => void;
+  const done = new Promise<void>((resolve) => (open = resolve));
+  const timer = setTimeout(open, timeoutMs);
+  timer.unref();
+  const arrive = () => {
+    if (--left <= 0) {
+      clearTimeout(timer);
+      open();
+    }
+  };
+  if (count <= 0) arrive();
+  return { arrive, done };
+}
+
+/** A failed fork's children that were made, each removed under its own lock. */
+async function removeChildren(ctx: DaemonContext, children: VmRecord[]): Promise<void> {
+  for (const child of children) {
+    const paths = vmPaths(ctx.paths, child.name, child.id);
+    await ctx.locks.run(`vm:${child.name}`, () => destroyVm(ctx, child.name, paths.dir, paths.runtimeDir));
+  }
+}
+
 /** Restores each of `names` from `base` (whose lock the caller holds), stopping at the first failure. */
-async function restoreChildren(ctx: DaemonContext, base: string, names: string[], call: CallEnv): Promise<{ children: VmRecord[]; failed?: { name: string; err: unknown } }> {
+async function restoreChildren(
+  ctx: DaemonContext,
+  base: string,
+  names: string[],
+  call: CallEnv,
+  pending?: PendingSnapshot,
+): Promise<{ children: VmRecord[]; failed?: { name: string; err: unknown } }> {
   const stop = new AbortController();
   const signal = AbortSignal.any([call.signal, stop.signal]);
   const children: VmRecord[] = [];
@@ -211,7 +357,11 @@ async function restoreChildren(ctx: DaemonContext, base: string, names: string[]
       const name = names[next++]!;
       const progress = names.length === 1 ? call.progress : (e: ProgressEvent) => call.progress({ ...e, message: `${name}: ${e.message ?? e.phase}` });
       try {
-        children.push(await ctx.locks.run(`vm:${name}`, () => recordOperation(ctx, "vm.create", name, () => restoreVm(ctx, base, name, { signal, progress }, { snapshotHeld: true }))));
+        children.push(
+          await ctx.locks.run(`vm:${name}`, () =>
+            recordOperation(ctx, "vm.create", name, () => restoreVm(ctx, base, name, { signal, progress }, { snapshotHeld: true, ...(pending ? { pending } : {}) })),
+          ),
+        );
       } catch (err) {
         // The first failure is the one to report; the siblings it cancels fail with "cancelled".
         failed ??= { name, err };
@@ -219,7 +369,7 @@ async function restoreChildren(ctx: DaemonContext, base: string, names: string[]
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(names.length, Math.max(2, availableParallelism())) }, worker));
+  await Promise.all(Array.from({ length: Math.min(names.length, childWorkers()) }, worker));
   // In the order asked for, whatever order they finished in.
   children.sort((a, b) => names.indexOf(a.name) - names.indexOf(b.name));
   return { children, ...(failed ? { failed } : {}) };

@@ -16,6 +16,7 @@ import { NetworkManager, networkSettings } from "./network.ts";
 import { VmRuntime } from "./vm-runtime.ts";
 import { reconcileVms } from "./vms.ts";
 import { WarmPools } from "./pools.ts";
+import { StandbyRestores, reapStandbys } from "./standby.ts";
 import { tidyRoot } from "./sweep.ts";
 import { reconcileSnapshots } from "./snapshots.ts";
 import { watchVms } from "./vm-health.ts";
@@ -63,12 +64,15 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
     runtime: new VmRuntime((vm, err) => log.warn("guest agent connection ended", { vm, error: errorLine(err) })),
     network,
     pools: new WarmPools(),
+    standbys: new StandbyRestores(),
     sandboxes: new SandboxClock(),
     startedAt: Date.now(),
     requestShutdown: () => shutdownRequested(),
     activeCalls: () => server?.activeCalls ?? 0,
   };
   await tidyRoot(ctx);
+  const reaped = await reapStandbys(ctx);
+  if (reaped > 0) log.info("ended standby restores a killed daemon left", { count: reaped });
   watchVms(ctx); // before adoption: an adopted VMM is watched from then on
   const reconciled = await reconcileVms(ctx);
   if (reconciled.adopted.length + reconciled.stopped.length + reconciled.removed.length > 0) log.info("reconciled vms", reconciled);
@@ -105,6 +109,7 @@ export async function runDaemon(paths: Paths, opts: { logToStderr: boolean }): P
     await rpc.close();
     // Pooled VMs are disposable: none is left running without a daemon to hand it out.
     await ctx.pools.close(ctx).catch((err: unknown) => log.warn("pool cleanup failed", { error: errorLine(err) }));
+    await ctx.standbys.close();
     rmSync(paths.buildFile, { force: true });
     await network.close();
     await rm(paths.socket, { force: true });

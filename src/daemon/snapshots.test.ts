@@ -15,6 +15,7 @@ import { reconcileSnapshots, releaseSnapshot, removeSnapshot, verifySnapshot } f
 import { existsSync } from "node:fs";
 import { openStore } from "../store/index.ts";
 import { restoreOnly } from "./restore.ts";
+import { StandbyRestores } from "./standby.ts";
 
 async function fixture(home: string, name: string): Promise<{ ctx: DaemonContext; snap: SnapshotRecord; dir: string }> {
   const paths = resolvePaths({ BANGER_HOME: home });
@@ -111,7 +112,7 @@ describe("snapshot verification", () => {
     const store = openStore(`${home}/banger.db`);
     try {
       const { ctx: base, snap } = await fixture(home, "s1");
-      const ctx = { ...base, store, locks: new KeyedLock(), log: new Logger(`${home}/log`, false) } as DaemonContext;
+      const ctx = { ...base, store, locks: new KeyedLock(), log: new Logger(`${home}/log`, false), standbys: new StandbyRestores() } as DaemonContext;
       const vmRow = (name: string, snapshot: string) =>
         store.insertVm({
           name,

@@ -8,10 +8,10 @@
 // removes it), never a row without its files. The guest is paused only while its device
 // state, memory and disk are written; hashing happens after it runs again.
 import { existsSync } from "node:fs";
-import { readdir, rename, rm, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { basename, join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { snapshotDir } from "../config/index.ts";
+import { snapshotDir, vmMemoryFile } from "../config/index.ts";
 import { type SnapshotRecord, type VmRecord, machineOf } from "../store/index.ts";
 import { BangerError, ErrorCode, alreadyExists, errorLine, notFound } from "../util/errors.ts";
 import { makeStagingDir } from "../util/fsx.ts";
@@ -20,9 +20,10 @@ import { humanBytes } from "../util/human.ts";
 import { validateName } from "../util/names.ts";
 import { diskUsage } from "../util/scratch.ts";
 import { SNAPSHOT_MEMORY as MEMORY_FILE, SNAPSHOT_STATE as STATE_FILE } from "../vmm/index.ts";
-import { snapshotDisk, type SnapshotDisk } from "../disk/index.ts";
+import { diskStandIn, snapshotDisk, type SnapshotDisk } from "../disk/index.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
+import { workspaceSlotOf } from "./workspace-disk.ts";
 import { slotCopyCheck, snapshotWorkspace } from "./workspace-snapshot.ts";
 import { pauseBriefly } from "./vm-health.ts";
 import { getVm, type VmDiskConfig } from "./vms.ts";
@@ -57,14 +58,20 @@ export interface TakenSnapshot {
 export function snapshotVm(ctx: DaemonContext, vmName: string, snapName: string, call: CallEnv): Promise<TakenSnapshot> {
   validateName("vm", vmName);
   validateName("snapshot", snapName);
-  return ctx.locks.run(`vm:${vmName}`, () => recordOperation(ctx, "vm.snapshot", vmName, () => takeSnapshot(ctx, vmName, snapName, { internal: false }, call)));
+  return ctx.locks.run(`vm:${vmName}`, () =>
+    recordOperation(ctx, "vm.snapshot", vmName, async () => {
+      const taken = await takeSnapshot(ctx, vmName, snapName, { internal: false }, call);
+      ctx.standbys.warm(ctx, snapName); // its first restore starts no VMM
+      return taken;
+    }),
+  );
 }
 
 /**
  * Writes the VM's device state, memory and disk copy into a new snapshot; the caller holds the
  * VM's lock. The VM keeps running: it is paused only while the VMM and the disk copy write.
  */
-export function takeSnapshot(ctx: DaemonContext, vmName: string, snapName: string, opts: { internal: boolean }, call: CallEnv): Promise<TakenSnapshot> {
+export function takeSnapshot(ctx: DaemonContext, vmName: string, snapName: string, opts: { internal: boolean; inPlace?: { diskGate: Promise<unknown> } }, call: CallEnv): Promise<TakenSnapshot> {
   return ctx.locks.run(`snapshot:${snapName}`, async () => {
     const started = performance.now();
     const vm = getVm(ctx, vmName);
@@ -73,9 +80,11 @@ export function takeSnapshot(ctx: DaemonContext, vmName: string, snapName: strin
       throw new BangerError(ErrorCode.InUse, `cannot snapshot vm ${vmName}: it is ${vm.state}`, `start it first: banger vm start ${vmName}`);
     }
     const dest = snapshotDir(ctx.paths, snapName);
-    if (ctx.store.snapshots.get(snapName) || existsSync(dest)) throw alreadyExists(`snapshot ${snapName} already exists`, `pick another name, or \`banger snapshot rm ${snapName}\``);
+    if (ctx.store.snapshots.get(snapName) || (!opts.inPlace && existsSync(dest)))
+      throw alreadyExists(`snapshot ${snapName} already exists`, `pick another name, or \`banger snapshot rm ${snapName}\``);
     const disk = vm.config.disk as VmDiskConfig;
-    const staging = await makeStagingDir(dest);
+    // In place: into the stand-ins standInSnapshot made, which VMMs already hold open.
+    const staging = opts.inPlace ? dest : await makeStagingDir(dest);
     try {
       call.progress({ phase: "snapshot", message: `pausing ${vmName}, writing memory, device state and disk` });
       const { result, pauseMs } = await pauseBriefly(ctx, vmName, handle, vm.state === "paused", async () => {
@@ -83,19 +92,21 @@ export function takeSnapshot(ctx: DaemonContext, vmName: string, snapName: strin
         // The disks are copied once the VMM has let go of them, while it may still copy RAM;
         // then the device state and disk copy are hashed meanwhile (awaited after the resume).
         const afterState = async () => {
-          const copy = await snapshotDisk({ path: disk.path, format: disk.format }, staging, { signal: call.signal });
+          // In place, the disk stand-in is rewritten (truncated first): only once the VMMs waiting on it have opened it.
+          await opts.inPlace?.diskGate;
+          const copy = await snapshotDisk({ path: disk.path, format: disk.format }, staging, { signal: call.signal, inPlace: opts.inPlace !== undefined });
           const workspace = await snapshotWorkspace(vm.config, staging, call.signal);
           const sums: Promise<[Hashed, Hashed]> = Promise.all([sha256File(join(staging, STATE_FILE)), sha256File(copy.path)]);
           sums.catch(() => undefined); // awaited below, unless the pause failed first
           files = { copy, workspace, sums };
         };
-        await handle.saveSnapshot(staging, { signal: call.signal, afterState });
+        await handle.saveSnapshot(staging, { signal: call.signal, afterState, inPlace: opts.inPlace !== undefined });
         return files!;
       });
       const diskCopy = result.copy;
       call.progress({ phase: "verify", message: `${vmName} resumed after ${pauseMs} ms; recording sizes and checksums` });
       const [[state, diskSum], memory] = await Promise.all([result.sums, stat(join(staging, MEMORY_FILE))]);
-      await rename(staging, dest);
+      if (staging !== dest) await rename(staging, dest);
       // Its checksums were just computed from these very files: the first restore (a fork's
       // child, at once) need not hash them again.
       verified.set(dest, await filesSignature(dest, [STATE_FILE, MEMORY_FILE, diskCopy.path.slice(staging.length + 1)]));
@@ -122,11 +133,59 @@ export function takeSnapshot(ctx: DaemonContext, vmName: string, snapName: strin
   });
 }
 
+/** A snapshot's record before it is taken: what its machine will be (its files' sizes and sums still unknown). */
+export type PlannedSnapshot = Omit<SnapshotRecord, "createdAt">;
+
+/**
+ * For a fork: makes the directory of snapshot `snapName` of the running `vm` now, holding
+ * stand-ins for its memory and disk (files of their final sizes, which takeSnapshot(…,
+ * { inPlace: true }) then writes into), so its children's VMMs can start while it is taken
+ * (vmm prestartRestore); returns the record it will have. Undefined, with nothing made, when
+ * the snapshot cannot be written in place: not a running QEMU VM, guest RAM not in a shared
+ * file (a restored VM maps its snapshot's privately, and its snapshot links that), a disk that
+ * is not a qcow2 overlay, or a workspace slot (copied through a new file). The caller holds
+ * the VM's lock. A daemon killed before the snapshot is recorded leaves an unrecorded
+ * directory, which reconcileSnapshots removes.
+ */
+export async function standInSnapshot(ctx: DaemonContext, vm: VmRecord, snapName: string, signal?: AbortSignal): Promise<PlannedSnapshot | undefined> {
+  const disk = vm.config.disk as VmDiskConfig | undefined;
+  const running = vm.state === "running" && ctx.runtime.handle(vm.name) !== undefined;
+  if (!running || vm.vmm !== "qemu" || disk?.format !== "qcow2" || workspaceSlotOf(vm.config) || !existsSync(vmMemoryFile(ctx.paths, vm.id))) return undefined;
+  const dir = snapshotDir(ctx.paths, snapName);
+  if (ctx.store.snapshots.get(snapName) || existsSync(dir)) throw alreadyExists(`snapshot ${snapName} already exists`, "pick another name");
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  try {
+    const diskStand = await diskStandIn({ path: disk.path, format: disk.format }, dir, { signal });
+    if (!diskStand) {
+      await rm(dir, { recursive: true, force: true });
+      return undefined;
+    }
+    const memory = await open(join(dir, MEMORY_FILE), "wx", 0o600);
+    await memory.truncate(vm.memoryBytes).finally(() => memory.close());
+    const record = vm.config.workspace as Record<string, unknown> | undefined;
+    return snapshotRecord(vm, snapName, {
+      diskFile: basename(diskStand),
+      diskFormat: "qcow2",
+      stateBytes: 0,
+      memoryFileBytes: vm.memoryBytes,
+      diskBytes: 0,
+      stateSha256: "",
+      diskSha256: "",
+      internal: true,
+      pauseMs: 0,
+      workspace: record ? { record } : null,
+    });
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
 type Hashed = Awaited<ReturnType<typeof sha256File>>;
 
 type SnapshotFiles = Pick<SnapshotRecord, "diskFile" | "diskFormat" | "stateBytes" | "memoryFileBytes" | "diskBytes" | "stateSha256" | "diskSha256" | "internal" | "pauseMs" | "workspace">;
 
-function snapshotRecord(vm: VmRecord, name: string, files: SnapshotFiles): Omit<SnapshotRecord, "createdAt"> {
+function snapshotRecord(vm: VmRecord, name: string, files: SnapshotFiles): PlannedSnapshot {
   return {
     name,
     sourceVm: vm.name,
@@ -201,6 +260,7 @@ export function removeSnapshot(ctx: DaemonContext, name: string, opts: { force?:
           `remove ${users.length === 1 ? "that VM" : "those VMs"} first, or \`banger snapshot rm -f ${name}\` (their disks keep its disk copy)`,
         );
       }
+      await ctx.standbys.drop(name);
       const dir = snapshotDir(ctx.paths, snap.name);
       const before = (await diskUsage(dir)) ?? 0;
       ctx.store.snapshots.delete(name);
@@ -224,6 +284,7 @@ export async function releaseSnapshot(ctx: DaemonContext, name: string | null): 
       if (snapshotDependents(ctx, name).length > 0) return;
       const snap = ctx.store.snapshots.get(name);
       if (snap && !snap.internal) return;
+      await ctx.standbys.drop(name);
       if (snap) ctx.store.snapshots.delete(name);
       await rm(snapshotDir(ctx.paths, name), { recursive: true, force: true });
       ctx.log.info("snapshot freed with its last vm", { snapshot: name });

@@ -9,5 +9,5 @@ export { chooseCloneStrategy, detectCloneStrategies } from "./strategies.ts";
 export type { CloneStrategy, StrategyChoice, StrategyReport } from "./strategies.ts";
 export { allocatedBytes, cloneDisk } from "./clone.ts";
 export type { CloneOptions, DiskClone, DiskFormat } from "./clone.ts";
-export { cloneFromSnapshot, snapshotDisk, snapshotFlatRaw } from "./snapshot.ts";
+export { cloneFromSnapshot, diskStandIn, snapshotDisk, snapshotFlatRaw } from "./snapshot.ts";
 export type { SnapshotDisk } from "./snapshot.ts";

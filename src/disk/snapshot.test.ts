@@ -2,12 +2,13 @@
 // the copy holds what was written before it, later writes to the source or to a clone stay
 // out of it, and a clone of a qcow2 snapshot disk is an overlay, not a copy.
 import assert from "node:assert/strict";
-import { readFile, readdir, truncate, writeFile } from "node:fs/promises";
+import { readFile, readdir, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { makeTempHome } from "../../test/helpers.ts";
 import { run, runChecked } from "../util/exec.ts";
-import { cloneDisk, cloneFromSnapshot, snapshotDisk } from "./index.ts";
+import { cloneDisk, cloneFromSnapshot, diskStandIn, snapshotDisk } from "./index.ts";
+import { qcow2Header } from "./snapshot.ts";
 
 const MiB = 1024 * 1024;
 const home = makeTempHome();
@@ -95,4 +96,29 @@ test("a raw disk's snapshot is a sparse copy, cloned by copy", async () => {
   const clone = await cloneFromSnapshot(snap, join(home.home, "clone.raw"), "sparse-copy");
   assert.equal(clone.format, "raw");
   assert.deepEqual(await readFile(clone.path), await readFile(raw));
+});
+
+test("a disk stand-in is an empty overlay on the VM's own backing, then rewritten in place by the copy", async () => {
+  const base = join(home.home, "base3.raw");
+  await writeFile(base, "");
+  await truncate(base, 40 * MiB);
+  await write(base, "raw", 3 * MiB, 0x5a);
+  const vm = await cloneDisk(base, join(home.home, "vm3.qcow2"), "qcow2");
+  await write(vm.path, "qcow2", 0, 0x77);
+  const dir = join(home.home, "snap3");
+  await runChecked(["mkdir", dir]);
+  const standIn = await diskStandIn(vm, dir);
+  assert.equal(standIn, join(dir, "disk.qcow2"));
+  const header = await qcow2Header(standIn!);
+  assert.deepEqual(header, { size: 40 * MiB, backing: base, backingFormat: "raw" }, "the VM's size, backing file and backing format");
+  assert.ok(await holds(standIn!, "qcow2", 3 * MiB, 0x5a), "a valid chain: it reads the backing");
+  assert.ok(!(await holds(standIn!, "qcow2", 0, 0x77)), "and nothing of the VM's own writes yet");
+  const { ino } = await stat(standIn!);
+  const copy = await snapshotDisk(vm, dir, { inPlace: true });
+  assert.equal((await stat(copy.path)).ino, ino, "the same file, which a waiting VMM may hold open");
+  assert.ok(await holds(copy.path, "qcow2", 0, 0x77), "now the VM's disk");
+  await runChecked(["qemu-img", "check", copy.path]);
+  assert.equal(await diskStandIn({ path: base, format: "raw" }, dir), undefined, "a raw disk has no stand-in");
+  const flat = await runChecked(["qemu-img", "create", "-q", "-f", "qcow2", join(home.home, "flat.qcow2"), "8M"]).then(() => join(home.home, "flat.qcow2"));
+  assert.equal(await diskStandIn({ path: flat, format: "qcow2" }, dir), undefined, "nor does a qcow2 without a backing file");
 });

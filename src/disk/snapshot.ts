@@ -19,11 +19,30 @@ export interface SnapshotDisk {
 /**
  * Copies a paused VM's disk into `destDir` (disk.qcow2 or disk.raw), sparsely. A qcow2
  * overlay keeps its backing file (the image's rootfs), which must outlive the snapshot.
+ * `inPlace`: into the stand-in diskStandIn left there (same inode: a VMM may have it open),
+ * not through a new file renamed over it.
  */
-export async function snapshotDisk(src: { path: string; format: DiskFormat }, destDir: string, opts: { signal?: AbortSignal } = {}): Promise<SnapshotDisk> {
+export async function snapshotDisk(src: { path: string; format: DiskFormat }, destDir: string, opts: { signal?: AbortSignal; inPlace?: boolean } = {}): Promise<SnapshotDisk> {
   const dest = join(destDir, `disk.${src.format}`);
-  await staged(dest, (staging) => runChecked(["cp", "--sparse=always", "--reflink=auto", src.path, staging], { signal: opts.signal }));
+  const copy = (to: string) => runChecked(["cp", "--sparse=always", "--reflink=auto", src.path, to], { signal: opts.signal });
+  if (opts.inPlace) await copy(dest);
+  else await staged(dest, copy);
   return { path: dest, format: src.format, bytes: await allocatedBytes(dest) };
+}
+
+/**
+ * Where snapshotDisk(src, destDir, { inPlace }) will write, made now as an empty qcow2 overlay
+ * of src's size on src's own backing file: a valid disk chain a restore's VMM can open before
+ * the copy exists (its metadata is read again once the copy is in). Undefined when src is not
+ * a qcow2 overlay naming its backing file and format.
+ */
+export async function diskStandIn(src: { path: string; format: DiskFormat }, destDir: string, opts: { signal?: AbortSignal } = {}): Promise<string | undefined> {
+  if (src.format !== "qcow2") return undefined;
+  const head = await qcow2Header(src.path);
+  if (!head.backing || !head.backingFormat || !/^[a-z0-9]+$/.test(head.backingFormat)) return undefined;
+  const dest = join(destDir, "disk.qcow2");
+  await emptyOverlay(dest, { backing: resolve(dirname(src.path), head.backing), format: head.backingFormat, size: head.size }, opts.signal);
+  return dest;
 }
 
 /**
@@ -46,28 +65,35 @@ export async function snapshotFlatRaw(src: { path: string; format: DiskFormat },
 export async function cloneFromSnapshot(snap: { path: string; format: DiskFormat }, dest: string, strategy: CloneStrategy, opts: { signal?: AbortSignal } = {}): Promise<DiskClone> {
   if (snap.format === "raw") return cloneDisk(snap.path, dest, strategy, opts);
   if (strategy !== "qcow2") throw invalidArgument(`a qcow2 snapshot disk cannot be cloned with ${strategy}`, "restore it under QEMU (qcow2 overlays)");
-  // At most one qemu-img run per disk size, not two per restore (each run is ~50 ms, and a
-  // fork's base is a new snapshot disk every time): the size comes from the qcow2 header, `-u`
-  // with the size given spares qemu-img opening the backing chain, and an empty overlay names
-  // only its backing file and size, so an overlay of any backing of that size is qemu-img's
-  // bytes for the first one with the backing name swapped (withBacking).
   const size = await qcow2VirtualSize(snap.path);
-  const backing = resolve(snap.path);
-  const template = overlayTemplates.get(size);
-  await staged(dest, async (staging) => {
-    if (template) return writeFile(staging, withBacking(template, backing), { mode: 0o600, flag: "wx" });
-    await runChecked(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-F", "qcow2", "-b", backing, staging, String(size)], { signal: opts.signal });
-    const made = await readFile(staging);
-    if (made.length <= MAX_TEMPLATE_BYTES && backingName(made)?.equals(Buffer.from(backing))) {
-      if (overlayTemplates.size >= MAX_TEMPLATES) overlayTemplates.delete(overlayTemplates.keys().next().value as number);
-      overlayTemplates.set(size, made);
-    }
-  });
+  await emptyOverlay(dest, { backing: resolve(snap.path), format: "qcow2", size }, opts.signal);
   return { path: dest, format: "qcow2", strategy: "qcow2", sizeBytes: size, filesystemNeedsGrow: false };
 }
 
-/** Empty overlays qemu-img made, by virtual size (a few hundred KiB each). */
-const overlayTemplates = new Map<number, Buffer>();
+/**
+ * A new empty qcow2 overlay at `dest` on `backing`. At most one qemu-img run per size and
+ * backing format, not one per restore (each run is ~50 ms, and a fork's base is a new
+ * snapshot disk every time): `-u` with the size given spares qemu-img opening the backing
+ * chain, and an empty overlay names only its backing file and size, so an overlay of any
+ * backing of that size and format is qemu-img's bytes for the first one with the backing name
+ * swapped (withBacking).
+ */
+async function emptyOverlay(dest: string, on: { backing: string; format: string; size: number }, signal?: AbortSignal): Promise<void> {
+  const key = `${on.size}:${on.format}`;
+  const template = overlayTemplates.get(key);
+  await staged(dest, async (staging) => {
+    if (template) return writeFile(staging, withBacking(template, on.backing), { mode: 0o600, flag: "wx" });
+    await runChecked(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-F", on.format, "-b", on.backing, staging, String(on.size)], { signal });
+    const made = await readFile(staging);
+    if (made.length <= MAX_TEMPLATE_BYTES && backingName(made)?.equals(Buffer.from(on.backing))) {
+      if (overlayTemplates.size >= MAX_TEMPLATES) overlayTemplates.delete(overlayTemplates.keys().next().value as string);
+      overlayTemplates.set(key, made);
+    }
+  });
+}
+
+/** Empty overlays qemu-img made, by virtual size and backing format (a few hundred KiB each). */
+const overlayTemplates = new Map<string, Buffer>();
 const MAX_TEMPLATES = 16;
 const MAX_TEMPLATE_BYTES = 1 << 20;
 /** qcow2 header: backing_file_offset (u64 at 8) and backing_file_size (u32 at 16); the name lies in the first cluster. */
@@ -107,22 +133,49 @@ export function withBacking(template: Buffer, backing: string): Buffer {
 
 const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
 
-/** A qcow2 file's virtual size, from its header (big-endian: magic, version, ..., size at byte 24). */
+/** A qcow2 file's virtual size, from its header. */
 export async function qcow2VirtualSize(path: string): Promise<number> {
+  return (await qcow2Header(path)).size;
+}
+
+/** Header extension naming the backing file's format. */
+const QCOW2_EXT_BACKING_FORMAT = 0xe2792aca;
+/** Bytes of a header read: its fields, extensions and backing name lie in the first cluster, and these suffice for QEMU's. */
+const HEADER_READ = 64 * 1024;
+
+/**
+ * A qcow2 file's virtual size, backing file name and backing format, from its header
+ * (big-endian: magic, version, backing offset and length, cluster bits, size at byte 24; v3's
+ * header length at 100, extensions after the header until type 0).
+ */
+export async function qcow2Header(path: string): Promise<{ size: number; backing?: string; backingFormat?: string }> {
   const fh = await open(path, "r");
+  let head: Buffer;
   try {
-    const head = Buffer.alloc(32);
-    const { bytesRead } = await fh.read(head, 0, head.length, 0);
-    const version = bytesRead === head.length ? head.readUInt32BE(4) : 0;
-    if (bytesRead < head.length || head.readUInt32BE(0) !== QCOW2_MAGIC || (version !== 2 && version !== 3)) {
-      throw integrity(`${path} is not a qcow2 disk (bad header)`, "the snapshot is damaged: remove it (banger snapshot rm) and take it again");
-    }
-    const size = Number(head.readBigUInt64BE(24));
-    if (!Number.isSafeInteger(size) || size <= 0) throw integrity(`${path}: qcow2 header gives a disk size of ${size}`, "the snapshot is damaged: remove it and take it again");
-    return size;
+    head = Buffer.alloc(HEADER_READ);
+    head = head.subarray(0, (await fh.read(head, 0, head.length, 0)).bytesRead);
   } finally {
     await fh.close();
   }
+  const version = head.length >= 32 ? head.readUInt32BE(4) : 0;
+  if (head.length < 32 || head.readUInt32BE(0) !== QCOW2_MAGIC || (version !== 2 && version !== 3)) {
+    throw integrity(`${path} is not a qcow2 disk (bad header)`, "the snapshot is damaged: remove it (banger snapshot rm) and take it again");
+  }
+  const size = Number(head.readBigUInt64BE(24));
+  if (!Number.isSafeInteger(size) || size <= 0) throw integrity(`${path}: qcow2 header gives a disk size of ${size}`, "the snapshot is damaged: remove it and take it again");
+  const at = Number(head.readBigUInt64BE(QCOW2_BACKING_OFFSET));
+  const len = head.readUInt32BE(QCOW2_BACKING_SIZE);
+  const backing = at > 0 && len > 0 && len <= MAX_BACKING_NAME && at + len <= head.length ? head.toString("utf8", at, at + len) : undefined;
+  let backingFormat: string | undefined;
+  // Extensions: (type u32, length u32, data padded to 8 bytes), until type 0 or the buffer's end.
+  for (let off = version === 3 && head.length >= 104 ? head.readUInt32BE(100) : 72; off + 8 <= head.length; ) {
+    const type = head.readUInt32BE(off);
+    const extLen = head.readUInt32BE(off + 4);
+    if (type === 0 || off + 8 + extLen > head.length) break;
+    if (type === QCOW2_EXT_BACKING_FORMAT) backingFormat = head.toString("latin1", off + 8, off + 8 + extLen);
+    off += 8 + Math.ceil(extLen / 8) * 8;
+  }
+  return { size, ...(backing !== undefined ? { backing } : {}), ...(backingFormat !== undefined ? { backingFormat } : {}) };
 }
 
 /** Writes `dest` through a staging name beside it, renamed into place (nothing half-made stays). */

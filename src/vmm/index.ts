@@ -7,7 +7,8 @@
 // restart, and watching each one (handle.watch: its end with why, from its exit status,
 // QEMU's QMP events or a panic line on the console; QEMU's pauses on host I/O errors), and
 // snapshots (handle.saveSnapshot of a paused VM: its device state and RAM in a directory;
-// driver.restore: a new VMM continuing one, its RAM mapped copy-on-write; QEMU's in
+// driver.restore: a new VMM continuing one, its RAM mapped copy-on-write, or in two steps,
+// prestartRestore then finish, so the VMM starts while the snapshot is still written; QEMU's in
 // qemu-snapshot.ts, with its RAM in a tmpfs file while it runs so a snapshot can copy it). VMM
 // processes run detached; everything they need at run time (sockets, pid and state files,
 // console and VMM logs) lives in the spec's runtime directory. The console log is bounded (console.ts: rotated at 1 MiB while
@@ -33,6 +34,7 @@ export type {
   AgentStreamOptions,
   ExtraDisk,
   JailerSpec,
+  PendingRestore,
   StartOptions,
   StopOutcome,
   VmHandle,

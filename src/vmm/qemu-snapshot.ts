@@ -20,7 +20,7 @@ import { runChecked } from "../util/exec.ts";
 import { DAMAGED_HINT, SNAPSHOT_MEMORY, SNAPSHOT_STATE, checkSnapshotFiles, onDisk } from "./snapshot-files.ts";
 import { checkSocketPath, logTail, VMM_LOG, type VmmState } from "./process.ts";
 import { QmpClient, qmpCommand } from "./qmp.ts";
-import type { SaveSnapshotOptions, StartOptions, VmHandle, VmSpec } from "./types.ts";
+import type { PendingRestore, SaveSnapshotOptions, StartOptions, VmHandle, VmSpec } from "./types.ts";
 
 /**
  * The sockets the device state goes through, in the VM's runtime dir (no longer than its
@@ -43,7 +43,7 @@ interface QemuVm {
 
 /** Writes a paused VM's dir/vmstate and dir/memory; leaves nothing half-written on failure. */
 export async function saveQemuSnapshot(vm: QemuVm, dir: string, opts: SaveSnapshotOptions = {}): Promise<{ stateBytes: number; memoryBytes: number }> {
-  const { signal, afterState } = opts;
+  const { signal, afterState, inPlace } = opts;
   if (signal?.aborted) throw cancelled();
   const { memoryFile, privateMemory } = vm.state;
   if (!memoryFile && !privateMemory) {
@@ -64,12 +64,12 @@ export async function saveQemuSnapshot(vm: QemuVm, dir: string, opts: SaveSnapsh
     // not their sum. Both are waited for, so a failure never leaves a copy writing.
     const copies = await Promise.allSettled([
       saveState(vm.qmpSocket, vm.runtimeDir, out.state, signal).then(() => afterState?.()),
-      memoryFile ? sparseCopy(memoryFile, out.memory, signal) : linkOrCopy(privateMemory!, out.memory, signal),
+      memoryFile ? (inPlace ? fillInPlace : sparseCopy)(memoryFile, out.memory, signal) : linkOrCopy(privateMemory!, out.memory, signal),
     ]);
     for (const c of copies) if (c.status === "rejected") throw c.reason;
     return { stateBytes: await onDisk(out.state), memoryBytes: await onDisk(out.memory) };
   } catch (err) {
-    for (const f of [out.state, out.memory]) await rm(f, { force: true });
+    for (const f of [out.state, ...(inPlace ? [] : [out.memory])]) await rm(f, { force: true });
     throw err;
   }
 }
@@ -79,6 +79,16 @@ type Qmp = <T = unknown>(command: string, args?: Record<string, unknown>) => Pro
 /** cp finds the data extents (SEEK_DATA/SEEK_HOLE) and writes only those. */
 async function sparseCopy(src: string, dest: string, signal?: AbortSignal): Promise<void> {
   await runChecked(["cp", "--sparse=auto", "--reflink=auto", src, dest], { signal, timeoutMs: MIGRATION_TIMEOUT_MS });
+}
+
+/**
+ * Into the existing `dest` of the same size, never truncating it: a VMM that opens it meanwhile
+ * must find its full size (QEMU refuses a smaller file). `dest` is all holes, so the source's
+ * all-zero blocks are skipped rather than written; reading the source's holes costs ~20 ms per
+ * 512 MiB of tmpfs.
+ */
+async function fillInPlace(src: string, dest: string, signal?: AbortSignal): Promise<void> {
+  await runChecked(["dd", `if=${src}`, `of=${dest}`, "bs=256K", "conv=notrunc,sparse", "status=none"], { signal, timeoutMs: MIGRATION_TIMEOUT_MS });
 }
 
 /** The snapshot's memory never changes, so a snapshot of a VM restored from it can share it. */
@@ -183,8 +193,44 @@ type Launch = (
 /** A new QEMU continuing the snapshot in `dir` (qemuDriver.restore). */
 export async function restoreQemu(spec: VmSpec, dir: string, opts: StartOptions | undefined, launch: Launch): Promise<VmHandle> {
   await checkQemuSnapshot(dir, spec.memoryMib);
+  return (await prestartQemuRestore(spec, dir, opts, launch)).finish();
+}
+
+/**
+ * A QEMU started for the snapshot in `dir` that waits, `-incoming defer`, until finish()
+ * (qemuDriver.prestartRestore). It maps dir/memory MAP_PRIVATE at start but touches no page of
+ * it before the device state loads, so pages written into that same file until then are the
+ * ones the guest sees; its disks are opened inactive (as on any incoming migration) and their
+ * metadata read again when the load completes.
+ */
+export async function prestartQemuRestore(spec: VmSpec, dir: string, opts: StartOptions | undefined, launch: Launch): Promise<PendingRestore> {
+  let up!: (pid: number) => void;
+  const started = new Promise<number>((resolve) => (up = resolve));
+  let go!: (proceed: boolean) => void;
+  const proceed = new Promise<boolean>((resolve) => (go = resolve));
   const memory = { path: join(dir, SNAPSHOT_MEMORY), shared: false };
-  return launch(spec, opts, { memory, incoming: true }, (_pid, qmp) => loadState(spec.runtimeDir, qmp, join(dir, SNAPSHOT_STATE), opts?.signal));
+  const handle = launch(spec, opts, { memory, incoming: true }, async (pid, qmp) => {
+    up(pid);
+    if (!(await proceed)) throw cancelled();
+    await checkQemuSnapshot(dir, spec.memoryMib);
+    await loadState(spec.runtimeDir, qmp, join(dir, SNAPSHOT_STATE), opts?.signal);
+  });
+  handle.catch(() => undefined); // awaited by finish() or cancel(); a failed start rejects the race below
+  const pid = await Promise.race([started, handle.then(() => 0)]);
+  return {
+    pid,
+    finish: () => {
+      go(true);
+      return handle;
+    },
+    cancel: async () => {
+      go(false);
+      await handle.then(
+        (h) => h.kill(),
+        () => undefined,
+      );
+    },
+  };
 }
 
 /**

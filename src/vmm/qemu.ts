@@ -17,7 +17,7 @@ import { BaseHandle } from "./handle.ts";
 import { CONSOLE_LOG, VMM_LOG, checkSocketPath, connectUnix, launchVmm, prepareRuntimeDir, readLiveState, retryUntil, type VmmState } from "./process.ts";
 import { followQmpEvents } from "./qmp-events.ts";
 import { QmpClient, qmpCommand } from "./qmp.ts";
-import { MIGRATE_IN_SOCKET, MIGRATE_OUT_SOCKET, restoreQemu, saveQemuSnapshot } from "./qemu-snapshot.ts";
+import { MIGRATE_IN_SOCKET, MIGRATE_OUT_SOCKET, prestartQemuRestore, restoreQemu, saveQemuSnapshot } from "./qemu-snapshot.ts";
 import { validateSpec } from "./spec.ts";
 import {
   AGENT_PORT_NAME,
@@ -105,6 +105,9 @@ export function buildQemuArgv(spec: VmSpec, opts: QemuOptions): string[] {
   const p = qemuPaths(spec.runtimeDir);
   const disk = spec.rootDisk;
   const memory = qemuMemory(spec, opts);
+  // auto-read-only=off on every drive: a restore's QEMU opens its disks inactive, and with
+  // QEMU's default it reopens them BY PATH (read-write) once the state has loaded; a disk moved
+  // meanwhile (a standby's, to its VM's directory) would then be missing.
   const argv = [
     QEMU_BINARY,
     "-name",
@@ -139,12 +142,12 @@ export function buildQemuArgv(spec: VmSpec, opts: QemuOptions): string[] {
     "-qmp",
     `unix:${p.events},server=on,wait=off`,
     "-drive",
-    `id=root,file=${disk.path},format=${disk.format},if=none,discard=unmap${disk.readOnly ? ",readonly=on" : ""}`,
+    `id=root,file=${disk.path},format=${disk.format},if=none,discard=unmap,auto-read-only=off${disk.readOnly ? ",readonly=on" : ""}`,
     "-device",
     "virtio-blk-device,drive=root",
   ];
   for (const [i, extra] of (spec.extraDisks ?? []).entries()) {
-    argv.push("-drive", `id=extra${i},file=${extra.path},format=${extra.format},if=none,discard=unmap`);
+    argv.push("-drive", `id=extra${i},file=${extra.path},format=${extra.format},if=none,discard=unmap,auto-read-only=off`);
     argv.push("-device", `virtio-blk-device,drive=extra${i},serial=${extra.serial}`);
   }
   if (spec.tap) {
@@ -166,6 +169,7 @@ export const qemuDriver: VmmDriver = {
   name: "qemu",
   start: (spec, opts) => launchQemu(spec, opts),
   restore: (spec, snapshotDir, opts) => restoreQemu(spec, snapshotDir, opts, launchQemu),
+  prestartRestore: (spec, snapshotDir, opts) => prestartQemuRestore(spec, snapshotDir, opts, launchQemu),
   async adopt(runtimeDir: string): Promise<VmHandle | undefined> {
     const state = await readLiveState(runtimeDir, "qemu");
     return state ? new QemuHandle(runtimeDir, state) : undefined;

@@ -102,6 +102,11 @@ export interface SaveSnapshotOptions {
    * can be copied), while guest RAM may still be being copied; saveSnapshot waits for both.
    */
   afterState?: () => Promise<void>;
+  /**
+   * dir/memory already exists at its final size (a stand-in that a waiting restore's VMM maps,
+   * PendingRestore): the RAM is written into it without ever changing its size or inode.
+   */
+  inPlace?: boolean;
 }
 
 export interface VmHandle {
@@ -143,6 +148,15 @@ export interface VmHandle {
   readonly agentOverSerial: boolean;
 }
 
+/** A restore whose VMM is up and waiting for its snapshot's device state (VmmDriver.prestartRestore). */
+export interface PendingRestore {
+  readonly pid: number;
+  /** Checks the now complete snapshot, loads its device state and continues the guest. */
+  finish(): Promise<VmHandle>;
+  /** Ends the waiting VMM and removes what it left in the runtime dir. */
+  cancel(): Promise<void>;
+}
+
 export interface VmmDriver {
   readonly name: VmmName;
   start(spec: VmSpec, opts?: StartOptions): Promise<VmHandle>;
@@ -152,6 +166,14 @@ export interface VmmDriver {
    * (MAP_PRIVATE) from snapshotDir/memory, never copied. Resolves with the guest running.
    */
   restore(spec: VmSpec, snapshotDir: string, opts?: StartOptions): Promise<VmHandle>;
+  /**
+   * restore() in two steps, so the VMM's own start overlaps whatever writes the snapshot (a
+   * fork's): resolves once a VMM for `spec` is up and waiting. From then on the snapshot's memory
+   * file (and the disk chain the spec names) must keep their inodes and size; their contents may
+   * still be written, in place, until finish() (the VMM reads neither before). Optional: a driver
+   * without it is restored with restore() once the snapshot is complete.
+   */
+  prestartRestore?(spec: VmSpec, snapshotDir: string, opts?: StartOptions): Promise<PendingRestore>;
   /** Re-attaches to a VMM started earlier (e.g. before a daemon restart); undefined when it is gone. */
   adopt(runtimeDir: string): Promise<VmHandle | undefined>;
 }

@@ -24,6 +24,24 @@ describe("snapshots, restore, fork and pause (real VMs under QEMU)", () => {
     return { pid: Number(pid), count: Number(count) };
   };
   let countAtSnapshot = 0;
+  /** The VMMs the daemon started ahead for `snap`'s next restore (standby.ts): found by the marker in their runtime dirs. */
+  const standbyPids = (snap: string) =>
+    readdirSync(join(home, "run", "vms"))
+      .filter((id) => existsSync(join(home, "run", "vms", id, "standby")) && readFileSync(join(home, "run", "vms", id, "standby"), "utf8") === `${snap}\n`)
+      .map((id) => Number(readFileSync(join(home, "run", "vms", id, "vmm.pid"), "utf8")));
+  const standbyDirs = () => readdirSync(join(home, "vms")).filter((d) => d.startsWith(".standby-"));
+  /** Waits for `snap`'s one standby to be ready (the daemon logs it with its pid); its pid. */
+  const standbyReady = async (snap: string) => {
+    const ready = () => {
+      const [pid, ...more] = standbyPids(snap);
+      const log = readFileSync(join(home, "logs", "bangerd.log"), "utf8");
+      return pid && more.length === 0 && log.includes(`"msg":"standby restore ready","snapshot":"${snap}","pid":${pid}}`) ? pid : undefined;
+    };
+    for (let i = 0; i < 200 && !ready(); i++) await new Promise((r) => setTimeout(r, 50));
+    const pid = ready();
+    assert.ok(pid && isAlive(pid), `a VMM is waiting for ${snap}'s next restore`);
+    return pid;
+  };
   /** The error a command printed, past its progress lines: exactly one line is expected. */
   const errorLines = (stderr: string) =>
     stderr
@@ -98,6 +116,19 @@ describe("snapshots, restore, fork and pause (real VMs under QEMU)", () => {
     assert.match(refused.stderr, /--memory cannot be used with --from-snapshot/);
   });
 
+  it("restores into the VMM it started ahead for the snapshot, then starts the next", async () => {
+    const ahead = await standbyReady("s1");
+    const r2 = await json<{ name: string; pid: number; state: string }>(["vm", "create", "--from-snapshot", "s1", "--name", "r2"]);
+    assert.deepEqual([r2.state, r2.pid], ["running", ahead], "r2 is the VMM started ahead");
+    assert.equal((await sh("r2", "hostname")).trim(), "r2");
+    assert.equal(await sh("r2", "cat /root/before"), "written-before\n");
+    assert.equal((await counter("r2")).pid, (await counter("src")).pid, "the snapshot's process, restored");
+    assert.ok(existsSync(join(home, "vms", "r2", "root.qcow2")), "its disk moved under its own name");
+    await mustRun(banger(["vm", "rm", "-f", "r2"]));
+    assert.notEqual(await standbyReady("s1"), ahead, "the next one");
+    assert.equal(standbyDirs().length, 1, "one standby per snapshot");
+  });
+
   it("forks children that differ in hostname and random bytes; the parent keeps running", async () => {
     const forked = await json<{ parent: string; snapshot: string; children: { name: string; state: string; snapshot: string }[]; pauseMs: number }>(["vm", "fork", "src", "--count", "2"]);
     assert.deepEqual(
@@ -162,6 +193,8 @@ describe("snapshots, restore, fork and pause (real VMs under QEMU)", () => {
   it("loses nothing to a daemon killed with SIGKILL: rows, files and VMs re-adopted", async () => {
     const before = await json<{ name: string; pid: number; state: string }[]>(["vm", "ls"]);
     const snaps = await json<{ name: string }[]>(["snapshot", "ls", "--all"]);
+    const ahead = standbyPids("s1");
+    assert.equal(ahead.length, 1);
     process.kill(daemonPid(), "SIGKILL");
     const after = await json<{ name: string; pid: number; state: string }[]>(["vm", "ls"]);
     assert.deepEqual(
@@ -172,6 +205,8 @@ describe("snapshots, restore, fork and pause (real VMs under QEMU)", () => {
     assert.deepEqual(await json<{ name: string }[]>(["snapshot", "ls", "--all"]), snaps);
     assert.equal((await sh("r1", "hostname")).trim(), "r1");
     assert.ok((await counter("src-2")).count > 0);
+    assert.ok(!isAlive(ahead[0]!), "the VMM the killed daemon started ahead was ended");
+    assert.deepEqual([standbyPids("s1"), standbyDirs()], [[], []], "and its files removed");
   });
 
   it("frees a fork's base with its last child, and a snapshot once nothing uses it", async () => {
@@ -181,7 +216,13 @@ describe("snapshots, restore, fork and pause (real VMs under QEMU)", () => {
     await mustRun(banger(["vm", "rm", "-f", "src-2"]));
     assert.ok(!existsSync(join(home, "snapshots", base)));
     await mustRun(banger(["vm", "rm", "-f", "r1"]));
+    // A restore starts a VMM ahead for the next; removing the snapshot ends it.
+    await mustRun(banger(["vm", "create", "--from-snapshot", "s1", "--name", "r3"]));
+    await mustRun(banger(["vm", "rm", "-f", "r3"]));
+    const ahead = await standbyReady("s1");
     const rm = await json<{ removed: string; freedBytes: number }[]>(["snapshot", "rm", "s1"]);
+    assert.ok(!isAlive(ahead), "the VMM started ahead for s1 is ended");
+    assert.deepEqual([standbyPids("s1"), standbyDirs()], [[], []]);
     assert.equal(rm[0]?.removed, "s1");
     assert.ok((rm[0]?.freedBytes ?? 0) > 0);
     assert.deepEqual(readdirSync(join(home, "snapshots")), []);
