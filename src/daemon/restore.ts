@@ -8,7 +8,7 @@
 // (vms.ts destroyVm), as a create does.
 import { randomBytes } from "node:crypto";
 import { availableParallelism } from "node:os";
-import { mkdir } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { snapshotDir } from "../config/index.ts";
@@ -285,6 +285,7 @@ export function forkVm(ctx: DaemonContext, parent: string, opts: { count?: numbe
         if (t.status === "rejected") {
           // Every child failed with it (each removed itself); the snapshot's own error says why.
           await removeChildren(ctx, made.children);
+          await rm(snapshotDir(ctx.paths, base), { recursive: true, force: true }); // the stand-ins of a base never recorded
           throw t.reason;
         }
         taken = t.value;
