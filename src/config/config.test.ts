@@ -1,6 +1,18 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { DEFAULT_MIN_FREE_BYTES, DEFAULT_WEB_PORT, checkWebPort, effectiveValue, minFreeBytes, parseConfig, poolMaxMemory, setConfigValue, tapPoolSize, tcgCacheMib } from "./index.ts";
+import {
+  DEFAULT_MIN_FREE_BYTES,
+  DEFAULT_WEB_PORT,
+  checkWebPort,
+  effectiveValue,
+  minFreeBytes,
+  parseConfig,
+  poolMaxMemory,
+  setConfigValue,
+  snapshotStandbys,
+  tapPoolSize,
+  tcgCacheMib,
+} from "./index.ts";
 
 describe("config: the free-space floor", () => {
   it("defaults to 1 GiB and takes sizes as people type them", () => {
@@ -54,6 +66,19 @@ describe("config: QEMU's translation cache", () => {
       assert.throws(() => parseConfig(`{"qemu": {"tcg_cache": ${bad}}}`, "config.json"), /config.json: "qemu.tcg_cache" takes a whole number of MiB/);
     }
     assert.throws(() => parseConfig(`{"qemu": 3}`, "config.json"), /config.json: "qemu" must be an object/);
+  });
+});
+
+describe("config: standby restores", () => {
+  it("defaults to 2, takes 0 to 8, in the command and in the file", () => {
+    assert.equal(snapshotStandbys({}), 2);
+    const off = setConfigValue({}, "snapshot.standbys", "0");
+    assert.deepEqual(off.snapshot, { standbys: 0 });
+    assert.equal(snapshotStandbys(off), 0);
+    assert.equal(snapshotStandbys(setConfigValue(off, "snapshot.standbys", undefined)), 2);
+    for (const bad of ["-1", "9", "1.5", "two", ""]) assert.throws(() => setConfigValue({}, "snapshot.standbys", bad), /snapshot\.standbys takes a whole number from 0 to 8/);
+    assert.throws(() => parseConfig(`{"snapshot": {"standbys": "2"}}`, "config.json"), /config.json: "snapshot.standbys" takes a whole number from 0 to 8/);
+    assert.throws(() => parseConfig(`{"snapshot": 2}`, "config.json"), /config.json: "snapshot" must be an object/);
   });
 });
 

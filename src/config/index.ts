@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { invalidArgument } from "../util/errors.ts";
-import { DEFAULT_MIN_FREE_BYTES, DEFAULT_POOL_MAX_MEMORY, DEFAULT_TCG_CACHE, checkTcgCache, effectiveValue, getConfigValue, parseConfigText } from "./keys.ts";
+import { DEFAULT_MIN_FREE_BYTES, DEFAULT_POOL_MAX_MEMORY, DEFAULT_STANDBYS, DEFAULT_TCG_CACHE, checkStandbys, checkTcgCache, effectiveValue, getConfigValue, parseConfigText } from "./keys.ts";
 
 export {
   CONFIG_KEYS,
@@ -193,6 +193,8 @@ export interface Config {
   pool?: { max_memory?: number };
   /** QEMU: `tcg_cache`, the TCG translation cache each VM may fill without KVM (bytes, whole MiB). */
   qemu?: { tcg_cache?: number };
+  /** Snapshots: `standbys`, the QEMUs kept waiting for the next restore of the snapshots used last. */
+  snapshot?: { standbys?: number };
 }
 
 export function minFreeBytes(config: Config): number {
@@ -202,6 +204,11 @@ export function minFreeBytes(config: Config): number {
 /** The cap on the guest memory all warm pools together hold (pool.max_memory). */
 export function poolMaxMemory(config: Config): number {
   return config.pool?.max_memory ?? DEFAULT_POOL_MAX_MEMORY;
+}
+
+/** How many snapshots (the ones used last) keep a QEMU waiting for their next restore (snapshot.standbys). */
+export function snapshotStandbys(config: Config): number {
+  return checkStandbys(config.snapshot?.standbys ?? DEFAULT_STANDBYS);
 }
 
 /** The TCG translation cache each QEMU VM may fill, MiB (qemu.tcg_cache). */
@@ -255,12 +262,14 @@ export function parseConfig(text: string, source: string): Config {
   if (poolCap !== undefined && (typeof poolCap !== "number" || !Number.isSafeInteger(poolCap) || poolCap < 0)) {
     throw invalidArgument(`${source}: "pool.max_memory" must be a whole number of bytes`);
   }
-  for (const section of ["web", "api", "qemu"] as const) {
+  for (const section of ["web", "api", "qemu", "snapshot"] as const) {
     const v = obj[section];
     if (v !== undefined && (typeof v !== "object" || v === null || Array.isArray(v))) throw invalidArgument(`${source}: "${section}" must be an object`);
   }
   const tcgCache = (obj.qemu as { tcg_cache?: unknown } | undefined)?.tcg_cache;
   if (tcgCache !== undefined) checkTcgCache(tcgCache, `${source}: "qemu.tcg_cache"`);
+  const standbys = (obj.snapshot as { standbys?: unknown } | undefined)?.standbys;
+  if (standbys !== undefined) checkStandbys(standbys, `${source}: "snapshot.standbys"`);
   return obj as Config;
 }
 

@@ -34,6 +34,9 @@ export const DEFAULT_POOL_MAX_MEMORY = 2 * 1024 ** 3;
  * pooled VM) costs: without it, installing and running 50 programs added ~27 MiB each time.
  */
 export const DEFAULT_TCG_CACHE = 64 * 1024 ** 2;
+/** snapshot.standbys: default and most (each a waiting QEMU). */
+export const DEFAULT_STANDBYS = 2;
+const MAX_STANDBYS = 8;
 
 /**
  * When a change applies: "live" (the daemon reads the config per operation), "web" (the
@@ -133,6 +136,11 @@ export const CONFIG_KEY_SPECS: Record<string, KeySpec> = {
     applies: "live",
     default: DEFAULT_TCG_CACHE,
   },
+  "snapshot.standbys": {
+    description: `snapshots (the ones restored or taken last) that keep a QEMU waiting for their next restore, ~15-20 MiB each (default ${DEFAULT_STANDBYS}; 0: none, a restore starts its QEMU)`,
+    applies: "live",
+    default: DEFAULT_STANDBYS,
+  },
   "pool.max_memory": {
     description: "guest memory all warm pools together may hold, e.g. 4G: `pool set` beyond it is refused, refills stop at it (default 2G)",
     applies: "live",
@@ -193,6 +201,8 @@ export function parseConfigText(key: string, text: string): unknown {
       return text === "true";
     case "network.tap_pool":
       return checkTapPool(text, key);
+    case "snapshot.standbys":
+      return checkStandbys(text.trim() === "" ? Number.NaN : Number(text), key);
     case "web.port":
       return checkWebPort(Number(text));
     case "api.port":
@@ -223,6 +233,12 @@ export function checkTcgCache(value: unknown, what = "qemu.tcg_cache"): number {
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value % 1024 ** 2 !== 0 || value < min || value > max) {
     throw invalidArgument(`${what} takes a whole number of MiB from 1M to 2G`, "banger config set qemu.tcg_cache 128M");
   }
+  return value;
+}
+
+/** snapshot.standbys: a whole number from 0 to MAX_STANDBYS. */
+export function checkStandbys(value: unknown, what = "snapshot.standbys"): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > MAX_STANDBYS) throw invalidArgument(`${what} takes a whole number from 0 to ${MAX_STANDBYS}`);
   return value;
 }
 

@@ -7,7 +7,7 @@
 // taken, so a standby is a restore begun early, not a VM kept warm.
 //
 // Each costs a QEMU process (~15-20 MiB, no guest RAM of its own: the snapshot's pages stay
-// in the page cache); at most MAX_STANDBYS, the snapshots used last. Not for a fork's internal
+// in the page cache); at most `snapshot.standbys` (default 2, 0: none), the snapshots used last. Not for a fork's internal
 // base (its children are all restored at once), a snapshot with a network card (its tap and
 // address belong to a VM row) or a VMM without prestartRestore (Firecracker). `snapshot rm`,
 // freeing a fork's base and a daemon stop cancel them; a daemon killed leaves them
@@ -16,7 +16,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { snapshotDir, vmDir, vmRuntimeDir } from "../config/index.ts";
+import { snapshotDir, snapshotStandbys, vmDir, vmRuntimeDir } from "../config/index.ts";
 import { chooseCloneStrategy, cloneFromSnapshot } from "../disk/index.ts";
 import { machineOf } from "../store/index.ts";
 import { errorLine } from "../util/errors.ts";
@@ -27,8 +27,6 @@ import { rebasePaths } from "./pools.ts";
 import { getSnapshot, verifySnapshot } from "./snapshots.ts";
 import { restoreWorkspace } from "./workspace-snapshot.ts";
 
-/** Snapshots with a standby at once (the ones used last). */
-const MAX_STANDBYS = Number(process.env.BANGER_STANDBY_MAX ?? 2);
 /** In a standby's runtime dir: what reapStandbys looks for. */
 const MARKER = "standby";
 
@@ -52,13 +50,15 @@ export class StandbyRestores {
 
   /** Makes one for `snapshot` in the background unless it has one; the least recently used beyond MAX_STANDBYS is ended. */
   warm(ctx: DaemonContext, snapshot: string): void {
-    if (this.closed || MAX_STANDBYS <= 0 || this.ready.has(snapshot) || this.making.has(snapshot)) return;
+    const max = standbysWanted(ctx);
+    this.evict(max);
+    if (this.closed || max <= 0 || this.ready.has(snapshot) || this.making.has(snapshot)) return;
     const making = this.make(ctx, snapshot)
       .then((standby) => {
         if (!standby) return;
         if (this.closed || !this.making.has(snapshot)) return void endStandby(standby);
         this.ready.set(snapshot, standby);
-        this.evict();
+        this.evict(standbysWanted(ctx));
       })
       .catch((err: unknown) => ctx.log.warn("standby restore not made", { snapshot, error: errorLine(err) }))
       .finally(() => this.making.delete(snapshot));
@@ -91,10 +91,10 @@ export class StandbyRestores {
     await Promise.all(all.map(endStandby));
   }
 
-  /** Ends the oldest standbys past MAX_STANDBYS (a Map keeps insertion order: take() and warm() re-insert). */
-  private evict(): void {
+  /** Ends the oldest standbys past `max` (a Map keeps insertion order: take() and warm() re-insert). */
+  private evict(max: number): void {
     for (const [snapshot, standby] of this.ready) {
-      if (this.ready.size <= MAX_STANDBYS) break;
+      if (this.ready.size <= max) break;
       this.ready.delete(snapshot);
       void endStandby(standby);
     }
@@ -126,6 +126,16 @@ export class StandbyRestores {
       await rm(runtimeDir, { recursive: true, force: true });
       throw err;
     }
+  }
+}
+
+/** snapshot.standbys now; a bad value in the config file is logged and taken as 0 (no standby). */
+function standbysWanted(ctx: DaemonContext): number {
+  try {
+    return snapshotStandbys(ctx.config());
+  } catch (err) {
+    ctx.log.warn("no standby restores", { error: errorLine(err) });
+    return 0;
   }
 }
 

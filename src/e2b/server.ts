@@ -51,7 +51,8 @@ export class E2bServer {
       requestGate: (ctx) => envdGate(this.deps, ctx),
       readMaxBytes: MAX_RPC_MESSAGE_BYTES,
     });
-    this.server = boundedHttpServer((req, res) => void this.handle(req, res));
+    // Uploads (/files) and stdin streams (StreamInput) may rightly last longer than Node's 5 minutes.
+    this.server = boundedHttpServer((req, res) => void this.handle(req, res), { requestTimeoutMs: 0 });
   }
 
   get url(): string {

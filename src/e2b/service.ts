@@ -4,7 +4,7 @@
 // in use is reported (one line, in the log and api.info), never fatal to the daemon.
 import type { ApiState, Handlers } from "../api/index.ts";
 import { type Config, type Paths, checkWebPort, effectiveValue } from "../config/index.ts";
-import { errorLine } from "../util/errors.ts";
+import { ConfigServer } from "../util/config-server.ts";
 import { ApiKeys } from "./keys.ts";
 import { type E2bLogger, E2bServer } from "./server.ts";
 
@@ -24,29 +24,34 @@ export function apiSettings(config: Config, env: NodeJS.ProcessEnv = process.env
 
 export class ApiService {
   readonly keys: ApiKeys;
-  private server: E2bServer | undefined;
-  private applied: string | undefined;
-  private error: string | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly server: ConfigServer<E2bServer, ApiSettings>;
 
   constructor(private readonly opts: { methods: Partial<Handlers>; paths: Paths; config: () => Config; log: E2bLogger; env?: NodeJS.ProcessEnv }) {
     this.keys = new ApiKeys(opts.paths.apiKeyFile);
+    this.server = new ConfigServer({
+      what: "e2b: API",
+      settings: () => apiSettings(opts.config(), opts.env),
+      start: async (want) => {
+        const server = new E2bServer({ methods: opts.methods, keys: this.keys, log: opts.log });
+        this.keys.current(); // made now, so `banger api env` and the first request agree
+        await server.listen(API_HOST, want.port);
+        return server;
+      },
+      log: opts.log,
+    });
   }
 
   /** Makes the API match the config now. */
   apply(): Promise<ApiState> {
-    return this.enqueue(() => this.applyNow());
+    return this.server.apply();
   }
 
   close(): Promise<void> {
-    return this.enqueue(async () => {
-      await this.server?.close();
-      this.server = undefined;
-    });
+    return this.server.close();
   }
 
   state(): ApiState {
-    return { enabled: this.server !== undefined || this.error !== undefined, ...(this.server ? { url: this.server.url } : {}), ...(this.error ? { error: this.error } : {}) };
+    return this.server.state();
   }
 
   methods(): Handlers<"api.info" | "api.reload" | "api.key.rotate"> {
@@ -59,43 +64,5 @@ export class ApiService {
         return { key };
       },
     };
-  }
-
-  private enqueue<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(fn);
-    this.queue = next.catch(() => undefined);
-    return next;
-  }
-
-  private async applyNow(): Promise<ApiState> {
-    let want: ApiSettings;
-    try {
-      want = apiSettings(this.opts.config(), this.opts.env);
-    } catch (err) {
-      this.error = errorLine(err);
-      return this.state();
-    }
-    const key = JSON.stringify(want);
-    if (key === this.applied && (this.server !== undefined) === want.enabled) return this.state();
-    const wasOn = this.server !== undefined;
-    await this.server?.close();
-    this.server = undefined;
-    this.error = undefined;
-    this.applied = key;
-    if (want.enabled) {
-      const server = new E2bServer({ methods: this.opts.methods, keys: this.keys, log: this.opts.log });
-      try {
-        this.keys.current(); // made now, so `banger api env` and the first request agree
-        await server.listen(API_HOST, want.port);
-        this.server = server;
-        this.opts.log.info("e2b: API listening", { url: server.url });
-      } catch (err) {
-        this.error = errorLine(err);
-        this.opts.log.warn("e2b: API not started", { error: this.error });
-      }
-    } else if (wasOn) {
-      this.opts.log.info("e2b: API off");
-    }
-    return this.state();
   }
 }

@@ -40,7 +40,6 @@ export async function startWebServer(opts: StartWebOptions): Promise<WebHandle> 
   const server = new WebServer(opts.methods, opts.log);
   await server.listen(host, port);
   if (!isLoopbackHost(host)) opts.log.warn("web: dashboard listens beyond loopback; every request still needs the token", { address: host });
-  opts.log.info("web: dashboard listening", { url: server.url });
   return { url: server.url, token: server.token, close: () => server.close(), loginUrl: () => server.loginUrl() };
 }
 

@@ -128,6 +128,8 @@ type WatchMethods = Pick<ServiceImpl<typeof Filesystem>, "watchDir" | "createWat
 
 export function watchService(deps: EnvdDeps): WatchMethods {
   const watchers = new Map<string, RunningWatch & { sandbox: string; lastPoll: number }>();
+  /** createWatcher calls between their check and their entry in `watchers`. */
+  let starting = 0;
   const sweep = () => {
     const now = Date.now();
     for (const [id, w] of watchers) {
@@ -167,7 +169,9 @@ export function watchService(deps: EnvdDeps): WatchMethods {
     },
     async createWatcher(req, ctx) {
       sweep();
-      if (watchers.size >= MAX_WATCHERS) throw new ConnectError(`${MAX_WATCHERS} watchers are running`, Code.ResourceExhausted);
+      // Counted with the ones still starting: concurrent calls cannot all pass the check first.
+      if (watchers.size + starting >= MAX_WATCHERS) throw new ConnectError(`${MAX_WATCHERS} watchers are running`, Code.ResourceExhausted);
+      starting++;
       try {
         const watch = await startWatch(deps, ctx.requestHeader, req);
         const id = randomUUID();
@@ -175,6 +179,8 @@ export function watchService(deps: EnvdDeps): WatchMethods {
         return { watcherId: id };
       } catch (err) {
         throw toConnectError(err);
+      } finally {
+        starting--;
       }
     },
     async getWatcherEvents(req, ctx) {

@@ -86,12 +86,15 @@ function attempt(deps: EnvdDeps, entry: ProcessEntry, req: LaunchRequest, argv: 
   };
   return new Promise((resolve) => {
     let started = false;
+    // The call's promise, once callLocal has returned it: a "started" emitted before then (were
+    // a handler ever to emit synchronously) resolves when it exists.
+    let done: Promise<unknown> | undefined;
     const emit = async (raw: StreamEvent) => {
       const ev = streamEvent(raw);
       if (ev?.t === "started") {
         started = true;
         entry.pid = ev.pid ?? 0;
-        resolve({ started: true, done });
+        if (done) resolve({ started: true, done });
       } else if (ev?.t === "ack") {
         entry.onAck(ev.n);
       } else if (ev?.t === "out") {
@@ -99,7 +102,8 @@ function attempt(deps: EnvdDeps, entry: ProcessEntry, req: LaunchRequest, argv: 
       }
     };
     const table = deps.methods as Partial<Record<string, Handler>>;
-    const done = callLocal<StreamEvent, StreamInput>(table, "vm.exec", params, { signal: entry.controller.signal, input: entry.input, emit });
+    done = callLocal<StreamEvent, StreamInput>(table, "vm.exec", params, { signal: entry.controller.signal, input: entry.input, emit });
+    if (started) resolve({ started: true, done });
     done.then(
       () => {
         if (!started) resolve({ started: false, err: new BangerError(ErrorCode.Failed, "the command ended before the guest reported its pid") });
