@@ -7,7 +7,7 @@
 // their own while it runs (vm-health.ts: ends, pauses, the free-space floor); where commands
 // land in a VM when the caller does not say (landing.ts: the same user and directory for vm
 // run, exec, shell, sessions, web terminal); snapshots of running VMs and the VMs restored or
-// forked from them (snapshots.ts, restore.ts; their workspace disk: workspace-snapshot.ts;
+// forked from them (snapshots.ts, restore.ts, fork.ts; their workspace disk: workspace-snapshot.ts;
 // QEMUs started ahead for a snapshot's next restore: standby.ts); warm pools of VMs booted ahead that a matching
 // create takes (pools.ts, its rules in pool-rules.ts); a running VM's files one path at a time
 // through its agent (methods-fs.ts: vm.fs.*, what the E2B-compatible API's filesystem calls);

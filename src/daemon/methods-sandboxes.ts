@@ -5,7 +5,7 @@ import { optionalBool, optionalInt, optionalString, optionalStringArray, require
 import { BangerError, ErrorCode } from "../util/errors.ts";
 import { validateName } from "../util/names.ts";
 import type { DaemonContext } from "./context.ts";
-import { MAX_FORK_COUNT } from "./restore.ts";
+import { MAX_FORK_COUNT } from "./fork.ts";
 import { connectSandbox, createSandbox, forkSandbox, killSandbox, listSandboxes, pauseSandbox, setSandboxTimeout, showSandbox, snapshotSandbox } from "./sandboxes.ts";
 
 /** Longest timeout: 30 days (E2B's own cap is 24 hours; a self-hosted sandbox may live longer). */

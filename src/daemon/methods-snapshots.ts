@@ -1,9 +1,9 @@
 // The snapshot methods (vm.snapshot, vm.fork, snapshot.*): each checks its params and calls
-// one operation (snapshots.ts, restore.ts).
+// one operation (snapshots.ts, restore.ts, fork.ts).
 import type { Handlers } from "../api/index.ts";
 import { optionalBool, optionalInt, optionalStringArray, requireString } from "../rpc/index.ts";
 import type { DaemonContext } from "./context.ts";
-import { forkVm, MAX_FORK_COUNT } from "./restore.ts";
+import { forkVm, MAX_FORK_COUNT } from "./fork.ts";
 import { getSnapshot, listSnapshots, removeSnapshot, snapshotDependents, snapshotVm, usedBytes } from "./snapshots.ts";
 import { snapshotView, vmView } from "./views.ts";
 import type { SnapshotRecord } from "../store/index.ts";

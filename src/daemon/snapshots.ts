@@ -1,6 +1,6 @@
 // Snapshots: taking one of a running VM (vm.snapshot, and vm.fork's internal base), listing,
 // showing and removing them, checking their files before a restore, and freeing them when
-// nothing uses them any more. Restoring and forking are restore.ts.
+// nothing uses them any more. Restoring is restore.ts, forking fork.ts.
 //
 // A snapshot is built in a staging directory beside <root>/snapshots/<name> and renamed into
 // place only when complete, then recorded: a daemon killed half-way leaves a staging
