@@ -127,7 +127,7 @@ describe("warm pools (real VMs under QEMU)", () => {
     await waitReady(1);
   });
 
-  it("vm create takes one too (--json says so); the taken VM is an ordinary VM that stops and starts under its name", async () => {
+  it("vm create takes one too (--json says so); the taken VM is an ordinary VM that snapshots, stops and starts under its name", async () => {
     const memberPid = JSON.parse((await mustRun(banger(["vm", "show", memberDirs()[0]!, "--json"]))).stdout).pid as number;
     // As root, a pooled VM waits at a low priority (a refill never slows the VMs users wait on).
     if (process.getuid?.() === 0) assert.deepEqual(niceOf(memberPid), [10]);
@@ -144,10 +144,15 @@ describe("warm pools (real VMs under QEMU)", () => {
       ["t2"],
     );
     await mustRun(banger(["vm", "exec", "t2", "--user", "root", "--", "sh", "-c", "echo kept > /root/mark"]));
+    // Its disk directory was renamed under its running QEMU: a snapshot (QEMU lets go of its
+    // disks while saving, then takes them back) must not look for the old path.
+    await mustRun(banger(["vm", "snapshot", "t2", "--name", "t2-snap"]));
+    assert.equal((await mustRun(banger(["vm", "exec", "t2", "--user", "root", "--", "cat", "/root/mark"]))).stdout, "kept\n");
     await mustRun(banger(["vm", "stop", "t2"]));
     await mustRun(banger(["vm", "start", "t2"]));
     assert.equal((await mustRun(banger(["vm", "exec", "t2", "--user", "root", "--", "sh", "-c", "hostname; cat /root/mark"]))).stdout, "t2\nkept\n");
     await mustRun(banger(["vm", "rm", "-f", "t2"]));
+    await mustRun(banger(["snapshot", "rm", "t2-snap"]));
   });
 
   it("two creates at once with one ready VM: one takes it, the other boots its own", async () => {
