@@ -122,3 +122,31 @@ test("a disk stand-in is an empty overlay on the VM's own backing, then rewritte
   const flat = await runChecked(["qemu-img", "create", "-q", "-f", "qcow2", join(home.home, "flat.qcow2"), "8M"]).then(() => join(home.home, "flat.qcow2"));
   assert.equal(await diskStandIn({ path: flat, format: "qcow2" }, dir), undefined, "nor does a qcow2 without a backing file");
 });
+
+test("a qcow2 header that lies is read within its first 64 KiB and yields no stand-in", async () => {
+  const lying = Buffer.alloc(4096);
+  lying.writeUInt32BE(0x514649fb, 0); // magic
+  lying.writeUInt32BE(3, 4); // version
+  lying.writeBigUInt64BE(BigInt(1 << 30), 8); // backing name far past the bytes read
+  lying.writeUInt32BE(900, 16);
+  lying.writeBigUInt64BE(BigInt(8 * MiB), 24); // size
+  lying.writeUInt32BE(112, 100); // header length: extensions at 112
+  lying.writeUInt32BE(0xe2792aca, 112); // backing format extension claiming 4 GiB
+  lying.writeUInt32BE(0xffffffff, 116);
+  const path = join(home.home, "lying.qcow2");
+  await writeFile(path, lying);
+  assert.deepEqual(await qcow2Header(path), { size: 8 * MiB }, "no backing name, no format: nothing read past the buffer");
+  // A backing format that is not a plain word never reaches qemu-img's argv.
+  const odd = Buffer.from(lying);
+  odd.writeBigUInt64BE(512n, 8);
+  odd.writeUInt32BE(4, 16);
+  odd.write("/b/x", 512);
+  odd.writeUInt32BE(9, 116);
+  odd.write("raw,x=y\n", 120);
+  await writeFile(path, odd);
+  assert.deepEqual(await qcow2Header(path), { size: 8 * MiB, backing: "/b/x", backingFormat: "raw,x=y\n\0" });
+  const dir = join(home.home, "snap-lying");
+  await runChecked(["mkdir", dir]);
+  assert.equal(await diskStandIn({ path, format: "qcow2" }, dir), undefined);
+  assert.deepEqual(await readdir(dir), [], "nothing made");
+});

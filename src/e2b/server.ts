@@ -51,8 +51,7 @@ export class E2bServer {
       requestGate: (ctx) => envdGate(this.deps, ctx),
       readMaxBytes: MAX_RPC_MESSAGE_BYTES,
     });
-    // Uploads (/files) and stdin streams (StreamInput) may rightly last longer than Node's 5 minutes.
-    this.server = boundedHttpServer((req, res) => void this.handle(req, res), { requestTimeoutMs: 0 });
+    this.server = boundedHttpServer((req, res) => void this.handle(req, res));
   }
 
   get url(): string {
