@@ -137,7 +137,7 @@ export const CONFIG_KEY_SPECS: Record<string, KeySpec> = {
     default: DEFAULT_TCG_CACHE,
   },
   "snapshot.standbys": {
-    description: `snapshots (the ones restored or taken last) that keep a QEMU waiting for their next restore, ~15-20 MiB each (default ${DEFAULT_STANDBYS}; 0: none, a restore starts its QEMU)`,
+    description: `QEMUs kept waiting for the next restore of the snapshots restored or taken last, or the next fork of the VMs forked last, ~15-20 MiB each (default ${DEFAULT_STANDBYS}; 0: none, a restore or fork starts its QEMU)`,
     applies: "live",
     default: DEFAULT_STANDBYS,
   },

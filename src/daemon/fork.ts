@@ -1,10 +1,11 @@
 // `vm fork`: an internal snapshot of a running VM (which keeps running), then its children
 // restored from it side by side (restore.ts restoreVm), all or none. Where it can, the
 // children's VMMs start on stand-ins of the snapshot while the parent is paused
-// (snapshots.ts standInSnapshot, takeSnapshot in place).
+// (snapshots.ts standInSnapshot, takeSnapshot in place); after a fork, one VMM already waits
+// on the stand-ins of the parent's next fork (standby.ts warmFork), and that fork's first
+// child takes it.
 import { availableParallelism } from "node:os";
 import { rm } from "node:fs/promises";
-import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { snapshotDir } from "../config/index.ts";
 import type { VmRecord } from "../store/index.ts";
@@ -14,7 +15,8 @@ import { validateName } from "../util/names.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
 import { type PendingSnapshot, restoreVm } from "./restore.ts";
-import { type TakenSnapshot, releaseSnapshot, standInSnapshot, takeSnapshot } from "./snapshots.ts";
+import { type TakenSnapshot, forkBaseName, releaseSnapshot, standInSnapshot, takeSnapshot } from "./snapshots.ts";
+import { endStandby } from "./standby.ts";
 import { vmPaths } from "./vm-runtime.ts";
 import { destroyVm, getVm } from "./vms.ts";
 
@@ -62,8 +64,13 @@ export function forkVm(ctx: DaemonContext, parent: string, opts: { count?: numbe
   return ctx.locks.run(`vm:${parent}`, () =>
     recordOperation(ctx, "vm.fork", parent, async () => {
       const started = performance.now();
-      const base = `${parent.slice(0, 40)}.fork-${randomBytes(4).toString("hex")}`;
-      const plan = await standInSnapshot(ctx, getVm(ctx, parent), base, call.signal);
+      // A child's VMM started ahead for this fork (standby.ts, after the parent's last fork) waits on its base's stand-ins.
+      const parentVm = getVm(ctx, parent);
+      const handle = ctx.runtime.handle(parent);
+      const ahead = handle ? ctx.standbys.takeFork(parentVm, handle.pid) : undefined;
+      let spare = ahead?.standby;
+      const base = ahead?.standby.snapshot ?? forkBaseName(parent);
+      const plan = ahead?.plan ?? (await standInSnapshot(ctx, parentVm, base, call.signal));
       const paused = (taken: TakenSnapshot) =>
         call.progress({ phase: "fork", message: `${parent} paused ${taken.pauseMs} ms; restoring ${names.length} ${names.length === 1 ? "child" : "children"}` });
       let taken: TakenSnapshot;
@@ -76,8 +83,14 @@ export function forkVm(ctx: DaemonContext, parent: string, opts: { count?: numbe
           paused(t);
           return t;
         });
-        const children = restoreChildren(ctx, base, names, call, { plan, ready: taking, arrived: opened.arrive });
+        const takeStandby = () => {
+          const s = spare;
+          spare = undefined;
+          return s;
+        };
+        const children = restoreChildren(ctx, base, names, call, { plan, ready: taking, arrived: opened.arrive, takeStandby });
         const [t, m] = await Promise.allSettled([taking, children]);
+        if (spare) await endStandby(spare); // no child got as far as taking it
         if (m.status === "rejected") throw m.reason; // restoreChildren reports failures in its result
         made = m.value;
         if (t.status === "rejected") {
@@ -98,7 +111,10 @@ export function forkVm(ctx: DaemonContext, parent: string, opts: { count?: numbe
         await releaseSnapshot(ctx, base);
         throw forkFailed(parent, made.failed, names.length);
       }
-      return { snapshot: base, children: made.children, pauseMs: taken.pauseMs, totalMs: Math.round(performance.now() - started) };
+      const totalMs = Math.round(performance.now() - started);
+      ctx.log.info("vm forked", { vm: parent, snapshot: base, children: made.children.length, standby: ahead !== undefined, pauseMs: taken.pauseMs, totalMs });
+      ctx.standbys.warmFork(ctx, parent); // its next fork starts no VMM
+      return { snapshot: base, children: made.children, pauseMs: taken.pauseMs, totalMs };
     }),
   );
 }

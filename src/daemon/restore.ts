@@ -6,10 +6,10 @@
 // never copied. Before anything else runs in it, the agent makes it a different machine
 // (reidentify: hostname, RNG seed, clock, network). A restore that fails leaves nothing
 // (vms.ts destroyVm), as a create does. A snapshot's next restore may already have its VMM
-// waiting (standby.ts); a fork's children may start theirs before the snapshot is complete.
+// waiting (standby.ts); a fork's children may start theirs before the snapshot is complete,
+// its first child may take one already waiting on the snapshot's stand-ins.
 import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { snapshotDir } from "../config/index.ts";
 import { type VmRecord, machineOf } from "../store/index.ts";
@@ -17,18 +17,16 @@ import { BangerError, ErrorCode, alreadyExists, errorLine, invalidArgument } fro
 import { humanBytes } from "../util/human.ts";
 import { generateName } from "../util/namegen.ts";
 import { validateName } from "../util/names.ts";
-import { chooseCloneStrategy, cloneFromSnapshot } from "../disk/index.ts";
-import { getDriver, type VmHandle, type VmSpec } from "../vmm/index.ts";
+import { getDriver, type PendingRestore, type VmHandle, type VmSpec } from "../vmm/index.ts";
 import { bootSpec } from "./boot.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
-import { type PlannedSnapshot, getSnapshot, verifySnapshot } from "./snapshots.ts";
+import { type PlannedSnapshot, getSnapshot, restoredDisk, verifySnapshot } from "./snapshots.ts";
 import { ensureFreeSpace } from "./vm-health.ts";
 import { vmPaths } from "./vm-runtime.ts";
 import { AGENT_READY_TIMEOUT_MS, consoleTail, destroyVm, getVm } from "./vms.ts";
 import type { VmNic } from "./network.ts";
 import { type Standby, adoptStandby, endStandby } from "./standby.ts";
-import { restoreWorkspace } from "./workspace-snapshot.ts";
 
 /** The machine params a restore takes from its snapshot: refused beside `fromSnapshot`. */
 const MACHINE_PARAMS = ["image", "kernel", "cpus", "memoryBytes", "diskBytes", "noStart", "net", "netPeer"] as const;
@@ -84,7 +82,7 @@ export async function restoreVm(ctx: DaemonContext, snapName: string, name: stri
     ensureFreeSpace(ctx, "create", name);
     if (snap.hasNic) await ctx.network.prepare(snap.net);
     // A restore begun ahead (standby.ts) brings its id, disk and waiting VMM.
-    const standby = pending ? undefined : ctx.standbys.take(snap.name);
+    const standby = pending ? pending.takeStandby?.() : ctx.standbys.take(snap.name);
     const id = standby?.id ?? randomBytes(6).toString("hex");
     const paths = vmPaths(ctx.paths, name, id);
     insertOrEnd(standby, () =>
@@ -110,7 +108,8 @@ export async function restoreVm(ctx: DaemonContext, snapName: string, name: stri
         call.progress({ phase: "restore", message: `taking the ${snap.vmm} started ahead for ${snap.name}` });
         ctx.store.updateVm(name, { diskBytes: standby.diskBytes, config: await adoptStandby(standby, paths.dir) });
         mark("disk");
-        handle = await standby.vmm.finish();
+        pending?.arrived(); // its VMM opened the stand-ins long ago
+        handle = pending ? await finishWhenComplete(ctx, standby.vmm, snap.name, pending.ready) : await standby.vmm.finish();
       } else {
         ({ handle, nic } = await restoreFresh(ctx, name, snap, paths, call, pending, mark));
       }
@@ -169,18 +168,9 @@ async function restoreFresh(
 ): Promise<{ handle: VmHandle; nic: VmNic | undefined }> {
   call.progress({ phase: "disk", message: `overlay on snapshot ${snap.name}'s disk` });
   await mkdir(paths.dir, { recursive: true, mode: 0o700 });
-  const dir = snapshotDir(ctx.paths, snap.name);
-  // A qcow2 disk copy is always overlaid (QEMU): no need to probe the filesystem per restore.
-  const strategy = snap.diskFormat === "qcow2" ? "qcow2" : (await chooseCloneStrategy(snap.vmm === "firecracker" ? "firecracker" : "qemu", paths.dir)).strategy;
-  const dest = join(paths.dir, strategy === "qcow2" ? "root.qcow2" : "root.ext4");
-  const disk = await cloneFromSnapshot({ path: join(dir, snap.diskFile), format: snap.diskFormat }, dest, strategy, { signal: call.signal });
-  // Its own workspace slot (the snapshot's VM had the device, so the restore needs it) and record.
-  const workspace = await restoreWorkspace(snap.workspace, dir, paths.dir, call.signal);
+  const disk = await restoredDisk(snap, snapshotDir(ctx.paths, snap.name), paths.dir, call.signal);
   mark("disk");
-  ctx.store.updateVm(name, {
-    diskBytes: disk.sizeBytes,
-    config: { disk: { path: disk.path, format: disk.format, strategy: "snapshot-overlay", filesystemNeedsGrow: false }, ...workspace },
-  });
+  ctx.store.updateVm(name, { diskBytes: disk.sizeBytes, config: disk.config });
   const vm = getVm(ctx, name);
   call.progress({ phase: "restore", message: `${vm.vmm}, ${vm.cpus} cpu, ${humanBytes(vm.memoryBytes)} mapped from ${snap.name}` });
   const nic = await ctx.network.attach(vm);
@@ -194,6 +184,8 @@ export interface PendingSnapshot {
   ready: Promise<unknown>;
   /** Told once per child: its VMM holds the stand-ins open, or it failed before. */
   arrived: () => void;
+  /** A VMM already waiting on the stand-ins (a fork standby): the first child to ask takes it. */
+  takeStandby?: () => Standby | undefined;
 }
 
 /**
@@ -210,20 +202,26 @@ async function restoreVmm(
   signal: AbortSignal | undefined,
   pending?: { ready: Promise<unknown>; arrived: () => void },
 ): Promise<VmHandle> {
-  const ready = pending?.ready;
   const driver = getDriver(driverName);
   const dir = snapshotDir(ctx.paths, snapName);
-  const complete = async () => {
-    await ready;
-    await verifySnapshot(ctx, getSnapshot(ctx, snapName));
-  };
-  if (!ready || !driver.prestartRestore) {
-    await complete();
+  if (!pending || !driver.prestartRestore) {
+    await snapshotComplete(ctx, snapName, pending?.ready);
     return driver.restore(spec, dir, { signal });
   }
-  const waiting = await driver.prestartRestore(spec, dir, { signal }).finally(() => pending?.arrived());
+  const waiting = await driver.prestartRestore(spec, dir, { signal }).finally(() => pending.arrived());
+  return finishWhenComplete(ctx, waiting, snapName, pending.ready);
+}
+
+/** The snapshot, once `ready` (its taking, for a fork's base), checked against its record. */
+async function snapshotComplete(ctx: DaemonContext, snapName: string, ready: Promise<unknown> | undefined): Promise<void> {
+  await ready;
+  await verifySnapshot(ctx, getSnapshot(ctx, snapName));
+}
+
+/** The waiting VMM continuing the snapshot once it is complete; ended if it never is. */
+async function finishWhenComplete(ctx: DaemonContext, waiting: PendingRestore, snapName: string, ready: Promise<unknown> | undefined): Promise<VmHandle> {
   try {
-    await complete();
+    await snapshotComplete(ctx, snapName, ready);
   } catch (err) {
     await waiting.cancel();
     throw err;

@@ -7,6 +7,7 @@
 // directory (util/scratch.ts: swept at start) or an unrecorded directory (reconcileSnapshots
 // removes it), never a row without its files. The guest is paused only while its device
 // state, memory and disk are written; hashing happens after it runs again.
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
@@ -20,11 +21,11 @@ import { humanBytes } from "../util/human.ts";
 import { validateName } from "../util/names.ts";
 import { diskUsage } from "../util/scratch.ts";
 import { SNAPSHOT_MEMORY as MEMORY_FILE, SNAPSHOT_STATE as STATE_FILE } from "../vmm/index.ts";
-import { diskStandIn, snapshotDisk, type SnapshotDisk } from "../disk/index.ts";
+import { chooseCloneStrategy, cloneFromSnapshot, diskStandIn, snapshotDisk, type DiskFormat, type SnapshotDisk } from "../disk/index.ts";
 import type { CallEnv, DaemonContext } from "./context.ts";
 import { recordOperation } from "./operations.ts";
 import { workspaceSlotOf } from "./workspace-disk.ts";
-import { slotCopyCheck, snapshotWorkspace } from "./workspace-snapshot.ts";
+import { restoreWorkspace, slotCopyCheck, snapshotWorkspace } from "./workspace-snapshot.ts";
 import { pauseBriefly } from "./vm-health.ts";
 import { getVm, type VmDiskConfig } from "./vms.ts";
 
@@ -133,6 +134,9 @@ export function takeSnapshot(ctx: DaemonContext, vmName: string, snapName: strin
   });
 }
 
+/** A new name for a fork's base (an internal snapshot): the parent's, made unique. */
+export const forkBaseName = (parent: string) => `${parent.slice(0, 40)}.fork-${randomBytes(4).toString("hex")}`;
+
 /** A snapshot's record before it is taken: what its machine will be (its files' sizes and sums still unknown). */
 export type PlannedSnapshot = Omit<SnapshotRecord, "createdAt">;
 
@@ -179,6 +183,25 @@ export async function standInSnapshot(ctx: DaemonContext, vm: VmRecord, snapName
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
+}
+
+/**
+ * A restored VM's own disk in `dir` (an overlay on the snapshot's disk copy in `snapDir`, or a
+ * copy of a raw one where the filesystem cannot overlay it) and its own workspace slot (the
+ * snapshot's VM had the device, so the restore needs it); `config` records both.
+ */
+export async function restoredDisk(
+  snap: Pick<SnapshotRecord, "vmm" | "diskFile" | "diskFormat" | "workspace">,
+  snapDir: string,
+  dir: string,
+  signal?: AbortSignal,
+): Promise<{ config: Record<string, unknown>; path: string; format: DiskFormat; sizeBytes: number }> {
+  // A qcow2 disk copy is always overlaid (QEMU): no need to probe the filesystem per restore.
+  const strategy = snap.diskFormat === "qcow2" ? "qcow2" : (await chooseCloneStrategy(snap.vmm === "firecracker" ? "firecracker" : "qemu", dir)).strategy;
+  const dest = join(dir, strategy === "qcow2" ? "root.qcow2" : "root.ext4");
+  const disk = await cloneFromSnapshot({ path: join(snapDir, snap.diskFile), format: snap.diskFormat }, dest, strategy, { signal });
+  const workspace = await restoreWorkspace(snap.workspace, snapDir, dir, signal);
+  return { config: { disk: { path: disk.path, format: disk.format, strategy: "snapshot-overlay", filesystemNeedsGrow: false }, ...workspace }, ...disk };
 }
 
 type Hashed = Awaited<ReturnType<typeof sha256File>>;

@@ -34,6 +34,7 @@ async function onVmmEvent(ctx: DaemonContext, name: string, handle: VmHandle, ev
   if (!vm || ctx.runtime.handle(name) !== handle || !WATCHED_STATES.has(vm.state)) return;
   if (event.kind === "ended") {
     ctx.runtime.forget(name);
+    void ctx.standbys.dropFork(name);
     ctx.store.updateVm(name, { state: event.state, pid: null, stateReason: event.reason });
     ctx.log.warn("vm ended on its own", { vm: name, state: event.state, reason: event.reason });
     // The VMM is gone: what it leaves (sockets, pid file, its tap) goes now, not at rm.

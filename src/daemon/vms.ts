@@ -203,6 +203,7 @@ export async function consoleTail(path: string, lines = 8): Promise<string> {
 export async function destroyVm(ctx: DaemonContext, name: string, dir: string, runtimeDir: string): Promise<void> {
   const handle = ctx.runtime.handle(name);
   ctx.runtime.forget(name);
+  await ctx.standbys.dropFork(name);
   if (handle) await handle.kill().catch(() => undefined);
   await killUnrecordedVmms(runtimeDir).catch(() => undefined);
   await ctx.network.forget(name).catch((err: unknown) => ctx.log.warn("network cleanup failed", { vm: name, error: errorLine(err) }));
@@ -263,6 +264,7 @@ export function stopVm(ctx: DaemonContext, name: string, opts: { timeoutMs?: num
       ctx.store.updateVm(name, { state: "stopping" });
       const outcome = await stopRunning(ctx, vm, opts.timeoutMs ?? 15_000);
       ctx.runtime.forget(name);
+      await ctx.standbys.dropFork(name);
       await ctx.network.detach(name);
       ctx.store.updateVm(name, { state: "stopped", pid: null, stateReason: null });
       return { ...getVm(ctx, name), outcome };
@@ -277,6 +279,7 @@ export function killVm(ctx: DaemonContext, name: string): Promise<VmRecord> {
       const vm = getVm(ctx, name);
       const handle = ctx.runtime.handle(name);
       ctx.runtime.forget(name);
+      await ctx.standbys.dropFork(name);
       if (handle) await handle.kill();
       await ctx.network.detach(name);
       if (DEAD_STATES.includes(vm.state)) return vm;

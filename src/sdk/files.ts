@@ -32,7 +32,7 @@ function absolute(path: string): string {
   return clean.replace(/\/+$/, "");
 }
 
-/** The guest's `path` (a file or a directory) as a tar stream, rooted at its base name. */
+/** The guest's `path` (a file or a directory) as a tar stream, rooted at its base name. It errors as soon as the call fails: listen for that before awaiting anything. */
 export function guestTar(client: Client, name: string, path: string, signal?: AbortSignal): Readable {
   const out = new PassThrough();
   const call = client.start("vm.files.get", { name, path }, { signal, onEvent: (e) => void (outBytes(e) && out.write(outBytes(e)!.data)) });
@@ -73,8 +73,10 @@ function isAck(e: unknown): e is { t: "ack"; n: number } {
 export async function readGuestFileHead(client: Client, name: string, path: string, maxBytes: number): Promise<FileHead> {
   const file = absolute(path);
   const stop = new AbortController();
-  const source = guestTar(client, name, file, stop.signal);
+  // The extractor first: the call may fail (no such file) while tar-stream is still loading,
+  // and its error must find the listener below, not end the process as an uncaught one.
   const extract = (await tarStream()).extract();
+  const source = guestTar(client, name, file, stop.signal);
   let found: FileHead | undefined;
   let error: unknown;
   try {

@@ -85,7 +85,9 @@ async function sparseCopy(src: string, dest: string, signal?: AbortSignal): Prom
  * Into the existing `dest` of the same size, never truncating it: a VMM that opens it meanwhile
  * must find its full size (QEMU refuses a smaller file). `dest` is all holes, so the source's
  * all-zero blocks are skipped rather than written; reading the source's holes costs ~20 ms per
- * 512 MiB of tmpfs.
+ * 512 MiB of tmpfs. A fork waits for this copy: two `dd`s on halves copy ~1.3x as fast alone
+ * but no faster in a fork (the device state is saved beside it, on 2 cores), and sendfile of
+ * the data extents (SEEK_DATA) ~1.1x: neither is worth its cost.
  */
 async function fillInPlace(src: string, dest: string, signal?: AbortSignal): Promise<void> {
   await runChecked(["dd", `if=${src}`, `of=${dest}`, "bs=256K", "conv=notrunc,sparse", "status=none"], { signal, timeoutMs: MIGRATION_TIMEOUT_MS });

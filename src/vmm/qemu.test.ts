@@ -228,4 +228,25 @@ describe("qemu driver (no boot)", () => {
     assert.match(vsock, /-cpu host/);
     assert.doesNotMatch(vsock, /virtserialport/);
   });
+
+  test("a comma in a path (BANGER_HOME's) is doubled wherever QEMU parses options, or it would end the value there", () => {
+    const spec = {
+      cpus: 1,
+      memoryMib: 64,
+      kernelPath: "/k,ernel",
+      cmdline: "console=ttyS0",
+      runtimeDir: "/r,un",
+      rootDisk: { path: "/d,isk.qcow2", format: "qcow2" },
+      extraDisks: [{ path: "/w,s.raw", format: "raw", serial: "ws" }],
+      memoryFile: "/m,em",
+    } as VmSpec;
+    const argv = buildQemuArgv(spec, { accel: "tcg", agentChannel: "virtio-serial" });
+    for (const opt of ["mem-path=/m,,em,", "path=/r,,un/console.log,", "unix:/r,,un/qmp.sock,", "unix:/r,,un/qmp-events.sock,", "file=/d,,isk.qcow2,", "file=/w,,s.raw,", "path=/r,,un/agent.sock,"]) {
+      assert.ok(
+        argv.some((a) => a.includes(opt)),
+        `${opt} in ${argv.join(" ")}`,
+      );
+    }
+    assert.equal(argv[argv.indexOf("-kernel") + 1], "/k,ernel", "a path given alone is not an option string");
+  });
 });

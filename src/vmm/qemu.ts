@@ -88,7 +88,7 @@ function kernelCmdline(spec: VmSpec, opts: QemuOptions): string {
   return `${spec.cmdline} tsc_early_khz=${opts.tscKhz}`;
 }
 
-/** QEMU's option syntax: a comma inside a value is written twice. */
+/** QEMU's option syntax: a comma inside a value is written twice (every path: BANGER_HOME may hold one). */
 const optValue = (value: string) => value.replaceAll(",", ",,");
 
 /** The guest RAM file QEMU maps, if any (QemuOptions.memory). */
@@ -134,20 +134,20 @@ export function buildQemuArgv(spec: VmSpec, opts: QemuOptions): string[] {
     ...(opts.incoming ? [] : ["-kernel", spec.kernelPath, ...(spec.initrdPath ? ["-initrd", spec.initrdPath] : []), "-append", kernelCmdline(spec, opts)]),
     // append=on (O_APPEND): the console watcher (console.ts) truncates it while QEMU keeps writing.
     "-chardev",
-    `file,id=console,path=${p.console},append=on`,
+    `file,id=console,path=${optValue(p.console)},append=on`,
     "-serial",
     "chardev:console",
     "-qmp",
-    `unix:${p.qmp},server=on,wait=off`,
+    `unix:${optValue(p.qmp)},server=on,wait=off`,
     "-qmp",
-    `unix:${p.events},server=on,wait=off`,
+    `unix:${optValue(p.events)},server=on,wait=off`,
     "-drive",
-    `id=root,file=${disk.path},format=${disk.format},if=none,discard=unmap,auto-read-only=off${disk.readOnly ? ",readonly=on" : ""}`,
+    `id=root,file=${optValue(disk.path)},format=${disk.format},if=none,discard=unmap,auto-read-only=off${disk.readOnly ? ",readonly=on" : ""}`,
     "-device",
     "virtio-blk-device,drive=root",
   ];
   for (const [i, extra] of (spec.extraDisks ?? []).entries()) {
-    argv.push("-drive", `id=extra${i},file=${extra.path},format=${extra.format},if=none,discard=unmap,auto-read-only=off`);
+    argv.push("-drive", `id=extra${i},file=${optValue(extra.path)},format=${extra.format},if=none,discard=unmap,auto-read-only=off`);
     argv.push("-device", `virtio-blk-device,drive=extra${i},serial=${extra.serial}`);
   }
   if (spec.tap) {
@@ -158,7 +158,7 @@ export function buildQemuArgv(spec: VmSpec, opts: QemuOptions): string[] {
     argv.push("-device", `vhost-vsock-device,guest-cid=${spec.vsockCid}`);
   } else {
     argv.push("-device", "virtio-serial-device");
-    argv.push("-chardev", `socket,id=agent,path=${p.agent},server=on,wait=off`);
+    argv.push("-chardev", `socket,id=agent,path=${optValue(p.agent)},server=on,wait=off`);
     argv.push("-device", `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`);
   }
   if (opts.incoming) argv.push("-incoming", "defer");

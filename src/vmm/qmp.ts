@@ -1,6 +1,8 @@
 // A small QMP (QEMU Machine Protocol) client: newline-delimited JSON over a Unix socket.
-// Connect, read the greeting, negotiate capabilities, then run commands one at a time,
-// each with a timeout. Events go to the `onEvent` listener, if any. QEMU's QMP socket takes
+// Connect, negotiate capabilities, then run commands, each with a timeout. Commands are
+// pipelined: written at once and answered in order by id (QEMU reads its input in order, so
+// capabilities and a first command can go before the greeting is read: one round trip per
+// call, not three). Events go to the `onEvent` listener, if any. QEMU's QMP socket takes
 // one client at a time, so callers connect per operation (qmpCommand) rather than holding a
 // connection open; the one held open (events) is a second QMP monitor (qemu.ts).
 import type { Socket } from "node:net";
@@ -31,7 +33,7 @@ export class QmpClient {
   onClose: (() => void) | undefined;
   private buffer = "";
   private nextId = 1;
-  private pending: Pending | undefined;
+  private readonly pending = new Map<number, Pending>();
   private greeting: ((ok: boolean) => void) | undefined;
   private closed = false;
 
@@ -42,11 +44,15 @@ export class QmpClient {
     sock.on("error", () => undefined); // close follows
   }
 
+  /** A connection not negotiated yet (qmpCommand pipelines its command behind the negotiation). */
+  static async open(path: string): Promise<QmpClient> {
+    return new QmpClient(await connectUnix(path));
+  }
+
   static async connect(path: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<QmpClient> {
-    const client = new QmpClient(await connectUnix(path));
+    const client = await QmpClient.open(path);
     try {
-      await client.waitGreeting(timeoutMs);
-      await client.execute("qmp_capabilities", undefined, timeoutMs);
+      await client.negotiate(timeoutMs);
       return client;
     } catch (err) {
       client.close();
@@ -54,16 +60,24 @@ export class QmpClient {
     }
   }
 
+  /** The greeting and capabilities negotiation, the latter sent without waiting for the former. */
+  async negotiate(timeoutMs: number): Promise<void> {
+    const greeted = this.waitGreeting(timeoutMs);
+    const negotiated = this.execute("qmp_capabilities", undefined, timeoutMs);
+    negotiated.catch(() => undefined); // a closed connection fails the greeting first
+    await greeted;
+    await negotiated;
+  }
+
   execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<T> {
     if (this.closed) return Promise.reject(qmpError(`QMP connection closed before ${command}`));
-    if (this.pending) return Promise.reject(new Error("QmpClient: one command at a time"));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.pending = undefined;
+        this.pending.delete(id);
         reject(new BangerError(ErrorCode.Timeout, `QMP ${command} got no answer in ${timeoutMs} ms`));
       }, timeoutMs);
-      this.pending = { id, resolve: resolve as (v: unknown) => void, reject, timer, closeIsSuccess: command === "quit" };
+      this.pending.set(id, { id, resolve: resolve as (v: unknown) => void, reject, timer, closeIsSuccess: command === "quit" });
       this.sock.write(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id })}\n`);
     });
   }
@@ -113,10 +127,10 @@ export class QmpClient {
       if (typeof msg.event === "string") this.onEvent?.({ event: msg.event, data });
       return;
     }
-    const p = this.pending;
-    if (!p || msg.id !== p.id) return;
+    const p = typeof msg.id === "number" ? this.pending.get(msg.id) : undefined;
+    if (!p) return;
     clearTimeout(p.timer);
-    this.pending = undefined;
+    this.pending.delete(p.id);
     if (msg.error) p.reject(qmpError(`QMP error ${msg.error.class ?? ""}: ${msg.error.desc ?? "unknown"}`));
     else p.resolve(msg.return);
   }
@@ -125,30 +139,35 @@ export class QmpClient {
     this.closed = true;
     this.onClose?.();
     this.greeting?.(false);
-    const p = this.pending;
-    if (!p) return;
-    clearTimeout(p.timer);
-    this.pending = undefined;
-    if (p.closeIsSuccess) p.resolve({});
-    else p.reject(qmpError("QMP connection closed before the reply"));
+    for (const p of this.takeAll()) {
+      if (p.closeIsSuccess) p.resolve({});
+      else p.reject(qmpError("QMP connection closed before the reply"));
+    }
   }
 
   private fail(err: Error): void {
-    const p = this.pending;
-    this.pending = undefined;
-    if (p) {
-      clearTimeout(p.timer);
-      p.reject(err);
-    }
+    for (const p of this.takeAll()) p.reject(err);
     this.close();
+  }
+
+  /** Every command still waiting, forgotten (their timers stopped) for the caller to settle. */
+  private takeAll(): Pending[] {
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of all) clearTimeout(p.timer);
+    return all;
   }
 }
 
-/** Connects, runs one command, disconnects. */
+/** Connects, runs one command, disconnects: the command goes with the capabilities negotiation. */
 export async function qmpCommand<T = unknown>(path: string, command: string, args?: Record<string, unknown>, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<T> {
-  const client = await QmpClient.connect(path, timeoutMs);
+  const client = await QmpClient.open(path);
   try {
-    return await client.execute<T>(command, args, timeoutMs);
+    const negotiated = client.negotiate(timeoutMs);
+    const result = client.execute<T>(command, args, timeoutMs);
+    result.catch(() => undefined); // awaited below, once the negotiation is known to have worked
+    await negotiated;
+    return await result;
   } finally {
     client.close();
   }

@@ -24,18 +24,17 @@ describe("snapshots, restore, fork and pause (real VMs under QEMU)", () => {
     return { pid: Number(pid), count: Number(count) };
   };
   let countAtSnapshot = 0;
-  /** The VMMs the daemon started ahead for `snap`'s next restore (standby.ts): found by the marker in their runtime dirs. */
-  const standbyPids = (snap: string) =>
-    readdirSync(join(home, "run", "vms"))
-      .filter((id) => existsSync(join(home, "run", "vms", id, "standby")) && readFileSync(join(home, "run", "vms", id, "standby"), "utf8") === `${snap}\n`)
-      .map((id) => Number(readFileSync(join(home, "run", "vms", id, "vmm.pid"), "utf8")));
+  /** The VMMs the daemon started ahead for `snap`'s next restore, or `fork:<vm>`'s next fork (standby.ts): found by the marker in their runtime dirs. */
+  const standbyIds = (snap: string) =>
+    readdirSync(join(home, "run", "vms")).filter((id) => existsSync(join(home, "run", "vms", id, "standby")) && readFileSync(join(home, "run", "vms", id, "standby"), "utf8") === `${snap}\n`);
+  const standbyPids = (snap: string) => standbyIds(snap).map((id) => Number(readFileSync(join(home, "run", "vms", id, "vmm.pid"), "utf8")));
   const standbyDirs = () => readdirSync(join(home, "vms")).filter((d) => d.startsWith(".standby-"));
   /** Waits for `snap`'s one standby to be ready (the daemon logs it with its pid); its pid. */
-  const standbyReady = async (snap: string) => {
+  const standbyReady = async (snap: string, msg = "standby restore ready") => {
     const ready = () => {
       const [pid, ...more] = standbyPids(snap);
       const log = readFileSync(join(home, "logs", "bangerd.log"), "utf8");
-      return pid && more.length === 0 && log.includes(`"msg":"standby restore ready","snapshot":"${snap}","pid":${pid}}`) ? pid : undefined;
+      return pid && more.length === 0 && new RegExp(`"msg":"${msg}",.*"pid":${pid}}`).test(log) ? pid : undefined;
     };
     for (let i = 0; i < 200 && !ready(); i++) await new Promise((r) => setTimeout(r, 50));
     const pid = ready();
@@ -129,6 +128,18 @@ describe("snapshots, restore, fork and pause (real VMs under QEMU)", () => {
     assert.equal(standbyDirs().length, 1, "one standby per snapshot");
   });
 
+  it("does not take a VMM that died waiting: the restore starts its own", async () => {
+    const ahead = await standbyReady("s1");
+    process.kill(ahead, "SIGKILL");
+    const r = await json<{ name: string; pid: number; state: string }>(["vm", "create", "--from-snapshot", "s1", "--name", "r2"]);
+    assert.equal(r.state, "running");
+    assert.notEqual(r.pid, ahead);
+    assert.equal((await sh("r2", "hostname")).trim(), "r2");
+    await mustRun(banger(["vm", "rm", "-f", "r2"]));
+    assert.notEqual(await standbyReady("s1"), ahead, "and a new one waits");
+    assert.equal(standbyDirs().length, 1, "the dead one's files removed");
+  });
+
   it("forks children that differ in hostname and random bytes; the parent keeps running", async () => {
     const forked = await json<{ parent: string; snapshot: string; children: { name: string; state: string; snapshot: string }[]; pauseMs: number }>(["vm", "fork", "src", "--count", "2"]);
     assert.deepEqual(
@@ -158,6 +169,27 @@ describe("snapshots, restore, fork and pause (real VMs under QEMU)", () => {
         [forked.snapshot, true],
       ],
     );
+  });
+
+  it("forks again into the VMM it started ahead for the parent's next fork, then starts the next", async () => {
+    const ahead = await standbyReady("fork:src", "standby fork ready");
+    const standbyDir = `.standby-${standbyIds("fork:src")[0]}`;
+    assert.ok(existsSync(join(home, "vms", standbyDir)));
+    const forked = await json<{ snapshot: string; children: { name: string; pid: number; state: string }[] }>(["vm", "fork", "src", "--name", "src-3"]);
+    assert.deepEqual(
+      forked.children.map((c) => [c.name, c.state, c.pid]),
+      [["src-3", "running", ahead]],
+      "src-3 is the VMM started ahead",
+    );
+    assert.equal((await sh("src-3", "hostname")).trim(), "src-3");
+    assert.equal(await sh("src-3", "cat /root/before"), "written-before\n");
+    const child = await counter("src-3");
+    assert.equal(child.pid, (await counter("src")).pid, "the parent's process, forked");
+    assert.ok(child.count > countAtSnapshot, `with the parent's count at the fork (${child.count}), not the older snapshot's (${countAtSnapshot})`);
+    assert.ok(existsSync(join(home, "vms", "src-3", "root.qcow2")) && !existsSync(join(home, "vms", standbyDir!)), "its disk moved under its own name");
+    assert.notEqual(await standbyReady("fork:src", "standby fork ready"), ahead, "the next one");
+    await mustRun(banger(["vm", "rm", "-f", "src-3"]));
+    assert.ok(!existsSync(join(home, "snapshots", forked.snapshot)), "its base went with its only child");
   });
 
   it("refuses to remove a snapshot a VM was restored from", async () => {
@@ -193,8 +225,10 @@ describe("snapshots, restore, fork and pause (real VMs under QEMU)", () => {
   it("loses nothing to a daemon killed with SIGKILL: rows, files and VMs re-adopted", async () => {
     const before = await json<{ name: string; pid: number; state: string }[]>(["vm", "ls"]);
     const snaps = await json<{ name: string }[]>(["snapshot", "ls", "--all"]);
-    const ahead = standbyPids("s1");
-    assert.equal(ahead.length, 1);
+    // At most snapshot.standbys (2): src's next fork's, and s1's unless s2's pushed it out.
+    const ahead = standbyPids("fork:src");
+    assert.equal(ahead.length, 1, "a VMM waits for src's next fork");
+    ahead.push(...standbyPids("s1"), ...standbyPids("s2"));
     process.kill(daemonPid(), "SIGKILL");
     const after = await json<{ name: string; pid: number; state: string }[]>(["vm", "ls"]);
     assert.deepEqual(
@@ -205,8 +239,9 @@ describe("snapshots, restore, fork and pause (real VMs under QEMU)", () => {
     assert.deepEqual(await json<{ name: string }[]>(["snapshot", "ls", "--all"]), snaps);
     assert.equal((await sh("r1", "hostname")).trim(), "r1");
     assert.ok((await counter("src-2")).count > 0);
-    assert.ok(!isAlive(ahead[0]!), "the VMM the killed daemon started ahead was ended");
-    assert.deepEqual([standbyPids("s1"), standbyDirs()], [[], []], "and its files removed");
+    assert.ok(!ahead.some(isAlive), "the VMMs the killed daemon started ahead were ended");
+    assert.deepEqual([standbyPids("s1"), standbyPids("fork:src"), standbyDirs()], [[], [], []], "and their files removed");
+    assert.deepEqual(readdirSync(join(home, "snapshots")).sort(), snaps.map((s) => s.name).sort(), "with the stand-ins of src's next fork base");
   });
 
   it("frees a fork's base with its last child, and a snapshot once nothing uses it", async () => {
