@@ -82,13 +82,14 @@ export class StandbyRestores {
 
   /**
    * `vm`'s fork standby, now the caller's with its base, when it was made for this very VMM
-   * (`parentPid`) and workspace record; a stale one is ended.
+   * (`parentPid`) and workspace record and `vm` is running; otherwise it is ended.
    */
   takeFork(vm: VmRecord, parentPid: number): ForkStandby | undefined {
     const standby = this.take(forkKey(vm.name));
     if (!standby?.fork) return undefined;
     const { plan, parentPid: madeFor } = standby.fork;
-    if (madeFor !== parentPid || JSON.stringify(plan.workspace?.record ?? null) !== JSON.stringify(vm.config.workspace ?? null)) {
+    // A paused parent forks as it did before standbys: its snapshot is not written in place.
+    if (vm.state !== "running" || madeFor !== parentPid || JSON.stringify(plan.workspace?.record ?? null) !== JSON.stringify(vm.config.workspace ?? null)) {
       void endStandby(standby);
       return undefined;
     }
@@ -217,10 +218,12 @@ function standbysWanted(ctx: DaemonContext): number {
 /** A standby no VM took: its VMM ended, its files gone. */
 export async function endStandby(standby: Standby): Promise<void> {
   await standby.vmm.cancel().catch(() => undefined);
-  await rm(standby.dir, { recursive: true, force: true });
-  await rm(standby.runtimeDir, { recursive: true, force: true });
+  // Never throws (callers end VMs after it): what cannot be removed now goes at the next start (reapStandbys, reconcileSnapshots).
+  const gone = (dir: string) => rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  await gone(standby.dir);
+  await gone(standby.runtimeDir);
   // A fork standby no fork took: its base's stand-ins too (never recorded).
-  if (standby.fork) await rm(standby.fork.baseDir, { recursive: true, force: true });
+  if (standby.fork) await gone(standby.fork.baseDir);
 }
 
 /** A taken standby's files under the VM's own directory; its config with their new paths. */

@@ -203,9 +203,9 @@ export async function consoleTail(path: string, lines = 8): Promise<string> {
 export async function destroyVm(ctx: DaemonContext, name: string, dir: string, runtimeDir: string): Promise<void> {
   const handle = ctx.runtime.handle(name);
   ctx.runtime.forget(name);
-  await ctx.standbys.dropFork(name);
   if (handle) await handle.kill().catch(() => undefined);
   await killUnrecordedVmms(runtimeDir).catch(() => undefined);
+  await ctx.standbys.dropFork(name); // after the kill: it waits for one being made
   await ctx.network.forget(name).catch((err: unknown) => ctx.log.warn("network cleanup failed", { vm: name, error: errorLine(err) }));
   await rm(runtimeDir, { recursive: true, force: true }).catch(() => undefined);
   await rm(dir, { recursive: true, force: true }).catch(() => undefined);
@@ -279,8 +279,8 @@ export function killVm(ctx: DaemonContext, name: string): Promise<VmRecord> {
       const vm = getVm(ctx, name);
       const handle = ctx.runtime.handle(name);
       ctx.runtime.forget(name);
-      await ctx.standbys.dropFork(name);
       if (handle) await handle.kill();
+      await ctx.standbys.dropFork(name);
       await ctx.network.detach(name);
       if (DEAD_STATES.includes(vm.state)) return vm;
       ctx.store.updateVm(vm.name, { state: "stopped", pid: null, stateReason: null });

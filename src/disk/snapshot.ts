@@ -2,7 +2,7 @@
 // and drains its disks when the guest stops, so the file is consistent), and new VMs' disks
 // made from that copy without copying it again.
 import { randomBytes } from "node:crypto";
-import { copyFile, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { constants, copyFile, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { cancelled, integrity, invalidArgument } from "../util/errors.ts";
 import { runChecked } from "../util/exec.ts";
@@ -43,7 +43,7 @@ async function copySparse(src: string, to: string, signal?: AbortSignal): Promis
   const st = await stat(src);
   if (st.size <= KERNEL_COPY_MAX && st.blocks * 512 >= st.size - KERNEL_COPY_HOLES) {
     if (signal?.aborted) throw cancelled();
-    await copyFile(src, to);
+    await copyFile(src, to, constants.COPYFILE_FICLONE); // a reflink where the filesystem can
     return;
   }
   await runChecked(["cp", "--sparse=always", "--reflink=auto", src, to], { signal });

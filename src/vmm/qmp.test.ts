@@ -71,6 +71,22 @@ test("qmpCommand sends the capabilities negotiation and its command before the g
   }
 });
 
+test("a command's timeout counts from QEMU's greeting, not from the wait for the monitor (each step has its own)", async () => {
+  const { path, server } = await fakeQmp(async (sock, lines) => {
+    await new Promise((r) => setTimeout(r, 200)); // another client holds the monitor
+    sock.write(GREETING);
+    for await (const line of lines) {
+      if (line.execute !== "qmp_capabilities") await new Promise((r) => setTimeout(r, 200)); // then the command takes its time
+      reply(sock, line.id, line.execute);
+    }
+  });
+  try {
+    assert.equal(await qmpCommand(path, "query-status", undefined, 300), "query-status");
+  } finally {
+    server.close();
+  }
+});
+
 test("pipelined commands on one client get their own replies, whatever order they come in", async () => {
   const { path, server } = await fakeQmp(async (sock, lines) => {
     sock.write(GREETING);

@@ -16,7 +16,8 @@ interface Pending {
   id: number;
   resolve: (value: unknown) => void;
   reject: (err: Error) => void;
-  timer: NodeJS.Timeout;
+  /** Started once QEMU has greeted: each command's timeout counts from then, not from a wait for the monitor. */
+  timer?: NodeJS.Timeout;
   /** `quit` may close the socket before its reply arrives: that also means success. */
   closeIsSuccess: boolean;
 }
@@ -35,6 +36,9 @@ export class QmpClient {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private greeting: ((ok: boolean) => void) | undefined;
+  private greeted = false;
+  /** Commands written before the greeting, their timers not started yet. */
+  private unarmed: (() => void)[] = [];
   private closed = false;
 
   private constructor(private readonly sock: Socket) {
@@ -73,11 +77,16 @@ export class QmpClient {
     if (this.closed) return Promise.reject(qmpError(`QMP connection closed before ${command}`));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new BangerError(ErrorCode.Timeout, `QMP ${command} got no answer in ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pending.set(id, { id, resolve: resolve as (v: unknown) => void, reject, timer, closeIsSuccess: command === "quit" });
+      const pending: Pending = { id, resolve: resolve as (v: unknown) => void, reject, closeIsSuccess: command === "quit" };
+      const arm = () => {
+        pending.timer = setTimeout(() => {
+          this.pending.delete(id);
+          reject(new BangerError(ErrorCode.Timeout, `QMP ${command} got no answer in ${timeoutMs} ms`));
+        }, timeoutMs);
+      };
+      this.pending.set(id, pending);
+      if (this.greeted) arm();
+      else this.unarmed.push(arm);
       this.sock.write(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id })}\n`);
     });
   }
@@ -121,7 +130,11 @@ export class QmpClient {
       this.fail(qmpError("QMP sent invalid JSON"));
       return;
     }
-    if (msg.QMP !== undefined) return this.greeting?.(true);
+    if (msg.QMP !== undefined) {
+      this.greeted = true;
+      for (const arm of this.unarmed.splice(0)) arm();
+      return this.greeting?.(true);
+    }
     if (msg.event !== undefined) {
       const data = typeof msg.data === "object" && msg.data !== null ? (msg.data as Record<string, unknown>) : {};
       if (typeof msg.event === "string") this.onEvent?.({ event: msg.event, data });
@@ -154,6 +167,7 @@ export class QmpClient {
   private takeAll(): Pending[] {
     const all = [...this.pending.values()];
     this.pending.clear();
+    this.unarmed = [];
     for (const p of all) clearTimeout(p.timer);
     return all;
   }

@@ -192,6 +192,22 @@ describe("snapshots, restore, fork and pause (real VMs under QEMU)", () => {
     assert.ok(!existsSync(join(home, "snapshots", forked.snapshot)), "its base went with its only child");
   });
 
+  it("forks a paused parent without the VMM waiting (ended), and starts one again once it runs", async () => {
+    const waiting = await standbyReady("fork:src", "standby fork ready");
+    await mustRun(banger(["vm", "pause", "src"]));
+    const fromPaused = await json<{ children: { name: string; pid: number; state: string }[] }>(["vm", "fork", "src", "--name", "src-4"]);
+    assert.equal(fromPaused.children[0]?.state, "running");
+    assert.notEqual(fromPaused.children[0]?.pid, waiting, "its snapshot is not written in place");
+    assert.ok(!isAlive(waiting), "the VMM waiting for src's next fork was ended");
+    assert.deepEqual(standbyPids("fork:src"), [], "and none is made for a paused VM");
+    await mustRun(banger(["vm", "resume", "src"]));
+    assert.equal((await sh("src-4", "hostname")).trim(), "src-4");
+    await mustRun(banger(["vm", "rm", "-f", "src-4"]));
+    await mustRun(banger(["vm", "fork", "src", "--name", "src-5"]));
+    await mustRun(banger(["vm", "rm", "-f", "src-5"]));
+    assert.notEqual(await standbyReady("fork:src", "standby fork ready"), waiting, "running again, forked again: one waits again");
+  });
+
   it("refuses to remove a snapshot a VM was restored from", async () => {
     const r = await banger(["snapshot", "rm", "s1"]);
     assert.equal(r.code, 1);
