@@ -202,7 +202,7 @@ export function parseConfigText(key: string, text: string): unknown {
     case "network.tap_pool":
       return checkTapPool(text, key);
     case "snapshot.standbys":
-      return checkStandbys(text.trim() === "" ? Number.NaN : Number(text), key);
+      return checkStandbys(typedNumber(text), key);
     case "web.port":
       return checkWebPort(Number(text));
     case "api.port":
@@ -236,10 +236,18 @@ export function checkTcgCache(value: unknown, what = "qemu.tcg_cache"): number {
   return value;
 }
 
+/** A count setting: a whole number from 0 to `max`, a number (not a string) or one line naming `what`. */
+function wholeUpTo(value: unknown, max: number, what: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > max) throw invalidArgument(`${what} takes a whole number from 0 to ${max}`);
+  return value;
+}
+
+/** A number typed as text (`config set`, an environment variable); blank is not 0. */
+const typedNumber = (text: string) => (text.trim() === "" ? Number.NaN : Number(text));
+
 /** snapshot.standbys: a whole number from 0 to MAX_STANDBYS. */
 export function checkStandbys(value: unknown, what = "snapshot.standbys"): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > MAX_STANDBYS) throw invalidArgument(`${what} takes a whole number from 0 to ${MAX_STANDBYS}`);
-  return value;
+  return wholeUpTo(value, MAX_STANDBYS, what);
 }
 
 /**
@@ -247,9 +255,7 @@ export function checkStandbys(value: unknown, what = "snapshot.standbys"): numbe
  * number from 0 to MAX_TAP_POOL (a numeric string counts, as the daemon always read it).
  */
 export function checkTapPool(value: unknown, what = "network.tap_pool"): number {
-  const n = typeof value === "number" ? value : typeof value === "string" && value.trim() !== "" ? Number(value) : NaN;
-  if (!Number.isInteger(n) || n < 0 || n > MAX_TAP_POOL) throw invalidArgument(`${what} takes a whole number from 0 to ${MAX_TAP_POOL}`);
-  return n;
+  return wholeUpTo(typeof value === "string" ? typedNumber(value) : value, MAX_TAP_POOL, what);
 }
 
 /** The tap pool size the daemon uses: BANGER_TAP_POOL > network.tap_pool > 2, checked. */

@@ -66,13 +66,13 @@ export async function diskStandIn(src: { path: string; format: DiskFormat }, des
 
 /**
  * Copies a paused VM's extra disk to `dest` as one self-contained sparse raw file (a raw one
- * with cp; a qcow2 overlay, e.g. a restored VM's, flattened with its backing by qemu-img,
+ * by copySparse; a qcow2 overlay, e.g. a restored VM's, flattened with its backing by qemu-img,
  * -U: the paused VMM still holds its lock), so the copy outlives whatever it was backed by.
  */
 export async function snapshotFlatRaw(src: { path: string; format: DiskFormat }, dest: string, opts: { signal?: AbortSignal } = {}): Promise<SnapshotDisk> {
-  const argv = (staging: string) =>
-    src.format === "raw" ? ["cp", "--sparse=always", "--reflink=auto", src.path, staging] : ["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", src.path, staging];
-  await staged(dest, (staging) => runChecked(argv(staging), { signal: opts.signal }));
+  const flatten = (staging: string) =>
+    src.format === "raw" ? copySparse(src.path, staging, opts.signal) : runChecked(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", src.path, staging], { signal: opts.signal });
+  await staged(dest, flatten);
   return { path: dest, format: "raw", bytes: await allocatedBytes(dest) };
 }
 
